@@ -1,0 +1,67 @@
+//! What every command line of the project shares: exit codes, usage errors, reading
+//! option values, and reading license files under the size cap.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::format::{self, Capped, Malformed};
+
+/// Every file was valid (or the command did what it was asked).
+pub const EXIT_OK: i32 = 0;
+/// At least one file was refused, or the action failed.
+pub const EXIT_FAILED: i32 = 1;
+/// The command line was wrong, or something it names (a keyring) cannot be used.
+pub const EXIT_USAGE: i32 = 2;
+
+/// A command-line mistake: printed with a hint to `--help`, exit status 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<lexopt::Error> for Usage {
+    fn from(e: lexopt::Error) -> Self {
+        Usage(e.to_string())
+    }
+}
+
+impl From<String> for Usage {
+    fn from(s: String) -> Self {
+        Usage(s)
+    }
+}
+
+/// The value of the option just read, as UTF-8 text.
+pub fn text_value(parser: &mut lexopt::Parser, option: &str) -> Result<String, Usage> {
+    let value: OsString = parser.value()?;
+    value
+        .into_string()
+        .map_err(|v| Usage(format!("{option}: {v:?} is not valid UTF-8")))
+}
+
+/// A license file's bytes, or why there are none.
+pub enum FileBytes {
+    Read(Vec<u8>),
+    /// Larger than a license file may be; reading stopped just past the cap.
+    TooBig(Malformed),
+}
+
+/// Reads a license file (`-` is standard input), never more than the cap plus one byte.
+pub fn read_license_file(path: &Path) -> io::Result<FileBytes> {
+    let capped = if path.as_os_str() == "-" {
+        format::read_capped(io::stdin().lock())?
+    } else {
+        format::read_capped(File::open(path)?)?
+    };
+    Ok(match capped {
+        Capped::Content(bytes) => FileBytes::Read(bytes),
+        Capped::TooBig(m) => FileBytes::TooBig(m),
+    })
+}

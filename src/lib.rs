@@ -1,0 +1,16 @@
+//! license-agent: the phone-side license agent for embedded Linux desk phones.
+//!
+//! The crate is laid out the way a license travels through the phone:
+//!
+//! - [`format`]: bytes of a license file → an *unverified* [`format::License`], or a
+//!   precise "malformed" / "unsupported version" refusal (`shared/spec/license-file.md`).
+//! - [`trust`]: the keyring and the Ed25519 check; the only place that can build a
+//!   [`trust::Verified`] license, so nothing unverified reaches later code.
+//! - [`issuer`]: the vendor side (building and signing license files); host tools and
+//!   tests use it, the phone never calls it.
+//! - [`cli`]: the `license-agent` command line.
+
+pub mod cli;
+pub mod format;
+pub mod issuer;
+pub mod trust;

@@ -1,0 +1,227 @@
+//! The trusted keyring: which Ed25519 public keys may sign licenses.
+//!
+//! Format (`license-file.md`): `#` starts a comment, blank lines are ignored, every other
+//! line is `ed25519 <64 hex digits> [free text]`. A key's id is derived from the key, never
+//! read from the file. Any other line makes the whole keyring invalid: an agent with a
+//! keyring it cannot read trusts nothing and says why.
+
+use std::fmt;
+use std::path::Path;
+
+use ring::digest;
+
+use crate::format::KeyId;
+
+/// Bytes of a raw Ed25519 public key.
+pub const PUBLIC_KEY_LEN: usize = 32;
+
+/// The id of a raw public key: first 4 bytes of its SHA-256.
+pub fn key_id_of(public_key: &[u8; PUBLIC_KEY_LEN]) -> KeyId {
+    let hash = digest::digest(&digest::SHA256, public_key);
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&hash.as_ref()[..4]);
+    KeyId(id)
+}
+
+/// One trusted key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    pub id: KeyId,
+    pub public_key: [u8; PUBLIC_KEY_LEN],
+    /// The free text after the key on its line (may be empty).
+    pub label: String,
+}
+
+/// Why a keyring cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringError {
+    /// The file could not be read.
+    Io { path: String, error: String },
+    /// A line is not a comment, blank, or a key line.
+    Line { line: usize, reason: String },
+    /// Two different keys have the same 4-byte id: a license naming it would be ambiguous.
+    IdCollision { id: KeyId, line: usize },
+}
+
+impl fmt::Display for KeyringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyringError::Io { path, error } => write!(f, "cannot read keyring {path}: {error}"),
+            KeyringError::Line { line, reason } => {
+                write!(
+                    f,
+                    "invalid keyring, line {line}: {reason}; no key is trusted"
+                )
+            }
+            KeyringError::IdCollision { id, line } => write!(
+                f,
+                "invalid keyring, line {line}: another key already has id {id}; no key is trusted"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyringError {}
+
+/// The set of trusted keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keyring {
+    keys: Vec<TrustedKey>,
+}
+
+impl Keyring {
+    /// Reads a keyring file (capped at 1 MiB: a keyring holds a handful of lines).
+    pub fn load(path: &Path) -> Result<Keyring, KeyringError> {
+        use std::io::Read;
+        const MAX: u64 = 1 << 20;
+        let io_err = |e: std::io::Error| KeyringError::Io {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX + 1).read_to_end(&mut bytes))
+            .map_err(io_err)?;
+        if bytes.len() as u64 > MAX {
+            return Err(KeyringError::Io {
+                path: path.display().to_string(),
+                error: format!("larger than {MAX} bytes"),
+            });
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            KeyringError::Line {
+                line,
+                reason: "not valid UTF-8 text".into(),
+            }
+        })?;
+        Keyring::parse(text)
+    }
+
+    /// Reads keyring text.
+    pub fn parse(text: &str) -> Result<Keyring, KeyringError> {
+        let mut keyring = Keyring::default();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let content = raw.split('#').next().unwrap_or("").trim();
+            if content.is_empty() {
+                continue;
+            }
+            let bad = |reason: String| KeyringError::Line { line, reason };
+            let (algorithm, rest) = content
+                .split_once(char::is_whitespace)
+                .unwrap_or((content, ""));
+            if algorithm != "ed25519" {
+                return Err(bad(format!(
+                    "expected \"ed25519 <64 hex digits> [label]\", found {algorithm:?}"
+                )));
+            }
+            let rest = rest.trim_start();
+            let (key_hex, label) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let mut public_key = [0u8; PUBLIC_KEY_LEN];
+            if key_hex.len() != 2 * PUBLIC_KEY_LEN
+                || hex::decode_to_slice(key_hex, &mut public_key).is_err()
+            {
+                return Err(bad(format!(
+                    "the key must be 64 hex digits (32 bytes), found {:?}",
+                    key_hex
+                )));
+            }
+            keyring.add(public_key, label.trim(), line)?;
+        }
+        Ok(keyring)
+    }
+
+    /// Adds a key (a repeat of a trusted key is the same key, and ignored).
+    fn add(
+        &mut self,
+        public_key: [u8; PUBLIC_KEY_LEN],
+        label: &str,
+        line: usize,
+    ) -> Result<(), KeyringError> {
+        let id = key_id_of(&public_key);
+        match self.keys.iter().find(|k| k.id == id) {
+            Some(k) if k.public_key == public_key => Ok(()),
+            Some(_) => Err(KeyringError::IdCollision { id, line }),
+            None => {
+                self.keys.push(TrustedKey {
+                    id,
+                    public_key,
+                    label: label.to_string(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// A keyring of one key (the issuer checks its own output with it).
+    pub fn single(public_key: [u8; PUBLIC_KEY_LEN], label: &str) -> Keyring {
+        let id = key_id_of(&public_key);
+        Keyring {
+            keys: vec![TrustedKey {
+                id,
+                public_key,
+                label: label.to_string(),
+            }],
+        }
+    }
+
+    /// The key with this id, if trusted.
+    pub fn get(&self, id: KeyId) -> Option<&TrustedKey> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// All trusted keys, in file order.
+    pub fn keys(&self) -> &[TrustedKey] {
+        &self.keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VENDOR: &str = "44ad6866528e8fc138f2d6677816a1875da530e7e4d2598519a09a3cf1a4947d";
+    const ROTATED: &str = "F7E184C9607460291E40065A329D78140879CD7A98E0C633D7358FF7CDA46C03";
+
+    #[test]
+    fn derives_the_key_ids_the_vectors_name() {
+        let text = format!("# c\ned25519 {VENDOR} vendor key\n\n  ed25519\t{ROTATED}\r\n");
+        let ring = Keyring::parse(&text).unwrap();
+        let ids: Vec<String> = ring.keys().iter().map(|k| k.id.to_string()).collect();
+        assert_eq!(ids, ["03A548A2", "6C8B40D1"]);
+        assert_eq!(ring.keys()[0].label, "vendor key");
+    }
+
+    #[test]
+    fn a_repeated_key_is_one_key() {
+        let text = format!("ed25519 {VENDOR} a\ned25519 {} b\n", VENDOR.to_uppercase());
+        assert_eq!(Keyring::parse(&text).unwrap().keys().len(), 1);
+    }
+
+    #[test]
+    fn comments_may_follow_a_key() {
+        let ring = Keyring::parse(&format!("ed25519 {VENDOR}# trailing\n")).unwrap();
+        assert_eq!(ring.keys().len(), 1);
+    }
+
+    #[test]
+    fn any_other_line_invalidates_the_whole_keyring() {
+        for bad in [
+            format!("ed25519 {VENDOR}\nrsa {VENDOR}\n"),
+            format!("ed25519 {}\n", &VENDOR[..62]),
+            format!("ed25519 {VENDOR}00\n"),
+            format!("ed25519 {}zz\n", &VENDOR[..62]),
+            "ed25519\n".to_string(),
+            format!("ED25519 {VENDOR}\n"),
+        ] {
+            let err = Keyring::parse(&bad).unwrap_err();
+            assert!(matches!(err, KeyringError::Line { .. }), "{bad:?}: {err}");
+        }
+        let err = Keyring::parse(&format!("\n\nrsa {VENDOR}\n")).unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+    }
+}
