@@ -1,0 +1,107 @@
+//! Shared by the integration tests: how to start the binaries under test, where the
+//! vectors are, and small file helpers.
+//!
+//! `LICENSE_AGENT_BIN` replaces the `license-agent` under test (for example the armv7
+//! build) and `LICENSE_AGENT_RUNNER` names what starts it (`qemu-arm -cpu cortex-a9`):
+//! there is no binfmt_misc on the build machines, so the host side must start QEMU.
+
+#![allow(dead_code)] // each test crate uses its own part of this module
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A `license-agent` command, honouring `LICENSE_AGENT_BIN` and `LICENSE_AGENT_RUNNER`.
+pub fn agent() -> Command {
+    let bin = std::env::var_os("LICENSE_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_license-agent")));
+    match std::env::var("LICENSE_AGENT_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap_or("env"));
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
+/// The host `license-issuer` (vendor side; never run under QEMU).
+pub fn issuer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_license-issuer"))
+}
+
+/// Runs a command and returns its output, failing the test if it could not start or
+/// if it died of a signal or a panic (status 101): no input may do that.
+pub fn run<I, S>(mut cmd: Command, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = cmd
+        .args(args)
+        .output()
+        .expect("start the binary under test");
+    assert_no_crash(&out);
+    out
+}
+
+pub fn assert_no_crash(out: &Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code().is_some()
+            && out.status.code() != Some(101)
+            && !stderr.contains("panicked"),
+        "the binary crashed: {:?}\nstderr: {stderr}",
+        out.status
+    );
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+/// The project's own copy of the vectors.
+pub fn own_vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+/// `../shared/vectors/` beside the checkout, where it exists.
+pub fn shared_vectors() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
+    dir.join("keyring").is_file().then_some(dir)
+}
+
+/// Every vector folder present: the own copy always, the shared one where it exists.
+pub fn vector_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![own_vectors()];
+    dirs.extend(shared_vectors());
+    dirs
+}
+
+/// The `.cfg` files of a folder, sorted.
+pub fn cfg_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read vector folder")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension() == Some(OsStr::new("cfg")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The verdict a vector's name announces.
+pub fn announced_verdict(file: &Path) -> &'static str {
+    let name = file.file_name().and_then(OsStr::to_str).unwrap_or("");
+    [
+        "valid",
+        "malformed",
+        "unsupported-version",
+        "unknown-key",
+        "bad-signature",
+    ]
+    .into_iter()
+    .find(|v| name.starts_with(&format!("{v}-")))
+    .unwrap_or_else(|| panic!("{name} announces no verdict"))
+}
