@@ -12,13 +12,13 @@ license-agent inspect: decode license files without trusting them
 Usage: license-agent inspect [--keyring PATH] [--json] FILE...
 
 Shows every field of each FILE (- for standard input): kind, serial, key id, the feature
-table with names, transaction types and dates (RFC 3339, UTC), and the signed message.
+table with names, transaction types and dates (RFC 3339, UTC), and the signature.
 Nothing shown is trusted unless the verdict, given with --keyring, is valid.
 
 Options:
   --keyring PATH  also give the verdict against this trusted keyring
   --json          one JSON object per file per line (the fields of verify --json, for
-                  every decodable file, plus signed_message in hex)
+                  every decodable file, plus signature and signed_message in hex)
   -h, --help      this text
 
 Exit status: 0 every file decodes (and, with --keyring, is valid), 1 otherwise,
@@ -75,11 +75,10 @@ fn text(r: &FileReport) -> String {
         out.push_str(&format!("  features:   {}\n", features.len()));
         out.push_str(&feature_table(features));
     }
-    if let Some(msg) = &r.signed_message {
+    if let (Some(signature), Some(msg)) = (&r.signature, &r.signed_message) {
         out.push_str(&format!(
-            "  signed message: {} bytes, {}\n",
-            msg.len() / 2,
-            msg
+            "  signature:  {signature}\n  signed:     {} bytes (shown in hex by --json)\n",
+            msg.len() / 2
         ));
     }
     out.push_str(&format!("  verdict:    {}: {}\n\n", r.verdict, r.detail));

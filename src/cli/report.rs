@@ -50,6 +50,9 @@ pub struct FileReport {
     pub key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features: Option<Vec<FeatureReport>>,
+    /// The signature in hex (`inspect` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     /// The signed message in hex (`inspect` only): what any implementation must agree on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed_message: Option<String>,
@@ -65,6 +68,7 @@ impl FileReport {
             kind: None,
             key: None,
             features: None,
+            signature: None,
             signed_message: None,
         }
     }
@@ -124,6 +128,7 @@ pub fn judge(path: &Path, keyring: Option<&Keyring>, mode: Mode) -> FileReport {
         report = report.with_license(&license);
     }
     if mode == Mode::Inspect {
+        report.signature = Some(hex::encode(license.signature()));
         report.signed_message = Some(hex::encode(license.signed_message()));
     }
     report
