@@ -38,5 +38,5 @@ log "binary-driving tests against the armv7 binary under $runner"
 LICENSE_AGENT_BIN=$arm_bin LICENSE_AGENT_RUNNER=$runner \
     cargo test --locked --test vectors --test cli
 LICENSE_AGENT_BIN=$arm_bin LICENSE_AGENT_RUNNER=$runner \
-    cargo test --locked --test robustness the_binary_never_panics
+    cargo test --locked --test robustness -- the_binary_never_panics neither_binary_panics
 log "ok"

@@ -247,6 +247,85 @@ proptest! {
     fn xml_like_input_never_panics(bytes in xmlish()) {
         let _ = format::parse(&bytes);
     }
+
+    #[test]
+    fn keyring_text_never_panics(lines in prop::collection::vec(keyring_line(), 0..8)) {
+        let _ = Keyring::parse(&lines.join("\n"));
+    }
+}
+
+/// Lines that look like keyring lines, and some that only nearly do.
+fn keyring_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[ -~]{0,80}",
+        "ed25519[ \t]{0,2}[0-9a-fA-F]{60,68}[ -~]{0,10}",
+        "[ \t]*#[ -~]{0,20}",
+        "(ed25519|ED25519|rsa)? ?[0-9a-f#]{0,70}",
+    ]
+}
+
+/// Command lines of words the binaries know, mixed with arbitrary ones.
+fn command_line() -> impl Strategy<Value = Vec<String>> {
+    let word = prop_oneof![
+        prop::sample::select(vec![
+            "verify",
+            "inspect",
+            "help",
+            "keygen",
+            "pubkey",
+            "sign",
+            "--json",
+            "--keyring",
+            "--key",
+            "--serial",
+            "--kind",
+            "--feature",
+            "--label",
+            "-o",
+            "--help",
+            "-h",
+            "--version",
+            "-V",
+            "-",
+            "--",
+            "phone",
+            "site",
+            "0004f2000001",
+            "vqmon,new,2026-01-01T00:00:00Z,never",
+            "tests/vectors/keyring",
+            "tests/vectors/valid-phone-perpetual.cfg",
+        ])
+        .prop_map(str::to_string),
+        "[ -~]{0,12}",
+        "--[a-z=]{0,8}",
+    ];
+    prop::collection::vec(word, 0..7)
+}
+
+proptest! {
+    // Each case starts processes: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn neither_binary_panics_on_any_command_line(args in command_line()) {
+        // Run from the crate root so the relative paths in the word list exist; outputs
+        // go to a scratch folder (the issuer's -o never overwrites a key, but may write).
+        let scratch = tempfile::tempdir().unwrap();
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| if a == "-o" { format!("-o{}/out", scratch.path().display()) } else { a })
+            .collect();
+        for mut cmd in [agent(), common::issuer()] {
+            let out = cmd
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_no_crash(&out);
+            prop_assert!(matches!(out.status.code(), Some(0..=2)), "{args:?}: {:?}", out.status);
+        }
+    }
 }
 
 proptest! {

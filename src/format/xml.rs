@@ -598,6 +598,7 @@ mod tests {
                 "control character",
             ),
             (doc("<!-- a -- b -->", BODY, ""), "not well-formed"),
+            (doc("<!-- a --->", BODY, ""), "`--` was found in a comment"),
         ];
         for (input, expected) in cases {
             let got = reason(&input);
