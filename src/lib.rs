@@ -6,11 +6,15 @@
 //!   precise "malformed" / "unsupported version" refusal (`shared/spec/license-file.md`).
 //! - [`trust`]: the keyring and the Ed25519 check; the only place that can build a
 //!   [`trust::Verified`] license, so nothing unverified reaches later code.
+//! - [`engine`]: pure decisions from (licenses held, identity, instant): acceptance,
+//!   primary and bridging licenses, statuses, the merged feature set, the next change.
 //! - [`issuer`]: the vendor side (building and signing license files); host tools and
 //!   tests use it, the phone never calls it.
 //! - [`cli`]: the `license-agent` command line.
 
 pub mod cli;
+pub mod config;
+pub mod engine;
 pub mod format;
 pub mod issuer;
 pub mod trust;

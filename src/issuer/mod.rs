@@ -28,6 +28,13 @@ impl SigningKey {
         Ok((key, doc.as_ref().to_vec()))
     }
 
+    /// The key of a 32-byte seed (deterministic: tests and reproducible examples).
+    pub fn from_seed(seed: &[u8; 32]) -> Result<SigningKey, String> {
+        Ed25519KeyPair::from_seed_unchecked(seed)
+            .map(|pair| SigningKey { pair })
+            .map_err(|e| format!("not an Ed25519 seed ({e})"))
+    }
+
     /// Reads a PKCS#8 DER private key (v2 as `keygen` writes, or v1 as OpenSSL writes).
     pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, String> {
         Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)

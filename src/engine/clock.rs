@@ -1,0 +1,145 @@
+//! Time sanity (`agent-rules.md`, "Time"): is the wall clock fit to judge expiry, and at
+//! which instant should the agent judge?
+//!
+//! - Before the agent's build time the clock is *unsynced* (a phone boots at 1970 until
+//!   SNTP sets it): no time-based decision at all.
+//! - More than the tolerance (24 h by default) behind the latest time the agent has
+//!   trusted, it was *wound back*: judge at the trusted time, so setting the clock back
+//!   never revives an expired license.
+
+use super::status::Instant;
+
+/// How often, at most, the latest trusted time is written to flash.
+pub const TRUSTED_TIME_WRITE_INTERVAL: i64 = 3_600;
+
+/// What the clock is fit for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockVerdict {
+    /// Judge at the wall clock.
+    Ok,
+    /// Earlier than the build time: make no time-based decision.
+    Unsynced,
+    /// More than the tolerance behind the latest trusted time: judge at that time.
+    Windback,
+}
+
+impl ClockVerdict {
+    pub fn id(self) -> &'static str {
+        match self {
+            ClockVerdict::Ok => "ok",
+            ClockVerdict::Unsynced => "unsynced",
+            ClockVerdict::Windback => "windback",
+        }
+    }
+}
+
+/// The clock as judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    pub verdict: ClockVerdict,
+    /// What the wall clock said.
+    pub wall: Instant,
+    /// The instant to judge at; `None` when unsynced.
+    pub judge_at: Option<Instant>,
+}
+
+/// Judges the wall clock against the build time and the persisted latest trusted time.
+pub fn judge_clock(
+    wall: Instant,
+    build_time: Instant,
+    latest_trusted: Option<Instant>,
+    windback_tolerance: u64,
+) -> ClockReading {
+    let tolerance = i64::try_from(windback_tolerance).unwrap_or(i64::MAX);
+    let (verdict, judge_at) = if wall < build_time {
+        (ClockVerdict::Unsynced, None)
+    } else {
+        match latest_trusted {
+            Some(trusted) if wall < trusted.saturating_sub(tolerance) => {
+                (ClockVerdict::Windback, Some(trusted))
+            }
+            _ => (ClockVerdict::Ok, Some(wall)),
+        }
+    };
+    ClockReading {
+        verdict,
+        wall,
+        judge_at,
+    }
+}
+
+/// The trusted time to persist now, if a write is due: only from a sane clock, only
+/// forward, and at most once per [`TRUSTED_TIME_WRITE_INTERVAL`] to spare the flash.
+pub fn trusted_time_to_write(
+    reading: &ClockReading,
+    persisted: Option<Instant>,
+) -> Option<Instant> {
+    if reading.verdict != ClockVerdict::Ok {
+        return None;
+    }
+    match persisted {
+        Some(p) if reading.wall < p.saturating_add(TRUSTED_TIME_WRITE_INTERVAL) => None,
+        _ => Some(reading.wall),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUILD: Instant = 1_790_000_000;
+    const DAY: u64 = 86_400;
+
+    #[test]
+    fn a_clock_before_the_build_time_is_unsynced() {
+        let r = judge_clock(0, BUILD, None, DAY);
+        assert_eq!((r.verdict, r.judge_at), (ClockVerdict::Unsynced, None));
+        let r = judge_clock(BUILD - 1, BUILD, Some(BUILD + 100), DAY);
+        assert_eq!(r.verdict, ClockVerdict::Unsynced);
+        assert_eq!(
+            judge_clock(BUILD, BUILD, None, DAY).verdict,
+            ClockVerdict::Ok
+        );
+    }
+
+    #[test]
+    fn windback_beyond_the_tolerance_judges_at_the_trusted_time() {
+        let trusted = BUILD + 10 * 86_400;
+        // Exactly the tolerance behind: still ok, judged at the wall clock.
+        let r = judge_clock(trusted - 86_400, BUILD, Some(trusted), DAY);
+        assert_eq!(
+            (r.verdict, r.judge_at),
+            (ClockVerdict::Ok, Some(trusted - 86_400))
+        );
+        // One second more: windback, judged at the trusted time.
+        let r = judge_clock(trusted - 86_401, BUILD, Some(trusted), DAY);
+        assert_eq!(
+            (r.verdict, r.judge_at),
+            (ClockVerdict::Windback, Some(trusted))
+        );
+        // A configured tolerance of one hour.
+        let r = judge_clock(trusted - 3_601, BUILD, Some(trusted), 3_600);
+        assert_eq!(r.verdict, ClockVerdict::Windback);
+    }
+
+    #[test]
+    fn trusted_time_is_written_at_most_hourly_and_only_forward_from_a_sane_clock() {
+        let ok = |wall| judge_clock(wall, BUILD, Some(BUILD), DAY);
+        assert_eq!(
+            trusted_time_to_write(&ok(BUILD + 10), None),
+            Some(BUILD + 10)
+        );
+        assert_eq!(trusted_time_to_write(&ok(BUILD + 3_599), Some(BUILD)), None);
+        assert_eq!(
+            trusted_time_to_write(&ok(BUILD + 3_600), Some(BUILD)),
+            Some(BUILD + 3_600)
+        );
+        let wound = judge_clock(BUILD, BUILD, Some(BUILD + 5 * 86_400), DAY);
+        assert_eq!(
+            trusted_time_to_write(&wound, Some(BUILD + 5 * 86_400)),
+            None
+        );
+        let unsynced = judge_clock(5, BUILD, None, DAY);
+        assert_eq!(trusted_time_to_write(&unsynced, None), None);
+    }
+}

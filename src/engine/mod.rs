@@ -1,0 +1,400 @@
+//! The license engine: which licenses are used, which features are in force, until when,
+//! and why (`agent-rules.md`). Pure: it decides from (licenses held, identity, instant)
+//! and never reads a clock or a file, so every rule is a plain, testable function.
+//!
+//! - [`judge_candidate`]: accept or refuse a license that arrives (download or install).
+//! - [`select`]: per kind, the primary license (longest duration, last received on a
+//!   tie), the bridging ones while the primary is Impending, and what to drop.
+//! - [`evaluate`]: every license's role and status, the merged feature set with the
+//!   governing entry of each feature, and the next instant at which anything changes.
+
+pub mod clock;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::format::{End, FeatureEntry, FeatureId, Kind, License, Serial};
+use crate::trust::Verified;
+pub use clock::{judge_clock, ClockReading, ClockVerdict};
+pub use status::{entry_status, license_span, license_status, Instant, Status};
+
+/// Most licenses of one kind kept in storage.
+pub const MAX_PER_KIND: usize = 4;
+
+/// A license the agent holds, with the order it was received in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Received order: a later license has a larger number.
+    pub seq: u64,
+    pub license: Verified<License>,
+}
+
+/// Who this phone is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub mac: Serial,
+    /// The configured site serial; `None` accepts any site serial.
+    pub site_serial: Option<Serial>,
+}
+
+/// How a candidate arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Fetched under the file name of this kind (`<mac>-license.cfg` is Phone,
+    /// `000000000000-license.cfg` is Site).
+    Fetched(Kind),
+    /// Installed by hand (`license-agent install`): the kind is the content's.
+    Installed,
+}
+
+/// Why a verified license is not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A phone license for another MAC.
+    NotThisPhone { serial: Serial, mac: Serial },
+    /// A site license for another site.
+    OtherSite { serial: Serial, site: Serial },
+    /// The file name says one kind, the content another.
+    WrongFileKind { file: Kind, content: Kind },
+    /// The clock is unsynced: expiry cannot be judged yet.
+    ClockUnsynced,
+    /// Inactive: only a non-expired license is taken.
+    Expired { end: End },
+}
+
+impl Refusal {
+    /// A short machine name.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Refusal::NotThisPhone { .. } => "not-this-phone",
+            Refusal::OtherSite { .. } => "other-site",
+            Refusal::WrongFileKind { .. } => "wrong-file-kind",
+            Refusal::ClockUnsynced => "clock-unsynced",
+            Refusal::Expired { .. } => "expired",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotThisPhone { serial, mac } => write!(
+                f,
+                "phone license for MAC {serial}, not for this phone ({mac})"
+            ),
+            Refusal::OtherSite { serial, site } => write!(
+                f,
+                "site license for site {serial}, but this phone belongs to site {site}"
+            ),
+            Refusal::WrongFileKind { file, content } => write!(
+                f,
+                "a {content} license in the {file} license file ({})",
+                match file {
+                    Kind::Phone => "<mac>-license.cfg",
+                    Kind::Site => "000000000000-license.cfg",
+                }
+            ),
+            Refusal::ClockUnsynced => f.write_str(
+                "the clock is not set yet (earlier than this agent's build), so expiry cannot be judged; try again once it is",
+            ),
+            Refusal::Expired { end } => write!(f, "expired on {end}: only a license that has not expired is taken"),
+        }
+    }
+}
+
+/// What to do with a candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Store it; then drop these held licenses (by `seq`).
+    Accept { drop: Vec<u64> },
+    /// The same signed message is held already (`seq`): nothing changes.
+    Identical { seq: u64 },
+    /// Valid and bound, but a held license of its kind lasts longer and is in use, so it
+    /// would be dropped at once: nothing changes.
+    Superseded { by: u64 },
+    /// Refused.
+    Refuse(Refusal),
+}
+
+/// Judges a verified candidate. `judge_at` is `None` while the clock is unsynced.
+/// `next_seq` is the received number the candidate would get.
+pub fn judge_candidate(
+    identity: &Identity,
+    held: &[Held],
+    candidate: &Verified<License>,
+    origin: Origin,
+    judge_at: Option<Instant>,
+    next_seq: u64,
+) -> Decision {
+    let kind = candidate.kind();
+    let serial = candidate.serial();
+    match kind {
+        Kind::Phone if serial != identity.mac => {
+            return Decision::Refuse(Refusal::NotThisPhone {
+                serial,
+                mac: identity.mac,
+            })
+        }
+        Kind::Site => {
+            if let Some(site) = identity.site_serial.filter(|s| *s != serial) {
+                return Decision::Refuse(Refusal::OtherSite { serial, site });
+            }
+        }
+        Kind::Phone => {}
+    }
+    if let Origin::Fetched(file) = origin {
+        if file != kind {
+            return Decision::Refuse(Refusal::WrongFileKind {
+                file,
+                content: kind,
+            });
+        }
+    }
+    if let Some(same) = held
+        .iter()
+        .find(|h| h.license.signed_message() == candidate.signed_message())
+    {
+        return Decision::Identical { seq: same.seq };
+    }
+    let Some(at) = judge_at else {
+        return Decision::Refuse(Refusal::ClockUnsynced);
+    };
+    if license_status(candidate, at) == Status::Inactive {
+        return Decision::Refuse(Refusal::Expired {
+            end: license_span(candidate).1,
+        });
+    }
+    let mut after: Vec<Held> = held.to_vec();
+    after.push(Held {
+        seq: next_seq,
+        license: candidate.clone(),
+    });
+    let selection = select(&after, kind, at);
+    if selection.drop.contains(&next_seq) {
+        let by = selection.primary.unwrap_or(next_seq);
+        return Decision::Superseded { by };
+    }
+    Decision::Accept {
+        drop: selection.drop,
+    }
+}
+
+/// The role of a held license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The license of its kind in use: the longest duration.
+    Primary,
+    /// In force until the Impending primary starts.
+    Bridging,
+    /// Neither: to be dropped from storage (or Inactive).
+    Dropped,
+}
+
+impl Role {
+    pub fn id(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Bridging => "bridging",
+            Role::Dropped => "dropped",
+        }
+    }
+}
+
+/// Per kind: which held licenses are used, and which are to be dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selection {
+    pub primary: Option<u64>,
+    pub bridging: Vec<u64>,
+    pub drop: Vec<u64>,
+}
+
+impl Selection {
+    fn role(&self, seq: u64) -> Role {
+        if self.primary == Some(seq) {
+            Role::Primary
+        } else if self.bridging.contains(&seq) {
+            Role::Bridging
+        } else {
+            Role::Dropped
+        }
+    }
+}
+
+/// The "longest duration" order: latest end, then last received.
+fn duration_key(h: &Held) -> (End, u64) {
+    (license_span(&h.license).1, h.seq)
+}
+
+/// Chooses the primary and bridging licenses of `kind` at `at`. Inactive licenses are
+/// never used. While the primary is Impending, the others that are not Inactive bridge
+/// to it; at most [`MAX_PER_KIND`] are kept (the primary, then the longest bridging).
+pub fn select(held: &[Held], kind: Kind, at: Instant) -> Selection {
+    let mut live: Vec<&Held> = held
+        .iter()
+        .filter(|h| h.license.kind() == kind && license_status(&h.license, at) != Status::Inactive)
+        .collect();
+    live.sort_by_key(|h| std::cmp::Reverse(duration_key(h)));
+    let mut selection = Selection::default();
+    if let Some(primary) = live.first() {
+        selection.primary = Some(primary.seq);
+        if license_status(&primary.license, at) == Status::Impending {
+            selection.bridging = live
+                .iter()
+                .skip(1)
+                .take(MAX_PER_KIND - 1)
+                .map(|h| h.seq)
+                .collect();
+        }
+    }
+    selection.drop = held
+        .iter()
+        .filter(|h| h.license.kind() == kind && selection.role(h.seq) == Role::Dropped)
+        .map(|h| h.seq)
+        .collect();
+    selection
+}
+
+/// A held license as evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseView {
+    pub seq: u64,
+    pub kind: Kind,
+    pub serial: Serial,
+    pub role: Role,
+    pub status: Status,
+    pub start: Instant,
+    pub end: End,
+}
+
+/// The entry that governs one feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Governing {
+    pub kind: Kind,
+    pub seq: u64,
+    pub entry: FeatureEntry,
+}
+
+/// One feature of the merged set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureView {
+    pub id: FeatureId,
+    pub status: Status,
+    pub governing: Governing,
+}
+
+impl FeatureView {
+    pub fn enabled(&self) -> bool {
+        self.status.in_force()
+    }
+}
+
+/// Everything decided at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub at: Instant,
+    pub licenses: Vec<LicenseView>,
+    /// Every feature carried by a used license, by id.
+    pub features: Vec<FeatureView>,
+    /// The next instant after `at` at which a status changes, if any.
+    pub next_change: Option<Instant>,
+}
+
+impl Evaluation {
+    /// The enabled features with their governing end: what the phone gets.
+    pub fn enabled(&self) -> BTreeMap<FeatureId, End> {
+        self.features
+            .iter()
+            .filter(|f| f.enabled())
+            .map(|f| (f.id, f.governing.entry.end))
+            .collect()
+    }
+}
+
+/// Which of two candidate entries for one feature governs: an entry in force beats one
+/// that is not; among those in force the latest end wins (then phone over site, then the
+/// later license); among those not in force the one starting soonest, then latest end.
+fn better(a: &(Status, Governing), b: &(Status, Governing)) -> bool {
+    let rank = |(s, g): &(Status, Governing)| {
+        let kind = u8::from(g.kind == Kind::Phone);
+        match s {
+            s if s.in_force() => (3u8, Some(g.entry.end), 0i64, kind, g.seq),
+            Status::Impending => (2, None, -i64::from(g.entry.start), kind, g.seq),
+            _ => (1, Some(g.entry.end), 0, kind, g.seq),
+        }
+    };
+    rank(a) > rank(b)
+}
+
+/// Evaluates everything held at `at`.
+pub fn evaluate(held: &[Held], at: Instant) -> Evaluation {
+    let selections = [
+        (Kind::Phone, select(held, Kind::Phone, at)),
+        (Kind::Site, select(held, Kind::Site, at)),
+    ];
+    let role_of = |h: &Held| {
+        selections
+            .iter()
+            .find(|(k, _)| *k == h.license.kind())
+            .map_or(Role::Dropped, |(_, s)| s.role(h.seq))
+    };
+    let mut licenses = Vec::with_capacity(held.len());
+    let mut best: BTreeMap<FeatureId, (Status, Governing)> = BTreeMap::new();
+    let mut next_change: Option<Instant> = None;
+    let mut consider = |t: Instant| {
+        if t > at {
+            next_change = Some(next_change.map_or(t, |n| n.min(t)));
+        }
+    };
+    for h in held {
+        let (start, end) = license_span(&h.license);
+        let role = role_of(h);
+        licenses.push(LicenseView {
+            seq: h.seq,
+            kind: h.license.kind(),
+            serial: h.license.serial(),
+            role,
+            status: status::status(start, end, at),
+            start,
+            end,
+        });
+        if role == Role::Dropped {
+            continue;
+        }
+        status::transitions(start, end).for_each(&mut consider);
+        for entry in h.license.features() {
+            status::transitions(i64::from(entry.start), entry.end).for_each(&mut consider);
+            let candidate = (
+                entry_status(entry, at),
+                Governing {
+                    kind: h.license.kind(),
+                    seq: h.seq,
+                    entry: *entry,
+                },
+            );
+            match best.get(&entry.id) {
+                Some(current) if !better(&candidate, current) => {}
+                _ => {
+                    best.insert(entry.id, candidate);
+                }
+            }
+        }
+    }
+    let features = best
+        .into_iter()
+        .map(|(id, (status, governing))| FeatureView {
+            id,
+            status,
+            governing,
+        })
+        .collect();
+    Evaluation {
+        at,
+        licenses,
+        features,
+        next_change,
+    }
+}
+
+#[cfg(test)]
+mod tests;

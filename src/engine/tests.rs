@@ -1,0 +1,589 @@
+//! Engine tests: every rule of `agent-rules.md`, each sentence of Technical Bulletin
+//! 44210 as a named scenario, and property tests against a from-scratch reference.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::format::{FeatureEntry, FeatureId, Transaction};
+use crate::issuer::{issue, LicenseSpec, SigningKey};
+use crate::trust::Keyring;
+
+const DAY: i64 = 86_400;
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600;
+const MAC: &str = "0004f2000001";
+const SITE: &str = "100000000001";
+
+fn key() -> &'static (SigningKey, Keyring) {
+    static KEY: std::sync::OnceLock<(SigningKey, Keyring)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let key = SigningKey::from_seed(&[7; 32]).unwrap();
+        let ring = Keyring::single(key.public_key(), "engine tests");
+        (key, ring)
+    })
+}
+
+fn identity() -> Identity {
+    Identity {
+        mac: Serial::parse(MAC).unwrap(),
+        site_serial: Some(Serial::parse(SITE).unwrap()),
+    }
+}
+
+/// One entry: feature id, start, end (`None` = never).
+type E = (u16, i64, Option<i64>);
+
+fn entry((id, start, end): E, transaction: Transaction, limit: u32) -> FeatureEntry {
+    FeatureEntry {
+        id: FeatureId(id),
+        transaction,
+        start: u32::try_from(start).unwrap(),
+        end: end.map_or(End::Never, |e| End::At(u32::try_from(e).unwrap())),
+        limit,
+    }
+}
+
+fn license_with(kind: Kind, serial: &str, entries: Vec<FeatureEntry>) -> Verified<License> {
+    let (key, ring) = key();
+    let spec = LicenseSpec {
+        serial: Serial::parse(serial).unwrap(),
+        kind,
+        features: entries,
+    };
+    let text = issue(&spec, key).unwrap();
+    ring.verify_bytes(text.as_bytes()).unwrap()
+}
+
+fn lic(kind: Kind, entries: &[E]) -> Verified<License> {
+    let serial = if kind == Kind::Phone { MAC } else { SITE };
+    license_with(
+        kind,
+        serial,
+        entries
+            .iter()
+            .map(|e| entry(*e, Transaction::New, 0))
+            .collect(),
+    )
+}
+
+/// Runs arrivals through [`judge_candidate`] as the agent does; returns what is held and
+/// each decision.
+fn arrive(at: Instant, licenses: &[Verified<License>]) -> (Vec<Held>, Vec<Decision>) {
+    let mut held: Vec<Held> = Vec::new();
+    let mut decisions = Vec::new();
+    for (i, l) in licenses.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let d = judge_candidate(&identity(), &held, l, Origin::Installed, Some(at), seq);
+        if let Decision::Accept { drop } = &d {
+            held.retain(|h| !drop.contains(&h.seq));
+            held.push(Held {
+                seq,
+                license: l.clone(),
+            });
+        }
+        decisions.push(d);
+    }
+    (held, decisions)
+}
+
+fn enabled_ids(held: &[Held], at: Instant) -> Vec<u16> {
+    evaluate(held, at).enabled().keys().map(|f| f.0).collect()
+}
+
+// ---- Technical Bulletin 44210, sentence by sentence ----
+
+/// "Once the license file has been loaded one time by the phone, it is not necessary to
+/// maintain the license file on the provisioning server."
+#[test]
+fn tb44210_phone_license_kept_after_the_server_drops_it() {
+    let (held, _) = arrive(T0, &[lic(Kind::Phone, &[(1, T0 - DAY, None)])]);
+    // Years later, with no download at all, the feature is still in force.
+    assert_eq!(enabled_ids(&held, T0 + 3_650 * DAY), [1]);
+}
+
+/// "The resultant activated feature set will be the combination of the features licensed
+/// in these two files."
+#[test]
+fn tb44210_site_plus_phone_features_combined() {
+    let (held, _) = arrive(
+        T0,
+        &[
+            lic(
+                Kind::Site,
+                &[
+                    (2, T0 - DAY, Some(T0 + 365 * DAY)),
+                    (3, T0 - DAY, Some(T0 + 365 * DAY)),
+                ],
+            ),
+            lic(Kind::Phone, &[(1, T0 - DAY, None)]),
+        ],
+    );
+    assert_eq!(enabled_ids(&held, T0), [1, 2, 3]);
+    let ev = evaluate(&held, T0);
+    let source: BTreeMap<u16, Kind> = ev
+        .features
+        .iter()
+        .map(|f| (f.id.0, f.governing.kind))
+        .collect();
+    assert_eq!(
+        source,
+        BTreeMap::from([(1, Kind::Phone), (2, Kind::Site), (3, Kind::Site)])
+    );
+}
+
+/// "When a phone has an existing license, the features and expiry time for the license
+/// with the longest duration are used."
+#[test]
+fn tb44210_longest_duration_wins() {
+    let long = lic(Kind::Site, &[(2, T0 - DAY, Some(T0 + 700 * DAY))]);
+    let short = lic(Kind::Site, &[(3, T0 - DAY, Some(T0 + 300 * DAY))]);
+    // Longer first, shorter later: the shorter is not taken.
+    let (held, decisions) = arrive(T0, &[long.clone(), short.clone()]);
+    assert_eq!(decisions[1], Decision::Superseded { by: 1 });
+    assert_eq!(enabled_ids(&held, T0), [2]);
+    // Shorter first, longer later: the longer replaces it.
+    let (held, decisions) = arrive(T0, &[short, long]);
+    assert_eq!(decisions[1], Decision::Accept { drop: vec![1] });
+    assert_eq!(enabled_ids(&held, T0), [2]);
+    assert_eq!(
+        evaluate(&held, T0).features[0].governing.entry.end,
+        End::At((T0 + 700 * DAY) as u32)
+    );
+}
+
+/// "If a new non-expired license is downloaded: when a phone has no existing license, the
+/// features and expiry time for the new license are used" - and only a non-expired one.
+#[test]
+fn tb44210_only_a_non_expired_download_is_taken() {
+    let expired = lic(Kind::Site, &[(2, T0 - 400 * DAY, Some(T0 - DAY))]);
+    let fresh = lic(Kind::Site, &[(3, T0 - DAY, Some(T0 + 100 * DAY))]);
+    let (held, decisions) = arrive(T0, &[expired, fresh]);
+    assert_eq!(
+        decisions[0],
+        Decision::Refuse(Refusal::Expired {
+            end: End::At((T0 - DAY) as u32)
+        })
+    );
+    assert!(matches!(decisions[1], Decision::Accept { .. }));
+    assert_eq!(enabled_ids(&held, T0), [3]);
+}
+
+/// "Ensure that you post a new license file at least one month prior to the expiry of
+/// the current license file": the renewal bridges without a gap.
+#[test]
+fn tb44210_renewal_posted_early_bridges_without_a_gap() {
+    let term_end = T0 + 365 * DAY;
+    let current = lic(Kind::Site, &[(2, T0 - 365 * DAY, Some(term_end))]);
+    let renewal = lic(Kind::Site, &[(2, term_end, Some(term_end + 365 * DAY))]);
+    let posted = term_end - 40 * DAY;
+    let (held, decisions) = arrive(posted, &[current, renewal]);
+    assert_eq!(
+        decisions[1],
+        Decision::Accept { drop: vec![] },
+        "the current term is kept"
+    );
+    let ev = evaluate(&held, posted);
+    let roles: Vec<Role> = ev.licenses.iter().map(|l| l.role).collect();
+    assert_eq!(roles, [Role::Bridging, Role::Primary]);
+    assert_eq!(ev.licenses[1].status, Status::Impending);
+    // At every instant from posting to well into the new term, the feature is in force.
+    let mut at = posted;
+    let mut checked = 0;
+    while at < term_end + 60 * DAY {
+        let ev = evaluate(&held, at);
+        assert!(ev.enabled().contains_key(&FeatureId(2)), "gap at {at}");
+        // Probe each change, and the second before it.
+        let next = ev.next_change.unwrap_or(at + DAY);
+        for probe in [next - 1, next] {
+            assert!(
+                evaluate(&held, probe).enabled().contains_key(&FeatureId(2)),
+                "gap at {probe}"
+            );
+        }
+        at = next.min(at + 7 * DAY);
+        checked += 1;
+    }
+    assert!(checked > 10);
+    // Once the renewal starts, the old term is dropped.
+    assert_eq!(select(&held, Kind::Site, term_end).drop, vec![1]);
+}
+
+// ---- The rules of agent-rules.md ----
+
+#[test]
+fn binding_to_this_phone_and_site() {
+    let d =
+        |l: &Verified<License>, origin| judge_candidate(&identity(), &[], l, origin, Some(T0), 1);
+    let other_mac = license_with(
+        Kind::Phone,
+        "0004f2999999",
+        vec![entry((1, T0, None), Transaction::New, 0)],
+    );
+    assert!(matches!(
+        d(&other_mac, Origin::Installed),
+        Decision::Refuse(Refusal::NotThisPhone { .. })
+    ));
+    let other_site = license_with(
+        Kind::Site,
+        "200000000002",
+        vec![entry((1, T0, None), Transaction::New, 0)],
+    );
+    assert!(matches!(
+        d(&other_site, Origin::Installed),
+        Decision::Refuse(Refusal::OtherSite { .. })
+    ));
+    // No site serial configured: any site serial is accepted.
+    let anywhere = Identity {
+        site_serial: None,
+        ..identity()
+    };
+    assert!(matches!(
+        judge_candidate(&anywhere, &[], &other_site, Origin::Installed, Some(T0), 1),
+        Decision::Accept { .. }
+    ));
+    // The file name's kind must match the content's.
+    let site = lic(Kind::Site, &[(2, T0, None)]);
+    assert_eq!(
+        d(&site, Origin::Fetched(Kind::Phone)),
+        Decision::Refuse(Refusal::WrongFileKind {
+            file: Kind::Phone,
+            content: Kind::Site
+        })
+    );
+    assert!(matches!(
+        d(&site, Origin::Fetched(Kind::Site)),
+        Decision::Accept { .. }
+    ));
+}
+
+#[test]
+fn an_identical_license_changes_nothing() {
+    let l = lic(Kind::Phone, &[(1, T0, None)]);
+    let (_, decisions) = arrive(T0, &[l.clone(), l]);
+    assert_eq!(decisions[1], Decision::Identical { seq: 1 });
+}
+
+#[test]
+fn an_unsynced_clock_takes_no_time_based_decision() {
+    let l = lic(Kind::Phone, &[(1, T0, None)]);
+    assert_eq!(
+        judge_candidate(&identity(), &[], &l, Origin::Installed, None, 1),
+        Decision::Refuse(Refusal::ClockUnsynced)
+    );
+}
+
+#[test]
+fn a_license_starts_expires_and_is_dropped_at_its_exact_instants() {
+    let end = T0 + 100 * DAY;
+    let l = lic(Kind::Site, &[(2, T0, Some(end))]);
+    let held = vec![Held { seq: 1, license: l }];
+    let status_at = |t| evaluate(&held, t).licenses[0].status;
+    assert_eq!(status_at(T0 - 1), Status::Impending);
+    assert_eq!(status_at(T0), Status::Active);
+    assert_eq!(status_at(end - status::EXPIRING_WINDOW), Status::Active);
+    assert_eq!(
+        status_at(end - status::EXPIRING_WINDOW + 1),
+        Status::ExpiringShortly
+    );
+    assert_eq!(status_at(end - 1), Status::ExpiringShortly);
+    assert_eq!(status_at(end), Status::Inactive);
+    assert_eq!(enabled_ids(&held, end - 1), [2]);
+    assert!(enabled_ids(&held, end).is_empty());
+    assert_eq!(select(&held, Kind::Site, end - 1).drop, Vec::<u64>::new());
+    assert_eq!(
+        select(&held, Kind::Site, end).drop,
+        vec![1],
+        "an Inactive license is dropped"
+    );
+}
+
+#[test]
+fn next_change_is_the_next_start_mark_or_end() {
+    let end = T0 + 100 * DAY;
+    let held = vec![Held {
+        seq: 1,
+        license: lic(Kind::Site, &[(2, T0, Some(end)), (3, T0 + 10 * DAY, None)]),
+    }];
+    let next = |t| evaluate(&held, t).next_change;
+    assert_eq!(next(T0 - 5), Some(T0));
+    assert_eq!(next(T0), Some(T0 + 10 * DAY));
+    assert_eq!(next(T0 + 10 * DAY), Some(end - status::EXPIRING_WINDOW));
+    assert_eq!(next(end - status::EXPIRING_WINDOW), Some(end));
+    assert_eq!(
+        next(end),
+        None,
+        "after the end, a never-ending entry changes no more"
+    );
+}
+
+#[test]
+fn entries_of_one_license_have_their_own_status() {
+    let held = vec![Held {
+        seq: 1,
+        license: lic(
+            Kind::Phone,
+            &[
+                (1, T0, None),
+                (2, T0 + 5 * DAY, None),
+                (3, T0 - 9 * DAY, Some(T0 - DAY)),
+            ],
+        ),
+    }];
+    let ev = evaluate(&held, T0);
+    let statuses: Vec<(u16, Status)> = ev.features.iter().map(|f| (f.id.0, f.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (1, Status::Active),
+            (2, Status::Impending),
+            (3, Status::Inactive)
+        ]
+    );
+    assert_eq!(enabled_ids(&held, T0), [1]);
+}
+
+#[test]
+fn across_kinds_the_latest_end_governs_a_shared_feature() {
+    let phone = license_with(
+        Kind::Phone,
+        MAC,
+        vec![entry(
+            (3, T0 - DAY, Some(T0 + 100 * DAY)),
+            Transaction::Trial,
+            5,
+        )],
+    );
+    let site = license_with(
+        Kind::Site,
+        SITE,
+        vec![entry(
+            (3, T0 - DAY, Some(T0 + 200 * DAY)),
+            Transaction::Renewal,
+            25,
+        )],
+    );
+    let (held, _) = arrive(T0, &[phone, site]);
+    let f = evaluate(&held, T0).features[0];
+    assert_eq!(
+        (
+            f.governing.kind,
+            f.governing.entry.transaction,
+            f.governing.entry.limit
+        ),
+        (Kind::Site, Transaction::Renewal, 25)
+    );
+    // Once the phone entry has ended, the site entry alone keeps the feature in force.
+    let f = evaluate(&held, T0 + 150 * DAY).features[0];
+    assert_eq!((f.governing.kind, f.status), (Kind::Site, Status::Active));
+    // A never-ending phone entry beats any dated one.
+    let forever = license_with(
+        Kind::Phone,
+        MAC,
+        vec![entry((3, T0 - DAY, None), Transaction::New, 0)],
+    );
+    let (held, _) = arrive(
+        T0,
+        &[
+            lic(Kind::Site, &[(3, T0 - DAY, Some(T0 + 200 * DAY))]),
+            forever,
+        ],
+    );
+    assert_eq!(evaluate(&held, T0).features[0].governing.kind, Kind::Phone);
+}
+
+#[test]
+fn on_a_tie_of_duration_the_last_received_is_primary() {
+    let a = lic(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
+    let b = lic(Kind::Site, &[(3, T0 - DAY, Some(T0 + 100 * DAY))]);
+    let (held, decisions) = arrive(T0, &[a, b]);
+    assert_eq!(decisions[1], Decision::Accept { drop: vec![1] });
+    assert_eq!(enabled_ids(&held, T0), [3]);
+}
+
+#[test]
+fn at_most_four_licenses_per_kind_are_kept() {
+    // An Impending primary, then five licenses in force that would bridge to it.
+    let mut arrivals = vec![lic(
+        Kind::Site,
+        &[(2, T0 + 200 * DAY, Some(T0 + 1_000 * DAY))],
+    )];
+    arrivals.extend((0..5).map(|i| {
+        lic(
+            Kind::Site,
+            &[(10 + i, T0 - DAY, Some(T0 + (50 + i as i64) * DAY))],
+        )
+    }));
+    let (held, decisions) = arrive(T0, &arrivals);
+    assert_eq!(held.len(), MAX_PER_KIND);
+    assert_eq!(
+        decisions[4],
+        Decision::Accept { drop: vec![2] },
+        "the shortest bridging one goes"
+    );
+    // The primary and the three bridging licenses that last longest.
+    assert_eq!(enabled_ids(&held, T0), [12, 13, 14]);
+    // A shorter one still is not taken at all.
+    let shorter = lic(Kind::Site, &[(20, T0 - DAY, Some(T0 + 10 * DAY))]);
+    assert!(matches!(
+        judge_candidate(
+            &identity(),
+            &held,
+            &shorter,
+            Origin::Installed,
+            Some(T0),
+            99
+        ),
+        Decision::Superseded { .. }
+    ));
+}
+
+// ---- Property tests ----
+
+/// A license drawn from a small pool, so that repeats and ties happen.
+#[derive(Debug, Clone)]
+struct Draw {
+    kind: Kind,
+    foreign: bool,
+    feature: u16,
+    start: i64,
+    end: Option<i64>,
+}
+
+fn draw() -> impl Strategy<Value = Draw> {
+    (
+        any::<bool>(),
+        0..10u8,
+        1..4u16,
+        -3..3i64,
+        prop::option::weighted(0.8, -2..6i64),
+    )
+        .prop_map(|(site, foreign, feature, start, end)| {
+            let start = T0 + start * 100 * DAY;
+            Draw {
+                kind: if site { Kind::Site } else { Kind::Phone },
+                foreign: foreign == 0,
+                feature,
+                start,
+                end: end.map(|e| start + (1 + e.abs()) * 120 * DAY),
+            }
+        })
+}
+
+fn make(d: &Draw) -> Verified<License> {
+    let serial = match (d.kind, d.foreign) {
+        (Kind::Phone, false) => MAC,
+        (Kind::Phone, true) => "0004f2999999",
+        (Kind::Site, false) => SITE,
+        (Kind::Site, true) => "200000000002",
+    };
+    // Foreign licenses carry feature ids of their own, so they can be told apart.
+    let id = if d.foreign {
+        100 + d.feature
+    } else {
+        d.feature
+    };
+    license_with(
+        d.kind,
+        serial,
+        vec![entry((id, d.start, d.end), Transaction::New, 0)],
+    )
+}
+
+/// The rules from scratch, with no state machine: per kind, the primary is the longest
+/// of all acceptable arrivals (last on a tie); another still counts only if, from its
+/// arrival on, every primary has been either itself or Impending (it bridged all along).
+fn reference_enabled(at: Instant, arrivals: &[Verified<License>]) -> BTreeMap<FeatureId, End> {
+    let mut enabled: BTreeMap<FeatureId, End> = BTreeMap::new();
+    for kind in [Kind::Phone, Kind::Site] {
+        let mut acceptable: Vec<(usize, &Verified<License>)> = Vec::new();
+        for (i, l) in arrivals.iter().enumerate() {
+            let bound = match kind {
+                Kind::Phone => l.serial().to_string() == MAC,
+                Kind::Site => l.serial().to_string() == SITE,
+            };
+            let repeat = acceptable
+                .iter()
+                .any(|(_, o)| o.signed_message() == l.signed_message());
+            if l.kind() == kind && bound && !repeat && license_status(l, at) != Status::Inactive {
+                acceptable.push((i, l));
+            }
+        }
+        let key = |(i, l): &(usize, &Verified<License>)| (license_span(l).1, *i);
+        let prefix_primary = |upto: usize| {
+            acceptable
+                .iter()
+                .filter(|(i, _)| *i <= upto)
+                .max_by_key(|x| key(x))
+        };
+        let Some(primary) = acceptable.iter().max_by_key(|x| key(x)) else {
+            continue;
+        };
+        for (i, l) in &acceptable {
+            let counts = *i == primary.0
+                || acceptable.iter().filter(|(j, _)| j >= i).all(|(j, _)| {
+                    prefix_primary(*j)
+                        .is_some_and(|(k, p)| k == i || license_status(p, at) == Status::Impending)
+                });
+            if !counts {
+                continue;
+            }
+            for e in l.features() {
+                if entry_status(e, at).in_force() {
+                    let end = enabled.entry(e.id).or_insert(e.end);
+                    *end = (*end).max(e.end);
+                }
+            }
+        }
+    }
+    enabled
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Whatever arrives, in any order, the feature set is the one the rules give from
+    /// scratch. (Up to 4 licenses per kind, so the storage cap does not bite here.)
+    #[test]
+    fn any_arrival_order_gives_the_feature_set_of_the_rules(draws in prop::collection::vec(draw(), 1..8)) {
+        let per_kind = |k| draws.iter().filter(|d| d.kind == k).count();
+        prop_assume!(per_kind(Kind::Phone) <= MAX_PER_KIND && per_kind(Kind::Site) <= MAX_PER_KIND);
+        let arrivals: Vec<_> = draws.iter().map(make).collect();
+        let (held, _) = arrive(T0, &arrivals);
+        prop_assert_eq!(evaluate(&held, T0).enabled(), reference_enabled(T0, &arrivals));
+    }
+
+    /// An expired or foreign license never enables anything, and never more than four
+    /// licenses of a kind are held.
+    #[test]
+    fn expired_or_foreign_never_enables_and_the_store_stays_small(draws in prop::collection::vec(draw(), 1..20)) {
+        let arrivals: Vec<_> = draws.iter().map(make).collect();
+        let mut held: Vec<Held> = Vec::new();
+        for (i, l) in arrivals.iter().enumerate() {
+            let seq = i as u64 + 1;
+            if let Decision::Accept { drop } = judge_candidate(&identity(), &held, l, Origin::Installed, Some(T0), seq) {
+                held.retain(|h| !drop.contains(&h.seq));
+                held.push(Held { seq, license: l.clone() });
+            }
+            for kind in [Kind::Phone, Kind::Site] {
+                prop_assert!(held.iter().filter(|h| h.license.kind() == kind).count() <= MAX_PER_KIND);
+            }
+            for h in &held {
+                prop_assert!(license_status(&h.license, T0) != Status::Inactive);
+            }
+            for f in evaluate(&held, T0).enabled().keys() {
+                prop_assert!(f.0 < 100, "feature {} of a foreign license enabled", f.0);
+            }
+            // Every enabled feature comes from an entry in force of a used license.
+            for f in evaluate(&held, T0).features.iter().filter(|f| f.enabled()) {
+                prop_assert!(entry_status(&f.governing.entry, T0).in_force());
+            }
+        }
+        // Later, once everything dated has ended, only never-ending entries remain.
+        let late = T0 + 10_000 * DAY;
+        for f in evaluate(&held, late).features.iter().filter(|f| f.enabled()) {
+            prop_assert_eq!(f.governing.entry.end, End::Never);
+        }
+    }
+}
