@@ -8,6 +8,8 @@
 //!   [`trust::Verified`] license, so nothing unverified reaches later code.
 //! - [`engine`]: pure decisions from (licenses held, identity, instant): acceptance,
 //!   primary and bridging licenses, statuses, the merged feature set, the next change.
+//! - [`storage`]: the accepted files, exactly as received, written atomically and
+//!   verified again at every load.
 //! - [`issuer`]: the vendor side (building and signing license files); host tools and
 //!   tests use it, the phone never calls it.
 //! - [`cli`]: the `license-agent` command line.
@@ -17,4 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod format;
 pub mod issuer;
+pub mod storage;
+#[cfg(test)]
+mod testkit;
 pub mod trust;

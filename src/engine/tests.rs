@@ -6,67 +6,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::format::{FeatureEntry, FeatureId, Transaction};
-use crate::issuer::{issue, LicenseSpec, SigningKey};
-use crate::trust::Keyring;
-
-const DAY: i64 = 86_400;
-/// 2026-01-01T00:00:00Z.
-const T0: i64 = 1_767_225_600;
-const MAC: &str = "0004f2000001";
-const SITE: &str = "100000000001";
-
-fn key() -> &'static (SigningKey, Keyring) {
-    static KEY: std::sync::OnceLock<(SigningKey, Keyring)> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
-        let key = SigningKey::from_seed(&[7; 32]).unwrap();
-        let ring = Keyring::single(key.public_key(), "engine tests");
-        (key, ring)
-    })
-}
-
-fn identity() -> Identity {
-    Identity {
-        mac: Serial::parse(MAC).unwrap(),
-        site_serial: Some(Serial::parse(SITE).unwrap()),
-    }
-}
-
-/// One entry: feature id, start, end (`None` = never).
-type E = (u16, i64, Option<i64>);
-
-fn entry((id, start, end): E, transaction: Transaction, limit: u32) -> FeatureEntry {
-    FeatureEntry {
-        id: FeatureId(id),
-        transaction,
-        start: u32::try_from(start).unwrap(),
-        end: end.map_or(End::Never, |e| End::At(u32::try_from(e).unwrap())),
-        limit,
-    }
-}
-
-fn license_with(kind: Kind, serial: &str, entries: Vec<FeatureEntry>) -> Verified<License> {
-    let (key, ring) = key();
-    let spec = LicenseSpec {
-        serial: Serial::parse(serial).unwrap(),
-        kind,
-        features: entries,
-    };
-    let text = issue(&spec, key).unwrap();
-    ring.verify_bytes(text.as_bytes()).unwrap()
-}
-
-fn lic(kind: Kind, entries: &[E]) -> Verified<License> {
-    let serial = if kind == Kind::Phone { MAC } else { SITE };
-    license_with(
-        kind,
-        serial,
-        entries
-            .iter()
-            .map(|e| entry(*e, Transaction::New, 0))
-            .collect(),
-    )
-}
+use crate::format::{FeatureId, Transaction};
+use crate::testkit::{entry, identity, lic, license_with, DAY, MAC, SITE, T0};
 
 /// Runs arrivals through [`judge_candidate`] as the agent does; returns what is held and
 /// each decision.

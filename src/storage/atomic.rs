@@ -1,0 +1,98 @@
+//! Durable file operations: a power cut at any instant leaves the old or the new state,
+//! never a torn one. Write a temporary file, fsync it, rename it over the target, fsync
+//! the directory (so the rename itself survives).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The prefix of temporary files; a leftover one is a write that never committed.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `dir/name` atomically and durably.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
+    let target = dir.join(name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &target)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| target)
+}
+
+/// Removes a file durably.
+pub fn remove(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Moves a file durably (both folders on the same file system).
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    if let Some(dir) = to.parent() {
+        sync_dir(dir)?;
+    }
+    match from.parent() {
+        Some(dir) if Some(dir) != to.parent() => sync_dir(dir),
+        _ => Ok(()),
+    }
+}
+
+/// Creates a folder (and its parents) if missing, durably.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replaces_whole_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", b"one").unwrap();
+        write(dir.path(), "a", b"two").unwrap();
+        assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", b"old").unwrap();
+        // The target is a directory: the rename fails, the temporary is cleaned up.
+        fs::create_dir(dir.path().join("b")).unwrap();
+        fs::write(dir.path().join("b/x"), b"").unwrap();
+        assert!(write(dir.path(), "b", b"new").is_err());
+        assert!(!dir.path().join(format!("{TEMP_PREFIX}b")).exists());
+        assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"old");
+    }
+}

@@ -1,0 +1,103 @@
+//! The small metadata file beside the stored licenses (`meta.json`): the latest trusted
+//! time, the feature set last published, the fetch validators, and recent events (what
+//! was accepted, refused, dropped or moved aside, and why).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Instant;
+
+/// How many events are kept (the oldest go first).
+pub const MAX_EVENTS: usize = 32;
+
+/// A feature as published to the phone firmware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedFeature {
+    pub id: u16,
+    /// Unix seconds; `None` for never.
+    pub end: Option<u32>,
+}
+
+/// HTTP validators of the last download of one file, for conditional requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validator {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+/// Something that happened to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Wall clock time (Unix seconds) when it happened.
+    pub at: Instant,
+    /// `accepted`, `refused`, `identical`, `superseded`, `dropped`, `moved-aside`,
+    /// `removed-leftover`.
+    pub what: String,
+    /// The license or file concerned, in words.
+    pub subject: String,
+    /// Why.
+    pub detail: String,
+}
+
+/// The content of `meta.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    #[serde(default)]
+    pub latest_trusted: Option<Instant>,
+    #[serde(default)]
+    pub published: Option<Vec<PublishedFeature>>,
+    #[serde(default)]
+    pub validators: BTreeMap<String, Validator>,
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+impl Meta {
+    /// Appends an event, keeping the last [`MAX_EVENTS`].
+    pub fn record(
+        &mut self,
+        at: Instant,
+        what: &str,
+        subject: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.events.push(Event {
+            at,
+            what: what.to_string(),
+            subject: subject.into(),
+            detail: detail.into(),
+        });
+        let excess = self.events.len().saturating_sub(MAX_EVENTS);
+        self.events.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_bounded_and_keep_the_newest() {
+        let mut meta = Meta::default();
+        for i in 0..(MAX_EVENTS as i64 + 5) {
+            meta.record(i, "accepted", "x", "y");
+        }
+        assert_eq!(meta.events.len(), MAX_EVENTS);
+        assert_eq!(meta.events[0].at, 5);
+    }
+
+    #[test]
+    fn round_trips_and_tolerates_missing_fields() {
+        let mut meta = Meta {
+            latest_trusted: Some(1_790_000_000),
+            ..Meta::default()
+        };
+        meta.record(1, "refused", "site license 100000000001", "expired");
+        let text = serde_json::to_string(&meta).unwrap();
+        assert_eq!(serde_json::from_str::<Meta>(&text).unwrap(), meta);
+        assert_eq!(serde_json::from_str::<Meta>("{}").unwrap(), Meta::default());
+    }
+}

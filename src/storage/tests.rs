@@ -1,0 +1,248 @@
+//! Storage tests: exact bytes kept, re-verification at load, files moved aside and never
+//! deleted, uncommitted leftovers, read-only mode, damaged metadata, drops.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use super::*;
+use crate::format::Kind;
+use crate::issuer::SigningKey;
+use crate::testkit::{identity, keyring, lic_file, DAY, T0};
+
+fn open(dir: &Path, mode: Mode) -> Store {
+    Store::open(dir, keyring(), &identity(), mode, T0).unwrap()
+}
+
+/// Every file below `dir`, relative, with its bytes.
+fn tree(dir: &Path) -> BTreeSet<(String, Vec<u8>)> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.insert((
+                    p.strip_prefix(dir).unwrap().display().to_string() + "/",
+                    vec![],
+                ));
+                stack.push(p);
+            } else {
+                out.insert((
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn an_added_license_is_kept_byte_for_byte_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, license) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
+    // Whitespace and a comment of its own: stored exactly as received.
+    let received = format!("{text}<!-- from the server -->\n\n");
+    let mut store = open(dir.path(), Mode::Writer);
+    let seq = store.add(received.as_bytes(), license, &[], T0).unwrap();
+    assert_eq!(seq, 1);
+    let again = open(dir.path(), Mode::Writer);
+    assert_eq!(again.held().len(), 1);
+    assert_eq!(
+        fs::read(again.path_of(&again.held()[0])).unwrap(),
+        received.as_bytes()
+    );
+    assert_eq!(again.next_seq(), 2);
+    assert!(again.invalid().is_empty());
+}
+
+#[test]
+fn drops_remove_the_replaced_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), Mode::Writer);
+    let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
+    let (t2, l2) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 200 * DAY))]);
+    store.add(t1.as_bytes(), l1, &[], T0).unwrap();
+    store.add(t2.as_bytes(), l2, &[1], T0).unwrap();
+    assert!(!dir.path().join("site/0000000001.cfg").exists());
+    assert!(dir.path().join("site/0000000002.cfg").exists());
+    let events: Vec<&str> = store
+        .meta()
+        .events
+        .iter()
+        .map(|e| e.what.as_str())
+        .collect();
+    assert_eq!(events, ["accepted", "accepted", "dropped"]);
+}
+
+#[test]
+fn prune_drops_what_has_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), Mode::Writer);
+    let (t, l) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 10 * DAY))]);
+    store.add(t.as_bytes(), l, &[], T0).unwrap();
+    assert!(!store.prune(T0 + 10 * DAY - 1, T0).unwrap());
+    assert!(store.prune(T0 + 10 * DAY, T0).unwrap());
+    assert!(store.held().is_empty());
+    assert!(open(dir.path(), Mode::Writer).held().is_empty());
+}
+
+#[test]
+fn a_file_that_no_longer_verifies_is_moved_aside_with_a_note_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    open(dir.path(), Mode::Writer)
+        .add(t.as_bytes(), l, &[], T0)
+        .unwrap();
+    // The phone's keyring changes: the vendor key is no longer trusted.
+    let other = SigningKey::from_seed(&[9; 32]).unwrap();
+    let other_ring = Keyring::single(other.public_key(), "other");
+    let store = Store::open(dir.path(), &other_ring, &identity(), Mode::Writer, T0 + 5).unwrap();
+    assert!(store.held().is_empty());
+    assert_eq!(store.invalid().len(), 1);
+    assert!(
+        store.invalid()[0].reason.contains("unknown-key"),
+        "{:?}",
+        store.invalid()
+    );
+    let moved = store.invalid()[0].moved_to.clone().unwrap();
+    assert_eq!(
+        fs::read_to_string(&moved).unwrap(),
+        t,
+        "moved whole, not deleted"
+    );
+    let note = fs::read_to_string(moved.with_file_name(format!(
+        "{}.why",
+        moved.file_name().unwrap().to_string_lossy()
+    )))
+    .unwrap();
+    assert!(
+        note.contains("unknown-key") && note.contains("phone/0000000001.cfg"),
+        "{note}"
+    );
+    assert!(!dir.path().join("phone/0000000001.cfg").exists());
+    assert_eq!(store.meta().events.last().unwrap().what, "moved-aside");
+    // Once aside, it stays aside: the original keyring does not bring it back silently.
+    assert!(open(dir.path(), Mode::Writer).held().is_empty());
+}
+
+#[test]
+fn damaged_foreign_misplaced_and_unknown_files_are_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), Mode::Writer);
+    let (t, _) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    fs::write(
+        dir.path().join("phone/0000000001.cfg"),
+        t.replace("<Version>", "<Version>x"),
+    )
+    .unwrap();
+    let foreign = crate::testkit::file_with(
+        Kind::Phone,
+        "0004f2999999",
+        vec![crate::testkit::entry(
+            (1, T0, None),
+            crate::format::Transaction::New,
+            0,
+        )],
+    );
+    fs::write(dir.path().join("phone/0000000002.cfg"), foreign).unwrap();
+    let (site, _) = lic_file(Kind::Site, &[(2, T0, None)]);
+    fs::write(dir.path().join("phone/0000000003.cfg"), site).unwrap();
+    fs::write(dir.path().join("phone/notes.txt"), "hello").unwrap();
+    let store = open(dir.path(), Mode::Writer);
+    let reasons: Vec<&str> = store.invalid().iter().map(|i| i.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[0].contains("unsupported-version"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("bound to MAC 0004f2999999"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("a site license in the phone folder"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].contains("not a file this agent stored"),
+        "{reasons:?}"
+    );
+    assert_eq!(fs::read_dir(dir.path().join("phone")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(dir.path().join("rejected")).unwrap().count(),
+        8,
+        "four files, four notes"
+    );
+    // Numbers already used are never reused.
+    assert_eq!(store.next_seq(), 4);
+}
+
+#[test]
+fn an_uncommitted_temporary_is_removed_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), Mode::Writer);
+    fs::write(
+        dir.path()
+            .join(format!("site/{}0000000001.cfg", atomic::TEMP_PREFIX)),
+        "half a file",
+    )
+    .unwrap();
+    let store = open(dir.path(), Mode::Writer);
+    assert!(store.held().is_empty() && store.invalid().is_empty());
+    assert_eq!(fs::read_dir(dir.path().join("site")).unwrap().count(), 0);
+    assert_eq!(store.meta().events[0].what, "removed-leftover");
+}
+
+#[test]
+fn read_only_mode_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    open(dir.path(), Mode::Writer)
+        .add(t.as_bytes(), l, &[], T0)
+        .unwrap();
+    fs::write(dir.path().join("site/0000000005.cfg"), "garbage").unwrap();
+    fs::write(dir.path().join("meta.json"), "{not json").unwrap();
+    let before = tree(dir.path());
+    let mut store = open(dir.path(), Mode::ReadOnly);
+    assert_eq!(store.held().len(), 1);
+    assert_eq!(store.invalid().len(), 2, "damaged meta and file reported");
+    assert!(store.invalid().iter().all(|i| i.moved_to.is_none()));
+    assert!(store.save_meta().is_err());
+    assert_eq!(tree(dir.path()), before);
+    // A new, empty folder opened read-only stays absent.
+    let missing = dir.path().join("nothing-here");
+    assert!(open(&missing, Mode::ReadOnly).held().is_empty());
+    assert!(!missing.exists());
+}
+
+#[test]
+fn damaged_metadata_is_set_aside_and_the_licenses_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    let mut store = open(dir.path(), Mode::Writer);
+    store.add(t.as_bytes(), l, &[], T0).unwrap();
+    store.meta_mut().latest_trusted = Some(T0);
+    store.save_meta().unwrap();
+    fs::write(dir.path().join("meta.json"), [0xFFu8; 10]).unwrap();
+    let store = open(dir.path(), Mode::Writer);
+    assert_eq!(store.held().len(), 1);
+    assert_eq!(store.meta().latest_trusted, None);
+    assert!(store.invalid()[0].reason.contains("metadata unreadable"));
+    // The fresh metadata was saved, with the event.
+    let saved: Meta =
+        serde_json::from_slice(&fs::read(dir.path().join("meta.json")).unwrap()).unwrap();
+    assert_eq!(saved.events.last().unwrap().what, "moved-aside");
+}
+
+#[test]
+fn seq_names_are_strict() {
+    assert_eq!(seq_of("0000000012.cfg"), Some(12));
+    for bad in [
+        "12.cfg",
+        "0000000012.txt",
+        "000000001a.cfg",
+        "00000000012.cfg",
+        "+000000012.cfg",
+    ] {
+        assert_eq!(seq_of(bad), None, "{bad}");
+    }
+}
