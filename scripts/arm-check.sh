@@ -36,7 +36,7 @@ done
 
 log "binary-driving tests against the armv7 binary under $runner"
 LICENSE_AGENT_BIN=$arm_bin LICENSE_AGENT_RUNNER=$runner \
-    cargo test --locked --test vectors --test cli
+    cargo test --locked --test vectors --test cli --test install_status
 LICENSE_AGENT_BIN=$arm_bin LICENSE_AGENT_RUNNER=$runner \
     cargo test --locked --test robustness -- the_binary_never_panics neither_binary_panics
 log "ok"

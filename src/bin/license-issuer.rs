@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
-use license_agent::cli::args::{text_value, Usage, EXIT_FAILED, EXIT_OK};
+use license_agent::cli::args::{failed, text_value, Usage, EXIT_OK};
 use license_agent::cli::{main_with, Outcome};
 use license_agent::format::{
     End, FeatureEntry, FeatureId, Kind, Serial, Transaction, MAX_FILE_SIZE,
@@ -38,9 +38,11 @@ sign    writes a signed license file to standard output or -o FILE; it refuses t
 Exit status: 0 success, 1 the action failed, 2 usage error.
 ";
 
+const PROGRAM: &str = "license-issuer";
+
 fn main() {
     let args = std::env::args_os().skip(1).collect();
-    std::process::exit(main_with("license-issuer", args, run));
+    std::process::exit(main_with(PROGRAM, args, run));
 }
 
 fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
@@ -107,18 +109,10 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
     }
 }
 
-fn failed(message: String) -> Outcome {
-    eprintln!("license-issuer: {message}");
-    Outcome {
-        stdout: String::new(),
-        code: EXIT_FAILED,
-    }
-}
-
 fn keygen(path: &Path, label: &str) -> Result<Outcome, Usage> {
     let (key, der) = match SigningKey::generate() {
         Ok(k) => k,
-        Err(e) => return Ok(failed(e)),
+        Err(e) => return Ok(failed(PROGRAM, &e)),
     };
     // create_new: never overwrite a private key; mode 0600 from the first byte.
     let written = OpenOptions::new()
@@ -129,10 +123,10 @@ fn keygen(path: &Path, label: &str) -> Result<Outcome, Usage> {
         .and_then(|mut f| f.write_all(&der).and_then(|()| f.sync_all()));
     match written {
         Ok(()) => Ok(Outcome::help(&format!("{}\n", key.keyring_line(label)))),
-        Err(e) => Ok(failed(format!(
-            "cannot write key file {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Ok(failed(
+            PROGRAM,
+            &format!("cannot write key file {}: {e}", path.display()),
+        )),
     }
 }
 
@@ -145,8 +139,8 @@ fn load_key(path: &Path) -> Result<SigningKey, Usage> {
 fn sign(spec: &LicenseSpec, key: &SigningKey, output: Option<&Path>) -> Result<Outcome, Usage> {
     let text = match issue(spec, key) {
         Ok(text) if text.len() <= MAX_FILE_SIZE => text,
-        Ok(_) => return Ok(failed("the license would exceed the size limit".into())),
-        Err(e) => return Ok(failed(e)),
+        Ok(_) => return Ok(failed(PROGRAM, "the license would exceed the size limit")),
+        Err(e) => return Ok(failed(PROGRAM, &e)),
     };
     match output {
         None => Ok(Outcome::help(&text)),
@@ -155,7 +149,10 @@ fn sign(spec: &LicenseSpec, key: &SigningKey, output: Option<&Path>) -> Result<O
                 stdout: String::new(),
                 code: EXIT_OK,
             }),
-            Err(e) => Ok(failed(format!("cannot write {}: {e}", path.display()))),
+            Err(e) => Ok(failed(
+                PROGRAM,
+                &format!("cannot write {}: {e}", path.display()),
+            )),
         },
     }
 }

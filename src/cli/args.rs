@@ -16,6 +16,15 @@ pub const EXIT_FAILED: i32 = 1;
 /// The command line was wrong, or something it names (a keyring) cannot be used.
 pub const EXIT_USAGE: i32 = 2;
 
+/// An action that failed (exit 1): the message goes to standard error.
+pub fn failed(program: &str, message: &str) -> crate::cli::Outcome {
+    eprintln!("{program}: {message}");
+    crate::cli::Outcome {
+        stdout: String::new(),
+        code: EXIT_FAILED,
+    }
+}
+
 /// A command-line mistake: printed with a hint to `--help`, exit status 2.
 #[derive(Debug)]
 pub struct Usage(pub String);

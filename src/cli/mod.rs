@@ -3,7 +3,10 @@
 
 pub mod args;
 pub mod inspect;
+pub mod install;
 pub mod report;
+pub mod setup;
+pub mod status;
 pub mod verify;
 
 use std::ffi::OsString;
@@ -22,9 +25,11 @@ feature licenses for the phone)
 Usage: license-agent <COMMAND> [OPTIONS]
 
 Commands:
+  status   the licenses and features of this phone, and why
+  install  accept a license file by hand, as a download would be accepted
   verify   the verdict on license files against a trusted keyring
   inspect  decode license files without trusting them
-  help     this text, or a command's (license-agent help verify)
+  help     this text, or a command's (license-agent help status)
 
 Options:
   -h, --help     this text
@@ -58,6 +63,8 @@ fn help_for(command: &str) -> Option<&'static str> {
     match command {
         "verify" => Some(verify::HELP),
         "inspect" => Some(inspect::HELP),
+        "install" => Some(install::HELP),
+        "status" => Some(status::HELP),
         _ => None,
     }
 }
@@ -84,6 +91,8 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
     match command.as_str() {
         "verify" => verify::run(parser),
         "inspect" => inspect::run(parser),
+        "install" => install::run(parser),
+        "status" => status::run(parser),
         "help" => match parser.next()? {
             None => Ok(Outcome::help(HELP)),
             Some(Value(v)) => {
@@ -95,7 +104,7 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
             Some(other) => Err(other.unexpected().into()),
         },
         other => Err(Usage(format!(
-            "unknown command {other:?}; commands: verify, inspect, help"
+            "unknown command {other:?}; commands: status, install, verify, inspect, help"
         ))),
     }
 }

@@ -1,1 +1,675 @@
-//! The agent's configuration file (being written).
+//! The agent's configuration file ([`DEFAULT_PATH`], TOML): who the phone is, where the
+//! keyring, the state and the sockets are, the provisioning server, and the timers of
+//! `shared/spec/agent-rules.md` that it marks *(config)*.
+//!
+//! [`Config::load`] reads the file (at most [`MAX_FILE_SIZE`] bytes) and
+//! [`Config::parse`] checks all of it: an unknown key, a value of the wrong type or form,
+//! a missing required key or two keys that contradict each other is a [`ConfigError`]
+//! naming the file, the full dotted key (`timing.poll_interval`) and, where there is one,
+//! the line and column. Nothing is ignored and no input panics.
+//!
+//! # The keys
+//!
+//! | key | value | default |
+//! | --- | --- | --- |
+//! | `mac` | the phone's MAC: 12 hex digits, any case, or pairs separated by `:` or `-` (not all zero) | one of `mac`, `interface` is required |
+//! | `interface` | read the MAC from `/sys/class/net/<name>/address` (1–15 bytes, no `/`) | |
+//! | `site_serial` | the site serial a site license must carry (12 hex digits) | any |
+//! | `keyring` | path of the keyring | required |
+//! | `state_dir` | path of the license store | required |
+//! | `server` | provisioning base URL: `http://`, `https://`, `file:///abs/` or `file:rel/` | no fetching |
+//! | `enabled_features` | features the phone has enabled: names, `feature-XXXX` or ids | `[]` |
+//! | `supervisor_socket` | the phone supervisor's socket | `/run/phone/supervisor.sock` |
+//! | `supervisor` | `"none"`: no supervisor, reboots are only logged (not with `supervisor_socket`) | |
+//! | `control_socket` | the agent's control socket | `/run/license-agent/control.sock` |
+//! | `features_file` | where the enabled feature set is published | `/run/license-agent/features` |
+//! | `[fetch]` | `ca_file`, `client_cert` + `client_key`, `username` + `password` (pairs: both or neither), `connect_timeout`, `total_timeout` | no TLS client certificate, no authentication, 10s, 60s |
+//! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h |
+//!
+//! Paths that are not absolute are taken from the directory holding the configuration
+//! file (so a demo configuration next to its files works from any directory), and so is
+//! a `file:` server URL that is not absolute; a relative configuration path is made
+//! absolute from the current directory, so the results do not depend on it later. The server URL is kept with a `/` at the
+//! end, since file names are appended to it. Socket paths must fit a Unix socket address
+//! (107 bytes).
+//!
+//! Durations are whole seconds (a TOML integer) or a string of `<digits><unit>` parts
+//! from the largest unit to the smallest, units `d`, `h`, `m`, `s`: `"90s"`, `"1h30m"`,
+//! `"2d"`; at most 100 years. Zero is refused where it would make the agent spin or
+//! divide by zero: `poll_interval`, `renewal_check_interval`, `stagger_window`,
+//! `reboot_reask`, `retry_initial`, `retry_max`, `connect_timeout`, `total_timeout`; and
+//! `retry_initial` must not exceed `retry_max`.
+//!
+//! # Example ([`EXAMPLE`], every key)
+//!
+#![doc = concat!("```toml\n", include_str!("example.toml"), "```")]
+
+mod table;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
+
+use crate::format::{FeatureId, Serial};
+use table::{Item, Source, Table};
+
+pub use values::MAX_SECS;
+
+/// Where the agent reads its configuration unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/license-agent/agent.toml";
+
+/// The largest configuration file, in bytes.
+pub const MAX_FILE_SIZE: usize = 64 * 1024;
+
+/// A configuration with every key, each explained (it parses: see the tests).
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+const DEFAULT_SUPERVISOR_SOCKET: &str = "/run/phone/supervisor.sock";
+const DEFAULT_CONTROL_SOCKET: &str = "/run/license-agent/control.sock";
+const DEFAULT_FEATURES_FILE: &str = "/run/license-agent/features";
+
+const TOP_KEYS: [&str; 13] = [
+    "mac",
+    "interface",
+    "site_serial",
+    "keyring",
+    "state_dir",
+    "server",
+    "enabled_features",
+    "supervisor_socket",
+    "supervisor",
+    "control_socket",
+    "features_file",
+    "fetch",
+    "timing",
+];
+const FETCH_KEYS: [&str; 7] = [
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "username",
+    "password",
+    "connect_timeout",
+    "total_timeout",
+];
+const TIMING_KEYS: [&str; 8] = [
+    "windback_tolerance",
+    "poll_interval",
+    "renewal_check_interval",
+    "idle_grace",
+    "stagger_window",
+    "reboot_reask",
+    "retry_initial",
+    "retry_max",
+];
+
+/// The agent's configuration, every value checked and every path resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Where the phone's MAC comes from (see [`Config::mac`]).
+    pub mac: MacSource,
+    /// The site serial a site license must carry, when configured.
+    pub site_serial: Option<Serial>,
+    pub keyring: PathBuf,
+    pub state_dir: PathBuf,
+    /// The provisioning base URL (`http`, `https` or `file`), ending in `/`; no fetching
+    /// without it.
+    pub server: Option<String>,
+    /// The licensable features the phone has enabled, in file order, no duplicates.
+    pub enabled_features: Vec<FeatureId>,
+    pub supervisor: Supervisor,
+    pub control_socket: PathBuf,
+    pub features_file: PathBuf,
+    pub fetch: Fetch,
+    pub timing: Timing,
+}
+
+/// Where the phone's MAC comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MacSource {
+    /// Written in the file.
+    Fixed(Serial),
+    /// Read from `/sys/class/net/<name>/address` when asked.
+    Interface(String),
+}
+
+/// How reboots are asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// The phone supervisor's Unix socket (`supervisor-protocol.md`).
+    Socket(PathBuf),
+    /// A board without supervisor: the agent only logs the reboots it would have asked.
+    None,
+}
+
+/// How licenses are fetched from the server. `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// The CA certificate(s) that the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// TLS client certificate and its key: both or neither.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// HTTP basic authentication: both or neither.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub connect_timeout: Secs,
+    pub total_timeout: Secs,
+}
+
+impl Default for Fetch {
+    fn default() -> Self {
+        Fetch {
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            username: None,
+            password: None,
+            connect_timeout: Secs(10),
+            total_timeout: Secs(60),
+        }
+    }
+}
+
+impl fmt::Debug for Fetch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetch")
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("total_timeout", &self.total_timeout)
+            .finish()
+    }
+}
+
+/// The timers of the agent rules that the configuration may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// How far behind the latest trusted time the clock may read before it counts as
+    /// wound back.
+    pub windback_tolerance: Secs,
+    /// Polling for a license while an enabled feature has none in force.
+    pub poll_interval: Secs,
+    /// Checking for a renewal while a license in force is Expiring Shortly.
+    pub renewal_check_interval: Secs,
+    /// How long the phone must have been idle before a reboot is asked.
+    pub idle_grace: Secs,
+    /// The window over which site-license reboots are spread by MAC.
+    pub stagger_window: Secs,
+    /// Asking again when still running this long after the supervisor's `OK`.
+    pub reboot_reask: Secs,
+    /// The first back-off delay after a failed fetch, and the most it grows to.
+    pub retry_initial: Secs,
+    pub retry_max: Secs,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            windback_tolerance: Secs(24 * 3600),
+            poll_interval: Secs(3600),
+            renewal_check_interval: Secs(24 * 3600),
+            idle_grace: Secs(30),
+            stagger_window: Secs(3600),
+            reboot_reask: Secs(600),
+            retry_initial: Secs(30),
+            retry_max: Secs(3600),
+        }
+    }
+}
+
+/// A duration in whole seconds (at most [`MAX_SECS`] when it comes from the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Secs(pub u64);
+
+impl Secs {
+    /// Reads a duration as the file writes it in a string: `"90s"`, `"1h30m"`, `"2d"`.
+    pub fn parse(text: &str) -> Result<Secs, String> {
+        values::duration(text)
+    }
+
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+/// The file's form: `0s`, `1m30s`, `1d`.
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&values::duration_text(self.0))
+    }
+}
+
+/// What is wrong with a configuration: the file, the full dotted key when the problem is
+/// one key's, and what is wrong (with the line and column when there is a place).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError {
+            file: path.to_path_buf(),
+            key: None,
+            message,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_FILE_SIZE as u64 + 1).read_to_end(&mut bytes))
+            .map_err(|e| fail(format!("cannot read the configuration file: {e}")))?;
+        if bytes.len() > MAX_FILE_SIZE {
+            return Err(fail(too_big(None)));
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let valid = String::from_utf8_lossy(&e.as_bytes()[..at]);
+                let (line, column) = Source {
+                    text: &valid,
+                    file: path,
+                }
+                .place(at);
+                Err(fail(format!(
+                    "line {line}, column {column}: not UTF-8 text (byte {at}); a TOML file \
+                     is UTF-8"
+                )))
+            }
+        }
+    }
+
+    /// Checks a configuration given as text; `path` is the file it came from (named in
+    /// errors; relative paths in the text are taken from its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { text, file: path };
+        if text.len() > MAX_FILE_SIZE {
+            return Err(src.error(None, None, too_big(Some(text.len()))));
+        }
+        let doc = DeTable::parse(text).map_err(|e| src.syntax_error(&e, &is_known_key))?;
+        let top = Table::root(src, doc.get_ref());
+        top.check_keys(&TOP_KEYS)?;
+        let base = values::base_dir(path);
+        let path_of = |item: &Item, what: &str| -> Result<PathBuf, ConfigError> {
+            values::path(item.str(what)?, &base).map_err(|why| item.error(why))
+        };
+        let socket_of = |item: &Item| -> Result<PathBuf, ConfigError> {
+            values::socket_path(item.str("a socket path")?, &base).map_err(|why| item.error(why))
+        };
+
+        let mac = match (top.get("mac"), top.get("interface")) {
+            (Some(_), Some(interface)) => {
+                return Err(interface.error(
+                    "mac and interface are both given; give exactly one: the MAC, or the \
+                     interface to read it from",
+                ))
+            }
+            (Some(mac), None) => {
+                let text = mac.str("a MAC address like \"0004f2000001\"")?;
+                MacSource::Fixed(values::mac(text).map_err(|why| mac.error(why))?)
+            }
+            (None, Some(interface)) => {
+                let name = interface.str("an interface name like \"eth0\"")?;
+                values::interface(name).map_err(|why| interface.error(why))?;
+                MacSource::Interface(name.to_string())
+            }
+            (None, None) => {
+                return Err(top.missing(
+                    "mac",
+                    "missing; give the phone's MAC (mac = \"0004f2000001\") or the \
+                     interface to read it from (interface = \"eth0\")",
+                ))
+            }
+        };
+
+        let site_serial = match top.get("site_serial") {
+            None => None,
+            Some(item) => {
+                let text = item.str("a serial of 12 hex digits")?;
+                Some(Serial::parse(text).map_err(|why| item.error(why))?)
+            }
+        };
+
+        let keyring = match top.get("keyring") {
+            Some(item) => path_of(&item, "the keyring's path")?,
+            None => {
+                return Err(top.missing(
+                    "keyring",
+                    "missing; the path of the trusted keyring is required",
+                ))
+            }
+        };
+        let state_dir = match top.get("state_dir") {
+            Some(item) => path_of(&item, "a directory path")?,
+            None => {
+                return Err(top.missing(
+                    "state_dir",
+                    "missing; the directory where licenses are stored is required",
+                ))
+            }
+        };
+
+        let server = match top.get("server") {
+            None => None,
+            Some(item) => {
+                let text = item.str("a URL like \"https://prov.example.com/phones/\"")?;
+                Some(values::server(text, &base).map_err(|why| item.error(why))?)
+            }
+        };
+
+        let enabled_features = match top.get("enabled_features") {
+            None => Vec::new(),
+            Some(item) => features(&item)?,
+        };
+
+        let supervisor = match (top.get("supervisor_socket"), top.get("supervisor")) {
+            (Some(_), Some(none)) => {
+                return Err(none.error(
+                    "supervisor and supervisor_socket are both given; give \
+                     supervisor_socket for a board with a supervisor, or supervisor = \
+                     \"none\" for one without",
+                ))
+            }
+            (Some(item), None) => Supervisor::Socket(socket_of(&item)?),
+            (None, Some(item)) => match item.str("\"none\"")? {
+                "none" => Supervisor::None,
+                other => {
+                    return Err(item.error(format_args!(
+                        "{}: the only value is \"none\" (a board without supervisor); \
+                         for a supervisor, give supervisor_socket = \"/path\"",
+                        values::shown(other)
+                    )))
+                }
+            },
+            (None, None) => Supervisor::Socket(PathBuf::from(DEFAULT_SUPERVISOR_SOCKET)),
+        };
+
+        let control_socket = match top.get("control_socket") {
+            Some(item) => socket_of(&item)?,
+            None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        };
+        let features_file = match top.get("features_file") {
+            Some(item) => path_of(&item, "a file path")?,
+            None => PathBuf::from(DEFAULT_FEATURES_FILE),
+        };
+
+        let fetch = match top.table("fetch")? {
+            Some(table) => fetch(&table, &path_of)?,
+            None => Fetch::default(),
+        };
+        let timing = match top.table("timing")? {
+            Some(table) => timing(&table)?,
+            None => Timing::default(),
+        };
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            mac,
+            site_serial,
+            keyring,
+            state_dir,
+            server,
+            enabled_features,
+            supervisor,
+            control_socket,
+            features_file,
+            fetch,
+            timing,
+        })
+    }
+
+    /// The phone's MAC: the configured one, or the interface's from `/sys/class/net`.
+    pub fn mac(&self) -> Result<Serial, ConfigError> {
+        self.mac_from(Path::new("/sys/class/net"))
+    }
+
+    /// [`Config::mac`] with the `/sys/class/net` directory given (for tests): reads
+    /// `<sys_class_net>/<interface>/address` (`aa:bb:cc:dd:ee:ff` and a newline).
+    pub fn mac_from(&self, sys_class_net: &Path) -> Result<Serial, ConfigError> {
+        let name = match &self.mac {
+            MacSource::Fixed(serial) => return Ok(*serial),
+            MacSource::Interface(name) => name,
+        };
+        let fail = |message: String| ConfigError {
+            file: self.path.clone(),
+            key: Some("interface".to_string()),
+            message,
+        };
+        // The name was checked at parse time, but the field is public: check it again
+        // before it becomes part of a path.
+        values::interface(name).map_err(fail)?;
+        let address = sys_class_net.join(name).join("address");
+        let mut bytes = Vec::new();
+        let read =
+            std::fs::File::open(&address).and_then(|file| file.take(256).read_to_end(&mut bytes));
+        match read {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(fail(format!(
+                    "no network interface {name:?}: {} does not exist",
+                    address.display()
+                )))
+            }
+            Err(e) => return Err(fail(format!("cannot read {}: {e}", address.display()))),
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim_end_matches(['\n', '\r']);
+        values::mac(text).map_err(|why| {
+            fail(format!(
+                "{} does not hold the interface's MAC: {why}",
+                address.display()
+            ))
+        })
+    }
+}
+
+/// Whether `path` is a key of the file (to keep only sensible guesses of the key a TOML
+/// syntax error is about).
+fn is_known_key(path: &str) -> bool {
+    match path.split_once('.') {
+        None => TOP_KEYS.contains(&path),
+        Some(("fetch", key)) => FETCH_KEYS.contains(&key),
+        Some(("timing", key)) => TIMING_KEYS.contains(&key),
+        Some(_) => false,
+    }
+}
+
+fn too_big(size: Option<usize>) -> String {
+    let size = match size {
+        Some(n) => format!("{n} bytes"),
+        None => format!("larger than {MAX_FILE_SIZE} bytes"),
+    };
+    format!("the file is {size}; a configuration file is at most {MAX_FILE_SIZE} bytes")
+}
+
+/// `enabled_features`: an array of feature names or ids, each once.
+fn features(item: &Item) -> Result<Vec<FeatureId>, ConfigError> {
+    const WHAT: &str = "a feature name or id like \"vqmon\" or \"0x0002\"";
+    let mut out: Vec<(FeatureId, usize)> = Vec::new();
+    for element in item.array("an array of feature names, like [\"vqmon\"]")? {
+        let id = FeatureId::parse(element.str(WHAT)?).map_err(|why| element.error(why))?;
+        if let Some((_, line)) = out.iter().find(|(seen, _)| *seen == id) {
+            return Err(element.error(format_args!(
+                "{} is listed twice (also on line {line})",
+                id.name()
+            )));
+        }
+        out.push((id, element.line()));
+    }
+    Ok(out.into_iter().map(|(id, _)| id).collect())
+}
+
+/// The `[fetch]` table.
+fn fetch(
+    table: &Table,
+    path_of: &dyn Fn(&Item, &str) -> Result<PathBuf, ConfigError>,
+) -> Result<Fetch, ConfigError> {
+    table.check_keys(&FETCH_KEYS)?;
+    let optional_path = |name: &str, what: &str| -> Result<Option<PathBuf>, ConfigError> {
+        table.get(name).map(|item| path_of(&item, what)).transpose()
+    };
+    let ca_file = optional_path("ca_file", "a file path")?;
+    let client_cert = optional_path("client_cert", "a file path")?;
+    let client_key = optional_path("client_key", "a file path")?;
+    both_or_neither(table, "client_cert", "client_key")?;
+
+    let username = match table.get("username") {
+        None => None,
+        Some(item) => {
+            let text = item.str("a user name")?;
+            values::username(text).map_err(|why| item.error(why))?;
+            Some(text.to_string())
+        }
+    };
+    let password = match table.get("password") {
+        None => None,
+        Some(item) => {
+            let text = item.str("a password")?;
+            values::password(text).map_err(|why| item.error(why))?;
+            Some(text.to_string())
+        }
+    };
+    both_or_neither(table, "username", "password")?;
+
+    let defaults = Fetch::default();
+    Ok(Fetch {
+        ca_file,
+        client_cert,
+        client_key,
+        username,
+        password,
+        connect_timeout: secs(table, "connect_timeout", defaults.connect_timeout)?,
+        total_timeout: secs(table, "total_timeout", defaults.total_timeout)?,
+    })
+}
+
+/// Keys that only make sense together: naming the one that is missing.
+fn both_or_neither(table: &Table, a: &str, b: &str) -> Result<(), ConfigError> {
+    let (given, missing) = match (table.get(a), table.get(b)) {
+        (Some(given), None) => (given, b),
+        (None, Some(given)) => (given, a),
+        _ => return Ok(()),
+    };
+    Err(table.missing(
+        missing,
+        format_args!(
+            "missing; {} is given (line {}), and {a} and {b} go together",
+            given.key,
+            given.line()
+        ),
+    ))
+}
+
+/// The `[timing]` table.
+fn timing(table: &Table) -> Result<Timing, ConfigError> {
+    table.check_keys(&TIMING_KEYS)?;
+    let d = Timing::default();
+    let timing = Timing {
+        windback_tolerance: secs(table, "windback_tolerance", d.windback_tolerance)?,
+        poll_interval: secs(table, "poll_interval", d.poll_interval)?,
+        renewal_check_interval: secs(table, "renewal_check_interval", d.renewal_check_interval)?,
+        idle_grace: secs(table, "idle_grace", d.idle_grace)?,
+        stagger_window: secs(table, "stagger_window", d.stagger_window)?,
+        reboot_reask: secs(table, "reboot_reask", d.reboot_reask)?,
+        retry_initial: secs(table, "retry_initial", d.retry_initial)?,
+        retry_max: secs(table, "retry_max", d.retry_max)?,
+    };
+    if timing.retry_initial > timing.retry_max {
+        // Blame the key that is in the file (retry_initial when both are).
+        let (item, message) = match table.get("retry_initial") {
+            Some(item) => {
+                let max = match table.get("retry_max") {
+                    Some(_) => String::new(),
+                    None => ", the default".to_string(),
+                };
+                let message = format!(
+                    "{} is longer than timing.retry_max ({}{max}); the back-off starts at \
+                     retry_initial and grows up to retry_max",
+                    timing.retry_initial, timing.retry_max
+                );
+                (item, message)
+            }
+            None => match table.get("retry_max") {
+                Some(item) => {
+                    let message = format!(
+                        "{} is shorter than timing.retry_initial ({}, the default); the \
+                         back-off starts at retry_initial and grows up to retry_max",
+                        timing.retry_max, timing.retry_initial
+                    );
+                    (item, message)
+                }
+                // Unreachable with the defaults (30s ≤ 1h), but never a panic.
+                None => return Ok(timing),
+            },
+        };
+        return Err(item.error(message));
+    }
+    Ok(timing)
+}
+
+/// Why zero is refused for a duration key (None: zero is fine).
+fn zero_refused(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "poll_interval" => "the agent would poll the server without pause",
+        "renewal_check_interval" => "the agent would check for a renewal without pause",
+        "stagger_window" => "the stagger delay is the MAC's hash modulo the window",
+        "retry_initial" => "a failed fetch would be retried without pause",
+        "reboot_reask" => "the agent would ask the supervisor for a reboot without pause",
+        "retry_max" => "a failed fetch would be retried without pause",
+        "connect_timeout" => "every connection would time out at once",
+        "total_timeout" => "every fetch would time out at once",
+        _ => return None,
+    })
+}
+
+/// The duration `name` of `table`, or `default` when not given.
+fn secs(table: &Table, name: &str, default: Secs) -> Result<Secs, ConfigError> {
+    let Some(item) = table.get(name) else {
+        return Ok(default);
+    };
+    let value = match item.value() {
+        DeValue::Integer(n) => i128::from_str_radix(n.as_str(), n.radix())
+            .map_err(|_| format!("{n}: too large"))
+            .and_then(values::whole_seconds),
+        DeValue::String(text) => values::duration(text),
+        other => {
+            return Err(item.type_error(
+                "a duration: whole seconds (90) or a string like \"90s\", \"1h30m\" or \"2d\"",
+                other,
+            ))
+        }
+    };
+    let value = value.map_err(|why| item.error(why))?;
+    if value == Secs(0) {
+        if let Some(why) = zero_refused(name) {
+            return Err(item.error(format_args!("must be more than zero: {why}")));
+        }
+    }
+    Ok(value)
+}

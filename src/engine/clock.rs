@@ -9,6 +9,8 @@
 
 use super::status::Instant;
 
+include!(concat!(env!("OUT_DIR"), "/build_time.rs"));
+
 /// How often, at most, the latest trusted time is written to flash.
 pub const TRUSTED_TIME_WRITE_INTERVAL: i64 = 3_600;
 

@@ -326,7 +326,8 @@ fn better(a: &(Status, Governing), b: &(Status, Governing)) -> bool {
     rank(a) > rank(b)
 }
 
-/// Evaluates everything held at `at`.
+/// Evaluates everything held at `at`. The features are those of the used licenses, and
+/// of the ones that have ended (shown as Inactive).
 pub fn evaluate(held: &[Held], at: Instant) -> Evaluation {
     let selections = [
         (Kind::Phone, select(held, Kind::Phone, at)),
@@ -349,16 +350,19 @@ pub fn evaluate(held: &[Held], at: Instant) -> Evaluation {
     for h in held {
         let (start, end) = license_span(&h.license);
         let role = role_of(h);
+        let license_status = status::status(start, end, at);
         licenses.push(LicenseView {
             seq: h.seq,
             kind: h.license.kind(),
             serial: h.license.serial(),
             role,
-            status: status::status(start, end, at),
+            status: license_status,
             start,
             end,
         });
-        if role == Role::Dropped {
+        // A dropped license counts for nothing; one that has wholly ended is still shown
+        // (its entries are all Inactive, so they can never enable anything).
+        if role == Role::Dropped && license_status != Status::Inactive {
             continue;
         }
         status::transitions(start, end).for_each(&mut consider);

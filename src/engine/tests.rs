@@ -232,6 +232,24 @@ fn a_license_starts_expires_and_is_dropped_at_its_exact_instants() {
     assert_eq!(status_at(end), Status::Inactive);
     assert_eq!(enabled_ids(&held, end - 1), [2]);
     assert!(enabled_ids(&held, end).is_empty());
+    // Ended, the feature is still shown, as Inactive.
+    let ended = evaluate(&held, end).features;
+    assert_eq!((ended.len(), ended[0].status), (1, Status::Inactive));
+    // A license dropped while live (superseded) shows nothing at all.
+    let longer = lic(Kind::Site, &[(3, T0, Some(end + DAY))]);
+    let both = vec![
+        held[0].clone(),
+        Held {
+            seq: 2,
+            license: longer,
+        },
+    ];
+    let ids: Vec<u16> = evaluate(&both, T0)
+        .features
+        .iter()
+        .map(|f| f.id.0)
+        .collect();
+    assert_eq!(ids, [3]);
     assert_eq!(select(&held, Kind::Site, end - 1).drop, Vec::<u64>::new());
     assert_eq!(
         select(&held, Kind::Site, end).drop,

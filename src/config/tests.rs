@@ -1,0 +1,709 @@
+//! Configuration tests: the example, defaults, every refusal naming its key and the file,
+//! path resolution, the MAC from sysfs, durations, and random text never panicking.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const FILE: &str = "/opt/demo/agent.toml";
+const NO_MAC: &str = "keyring = \"keyring\"\nstate_dir = \"state\"\n";
+const BASE: &str = "keyring = \"keyring\"\nstate_dir = \"state\"\nmac = \"0004f2000001\"\n";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new(FILE))
+}
+
+fn ok(text: &str) -> Config {
+    match parse(text) {
+        Ok(config) => config,
+        Err(e) => panic!("{text:?} was refused: {e}"),
+    }
+}
+
+/// The error for `text`, checked to name the file and `key`, and to say `fragment`.
+fn refused(text: &str, key: Option<&str>, fragment: &str) -> ConfigError {
+    let e = match parse(text) {
+        Ok(config) => panic!("{text:?} was accepted: {config:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(e.file, Path::new(FILE), "{e}");
+    assert_eq!(e.key.as_deref(), key, "{text:?}: {e}");
+    assert!(
+        e.message.contains(fragment),
+        "{text:?}: {e} lacks {fragment:?}"
+    );
+    let shown = e.to_string();
+    let prefix = match key {
+        Some(key) => format!("{FILE}: {key}: "),
+        None => format!("{FILE}: "),
+    };
+    assert!(shown.starts_with(&prefix), "{shown}");
+    assert!(!shown.contains('\n'), "one line: {shown}");
+    eprintln!("{shown}");
+    e
+}
+
+fn serial(text: &str) -> Serial {
+    Serial::parse(text).unwrap()
+}
+
+#[test]
+fn the_example_parses_to_its_values() {
+    let config = Config::parse(EXAMPLE, Path::new(DEFAULT_PATH)).unwrap();
+    let expected = Config {
+        path: PathBuf::from(DEFAULT_PATH),
+        mac: MacSource::Fixed(serial("0004f2000001")),
+        site_serial: Some(serial("100000000001")),
+        keyring: "/etc/license-agent/keyring".into(),
+        state_dir: "/var/lib/license-agent".into(),
+        server: Some("https://prov.example.com/phones/".into()),
+        enabled_features: vec![FeatureId(2), FeatureId(1)],
+        supervisor: Supervisor::Socket("/run/phone/supervisor.sock".into()),
+        control_socket: "/run/license-agent/control.sock".into(),
+        features_file: "/run/license-agent/features".into(),
+        fetch: Fetch {
+            ca_file: Some("/etc/license-agent/provisioning-ca.pem".into()),
+            client_cert: Some("/etc/license-agent/phone-cert.pem".into()),
+            client_key: Some("/etc/license-agent/phone-key.pem".into()),
+            username: Some("phone".into()),
+            password: Some("secret".into()),
+            connect_timeout: Secs(10),
+            total_timeout: Secs(60),
+        },
+        timing: Timing::default(),
+    };
+    assert_eq!(config, expected);
+    // The example shows the defaults, so it may be copied without changing behaviour.
+    assert_eq!(
+        config.fetch.connect_timeout,
+        Fetch::default().connect_timeout
+    );
+    assert_eq!(config.fetch.total_timeout, Fetch::default().total_timeout);
+}
+
+#[test]
+fn the_example_with_its_alternatives_uncommented_parses() {
+    let text = EXAMPLE
+        .replace("mac = \"0004f2000001\"", "")
+        .replace("# interface = \"eth0\"", "interface = \"eth0\"")
+        .replace("supervisor_socket = \"/run/phone/supervisor.sock\"", "")
+        .replace("# supervisor = \"none\"", "supervisor = \"none\"");
+    let config = Config::parse(&text, Path::new(DEFAULT_PATH)).unwrap();
+    assert_eq!(config.mac, MacSource::Interface("eth0".into()));
+    assert_eq!(config.supervisor, Supervisor::None);
+}
+
+#[test]
+fn defaults() {
+    let config = ok(BASE);
+    assert_eq!(config.path, Path::new(FILE));
+    assert_eq!(config.site_serial, None);
+    assert_eq!(config.server, None);
+    assert!(config.enabled_features.is_empty());
+    assert_eq!(
+        config.supervisor,
+        Supervisor::Socket("/run/phone/supervisor.sock".into())
+    );
+    assert_eq!(
+        config.control_socket,
+        Path::new("/run/license-agent/control.sock")
+    );
+    assert_eq!(
+        config.features_file,
+        Path::new("/run/license-agent/features")
+    );
+    assert_eq!(config.fetch, Fetch::default());
+    assert_eq!(config.timing, Timing::default());
+    // Empty tables are the defaults too.
+    assert_eq!(ok(&format!("{BASE}[fetch]\n[timing]\n")), config);
+
+    let t = Timing::default();
+    assert_eq!(
+        [
+            t.windback_tolerance,
+            t.poll_interval,
+            t.renewal_check_interval,
+            t.idle_grace,
+            t.stagger_window,
+            t.reboot_reask,
+            t.retry_initial,
+            t.retry_max
+        ],
+        [86_400, 3_600, 86_400, 30, 3_600, 600, 30, 3_600].map(Secs)
+    );
+    let f = Fetch::default();
+    assert_eq!((f.connect_timeout, f.total_timeout), (Secs(10), Secs(60)));
+    assert_eq!(
+        (
+            f.ca_file,
+            f.client_cert,
+            f.client_key,
+            f.username,
+            f.password
+        ),
+        (None, None, None, None, None)
+    );
+}
+
+#[test]
+fn every_value_is_read() {
+    let config = ok(&format!(
+        "{NO_MAC}interface = \"wlan0\"\nsite_serial = \"ABCDEF012345\"\n\
+         enabled_features = [\"VQMON\", \"feature-00ab\", \"0x0003\", \"4\"]\n\
+         supervisor = \"none\"\ncontrol_socket = \"/tmp/c.sock\"\nfeatures_file = \"/tmp/f\"\n\
+         [fetch]\nusername = \"u\"\npassword = \"\"\nconnect_timeout = 5\ntotal_timeout = \"2m\"\n\
+         [timing]\nwindback_tolerance = 0\npoll_interval = \"1h30m\"\n\
+         renewal_check_interval = \"2d\"\nidle_grace = \"0s\"\nstagger_window = 0x10\n\
+         reboot_reask = 1_000\nretry_initial = \"1s\"\nretry_max = \"1s\"\n"
+    ));
+    assert_eq!(config.mac, MacSource::Interface("wlan0".into()));
+    assert_eq!(config.site_serial, Some(serial("abcdef012345")));
+    assert_eq!(
+        config.enabled_features,
+        [2, 0xab, 3, 4].map(FeatureId).to_vec()
+    );
+    assert_eq!(config.supervisor, Supervisor::None);
+    assert_eq!(config.control_socket, Path::new("/tmp/c.sock"));
+    assert_eq!(config.features_file, Path::new("/tmp/f"));
+    assert_eq!(config.fetch.username.as_deref(), Some("u"));
+    assert_eq!(config.fetch.password.as_deref(), Some(""));
+    assert_eq!(config.fetch.connect_timeout, Secs(5));
+    assert_eq!(config.fetch.total_timeout, Secs(120));
+    let t = config.timing;
+    assert_eq!(
+        [
+            t.windback_tolerance,
+            t.poll_interval,
+            t.renewal_check_interval,
+            t.idle_grace,
+            t.stagger_window,
+            t.reboot_reask,
+            t.retry_initial,
+            t.retry_max
+        ],
+        [0, 5_400, 172_800, 0, 16, 1_000, 1, 1].map(Secs)
+    );
+}
+
+#[test]
+fn dotted_keys_and_inline_tables_are_tables_too() {
+    let config = ok(&format!(
+        "{BASE}timing.poll_interval = \"2h\"\nfetch = {{ total_timeout = 30 }}\n"
+    ));
+    assert_eq!(config.timing.poll_interval, Secs(7_200));
+    assert_eq!(config.fetch.total_timeout, Secs(30));
+}
+
+#[test]
+fn mac_forms() {
+    for text in [
+        "0004f2000001",
+        "0004F2000001",
+        "00:04:f2:00:00:01",
+        "00:04:F2:00:00:01",
+        "00-04-f2-00-00-01",
+    ] {
+        let config = ok(&format!("{NO_MAC}mac = \"{text}\""));
+        assert_eq!(
+            config.mac,
+            MacSource::Fixed(serial("0004f2000001")),
+            "{text}"
+        );
+    }
+    for text in [
+        "",
+        "0004f200000",
+        "0004f20000012",
+        "0004f200000g",
+        "00:04:f2-00:00:01",
+        "00:04:f2:00:00:0",
+        "00:04:f2:00:00:001",
+        "0:04:f2:00:00:001",
+        "00 04 f2 00 00 01",
+        "00.04.f2.00.00.01",
+        " 0004f2000001",
+        "0004f2000001\n",
+        "ü004f2000001",
+        "000000000000",
+        "00:00:00:00:00:00",
+    ] {
+        refused(&format!("{NO_MAC}mac = {text:?}"), Some("mac"), "");
+    }
+}
+
+#[test]
+fn refusals_name_their_key_and_the_file() {
+    let too_long_socket = format!("/run/{}.sock", "s".repeat(100));
+    let cases: Vec<(String, Option<&str>, &str)> = vec![
+        // Unknown keys, wherever they are.
+        (format!("{BASE}keyrnig = 1"), Some("keyrnig"), "unknown key (did you mean keyring?)"),
+        (format!("{BASE}colour = \"red\""), Some("colour"), "the keys at the top level are: mac,"),
+        (format!("{BASE}[timing]\npoll = \"1h\""), Some("timing.poll"), "the keys in [timing] are: windback_tolerance"),
+        (format!("{BASE}[timing]\npoll_intervals = 5"), Some("timing.poll_intervals"), "did you mean poll_interval?"),
+        (format!("{BASE}[fetch]\nuser = \"x\""), Some("fetch.user"), "unknown key"),
+        (format!("{BASE}timing.foo = 1"), Some("timing.foo"), "unknown key"),
+        (format!("{BASE}[foo]\nbar = 1"), Some("foo"), "unknown key"),
+        (format!("{BASE}[timing.sub]\nx = 1"), Some("timing.sub"), "unknown key"),
+        (format!("{BASE}\"a.b\" = 1"), Some("\"a.b\""), "unknown key"),
+        // An unknown key is reported before what it may explain (the missing keyring).
+        ("mac = \"0004f2000001\"\nkeyrng = \"k\"\nstate_dir = \"s\"".into(), Some("keyrng"), "did you mean keyring?"),
+        // mac / interface.
+        (NO_MAC.into(), Some("mac"), "missing; give the phone's MAC"),
+        (format!("{NO_MAC}mac = 5"), Some("mac"), "expected a MAC address like \"0004f2000001\", found an integer"),
+        (format!("{NO_MAC}mac = \"0004f200001\""), Some("mac"), "not a MAC address"),
+        (format!("{BASE}interface = \"eth0\""), Some("interface"), "mac and interface are both given"),
+        (format!("{NO_MAC}interface = \"a/b\""), Some("interface"), "cannot contain '/'"),
+        (format!("{NO_MAC}interface = \"..\""), Some("interface"), "not an interface name"),
+        (format!("{NO_MAC}interface = \"\""), Some("interface"), "1 to 15 bytes"),
+        (format!("{NO_MAC}interface = \"abcdefghijklmnop\""), Some("interface"), "1 to 15 bytes"),
+        (format!("{NO_MAC}interface = \"eth 0\""), Some("interface"), "cannot contain ' '"),
+        (format!("{NO_MAC}interface = [\"eth0\"]"), Some("interface"), "found an array"),
+        // Serial, required paths.
+        (format!("{BASE}site_serial = \"12345\""), Some("site_serial"), "expected 12 hex digits"),
+        (format!("{BASE}site_serial = 100000000001"), Some("site_serial"), "found an integer"),
+        ("mac = \"0004f2000001\"\nstate_dir = \"s\"".into(), Some("keyring"), "missing; the path of the trusted keyring"),
+        ("mac = \"0004f2000001\"\nkeyring = \"k\"".into(), Some("state_dir"), "missing; the directory"),
+        ("mac = \"0004f2000001\"\nkeyring = \"\"\nstate_dir = \"s\"".into(), Some("keyring"), "empty"),
+        ("mac = \"0004f2000001\"\nkeyring = 1\nstate_dir = \"s\"".into(), Some("keyring"), "expected the keyring's path, found an integer"),
+        ("mac = \"0004f2000001\"\nkeyring = \"k\\u0000\"\nstate_dir = \"s\"".into(), Some("keyring"), "NUL"),
+        (format!("{BASE}features_file = true"), Some("features_file"), "found a boolean"),
+        // Server URL.
+        (format!("{BASE}server = \"ftp://h/\""), Some("server"), "scheme \"ftp\" is not supported"),
+        (format!("{BASE}server = \"prov.example.com\""), Some("server"), "no scheme"),
+        (format!("{BASE}server = \"https:///phones/\""), Some("server"), "no host"),
+        (format!("{BASE}server = \"https:prov\""), Some("server"), "followed by //"),
+        (format!("{BASE}server = \"https://h/p?x=1\""), Some("server"), "no query or fragment"),
+        (format!("{BASE}server = \"https://u:p@h/\""), Some("server"), "fetch.username"),
+        (format!("{BASE}server = \"https://h/a b/\""), Some("server"), "cannot contain ' '"),
+        (format!("{BASE}server = \"file://host/x/\""), Some("server"), "with a host"),
+        (format!("{BASE}server = \"\""), Some("server"), "empty"),
+        // Features.
+        (format!("{BASE}enabled_features = \"vqmon\""), Some("enabled_features"), "expected an array of feature names"),
+        (format!("{BASE}enabled_features = [\"nope\"]"), Some("enabled_features"), "not a known name"),
+        (format!("{BASE}enabled_features = [2]"), Some("enabled_features"), "found an integer"),
+        (format!("{BASE}enabled_features = [\"feature-0000\"]"), Some("enabled_features"), "id 0 is not a feature"),
+        (format!("{BASE}enabled_features = [\"vqmon\",\n  \"0x0002\"]"), Some("enabled_features"), "line 5, column 3: vqmon is listed twice (also on line 4)"),
+        // Supervisor and sockets.
+        (format!("{BASE}supervisor = \"systemd\""), Some("supervisor"), "the only value is \"none\""),
+        (format!("{BASE}supervisor = false"), Some("supervisor"), "found a boolean"),
+        (format!("{BASE}supervisor = \"none\"\nsupervisor_socket = \"/s\""), Some("supervisor"), "both given"),
+        (format!("{BASE}supervisor_socket = {too_long_socket:?}"), Some("supervisor_socket"), "at most 107 bytes"),
+        (format!("{BASE}control_socket = {too_long_socket:?}"), Some("control_socket"), "at most 107 bytes"),
+        (format!("{BASE}control_socket = 5"), Some("control_socket"), "expected a socket path"),
+        // [fetch].
+        (format!("{BASE}fetch = 1"), Some("fetch"), "expected a table ([fetch]), found an integer"),
+        (format!("{BASE}[fetch]\nclient_cert = \"c.pem\""), Some("fetch.client_key"), "missing; fetch.client_cert is given (line 5)"),
+        (format!("{BASE}[fetch]\nclient_key = \"k.pem\""), Some("fetch.client_cert"), "go together"),
+        (format!("{BASE}[fetch]\nusername = \"u\""), Some("fetch.password"), "missing; fetch.username is given"),
+        (format!("{BASE}[fetch]\npassword = \"p\""), Some("fetch.username"), "go together"),
+        (format!("{BASE}[fetch]\nusername = \"a:b\"\npassword = \"p\""), Some("fetch.username"), "cannot contain ':'"),
+        (format!("{BASE}[fetch]\nusername = \"\"\npassword = \"p\""), Some("fetch.username"), "empty"),
+        (format!("{BASE}[fetch]\nusername = \"u\"\npassword = \"p\\n\""), Some("fetch.password"), "control character"),
+        (format!("{BASE}[fetch]\nca_file = \"\""), Some("fetch.ca_file"), "empty"),
+        (format!("{BASE}[fetch]\nconnect_timeout = \"0s\""), Some("fetch.connect_timeout"), "must be more than zero: every connection would time out"),
+        (format!("{BASE}[fetch]\ntotal_timeout = 0"), Some("fetch.total_timeout"), "must be more than zero"),
+        (format!("{BASE}[fetch]\ntotal_timeout = \"1 m\""), Some("fetch.total_timeout"), "a duration has no spaces"),
+        // [timing]: types and forms.
+        (format!("{BASE}timing = \"1h\""), Some("timing"), "expected a table"),
+        (format!("{BASE}[[timing]]\npoll_interval = 1"), Some("timing"), "found an array"),
+        (format!("{BASE}[timing]\npoll_interval = -5"), Some("timing.poll_interval"), "cannot be negative"),
+        (format!("{BASE}[timing]\npoll_interval = \"-5s\""), Some("timing.poll_interval"), "cannot be negative"),
+        (format!("{BASE}[timing]\npoll_interval = \"\""), Some("timing.poll_interval"), "empty"),
+        (format!("{BASE}[timing]\npoll_interval = \"1x\""), Some("timing.poll_interval"), "unknown unit 'x'"),
+        (format!("{BASE}[timing]\npoll_interval = \"60\""), Some("timing.poll_interval"), "60 has no unit"),
+        (format!("{BASE}[timing]\npoll_interval = \"1m1h\""), Some("timing.poll_interval"), "from the largest unit to the smallest"),
+        (format!("{BASE}[timing]\npoll_interval = \"99999999999999999999s\""), Some("timing.poll_interval"), "too large"),
+        (format!("{BASE}[timing]\npoll_interval = 9223372036854775807"), Some("timing.poll_interval"), "too large"),
+        (format!("{BASE}[timing]\npoll_interval = \"36501d\""), Some("timing.poll_interval"), "100 years"),
+        (format!("{BASE}[timing]\npoll_interval = 1.5"), Some("timing.poll_interval"), "expected a duration: whole seconds (90) or a string like \"90s\", \"1h30m\" or \"2d\", found a float"),
+        (format!("{BASE}[timing]\nidle_grace = true"), Some("timing.idle_grace"), "found a boolean"),
+        (format!("{BASE}[timing]\nidle_grace = 1979-05-27"), Some("timing.idle_grace"), "found a datetime"),
+        (format!("{BASE}[timing]\nwindback_tolerance = {{ h = 1 }}"), Some("timing.windback_tolerance"), "found a table"),
+        // [timing]: zero, where it is refused, and the retry order.
+        (format!("{BASE}[timing]\npoll_interval = 0"), Some("timing.poll_interval"), "must be more than zero: the agent would poll"),
+        (format!("{BASE}[timing]\nreboot_reask = \"0s\""), Some("timing.reboot_reask"), "must be more than zero: the agent would ask"),
+        (format!("{BASE}[timing]\nrenewal_check_interval = \"0d\""), Some("timing.renewal_check_interval"), "must be more than zero"),
+        (format!("{BASE}[timing]\nstagger_window = \"0s\""), Some("timing.stagger_window"), "must be more than zero: the stagger delay is the MAC's hash modulo the window"),
+        (format!("{BASE}[timing]\nretry_initial = 0"), Some("timing.retry_initial"), "must be more than zero"),
+        (format!("{BASE}[timing]\nretry_max = \"0m\""), Some("timing.retry_max"), "must be more than zero"),
+        (format!("{BASE}[timing]\nretry_initial = \"2h\""), Some("timing.retry_initial"), "2h is longer than timing.retry_max (1h, the default)"),
+        (format!("{BASE}[timing]\nretry_max = \"10s\""), Some("timing.retry_max"), "10s is shorter than timing.retry_initial (30s, the default)"),
+        (format!("{BASE}[timing]\nretry_max = \"1m\"\nretry_initial = \"1h\""), Some("timing.retry_initial"), "1h is longer than timing.retry_max (1m)"),
+        // TOML syntax errors: the key when the line says it, the place always.
+        (format!("{BASE}[timing]\npoll_interval = 1h"), Some("timing.poll_interval"), "line 5, column"),
+        (format!("{BASE}mac = \"0004f2000002\""), Some("mac"), "invalid TOML"),
+        (format!("{BASE}keyring = /etc/keyring"), Some("keyring"), "line 4"),
+        (format!("{BASE}[fetch]\nusername = phone"), Some("fetch.username"), "invalid TOML"),
+        (format!("{BASE}[timing]\nnot_a_key = 1h"), None, "line 5"),
+        (format!("{BASE}===="), None, "line 4, column 2: invalid TOML"),
+        (format!("{BASE}[timing"), None, "invalid TOML"),
+        ("mac = \"unterminated".into(), Some("mac"), "invalid TOML"),
+    ];
+    for (text, key, fragment) in &cases {
+        refused(text, *key, fragment);
+    }
+}
+
+#[test]
+fn value_errors_give_the_line_and_column_of_the_value() {
+    let e = refused(
+        &format!("{BASE}[timing]\nidle_grace = \"30s\"\npoll_interval = \"1y\""),
+        Some("timing.poll_interval"),
+        "unknown unit 'y'",
+    );
+    assert!(e.message.starts_with("line 6, column 17: \"1y\": "), "{e}");
+    let e = refused(&format!("{BASE}\n\n  colour = 1"), Some("colour"), "");
+    assert!(
+        e.message.starts_with("line 6, column 3: unknown key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_file_over_the_cap_is_refused() {
+    let padding = format!("# {}\n", "x".repeat(100));
+    let mut text = BASE.to_string();
+    while text.len() <= MAX_FILE_SIZE {
+        text.push_str(&padding);
+    }
+    refused(&text, None, "a configuration file is at most 65536 bytes");
+    text.truncate(MAX_FILE_SIZE);
+    let cut = text.rfind('\n').unwrap() + 1;
+    text.truncate(cut);
+    ok(&text);
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_files_directory() {
+    let config = ok(
+        "mac = \"0004f2000001\"\nkeyring = \"keys/keyring\"\nstate_dir = \"./state/\"\n\
+         features_file = \"../run/features\"\ncontrol_socket = \"/run/c.sock\"\n\
+         supervisor_socket = \"sup.sock\"\nserver = \"file:provisioning\"\n\
+         [fetch]\nca_file = \"ca.pem\"\nclient_cert = \"/etc/c.pem\"\nclient_key = \"k.pem\"\n",
+    );
+    assert_eq!(config.keyring, Path::new("/opt/demo/keys/keyring"));
+    assert_eq!(config.state_dir, Path::new("/opt/demo/state"));
+    assert_eq!(config.features_file, Path::new("/opt/demo/../run/features"));
+    assert_eq!(config.control_socket, Path::new("/run/c.sock"));
+    assert_eq!(
+        config.supervisor,
+        Supervisor::Socket("/opt/demo/sup.sock".into())
+    );
+    assert_eq!(
+        config.server.as_deref(),
+        Some("file:///opt/demo/provisioning/")
+    );
+    assert_eq!(config.fetch.ca_file, Some("/opt/demo/ca.pem".into()));
+    assert_eq!(config.fetch.client_cert, Some("/etc/c.pem".into()));
+    assert_eq!(config.fetch.client_key, Some("/opt/demo/k.pem".into()));
+
+    // A configuration path without a directory: the current one, made absolute.
+    let here = std::env::current_dir().unwrap();
+    let config = Config::parse(BASE, Path::new("agent.toml")).unwrap();
+    assert_eq!(config.path, Path::new("agent.toml"));
+    assert_eq!(config.keyring, here.join("keyring"));
+    let config = Config::parse(BASE, Path::new("demo/agent.toml")).unwrap();
+    assert_eq!(config.state_dir, here.join("demo/state"));
+}
+
+#[test]
+fn server_urls_get_a_trailing_slash() {
+    for (given, stored) in [
+        (
+            "https://prov.example.com/phones/",
+            "https://prov.example.com/phones/",
+        ),
+        (
+            "https://prov.example.com/phones",
+            "https://prov.example.com/phones/",
+        ),
+        ("https://prov.example.com", "https://prov.example.com/"),
+        ("HTTP://10.0.0.1:8080/p", "http://10.0.0.1:8080/p"),
+        ("file:///srv/prov", "file:///srv/prov/"),
+        ("file:/srv/prov/", "file:///srv/prov/"),
+        ("file:///", "file:///"),
+        ("file:prov/./x/", "file:///opt/demo/prov/x/"),
+    ] {
+        let config = ok(&format!("{BASE}server = {given:?}"));
+        let stored = if stored.ends_with('/') {
+            stored.to_string()
+        } else {
+            format!("{stored}/")
+        };
+        assert_eq!(config.server.as_deref(), Some(stored.as_str()), "{given}");
+    }
+}
+
+#[test]
+fn durations() {
+    for (text, secs) in [
+        ("0s", 0),
+        ("90s", 90),
+        ("1m", 60),
+        ("10m", 600),
+        ("1h30m", 5_400),
+        ("1h30m15s", 5_415),
+        ("2d", 172_800),
+        ("1d2h3m4s", 93_784),
+        ("1d4s", 86_404),
+        ("007m", 420),
+        ("36500d", MAX_SECS),
+        ("36499d23h59m60s", MAX_SECS),
+    ] {
+        assert_eq!(Secs::parse(text), Ok(Secs(secs)), "{text}");
+        let config = ok(&format!("{BASE}[timing]\nwindback_tolerance = {text:?}"));
+        assert_eq!(config.timing.windback_tolerance, Secs(secs), "{text}");
+    }
+    for text in [
+        "",
+        "1",
+        "s",
+        "h1",
+        "1x",
+        "1H",
+        "1S",
+        "1h1h",
+        "1m1h",
+        "1s1m",
+        " 1h",
+        "1h ",
+        "1 h",
+        "-1s",
+        "+1s",
+        "1.5h",
+        "1_000s",
+        "½h",
+        "1h½",
+        "36500d1s",
+        "18446744073709551616s",
+        "18446744073709551615s",
+        "213503982334601d",
+        "1ｓ",
+    ] {
+        assert!(Secs::parse(text).is_err(), "{text:?} accepted");
+        refused(
+            &format!("{BASE}[timing]\nidle_grace = {text:?}"),
+            Some("timing.idle_grace"),
+            "",
+        );
+    }
+    for (integer, secs) in [
+        ("0", 0),
+        ("90", 90),
+        ("0x10", 16),
+        ("0o10", 8),
+        ("1_000", 1_000),
+        ("+5", 5),
+    ] {
+        let config = ok(&format!("{BASE}[timing]\nidle_grace = {integer}"));
+        assert_eq!(config.timing.idle_grace, Secs(secs), "{integer}");
+    }
+    for secs in [0, 1, 59, 60, 61, 3_600, 5_415, 86_400, 93_784, MAX_SECS] {
+        let shown = Secs(secs).to_string();
+        assert_eq!(Secs::parse(&shown), Ok(Secs(secs)), "{shown}");
+    }
+    assert_eq!(Secs(5_400).to_string(), "1h30m");
+    assert_eq!(Secs(0).to_string(), "0s");
+    assert_eq!(Secs(90).duration(), std::time::Duration::from_secs(90));
+}
+
+#[test]
+fn the_password_is_not_in_debug_output() {
+    let config = ok(&format!(
+        "{BASE}[fetch]\nusername = \"phone\"\npassword = \"hunter2\""
+    ));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("<hidden>"), "{shown}");
+    assert!(!format!("{:?}", Fetch::default()).contains("<hidden>"));
+}
+
+#[test]
+fn load_reads_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.toml");
+    fs::write(&file, BASE).unwrap();
+    let config = Config::load(&file).unwrap();
+    assert_eq!(config.path, file);
+    assert_eq!(config.keyring, dir.path().join("keyring"));
+
+    let missing = dir.path().join("none.toml");
+    let e = Config::load(&missing).unwrap_err();
+    assert_eq!(
+        (e.file.as_path(), e.key.as_deref()),
+        (missing.as_path(), None)
+    );
+    assert!(e.message.contains("cannot read"), "{e}");
+
+    let e = Config::load(dir.path()).unwrap_err();
+    assert!(e.message.contains("cannot read"), "{e}");
+
+    let big = dir.path().join("big.toml");
+    fs::write(&big, format!("{BASE}#{}\n", "x".repeat(MAX_FILE_SIZE))).unwrap();
+    let e = Config::load(&big).unwrap_err();
+    assert_eq!(e.key, None);
+    assert!(e.message.contains("larger than 65536 bytes"), "{e}");
+
+    let latin1 = dir.path().join("latin1.toml");
+    fs::write(&latin1, b"mac = \"0004f2000001\"\n# caf\xe9\n").unwrap();
+    let e = Config::load(&latin1).unwrap_err();
+    assert!(e.message.starts_with("line 2, column 6: not UTF-8"), "{e}");
+}
+
+/// A fake `/sys/class/net` with one interface per `(name, address file)`.
+fn sysfs(interfaces: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, address) in interfaces {
+        fs::create_dir(dir.path().join(name)).unwrap();
+        fs::write(dir.path().join(name).join("address"), address).unwrap();
+    }
+    dir
+}
+
+fn on_interface(name: &str) -> Config {
+    ok(&format!("{NO_MAC}interface = {name:?}"))
+}
+
+#[test]
+fn mac_from_sysfs() {
+    let sys = sysfs(&[
+        ("eth0", b"00:04:f2:ab:cd:ef\n"),
+        ("eth1", b"00:04:F2:AB:CD:EF"),
+        ("lo", b"00:00:00:00:00:00\n"),
+        ("junk", b"hello\n"),
+        ("empty", b""),
+        (
+            "ib0",
+            b"80:00:02:08:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0a:bc:de\n",
+        ),
+        ("bin", b"\xff\xfe\x00\n"),
+    ]);
+    let want = serial("0004f2abcdef");
+    assert_eq!(on_interface("eth0").mac_from(sys.path()), Ok(want));
+    assert_eq!(on_interface("eth1").mac_from(sys.path()), Ok(want));
+
+    let fails = |name: &str, fragment: &str| {
+        let e = on_interface(name).mac_from(sys.path()).unwrap_err();
+        assert_eq!(e.file, Path::new(FILE), "{e}");
+        assert_eq!(e.key.as_deref(), Some("interface"), "{e}");
+        assert!(
+            e.message.contains(fragment),
+            "{name}: {e} lacks {fragment:?}"
+        );
+        assert!(
+            e.to_string().starts_with(&format!("{FILE}: interface: ")),
+            "{e}"
+        );
+    };
+    fails("eth9", "no network interface \"eth9\"");
+    fails("lo", "all-zero");
+    fails("junk", "does not hold the interface's MAC");
+    fails("empty", "not a MAC address");
+    fails("ib0", "not a MAC address");
+    fails("bin", "not a MAC address");
+
+    // A fixed MAC never looks at sysfs.
+    assert_eq!(
+        ok(BASE).mac_from(Path::new("/nonexistent")),
+        Ok(serial("0004f2000001"))
+    );
+
+    // The public field set by hand to a path is refused, not followed.
+    let mut config = on_interface("eth0");
+    config.mac = MacSource::Interface("../eth0".into());
+    let e = config.mac_from(&sys.path().join("x")).unwrap_err();
+    assert!(e.message.contains("cannot contain '/'"), "{e}");
+}
+
+#[test]
+fn mac_reads_the_real_sysfs_without_panicking() {
+    // Whatever this machine has: an answer, never a panic.
+    let _ = on_interface("lo").mac();
+    let _ = on_interface("nonexistent0").mac();
+}
+
+/// Random edits of the example: deletions, insertions and replacements of bytes.
+fn mutated_example() -> impl Strategy<Value = String> {
+    let edit = (any::<prop::sample::Index>(), 0u8..3, any::<char>());
+    prop::collection::vec(edit, 1..6).prop_map(|edits| {
+        let mut text: Vec<char> = EXAMPLE.chars().collect();
+        for (at, op, c) in edits {
+            let i = at.index(text.len() + 1);
+            match op {
+                0 if i < text.len() => {
+                    text.remove(i);
+                }
+                1 => text.insert(i, c),
+                _ if i < text.len() => text[i] = c,
+                _ => text.push(c),
+            }
+        }
+        text.into_iter().collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_text_never_panics(text in any::<String>()) {
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn toml_like_text_never_panics(
+        text in "([a-z_.]{0,12} ?= ?(\"[-0-9a-z:/. ]{0,14}\"|[-+0-9_xob.:]{0,10}|\\[|\\]|\\{|\\}|true)\n|\\[{1,2}[a-z_. ]{0,12}\\]{0,2}\n|#[^\n]{0,10}\n){0,12}"
+    ) {
+        let _ = parse(&format!("{BASE}{text}"));
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn edited_example_never_panics(text in mutated_example()) {
+        if let Err(e) = Config::parse(&text, Path::new(DEFAULT_PATH)) {
+            prop_assert_eq!(e.file, PathBuf::from(DEFAULT_PATH));
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn value_parsers_never_panic(text in any::<String>()) {
+        let _ = Secs::parse(&text);
+        let _ = values::mac(&text);
+        let _ = values::interface(&text);
+        let _ = values::server(&text, Path::new("/b"));
+        let _ = values::path(&text, Path::new("/b"));
+        let _ = values::username(&text);
+    }
+
+    #[test]
+    fn durations_read_back(secs in 0..=MAX_SECS) {
+        prop_assert_eq!(Secs::parse(&Secs(secs).to_string()), Ok(Secs(secs)));
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_without_overflowing_the_stack() {
+    let cap = MAX_FILE_SIZE - 10;
+    let arrays = format!("{BASE}x = {}", "[".repeat(cap - BASE.len()));
+    refused(&arrays, None, "invalid TOML");
+    let tables = format!("{BASE}x = {}", "{a=".repeat((cap - BASE.len()) / 3));
+    refused(&tables, None, "invalid TOML");
+    // Dotted keys and headers stop at toml's recursion limit too.
+    let dotted = format!(
+        "{BASE}timing{} = 1",
+        ".a".repeat((cap - BASE.len()) / 2 - 10)
+    );
+    refused(&dotted, None, "invalid TOML: recursion limit");
+    let headers = format!("{BASE}[timing{}]", ".a".repeat((cap - BASE.len()) / 2 - 10));
+    refused(&headers, None, "invalid TOML: recursion limit");
+    // Within the limit, the unknown key is named.
+    refused(
+        &format!("{BASE}timing{} = 1", ".a".repeat(40)),
+        Some("timing.a"),
+        "unknown key",
+    );
+}
