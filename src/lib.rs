@@ -16,9 +16,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
+pub mod fetch;
 pub mod format;
 pub mod issuer;
+pub mod status;
 pub mod storage;
 #[cfg(test)]
 mod testkit;

@@ -2,9 +2,11 @@
 //! `--help`; this file dispatches and maps outcomes to exit statuses.
 
 pub mod args;
+pub mod check_sync;
 pub mod inspect;
 pub mod install;
 pub mod report;
+pub mod run;
 pub mod setup;
 pub mod status;
 pub mod verify;
@@ -25,11 +27,13 @@ feature licenses for the phone)
 Usage: license-agent <COMMAND> [OPTIONS]
 
 Commands:
-  status   the licenses and features of this phone, and why
-  install  accept a license file by hand, as a download would be accepted
-  verify   the verdict on license files against a trusted keyring
-  inspect  decode license files without trusting them
-  help     this text, or a command's (license-agent help status)
+  run         the daemon: fetch, verify, store, publish, then wait for changes
+  status      the licenses and features of this phone, and why
+  check-sync  make the running daemon fetch the license files now
+  install     accept a license file by hand, as a download would be accepted
+  verify      the verdict on license files against a trusted keyring
+  inspect     decode license files without trusting them
+  help        this text, or a command's (license-agent help status)
 
 Options:
   -h, --help     this text
@@ -65,6 +69,8 @@ fn help_for(command: &str) -> Option<&'static str> {
         "inspect" => Some(inspect::HELP),
         "install" => Some(install::HELP),
         "status" => Some(status::HELP),
+        "run" => Some(run::HELP),
+        "check-sync" => Some(check_sync::HELP),
         _ => None,
     }
 }
@@ -93,6 +99,8 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
         "inspect" => inspect::run(parser),
         "install" => install::run(parser),
         "status" => status::run(parser),
+        "run" => run::run(parser),
+        "check-sync" => check_sync::run(parser),
         "help" => match parser.next()? {
             None => Ok(Outcome::help(HELP)),
             Some(Value(v)) => {
@@ -104,7 +112,7 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
             Some(other) => Err(other.unexpected().into()),
         },
         other => Err(Usage(format!(
-            "unknown command {other:?}; commands: status, install, verify, inspect, help"
+            "unknown command {other:?}; commands: run, status, check-sync, install, verify, inspect, help"
         ))),
     }
 }

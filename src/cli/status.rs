@@ -2,16 +2,14 @@
 //! verdict, every stored license, the merged feature set, recent events, the next change.
 //! Read-only: it never writes the store.
 
-use serde::Serialize;
-
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{
-    config_option, default_config, load_phone, parse_instant, read_clock, wall_clock, Phone,
-};
+use super::setup::{config_option, default_config, load_phone, parse_instant, wall_clock};
 use super::Outcome;
-use crate::engine::{evaluate, ClockVerdict, Evaluation, Instant};
-use crate::format::features::rfc3339;
-use crate::format::{End, FeatureId};
+use crate::engine::{ClockVerdict, Instant};
+use std::time::Duration;
+
+use crate::daemon::control::{call, Request, Response};
+use crate::status::{build, StatusJson};
 use crate::storage::{Mode, Store};
 
 pub const HELP: &str = "\
@@ -37,68 +35,6 @@ Inactive (ended). Exit status: 0 shown, 1 the store could not be read, 2 usage e
 unusable configuration or keyring.
 ";
 
-#[derive(Serialize)]
-struct LicenseJson {
-    kind: &'static str,
-    serial: String,
-    key: String,
-    role: &'static str,
-    /// `None` while the clock is unsynced.
-    status: Option<&'static str>,
-    start: String,
-    end: String,
-    days_left: Option<i64>,
-    file: String,
-}
-
-#[derive(Serialize)]
-struct FeatureJson {
-    id: u16,
-    name: String,
-    status: Option<&'static str>,
-    enabled: bool,
-    end: String,
-    source: Option<&'static str>,
-    serial: Option<String>,
-    transaction: Option<&'static str>,
-    limit: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct InvalidJson {
-    file: String,
-    reason: String,
-}
-
-#[derive(Serialize)]
-struct EventJson {
-    at: String,
-    what: String,
-    subject: String,
-    detail: String,
-}
-
-#[derive(Serialize)]
-struct StatusJson {
-    /// Where this came from: `store` (read directly).
-    source: &'static str,
-    mac: String,
-    site_serial: Option<String>,
-    clock: &'static str,
-    wall_clock: String,
-    latest_trusted: Option<String>,
-    /// The instant the licenses were judged at; `None` when unsynced.
-    evaluated_at: Option<String>,
-    /// Whether `evaluated_at` came from `--at`.
-    at_requested: bool,
-    licenses: Vec<LicenseJson>,
-    features: Vec<FeatureJson>,
-    enabled: Vec<String>,
-    next_change: Option<String>,
-    set_aside: Vec<InvalidJson>,
-    events: Vec<EventJson>,
-}
-
 pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
@@ -118,28 +54,45 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     }
     let phone = load_phone(&config)?;
     let wall = wall_clock()?;
-    let store = match Store::open(
-        &phone.config.state_dir,
-        &phone.keyring,
-        &phone.identity,
-        Mode::ReadOnly,
-        wall,
-    ) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("license-agent: {e}");
-            return Ok(Outcome {
-                stdout: String::new(),
-                code: EXIT_FAILED,
-            });
+    // The running daemon knows most (its last fetch); without one, read the store.
+    let (report, fallback) = match ask_daemon(&phone.config.control_socket, at) {
+        Ok(report) => (report, None),
+        Err(why) => {
+            let store = match Store::open(
+                &phone.config.state_dir,
+                &phone.keyring,
+                &phone.identity,
+                Mode::ReadOnly,
+                wall,
+            ) {
+                Ok(store) => store,
+                Err(e) => {
+                    eprintln!("license-agent: {e}");
+                    return Ok(Outcome {
+                        stdout: String::new(),
+                        code: EXIT_FAILED,
+                    });
+                }
+            };
+            (build(&phone, &store, wall, at), Some(why))
         }
     };
-    let report = build(&phone, &store, wall, at);
     let stdout = if json {
-        serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-            + "\n"
+        let mut value = serde_json::to_value(&report).unwrap_or_default();
+        if let (Some(why), Some(map)) = (&fallback, value.as_object_mut()) {
+            map.insert("daemon_unavailable".into(), why.clone().into());
+        }
+        serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
     } else {
-        table(&report)
+        let mut text = table(&report);
+        if let Some(why) = fallback {
+            text = text.replacen(
+                "read from    the store (no daemon asked)",
+                &format!("read from    the store ({why})"),
+                1,
+            );
+        }
+        text
     };
     Ok(Outcome {
         stdout,
@@ -147,122 +100,22 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     })
 }
 
-fn time(t: Instant) -> String {
-    u32::try_from(t)
-        .map(rfc3339)
-        .unwrap_or_else(|_| format!("@{t}"))
-}
-
-fn days_left(end: End, at: Instant) -> Option<i64> {
-    match end {
-        End::Never => None,
-        End::At(e) => Some(((i64::from(e) - at).max(0) + 86_399) / 86_400),
+/// The daemon's live status; `--at` is answered from the store (the daemon judges now).
+fn ask_daemon(socket: &std::path::Path, at: Option<Instant>) -> Result<StatusJson, String> {
+    if at.is_some() {
+        return Err("--at is evaluated from the store".into());
     }
-}
-
-fn build(phone: &Phone, store: &Store, wall: Instant, at: Option<Instant>) -> StatusJson {
-    let reading = read_clock(phone, store.meta(), wall);
-    let judge_at = at.or(reading.judge_at);
-    let evaluation: Option<Evaluation> = judge_at.map(|t| evaluate(store.held(), t));
-    let licenses = store
-        .held()
-        .iter()
-        .map(|h| {
-            let view = evaluation
-                .as_ref()
-                .and_then(|e| e.licenses.iter().find(|l| l.seq == h.seq));
-            let (start, end) = crate::engine::license_span(&h.license);
-            LicenseJson {
-                kind: h.license.kind().name(),
-                serial: h.license.serial().to_string(),
-                key: h.license.key_id().to_string(),
-                role: view.map_or("unknown", |v| v.role.id()),
-                status: view.map(|v| v.status.id()),
-                start: time(start),
-                end: end.to_string(),
-                days_left: judge_at.and_then(|t| days_left(end, t)),
-                file: store.path_of(h).display().to_string(),
-            }
-        })
-        .collect();
-    let features: Vec<FeatureJson> = match &evaluation {
-        Some(e) => e
-            .features
-            .iter()
-            .map(|f| FeatureJson {
-                id: f.id.0,
-                name: f.id.name(),
-                status: Some(f.status.id()),
-                enabled: f.enabled(),
-                end: f.governing.entry.end.to_string(),
-                source: Some(f.governing.kind.name()),
-                serial: store
-                    .held()
-                    .iter()
-                    .find(|h| h.seq == f.governing.seq)
-                    .map(|h| h.license.serial().to_string()),
-                transaction: Some(f.governing.entry.transaction.name()),
-                limit: Some(f.governing.entry.limit),
-            })
-            .collect(),
-        // Unsynced: the set last published stands, and nothing else is known.
-        None => store
-            .meta()
-            .published
-            .iter()
-            .flatten()
-            .map(|p| FeatureJson {
-                id: p.id,
-                name: FeatureId(p.id).name(),
-                status: None,
-                enabled: true,
-                end: p.end.map_or(End::Never, End::At).to_string(),
-                source: None,
-                serial: None,
-                transaction: None,
-                limit: None,
-            })
-            .collect(),
-    };
-    let enabled = features
-        .iter()
-        .filter(|f| f.enabled)
-        .map(|f| f.name.clone())
-        .collect();
-    StatusJson {
-        source: "store",
-        mac: phone.identity.mac.to_string(),
-        site_serial: phone.identity.site_serial.map(|s| s.to_string()),
-        clock: reading.verdict.id(),
-        wall_clock: time(wall),
-        latest_trusted: store.meta().latest_trusted.map(time),
-        evaluated_at: judge_at.map(time),
-        at_requested: at.is_some(),
-        licenses,
-        features,
-        enabled,
-        next_change: evaluation.as_ref().and_then(|e| e.next_change).map(time),
-        set_aside: store
-            .invalid()
-            .iter()
-            .map(|i| InvalidJson {
-                file: i.path.display().to_string(),
-                reason: i.reason.clone(),
-            })
-            .collect(),
-        events: store
-            .meta()
-            .events
-            .iter()
-            .rev()
-            .take(10)
-            .map(|e| EventJson {
-                at: time(e.at),
-                what: e.what.clone(),
-                subject: e.subject.clone(),
-                detail: e.detail.clone(),
-            })
-            .collect(),
+    match call(socket, &Request::Status {}, Duration::from_secs(5)) {
+        Ok(Response {
+            ok: true,
+            status: Some(status),
+            ..
+        }) => Ok(status),
+        Ok(r) => Err(format!(
+            "the daemon refused: {}",
+            r.error.unwrap_or_default()
+        )),
+        Err(e) => Err(format!("{e} at {}", socket.display())),
     }
 }
 
@@ -276,12 +129,12 @@ fn label(status: Option<&str>) -> &'static str {
     }
 }
 
-fn table(r: &StatusJson) -> String {
+pub fn table(r: &StatusJson) -> String {
     let mut out = format!("MAC          {}\n", r.mac);
     if let Some(site) = &r.site_serial {
         out.push_str(&format!("site serial  {site}\n"));
     }
-    let clock = match r.clock {
+    let clock = match r.clock.as_str() {
         c if c == ClockVerdict::Unsynced.id() => "unsynced: earlier than this agent's build; the last published feature set stands".to_string(),
         c if c == ClockVerdict::Windback.id() => format!(
             "windback: more than the tolerance behind the latest trusted time {}; judged at that time",
@@ -300,10 +153,38 @@ fn table(r: &StatusJson) -> String {
         (Some(at), false) => out.push_str(&format!("evaluated at {at}\n")),
         (None, _) => {}
     }
-    out.push_str(&format!(
-        "read from    the store (no daemon asked)\n\nLICENSES ({})\n",
-        r.licenses.len()
-    ));
+    if r.source == "daemon" {
+        out.push_str("read from    the running daemon\n");
+    } else if r.source != "store" {
+        out.push_str(&format!("read from    {}\n", r.source));
+    } else {
+        out.push_str("read from    the store (no daemon asked)\n");
+    }
+    if let Some(d) = &r.daemon {
+        out.push_str(&format!("server       {}\n", d.server));
+        if let Some(at) = &d.last_fetch {
+            out.push_str(&format!("last fetch   {at}\n"));
+        }
+        for f in &d.files {
+            out.push_str(&format!("  {} {}: {}\n", f.file, f.outcome, f.detail));
+        }
+        if let Some(retry) = &d.next_retry {
+            out.push_str(&format!(
+                "next retry   {retry} ({} failure(s) in a row)\n",
+                d.consecutive_failures
+            ));
+        }
+        let published = if d.published.is_empty() {
+            "-".to_string()
+        } else {
+            d.published.join(", ")
+        };
+        out.push_str(&format!(
+            "published    {published} to {}\n",
+            d.features_file
+        ));
+    }
+    out.push_str(&format!("\nLICENSES ({})\n", r.licenses.len()));
     if !r.licenses.is_empty() {
         out.push_str(&format!(
             "  {:<5}  {:<12}  {:<8}  {:<8}  {:<16}  {:<20}  {:<20}  {}\n",
@@ -316,7 +197,7 @@ fn table(r: &StatusJson) -> String {
                 l.serial,
                 l.key,
                 l.role,
-                label(l.status),
+                label(l.status.as_deref()),
                 l.start,
                 l.end,
                 l.days_left.map_or("-".to_string(), |d| d.to_string())
@@ -333,15 +214,15 @@ fn table(r: &StatusJson) -> String {
             let status = if r.evaluated_at.is_none() {
                 "published"
             } else {
-                label(f.status)
+                label(f.status.as_deref())
             };
             out.push_str(&format!(
                 "  {:<22}  {:<16}  {:<20}  {:<6}  {:<11}  {}\n",
                 f.name,
                 status,
                 f.end,
-                f.source.unwrap_or("-"),
-                f.transaction.unwrap_or("-"),
+                f.source.as_deref().unwrap_or("-"),
+                f.transaction.as_deref().unwrap_or("-"),
                 f.limit
                     .filter(|l| *l > 0)
                     .map_or("-".to_string(), |l| l.to_string())

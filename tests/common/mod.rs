@@ -11,6 +11,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod faults;
+pub mod nginx;
+pub mod pki;
+
 /// A `license-agent` command, honouring `LICENSE_AGENT_BIN` and `LICENSE_AGENT_RUNNER`.
 pub fn agent() -> Command {
     let bin = std::env::var_os("LICENSE_AGENT_BIN")

@@ -1,0 +1,90 @@
+//! `license-agent run`: the daemon (see `crate::daemon`), or one boot pass with `--once`.
+
+use super::args::{Usage, EXIT_FAILED, EXIT_OK};
+use super::setup::{config_option, default_config};
+use super::Outcome;
+use crate::daemon::{self, DaemonClock};
+
+pub const HELP: &str = "\
+license-agent run: fetch, verify, store and publish the licenses, then wait for changes
+
+Usage: license-agent run [--config PATH] [--once]
+
+At start: load and verify the stored licenses again, fetch 000000000000-license.cfg and
+<mac>-license.cfg from the provisioning server, apply them, publish the enabled feature
+set to the features file. Then sleep until the next instant that matters (a license
+start or end, the 31-day mark, a retry after a failed fetch); a step of the wall clock
+wakes it at once. SIGTERM or SIGINT stop it, SIGHUP reads the configuration again. The
+control socket answers `license-agent status` and `license-agent check-sync`.
+A fetch failure never blocks the start: the stored licenses stay in force and the fetch
+is retried with exponential back-off and jitter.
+
+Options:
+  --config PATH  the agent's configuration (default /etc/license-agent/agent.toml)
+  --once         one start-fetch-decide-publish pass, print the status, and exit
+  -h, --help     this text
+
+Logs go to standard error (RUST_LOG=debug for more). Test aid: LICENSE_AGENT_TEST_NOW
+starts the daemon's clock at that instant and lets tests move it over the control
+socket; never set it on a phone.
+
+Exit status: 0 stopped cleanly (or --once done, even if the fetch failed), 1 the agent
+could not run, 2 usage error or unusable configuration or keyring.
+";
+
+pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+    use lexopt::prelude::*;
+    let mut config = default_config();
+    let mut once = false;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") => config = config_option(&mut parser)?,
+            Long("once") => once = true,
+            Short('h') | Long("help") => return Ok(Outcome::help(HELP)),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    init_logging();
+    // Configuration problems are usage errors (2), as for every other command.
+    super::setup::load_phone(&config)?;
+    if once {
+        let clock = DaemonClock::from_env().map_err(|e| Usage(e.0))?;
+        let mut agent = match daemon::start(&config, &clock) {
+            Ok(agent) => agent,
+            Err(e) => return Ok(super::args::failed("license-agent", &e.0)),
+        };
+        let report = agent.cycle(clock.now());
+        let mut out = String::from("run --once:\n");
+        for f in &report.files {
+            out.push_str(&format!("  {} {}: {}\n", f.file, f.outcome, f.detail));
+        }
+        out.push('\n');
+        let mut status = agent.status(clock.now());
+        status.source = "run --once".into();
+        out.push_str(&super::status::table(&status));
+        return Ok(Outcome {
+            stdout: out,
+            code: EXIT_OK,
+        });
+    }
+    match daemon::run(&config) {
+        Ok(code) => Ok(Outcome {
+            stdout: String::new(),
+            code,
+        }),
+        Err(e) => {
+            log::error!("{e}");
+            Ok(Outcome {
+                stdout: String::new(),
+                code: EXIT_FAILED,
+            })
+        }
+    }
+}
+
+/// Logs to standard error, `info` unless RUST_LOG says otherwise.
+fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_secs()
+        .try_init();
+}

@@ -1,0 +1,207 @@
+//! The control socket: how `license-agent status` and `check-sync` reach the running
+//! daemon. The protocol, written next to both its ends:
+//!
+//! - A Unix stream socket at `control_socket` (config), mode 0600. The daemon refuses a
+//!   peer whose uid is neither root nor its own (SO_PEERCRED), answering
+//!   `{"ok":false,"error":"permission denied"}`.
+//! - The client sends one request, a JSON object on one line of at most
+//!   [`MAX_REQUEST`] bytes; the daemon answers one JSON object on one line and closes.
+//! - Requests: `{"cmd":"status"}`, `{"cmd":"check-sync"}`, and, only when the daemon
+//!   runs with the test clock (a test aid), `{"cmd":"test-set-time","now":UNIX}`.
+//! - Answers: `{"ok":true,"status":{…}}` (the report of `status --json`, with its
+//!   `daemon` section), `{"ok":true,"check_sync":{…}}`, or `{"ok":false,"error":"…"}` for
+//!   a malformed, oversize, unknown or refused request. Nothing a client sends can stop
+//!   the daemon.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::{FileFetchJson, StatusJson};
+
+/// The longest request line.
+pub const MAX_REQUEST: usize = 4096;
+/// The longest answer a client reads (a status is a few KiB).
+pub const MAX_ANSWER: u64 = 4 << 20;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    // Empty braces, not unit variants: serde checks unknown fields only on these.
+    Status {},
+    CheckSync {},
+    /// Test aid: sets the daemon's test clock.
+    TestSetTime {
+        now: i64,
+    },
+}
+
+/// What a check-sync did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CheckSyncJson {
+    /// Each file's outcome.
+    pub files: Vec<FileFetchJson>,
+    /// Whether every file was fetched (an absent file counts as fetched).
+    pub fetched: bool,
+    /// The feature set's changes (`+ name until end`, `- name`, `~ name: …`).
+    pub changes: Vec<String>,
+    pub enabled: Vec<String>,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_sync: Option<CheckSyncJson>,
+}
+
+impl Response {
+    pub fn error(message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(message.into()),
+            ..Response::default()
+        }
+    }
+}
+
+/// Why a client got no answer.
+#[derive(Debug)]
+pub enum ControlError {
+    /// Nothing listens there (no daemon running), or the socket cannot be reached.
+    NoDaemon(std::io::Error),
+    /// The socket refused this user.
+    PermissionDenied,
+    /// The daemon answered something that is not the protocol.
+    Protocol(String),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::NoDaemon(e) => write!(f, "no daemon answered: {e}"),
+            ControlError::PermissionDenied => f.write_str(
+                "permission denied: only root or the daemon's own user may use the control socket",
+            ),
+            ControlError::Protocol(e) => write!(f, "the daemon's answer is not understood: {e}"),
+        }
+    }
+}
+
+/// Sends one request and reads the answer (client side).
+pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ControlError> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ControlError::PermissionDenied,
+        _ => ControlError::NoDaemon(e),
+    })?;
+    let io = |e: std::io::Error| ControlError::NoDaemon(e);
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut line =
+        serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    // A refused peer is answered before its request is read, so the write may fail:
+    // the answer that explains why is still there to read.
+    let written = stream.write_all(&line);
+    let mut answer = Vec::new();
+    let read = stream.take(MAX_ANSWER).read_to_end(&mut answer);
+    if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
+    }
+    let response: Response =
+        serde_json::from_slice(&answer).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    if response.error.as_deref() == Some(PERMISSION_DENIED) {
+        return Err(ControlError::PermissionDenied);
+    }
+    Ok(response)
+}
+
+/// The error text of a refused peer.
+pub const PERMISSION_DENIED: &str = "permission denied";
+
+/// Reads one request line (server side), bounded in size; the stream has a read timeout.
+pub fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    let mut buf = Vec::with_capacity(256);
+    let mut byte = [0u8; 512];
+    loop {
+        let n = stream
+            .read(&mut byte)
+            .map_err(|e| format!("reading the request: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&byte[..n]);
+        if buf.contains(&b'\n') {
+            break;
+        }
+        if buf.len() > MAX_REQUEST {
+            return Err(format!("request longer than {MAX_REQUEST} bytes"));
+        }
+    }
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    if line.len() > MAX_REQUEST {
+        return Err(format!("request longer than {MAX_REQUEST} bytes"));
+    }
+    serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// Writes one answer line (server side).
+pub fn write_response(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(response).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_on_the_wire() {
+        assert_eq!(
+            serde_json::to_string(&Request::Status {}).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::CheckSync {}).unwrap(),
+            r#"{"cmd":"check-sync"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"test-set-time","now":5}"#).unwrap(),
+            Request::TestSetTime { now: 5 }
+        );
+        for bad in [
+            r#"{"cmd":"reboot"}"#,
+            r#"{"cmd":"status","x":1}"#,
+            "[]",
+            "",
+            "{",
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn read_request_is_bounded_and_checked() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        assert_eq!(read_request(&mut b), Ok(Request::Status {}));
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let big = vec![b' '; MAX_REQUEST + 10];
+        a.write_all(&big).unwrap();
+        assert!(read_request(&mut b).unwrap_err().contains("longer"));
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.write_all(b"\xff\xfe\n").unwrap();
+        assert!(read_request(&mut b).unwrap_err().contains("malformed"));
+    }
+}

@@ -1,0 +1,358 @@
+//! `license-agent run`: what the phone firmware starts at boot.
+//!
+//! Start, load and re-verify the store, fetch both files, decide, publish; then sleep in
+//! one `poll` with no timeout until something is due. No periodic tick: the only timer is
+//! a `CLOCK_REALTIME` timerfd armed for the next instant that matters (a status change or
+//! a retry), with `TFD_TIMER_CANCEL_ON_SET` so that a step of the wall clock (SNTP setting
+//! it at boot, a hand correction) wakes it to re-decide at once. Signals arrive through a
+//! signalfd: SIGTERM and SIGINT stop it cleanly, SIGHUP re-reads the configuration. The
+//! control socket ([`control`]) answers `status` and `check-sync`.
+//!
+//! The test clock (a **test aid**): when `LICENSE_AGENT_TEST_NOW` is set, the daemon's
+//! time starts there and runs on with the real clock, and the control socket accepts
+//! `test-set-time`, so end-to-end tests cross expiries in seconds without touching the
+//! machine's clock. Timers are armed on the real clock, shifted by the same offset.
+
+pub mod agent;
+pub mod control;
+pub mod publish;
+
+use std::io::ErrorKind;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use crate::cli::setup::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
+use crate::engine::Instant;
+use crate::fetch::Fetcher;
+use agent::{Agent, Source};
+use control::{read_request, write_response, Request, Response, PERMISSION_DENIED};
+
+/// Why the daemon could not run.
+#[derive(Debug)]
+pub struct DaemonError(pub String);
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(what: &str) -> impl FnOnce(Errno) -> DaemonError + '_ {
+    move |e| DaemonError(format!("{what}: {e}"))
+}
+
+/// The daemon's clock: the wall clock, or (test aid) the wall clock shifted.
+pub struct DaemonClock {
+    offset: i64,
+    test: bool,
+}
+
+fn real_now() -> Instant {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl DaemonClock {
+    /// The wall clock, or the test clock when [`TEST_NOW_VAR`] is set.
+    pub fn from_env() -> Result<DaemonClock, DaemonError> {
+        match std::env::var(TEST_NOW_VAR) {
+            Ok(text) => {
+                let start = parse_instant(&text)
+                    .map_err(|e| DaemonError(format!("{TEST_NOW_VAR}: {e}")))?;
+                log::warn!("TEST CLOCK in use ({TEST_NOW_VAR}): time is not the machine's");
+                Ok(DaemonClock {
+                    offset: start - real_now(),
+                    test: true,
+                })
+            }
+            Err(_) => Ok(DaemonClock {
+                offset: 0,
+                test: false,
+            }),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        real_now().saturating_add(self.offset)
+    }
+
+    fn set(&mut self, t: Instant) {
+        self.offset = t - real_now();
+    }
+
+    /// The real-clock instant at which the daemon's clock reads `t`.
+    fn to_real(&self, t: Instant) -> Instant {
+        t.saturating_sub(self.offset)
+    }
+}
+
+/// The provisioning server of a phone, or why there is none.
+fn source_for(phone: &Phone) -> Result<Box<dyn Source>, String> {
+    let server = phone
+        .config
+        .server
+        .as_deref()
+        .ok_or_else(|| "no provisioning server configured (server =)".to_string())?;
+    Fetcher::new(server, &phone.config.fetch, phone.identity.mac)
+        .map(|f| Box::new(f) as Box<dyn Source>)
+        .map_err(|e| e.to_string())
+}
+
+fn jitter_seed() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    u64::from_le_bytes(bytes) ^ real_now().unsigned_abs()
+}
+
+/// Starts the agent for the configuration at `config_path`.
+pub fn start(config_path: &Path, clock: &DaemonClock) -> Result<Agent, DaemonError> {
+    let phone = load_phone(config_path).map_err(|e| DaemonError(e.0))?;
+    let source = source_for(&phone);
+    if let Err(why) = &source {
+        log::warn!("{why}");
+    }
+    Agent::start(phone, source, clock.now(), jitter_seed()).map_err(|e| DaemonError(e.to_string()))
+}
+
+/// Binds the control socket, mode 0600. A live socket means another daemon runs.
+fn bind_control(path: &Path) -> Result<UnixListener, DaemonError> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(DaemonError(format!(
+                "another daemon answers at {}",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| DaemonError(format!("cannot remove stale {}: {e}", path.display())))?;
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DaemonError(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    // No window in which others could connect: the umask makes it 0600 from the start.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener =
+        bound.map_err(|e| DaemonError(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| DaemonError(format!("cannot set the mode of {}: {e}", path.display())))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| DaemonError(format!("control socket: {e}")))?;
+    Ok(listener)
+}
+
+/// Arms the timer for real instant `at` (absolute, cancelled by a clock step).
+fn arm(timer: &TimerFd, at: Option<Instant>) -> Result<(), DaemonError> {
+    // time_t is 32 bits on armv7 glibc: clamp, and never 0 (0 disarms).
+    #[allow(clippy::unnecessary_cast)] // time_t is i32 on armv7, i64 on x86_64
+    let max = i64::from(i32::MAX).max(nix::libc::time_t::MAX as i64);
+    let secs = at.unwrap_or(max).clamp(1, max);
+    timer
+        .set(
+            Expiration::OneShot(TimeSpec::new(secs as nix::libc::time_t, 0)),
+            TimerSetTimeFlags::TFD_TIMER_ABSTIME | TimerSetTimeFlags::TFD_TIMER_CANCEL_ON_SET,
+        )
+        .map_err(err("arming the timer"))
+}
+
+/// What the timer said when it became readable.
+enum TimerEvent {
+    Expired,
+    ClockStepped,
+    Nothing,
+}
+
+fn read_timer(timer: &TimerFd) -> TimerEvent {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 8];
+    match nix::unistd::read(timer.as_fd().as_raw_fd(), &mut buf) {
+        Ok(_) => TimerEvent::Expired,
+        Err(Errno::ECANCELED) => TimerEvent::ClockStepped,
+        Err(_) => TimerEvent::Nothing,
+    }
+}
+
+/// Whether a peer may use the control socket: root, or the daemon's own user.
+fn peer_allowed(stream: &UnixStream) -> bool {
+    match getsockopt(stream, PeerCredentials) {
+        Ok(cred) => cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw(),
+        Err(_) => false,
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
+pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
+    // Signals are blocked before anything else and read from a signalfd.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block().map_err(err("blocking signals"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(err("signalfd"))?;
+    let timer = TimerFd::new(
+        ClockId::CLOCK_REALTIME,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )
+    .map_err(err("timerfd"))?;
+
+    let mut clock = DaemonClock::from_env()?;
+    let mut agent = start(config_path, &clock)?;
+    let mut socket_path: PathBuf = agent.phone.config.control_socket.clone();
+    let mut listener = bind_control(&socket_path)?;
+    log::info!(
+        "license-agent {} started for MAC {}; control socket {}",
+        crate::cli::VERSION,
+        agent.phone.identity.mac,
+        socket_path.display()
+    );
+    let report = agent.cycle(clock.now());
+    log_cycle("boot", &report);
+
+    let code = loop {
+        let wake = agent.next_wake(clock.now());
+        arm(&timer, wake.map(|w| clock.to_real(w)))?;
+        let mut fds = [
+            PollFd::new(timer.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => break Err(DaemonError(format!("poll: {e}"))),
+        }
+        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        let (timer_ready, signal_ready, socket_ready) = (ready(0), ready(1), ready(2));
+        if timer_ready {
+            match read_timer(&timer) {
+                TimerEvent::Expired => agent.wake(clock.now()),
+                TimerEvent::ClockStepped => {
+                    log::info!("the wall clock was set: deciding again");
+                    agent.wake(clock.now());
+                }
+                TimerEvent::Nothing => {}
+            }
+        }
+        if signal_ready {
+            match signals.read_signal() {
+                Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => {
+                    log::info!("SIGHUP: reading the configuration again");
+                    match start(config_path, &clock) {
+                        Ok(new_agent) => {
+                            agent = new_agent;
+                            if agent.phone.config.control_socket != socket_path {
+                                let _ = std::fs::remove_file(&socket_path);
+                                socket_path = agent.phone.config.control_socket.clone();
+                                listener = bind_control(&socket_path)?;
+                            }
+                            agent.decide(clock.now());
+                        }
+                        Err(e) => log::error!("configuration not reloaded, the old one stays: {e}"),
+                    }
+                }
+                Ok(Some(info)) => {
+                    log::info!("signal {}: stopping", info.ssi_signo);
+                    break Ok(0);
+                }
+                Ok(None) | Err(_) => {}
+            }
+        }
+        if socket_ready {
+            serve_clients(&listener, &mut agent, &mut clock);
+        }
+    };
+    let _ = std::fs::remove_file(&socket_path);
+    code
+}
+
+fn log_cycle(what: &str, report: &control::CheckSyncJson) {
+    for f in &report.files {
+        log::info!("{what}: {} {}: {}", f.file, f.outcome, f.detail);
+    }
+    for c in &report.changes {
+        log::info!("{what}: {c}");
+    }
+}
+
+/// Answers every waiting client, one request each.
+fn serve_clients(listener: &UnixListener, agent: &mut Agent, clock: &mut DaemonClock) {
+    loop {
+        let mut stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) => {
+                log::warn!("control socket: {e}");
+                return;
+            }
+        };
+        // A slow or silent client is cut off; it never holds the daemon for long.
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+        let response = if !peer_allowed(&stream) {
+            log::warn!("control socket: a peer of another user was refused");
+            Response::error(PERMISSION_DENIED)
+        } else {
+            match read_request(&mut stream) {
+                Ok(request) => answer(request, agent, clock),
+                Err(e) => Response::error(e),
+            }
+        };
+        let _ = write_response(&mut stream, &response);
+        // Closing with unread input would reset the connection before the client reads
+        // the answer: half-close, then drain what is left (bounded, and under the read
+        // timeout).
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::copy(
+            &mut std::io::Read::take(&mut stream, 1 << 16),
+            &mut std::io::sink(),
+        );
+    }
+}
+
+fn answer(request: Request, agent: &mut Agent, clock: &mut DaemonClock) -> Response {
+    match request {
+        Request::Status {} => Response {
+            ok: true,
+            status: Some(agent.status(clock.now())),
+            ..Response::default()
+        },
+        Request::CheckSync {} => {
+            let report = agent.cycle(clock.now());
+            log_cycle("check-sync", &report);
+            Response {
+                ok: true,
+                check_sync: Some(report),
+                ..Response::default()
+            }
+        }
+        Request::TestSetTime { now } if clock.test => {
+            clock.set(now);
+            agent.wake(clock.now());
+            Response {
+                ok: true,
+                status: Some(agent.status(clock.now())),
+                ..Response::default()
+            }
+        }
+        Request::TestSetTime { .. } => Response::error(format!(
+            "test-set-time needs the test clock ({TEST_NOW_VAR})"
+        )),
+    }
+}

@@ -1,0 +1,728 @@
+//! Fetching the two license files from the provisioning server (`shared/spec/agent-rules.md`,
+//! "Fetching").
+//!
+//! A [`Fetcher`] is built once from [`Config::server`](crate::config::Config::server) and
+//! [`Config::fetch`](crate::config::Config::fetch); it holds one HTTP client, so the site
+//! file ([`SITE_FILE`]) and the phone file ([`phone_file`]) go over one keep-alive
+//! connection. [`Fetcher::fetch`] never fails loudly: every answer is a [`FetchOutcome`]:
+//! a body of at most [`MAX_BODY`] bytes with its validators, "not modified" (304),
+//! "absent" (404 or 410: the stored license of that kind stays in force), or a
+//! [`FetchError`] whose one-line `Display` says what went wrong and where, for example
+//! `https://prov/0004f2abcdef-license.cfg: TLS: invalid peer certificate: UnknownIssuer`.
+//!
+//! # HTTP and HTTPS
+//!
+//! - `GET` with `User-Agent: license-agent/<version> (mac <12 hex digits>)`, and
+//!   `If-None-Match` / `If-Modified-Since` from the [`Validator`] stored at the last 200
+//!   (a validator that is not a valid header value is not sent: the file is fetched whole).
+//! - Basic authentication when `fetch.username` and `fetch.password` are set.
+//! - Timeouts: `fetch.connect_timeout` for the connection, `fetch.total_timeout` for the
+//!   whole exchange. The body is read in pieces and the total deadline is checked after
+//!   each one, so a server trickling bytes is cut off too (each single read waits at most
+//!   the total timeout, so the worst case is under twice the total timeout).
+//! - At most 5 redirects (a loop or more is [`FailureKind::Redirects`]); reqwest drops the
+//!   `Authorization` header when a redirect leaves the host.
+//! - Proxy variables of the environment (`http_proxy`...) are ignored: the configuration
+//!   has no proxy, and a daemon should not depend on its environment.
+//! - TLS is rustls on ring; the certificate chain and the host name are always checked.
+//!   Trusted roots: exactly the certificates of `fetch.ca_file` (PEM, one or more) when
+//!   it is set. Otherwise, for an `https://` server, the system bundle
+//!   [`SYSTEM_CA_BUNDLE`]; without either, [`Fetcher::new`] fails
+//!   ([`FailureKind::Setup`]) rather than every fetch failing later. (An `http://` server
+//!   without `ca_file` gets no roots, so a redirect from it to `https://` fails as
+//!   [`FailureKind::Tls`].) `fetch.client_cert` and `fetch.client_key` (PEM) are the
+//!   client certificate for mutual TLS.
+//! - Status: 200 → [`FetchOutcome::Body`], 304 → [`FetchOutcome::NotModified`], 404 and
+//!   410 → [`FetchOutcome::Absent`], anything else → [`FailureKind::Status`].
+//! - The body is streamed and abandoned as soon as it passes [`MAX_BODY`] (or at once when
+//!   `Content-Length` announces more): a 10 MB answer is never read whole.
+//!
+//! # file://
+//!
+//! A `file:///abs/dir/` server reads `dir/<name>` with the same cap; a missing file is
+//! [`FetchOutcome::Absent`] with status 404, anything that is not a regular file or
+//! cannot be read is [`FailureKind::Io`]. There are no validators, and never a 304.
+//!
+//! # Retries
+//!
+//! [`backoff`] is the delay before a retry: exponential, capped, with jitter.
+//!
+//! [`Fetcher::new`] must not be called from inside an async runtime (reqwest's blocking
+//! client runs its own); the agent has none.
+
+#[cfg(test)]
+mod tests;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+};
+use reqwest::{Certificate, Identity, StatusCode};
+
+use crate::config::{Fetch, Secs};
+use crate::format::{self, Capped, Serial};
+use crate::storage::Validator;
+
+/// The largest body accepted, in bytes: a license file's largest size.
+pub const MAX_BODY: usize = crate::format::MAX_FILE_SIZE;
+
+/// The site license's file name on the server.
+pub const SITE_FILE: &str = "000000000000-license.cfg";
+
+/// The system's CA bundle, trusted for an `https://` server when no `fetch.ca_file` is set.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The most redirects followed.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// The largest PEM file read (CA bundle, client certificate or key), in bytes.
+const MAX_PEM: u64 = 4 * 1024 * 1024;
+
+/// A phone license's file name on the server: `<12 lowercase hex digits>-license.cfg`.
+pub fn phone_file(mac: Serial) -> String {
+    format!("{mac}-license.cfg")
+}
+
+/// What one fetch gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// 200: the body (at most [`MAX_BODY`] bytes) and the validators of the response
+    /// (`ETag`, `Last-Modified`), to send back at the next fetch.
+    Body {
+        bytes: Vec<u8>,
+        validator: Validator,
+    },
+    /// 304 Not Modified: the file is the one downloaded last time.
+    NotModified,
+    /// 404 or 410 (for `file://`: the file does not exist, reported as 404): no such file
+    /// on the server.
+    Absent { status: u16 },
+    /// Anything else.
+    Failed(FetchError),
+}
+
+/// Why a fetch failed, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    /// The URL asked for (the server's base URL for an error of [`Fetcher::new`] or a
+    /// name refused by [`Fetcher::fetch`]).
+    pub url: String,
+    pub kind: FailureKind,
+    /// What happened, in words; for a transport error it ends with the innermost cause.
+    pub detail: String,
+}
+
+/// The kinds of fetch failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The configuration cannot be used (a CA file, client certificate or key that cannot
+    /// be read or parsed, no trusted roots for https, an unsupported URL, a bad file
+    /// name).
+    Setup,
+    /// No connection: refused, unreachable, name not found.
+    Connect,
+    /// The connect or total timeout passed.
+    Timeout,
+    /// The TLS handshake failed: certificate not trusted, wrong host name, expired,
+    /// client certificate refused...
+    Tls,
+    /// An HTTP status other than 200, 304, 404 and 410.
+    Status(u16),
+    /// The body is larger than [`MAX_BODY`].
+    TooBig,
+    /// The connection was cut before the whole answer came.
+    Cut,
+    /// More than [`MAX_REDIRECTS`] redirects, or a loop.
+    Redirects,
+    /// Any other transfer or file error.
+    Io,
+}
+
+impl FailureKind {
+    /// A short machine name: `setup`, `connect`, `timeout`, `tls`, `status-500`,
+    /// `too-big`, `cut`, `redirects`, `io`.
+    pub fn id(&self) -> String {
+        match self {
+            FailureKind::Setup => "setup".into(),
+            FailureKind::Connect => "connect".into(),
+            FailureKind::Timeout => "timeout".into(),
+            FailureKind::Tls => "tls".into(),
+            FailureKind::Status(code) => format!("status-{code}"),
+            FailureKind::TooBig => "too-big".into(),
+            FailureKind::Cut => "cut".into(),
+            FailureKind::Redirects => "redirects".into(),
+            FailureKind::Io => "io".into(),
+        }
+    }
+
+    /// How the kind reads in a message.
+    fn label(&self) -> &'static str {
+        match self {
+            FailureKind::Setup => "cannot fetch",
+            FailureKind::Connect => "cannot connect",
+            FailureKind::Timeout => "timed out",
+            FailureKind::Tls => "TLS",
+            FailureKind::Status(_) => "HTTP status",
+            FailureKind::TooBig => "too big",
+            FailureKind::Cut => "connection cut",
+            FailureKind::Redirects => "redirects",
+            FailureKind::Io => "I/O error",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id())
+    }
+}
+
+impl FetchError {
+    fn new(url: impl Into<String>, kind: FailureKind, detail: impl Into<String>) -> FetchError {
+        FetchError {
+            url: url.into(),
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One line: `<url>: <kind>: <detail>`.
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.url, self.kind.label(), self.detail)
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// Fetches files from one provisioning server. Build it once: it keeps one HTTP client
+/// (and so its keep-alive connection) for every fetch. `Debug` does not show the
+/// password.
+pub struct Fetcher {
+    base: String,
+    target: Target,
+}
+
+enum Target {
+    Http {
+        client: Client,
+        auth: Option<(String, String)>,
+        total: Duration,
+    },
+    Dir(PathBuf),
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Fetcher");
+        s.field("base", &self.base);
+        match &self.target {
+            Target::Http { auth, total, .. } => s
+                .field("username", &auth.as_ref().map(|(user, _)| user))
+                .field("password", &auth.as_ref().map(|_| "<hidden>"))
+                .field("total_timeout", total),
+            Target::Dir(dir) => s.field("dir", dir),
+        };
+        s.finish()
+    }
+}
+
+impl Fetcher {
+    /// A fetcher for `server` (`Config::server`: `http://…/`, `https://…/` or
+    /// `file:///abs/dir/`, ending with `/`) with the TLS, authentication and timeouts of
+    /// `fetch`, announcing `mac` in its `User-Agent`. Reads the CA, client certificate
+    /// and key files now: one that cannot be read or parsed is a [`FailureKind::Setup`]
+    /// error naming it.
+    pub fn new(server: &str, fetch: &Fetch, mac: Serial) -> Result<Fetcher, FetchError> {
+        let setup = |detail: String| FetchError::new(server, FailureKind::Setup, detail);
+        if !server.ends_with('/') {
+            return Err(setup(
+                "the server URL must end with '/': file names are appended to it".into(),
+            ));
+        }
+        let lower = server.to_ascii_lowercase();
+        if let Some(dir) = server
+            .get("file://".len()..)
+            .filter(|_| lower.starts_with("file://"))
+        {
+            if !dir.starts_with('/') {
+                return Err(setup(
+                    "a file:// server must name an absolute folder".into(),
+                ));
+            }
+            return Ok(Fetcher {
+                base: server.to_string(),
+                target: Target::Dir(PathBuf::from(dir)),
+            });
+        }
+        let https = lower.starts_with("https://");
+        if !https && !lower.starts_with("http://") {
+            return Err(setup(
+                "unsupported URL: expected http://, https:// or file:///".into(),
+            ));
+        }
+
+        let mut builder = Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .user_agent(format!(
+                "license-agent/{} (mac {mac})",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(at_least_1s(fetch.connect_timeout))
+            .timeout(at_least_1s(fetch.total_timeout))
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .no_proxy();
+
+        let roots = match &fetch.ca_file {
+            Some(file) => Some(("ca_file", file.clone())),
+            None if https => {
+                let system = PathBuf::from(SYSTEM_CA_BUNDLE);
+                if !system.exists() {
+                    return Err(setup(format!(
+                        "an https server needs trusted CA certificates: set fetch.ca_file \
+                         (there is no system bundle {SYSTEM_CA_BUNDLE})"
+                    )));
+                }
+                Some(("the system CA bundle", system))
+            }
+            None => None,
+        };
+        if let Some((what, file)) = roots {
+            let pem =
+                read_pem(&file).map_err(|e| setup(format!("{what} {}: {e}", file.display())))?;
+            let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
+                setup(format!(
+                    "{what} {}: not PEM certificates: {}",
+                    file.display(),
+                    innermost(&e)
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(setup(format!(
+                    "{what} {}: no PEM certificate in it",
+                    file.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+
+        match (&fetch.client_cert, &fetch.client_key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read_pem(cert)
+                    .map_err(|e| setup(format!("client_cert {}: {e}", cert.display())))?;
+                let key_pem = read_pem(key)
+                    .map_err(|e| setup(format!("client_key {}: {e}", key.display())))?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&key_pem);
+                let identity = Identity::from_pem(&pem).map_err(|e| {
+                    setup(format!(
+                        "client_cert {} with client_key {}: not a PEM certificate and \
+                         private key: {}",
+                        cert.display(),
+                        key.display(),
+                        innermost(&e)
+                    ))
+                })?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(setup(
+                    "fetch.client_cert and fetch.client_key go together: give both or neither"
+                        .into(),
+                ))
+            }
+        }
+
+        let client = builder
+            .build()
+            .map_err(|e| setup(format!("cannot set up the HTTP client: {}", innermost(&e))))?;
+        let auth = match (&fetch.username, &fetch.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            _ => None,
+        };
+        Ok(Fetcher {
+            base: server.to_string(),
+            target: Target::Http {
+                client,
+                auth,
+                total: at_least_1s(fetch.total_timeout),
+            },
+        })
+    }
+
+    /// The server's base URL, ending with `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Fetches `base + name`. `validator` is what was stored from the last 200 for this
+    /// file; it makes the request conditional (HTTP only). `name` must be a plain file
+    /// name: ASCII letters, digits, `-`, `_` and `.`, not empty, not `.`, no `..`.
+    pub fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
+        if let Err(why) = check_name(name) {
+            // The base as the URL: the name may hold anything, a line break included.
+            return FetchOutcome::Failed(FetchError::new(&self.base, FailureKind::Setup, why));
+        }
+        let url = format!("{}{}", self.base, name);
+        match &self.target {
+            Target::Dir(dir) => fetch_file(url, &dir.join(name)),
+            Target::Http {
+                client,
+                auth,
+                total,
+            } => {
+                let mut request = client.get(&url);
+                if let Some((user, password)) = auth {
+                    request = request.basic_auth(user, Some(password));
+                }
+                request = request.headers(conditional(validator));
+                let started = Instant::now();
+                match request.send() {
+                    Ok(response) => answer(url, response, started, *total),
+                    Err(e) => FetchOutcome::Failed(transport(url, &e)),
+                }
+            }
+        }
+    }
+}
+
+/// The delay in seconds before retry number `attempt` (0 is the first retry):
+/// `min(max, initial × 2^attempt)`, then a value in `[d/2, d]` chosen by `jitter` (any
+/// number: random, or derived from a hash) so that a fleet of phones never retries in
+/// step. At least 1 second; no overflow for any input.
+pub fn backoff(attempt: u32, initial: Secs, max: Secs, jitter: u64) -> u64 {
+    let grown = 1u64
+        .checked_shl(attempt)
+        .and_then(|factor| initial.0.checked_mul(factor))
+        .unwrap_or(u64::MAX);
+    let full = grown.min(max.0).max(1);
+    let low = full / 2;
+    // full - low <= 2^63, so the span cannot overflow.
+    let span = full - low + 1;
+    (low + jitter % span).max(1)
+}
+
+fn at_least_1s(secs: Secs) -> Duration {
+    Duration::from_secs(secs.0.max(1))
+}
+
+/// A name that cannot climb out of the base, add a query or change the URL in any way.
+fn check_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name != "."
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a plain file name (ASCII letters, digits, '-', '_' and '.', \
+             not '.', no '..'; e.g. {SITE_FILE})"
+        ))
+    }
+}
+
+/// `If-None-Match` and `If-Modified-Since` from a stored validator; a value that cannot
+/// be a header (a damaged metadata file) is left out.
+fn conditional(validator: Option<&Validator>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let Some(v) = validator else {
+        return headers;
+    };
+    for (name, value) in [
+        (IF_NONE_MATCH, &v.etag),
+        (IF_MODIFIED_SINCE, &v.last_modified),
+    ] {
+        if let Some(value) = value.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// Reads a PEM file (certificates or a key), refusing a huge one.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut pem = Vec::new();
+    file.take(MAX_PEM + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if pem.len() as u64 > MAX_PEM {
+        return Err(format!("larger than {MAX_PEM} bytes: not a PEM file"));
+    }
+    Ok(pem)
+}
+
+/// A `file://` fetch.
+fn fetch_file(url: String, path: &Path) -> FetchOutcome {
+    let io_error = |url: String, e: io::Error| {
+        FetchOutcome::Failed(FetchError::new(
+            url,
+            FailureKind::Io,
+            format!("cannot read {}: {e}", path.display()),
+        ))
+    };
+    // Looked at before opening, so that a FIFO or a device is never opened.
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return FetchOutcome::Absent { status: 404 }
+        }
+        Err(e) => return io_error(url, e),
+        Ok(meta) if !meta.is_file() => {
+            return FetchOutcome::Failed(FetchError::new(
+                url,
+                FailureKind::Io,
+                format!("{} is not a regular file", path.display()),
+            ))
+        }
+        Ok(_) => {}
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return FetchOutcome::Absent { status: 404 }
+        }
+        Err(e) => return io_error(url, e),
+    };
+    match format::read_capped(file) {
+        Ok(Capped::Content(bytes)) => FetchOutcome::Body {
+            bytes,
+            validator: Validator::default(),
+        },
+        Ok(Capped::TooBig(_)) => FetchOutcome::Failed(too_big(url)),
+        Err(e) => io_error(url, e),
+    }
+}
+
+fn too_big(url: String) -> FetchError {
+    FetchError::new(
+        url,
+        FailureKind::TooBig,
+        format!("more than {MAX_BODY} bytes (a license file is at most {MAX_BODY}): abandoned"),
+    )
+}
+
+/// Turns a response into an outcome, reading the body of a 200.
+fn answer(url: String, mut response: Response, started: Instant, total: Duration) -> FetchOutcome {
+    let status = response.status();
+    match status.as_u16() {
+        200 => {}
+        304 => return FetchOutcome::NotModified,
+        code @ (404 | 410) => {
+            drain_small(&mut response);
+            return FetchOutcome::Absent { status: code };
+        }
+        code => {
+            drain_small(&mut response);
+            return FetchOutcome::Failed(FetchError::new(
+                url,
+                FailureKind::Status(code),
+                status_text(status),
+            ));
+        }
+    }
+    let expected = response.content_length();
+    if let Some(len) = expected.filter(|&len| len > MAX_BODY as u64) {
+        return FetchOutcome::Failed(FetchError::new(
+            url,
+            FailureKind::TooBig,
+            format!(
+                "the server announces {len} bytes; a license file is at most {MAX_BODY}: \
+                 not downloaded"
+            ),
+        ));
+    }
+    let validator = validators(response.headers());
+    let capacity = expected.map_or(8 * 1024, |len| len as usize);
+    let mut bytes = Vec::with_capacity(capacity);
+    let mut chunk = [0u8; 8 * 1024];
+    let mut body = (&mut response).take(MAX_BODY as u64 + 1);
+    loop {
+        match body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes.extend_from_slice(&chunk[..n]);
+                if bytes.len() > MAX_BODY {
+                    return FetchOutcome::Failed(too_big(url));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout_io(&e) => {
+                return FetchOutcome::Failed(timed_out(url, total, bytes.len(), &e))
+            }
+            Err(e) => {
+                let of = expected.map(|n| format!(" of {n}")).unwrap_or_default();
+                return FetchOutcome::Failed(FetchError::new(
+                    url,
+                    FailureKind::Cut,
+                    format!(
+                        "the connection broke after {}{of} bytes of the body: {}",
+                        bytes.len(),
+                        innermost(&e)
+                    ),
+                ));
+            }
+        }
+        if started.elapsed() > total {
+            return FetchOutcome::Failed(FetchError::new(
+                url,
+                FailureKind::Timeout,
+                format!(
+                    "the body was still coming after the total timeout of {}s ({} bytes \
+                     received)",
+                    total.as_secs(),
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    if let Some(len) = expected.filter(|&len| len != bytes.len() as u64) {
+        return FetchOutcome::Failed(FetchError::new(
+            url,
+            FailureKind::Cut,
+            format!(
+                "the connection ended after {} of the {len} bytes announced",
+                bytes.len()
+            ),
+        ));
+    }
+    FetchOutcome::Body { bytes, validator }
+}
+
+/// Reads away a small error body announced by its length, so that the connection can be
+/// used for the next file; anything else is left (the connection is then closed).
+fn drain_small(response: &mut Response) {
+    if response.content_length().is_some_and(|len| len <= 8 * 1024) {
+        let _ = io::copy(&mut response.take(8 * 1024), &mut io::sink());
+    }
+}
+
+fn status_text(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+fn validators(headers: &HeaderMap) -> Validator {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Validator {
+        etag: text(ETAG),
+        last_modified: text(LAST_MODIFIED),
+    }
+}
+
+/// A read error of the body that is a timeout: reqwest's own (wrapped in an
+/// `io::Error`), or the socket's.
+fn is_timeout_io(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    ) || e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+        .is_some_and(reqwest::Error::is_timeout)
+}
+
+fn timed_out(url: String, total: Duration, received: usize, e: &io::Error) -> FetchError {
+    FetchError::new(
+        url,
+        FailureKind::Timeout,
+        format!(
+            "no more of the body within the timeout of {}s ({received} bytes received): {}",
+            total.as_secs(),
+            innermost(e)
+        ),
+    )
+}
+
+/// Classifies an error of `send` (before any response).
+fn transport(url: String, e: &reqwest::Error) -> FetchError {
+    let cause = innermost(e);
+    let texts = chain(e);
+    let (kind, detail) = if e.is_redirect() {
+        (
+            FailureKind::Redirects,
+            format!("more than {MAX_REDIRECTS} redirects, or a loop: {cause}"),
+        )
+    } else if e.is_timeout() {
+        (FailureKind::Timeout, format!("no answer in time: {cause}"))
+    } else if texts.iter().any(|t| looks_tls(t)) {
+        (FailureKind::Tls, cause)
+    } else if e.is_connect() {
+        (FailureKind::Connect, cause)
+    } else if texts
+        .iter()
+        .any(|t| t.contains("connection closed before message completed"))
+    {
+        (
+            FailureKind::Cut,
+            format!("the server closed the connection without a complete answer: {cause}"),
+        )
+    } else if e.is_builder() {
+        (FailureKind::Setup, cause)
+    } else {
+        (FailureKind::Io, cause)
+    };
+    FetchError::new(url, kind, detail)
+}
+
+/// The messages of an error and its sources, outermost first.
+fn chain(e: &(dyn StdError + 'static)) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        texts.push(err.to_string());
+        next = err.source();
+    }
+    texts
+}
+
+/// The innermost cause's message (reqwest's outer messages repeat the URL and say
+/// little): `invalid peer certificate: UnknownIssuer`, `Connection refused (os error
+/// 111)`.
+fn innermost(e: &(dyn StdError + 'static)) -> String {
+    let mut err = e;
+    while let Some(source) = err.source() {
+        err = source;
+    }
+    err.to_string()
+}
+
+/// Whether an error message comes from TLS (rustls's messages, without depending on
+/// rustls's types).
+fn looks_tls(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "alert",
+        "peer is incompatible",
+        "peer misbehaved",
+        "corrupt message",
+        "invalid dns name",
+        "close_notify",
+    ]
+    .iter()
+    .any(|word| text.contains(word))
+}

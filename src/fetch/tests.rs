@@ -1,0 +1,950 @@
+//! Tests of [`crate::fetch`] against a small scripted HTTP/1.1 server on 127.0.0.1 (and,
+//! when `openssl` is installed, `openssl s_server` for HTTPS).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const MAC: Serial = Serial([0x00, 0x04, 0xf2, 0xab, 0xcd, 0xef]);
+
+/// What the handler does with the connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+type Handler = dyn Fn(&str, &mut TcpStream) -> Next + Send + Sync;
+
+/// A scripted HTTP/1.1 server: every request head is recorded, and the handler writes
+/// whatever answer it wants on the connection.
+struct Server {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(handler: impl Fn(&str, &mut TcpStream) -> Next + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (acc, reqs) = (accepted.clone(), requests.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let (handler, reqs) = (handler.clone(), reqs.clone());
+                thread::spawn(move || serve(stream, &*handler, &reqs));
+            }
+        });
+        Server {
+            port,
+            accepted,
+            requests,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}/lic/", self.port)
+    }
+
+    fn fetcher(&self) -> Fetcher {
+        Fetcher::new(&self.base(), &Fetch::default(), MAC).unwrap()
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<String>>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        requests.lock().unwrap().push(head.clone());
+        if let Next::Close = handler(&head, &mut writer) {
+            return;
+        }
+    }
+}
+
+/// The request path: `/lic/x` from `GET /lic/x HTTP/1.1`.
+fn path(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or("")
+}
+
+fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &[u8]) {
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = stream.write_all(&bytes);
+}
+
+fn failed(outcome: FetchOutcome) -> FetchError {
+    match outcome {
+        FetchOutcome::Failed(e) => e,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+fn body(outcome: FetchOutcome) -> (Vec<u8>, Validator) {
+    match outcome {
+        FetchOutcome::Body { bytes, validator } => (bytes, validator),
+        other => panic!("expected a body, got {other:?}"),
+    }
+}
+
+/// A server answering every request with one status and an empty body.
+fn status_server(status: &'static str) -> Server {
+    Server::start(move |_, s| {
+        respond(s, status, &[], b"");
+        Next::KeepAlive
+    })
+}
+
+#[test]
+fn file_names() {
+    assert_eq!(phone_file(MAC), "0004f2abcdef-license.cfg");
+    assert_eq!(phone_file(Serial::SITE_FILE), SITE_FILE);
+    assert_eq!(MAX_BODY, 65_536);
+}
+
+#[test]
+fn a_200_gives_the_body_and_its_validators() {
+    let server = Server::start(|head, s| {
+        let body = format!("file {}", path(head));
+        respond(
+            s,
+            "200 OK",
+            &[
+                ("ETag", "\"v1\""),
+                ("Last-Modified", "Tue, 03 Mar 2026 10:00:00 GMT"),
+            ],
+            body.as_bytes(),
+        );
+        Next::KeepAlive
+    });
+    let (bytes, validator) = body(server.fetcher().fetch(SITE_FILE, None));
+    assert_eq!(bytes, b"file /lic/000000000000-license.cfg");
+    assert_eq!(validator.etag.as_deref(), Some("\"v1\""));
+    assert_eq!(
+        validator.last_modified.as_deref(),
+        Some("Tue, 03 Mar 2026 10:00:00 GMT")
+    );
+}
+
+#[test]
+fn a_200_without_validators_has_none() {
+    let server = Server::start(|_, s| {
+        respond(s, "200 OK", &[], b"x");
+        Next::KeepAlive
+    });
+    let (bytes, validator) = body(server.fetcher().fetch(SITE_FILE, None));
+    assert_eq!((bytes, validator), (b"x".to_vec(), Validator::default()));
+}
+
+#[test]
+fn request_headers_name_the_phone_and_carry_validators_and_auth() {
+    let server = status_server("304 Not Modified");
+    let fetch = Fetch {
+        username: Some("phone".into()),
+        password: Some("s3cret".into()),
+        ..Fetch::default()
+    };
+    let fetcher = Fetcher::new(&server.base(), &fetch, MAC).unwrap();
+    assert!(!format!("{fetcher:?}").contains("s3cret"));
+    let both = Validator {
+        etag: Some("\"abc\"".into()),
+        last_modified: Some("Tue, 03 Mar 2026 10:00:00 GMT".into()),
+    };
+    assert_eq!(
+        fetcher.fetch(&phone_file(MAC), Some(&both)),
+        FetchOutcome::NotModified
+    );
+    let etag_only = Validator {
+        etag: Some("W/\"e\"".into()),
+        last_modified: None,
+    };
+    fetcher.fetch(SITE_FILE, Some(&etag_only));
+    fetcher.fetch(SITE_FILE, None);
+    // A damaged validator is not sent (and does not break the request).
+    let damaged = Validator {
+        etag: Some("bad\nvalue".into()),
+        last_modified: None,
+    };
+    assert_eq!(
+        fetcher.fetch(SITE_FILE, Some(&damaged)),
+        FetchOutcome::NotModified
+    );
+
+    let requests: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.to_ascii_lowercase())
+        .collect();
+    assert_eq!(requests.len(), 4);
+    let version = env!("CARGO_PKG_VERSION");
+    let auth = "authorization: basic cghvbmu6cznjcmv0"; // base64("phone:s3cret"), lower case
+    for r in &requests {
+        assert!(r.starts_with("get /lic/"), "{r}");
+        assert!(
+            r.contains(&format!(
+                "user-agent: license-agent/{version} (mac 0004f2abcdef)\r\n"
+            )),
+            "{r}"
+        );
+        assert!(r.contains(auth), "{r}");
+    }
+    assert!(requests[0].starts_with("get /lic/0004f2abcdef-license.cfg http/1.1"));
+    assert!(requests[0].contains("if-none-match: \"abc\"\r\n"));
+    assert!(requests[0].contains("if-modified-since: tue, 03 mar 2026 10:00:00 gmt\r\n"));
+    assert!(requests[1].contains("if-none-match: w/\"e\"\r\n"));
+    assert!(!requests[1].contains("if-modified-since"));
+    for r in &requests[2..] {
+        assert!(!r.contains("if-none-match") && !r.contains("if-modified-since"));
+    }
+}
+
+#[test]
+fn no_auth_header_without_credentials() {
+    let server = status_server("304 Not Modified");
+    server.fetcher().fetch(SITE_FILE, None);
+    assert!(!server.requests()[0]
+        .to_ascii_lowercase()
+        .contains("authorization"));
+}
+
+#[test]
+fn statuses() {
+    let cases = [
+        ("304 Not Modified", FetchOutcome::NotModified),
+        ("404 Not Found", FetchOutcome::Absent { status: 404 }),
+        ("410 Gone", FetchOutcome::Absent { status: 410 }),
+    ];
+    for (status, expected) in cases {
+        let server = status_server(status);
+        assert_eq!(
+            server.fetcher().fetch(SITE_FILE, None),
+            expected,
+            "{status}"
+        );
+    }
+    for (status, code) in [
+        ("500 Internal Server Error", 500),
+        ("403 Forbidden", 403),
+        ("401 Unauthorized", 401),
+        ("503 Service Unavailable", 503),
+        ("204 No Content", 204),
+    ] {
+        let server = status_server(status);
+        let e = failed(server.fetcher().fetch(SITE_FILE, None));
+        assert_eq!(e.kind, FailureKind::Status(code));
+        assert_eq!(e.kind.id(), format!("status-{code}"));
+        assert_eq!(e.url, format!("{}{SITE_FILE}", server.base()));
+        assert_eq!(e.to_string(), format!("{}: HTTP status: {status}", e.url));
+    }
+}
+
+#[test]
+fn an_absent_site_file_keeps_the_connection_for_the_phone_file() {
+    let server = Server::start(|head, s| {
+        if path(head).contains(SITE_FILE) {
+            respond(s, "404 Not Found", &[], b"not here");
+        } else {
+            respond(s, "200 OK", &[], b"phone");
+        }
+        Next::KeepAlive
+    });
+    let fetcher = server.fetcher();
+    assert_eq!(
+        fetcher.fetch(SITE_FILE, None),
+        FetchOutcome::Absent { status: 404 }
+    );
+    assert_eq!(body(fetcher.fetch(&phone_file(MAC), None)).0, b"phone");
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn both_files_go_over_one_connection() {
+    let server = Server::start(|head, s| {
+        respond(s, "200 OK", &[], path(head).as_bytes());
+        Next::KeepAlive
+    });
+    let fetcher = server.fetcher();
+    assert_eq!(
+        body(fetcher.fetch(SITE_FILE, None)).0,
+        b"/lic/000000000000-license.cfg"
+    );
+    assert_eq!(
+        body(fetcher.fetch(&phone_file(MAC), None)).0,
+        b"/lic/0004f2abcdef-license.cfg"
+    );
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn redirects_are_followed_up_to_five() {
+    // /lic/<name> → /r/1 → ... → /r/<hops> → 200.
+    let server = |hops: usize| {
+        Server::start(move |head, s| {
+            let p = path(head);
+            let n: usize = p
+                .strip_prefix("/r/")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if n < hops {
+                let to = format!("/r/{}", n + 1);
+                respond(s, "302 Found", &[("Location", &to)], b"");
+            } else {
+                respond(s, "200 OK", &[], b"here");
+            }
+            Next::KeepAlive
+        })
+    };
+    assert_eq!(body(server(5).fetcher().fetch(SITE_FILE, None)).0, b"here");
+    let e = failed(server(6).fetcher().fetch(SITE_FILE, None));
+    assert_eq!(e.kind, FailureKind::Redirects, "{e}");
+}
+
+#[test]
+fn a_redirect_loop_fails() {
+    let server = Server::start(|head, s| {
+        let to = if path(head) == "/a" { "/b" } else { "/a" };
+        respond(s, "301 Moved Permanently", &[("Location", to)], b"");
+        Next::KeepAlive
+    });
+    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    assert_eq!(e.kind, FailureKind::Redirects, "{e}");
+    assert_eq!(e.kind.id(), "redirects");
+    assert!(server.requests().len() <= 1 + MAX_REDIRECTS);
+}
+
+/// How a body is framed.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Length,
+    Chunked,
+    Close,
+}
+
+/// A server sending `size` bytes of `x` with the given framing, in pieces of 16 KiB;
+/// `sent` gets the number of body bytes the socket accepted before the client went away.
+fn sized_server(size: usize, framing: Framing) -> (Server, Arc<Mutex<Option<usize>>>) {
+    let sent = Arc::new(Mutex::new(None));
+    let sent2 = sent.clone();
+    let server = Server::start(move |_, s| {
+        let head = match framing {
+            Framing::Length => format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n"),
+            Framing::Chunked => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+            Framing::Close => "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(),
+        };
+        let mut written = 0;
+        let mut ok = s.write_all(head.as_bytes()).is_ok();
+        let piece = [b'x'; 16 * 1024];
+        while ok && written < size {
+            let n = piece.len().min(size - written);
+            ok = match framing {
+                Framing::Chunked => s
+                    .write_all(format!("{n:x}\r\n").as_bytes())
+                    .and_then(|_| s.write_all(&piece[..n]))
+                    .and_then(|_| s.write_all(b"\r\n"))
+                    .is_ok(),
+                _ => s.write_all(&piece[..n]).is_ok(),
+            };
+            if ok {
+                written += n;
+            }
+        }
+        if ok {
+            if let Framing::Chunked = framing {
+                let _ = s.write_all(b"0\r\n\r\n");
+            }
+        }
+        *sent2.lock().unwrap() = Some(written);
+        match framing {
+            Framing::Close => Next::Close,
+            _ => Next::KeepAlive,
+        }
+    });
+    (server, sent)
+}
+
+#[test]
+fn a_body_of_max_body_bytes_is_accepted_and_one_more_refused() {
+    for framing in [Framing::Length, Framing::Chunked, Framing::Close] {
+        let (server, _) = sized_server(MAX_BODY, framing);
+        let (bytes, _) = body(server.fetcher().fetch(SITE_FILE, None));
+        assert_eq!(bytes.len(), MAX_BODY, "{framing:?}");
+        assert!(bytes.iter().all(|&b| b == b'x'));
+
+        let (server, _) = sized_server(MAX_BODY + 1, framing);
+        let e = failed(server.fetcher().fetch(SITE_FILE, None));
+        assert_eq!(e.kind, FailureKind::TooBig, "{framing:?}: {e}");
+        assert_eq!(e.kind.id(), "too-big");
+    }
+}
+
+#[test]
+fn a_huge_body_is_abandoned_while_it_streams() {
+    const HUGE: usize = 16 * 1024 * 1024;
+    for framing in [Framing::Length, Framing::Chunked, Framing::Close] {
+        let (server, sent) = sized_server(HUGE, framing);
+        let e = failed(server.fetcher().fetch(SITE_FILE, None));
+        assert_eq!(e.kind, FailureKind::TooBig, "{framing:?}: {e}");
+        if let Framing::Length = framing {
+            assert!(e.detail.contains("announces 16777216 bytes"), "{e}");
+        }
+        // The client closed early: the server could not send it all.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            if let Some(n) = *sent.lock().unwrap() {
+                break n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{framing:?}: the server still sends"
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        assert!(written < HUGE, "{framing:?}: all {written} bytes were sent");
+    }
+}
+
+#[test]
+fn a_body_cut_midway_is_cut() {
+    let server = Server::start(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        let _ = s.write_all(&[b'x'; 100]);
+        Next::Close
+    });
+    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    assert_eq!(e.kind, FailureKind::Cut, "{e}");
+    assert_eq!(e.kind.id(), "cut");
+    assert!(e.detail.contains("100 of 1000"), "{e}");
+}
+
+#[test]
+fn a_server_closing_without_an_answer_is_a_cut() {
+    let server = Server::start(|_, _| Next::Close);
+    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    assert_eq!(e.kind, FailureKind::Cut, "{e}");
+}
+
+fn one_second() -> Fetch {
+    Fetch {
+        connect_timeout: Secs(1),
+        total_timeout: Secs(1),
+        ..Fetch::default()
+    }
+}
+
+#[test]
+fn a_stalled_server_times_out() {
+    let server = Server::start(|_, _| {
+        thread::sleep(Duration::from_secs(8));
+        Next::Close
+    });
+    let fetcher = Fetcher::new(&server.base(), &one_second(), MAC).unwrap();
+    let started = Instant::now();
+    let e = failed(fetcher.fetch(SITE_FILE, None));
+    assert_eq!(e.kind, FailureKind::Timeout, "{e}");
+    assert_eq!(e.kind.id(), "timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_body_that_stalls_or_trickles_times_out() {
+    // Stalls after the head and 10 bytes.
+    let stall = Server::start(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+        thread::sleep(Duration::from_secs(8));
+        Next::Close
+    });
+    // Sends one byte every 200 ms: every read succeeds, the total timeout still holds.
+    let trickle = Server::start(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        for _ in 0..40 {
+            if s.write_all(b"x").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        Next::Close
+    });
+    for server in [stall, trickle] {
+        let fetcher = Fetcher::new(&server.base(), &one_second(), MAC).unwrap();
+        let started = Instant::now();
+        let e = failed(fetcher.fetch(SITE_FILE, None));
+        assert_eq!(e.kind, FailureKind::Timeout, "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn connection_refused_is_connect() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let base = format!("http://127.0.0.1:{port}/");
+    let fetcher = Fetcher::new(&base, &one_second(), MAC).unwrap();
+    let e = failed(fetcher.fetch(SITE_FILE, None));
+    assert_eq!(e.kind, FailureKind::Connect, "{e}");
+    assert_eq!(e.kind.id(), "connect");
+    assert!(e.detail.to_ascii_lowercase().contains("refused"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{base}{SITE_FILE}: cannot connect: ")),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_names_are_refused_without_a_request() {
+    let server = status_server("200 OK");
+    let fetcher = server.fetcher();
+    for name in [
+        "",
+        "..",
+        ".",
+        "../x",
+        "a/b",
+        "/etc/passwd",
+        "a..b",
+        "x?y=1",
+        "x#y",
+        "a b",
+        "a%2fb",
+        "x\n",
+        "é",
+        "a\\b",
+    ] {
+        let e = failed(fetcher.fetch(name, None));
+        assert_eq!(e.kind, FailureKind::Setup, "{name:?}");
+        assert_eq!(e.kind.id(), "setup");
+        assert_eq!(e.url, server.base());
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+    assert!(server.requests().is_empty());
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn file_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("file://{}/", dir.path().display());
+    let fetcher = Fetcher::new(&base, &Fetch::default(), MAC).unwrap();
+    assert_eq!(fetcher.base(), base);
+
+    std::fs::write(dir.path().join(SITE_FILE), b"site").unwrap();
+    assert_eq!(
+        fetcher.fetch(SITE_FILE, Some(&Validator::default())),
+        FetchOutcome::Body {
+            bytes: b"site".to_vec(),
+            validator: Validator::default()
+        }
+    );
+    // A validator never makes a 304 from a file.
+    let v = Validator {
+        etag: Some("\"x\"".into()),
+        last_modified: Some("Tue, 03 Mar 2026 10:00:00 GMT".into()),
+    };
+    assert_eq!(body(fetcher.fetch(SITE_FILE, Some(&v))).0, b"site");
+
+    assert_eq!(
+        fetcher.fetch(&phone_file(MAC), None),
+        FetchOutcome::Absent { status: 404 }
+    );
+
+    let exact = phone_file(MAC);
+    std::fs::write(dir.path().join(&exact), vec![b'x'; MAX_BODY]).unwrap();
+    assert_eq!(body(fetcher.fetch(&exact, None)).0.len(), MAX_BODY);
+    std::fs::write(dir.path().join("big.cfg"), vec![b'x'; MAX_BODY + 1]).unwrap();
+    assert_eq!(
+        failed(fetcher.fetch("big.cfg", None)).kind,
+        FailureKind::TooBig
+    );
+
+    std::fs::create_dir(dir.path().join("adir")).unwrap();
+    let e = failed(fetcher.fetch("adir", None));
+    assert_eq!(e.kind, FailureKind::Io, "{e}");
+    assert!(e.detail.contains("not a regular file"), "{e}");
+
+    assert_eq!(failed(fetcher.fetch("../x", None)).kind, FailureKind::Setup);
+}
+
+#[test]
+fn setup_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, b"not a certificate\n").unwrap();
+    let bad_pem = dir.path().join("bad.pem");
+    std::fs::write(
+        &bad_pem,
+        b"-----BEGIN CERTIFICATE-----\nnot base64!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+
+    for file in [&missing, &garbage, &bad_pem] {
+        let fetch = Fetch {
+            ca_file: Some(file.clone()),
+            ..Fetch::default()
+        };
+        let e = Fetcher::new("https://prov.example/", &fetch, MAC).unwrap_err();
+        assert_eq!(e.kind, FailureKind::Setup, "{e}");
+        assert!(e.detail.contains(&file.display().to_string()), "{e}");
+        assert_eq!(e.url, "https://prov.example/");
+    }
+
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf(&["phone"], dir.path(), "client");
+    // A usable pair builds.
+    let fetch = Fetch {
+        client_cert: Some(cert.clone()),
+        client_key: Some(key.clone()),
+        ca_file: Some(ca.file(dir.path())),
+        ..Fetch::default()
+    };
+    Fetcher::new("https://prov.example/", &fetch, MAC).unwrap();
+    // A missing key, a key that is not one, a lone certificate.
+    for (c, k, named) in [
+        (&cert, &missing, &missing),
+        (&missing, &key, &missing),
+        (&cert, &garbage, &garbage),
+    ] {
+        let fetch = Fetch {
+            client_cert: Some(c.clone()),
+            client_key: Some(k.clone()),
+            ..fetch.clone()
+        };
+        let e = Fetcher::new("https://prov.example/", &fetch, MAC).unwrap_err();
+        assert_eq!(e.kind, FailureKind::Setup, "{e}");
+        assert!(e.detail.contains(&named.display().to_string()), "{e}");
+    }
+    let lone = Fetch {
+        client_key: None,
+        ..fetch.clone()
+    };
+    assert_eq!(
+        Fetcher::new("https://prov.example/", &lone, MAC)
+            .unwrap_err()
+            .kind,
+        FailureKind::Setup
+    );
+
+    for server in ["ftp://x/", "http://x", "file://rel/", "x"] {
+        let e = Fetcher::new(server, &Fetch::default(), MAC).unwrap_err();
+        assert_eq!(e.kind, FailureKind::Setup, "{server}");
+    }
+}
+
+#[test]
+fn plain_http_on_an_https_url_is_a_tls_error() {
+    let server = status_server("200 OK");
+    let dir = tempfile::tempdir().unwrap();
+    let fetch = Fetch {
+        ca_file: Some(TestCa::new().file(dir.path())),
+        ..one_second()
+    };
+    let base = format!("https://127.0.0.1:{}/", server.port);
+    let e = failed(
+        Fetcher::new(&base, &fetch, MAC)
+            .unwrap()
+            .fetch(SITE_FILE, None),
+    );
+    assert_eq!(e.kind, FailureKind::Tls, "{e}");
+    assert_eq!(e.kind.id(), "tls");
+}
+
+#[test]
+fn backoff_table() {
+    let (i, m) = (Secs(30), Secs(3600));
+    // jitter u64::MAX % span and 0: the top and the bottom of [d/2, d].
+    let table = [
+        (0, 30),
+        (1, 60),
+        (2, 120),
+        (3, 240),
+        (4, 480),
+        (5, 960),
+        (6, 1920),
+        (7, 3600),
+        (8, 3600),
+        (100, 3600),
+        (u32::MAX, 3600),
+    ];
+    for (attempt, full) in table {
+        let span = full - full / 2 + 1;
+        assert_eq!(backoff(attempt, i, m, span - 1), full, "attempt {attempt}");
+        assert_eq!(backoff(attempt, i, m, 0), full / 2, "attempt {attempt}");
+        assert_eq!(backoff(attempt, i, m, span), full / 2, "attempt {attempt}");
+        for jitter in [1, 7, 12_345, u64::MAX, u64::MAX / 3] {
+            let d = backoff(attempt, i, m, jitter);
+            assert!((full / 2..=full).contains(&d), "{attempt} {jitter}: {d}");
+        }
+    }
+    // Jitter spreads: many different delays over the range.
+    let distinct: std::collections::BTreeSet<u64> =
+        (0..1000).map(|j| backoff(7, i, m, j * 7919)).collect();
+    assert!(distinct.len() > 500);
+}
+
+#[test]
+fn backoff_never_zero_never_overflows() {
+    for attempt in [0, 1, 31, 32, 63, 64, 65, 1000, u32::MAX] {
+        for (initial, max) in [
+            (0, 0),
+            (0, 10),
+            (1, 1),
+            (1, 2),
+            (u64::MAX, u64::MAX),
+            (u64::MAX / 2 + 1, u64::MAX),
+            (5, 1),
+        ] {
+            for jitter in [0, 1, u64::MAX] {
+                let d = backoff(attempt, Secs(initial), Secs(max), jitter);
+                assert!(d >= 1, "{attempt} {initial} {max} {jitter}");
+                assert!(d <= max.max(1), "{attempt} {initial} {max} {jitter}: {d}");
+            }
+        }
+    }
+    assert_eq!(backoff(0, Secs(1), Secs(1), 0), 1);
+    let top_span = u64::MAX - u64::MAX / 2 + 1;
+    assert_eq!(backoff(64, Secs(1), Secs(u64::MAX), top_span - 1), u64::MAX);
+    assert_eq!(backoff(64, Secs(1), Secs(u64::MAX), 0), u64::MAX / 2);
+}
+
+#[test]
+fn error_display_is_one_line() {
+    let e = FetchError {
+        url: "https://prov/x-license.cfg".into(),
+        kind: FailureKind::Tls,
+        detail: "invalid peer certificate: UnknownIssuer".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "https://prov/x-license.cfg: TLS: invalid peer certificate: UnknownIssuer"
+    );
+    let ids: Vec<String> = [
+        FailureKind::Setup,
+        FailureKind::Connect,
+        FailureKind::Timeout,
+        FailureKind::Tls,
+        FailureKind::Status(500),
+        FailureKind::TooBig,
+        FailureKind::Cut,
+        FailureKind::Redirects,
+        FailureKind::Io,
+    ]
+    .iter()
+    .map(FailureKind::id)
+    .collect();
+    assert_eq!(
+        ids,
+        [
+            "setup",
+            "connect",
+            "timeout",
+            "tls",
+            "status-500",
+            "too-big",
+            "cut",
+            "redirects",
+            "io"
+        ]
+    );
+}
+
+/// A number for each test CA, so that two CAs never share a name.
+fn next_ca() -> usize {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    COUNT.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A test CA made with rcgen.
+struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("license-agent test CA {}", next_ca()),
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa { params, key, pem }
+    }
+
+    /// Writes the CA certificate into `dir`.
+    fn file(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("ca-{}.pem", next_ca()));
+        std::fs::write(&path, &self.pem).unwrap();
+        path
+    }
+
+    /// A certificate for `names` signed by the CA, written as `<stem>.pem` and
+    /// `<stem>.key` into `dir`.
+    fn leaf(&self, names: &[&str], dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+/// `openssl s_server -WWW` serving `dir` over TLS on 127.0.0.1; killed on drop.
+struct OpensslServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OpensslServer {
+    fn start(dir: &Path, cert: &Path, key: &Path, extra: &[&str]) -> Option<OpensslServer> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .args(extra)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = OpensslServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// HTTPS against `openssl s_server`: a trusted chain, an unknown CA, a wrong host name,
+/// mutual TLS. `openssl` is installed by the README's test command.
+#[test]
+fn https_with_openssl_s_server() {
+    assert!(
+        std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok(),
+        "openssl is missing: run the README's test command (scripts/test.sh), which installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join(SITE_FILE), b"site over tls").unwrap();
+    let ca = TestCa::new();
+    let ca_file = ca.file(root);
+    let (cert, key) = ca.leaf(&["127.0.0.1"], root, "server");
+    let (wrong_cert, wrong_key) = ca.leaf(&["other.example"], root, "wrong");
+    let other_ca = TestCa::new();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_ca_file = other_ca.file(other_dir.path());
+    let with_ca = |file: &Path| Fetch {
+        ca_file: Some(file.to_path_buf()),
+        ..Fetch::default()
+    };
+    let fetch = |server: &OpensslServer, fetch: &Fetch| {
+        let base = format!("https://127.0.0.1:{}/", server.port);
+        Fetcher::new(&base, fetch, MAC)
+            .unwrap()
+            .fetch(SITE_FILE, None)
+    };
+
+    let good = OpensslServer::start(root, &cert, &key, &[]).expect("openssl s_server");
+    assert_eq!(body(fetch(&good, &with_ca(&ca_file))).0, b"site over tls");
+    let e = failed(fetch(&good, &with_ca(&other_ca_file)));
+    assert_eq!(e.kind, FailureKind::Tls, "{e}");
+    assert!(e.detail.contains("UnknownIssuer"), "{e}");
+    assert!(
+        e.to_string()
+            .contains(": TLS: invalid peer certificate: UnknownIssuer"),
+        "{e}"
+    );
+
+    let wrong = OpensslServer::start(root, &wrong_cert, &wrong_key, &[]).expect("s_server");
+    let e = failed(fetch(&wrong, &with_ca(&ca_file)));
+    assert_eq!(e.kind, FailureKind::Tls, "{e}");
+    assert!(e.detail.contains("not valid for name"), "{e}");
+
+    // Mutual TLS: the server demands a certificate from the CA.
+    let ca_arg = ca_file.to_str().unwrap();
+    let mtls = OpensslServer::start(root, &cert, &key, &["-Verify", "1", "-CAfile", ca_arg])
+        .expect("s_server");
+    let (client_cert, client_key) = ca.leaf(&["phone"], root, "client");
+    let with_client = Fetch {
+        client_cert: Some(client_cert),
+        client_key: Some(client_key),
+        ..with_ca(&ca_file)
+    };
+    assert_eq!(body(fetch(&mtls, &with_client)).0, b"site over tls");
+    let e = failed(fetch(&mtls, &with_ca(&ca_file)));
+    assert_eq!(e.kind, FailureKind::Tls, "{e}");
+}

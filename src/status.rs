@@ -1,0 +1,222 @@
+//! The status report: what this phone holds and has in force, and why, as data. Built
+//! from the store by `license-agent status`, or from live state by the daemon (which
+//! adds what it alone knows: the last fetch and the next retry); JSON both ways.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::setup::{read_clock, Phone};
+use crate::engine::{evaluate, Evaluation, Instant};
+use crate::format::features::rfc3339;
+use crate::format::{End, FeatureId};
+use crate::storage::Store;
+
+/// What the daemon adds: its fetching and publishing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DaemonJson {
+    /// The provisioning base URL, or why there is none.
+    pub server: String,
+    pub last_fetch: Option<String>,
+    /// The outcome of each file at the last fetch.
+    pub files: Vec<FileFetchJson>,
+    pub consecutive_failures: u32,
+    pub next_retry: Option<String>,
+    /// The feature set in the features file.
+    pub published: Vec<String>,
+    pub features_file: String,
+    pub next_wake: Option<String>,
+}
+
+/// One file at one fetch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileFetchJson {
+    pub file: String,
+    pub at: String,
+    /// `accepted`, `unchanged`, `not-modified`, `absent`, `refused`, `not-used`, `failed`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LicenseJson {
+    pub kind: String,
+    pub serial: String,
+    pub key: String,
+    pub role: String,
+    /// `None` while the clock is unsynced.
+    pub status: Option<String>,
+    pub start: String,
+    pub end: String,
+    pub days_left: Option<i64>,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureJson {
+    pub id: u16,
+    pub name: String,
+    pub status: Option<String>,
+    pub enabled: bool,
+    pub end: String,
+    pub source: Option<String>,
+    pub serial: Option<String>,
+    pub transaction: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvalidJson {
+    pub file: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventJson {
+    pub at: String,
+    pub what: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusJson {
+    /// Where this came from: `store` (read directly).
+    pub source: String,
+    pub mac: String,
+    pub site_serial: Option<String>,
+    pub clock: String,
+    pub wall_clock: String,
+    pub latest_trusted: Option<String>,
+    /// The instant the licenses were judged at; `None` when unsynced.
+    pub evaluated_at: Option<String>,
+    /// Whether `evaluated_at` came from `--at`.
+    pub at_requested: bool,
+    pub licenses: Vec<LicenseJson>,
+    pub features: Vec<FeatureJson>,
+    pub enabled: Vec<String>,
+    pub next_change: Option<String>,
+    pub set_aside: Vec<InvalidJson>,
+    pub events: Vec<EventJson>,
+    /// Only when the running daemon answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonJson>,
+}
+
+pub fn time(t: Instant) -> String {
+    u32::try_from(t)
+        .map(rfc3339)
+        .unwrap_or_else(|_| format!("@{t}"))
+}
+
+pub fn days_left(end: End, at: Instant) -> Option<i64> {
+    match end {
+        End::Never => None,
+        End::At(e) => Some(((i64::from(e) - at).max(0) + 86_399) / 86_400),
+    }
+}
+
+pub fn build(phone: &Phone, store: &Store, wall: Instant, at: Option<Instant>) -> StatusJson {
+    let reading = read_clock(phone, store.meta(), wall);
+    let judge_at = at.or(reading.judge_at);
+    let evaluation: Option<Evaluation> = judge_at.map(|t| evaluate(store.held(), t));
+    let licenses = store
+        .held()
+        .iter()
+        .map(|h| {
+            let view = evaluation
+                .as_ref()
+                .and_then(|e| e.licenses.iter().find(|l| l.seq == h.seq));
+            let (start, end) = crate::engine::license_span(&h.license);
+            LicenseJson {
+                kind: h.license.kind().name().into(),
+                serial: h.license.serial().to_string(),
+                key: h.license.key_id().to_string(),
+                role: view.map_or("unknown", |v| v.role.id()).into(),
+                status: view.map(|v| v.status.id().into()),
+                start: time(start),
+                end: end.to_string(),
+                days_left: judge_at.and_then(|t| days_left(end, t)),
+                file: store.path_of(h).display().to_string(),
+            }
+        })
+        .collect();
+    let features: Vec<FeatureJson> = match &evaluation {
+        Some(e) => e
+            .features
+            .iter()
+            .map(|f| FeatureJson {
+                id: f.id.0,
+                name: f.id.name(),
+                status: Some(f.status.id().into()),
+                enabled: f.enabled(),
+                end: f.governing.entry.end.to_string(),
+                source: Some(f.governing.kind.name().into()),
+                serial: store
+                    .held()
+                    .iter()
+                    .find(|h| h.seq == f.governing.seq)
+                    .map(|h| h.license.serial().to_string()),
+                transaction: Some(f.governing.entry.transaction.name().into()),
+                limit: Some(f.governing.entry.limit),
+            })
+            .collect(),
+        // Unsynced: the set last published stands, and nothing else is known.
+        None => store
+            .meta()
+            .published
+            .iter()
+            .flatten()
+            .map(|p| FeatureJson {
+                id: p.id,
+                name: FeatureId(p.id).name(),
+                status: None,
+                enabled: true,
+                end: p.end.map_or(End::Never, End::At).to_string(),
+                source: None,
+                serial: None,
+                transaction: None,
+                limit: None,
+            })
+            .collect(),
+    };
+    let enabled = features
+        .iter()
+        .filter(|f| f.enabled)
+        .map(|f| f.name.clone())
+        .collect();
+    StatusJson {
+        source: "store".into(),
+        mac: phone.identity.mac.to_string(),
+        site_serial: phone.identity.site_serial.map(|s| s.to_string()),
+        clock: reading.verdict.id().into(),
+        wall_clock: time(wall),
+        latest_trusted: store.meta().latest_trusted.map(time),
+        evaluated_at: judge_at.map(time),
+        at_requested: at.is_some(),
+        licenses,
+        features,
+        enabled,
+        next_change: evaluation.as_ref().and_then(|e| e.next_change).map(time),
+        set_aside: store
+            .invalid()
+            .iter()
+            .map(|i| InvalidJson {
+                file: i.path.display().to_string(),
+                reason: i.reason.clone(),
+            })
+            .collect(),
+        events: store
+            .meta()
+            .events
+            .iter()
+            .rev()
+            .take(10)
+            .map(|e| EventJson {
+                at: time(e.at),
+                what: e.what.clone(),
+                subject: e.subject.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+        daemon: None,
+    }
+}

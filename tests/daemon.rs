@@ -1,0 +1,783 @@
+//! The daemon end to end, as the real binary, against real servers: nginx over HTTPS
+//! with mutual TLS (boot fetch, check-sync picking up a renewal, a second boot answered
+//! 304), Basic auth, every fault of the fault server and of bad certificates (the
+//! daemon keeps running, keeps its licenses, and says what went wrong), an idle daemon
+//! making no system calls, a wake-up when a license ends (the test clock), and the
+//! control socket refusing other users and bad requests.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::faults::{Fault, FaultServer};
+use common::nginx::Nginx;
+use common::pki::Pki;
+use common::{agent, issuer, run, stdout};
+use serde_json::Value;
+
+const DAY: i64 = 86_400;
+const MAC: &str = "0004f2000001";
+const SITE: &str = "100000000001";
+const SITE_FILE: &str = "000000000000-license.cfg";
+const PHONE_FILE: &str = "0004f2000001-license.cfg";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn rfc(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A phone's files: vendor key, keyring, configuration, state.
+struct Phone {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    config: PathBuf,
+}
+
+impl Phone {
+    /// `extra` is appended to the configuration (server, [fetch], [timing]).
+    fn new(extra: &str) -> Phone {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("vendor.key");
+        let out = run(
+            issuer(),
+            ["keygen".as_ref(), "-o".as_ref(), key.as_os_str()],
+        );
+        std::fs::write(dir.path().join("keyring"), stdout(&out)).unwrap();
+        let config = dir.path().join("agent.toml");
+        let phone = Phone { dir, key, config };
+        phone.configure(extra);
+        phone
+    }
+
+    fn configure(&self, extra: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
+                 supervisor = \"none\"\ncontrol_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}"
+            ),
+        )
+        .unwrap();
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A signed license's bytes.
+    fn sign(&self, kind: &str, features: &[(&str, i64, Option<i64>)]) -> Vec<u8> {
+        let serial = if kind == "phone" { MAC } else { SITE };
+        let out_file = self.path("signed.cfg");
+        let mut cmd = issuer();
+        cmd.args([
+            "sign",
+            "--key",
+            self.key.to_str().unwrap(),
+            "--serial",
+            serial,
+            "--kind",
+            kind,
+            "-o",
+            out_file.to_str().unwrap(),
+        ]);
+        for (name, start, end) in features {
+            cmd.args([
+                "--feature",
+                &format!(
+                    "{name},new,{},{}",
+                    rfc(*start),
+                    end.map_or("never".into(), rfc)
+                ),
+            ]);
+        }
+        let out = run(cmd, Vec::<&str>::new());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(out_file).unwrap()
+    }
+
+    fn install(&self, bytes: &[u8]) {
+        let file = self.path("install.cfg");
+        std::fs::write(&file, bytes).unwrap();
+        let out = run(
+            agent(),
+            [
+                "install".as_ref(),
+                "--config".as_ref(),
+                self.config.as_os_str(),
+                file.as_os_str(),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn features_file(&self) -> String {
+        std::fs::read_to_string(self.path("run/features")).unwrap_or_default()
+    }
+
+    fn start(&self, test_now: Option<i64>) -> Daemon {
+        let mut cmd = agent();
+        cmd.args(["run".as_ref(), "--config".as_ref(), self.config.as_os_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(t) = test_now {
+            cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
+        }
+        let child = cmd.spawn().expect("start the daemon");
+        let daemon = Daemon {
+            child,
+            socket: self.path("control.sock"),
+        };
+        // Ready once the control socket answers (the boot fetch is done by then).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while daemon.try_request(r#"{"cmd":"status"}"#).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not answer within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+}
+
+/// A running daemon; stopped with SIGTERM on drop.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn try_request(&self, line: &str) -> std::io::Result<Value> {
+        let mut s = UnixStream::connect(&self.socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.write_all(format!("{line}\n").as_bytes())?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        serde_json::from_str(&answer).map_err(std::io::Error::other)
+    }
+
+    fn request(&self, line: &str) -> Value {
+        self.try_request(line).expect("the daemon answers")
+    }
+
+    fn status(&self) -> Value {
+        let v = self.request(r#"{"cmd":"status"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+        v["status"].clone()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then the exit status and standard error.
+    fn stop(mut self) -> (Option<i32>, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let code = status.code();
+        std::mem::forget(self);
+        (code, err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn outcomes(status: &Value) -> Vec<(String, String)> {
+    status["daemon"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap().to_string(),
+                f["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn tls_config(pki: &Pki, server: &str, client: bool) -> String {
+    let mut c = format!(
+        "server = \"{server}\"\n[fetch]\nca_file = \"{}\"\n",
+        pki.ca_pem.display()
+    );
+    if client {
+        c.push_str(&format!(
+            "client_cert = \"{}\"\nclient_key = \"{}\"\n",
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ));
+    }
+    c
+}
+
+#[test]
+fn nginx_mutual_tls_boot_check_sync_and_a_second_boot_answered_304() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let root = work.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let nginx = Nginx::start(&root, &pki);
+    let phone = Phone::new(&tls_config(&pki, &nginx.mtls_url(), true));
+    let t = now();
+    nginx.put(
+        SITE_FILE,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
+    );
+    nginx.put(
+        PHONE_FILE,
+        &phone.sign("phone", &[("usb-call-recording", t - DAY, None)]),
+    );
+
+    // Boot: fetch, verify, store, publish.
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(s["source"], "daemon");
+    assert_eq!(
+        outcomes(&s),
+        [
+            (SITE_FILE.into(), "accepted".into()),
+            (PHONE_FILE.into(), "accepted".into())
+        ]
+    );
+    assert_eq!(
+        s["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon"])
+    );
+    assert!(
+        phone
+            .features_file()
+            .contains(&format!("vqmon {}", rfc(t + 100 * DAY))),
+        "{}",
+        phone.features_file()
+    );
+    let boot = nginx.wait_access_entries(2, Duration::from_secs(5));
+    assert_eq!(
+        boot.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [200, 200]
+    );
+    assert_eq!(
+        boot[0].connection, boot[1].connection,
+        "both files over one keep-alive connection"
+    );
+    assert!(
+        boot[0].user_agent.contains("license-agent/") && boot[0].user_agent.contains(MAC),
+        "{}",
+        boot[0].user_agent
+    );
+
+    // The server's site file is replaced by a renewal; check-sync over the control
+    // socket (the real CLI) picks it up.
+    nginx.put(
+        SITE_FILE,
+        &phone.sign(
+            "site",
+            &[
+                ("vqmon", t - DAY, Some(t + 400 * DAY)),
+                ("lync", t - DAY, Some(t + 400 * DAY)),
+            ],
+        ),
+    );
+    let out = run(
+        agent(),
+        [
+            "check-sync".as_ref(),
+            "--config".as_ref(),
+            phone.config.as_os_str(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("000000000000-license.cfg accepted"), "{text}");
+    assert!(
+        text.contains("0004f2000001-license.cfg not-modified"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ lync until") && text.contains("~ vqmon"),
+        "{text}"
+    );
+    assert!(phone.features_file().contains("lync"));
+    // status through the CLI now comes from the daemon.
+    let out = run(
+        agent(),
+        [
+            "status".as_ref(),
+            "--config".as_ref(),
+            phone.config.as_os_str(),
+        ],
+    );
+    assert!(
+        stdout(&out).contains("read from    the running daemon"),
+        "{}",
+        stdout(&out)
+    );
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0), "SIGTERM stops it cleanly");
+    assert!(
+        !phone.path("control.sock").exists(),
+        "the socket is removed"
+    );
+
+    // Without a daemon, status falls back to the store and says so.
+    let out = run(
+        agent(),
+        [
+            "status".as_ref(),
+            "--config".as_ref(),
+            phone.config.as_os_str(),
+        ],
+    );
+    assert!(
+        stdout(&out).contains("read from    the store (no daemon answered"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A second boot with unchanged files costs the server two 304s.
+    nginx.clear_access_log();
+    let daemon = phone.start(None);
+    let second = nginx.wait_access_entries(2, Duration::from_secs(5));
+    assert_eq!(
+        second.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [304, 304],
+        "{}",
+        nginx.access_log()
+    );
+    assert_eq!(
+        outcomes(&daemon.status()),
+        [
+            (SITE_FILE.into(), "not-modified".into()),
+            (PHONE_FILE.into(), "not-modified".into())
+        ]
+    );
+    assert_eq!(
+        daemon.status()["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon", "lync"])
+    );
+
+    // The server drops the phone file: 404 keeps the stored phone license.
+    nginx.remove(PHONE_FILE);
+    let v = daemon.request(r#"{"cmd":"check-sync"}"#);
+    assert_eq!(v["check_sync"]["files"][1]["outcome"], "absent", "{v}");
+    assert_eq!(
+        daemon.status()["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon", "lync"])
+    );
+}
+
+#[test]
+fn basic_auth_with_and_without_the_password() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let root = work.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let nginx = Nginx::start(&root, &pki);
+    let phone = Phone::new(&format!(
+        "server = \"{}\"\n[fetch]\nusername = \"phone\"\npassword = \"s3cret\"\n",
+        nginx.basic_url()
+    ));
+    let t = now();
+    nginx.put(
+        SITE_FILE,
+        &phone.sign("site", &[("h323", t - DAY, Some(t + 50 * DAY))]),
+    );
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(
+        outcomes(&s),
+        [
+            (SITE_FILE.into(), "accepted".into()),
+            (PHONE_FILE.into(), "absent".into())
+        ]
+    );
+    drop(daemon);
+    // The wrong password: a failure, reported; the stored license stays in force.
+    phone.configure(&format!(
+        "server = \"{}\"\n[fetch]\nusername = \"phone\"\npassword = \"wrong\"\n",
+        nginx.basic_url()
+    ));
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(s["daemon"]["files"][0]["outcome"], "failed");
+    assert!(
+        s["daemon"]["files"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("401"),
+        "{s}"
+    );
+    assert_eq!(s["enabled"], serde_json::json!(["h323"]));
+}
+
+/// A phone holding licenses, whose server misbehaves: the daemon keeps running, keeps
+/// its licenses, reports the failure, and retries.
+fn fault_case(server: &str, extra_fetch: &str, expected: &str) {
+    let phone = Phone::new(&format!(
+        "server = \"{server}\"\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"3s\"\n{extra_fetch}\
+         [timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n"
+    ));
+    let t = now();
+    phone.install(&phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]));
+    phone.install(&phone.sign("phone", &[("lync", t - DAY, None)]));
+    let mut daemon = phone.start(None);
+    let s = daemon.status();
+    let files = s["daemon"]["files"].as_array().unwrap();
+    assert!(files.iter().any(|f| f["outcome"] == "failed"), "{s:#}");
+    let details: String = files
+        .iter()
+        .map(|f| f["detail"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(
+        details.to_lowercase().contains(expected),
+        "expected {expected:?} in: {details}"
+    );
+    assert!(
+        s["daemon"]["next_retry"].is_string(),
+        "a retry is scheduled: {s:#}"
+    );
+    assert_eq!(
+        s["enabled"],
+        serde_json::json!(["vqmon", "lync"]),
+        "the stored licenses stay in force"
+    );
+    assert_eq!(
+        phone.features_file().lines().count(),
+        3,
+        "{}",
+        phone.features_file()
+    );
+    // It retries by itself, and is still alive and answering afterwards.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon.status()["daemon"]["consecutive_failures"]
+        .as_u64()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no retry within 20 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(daemon.alive());
+    assert_eq!(
+        daemon.status()["licenses"].as_array().unwrap().len(),
+        2,
+        "nothing lost"
+    );
+}
+
+#[test]
+fn fault_500() {
+    let server = FaultServer::start(Fault::Status(500));
+    fault_case(&server.url(), "", "500");
+}
+
+#[test]
+fn fault_stall() {
+    let server = FaultServer::start(Fault::Stall);
+    fault_case(&server.url(), "", "time");
+}
+
+#[test]
+fn fault_body_cut_midway() {
+    let server = FaultServer::start(Fault::CutBody);
+    fault_case(&server.url(), "", "cut");
+}
+
+#[test]
+fn fault_slow_drip() {
+    let server = FaultServer::start(Fault::SlowDrip);
+    fault_case(&server.url(), "", "time");
+}
+
+#[test]
+fn fault_oversize_body_is_abandoned_while_streaming() {
+    for content_length in [true, false] {
+        let server = FaultServer::start(Fault::Oversize { content_length });
+        fault_case(&server.url(), "", "65536");
+        assert!(
+            server.bytes_sent() < 4 << 20,
+            "{} bytes of 10 MiB sent",
+            server.bytes_sent()
+        );
+    }
+}
+
+#[test]
+fn fault_redirect_loop() {
+    let server = FaultServer::start(Fault::RedirectLoop);
+    fault_case(&server.url(), "", "redirect");
+}
+
+#[test]
+fn fault_bad_certificates() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let root = work.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let nginx = Nginx::start(&root, &pki);
+    let ca = format!("ca_file = \"{}\"\n", pki.ca_pem.display());
+    fault_case(&nginx.untrusted_url(), &ca, "unknownissuer");
+    fault_case(&nginx.wrong_host_url(), &ca, "not valid for name");
+    fault_case(&nginx.expired_url(), &ca, "expired");
+    // The right server with the wrong CA trusted.
+    fault_case(
+        &nginx.https_url(),
+        &format!("ca_file = \"{}\"\n", pki.other_ca_pem.display()),
+        "unknownissuer",
+    );
+    // Mutual TLS without a client certificate.
+    fault_case(&nginx.mtls_url(), &ca, "400");
+}
+
+#[test]
+fn an_idle_daemon_makes_no_system_calls() {
+    let phone = Phone::new("");
+    let t = now();
+    phone.install(&phone.sign("phone", &[("lync", t - DAY, None)]));
+    let daemon = phone.start(None);
+    let pid = daemon.child.id().to_string();
+    // 30 seconds of strace, counting every system call of every thread.
+    let out = Command::new("strace")
+        .args(["-c", "-f", "-p", &pid])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace is installed by the README's test command");
+    std::thread::sleep(Duration::from_secs(30));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(out.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = out.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("strace -c -f -p {pid} over 30 s:\n{report}");
+    assert!(
+        report.contains("attached"),
+        "strace did not attach: {report}"
+    );
+    // With no call at all, strace prints no table.
+    let calls: Vec<&str> = report
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .collect();
+    assert!(calls.is_empty(), "system calls while idle:\n{report}");
+    drop(daemon);
+}
+
+#[test]
+fn the_daemon_wakes_when_a_license_ends() {
+    let phone = Phone::new("");
+    let t = now() + 100 * DAY;
+    phone.install(&phone.sign("site", &[("vqmon", t - 200 * DAY, Some(t))]));
+    phone.install(&phone.sign("phone", &[("lync", t - 200 * DAY, None)]));
+    // The test clock starts two minutes before the end...
+    let daemon = phone.start(Some(t - 120));
+    assert!(phone.features_file().contains("vqmon"));
+    assert_eq!(daemon.status()["daemon"]["next_wake"], rfc(t));
+    // ...and is moved to two seconds before it: the daemon's own timer does the rest.
+    let v = daemon.request(&format!(r#"{{"cmd":"test-set-time","now":{}}}"#, t - 2));
+    assert_eq!(v["ok"], true, "{v}");
+    let moved = Instant::now();
+    let deadline = moved + Duration::from_secs(10);
+    while phone.features_file().contains("vqmon") {
+        assert!(
+            Instant::now() < deadline,
+            "vqmon still published 10 s after its end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = moved.elapsed().as_secs_f64();
+    println!("vqmon unpublished {:.2} s after the clock was set 2 s before its end ({:.2} s after the end)", after, after - 2.0);
+    let s = daemon.status();
+    assert_eq!(s["enabled"], serde_json::json!(["lync"]));
+    assert!(phone.features_file().contains("lync"));
+    // test-set-time is a test aid only: a daemon on the real clock refuses it.
+    drop(daemon);
+    let real = phone.start(None);
+    let v = real.request(r#"{"cmd":"test-set-time","now":0}"#);
+    assert_eq!(v["ok"], false);
+}
+
+#[test]
+fn an_unsynced_clock_at_boot_fetches_once_the_clock_is_set() {
+    let t = now();
+    let site = tempfile::tempdir().unwrap();
+    let phone = Phone::new(&format!("server = \"file://{}/\"\n", site.path().display()));
+    std::fs::write(
+        site.path().join(SITE_FILE),
+        phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
+    )
+    .unwrap();
+    // 1970 at boot: nothing fetched or judged.
+    let daemon = phone.start(Some(0));
+    let s = daemon.status();
+    assert_eq!(s["clock"], "unsynced");
+    assert!(s["licenses"].as_array().unwrap().is_empty());
+    // SNTP sets the clock (here the test clock): the owed fetch happens at once.
+    let v = daemon.request(&format!(r#"{{"cmd":"test-set-time","now":{t}}}"#));
+    assert_eq!(v["ok"], true);
+    let s = daemon.status();
+    assert_eq!(s["clock"], "ok");
+    assert_eq!(s["enabled"], serde_json::json!(["vqmon"]));
+}
+
+#[test]
+fn the_control_socket_refuses_other_users_and_bad_requests() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the README's test command runs as root (CI does)"
+    );
+    let phone = Phone::new("");
+    let daemon = phone.start(None);
+    let mode = std::fs::metadata(phone.path("control.sock"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // Let another user read the configuration, as on a phone where it is world-readable.
+    for p in [
+        phone.dir.path().to_path_buf(),
+        phone.config.clone(),
+        phone.path("keyring"),
+    ] {
+        let m = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        let exe = std::env::var("LICENSE_AGENT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_license-agent").to_string());
+        if let Ok(runner) = std::env::var("LICENSE_AGENT_RUNNER") {
+            cmd.args(runner.split_whitespace());
+        }
+        cmd.arg(exe).args(args);
+        cmd.output().unwrap()
+    };
+    // The socket's mode keeps them out...
+    let out = as_nobody(&["check-sync", "--config", phone.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...and so does the peer check, even on a socket opened to everyone.
+    std::fs::set_permissions(
+        phone.path("control.sock"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let out = as_nobody(&["check-sync", "--config", phone.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Malformed, unknown, oversize and empty requests get an error, never a crash.
+    for bad in [
+        "not json".to_string(),
+        r#"{"cmd":"reboot"}"#.to_string(),
+        "x".repeat(10_000),
+        String::new(),
+    ] {
+        let v = daemon.request(&bad);
+        assert_eq!(v["ok"], false, "{bad:.40}: {v}");
+        assert!(v["error"].is_string());
+    }
+    // A client that connects and says nothing is cut off; the daemon goes on.
+    let silent = UnixStream::connect(phone.path("control.sock")).unwrap();
+    assert_eq!(daemon.status()["source"], "daemon");
+    drop(silent);
+    assert_eq!(daemon.status()["mac"], MAC);
+}
+
+#[test]
+fn sighup_reads_the_configuration_again() {
+    let t = now();
+    let site = tempfile::tempdir().unwrap();
+    let phone = Phone::new("");
+    std::fs::write(
+        site.path().join(SITE_FILE),
+        phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
+    )
+    .unwrap();
+    let daemon = phone.start(None);
+    assert!(daemon.status()["daemon"]["server"]
+        .as_str()
+        .unwrap()
+        .starts_with("none"));
+    phone.configure(&format!("server = \"file://{}/\"\n", site.path().display()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.try_request(r#"{"cmd":"status"}"#).is_ok_and(|v| {
+        v["status"]["daemon"]["server"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("file://"))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the new configuration was not read"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v = daemon.request(r#"{"cmd":"check-sync"}"#);
+    assert_eq!(v["check_sync"]["files"][0]["outcome"], "accepted", "{v}");
+}
