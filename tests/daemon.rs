@@ -451,6 +451,23 @@ fn basic_auth_with_and_without_the_password() {
         "{s}"
     );
     assert_eq!(s["enabled"], serde_json::json!(["h323"]));
+    drop(daemon);
+    // The credentials may also be the URL's user info; the status never shows them.
+    let with_userinfo = nginx
+        .basic_url()
+        .replacen("http://", "http://phone:s3cret@", 1);
+    phone.configure(&format!("server = \"{with_userinfo}\"\n"));
+    nginx.put(
+        SITE_FILE,
+        &phone.sign("site", &[("h323", t - DAY, Some(t + 80 * DAY))]),
+    );
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(s["daemon"]["files"][0]["outcome"], "accepted", "{s}");
+    assert!(
+        !s.to_string().contains("s3cret"),
+        "the password is never shown"
+    );
 }
 
 /// A phone holding licenses, whose server misbehaves: the daemon keeps running, keeps

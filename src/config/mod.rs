@@ -375,11 +375,13 @@ impl Config {
             }
         };
 
-        let server = match top.get("server") {
-            None => None,
+        let (server, url_credentials) = match top.get("server") {
+            None => (None, None),
             Some(item) => {
                 let text = item.str("a URL like \"https://prov.example.com/phones/\"")?;
-                Some(values::server(text, &base).map_err(|why| item.error(why))?)
+                let (url, credentials) =
+                    values::server(text, &base).map_err(|why| item.error(why))?;
+                (Some(url), credentials.map(|c| (c, item)))
             }
         };
 
@@ -419,10 +421,20 @@ impl Config {
             None => PathBuf::from(DEFAULT_FEATURES_FILE),
         };
 
-        let fetch = match top.table("fetch")? {
+        let mut fetch = match top.table("fetch")? {
             Some(table) => fetch(&table, &path_of)?,
             None => Fetch::default(),
         };
+        // Credentials may come from the URL's user info or from [fetch], not both.
+        if let Some(((user, password), item)) = url_credentials {
+            if fetch.username.is_some() {
+                return Err(item.error(
+                    "credentials are in both the URL's user info and fetch.username; give them once",
+                ));
+            }
+            fetch.username = Some(user);
+            fetch.password = Some(password);
+        }
         let timing = match top.table("timing")? {
             Some(table) => timing(&table)?,
             None => Timing::default(),

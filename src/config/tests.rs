@@ -276,7 +276,10 @@ fn refusals_name_their_key_and_the_file() {
         (format!("{BASE}server = \"https:///phones/\""), Some("server"), "no host"),
         (format!("{BASE}server = \"https:prov\""), Some("server"), "followed by //"),
         (format!("{BASE}server = \"https://h/p?x=1\""), Some("server"), "no query or fragment"),
-        (format!("{BASE}server = \"https://u:p@h/\""), Some("server"), "fetch.username"),
+        (format!("{BASE}server = \"https://u@h/\""), Some("server"), "user:password"),
+        (format!("{BASE}server = \"https://u:p%zz@h/\""), Some("server"), "two hex digits"),
+        (format!("{BASE}server = \"https://u:p@/\""), Some("server"), "no host"),
+        (format!("{BASE}server = \"https://u:p@h/\"\n[fetch]\nusername = \"v\"\npassword = \"q\""), Some("server"), "both the URL's user info and fetch.username"),
         (format!("{BASE}server = \"https://h/a b/\""), Some("server"), "cannot contain ' '"),
         (format!("{BASE}server = \"file://host/x/\""), Some("server"), "with a host"),
         (format!("{BASE}server = \"\""), Some("server"), "empty"),
@@ -706,4 +709,16 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
         Some("timing.a"),
         "unknown key",
     );
+}
+
+#[test]
+fn credentials_in_the_url_are_taken_out_of_it() {
+    let text = "keyring = \"k\"\nstate_dir = \"s\"\nmac = \"0004f2000001\"\nserver = \"https://phone:s%40cret@prov.example.com:8443/phones\"\n";
+    let config = Config::parse(text, Path::new("/opt/agent.toml")).unwrap();
+    assert_eq!(
+        config.server.as_deref(),
+        Some("https://prov.example.com:8443/phones/")
+    );
+    assert_eq!(config.fetch.username.as_deref(), Some("phone"));
+    assert_eq!(config.fetch.password.as_deref(), Some("s@cret"));
 }

@@ -231,10 +231,55 @@ pub fn socket_path(text: &str, base: &Path) -> Result<PathBuf, String> {
     Ok(resolved)
 }
 
-/// The provisioning base URL: `http://host[:port]/path/`, `https://…`, or a folder as
-/// `file:///absolute/path/` or `file:relative/path/` (relative to `base`, stored
-/// absolute). Returned with a trailing `/`, the scheme in lower case.
-pub fn server(text: &str, base: &Path) -> Result<String, String> {
+/// Basic-authentication credentials found in a URL's user info.
+pub type UrlCredentials = Option<(String, String)>;
+
+/// Percent-decodes user info (`%40` is `@`); the result must be UTF-8.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(byte.ok_or_else(|| {
+                format!("{}: a '%' must be followed by two hex digits", shown(text))
+            })?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| format!("{}: the user info is not UTF-8 once decoded", shown(text)))
+}
+
+/// Splits `user:password@` off an authority.
+fn url_credentials(authority: &str, text: &str) -> Result<(String, UrlCredentials), String> {
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return Ok((authority.to_string(), None));
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return Err(format!(
+            "{}: the user info must be user:password (or give fetch.username and fetch.password)",
+            shown(text)
+        ));
+    };
+    let (user, password) = (percent_decode(user)?, percent_decode(password)?);
+    username(&user)?;
+    self::password(&password)?;
+    Ok((host.to_string(), Some((user, password))))
+}
+
+/// The provisioning base URL: `http://[user:password@]host[:port]/path/`, `https://…`,
+/// or a folder as `file:///absolute/path/` or `file:relative/path/` (relative to `base`,
+/// stored absolute). Returned with a trailing `/`, the scheme in lower case, and any
+/// credentials of the user info taken out of it (so the URL can be shown).
+pub fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials), String> {
     const FORMS: &str = "expected http://host/path/, https://host/path/, \
                          file:///absolute/path/ or file:relative/path/";
     if text.is_empty() {
@@ -247,6 +292,7 @@ pub fn server(text: &str, base: &Path) -> Result<String, String> {
         return Err(format!("{}: no scheme; {FORMS}", shown(text)));
     };
     let scheme = scheme.to_ascii_lowercase();
+    let mut credentials = None;
     let mut url = match scheme.as_str() {
         "http" | "https" => {
             let Some(after) = rest.strip_prefix("//") else {
@@ -259,13 +305,6 @@ pub fn server(text: &str, base: &Path) -> Result<String, String> {
             if authority.is_empty() {
                 return Err(format!("{}: no host; {FORMS}", shown(text)));
             }
-            if authority.contains('@') {
-                return Err(format!(
-                    "{}: credentials do not go in the URL; give fetch.username and \
-                     fetch.password",
-                    shown(text)
-                ));
-            }
             if after.contains(['?', '#']) {
                 return Err(format!(
                     "{}: a base URL has no query or fragment: the file names are appended \
@@ -273,7 +312,12 @@ pub fn server(text: &str, base: &Path) -> Result<String, String> {
                     shown(text)
                 ));
             }
-            format!("{scheme}:{rest}")
+            let (host, found) = url_credentials(authority, text)?;
+            if host.is_empty() {
+                return Err(format!("{}: no host; {FORMS}", shown(text)));
+            }
+            credentials = found;
+            format!("{scheme}://{host}{}", &after[authority.len()..])
         }
         "file" => {
             let folder = match rest.strip_prefix("//") {
@@ -306,7 +350,7 @@ pub fn server(text: &str, base: &Path) -> Result<String, String> {
     if !url.ends_with('/') {
         url.push('/');
     }
-    Ok(url)
+    Ok((url, credentials))
 }
 
 /// An HTTP basic-authentication user name: not empty, no `:`, no control character.
