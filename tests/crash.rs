@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{agent, issuer, run, stdout};
+use common::{agent, issuer, rfc, run};
 use license_agent::engine::Identity;
 use license_agent::format::Serial;
 use license_agent::storage::{Mode, Store};
@@ -19,12 +19,6 @@ use license_agent::trust::Keyring;
 
 const DAY: i64 = 86_400;
 const ROUNDS: usize = 300;
-
-fn rfc(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 /// The signed messages held after a load as the agent's next start does it.
 fn load(state: &Path, keyring: &Keyring, identity: &Identity, now: i64) -> BTreeSet<Vec<u8>> {
@@ -71,12 +65,7 @@ impl Rng {
 fn install_killed_at_random_moments_leaves_the_old_or_the_new_state() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let key = d.join("vendor.key");
-    let out = run(
-        issuer(),
-        ["keygen".as_ref(), "-o".as_ref(), key.as_os_str()],
-    );
-    std::fs::write(d.join("keyring"), stdout(&out)).unwrap();
+    let key = common::vendor_key(d);
     let config = d.join("agent.toml");
     std::fs::write(&config, "mac = \"0004f2000001\"\nsite_serial = \"100000000001\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\nsupervisor = \"none\"\n").unwrap();
     let keyring = Keyring::load(&d.join("keyring")).unwrap();
@@ -84,10 +73,7 @@ fn install_killed_at_random_moments_leaves_the_old_or_the_new_state() {
         mac: Serial::parse("0004f2000001").unwrap(),
         site_serial: Some(Serial::parse("100000000001").unwrap()),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = common::now();
 
     // Licenses that each change the state: site licenses lasting one day longer each
     // (each replaces the last), and phone licenses likewise, interleaved.

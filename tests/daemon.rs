@@ -12,12 +12,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::faults::{Fault, FaultServer};
 use common::nginx::Nginx;
 use common::pki::Pki;
-use common::{agent, issuer, run, stdout};
+use common::{agent, issuer, now, rfc, run, stdout};
 use serde_json::Value;
 
 const DAY: i64 = 86_400;
@@ -25,19 +25,6 @@ const MAC: &str = "0004f2000001";
 const SITE: &str = "100000000001";
 const SITE_FILE: &str = "000000000000-license.cfg";
 const PHONE_FILE: &str = "0004f2000001-license.cfg";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn rfc(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 /// A phone's files: vendor key, keyring, configuration, state.
 struct Phone {
@@ -50,12 +37,7 @@ impl Phone {
     /// `extra` is appended to the configuration (server, [fetch], [timing]).
     fn new(extra: &str) -> Phone {
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("vendor.key");
-        let out = run(
-            issuer(),
-            ["keygen".as_ref(), "-o".as_ref(), key.as_os_str()],
-        );
-        std::fs::write(dir.path().join("keyring"), stdout(&out)).unwrap();
+        let key = common::vendor_key(dir.path());
         let config = dir.path().join("agent.toml");
         let phone = Phone { dir, key, config };
         phone.configure(extra);
@@ -654,7 +636,10 @@ fn the_daemon_wakes_when_a_license_ends() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let after = moved.elapsed().as_secs_f64();
-    println!("vqmon unpublished {:.2} s after the clock was set 2 s before its end ({:.2} s after the end)", after, after - 2.0);
+    println!(
+        "vqmon unpublished {after:.2} s after the test clock was set 2 s before its end \
+         (the daemon's clock counts whole seconds, so the end fell 1 to 2 s after setting)"
+    );
     let s = daemon.status();
     assert_eq!(s["enabled"], serde_json::json!(["lync"]));
     assert!(phone.features_file().contains("lync"));

@@ -6,9 +6,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{agent, issuer, run, stdout};
+use common::{agent, issuer, now, rfc, run, stdout};
 use serde_json::Value;
 
 const DAY: i64 = 86_400;
@@ -22,27 +21,9 @@ struct Phone {
     config: PathBuf,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn rfc(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn phone() -> Phone {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("vendor.key");
-    let out = run(
-        issuer(),
-        ["keygen".as_ref(), "-o".as_ref(), key.as_os_str()],
-    );
-    std::fs::write(dir.path().join("keyring"), stdout(&out)).unwrap();
+    let key = common::vendor_key(dir.path());
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,

@@ -109,3 +109,36 @@ pub fn announced_verdict(file: &Path) -> &'static str {
     .find(|v| name.starts_with(&format!("{v}-")))
     .unwrap_or_else(|| panic!("{name} announces no verdict"))
 }
+
+/// Unix seconds now (the real clock).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs() as i64
+}
+
+/// Unix seconds as RFC 3339 UTC, as the binaries print and take them.
+pub fn rfc(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .expect("a representable instant")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A vendor: `license-issuer keygen` writes `dir/vendor.key` and its line to
+/// `dir/keyring`. Returns the key's path.
+pub fn vendor_key(dir: &Path) -> PathBuf {
+    let key = dir.join("vendor.key");
+    let out = run(
+        issuer(),
+        ["keygen".as_ref(), "-o".as_ref(), key.as_os_str()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join("keyring"), stdout(&out)).expect("write the keyring");
+    key
+}
