@@ -9,6 +9,7 @@
 //!   governing entry of each feature, and the next instant at which anything changes.
 
 pub mod clock;
+pub mod reboot;
 pub mod status;
 
 use std::collections::BTreeMap;

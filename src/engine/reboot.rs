@@ -1,0 +1,323 @@
+//! When to ask the phone supervisor for a reboot (`agent-rules.md`, "When the agent asks
+//! for a reboot"; `supervisor-protocol.md`, "Rules for the agent"), as an explicit state
+//! machine of plain functions, in the spirit of zincati's update agent: every input is an
+//! event with the time it happened, every decision is "ask now" or "not now, look again
+//! at T", and anything unknown fails safe to "not now".
+//!
+//! - A *need* for a reboot has a cause (`license-expired`, `license-changed`,
+//!   `feature-licensed`). At most one need per cause.
+//! - A REBOOT is sent only while connected, while the last call state heard is `idle`,
+//!   after `idle_grace` of continuous idle, and (for a cause from a site license) after
+//!   the MAC's stagger delay. Until the supervisor has said `CALL-STATE idle`, the phone
+//!   counts as busy.
+//! - One request at a time; one reboot serves every need. `BUSY` or a dropped connection
+//!   means no reboot: wait for a fresh idle period and ask again. `OK` means the reboot
+//!   will happen: nothing more is asked, unless the agent is still running `reboot_reask`
+//!   later, when it logs that and asks again.
+
+use std::collections::BTreeMap;
+
+use ring::digest;
+use serde::{Deserialize, Serialize};
+
+use super::status::Instant;
+use crate::format::Serial;
+
+/// Why a reboot is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// A feature in force ended and no renewal keeps it.
+    LicenseExpired,
+    /// A new license changed the enabled set.
+    LicenseChanged,
+    /// A licensable feature enabled in the configuration got its license.
+    FeatureLicensed,
+}
+
+impl Cause {
+    /// The protocol's word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Cause::LicenseExpired => "license-expired",
+            Cause::LicenseChanged => "license-changed",
+            Cause::FeatureLicensed => "feature-licensed",
+        }
+    }
+}
+
+/// The phone's call state as the supervisor last said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Call {
+    Idle,
+    Active,
+}
+
+/// The timers of the rules (from the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebootTiming {
+    /// Continuous idle before a REBOOT may be sent (30 s).
+    pub idle_grace: i64,
+    /// After `OK`, how long before asking again if still running (10 min).
+    pub reask: i64,
+    /// The site-license stagger window (1 h).
+    pub stagger_window: u64,
+}
+
+/// The extra delay of this phone for reboots caused by a site license:
+/// `(first 8 bytes of SHA-256(mac) as u64) mod window`, the MAC written as in its file
+/// name (12 lowercase hex digits), the 8 bytes read big-endian.
+pub fn stagger_delay(mac: Serial, window: u64) -> u64 {
+    if window == 0 {
+        return 0;
+    }
+    let hash = digest::digest(&digest::SHA256, mac.to_string().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_ref()[..8]);
+    u64::from_be_bytes(first) % window
+}
+
+/// Where a need stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "kebab-case")]
+pub enum Phase {
+    /// Waiting for the moment to ask.
+    Waiting,
+    /// REBOOT `id` sent at `at`; no answer yet.
+    Asked { id: u64, at: Instant },
+    /// `OK` at `at`: the reboot will happen.
+    Accepted { at: Instant },
+}
+
+/// One need for a reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub since: Instant,
+    /// Not before this instant (the stagger delay of a site cause).
+    pub not_before: Instant,
+    pub phase: Phase,
+}
+
+/// What the machine wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send `REBOOT <id> <cause>`.
+    SendReboot { id: u64, cause: Cause },
+    /// Log this (for a field engineer).
+    Log(String),
+}
+
+/// What a pending reboot waits for, for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    Nothing,
+    Connection,
+    Idle,
+    IdleGrace { until: Instant },
+    Stagger { until: Instant },
+    Answer { id: u64 },
+    StillRunningAfterOk { until: Instant },
+}
+
+/// The reboot state machine. The needs are what persists across agent restarts; the
+/// connection and call state are learned again from the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RebootMachine {
+    pub needs: BTreeMap<Cause, Need>,
+    #[serde(skip)]
+    connected: bool,
+    /// The last call state heard and since when; `None`: unknown (counts as busy).
+    #[serde(skip)]
+    call: Option<(Call, Instant)>,
+    #[serde(skip)]
+    next_id: u64,
+}
+
+impl RebootMachine {
+    /// A reboot is needed for `cause` from `now`; `site` causes wait the stagger delay.
+    /// A need already there for that cause is kept as it is (one request per cause).
+    pub fn need(
+        &mut self,
+        cause: Cause,
+        site: bool,
+        mac: Serial,
+        timing: &RebootTiming,
+        now: Instant,
+    ) {
+        let delay = if site {
+            stagger_delay(mac, timing.stagger_window)
+        } else {
+            0
+        };
+        // A request already outstanding or accepted serves this need too: the reboot
+        // applies the whole feature set.
+        let phase = self
+            .needs
+            .values()
+            .map(|n| n.phase)
+            .find(|p| *p != Phase::Waiting)
+            .unwrap_or(Phase::Waiting);
+        self.needs.entry(cause).or_insert(Need {
+            since: now,
+            not_before: now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
+            phase,
+        });
+    }
+
+    /// The supervisor connection came up (after HELLO) or went down.
+    pub fn connection(&mut self, up: bool) {
+        self.connected = up;
+        if !up {
+            // No answer will come on this connection: no reboot counted, ask again.
+            self.call = None;
+            for need in self.needs.values_mut() {
+                if let Phase::Asked { .. } = need.phase {
+                    need.phase = Phase::Waiting;
+                }
+            }
+        }
+    }
+
+    /// `CALL-STATE` from the supervisor.
+    pub fn call_state(&mut self, call: Call, now: Instant) {
+        // Idle continues from its start when repeated; any change restarts the clock.
+        if self.call.map(|(c, _)| c) != Some(call) {
+            self.call = Some((call, now));
+        }
+    }
+
+    /// `OK <id>`: the reboot will happen; every need it served is accepted.
+    pub fn ok(&mut self, id: u64, now: Instant) -> Vec<Action> {
+        if !self.is_outstanding(id) {
+            return vec![Action::Log(format!(
+                "OK {id} answers no outstanding REBOOT; ignored"
+            ))];
+        }
+        for need in self.needs.values_mut() {
+            need.phase = Phase::Accepted { at: now };
+        }
+        Vec::new()
+    }
+
+    /// `BUSY <id>`: refused because of a call: wait for a fresh idle period.
+    pub fn busy(&mut self, id: u64, now: Instant) -> Vec<Action> {
+        if !self.is_outstanding(id) {
+            return vec![Action::Log(format!(
+                "BUSY {id} answers no outstanding REBOOT; ignored"
+            ))];
+        }
+        for need in self.needs.values_mut() {
+            need.phase = Phase::Waiting;
+        }
+        // The supervisor says a call is on, whatever it said before.
+        self.call = Some((Call::Active, now));
+        Vec::new()
+    }
+
+    fn is_outstanding(&self, id: u64) -> bool {
+        self.needs
+            .values()
+            .any(|n| matches!(n.phase, Phase::Asked { id: asked, .. } if asked == id))
+    }
+
+    /// The needs are gone (the phone rebooted, or the set is back to the one booted).
+    pub fn clear(&mut self) {
+        self.needs.clear();
+    }
+
+    /// Decides at `now`: the actions to take, and when to look again.
+    pub fn poll(&mut self, now: Instant, timing: &RebootTiming) -> (Vec<Action>, Option<Instant>) {
+        let mut actions = Vec::new();
+        // After OK and still running `reask` later: say so, and ask again.
+        for (cause, need) in self.needs.iter_mut() {
+            if let Phase::Accepted { at } = need.phase {
+                if now >= at.saturating_add(timing.reask) {
+                    actions.push(Action::Log(format!(
+                        "still running {} s after the supervisor accepted the reboot for {}; asking again",
+                        now - at,
+                        cause.word()
+                    )));
+                    need.phase = Phase::Waiting;
+                }
+            }
+        }
+        let waiting = self.waiting(now, timing);
+        if waiting == Waiting::Nothing && self.needs.values().any(|n| n.phase == Phase::Waiting) {
+            // One request serves every need; it names the oldest cause.
+            let cause = self
+                .needs
+                .iter()
+                .filter(|(_, n)| n.phase == Phase::Waiting)
+                .min_by_key(|(_, n)| n.since)
+                .map(|(c, _)| *c);
+            if let Some(cause) = cause {
+                self.next_id += 1;
+                let id = self.next_id;
+                for need in self
+                    .needs
+                    .values_mut()
+                    .filter(|n| n.phase == Phase::Waiting)
+                {
+                    need.phase = Phase::Asked { id, at: now };
+                }
+                actions.push(Action::SendReboot { id, cause });
+            }
+        }
+        let wake = match self.waiting(now, timing) {
+            Waiting::IdleGrace { until }
+            | Waiting::Stagger { until }
+            | Waiting::StillRunningAfterOk { until } => Some(until),
+            _ => None,
+        };
+        (actions, wake)
+    }
+
+    /// What a pending reboot waits for now.
+    pub fn waiting(&self, now: Instant, timing: &RebootTiming) -> Waiting {
+        let waiting: Vec<&Need> = self
+            .needs
+            .values()
+            .filter(|n| n.phase == Phase::Waiting)
+            .collect();
+        if waiting.is_empty() {
+            if let Some(id) = self.needs.values().find_map(|n| match n.phase {
+                Phase::Asked { id, .. } => Some(id),
+                _ => None,
+            }) {
+                return Waiting::Answer { id };
+            }
+            return match self
+                .needs
+                .values()
+                .filter_map(|n| match n.phase {
+                    Phase::Accepted { at } => Some(at.saturating_add(timing.reask)),
+                    _ => None,
+                })
+                .min()
+            {
+                Some(until) => Waiting::StillRunningAfterOk { until },
+                None => Waiting::Nothing,
+            };
+        }
+        if !self.connected {
+            return Waiting::Connection;
+        }
+        let idle_since = match self.call {
+            Some((Call::Idle, since)) => since,
+            _ => return Waiting::Idle,
+        };
+        let grace_end = idle_since.saturating_add(timing.idle_grace);
+        if now < grace_end {
+            return Waiting::IdleGrace { until: grace_end };
+        }
+        // A site cause waits for its stagger delay (the earliest need decides).
+        let not_before = waiting.iter().map(|n| n.not_before).min().unwrap_or(now);
+        if now < not_before {
+            return Waiting::Stagger { until: not_before };
+        }
+        Waiting::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,257 @@
+//! Reboot state machine tests: each rule, the fleet's stagger spread, and a property over
+//! random interleavings of calls, needs, answers and disconnections.
+
+use proptest::prelude::*;
+
+use super::*;
+
+const T: Instant = 1_790_000_000;
+const TIMING: RebootTiming = RebootTiming {
+    idle_grace: 30,
+    reask: 600,
+    stagger_window: 3_600,
+};
+
+fn mac() -> Serial {
+    Serial::parse("0004f2000001").unwrap()
+}
+
+fn sent(actions: &[Action]) -> Vec<(u64, Cause)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendReboot { id, cause } => Some((*id, *cause)),
+            Action::Log(_) => None,
+        })
+        .collect()
+}
+
+fn connected_idle_at(t: Instant) -> RebootMachine {
+    let mut m = RebootMachine::default();
+    m.connection(true);
+    m.call_state(Call::Idle, t);
+    m
+}
+
+#[test]
+fn asks_only_after_the_idle_grace_and_only_once() {
+    let mut m = connected_idle_at(T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T + 5);
+    let (a, wake) = m.poll(T + 29, &TIMING);
+    assert!(sent(&a).is_empty());
+    assert_eq!(wake, Some(T + 30));
+    assert_eq!(
+        m.waiting(T + 29, &TIMING),
+        Waiting::IdleGrace { until: T + 30 }
+    );
+    let (a, _) = m.poll(T + 30, &TIMING);
+    assert_eq!(sent(&a), [(1, Cause::LicenseExpired)]);
+    // Outstanding: never a second REBOOT while the first is unanswered.
+    let (a, _) = m.poll(T + 100, &TIMING);
+    assert!(sent(&a).is_empty());
+    assert_eq!(m.waiting(T + 100, &TIMING), Waiting::Answer { id: 1 });
+}
+
+#[test]
+fn never_during_a_call_and_never_before_the_supervisor_said_idle() {
+    let mut m = RebootMachine::default();
+    m.connection(true);
+    m.need(Cause::LicenseChanged, false, mac(), &TIMING, T);
+    // No CALL-STATE heard yet: busy.
+    assert!(sent(&m.poll(T + 1_000, &TIMING).0).is_empty());
+    assert_eq!(m.waiting(T + 1_000, &TIMING), Waiting::Idle);
+    m.call_state(Call::Active, T + 1_000);
+    assert!(sent(&m.poll(T + 5_000, &TIMING).0).is_empty());
+    m.call_state(Call::Idle, T + 5_000);
+    assert!(sent(&m.poll(T + 5_029, &TIMING).0).is_empty());
+    assert_eq!(
+        sent(&m.poll(T + 5_030, &TIMING).0),
+        [(1, Cause::LicenseChanged)]
+    );
+}
+
+#[test]
+fn busy_waits_for_a_fresh_idle_period() {
+    let mut m = connected_idle_at(T);
+    m.need(Cause::FeatureLicensed, false, mac(), &TIMING, T);
+    assert_eq!(
+        sent(&m.poll(T + 30, &TIMING).0),
+        [(1, Cause::FeatureLicensed)]
+    );
+    assert!(m.busy(1, T + 31).is_empty());
+    // Still "idle" as far as the last CALL-STATE went, but BUSY said otherwise.
+    assert!(sent(&m.poll(T + 1_000, &TIMING).0).is_empty());
+    m.call_state(Call::Idle, T + 1_000);
+    assert!(sent(&m.poll(T + 1_029, &TIMING).0).is_empty());
+    assert_eq!(
+        sent(&m.poll(T + 1_030, &TIMING).0),
+        [(2, Cause::FeatureLicensed)]
+    );
+}
+
+#[test]
+fn ok_ends_the_asking_until_the_reask_time() {
+    let mut m = connected_idle_at(T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T);
+    let (a, _) = m.poll(T + 30, &TIMING);
+    assert_eq!(sent(&a), [(1, Cause::LicenseExpired)]);
+    assert!(m.ok(1, T + 31).is_empty());
+    // A new cause arriving now is served by the reboot already accepted.
+    m.need(Cause::LicenseChanged, false, mac(), &TIMING, T + 40);
+    let (a, wake) = m.poll(T + 600, &TIMING);
+    assert!(sent(&a).is_empty());
+    assert_eq!(wake, Some(T + 631));
+    // Still running ten minutes after OK: log, and ask again (the oldest cause).
+    let (a, _) = m.poll(T + 631, &TIMING);
+    assert!(matches!(&a[0], Action::Log(l) if l.contains("still running")));
+    assert_eq!(sent(&a), [(2, Cause::LicenseExpired)]);
+    // Answers to unknown ids change nothing.
+    assert_eq!(m.ok(99, T + 700).len(), 1);
+    assert_eq!(m.waiting(T + 700, &TIMING), Waiting::Answer { id: 2 });
+}
+
+#[test]
+fn a_dropped_connection_is_no_reboot_and_asks_again_after_reconnecting() {
+    let mut m = connected_idle_at(T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T);
+    assert_eq!(
+        sent(&m.poll(T + 30, &TIMING).0),
+        [(1, Cause::LicenseExpired)]
+    );
+    m.connection(false);
+    assert_eq!(m.waiting(T + 40, &TIMING), Waiting::Connection);
+    assert!(sent(&m.poll(T + 40, &TIMING).0).is_empty());
+    m.connection(true);
+    m.call_state(Call::Idle, T + 50);
+    assert_eq!(
+        sent(&m.poll(T + 80, &TIMING).0),
+        [(2, Cause::LicenseExpired)]
+    );
+    assert!(
+        m.ok(1, T + 81).len() == 1,
+        "the old request's answer is not taken"
+    );
+}
+
+#[test]
+fn a_site_cause_waits_for_this_phones_stagger_delay() {
+    let delay = stagger_delay(mac(), 3_600) as i64;
+    assert!(delay < 3_600);
+    let mut m = connected_idle_at(T - 100);
+    m.need(Cause::LicenseExpired, true, mac(), &TIMING, T);
+    if delay > 0 {
+        assert!(sent(&m.poll(T + delay - 1, &TIMING).0).is_empty());
+        assert_eq!(
+            m.waiting(T + delay - 1, &TIMING),
+            Waiting::Stagger { until: T + delay }
+        );
+    }
+    assert_eq!(sent(&m.poll(T + delay, &TIMING).0).len(), 1);
+}
+
+#[test]
+fn stagger_delay_follows_the_formula() {
+    // SHA-256("0004f2000001"), first 8 bytes big-endian, modulo the window.
+    let hash = digest::digest(&digest::SHA256, b"0004f2000001");
+    let first = u64::from_be_bytes(hash.as_ref()[..8].try_into().unwrap());
+    assert_eq!(stagger_delay(mac(), 3_600), first % 3_600);
+    assert_eq!(stagger_delay(mac(), 0), 0);
+    assert_eq!(stagger_delay(mac(), 1), 0);
+}
+
+/// Fleet check: 10,000 random MACs over a one-hour window; no minute gets more than
+/// 1.5 times its fair share of reboots.
+#[test]
+fn a_fleet_spreads_its_reboots_evenly_over_the_window() {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut minutes = [0u32; 60];
+    for _ in 0..10_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&state.to_be_bytes()[2..]);
+        minutes[(stagger_delay(Serial(mac), 3_600) / 60) as usize] += 1;
+    }
+    let fair = 10_000.0 / 60.0;
+    let max = *minutes.iter().max().unwrap();
+    let min = *minutes.iter().min().unwrap();
+    println!("10,000 MACs, 1 h window: per minute min {min}, max {max}, fair share {fair:.1} (bound {:.1})", 1.5 * fair);
+    assert!(
+        f64::from(max) <= 1.5 * fair,
+        "minute with {max} reboots: {minutes:?}"
+    );
+    assert_eq!(minutes.iter().sum::<u32>(), 10_000);
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Call(bool),
+    Need(u8, bool),
+    Ok,
+    Busy,
+    Drop,
+    Reconnect,
+    Wait(u16),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        any::<bool>().prop_map(Event::Call),
+        (0..3u8, any::<bool>()).prop_map(|(c, s)| Event::Need(c, s)),
+        Just(Event::Ok),
+        Just(Event::Busy),
+        Just(Event::Drop),
+        Just(Event::Reconnect),
+        (0..900u16).prop_map(Event::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Whatever happens, a REBOOT is never sent while the last call state is active or
+    /// unknown, never before `idle_grace` of idle, never while another is unanswered,
+    /// and never again for a cause within `reask` of its OK.
+    #[test]
+    fn reboot_only_when_idle_long_enough_and_never_twice(events in prop::collection::vec(event(), 1..80)) {
+        let causes = [Cause::LicenseExpired, Cause::LicenseChanged, Cause::FeatureLicensed];
+        let mut m = RebootMachine::default();
+        let mut now = T;
+        let mut connected = false;
+        let mut call: Option<(bool, Instant)> = None; // (active, since) as the supervisor said
+        let mut outstanding: Option<u64> = None;
+        let mut accepted_at: Option<Instant> = None;
+        for e in events {
+            match e {
+                Event::Call(active) => {
+                    if call.map(|(a, _)| a) != Some(active) {
+                        call = Some((active, now));
+                    }
+                    if connected {
+                        m.call_state(if active { Call::Active } else { Call::Idle }, now);
+                    }
+                }
+                Event::Need(c, site) => m.need(causes[c as usize], site, mac(), &TIMING, now),
+                Event::Ok => if let Some(id) = outstanding.take() { m.ok(id, now); accepted_at = Some(now); },
+                Event::Busy => if let Some(id) = outstanding.take() { m.busy(id, now); call = Some((true, now)); },
+                Event::Drop => { m.connection(false); connected = false; outstanding = None; call = None; }
+                Event::Reconnect => if !connected { m.connection(true); connected = true; }
+                Event::Wait(s) => now += i64::from(s),
+            }
+            let (actions, wake) = m.poll(now, &TIMING);
+            if let Some(w) = wake { prop_assert!(w > now, "wake {w} not after now {now}"); }
+            for (id, _cause) in sent(&actions) {
+                prop_assert!(connected, "REBOOT while disconnected");
+                let (active, since) = call.expect("a REBOOT before any CALL-STATE");
+                prop_assert!(!active, "REBOOT during a call");
+                prop_assert!(now >= since + TIMING.idle_grace, "REBOOT {} s into idle", now - since);
+                prop_assert!(outstanding.is_none(), "REBOOT while another is unanswered");
+                if let Some(at) = accepted_at {
+                    prop_assert!(now >= at + TIMING.reask, "REBOOT again {} s after OK", now - at);
+                }
+                outstanding = Some(id);
+            }
+        }
+    }
+}
