@@ -23,6 +23,7 @@ pub mod format;
 pub mod issuer;
 pub mod status;
 pub mod storage;
+pub mod supervisor;
 #[cfg(test)]
 mod testkit;
 pub mod trust;

@@ -36,6 +36,13 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause, in protocol order.
+    pub const ALL: [Cause; 3] = [
+        Cause::LicenseExpired,
+        Cause::LicenseChanged,
+        Cause::FeatureLicensed,
+    ];
+
     /// The protocol's word.
     pub fn word(self) -> &'static str {
         match self {
@@ -44,13 +51,49 @@ impl Cause {
             Cause::FeatureLicensed => "feature-licensed",
         }
     }
+
+    /// The cause a protocol word names (exact, lower case).
+    pub fn parse(word: &str) -> Option<Cause> {
+        Cause::ALL.into_iter().find(|c| c.word() == word)
+    }
 }
 
-/// The phone's call state as the supervisor last said it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Call {
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// The phone's call state as the supervisor says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CallState {
     Idle,
     Active,
+}
+
+impl CallState {
+    /// The protocol's word: `idle` or `active`.
+    pub fn word(self) -> &'static str {
+        match self {
+            CallState::Idle => "idle",
+            CallState::Active => "active",
+        }
+    }
+
+    /// The state a protocol word names (exact, lower case).
+    pub fn parse(word: &str) -> Option<CallState> {
+        match word {
+            "idle" => Some(CallState::Idle),
+            "active" => Some(CallState::Active),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// The timers of the rules (from the configuration).
@@ -128,7 +171,7 @@ pub struct RebootMachine {
     connected: bool,
     /// The last call state heard and since when; `None`: unknown (counts as busy).
     #[serde(skip)]
-    call: Option<(Call, Instant)>,
+    call: Option<(CallState, Instant)>,
     #[serde(skip)]
     next_id: u64,
 }
@@ -179,7 +222,7 @@ impl RebootMachine {
     }
 
     /// `CALL-STATE` from the supervisor.
-    pub fn call_state(&mut self, call: Call, now: Instant) {
+    pub fn call_state(&mut self, call: CallState, now: Instant) {
         // Idle continues from its start when repeated; any change restarts the clock.
         if self.call.map(|(c, _)| c) != Some(call) {
             self.call = Some((call, now));
@@ -210,7 +253,7 @@ impl RebootMachine {
             need.phase = Phase::Waiting;
         }
         // The supervisor says a call is on, whatever it said before.
-        self.call = Some((Call::Active, now));
+        self.call = Some((CallState::Active, now));
         Vec::new()
     }
 
@@ -303,7 +346,7 @@ impl RebootMachine {
             return Waiting::Connection;
         }
         let idle_since = match self.call {
-            Some((Call::Idle, since)) => since,
+            Some((CallState::Idle, since)) => since,
             _ => return Waiting::Idle,
         };
         let grace_end = idle_since.saturating_add(timing.idle_grace);

@@ -29,7 +29,7 @@ fn sent(actions: &[Action]) -> Vec<(u64, Cause)> {
 fn connected_idle_at(t: Instant) -> RebootMachine {
     let mut m = RebootMachine::default();
     m.connection(true);
-    m.call_state(Call::Idle, t);
+    m.call_state(CallState::Idle, t);
     m
 }
 
@@ -60,9 +60,9 @@ fn never_during_a_call_and_never_before_the_supervisor_said_idle() {
     // No CALL-STATE heard yet: busy.
     assert!(sent(&m.poll(T + 1_000, &TIMING).0).is_empty());
     assert_eq!(m.waiting(T + 1_000, &TIMING), Waiting::Idle);
-    m.call_state(Call::Active, T + 1_000);
+    m.call_state(CallState::Active, T + 1_000);
     assert!(sent(&m.poll(T + 5_000, &TIMING).0).is_empty());
-    m.call_state(Call::Idle, T + 5_000);
+    m.call_state(CallState::Idle, T + 5_000);
     assert!(sent(&m.poll(T + 5_029, &TIMING).0).is_empty());
     assert_eq!(
         sent(&m.poll(T + 5_030, &TIMING).0),
@@ -81,7 +81,7 @@ fn busy_waits_for_a_fresh_idle_period() {
     assert!(m.busy(1, T + 31).is_empty());
     // Still "idle" as far as the last CALL-STATE went, but BUSY said otherwise.
     assert!(sent(&m.poll(T + 1_000, &TIMING).0).is_empty());
-    m.call_state(Call::Idle, T + 1_000);
+    m.call_state(CallState::Idle, T + 1_000);
     assert!(sent(&m.poll(T + 1_029, &TIMING).0).is_empty());
     assert_eq!(
         sent(&m.poll(T + 1_030, &TIMING).0),
@@ -122,7 +122,7 @@ fn a_dropped_connection_is_no_reboot_and_asks_again_after_reconnecting() {
     assert_eq!(m.waiting(T + 40, &TIMING), Waiting::Connection);
     assert!(sent(&m.poll(T + 40, &TIMING).0).is_empty());
     m.connection(true);
-    m.call_state(Call::Idle, T + 50);
+    m.call_state(CallState::Idle, T + 50);
     assert_eq!(
         sent(&m.poll(T + 80, &TIMING).0),
         [(2, Cause::LicenseExpired)]
@@ -229,7 +229,7 @@ proptest! {
                         call = Some((active, now));
                     }
                     if connected {
-                        m.call_state(if active { Call::Active } else { Call::Idle }, now);
+                        m.call_state(if active { CallState::Active } else { CallState::Idle }, now);
                     }
                 }
                 Event::Need(c, site) => m.need(causes[c as usize], site, mac(), &TIMING, now),
