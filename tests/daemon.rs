@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::faults::{Fault, FaultServer};
 use common::nginx::Nginx;
 use common::pki::Pki;
-use common::{agent, issuer, now, rfc, run, stdout};
+use common::{agent, now, rfc, run, stdout};
 use serde_json::Value;
 
 const DAY: i64 = 86_400;
@@ -63,35 +63,17 @@ impl Phone {
     fn sign(&self, kind: &str, features: &[(&str, i64, Option<i64>)]) -> Vec<u8> {
         let serial = if kind == "phone" { MAC } else { SITE };
         let out_file = self.path("signed.cfg");
-        let mut cmd = issuer();
-        cmd.args([
-            "sign",
-            "--key",
-            self.key.to_str().unwrap(),
-            "--serial",
-            serial,
-            "--kind",
-            kind,
-            "-o",
-            out_file.to_str().unwrap(),
-        ]);
-        for (name, start, end) in features {
-            cmd.args([
-                "--feature",
-                &format!(
+        let specs: Vec<String> = features
+            .iter()
+            .map(|(name, start, end)| {
+                format!(
                     "{name},new,{},{}",
                     rfc(*start),
                     end.map_or("never".into(), rfc)
-                ),
-            ]);
-        }
-        let out = run(cmd, Vec::<&str>::new());
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+                )
+            })
+            .collect();
+        common::sign_license(&self.key, kind, serial, &specs, &out_file);
         std::fs::read(out_file).unwrap()
     }
 

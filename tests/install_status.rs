@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{agent, issuer, now, rfc, run, stdout};
+use common::{agent, now, rfc, run, stdout};
 use serde_json::Value;
 
 const DAY: i64 = 86_400;
@@ -37,28 +37,7 @@ impl Phone {
     /// Signs a license (`features`: `NAME,TRANSACTION,START,END[,LIMIT]`) into a file.
     fn sign(&self, name: &str, kind: &str, serial: &str, features: &[String]) -> PathBuf {
         let path = self.dir.path().join(name);
-        let mut cmd = issuer();
-        cmd.args([
-            "sign",
-            "--key",
-            self.key.to_str().unwrap(),
-            "--serial",
-            serial,
-            "--kind",
-            kind,
-            "-o",
-            path.to_str().unwrap(),
-        ]);
-        for f in features {
-            cmd.args(["--feature", f]);
-        }
-        let out = run(cmd, Vec::<&str>::new());
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::sign_license(&self.key, kind, serial, features, &path);
         path
     }
 

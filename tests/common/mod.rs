@@ -142,3 +142,23 @@ pub fn vendor_key(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("keyring"), stdout(&out)).expect("write the keyring");
     key
 }
+
+/// `license-issuer sign` with `key` into `out`; `features` are
+/// `NAME_OR_ID,TRANSACTION,START,END[,LIMIT]`. Fails the test if the issuer refuses.
+pub fn sign_license(key: &Path, kind: &str, serial: &str, features: &[String], out: &Path) {
+    let mut cmd = issuer();
+    cmd.arg("sign").arg("--key").arg(key);
+    cmd.args(["--serial", serial, "--kind", kind])
+        .arg("-o")
+        .arg(out);
+    for f in features {
+        cmd.args(["--feature", f]);
+    }
+    let result = run(cmd, Vec::<&str>::new());
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "sign: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
