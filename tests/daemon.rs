@@ -765,3 +765,43 @@ fn sighup_reads_the_configuration_again() {
     let v = daemon.request(r#"{"cmd":"check-sync"}"#);
     assert_eq!(v["check_sync"]["files"][0]["outcome"], "accepted", "{v}");
 }
+
+#[test]
+fn a_hand_install_while_the_daemon_runs_is_seen_and_never_overwritten() {
+    let t = now();
+    let server = tempfile::tempdir().unwrap();
+    let phone = Phone::new(&format!(
+        "server = \"file://{}/\"\n",
+        server.path().display()
+    ));
+    std::fs::write(
+        server.path().join(SITE_FILE),
+        phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
+    )
+    .unwrap();
+    let daemon = phone.start(None);
+    // A field engineer installs a phone license by hand over ssh...
+    phone.install(&phone.sign("phone", &[("lync", t - DAY, Some(t + 100 * DAY))]));
+    // ...and the server then offers a renewal of it that starts later: both are kept
+    // (the hand-installed one bridges), so the daemon must not write over it.
+    std::fs::write(
+        server.path().join(PHONE_FILE),
+        phone.sign("phone", &[("lync", t + 60 * DAY, Some(t + 400 * DAY))]),
+    )
+    .unwrap();
+    let v = daemon.request(r#"{"cmd":"check-sync"}"#);
+    assert_eq!(v["check_sync"]["files"][1]["outcome"], "accepted", "{v}");
+    let s = daemon.status();
+    let kinds: Vec<&str> = s["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["site", "phone", "phone"], "{s:#}");
+    assert_eq!(s["enabled"], serde_json::json!(["vqmon", "lync"]));
+    let stored = std::fs::read_dir(phone.path("state/phone"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 2, "both phone licenses are on disk");
+}

@@ -82,8 +82,25 @@ impl Agent {
         &self.store
     }
 
+    /// Opens the store again from disk, so that what another process stored (a hand
+    /// `install` while the daemon runs) is seen and verified before anything is decided.
+    fn reload(&mut self, now: Instant) {
+        let phone = &self.phone;
+        match Store::open(
+            &phone.config.state_dir,
+            &phone.keyring,
+            &phone.identity,
+            Mode::Writer,
+            now,
+        ) {
+            Ok(store) => self.store = store,
+            Err(e) => log::error!("{e}; deciding from the store as last read"),
+        }
+    }
+
     /// Fetches both files (site first), applies them, then decides and publishes.
     pub fn cycle(&mut self, now: Instant) -> CheckSyncJson {
+        self.reload(now);
         let before = self.enabled_now(now);
         let reading = read_clock(&self.phone, self.store.meta(), now);
         let mut files = Vec::new();
@@ -249,6 +266,7 @@ impl Agent {
     /// At a wake-up (timer, clock step): fetch if a retry is due or a fetch is owed,
     /// otherwise decide again.
     pub fn wake(&mut self, now: Instant) {
+        self.reload(now);
         let sane = read_clock(&self.phone, self.store.meta(), now)
             .judge_at
             .is_some();

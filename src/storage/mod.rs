@@ -308,10 +308,15 @@ impl Store {
         now: Instant,
     ) -> Result<u64, StoreError> {
         self.writable()?;
-        let seq = self.next_seq;
         let dir = self.dir.join(kind_dir(license.kind()));
+        // Another process (a hand install while the daemon runs) may have used numbers
+        // since this store was opened: never write over a file that is there.
+        let mut seq = self.next_seq;
+        while dir.join(file_name(seq)).exists() {
+            seq += 1;
+        }
         atomic::write(&dir, &file_name(seq), bytes).map_err(io_at("store a license in", &dir))?;
-        self.next_seq += 1;
+        self.next_seq = seq + 1;
         self.meta.record(
             now,
             "accepted",

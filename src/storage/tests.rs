@@ -246,3 +246,25 @@ fn seq_names_are_strict() {
         assert_eq!(seq_of(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn an_add_never_overwrites_a_file_another_process_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon_view = open(dir.path(), Mode::Writer);
+    // Meanwhile a hand install (another process) stores number 1.
+    let (t1, l1) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    open(dir.path(), Mode::Writer)
+        .add(t1.as_bytes(), l1, &[], T0)
+        .unwrap();
+    let (t2, l2) = lic_file(Kind::Phone, &[(2, T0, None)]);
+    let seq = daemon_view.add(t2.as_bytes(), l2, &[], T0).unwrap();
+    assert_eq!(seq, 2);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("phone/0000000001.cfg")).unwrap(),
+        t1
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("phone/0000000002.cfg")).unwrap(),
+        t2
+    );
+}
