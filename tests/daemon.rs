@@ -49,7 +49,9 @@ impl Phone {
             &self.config,
             format!(
                 "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
-                 supervisor = \"none\"\ncontrol_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}"
+                 {}control_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}",
+                // A board without supervisor, unless the test gives one.
+                if extra.contains("supervisor_socket") { "" } else { "supervisor = \"none\"\n" }
             ),
         )
         .unwrap();
@@ -804,4 +806,110 @@ fn a_hand_install_while_the_daemon_runs_is_seen_and_never_overwritten() {
         .unwrap()
         .count();
     assert_eq!(stored, 2, "both phone licenses are on disk");
+}
+
+/// The supervisor simulator, recording to a file; commands go to its standard input.
+struct Sim {
+    child: Child,
+    record: PathBuf,
+}
+
+impl Sim {
+    fn start(socket: &std::path::Path, record: PathBuf) -> Sim {
+        let child = Command::new(env!("CARGO_BIN_EXE_supervisor-sim"))
+            .arg("--socket")
+            .arg(socket)
+            .arg("--record")
+            .arg(&record)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start supervisor-sim");
+        let sim = Sim { child, record };
+        sim.wait_for("listening", 1);
+        sim
+    }
+
+    fn command(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until `count` recorded events contain `text`; returns the record.
+    fn wait_for(&self, text: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let record = std::fs::read_to_string(&self.record).unwrap_or_default();
+            if record.lines().filter(|l| l.contains(text)).count() >= count {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count}× {text:?} in:\n{record}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_supervisor_is_greeted_told_the_features_and_may_ask_for_a_check_sync() {
+    let t = now();
+    let server = tempfile::tempdir().unwrap();
+    let socket = server.path().join("supervisor.sock");
+    let mut sim = Sim::start(&socket, server.path().join("sim-1.log"));
+    let phone = Phone::new(&format!(
+        "server = \"file://{}/\"\nsupervisor_socket = \"{}\"\n",
+        server.path().display(),
+        socket.display()
+    ));
+    std::fs::write(
+        server.path().join(SITE_FILE),
+        phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
+    )
+    .unwrap();
+    let daemon = phone.start(None);
+    sim.wait_for("recv HELLO license-agent/1", 1);
+    sim.wait_for("recv FEATURES vqmon", 1);
+
+    // CHECK-SYNC from the supervisor: the daemon fetches, and tells the new set.
+    std::fs::write(
+        server.path().join(PHONE_FILE),
+        phone.sign("phone", &[("lync", t - DAY, None)]),
+    )
+    .unwrap();
+    sim.command("check-sync");
+    sim.wait_for("recv FEATURES vqmon,lync", 1);
+    assert_eq!(
+        daemon.status()["enabled"],
+        serde_json::json!(["vqmon", "lync"])
+    );
+
+    // Garbage gets ERR, and the connection stays.
+    sim.command("send WHAT IS THIS");
+    sim.wait_for("recv ERR", 1);
+    sim.command("call active");
+    sim.wait_for("sent CALL-STATE active", 1);
+
+    // A dropped connection: the daemon comes back, greets again, tells the set again.
+    sim.command("disconnect");
+    sim.wait_for("recv HELLO license-agent/1", 2);
+    let record = sim.wait_for("recv FEATURES vqmon,lync", 2);
+    assert!(!record.contains("violation"), "{record}");
+
+    // The supervisor restarts: the daemon reconnects to the new one.
+    drop(sim);
+    let sim = Sim::start(&socket, server.path().join("sim-2.log"));
+    sim.wait_for("recv HELLO license-agent/1", 1);
+    sim.wait_for("recv FEATURES vqmon,lync", 1);
+    drop(daemon);
 }

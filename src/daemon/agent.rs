@@ -255,6 +255,11 @@ impl Agent {
         }
     }
 
+    /// The names of the enabled features, in id order (what `FEATURES` carries).
+    pub fn enabled_names(&self, now: Instant) -> Vec<String> {
+        self.enabled_now(now).keys().map(|id| id.name()).collect()
+    }
+
     /// The enabled set as the phone has it now (the last published one while unsynced).
     fn enabled_now(&self, now: Instant) -> FeatureSet {
         match read_clock(&self.phone, self.store.meta(), now).judge_at {

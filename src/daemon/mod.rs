@@ -6,7 +6,10 @@
 //! a retry), with `TFD_TIMER_CANCEL_ON_SET` so that a step of the wall clock (SNTP setting
 //! it at boot, a hand correction) wakes it to re-decide at once. Signals arrive through a
 //! signalfd: SIGTERM and SIGINT stop it cleanly, SIGHUP re-reads the configuration. The
-//! control socket ([`control`]) answers `status` and `check-sync`.
+//! control socket ([`control`]) answers `status` and `check-sync`. The phone supervisor's
+//! socket (`crate::supervisor::link`) is in the same `poll`: the agent greets it, tells
+//! it the feature set after HELLO and on every change, and fetches when it says
+//! CHECK-SYNC; a missing socket or dropped connection is retried with back-off.
 //!
 //! The test clock (a **test aid**): when `LICENSE_AGENT_TEST_NOW` is set, the daemon's
 //! time starts there and runs on with the real clock, and the control socket accepts
@@ -33,8 +36,11 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::cli::setup::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
+use crate::config;
 use crate::engine::Instant;
 use crate::fetch::Fetcher;
+use crate::supervisor::link::{Event as LinkEvent, Link};
+use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
 use agent::{Agent, Source};
 use control::{read_request, write_response, Request, Response, PERMISSION_DENIED};
 
@@ -224,21 +230,38 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     );
     let report = agent.cycle(clock.now());
     log_cycle("boot", &report);
+    let mut supervisor = Supervisor::new(&agent);
 
     let code = loop {
-        let wake = agent.next_wake(clock.now());
-        arm(&timer, wake.map(|w| clock.to_real(w)))?;
-        let mut fds = [
+        supervisor.connect_if_due(&mut agent, &clock);
+        supervisor.sync_features(&agent, &clock);
+        let wake = agent.next_wake(clock.now()).map(|w| clock.to_real(w));
+        let attempt = supervisor.link.as_ref().and_then(Link::next_attempt);
+        arm(&timer, [wake, attempt].into_iter().flatten().min())?;
+        let link_fd = supervisor.link.as_ref().and_then(Link::fd);
+        let mut fds = vec![
             PollFd::new(timer.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(fd) = link_fd {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => break Err(DaemonError(format!("poll: {e}"))),
         }
-        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
-        let (timer_ready, signal_ready, socket_ready) = (ready(0), ready(1), ready(2));
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (timer_ready, signal_ready, socket_ready, link_ready) =
+            (ready(0), ready(1), ready(2), ready(3));
+        drop(fds);
+        if link_ready {
+            supervisor.read(&mut agent, &clock);
+        }
         if timer_ready {
             match read_timer(&timer) {
                 TimerEvent::Expired => agent.wake(clock.now()),
@@ -256,6 +279,7 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
                     match start(config_path, &clock) {
                         Ok(new_agent) => {
                             agent = new_agent;
+                            supervisor = Supervisor::new(&agent);
                             if agent.phone.config.control_socket != socket_path {
                                 let _ = std::fs::remove_file(&socket_path);
                                 socket_path = agent.phone.config.control_socket.clone();
@@ -279,6 +303,83 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     };
     let _ = std::fs::remove_file(&socket_path);
     code
+}
+
+/// The daemon's side of the phone supervisor: the link, and what it was last told.
+struct Supervisor {
+    /// `None` on a board without supervisor.
+    link: Option<Link>,
+    /// The feature set last sent with FEATURES on this connection.
+    sent: Option<Vec<String>>,
+}
+
+impl Supervisor {
+    fn new(agent: &Agent) -> Supervisor {
+        let link = match &agent.phone.config.supervisor {
+            config::Supervisor::Socket(path) => Some(Link::new(path.clone(), jitter_seed())),
+            config::Supervisor::None => None,
+        };
+        Supervisor { link, sent: None }
+    }
+
+    fn connect_if_due(&mut self, agent: &mut Agent, clock: &DaemonClock) {
+        let event = self
+            .link
+            .as_mut()
+            .and_then(|l| l.connect_if_due(real_now()));
+        if let Some(event) = event {
+            self.handle(event, agent, clock);
+        }
+    }
+
+    fn read(&mut self, agent: &mut Agent, clock: &DaemonClock) {
+        let events = self
+            .link
+            .as_mut()
+            .map(|l| l.read(real_now()))
+            .unwrap_or_default();
+        for event in events {
+            self.handle(event, agent, clock);
+        }
+    }
+
+    fn handle(&mut self, event: LinkEvent, agent: &mut Agent, clock: &DaemonClock) {
+        match event {
+            LinkEvent::Up { version } => {
+                log::info!("supervisor connected (supervisor/{version})");
+                self.sent = None; // FEATURES follows HELLO
+            }
+            LinkEvent::Down(why) => {
+                log::info!("supervisor: {why}");
+                self.sent = None;
+            }
+            LinkEvent::Message(FromSupervisor::CheckSync) => {
+                let report = agent.cycle(clock.now());
+                log_cycle("check-sync from the supervisor", &report);
+            }
+            LinkEvent::Message(FromSupervisor::CallState(state)) => {
+                log::info!("supervisor: call {state}")
+            }
+            LinkEvent::Message(other) => log::info!("supervisor: {}", other.to_line().trim_end()),
+        }
+        self.sync_features(agent, clock);
+    }
+
+    /// Sends FEATURES after HELLO and whenever the enabled set changed.
+    fn sync_features(&mut self, agent: &Agent, clock: &DaemonClock) {
+        let Some(link) = self.link.as_mut().filter(|l| l.is_up()) else {
+            return;
+        };
+        let names = agent.enabled_names(clock.now());
+        if self.sent.as_ref() == Some(&names) {
+            return;
+        }
+        match link.send(&ToSupervisor::Features(names.clone()), real_now()) {
+            None => self.sent = Some(names),
+            Some(LinkEvent::Down(why)) => log::info!("supervisor: {why}"),
+            Some(_) => {}
+        }
+    }
 }
 
 fn log_cycle(what: &str, report: &control::CheckSyncJson) {
