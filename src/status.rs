@@ -24,6 +24,48 @@ pub struct DaemonJson {
     pub published: Vec<String>,
     pub features_file: String,
     pub next_wake: Option<String>,
+    /// The next poll of the server, and why (a configured feature without a license in
+    /// force, or one Expiring Shortly).
+    #[serde(default)]
+    pub next_poll: Option<String>,
+    #[serde(default)]
+    pub poll_reason: Option<String>,
+    /// The supervisor link in words: connected, not connected and why, or none.
+    #[serde(default)]
+    pub supervisor: String,
+    /// The last call state heard and since when (`None`: unknown, counts as busy).
+    #[serde(default)]
+    pub call_state: Option<String>,
+    #[serde(default)]
+    pub reboot: RebootJson,
+}
+
+/// Reboots: the set booted with, what is needed, and what a request waits for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RebootJson {
+    pub pending: bool,
+    /// The features the phone booted with (`None` until the clock was first sane).
+    pub booted: Option<Vec<String>>,
+    pub needs: Vec<NeedJson>,
+    /// `supervisor-connection`, `idle`, `idle-grace`, `stagger-delay`, `answer`,
+    /// `reboot-after-ok`; `None` when nothing is pending.
+    pub waiting_for: Option<String>,
+    pub until: Option<String>,
+    /// The same in words.
+    pub detail: Option<String>,
+}
+
+/// One reboot need.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NeedJson {
+    /// `license-expired`, `license-changed`, `feature-licensed`.
+    pub cause: String,
+    pub since: String,
+    /// Not asked before this (the stagger delay of a site cause).
+    pub not_before: String,
+    /// `waiting`, `asked` (REBOOT `request` sent, no answer yet), `accepted` (OK).
+    pub phase: String,
+    pub request: Option<u64>,
 }
 
 /// One file at one fetch.

@@ -183,6 +183,14 @@ pub fn table(r: &StatusJson) -> String {
             "published    {published} to {}\n",
             d.features_file
         ));
+        if let (Some(at), Some(why)) = (&d.next_poll, &d.poll_reason) {
+            out.push_str(&format!("next poll    {at} ({why})\n"));
+        }
+        out.push_str(&format!("supervisor   {}\n", d.supervisor));
+        if let Some(call) = &d.call_state {
+            out.push_str(&format!("call         {call}\n"));
+        }
+        out.push_str(&reboot_text(&d.reboot));
     }
     out.push_str(&format!("\nLICENSES ({})\n", r.licenses.len()));
     if !r.licenses.is_empty() {
@@ -247,6 +255,31 @@ pub fn table(r: &StatusJson) -> String {
                 e.at, e.what, e.subject, e.detail
             ));
         }
+    }
+    out
+}
+
+/// The reboot lines of the daemon section.
+fn reboot_text(r: &crate::status::RebootJson) -> String {
+    if !r.pending {
+        return "reboot       none pending\n".to_string();
+    }
+    let mut out = String::new();
+    for need in &r.needs {
+        let request = need
+            .request
+            .map_or(String::new(), |id| format!(" (REBOOT {id})"));
+        out.push_str(&format!(
+            "reboot       needed: {} since {}, {}{request}, not before {}\n",
+            need.cause, need.since, need.phase, need.not_before
+        ));
+    }
+    if let Some(detail) = &r.detail {
+        let until = r
+            .until
+            .as_ref()
+            .map_or(String::new(), |u| format!(" until {u}"));
+        out.push_str(&format!("  waits for  {detail}{until}\n"));
     }
     out
 }

@@ -1,17 +1,25 @@
 //! The daemon's state and what it does at each wake-up: fetch both files, apply them
-//! through the engine and the store, publish the feature set, and say when to wake next.
-//! The clock (`now`) and the provisioning server ([`Source`]) are handed in, so every
-//! step is a plain function of (state, now, what the server said).
+//! through the engine and the store, publish the feature set, work out which reboots the
+//! change calls for, and say when to wake next. The clock (`now`), the provisioning
+//! server ([`Source`]) and the supervisor's words are handed in, so every step is a
+//! plain function of (state, now, what the outside said).
 
 use crate::cli::install::changes;
 use crate::cli::setup::{read_clock, Phone};
 use crate::daemon::control::CheckSyncJson;
 use crate::daemon::publish::{self, FeatureSet};
+use std::collections::BTreeSet;
+
+use crate::engine::poll::{self, poll_reason};
+use crate::engine::reboot::{
+    causes, Action, CallState, Cause, InForceSet, RebootMachine, RebootTiming,
+};
 use crate::engine::{clock, evaluate, judge_candidate, ClockVerdict, Decision, Instant, Origin};
+use crate::format::FeatureId;
 use crate::fetch::{backoff, phone_file, FetchOutcome, Fetcher, SITE_FILE};
 use crate::format::Kind;
-use crate::status::{self, DaemonJson, FileFetchJson, StatusJson};
-use crate::storage::{describe, Meta, Mode, Store, StoreError, Validator};
+use crate::status::{self, DaemonJson, FileFetchJson, NeedJson, RebootJson, StatusJson};
+use crate::storage::{describe, Meta, Mode, RebootRecord, Store, StoreError, Validator};
 
 /// Where license files come from.
 pub trait Source {
@@ -48,15 +56,27 @@ pub struct Agent {
     jitter: u64,
     /// A fetch was skipped (unsynced clock) and is owed once the clock is sane.
     fetch_owed: bool,
+    /// The reboot rules' state.
+    reboot: RebootMachine,
+    /// The set the phone booted with: fixed at the first decision with a sane clock (so
+    /// licenses found expired at start never ask for a reboot), or taken back from
+    /// `meta.json` by an agent restarted within the same boot.
+    booted: Option<InForceSet>,
+    /// This boot's id; without one nothing about reboots is persisted (a restart could
+    /// not be told from a reboot, and needs carried over a reboot would loop).
+    boot_id: Option<String>,
+    /// The supervisor link's state in words, for `status` (set by the daemon).
+    pub supervisor_note: String,
 }
 
 impl Agent {
-    /// Opens the store (verifying every file again) for `phone`.
+    /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
     pub fn start(
         phone: Phone,
         source: Result<Box<dyn Source>, String>,
         now: Instant,
         jitter: u64,
+        boot_id: Option<String>,
     ) -> Result<Agent, StoreError> {
         let store = Store::open(
             &phone.config.state_dir,
@@ -68,6 +88,27 @@ impl Agent {
         for invalid in store.invalid() {
             log::warn!("set aside {}: {}", invalid.path.display(), invalid.reason);
         }
+        let (booted, reboot) = match (&boot_id, &store.meta().reboot) {
+            (Some(id), Some(record)) if record.boot_id == *id => {
+                for cause in record.needs.keys() {
+                    log::info!("restarted within the same boot: a reboot is still needed ({cause})");
+                }
+                (
+                    Some(record.booted_set()),
+                    RebootMachine::restored(record.needs.clone()),
+                )
+            }
+            _ => (None, RebootMachine::default()),
+        };
+        if boot_id.is_none() {
+            log::warn!("no boot id: reboot needs are not kept across an agent restart");
+        }
+        let supervisor_note = match &phone.config.supervisor {
+            crate::config::Supervisor::Socket(path) => {
+                format!("not connected yet ({})", path.display())
+            }
+            crate::config::Supervisor::None => "none on this board".to_string(),
+        };
         Ok(Agent {
             phone,
             store,
@@ -75,7 +116,35 @@ impl Agent {
             fetch: FetchState::default(),
             jitter,
             fetch_owed: false,
+            reboot,
+            booted,
+            boot_id,
+            supervisor_note,
         })
+    }
+
+    /// The reboot timers from the configuration.
+    pub fn reboot_timing(&self) -> RebootTiming {
+        let t = &self.phone.config.timing;
+        let secs = |s: crate::config::Secs| i64::try_from(s.0).unwrap_or(i64::MAX);
+        RebootTiming {
+            idle_grace: secs(t.idle_grace),
+            reask: secs(t.reboot_reask),
+            stagger_window: t.stagger_window.0,
+        }
+    }
+
+    fn configured(&self) -> BTreeSet<FeatureId> {
+        self.phone.config.enabled_features.iter().copied().collect()
+    }
+
+    pub fn reboot(&self) -> &RebootMachine {
+        &self.reboot
+    }
+
+    /// The set the phone booted with, once known.
+    pub fn booted(&self) -> Option<&InForceSet> {
+        self.booted.as_ref()
     }
 
     pub fn store(&self) -> &Store {
@@ -276,7 +345,14 @@ impl Agent {
             .judge_at
             .is_some();
         let retry_due = self.fetch.next_retry.is_some_and(|t| t <= now);
-        if sane && (retry_due || self.fetch_owed) {
+        let poll_due = self.next_poll(now).is_some_and(|t| t <= now);
+        // A feature in force is ending: fetch both files once first, so that a renewal
+        // already on the server keeps it without a reboot.
+        let ending = sane && self.source.is_ok() && self.loses_features(now);
+        if ending {
+            log::info!("a feature in force ends: fetching once before deciding");
+        }
+        if sane && (retry_due || self.fetch_owed || poll_due || ending) {
             let report = self.cycle(now);
             for f in &report.files {
                 log::info!("fetch: {} {}: {}", f.file, f.outcome, f.detail);
@@ -286,8 +362,31 @@ impl Agent {
         }
     }
 
+    /// Whether the set in force at `now` lacks a feature of the set last published.
+    fn loses_features(&self, now: Instant) -> bool {
+        let published =
+            publish::from_meta(self.store.meta().published.as_deref().unwrap_or(&[]));
+        let now_set = self.enabled_now(now);
+        published.keys().any(|id| !now_set.contains_key(id))
+    }
+
+    /// When to poll the server next (`engine::poll`), if a reason to poll holds.
+    fn next_poll(&self, now: Instant) -> Option<Instant> {
+        let last = self.fetch.last_fetch?;
+        self.source.as_ref().ok()?;
+        let at = read_clock(&self.phone, self.store.meta(), now).judge_at?;
+        let t = &self.phone.config.timing;
+        let eval = evaluate(self.store.held(), at);
+        let interval = poll_reason(&eval, &self.configured())
+            .into_iter()
+            .map(|r| poll::interval(r, t.poll_interval.0, t.renewal_check_interval.0))
+            .min()?;
+        Some(poll::next_poll(last, interval, self.jitter))
+    }
+
     /// Prunes, publishes the feature set when it changed, persists the trusted time when
-    /// due; writes `meta.json` only when something in it changed.
+    /// due, settles the reboot needs; writes `meta.json` only when something in it
+    /// changed.
     pub fn decide(&mut self, now: Instant) {
         let before: Meta = self.store.meta().clone();
         let reading = read_clock(&self.phone, self.store.meta(), now);
@@ -316,15 +415,112 @@ impl Agent {
             ),
         }
         self.store.meta_mut().published = Some(publish::to_meta(&set));
-        if *self.store.meta() != before {
+        // Unsynced: no reboot is asked and none is forgotten.
+        if let Some(at) = reading.judge_at {
+            self.settle_reboots(at, now);
+        }
+        self.save_if_changed(&before);
+    }
+
+    /// Works out the reboots the difference from the booted set calls for.
+    fn settle_reboots(&mut self, at: Instant, now: Instant) {
+        let in_force = evaluate(self.store.held(), at).in_force();
+        let configured = self.configured();
+        let booted = self.booted.get_or_insert_with(|| in_force.clone());
+        let wanted = causes(booted, &in_force, at, &configured);
+        let timing = self.reboot_timing();
+        let mac = self.phone.identity.mac;
+        for cause in self.reboot.settle(&wanted, mac, &timing, now) {
+            let site = if wanted.get(&cause) == Some(&true) {
+                " (a site license: after this phone's stagger delay)"
+            } else {
+                ""
+            };
+            log::warn!(
+                "the enabled set differs from the one booted: a reboot is needed ({cause}){site}"
+            );
+            if self.phone.config.supervisor == crate::config::Supervisor::None {
+                log::warn!(
+                    "no supervisor on this board: would ask for a reboot ({cause}); reboot the phone to apply the set"
+                );
+            }
+        }
+    }
+
+    /// Writes `meta.json` if it differs from `before`, with the reboot record of this
+    /// boot brought up to date.
+    fn save_if_changed(&mut self, before: &Meta) {
+        let record = match (&self.boot_id, &self.booted) {
+            (Some(id), Some(booted)) => Some(RebootRecord {
+                boot_id: id.clone(),
+                booted: RebootRecord::booted_list(booted),
+                needs: self.reboot.needs.clone(),
+            }),
+            // Unknown boot: nothing kept. Not yet booted: an older boot's record stays
+            // until this boot's set is known (it is ignored anyway: another id).
+            (None, _) => None,
+            (Some(_), None) => self.store.meta().reboot.clone(),
+        };
+        self.store.meta_mut().reboot = record;
+        if self.store.meta() != before {
             if let Err(e) = self.store.save_meta() {
                 log::error!("{e}");
             }
         }
     }
 
-    /// When to wake next: the next status change or the next retry; while the clock is
-    /// unsynced, the build time (a clock step wakes the daemon before that anyway).
+    /// The supervisor link came up (after HELLO) or went down, and why (for `status`).
+    pub fn supervisor_link(&mut self, up: bool, note: String) {
+        self.reboot.connection(up);
+        self.supervisor_note = note;
+    }
+
+    /// `CALL-STATE` from the supervisor.
+    pub fn call_state(&mut self, state: CallState, now: Instant) {
+        self.reboot.call_state(state, now);
+    }
+
+    /// `OK <id>` (`accepted`) or `BUSY <id>` from the supervisor.
+    pub fn reboot_answer(&mut self, id: u64, accepted: bool, now: Instant) {
+        let before = self.store.meta().clone();
+        let actions = if accepted {
+            log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
+            self.reboot.ok(id, now)
+        } else {
+            log::info!("the supervisor answered BUSY to REBOOT {id}: asking again after the next idle period");
+            self.reboot.busy(id, now)
+        };
+        log_actions(&actions);
+        self.save_if_changed(&before);
+    }
+
+    /// What the reboot rules want done now (REBOOT lines to send); persisted first, so a
+    /// restart knows a request was made.
+    pub fn reboot_actions(&mut self, now: Instant) -> Vec<(u64, Cause)> {
+        // Unsynced clock: no reboot is asked.
+        if read_clock(&self.phone, self.store.meta(), now)
+            .judge_at
+            .is_none()
+        {
+            return Vec::new();
+        }
+        let before = self.store.meta().clone();
+        let timing = self.reboot_timing();
+        let (actions, _) = self.reboot.poll(now, &timing);
+        log_actions(&actions);
+        self.save_if_changed(&before);
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::SendReboot { id, cause } => Some((id, cause)),
+                Action::Log(_) => None,
+            })
+            .collect()
+    }
+
+    /// When to wake next: the next status change, retry, poll, or moment a reboot may be
+    /// asked; while the clock is unsynced, the build time (a clock step wakes the daemon
+    /// before that anyway).
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         let reading = read_clock(&self.phone, self.store.meta(), now);
         let Some(at) = reading.judge_at else {
@@ -340,7 +536,11 @@ impl Agent {
             }
             _ => evaluate(self.store.held(), at).next_change,
         };
-        [change, self.fetch.next_retry].into_iter().flatten().min()
+        let reboot = self.reboot.poll_wake(now, &self.reboot_timing());
+        [change, self.fetch.next_retry, self.next_poll(now), reboot]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The status report, live.
@@ -359,8 +559,105 @@ impl Agent {
             published: self.enabled_now(now).keys().map(|id| id.name()).collect(),
             features_file: self.phone.config.features_file.display().to_string(),
             next_wake: self.next_wake(now).map(status::time),
+            next_poll: self.next_poll(now).map(status::time),
+            poll_reason: self.poll_reason_words(now),
+            supervisor: self.supervisor_note.clone(),
+            call_state: self
+                .reboot
+                .call()
+                .map(|(state, since)| format!("{state} since {}", status::time(since))),
+            reboot: self.reboot_status(now),
         });
         report
+    }
+
+    fn poll_reason_words(&self, now: Instant) -> Option<String> {
+        let at = read_clock(&self.phone, self.store.meta(), now).judge_at?;
+        let eval = evaluate(self.store.held(), at);
+        let words: Vec<String> = poll_reason(&eval, &self.configured())
+            .into_iter()
+            .map(|r| match r {
+                poll::PollReason::Unlicensed(id) => format!("{id} is enabled but not licensed"),
+                poll::PollReason::Renewal(id) => format!("{id} is Expiring Shortly"),
+            })
+            .collect();
+        (!words.is_empty()).then(|| words.join("; "))
+    }
+
+    fn reboot_status(&self, now: Instant) -> RebootJson {
+        use crate::engine::reboot::{Phase, Waiting};
+        let needs: Vec<NeedJson> = self
+            .reboot
+            .needs
+            .iter()
+            .map(|(cause, need)| {
+                let (phase, request) = match need.phase {
+                    Phase::Waiting => ("waiting", None),
+                    Phase::Asked { id, .. } => ("asked", Some(id)),
+                    Phase::Accepted { .. } => ("accepted", None),
+                };
+                NeedJson {
+                    cause: cause.word().to_string(),
+                    since: status::time(need.since),
+                    not_before: status::time(need.not_before),
+                    phase: phase.to_string(),
+                    request,
+                }
+            })
+            .collect();
+        let (word, until, detail) = match self.reboot.waiting(now, &self.reboot_timing()) {
+            Waiting::Nothing if needs.is_empty() => (None, None, None),
+            Waiting::Nothing => (Some("nothing"), None, "asking now".to_string().into()),
+            Waiting::Connection => (
+                Some("supervisor-connection"),
+                None,
+                Some(format!("the supervisor connection ({})", self.supervisor_note)),
+            ),
+            Waiting::Idle => (
+                Some("idle"),
+                None,
+                Some("the phone to be idle (a call is on, or the call state is unknown)".into()),
+            ),
+            Waiting::IdleGrace { until } => (
+                Some("idle-grace"),
+                Some(until),
+                Some(format!("{} s of continuous idle", self.reboot_timing().idle_grace)),
+            ),
+            Waiting::Stagger { until } => (
+                Some("stagger-delay"),
+                Some(until),
+                Some("this phone's stagger delay (a site license's reboot)".into()),
+            ),
+            Waiting::Answer { id } => (
+                Some("answer"),
+                None,
+                Some(format!("the supervisor's answer to REBOOT {id}")),
+            ),
+            Waiting::StillRunningAfterOk { until } => (
+                Some("reboot-after-ok"),
+                Some(until),
+                Some("the reboot the supervisor accepted; asked again if still running then".into()),
+            ),
+        };
+        RebootJson {
+            pending: !needs.is_empty(),
+            booted: self
+                .booted
+                .as_ref()
+                .map(|b| b.keys().map(|id| id.name()).collect()),
+            needs,
+            waiting_for: word.map(str::to_string),
+            until: until.map(status::time),
+            detail,
+        }
+    }
+}
+
+fn log_actions(actions: &[Action]) {
+    for action in actions {
+        if let Action::Log(text) = action {
+            log::warn!("{text}");
+        }
     }
 }
 

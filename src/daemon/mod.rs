@@ -130,7 +130,21 @@ pub fn start(config_path: &Path, clock: &DaemonClock) -> Result<Agent, DaemonErr
     if let Err(why) = &source {
         log::warn!("{why}");
     }
-    Agent::start(phone, source, clock.now(), jitter_seed()).map_err(|e| DaemonError(e.to_string()))
+    Agent::start(phone, source, clock.now(), jitter_seed(), boot_id())
+        .map_err(|e| DaemonError(e.to_string()))
+}
+
+/// Where Linux tells one boot from the next.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// This boot's id (a UUID), if the kernel says.
+fn boot_id() -> Option<String> {
+    let text = std::fs::read_to_string(BOOT_ID).ok()?;
+    let id = text.trim();
+    let plain = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    plain.then(|| id.to_string())
 }
 
 /// Binds the control socket, mode 0600. A live socket means another daemon runs.
@@ -234,7 +248,8 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
 
     let code = loop {
         supervisor.connect_if_due(&mut agent, &clock);
-        supervisor.sync_features(&agent, &clock);
+        supervisor.sync_features(&mut agent, &clock);
+        supervisor.ask_reboots(&mut agent, &clock);
         let wake = agent.next_wake(clock.now()).map(|w| clock.to_real(w));
         let attempt = supervisor.link.as_ref().and_then(Link::next_attempt);
         arm(&timer, [wake, attempt].into_iter().flatten().min())?;
@@ -344,29 +359,51 @@ impl Supervisor {
     }
 
     fn handle(&mut self, event: LinkEvent, agent: &mut Agent, clock: &DaemonClock) {
+        let now = clock.now();
         match event {
             LinkEvent::Up { version } => {
                 log::info!("supervisor connected (supervisor/{version})");
                 self.sent = None; // FEATURES follows HELLO
+                agent.supervisor_link(true, format!("connected (supervisor/{version})"));
             }
             LinkEvent::Down(why) => {
                 log::info!("supervisor: {why}");
                 self.sent = None;
+                agent.supervisor_link(false, format!("not connected: {why}"));
             }
             LinkEvent::Message(FromSupervisor::CheckSync) => {
-                let report = agent.cycle(clock.now());
+                let report = agent.cycle(now);
                 log_cycle("check-sync from the supervisor", &report);
             }
             LinkEvent::Message(FromSupervisor::CallState(state)) => {
-                log::info!("supervisor: call {state}")
+                log::info!("supervisor: call {state}");
+                agent.call_state(state, now);
             }
+            LinkEvent::Message(FromSupervisor::Ok(id)) => agent.reboot_answer(id, true, now),
+            LinkEvent::Message(FromSupervisor::Busy(id)) => agent.reboot_answer(id, false, now),
             LinkEvent::Message(other) => log::info!("supervisor: {}", other.to_line().trim_end()),
         }
         self.sync_features(agent, clock);
     }
 
+    /// Sends the REBOOT requests the reboot rules want now (after FEATURES, so the
+    /// supervisor knows the set the reboot applies).
+    fn ask_reboots(&mut self, agent: &mut Agent, clock: &DaemonClock) {
+        for (id, cause) in agent.reboot_actions(clock.now()) {
+            let Some(link) = self.link.as_mut() else {
+                break;
+            };
+            log::info!("asking the supervisor for a reboot: REBOOT {id} {cause}");
+            if let Some(LinkEvent::Down(why)) =
+                link.send(&ToSupervisor::Reboot { id, cause }, real_now())
+            {
+                self.handle(LinkEvent::Down(why), agent, clock);
+            }
+        }
+    }
+
     /// Sends FEATURES after HELLO and whenever the enabled set changed.
-    fn sync_features(&mut self, agent: &Agent, clock: &DaemonClock) {
+    fn sync_features(&mut self, agent: &mut Agent, clock: &DaemonClock) {
         let Some(link) = self.link.as_mut().filter(|l| l.is_up()) else {
             return;
         };
@@ -376,7 +413,10 @@ impl Supervisor {
         }
         match link.send(&ToSupervisor::Features(names.clone()), real_now()) {
             None => self.sent = Some(names),
-            Some(LinkEvent::Down(why)) => log::info!("supervisor: {why}"),
+            Some(LinkEvent::Down(why)) => {
+                log::info!("supervisor: {why}");
+                agent.supervisor_link(false, format!("not connected: {why}"));
+            }
             Some(_) => {}
         }
     }

@@ -9,6 +9,7 @@
 //!   governing entry of each feature, and the next instant at which anything changes.
 
 pub mod clock;
+pub mod poll;
 pub mod reboot;
 pub mod status;
 
@@ -308,6 +309,22 @@ impl Evaluation {
             .iter()
             .filter(|f| f.enabled())
             .map(|f| (f.id, f.governing.entry.end))
+            .collect()
+    }
+
+    /// The enabled features with what reboots care about: site or phone, and the end.
+    pub fn in_force(&self) -> reboot::InForceSet {
+        self.features
+            .iter()
+            .filter(|f| f.enabled())
+            .map(|f| {
+                let end = match f.governing.entry.end {
+                    End::At(t) => Some(t),
+                    End::Never => None,
+                };
+                let site = f.governing.kind == Kind::Site;
+                (f.id, reboot::InForce { site, end })
+            })
             .collect()
     }
 }

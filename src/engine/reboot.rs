@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::status::Instant;
 use crate::format::Serial;
 
+mod causes;
+pub use causes::{causes, InForce, InForceSet};
+
 /// Why a reboot is needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -207,6 +210,50 @@ impl RebootMachine {
         });
     }
 
+    /// Makes the needs those of `wanted` (cause → site cause): a cause no longer called
+    /// for is forgotten, a new one is added; one already there is kept as it is, so a
+    /// cause is never asked twice. Returns the causes added.
+    pub fn settle(
+        &mut self,
+        wanted: &BTreeMap<Cause, bool>,
+        mac: Serial,
+        timing: &RebootTiming,
+        now: Instant,
+    ) -> Vec<Cause> {
+        // Added first, so that a new cause joins a request already outstanding.
+        let mut added = Vec::new();
+        for (&cause, &site) in wanted {
+            if !self.needs.contains_key(&cause) {
+                self.need(cause, site, mac, timing, now);
+                added.push(cause);
+            }
+        }
+        self.needs.retain(|cause, _| wanted.contains_key(cause));
+        added
+    }
+
+    /// Whether the supervisor link is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The last call state heard and since when (`None`: unknown).
+    pub fn call(&self) -> Option<(CallState, Instant)> {
+        self.call
+    }
+
+    /// The needs as a restarted agent takes them back: a request that was outstanding
+    /// went with the old connection (no answer will come), so it is asked again; an
+    /// accepted one stays accepted.
+    pub fn restored(needs: BTreeMap<Cause, Need>) -> RebootMachine {
+        let mut m = RebootMachine {
+            needs,
+            ..RebootMachine::default()
+        };
+        m.connection(false);
+        m
+    }
+
     /// The supervisor connection came up (after HELLO) or went down.
     pub fn connection(&mut self, up: bool) {
         self.connected = up;
@@ -306,13 +353,18 @@ impl RebootMachine {
                 actions.push(Action::SendReboot { id, cause });
             }
         }
-        let wake = match self.waiting(now, timing) {
+        (actions, self.poll_wake(now, timing))
+    }
+
+    /// When [`poll`](Self::poll) has something to do next by the clock alone (the end of
+    /// the idle grace, of the stagger delay, or of the wait after `OK`).
+    pub fn poll_wake(&self, now: Instant, timing: &RebootTiming) -> Option<Instant> {
+        match self.waiting(now, timing) {
             Waiting::IdleGrace { until }
             | Waiting::Stagger { until }
             | Waiting::StillRunningAfterOk { until } => Some(until),
             _ => None,
-        };
-        (actions, wake)
+        }
     }
 
     /// What a pending reboot waits for now.

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::reboot::{Cause, InForce, InForceSet, Need};
 use crate::engine::Instant;
+use crate::format::FeatureId;
 
 /// How many events are kept (the oldest go first).
 pub const MAX_EVENTS: usize = 32;
@@ -42,6 +44,49 @@ pub struct Event {
     pub detail: String,
 }
 
+/// One feature of the set the phone booted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootedFeature {
+    pub id: u16,
+    pub site: bool,
+    /// Unix seconds; `None` for never.
+    pub end: Option<u32>,
+}
+
+/// The reboot state of one boot of the phone: the set it booted with and the reboots
+/// still needed. Taken back by an agent restarted within the same boot (so it never asks
+/// twice for one cause); ignored after a real reboot (another boot id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootRecord {
+    /// `/proc/sys/kernel/random/boot_id` of that boot.
+    pub boot_id: String,
+    pub booted: Vec<BootedFeature>,
+    #[serde(default)]
+    pub needs: BTreeMap<Cause, Need>,
+}
+
+impl RebootRecord {
+    pub fn booted_set(&self) -> InForceSet {
+        self.booted
+            .iter()
+            .map(|b| {
+                let end = b.end;
+                (FeatureId(b.id), InForce { site: b.site, end })
+            })
+            .collect()
+    }
+
+    pub fn booted_list(set: &InForceSet) -> Vec<BootedFeature> {
+        set.iter()
+            .map(|(id, f)| BootedFeature {
+                id: id.0,
+                site: f.site,
+                end: f.end,
+            })
+            .collect()
+    }
+}
+
 /// The content of `meta.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -53,6 +98,8 @@ pub struct Meta {
     pub validators: BTreeMap<String, Validator>,
     #[serde(default)]
     pub events: Vec<Event>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<RebootRecord>,
 }
 
 impl Meta {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::engine::{self, Held, Identity, Instant};
 use crate::format::{self, Capped, Kind, License};
 use crate::trust::{Keyring, Verified};
-pub use meta::{Event, Meta, PublishedFeature, Validator};
+pub use meta::{BootedFeature, Event, Meta, PublishedFeature, RebootRecord, Validator};
 
 const META_FILE: &str = "meta.json";
 const REJECTED_DIR: &str = "rejected";

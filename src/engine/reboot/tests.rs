@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::format::FeatureId;
 
 const T: Instant = 1_790_000_000;
 const TIMING: RebootTiming = RebootTiming {
@@ -254,4 +255,127 @@ proptest! {
             }
         }
     }
+}
+
+fn set(entries: &[(u16, bool, Option<u32>)]) -> InForceSet {
+    entries
+        .iter()
+        .map(|&(id, site, end)| (FeatureId(id), InForce { site, end }))
+        .collect()
+}
+
+fn configured(ids: &[u16]) -> std::collections::BTreeSet<FeatureId> {
+    ids.iter().map(|&i| FeatureId(i)).collect()
+}
+
+const END: u32 = 1_800_000_000;
+
+#[test]
+fn a_renewal_that_only_moves_an_end_calls_for_nothing() {
+    let booted = set(&[(2, true, Some(END)), (4, false, None)]);
+    let renewed = set(&[(2, true, Some(END + 86_400 * 365)), (4, false, None)]);
+    assert!(causes(&booted, &renewed, i64::from(END) + 10, &configured(&[2])).is_empty());
+    assert!(causes(&booted, &booted, i64::from(END) - 10, &configured(&[])).is_empty());
+}
+
+#[test]
+fn an_ended_feature_is_license_expired_and_site_when_a_site_license_governed_it() {
+    let booted = set(&[(2, true, Some(END)), (4, false, None)]);
+    let after = set(&[(4, false, None)]);
+    let at = i64::from(END);
+    assert_eq!(
+        causes(&booted, &after, at, &configured(&[])),
+        [(Cause::LicenseExpired, true)].into()
+    );
+    // Governed by the phone's own license: no stagger.
+    let booted = set(&[(2, false, Some(END)), (4, false, None)]);
+    assert_eq!(
+        causes(&booted, &after, at, &configured(&[])),
+        [(Cause::LicenseExpired, false)].into()
+    );
+}
+
+#[test]
+fn a_feature_lost_before_its_end_is_license_changed() {
+    let booted = set(&[(2, true, Some(END)), (4, false, None)]);
+    let after = set(&[(4, false, None)]);
+    assert_eq!(
+        causes(&booted, &after, i64::from(END) - 1, &configured(&[])),
+        [(Cause::LicenseChanged, true)].into()
+    );
+}
+
+#[test]
+fn a_gained_feature_is_feature_licensed_only_when_the_configuration_enables_it() {
+    let booted = set(&[(4, false, None)]);
+    let after = set(&[(2, true, Some(END)), (4, false, None)]);
+    let at = i64::from(END) - 100;
+    assert_eq!(
+        causes(&booted, &after, at, &configured(&[2])),
+        [(Cause::FeatureLicensed, true)].into()
+    );
+    assert_eq!(
+        causes(&booted, &after, at, &configured(&[3])),
+        [(Cause::LicenseChanged, true)].into()
+    );
+}
+
+#[test]
+fn one_phone_license_feature_makes_a_cause_the_phones_own() {
+    let booted = set(&[(2, true, Some(END)), (3, false, Some(END))]);
+    let after = set(&[]);
+    assert_eq!(
+        causes(&booted, &after, i64::from(END), &configured(&[])),
+        [(Cause::LicenseExpired, false)].into()
+    );
+    // Expired and changed at once: two causes.
+    let after = set(&[(5, true, None)]);
+    assert_eq!(
+        causes(&booted, &after, i64::from(END), &configured(&[5])),
+        [(Cause::LicenseExpired, false), (Cause::FeatureLicensed, true)].into()
+    );
+}
+
+#[test]
+fn settle_keeps_what_is_there_adds_what_is_new_and_forgets_what_is_gone() {
+    let mut m = connected_idle_at(T);
+    let wanted = [(Cause::LicenseExpired, false)].into();
+    assert_eq!(
+        m.settle(&wanted, mac(), &TIMING, T + 40),
+        [Cause::LicenseExpired]
+    );
+    let (a, _) = m.poll(T + 40, &TIMING);
+    assert_eq!(sent(&a), [(1, Cause::LicenseExpired)]);
+    // The same cause again: kept as it is (asked, not asked twice).
+    assert!(m.settle(&wanted, mac(), &TIMING, T + 50).is_empty());
+    assert!(sent(&m.poll(T + 50, &TIMING).0).is_empty());
+    // A new cause joins the outstanding request; a vanished one is forgotten.
+    let wanted = [(Cause::LicenseChanged, true)].into();
+    assert_eq!(
+        m.settle(&wanted, mac(), &TIMING, T + 60),
+        [Cause::LicenseChanged]
+    );
+    assert_eq!(m.needs.keys().copied().collect::<Vec<_>>(), [Cause::LicenseChanged]);
+    assert_eq!(m.waiting(T + 60, &TIMING), Waiting::Answer { id: 1 });
+    // Back to the booted set: nothing is needed.
+    m.settle(&BTreeMap::new(), mac(), &TIMING, T + 70);
+    assert!(m.needs.is_empty());
+    assert_eq!(m.waiting(T + 70, &TIMING), Waiting::Nothing);
+}
+
+#[test]
+fn a_restored_machine_asks_again_what_was_outstanding_but_not_what_was_accepted() {
+    let mut m = connected_idle_at(T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T + 40);
+    m.poll(T + 40, &TIMING);
+    let restored = RebootMachine::restored(m.needs.clone());
+    assert_eq!(restored.needs[&Cause::LicenseExpired].phase, Phase::Waiting);
+    assert_eq!(restored.waiting(T + 41, &TIMING), Waiting::Connection);
+
+    m.ok(1, T + 41);
+    let restored = RebootMachine::restored(m.needs.clone());
+    assert_eq!(
+        restored.waiting(T + 42, &TIMING),
+        Waiting::StillRunningAfterOk { until: T + 41 + 600 }
+    );
 }
