@@ -7,184 +7,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::faults::{Fault, FaultServer};
 use common::nginx::Nginx;
+use common::phone::{Phone, Sim, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
 use common::{agent, now, rfc, run, stdout};
 use serde_json::Value;
-
-const DAY: i64 = 86_400;
-const MAC: &str = "0004f2000001";
-const SITE: &str = "100000000001";
-const SITE_FILE: &str = "000000000000-license.cfg";
-const PHONE_FILE: &str = "0004f2000001-license.cfg";
-
-/// A phone's files: vendor key, keyring, configuration, state.
-struct Phone {
-    dir: tempfile::TempDir,
-    key: PathBuf,
-    config: PathBuf,
-}
-
-impl Phone {
-    /// `extra` is appended to the configuration (server, [fetch], [timing]).
-    fn new(extra: &str) -> Phone {
-        let dir = tempfile::tempdir().unwrap();
-        let key = common::vendor_key(dir.path());
-        let config = dir.path().join("agent.toml");
-        let phone = Phone { dir, key, config };
-        phone.configure(extra);
-        phone
-    }
-
-    fn configure(&self, extra: &str) {
-        std::fs::write(
-            &self.config,
-            format!(
-                "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
-                 {}control_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}",
-                // A board without supervisor, unless the test gives one.
-                if extra.contains("supervisor_socket") { "" } else { "supervisor = \"none\"\n" }
-            ),
-        )
-        .unwrap();
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A signed license's bytes.
-    fn sign(&self, kind: &str, features: &[(&str, i64, Option<i64>)]) -> Vec<u8> {
-        let serial = if kind == "phone" { MAC } else { SITE };
-        let out_file = self.path("signed.cfg");
-        let specs: Vec<String> = features
-            .iter()
-            .map(|(name, start, end)| {
-                format!(
-                    "{name},new,{},{}",
-                    rfc(*start),
-                    end.map_or("never".into(), rfc)
-                )
-            })
-            .collect();
-        common::sign_license(&self.key, kind, serial, &specs, &out_file);
-        std::fs::read(out_file).unwrap()
-    }
-
-    fn install(&self, bytes: &[u8]) {
-        let file = self.path("install.cfg");
-        std::fs::write(&file, bytes).unwrap();
-        let out = run(
-            agent(),
-            [
-                "install".as_ref(),
-                "--config".as_ref(),
-                self.config.as_os_str(),
-                file.as_os_str(),
-            ],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn features_file(&self) -> String {
-        std::fs::read_to_string(self.path("run/features")).unwrap_or_default()
-    }
-
-    fn start(&self, test_now: Option<i64>) -> Daemon {
-        let mut cmd = agent();
-        cmd.args(["run".as_ref(), "--config".as_ref(), self.config.as_os_str()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(t) = test_now {
-            cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
-        }
-        let child = cmd.spawn().expect("start the daemon");
-        let daemon = Daemon {
-            child,
-            socket: self.path("control.sock"),
-        };
-        // Ready once the control socket answers (the boot fetch is done by then).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while daemon.try_request(r#"{"cmd":"status"}"#).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not answer within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        daemon
-    }
-}
-
-/// A running daemon; stopped with SIGTERM on drop.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn try_request(&self, line: &str) -> std::io::Result<Value> {
-        let mut s = UnixStream::connect(&self.socket)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.write_all(format!("{line}\n").as_bytes())?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer)?;
-        serde_json::from_str(&answer).map_err(std::io::Error::other)
-    }
-
-    fn request(&self, line: &str) -> Value {
-        self.try_request(line).expect("the daemon answers")
-    }
-
-    fn status(&self) -> Value {
-        let v = self.request(r#"{"cmd":"status"}"#);
-        assert_eq!(v["ok"], true, "{v}");
-        v["status"].clone()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then the exit status and standard error.
-    fn stop(mut self) -> (Option<i32>, String) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let code = status.code();
-        std::mem::forget(self);
-        (code, err)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn outcomes(status: &Value) -> Vec<(String, String)> {
     status["daemon"]["files"]
@@ -806,59 +639,6 @@ fn a_hand_install_while_the_daemon_runs_is_seen_and_never_overwritten() {
         .unwrap()
         .count();
     assert_eq!(stored, 2, "both phone licenses are on disk");
-}
-
-/// The supervisor simulator, recording to a file; commands go to its standard input.
-struct Sim {
-    child: Child,
-    record: PathBuf,
-}
-
-impl Sim {
-    fn start(socket: &std::path::Path, record: PathBuf) -> Sim {
-        let child = Command::new(env!("CARGO_BIN_EXE_supervisor-sim"))
-            .arg("--socket")
-            .arg(socket)
-            .arg("--record")
-            .arg(&record)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start supervisor-sim");
-        let sim = Sim { child, record };
-        sim.wait_for("listening", 1);
-        sim
-    }
-
-    fn command(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Waits until `count` recorded events contain `text`; returns the record.
-    fn wait_for(&self, text: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let record = std::fs::read_to_string(&self.record).unwrap_or_default();
-            if record.lines().filter(|l| l.contains(text)).count() >= count {
-                return record;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {count}× {text:?} in:\n{record}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -141,9 +141,8 @@ const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 fn boot_id() -> Option<String> {
     let text = std::fs::read_to_string(BOOT_ID).ok()?;
     let id = text.trim();
-    let plain = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    let plain =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     plain.then(|| id.to_string())
 }
 

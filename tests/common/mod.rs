@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 
 pub mod faults;
 pub mod nginx;
+pub mod phone;
 pub mod pki;
 
 /// A `license-agent` command, honouring `LICENSE_AGENT_BIN` and `LICENSE_AGENT_RUNNER`.

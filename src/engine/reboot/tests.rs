@@ -332,7 +332,11 @@ fn one_phone_license_feature_makes_a_cause_the_phones_own() {
     let after = set(&[(5, true, None)]);
     assert_eq!(
         causes(&booted, &after, i64::from(END), &configured(&[5])),
-        [(Cause::LicenseExpired, false), (Cause::FeatureLicensed, true)].into()
+        [
+            (Cause::LicenseExpired, false),
+            (Cause::FeatureLicensed, true)
+        ]
+        .into()
     );
 }
 
@@ -355,7 +359,10 @@ fn settle_keeps_what_is_there_adds_what_is_new_and_forgets_what_is_gone() {
         m.settle(&wanted, mac(), &TIMING, T + 60),
         [Cause::LicenseChanged]
     );
-    assert_eq!(m.needs.keys().copied().collect::<Vec<_>>(), [Cause::LicenseChanged]);
+    assert_eq!(
+        m.needs.keys().copied().collect::<Vec<_>>(),
+        [Cause::LicenseChanged]
+    );
     assert_eq!(m.waiting(T + 60, &TIMING), Waiting::Answer { id: 1 });
     // Back to the booted set: nothing is needed.
     m.settle(&BTreeMap::new(), mac(), &TIMING, T + 70);
@@ -376,6 +383,8 @@ fn a_restored_machine_asks_again_what_was_outstanding_but_not_what_was_accepted(
     let restored = RebootMachine::restored(m.needs.clone());
     assert_eq!(
         restored.waiting(T + 42, &TIMING),
-        Waiting::StillRunningAfterOk { until: T + 41 + 600 }
+        Waiting::StillRunningAfterOk {
+            until: T + 41 + 600
+        }
     );
 }

@@ -1,0 +1,310 @@
+//! A phone for the end-to-end tests: its files (vendor key, keyring, configuration,
+//! state), the daemon started on it as the real binary (optionally on the test clock),
+//! and the supervisor simulator beside it.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{agent, rfc, run};
+
+pub const DAY: i64 = 86_400;
+pub const MAC: &str = "0004f2000001";
+pub const SITE: &str = "100000000001";
+pub const SITE_FILE: &str = "000000000000-license.cfg";
+pub const PHONE_FILE: &str = "0004f2000001-license.cfg";
+
+/// A phone's files: vendor key, keyring, configuration, state.
+pub struct Phone {
+    pub dir: tempfile::TempDir,
+    pub key: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Phone {
+    /// `extra` is appended to the configuration (server, [fetch], [timing]).
+    pub fn new(extra: &str) -> Phone {
+        let dir = tempfile::tempdir().unwrap();
+        let key = super::vendor_key(dir.path());
+        let config = dir.path().join("agent.toml");
+        let phone = Phone { dir, key, config };
+        phone.configure(extra);
+        phone
+    }
+
+    pub fn configure(&self, extra: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
+                 {}control_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}",
+                // A board without supervisor, unless the test gives one.
+                if extra.contains("supervisor_socket") { "" } else { "supervisor = \"none\"\n" }
+            ),
+        )
+        .unwrap();
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A signed license's bytes.
+    pub fn sign(&self, kind: &str, features: &[(&str, i64, Option<i64>)]) -> Vec<u8> {
+        let serial = if kind == "phone" { MAC } else { SITE };
+        let out_file = self.path("signed.cfg");
+        let specs: Vec<String> = features
+            .iter()
+            .map(|(name, start, end)| {
+                format!(
+                    "{name},new,{},{}",
+                    rfc(*start),
+                    end.map_or("never".into(), rfc)
+                )
+            })
+            .collect();
+        super::sign_license(&self.key, kind, serial, &specs, &out_file);
+        std::fs::read(out_file).unwrap()
+    }
+
+    pub fn install(&self, bytes: &[u8]) {
+        let file = self.path("install.cfg");
+        std::fs::write(&file, bytes).unwrap();
+        let out = run(
+            agent(),
+            [
+                "install".as_ref(),
+                "--config".as_ref(),
+                self.config.as_os_str(),
+                file.as_os_str(),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Installs by hand as if the time were `t` (the test clock of the CLI).
+    pub fn install_at(&self, bytes: &[u8], t: i64) {
+        let file = self.path("install.cfg");
+        std::fs::write(&file, bytes).unwrap();
+        let mut cmd = agent();
+        cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
+        let out = run(
+            cmd,
+            [
+                "install".as_ref(),
+                "--config".as_ref(),
+                self.config.as_os_str(),
+                file.as_os_str(),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Makes the stored reboot record look like one of an earlier boot of the phone, so
+    /// the next start is a start after a real reboot (the boot id is the machine's).
+    pub fn pretend_reboot(&self) {
+        let path = self.path("state/meta.json");
+        let mut meta: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(meta["reboot"].is_object(), "no reboot record in {meta}");
+        meta["reboot"]["boot_id"] = "an-earlier-boot".into();
+        std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    }
+
+    pub fn features_file(&self) -> String {
+        std::fs::read_to_string(self.path("run/features")).unwrap_or_default()
+    }
+
+    pub fn start(&self, test_now: Option<i64>) -> Daemon {
+        let mut cmd = agent();
+        cmd.args(["run".as_ref(), "--config".as_ref(), self.config.as_os_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(t) = test_now {
+            cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
+        }
+        let child = cmd.spawn().expect("start the daemon");
+        let daemon = Daemon {
+            child,
+            socket: self.path("control.sock"),
+        };
+        // Ready once the control socket answers (the boot fetch is done by then).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while daemon.try_request(r#"{"cmd":"status"}"#).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not answer within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+}
+
+/// A running daemon; stopped with SIGTERM on drop.
+pub struct Daemon {
+    pub child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    pub fn try_request(&self, line: &str) -> std::io::Result<Value> {
+        let mut s = UnixStream::connect(&self.socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.write_all(format!("{line}\n").as_bytes())?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        serde_json::from_str(&answer).map_err(std::io::Error::other)
+    }
+
+    pub fn request(&self, line: &str) -> Value {
+        self.try_request(line).expect("the daemon answers")
+    }
+
+    pub fn status(&self) -> Value {
+        let v = self.request(r#"{"cmd":"status"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+        v["status"].clone()
+    }
+
+    /// Sets the test clock; the daemon wakes and decides before it answers.
+    pub fn set_time(&self, t: i64) -> Value {
+        let v = self.request(&format!(r#"{{"cmd":"test-set-time","now":{t}}}"#));
+        assert_eq!(v["ok"], true, "{v}");
+        v["status"].clone()
+    }
+
+    /// Waits (up to 20 s) until the status satisfies `ok`; returns it.
+    pub fn wait_status(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.status();
+            if ok(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never {what}: {s:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then the exit status and standard error.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let code = status.code();
+        std::mem::forget(self);
+        (code, err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The supervisor simulator, recording to a file; commands go to its standard input.
+pub struct Sim {
+    pub child: Child,
+    record: PathBuf,
+}
+
+impl Sim {
+    pub fn start(socket: &std::path::Path, record: PathBuf) -> Sim {
+        Sim::start_with(socket, record, &[])
+    }
+
+    /// Started with extra options (`--answer busy`, `--call active`).
+    pub fn start_with(socket: &std::path::Path, record: PathBuf, options: &[&str]) -> Sim {
+        let child = Command::new(env!("CARGO_BIN_EXE_supervisor-sim"))
+            .args(options)
+            .arg("--socket")
+            .arg(socket)
+            .arg("--record")
+            .arg(&record)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start supervisor-sim");
+        let sim = Sim { child, record };
+        sim.wait_for("listening", 1);
+        sim
+    }
+
+    pub fn command(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Everything recorded so far.
+    pub fn record(&self) -> String {
+        std::fs::read_to_string(&self.record).unwrap_or_default()
+    }
+
+    /// How many recorded events contain `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.record().lines().filter(|l| l.contains(text)).count()
+    }
+
+    /// Returns once the agent has read everything sent to it so far and everything it
+    /// wrote before has been recorded: an unknown line gets ERR on the same stream, so
+    /// its ERR comes after any REBOOT the agent sent first.
+    pub fn barrier(&mut self) {
+        let errs = self.count("recv ERR");
+        self.command("send SYNC");
+        self.wait_for("recv ERR", errs + 1);
+    }
+
+    /// Waits until `count` recorded events contain `text`; returns the record.
+    pub fn wait_for(&self, text: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let record = std::fs::read_to_string(&self.record).unwrap_or_default();
+            if record.lines().filter(|l| l.contains(text)).count() >= count {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count}× {text:?} in:\n{record}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
