@@ -185,7 +185,10 @@ fn an_early_renewal_is_taken_with_no_reboot_and_the_feature_never_leaves() {
         "{s:#}"
     );
     let last = secs(&s["daemon"]["last_fetch"]);
-    assert!(last >= end - 30 * DAY, "checked on entering the window: {s:#}");
+    assert!(
+        last >= end - 30 * DAY,
+        "checked on entering the window: {s:#}"
+    );
     let poll = secs(&s["daemon"]["next_poll"]);
     assert!(
         (last + DAY - DAY / 10..=last + DAY + DAY / 10).contains(&poll),

@@ -15,8 +15,8 @@ use crate::engine::reboot::{
     causes, Action, CallState, Cause, InForceSet, RebootMachine, RebootTiming,
 };
 use crate::engine::{clock, evaluate, judge_candidate, ClockVerdict, Decision, Instant, Origin};
-use crate::format::FeatureId;
 use crate::fetch::{backoff, phone_file, FetchOutcome, Fetcher, SITE_FILE};
+use crate::format::FeatureId;
 use crate::format::Kind;
 use crate::status::{self, DaemonJson, FileFetchJson, NeedJson, RebootJson, StatusJson};
 use crate::storage::{describe, Meta, Mode, RebootRecord, Store, StoreError, Validator};
@@ -91,7 +91,9 @@ impl Agent {
         let (booted, reboot) = match (&boot_id, &store.meta().reboot) {
             (Some(id), Some(record)) if record.boot_id == *id => {
                 for cause in record.needs.keys() {
-                    log::info!("restarted within the same boot: a reboot is still needed ({cause})");
+                    log::info!(
+                        "restarted within the same boot: a reboot is still needed ({cause})"
+                    );
                 }
                 (
                     Some(record.booted_set()),
@@ -364,8 +366,7 @@ impl Agent {
 
     /// Whether the set in force at `now` lacks a feature of the set last published.
     fn loses_features(&self, now: Instant) -> bool {
-        let published =
-            publish::from_meta(self.store.meta().published.as_deref().unwrap_or(&[]));
+        let published = publish::from_meta(self.store.meta().published.as_deref().unwrap_or(&[]));
         let now_set = self.enabled_now(now);
         published.keys().any(|id| !now_set.contains_key(id))
     }
@@ -611,7 +612,10 @@ impl Agent {
             Waiting::Connection => (
                 Some("supervisor-connection"),
                 None,
-                Some(format!("the supervisor connection ({})", self.supervisor_note)),
+                Some(format!(
+                    "the supervisor connection ({})",
+                    self.supervisor_note
+                )),
             ),
             Waiting::Idle => (
                 Some("idle"),
@@ -621,7 +625,10 @@ impl Agent {
             Waiting::IdleGrace { until } => (
                 Some("idle-grace"),
                 Some(until),
-                Some(format!("{} s of continuous idle", self.reboot_timing().idle_grace)),
+                Some(format!(
+                    "{} s of continuous idle",
+                    self.reboot_timing().idle_grace
+                )),
             ),
             Waiting::Stagger { until } => (
                 Some("stagger-delay"),
@@ -636,7 +643,9 @@ impl Agent {
             Waiting::StillRunningAfterOk { until } => (
                 Some("reboot-after-ok"),
                 Some(until),
-                Some("the reboot the supervisor accepted; asked again if still running then".into()),
+                Some(
+                    "the reboot the supervisor accepted; asked again if still running then".into(),
+                ),
             ),
         };
         RebootJson {

@@ -177,6 +177,11 @@ pub struct RebootMachine {
     call: Option<(CallState, Instant)>,
     #[serde(skip)]
     next_id: u64,
+    /// The request made (asked, or accepted by `OK`), kept even when the needs it served
+    /// are gone: a new need joins it instead of asking a second time while the first is
+    /// unanswered or its reboot is under way.
+    #[serde(skip)]
+    request: Option<Phase>,
 }
 
 impl RebootMachine {
@@ -197,12 +202,7 @@ impl RebootMachine {
         };
         // A request already outstanding or accepted serves this need too: the reboot
         // applies the whole feature set.
-        let phase = self
-            .needs
-            .values()
-            .map(|n| n.phase)
-            .find(|p| *p != Phase::Waiting)
-            .unwrap_or(Phase::Waiting);
+        let phase = self.request.unwrap_or(Phase::Waiting);
         self.needs.entry(cause).or_insert(Need {
             since: now,
             not_before: now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
@@ -246,8 +246,13 @@ impl RebootMachine {
     /// went with the old connection (no answer will come), so it is asked again; an
     /// accepted one stays accepted.
     pub fn restored(needs: BTreeMap<Cause, Need>) -> RebootMachine {
+        let request = needs
+            .values()
+            .map(|n| n.phase)
+            .find(|p| matches!(p, Phase::Accepted { .. }));
         let mut m = RebootMachine {
             needs,
+            request,
             ..RebootMachine::default()
         };
         m.connection(false);
@@ -260,6 +265,9 @@ impl RebootMachine {
         if !up {
             // No answer will come on this connection: no reboot counted, ask again.
             self.call = None;
+            if let Some(Phase::Asked { .. }) = self.request {
+                self.request = None;
+            }
             for need in self.needs.values_mut() {
                 if let Phase::Asked { .. } = need.phase {
                     need.phase = Phase::Waiting;
@@ -283,6 +291,7 @@ impl RebootMachine {
                 "OK {id} answers no outstanding REBOOT; ignored"
             ))];
         }
+        self.request = Some(Phase::Accepted { at: now });
         for need in self.needs.values_mut() {
             need.phase = Phase::Accepted { at: now };
         }
@@ -296,6 +305,7 @@ impl RebootMachine {
                 "BUSY {id} answers no outstanding REBOOT; ignored"
             ))];
         }
+        self.request = None;
         for need in self.needs.values_mut() {
             need.phase = Phase::Waiting;
         }
@@ -305,9 +315,7 @@ impl RebootMachine {
     }
 
     fn is_outstanding(&self, id: u64) -> bool {
-        self.needs
-            .values()
-            .any(|n| matches!(n.phase, Phase::Asked { id: asked, .. } if asked == id))
+        matches!(self.request, Some(Phase::Asked { id: asked, .. }) if asked == id)
     }
 
     /// The needs are gone (the phone rebooted, or the set is back to the one booted).
@@ -319,6 +327,11 @@ impl RebootMachine {
     pub fn poll(&mut self, now: Instant, timing: &RebootTiming) -> (Vec<Action>, Option<Instant>) {
         let mut actions = Vec::new();
         // After OK and still running `reask` later: say so, and ask again.
+        if let Some(Phase::Accepted { at }) = self.request {
+            if now >= at.saturating_add(timing.reask) {
+                self.request = None;
+            }
+        }
         for (cause, need) in self.needs.iter_mut() {
             if let Phase::Accepted { at } = need.phase {
                 if now >= at.saturating_add(timing.reask) {
@@ -350,6 +363,7 @@ impl RebootMachine {
                 {
                     need.phase = Phase::Asked { id, at: now };
                 }
+                self.request = Some(Phase::Asked { id, at: now });
                 actions.push(Action::SendReboot { id, cause });
             }
         }

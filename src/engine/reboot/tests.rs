@@ -189,6 +189,9 @@ fn a_fleet_spreads_its_reboots_evenly_over_the_window() {
 enum Event {
     Call(bool),
     Need(u8, bool),
+    /// An expiry or a check-sync changed the set: the causes it calls for now (a bit
+    /// mask over `Cause::ALL`, and whether they are site causes).
+    SetChange(u8, bool),
     Ok,
     Busy,
     Drop,
@@ -200,6 +203,7 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         any::<bool>().prop_map(Event::Call),
         (0..3u8, any::<bool>()).prop_map(|(c, s)| Event::Need(c, s)),
+        (0..8u8, any::<bool>()).prop_map(|(m, s)| Event::SetChange(m, s)),
         Just(Event::Ok),
         Just(Event::Busy),
         Just(Event::Drop),
@@ -211,9 +215,10 @@ fn event() -> impl Strategy<Value = Event> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
-    /// Whatever happens, a REBOOT is never sent while the last call state is active or
+    /// Whatever happens (calls, expiries and check-syncs changing the set, answers,
+    /// drops, time), a REBOOT is never sent while the last call state is active or
     /// unknown, never before `idle_grace` of idle, never while another is unanswered,
-    /// and never again for a cause within `reask` of its OK.
+    /// and never again for a cause the supervisor accepted, within `reask` of its OK.
     #[test]
     fn reboot_only_when_idle_long_enough_and_never_twice(events in prop::collection::vec(event(), 1..80)) {
         let causes = [Cause::LicenseExpired, Cause::LicenseChanged, Cause::FeatureLicensed];
@@ -223,6 +228,8 @@ proptest! {
         let mut call: Option<(bool, Instant)> = None; // (active, since) as the supervisor said
         let mut outstanding: Option<u64> = None;
         let mut accepted_at: Option<Instant> = None;
+        // Causes an OK served, while still needed.
+        let mut served: BTreeMap<Cause, Instant> = BTreeMap::new();
         for e in events {
             match e {
                 Event::Call(active) => {
@@ -234,7 +241,21 @@ proptest! {
                     }
                 }
                 Event::Need(c, site) => m.need(causes[c as usize], site, mac(), &TIMING, now),
-                Event::Ok => if let Some(id) = outstanding.take() { m.ok(id, now); accepted_at = Some(now); },
+                Event::SetChange(mask, site) => {
+                    let wanted: BTreeMap<Cause, bool> = Cause::ALL
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, c)| (c, site))
+                        .collect();
+                    m.settle(&wanted, mac(), &TIMING, now);
+                    served.retain(|c, _| wanted.contains_key(c));
+                }
+                Event::Ok => if let Some(id) = outstanding.take() {
+                    m.ok(id, now);
+                    accepted_at = Some(now);
+                    for c in m.needs.keys() { served.entry(*c).or_insert(now); }
+                },
                 Event::Busy => if let Some(id) = outstanding.take() { m.busy(id, now); call = Some((true, now)); },
                 Event::Drop => { m.connection(false); connected = false; outstanding = None; call = None; }
                 Event::Reconnect => if !connected { m.connection(true); connected = true; }
@@ -242,7 +263,10 @@ proptest! {
             }
             let (actions, wake) = m.poll(now, &TIMING);
             if let Some(w) = wake { prop_assert!(w > now, "wake {w} not after now {now}"); }
-            for (id, _cause) in sent(&actions) {
+            for (id, cause) in sent(&actions) {
+                if let Some(at) = served.get(&cause) {
+                    prop_assert!(now >= at + TIMING.reask, "{cause} asked again {} s after OK", now - at);
+                }
                 prop_assert!(connected, "REBOOT while disconnected");
                 let (active, since) = call.expect("a REBOOT before any CALL-STATE");
                 prop_assert!(!active, "REBOOT during a call");
@@ -386,5 +410,28 @@ fn a_restored_machine_asks_again_what_was_outstanding_but_not_what_was_accepted(
         Waiting::StillRunningAfterOk {
             until: T + 41 + 600
         }
+    );
+}
+
+/// Found by the property: the set went back to the booted one while REBOOT 1 was
+/// unanswered, then changed again; the new need must join request 1, not send REBOOT 2.
+#[test]
+fn a_need_that_returns_while_a_request_is_unanswered_joins_it() {
+    let mut m = connected_idle_at(T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T);
+    assert_eq!(
+        sent(&m.poll(T + 30, &TIMING).0),
+        [(1, Cause::LicenseExpired)]
+    );
+    m.settle(&BTreeMap::new(), mac(), &TIMING, T + 31);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T + 32);
+    assert!(sent(&m.poll(T + 100, &TIMING).0).is_empty());
+    assert_eq!(m.waiting(T + 100, &TIMING), Waiting::Answer { id: 1 });
+    // Its OK covers the new need; nothing more until `reask`.
+    m.ok(1, T + 101);
+    assert!(sent(&m.poll(T + 600, &TIMING).0).is_empty());
+    assert_eq!(
+        sent(&m.poll(T + 701, &TIMING).0),
+        [(2, Cause::LicenseExpired)]
     );
 }
