@@ -131,6 +131,24 @@ fn a_site_license_ending_during_a_call_reboots_once_after_the_call_the_grace_and
         "this scenario needs a delay longer than the grace"
     );
     assert_eq!(waiting_for(&s), "idle");
+    // What a field engineer sees over ssh.
+    let out = common::run(
+        common::agent(),
+        [
+            "status".as_ref(),
+            "--config".as_ref(),
+            bench.phone.config.as_os_str(),
+        ],
+    );
+    let text = common::stdout(&out);
+    for line in [
+        "supervisor   connected (supervisor/1)",
+        "call         active since ",
+        "reboot       needed: license-expired since ",
+        "  waits for  the phone to be idle (a call is on",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
 
     // Still in the call ten seconds after the end: nothing is asked.
     daemon.set_time(end + 10);
