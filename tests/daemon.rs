@@ -677,13 +677,22 @@ fn the_supervisor_is_greeted_told_the_features_and_may_ask_for_a_check_sync() {
     // Garbage gets ERR, and the connection stays.
     sim.command("send WHAT IS THIS");
     sim.wait_for("recv ERR", 1);
+    // An overlong line (2,000 bytes, over the 1,024 limit) gets one ERR too.
+    sim.command(&format!("send-hex {}0a", "41".repeat(2_000)));
+    sim.wait_for("recv ERR", 2);
     sim.command("call active");
     sim.wait_for("sent CALL-STATE active", 1);
+    // The supervisor closes in the middle of a line: the half line is dropped, the
+    // daemon reconnects.
+    sim.command("send-hex 43414c4c2d53");
+    sim.command("disconnect");
+    sim.wait_for("recv HELLO license-agent/1", 2);
+    sim.wait_for("recv FEATURES vqmon,lync", 2);
 
     // A dropped connection: the daemon comes back, greets again, tells the set again.
     sim.command("disconnect");
-    sim.wait_for("recv HELLO license-agent/1", 2);
-    let record = sim.wait_for("recv FEATURES vqmon,lync", 2);
+    sim.wait_for("recv HELLO license-agent/1", 3);
+    let record = sim.wait_for("recv FEATURES vqmon,lync", 3);
     assert!(!record.contains("violation"), "{record}");
 
     // The supervisor restarts: the daemon reconnects to the new one.
