@@ -702,3 +702,40 @@ fn the_supervisor_is_greeted_told_the_features_and_may_ask_for_a_check_sync() {
     sim.wait_for("recv FEATURES vqmon,lync", 1);
     drop(daemon);
 }
+
+#[test]
+fn a_sighup_while_the_agent_starts_is_kept_for_the_loop() {
+    let phone = Phone::new("");
+    // The keyring becomes a named pipe, so the test knows when the agent is reading its
+    // configuration: opening the pipe for writing returns once the agent opened it.
+    let keyring = phone.path("keyring");
+    let bytes = std::fs::read(&keyring).unwrap();
+    std::fs::remove_file(&keyring).unwrap();
+    nix::unistd::mkfifo(&keyring, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let child = phone.spawn(None);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut pipe = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&keyring)
+        .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::io::Write::write_all(&mut pipe, &bytes).unwrap();
+    drop(pipe);
+    // Every later read of the keyring (the start proper, the reload) gets it too.
+    std::thread::spawn(move || loop {
+        match std::fs::OpenOptions::new().write(true).open(&keyring) {
+            Ok(mut p) => {
+                let _ = std::io::Write::write_all(&mut p, &bytes);
+            }
+            Err(_) => return,
+        }
+    });
+    let mut daemon = phone.attach(child);
+    assert!(daemon.alive());
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("SIGHUP: reading the configuration again"),
+        "{log}"
+    );
+}

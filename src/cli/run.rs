@@ -45,6 +45,13 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         }
     }
     init_logging();
+    if !once {
+        // Before anything slow: a SIGHUP or SIGTERM during the start must reach the
+        // loop, not kill the agent with the default action.
+        if let Err(e) = daemon::block_signals() {
+            return Ok(super::args::failed("license-agent", &e.0));
+        }
+    }
     // Configuration problems are usage errors (2), as for every other command.
     super::setup::load_phone(&config)?;
     if once {

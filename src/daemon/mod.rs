@@ -215,14 +215,22 @@ fn peer_allowed(stream: &UnixStream) -> bool {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
-pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
-    // Signals are blocked before anything else and read from a signalfd.
+/// Blocks the signals the daemon reads from its signalfd. Called first thing by `run`
+/// (before the configuration is read), so that a SIGHUP sent while the agent starts is
+/// kept for the loop instead of killing it.
+pub fn block_signals() -> Result<SigSet, DaemonError> {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
     }
     mask.thread_block().map_err(err("blocking signals"))?;
+    Ok(mask)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
+pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
+    // Signals are blocked before anything else and read from a signalfd.
+    let mask = block_signals()?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(err("signalfd"))?;
     let timer = TimerFd::new(

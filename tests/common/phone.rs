@@ -129,6 +129,12 @@ impl Phone {
     }
 
     pub fn start(&self, test_now: Option<i64>) -> Daemon {
+        let child = self.spawn(test_now);
+        self.attach(child)
+    }
+
+    /// Starts `license-agent run` without waiting for it.
+    pub fn spawn(&self, test_now: Option<i64>) -> Child {
         let mut cmd = agent();
         cmd.args(["run".as_ref(), "--config".as_ref(), self.config.as_os_str()])
             .stdout(Stdio::null())
@@ -136,14 +142,22 @@ impl Phone {
         if let Some(t) = test_now {
             cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
         }
-        let child = cmd.spawn().expect("start the daemon");
-        let daemon = Daemon {
+        cmd.spawn().expect("start the daemon")
+    }
+
+    /// The daemon `child`, once its control socket answers.
+    pub fn attach(&self, child: Child) -> Daemon {
+        let mut daemon = Daemon {
             child,
             socket: self.path("control.sock"),
         };
         // Ready once the control socket answers (the boot fetch is done by then).
         let deadline = Instant::now() + Duration::from_secs(30);
         while daemon.try_request(r#"{"cmd":"status"}"#).is_err() {
+            if !daemon.alive() {
+                let (code, log) = daemon.stop();
+                panic!("the daemon ended before answering (exit {code:?}):\n{log}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "the daemon did not answer within 30 s"
