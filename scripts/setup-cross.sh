@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install Debian 12's own Rust toolchain as a cross compiler for the ARM desk
 # phones (armv7-unknown-linux-gnueabihf, aarch64-unknown-linux-gnu), the GNU
-# cross linkers, qemu-user to run the results, and openssl + nginx for tests.
+# cross linkers, qemu-user to run the results, openssl + nginx for tests, and for the
+# firmware check (scripts/firmware-check.sh): busybox (the phones' ash and
+# start-stop-daemon, to run the init script), systemd (only for `systemd-analyze
+# verify` of the unit; it works without systemd running, e.g. in a container) and the
+# shell linter (package shellcheck).
 #
 # Idempotent: when everything is already installed it does nothing (not even
 # apt-get update) and exits 0. Run as root on a Debian 12 (bookworm) amd64 host.
@@ -25,8 +29,8 @@ export DEBIAN_FRONTEND=noninteractive
 NATIVE_ARCH=amd64
 FOREIGN_ARCHES=(armhf arm64)
 RUST_PKGS=(rustc-web cargo-web "libstd-rust-web-dev:$NATIVE_ARCH" libstd-rust-web-dev:armhf libstd-rust-web-dev:arm64)
-TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace)
-TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace)
+TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck)
+TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck)
 RUST_STD_DIRS=(/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib)
 
 # Installed version of a package ("" when not fully installed). Never fails.
@@ -137,7 +141,7 @@ apt_update() {
 start=$SECONDS
 
 if check_present; then
-    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx; nothing to do"
+    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck; nothing to do"
     exit 0
 fi
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Everything the tests need, then every test: the README's test command and what CI runs.
 # On a fresh Debian 12 machine it installs (as root, only what is missing) Debian's Rust
-# 1.85 cross toolchain for armv7/aarch64, qemu-user, openssl, nginx and file.
+# 1.85 cross toolchain for armv7/aarch64, qemu-user, openssl, nginx, file, strace,
+# busybox, systemd (for systemd-analyze) and shellcheck.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+start=$SECONDS
 
 step "install what the tests need"
 bash scripts/setup-cross.sh
+
+step "shellcheck scripts/*.sh and the init script"
+shellcheck -x scripts/*.sh firmware/init.d/S45license-agent
 
 step "cargo fmt --check"
 cargo fmt --check
@@ -16,8 +21,16 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "cargo test"
+step "cargo test (host)"
 cargo test --locked
 
-step "ARM: static armv7 build with Debian's Rust 1.85, checked under qemu-arm"
+step "ARM: the vvx-armv7 binary (Debian's Rust 1.85, static) against every binary test under qemu-arm"
 bash scripts/arm-check.sh
+
+step "ARM: the library's unit tests built for armv7, run under qemu-arm"
+bash scripts/arm-unit.sh
+
+step "boards: build vvx-armv7, arm64 and host, assemble and check each firmware drop"
+bash scripts/firmware-check.sh
+
+step "all green in $((SECONDS - start)) s"
