@@ -71,32 +71,21 @@ impl Phone {
         std::fs::read(out_file).unwrap()
     }
 
+    /// Installs by hand with `license-agent install`; must succeed.
     pub fn install(&self, bytes: &[u8]) {
-        let file = self.path("install.cfg");
-        std::fs::write(&file, bytes).unwrap();
-        let out = run(
-            agent(),
-            [
-                "install".as_ref(),
-                "--config".as_ref(),
-                self.config.as_os_str(),
-                file.as_os_str(),
-            ],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.install_with(bytes, agent());
     }
 
     /// Installs by hand as if the time were `t` (the test clock of the CLI).
     pub fn install_at(&self, bytes: &[u8], t: i64) {
-        let file = self.path("install.cfg");
-        std::fs::write(&file, bytes).unwrap();
         let mut cmd = agent();
         cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
+        self.install_with(bytes, cmd);
+    }
+
+    fn install_with(&self, bytes: &[u8], cmd: Command) {
+        let file = self.path("install.cfg");
+        std::fs::write(&file, bytes).unwrap();
         let out = run(
             cmd,
             [
