@@ -33,4 +33,7 @@ bash scripts/arm-unit.sh
 step "boards: build vvx-armv7, arm64 and host, assemble and check each firmware drop"
 bash scripts/firmware-check.sh
 
+step "figures (no assertions): memory, check-sync and verify times, binary sizes"
+bash scripts/bench.sh
+
 step "all green in $((SECONDS - start)) s"

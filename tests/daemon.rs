@@ -139,6 +139,17 @@ fn nginx_mutual_tls_boot_check_sync_and_a_second_boot_answered_304() {
         text.contains("+ lync until") && text.contains("~ vqmon"),
         "{text}"
     );
+    // A figure, not a verdict: the process's memory after an mTLS boot fetch and a
+    // check-sync (under LICENSE_AGENT_RUNNER it is QEMU's, not the agent's).
+    println!(
+        "daemon memory after an HTTPS mutual-TLS boot fetch and a check-sync{}: {}",
+        if std::env::var_os("LICENSE_AGENT_RUNNER").is_some() {
+            " (QEMU included)"
+        } else {
+            ""
+        },
+        daemon.memory()
+    );
     assert!(phone.features_file().contains("lync"));
     // status through the CLI now comes from the daemon.
     let out = run(

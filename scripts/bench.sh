@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Figures, not verdicts: what the agent costs on the machine it runs on, measured on the
+# host binary natively (memory under qemu-user would be QEMU's own, see
+# ../shared/notes/cross-toolchain.md). Prints:
+#   - the daemon's memory (VmHWM, the peak resident set since start, and VmRSS) after
+#     its boot cycle and after 200 check-syncs, fetching from the demo provisioning
+#     folder (file://);
+#   - the time of one check-sync through the control socket (CLI process included);
+#   - the time to verify one license file (all the vectors, many times, one process);
+#   - the size of every release binary already built (scripts/build.sh BOARD builds them).
+# No assertion: the machines are noisy. Run: bash scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
+log() { printf 'bench: %s\n' "$*"; }
+
+cargo build --release --quiet --locked --bin license-agent
+bin=$PWD/target/release/license-agent
+demo=$PWD/examples/demo
+work=$(mktemp -d /tmp/la-bench.XXXXXX)
+pid=""
+cleanup() {
+    if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
+    rm -rf -- "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/agent.toml" <<EOF
+mac = "0004f2000001"
+site_serial = "100000000001"
+keyring = "$demo/keyring"
+state_dir = "$work/state"
+server = "file://$demo/provisioning/"
+enabled_features = ["vqmon", "usb-call-recording"]
+supervisor = "none"
+control_socket = "$work/control.sock"
+features_file = "$work/features"
+EOF
+
+memory() {
+    awk '/^VmHWM|^VmRSS/ { printf "%s %s %s  ", $1, $2, $3 }' "/proc/$pid/status"
+}
+
+RUST_LOG=warn "$bin" run --config "$work/agent.toml" 2>"$work/daemon.log" &
+pid=$!
+for _ in $(seq 1 200); do
+    "$bin" status --config "$work/agent.toml" >/dev/null 2>&1 && break
+    sleep 0.05
+done
+"$bin" status --config "$work/agent.toml" | grep -q "read from    the running daemon" ||
+    { log "the daemon did not answer"; cat "$work/daemon.log"; exit 1; }
+log "daemon after its boot cycle: $(memory)"
+
+rounds=200
+TIMEFORMAT=%R
+secs=$( { time for _ in $(seq 1 "$rounds"); do
+    "$bin" check-sync --config "$work/agent.toml" >/dev/null
+done; } 2>&1 )
+log "daemon after $rounds check-syncs: $(memory)"
+log "check-sync: $(awk -v s="$secs" -v n="$rounds" 'BEGIN { printf "%.2f ms", 1000 * s / n }') each (CLI start, control socket, two file:// fetches, verification, decision)"
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+
+vectors=(tests/vectors/*.cfg)
+repeat=40
+args=()
+for _ in $(seq 1 "$repeat"); do args+=("${vectors[@]}"); done
+secs=$( { time "$bin" verify --keyring tests/vectors/keyring "${args[@]}" >/dev/null || true; } 2>&1 )
+files=$((repeat * ${#vectors[@]}))
+log "verify: $files files in ${secs} s, $(awk -v s="$secs" -v n="$files" 'BEGIN { printf "%.1f µs", 1e6 * s / n }') per file (read, parse, Ed25519 check)"
+
+for b in target/debian/*/release/license-agent target/x86_64-unknown-linux-gnu/release/license-agent "$bin"; do
+    [[ -f $b ]] || continue
+    log "size: $(stat -c %s "$b") bytes  $b"
+done
