@@ -140,14 +140,6 @@ impl Agent {
         self.phone.config.enabled_features.iter().copied().collect()
     }
 
-    pub fn reboot(&self) -> &RebootMachine {
-        &self.reboot
-    }
-
-    /// The set the phone booted with, once known.
-    pub fn booted(&self) -> Option<&InForceSet> {
-        self.booted.as_ref()
-    }
 
     pub fn store(&self) -> &Store {
         &self.store

@@ -5,7 +5,9 @@
 //! at T", and anything unknown fails safe to "not now".
 //!
 //! - A *need* for a reboot has a cause (`license-expired`, `license-changed`,
-//!   `feature-licensed`). At most one need per cause.
+//!   `feature-licensed`). At most one need per cause. Which causes a change of the
+//!   feature set calls for is [`causes`] (`reboot/causes.rs`); [`RebootMachine::settle`]
+//!   makes the needs those.
 //! - A REBOOT is sent only while connected, while the last call state heard is `idle`,
 //!   after `idle_grace` of continuous idle, and (for a cause from a site license) after
 //!   the MAC's stagger delay. Until the supervisor has said `CALL-STATE idle`, the phone
@@ -316,11 +318,6 @@ impl RebootMachine {
 
     fn is_outstanding(&self, id: u64) -> bool {
         matches!(self.request, Some(Phase::Asked { id: asked, .. }) if asked == id)
-    }
-
-    /// The needs are gone (the phone rebooted, or the set is back to the one booted).
-    pub fn clear(&mut self) {
-        self.needs.clear();
     }
 
     /// Decides at `now`: the actions to take, and when to look again.
