@@ -140,7 +140,6 @@ impl Agent {
         self.phone.config.enabled_features.iter().copied().collect()
     }
 
-
     pub fn store(&self) -> &Store {
         &self.store
     }
