@@ -14,7 +14,9 @@ use crate::engine::poll::{self, poll_reason};
 use crate::engine::reboot::{
     causes, Action, CallState, Cause, InForceSet, RebootMachine, RebootTiming,
 };
-use crate::engine::{clock, evaluate, judge_candidate, ClockVerdict, Decision, Instant, Origin};
+use crate::engine::{
+    clock, evaluate, judge_candidate, ClockVerdict, Decision, Evaluation, Instant, Origin,
+};
 use crate::fetch::{backoff, phone_file, FetchOutcome, Fetcher, SITE_FILE};
 use crate::format::FeatureId;
 use crate::format::Kind;
@@ -364,12 +366,16 @@ impl Agent {
 
     /// When to poll the server next (`engine::poll`), if a reason to poll holds.
     fn next_poll(&self, now: Instant) -> Option<Instant> {
+        let at = read_clock(&self.phone, self.store.meta(), now).judge_at?;
+        self.poll_after(&evaluate(self.store.held(), at))
+    }
+
+    /// [`next_poll`](Self::next_poll) from an evaluation already made.
+    fn poll_after(&self, eval: &Evaluation) -> Option<Instant> {
         let last = self.fetch.last_fetch?;
         self.source.as_ref().ok()?;
-        let at = read_clock(&self.phone, self.store.meta(), now).judge_at?;
         let t = &self.phone.config.timing;
-        let eval = evaluate(self.store.held(), at);
-        let interval = poll_reason(&eval, &self.configured())
+        let interval = poll_reason(eval, &self.configured())
             .into_iter()
             .map(|r| poll::interval(r, t.poll_interval.0, t.renewal_check_interval.0))
             .min()?;
@@ -442,7 +448,29 @@ impl Agent {
     /// Writes `meta.json` if it differs from `before`, with the reboot record of this
     /// boot brought up to date.
     fn save_if_changed(&mut self, before: &Meta) {
-        let record = match (&self.boot_id, &self.booted) {
+        self.store.meta_mut().reboot = self.reboot_record();
+        if self.store.meta() != before {
+            if let Err(e) = self.store.save_meta() {
+                log::error!("{e}");
+            }
+        }
+    }
+
+    /// Writes `meta.json` if the reboot record changed (after the supervisor's answer or
+    /// a REBOOT sent: the only changes outside a decision).
+    fn save_reboot_record(&mut self) {
+        let record = self.reboot_record();
+        if self.store.meta().reboot != record {
+            self.store.meta_mut().reboot = record;
+            if let Err(e) = self.store.save_meta() {
+                log::error!("{e}");
+            }
+        }
+    }
+
+    /// The reboot record of this boot as it should be stored.
+    fn reboot_record(&self) -> Option<RebootRecord> {
+        match (&self.boot_id, &self.booted) {
             (Some(id), Some(booted)) => Some(RebootRecord {
                 boot_id: id.clone(),
                 booted: RebootRecord::booted_list(booted),
@@ -452,12 +480,6 @@ impl Agent {
             // until this boot's set is known (it is ignored anyway: another id).
             (None, _) => None,
             (Some(_), None) => self.store.meta().reboot.clone(),
-        };
-        self.store.meta_mut().reboot = record;
-        if self.store.meta() != before {
-            if let Err(e) = self.store.save_meta() {
-                log::error!("{e}");
-            }
         }
     }
 
@@ -474,7 +496,6 @@ impl Agent {
 
     /// `OK <id>` (`accepted`) or `BUSY <id>` from the supervisor.
     pub fn reboot_answer(&mut self, id: u64, accepted: bool, now: Instant) {
-        let before = self.store.meta().clone();
         let actions = if accepted {
             log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
             self.reboot.ok(id, now)
@@ -483,7 +504,7 @@ impl Agent {
             self.reboot.busy(id, now)
         };
         log_actions(&actions);
-        self.save_if_changed(&before);
+        self.save_reboot_record();
     }
 
     /// What the reboot rules want done now (REBOOT lines to send); persisted first, so a
@@ -496,11 +517,10 @@ impl Agent {
         {
             return Vec::new();
         }
-        let before = self.store.meta().clone();
         let timing = self.reboot_timing();
         let (actions, _) = self.reboot.poll(now, &timing);
         log_actions(&actions);
-        self.save_if_changed(&before);
+        self.save_reboot_record();
         actions
             .into_iter()
             .filter_map(|a| match a {
@@ -518,6 +538,7 @@ impl Agent {
         let Some(at) = reading.judge_at else {
             return Some(clock::BUILD_TIME);
         };
+        let eval = evaluate(self.store.held(), at);
         let change = match reading.verdict {
             // Wound back, the judged instant stays at the trusted time until the clock
             // is within the tolerance again: re-decide then.
@@ -526,13 +547,18 @@ impl Agent {
                     .unwrap_or(i64::MAX);
                 Some(at.saturating_sub(tolerance))
             }
-            _ => evaluate(self.store.held(), at).next_change,
+            _ => eval.next_change,
         };
         let reboot = self.reboot.poll_wake(now, &self.reboot_timing());
-        [change, self.fetch.next_retry, self.next_poll(now), reboot]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            change,
+            self.fetch.next_retry,
+            self.poll_after(&eval),
+            reboot,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The status report, live.
