@@ -43,12 +43,16 @@ memory() {
 
 RUST_LOG=warn "$bin" run --config "$work/agent.toml" 2>"$work/daemon.log" &
 pid=$!
-for _ in $(seq 1 200); do
-    "$bin" status --config "$work/agent.toml" >/dev/null 2>&1 && break
+# `status` answers from the store until the daemon listens: wait for the daemon's answer.
+daemon_answers() {
+    "$bin" status --config "$work/agent.toml" 2>/dev/null | grep -q "read from    the running daemon"
+}
+for _ in $(seq 1 600); do
+    daemon_answers && break
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
 done
-"$bin" status --config "$work/agent.toml" | grep -q "read from    the running daemon" ||
-    { log "the daemon did not answer"; cat "$work/daemon.log"; exit 1; }
+daemon_answers || { log "the daemon did not answer within 30 s"; cat "$work/daemon.log"; exit 1; }
 log "daemon after its boot cycle: $(memory)"
 
 rounds=200
