@@ -1,5 +1,5 @@
 //! The reboot rules end to end: the real daemon, the supervisor simulator on a real
-//! socket, licenses served from a folder (`file://`), and the test clock moved by the
+//! socket, licenses served over HTTP by a real nginx, and the test clock moved by the
 //! test. Every scenario of issue 5: a site license ending during a call, an early
 //! renewal, an expired license at start, polling for an enabled feature, BUSY, a
 //! supervisor restart with a request pending, calls every 20 s, and an agent restart
@@ -11,8 +11,10 @@
 
 mod common;
 
+use common::nginx::Nginx;
 use common::now;
 use common::phone::{Daemon, Phone, Sim, DAY, MAC, PHONE_FILE, SITE_FILE};
+use common::pki::Pki;
 use serde_json::Value;
 
 /// The stagger delay of `mac` for `window`, computed here from the rule's words:
@@ -47,35 +49,39 @@ fn waiting_for(status: &Value) -> &str {
     reboot(status)["waiting_for"].as_str().unwrap_or("")
 }
 
-/// A phone with a supervisor simulator and a provisioning folder.
+/// A phone with a supervisor simulator and a provisioning server (nginx, plain HTTP).
 struct Bench {
-    server: tempfile::TempDir,
+    work: tempfile::TempDir,
+    nginx: Nginx,
     phone: Phone,
 }
 
 impl Bench {
     fn new(extra: &str) -> Bench {
-        let server = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let pki = Pki::new(&work.path().join("pki"));
+        let root = work.path().join("www");
+        std::fs::create_dir_all(&root).unwrap();
+        let nginx = Nginx::start(&root, &pki);
         let phone = Phone::new(&format!(
-            "server = \"file://{}/\"\nsupervisor_socket = \"{}\"\n{extra}",
-            server.path().display(),
-            server.path().join("supervisor.sock").display()
+            "server = \"{}\"\nsupervisor_socket = \"{}\"\n{extra}",
+            nginx.http_url(),
+            work.path().join("supervisor.sock").display()
         ));
-        Bench { server, phone }
+        Bench { work, nginx, phone }
     }
 
     fn socket(&self) -> std::path::PathBuf {
-        self.server.path().join("supervisor.sock")
+        self.work.path().join("supervisor.sock")
     }
 
     fn sim(&self, name: &str, options: &[&str]) -> Sim {
-        Sim::start_with(&self.socket(), self.server.path().join(name), options)
+        Sim::start_with(&self.socket(), self.work.path().join(name), options)
     }
 
     /// Posts a license on the provisioning server.
     fn post(&self, file: &str, kind: &str, features: &[(&str, i64, Option<i64>)]) {
-        let bytes = self.phone.sign(kind, features);
-        std::fs::write(self.server.path().join(file), bytes).unwrap();
+        self.nginx.put(file, &self.phone.sign(kind, features));
     }
 }
 
@@ -255,7 +261,7 @@ fn an_expired_license_at_start_asks_nothing_until_a_check_sync_brings_a_renewal(
         .phone
         .sign("phone", &[("vqmon", end - 200 * DAY, Some(end))]);
     bench.phone.install_at(&phone_license, end - DAY);
-    std::fs::write(bench.server.path().join(PHONE_FILE), &phone_license).unwrap();
+    bench.nginx.put(PHONE_FILE, &phone_license);
     let mut sim = bench.sim("sim.log", &[]);
     let daemon = bench.phone.start(Some(end + DAY));
     sim.wait_for("recv FEATURES -", 1);
