@@ -334,7 +334,7 @@ impl RebootMachine {
                 if now >= at.saturating_add(timing.reask) {
                     actions.push(Action::Log(format!(
                         "still running {} s after the supervisor accepted the reboot for {}; asking again",
-                        now - at,
+                        now.saturating_sub(at),
                         cause.word()
                     )));
                     need.phase = Phase::Waiting;

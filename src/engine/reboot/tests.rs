@@ -435,3 +435,40 @@ fn a_need_that_returns_while_a_request_is_unanswered_joins_it() {
         [(2, Cause::LicenseExpired)]
     );
 }
+
+fn any_phase() -> impl Strategy<Value = Phase> {
+    prop_oneof![
+        Just(Phase::Waiting),
+        (any::<u64>(), any::<i64>()).prop_map(|(id, at)| Phase::Asked { id, at }),
+        any::<i64>().prop_map(|at| Phase::Accepted { at }),
+    ]
+}
+
+proptest! {
+    /// Needs read back from `meta.json` can hold any numbers (a damaged or hand-edited
+    /// file that still parses): restoring them and running the machine at any instant
+    /// never panics, and a REBOOT still waits for a connection and an idle phone.
+    #[test]
+    fn restored_needs_with_any_numbers_never_panic(
+        needs in prop::collection::btree_map(0..3usize, (any::<i64>(), any::<i64>(), any_phase()), 0..4),
+        times in prop::collection::vec(any::<i64>(), 1..6),
+        grace in any::<i64>(),
+        reask in any::<i64>(),
+        window in any::<u64>(),
+    ) {
+        let timing = RebootTiming { idle_grace: grace, reask, stagger_window: window };
+        let needs = needs
+            .into_iter()
+            .map(|(c, (since, not_before, phase))| (Cause::ALL[c], Need { since, not_before, phase }))
+            .collect();
+        let mut m = RebootMachine::restored(needs);
+        prop_assert!(sent(&m.poll(times[0], &timing).0).is_empty(), "asked while disconnected");
+        m.connection(true);
+        for &t in &times {
+            m.call_state(CallState::Idle, t);
+            let _ = m.poll(t, &timing);
+            let _ = m.waiting(t, &timing);
+            m.need(Cause::LicenseChanged, true, mac(), &timing, t);
+        }
+    }
+}
