@@ -625,9 +625,25 @@ fn a_hand_install_while_the_daemon_runs_is_seen_and_never_overwritten() {
         phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
     )
     .unwrap();
+    // No daemon yet: install says when the license will apply.
+    let out = phone.install(&phone.sign("site", &[("vqmon", t - DAY, Some(t + 40 * DAY))]));
+    assert!(
+        out.contains("no daemon is running: it applies the license when it starts"),
+        "{out}"
+    );
     let daemon = phone.start(None);
-    // A field engineer installs a phone license by hand over ssh...
-    phone.install(&phone.sign("phone", &[("lync", t - DAY, Some(t + 100 * DAY))]));
+    // A field engineer installs a phone license by hand over ssh: the daemon applies it
+    // at once (it is published before install returns)...
+    let out = phone.install(&phone.sign("phone", &[("lync", t - DAY, Some(t + 100 * DAY))]));
+    assert!(
+        out.contains("the running daemon applied it: enabled now vqmon, lync"),
+        "{out}"
+    );
+    assert!(
+        phone.features_file().contains("lync"),
+        "{}",
+        phone.features_file()
+    );
     // ...and the server then offers a renewal of it that starts later: both are kept
     // (the hand-installed one bridges), so the daemon must not write over it.
     std::fs::write(

@@ -506,3 +506,32 @@ fn a_board_without_supervisor_logs_the_reboot_it_would_ask_for() {
         "{log}"
     );
 }
+
+#[test]
+fn a_hand_install_while_the_daemon_runs_applies_at_once_and_asks_for_a_reboot() {
+    let t = now();
+    let bench = Bench::new("");
+    bench.post(PHONE_FILE, "phone", &[("lync", t - DAY, None)]);
+    let sim = bench.sim("sim.log", &[]);
+    let daemon = bench.phone.start(None);
+    sim.wait_for("recv FEATURES lync", 1);
+    // A field engineer installs a site license by hand over ssh.
+    let site = bench
+        .phone
+        .sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]);
+    let out = bench.phone.install(&site);
+    assert!(
+        out.contains("the running daemon applied it: enabled now vqmon, lync"),
+        "{out}"
+    );
+    sim.wait_for("recv FEATURES vqmon,lync", 1);
+    let s = daemon.status();
+    let need = &reboot(&s)["needs"][0];
+    assert_eq!(need["cause"], "license-changed", "{s:#}");
+    // A site license's doing: this phone's stagger delay applies.
+    assert_eq!(
+        secs(&need["not_before"]) - secs(&need["since"]),
+        stagger(MAC, 3_600)
+    );
+    assert_no_violation(&sim);
+}

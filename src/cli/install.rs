@@ -2,11 +2,13 @@
 //! over ssh) exactly as a download would be accepted, and say what changed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::args::{failed, read_license_file, FileBytes, Usage, EXIT_FAILED, EXIT_OK};
 use super::setup::{config_option, default_config, load_phone, read_clock, wall_clock};
 use super::Outcome;
+use crate::daemon::control::{call, ControlError, Request, Response};
 use crate::engine::{self, clock, evaluate, judge_candidate, Decision, Instant, Origin};
 use crate::format::{End, FeatureId};
 use crate::storage::{describe, Mode, Store};
@@ -20,7 +22,9 @@ Usage: license-agent install [--config PATH] FILE
 The file (- for standard input) must verify against the phone's keyring, be bound to
 this phone (its MAC, or its site serial), and not have expired. It is then stored
 exactly as given and the licenses it replaces are dropped; the command says what
-changed in the feature set. A refused file leaves the store untouched.
+changed in the feature set, and tells the running daemon, which applies it at once
+(publishes the set, tells the phone supervisor, asks for a reboot if the set changed).
+A refused file leaves the store untouched.
 
 Options:
   --config PATH  the agent's configuration (default /etc/license-agent/agent.toml)
@@ -99,6 +103,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         store.next_seq(),
     );
     let mut out = String::new();
+    let accepted = matches!(decision, Decision::Accept { .. });
     let code = match decision {
         Decision::Accept { drop } => {
             let at = reading.judge_at.unwrap_or(wall); // Accept implies a sane clock
@@ -180,7 +185,40 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     if let Err(e) = store.save_meta() {
         return Ok(failed("license-agent", &e.to_string()));
     }
+    if accepted {
+        out.push_str(&tell_daemon(&phone.config.control_socket));
+    }
     Ok(Outcome { stdout: out, code })
+}
+
+/// Asks the running daemon to read the store again, so the license takes effect now
+/// (published, told to the supervisor, a reboot asked if the set changed); says how it
+/// went in one line.
+fn tell_daemon(socket: &Path) -> String {
+    match call(socket, &Request::Reload {}, Duration::from_secs(10)) {
+        Ok(Response {
+            ok: true,
+            status: Some(status),
+            ..
+        }) => {
+            let enabled = if status.enabled.is_empty() {
+                "-".to_string()
+            } else {
+                status.enabled.join(", ")
+            };
+            format!("the running daemon applied it: enabled now {enabled}\n")
+        }
+        Ok(response) => format!(
+            "the running daemon did not apply it ({}); it will at its next wake-up\n",
+            response.error.unwrap_or_default()
+        ),
+        Err(ControlError::NoDaemon(_)) => {
+            "no daemon is running: it applies the license when it starts\n".to_string()
+        }
+        Err(e) => format!(
+            "the running daemon was not told ({e}); it applies the license at its next wake-up\n"
+        ),
+    }
 }
 
 /// Records a refusal, leaves the licenses untouched, exit 1.

@@ -332,6 +332,12 @@ impl Agent {
         }
     }
 
+    /// Reads the store again and decides, without fetching (after a hand install).
+    pub fn refresh(&mut self, now: Instant) {
+        self.reload(now);
+        self.decide(now);
+    }
+
     /// At a wake-up (timer, clock step): fetch if a retry is due or a fetch is owed,
     /// otherwise decide again.
     pub fn wake(&mut self, now: Instant) {

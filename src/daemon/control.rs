@@ -6,8 +6,10 @@
 //!   `{"ok":false,"error":"permission denied"}`.
 //! - The client sends one request, a JSON object on one line of at most
 //!   [`MAX_REQUEST`] bytes; the daemon answers one JSON object on one line and closes.
-//! - Requests: `{"cmd":"status"}`, `{"cmd":"check-sync"}`, and, only when the daemon
-//!   runs with the test clock (a test aid), `{"cmd":"test-set-time","now":UNIX}`.
+//! - Requests: `{"cmd":"status"}`, `{"cmd":"check-sync"}`, `{"cmd":"reload"}` (read the
+//!   store again and decide now, without fetching: what `license-agent install` sends
+//!   after storing a license by hand), and, only when the daemon runs with the test
+//!   clock (a test aid), `{"cmd":"test-set-time","now":UNIX}`.
 //! - Answers: `{"ok":true,"status":{…}}` (the report of `status --json`, with its
 //!   `daemon` section), `{"ok":true,"check_sync":{…}}`, or `{"ok":false,"error":"…"}` for
 //!   a malformed, oversize, unknown or refused request. Nothing a client sends can stop
@@ -34,6 +36,8 @@ pub enum Request {
     // Empty braces, not unit variants: serde checks unknown fields only on these.
     Status {},
     CheckSync {},
+    /// Read the store again and decide now (after a hand install).
+    Reload {},
     /// Test aid: sets the daemon's test clock.
     TestSetTime {
         now: i64,
@@ -177,12 +181,17 @@ mod tests {
             r#"{"cmd":"check-sync"}"#
         );
         assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"reload"}"#).unwrap(),
+            Request::Reload {}
+        );
+        assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"test-set-time","now":5}"#).unwrap(),
             Request::TestSetTime { now: 5 }
         );
         for bad in [
             r#"{"cmd":"reboot"}"#,
             r#"{"cmd":"status","x":1}"#,
+            r#"{"cmd":"reload","now":5}"#,
             "[]",
             "",
             "{",

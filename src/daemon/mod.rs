@@ -490,6 +490,14 @@ fn answer(request: Request, agent: &mut Agent, clock: &mut DaemonClock) -> Respo
                 ..Response::default()
             }
         }
+        Request::Reload {} => {
+            agent.refresh(clock.now());
+            Response {
+                ok: true,
+                status: Some(agent.status(clock.now())),
+                ..Response::default()
+            }
+        }
         Request::TestSetTime { now } if clock.test => {
             clock.set(now);
             agent.wake(clock.now());

@@ -71,19 +71,19 @@ impl Phone {
         std::fs::read(out_file).unwrap()
     }
 
-    /// Installs by hand with `license-agent install`; must succeed.
-    pub fn install(&self, bytes: &[u8]) {
-        self.install_with(bytes, agent());
+    /// Installs by hand with `license-agent install`; must succeed. Returns its output.
+    pub fn install(&self, bytes: &[u8]) -> String {
+        self.install_with(bytes, agent())
     }
 
     /// Installs by hand as if the time were `t` (the test clock of the CLI).
-    pub fn install_at(&self, bytes: &[u8], t: i64) {
+    pub fn install_at(&self, bytes: &[u8], t: i64) -> String {
         let mut cmd = agent();
         cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
-        self.install_with(bytes, cmd);
+        self.install_with(bytes, cmd)
     }
 
-    fn install_with(&self, bytes: &[u8], cmd: Command) {
+    fn install_with(&self, bytes: &[u8], cmd: Command) -> String {
         let file = self.path("install.cfg");
         std::fs::write(&file, bytes).unwrap();
         let out = run(
@@ -101,6 +101,7 @@ impl Phone {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Makes the stored reboot record look like one of an earlier boot of the phone, so
