@@ -206,6 +206,18 @@ fn an_identical_license_changes_nothing() {
     assert_eq!(decisions[1], Decision::Identical { seq: 1 });
 }
 
+/// "Identical to one already stored": a copy of a license that was dropped is a new
+/// arrival, and as the one received last it wins a tie (found by the property test).
+#[test]
+fn a_copy_of_a_dropped_license_arrives_anew() {
+    let a = lic(Kind::Site, &[(2, T0, None)]);
+    let b = lic(Kind::Site, &[(3, T0, None)]);
+    let (held, decisions) = arrive(T0, &[a.clone(), b, a]);
+    assert_eq!(decisions[1], Decision::Accept { drop: vec![1] });
+    assert_eq!(decisions[2], Decision::Accept { drop: vec![2] });
+    assert_eq!(enabled_ids(&held, T0), [2]);
+}
+
 #[test]
 fn an_unsynced_clock_takes_no_time_based_decision() {
     let l = lic(Kind::Phone, &[(1, T0, None)]);
@@ -453,6 +465,8 @@ fn make(d: &Draw) -> Verified<License> {
 /// The rules from scratch, with no state machine: per kind, the primary is the longest
 /// of all acceptable arrivals (last on a tie); another still counts only if, from its
 /// arrival on, every primary has been either itself or Impending (it bridged all along).
+/// An arrival identical to a license that still counts is a repeat and changes nothing;
+/// identical to one dropped earlier, it is a new arrival like any other.
 fn reference_enabled(at: Instant, arrivals: &[Verified<License>]) -> BTreeMap<FeatureId, End> {
     let mut enabled: BTreeMap<FeatureId, End> = BTreeMap::new();
     for kind in [Kind::Phone, Kind::Site] {
@@ -462,32 +476,14 @@ fn reference_enabled(at: Instant, arrivals: &[Verified<License>]) -> BTreeMap<Fe
                 Kind::Phone => l.serial().to_string() == MAC,
                 Kind::Site => l.serial().to_string() == SITE,
             };
-            let repeat = acceptable
+            let repeat = reference_counting(at, &acceptable)
                 .iter()
-                .any(|(_, o)| o.signed_message() == l.signed_message());
+                .any(|o| o.signed_message() == l.signed_message());
             if l.kind() == kind && bound && !repeat && license_status(l, at) != Status::Inactive {
                 acceptable.push((i, l));
             }
         }
-        let key = |(i, l): &(usize, &Verified<License>)| (license_span(l).1, *i);
-        let prefix_primary = |upto: usize| {
-            acceptable
-                .iter()
-                .filter(|(i, _)| *i <= upto)
-                .max_by_key(|x| key(x))
-        };
-        let Some(primary) = acceptable.iter().max_by_key(|x| key(x)) else {
-            continue;
-        };
-        for (i, l) in &acceptable {
-            let counts = *i == primary.0
-                || acceptable.iter().filter(|(j, _)| j >= i).all(|(j, _)| {
-                    prefix_primary(*j)
-                        .is_some_and(|(k, p)| k == i || license_status(p, at) == Status::Impending)
-                });
-            if !counts {
-                continue;
-            }
+        for l in reference_counting(at, &acceptable) {
             for e in l.features() {
                 if entry_status(e, at).in_force() {
                     let end = enabled.entry(e.id).or_insert(e.end);
@@ -497,6 +493,35 @@ fn reference_enabled(at: Instant, arrivals: &[Verified<License>]) -> BTreeMap<Fe
         }
     }
     enabled
+}
+
+/// Of the acceptable arrivals of one kind (arrival index, license), the ones that still
+/// count: the primary, and those that bridged to every primary since their arrival.
+fn reference_counting<'a>(
+    at: Instant,
+    acceptable: &[(usize, &'a Verified<License>)],
+) -> Vec<&'a Verified<License>> {
+    let key = |(i, l): &(usize, &Verified<License>)| (license_span(l).1, *i);
+    let prefix_primary = |upto: usize| {
+        acceptable
+            .iter()
+            .filter(|(i, _)| *i <= upto)
+            .max_by_key(|x| key(x))
+    };
+    let Some(primary) = acceptable.iter().max_by_key(|x| key(x)) else {
+        return Vec::new();
+    };
+    acceptable
+        .iter()
+        .filter(|(i, _)| {
+            *i == primary.0
+                || acceptable.iter().filter(|(j, _)| j >= i).all(|(j, _)| {
+                    prefix_primary(*j)
+                        .is_some_and(|(k, p)| k == i || license_status(p, at) == Status::Impending)
+                })
+        })
+        .map(|(_, l)| *l)
+        .collect()
 }
 
 proptest! {
