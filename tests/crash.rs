@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{agent, issuer, rfc, run};
 use license_agent::engine::Identity;
 use license_agent::format::Serial;
-use license_agent::storage::{Mode, Store};
+use license_agent::storage::{Mode, Store, WriterLock};
 use license_agent::trust::Keyring;
 
 const DAY: i64 = 86_400;
@@ -22,8 +22,12 @@ const ROUNDS: usize = 300;
 
 /// The signed messages held after a load as the agent's next start does it.
 fn load(state: &Path, keyring: &Keyring, identity: &Identity, now: i64) -> BTreeSet<Vec<u8>> {
-    let mut store =
-        Store::open(state, keyring, identity, Mode::Writer, now).expect("the store loads");
+    // The killed writer's lock went with it: the kernel releases a flock at exit.
+    let lock = WriterLock::try_acquire(state)
+        .expect("the lock file")
+        .expect("no other writer");
+    let mode = Mode::Writer(std::sync::Arc::new(lock));
+    let mut store = Store::open(state, keyring, identity, mode, now).expect("the store loads");
     assert!(
         store.invalid().is_empty(),
         "a torn or damaged file was found: {:?}",

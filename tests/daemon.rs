@@ -615,16 +615,7 @@ fn sighup_reads_the_configuration_again() {
 #[test]
 fn a_hand_install_while_the_daemon_runs_is_seen_and_never_overwritten() {
     let t = now();
-    let server = tempfile::tempdir().unwrap();
-    let phone = Phone::new(&format!(
-        "server = \"file://{}/\"\n",
-        server.path().display()
-    ));
-    std::fs::write(
-        server.path().join(SITE_FILE),
-        phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
-    )
-    .unwrap();
+    let (phone, server) = Phone::with_folder_server(&[("vqmon", t - DAY, Some(t + 50 * DAY))]);
     // No daemon yet: install says when the license will apply.
     let out = phone.install(&phone.sign("site", &[("vqmon", t - DAY, Some(t + 40 * DAY))]));
     assert!(
@@ -765,4 +756,113 @@ fn a_sighup_while_the_agent_starts_is_kept_for_the_loop() {
         log.contains("SIGHUP: reading the configuration again"),
         "{log}"
     );
+}
+
+/// One writer per store: while the daemon runs, a second daemon or `run --once` on the
+/// same state folder is refused, and `install` hands the file to the daemon (which
+/// judges it, records the verdict and applies it), so two processes never write
+/// `meta.json` or a license number beside each other. Without a daemon, install waits
+/// for a short holder of the lock, and says so when the holder never lets go.
+#[test]
+fn one_writer_per_store() {
+    let t = now();
+    let (phone, _server) = Phone::with_folder_server(&[("vqmon", t - DAY, Some(t + 50 * DAY))]);
+    let daemon = phone.start(None);
+
+    // Another daemon, or a one-off pass, with their own control socket: refused.
+    let second = phone.path("second.toml");
+    let text = std::fs::read_to_string(&phone.config).unwrap();
+    std::fs::write(&second, text.replace("control.sock", "second.sock")).unwrap();
+    for args in [vec!["run"], vec!["run", "--once"]] {
+        let mut all = args.clone();
+        all.extend(["--config", second.to_str().unwrap()]);
+        let out = run(agent(), &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("another license-agent process holds it"),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    // A refused install goes through the daemon too: its verdict on stderr, exit 1,
+    // and the daemon recorded it.
+    let stderr = install_fails(
+        &phone,
+        &phone.sign("phone", &[("lync", t - 10 * DAY, Some(t - DAY))]),
+    );
+    assert!(
+        stderr.contains("refused") && stderr.contains("expired"),
+        "{stderr}"
+    );
+    // (The daemon's status comes from its memory: it holds the verdict it recorded.)
+    let events = daemon.status()["events"].to_string();
+    assert!(
+        events.contains(r#""what":"refused""#) && events.contains("has not expired"),
+        "{events}"
+    );
+    // An accepted one is applied at once, and the daemon's own records survive it.
+    let out = phone.install(&phone.sign("phone", &[("lync", t - DAY, None)]));
+    assert!(
+        out.contains("installed: phone license")
+            && out.contains("the running daemon applied it: enabled now vqmon, lync"),
+        "{out}"
+    );
+    let (_, log) = daemon.stop();
+    assert!(
+        log.contains("install "),
+        "the daemon did the install:\n{log}"
+    );
+    let meta = std::fs::read_to_string(phone.path("state/meta.json")).unwrap();
+    assert!(
+        meta.contains("has not expired") && meta.contains("\"published\""),
+        "{meta}"
+    );
+
+    // No daemon, but the lock is held for a moment (a daemon starting, another
+    // install): install waits for it, then installs itself.
+    let state = phone.path("state");
+    let held = license_agent::storage::WriterLock::try_acquire(&state)
+        .unwrap()
+        .unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        drop(held);
+    });
+    let renewal = phone.sign("site", &[("vqmon", t - DAY, Some(t + 90 * DAY))]);
+    let out = phone.install(&renewal);
+    assert!(out.contains("no daemon is running"), "{out}");
+    release.join().unwrap();
+    // Held for good and no daemon answers: nothing installed, and it says why.
+    let _held = license_agent::storage::WriterLock::try_acquire(&state)
+        .unwrap()
+        .unwrap();
+    let before = std::fs::read_to_string(phone.path("state/meta.json")).unwrap();
+    let stderr = install_fails(
+        &phone,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 99 * DAY))]),
+    );
+    assert!(
+        stderr.contains("nothing installed: another license-agent process holds the store"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(phone.path("state/meta.json")).unwrap(),
+        before,
+        "the store is untouched"
+    );
+}
+
+/// `license-agent install` of `bytes`, which must fail (exit 1); its standard error.
+fn install_fails(phone: &Phone, bytes: &[u8]) -> String {
+    let file = phone.path("refused.cfg");
+    std::fs::write(&file, bytes).unwrap();
+    let config = phone.config.to_str().unwrap();
+    let out = run(
+        agent(),
+        ["install", "--config", config, file.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
 }

@@ -485,16 +485,7 @@ fn an_agent_restart_does_not_ask_twice_and_a_real_reboot_starts_afresh() {
 #[test]
 fn a_board_without_supervisor_logs_the_reboot_it_would_ask_for() {
     let end = now() + 100 * DAY;
-    let server = tempfile::tempdir().unwrap();
-    let phone = Phone::new(&format!(
-        "server = \"file://{}/\"\n",
-        server.path().display()
-    ));
-    std::fs::write(
-        server.path().join(SITE_FILE),
-        phone.sign("site", &[("vqmon", end - 200 * DAY, Some(end))]),
-    )
-    .unwrap();
+    let (phone, _server) = Phone::with_folder_server(&[("vqmon", end - 200 * DAY, Some(end))]);
     let daemon = phone.start(Some(end - 60));
     let s = daemon.set_time(end + 1);
     assert_eq!(reboot(&s)["needs"][0]["cause"], "license-expired", "{s:#}");

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
 use crate::format::{self, Capped, Malformed};
@@ -62,15 +62,36 @@ pub enum FileBytes {
     TooBig(Malformed),
 }
 
+impl FileBytes {
+    /// Judges bytes read under the cap (at most the cap plus one byte): too big, or the
+    /// content. The same judgement wherever the bytes were read (here, or by a client
+    /// that handed them over the control socket).
+    pub fn judge(bytes: &[u8]) -> FileBytes {
+        match format::read_capped(bytes) {
+            Ok(Capped::Content(bytes)) => FileBytes::Read(bytes),
+            Ok(Capped::TooBig(m)) => FileBytes::TooBig(m),
+            // Reading a slice cannot fail; were it to, verifying refuses an oversize file.
+            Err(_) => FileBytes::Read(bytes.to_vec()),
+        }
+    }
+}
+
+/// Reads a license file's bytes (`-` is standard input), never more than the cap plus
+/// one byte: enough to tell that a file is too big.
+pub fn read_license_bytes(path: &Path) -> io::Result<Vec<u8>> {
+    let source: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(path)?)
+    };
+    let mut bytes = Vec::with_capacity(8 * 1024);
+    source
+        .take(format::MAX_FILE_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads a license file (`-` is standard input), never more than the cap plus one byte.
 pub fn read_license_file(path: &Path) -> io::Result<FileBytes> {
-    let capped = if path.as_os_str() == "-" {
-        format::read_capped(io::stdin().lock())?
-    } else {
-        format::read_capped(File::open(path)?)?
-    };
-    Ok(match capped {
-        Capped::Content(bytes) => FileBytes::Read(bytes),
-        Capped::TooBig(m) => FileBytes::TooBig(m),
-    })
+    read_license_bytes(path).map(|bytes| FileBytes::judge(&bytes))
 }

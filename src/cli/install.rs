@@ -1,17 +1,22 @@
 //! `license-agent install`: accept a license by hand (a field engineer copying a file
-//! over ssh) exactly as a download would be accepted, and say what changed.
+//! over ssh) exactly as a download would be accepted, and say what changed. The store
+//! has one writer: this process when no daemon runs, otherwise the daemon, which gets
+//! the file over the control socket and runs the same [`install_into`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{failed, read_license_file, FileBytes, Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{config_option, default_config, load_phone, read_clock, wall_clock};
+use serde::{Deserialize, Serialize};
+
+use super::args::{failed, read_license_bytes, FileBytes, Usage, EXIT_FAILED, EXIT_OK};
+use super::setup::{config_option, default_config, load_phone, read_clock, wall_clock, Phone};
 use super::Outcome;
 use crate::daemon::control::{call, ControlError, Request, Response};
 use crate::engine::{self, clock, evaluate, judge_candidate, Decision, Instant, Origin};
 use crate::format::{End, FeatureId};
-use crate::storage::{describe, Mode, Store};
+use crate::storage::{describe, Mode, Store, WriterLock};
 use crate::trust::Rejection;
 
 pub const HELP: &str = "\
@@ -22,7 +27,8 @@ Usage: license-agent install [--config PATH] FILE
 The file (- for standard input) must verify against the phone's keyring, be bound to
 this phone (its MAC, or its site serial), and not have expired. It is then stored
 exactly as given and the licenses it replaces are dropped; the command says what
-changed in the feature set, and tells the running daemon, which applies it at once
+changed in the feature set. While the daemon runs it holds the store, so the file is
+handed to it: it judges and stores the file the same way and applies it at once
 (publishes the set, tells the phone supervisor, asks for a reboot if the set changed).
 A refused file leaves the store untouched.
 
@@ -48,30 +54,9 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     }
     let file = file.ok_or_else(|| Usage("install needs a FILE".into()))?;
     let phone = load_phone(&config)?;
-    let wall = wall_clock()?;
-    let mut store = match Store::open(
-        &phone.config.state_dir,
-        &phone.keyring,
-        &phone.identity,
-        Mode::Writer,
-        wall,
-    ) {
-        Ok(store) => store,
-        Err(e) => return Ok(failed("license-agent", &e.to_string())),
-    };
-    let reading = read_clock(&phone, store.meta(), wall);
     let shown = file.display().to_string();
-
-    let bytes = match read_license_file(&file) {
-        Ok(FileBytes::Read(bytes)) => bytes,
-        Ok(FileBytes::TooBig(m)) => {
-            return refuse(
-                &mut store,
-                wall,
-                &shown,
-                &Rejection::Malformed(m).to_string(),
-            )
-        }
+    let bytes = match read_license_bytes(&file) {
+        Ok(bytes) => bytes,
         Err(e) => {
             return Ok(failed(
                 "license-agent",
@@ -79,13 +64,140 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             ))
         }
     };
+    // One writer per store: with its lock, install here; without it a daemon runs (or
+    // is starting, or another install is under way), so hand the file to the daemon.
+    let deadline = std::time::Instant::now() + HAND_OVER_WAIT;
+    loop {
+        match WriterLock::try_acquire(&phone.config.state_dir) {
+            Ok(Some(lock)) => return install_here(&phone, lock, &bytes, &shown),
+            Ok(None) => {}
+            Err(e) => return Ok(failed("license-agent", &e.to_string())),
+        }
+        let request = Request::Install {
+            file: shown.clone(),
+            license: hex::encode(&bytes),
+        };
+        let socket = &phone.config.control_socket;
+        match call(socket, &request, Duration::from_secs(10)) {
+            Ok(response) => return Ok(from_daemon(response)),
+            Err(ControlError::NoDaemon(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Ok(failed(
+                    "license-agent",
+                    &format!(
+                        "nothing installed: another license-agent process holds the store {} and the daemon at {} did not take the file ({e})",
+                        phone.config.state_dir.display(),
+                        socket.display()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// How long `install` keeps trying when the store is locked but no daemon answers yet
+/// (a daemon starting, or another install under way).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
+
+/// No daemon runs: this process is the store's writer.
+fn install_here(
+    phone: &Phone,
+    lock: WriterLock,
+    bytes: &[u8],
+    shown: &str,
+) -> Result<Outcome, Usage> {
+    let wall = wall_clock()?;
+    let mut store = match Store::open(
+        &phone.config.state_dir,
+        &phone.keyring,
+        &phone.identity,
+        Mode::Writer(Arc::new(lock)),
+        wall,
+    ) {
+        Ok(store) => store,
+        Err(e) => return Ok(failed("license-agent", &e.to_string())),
+    };
+    let mut done = install_into(phone, &mut store, FileBytes::judge(bytes), shown, wall);
+    if done.accepted {
+        done.stdout
+            .push_str("no daemon is running: it applies the license when it starts\n");
+    }
+    eprint!("{}", done.stderr);
+    Ok(Outcome {
+        stdout: done.stdout,
+        code: done.code,
+    })
+}
+
+/// The daemon installed the file: its words, and what it enabled.
+fn from_daemon(response: Response) -> Outcome {
+    let Some(done) = response.install else {
+        let why = response.error.unwrap_or_else(|| "no reason given".into());
+        return failed(
+            "license-agent",
+            &format!("nothing installed: the running daemon refused the request: {why}"),
+        );
+    };
+    eprint!("{}", done.stderr);
+    let mut stdout = done.stdout;
+    if let (true, Some(status)) = (done.code == EXIT_OK, response.status) {
+        let enabled = if status.enabled.is_empty() {
+            "-".to_string()
+        } else {
+            status.enabled.join(", ")
+        };
+        stdout.push_str(&format!(
+            "the running daemon applied it: enabled now {enabled}\n"
+        ));
+    }
+    Outcome {
+        stdout,
+        code: done.code,
+    }
+}
+
+/// What an install did: the words for standard output and error, and the exit status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installed {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// Stored (the feature set may have changed).
+    #[serde(default)]
+    pub accepted: bool,
+}
+
+/// Judges a license given by hand and stores it as a download would be, in the store of
+/// its one writer: this process, or the daemon (`shown` names the file in the words and
+/// the events). Every refusal is recorded in `meta.json` too.
+pub fn install_into(
+    phone: &Phone,
+    store: &mut Store,
+    candidate: FileBytes,
+    shown: &str,
+    wall: Instant,
+) -> Installed {
+    let failed = |message: String| Installed {
+        code: EXIT_FAILED,
+        stderr: format!("license-agent: {message}\n"),
+        ..Installed::default()
+    };
+    let reading = read_clock(phone, store.meta(), wall);
+    let bytes = match candidate {
+        FileBytes::Read(bytes) => bytes,
+        FileBytes::TooBig(m) => {
+            return refuse(store, wall, shown, &Rejection::Malformed(m).to_string())
+        }
+    };
     let license = match phone.keyring.verify_bytes(&bytes) {
         Ok(license) => license,
         Err(rejection) => {
             return refuse(
-                &mut store,
+                store,
                 wall,
-                &shown,
+                shown,
                 &format!("{}: {rejection}", rejection.verdict()),
             )
         }
@@ -102,9 +214,8 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         reading.judge_at,
         store.next_seq(),
     );
-    let mut out = String::new();
-    let accepted = matches!(decision, Decision::Accept { .. });
-    let code = match decision {
+    let mut done = Installed::default();
+    match decision {
         Decision::Accept { drop } => {
             let at = reading.judge_at.unwrap_or(wall); // Accept implies a sane clock
             let stored = store
@@ -112,13 +223,14 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
                 .and_then(|seq| store.prune(at, wall).map(|_| seq));
             let seq = match stored {
                 Ok(seq) => seq,
-                Err(e) => return Ok(failed("license-agent", &e.to_string())),
+                Err(e) => return failed(e.to_string()),
             };
             let path = store
                 .held()
                 .iter()
                 .find(|h| h.seq == seq)
                 .map(|h| store.path_of(h));
+            let out = &mut done.stdout;
             out.push_str(&format!(
                 "installed: {subject}, stored as {}\n",
                 path.map(|p| p.display().to_string()).unwrap_or_default()
@@ -140,7 +252,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
                 ));
             }
             out.push_str(&changes(&before.unwrap_or_default(), &after.enabled()));
-            EXIT_OK
+            done.accepted = true;
         }
         Decision::Identical { .. } => {
             store.meta_mut().record(
@@ -149,10 +261,8 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
                 subject.clone(),
                 "already stored; nothing changed",
             );
-            out.push_str(&format!(
-                "unchanged: {subject} is already stored (identical signed content)\n"
-            ));
-            EXIT_OK
+            done.stdout =
+                format!("unchanged: {subject} is already stored (identical signed content)\n");
         }
         Decision::Superseded { by } => {
             let longer = store.held().iter().find(|h| h.seq == by);
@@ -167,74 +277,43 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             store
                 .meta_mut()
                 .record(wall, "superseded", subject.clone(), detail.clone());
-            eprintln!("license-agent: not installed: {subject}: {detail}");
-            EXIT_FAILED
+            done.stderr = format!("license-agent: not installed: {subject}: {detail}\n");
+            done.code = EXIT_FAILED;
         }
         Decision::Refuse(refusal) => {
             return refuse(
-                &mut store,
+                store,
                 wall,
                 &subject,
                 &format!("{}: {refusal}", refusal.id()),
             );
         }
-    };
+    }
     if let Some(t) = clock::trusted_time_to_write(&reading, store.meta().latest_trusted) {
         store.meta_mut().latest_trusted = Some(t);
     }
     if let Err(e) = store.save_meta() {
-        return Ok(failed("license-agent", &e.to_string()));
+        return failed(e.to_string());
     }
-    if accepted {
-        out.push_str(&tell_daemon(&phone.config.control_socket));
-    }
-    Ok(Outcome { stdout: out, code })
-}
-
-/// Asks the running daemon to read the store again, so the license takes effect now
-/// (published, told to the supervisor, a reboot asked if the set changed); says how it
-/// went in one line.
-fn tell_daemon(socket: &Path) -> String {
-    match call(socket, &Request::Reload {}, Duration::from_secs(10)) {
-        Ok(Response {
-            ok: true,
-            status: Some(status),
-            ..
-        }) => {
-            let enabled = if status.enabled.is_empty() {
-                "-".to_string()
-            } else {
-                status.enabled.join(", ")
-            };
-            format!("the running daemon applied it: enabled now {enabled}\n")
-        }
-        Ok(response) => format!(
-            "the running daemon did not apply it ({}); it will at its next wake-up\n",
-            response.error.unwrap_or_default()
-        ),
-        Err(ControlError::NoDaemon(_)) => {
-            "no daemon is running: it applies the license when it starts\n".to_string()
-        }
-        Err(e) => format!(
-            "the running daemon was not told ({e}); it applies the license at its next wake-up\n"
-        ),
-    }
+    done
 }
 
 /// Records a refusal, leaves the licenses untouched, exit 1.
-fn refuse(store: &mut Store, wall: Instant, subject: &str, why: &str) -> Result<Outcome, Usage> {
+fn refuse(store: &mut Store, wall: Instant, subject: &str, why: &str) -> Installed {
     store
         .meta_mut()
         .record(wall, "refused", subject.to_string(), why.to_string());
-    let saved = store.save_meta();
-    eprintln!("license-agent: refused: {subject}: {why}");
-    if let Err(e) = saved {
-        eprintln!("license-agent: and the refusal could not be recorded: {e}");
+    let mut stderr = format!("license-agent: refused: {subject}: {why}\n");
+    if let Err(e) = store.save_meta() {
+        stderr.push_str(&format!(
+            "license-agent: and the refusal could not be recorded: {e}\n"
+        ));
     }
-    Ok(Outcome {
-        stdout: String::new(),
+    Installed {
         code: EXIT_FAILED,
-    })
+        stderr,
+        ..Installed::default()
+    }
 }
 
 /// The feature set's changes, one line each (`+` enabled, `-` disabled, `~` new end).

@@ -56,7 +56,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     super::setup::load_phone(&config)?;
     if once {
         let clock = DaemonClock::from_env().map_err(|e| Usage(e.0))?;
-        let mut agent = match daemon::start(&config, &clock) {
+        let mut agent = match daemon::start(&config, &clock, None) {
             Ok(agent) => agent,
             Err(e) => return Ok(super::args::failed("license-agent", &e.0)),
         };

@@ -4,11 +4,13 @@
 //! server ([`Source`]) and the supervisor's words are handed in, so every step is a
 //! plain function of (state, now, what the outside said).
 
-use crate::cli::install::changes;
+use crate::cli::args::FileBytes;
+use crate::cli::install::{changes, install_into, Installed};
 use crate::cli::setup::{read_clock, Phone};
 use crate::daemon::control::CheckSyncJson;
 use crate::daemon::publish::{self, FeatureSet};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::engine::poll::{self, poll_reason};
 use crate::engine::reboot::{
@@ -21,7 +23,9 @@ use crate::fetch::{backoff, phone_file, FetchOutcome, Fetcher, SITE_FILE};
 use crate::format::FeatureId;
 use crate::format::Kind;
 use crate::status::{self, DaemonJson, FileFetchJson, NeedJson, RebootJson, StatusJson};
-use crate::storage::{describe, Meta, Mode, RebootRecord, Store, StoreError, Validator};
+use crate::storage::{
+    describe, Meta, Mode, RebootRecord, Store, StoreError, Validator, WriterLock,
+};
 
 /// Where license files come from.
 pub trait Source {
@@ -75,6 +79,7 @@ impl Agent {
     /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
     pub fn start(
         phone: Phone,
+        lock: Arc<WriterLock>,
         source: Result<Box<dyn Source>, String>,
         now: Instant,
         jitter: u64,
@@ -84,7 +89,7 @@ impl Agent {
             &phone.config.state_dir,
             &phone.keyring,
             &phone.identity,
-            Mode::Writer,
+            Mode::Writer(lock),
             now,
         )?;
         for invalid in store.invalid() {
@@ -146,15 +151,18 @@ impl Agent {
         &self.store
     }
 
-    /// Opens the store again from disk, so that what another process stored (a hand
-    /// `install` while the daemon runs) is seen and verified before anything is decided.
+    /// Opens the store again from disk, verifying every file again before anything is
+    /// decided: a file damaged on flash since the last look is set aside, never used.
     fn reload(&mut self, now: Instant) {
         let phone = &self.phone;
+        let Some(lock) = self.store.lock().cloned() else {
+            return;
+        };
         match Store::open(
             &phone.config.state_dir,
             &phone.keyring,
             &phone.identity,
-            Mode::Writer,
+            Mode::Writer(lock),
             now,
         ) {
             Ok(store) => self.store = store,
@@ -332,10 +340,29 @@ impl Agent {
         }
     }
 
-    /// Reads the store again and decides, without fetching (after a hand install).
-    pub fn refresh(&mut self, now: Instant) {
-        self.reload(now);
-        self.decide(now);
+    /// Installs a license file given by hand (`license-agent install` while this daemon
+    /// holds the store), then applies the result at once, without fetching: publishes
+    /// the set, and asks for a reboot if it changed.
+    pub fn install(&mut self, bytes: &[u8], file: &str, now: Instant) -> Installed {
+        let done = install_into(
+            &self.phone,
+            &mut self.store,
+            FileBytes::judge(bytes),
+            file,
+            now,
+        );
+        log::info!(
+            "install {file}: {}",
+            done.stdout
+                .lines()
+                .chain(done.stderr.lines())
+                .next()
+                .unwrap_or("")
+        );
+        if done.accepted {
+            self.decide(now);
+        }
+        done
     }
 
     /// At a wake-up (timer, clock step): fetch if a retry is due or a fetch is owed,

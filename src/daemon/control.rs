@@ -6,14 +6,17 @@
 //!   `{"ok":false,"error":"permission denied"}`.
 //! - The client sends one request, a JSON object on one line of at most
 //!   [`MAX_REQUEST`] bytes; the daemon answers one JSON object on one line and closes.
-//! - Requests: `{"cmd":"status"}`, `{"cmd":"check-sync"}`, `{"cmd":"reload"}` (read the
-//!   store again and decide now, without fetching: what `license-agent install` sends
-//!   after storing a license by hand), and, only when the daemon runs with the test
-//!   clock (a test aid), `{"cmd":"test-set-time","now":UNIX}`.
+//! - Requests: `{"cmd":"status"}`, `{"cmd":"check-sync"}`,
+//!   `{"cmd":"install","file":NAME,"license":HEX}` (what `license-agent install` sends
+//!   when the daemon holds the store: the file's bytes, at most the size cap plus one,
+//!   in hex; the daemon judges and stores them as the install command would, and
+//!   applies the result at once), and, only when the daemon runs with the test clock (a
+//!   test aid), `{"cmd":"test-set-time","now":UNIX}`.
 //! - Answers: `{"ok":true,"status":{…}}` (the report of `status --json`, with its
-//!   `daemon` section), `{"ok":true,"check_sync":{…}}`, or `{"ok":false,"error":"…"}` for
-//!   a malformed, oversize, unknown or refused request. Nothing a client sends can stop
-//!   the daemon.
+//!   `daemon` section), `{"ok":true,"check_sync":{…}}`,
+//!   `{"ok":true,"install":{"code":N,"stdout":…,"stderr":…,"accepted":…},"status":{…}}`,
+//!   or `{"ok":false,"error":"…"}` for a malformed, oversize, unknown or refused
+//!   request. Nothing a client sends can stop the daemon.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -22,10 +25,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::install::Installed;
 use crate::status::{FileFetchJson, StatusJson};
 
-/// The longest request line.
-pub const MAX_REQUEST: usize = 4096;
+/// The longest request line: an install carries a whole license file in hex.
+pub const MAX_REQUEST: usize = 2 * (crate::format::MAX_FILE_SIZE + 1) + 4096;
 /// The longest answer a client reads (a status is a few KiB).
 pub const MAX_ANSWER: u64 = 4 << 20;
 
@@ -36,8 +40,12 @@ pub enum Request {
     // Empty braces, not unit variants: serde checks unknown fields only on these.
     Status {},
     CheckSync {},
-    /// Read the store again and decide now (after a hand install).
-    Reload {},
+    /// Install a license file given by hand (`license`: its bytes in hex; `file`: its
+    /// name, for the words and the events).
+    Install {
+        file: String,
+        license: String,
+    },
     /// Test aid: sets the daemon's test clock.
     TestSetTime {
         now: i64,
@@ -66,6 +74,8 @@ pub struct Response {
     pub status: Option<StatusJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_sync: Option<CheckSyncJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Installed>,
 }
 
 impl Response {
@@ -181,8 +191,12 @@ mod tests {
             r#"{"cmd":"check-sync"}"#
         );
         assert_eq!(
-            serde_json::from_str::<Request>(r#"{"cmd":"reload"}"#).unwrap(),
-            Request::Reload {}
+            serde_json::from_str::<Request>(r#"{"cmd":"install","file":"a.cfg","license":"3c3f"}"#)
+                .unwrap(),
+            Request::Install {
+                file: "a.cfg".into(),
+                license: "3c3f".into()
+            }
         );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"test-set-time","now":5}"#).unwrap(),
@@ -191,7 +205,9 @@ mod tests {
         for bad in [
             r#"{"cmd":"reboot"}"#,
             r#"{"cmd":"status","x":1}"#,
-            r#"{"cmd":"reload","now":5}"#,
+            r#"{"cmd":"reload"}"#,
+            r#"{"cmd":"install","file":"a.cfg"}"#,
+            r#"{"cmd":"install","file":"a.cfg","license":"00","now":5}"#,
             "[]",
             "",
             "{",
@@ -206,9 +222,25 @@ mod tests {
         a.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
         assert_eq!(read_request(&mut b), Ok(Request::Status {}));
         let (mut a, mut b) = UnixStream::pair().unwrap();
-        let big = vec![b' '; MAX_REQUEST + 10];
-        a.write_all(&big).unwrap();
+        // From another thread: more than a socket buffer may hold.
+        let writer = std::thread::spawn(move || {
+            let big = vec![b' '; MAX_REQUEST + 10];
+            let _ = a.write_all(&big);
+        });
         assert!(read_request(&mut b).unwrap_err().contains("longer"));
+        drop(b);
+        writer.join().unwrap();
+        // The largest install (a file of the cap plus one byte) fits in one request.
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let install = Request::Install {
+            file: "/tmp/some/long/path/to/a-license-file.cfg".into(),
+            license: hex::encode(vec![0xffu8; crate::format::MAX_FILE_SIZE + 1]),
+        };
+        let mut line = serde_json::to_vec(&install).unwrap();
+        line.push(b'\n');
+        let writer = std::thread::spawn(move || a.write_all(&line).unwrap());
+        assert_eq!(read_request(&mut b), Ok(install));
+        writer.join().unwrap();
         let (mut a, mut b) = UnixStream::pair().unwrap();
         a.write_all(b"\xff\xfe\n").unwrap();
         assert!(read_request(&mut b).unwrap_err().contains("malformed"));

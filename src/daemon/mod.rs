@@ -25,6 +25,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -39,6 +40,7 @@ use crate::cli::setup::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::config;
 use crate::engine::Instant;
 use crate::fetch::Fetcher;
+use crate::storage::WriterLock;
 use crate::supervisor::link::{Event as LinkEvent, Link};
 use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
 use agent::{Agent, Source};
@@ -123,14 +125,26 @@ fn jitter_seed() -> u64 {
     u64::from_le_bytes(bytes) ^ real_now().unsigned_abs()
 }
 
-/// Starts the agent for the configuration at `config_path`.
-pub fn start(config_path: &Path, clock: &DaemonClock) -> Result<Agent, DaemonError> {
+/// How long a starting agent waits for the store's writer lock: a hand install holds it
+/// for milliseconds, another daemon for ever.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts the agent for the configuration at `config_path`. `held` is the writer lock of
+/// the agent it replaces (a reloaded configuration), kept when the state folder is the
+/// same.
+pub fn start(
+    config_path: &Path,
+    clock: &DaemonClock,
+    held: Option<&Arc<WriterLock>>,
+) -> Result<Agent, DaemonError> {
     let phone = load_phone(config_path).map_err(|e| DaemonError(e.0))?;
+    let lock = WriterLock::reuse_or_acquire(held, &phone.config.state_dir, LOCK_WAIT)
+        .map_err(|e| DaemonError(e.to_string()))?;
     let source = source_for(&phone);
     if let Err(why) = &source {
         log::warn!("{why}");
     }
-    Agent::start(phone, source, clock.now(), jitter_seed(), boot_id())
+    Agent::start(phone, lock, source, clock.now(), jitter_seed(), boot_id())
         .map_err(|e| DaemonError(e.to_string()))
 }
 
@@ -240,7 +254,7 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     .map_err(err("timerfd"))?;
 
     let mut clock = DaemonClock::from_env()?;
-    let mut agent = start(config_path, &clock)?;
+    let mut agent = start(config_path, &clock, None)?;
     let mut socket_path: PathBuf = agent.phone.config.control_socket.clone();
     let mut listener = bind_control(&socket_path)?;
     log::info!(
@@ -298,7 +312,7 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
             match signals.read_signal() {
                 Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => {
                     log::info!("SIGHUP: reading the configuration again");
-                    match start(config_path, &clock) {
+                    match start(config_path, &clock, agent.store().lock()) {
                         Ok(new_agent) => {
                             agent = new_agent;
                             supervisor = Supervisor::new(&agent);
@@ -490,11 +504,15 @@ fn answer(request: Request, agent: &mut Agent, clock: &mut DaemonClock) -> Respo
                 ..Response::default()
             }
         }
-        Request::Reload {} => {
-            agent.refresh(clock.now());
+        Request::Install { file, license } => {
+            let Ok(bytes) = hex::decode(&license) else {
+                return Response::error("malformed request: license: not hex digits");
+            };
+            let done = agent.install(&bytes, &file, clock.now());
             Response {
                 ok: true,
                 status: Some(agent.status(clock.now())),
+                install: Some(done),
                 ..Response::default()
             }
         }

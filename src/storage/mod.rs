@@ -15,15 +15,18 @@
 //! of why, never used and never deleted.
 
 pub mod atomic;
+pub mod lock;
 pub mod meta;
 
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::engine::{self, Held, Identity, Instant};
 use crate::format::{self, Capped, Kind, License};
 use crate::trust::{Keyring, Verified};
+pub use lock::WriterLock;
 pub use meta::{BootedFeature, Event, Meta, PublishedFeature, RebootRecord, Validator};
 
 const META_FILE: &str = "meta.json";
@@ -74,11 +77,12 @@ pub struct Invalid {
 }
 
 /// How the store was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Mode {
     /// May write: creates folders, moves invalid files aside, removes uncommitted
-    /// temporaries, prunes what the engine drops.
-    Writer,
+    /// temporaries, prunes what the engine drops. Only the holder of the folder's
+    /// [`WriterLock`] can open it so.
+    Writer(Arc<WriterLock>),
     /// Never writes (`status`): problems are only reported.
     ReadOnly,
 }
@@ -125,7 +129,14 @@ impl Store {
         mode: Mode,
         now: Instant,
     ) -> Result<Store, StoreError> {
-        if mode == Mode::Writer {
+        if let Mode::Writer(lock) = &mode {
+            if !lock::same_dir(lock.dir(), dir) {
+                return Err(StoreError {
+                    path: dir.to_path_buf(),
+                    action: "write (the writer lock held is for another folder)",
+                    error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                });
+            }
             for sub in [kind_dir(Kind::Phone), kind_dir(Kind::Site), REJECTED_DIR] {
                 let path = dir.join(sub);
                 atomic::ensure_dir(&path).map_err(io_at("create", &path))?;
@@ -190,7 +201,7 @@ impl Store {
             let path = dir.join(&name);
             if name.starts_with(atomic::TEMP_PREFIX) {
                 // A write that never reached its commit point: nothing was stored.
-                if self.mode == Mode::Writer {
+                if self.writer() {
                     atomic::remove(&path).map_err(io_at("remove", &path))?;
                     self.meta.record(
                         now,
@@ -217,7 +228,7 @@ impl Store {
     /// Moves an unusable file to `rejected/` with a note (writer mode), or reports it.
     fn set_aside(&mut self, path: &Path, reason: String, now: Instant) -> Result<(), StoreError> {
         let mut moved_to = None;
-        if self.mode == Mode::Writer {
+        if self.writer() {
             let rejected = self.dir.join(REJECTED_DIR);
             let origin = path
                 .strip_prefix(&self.dir)
@@ -287,9 +298,21 @@ impl Store {
             .join(file_name(held.seq))
     }
 
+    fn writer(&self) -> bool {
+        matches!(self.mode, Mode::Writer(_))
+    }
+
+    /// The writer lock this store was opened with (`None` read-only).
+    pub fn lock(&self) -> Option<&Arc<WriterLock>> {
+        match &self.mode {
+            Mode::Writer(lock) => Some(lock),
+            Mode::ReadOnly => None,
+        }
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         match self.mode {
-            Mode::Writer => Ok(()),
+            Mode::Writer(_) => Ok(()),
             Mode::ReadOnly => Err(StoreError {
                 path: self.dir.clone(),
                 action: "write (opened read-only)",

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::*;
 use crate::format::Kind;
@@ -12,6 +13,15 @@ use crate::testkit::{identity, keyring, lic_file, DAY, T0};
 
 fn open(dir: &Path, mode: Mode) -> Store {
     Store::open(dir, keyring(), &identity(), mode, T0).unwrap()
+}
+
+/// Writer mode: takes the folder's lock (free unless a store opened earlier still holds
+/// it).
+fn writer(dir: &Path) -> Mode {
+    let lock = WriterLock::try_acquire(dir)
+        .unwrap()
+        .expect("the lock is free");
+    Mode::Writer(Arc::new(lock))
 }
 
 /// Every file below `dir`, relative, with its bytes.
@@ -44,10 +54,11 @@ fn an_added_license_is_kept_byte_for_byte_and_reloads() {
     let (text, license) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
     // Whitespace and a comment of its own: stored exactly as received.
     let received = format!("{text}<!-- from the server -->\n\n");
-    let mut store = open(dir.path(), Mode::Writer);
+    let mut store = open(dir.path(), writer(dir.path()));
     let seq = store.add(received.as_bytes(), license, &[], T0).unwrap();
     assert_eq!(seq, 1);
-    let again = open(dir.path(), Mode::Writer);
+    drop(store);
+    let again = open(dir.path(), writer(dir.path()));
     assert_eq!(again.held().len(), 1);
     assert_eq!(
         fs::read(again.path_of(&again.held()[0])).unwrap(),
@@ -60,7 +71,7 @@ fn an_added_license_is_kept_byte_for_byte_and_reloads() {
 #[test]
 fn drops_remove_the_replaced_files() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = open(dir.path(), Mode::Writer);
+    let mut store = open(dir.path(), writer(dir.path()));
     let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
     let (t2, l2) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 200 * DAY))]);
     store.add(t1.as_bytes(), l1, &[], T0).unwrap();
@@ -79,26 +90,34 @@ fn drops_remove_the_replaced_files() {
 #[test]
 fn prune_drops_what_has_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = open(dir.path(), Mode::Writer);
+    let mut store = open(dir.path(), writer(dir.path()));
     let (t, l) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 10 * DAY))]);
     store.add(t.as_bytes(), l, &[], T0).unwrap();
     assert!(!store.prune(T0 + 10 * DAY - 1, T0).unwrap());
     assert!(store.prune(T0 + 10 * DAY, T0).unwrap());
     assert!(store.held().is_empty());
-    assert!(open(dir.path(), Mode::Writer).held().is_empty());
+    drop(store);
+    assert!(open(dir.path(), writer(dir.path())).held().is_empty());
 }
 
 #[test]
 fn a_file_that_no_longer_verifies_is_moved_aside_with_a_note_never_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
-    open(dir.path(), Mode::Writer)
+    open(dir.path(), writer(dir.path()))
         .add(t.as_bytes(), l, &[], T0)
         .unwrap();
     // The phone's keyring changes: the vendor key is no longer trusted.
     let other = SigningKey::from_seed(&[9; 32]).unwrap();
     let other_ring = Keyring::single(other.public_key(), "other");
-    let store = Store::open(dir.path(), &other_ring, &identity(), Mode::Writer, T0 + 5).unwrap();
+    let store = Store::open(
+        dir.path(),
+        &other_ring,
+        &identity(),
+        writer(dir.path()),
+        T0 + 5,
+    )
+    .unwrap();
     assert!(store.held().is_empty());
     assert_eq!(store.invalid().len(), 1);
     assert!(
@@ -124,13 +143,14 @@ fn a_file_that_no_longer_verifies_is_moved_aside_with_a_note_never_deleted() {
     assert!(!dir.path().join("phone/0000000001.cfg").exists());
     assert_eq!(store.meta().events.last().unwrap().what, "moved-aside");
     // Once aside, it stays aside: the original keyring does not bring it back silently.
-    assert!(open(dir.path(), Mode::Writer).held().is_empty());
+    drop(store);
+    assert!(open(dir.path(), writer(dir.path())).held().is_empty());
 }
 
 #[test]
 fn damaged_foreign_misplaced_and_unknown_files_are_set_aside() {
     let dir = tempfile::tempdir().unwrap();
-    open(dir.path(), Mode::Writer);
+    open(dir.path(), writer(dir.path()));
     let (t, _) = lic_file(Kind::Phone, &[(1, T0, None)]);
     fs::write(
         dir.path().join("phone/0000000001.cfg"),
@@ -150,7 +170,7 @@ fn damaged_foreign_misplaced_and_unknown_files_are_set_aside() {
     let (site, _) = lic_file(Kind::Site, &[(2, T0, None)]);
     fs::write(dir.path().join("phone/0000000003.cfg"), site).unwrap();
     fs::write(dir.path().join("phone/notes.txt"), "hello").unwrap();
-    let store = open(dir.path(), Mode::Writer);
+    let store = open(dir.path(), writer(dir.path()));
     let reasons: Vec<&str> = store.invalid().iter().map(|i| i.reason.as_str()).collect();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
     assert!(reasons[0].contains("unsupported-version"), "{reasons:?}");
@@ -179,14 +199,14 @@ fn damaged_foreign_misplaced_and_unknown_files_are_set_aside() {
 #[test]
 fn an_uncommitted_temporary_is_removed_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    open(dir.path(), Mode::Writer);
+    open(dir.path(), writer(dir.path()));
     fs::write(
         dir.path()
             .join(format!("site/{}0000000001.cfg", atomic::TEMP_PREFIX)),
         "half a file",
     )
     .unwrap();
-    let store = open(dir.path(), Mode::Writer);
+    let store = open(dir.path(), writer(dir.path()));
     assert!(store.held().is_empty() && store.invalid().is_empty());
     assert_eq!(fs::read_dir(dir.path().join("site")).unwrap().count(), 0);
     assert_eq!(store.meta().events[0].what, "removed-leftover");
@@ -196,7 +216,7 @@ fn an_uncommitted_temporary_is_removed_and_recorded() {
 fn read_only_mode_never_writes() {
     let dir = tempfile::tempdir().unwrap();
     let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
-    open(dir.path(), Mode::Writer)
+    open(dir.path(), writer(dir.path()))
         .add(t.as_bytes(), l, &[], T0)
         .unwrap();
     fs::write(dir.path().join("site/0000000005.cfg"), "garbage").unwrap();
@@ -218,12 +238,13 @@ fn read_only_mode_never_writes() {
 fn damaged_metadata_is_set_aside_and_the_licenses_stay() {
     let dir = tempfile::tempdir().unwrap();
     let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
-    let mut store = open(dir.path(), Mode::Writer);
+    let mut store = open(dir.path(), writer(dir.path()));
     store.add(t.as_bytes(), l, &[], T0).unwrap();
     store.meta_mut().latest_trusted = Some(T0);
     store.save_meta().unwrap();
     fs::write(dir.path().join("meta.json"), [0xFFu8; 10]).unwrap();
-    let store = open(dir.path(), Mode::Writer);
+    drop(store);
+    let store = open(dir.path(), writer(dir.path()));
     assert_eq!(store.held().len(), 1);
     assert_eq!(store.meta().latest_trusted, None);
     assert!(store.invalid()[0].reason.contains("metadata unreadable"));
@@ -248,16 +269,29 @@ fn seq_names_are_strict() {
 }
 
 #[test]
-fn an_add_never_overwrites_a_file_another_process_stored() {
+fn one_writer_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon_view = open(dir.path(), Mode::Writer);
-    // Meanwhile a hand install (another process) stores number 1.
-    let (t1, l1) = lic_file(Kind::Phone, &[(1, T0, None)]);
-    open(dir.path(), Mode::Writer)
-        .add(t1.as_bytes(), l1, &[], T0)
-        .unwrap();
+    let lock = Arc::new(WriterLock::try_acquire(dir.path()).unwrap().unwrap());
+    let _store = open(dir.path(), Mode::Writer(Arc::clone(&lock)));
+    // Another writer (a hand install while the daemon runs) cannot take the store.
+    assert!(WriterLock::try_acquire(dir.path()).unwrap().is_none());
+    // The lock of one folder does not open another for writing.
+    let other = tempfile::tempdir().unwrap();
+    let Err(err) = Store::open(other.path(), keyring(), &identity(), Mode::Writer(lock), T0) else {
+        panic!("a store opened with the lock of another folder");
+    };
+    assert!(err.to_string().contains("another folder"), "{err}");
+}
+
+#[test]
+fn an_add_never_overwrites_a_file_that_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    // Number 1 appears after the store was read (copied in by hand, say).
+    let (t1, _) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    fs::write(dir.path().join("phone/0000000001.cfg"), &t1).unwrap();
     let (t2, l2) = lic_file(Kind::Phone, &[(2, T0, None)]);
-    let seq = daemon_view.add(t2.as_bytes(), l2, &[], T0).unwrap();
+    let seq = store.add(t2.as_bytes(), l2, &[], T0).unwrap();
     assert_eq!(seq, 2);
     assert_eq!(
         fs::read_to_string(dir.path().join("phone/0000000001.cfg")).unwrap(),

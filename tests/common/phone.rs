@@ -36,6 +36,24 @@ impl Phone {
         phone
     }
 
+    /// A phone whose provisioning server is a folder (`file://`, returned), serving a
+    /// site license of `site_features`.
+    pub fn with_folder_server(
+        site_features: &[(&str, i64, Option<i64>)],
+    ) -> (Phone, tempfile::TempDir) {
+        let server = tempfile::tempdir().unwrap();
+        let phone = Phone::new(&format!(
+            "server = \"file://{}/\"\n",
+            server.path().display()
+        ));
+        std::fs::write(
+            server.path().join(SITE_FILE),
+            phone.sign("site", site_features),
+        )
+        .unwrap();
+        (phone, server)
+    }
+
     pub fn configure(&self, extra: &str) {
         std::fs::write(
             &self.config,

@@ -1,0 +1,154 @@
+//! The store's writer lock: one process at a time may write a state folder.
+//!
+//! A running daemon holds it for its whole life; `license-agent install` and
+//! `run --once` hold it for their few milliseconds. A process that finds it taken while
+//! a daemon runs hands its work to the daemon over the control socket instead of
+//! writing beside it, so two writers never interleave (two `meta.json` writes, one
+//! losing the other's events and reboot record, or two licenses racing for one number).
+//!
+//! It is an advisory `flock` on `<state_dir>/lock`: the kernel releases it when the
+//! holder exits, however it exits, so a crash or a power cut never leaves it stale.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{atomic, StoreError};
+
+/// The lock file's name in the state folder.
+pub const LOCK_FILE: &str = "lock";
+
+/// Proof that this process is the store's only writer, for as long as it lives.
+#[derive(Debug)]
+pub struct WriterLock {
+    dir: PathBuf,
+    _file: Flock<File>,
+}
+
+impl WriterLock {
+    /// Takes the lock of `dir` (created if missing), or `None` when another process
+    /// holds it.
+    pub fn try_acquire(dir: &Path) -> Result<Option<WriterLock>, StoreError> {
+        let at = |action: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |error| StoreError {
+                path,
+                action,
+                error,
+            }
+        };
+        atomic::ensure_dir(dir).map_err(at("create", dir))?;
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(at("open the lock", &path))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(file) => Ok(Some(WriterLock {
+                dir: dir.to_path_buf(),
+                _file: file,
+            })),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => Err(at("lock", &path)(std::io::Error::from(errno))),
+        }
+    }
+
+    /// Takes the lock of `dir`, waiting up to `wait` for another holder to let go (a
+    /// hand install holds it for milliseconds; a daemon holds it until it stops).
+    pub fn acquire(dir: &Path, wait: Duration) -> Result<WriterLock, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(lock) = WriterLock::try_acquire(dir)? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError {
+                    path: dir.join(LOCK_FILE),
+                    action: "take the writer lock of the store (another license-agent process holds it: is a daemon already running?); lock",
+                    error: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `held` again when it is the lock of `dir` (a configuration reloaded with the same
+    /// state folder), otherwise the lock of `dir`, waiting up to `wait`.
+    pub fn reuse_or_acquire(
+        held: Option<&Arc<WriterLock>>,
+        dir: &Path,
+        wait: Duration,
+    ) -> Result<Arc<WriterLock>, StoreError> {
+        match held {
+            Some(lock) if same_dir(&lock.dir, dir) => Ok(Arc::clone(lock)),
+            _ => WriterLock::acquire(dir, wait).map(Arc::new),
+        }
+    }
+
+    /// The state folder this lock is for.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = WriterLock::try_acquire(&state).unwrap().expect("free");
+        // A second open file description is refused, even in the same process.
+        assert!(WriterLock::try_acquire(&state).unwrap().is_none());
+        let err = WriterLock::acquire(&state, Duration::from_millis(120)).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("another license-agent process holds it"));
+        drop(first);
+        assert!(WriterLock::try_acquire(&state).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_reloaded_configuration_keeps_the_lock_of_the_same_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let held = Arc::new(WriterLock::try_acquire(&a).unwrap().unwrap());
+        // The same folder, spelled differently: the same lock, not a wait on itself.
+        let again =
+            WriterLock::reuse_or_acquire(Some(&held), &dir.path().join("a/../a"), Duration::ZERO)
+                .unwrap();
+        assert!(Arc::ptr_eq(&held, &again));
+        // Another folder: its own lock.
+        let b = WriterLock::reuse_or_acquire(Some(&held), &dir.path().join("b"), Duration::ZERO)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&held, &b));
+        assert_eq!(b.dir(), dir.path().join("b"));
+    }
+
+    #[test]
+    fn an_unwritable_folder_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = WriterLock::try_acquire(&file.join("state")).unwrap_err();
+        assert!(err.to_string().contains("plain-file"), "{err}");
+    }
+}
