@@ -561,12 +561,29 @@ fn the_control_socket_refuses_other_users_and_bad_requests() {
     for bad in [
         "not json".to_string(),
         r#"{"cmd":"reboot"}"#.to_string(),
-        "x".repeat(10_000),
+        r#"{"cmd":"install","file":"a.cfg","license":"not hex"}"#.to_string(),
+        "x".repeat(150_000),
         String::new(),
     ] {
         let v = daemon.request(&bad);
         assert_eq!(v["ok"], false, "{bad:.40}: {v}");
         assert!(v["error"].is_string());
+    }
+    // Bytes handed over for install that are no license: refused, and said why.
+    for (bytes, why) in [
+        (b"junk".to_vec(), "malformed"),
+        (vec![b' '; 65_537], "at most 65536 bytes"),
+    ] {
+        let line = format!(
+            r#"{{"cmd":"install","file":"junk.cfg","license":"{}"}}"#,
+            hex::encode(&bytes)
+        );
+        let v = daemon.request(&line);
+        assert_eq!(v["install"]["code"], 1, "{v}");
+        assert!(
+            v["install"]["stderr"].as_str().unwrap().contains(why),
+            "{v}"
+        );
     }
     // A client that connects and says nothing is cut off; the daemon goes on.
     let silent = UnixStream::connect(phone.path("control.sock")).unwrap();
