@@ -868,6 +868,21 @@ fn one_writer_per_store() {
         before,
         "the store is untouched"
     );
+    // Something that takes the file and closes without an answer (a daemon dying in
+    // the middle): install cannot know whether it was stored, and says so.
+    let listener = std::os::unix::net::UnixListener::bind(phone.path("control.sock")).unwrap();
+    let mute = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line).unwrap();
+        line
+    });
+    let stderr = install_fails(
+        &phone,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 98 * DAY))]),
+    );
+    assert!(stderr.contains("it may still install it"), "{stderr}");
+    assert!(mute.join().unwrap().starts_with(r#"{"cmd":"install""#));
 }
 
 /// `license-agent install` of `bytes`, which must fail (exit 1); its standard error.

@@ -1,9 +1,7 @@
 //! `license-agent check-sync`: make the running daemon fetch now, and show what changed.
 
-use std::time::Duration;
-
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{config_option, default_config, load_phone};
+use super::setup::{config_option, daemon_wait, default_config, load_phone};
 use super::Outcome;
 use crate::daemon::control::{call, Request};
 
@@ -40,17 +38,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     }
     let phone = load_phone(&config)?;
     let socket = &phone.config.control_socket;
-    // A fetch of two files may take two total timeouts; wait a little longer.
-    let wait = Duration::from_secs(
-        phone
-            .config
-            .fetch
-            .total_timeout
-            .0
-            .saturating_mul(2)
-            .saturating_add(10),
-    );
-    let response = match call(socket, &Request::CheckSync {}, wait) {
+    let response = match call(socket, &Request::CheckSync {}, daemon_wait(&phone)) {
         Ok(r) => r,
         Err(e) => {
             return Ok(super::args::failed(

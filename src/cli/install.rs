@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::args::{failed, read_license_bytes, FileBytes, Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{config_option, default_config, load_phone, read_clock, wall_clock, Phone};
+use super::args::{failed, read_license_bytes, FileBytes, Usage, EXIT_FAILED};
+use super::setup::{
+    config_option, daemon_wait, default_config, load_phone, read_clock, wall_clock, Phone,
+};
 use super::Outcome;
 use crate::daemon::control::{call, ControlError, Request, Response};
 use crate::engine::{self, clock, evaluate, judge_candidate, Decision, Instant, Origin};
@@ -78,12 +80,13 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             license: hex::encode(&bytes),
         };
         let socket = &phone.config.control_socket;
-        match call(socket, &request, Duration::from_secs(10)) {
+        match call(socket, &request, daemon_wait(&phone)) {
             Ok(response) => return Ok(from_daemon(response)),
             Err(ControlError::NoDaemon(_)) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(e) => {
+            // Not reached: nothing was handed over.
+            Err(e @ (ControlError::NoDaemon(_) | ControlError::PermissionDenied)) => {
                 return Ok(failed(
                     "license-agent",
                     &format!(
@@ -93,10 +96,20 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
                     ),
                 ))
             }
+            // Reached, but no answer: it may have the file, so "nothing installed" could
+            // be wrong.
+            Err(e) => {
+                return Ok(failed(
+                    "license-agent",
+                    &format!(
+                        "the daemon at {} was handed the file but gave no answer ({e}); it may still install it: `license-agent status` shows whether it did",
+                        socket.display()
+                    ),
+                ))
+            }
         }
     }
 }
-
 /// How long `install` keeps trying when the store is locked but no daemon answers yet
 /// (a daemon starting, or another install under way).
 const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
@@ -142,7 +155,7 @@ fn from_daemon(response: Response) -> Outcome {
     };
     eprint!("{}", done.stderr);
     let mut stdout = done.stdout;
-    if let (true, Some(status)) = (done.code == EXIT_OK, response.status) {
+    if let (true, Some(status)) = (done.accepted, response.status) {
         let enabled = if status.enabled.is_empty() {
             "-".to_string()
         } else {

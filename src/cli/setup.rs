@@ -73,6 +73,13 @@ pub fn wall_clock() -> Result<Instant, Usage> {
     }
 }
 
+/// How long a client waits for the daemon's answer: the daemon answers between two
+/// steps, and a fetch of two files may take two total timeouts; a little longer.
+pub fn daemon_wait(phone: &Phone) -> std::time::Duration {
+    let total = phone.config.fetch.total_timeout.0;
+    std::time::Duration::from_secs(total.saturating_mul(2).saturating_add(10))
+}
+
 /// The clock as judged for this phone's store.
 pub fn read_clock(phone: &Phone, meta: &Meta, wall: Instant) -> ClockReading {
     judge_clock(

@@ -93,6 +93,9 @@ impl Response {
 pub enum ControlError {
     /// Nothing listens there (no daemon running), or the socket cannot be reached.
     NoDaemon(std::io::Error),
+    /// The daemon was reached but did not answer (in time): it may still act on the
+    /// request.
+    NoAnswer(std::io::Error),
     /// The socket refused this user.
     PermissionDenied,
     /// The daemon answered something that is not the protocol.
@@ -103,6 +106,7 @@ impl std::fmt::Display for ControlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ControlError::NoDaemon(e) => write!(f, "no daemon answered: {e}"),
+            ControlError::NoAnswer(e) => write!(f, "the daemon did not answer: {e}"),
             ControlError::PermissionDenied => f.write_str(
                 "permission denied: only root or the daemon's own user may use the control socket",
             ),
@@ -117,7 +121,7 @@ pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Respo
         std::io::ErrorKind::PermissionDenied => ControlError::PermissionDenied,
         _ => ControlError::NoDaemon(e),
     })?;
-    let io = |e: std::io::Error| ControlError::NoDaemon(e);
+    let io = |e: std::io::Error| ControlError::NoAnswer(e);
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut line =
