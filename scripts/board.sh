@@ -224,6 +224,7 @@ board_render() {
             line=${line//@CONFIG@/${B[config]}}
             line=${line//@LOG@/${B[log]}}
             line=${line//@STATE_DIR@/${B[state_dir]}}
+            line=${line//@FEATURES_FILE@/${B[features_file]}}
             line=${line//@PHONE_APP_UNIT@/${B[phone_app_unit]}}
             line=${line//@STANDARD_ERROR@/$stderr}
             line=${line//@RUNTIME_DIRECTORY@/$dirs}

@@ -123,7 +123,7 @@ check_board() {
 }
 
 check_init_script() {
-    local name=$1 work=$2 root=$3 config=$4 script bindir agent pid new
+    local name=$1 work=$2 root=$3 config=$4 script bindir agent pid new out
     script=$root/etc/init.d/S45license-agent
     [[ -x $script ]] || fail "$name: no executable /etc/init.d/S45license-agent in the drop"
     sh -n "$script" || fail "$name: sh -n $script"
@@ -162,6 +162,7 @@ CONFIG=$config
 RUNDIR=$root/run
 SH=$bindir/sh
 STOP_TIMEOUT=20
+FEATURES=$root${B[features_file]}
 EOF
     # Only the defaults file's path is changed in the shipped script.
     local test_script=$work/S45license-agent
@@ -174,9 +175,21 @@ EOF
     init() { env PATH="$bindir:$PATH" LICENSE_AGENT_TEST_NOW=2000000000 "$bindir/sh" "$test_script" "$@"; }
     # Up means answering on the control socket (the killed agent left its socket file).
     answers() { "${runner[@]}" "$root${B[binary]}" status --config "$config" 2>/dev/null | grep -q 'read from    the running daemon'; }
-    rm -f "$socket"
+    rm -f "$socket" "$root${B[features_file]}" # run --once published it
 
+    # An agent that cannot start (a bad configuration): "start" stops waiting for the
+    # feature set as soon as the agent has failed, and says so.
+    local good_config=$config
+    printf 'bogus = 1\n' >"$work/bad.toml"
+    sed -i "s|^CONFIG=.*|CONFIG=$work/bad.toml|" "$root/etc/default/license-agent"
+    out=$(init start 2>&1) || fail "$name: init script start (bad configuration)"
+    grep -q 'the agent failed to start' <<<"$out" || fail "$name: start with a bad configuration: $out"
+    init stop >/dev/null || fail "$name: stop after the bad configuration"
+    sed -i "s|^CONFIG=.*|CONFIG=$good_config|" "$root/etc/default/license-agent"
+
+    # "start" returns once the boot set is published (the phone application is next).
     init start || fail "$name: init script start"
+    [[ -s $root${B[features_file]} ]] || fail "$name: start returned before the agent published ${B[features_file]}"
     pid=$(cat "$pidfile") && started_pids+=("$pid")
     wait_for 60 test -S "$socket" || fail "$name: the agent did not open its control socket; log: $(cat "$work/syslog" 2>/dev/null)"
     agent=$(cat "$child") && started_pids+=("$agent")
@@ -208,7 +221,7 @@ EOF
     [[ ! -e $pidfile && ! -e $child ]] || fail "$name: pid files left after stop"
     ! grep -q 'TEST CLOCK' "$work/syslog" || fail "$name: LICENSE_AGENT_TEST_NOW reached the agent"
     grep -q 'license-agent: .*started for MAC' "$work/syslog" || fail "$name: the agent's log did not reach syslog (logger)"
-    log "$name: init script ran in BusyBox ash: start, status, restart after SIGKILL, reload, stop; log to syslog; test clock kept out"
+    log "$name: init script ran in BusyBox ash: start (returns once the set is published; at once when the agent fails), status, restart after SIGKILL, reload, stop; log to syslog; test clock kept out"
 }
 
 check_unit() {

@@ -4,8 +4,9 @@
 # cross linkers, qemu-user to run the results, openssl + nginx for tests, and for the
 # firmware check (scripts/firmware-check.sh): busybox (the phones' ash and
 # start-stop-daemon, to run the init script), systemd (only for `systemd-analyze
-# verify` of the unit; it works without systemd running, e.g. in a container) and the
-# shell linter (package shellcheck).
+# verify` of the unit; it works without systemd running, e.g. in a container), the
+# shell linter (package shellcheck), and for scripts/systemd-check.sh debootstrap and
+# systemd-nspawn (package systemd-container), to boot the unit under a real systemd.
 #
 # Idempotent: when everything is already installed it does nothing (not even
 # apt-get update) and exits 0. Run as root on a Debian 12 (bookworm) amd64 host.
@@ -29,8 +30,8 @@ export DEBIAN_FRONTEND=noninteractive
 NATIVE_ARCH=amd64
 FOREIGN_ARCHES=(armhf arm64)
 RUST_PKGS=(rustc-web cargo-web "libstd-rust-web-dev:$NATIVE_ARCH" libstd-rust-web-dev:armhf libstd-rust-web-dev:arm64)
-TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck)
-TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck)
+TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container)
+TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn)
 RUST_STD_DIRS=(/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib)
 
 # Installed version of a package ("" when not fully installed). Never fails.
@@ -141,7 +142,7 @@ apt_update() {
 start=$SECONDS
 
 if check_present; then
-    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck; nothing to do"
+    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn; nothing to do"
     exit 0
 fi
 

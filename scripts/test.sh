@@ -2,7 +2,7 @@
 # Everything the tests need, then every test: the README's test command and what CI runs.
 # On a fresh Debian 12 machine it installs (as root, only what is missing) Debian's Rust
 # 1.85 cross toolchain for armv7/aarch64, qemu-user, openssl, nginx, file, strace,
-# busybox, systemd (for systemd-analyze) and shellcheck.
+# busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -32,6 +32,9 @@ bash scripts/arm-unit.sh
 
 step "boards: build vvx-armv7, arm64 and host, assemble and check each firmware drop"
 bash scripts/firmware-check.sh
+
+step "systemd: the host board's drop booted under a real systemd (systemd-nspawn)"
+bash scripts/systemd-check.sh
 
 step "figures (no assertions): memory, check-sync and verify times, binary sizes"
 bash scripts/bench.sh

@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod control;
+pub mod notify;
 pub mod publish;
 
 use std::io::ErrorKind;
@@ -265,6 +266,9 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     );
     let report = agent.cycle(clock.now());
     log_cycle("boot", &report);
+    // The boot set is published (or the fetch gave up): what the phone application,
+    // ordered after this service, must see when it starts.
+    notify::ready();
     let mut supervisor = Supervisor::new(&agent);
 
     let code = loop {

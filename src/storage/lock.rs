@@ -73,8 +73,11 @@ impl WriterLock {
             if Instant::now() >= deadline {
                 return Err(StoreError {
                     path: dir.join(LOCK_FILE),
-                    action: "take the writer lock of the store (another license-agent process holds it: is a daemon already running?); lock",
-                    error: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+                    action: "take the writer lock",
+                    error: std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "another license-agent process holds it (is a daemon already running?)",
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_millis(50));
