@@ -71,6 +71,9 @@ grep -q "^server = \"http://127.0.0.1:$port/\"" "$config" ||
 printf '[Socket]\nListenStream=127.0.0.1:%s\n[Install]\nWantedBy=sockets.target\n' "$port" \
     >"$root/etc/systemd/system/silent-server.socket"
 printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$root/etc/systemd/system/silent-server.service"
+# A start timeout shorter than the boot fetch: the agent must extend it, not get killed.
+mkdir -p "$root/etc/systemd/system/license-agent.service.d"
+printf '[Service]\nTimeoutStartSec=2s\n' >"$root/etc/systemd/system/license-agent.service.d/short.conf"
 mkdir -p "$root/etc/systemd/system/sockets.target.wants"
 ln -sf /etc/systemd/system/silent-server.socket \
     "$root/etc/systemd/system/sockets.target.wants/silent-server.socket"
@@ -114,6 +117,7 @@ active() { for _ in $(seq 1 80); do systemctl is-active -q license-agent && retu
 mainpid() { systemctl show -p MainPID --value license-agent; }
 : >$out
 check "active at boot (READY=1 after the boot cycle)" systemctl is-active -q license-agent
+check "a boot fetch longer than TimeoutStartSec extended it, never killed" sh -c 'test "$(systemctl show -p NRestarts --value license-agent)" = 0 && ! journalctl -u license-agent | grep -q "start operation timed out"'
 check "the phone application started after the set was published" grep -qx published /root/phone-app-saw
 check "the stored set published though the server never answered" grep -q '^vqmon ' /run/license-agent/features
 check "the boot fetch waited for the server, then gave up" sh -c 'journalctl -u license-agent | grep -q "boot: 000000000000-license.cfg failed"'

@@ -264,6 +264,11 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
         agent.phone.identity.mac,
         socket_path.display()
     );
+    // The boot cycle fetches two files, each within the total timeout.
+    let fetch_bound = agent.phone.config.fetch.total_timeout.0;
+    notify::starting_within(Duration::from_secs(
+        fetch_bound.saturating_mul(2).saturating_add(30),
+    ));
     let report = agent.cycle(clock.now());
     log_cycle("boot", &report);
     // The boot set is published (or the fetch gave up): what the phone application,

@@ -1,7 +1,11 @@
 //! Readiness for systemd (`Type=notify`): after the boot cycle has published the feature
 //! set, the daemon sends `READY=1` to `$NOTIFY_SOCKET`, so that a unit ordered after it
 //! (the phone application: `Before=` in the agent's unit) starts only once the set is
-//! there. The protocol is sd_notify(3): one datagram to a Unix socket, whose name starts
+//! there. Before that cycle it sends `EXTEND_TIMEOUT_USEC=` with the cycle's own bound
+//! (the configured fetch timeouts), so that a slow server never makes systemd kill a
+//! start that would have finished, and restart it into the same wait.
+//!
+//! The protocol is sd_notify(3): one datagram to a Unix socket, whose name starts
 //! with `@` for the abstract namespace. Without `$NOTIFY_SOCKET` (BusyBox init, a shell)
 //! nothing is sent; a failure is logged and never stops the agent.
 
@@ -14,13 +18,23 @@ const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
 /// Tells the service manager, if any, that the agent is ready.
 pub fn ready() {
+    tell("READY=1");
+}
+
+/// Tells the service manager, if any, that the start may take up to `bound` from now.
+pub fn starting_within(bound: std::time::Duration) {
+    let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+    tell(&format!("EXTEND_TIMEOUT_USEC={micros}"));
+}
+
+fn tell(message: &str) {
     let Some(socket) = std::env::var_os(NOTIFY_SOCKET) else {
         return;
     };
-    match send(&socket, b"READY=1") {
-        Ok(()) => log::debug!("told the service manager: ready"),
+    match send(&socket, message.as_bytes()) {
+        Ok(()) => log::debug!("told the service manager: {message}"),
         Err(e) => log::warn!(
-            "could not tell the service manager that the agent is ready ({}): {e}",
+            "could not tell the service manager {message} ({}): {e}",
             socket.to_string_lossy()
         ),
     }
