@@ -16,6 +16,9 @@ pub struct DaemonJson {
     /// The provisioning base URL, or why there is none.
     pub server: String,
     pub last_fetch: Option<String>,
+    /// A fetch cycle is under way (its outcome is not in `files` yet).
+    #[serde(default)]
+    pub fetching: bool,
     /// The outcome of each file at the last fetch.
     pub files: Vec<FileFetchJson>,
     pub consecutive_failures: u32,

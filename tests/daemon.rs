@@ -494,8 +494,7 @@ fn an_unsynced_clock_at_boot_fetches_once_the_clock_is_set() {
     assert_eq!(s["clock"], "unsynced");
     assert!(s["licenses"].as_array().unwrap().is_empty());
     // SNTP sets the clock (here the test clock): the owed fetch happens at once.
-    let v = daemon.request(&format!(r#"{{"cmd":"test-set-time","now":{t}}}"#));
-    assert_eq!(v["ok"], true);
+    daemon.set_time(t);
     let s = daemon.status();
     assert_eq!(s["clock"], "ok");
     assert_eq!(s["enabled"], serde_json::json!(["vqmon"]));
@@ -741,30 +740,21 @@ fn the_supervisor_is_greeted_told_the_features_and_may_ask_for_a_check_sync() {
 #[test]
 fn a_sighup_while_the_agent_starts_is_kept_for_the_loop() {
     let phone = Phone::new("");
-    // The keyring becomes a named pipe, so the test knows when the agent is reading its
-    // configuration: opening the pipe for writing returns once the agent opened it.
-    let keyring = phone.path("keyring");
-    let bytes = std::fs::read(&keyring).unwrap();
-    std::fs::remove_file(&keyring).unwrap();
-    nix::unistd::mkfifo(&keyring, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // The store's writer lock is held here, so the agent, once it has read its
+    // configuration (signals blocked first), waits for it (up to 5 s): a SIGHUP sent
+    // then reaches a starting agent. (A FIFO keyring, which an earlier version of this
+    // test used to know when the agent reads its configuration, is now refused.)
+    let state = phone.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let lock = std::fs::File::create(state.join("lock")).unwrap();
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
     let child = phone.spawn(None);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut pipe = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&keyring)
-        .unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    std::io::Write::write_all(&mut pipe, &bytes).unwrap();
-    drop(pipe);
-    // Every later read of the keyring (the start proper, the reload) gets it too.
-    std::thread::spawn(move || loop {
-        match std::fs::OpenOptions::new().write(true).open(&keyring) {
-            Ok(mut p) => {
-                let _ = std::io::Write::write_all(&mut p, &bytes);
-            }
-            Err(_) => return,
-        }
-    });
+    drop(lock);
     let mut daemon = phone.attach(child);
     assert!(daemon.alive());
     let (code, log) = daemon.stop();

@@ -55,18 +55,16 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     // Configuration problems are usage errors (2), as for every other command.
     super::setup::load_phone(&config)?;
     if once {
-        let clock = DaemonClock::from_env().map_err(|e| Usage(e.0))?;
-        let mut agent = match daemon::start(&config, &clock, None) {
-            Ok(agent) => agent,
+        DaemonClock::from_env().map_err(|e| Usage(e.0))?;
+        let (report, mut status) = match daemon::once(&config) {
+            Ok(done) => done,
             Err(e) => return Ok(super::args::failed("license-agent", &e.0)),
         };
-        let report = agent.cycle(clock.now());
         let mut out = String::from("run --once:\n");
         for f in &report.files {
             out.push_str(&format!("  {} {}: {}\n", f.file, f.outcome, f.detail));
         }
         out.push('\n');
-        let mut status = agent.status(clock.now());
         status.source = "run --once".into();
         out.push_str(&super::status::table(&status));
         return Ok(Outcome {

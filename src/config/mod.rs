@@ -51,7 +51,6 @@ mod values;
 mod tests;
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
@@ -280,13 +279,14 @@ impl Config {
             key: None,
             message,
         };
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|file| file.take(MAX_FILE_SIZE as u64 + 1).read_to_end(&mut bytes))
-            .map_err(|e| fail(format!("cannot read the configuration file: {e}")))?;
-        if bytes.len() > MAX_FILE_SIZE {
-            return Err(fail(too_big(None)));
-        }
+        // Opened so that a FIFO or a device in its place cannot hold the daemon.
+        let bytes = match crate::files::read_regular(path, MAX_FILE_SIZE as u64) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(fail(too_big(None)))
+            }
+            Err(e) => return Err(fail(format!("cannot read the configuration file: {e}"))),
+        };
         match String::from_utf8(bytes) {
             Ok(text) => Config::parse(&text, path),
             Err(e) => {
@@ -477,11 +477,8 @@ impl Config {
         // before it becomes part of a path.
         values::interface(name).map_err(fail)?;
         let address = sys_class_net.join(name).join("address");
-        let mut bytes = Vec::new();
-        let read =
-            std::fs::File::open(&address).and_then(|file| file.take(256).read_to_end(&mut bytes));
-        match read {
-            Ok(_) => {}
+        let bytes = match crate::files::read_regular(&address, 256) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(fail(format!(
                     "no network interface {name:?}: {} does not exist",
@@ -489,7 +486,7 @@ impl Config {
                 )))
             }
             Err(e) => return Err(fail(format!("cannot read {}: {e}", address.display()))),
-        }
+        };
         let text = String::from_utf8_lossy(&bytes);
         let text = text.trim_end_matches(['\n', '\r']);
         values::mac(text).map_err(|why| {

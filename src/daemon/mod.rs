@@ -1,51 +1,62 @@
-//! `license-agent run`: what the phone firmware starts at boot.
+//! `license-agent run`: what the phone firmware starts at boot, and the loop that never
+//! stalls.
 //!
-//! Start, load and re-verify the store, fetch both files, decide, publish; then sleep in
-//! one `poll` with no timeout until something is due. No periodic tick: the only timer is
-//! a `CLOCK_REALTIME` timerfd armed for the next instant that matters (a status change or
-//! a retry), with `TFD_TIMER_CANCEL_ON_SET` so that a step of the wall clock (SNTP setting
-//! it at boot, a hand correction) wakes it to re-decide at once. Signals arrive through a
-//! signalfd: SIGTERM and SIGINT stop it cleanly, SIGHUP re-reads the configuration. The
-//! control socket ([`control`]) answers `status` and `check-sync`. The phone supervisor's
-//! socket (`crate::supervisor::link`) is in the same `poll`: the agent greets it, tells
-//! it the feature set after HELLO and on every change, and fetches when it says
-//! CHECK-SYNC; a missing socket or dropped connection is retried with back-off.
+//! At start it reads the configuration and the store, opens the supervisor link (so
+//! HELLO and FEATURES with the stored set go out at once, whatever the server does),
+//! starts the boot fetch cycle, and then lives in one `poll` that holds everything the
+//! agent answers to: the supervisor link, the control socket and its clients, the
+//! signals (a signalfd: SIGTERM and SIGINT stop it, SIGHUP re-reads the configuration),
+//! the end of a fetch cycle (run on a thread of its own, `fetch::worker`), and two
+//! clocks. Instants of the rules (a status change, a retry, a poll) arm a
+//! `CLOCK_REALTIME` timerfd with `TFD_TIMER_CANCEL_ON_SET`, so a step of the wall clock
+//! wakes it to decide again; waits the rules state as lengths (the idle grace, the
+//! stagger delay, the re-ask after OK, the link's back-off, the clients' deadlines) are
+//! the `poll` timeout, measured on the monotonic clock. Nothing in the loop waits on the
+//! network, a peer or a file: it only ever acts on fresh facts. Before a REBOOT is sent,
+//! everything the supervisor has sent so far is read, and the decision is taken on a
+//! clock read after that. The boot cycle's end publishes the feature set and tells
+//! systemd READY=1; the features file appears then, so the phone application, which
+//! waits for it, starts with the set the phone booted with.
 //!
 //! The test clock (a **test aid**): when `LICENSE_AGENT_TEST_NOW` is set, the daemon's
-//! time starts there and runs on with the real clock, and the control socket accepts
-//! `test-set-time`, so end-to-end tests cross expiries in seconds without touching the
-//! machine's clock. Timers are armed on the real clock, shifted by the same offset.
+//! wall clock starts there and runs on with the real clock, and the control socket
+//! accepts `test-set-time`, so end-to-end tests cross expiries in seconds without
+//! touching the machine's clock. Setting it forward is time passing: the monotonic
+//! clock moves forward by as much (so the idle grace and the stagger delay can be
+//! crossed too); setting it back is a wall-clock step, which the monotonic clock
+//! ignores. Timers are armed on the real clocks, shifted by the same offsets.
 
 pub mod agent;
+mod clients;
 pub mod control;
 pub mod notify;
 pub mod publish;
 
-use std::io::ErrorKind;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::cli::setup::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
+use crate::cli::setup::{load_phone, parse_instant, TEST_NOW_VAR};
 use crate::config;
 use crate::engine::Instant;
-use crate::fetch::Fetcher;
+use crate::fetch::{Provisioning, Server};
+use crate::monotonic::{Mono, Stamp};
 use crate::storage::WriterLock;
 use crate::supervisor::link::{Event as LinkEvent, Link};
 use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
-use agent::{Agent, Source};
-use control::{read_request, write_response, Request, Response, PERMISSION_DENIED};
+use agent::{Agent, FetchStart, Snapshot};
+use clients::{ClientId, Clients};
+use control::{CheckSyncJson, Request, Response};
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -61,61 +72,81 @@ fn err(what: &str) -> impl FnOnce(Errno) -> DaemonError + '_ {
     move |e| DaemonError(format!("{what}: {e}"))
 }
 
-/// The daemon's clock: the wall clock, or (test aid) the wall clock shifted.
-pub struct DaemonClock {
-    offset: i64,
-    test: bool,
-}
-
+/// The wall clock's real reading, in Unix seconds.
 fn real_now() -> Instant {
+    use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The daemon's clocks: the wall clock and the monotonic one, or (test aid) both
+/// shifted.
+pub struct DaemonClock {
+    /// Added to the real wall clock.
+    offset: i64,
+    /// Added to the real monotonic clock (test clock only: forward settings).
+    mono_offset: Duration,
+    test: bool,
+}
+
 impl DaemonClock {
-    /// The wall clock, or the test clock when [`TEST_NOW_VAR`] is set.
+    /// The real clocks, or the test clock when [`TEST_NOW_VAR`] is set.
     pub fn from_env() -> Result<DaemonClock, DaemonError> {
+        let real = DaemonClock {
+            offset: 0,
+            mono_offset: Duration::ZERO,
+            test: false,
+        };
         match std::env::var(TEST_NOW_VAR) {
             Ok(text) => {
                 let start = parse_instant(&text)
                     .map_err(|e| DaemonError(format!("{TEST_NOW_VAR}: {e}")))?;
                 log::warn!("TEST CLOCK in use ({TEST_NOW_VAR}): time is not the machine's");
                 Ok(DaemonClock {
-                    offset: start - real_now(),
+                    offset: start.saturating_sub(real_now()),
                     test: true,
+                    ..real
                 })
             }
-            Err(_) => Ok(DaemonClock {
-                offset: 0,
-                test: false,
-            }),
+            Err(_) => Ok(real),
         }
     }
 
-    pub fn now(&self) -> Instant {
-        real_now().saturating_add(self.offset)
+    /// Both clocks, read now.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            wall: real_now().saturating_add(self.offset),
+            mono: Mono::now().plus(self.mono_offset),
+        }
     }
 
+    /// Test aid: the wall clock reads `t` from now on; forward, the monotonic clock moves
+    /// on by as much.
     fn set(&mut self, t: Instant) {
-        self.offset = t - real_now();
+        let was = self.stamp().wall;
+        if let Some(ahead) = t.checked_sub(was).filter(|d| *d > 0) {
+            let ahead = Duration::from_secs(u64::try_from(ahead).unwrap_or(u64::MAX));
+            self.mono_offset = self.mono_offset.saturating_add(ahead);
+        }
+        self.offset = t.saturating_sub(real_now());
     }
 
-    /// The real-clock instant at which the daemon's clock reads `t`.
+    /// The real wall-clock instant at which the daemon's wall clock reads `t`.
     fn to_real(&self, t: Instant) -> Instant {
         t.saturating_sub(self.offset)
     }
 }
 
 /// The provisioning server of a phone, or why there is none.
-fn source_for(phone: &Phone) -> Result<Box<dyn Source>, String> {
+fn server_for(phone: &crate::cli::setup::Phone) -> Result<Arc<dyn Server>, String> {
     let server = phone
         .config
         .server
         .as_deref()
         .ok_or_else(|| "no provisioning server configured (server =)".to_string())?;
-    Fetcher::new(server, &phone.config.fetch, phone.identity.mac)
-        .map(|f| Box::new(f) as Box<dyn Source>)
+    Provisioning::new(server, &phone.config.fetch, phone.identity.mac)
+        .map(|p| Arc::new(p) as Arc<dyn Server>)
         .map_err(|e| e.to_string())
 }
 
@@ -141,12 +172,19 @@ pub fn start(
     let phone = load_phone(config_path).map_err(|e| DaemonError(e.0))?;
     let lock = WriterLock::reuse_or_acquire(held, &phone.config.state_dir, LOCK_WAIT)
         .map_err(|e| DaemonError(e.to_string()))?;
-    let source = source_for(&phone);
-    if let Err(why) = &source {
+    let server = server_for(&phone);
+    if let Err(why) = &server {
         log::warn!("{why}");
     }
-    Agent::start(phone, lock, source, clock.now(), jitter_seed(), boot_id())
-        .map_err(|e| DaemonError(e.to_string()))
+    Agent::start(
+        phone,
+        lock,
+        server,
+        clock.stamp().wall,
+        jitter_seed(),
+        boot_id(),
+    )
+    .map_err(|e| DaemonError(e.to_string()))
 }
 
 /// Where Linux tells one boot from the next.
@@ -154,7 +192,8 @@ const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// This boot's id (a UUID), if the kernel says.
 fn boot_id() -> Option<String> {
-    let text = std::fs::read_to_string(BOOT_ID).ok()?;
+    let bytes = crate::files::read_regular(Path::new(BOOT_ID), 64).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     let id = text.trim();
     let plain =
         !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
@@ -222,14 +261,6 @@ fn read_timer(timer: &TimerFd) -> TimerEvent {
     }
 }
 
-/// Whether a peer may use the control socket: root, or the daemon's own user.
-fn peer_allowed(stream: &UnixStream) -> bool {
-    match getsockopt(stream, PeerCredentials) {
-        Ok(cred) => cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw(),
-        Err(_) => false,
-    }
-}
-
 /// Blocks the signals the daemon reads from its signalfd. Called first thing by `run`
 /// (before the configuration is read), so that a SIGHUP sent while the agent starts is
 /// kept for the loop instead of killing it.
@@ -240,6 +271,23 @@ pub fn block_signals() -> Result<SigSet, DaemonError> {
     }
     mask.thread_block().map_err(err("blocking signals"))?;
     Ok(mask)
+}
+
+/// What the loop holds besides the agent.
+struct Daemon {
+    config_path: PathBuf,
+    clock: DaemonClock,
+    agent: Agent,
+    supervisor: Supervisor,
+    socket_path: PathBuf,
+    listener: UnixListener,
+    clients: Clients,
+    /// Check-sync clients and the cycle whose end answers each.
+    check_syncs: Vec<(ClientId, u64)>,
+    /// The boot cycle, until it is over (then the set is published and READY=1 sent).
+    boot_cycle: Option<u64>,
+    /// The wall-clock instant the timer is armed for (re-armed only on a change).
+    armed: Option<Option<Instant>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
@@ -254,10 +302,10 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     )
     .map_err(err("timerfd"))?;
 
-    let mut clock = DaemonClock::from_env()?;
-    let mut agent = start(config_path, &clock, None)?;
-    let mut socket_path: PathBuf = agent.phone.config.control_socket.clone();
-    let mut listener = bind_control(&socket_path)?;
+    let clock = DaemonClock::from_env()?;
+    let agent = start(config_path, &clock, None)?;
+    let socket_path: PathBuf = agent.phone.config.control_socket.clone();
+    let listener = bind_control(&socket_path)?;
     log::info!(
         "license-agent {} started for MAC {}; control socket {}",
         crate::cli::VERSION,
@@ -269,85 +317,358 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     notify::starting_within(Duration::from_secs(
         fetch_bound.saturating_mul(2).saturating_add(30),
     ));
-    let report = agent.cycle(clock.now());
-    log_cycle("boot", &report);
-    // The boot set is published (or the fetch gave up): what the phone application,
-    // ordered after this service, must see when it starts.
-    notify::ready();
-    let mut supervisor = Supervisor::new(&agent);
+    let supervisor = Supervisor::new(&agent);
+    let mut daemon = Daemon {
+        config_path: config_path.to_path_buf(),
+        clock,
+        agent,
+        supervisor,
+        socket_path,
+        listener,
+        clients: Clients::default(),
+        check_syncs: Vec::new(),
+        boot_cycle: None,
+        armed: None,
+    };
+    // The link first: HELLO and FEATURES (the stored set) go out before any fetch.
+    daemon
+        .supervisor
+        .connect_if_due(&mut daemon.agent, &daemon.clock);
+    let snap = daemon.snapshot();
+    match daemon.agent.fetch_now(&snap) {
+        FetchStart::Pending(n) => daemon.boot_cycle = Some(n),
+        FetchStart::Done(report) => {
+            log_cycle("boot", &report);
+            notify::ready();
+        }
+    }
+    let code = daemon.run(&signals, &timer);
+    let _ = std::fs::remove_file(&daemon.socket_path);
+    code
+}
 
-    let code = loop {
-        supervisor.connect_if_due(&mut agent, &clock);
-        supervisor.sync_features(&mut agent, &clock);
-        supervisor.ask_reboots(&mut agent, &clock);
-        let wake = agent.next_wake(clock.now()).map(|w| clock.to_real(w));
-        let attempt = supervisor.link.as_ref().and_then(Link::next_attempt);
-        arm(&timer, [wake, attempt].into_iter().flatten().min())?;
-        let link_fd = supervisor.link.as_ref().and_then(Link::fd);
+/// `run --once`: one boot cycle, waited for, then the status; no loop.
+pub fn once(config_path: &Path) -> Result<(CheckSyncJson, crate::status::StatusJson), DaemonError> {
+    let clock = DaemonClock::from_env()?;
+    let mut agent = start(config_path, &clock, None)?;
+    let snap = agent.snapshot(clock.stamp());
+    let report = match agent.fetch_now(&snap) {
+        FetchStart::Done(report) => report,
+        FetchStart::Pending(n) => loop {
+            if let Some(fd) = agent.fetch_fd() {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(DaemonError(format!("poll: {e}"))),
+                }
+            }
+            let reports = agent.fetch_finished(clock.stamp());
+            if let Some((_, report)) = reports.into_iter().find(|(m, _)| *m >= n) {
+                break report;
+            }
+        },
+    };
+    let status = agent.status(&agent.snapshot(clock.stamp()));
+    Ok((report, status))
+}
+
+/// What `poll` said of one pass.
+#[derive(Default)]
+struct Ready {
+    timer: bool,
+    signals: bool,
+    listener: bool,
+    link: bool,
+    fetch: bool,
+    clients: Vec<bool>,
+}
+
+impl Daemon {
+    fn snapshot(&self) -> Snapshot {
+        self.agent.snapshot(self.clock.stamp())
+    }
+
+    fn run(&mut self, signals: &SignalFd, timer: &TimerFd) -> Result<i32, DaemonError> {
+        loop {
+            let timeout = self.settle(timer)?;
+            let ready = match self.wait(signals, timer, timeout) {
+                Ok(ready) => ready,
+                Err(e) => return Err(DaemonError(format!("poll: {e}"))),
+            };
+            // Signals first: a stop is a stop, whatever else is pending.
+            if ready.signals {
+                match signals.read_signal() {
+                    Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => self.reload()?,
+                    Ok(Some(info)) => {
+                        log::info!("signal {}: stopping", info.ssi_signo);
+                        return Ok(0);
+                    }
+                    Ok(None) | Err(_) => {}
+                }
+            }
+            if ready.link {
+                self.supervisor.read(&mut self.agent, &self.clock);
+            }
+            if ready.fetch {
+                self.fetch_finished();
+            }
+            if ready.timer {
+                match read_timer(timer) {
+                    TimerEvent::Expired => self.agent.wake(self.clock.stamp()),
+                    TimerEvent::ClockStepped => {
+                        log::info!("the wall clock was set: deciding again");
+                        self.agent.wake(self.clock.stamp());
+                    }
+                    TimerEvent::Nothing => {}
+                }
+                self.armed = None;
+            }
+            if ready.clients.iter().any(|r| *r) {
+                let now = self.clock.stamp().mono;
+                for (id, request) in self.clients.serve(&ready.clients, now) {
+                    self.handle_request(id, request);
+                }
+            }
+            if ready.listener {
+                self.clients
+                    .accept_all(&self.listener, self.clock.stamp().mono);
+                // A request often arrives with the connection: read it now.
+                let now = self.clock.stamp().mono;
+                let all = vec![true; self.clients.len()];
+                for (id, request) in self.clients.serve(&all, now) {
+                    self.handle_request(id, request);
+                }
+            }
+        }
+    }
+
+    /// Does what is due by the clocks, then says how long `poll` may wait (and arms
+    /// the wall-clock timer).
+    fn settle(&mut self, timer: &TimerFd) -> Result<PollTimeout, DaemonError> {
+        let now = self.clock.stamp();
+        self.clients.expire(now.mono);
+        self.supervisor.connect_if_due(&mut self.agent, &self.clock);
+        let snap = self.snapshot();
+        self.supervisor.sync_features(&mut self.agent, &snap);
+        self.supervisor.ask_reboots(&mut self.agent, &self.clock);
+        let snap = self.snapshot();
+        let wake = self.agent.next_wake(&snap);
+        let wall = wake.wall.map(|w| self.clock.to_real(w));
+        if self.armed != Some(wall) {
+            arm(timer, wall)?;
+            self.armed = Some(wall);
+        }
+        let deadline = [
+            wake.mono,
+            self.supervisor.link.as_ref().and_then(Link::next_attempt),
+            self.clients.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        Ok(match deadline {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let ms = snap.stamp.mono.millis_until_ceil(at);
+                PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
+                    .unwrap_or(PollTimeout::MAX)
+            }
+        })
+    }
+
+    /// One `poll` over everything the daemon answers to.
+    fn wait(
+        &self,
+        signals: &SignalFd,
+        timer: &TimerFd,
+        timeout: PollTimeout,
+    ) -> Result<Ready, Errno> {
         let mut fds = vec![
             PollFd::new(timer.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
         ];
-        if let Some(fd) = link_fd {
+        let link = self.supervisor.link.as_ref().and_then(Link::fd);
+        let link_at = link.map(|fd| {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let fetch_at = self.agent.fetch_fd().map(|fd| {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let first_client = fds.len();
+        for (fd, flags) in self.clients.poll_fds() {
+            fds.push(PollFd::new(fd, flags));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => break Err(DaemonError(format!("poll: {e}"))),
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(Ready::default()),
+            Err(e) => return Err(e),
         }
         let ready = |i: usize| {
             fds.get(i)
                 .and_then(|f| f.revents())
                 .is_some_and(|r| !r.is_empty())
         };
-        let (timer_ready, signal_ready, socket_ready, link_ready) =
-            (ready(0), ready(1), ready(2), ready(3));
-        drop(fds);
-        if link_ready {
-            supervisor.read(&mut agent, &clock);
-        }
-        if timer_ready {
-            match read_timer(&timer) {
-                TimerEvent::Expired => agent.wake(clock.now()),
-                TimerEvent::ClockStepped => {
-                    log::info!("the wall clock was set: deciding again");
-                    agent.wake(clock.now());
-                }
-                TimerEvent::Nothing => {}
+        Ok(Ready {
+            timer: ready(0),
+            signals: ready(1),
+            listener: ready(2),
+            link: link_at.is_some_and(ready),
+            fetch: fetch_at.is_some_and(ready),
+            clients: (first_client..fds.len()).map(ready).collect(),
+        })
+    }
+
+    /// A fetch cycle ended: its report goes to the log and to those who waited for it.
+    fn fetch_finished(&mut self) {
+        let reports = self.agent.fetch_finished(self.clock.stamp());
+        for (number, report) in reports {
+            let what = if self.boot_cycle == Some(number) {
+                "boot"
+            } else {
+                "fetch cycle"
+            };
+            log_cycle(what, &report);
+            if self.boot_cycle == Some(number) {
+                // The boot set is published (or the fetch gave up): what the phone
+                // application, ordered after this service, must see when it starts.
+                self.boot_cycle = None;
+                notify::ready();
             }
+            self.answer_check_syncs(number, &report);
         }
-        if signal_ready {
-            match signals.read_signal() {
-                Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => {
-                    log::info!("SIGHUP: reading the configuration again");
-                    match start(config_path, &clock, agent.store().lock()) {
-                        Ok(new_agent) => {
-                            agent = new_agent;
-                            supervisor = Supervisor::new(&agent);
-                            if agent.phone.config.control_socket != socket_path {
-                                let _ = std::fs::remove_file(&socket_path);
-                                socket_path = agent.phone.config.control_socket.clone();
-                                listener = bind_control(&socket_path)?;
-                            }
-                            agent.decide(clock.now());
-                        }
-                        Err(e) => log::error!("configuration not reloaded, the old one stays: {e}"),
+    }
+
+    fn answer_check_syncs(&mut self, number: u64, report: &CheckSyncJson) {
+        let now = self.clock.stamp().mono;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.check_syncs)
+            .into_iter()
+            .partition(|(_, n)| *n <= number);
+        self.check_syncs = waiting;
+        let response = Response {
+            ok: true,
+            check_sync: Some(report.clone()),
+            ..Response::default()
+        };
+        for (id, _) in done {
+            self.clients.answer(id, &response, now);
+        }
+    }
+
+    /// SIGHUP: the configuration again. The running cycle (if any) is abandoned; those
+    /// waiting for it get a new one.
+    fn reload(&mut self) -> Result<(), DaemonError> {
+        log::info!("SIGHUP: reading the configuration again");
+        let new_agent = match start(&self.config_path, &self.clock, self.agent.store().lock()) {
+            Ok(agent) => agent,
+            Err(e) => {
+                log::error!("configuration not reloaded, the old one stays: {e}");
+                return Ok(());
+            }
+        };
+        let boot_pending = self.agent.boot_cycle_pending();
+        self.agent = new_agent;
+        self.supervisor = Supervisor::new(&self.agent);
+        self.armed = None;
+        if self.agent.phone.config.control_socket != self.socket_path {
+            let _ = std::fs::remove_file(&self.socket_path);
+            self.socket_path = self.agent.phone.config.control_socket.clone();
+            self.listener = bind_control(&self.socket_path)?;
+        }
+        if !boot_pending {
+            self.agent.boot_cycle_done();
+        }
+        let waiting = self.boot_cycle.is_some() || !self.check_syncs.is_empty();
+        if waiting || boot_pending {
+            let snap = self.snapshot();
+            match self.agent.fetch_now(&snap) {
+                FetchStart::Pending(n) => {
+                    self.boot_cycle = self.boot_cycle.map(|_| n);
+                    for waiter in &mut self.check_syncs {
+                        waiter.1 = n;
                     }
                 }
-                Ok(Some(info)) => {
-                    log::info!("signal {}: stopping", info.ssi_signo);
-                    break Ok(0);
+                FetchStart::Done(report) => {
+                    if self.boot_cycle.take().is_some() {
+                        notify::ready();
+                    }
+                    self.answer_check_syncs(u64::MAX, &report);
                 }
-                Ok(None) | Err(_) => {}
             }
+        } else {
+            self.agent.decide(self.clock.stamp());
         }
-        if socket_ready {
-            serve_clients(&listener, &mut agent, &mut clock);
-        }
-    };
-    let _ = std::fs::remove_file(&socket_path);
-    code
+        Ok(())
+    }
+
+    /// One request of a control client.
+    fn handle_request(&mut self, id: ClientId, request: Result<Request, String>) {
+        let stamp = self.clock.stamp();
+        let response = match request {
+            Err(e) => Response::error(e),
+            Ok(Request::Status {}) => Response {
+                ok: true,
+                status: Some(self.agent.status(&self.agent.snapshot(stamp))),
+                ..Response::default()
+            },
+            Ok(Request::CheckSync {}) => {
+                let snap = self.agent.snapshot(stamp);
+                match self.agent.fetch_now(&snap) {
+                    FetchStart::Pending(n) => {
+                        // Answered when cycle n ends.
+                        self.check_syncs.push((id, n));
+                        return;
+                    }
+                    FetchStart::Done(report) => {
+                        log_cycle("check-sync", &report);
+                        Response {
+                            ok: true,
+                            check_sync: Some(report),
+                            ..Response::default()
+                        }
+                    }
+                }
+            }
+            Ok(Request::Install { file, license }) => match hex::decode(&license) {
+                Err(_) => Response::error("malformed request: license: not hex digits"),
+                Ok(bytes) => {
+                    let done = self.agent.install(&bytes, &file, stamp);
+                    Response {
+                        ok: true,
+                        status: Some(self.agent.status(&self.snapshot())),
+                        install: Some(done),
+                        ..Response::default()
+                    }
+                }
+            },
+            Ok(Request::TestSetTime { now }) if self.clock.test => {
+                self.clock.set(now);
+                self.armed = None;
+                self.agent.wake(self.clock.stamp());
+                // Whatever the new time calls for is done before the answer.
+                let _ = self.supervisor_pass();
+                Response {
+                    ok: true,
+                    status: Some(self.agent.status(&self.snapshot())),
+                    ..Response::default()
+                }
+            }
+            Ok(Request::TestSetTime { .. }) => Response::error(format!(
+                "test-set-time needs the test clock ({TEST_NOW_VAR})"
+            )),
+        };
+        self.clients.answer(id, &response, self.clock.stamp().mono);
+    }
+
+    /// Tells the supervisor what changed and asks the reboots due (as `settle` does).
+    fn supervisor_pass(&mut self) -> Option<()> {
+        let snap = self.snapshot();
+        self.supervisor.sync_features(&mut self.agent, &snap);
+        self.supervisor.ask_reboots(&mut self.agent, &self.clock);
+        Some(())
+    }
 }
 
 /// The daemon's side of the phone supervisor: the link, and what it was last told.
@@ -371,17 +692,18 @@ impl Supervisor {
         let event = self
             .link
             .as_mut()
-            .and_then(|l| l.connect_if_due(real_now()));
+            .and_then(|l| l.connect_if_due(clock.stamp().mono));
         if let Some(event) = event {
             self.handle(event, agent, clock);
         }
     }
 
+    /// Reads everything the supervisor has sent so far (never waits) and acts on it.
     fn read(&mut self, agent: &mut Agent, clock: &DaemonClock) {
         let events = self
             .link
             .as_mut()
-            .map(|l| l.read(real_now()))
+            .map(|l| l.read(clock.stamp().mono))
             .unwrap_or_default();
         for event in events {
             self.handle(event, agent, clock);
@@ -389,7 +711,8 @@ impl Supervisor {
     }
 
     fn handle(&mut self, event: LinkEvent, agent: &mut Agent, clock: &DaemonClock) {
-        let now = clock.now();
+        // Each line is stamped when it is read.
+        let now = clock.stamp();
         match event {
             LinkEvent::Up { version } => {
                 log::info!("supervisor connected (supervisor/{version})");
@@ -402,8 +725,11 @@ impl Supervisor {
                 agent.supervisor_link(false, format!("not connected: {why}"));
             }
             LinkEvent::Message(FromSupervisor::CheckSync) => {
-                let report = agent.cycle(now);
-                log_cycle("check-sync from the supervisor", &report);
+                log::info!("supervisor: CHECK-SYNC");
+                let snap = agent.snapshot(now);
+                if let FetchStart::Done(report) = agent.fetch_now(&snap) {
+                    log_cycle("check-sync from the supervisor", &report);
+                }
             }
             LinkEvent::Message(FromSupervisor::CallState(state)) => {
                 log::info!("supervisor: call {state}");
@@ -413,19 +739,27 @@ impl Supervisor {
             LinkEvent::Message(FromSupervisor::Busy(id)) => agent.reboot_answer(id, false, now),
             LinkEvent::Message(other) => log::info!("supervisor: {}", other.to_line().trim_end()),
         }
-        self.sync_features(agent, clock);
+        let snap = agent.snapshot(clock.stamp());
+        self.sync_features(agent, &snap);
     }
 
-    /// Sends the REBOOT requests the reboot rules want now (after FEATURES, so the
-    /// supervisor knows the set the reboot applies).
+    /// Sends the REBOOT requests the reboot rules want now, on fresh facts: everything
+    /// the supervisor sent so far is read first, and the decision is taken on the
+    /// clocks read after that. (After FEATURES, so the supervisor knows the set the
+    /// reboot applies.)
     fn ask_reboots(&mut self, agent: &mut Agent, clock: &DaemonClock) {
-        for (id, cause) in agent.reboot_actions(clock.now()) {
+        if self.link.as_ref().is_none_or(|l| !l.is_up()) {
+            return;
+        }
+        self.read(agent, clock);
+        let snap = agent.snapshot(clock.stamp());
+        for (id, cause) in agent.reboot_actions(&snap) {
             let Some(link) = self.link.as_mut() else {
                 break;
             };
             log::info!("asking the supervisor for a reboot: REBOOT {id} {cause}");
             if let Some(LinkEvent::Down(why)) =
-                link.send(&ToSupervisor::Reboot { id, cause }, real_now())
+                link.send(&ToSupervisor::Reboot { id, cause }, snap.stamp.mono)
             {
                 self.handle(LinkEvent::Down(why), agent, clock);
             }
@@ -433,15 +767,15 @@ impl Supervisor {
     }
 
     /// Sends FEATURES after HELLO and whenever the enabled set changed.
-    fn sync_features(&mut self, agent: &mut Agent, clock: &DaemonClock) {
+    fn sync_features(&mut self, agent: &mut Agent, snap: &Snapshot) {
         let Some(link) = self.link.as_mut().filter(|l| l.is_up()) else {
             return;
         };
-        let names = agent.enabled_names(clock.now());
+        let names = agent.enabled_names(snap);
         if self.sent.as_ref() == Some(&names) {
             return;
         }
-        match link.send(&ToSupervisor::Features(names.clone()), real_now()) {
+        match link.send(&ToSupervisor::Features(names.clone()), snap.stamp.mono) {
             None => self.sent = Some(names),
             Some(LinkEvent::Down(why)) => {
                 log::info!("supervisor: {why}");
@@ -452,90 +786,11 @@ impl Supervisor {
     }
 }
 
-fn log_cycle(what: &str, report: &control::CheckSyncJson) {
+fn log_cycle(what: &str, report: &CheckSyncJson) {
     for f in &report.files {
         log::info!("{what}: {} {}: {}", f.file, f.outcome, f.detail);
     }
     for c in &report.changes {
         log::info!("{what}: {c}");
-    }
-}
-
-/// Answers every waiting client, one request each.
-fn serve_clients(listener: &UnixListener, agent: &mut Agent, clock: &mut DaemonClock) {
-    loop {
-        let mut stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(e) => {
-                log::warn!("control socket: {e}");
-                return;
-            }
-        };
-        // A slow or silent client is cut off; it never holds the daemon for long.
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-        let response = if !peer_allowed(&stream) {
-            log::warn!("control socket: a peer of another user was refused");
-            Response::error(PERMISSION_DENIED)
-        } else {
-            match read_request(&mut stream) {
-                Ok(request) => answer(request, agent, clock),
-                Err(e) => Response::error(e),
-            }
-        };
-        let _ = write_response(&mut stream, &response);
-        // Closing with unread input would reset the connection before the client reads
-        // the answer: half-close, then drain what is left (bounded, and under the read
-        // timeout).
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        let _ = std::io::copy(
-            &mut std::io::Read::take(&mut stream, 1 << 16),
-            &mut std::io::sink(),
-        );
-    }
-}
-
-fn answer(request: Request, agent: &mut Agent, clock: &mut DaemonClock) -> Response {
-    match request {
-        Request::Status {} => Response {
-            ok: true,
-            status: Some(agent.status(clock.now())),
-            ..Response::default()
-        },
-        Request::CheckSync {} => {
-            let report = agent.cycle(clock.now());
-            log_cycle("check-sync", &report);
-            Response {
-                ok: true,
-                check_sync: Some(report),
-                ..Response::default()
-            }
-        }
-        Request::Install { file, license } => {
-            let Ok(bytes) = hex::decode(&license) else {
-                return Response::error("malformed request: license: not hex digits");
-            };
-            let done = agent.install(&bytes, &file, clock.now());
-            Response {
-                ok: true,
-                status: Some(agent.status(clock.now())),
-                install: Some(done),
-                ..Response::default()
-            }
-        }
-        Request::TestSetTime { now } if clock.test => {
-            clock.set(now);
-            agent.wake(clock.now());
-            Response {
-                ok: true,
-                status: Some(agent.status(clock.now())),
-                ..Response::default()
-            }
-        }
-        Request::TestSetTime { .. } => Response::error(format!(
-            "test-set-time needs the test clock ({TEST_NOW_VAR})"
-        )),
     }
 }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::status::Instant;
 use crate::format::Serial;
+use crate::monotonic::{Mono, Stamp};
 
 mod causes;
 pub use causes::{causes, InForce, InForceSet};
@@ -101,13 +102,14 @@ impl std::fmt::Display for CallState {
     }
 }
 
-/// The timers of the rules (from the configuration).
+/// The timers of the rules (from the configuration), in seconds, all measured on the
+/// monotonic clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RebootTiming {
     /// Continuous idle before a REBOOT may be sent (30 s).
-    pub idle_grace: i64,
+    pub idle_grace: u64,
     /// After `OK`, how long before asking again if still running (10 min).
-    pub reask: i64,
+    pub reask: u64,
     /// The site-license stagger window (1 h).
     pub stagger_window: u64,
 }
@@ -133,16 +135,24 @@ pub enum Phase {
     Waiting,
     /// REBOOT `id` sent at `at`; no answer yet.
     Asked { id: u64, at: Instant },
-    /// `OK` at `at`: the reboot will happen.
-    Accepted { at: Instant },
+    /// `OK` at `at` (`at_mono` on the monotonic clock): the reboot will happen.
+    Accepted {
+        at: Instant,
+        #[serde(default)]
+        at_mono: Mono,
+    },
 }
 
-/// One need for a reboot.
+/// One need for a reboot. The wall-clock instants are for people; the wait is decided
+/// on the monotonic `ready_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Need {
     pub since: Instant,
     /// Not before this instant (the stagger delay of a site cause).
     pub not_before: Instant,
+    /// The same on the monotonic clock (this boot's: the record is kept for one boot).
+    #[serde(default)]
+    pub ready_at: Mono,
     pub phase: Phase,
 }
 
@@ -155,16 +165,16 @@ pub enum Action {
     Log(String),
 }
 
-/// What a pending reboot waits for, for `status`.
+/// What a pending reboot waits for, for `status` (deadlines on the monotonic clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waiting {
     Nothing,
     Connection,
     Idle,
-    IdleGrace { until: Instant },
-    Stagger { until: Instant },
+    IdleGrace { until: Mono },
+    Stagger { until: Mono },
     Answer { id: u64 },
-    StillRunningAfterOk { until: Instant },
+    StillRunningAfterOk { until: Mono },
 }
 
 /// The reboot state machine. The needs are what persists across agent restarts; the
@@ -176,7 +186,7 @@ pub struct RebootMachine {
     connected: bool,
     /// The last call state heard and since when; `None`: unknown (counts as busy).
     #[serde(skip)]
-    call: Option<(CallState, Instant)>,
+    call: Option<(CallState, Stamp)>,
     #[serde(skip)]
     next_id: u64,
     /// The request made (asked, or accepted by `OK`), kept even when the needs it served
@@ -195,7 +205,7 @@ impl RebootMachine {
         site: bool,
         mac: Serial,
         timing: &RebootTiming,
-        now: Instant,
+        now: Stamp,
     ) {
         let delay = if site {
             stagger_delay(mac, timing.stagger_window)
@@ -206,8 +216,11 @@ impl RebootMachine {
         // applies the whole feature set.
         let phase = self.request.unwrap_or(Phase::Waiting);
         self.needs.entry(cause).or_insert(Need {
-            since: now,
-            not_before: now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
+            since: now.wall,
+            not_before: now
+                .wall
+                .saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
+            ready_at: now.mono.plus_secs(delay),
             phase,
         });
     }
@@ -220,7 +233,7 @@ impl RebootMachine {
         wanted: &BTreeMap<Cause, bool>,
         mac: Serial,
         timing: &RebootTiming,
-        now: Instant,
+        now: Stamp,
     ) -> Vec<Cause> {
         // Added first, so that a new cause joins a request already outstanding.
         let mut added = Vec::new();
@@ -240,7 +253,7 @@ impl RebootMachine {
     }
 
     /// The last call state heard and since when (`None`: unknown).
-    pub fn call(&self) -> Option<(CallState, Instant)> {
+    pub fn call(&self) -> Option<(CallState, Stamp)> {
         self.call
     }
 
@@ -279,7 +292,7 @@ impl RebootMachine {
     }
 
     /// `CALL-STATE` from the supervisor.
-    pub fn call_state(&mut self, call: CallState, now: Instant) {
+    pub fn call_state(&mut self, call: CallState, now: Stamp) {
         // Idle continues from its start when repeated; any change restarts the clock.
         if self.call.map(|(c, _)| c) != Some(call) {
             self.call = Some((call, now));
@@ -287,21 +300,25 @@ impl RebootMachine {
     }
 
     /// `OK <id>`: the reboot will happen; every need it served is accepted.
-    pub fn ok(&mut self, id: u64, now: Instant) -> Vec<Action> {
+    pub fn ok(&mut self, id: u64, now: Stamp) -> Vec<Action> {
         if !self.is_outstanding(id) {
             return vec![Action::Log(format!(
                 "OK {id} answers no outstanding REBOOT; ignored"
             ))];
         }
-        self.request = Some(Phase::Accepted { at: now });
+        let accepted = Phase::Accepted {
+            at: now.wall,
+            at_mono: now.mono,
+        };
+        self.request = Some(accepted);
         for need in self.needs.values_mut() {
-            need.phase = Phase::Accepted { at: now };
+            need.phase = accepted;
         }
         Vec::new()
     }
 
     /// `BUSY <id>`: refused because of a call: wait for a fresh idle period.
-    pub fn busy(&mut self, id: u64, now: Instant) -> Vec<Action> {
+    pub fn busy(&mut self, id: u64, now: Stamp) -> Vec<Action> {
         if !self.is_outstanding(id) {
             return vec![Action::Log(format!(
                 "BUSY {id} answers no outstanding REBOOT; ignored"
@@ -321,20 +338,20 @@ impl RebootMachine {
     }
 
     /// Decides at `now`: the actions to take, and when to look again.
-    pub fn poll(&mut self, now: Instant, timing: &RebootTiming) -> (Vec<Action>, Option<Instant>) {
+    pub fn poll(&mut self, now: Stamp, timing: &RebootTiming) -> (Vec<Action>, Option<Mono>) {
         let mut actions = Vec::new();
         // After OK and still running `reask` later: say so, and ask again.
-        if let Some(Phase::Accepted { at }) = self.request {
-            if now >= at.saturating_add(timing.reask) {
+        if let Some(Phase::Accepted { at_mono, .. }) = self.request {
+            if now.mono >= at_mono.plus_secs(timing.reask) {
                 self.request = None;
             }
         }
         for (cause, need) in self.needs.iter_mut() {
-            if let Phase::Accepted { at } = need.phase {
-                if now >= at.saturating_add(timing.reask) {
+            if let Phase::Accepted { at_mono, .. } = need.phase {
+                if now.mono >= at_mono.plus_secs(timing.reask) {
                     actions.push(Action::Log(format!(
                         "still running {} s after the supervisor accepted the reboot for {}; asking again",
-                        now.saturating_sub(at),
+                        now.mono.since(at_mono).as_secs(),
                         cause.word()
                     )));
                     need.phase = Phase::Waiting;
@@ -358,9 +375,9 @@ impl RebootMachine {
                     .values_mut()
                     .filter(|n| n.phase == Phase::Waiting)
                 {
-                    need.phase = Phase::Asked { id, at: now };
+                    need.phase = Phase::Asked { id, at: now.wall };
                 }
-                self.request = Some(Phase::Asked { id, at: now });
+                self.request = Some(Phase::Asked { id, at: now.wall });
                 actions.push(Action::SendReboot { id, cause });
             }
         }
@@ -369,7 +386,7 @@ impl RebootMachine {
 
     /// When [`poll`](Self::poll) has something to do next by the clock alone (the end of
     /// the idle grace, of the stagger delay, or of the wait after `OK`).
-    pub fn poll_wake(&self, now: Instant, timing: &RebootTiming) -> Option<Instant> {
+    pub fn poll_wake(&self, now: Stamp, timing: &RebootTiming) -> Option<Mono> {
         match self.waiting(now, timing) {
             Waiting::IdleGrace { until }
             | Waiting::Stagger { until }
@@ -379,7 +396,7 @@ impl RebootMachine {
     }
 
     /// What a pending reboot waits for now.
-    pub fn waiting(&self, now: Instant, timing: &RebootTiming) -> Waiting {
+    pub fn waiting(&self, now: Stamp, timing: &RebootTiming) -> Waiting {
         let waiting: Vec<&Need> = self
             .needs
             .values()
@@ -396,7 +413,7 @@ impl RebootMachine {
                 .needs
                 .values()
                 .filter_map(|n| match n.phase {
-                    Phase::Accepted { at } => Some(at.saturating_add(timing.reask)),
+                    Phase::Accepted { at_mono, .. } => Some(at_mono.plus_secs(timing.reask)),
                     _ => None,
                 })
                 .min()
@@ -412,14 +429,15 @@ impl RebootMachine {
             Some((CallState::Idle, since)) => since,
             _ => return Waiting::Idle,
         };
-        let grace_end = idle_since.saturating_add(timing.idle_grace);
-        if now < grace_end {
+        // On the monotonic clock, to the nanosecond: never a moment short of the grace.
+        let grace_end = idle_since.mono.plus_secs(timing.idle_grace);
+        if now.mono < grace_end {
             return Waiting::IdleGrace { until: grace_end };
         }
         // A site cause waits for its stagger delay (the earliest need decides).
-        let not_before = waiting.iter().map(|n| n.not_before).min().unwrap_or(now);
-        if now < not_before {
-            return Waiting::Stagger { until: not_before };
+        let ready_at = waiting.iter().map(|n| n.ready_at).min().unwrap_or(now.mono);
+        if now.mono < ready_at {
+            return Waiting::Stagger { until: ready_at };
         }
         Waiting::Nothing
     }

@@ -52,10 +52,12 @@
 
 #[cfg(test)]
 mod tests;
+pub mod worker;
+
+pub use worker::{Server, Source};
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -398,6 +400,44 @@ impl Fetcher {
     }
 }
 
+impl Source for Fetcher {
+    fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
+        Fetcher::fetch(self, name, validator)
+    }
+}
+
+/// The configured provisioning server: a [`Fetcher`] is set up afresh for each fetch
+/// cycle (on the fetch thread) and dropped after it, so no HTTP client outlives a cycle.
+#[derive(Debug)]
+pub struct Provisioning {
+    server: String,
+    fetch: Fetch,
+    mac: Serial,
+}
+
+impl Provisioning {
+    /// The server of the configuration, checked now (its CA, certificate and key files
+    /// read and parsed once) so that an unusable one is said at start, not at each fetch.
+    pub fn new(server: &str, fetch: &Fetch, mac: Serial) -> Result<Provisioning, FetchError> {
+        drop(Fetcher::new(server, fetch, mac)?);
+        Ok(Provisioning {
+            server: server.to_string(),
+            fetch: fetch.clone(),
+            mac,
+        })
+    }
+}
+
+impl Server for Provisioning {
+    fn base(&self) -> &str {
+        &self.server
+    }
+
+    fn open(&self) -> Result<Box<dyn Source>, FetchError> {
+        Fetcher::new(&self.server, &self.fetch, self.mac).map(|f| Box::new(f) as Box<dyn Source>)
+    }
+}
+
 /// The delay in seconds before retry number `attempt` (0 is the first retry):
 /// `min(max, initial × 2^attempt)`, then a value in `[d/2, d]` chosen by `jitter` (any
 /// number: random, or derived from a hash) so that a fleet of phones never retries in
@@ -454,17 +494,13 @@ fn conditional(validator: Option<&Validator>) -> HeaderMap {
     headers
 }
 
-/// Reads a PEM file (certificates or a key), refusing a huge one.
+/// Reads a PEM file (certificates or a key), refusing a huge one or one that is not a
+/// regular file (a FIFO in its place must not hold the daemon).
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let mut pem = Vec::new();
-    file.take(MAX_PEM + 1)
-        .read_to_end(&mut pem)
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    if pem.len() as u64 > MAX_PEM {
-        return Err(format!("larger than {MAX_PEM} bytes: not a PEM file"));
-    }
-    Ok(pem)
+    crate::files::read_regular(path, MAX_PEM).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => format!("{e}: not a PEM file"),
+        _ => format!("cannot read it: {e}"),
+    })
 }
 
 /// A `file://` fetch.
@@ -491,7 +527,7 @@ fn fetch_file(url: String, path: &Path) -> FetchOutcome {
         }
         Ok(_) => {}
     }
-    let file = match File::open(path) {
+    let file = match crate::files::open_regular(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return FetchOutcome::Absent { status: 404 }

@@ -401,7 +401,8 @@ impl Store {
 /// Reads at most `cap` bytes; `None` when the file does not exist.
 fn read_capped(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
-    let file = match fs::File::open(path) {
+    // Never a FIFO or a device: they could hold the agent for ever.
+    let file = match crate::files::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -424,7 +425,7 @@ fn verify_stored(
     keyring: &Keyring,
     identity: &Identity,
 ) -> Result<Verified<License>, String> {
-    let file = fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    let file = crate::files::open_regular(path).map_err(|e| format!("unreadable: {e}"))?;
     let bytes = match format::read_capped(file).map_err(|e| format!("unreadable: {e}"))? {
         Capped::Content(bytes) => bytes,
         Capped::TooBig(m) => return Err(format!("no longer verifies: malformed: {m}")),

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use super::protocol::{FromSupervisor, LineReader, Read, ToSupervisor};
 use crate::config::Secs;
-use crate::engine::Instant;
 use crate::fetch::backoff;
+use crate::monotonic::Mono;
 
 /// First and longest delay between connection attempts.
 const RETRY_INITIAL: Secs = Secs(1);
@@ -35,8 +35,8 @@ pub struct Link {
     reader: LineReader,
     greeted: bool,
     failures: u32,
-    /// When to try to connect next (real clock), while not connected.
-    next_attempt: Option<Instant>,
+    /// When to try to connect next (monotonic clock), while not connected.
+    next_attempt: Option<Mono>,
     jitter: u64,
 }
 
@@ -48,7 +48,7 @@ impl Link {
             reader: LineReader::new(),
             greeted: false,
             failures: 0,
-            next_attempt: Some(0),
+            next_attempt: Some(Mono::ZERO),
             jitter,
         }
     }
@@ -63,18 +63,17 @@ impl Link {
         self.greeted
     }
 
-    /// When a connection attempt is due (real clock), while not connected.
-    pub fn next_attempt(&self) -> Option<Instant> {
+    /// When a connection attempt is due (monotonic clock), while not connected.
+    pub fn next_attempt(&self) -> Option<Mono> {
         self.next_attempt
     }
 
     /// Connects if an attempt is due; sends HELLO.
-    pub fn connect_if_due(&mut self, now: Instant) -> Option<Event> {
+    pub fn connect_if_due(&mut self, now: Mono) -> Option<Event> {
         if self.stream.is_some() || self.next_attempt.is_some_and(|t| t > now) {
             return None;
         }
-        let attempt = UnixStream::connect(&self.path).and_then(|mut s| {
-            s.set_nonblocking(true)?;
+        let attempt = connect_nonblocking(&self.path).and_then(|mut s| {
             // The greeting is tiny: it fits any socket buffer.
             s.write_all(ToSupervisor::Hello.to_line().as_bytes())?;
             Ok(s)
@@ -97,17 +96,17 @@ impl Link {
     }
 
     /// Drops the connection and schedules the next attempt with back-off and jitter.
-    fn down(&mut self, now: Instant, why: String) -> Event {
+    fn down(&mut self, now: Mono, why: String) -> Event {
         self.stream = None;
         self.greeted = false;
         let delay = backoff(self.failures, RETRY_INITIAL, RETRY_MAX, self.jitter);
         self.failures = self.failures.saturating_add(1);
-        self.next_attempt = Some(now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)));
+        self.next_attempt = Some(now.plus_secs(delay));
         Event::Down(why)
     }
 
     /// Reads everything waiting; answers what it cannot understand with `ERR`.
-    pub fn read(&mut self, now: Instant) -> Vec<Event> {
+    pub fn read(&mut self, now: Mono) -> Vec<Event> {
         let mut events = Vec::new();
         let mut buf = [0u8; 1024];
         while let Some(stream) = self.stream.as_mut() {
@@ -134,7 +133,7 @@ impl Link {
         events
     }
 
-    fn line(&mut self, read: Read, now: Instant) -> Option<Event> {
+    fn line(&mut self, read: Read, now: Mono) -> Option<Event> {
         let text = match read {
             Read::Line(text) => text,
             Read::Overlong => return self.err("line longer than 1024 bytes", now),
@@ -157,16 +156,32 @@ impl Link {
         }
     }
 
-    fn err(&mut self, why: &str, now: Instant) -> Option<Event> {
+    fn err(&mut self, why: &str, now: Mono) -> Option<Event> {
         self.send(&ToSupervisor::Err(why.to_string()), now)
     }
 
     /// Sends one line. A connection that cannot take it is dropped (and retried).
-    pub fn send(&mut self, message: &ToSupervisor, now: Instant) -> Option<Event> {
+    pub fn send(&mut self, message: &ToSupervisor, now: Mono) -> Option<Event> {
         let stream = self.stream.as_mut()?;
         match stream.write_all(message.to_line().as_bytes()) {
             Ok(()) => None,
             Err(e) => Some(self.down(now, format!("writing to the supervisor: {e}"))),
         }
     }
+}
+
+/// Connects without ever waiting: a supervisor whose listen queue is full (it stopped
+/// accepting) makes a blocking `connect` wait, and the loop must not. Such an attempt
+/// fails with `EAGAIN` and is retried with back-off like any other.
+fn connect_nonblocking(path: &std::path::Path) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    Ok(UnixStream::from(fd))
 }

@@ -72,22 +72,13 @@ pub struct Keyring {
 impl Keyring {
     /// Reads a keyring file (capped at 1 MiB: a keyring holds a handful of lines).
     pub fn load(path: &Path) -> Result<Keyring, KeyringError> {
-        use std::io::Read;
         const MAX: u64 = 1 << 20;
         let io_err = |e: std::io::Error| KeyringError::Io {
             path: path.display().to_string(),
             error: e.to_string(),
         };
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX + 1).read_to_end(&mut bytes))
-            .map_err(io_err)?;
-        if bytes.len() as u64 > MAX {
-            return Err(KeyringError::Io {
-                path: path.display().to_string(),
-                error: format!("larger than {MAX} bytes"),
-            });
-        }
+        // Opened so that a FIFO or a device in its place cannot hold the daemon.
+        let bytes = crate::files::read_regular(path, MAX).map_err(io_err)?;
         let text = std::str::from_utf8(&bytes).map_err(|e| {
             let line = 1 + bytes[..e.valid_up_to()]
                 .iter()

@@ -159,9 +159,12 @@ impl Phone {
             child,
             socket: self.path("control.sock"),
         };
-        // Ready once the control socket answers (the boot fetch is done by then).
+        // Ready once the control socket answers and the boot fetch cycle is over.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while daemon.try_request(r#"{"cmd":"status"}"#).is_err() {
+        while !daemon
+            .try_request(r#"{"cmd":"status"}"#)
+            .is_ok_and(|v| v["status"]["daemon"]["fetching"] == false)
+        {
             if !daemon.alive() {
                 let (code, log) = daemon.stop();
                 panic!("the daemon ended before answering (exit {code:?}):\n{log}");
@@ -202,10 +205,15 @@ impl Daemon {
         v["status"].clone()
     }
 
-    /// Sets the test clock; the daemon wakes and decides before it answers.
+    /// Sets the test clock; the daemon wakes and decides before it answers, and a fetch
+    /// cycle the new time calls for (a feature ending, a poll or retry due) runs off
+    /// its loop: this waits for it to end too, and returns the status then.
     pub fn set_time(&self, t: i64) -> Value {
         let v = self.request(&format!(r#"{{"cmd":"test-set-time","now":{t}}}"#));
         assert_eq!(v["ok"], true, "{v}");
+        if v["status"]["daemon"]["fetching"] == true {
+            return self.wait_status("the fetch cycle over", |s| s["daemon"]["fetching"] == false);
+        }
         v["status"].clone()
     }
 

@@ -13,6 +13,16 @@ const TIMING: RebootTiming = RebootTiming {
     stagger_window: 3_600,
 };
 
+/// Both clocks at `t` seconds.
+fn st(t: Instant) -> Stamp {
+    Stamp::at_secs(t)
+}
+
+/// The monotonic instant of `t` seconds.
+fn mono(t: Instant) -> Mono {
+    st(t).mono
+}
+
 fn mac() -> Serial {
     Serial::parse("0004f2000001").unwrap()
 }
@@ -30,43 +40,45 @@ fn sent(actions: &[Action]) -> Vec<(u64, Cause)> {
 fn connected_idle_at(t: Instant) -> RebootMachine {
     let mut m = RebootMachine::default();
     m.connection(true);
-    m.call_state(CallState::Idle, t);
+    m.call_state(CallState::Idle, st(t));
     m
 }
 
 #[test]
 fn asks_only_after_the_idle_grace_and_only_once() {
     let mut m = connected_idle_at(T);
-    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T + 5);
-    let (a, wake) = m.poll(T + 29, &TIMING);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T + 5));
+    let (a, wake) = m.poll(st(T + 29), &TIMING);
     assert!(sent(&a).is_empty());
-    assert_eq!(wake, Some(T + 30));
+    assert_eq!(wake, Some(mono(T + 30)));
     assert_eq!(
-        m.waiting(T + 29, &TIMING),
-        Waiting::IdleGrace { until: T + 30 }
+        m.waiting(st(T + 29), &TIMING),
+        Waiting::IdleGrace {
+            until: mono(T + 30)
+        }
     );
-    let (a, _) = m.poll(T + 30, &TIMING);
+    let (a, _) = m.poll(st(T + 30), &TIMING);
     assert_eq!(sent(&a), [(1, Cause::LicenseExpired)]);
     // Outstanding: never a second REBOOT while the first is unanswered.
-    let (a, _) = m.poll(T + 100, &TIMING);
+    let (a, _) = m.poll(st(T + 100), &TIMING);
     assert!(sent(&a).is_empty());
-    assert_eq!(m.waiting(T + 100, &TIMING), Waiting::Answer { id: 1 });
+    assert_eq!(m.waiting(st(T + 100), &TIMING), Waiting::Answer { id: 1 });
 }
 
 #[test]
 fn never_during_a_call_and_never_before_the_supervisor_said_idle() {
     let mut m = RebootMachine::default();
     m.connection(true);
-    m.need(Cause::LicenseChanged, false, mac(), &TIMING, T);
+    m.need(Cause::LicenseChanged, false, mac(), &TIMING, st(T));
     // No CALL-STATE heard yet: busy.
-    assert!(sent(&m.poll(T + 1_000, &TIMING).0).is_empty());
-    assert_eq!(m.waiting(T + 1_000, &TIMING), Waiting::Idle);
-    m.call_state(CallState::Active, T + 1_000);
-    assert!(sent(&m.poll(T + 5_000, &TIMING).0).is_empty());
-    m.call_state(CallState::Idle, T + 5_000);
-    assert!(sent(&m.poll(T + 5_029, &TIMING).0).is_empty());
+    assert!(sent(&m.poll(st(T + 1_000), &TIMING).0).is_empty());
+    assert_eq!(m.waiting(st(T + 1_000), &TIMING), Waiting::Idle);
+    m.call_state(CallState::Active, st(T + 1_000));
+    assert!(sent(&m.poll(st(T + 5_000), &TIMING).0).is_empty());
+    m.call_state(CallState::Idle, st(T + 5_000));
+    assert!(sent(&m.poll(st(T + 5_029), &TIMING).0).is_empty());
     assert_eq!(
-        sent(&m.poll(T + 5_030, &TIMING).0),
+        sent(&m.poll(st(T + 5_030), &TIMING).0),
         [(1, Cause::LicenseChanged)]
     );
 }
@@ -74,18 +86,18 @@ fn never_during_a_call_and_never_before_the_supervisor_said_idle() {
 #[test]
 fn busy_waits_for_a_fresh_idle_period() {
     let mut m = connected_idle_at(T);
-    m.need(Cause::FeatureLicensed, false, mac(), &TIMING, T);
+    m.need(Cause::FeatureLicensed, false, mac(), &TIMING, st(T));
     assert_eq!(
-        sent(&m.poll(T + 30, &TIMING).0),
+        sent(&m.poll(st(T + 30), &TIMING).0),
         [(1, Cause::FeatureLicensed)]
     );
-    assert!(m.busy(1, T + 31).is_empty());
+    assert!(m.busy(1, st(T + 31)).is_empty());
     // Still "idle" as far as the last CALL-STATE went, but BUSY said otherwise.
-    assert!(sent(&m.poll(T + 1_000, &TIMING).0).is_empty());
-    m.call_state(CallState::Idle, T + 1_000);
-    assert!(sent(&m.poll(T + 1_029, &TIMING).0).is_empty());
+    assert!(sent(&m.poll(st(T + 1_000), &TIMING).0).is_empty());
+    m.call_state(CallState::Idle, st(T + 1_000));
+    assert!(sent(&m.poll(st(T + 1_029), &TIMING).0).is_empty());
     assert_eq!(
-        sent(&m.poll(T + 1_030, &TIMING).0),
+        sent(&m.poll(st(T + 1_030), &TIMING).0),
         [(2, Cause::FeatureLicensed)]
     );
 }
@@ -93,43 +105,43 @@ fn busy_waits_for_a_fresh_idle_period() {
 #[test]
 fn ok_ends_the_asking_until_the_reask_time() {
     let mut m = connected_idle_at(T);
-    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T);
-    let (a, _) = m.poll(T + 30, &TIMING);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T));
+    let (a, _) = m.poll(st(T + 30), &TIMING);
     assert_eq!(sent(&a), [(1, Cause::LicenseExpired)]);
-    assert!(m.ok(1, T + 31).is_empty());
+    assert!(m.ok(1, st(T + 31)).is_empty());
     // A new cause arriving now is served by the reboot already accepted.
-    m.need(Cause::LicenseChanged, false, mac(), &TIMING, T + 40);
-    let (a, wake) = m.poll(T + 600, &TIMING);
+    m.need(Cause::LicenseChanged, false, mac(), &TIMING, st(T + 40));
+    let (a, wake) = m.poll(st(T + 600), &TIMING);
     assert!(sent(&a).is_empty());
-    assert_eq!(wake, Some(T + 631));
+    assert_eq!(wake, Some(mono(T + 631)));
     // Still running ten minutes after OK: log, and ask again (the oldest cause).
-    let (a, _) = m.poll(T + 631, &TIMING);
+    let (a, _) = m.poll(st(T + 631), &TIMING);
     assert!(matches!(&a[0], Action::Log(l) if l.contains("still running")));
     assert_eq!(sent(&a), [(2, Cause::LicenseExpired)]);
     // Answers to unknown ids change nothing.
-    assert_eq!(m.ok(99, T + 700).len(), 1);
-    assert_eq!(m.waiting(T + 700, &TIMING), Waiting::Answer { id: 2 });
+    assert_eq!(m.ok(99, st(T + 700)).len(), 1);
+    assert_eq!(m.waiting(st(T + 700), &TIMING), Waiting::Answer { id: 2 });
 }
 
 #[test]
 fn a_dropped_connection_is_no_reboot_and_asks_again_after_reconnecting() {
     let mut m = connected_idle_at(T);
-    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T));
     assert_eq!(
-        sent(&m.poll(T + 30, &TIMING).0),
+        sent(&m.poll(st(T + 30), &TIMING).0),
         [(1, Cause::LicenseExpired)]
     );
     m.connection(false);
-    assert_eq!(m.waiting(T + 40, &TIMING), Waiting::Connection);
-    assert!(sent(&m.poll(T + 40, &TIMING).0).is_empty());
+    assert_eq!(m.waiting(st(T + 40), &TIMING), Waiting::Connection);
+    assert!(sent(&m.poll(st(T + 40), &TIMING).0).is_empty());
     m.connection(true);
-    m.call_state(CallState::Idle, T + 50);
+    m.call_state(CallState::Idle, st(T + 50));
     assert_eq!(
-        sent(&m.poll(T + 80, &TIMING).0),
+        sent(&m.poll(st(T + 80), &TIMING).0),
         [(2, Cause::LicenseExpired)]
     );
     assert!(
-        m.ok(1, T + 81).len() == 1,
+        m.ok(1, st(T + 81)).len() == 1,
         "the old request's answer is not taken"
     );
 }
@@ -139,15 +151,17 @@ fn a_site_cause_waits_for_this_phones_stagger_delay() {
     let delay = stagger_delay(mac(), 3_600) as i64;
     assert!(delay < 3_600);
     let mut m = connected_idle_at(T - 100);
-    m.need(Cause::LicenseExpired, true, mac(), &TIMING, T);
+    m.need(Cause::LicenseExpired, true, mac(), &TIMING, st(T));
     if delay > 0 {
-        assert!(sent(&m.poll(T + delay - 1, &TIMING).0).is_empty());
+        assert!(sent(&m.poll(st(T + delay - 1), &TIMING).0).is_empty());
         assert_eq!(
-            m.waiting(T + delay - 1, &TIMING),
-            Waiting::Stagger { until: T + delay }
+            m.waiting(st(T + delay - 1), &TIMING),
+            Waiting::Stagger {
+                until: mono(T + delay)
+            }
         );
     }
-    assert_eq!(sent(&m.poll(T + delay, &TIMING).0).len(), 1);
+    assert_eq!(sent(&m.poll(st(T + delay), &TIMING).0).len(), 1);
 }
 
 #[test]
@@ -237,10 +251,10 @@ proptest! {
                         call = Some((active, now));
                     }
                     if connected {
-                        m.call_state(if active { CallState::Active } else { CallState::Idle }, now);
+                        m.call_state(if active { CallState::Active } else { CallState::Idle }, st(now));
                     }
                 }
-                Event::Need(c, site) => m.need(causes[c as usize], site, mac(), &TIMING, now),
+                Event::Need(c, site) => m.need(causes[c as usize], site, mac(), &TIMING, st(now)),
                 Event::SetChange(mask, site) => {
                     let wanted: BTreeMap<Cause, bool> = Cause::ALL
                         .into_iter()
@@ -248,32 +262,32 @@ proptest! {
                         .filter(|(i, _)| mask & (1 << i) != 0)
                         .map(|(_, c)| (c, site))
                         .collect();
-                    m.settle(&wanted, mac(), &TIMING, now);
+                    m.settle(&wanted, mac(), &TIMING, st(now));
                     served.retain(|c, _| wanted.contains_key(c));
                 }
                 Event::Ok => if let Some(id) = outstanding.take() {
-                    m.ok(id, now);
+                    m.ok(id, st(now));
                     accepted_at = Some(now);
                     for c in m.needs.keys() { served.entry(*c).or_insert(now); }
                 },
-                Event::Busy => if let Some(id) = outstanding.take() { m.busy(id, now); call = Some((true, now)); },
+                Event::Busy => if let Some(id) = outstanding.take() { m.busy(id, st(now)); call = Some((true, now)); },
                 Event::Drop => { m.connection(false); connected = false; outstanding = None; call = None; }
                 Event::Reconnect => if !connected { m.connection(true); connected = true; }
                 Event::Wait(s) => now += i64::from(s),
             }
-            let (actions, wake) = m.poll(now, &TIMING);
-            if let Some(w) = wake { prop_assert!(w > now, "wake {w} not after now {now}"); }
+            let (actions, wake) = m.poll(st(now), &TIMING);
+            if let Some(w) = wake { prop_assert!(w > mono(now), "wake {w:?} not after now {now}"); }
             for (id, cause) in sent(&actions) {
                 if let Some(at) = served.get(&cause) {
-                    prop_assert!(now >= at + TIMING.reask, "{cause} asked again {} s after OK", now - at);
+                    prop_assert!(now >= at + TIMING.reask as i64, "{cause} asked again {} s after OK", now - at);
                 }
                 prop_assert!(connected, "REBOOT while disconnected");
                 let (active, since) = call.expect("a REBOOT before any CALL-STATE");
                 prop_assert!(!active, "REBOOT during a call");
-                prop_assert!(now >= since + TIMING.idle_grace, "REBOOT {} s into idle", now - since);
+                prop_assert!(now >= since + TIMING.idle_grace as i64, "REBOOT {} s into idle", now - since);
                 prop_assert!(outstanding.is_none(), "REBOOT while another is unanswered");
                 if let Some(at) = accepted_at {
-                    prop_assert!(now >= at + TIMING.reask, "REBOOT again {} s after OK", now - at);
+                    prop_assert!(now >= at + TIMING.reask as i64, "REBOOT again {} s after OK", now - at);
                 }
                 outstanding = Some(id);
             }
@@ -369,46 +383,46 @@ fn settle_keeps_what_is_there_adds_what_is_new_and_forgets_what_is_gone() {
     let mut m = connected_idle_at(T);
     let wanted = [(Cause::LicenseExpired, false)].into();
     assert_eq!(
-        m.settle(&wanted, mac(), &TIMING, T + 40),
+        m.settle(&wanted, mac(), &TIMING, st(T + 40)),
         [Cause::LicenseExpired]
     );
-    let (a, _) = m.poll(T + 40, &TIMING);
+    let (a, _) = m.poll(st(T + 40), &TIMING);
     assert_eq!(sent(&a), [(1, Cause::LicenseExpired)]);
     // The same cause again: kept as it is (asked, not asked twice).
-    assert!(m.settle(&wanted, mac(), &TIMING, T + 50).is_empty());
-    assert!(sent(&m.poll(T + 50, &TIMING).0).is_empty());
+    assert!(m.settle(&wanted, mac(), &TIMING, st(T + 50)).is_empty());
+    assert!(sent(&m.poll(st(T + 50), &TIMING).0).is_empty());
     // A new cause joins the outstanding request; a vanished one is forgotten.
     let wanted = [(Cause::LicenseChanged, true)].into();
     assert_eq!(
-        m.settle(&wanted, mac(), &TIMING, T + 60),
+        m.settle(&wanted, mac(), &TIMING, st(T + 60)),
         [Cause::LicenseChanged]
     );
     assert_eq!(
         m.needs.keys().copied().collect::<Vec<_>>(),
         [Cause::LicenseChanged]
     );
-    assert_eq!(m.waiting(T + 60, &TIMING), Waiting::Answer { id: 1 });
+    assert_eq!(m.waiting(st(T + 60), &TIMING), Waiting::Answer { id: 1 });
     // Back to the booted set: nothing is needed.
-    m.settle(&BTreeMap::new(), mac(), &TIMING, T + 70);
+    m.settle(&BTreeMap::new(), mac(), &TIMING, st(T + 70));
     assert!(m.needs.is_empty());
-    assert_eq!(m.waiting(T + 70, &TIMING), Waiting::Nothing);
+    assert_eq!(m.waiting(st(T + 70), &TIMING), Waiting::Nothing);
 }
 
 #[test]
 fn a_restored_machine_asks_again_what_was_outstanding_but_not_what_was_accepted() {
     let mut m = connected_idle_at(T);
-    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T + 40);
-    m.poll(T + 40, &TIMING);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T + 40));
+    m.poll(st(T + 40), &TIMING);
     let restored = RebootMachine::restored(m.needs.clone());
     assert_eq!(restored.needs[&Cause::LicenseExpired].phase, Phase::Waiting);
-    assert_eq!(restored.waiting(T + 41, &TIMING), Waiting::Connection);
+    assert_eq!(restored.waiting(st(T + 41), &TIMING), Waiting::Connection);
 
-    m.ok(1, T + 41);
+    m.ok(1, st(T + 41));
     let restored = RebootMachine::restored(m.needs.clone());
     assert_eq!(
-        restored.waiting(T + 42, &TIMING),
+        restored.waiting(st(T + 42), &TIMING),
         Waiting::StillRunningAfterOk {
-            until: T + 41 + 600
+            until: mono(T + 41 + 600)
         }
     );
 }
@@ -418,20 +432,20 @@ fn a_restored_machine_asks_again_what_was_outstanding_but_not_what_was_accepted(
 #[test]
 fn a_need_that_returns_while_a_request_is_unanswered_joins_it() {
     let mut m = connected_idle_at(T);
-    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T));
     assert_eq!(
-        sent(&m.poll(T + 30, &TIMING).0),
+        sent(&m.poll(st(T + 30), &TIMING).0),
         [(1, Cause::LicenseExpired)]
     );
-    m.settle(&BTreeMap::new(), mac(), &TIMING, T + 31);
-    m.need(Cause::LicenseExpired, false, mac(), &TIMING, T + 32);
-    assert!(sent(&m.poll(T + 100, &TIMING).0).is_empty());
-    assert_eq!(m.waiting(T + 100, &TIMING), Waiting::Answer { id: 1 });
+    m.settle(&BTreeMap::new(), mac(), &TIMING, st(T + 31));
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T + 32));
+    assert!(sent(&m.poll(st(T + 100), &TIMING).0).is_empty());
+    assert_eq!(m.waiting(st(T + 100), &TIMING), Waiting::Answer { id: 1 });
     // Its OK covers the new need; nothing more until `reask`.
-    m.ok(1, T + 101);
-    assert!(sent(&m.poll(T + 600, &TIMING).0).is_empty());
+    m.ok(1, st(T + 101));
+    assert!(sent(&m.poll(st(T + 600), &TIMING).0).is_empty());
     assert_eq!(
-        sent(&m.poll(T + 701, &TIMING).0),
+        sent(&m.poll(st(T + 701), &TIMING).0),
         [(2, Cause::LicenseExpired)]
     );
 }
@@ -440,7 +454,10 @@ fn any_phase() -> impl Strategy<Value = Phase> {
     prop_oneof![
         Just(Phase::Waiting),
         (any::<u64>(), any::<i64>()).prop_map(|(id, at)| Phase::Asked { id, at }),
-        any::<i64>().prop_map(|at| Phase::Accepted { at }),
+        (any::<i64>(), any::<u64>()).prop_map(|(at, m)| Phase::Accepted {
+            at,
+            at_mono: Mono::from_nanos(m)
+        }),
     ]
 }
 
@@ -450,25 +467,25 @@ proptest! {
     /// never panics, and a REBOOT still waits for a connection and an idle phone.
     #[test]
     fn restored_needs_with_any_numbers_never_panic(
-        needs in prop::collection::btree_map(0..3usize, (any::<i64>(), any::<i64>(), any_phase()), 0..4),
+        needs in prop::collection::btree_map(0..3usize, (any::<i64>(), any::<i64>(), any::<u64>(), any_phase()), 0..4),
         times in prop::collection::vec(any::<i64>(), 1..6),
-        grace in any::<i64>(),
-        reask in any::<i64>(),
+        grace in any::<u64>(),
+        reask in any::<u64>(),
         window in any::<u64>(),
     ) {
         let timing = RebootTiming { idle_grace: grace, reask, stagger_window: window };
         let needs = needs
             .into_iter()
-            .map(|(c, (since, not_before, phase))| (Cause::ALL[c], Need { since, not_before, phase }))
+            .map(|(c, (since, not_before, ready, phase))| (Cause::ALL[c], Need { since, not_before, ready_at: Mono::from_nanos(ready), phase }))
             .collect();
         let mut m = RebootMachine::restored(needs);
-        prop_assert!(sent(&m.poll(times[0], &timing).0).is_empty(), "asked while disconnected");
+        prop_assert!(sent(&m.poll(st(times[0]), &timing).0).is_empty(), "asked while disconnected");
         m.connection(true);
         for &t in &times {
-            m.call_state(CallState::Idle, t);
-            let _ = m.poll(t, &timing);
-            let _ = m.waiting(t, &timing);
-            m.need(Cause::LicenseChanged, true, mac(), &timing, t);
+            m.call_state(CallState::Idle, st(t));
+            let _ = m.poll(st(t), &timing);
+            let _ = m.waiting(st(t), &timing);
+            m.need(Cause::LicenseChanged, true, mac(), &timing, st(t));
         }
     }
 }

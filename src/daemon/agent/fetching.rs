@@ -1,0 +1,374 @@
+//! The agent's fetching: which cycle runs, what the last one gave, when to retry, and
+//! applying what a cycle brought through the engine and the store.
+//!
+//! A cycle is started by the loop (boot, CHECK-SYNC, a check-sync client, a retry or
+//! poll falling due, a feature about to end) and runs on its own thread
+//! ([`crate::fetch::worker`]); the loop goes on meanwhile and hands the results back
+//! with [`Agent::fetch_finished`]. One cycle runs at a time: one asked for while another
+//! runs is started when that one ends, so a check-sync always sees the server as it is
+//! after the request.
+
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+
+use super::{Agent, Snapshot};
+use crate::daemon::control::CheckSyncJson;
+use crate::daemon::publish::FeatureSet;
+use crate::engine::{judge_candidate, ClockVerdict, Decision, Instant, Origin};
+use crate::fetch::worker::{Fetched, InFlight, Wanted};
+use crate::fetch::{backoff, phone_file, FetchOutcome, Server, SITE_FILE};
+use crate::format::Kind;
+use crate::monotonic::Stamp;
+use crate::status::FileFetchJson;
+use crate::storage::{describe, Validator};
+
+/// The last fetch and the retry schedule.
+#[derive(Debug, Clone, Default)]
+pub struct FetchState {
+    pub last_fetch: Option<Instant>,
+    pub files: Vec<FileFetchJson>,
+    pub consecutive_failures: u32,
+    pub next_retry: Option<Instant>,
+}
+
+/// A cycle under way.
+struct Cycle {
+    number: u64,
+    flight: InFlight,
+    /// The enabled set when it started (for the changes a check-sync reports).
+    before: FeatureSet,
+}
+
+/// What the agent owns for fetching.
+pub(super) struct Fetching {
+    pub(super) server: Result<Arc<dyn Server>, String>,
+    pub(super) state: FetchState,
+    /// A fetch was skipped (unsynced clock) and is owed once the clock is sane.
+    pub(super) owed: bool,
+    running: Option<Cycle>,
+    /// Cycles started so far (the number of the last one).
+    started: u64,
+    /// Another cycle was asked for while one ran.
+    again: bool,
+    /// A wake-up came during the cycle: decide again when it ends.
+    pub(super) decide_after: bool,
+    /// No cycle has finished with a sane clock yet (nor can one: no server): the set
+    /// the phone booted with is not known before the boot cycle.
+    pub(super) boot_cycle_pending: bool,
+}
+
+/// What asking for a cycle gave.
+#[derive(Debug)]
+pub enum FetchStart {
+    /// Cycle `n` will answer (started now, or after the one running).
+    Pending(u64),
+    /// Nothing can be fetched (no server, or the clock is not set): the answer now.
+    Done(CheckSyncJson),
+}
+
+impl Fetching {
+    pub(super) fn new(server: Result<Arc<dyn Server>, String>) -> Fetching {
+        let boot_cycle_pending = server.is_ok();
+        Fetching {
+            server,
+            state: FetchState::default(),
+            owed: false,
+            running: None,
+            started: 0,
+            again: false,
+            decide_after: false,
+            boot_cycle_pending,
+        }
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+}
+
+impl Agent {
+    /// Asks for a fetch cycle now.
+    pub fn fetch_now(&mut self, snap: &Snapshot) -> FetchStart {
+        let now = snap.stamp.wall;
+        if let Err(why) = &self.fetching.server {
+            // Nothing to fetch from until the configuration names a server (SIGHUP).
+            let files = vec![file_result(now, "-", "skipped", why)];
+            return FetchStart::Done(self.skipped(files, snap));
+        }
+        if snap.reading.verdict == ClockVerdict::Unsynced {
+            // No time-based decision at all; the clock step will wake us.
+            self.fetching.owed = true;
+            let files = vec![file_result(
+                now,
+                "-",
+                "skipped",
+                "the clock is not set yet: nothing is fetched or judged until it is",
+            )];
+            return FetchStart::Done(self.skipped(files, snap));
+        }
+        if self.fetching.running.is_some() {
+            self.fetching.again = true;
+            return FetchStart::Pending(self.fetching.started + 1);
+        }
+        self.start_cycle(snap)
+    }
+
+    fn skipped(&mut self, files: Vec<FileFetchJson>, snap: &Snapshot) -> CheckSyncJson {
+        let enabled = self.enabled(snap);
+        self.decide(snap.stamp);
+        CheckSyncJson {
+            files,
+            fetched: false,
+            changes: Vec::new(),
+            enabled: enabled.keys().map(|id| id.name()).collect(),
+        }
+    }
+
+    fn start_cycle(&mut self, snap: &Snapshot) -> FetchStart {
+        let Ok(server) = self.fetching.server.clone() else {
+            return FetchStart::Done(CheckSyncJson::default());
+        };
+        // What is stored is read again first: its validators go with the requests.
+        self.reload(snap.stamp.wall);
+        let wanted = [SITE_FILE.to_string(), phone_file(self.phone.identity.mac)]
+            .into_iter()
+            .map(|name| Wanted {
+                validator: self.store.meta().validators.get(&name).cloned(),
+                name,
+            })
+            .collect();
+        let before = self.enabled(snap);
+        self.fetching.started += 1;
+        let number = self.fetching.started;
+        match InFlight::start(server, wanted) {
+            Ok(flight) => {
+                self.fetching.running = Some(Cycle {
+                    number,
+                    flight,
+                    before,
+                });
+                FetchStart::Pending(number)
+            }
+            Err(e) => {
+                let files = vec![file_result(
+                    snap.stamp.wall,
+                    "-",
+                    "failed",
+                    &format!("cannot start a fetch thread: {e}"),
+                )];
+                self.fetching.owed = true;
+                FetchStart::Done(self.skipped(files, snap))
+            }
+        }
+    }
+
+    /// The descriptor that becomes readable when the running cycle is over.
+    pub fn fetch_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fetching.running.as_ref().map(|c| c.flight.fd())
+    }
+
+    /// If the running cycle is over: applies what it brought, decides, and returns the
+    /// reports of the cycles now over by number (this one, and the one asked for
+    /// meanwhile if it could not even start).
+    pub fn fetch_finished(&mut self, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
+        let Some(fetched) = self
+            .fetching
+            .running
+            .as_ref()
+            .and_then(|c| c.flight.try_take())
+        else {
+            return Vec::new();
+        };
+        let Some(cycle) = self.fetching.running.take() else {
+            return Vec::new();
+        };
+        let snap = self.snapshot(stamp);
+        let mut reports = vec![(cycle.number, self.apply_cycle(fetched, cycle.before, &snap))];
+        if std::mem::take(&mut self.fetching.again) {
+            let snap = self.snapshot(stamp);
+            if let FetchStart::Done(report) = self.fetch_now(&snap) {
+                // The cycle promised to those who asked meanwhile could not start.
+                self.fetching.started += 1;
+                reports.push((self.fetching.started, report));
+            }
+        }
+        reports
+    }
+
+    fn apply_cycle(
+        &mut self,
+        fetched: Vec<Fetched>,
+        before: FeatureSet,
+        snap: &Snapshot,
+    ) -> CheckSyncJson {
+        let now = snap.stamp.wall;
+        // The store as it is now (an install may have changed it during the cycle).
+        self.reload(now);
+        let judge_at = snap.reading.judge_at;
+        let mut files = Vec::new();
+        let mut all_fetched = true;
+        for file in fetched {
+            let kind = if file.name == SITE_FILE {
+                Kind::Site
+            } else {
+                Kind::Phone
+            };
+            let result = self.apply_file(&file.name, kind, file.outcome, judge_at, now);
+            all_fetched &= result.outcome != "failed";
+            files.push(result);
+        }
+        let state = &mut self.fetching.state;
+        if all_fetched {
+            state.consecutive_failures = 0;
+            state.next_retry = None;
+        } else {
+            let t = &self.phone.config.timing;
+            let delay = backoff(
+                state.consecutive_failures,
+                t.retry_initial,
+                t.retry_max,
+                self.jitter,
+            );
+            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            state.next_retry = Some(now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)));
+        }
+        state.last_fetch = Some(now);
+        state.files = files.clone();
+        self.fetching.owed = false;
+        self.fetching.decide_after = false;
+        if snap.reading.judge_at.is_some() {
+            self.fetching.boot_cycle_pending = false;
+        }
+        self.decide(snap.stamp);
+        let after = self.enabled(&self.snapshot(snap.stamp));
+        for f in &files {
+            log::info!("fetch: {} {}: {}", f.file, f.outcome, f.detail);
+        }
+        CheckSyncJson {
+            files,
+            fetched: all_fetched,
+            changes: crate::cli::install::changes(&before, &after)
+                .lines()
+                .skip(1)
+                .map(|l| l.trim().to_string())
+                .collect(),
+            enabled: after.keys().map(|id| id.name()).collect(),
+        }
+    }
+
+    /// Judges and stores what one file gave.
+    fn apply_file(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        outcome: FetchOutcome,
+        judge_at: Option<Instant>,
+        now: Instant,
+    ) -> FileFetchJson {
+        let (bytes, validator) = match outcome {
+            FetchOutcome::Body { bytes, validator } => (bytes, validator),
+            FetchOutcome::NotModified => {
+                return file_result(
+                    now,
+                    name,
+                    "not-modified",
+                    "304: unchanged since the last download",
+                )
+            }
+            FetchOutcome::Absent { status } => {
+                return file_result(
+                    now,
+                    name,
+                    "absent",
+                    &format!(
+                        "{status}: not on the server; the stored {kind} license stays in force"
+                    ),
+                )
+            }
+            FetchOutcome::Failed(e) => {
+                log::warn!("fetch failed: {e}");
+                return file_result(now, name, "failed", &e.to_string());
+            }
+        };
+        let meta = self.store.meta_mut();
+        if validator == Validator::default() {
+            meta.validators.remove(name);
+        } else {
+            meta.validators.insert(name.to_string(), validator);
+        }
+        let license = match self.phone.keyring.verify_bytes(&bytes) {
+            Ok(license) => license,
+            Err(rejection) => {
+                let why = format!("{}: {rejection}", rejection.verdict());
+                self.store
+                    .meta_mut()
+                    .record(now, "refused", name.to_string(), why.clone());
+                log::warn!("{name} refused: {why}");
+                return file_result(now, name, "refused", &why);
+            }
+        };
+        let subject = describe(&license);
+        let decision = judge_candidate(
+            &self.phone.identity,
+            self.store.held(),
+            &license,
+            Origin::Fetched(kind),
+            judge_at,
+            self.store.next_seq(),
+        );
+        match decision {
+            Decision::Accept { drop } => match self.store.add(&bytes, license, &drop, now) {
+                Ok(_) => {
+                    log::info!("{name}: accepted {subject}");
+                    file_result(now, name, "accepted", &subject)
+                }
+                Err(e) => file_result(now, name, "failed", &e.to_string()),
+            },
+            Decision::Identical { .. } => file_result(
+                now,
+                name,
+                "unchanged",
+                &format!("{subject}: already stored"),
+            ),
+            Decision::Superseded { .. } => file_result(
+                now,
+                name,
+                "not-used",
+                &format!("{subject}: a stored license of longer duration stays in use"),
+            ),
+            Decision::Refuse(refusal) => {
+                let why = format!("{}: {refusal}", refusal.id());
+                self.store
+                    .meta_mut()
+                    .record(now, "refused", subject.clone(), why.clone());
+                file_result(now, name, "refused", &format!("{subject}: {why}"))
+            }
+        }
+    }
+
+    /// Whether a fetch is due at this wake-up: a retry or poll fell due, a fetch is owed
+    /// since the clock was unsynced, or a feature in force is ending (fetch both files
+    /// first, so that a renewal already on the server keeps it without a reboot).
+    pub(super) fn fetch_due(&self, snap: &Snapshot) -> bool {
+        let Some(eval) = &snap.eval else {
+            return false;
+        };
+        let now = snap.stamp.wall;
+        let retry_due = self.fetching.state.next_retry.is_some_and(|t| t <= now);
+        let poll_due = self.poll_after(eval).is_some_and(|t| t <= now);
+        let ending = self.fetching.server.is_ok() && self.loses_features(snap);
+        if ending {
+            log::info!("a feature in force ends: fetching once before deciding");
+        }
+        retry_due || self.fetching.owed || poll_due || ending
+    }
+}
+
+pub(super) fn file_result(now: Instant, file: &str, outcome: &str, detail: &str) -> FileFetchJson {
+    FileFetchJson {
+        file: file.to_string(),
+        at: crate::status::time(now),
+        outcome: outcome.to_string(),
+        detail: detail.to_string(),
+    }
+}

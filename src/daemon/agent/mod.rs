@@ -1,0 +1,368 @@
+//! The daemon's state, and what it does when something happens: apply what a fetch
+//! cycle brought, publish the feature set, work out the reboots a change calls for, and
+//! say when to wake next. The clocks (a [`Stamp`] of both), the provisioning server
+//! ([`Server`]) and the supervisor's words are handed in; the agent does no waiting of
+//! its own, so the loop that drives it never stalls (see `daemon`).
+//!
+//! The state is split by owner: [`fetching`] (cycles, retries, applying downloads),
+//! [`reboots`] (the booted set, the reboot rules' machine, this boot's record), and
+//! here the store and what is published. Each wake-up takes one [`Snapshot`] (both
+//! clocks, the clock's verdict, the evaluation of the licenses held) and decides from it.
+
+mod fetching;
+mod reboots;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub use fetching::{FetchStart, FetchState};
+
+use crate::cli::args::FileBytes;
+use crate::cli::install::{install_into, Installed};
+use crate::cli::setup::{read_clock, Phone};
+use crate::daemon::publish::{self, FeatureSet};
+use crate::engine::poll::{self, poll_reason};
+use crate::engine::reboot::RebootTiming;
+use crate::engine::{clock, evaluate, ClockReading, ClockVerdict, Evaluation, Instant};
+use crate::fetch::Server;
+use crate::format::FeatureId;
+use crate::monotonic::{Mono, Stamp};
+use crate::status::{self, DaemonJson, StatusJson};
+use crate::storage::{Meta, Mode, Store, StoreError, WriterLock};
+use fetching::Fetching;
+use reboots::Reboots;
+
+/// The agent's view at one moment: both clocks, the wall clock's verdict, and (when the
+/// clock can judge) the evaluation of the licenses held at the judged instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub stamp: Stamp,
+    pub reading: ClockReading,
+    pub eval: Option<Evaluation>,
+}
+
+/// When the agent next has something to do by the clocks alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wake {
+    /// An instant of the rules (a status change, a retry, a poll), on the wall clock.
+    pub wall: Option<Instant>,
+    /// The end of a wait (idle grace, stagger delay, re-ask), on the monotonic clock.
+    pub mono: Option<Mono>,
+}
+
+/// The running agent.
+pub struct Agent {
+    pub phone: Phone,
+    store: Store,
+    fetching: Fetching,
+    reboots: Reboots,
+    /// Random bits for the back-off and poll jitter, fixed per process.
+    jitter: u64,
+}
+
+impl Agent {
+    /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
+    pub fn start(
+        phone: Phone,
+        lock: Arc<WriterLock>,
+        server: Result<Arc<dyn Server>, String>,
+        now: Instant,
+        jitter: u64,
+        boot_id: Option<String>,
+    ) -> Result<Agent, StoreError> {
+        let store = Store::open(
+            &phone.config.state_dir,
+            &phone.keyring,
+            &phone.identity,
+            Mode::Writer(lock),
+            now,
+        )?;
+        for invalid in store.invalid() {
+            log::warn!("set aside {}: {}", invalid.path.display(), invalid.reason);
+        }
+        let note = match &phone.config.supervisor {
+            crate::config::Supervisor::Socket(path) => {
+                format!("not connected yet ({})", path.display())
+            }
+            crate::config::Supervisor::None => "none on this board".to_string(),
+        };
+        let reboots = Reboots::restore(boot_id, store.meta().reboot.as_ref(), note);
+        Ok(Agent {
+            phone,
+            store,
+            fetching: Fetching::new(server),
+            reboots,
+            jitter,
+        })
+    }
+
+    /// Takes the snapshot of `stamp`: the clock judged and the licenses evaluated once.
+    pub fn snapshot(&self, stamp: Stamp) -> Snapshot {
+        let reading = read_clock(&self.phone, self.store.meta(), stamp.wall);
+        let eval = reading.judge_at.map(|at| evaluate(self.store.held(), at));
+        Snapshot {
+            stamp,
+            reading,
+            eval,
+        }
+    }
+
+    /// The reboot timers from the configuration.
+    fn reboot_timing(&self) -> RebootTiming {
+        let t = &self.phone.config.timing;
+        RebootTiming {
+            idle_grace: t.idle_grace.0,
+            reask: t.reboot_reask.0,
+            stagger_window: t.stagger_window.0,
+        }
+    }
+
+    fn configured(&self) -> BTreeSet<FeatureId> {
+        self.phone.config.enabled_features.iter().copied().collect()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Opens the store again from disk, verifying every file again before anything is
+    /// decided: a file damaged on flash since the last look is set aside, never used.
+    fn reload(&mut self, now: Instant) {
+        let phone = &self.phone;
+        let Some(lock) = self.store.lock().cloned() else {
+            return;
+        };
+        match Store::open(
+            &phone.config.state_dir,
+            &phone.keyring,
+            &phone.identity,
+            Mode::Writer(lock),
+            now,
+        ) {
+            Ok(store) => self.store = store,
+            Err(e) => log::error!("{e}; deciding from the store as last read"),
+        }
+    }
+
+    /// The enabled set as the phone has it at `snap` (the last published one while
+    /// unsynced).
+    fn enabled(&self, snap: &Snapshot) -> FeatureSet {
+        match &snap.eval {
+            Some(eval) => eval.enabled(),
+            None => publish::from_meta(self.store.meta().published.as_deref().unwrap_or(&[])),
+        }
+    }
+
+    /// The names of the enabled features, in id order (what `FEATURES` carries).
+    pub fn enabled_names(&self, snap: &Snapshot) -> Vec<String> {
+        self.enabled(snap).keys().map(|id| id.name()).collect()
+    }
+
+    /// Installs a license file given by hand (`license-agent install` while this daemon
+    /// holds the store), then applies the result at once, without fetching: publishes
+    /// the set, and asks for a reboot if it changed.
+    pub fn install(&mut self, bytes: &[u8], file: &str, now: Stamp) -> Installed {
+        let done = install_into(
+            &self.phone,
+            &mut self.store,
+            FileBytes::judge(bytes),
+            file,
+            now.wall,
+        );
+        log::info!(
+            "install {file}: {}",
+            done.stdout
+                .lines()
+                .chain(done.stderr.lines())
+                .next()
+                .unwrap_or("")
+        );
+        if done.accepted {
+            self.decide(now);
+        }
+        done
+    }
+
+    /// At a wake-up (timer, clock step, the test clock set): start a fetch if one is due
+    /// (deciding once it is over), otherwise decide again.
+    pub fn wake(&mut self, stamp: Stamp) {
+        if self.fetching.is_running() {
+            // What the running cycle brings comes first.
+            self.fetching.decide_after = true;
+            return;
+        }
+        let snap = self.snapshot(stamp);
+        if self.fetch_due(&snap) {
+            // (The cycle reads the store again first.)
+            if let FetchStart::Pending(_) = self.fetch_now(&snap) {
+                return;
+            }
+        }
+        self.reload(stamp.wall);
+        self.decide(stamp);
+    }
+
+    /// Whether the boot cycle (the first with a sane clock) is still to finish.
+    pub fn boot_cycle_pending(&self) -> bool {
+        self.fetching.boot_cycle_pending
+    }
+
+    /// The boot cycle is behind (an agent taking over from another after SIGHUP).
+    pub fn boot_cycle_done(&mut self) {
+        self.fetching.boot_cycle_pending = false;
+    }
+
+    /// Whether the set in force at `snap` lacks a feature of the set last published.
+    fn loses_features(&self, snap: &Snapshot) -> bool {
+        let published = publish::from_meta(self.store.meta().published.as_deref().unwrap_or(&[]));
+        let now_set = self.enabled(snap);
+        published.keys().any(|id| !now_set.contains_key(id))
+    }
+
+    /// When to poll the server next (`engine::poll`), if a reason to poll holds.
+    fn poll_after(&self, eval: &Evaluation) -> Option<Instant> {
+        let last = self.fetching.state.last_fetch?;
+        self.fetching.server.as_ref().ok()?;
+        let t = &self.phone.config.timing;
+        let interval = poll_reason(eval, &self.configured())
+            .into_iter()
+            .map(|r| poll::interval(r, t.poll_interval.0, t.renewal_check_interval.0))
+            .min()?;
+        Some(poll::next_poll(last, interval, self.jitter))
+    }
+
+    /// Prunes, publishes the feature set when it changed, persists the trusted time when
+    /// due, settles the reboot needs; writes `meta.json` only when something in it
+    /// changed.
+    pub fn decide(&mut self, stamp: Stamp) {
+        let before: Meta = self.store.meta().clone();
+        let reading = read_clock(&self.phone, self.store.meta(), stamp.wall);
+        if let Some(at) = reading.judge_at {
+            if let Err(e) = self.store.prune(at, stamp.wall) {
+                log::error!("{e}");
+            }
+            if let Some(t) =
+                clock::trusted_time_to_write(&reading, self.store.meta().latest_trusted)
+            {
+                self.store.meta_mut().latest_trusted = Some(t);
+            }
+        }
+        // Taken after pruning: what is held now is what is decided on.
+        let snap = self.snapshot(stamp);
+        // Unsynced: the last published set stands (and is written again if /run lost it).
+        let set = self.enabled(&snap);
+        let features_file = &self.phone.config.features_file;
+        match publish::publish(features_file, &set) {
+            Ok(true) => log::info!(
+                "published {} feature(s) to {}",
+                set.len(),
+                features_file.display()
+            ),
+            Ok(false) => {}
+            Err(e) => log::error!("cannot publish to {}: {e}", features_file.display()),
+        }
+        self.store.meta_mut().published = Some(publish::to_meta(&set));
+        // Unsynced: no reboot is asked and none is forgotten.
+        if let Some(eval) = &snap.eval {
+            self.settle_reboots(eval, stamp);
+        }
+        self.store.meta_mut().reboot = self.reboot_record();
+        if self.store.meta() != &before {
+            if let Err(e) = self.store.save_meta() {
+                log::error!("{e}");
+            }
+        }
+    }
+
+    /// When to wake next by the clocks: the next status change, retry or poll (wall),
+    /// and the end of the reboot rules' current wait (monotonic). While a fetch cycle
+    /// runs, only the reboot rules' waits count: the cycle's end decides the rest.
+    pub fn next_wake(&self, snap: &Snapshot) -> Wake {
+        let mono = self
+            .reboots
+            .machine
+            .poll_wake(snap.stamp, &self.reboot_timing());
+        if self.fetching.is_running() {
+            return Wake { wall: None, mono };
+        }
+        let Some(eval) = &snap.eval else {
+            // Unsynced: the build time (a clock step wakes the daemon before that).
+            return Wake {
+                wall: Some(clock::BUILD_TIME),
+                mono,
+            };
+        };
+        let change = match snap.reading.verdict {
+            // Wound back, the judged instant stays at the trusted time until the clock
+            // is within the tolerance again: re-decide then.
+            ClockVerdict::Windback => {
+                let tolerance = i64::try_from(self.phone.config.timing.windback_tolerance.0)
+                    .unwrap_or(i64::MAX);
+                Some(eval.at.saturating_sub(tolerance))
+            }
+            _ => eval.next_change,
+        };
+        let wall = [
+            change,
+            self.fetching.state.next_retry,
+            self.poll_after(eval),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        Wake { wall, mono }
+    }
+
+    /// The status report, live.
+    pub fn status(&self, snap: &Snapshot) -> StatusJson {
+        let now = snap.stamp.wall;
+        let mut report = status::build(&self.phone, self.store(), now, None);
+        report.source = "daemon".into();
+        let wake = self.next_wake(snap);
+        let next_wake = [wake.wall, wake.mono.map(|m| snap.stamp.wall_of(m))]
+            .into_iter()
+            .flatten()
+            .min();
+        let fetch = &self.fetching.state;
+        report.daemon = Some(DaemonJson {
+            server: match &self.fetching.server {
+                Ok(s) => s.base().to_string(),
+                Err(why) => format!("none: {why}"),
+            },
+            last_fetch: fetch.last_fetch.map(status::time),
+            fetching: self.fetching.is_running(),
+            files: fetch.files.clone(),
+            consecutive_failures: fetch.consecutive_failures,
+            next_retry: fetch.next_retry.map(status::time),
+            published: self.enabled_names(snap),
+            features_file: self.phone.config.features_file.display().to_string(),
+            next_wake: next_wake.map(status::time),
+            next_poll: snap
+                .eval
+                .as_ref()
+                .and_then(|e| self.poll_after(e))
+                .map(status::time),
+            poll_reason: self.poll_reason_words(snap),
+            supervisor: self.reboots.supervisor_note.clone(),
+            call_state: self
+                .reboots
+                .machine
+                .call()
+                .map(|(state, since)| format!("{state} since {}", status::time(since.wall))),
+            reboot: self.reboot_status(snap),
+        });
+        report
+    }
+
+    fn poll_reason_words(&self, snap: &Snapshot) -> Option<String> {
+        let eval = snap.eval.as_ref()?;
+        let words: Vec<String> = poll_reason(eval, &self.configured())
+            .into_iter()
+            .map(|r| match r {
+                poll::PollReason::Unlicensed(id) => format!("{id} is enabled but not licensed"),
+                poll::PollReason::Renewal(id) => format!("{id} is Expiring Shortly"),
+            })
+            .collect();
+        (!words.is_empty()).then(|| words.join("; "))
+    }
+}

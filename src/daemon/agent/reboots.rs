@@ -1,0 +1,247 @@
+//! The agent's reboots: the set the phone booted with, the reboot rules' state machine
+//! ([`crate::engine::reboot`]) fed the supervisor's words with both clocks' readings,
+//! and the record of this boot kept in `meta.json` so that a restarted agent neither
+//! forgets a need nor asks twice.
+
+use super::{Agent, Snapshot};
+use crate::engine::reboot::{causes, Action, CallState, Cause, InForceSet, RebootMachine};
+use crate::engine::Evaluation;
+use crate::monotonic::Stamp;
+use crate::status::{self, NeedJson, RebootJson};
+use crate::storage::RebootRecord;
+
+/// What the agent owns for reboots.
+pub(super) struct Reboots {
+    pub(super) machine: RebootMachine,
+    /// The set the phone booted with: fixed at the first decision after the boot cycle
+    /// with a sane clock (so licenses found expired at start never ask for a reboot), or
+    /// taken back from `meta.json` by an agent restarted within the same boot.
+    pub(super) booted: Option<InForceSet>,
+    /// This boot's id; without one nothing about reboots is persisted (a restart could
+    /// not be told from a reboot, and needs carried over a reboot would loop).
+    pub(super) boot_id: Option<String>,
+    /// The supervisor link's state in words, for `status` (set by the daemon).
+    pub(super) supervisor_note: String,
+}
+
+impl Reboots {
+    /// The reboot state for boot `boot_id`, given the record `meta.json` holds.
+    pub(super) fn restore(
+        boot_id: Option<String>,
+        record: Option<&RebootRecord>,
+        supervisor_note: String,
+    ) -> Reboots {
+        let (booted, machine) = match (&boot_id, record) {
+            (Some(id), Some(record)) if record.boot_id == *id => {
+                for cause in record.needs.keys() {
+                    log::info!(
+                        "restarted within the same boot: a reboot is still needed ({cause})"
+                    );
+                }
+                (
+                    Some(record.booted_set()),
+                    RebootMachine::restored(record.needs.clone()),
+                )
+            }
+            _ => (None, RebootMachine::default()),
+        };
+        if boot_id.is_none() {
+            log::warn!("no boot id: reboot needs are not kept across an agent restart");
+        }
+        Reboots {
+            machine,
+            booted,
+            boot_id,
+            supervisor_note,
+        }
+    }
+}
+
+impl Agent {
+    /// Works out the reboots the difference from the booted set calls for.
+    pub(super) fn settle_reboots(&mut self, eval: &Evaluation, now: Stamp) {
+        if self.reboots.booted.is_none() && self.fetching.boot_cycle_pending {
+            // The booted set is what the boot cycle leaves in force.
+            return;
+        }
+        let in_force = eval.in_force();
+        let configured = self.configured();
+        let booted = self.reboots.booted.get_or_insert_with(|| in_force.clone());
+        let wanted = causes(booted, &in_force, eval.at, &configured);
+        let timing = self.reboot_timing();
+        let mac = self.phone.identity.mac;
+        for cause in self.reboots.machine.settle(&wanted, mac, &timing, now) {
+            let site = if wanted.get(&cause) == Some(&true) {
+                " (a site license: after this phone's stagger delay)"
+            } else {
+                ""
+            };
+            log::warn!(
+                "the enabled set differs from the one booted: a reboot is needed ({cause}){site}"
+            );
+            if self.phone.config.supervisor == crate::config::Supervisor::None {
+                log::warn!(
+                    "no supervisor on this board: would ask for a reboot ({cause}); reboot the phone to apply the set"
+                );
+            }
+        }
+    }
+
+    /// The reboot record of this boot as it should be stored.
+    pub(super) fn reboot_record(&self) -> Option<RebootRecord> {
+        match (&self.reboots.boot_id, &self.reboots.booted) {
+            (Some(id), Some(booted)) => Some(RebootRecord {
+                boot_id: id.clone(),
+                booted: RebootRecord::booted_list(booted),
+                needs: self.reboots.machine.needs.clone(),
+            }),
+            // Unknown boot: nothing kept. Not yet booted: an older boot's record stays
+            // until this boot's set is known (it is ignored anyway: another id).
+            (None, _) => None,
+            (Some(_), None) => self.store.meta().reboot.clone(),
+        }
+    }
+
+    /// Writes `meta.json` if the reboot record changed (after the supervisor's answer or
+    /// a REBOOT sent: the only changes outside a decision).
+    fn save_reboot_record(&mut self) {
+        let record = self.reboot_record();
+        if self.store.meta().reboot != record {
+            self.store.meta_mut().reboot = record;
+            if let Err(e) = self.store.save_meta() {
+                log::error!("{e}");
+            }
+        }
+    }
+
+    /// The supervisor link came up (after HELLO) or went down, and why (for `status`).
+    pub fn supervisor_link(&mut self, up: bool, note: String) {
+        self.reboots.machine.connection(up);
+        self.reboots.supervisor_note = note;
+    }
+
+    /// `CALL-STATE` from the supervisor, read at `now`.
+    pub fn call_state(&mut self, state: CallState, now: Stamp) {
+        self.reboots.machine.call_state(state, now);
+    }
+
+    /// `OK <id>` (`accepted`) or `BUSY <id>` from the supervisor.
+    pub fn reboot_answer(&mut self, id: u64, accepted: bool, now: Stamp) {
+        let actions = if accepted {
+            log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
+            self.reboots.machine.ok(id, now)
+        } else {
+            log::info!(
+                "the supervisor answered BUSY to REBOOT {id}: asking again after the next idle period"
+            );
+            self.reboots.machine.busy(id, now)
+        };
+        log_actions(&actions);
+        self.save_reboot_record();
+    }
+
+    /// What the reboot rules want done at `snap` (REBOOT lines to send); persisted
+    /// first, so a restart knows a request was made. The caller has read everything the
+    /// supervisor sent before taking `snap`.
+    pub fn reboot_actions(&mut self, snap: &Snapshot) -> Vec<(u64, Cause)> {
+        // Unsynced clock: no reboot is asked.
+        if snap.eval.is_none() {
+            return Vec::new();
+        }
+        let timing = self.reboot_timing();
+        let (actions, _) = self.reboots.machine.poll(snap.stamp, &timing);
+        log_actions(&actions);
+        self.save_reboot_record();
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::SendReboot { id, cause } => Some((id, cause)),
+                Action::Log(_) => None,
+            })
+            .collect()
+    }
+
+    /// The reboot part of the status report.
+    pub(super) fn reboot_status(&self, snap: &Snapshot) -> RebootJson {
+        use crate::engine::reboot::{Phase, Waiting};
+        let stamp = snap.stamp;
+        let timing = self.reboot_timing();
+        let needs: Vec<NeedJson> = self
+            .reboots
+            .machine
+            .needs
+            .iter()
+            .map(|(cause, need)| {
+                let (phase, request) = match need.phase {
+                    Phase::Waiting => ("waiting", None),
+                    Phase::Asked { id, .. } => ("asked", Some(id)),
+                    Phase::Accepted { .. } => ("accepted", None),
+                };
+                NeedJson {
+                    cause: cause.word().to_string(),
+                    since: status::time(need.since),
+                    not_before: status::time(need.not_before),
+                    phase: phase.to_string(),
+                    request,
+                }
+            })
+            .collect();
+        let note = &self.reboots.supervisor_note;
+        let (word, until, detail) = match self.reboots.machine.waiting(stamp, &timing) {
+            Waiting::Nothing if needs.is_empty() => (None, None, None),
+            Waiting::Nothing => (Some("nothing"), None, Some("asking now".to_string())),
+            Waiting::Connection => (
+                Some("supervisor-connection"),
+                None,
+                Some(format!("the supervisor connection ({note})")),
+            ),
+            Waiting::Idle => (
+                Some("idle"),
+                None,
+                Some("the phone to be idle (a call is on, or the call state is unknown)".into()),
+            ),
+            Waiting::IdleGrace { until } => (
+                Some("idle-grace"),
+                Some(stamp.wall_of(until)),
+                Some(format!("{} s of continuous idle", timing.idle_grace)),
+            ),
+            Waiting::Stagger { until } => (
+                Some("stagger-delay"),
+                Some(stamp.wall_of(until)),
+                Some("this phone's stagger delay (a site license's reboot)".into()),
+            ),
+            Waiting::Answer { id } => (
+                Some("answer"),
+                None,
+                Some(format!("the supervisor's answer to REBOOT {id}")),
+            ),
+            Waiting::StillRunningAfterOk { until } => (
+                Some("reboot-after-ok"),
+                Some(stamp.wall_of(until)),
+                Some(
+                    "the reboot the supervisor accepted; asked again if still running then".into(),
+                ),
+            ),
+        };
+        RebootJson {
+            pending: !needs.is_empty(),
+            booted: self
+                .reboots
+                .booted
+                .as_ref()
+                .map(|b| b.keys().map(|id| id.name()).collect()),
+            needs,
+            waiting_for: word.map(str::to_string),
+            until: until.map(status::time),
+            detail,
+        }
+    }
+}
+
+fn log_actions(actions: &[Action]) {
+    for action in actions {
+        if let Action::Log(text) = action {
+            log::warn!("{text}");
+        }
+    }
+}

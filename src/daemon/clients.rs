@@ -1,0 +1,387 @@
+//! The control socket's clients, served without ever blocking the loop.
+//!
+//! Each connection has its own buffer and moves through reading its request, waiting
+//! for the answer (a check-sync waits for its fetch cycle), writing the answer, and
+//! draining what it still sends after the answer (closing with unread input would reset
+//! the connection before the client reads the answer). Every socket is non-blocking;
+//! the loop polls the ones that have something to do. A request must arrive whole within
+//! [`REQUEST_DEADLINE`] of the connection, and the answer must be taken within
+//! [`ANSWER_DEADLINE`]; a client past its deadline is dropped. At most [`MAX_CLIENTS`]
+//! are served at once: a new connection beyond that evicts the oldest one still reading
+//! (a silent client), so silent clients can slow nobody down and cost bounded memory.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+
+use super::control::{Request, Response, MAX_REQUEST, PERMISSION_DENIED};
+use crate::monotonic::Mono;
+
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 16;
+/// From the connection to the end of the request line.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// From the answer being ready to its last byte taken.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+/// After the answer, how long unread input is drained before closing.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
+/// At most this much unread input is drained.
+const DRAIN_MAX: usize = 1 << 16;
+
+/// Names one client for as long as it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(u64);
+
+enum Phase {
+    Reading(Vec<u8>),
+    /// The request was handed to the daemon; the answer comes later.
+    Waiting,
+    Writing {
+        bytes: Vec<u8>,
+        at: usize,
+    },
+    Draining {
+        drained: usize,
+    },
+}
+
+struct Client {
+    id: ClientId,
+    stream: UnixStream,
+    phase: Phase,
+    /// When the current phase gives up (none while waiting for the daemon).
+    deadline: Option<Mono>,
+}
+
+/// A request read whole (or why it could not be).
+pub type Received = (ClientId, Result<Request, String>);
+
+/// The clients being served.
+#[derive(Default)]
+pub struct Clients {
+    list: Vec<Client>,
+    next: u64,
+}
+
+impl Clients {
+    /// How many are being served.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Accepts every waiting connection.
+    pub fn accept_all(&mut self, listener: &UnixListener, now: Mono) {
+        loop {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("control socket: {e}");
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if self.list.len() >= MAX_CLIENTS && !self.evict_a_reader() {
+                // Every slot is waiting for an answer or writing one: this one must wait
+                // its turn elsewhere.
+                log::warn!("control socket: {MAX_CLIENTS} clients already served; one refused");
+                continue;
+            }
+            self.next += 1;
+            let id = ClientId(self.next);
+            let mut client = Client {
+                id,
+                stream,
+                phase: Phase::Reading(Vec::new()),
+                deadline: Some(now.plus(REQUEST_DEADLINE)),
+            };
+            if !peer_allowed(&client.stream) {
+                log::warn!("control socket: a peer of another user was refused");
+                client.answer(&Response::error(PERMISSION_DENIED), now);
+            }
+            self.list.push(client);
+        }
+    }
+
+    /// Drops the oldest client still reading its request; whether there was one.
+    fn evict_a_reader(&mut self) -> bool {
+        let oldest = self
+            .list
+            .iter()
+            .position(|c| matches!(c.phase, Phase::Reading(_)));
+        match oldest {
+            Some(i) => {
+                log::info!("control socket: a client that sent no request made way for a new one");
+                self.list.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The sockets to poll and for what, in the order [`ready`](Self::ready) expects.
+    pub fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, nix::poll::PollFlags)> {
+        use nix::poll::PollFlags;
+        self.list
+            .iter()
+            .map(|c| {
+                let flags = match c.phase {
+                    Phase::Reading(_) | Phase::Draining { .. } => PollFlags::POLLIN,
+                    Phase::Writing { .. } => PollFlags::POLLOUT,
+                    // Nothing to do until the daemon answers; a hang-up is seen then.
+                    Phase::Waiting => PollFlags::empty(),
+                };
+                (c.stream.as_fd(), flags)
+            })
+            .collect()
+    }
+
+    /// Serves the clients whose sockets are ready (`ready[i]` for the i-th of
+    /// [`poll_fds`](Self::poll_fds)); returns the requests read whole.
+    pub fn serve(&mut self, ready: &[bool], now: Mono) -> Vec<Received> {
+        let mut received = Vec::new();
+        for (client, _) in self
+            .list
+            .iter_mut()
+            .zip(ready.iter().chain(std::iter::repeat(&false)))
+            .filter(|(_, &r)| r)
+        {
+            if let Some(request) = client.step(now) {
+                received.push((client.id, request));
+            }
+        }
+        self.list.retain(|c| !c.finished());
+        received
+    }
+
+    /// Answers client `id` (gone already: nothing to do).
+    pub fn answer(&mut self, id: ClientId, response: &Response, now: Mono) {
+        if let Some(client) = self.list.iter_mut().find(|c| c.id == id) {
+            client.answer(response, now);
+        }
+        self.list.retain(|c| !c.finished());
+    }
+
+    /// Drops every client past its deadline.
+    pub fn expire(&mut self, now: Mono) {
+        self.list.retain(|c| match c.deadline {
+            Some(deadline) if now >= deadline => {
+                if let Phase::Reading(_) = c.phase {
+                    log::info!(
+                        "control socket: no whole request within {REQUEST_DEADLINE:?}; dropped"
+                    );
+                }
+                false
+            }
+            _ => true,
+        });
+    }
+
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<Mono> {
+        self.list.iter().filter_map(|c| c.deadline).min()
+    }
+}
+
+impl Client {
+    fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Draining { drained } if drained == usize::MAX)
+    }
+
+    /// Does what the ready socket allows; returns a request once read whole.
+    fn step(&mut self, now: Mono) -> Option<Result<Request, String>> {
+        match &mut self.phase {
+            Phase::Reading(buf) => {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match self.stream.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            if buf.contains(&b'\n') || buf.len() > MAX_REQUEST {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let why = format!("reading the request: {e}");
+                            self.close();
+                            return Some(Err(why));
+                        }
+                    }
+                }
+                let request = parse(buf);
+                self.phase = Phase::Waiting;
+                self.deadline = None;
+                Some(request)
+            }
+            Phase::Writing { bytes, at } => {
+                while *at < bytes.len() {
+                    match self.stream.write(&bytes[*at..]) {
+                        Ok(0) => break,
+                        Ok(n) => *at += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            self.close();
+                            return None;
+                        }
+                    }
+                }
+                let _ = self.stream.shutdown(std::net::Shutdown::Write);
+                self.phase = Phase::Draining { drained: 0 };
+                self.deadline = Some(now.plus(DRAIN_DEADLINE));
+                None
+            }
+            Phase::Draining { drained } => {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match self.stream.read(&mut chunk) {
+                        Ok(n) if n > 0 && *drained + n <= DRAIN_MAX => *drained += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        // End of input, an error, or too much: done.
+                        _ => {
+                            self.close();
+                            return None;
+                        }
+                    }
+                }
+            }
+            Phase::Waiting => None,
+        }
+    }
+
+    fn answer(&mut self, response: &Response, now: Mono) {
+        let mut bytes = serde_json::to_vec(response).unwrap_or_else(|_| {
+            br#"{"ok":false,"error":"the answer could not be written"}"#.to_vec()
+        });
+        bytes.push(b'\n');
+        self.phase = Phase::Writing { bytes, at: 0 };
+        self.deadline = Some(now.plus(ANSWER_DEADLINE));
+        // Most answers fit the socket buffer: written at once.
+        let _ = self.step(now);
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Draining {
+            drained: usize::MAX,
+        };
+        self.deadline = None;
+    }
+}
+
+/// The request in the first line of `buf`.
+fn parse(buf: &[u8]) -> Result<Request, String> {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    if line.len() > MAX_REQUEST {
+        return Err(format!("request longer than {MAX_REQUEST} bytes"));
+    }
+    serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// Whether a peer may use the control socket: root, or the daemon's own user.
+fn peer_allowed(stream: &UnixStream) -> bool {
+    match getsockopt(stream, PeerCredentials) {
+        Ok(cred) => cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn listener() -> (tempfile::TempDir, UnixListener, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        (dir, listener, path)
+    }
+
+    fn serve_all(clients: &mut Clients, now: Mono) -> Vec<Received> {
+        let ready = vec![true; clients.len()];
+        clients.serve(&ready, now)
+    }
+
+    #[test]
+    fn silent_clients_neither_hold_nor_crowd_out_a_request() {
+        let (_dir, listener, path) = listener();
+        let mut clients = Clients::default();
+        let now = Mono::from_secs(100);
+        let silent: Vec<UnixStream> = (0..200)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        // The backlog holds them; accepting never waits on any of them.
+        clients.accept_all(&listener, now);
+        assert!(serve_all(&mut clients, now).is_empty());
+        assert!(clients.len() <= MAX_CLIENTS);
+        let mut asking = UnixStream::connect(&path).unwrap();
+        asking.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        clients.accept_all(&listener, now);
+        let got = serve_all(&mut clients, now);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, Ok(Request::Status {}));
+        clients.answer(got[0].0, &Response::error("test"), now);
+        let mut answer = String::new();
+        asking.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("\"error\":\"test\""), "{answer}");
+        drop(silent);
+    }
+
+    #[test]
+    fn a_request_must_arrive_whole_before_its_deadline() {
+        let (_dir, listener, path) = listener();
+        let mut clients = Clients::default();
+        let now = Mono::from_secs(100);
+        let mut slow = UnixStream::connect(&path).unwrap();
+        slow.write_all(b"{\"cmd\":").unwrap();
+        clients.accept_all(&listener, now);
+        assert!(serve_all(&mut clients, now).is_empty());
+        assert_eq!(clients.next_deadline(), Some(now.plus(REQUEST_DEADLINE)));
+        clients.expire(now.plus(REQUEST_DEADLINE - Duration::from_nanos(1)));
+        assert_eq!(clients.len(), 1);
+        clients.expire(now.plus(REQUEST_DEADLINE));
+        assert_eq!(clients.len(), 0);
+    }
+
+    #[test]
+    fn oversize_and_malformed_requests_are_refused_with_the_reason() {
+        let (_dir, listener, path) = listener();
+        let mut clients = Clients::default();
+        let now = Mono::from_secs(1);
+        let mut bad = UnixStream::connect(&path).unwrap();
+        bad.write_all(b"\xff\xfe\n").unwrap();
+        clients.accept_all(&listener, now);
+        let got = serve_all(&mut clients, now);
+        assert!(
+            got[0].1.as_ref().unwrap_err().contains("malformed"),
+            "{got:?}"
+        );
+        let mut big = UnixStream::connect(&path).unwrap();
+        clients.accept_all(&listener, now);
+        let writer = std::thread::spawn(move || {
+            let _ = big.write_all(&vec![b' '; MAX_REQUEST + 10]);
+        });
+        let mut got = Vec::new();
+        for _ in 0..10_000 {
+            got.extend(serve_all(&mut clients, now));
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(got[0].1.as_ref().unwrap_err().contains("longer"), "{got:?}");
+        drop(clients);
+        writer.join().unwrap();
+    }
+}

@@ -1,0 +1,155 @@
+//! Monotonic time, for every duration the agent measures: the idle grace before a
+//! REBOOT, the stagger delay, the re-ask after `OK`, the supervisor link's back-off and
+//! the control clients' deadlines. Instants of the rules (a license's start and end, the
+//! next poll) stay on the wall clock; a wait that the rules state as a length of time is
+//! measured here, so a wall-clock step (SNTP setting the clock at boot, a hand
+//! correction) neither shortens nor stretches it.
+//!
+//! [`Mono`] counts nanoseconds on `CLOCK_BOOTTIME`: it starts at the boot, never goes
+//! back, and is the same for every process of one boot, so a deadline stored with the
+//! boot's reboot record still holds for an agent restarted within that boot. A `u64` of
+//! nanoseconds lasts 584 years of uptime; every operation saturates.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An instant of the monotonic clock: nanoseconds since the boot.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Mono(u64);
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+impl Mono {
+    /// The boot.
+    pub const ZERO: Mono = Mono(0);
+
+    /// Reads `CLOCK_BOOTTIME` (`CLOCK_MONOTONIC` if the kernel lacks it).
+    pub fn now() -> Mono {
+        use nix::time::{clock_gettime, ClockId};
+        let read = clock_gettime(ClockId::CLOCK_BOOTTIME)
+            .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC));
+        match read {
+            Ok(t) => {
+                let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+                let nanos = u64::try_from(t.tv_nsec()).unwrap_or(0);
+                Mono(secs.saturating_mul(NANOS_PER_SEC).saturating_add(nanos))
+            }
+            // Both clocks exist on every Linux this runs on; if not, time stands still
+            // and every wait simply lasts longer (never shorter).
+            Err(_) => Mono::ZERO,
+        }
+    }
+
+    pub const fn from_nanos(nanos: u64) -> Mono {
+        Mono(nanos)
+    }
+
+    pub const fn from_secs(secs: u64) -> Mono {
+        Mono(secs.saturating_mul(NANOS_PER_SEC))
+    }
+
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// `self + d`, saturating.
+    pub fn plus(self, d: Duration) -> Mono {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Mono(self.0.saturating_add(nanos))
+    }
+
+    /// `self + secs` seconds, saturating.
+    pub fn plus_secs(self, secs: u64) -> Mono {
+        Mono(self.0.saturating_add(secs.saturating_mul(NANOS_PER_SEC)))
+    }
+
+    /// How long from `earlier` to `self` (zero if `earlier` is later).
+    pub fn since(self, earlier: Mono) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Whole seconds from `self` to `later`, rounded up (zero if `later` is earlier): how
+    /// a monotonic deadline is shown on the wall clock without showing it early.
+    pub fn secs_until_ceil(self, later: Mono) -> u64 {
+        let nanos = later.0.saturating_sub(self.0);
+        nanos / NANOS_PER_SEC + u64::from(nanos % NANOS_PER_SEC != 0)
+    }
+
+    /// Whole milliseconds from `self` to `later`, rounded up: a `poll` timeout that
+    /// never wakes before the deadline.
+    pub fn millis_until_ceil(self, later: Mono) -> u64 {
+        let nanos = later.0.saturating_sub(self.0);
+        nanos / 1_000_000 + u64::from(nanos % 1_000_000 != 0)
+    }
+}
+
+/// Both clocks read at one moment: the wall clock for the rules' instants, the
+/// monotonic one for the waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Unix seconds (the daemon's wall clock).
+    pub wall: i64,
+    pub mono: Mono,
+}
+
+impl Stamp {
+    /// A stamp where both clocks read `secs` (tests, and pure code fed whole seconds).
+    pub fn at_secs(secs: i64) -> Stamp {
+        Stamp {
+            wall: secs,
+            mono: Mono::from_secs(u64::try_from(secs).unwrap_or(0)),
+        }
+    }
+
+    /// The wall-clock second at which monotonic instant `at` comes (rounded up), as
+    /// seen from this reading: for showing a monotonic deadline to people.
+    pub fn wall_of(&self, at: Mono) -> i64 {
+        if at >= self.mono {
+            let ahead = i64::try_from(self.mono.secs_until_ceil(at)).unwrap_or(i64::MAX);
+            self.wall.saturating_add(ahead)
+        } else {
+            let ago = self.mono.since(at).as_secs();
+            self.wall
+                .saturating_sub(i64::try_from(ago).unwrap_or(i64::MAX))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturates_and_rounds_towards_never_early() {
+        let t = Mono::from_nanos(1_500_000_000);
+        assert_eq!(t.plus(Duration::from_millis(500)), Mono::from_secs(2));
+        assert_eq!(
+            Mono::from_nanos(u64::MAX).plus_secs(u64::MAX).as_nanos(),
+            u64::MAX
+        );
+        assert_eq!(Mono::from_secs(u64::MAX).as_nanos(), u64::MAX);
+        assert_eq!(Mono::ZERO.since(t), Duration::ZERO);
+        assert_eq!(t.millis_until_ceil(t.plus(Duration::from_nanos(1))), 1);
+        assert_eq!(t.millis_until_ceil(t.plus(Duration::from_millis(3))), 3);
+        assert_eq!(t.millis_until_ceil(Mono::ZERO), 0);
+        assert_eq!(t.secs_until_ceil(t.plus(Duration::from_millis(2_001))), 3);
+        let s = Stamp {
+            wall: 1_000,
+            mono: t,
+        };
+        assert_eq!(s.wall_of(t.plus(Duration::from_millis(2_001))), 1_003);
+        assert_eq!(s.wall_of(t), 1_000);
+        assert_eq!(s.wall_of(Mono::ZERO), 999);
+    }
+
+    #[test]
+    fn the_clock_goes_forward() {
+        let a = Mono::now();
+        let b = Mono::now();
+        assert!(b >= a && a > Mono::ZERO);
+    }
+}
