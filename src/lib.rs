@@ -34,4 +34,5 @@ pub mod storage;
 pub mod supervisor;
 #[cfg(test)]
 mod testkit;
+mod time;
 pub mod trust;

@@ -5,10 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cli::setup::{read_clock, Phone};
-use crate::engine::{evaluate, Evaluation, Instant};
+use crate::engine::{evaluate, Evaluation};
 use crate::format::features::rfc3339;
 use crate::format::{End, FeatureId};
 use crate::storage::Store;
+use crate::time::UnixTime;
 
 /// What the daemon adds: its fetching and publishing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -143,20 +144,20 @@ pub struct StatusJson {
     pub daemon: Option<DaemonJson>,
 }
 
-pub fn time(t: Instant) -> String {
+pub fn time(t: UnixTime) -> String {
     u32::try_from(t)
         .map(rfc3339)
         .unwrap_or_else(|_| format!("@{t}"))
 }
 
-pub fn days_left(end: End, at: Instant) -> Option<i64> {
+pub fn days_left(end: End, at: UnixTime) -> Option<i64> {
     match end {
         End::Never => None,
         End::At(e) => Some(((i64::from(e) - at).max(0) + 86_399) / 86_400),
     }
 }
 
-pub fn build(phone: &Phone, store: &Store, wall: Instant, at: Option<Instant>) -> StatusJson {
+pub fn build(phone: &Phone, store: &Store, wall: UnixTime, at: Option<UnixTime>) -> StatusJson {
     let reading = read_clock(phone, store.meta(), wall);
     let judge_at = at.or(reading.judge_at);
     let evaluation: Option<Evaluation> = judge_at.map(|t| evaluate(store.held(), t));

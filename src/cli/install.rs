@@ -16,9 +16,10 @@ use super::setup::{
 };
 use super::Outcome;
 use crate::daemon::control::{call, ControlError, Request, Response};
-use crate::engine::{self, clock, evaluate, judge_candidate, Decision, Instant, Origin};
+use crate::engine::{self, clock, evaluate, judge_candidate, Decision, Origin};
 use crate::format::{End, FeatureId};
 use crate::storage::{describe, Mode, Store, WriterLock};
+use crate::time::UnixTime;
 use crate::trust::Rejection;
 
 pub const HELP: &str = "\
@@ -190,7 +191,7 @@ pub fn install_into(
     store: &mut Store,
     candidate: FileBytes,
     shown: &str,
-    wall: Instant,
+    wall: UnixTime,
 ) -> Installed {
     let failed = |message: String| Installed {
         code: EXIT_FAILED,
@@ -312,7 +313,7 @@ pub fn install_into(
 }
 
 /// Records a refusal, leaves the licenses untouched, exit 1.
-fn refuse(store: &mut Store, wall: Instant, subject: &str, why: &str) -> Installed {
+fn refuse(store: &mut Store, wall: UnixTime, subject: &str, why: &str) -> Installed {
     store
         .meta_mut()
         .record(wall, "refused", subject.to_string(), why.to_string());

@@ -7,14 +7,14 @@
 //! phone.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
 
 use super::args::{text_value, Usage};
 use crate::config::{self, Config};
-use crate::engine::{judge_clock, ClockReading, Identity, Instant};
+use crate::engine::{judge_clock, ClockReading, Identity};
 use crate::storage::Meta;
+use crate::time::{real_now, UnixTime};
 use crate::trust::Keyring;
 
 /// Test aid: replaces the wall clock (see the module doc).
@@ -52,7 +52,7 @@ pub fn default_config() -> PathBuf {
 }
 
 /// An instant written as RFC 3339 or as Unix seconds.
-pub fn parse_instant(text: &str) -> Result<Instant, String> {
+pub fn parse_instant(text: &str) -> Result<UnixTime, String> {
     if let Ok(secs) = text.trim().parse::<i64>() {
         return Ok(secs);
     }
@@ -64,12 +64,10 @@ pub fn parse_instant(text: &str) -> Result<Instant, String> {
 }
 
 /// The wall clock (or the test aid's instant).
-pub fn wall_clock() -> Result<Instant, Usage> {
+pub fn wall_clock() -> Result<UnixTime, Usage> {
     match std::env::var(TEST_NOW_VAR) {
         Ok(text) => parse_instant(&text).map_err(|e| Usage(format!("{TEST_NOW_VAR}: {e}"))),
-        Err(_) => Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+        Err(_) => Ok(real_now()),
     }
 }
 
@@ -81,7 +79,7 @@ pub fn daemon_wait(phone: &Phone) -> std::time::Duration {
 }
 
 /// The clock as judged for this phone's store.
-pub fn read_clock(phone: &Phone, meta: &Meta, wall: Instant) -> ClockReading {
+pub fn read_clock(phone: &Phone, meta: &Meta, wall: UnixTime) -> ClockReading {
     judge_clock(
         wall,
         crate::engine::clock::BUILD_TIME,

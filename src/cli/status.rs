@@ -5,7 +5,8 @@
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
 use super::setup::{config_option, default_config, load_phone, parse_instant, wall_clock};
 use super::Outcome;
-use crate::engine::{ClockVerdict, Instant};
+use crate::engine::ClockVerdict;
+use crate::time::UnixTime;
 use std::time::Duration;
 
 use crate::daemon::control::{call, Request, Response};
@@ -39,7 +40,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut json = false;
-    let mut at: Option<Instant> = None;
+    let mut at: Option<UnixTime> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => config = config_option(&mut parser)?,
@@ -101,7 +102,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
 }
 
 /// The daemon's live status; `--at` is answered from the store (the daemon judges now).
-fn ask_daemon(socket: &std::path::Path, at: Option<Instant>) -> Result<StatusJson, String> {
+fn ask_daemon(socket: &std::path::Path, at: Option<UnixTime>) -> Result<StatusJson, String> {
     if at.is_some() {
         return Err("--at is evaluated from the store".into());
     }

@@ -16,9 +16,7 @@ use crate::engine::poll::{self, poll_reason};
 use crate::engine::reboot::{
     causes, Action, CallState, Cause, InForceSet, RebootMachine, RebootTiming,
 };
-use crate::engine::{
-    clock, evaluate, judge_candidate, ClockVerdict, Decision, Evaluation, Instant, Origin,
-};
+use crate::engine::{clock, evaluate, judge_candidate, ClockVerdict, Decision, Evaluation, Origin};
 use crate::fetch::{backoff, phone_file, FetchOutcome, Fetcher, SITE_FILE};
 use crate::format::FeatureId;
 use crate::format::Kind;
@@ -26,6 +24,7 @@ use crate::status::{self, DaemonJson, FileFetchJson, NeedJson, RebootJson, Statu
 use crate::storage::{
     describe, Meta, Mode, RebootRecord, Store, StoreError, Validator, WriterLock,
 };
+use crate::time::{secs_i64, UnixTime};
 
 /// Where license files come from.
 pub trait Source {
@@ -46,10 +45,10 @@ impl Source for Fetcher {
 /// The last fetch and the retry schedule.
 #[derive(Debug, Clone, Default)]
 pub struct FetchState {
-    pub last_fetch: Option<Instant>,
+    pub last_fetch: Option<UnixTime>,
     pub files: Vec<FileFetchJson>,
     pub consecutive_failures: u32,
-    pub next_retry: Option<Instant>,
+    pub next_retry: Option<UnixTime>,
 }
 
 /// The running agent.
@@ -81,7 +80,7 @@ impl Agent {
         phone: Phone,
         lock: Arc<WriterLock>,
         source: Result<Box<dyn Source>, String>,
-        now: Instant,
+        now: UnixTime,
         jitter: u64,
         boot_id: Option<String>,
     ) -> Result<Agent, StoreError> {
@@ -135,7 +134,7 @@ impl Agent {
     /// The reboot timers from the configuration.
     pub fn reboot_timing(&self) -> RebootTiming {
         let t = &self.phone.config.timing;
-        let secs = |s: crate::config::Secs| i64::try_from(s.0).unwrap_or(i64::MAX);
+        let secs = |s: crate::config::Secs| secs_i64(s.0);
         RebootTiming {
             idle_grace: secs(t.idle_grace),
             reask: secs(t.reboot_reask),
@@ -153,7 +152,7 @@ impl Agent {
 
     /// Opens the store again from disk, verifying every file again before anything is
     /// decided: a file damaged on flash since the last look is set aside, never used.
-    fn reload(&mut self, now: Instant) {
+    fn reload(&mut self, now: UnixTime) {
         let phone = &self.phone;
         let Some(lock) = self.store.lock().cloned() else {
             return;
@@ -171,7 +170,7 @@ impl Agent {
     }
 
     /// Fetches both files (site first), applies them, then decides and publishes.
-    pub fn cycle(&mut self, now: Instant) -> CheckSyncJson {
+    pub fn cycle(&mut self, now: UnixTime) -> CheckSyncJson {
         self.reload(now);
         let before = self.enabled_now(now);
         let reading = read_clock(&self.phone, self.store.meta(), now);
@@ -213,8 +212,7 @@ impl Agent {
                     self.jitter,
                 );
                 self.fetch.consecutive_failures = self.fetch.consecutive_failures.saturating_add(1);
-                self.fetch.next_retry =
-                    Some(now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)));
+                self.fetch.next_retry = Some(now.saturating_add(secs_i64(delay)));
             }
             self.fetch.last_fetch = Some(now);
             self.fetch.files = files.clone();
@@ -238,8 +236,8 @@ impl Agent {
         &mut self,
         name: &str,
         kind: Kind,
-        judge_at: Option<Instant>,
-        now: Instant,
+        judge_at: Option<UnixTime>,
+        now: UnixTime,
     ) -> FileFetchJson {
         let source = match &self.source {
             Ok(source) => source,
@@ -328,12 +326,12 @@ impl Agent {
     }
 
     /// The names of the enabled features, in id order (what `FEATURES` carries).
-    pub fn enabled_names(&self, now: Instant) -> Vec<String> {
+    pub fn enabled_names(&self, now: UnixTime) -> Vec<String> {
         self.enabled_now(now).keys().map(|id| id.name()).collect()
     }
 
     /// The enabled set as the phone has it now (the last published one while unsynced).
-    fn enabled_now(&self, now: Instant) -> FeatureSet {
+    fn enabled_now(&self, now: UnixTime) -> FeatureSet {
         match read_clock(&self.phone, self.store.meta(), now).judge_at {
             Some(at) => evaluate(self.store.held(), at).enabled(),
             None => publish::from_meta(self.store.meta().published.as_deref().unwrap_or(&[])),
@@ -343,7 +341,7 @@ impl Agent {
     /// Installs a license file given by hand (`license-agent install` while this daemon
     /// holds the store), then applies the result at once, without fetching: publishes
     /// the set, and asks for a reboot if it changed.
-    pub fn install(&mut self, bytes: &[u8], file: &str, now: Instant) -> Installed {
+    pub fn install(&mut self, bytes: &[u8], file: &str, now: UnixTime) -> Installed {
         let done = install_into(
             &self.phone,
             &mut self.store,
@@ -367,7 +365,7 @@ impl Agent {
 
     /// At a wake-up (timer, clock step): fetch if a retry is due or a fetch is owed,
     /// otherwise decide again.
-    pub fn wake(&mut self, now: Instant) {
+    pub fn wake(&mut self, now: UnixTime) {
         self.reload(now);
         let sane = read_clock(&self.phone, self.store.meta(), now)
             .judge_at
@@ -391,20 +389,20 @@ impl Agent {
     }
 
     /// Whether the set in force at `now` lacks a feature of the set last published.
-    fn loses_features(&self, now: Instant) -> bool {
+    fn loses_features(&self, now: UnixTime) -> bool {
         let published = publish::from_meta(self.store.meta().published.as_deref().unwrap_or(&[]));
         let now_set = self.enabled_now(now);
         published.keys().any(|id| !now_set.contains_key(id))
     }
 
     /// When to poll the server next (`engine::poll`), if a reason to poll holds.
-    fn next_poll(&self, now: Instant) -> Option<Instant> {
+    fn next_poll(&self, now: UnixTime) -> Option<UnixTime> {
         let at = read_clock(&self.phone, self.store.meta(), now).judge_at?;
         self.poll_after(&evaluate(self.store.held(), at))
     }
 
     /// [`next_poll`](Self::next_poll) from an evaluation already made.
-    fn poll_after(&self, eval: &Evaluation) -> Option<Instant> {
+    fn poll_after(&self, eval: &Evaluation) -> Option<UnixTime> {
         let last = self.fetch.last_fetch?;
         self.source.as_ref().ok()?;
         let t = &self.phone.config.timing;
@@ -418,7 +416,7 @@ impl Agent {
     /// Prunes, publishes the feature set when it changed, persists the trusted time when
     /// due, settles the reboot needs; writes `meta.json` only when something in it
     /// changed.
-    pub fn decide(&mut self, now: Instant) {
+    pub fn decide(&mut self, now: UnixTime) {
         let before: Meta = self.store.meta().clone();
         let reading = read_clock(&self.phone, self.store.meta(), now);
         if let Some(at) = reading.judge_at {
@@ -454,7 +452,7 @@ impl Agent {
     }
 
     /// Works out the reboots the difference from the booted set calls for.
-    fn settle_reboots(&mut self, at: Instant, now: Instant) {
+    fn settle_reboots(&mut self, at: UnixTime, now: UnixTime) {
         let in_force = evaluate(self.store.held(), at).in_force();
         let configured = self.configured();
         let booted = self.booted.get_or_insert_with(|| in_force.clone());
@@ -523,12 +521,12 @@ impl Agent {
     }
 
     /// `CALL-STATE` from the supervisor.
-    pub fn call_state(&mut self, state: CallState, now: Instant) {
+    pub fn call_state(&mut self, state: CallState, now: UnixTime) {
         self.reboot.call_state(state, now);
     }
 
     /// `OK <id>` (`accepted`) or `BUSY <id>` from the supervisor.
-    pub fn reboot_answer(&mut self, id: u64, accepted: bool, now: Instant) {
+    pub fn reboot_answer(&mut self, id: u64, accepted: bool, now: UnixTime) {
         let actions = if accepted {
             log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
             self.reboot.ok(id, now)
@@ -542,7 +540,7 @@ impl Agent {
 
     /// What the reboot rules want done now (REBOOT lines to send); persisted first, so a
     /// restart knows a request was made.
-    pub fn reboot_actions(&mut self, now: Instant) -> Vec<(u64, Cause)> {
+    pub fn reboot_actions(&mut self, now: UnixTime) -> Vec<(u64, Cause)> {
         // Unsynced clock: no reboot is asked.
         if read_clock(&self.phone, self.store.meta(), now)
             .judge_at
@@ -566,7 +564,7 @@ impl Agent {
     /// When to wake next: the next status change, retry, poll, or moment a reboot may be
     /// asked; while the clock is unsynced, the build time (a clock step wakes the daemon
     /// before that anyway).
-    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+    pub fn next_wake(&self, now: UnixTime) -> Option<UnixTime> {
         let reading = read_clock(&self.phone, self.store.meta(), now);
         let Some(at) = reading.judge_at else {
             return Some(clock::BUILD_TIME);
@@ -576,8 +574,7 @@ impl Agent {
             // Wound back, the judged instant stays at the trusted time until the clock
             // is within the tolerance again: re-decide then.
             ClockVerdict::Windback => {
-                let tolerance = i64::try_from(self.phone.config.timing.windback_tolerance.0)
-                    .unwrap_or(i64::MAX);
+                let tolerance = secs_i64(self.phone.config.timing.windback_tolerance.0);
                 Some(at.saturating_sub(tolerance))
             }
             _ => eval.next_change,
@@ -595,7 +592,7 @@ impl Agent {
     }
 
     /// The status report, live.
-    pub fn status(&self, now: Instant) -> StatusJson {
+    pub fn status(&self, now: UnixTime) -> StatusJson {
         let mut report = status::build(&self.phone, self.store(), now, None);
         report.source = "daemon".into();
         report.daemon = Some(DaemonJson {
@@ -622,7 +619,7 @@ impl Agent {
         report
     }
 
-    fn poll_reason_words(&self, now: Instant) -> Option<String> {
+    fn poll_reason_words(&self, now: UnixTime) -> Option<String> {
         let at = read_clock(&self.phone, self.store.meta(), now).judge_at?;
         let eval = evaluate(self.store.held(), at);
         let words: Vec<String> = poll_reason(&eval, &self.configured())
@@ -635,7 +632,7 @@ impl Agent {
         (!words.is_empty()).then(|| words.join("; "))
     }
 
-    fn reboot_status(&self, now: Instant) -> RebootJson {
+    fn reboot_status(&self, now: UnixTime) -> RebootJson {
         use crate::engine::reboot::{Phase, Waiting};
         let needs: Vec<NeedJson> = self
             .reboot
@@ -720,7 +717,7 @@ fn log_actions(actions: &[Action]) {
     }
 }
 
-fn file_result(now: Instant, file: &str, outcome: &str, detail: &str) -> FileFetchJson {
+fn file_result(now: UnixTime, file: &str, outcome: &str, detail: &str) -> FileFetchJson {
     FileFetchJson {
         file: file.to_string(),
         at: status::time(now),

@@ -27,7 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -39,11 +39,11 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use crate::cli::setup::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::config;
-use crate::engine::Instant;
 use crate::fetch::Fetcher;
 use crate::storage::WriterLock;
 use crate::supervisor::link::{Event as LinkEvent, Link};
 use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
+use crate::time::{real_now, UnixTime};
 use agent::{Agent, Source};
 use control::{read_request, write_response, Request, Response, PERMISSION_DENIED};
 
@@ -67,12 +67,6 @@ pub struct DaemonClock {
     test: bool,
 }
 
-fn real_now() -> Instant {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl DaemonClock {
     /// The wall clock, or the test clock when [`TEST_NOW_VAR`] is set.
     pub fn from_env() -> Result<DaemonClock, DaemonError> {
@@ -93,16 +87,16 @@ impl DaemonClock {
         }
     }
 
-    pub fn now(&self) -> Instant {
+    pub fn now(&self) -> UnixTime {
         real_now().saturating_add(self.offset)
     }
 
-    fn set(&mut self, t: Instant) {
+    fn set(&mut self, t: UnixTime) {
         self.offset = t - real_now();
     }
 
     /// The real-clock instant at which the daemon's clock reads `t`.
-    fn to_real(&self, t: Instant) -> Instant {
+    fn to_real(&self, t: UnixTime) -> UnixTime {
         t.saturating_sub(self.offset)
     }
 }
@@ -192,7 +186,7 @@ fn bind_control(path: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 /// Arms the timer for real instant `at` (absolute, cancelled by a clock step).
-fn arm(timer: &TimerFd, at: Option<Instant>) -> Result<(), DaemonError> {
+fn arm(timer: &TimerFd, at: Option<UnixTime>) -> Result<(), DaemonError> {
     // time_t is 32 bits on armv7 glibc: clamp, and never 0 (0 disarms).
     #[allow(clippy::unnecessary_cast)] // time_t is i32 on armv7, i64 on x86_64
     let max = i64::from(i32::MAX).max(nix::libc::time_t::MAX as i64);

@@ -7,7 +7,7 @@
 //!   trusted, it was *wound back*: judge at the trusted time, so setting the clock back
 //!   never revives an expired license.
 
-use super::status::Instant;
+use crate::time::{secs_i64, UnixTime};
 
 include!(concat!(env!("OUT_DIR"), "/build_time.rs"));
 
@@ -40,19 +40,19 @@ impl ClockVerdict {
 pub struct ClockReading {
     pub verdict: ClockVerdict,
     /// What the wall clock said.
-    pub wall: Instant,
+    pub wall: UnixTime,
     /// The instant to judge at; `None` when unsynced.
-    pub judge_at: Option<Instant>,
+    pub judge_at: Option<UnixTime>,
 }
 
 /// Judges the wall clock against the build time and the persisted latest trusted time.
 pub fn judge_clock(
-    wall: Instant,
-    build_time: Instant,
-    latest_trusted: Option<Instant>,
+    wall: UnixTime,
+    build_time: UnixTime,
+    latest_trusted: Option<UnixTime>,
     windback_tolerance: u64,
 ) -> ClockReading {
-    let tolerance = i64::try_from(windback_tolerance).unwrap_or(i64::MAX);
+    let tolerance = secs_i64(windback_tolerance);
     let (verdict, judge_at) = if wall < build_time {
         (ClockVerdict::Unsynced, None)
     } else {
@@ -74,8 +74,8 @@ pub fn judge_clock(
 /// forward, and at most once per [`TRUSTED_TIME_WRITE_INTERVAL`] to spare the flash.
 pub fn trusted_time_to_write(
     reading: &ClockReading,
-    persisted: Option<Instant>,
-) -> Option<Instant> {
+    persisted: Option<UnixTime>,
+) -> Option<UnixTime> {
     if reading.verdict != ClockVerdict::Ok {
         return None;
     }
@@ -89,7 +89,7 @@ pub fn trusted_time_to_write(
 mod tests {
     use super::*;
 
-    const BUILD: Instant = 1_790_000_000;
+    const BUILD: UnixTime = 1_790_000_000;
     const DAY: u64 = 86_400;
 
     #[test]

@@ -17,9 +17,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::format::{End, FeatureEntry, FeatureId, Kind, License, Serial};
+use crate::time::UnixTime;
 use crate::trust::Verified;
 pub use clock::{judge_clock, ClockReading, ClockVerdict};
-pub use status::{entry_status, license_span, license_status, Instant, Status};
+pub use status::{entry_status, license_span, license_status, Status};
 
 /// Most licenses of one kind kept in storage.
 pub const MAX_PER_KIND: usize = 4;
@@ -126,7 +127,7 @@ pub fn judge_candidate(
     held: &[Held],
     candidate: &Verified<License>,
     origin: Origin,
-    judge_at: Option<Instant>,
+    judge_at: Option<UnixTime>,
     next_seq: u64,
 ) -> Decision {
     let kind = candidate.kind();
@@ -231,7 +232,7 @@ fn duration_key(h: &Held) -> (End, u64) {
 /// Chooses the primary and bridging licenses of `kind` at `at`. Inactive licenses are
 /// never used. While the primary is Impending, the others that are not Inactive bridge
 /// to it; at most [`MAX_PER_KIND`] are kept (the primary, then the longest bridging).
-pub fn select(held: &[Held], kind: Kind, at: Instant) -> Selection {
+pub fn select(held: &[Held], kind: Kind, at: UnixTime) -> Selection {
     let mut live: Vec<&Held> = held
         .iter()
         .filter(|h| h.license.kind() == kind && license_status(&h.license, at) != Status::Inactive)
@@ -265,7 +266,7 @@ pub struct LicenseView {
     pub serial: Serial,
     pub role: Role,
     pub status: Status,
-    pub start: Instant,
+    pub start: UnixTime,
     pub end: End,
 }
 
@@ -294,12 +295,12 @@ impl FeatureView {
 /// Everything decided at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
-    pub at: Instant,
+    pub at: UnixTime,
     pub licenses: Vec<LicenseView>,
     /// Every feature carried by a used license, by id.
     pub features: Vec<FeatureView>,
     /// The next instant after `at` at which a status changes, if any.
-    pub next_change: Option<Instant>,
+    pub next_change: Option<UnixTime>,
 }
 
 impl Evaluation {
@@ -346,7 +347,7 @@ fn better(a: &(Status, Governing), b: &(Status, Governing)) -> bool {
 
 /// Evaluates everything held at `at`. The features are those of the used licenses, and
 /// of the ones that have ended (shown as Inactive).
-pub fn evaluate(held: &[Held], at: Instant) -> Evaluation {
+pub fn evaluate(held: &[Held], at: UnixTime) -> Evaluation {
     let selections = [
         (Kind::Phone, select(held, Kind::Phone, at)),
         (Kind::Site, select(held, Kind::Site, at)),
@@ -359,8 +360,8 @@ pub fn evaluate(held: &[Held], at: Instant) -> Evaluation {
     };
     let mut licenses = Vec::with_capacity(held.len());
     let mut best: BTreeMap<FeatureId, (Status, Governing)> = BTreeMap::new();
-    let mut next_change: Option<Instant> = None;
-    let mut consider = |t: Instant| {
+    let mut next_change: Option<UnixTime> = None;
+    let mut consider = |t: UnixTime| {
         if t > at {
             next_change = Some(next_change.map_or(t, |n| n.min(t)));
         }

@@ -7,8 +7,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{Evaluation, Instant, Status};
+use super::{Evaluation, Status};
 use crate::format::FeatureId;
+use crate::time::{secs_i64, UnixTime};
 
 /// Why the agent polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,7 @@ pub fn interval(reason: PollReason, poll_interval: u64, renewal_check_interval: 
 /// The next poll after a fetch at `last`, `interval` seconds later spread by ±10 %:
 /// `jitter` is any number (random per process); it is mixed with `last` so each poll
 /// gets its own spread. At least 1 s after `last`; no overflow for any input.
-pub fn next_poll(last: Instant, interval: u64, jitter: u64) -> Instant {
+pub fn next_poll(last: UnixTime, interval: u64, jitter: u64) -> UnixTime {
     let interval = interval.max(1);
     let tenth = interval / 10;
     let mixed = (jitter ^ last.unsigned_abs().rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -55,7 +56,7 @@ pub fn next_poll(last: Instant, interval: u64, jitter: u64) -> Instant {
     let delay = (interval - tenth)
         .saturating_add((mixed >> 32) % (2 * tenth + 1))
         .max(1);
-    last.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
+    last.saturating_add(secs_i64(delay))
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use super::status::Instant;
 use crate::format::Serial;
+use crate::time::{secs_i64, UnixTime};
 
 mod causes;
 pub use causes::{causes, InForce, InForceSet};
@@ -132,17 +132,17 @@ pub enum Phase {
     /// Waiting for the moment to ask.
     Waiting,
     /// REBOOT `id` sent at `at`; no answer yet.
-    Asked { id: u64, at: Instant },
+    Asked { id: u64, at: UnixTime },
     /// `OK` at `at`: the reboot will happen.
-    Accepted { at: Instant },
+    Accepted { at: UnixTime },
 }
 
 /// One need for a reboot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Need {
-    pub since: Instant,
+    pub since: UnixTime,
     /// Not before this instant (the stagger delay of a site cause).
-    pub not_before: Instant,
+    pub not_before: UnixTime,
     pub phase: Phase,
 }
 
@@ -161,10 +161,10 @@ pub enum Waiting {
     Nothing,
     Connection,
     Idle,
-    IdleGrace { until: Instant },
-    Stagger { until: Instant },
+    IdleGrace { until: UnixTime },
+    Stagger { until: UnixTime },
     Answer { id: u64 },
-    StillRunningAfterOk { until: Instant },
+    StillRunningAfterOk { until: UnixTime },
 }
 
 /// The reboot state machine. The needs are what persists across agent restarts; the
@@ -176,7 +176,7 @@ pub struct RebootMachine {
     connected: bool,
     /// The last call state heard and since when; `None`: unknown (counts as busy).
     #[serde(skip)]
-    call: Option<(CallState, Instant)>,
+    call: Option<(CallState, UnixTime)>,
     #[serde(skip)]
     next_id: u64,
     /// The request made (asked, or accepted by `OK`), kept even when the needs it served
@@ -195,7 +195,7 @@ impl RebootMachine {
         site: bool,
         mac: Serial,
         timing: &RebootTiming,
-        now: Instant,
+        now: UnixTime,
     ) {
         let delay = if site {
             stagger_delay(mac, timing.stagger_window)
@@ -207,7 +207,7 @@ impl RebootMachine {
         let phase = self.request.unwrap_or(Phase::Waiting);
         self.needs.entry(cause).or_insert(Need {
             since: now,
-            not_before: now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
+            not_before: now.saturating_add(secs_i64(delay)),
             phase,
         });
     }
@@ -220,7 +220,7 @@ impl RebootMachine {
         wanted: &BTreeMap<Cause, bool>,
         mac: Serial,
         timing: &RebootTiming,
-        now: Instant,
+        now: UnixTime,
     ) -> Vec<Cause> {
         // Added first, so that a new cause joins a request already outstanding.
         let mut added = Vec::new();
@@ -240,7 +240,7 @@ impl RebootMachine {
     }
 
     /// The last call state heard and since when (`None`: unknown).
-    pub fn call(&self) -> Option<(CallState, Instant)> {
+    pub fn call(&self) -> Option<(CallState, UnixTime)> {
         self.call
     }
 
@@ -279,7 +279,7 @@ impl RebootMachine {
     }
 
     /// `CALL-STATE` from the supervisor.
-    pub fn call_state(&mut self, call: CallState, now: Instant) {
+    pub fn call_state(&mut self, call: CallState, now: UnixTime) {
         // Idle continues from its start when repeated; any change restarts the clock.
         if self.call.map(|(c, _)| c) != Some(call) {
             self.call = Some((call, now));
@@ -287,7 +287,7 @@ impl RebootMachine {
     }
 
     /// `OK <id>`: the reboot will happen; every need it served is accepted.
-    pub fn ok(&mut self, id: u64, now: Instant) -> Vec<Action> {
+    pub fn ok(&mut self, id: u64, now: UnixTime) -> Vec<Action> {
         if !self.is_outstanding(id) {
             return vec![Action::Log(format!(
                 "OK {id} answers no outstanding REBOOT; ignored"
@@ -301,7 +301,7 @@ impl RebootMachine {
     }
 
     /// `BUSY <id>`: refused because of a call: wait for a fresh idle period.
-    pub fn busy(&mut self, id: u64, now: Instant) -> Vec<Action> {
+    pub fn busy(&mut self, id: u64, now: UnixTime) -> Vec<Action> {
         if !self.is_outstanding(id) {
             return vec![Action::Log(format!(
                 "BUSY {id} answers no outstanding REBOOT; ignored"
@@ -321,7 +321,11 @@ impl RebootMachine {
     }
 
     /// Decides at `now`: the actions to take, and when to look again.
-    pub fn poll(&mut self, now: Instant, timing: &RebootTiming) -> (Vec<Action>, Option<Instant>) {
+    pub fn poll(
+        &mut self,
+        now: UnixTime,
+        timing: &RebootTiming,
+    ) -> (Vec<Action>, Option<UnixTime>) {
         let mut actions = Vec::new();
         // After OK and still running `reask` later: say so, and ask again.
         if let Some(Phase::Accepted { at }) = self.request {
@@ -369,7 +373,7 @@ impl RebootMachine {
 
     /// When [`poll`](Self::poll) has something to do next by the clock alone (the end of
     /// the idle grace, of the stagger delay, or of the wait after `OK`).
-    pub fn poll_wake(&self, now: Instant, timing: &RebootTiming) -> Option<Instant> {
+    pub fn poll_wake(&self, now: UnixTime, timing: &RebootTiming) -> Option<UnixTime> {
         match self.waiting(now, timing) {
             Waiting::IdleGrace { until }
             | Waiting::Stagger { until }
@@ -379,7 +383,7 @@ impl RebootMachine {
     }
 
     /// What a pending reboot waits for now.
-    pub fn waiting(&self, now: Instant, timing: &RebootTiming) -> Waiting {
+    pub fn waiting(&self, now: UnixTime, timing: &RebootTiming) -> Waiting {
         let waiting: Vec<&Need> = self
             .needs
             .values()

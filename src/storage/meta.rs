@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::reboot::{Cause, InForce, InForceSet, Need};
-use crate::engine::Instant;
 use crate::format::FeatureId;
+use crate::time::UnixTime;
 
 /// How many events are kept (the oldest go first).
 pub const MAX_EVENTS: usize = 32;
@@ -34,7 +34,7 @@ pub struct Validator {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Wall clock time (Unix seconds) when it happened.
-    pub at: Instant,
+    pub at: UnixTime,
     /// `accepted`, `refused`, `identical`, `superseded`, `dropped`, `moved-aside`,
     /// `removed-leftover`.
     pub what: String,
@@ -91,7 +91,7 @@ impl RebootRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     #[serde(default)]
-    pub latest_trusted: Option<Instant>,
+    pub latest_trusted: Option<UnixTime>,
     #[serde(default)]
     pub published: Option<Vec<PublishedFeature>>,
     #[serde(default)]
@@ -106,7 +106,7 @@ impl Meta {
     /// Appends an event, keeping the last [`MAX_EVENTS`].
     pub fn record(
         &mut self,
-        at: Instant,
+        at: UnixTime,
         what: &str,
         subject: impl Into<String>,
         detail: impl Into<String>,

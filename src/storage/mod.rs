@@ -23,8 +23,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{self, Held, Identity, Instant};
+use crate::engine::{self, Held, Identity};
 use crate::format::{self, Capped, Kind, License};
+use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
 pub use lock::WriterLock;
 pub use meta::{BootedFeature, Event, Meta, PublishedFeature, RebootRecord, Validator};
@@ -127,7 +128,7 @@ impl Store {
         keyring: &Keyring,
         identity: &Identity,
         mode: Mode,
-        now: Instant,
+        now: UnixTime,
     ) -> Result<Store, StoreError> {
         if let Mode::Writer(lock) = &mode {
             if !lock::same_dir(lock.dir(), dir) {
@@ -161,7 +162,7 @@ impl Store {
         Ok(store)
     }
 
-    fn load_meta(&mut self, now: Instant) -> Result<(), StoreError> {
+    fn load_meta(&mut self, now: UnixTime) -> Result<(), StoreError> {
         let path = self.dir.join(META_FILE);
         let bytes = match read_capped(&path, MAX_META_SIZE) {
             Ok(Some(bytes)) => bytes,
@@ -183,7 +184,7 @@ impl Store {
         kind: Kind,
         keyring: &Keyring,
         identity: &Identity,
-        now: Instant,
+        now: UnixTime,
     ) -> Result<(), StoreError> {
         let dir = self.dir.join(kind_dir(kind));
         let entries = match fs::read_dir(&dir) {
@@ -226,7 +227,7 @@ impl Store {
     }
 
     /// Moves an unusable file to `rejected/` with a note (writer mode), or reports it.
-    fn set_aside(&mut self, path: &Path, reason: String, now: Instant) -> Result<(), StoreError> {
+    fn set_aside(&mut self, path: &Path, reason: String, now: UnixTime) -> Result<(), StoreError> {
         let mut moved_to = None;
         if self.writer() {
             let rejected = self.dir.join(REJECTED_DIR);
@@ -328,7 +329,7 @@ impl Store {
         bytes: &[u8],
         license: Verified<License>,
         drop: &[u64],
-        now: Instant,
+        now: UnixTime,
     ) -> Result<u64, StoreError> {
         self.writable()?;
         let dir = self.dir.join(kind_dir(license.kind()));
@@ -352,7 +353,7 @@ impl Store {
     }
 
     /// Removes held licenses (the engine's drops: replaced, or Inactive).
-    pub fn drop_held(&mut self, seqs: &[u64], now: Instant, why: &str) -> Result<(), StoreError> {
+    pub fn drop_held(&mut self, seqs: &[u64], now: UnixTime, why: &str) -> Result<(), StoreError> {
         self.writable()?;
         for seq in seqs {
             let Some(pos) = self.held.iter().position(|h| h.seq == *seq) else {
@@ -369,7 +370,7 @@ impl Store {
 
     /// Applies the engine's drops at `at` (a sane clock only: the caller never prunes
     /// while the clock is unsynced). Returns whether anything was dropped.
-    pub fn prune(&mut self, at: Instant, now: Instant) -> Result<bool, StoreError> {
+    pub fn prune(&mut self, at: UnixTime, now: UnixTime) -> Result<bool, StoreError> {
         let drops: Vec<u64> = [Kind::Phone, Kind::Site]
             .into_iter()
             .flat_map(|k| engine::select(&self.held, k, at).drop)

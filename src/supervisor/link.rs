@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use super::protocol::{FromSupervisor, LineReader, Read, ToSupervisor};
 use crate::config::Secs;
-use crate::engine::Instant;
 use crate::fetch::backoff;
+use crate::time::{secs_i64, UnixTime};
 
 /// First and longest delay between connection attempts.
 const RETRY_INITIAL: Secs = Secs(1);
@@ -36,7 +36,7 @@ pub struct Link {
     greeted: bool,
     failures: u32,
     /// When to try to connect next (real clock), while not connected.
-    next_attempt: Option<Instant>,
+    next_attempt: Option<UnixTime>,
     jitter: u64,
 }
 
@@ -64,12 +64,12 @@ impl Link {
     }
 
     /// When a connection attempt is due (real clock), while not connected.
-    pub fn next_attempt(&self) -> Option<Instant> {
+    pub fn next_attempt(&self) -> Option<UnixTime> {
         self.next_attempt
     }
 
     /// Connects if an attempt is due; sends HELLO.
-    pub fn connect_if_due(&mut self, now: Instant) -> Option<Event> {
+    pub fn connect_if_due(&mut self, now: UnixTime) -> Option<Event> {
         if self.stream.is_some() || self.next_attempt.is_some_and(|t| t > now) {
             return None;
         }
@@ -97,17 +97,17 @@ impl Link {
     }
 
     /// Drops the connection and schedules the next attempt with back-off and jitter.
-    fn down(&mut self, now: Instant, why: String) -> Event {
+    fn down(&mut self, now: UnixTime, why: String) -> Event {
         self.stream = None;
         self.greeted = false;
         let delay = backoff(self.failures, RETRY_INITIAL, RETRY_MAX, self.jitter);
         self.failures = self.failures.saturating_add(1);
-        self.next_attempt = Some(now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)));
+        self.next_attempt = Some(now.saturating_add(secs_i64(delay)));
         Event::Down(why)
     }
 
     /// Reads everything waiting; answers what it cannot understand with `ERR`.
-    pub fn read(&mut self, now: Instant) -> Vec<Event> {
+    pub fn read(&mut self, now: UnixTime) -> Vec<Event> {
         let mut events = Vec::new();
         let mut buf = [0u8; 1024];
         while let Some(stream) = self.stream.as_mut() {
@@ -134,7 +134,7 @@ impl Link {
         events
     }
 
-    fn line(&mut self, read: Read, now: Instant) -> Option<Event> {
+    fn line(&mut self, read: Read, now: UnixTime) -> Option<Event> {
         let text = match read {
             Read::Line(text) => text,
             Read::Overlong => return self.err("line longer than 1024 bytes", now),
@@ -157,12 +157,12 @@ impl Link {
         }
     }
 
-    fn err(&mut self, why: &str, now: Instant) -> Option<Event> {
+    fn err(&mut self, why: &str, now: UnixTime) -> Option<Event> {
         self.send(&ToSupervisor::Err(why.to_string()), now)
     }
 
     /// Sends one line. A connection that cannot take it is dropped (and retried).
-    pub fn send(&mut self, message: &ToSupervisor, now: Instant) -> Option<Event> {
+    pub fn send(&mut self, message: &ToSupervisor, now: UnixTime) -> Option<Event> {
         let stream = self.stream.as_mut()?;
         match stream.write_all(message.to_line().as_bytes()) {
             Ok(()) => None,

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::Cause;
-use crate::engine::Instant;
 use crate::format::FeatureId;
+use crate::time::UnixTime;
 
 /// A feature in force, as far as reboots care: does a site license govern it, and when
 /// does that entry end (`None`: never).
@@ -39,7 +39,7 @@ pub type InForceSet = BTreeMap<FeatureId, InForce>;
 pub fn causes(
     booted: &InForceSet,
     now_set: &InForceSet,
-    now: Instant,
+    now: UnixTime,
     configured: &BTreeSet<FeatureId>,
 ) -> BTreeMap<Cause, bool> {
     let mut out: BTreeMap<Cause, bool> = BTreeMap::new();
@@ -51,7 +51,7 @@ pub fn causes(
         if now_set.contains_key(id) {
             continue;
         }
-        let ended = was.end.is_some_and(|end| Instant::from(end) <= now);
+        let ended = was.end.is_some_and(|end| UnixTime::from(end) <= now);
         let cause = if ended {
             Cause::LicenseExpired
         } else {
