@@ -29,6 +29,7 @@ pub mod engine;
 pub mod fetch;
 pub mod format;
 pub mod issuer;
+mod phone;
 pub mod status;
 pub mod storage;
 pub mod supervisor;

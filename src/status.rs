@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::setup::{read_clock, Phone};
 use crate::engine::{evaluate, Evaluation};
 use crate::format::features::rfc3339;
 use crate::format::{End, FeatureId};
+use crate::phone::{read_clock, Phone};
 use crate::storage::Store;
 use crate::time::UnixTime;
 

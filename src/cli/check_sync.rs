@@ -1,9 +1,10 @@
 //! `license-agent check-sync`: make the running daemon fetch now, and show what changed.
 
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{config_option, daemon_wait, default_config, load_phone};
+use super::setup::{config_option, default_config};
 use super::Outcome;
 use crate::daemon::control::{call, Request};
+use crate::phone::{daemon_wait, load_phone};
 
 pub const HELP: &str = "\
 license-agent check-sync: make the running daemon fetch the license files now

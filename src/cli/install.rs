@@ -11,13 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::args::{failed, read_license_bytes, FileBytes, Usage, EXIT_FAILED};
-use super::setup::{
-    config_option, daemon_wait, default_config, load_phone, read_clock, wall_clock, Phone,
-};
+use super::setup::{config_option, default_config};
 use super::Outcome;
 use crate::daemon::control::{call, ControlError, Request, Response};
 use crate::engine::{self, clock, evaluate, judge_candidate, Decision, Origin};
 use crate::format::{End, FeatureId};
+use crate::phone::{daemon_wait, load_phone, read_clock, wall_clock, Phone};
 use crate::storage::{describe, Mode, Store, WriterLock};
 use crate::time::UnixTime;
 use crate::trust::Rejection;

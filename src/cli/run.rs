@@ -53,7 +53,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         }
     }
     // Configuration problems are usage errors (2), as for every other command.
-    super::setup::load_phone(&config)?;
+    crate::phone::load_phone(&config)?;
     if once {
         let clock = DaemonClock::from_env().map_err(|e| Usage(e.0))?;
         let mut agent = match daemon::start(&config, &clock, None) {

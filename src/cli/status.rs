@@ -3,13 +3,14 @@
 //! Read-only: it never writes the store.
 
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{config_option, default_config, load_phone, parse_instant, wall_clock};
+use super::setup::{config_option, default_config};
 use super::Outcome;
 use crate::engine::ClockVerdict;
 use crate::time::UnixTime;
 use std::time::Duration;
 
 use crate::daemon::control::{call, Request, Response};
+use crate::phone::{load_phone, parse_instant, wall_clock};
 use crate::status::{build, StatusJson};
 use crate::storage::{Mode, Store};
 

@@ -6,9 +6,9 @@
 
 use crate::cli::args::FileBytes;
 use crate::cli::install::{changes, install_into, Installed};
-use crate::cli::setup::{read_clock, Phone};
 use crate::daemon::control::CheckSyncJson;
 use crate::daemon::publish::{self, FeatureSet};
+use crate::phone::{read_clock, Phone};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

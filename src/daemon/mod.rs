@@ -37,9 +37,9 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::cli::setup::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::config;
 use crate::fetch::Fetcher;
+use crate::phone::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::storage::WriterLock;
 use crate::supervisor::link::{Event as LinkEvent, Link};
 use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
@@ -132,7 +132,7 @@ pub fn start(
     clock: &DaemonClock,
     held: Option<&Arc<WriterLock>>,
 ) -> Result<Agent, DaemonError> {
-    let phone = load_phone(config_path).map_err(|e| DaemonError(e.0))?;
+    let phone = load_phone(config_path).map_err(|e| DaemonError(e.to_string()))?;
     let lock = WriterLock::reuse_or_acquire(held, &phone.config.state_dir, LOCK_WAIT)
         .map_err(|e| DaemonError(e.to_string()))?;
     let source = source_for(&phone);
