@@ -22,8 +22,10 @@
 //!   tests use it, the phone never calls it.
 //! - [`cli`]: the `license-agent` command line.
 
+mod accept;
 pub mod cli;
 pub mod config;
+mod control;
 pub mod daemon;
 pub mod engine;
 pub mod fetch;
@@ -37,3 +39,6 @@ pub mod supervisor;
 mod testkit;
 mod time;
 pub mod trust;
+
+/// The version of the agent (and of its tools).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -74,9 +74,53 @@ pub struct NeedJson {
 pub struct FileFetchJson {
     pub file: String,
     pub at: String,
-    /// `accepted`, `unchanged`, `not-modified`, `absent`, `refused`, `not-used`, `failed`.
-    pub outcome: String,
+    pub outcome: FileOutcome,
     pub detail: String,
+}
+
+/// What became of one file at one fetch (in JSON and in words: `accepted`, `unchanged`,
+/// `not-modified`, `absent`, `not-used`, `refused`, `failed`, `skipped`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileOutcome {
+    /// Verified, judged and stored.
+    Accepted,
+    /// Identical to a stored license.
+    Unchanged,
+    /// The server said 304.
+    NotModified,
+    /// Not on the server: the stored license stays in force.
+    Absent,
+    /// A stored license of longer duration stays in use.
+    NotUsed,
+    /// Refused (recorded in the events).
+    Refused,
+    /// Not fetched, or not stored.
+    Failed,
+    /// Nothing fetched: no server, or the clock is not set.
+    Skipped,
+}
+
+impl FileOutcome {
+    /// The word, as in JSON.
+    pub fn word(self) -> &'static str {
+        match self {
+            FileOutcome::Accepted => "accepted",
+            FileOutcome::Unchanged => "unchanged",
+            FileOutcome::NotModified => "not-modified",
+            FileOutcome::Absent => "absent",
+            FileOutcome::NotUsed => "not-used",
+            FileOutcome::Refused => "refused",
+            FileOutcome::Failed => "failed",
+            FileOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for FileOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -261,5 +305,30 @@ pub fn build(phone: &Phone, store: &Store, wall: UnixTime, at: Option<UnixTime>)
             })
             .collect(),
         daemon: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileOutcome::{self, *};
+
+    #[test]
+    fn file_outcomes_in_json_and_words() {
+        for outcome in [
+            Accepted,
+            Unchanged,
+            NotModified,
+            Absent,
+            NotUsed,
+            Refused,
+            Failed,
+            Skipped,
+        ] {
+            let json = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(json, format!("\"{outcome}\""));
+            assert_eq!(serde_json::from_str::<FileOutcome>(&json).unwrap(), outcome);
+        }
+        assert_eq!(NotModified.to_string(), "not-modified");
+        assert_eq!(NotUsed.to_string(), "not-used");
     }
 }

@@ -7,7 +7,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::format::{self, Capped, Malformed};
+use crate::accept::FileBytes;
+use crate::format;
 
 /// Every file was valid (or the command did what it was asked).
 pub const EXIT_OK: i32 = 0;
@@ -53,27 +54,6 @@ pub fn text_value(parser: &mut lexopt::Parser, option: &str) -> Result<String, U
     value
         .into_string()
         .map_err(|v| Usage(format!("{option}: {v:?} is not valid UTF-8")))
-}
-
-/// A license file's bytes, or why there are none.
-pub enum FileBytes {
-    Read(Vec<u8>),
-    /// Larger than a license file may be; reading stopped just past the cap.
-    TooBig(Malformed),
-}
-
-impl FileBytes {
-    /// Judges bytes read under the cap (at most the cap plus one byte): too big, or the
-    /// content. The same judgement wherever the bytes were read (here, or by a client
-    /// that handed them over the control socket).
-    pub fn judge(bytes: &[u8]) -> FileBytes {
-        match format::read_capped(bytes) {
-            Ok(Capped::Content(bytes)) => FileBytes::Read(bytes),
-            Ok(Capped::TooBig(m)) => FileBytes::TooBig(m),
-            // Reading a slice cannot fail; were it to, verifying refuses an oversize file.
-            Err(_) => FileBytes::Read(bytes.to_vec()),
-        }
-    }
 }
 
 /// Reads a license file's bytes (`-` is standard input), never more than the cap plus

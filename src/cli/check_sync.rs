@@ -3,7 +3,7 @@
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
 use super::setup::{config_option, default_config};
 use super::Outcome;
-use crate::daemon::control::{call, Request};
+use crate::control::{call, Request};
 use crate::phone::{daemon_wait, load_phone};
 
 pub const HELP: &str = "\

@@ -18,7 +18,7 @@ use args::{Usage, EXIT_OK, EXIT_USAGE};
 
 use crate::trust::Keyring;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::VERSION;
 
 const HELP: &str = "\
 license-agent: the phone-side license agent (verifies, stores and merges signed

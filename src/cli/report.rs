@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::args::{read_license_file, FileBytes};
+use super::args::read_license_file;
+use crate::accept::FileBytes;
 use crate::format::{self, features::rfc3339, FeatureEntry, License};
 use crate::trust::{Keyring, Rejection};
 

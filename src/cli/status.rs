@@ -9,7 +9,7 @@ use crate::engine::ClockVerdict;
 use crate::time::UnixTime;
 use std::time::Duration;
 
-use crate::daemon::control::{call, Request, Response};
+use crate::control::{call, Request, Response};
 use crate::phone::{load_phone, parse_instant, wall_clock};
 use crate::status::{build, StatusJson};
 use crate::storage::{Mode, Store};

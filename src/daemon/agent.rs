@@ -4,9 +4,8 @@
 //! server ([`Source`]) and the supervisor's words are handed in, so every step is a
 //! plain function of (state, now, what the outside said).
 
-use crate::cli::args::FileBytes;
-use crate::cli::install::{changes, install_into, Installed};
-use crate::daemon::control::CheckSyncJson;
+use crate::accept::{changes, install_into, FileBytes, InstallOutcome};
+use crate::control::CheckSyncJson;
 use crate::daemon::publish::{self, FeatureSet};
 use crate::phone::{read_clock, Phone};
 use std::collections::BTreeSet;
@@ -20,7 +19,9 @@ use crate::engine::{clock, evaluate, judge_candidate, ClockVerdict, Decision, Ev
 use crate::fetch::{backoff, phone_file, FetchOutcome, Fetcher, SITE_FILE};
 use crate::format::FeatureId;
 use crate::format::Kind;
-use crate::status::{self, DaemonJson, FileFetchJson, NeedJson, RebootJson, StatusJson};
+use crate::status::{
+    self, DaemonJson, FileFetchJson, FileOutcome, NeedJson, RebootJson, StatusJson,
+};
 use crate::storage::{
     describe, Meta, Mode, RebootRecord, Store, StoreError, Validator, WriterLock,
 };
@@ -178,14 +179,14 @@ impl Agent {
         let mut all_fetched = true;
         if let Err(why) = &self.source {
             // Nothing to fetch from until the configuration names a server (SIGHUP).
-            files.push(file_result(now, "-", "skipped", why));
+            files.push(file_result(now, "-", FileOutcome::Skipped, why));
             all_fetched = false;
         } else if reading.verdict == ClockVerdict::Unsynced {
             // No time-based decision at all; the clock step will wake us.
             files.push(file_result(
                 now,
                 "-",
-                "skipped",
+                FileOutcome::Skipped,
                 "the clock is not set yet: nothing is fetched or judged until it is",
             ));
             all_fetched = false;
@@ -197,7 +198,7 @@ impl Agent {
             ];
             for (name, kind) in names {
                 let result = self.fetch_one(&name, kind, reading.judge_at, now);
-                all_fetched &= result.outcome != "failed";
+                all_fetched &= result.outcome != FileOutcome::Failed;
                 files.push(result);
             }
             if all_fetched {
@@ -224,9 +225,8 @@ impl Agent {
             files,
             fetched: all_fetched,
             changes: changes(&before, &after)
-                .lines()
-                .skip(1)
-                .map(|l| l.trim().to_string())
+                .iter()
+                .map(ToString::to_string)
                 .collect(),
             enabled: after.keys().map(|id| id.name()).collect(),
         }
@@ -241,7 +241,7 @@ impl Agent {
     ) -> FileFetchJson {
         let source = match &self.source {
             Ok(source) => source,
-            Err(why) => return file_result(now, name, "failed", why),
+            Err(why) => return file_result(now, name, FileOutcome::Failed, why),
         };
         let validator = self.store.meta().validators.get(name).cloned();
         let (bytes, validator) = match source.fetch(name, validator.as_ref()) {
@@ -250,7 +250,7 @@ impl Agent {
                 return file_result(
                     now,
                     name,
-                    "not-modified",
+                    FileOutcome::NotModified,
                     "304: unchanged since the last download",
                 )
             }
@@ -258,7 +258,7 @@ impl Agent {
                 return file_result(
                     now,
                     name,
-                    "absent",
+                    FileOutcome::Absent,
                     &format!(
                         "{status}: not on the server; the stored {kind} license stays in force"
                     ),
@@ -266,7 +266,7 @@ impl Agent {
             }
             FetchOutcome::Failed(e) => {
                 log::warn!("fetch failed: {e}");
-                return file_result(now, name, "failed", &e.to_string());
+                return file_result(now, name, FileOutcome::Failed, &e.to_string());
             }
         };
         let meta = self.store.meta_mut();
@@ -283,7 +283,7 @@ impl Agent {
                     .meta_mut()
                     .record(now, "refused", name.to_string(), why.clone());
                 log::warn!("{name} refused: {why}");
-                return file_result(now, name, "refused", &why);
+                return file_result(now, name, FileOutcome::Refused, &why);
             }
         };
         let subject = describe(&license);
@@ -299,20 +299,20 @@ impl Agent {
             Decision::Accept { drop } => match self.store.add(&bytes, license, &drop, now) {
                 Ok(_) => {
                     log::info!("{name}: accepted {subject}");
-                    file_result(now, name, "accepted", &subject)
+                    file_result(now, name, FileOutcome::Accepted, &subject)
                 }
-                Err(e) => file_result(now, name, "failed", &e.to_string()),
+                Err(e) => file_result(now, name, FileOutcome::Failed, &e.to_string()),
             },
             Decision::Identical { .. } => file_result(
                 now,
                 name,
-                "unchanged",
+                FileOutcome::Unchanged,
                 &format!("{subject}: already stored"),
             ),
             Decision::Superseded { .. } => file_result(
                 now,
                 name,
-                "not-used",
+                FileOutcome::NotUsed,
                 &format!("{subject}: a stored license of longer duration stays in use"),
             ),
             Decision::Refuse(refusal) => {
@@ -320,7 +320,12 @@ impl Agent {
                 self.store
                     .meta_mut()
                     .record(now, "refused", subject.clone(), why.clone());
-                file_result(now, name, "refused", &format!("{subject}: {why}"))
+                file_result(
+                    now,
+                    name,
+                    FileOutcome::Refused,
+                    &format!("{subject}: {why}"),
+                )
             }
         }
     }
@@ -341,7 +346,7 @@ impl Agent {
     /// Installs a license file given by hand (`license-agent install` while this daemon
     /// holds the store), then applies the result at once, without fetching: publishes
     /// the set, and asks for a reboot if it changed.
-    pub fn install(&mut self, bytes: &[u8], file: &str, now: UnixTime) -> Installed {
+    pub fn install(&mut self, bytes: &[u8], file: &str, now: UnixTime) -> InstallOutcome {
         let done = install_into(
             &self.phone,
             &mut self.store,
@@ -349,15 +354,17 @@ impl Agent {
             file,
             now,
         );
+        let words = done.words();
         log::info!(
             "install {file}: {}",
-            done.stdout
+            words
+                .stdout
                 .lines()
-                .chain(done.stderr.lines())
+                .chain(words.stderr.lines())
                 .next()
                 .unwrap_or("")
         );
-        if done.accepted {
+        if done.accepted() {
             self.decide(now);
         }
         done
@@ -717,11 +724,11 @@ fn log_actions(actions: &[Action]) {
     }
 }
 
-fn file_result(now: UnixTime, file: &str, outcome: &str, detail: &str) -> FileFetchJson {
+fn file_result(now: UnixTime, file: &str, outcome: FileOutcome, detail: &str) -> FileFetchJson {
     FileFetchJson {
         file: file.to_string(),
         at: status::time(now),
-        outcome: outcome.to_string(),
+        outcome,
         detail: detail.to_string(),
     }
 }

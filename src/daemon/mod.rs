@@ -6,7 +6,7 @@
 //! a retry), with `TFD_TIMER_CANCEL_ON_SET` so that a step of the wall clock (SNTP setting
 //! it at boot, a hand correction) wakes it to re-decide at once. Signals arrive through a
 //! signalfd: SIGTERM and SIGINT stop it cleanly, SIGHUP re-reads the configuration. The
-//! control socket ([`control`]) answers `status` and `check-sync`. The phone supervisor's
+//! control socket ([`crate::control`]) answers `status` and `check-sync`. The phone supervisor's
 //! socket (`crate::supervisor::link`) is in the same `poll`: the agent greets it, tells
 //! it the feature set after HELLO and on every change, and fetches when it says
 //! CHECK-SYNC; a missing socket or dropped connection is retried with back-off.
@@ -17,7 +17,6 @@
 //! machine's clock. Timers are armed on the real clock, shifted by the same offset.
 
 pub mod agent;
-pub mod control;
 pub mod notify;
 pub mod publish;
 
@@ -38,6 +37,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::config;
+use crate::control::{self, read_request, write_response, Request, Response, PERMISSION_DENIED};
 use crate::fetch::Fetcher;
 use crate::phone::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::storage::WriterLock;
@@ -45,7 +45,6 @@ use crate::supervisor::link::{Event as LinkEvent, Link};
 use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
 use crate::time::{real_now, UnixTime};
 use agent::{Agent, Source};
-use control::{read_request, write_response, Request, Response, PERMISSION_DENIED};
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -254,7 +253,7 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     let mut listener = bind_control(&socket_path)?;
     log::info!(
         "license-agent {} started for MAC {}; control socket {}",
-        crate::cli::VERSION,
+        crate::VERSION,
         agent.phone.identity.mac,
         socket_path.display()
     );
@@ -515,7 +514,7 @@ fn answer(request: Request, agent: &mut Agent, clock: &mut DaemonClock) -> Respo
             Response {
                 ok: true,
                 status: Some(agent.status(clock.now())),
-                install: Some(done),
+                install: Some(done.into()),
                 ..Response::default()
             }
         }

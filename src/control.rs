@@ -1,5 +1,6 @@
-//! The control socket: how `license-agent status` and `check-sync` reach the running
-//! daemon. The protocol, written next to both its ends:
+//! The control socket: how `license-agent status`, `check-sync` and `install` reach the
+//! running daemon. The protocol, shared by both its ends (the command line is the client,
+//! `crate::daemon` the server):
 //!
 //! - A Unix stream socket at `control_socket` (config), mode 0600. The daemon refuses a
 //!   peer whose uid is neither root nor its own (SO_PEERCRED), answering
@@ -14,7 +15,9 @@
 //!   test aid), `{"cmd":"test-set-time","now":UNIX}`.
 //! - Answers: `{"ok":true,"status":{…}}` (the report of `status --json`, with its
 //!   `daemon` section), `{"ok":true,"check_sync":{…}}`,
-//!   `{"ok":true,"install":{"code":N,"stdout":…,"stderr":…,"accepted":…},"status":{…}}`,
+//!   `{"ok":true,"install":{"code":N,"stdout":…,"stderr":…,"accepted":…,"outcome":{…}},"status":{…}}`
+//!   (the install's words and exit status, and its outcome as data: an
+//!   [`InstallOutcome`] tagged by `result`),
 //!   or `{"ok":false,"error":"…"}` for a malformed, oversize, unknown or refused
 //!   request. Nothing a client sends can stop the daemon.
 
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::install::Installed;
+use crate::accept::InstallOutcome;
 use crate::status::{FileFetchJson, StatusJson};
 
 /// The longest request line: an install carries a whole license file in hex.
@@ -59,7 +62,8 @@ pub struct CheckSyncJson {
     pub files: Vec<FileFetchJson>,
     /// Whether every file was fetched (an absent file counts as fetched).
     pub fetched: bool,
-    /// The feature set's changes (`+ name until end`, `- name`, `~ name: …`).
+    /// The feature set's changes (`+ name until end`, `- name`, `~ name: …`: each a
+    /// [`FeatureChange`](crate::accept::FeatureChange) in words).
     pub changes: Vec<String>,
     pub enabled: Vec<String>,
 }
@@ -75,7 +79,33 @@ pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_sync: Option<CheckSyncJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub install: Option<Installed>,
+    pub install: Option<InstallAnswer>,
+}
+
+/// The answer to an install: the outcome, and the words `license-agent install` says for
+/// it with the exit status (for a client that shows words without reading the outcome).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallAnswer {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// Stored (the feature set may have changed).
+    #[serde(default)]
+    pub accepted: bool,
+    pub outcome: InstallOutcome,
+}
+
+impl From<InstallOutcome> for InstallAnswer {
+    fn from(outcome: InstallOutcome) -> Self {
+        let words = outcome.words();
+        InstallAnswer {
+            code: words.code,
+            stdout: words.stdout,
+            stderr: words.stderr,
+            accepted: outcome.accepted(),
+            outcome,
+        }
+    }
 }
 
 impl Response {
