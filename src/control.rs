@@ -32,14 +32,14 @@ use crate::accept::InstallOutcome;
 use crate::status::{FileFetchJson, StatusJson};
 
 /// The longest request line: an install carries a whole license file in hex.
-pub const MAX_REQUEST: usize = 2 * (crate::format::MAX_FILE_SIZE + 1) + 4096;
+pub(crate) const MAX_REQUEST: usize = 2 * (crate::format::MAX_FILE_SIZE + 1) + 4096;
 /// The longest answer a client reads (a status is a few KiB).
-pub const MAX_ANSWER: u64 = 4 << 20;
+pub(crate) const MAX_ANSWER: u64 = 4 << 20;
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Request {
+pub(crate) enum Request {
     // Empty braces, not unit variants: serde checks unknown fields only on these.
     Status {},
     CheckSync {},
@@ -57,42 +57,42 @@ pub enum Request {
 
 /// What a check-sync did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CheckSyncJson {
+pub(crate) struct CheckSyncJson {
     /// Each file's outcome.
-    pub files: Vec<FileFetchJson>,
+    pub(crate) files: Vec<FileFetchJson>,
     /// Whether every file was fetched (an absent file counts as fetched).
-    pub fetched: bool,
+    pub(crate) fetched: bool,
     /// The feature set's changes (`+ name until end`, `- name`, `~ name: …`: each a
     /// [`FeatureChange`](crate::accept::FeatureChange) in words).
-    pub changes: Vec<String>,
-    pub enabled: Vec<String>,
+    pub(crate) changes: Vec<String>,
+    pub(crate) enabled: Vec<String>,
 }
 
 /// The daemon's answer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Response {
-    pub ok: bool,
+pub(crate) struct Response {
+    pub(crate) ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<StatusJson>,
+    pub(crate) status: Option<StatusJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check_sync: Option<CheckSyncJson>,
+    pub(crate) check_sync: Option<CheckSyncJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub install: Option<InstallAnswer>,
+    pub(crate) install: Option<InstallAnswer>,
 }
 
 /// The answer to an install: the outcome, and the words `license-agent install` says for
 /// it with the exit status (for a client that shows words without reading the outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstallAnswer {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct InstallAnswer {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
     /// Stored (the feature set may have changed).
     #[serde(default)]
-    pub accepted: bool,
-    pub outcome: InstallOutcome,
+    pub(crate) accepted: bool,
+    pub(crate) outcome: InstallOutcome,
 }
 
 impl From<InstallOutcome> for InstallAnswer {
@@ -109,7 +109,7 @@ impl From<InstallOutcome> for InstallAnswer {
 }
 
 impl Response {
-    pub fn error(message: impl Into<String>) -> Response {
+    pub(crate) fn error(message: impl Into<String>) -> Response {
         Response {
             ok: false,
             error: Some(message.into()),
@@ -120,7 +120,7 @@ impl Response {
 
 /// Why a client got no answer.
 #[derive(Debug)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     /// Nothing listens there (no daemon running), or the socket cannot be reached.
     NoDaemon(std::io::Error),
     /// The daemon was reached but did not answer (in time): it may still act on the
@@ -146,7 +146,11 @@ impl std::fmt::Display for ControlError {
 }
 
 /// Sends one request and reads the answer (client side).
-pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ControlError> {
+pub(crate) fn call(
+    socket: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, ControlError> {
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => ControlError::PermissionDenied,
         _ => ControlError::NoDaemon(e),
@@ -175,10 +179,10 @@ pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Respo
 }
 
 /// The error text of a refused peer.
-pub const PERMISSION_DENIED: &str = "permission denied";
+pub(crate) const PERMISSION_DENIED: &str = "permission denied";
 
 /// Reads one request line (server side), bounded in size; the stream has a read timeout.
-pub fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+pub(crate) fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
     let mut buf = Vec::with_capacity(256);
     let mut byte = [0u8; 512];
     loop {
@@ -204,7 +208,7 @@ pub fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
 }
 
 /// Writes one answer line (server side).
-pub fn write_response(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
+pub(crate) fn write_response(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(response).map_err(std::io::Error::other)?;
     line.push(b'\n');
     stream.write_all(&line)

@@ -13,9 +13,9 @@ use crate::format;
 /// Every file was valid (or the command did what it was asked).
 pub const EXIT_OK: i32 = 0;
 /// At least one file was refused, or the action failed.
-pub const EXIT_FAILED: i32 = 1;
+pub(crate) const EXIT_FAILED: i32 = 1;
 /// The command line was wrong, or something it names (a keyring) cannot be used.
-pub const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_USAGE: i32 = 2;
 
 /// An action that failed (exit 1): the message goes to standard error.
 pub fn failed(program: &str, message: &str) -> crate::cli::Outcome {
@@ -58,7 +58,7 @@ pub fn text_value(parser: &mut lexopt::Parser, option: &str) -> Result<String, U
 
 /// Reads a license file's bytes (`-` is standard input), never more than the cap plus
 /// one byte: enough to tell that a file is too big.
-pub fn read_license_bytes(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_license_bytes(path: &Path) -> io::Result<Vec<u8>> {
     let source: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -72,6 +72,6 @@ pub fn read_license_bytes(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 /// Reads a license file (`-` is standard input), never more than the cap plus one byte.
-pub fn read_license_file(path: &Path) -> io::Result<FileBytes> {
+pub(crate) fn read_license_file(path: &Path) -> io::Result<FileBytes> {
     read_license_bytes(path).map(|bytes| FileBytes::judge(&bytes))
 }

@@ -6,7 +6,7 @@ use super::Outcome;
 use crate::control::{call, Request};
 use crate::phone::{daemon_wait, load_phone};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent check-sync: make the running daemon fetch the license files now
 
 Usage: license-agent check-sync [--config PATH] [--json]
@@ -25,7 +25,7 @@ Exit status: 0 fetched (every file answered), 1 a fetch failed or no daemon answ
 2 usage error or unusable configuration.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut json = false;

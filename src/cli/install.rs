@@ -16,7 +16,7 @@ use crate::control::{call, ControlError, Request, Response};
 use crate::phone::{daemon_wait, load_phone, wall_clock, Phone};
 use crate::storage::{Mode, Store, WriterLock};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent install: accept a license file by hand, as a download would be accepted
 
 Usage: license-agent install [--config PATH] FILE
@@ -37,7 +37,7 @@ Exit status: 0 installed (or identical to a stored license: nothing to do), 1 re
 or the store could not be written, 2 usage error or unusable configuration or keyring.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut file: Option<PathBuf> = None;

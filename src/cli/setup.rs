@@ -21,10 +21,10 @@ impl From<BadTestNow> for Usage {
 }
 
 /// `--config PATH`, or the default.
-pub fn config_option(parser: &mut lexopt::Parser) -> Result<PathBuf, Usage> {
+pub(crate) fn config_option(parser: &mut lexopt::Parser) -> Result<PathBuf, Usage> {
     Ok(PathBuf::from(text_value(parser, "--config")?))
 }
 
-pub fn default_config() -> PathBuf {
+pub(crate) fn default_config() -> PathBuf {
     PathBuf::from(config::DEFAULT_PATH)
 }

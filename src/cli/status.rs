@@ -14,7 +14,7 @@ use crate::phone::{load_phone, parse_instant, wall_clock};
 use crate::status::{build, StatusJson};
 use crate::storage::{Mode, Store};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent status: the licenses and features of this phone, and why
 
 Usage: license-agent status [--config PATH] [--json] [--at TIME]
@@ -37,7 +37,7 @@ Inactive (ended). Exit status: 0 shown, 1 the store could not be read, 2 usage e
 unusable configuration or keyring.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut json = false;
@@ -131,7 +131,7 @@ fn label(status: Option<&str>) -> &'static str {
     }
 }
 
-pub fn table(r: &StatusJson) -> String {
+pub(crate) fn table(r: &StatusJson) -> String {
     let mut out = format!("MAC          {}\n", r.mac);
     if let Some(site) = &r.site_serial {
         out.push_str(&format!("site serial  {site}\n"));

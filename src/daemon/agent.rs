@@ -28,7 +28,7 @@ use crate::storage::{
 use crate::time::{secs_i64, UnixTime};
 
 /// Where license files come from.
-pub trait Source {
+pub(crate) trait Source {
     /// The base URL, for people.
     fn base(&self) -> &str;
     fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome;
@@ -45,16 +45,16 @@ impl Source for Fetcher {
 
 /// The last fetch and the retry schedule.
 #[derive(Debug, Clone, Default)]
-pub struct FetchState {
-    pub last_fetch: Option<UnixTime>,
-    pub files: Vec<FileFetchJson>,
-    pub consecutive_failures: u32,
-    pub next_retry: Option<UnixTime>,
+pub(crate) struct FetchState {
+    pub(crate) last_fetch: Option<UnixTime>,
+    pub(crate) files: Vec<FileFetchJson>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) next_retry: Option<UnixTime>,
 }
 
 /// The running agent.
-pub struct Agent {
-    pub phone: Phone,
+pub(crate) struct Agent {
+    pub(crate) phone: Phone,
     store: Store,
     source: Result<Box<dyn Source>, String>,
     fetch: FetchState,
@@ -72,12 +72,12 @@ pub struct Agent {
     /// not be told from a reboot, and needs carried over a reboot would loop).
     boot_id: Option<String>,
     /// The supervisor link's state in words, for `status` (set by the daemon).
-    pub supervisor_note: String,
+    pub(crate) supervisor_note: String,
 }
 
 impl Agent {
     /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
-    pub fn start(
+    pub(crate) fn start(
         phone: Phone,
         lock: Arc<WriterLock>,
         source: Result<Box<dyn Source>, String>,
@@ -133,7 +133,7 @@ impl Agent {
     }
 
     /// The reboot timers from the configuration.
-    pub fn reboot_timing(&self) -> RebootTiming {
+    pub(crate) fn reboot_timing(&self) -> RebootTiming {
         let t = &self.phone.config.timing;
         let secs = |s: crate::config::Secs| secs_i64(s.0);
         RebootTiming {
@@ -147,7 +147,7 @@ impl Agent {
         self.phone.config.enabled_features.iter().copied().collect()
     }
 
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
@@ -171,7 +171,7 @@ impl Agent {
     }
 
     /// Fetches both files (site first), applies them, then decides and publishes.
-    pub fn cycle(&mut self, now: UnixTime) -> CheckSyncJson {
+    pub(crate) fn cycle(&mut self, now: UnixTime) -> CheckSyncJson {
         self.reload(now);
         let before = self.enabled_now(now);
         let reading = read_clock(&self.phone, self.store.meta(), now);
@@ -331,7 +331,7 @@ impl Agent {
     }
 
     /// The names of the enabled features, in id order (what `FEATURES` carries).
-    pub fn enabled_names(&self, now: UnixTime) -> Vec<String> {
+    pub(crate) fn enabled_names(&self, now: UnixTime) -> Vec<String> {
         self.enabled_now(now).keys().map(|id| id.name()).collect()
     }
 
@@ -346,7 +346,7 @@ impl Agent {
     /// Installs a license file given by hand (`license-agent install` while this daemon
     /// holds the store), then applies the result at once, without fetching: publishes
     /// the set, and asks for a reboot if it changed.
-    pub fn install(&mut self, bytes: &[u8], file: &str, now: UnixTime) -> InstallOutcome {
+    pub(crate) fn install(&mut self, bytes: &[u8], file: &str, now: UnixTime) -> InstallOutcome {
         let done = install_into(
             &self.phone,
             &mut self.store,
@@ -372,7 +372,7 @@ impl Agent {
 
     /// At a wake-up (timer, clock step): fetch if a retry is due or a fetch is owed,
     /// otherwise decide again.
-    pub fn wake(&mut self, now: UnixTime) {
+    pub(crate) fn wake(&mut self, now: UnixTime) {
         self.reload(now);
         let sane = read_clock(&self.phone, self.store.meta(), now)
             .judge_at
@@ -423,7 +423,7 @@ impl Agent {
     /// Prunes, publishes the feature set when it changed, persists the trusted time when
     /// due, settles the reboot needs; writes `meta.json` only when something in it
     /// changed.
-    pub fn decide(&mut self, now: UnixTime) {
+    pub(crate) fn decide(&mut self, now: UnixTime) {
         let before: Meta = self.store.meta().clone();
         let reading = read_clock(&self.phone, self.store.meta(), now);
         if let Some(at) = reading.judge_at {
@@ -522,18 +522,18 @@ impl Agent {
     }
 
     /// The supervisor link came up (after HELLO) or went down, and why (for `status`).
-    pub fn supervisor_link(&mut self, up: bool, note: String) {
+    pub(crate) fn supervisor_link(&mut self, up: bool, note: String) {
         self.reboot.connection(up);
         self.supervisor_note = note;
     }
 
     /// `CALL-STATE` from the supervisor.
-    pub fn call_state(&mut self, state: CallState, now: UnixTime) {
+    pub(crate) fn call_state(&mut self, state: CallState, now: UnixTime) {
         self.reboot.call_state(state, now);
     }
 
     /// `OK <id>` (`accepted`) or `BUSY <id>` from the supervisor.
-    pub fn reboot_answer(&mut self, id: u64, accepted: bool, now: UnixTime) {
+    pub(crate) fn reboot_answer(&mut self, id: u64, accepted: bool, now: UnixTime) {
         let actions = if accepted {
             log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
             self.reboot.ok(id, now)
@@ -547,7 +547,7 @@ impl Agent {
 
     /// What the reboot rules want done now (REBOOT lines to send); persisted first, so a
     /// restart knows a request was made.
-    pub fn reboot_actions(&mut self, now: UnixTime) -> Vec<(u64, Cause)> {
+    pub(crate) fn reboot_actions(&mut self, now: UnixTime) -> Vec<(u64, Cause)> {
         // Unsynced clock: no reboot is asked.
         if read_clock(&self.phone, self.store.meta(), now)
             .judge_at
@@ -571,7 +571,7 @@ impl Agent {
     /// When to wake next: the next status change, retry, poll, or moment a reboot may be
     /// asked; while the clock is unsynced, the build time (a clock step wakes the daemon
     /// before that anyway).
-    pub fn next_wake(&self, now: UnixTime) -> Option<UnixTime> {
+    pub(crate) fn next_wake(&self, now: UnixTime) -> Option<UnixTime> {
         let reading = read_clock(&self.phone, self.store.meta(), now);
         let Some(at) = reading.judge_at else {
             return Some(clock::BUILD_TIME);
@@ -599,7 +599,7 @@ impl Agent {
     }
 
     /// The status report, live.
-    pub fn status(&self, now: UnixTime) -> StatusJson {
+    pub(crate) fn status(&self, now: UnixTime) -> StatusJson {
         let mut report = status::build(&self.phone, self.store(), now, None);
         report.source = "daemon".into();
         report.daemon = Some(DaemonJson {

@@ -16,9 +16,9 @@
 //! `test-set-time`, so end-to-end tests cross expiries in seconds without touching the
 //! machine's clock. Timers are armed on the real clock, shifted by the same offset.
 
-pub mod agent;
-pub mod notify;
-pub mod publish;
+pub(crate) mod agent;
+pub(crate) mod notify;
+pub(crate) mod publish;
 
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
@@ -48,7 +48,7 @@ use agent::{Agent, Source};
 
 /// Why the daemon could not run.
 #[derive(Debug)]
-pub struct DaemonError(pub String);
+pub(crate) struct DaemonError(pub(crate) String);
 
 impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,14 +61,14 @@ fn err(what: &str) -> impl FnOnce(Errno) -> DaemonError + '_ {
 }
 
 /// The daemon's clock: the wall clock, or (test aid) the wall clock shifted.
-pub struct DaemonClock {
+pub(crate) struct DaemonClock {
     offset: i64,
     test: bool,
 }
 
 impl DaemonClock {
     /// The wall clock, or the test clock when [`TEST_NOW_VAR`] is set.
-    pub fn from_env() -> Result<DaemonClock, DaemonError> {
+    pub(crate) fn from_env() -> Result<DaemonClock, DaemonError> {
         match std::env::var(TEST_NOW_VAR) {
             Ok(text) => {
                 let start = parse_instant(&text)
@@ -86,7 +86,7 @@ impl DaemonClock {
         }
     }
 
-    pub fn now(&self) -> UnixTime {
+    pub(crate) fn now(&self) -> UnixTime {
         real_now().saturating_add(self.offset)
     }
 
@@ -126,7 +126,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// Starts the agent for the configuration at `config_path`. `held` is the writer lock of
 /// the agent it replaces (a reloaded configuration), kept when the state folder is the
 /// same.
-pub fn start(
+pub(crate) fn start(
     config_path: &Path,
     clock: &DaemonClock,
     held: Option<&Arc<WriterLock>>,
@@ -226,7 +226,7 @@ fn peer_allowed(stream: &UnixStream) -> bool {
 /// Blocks the signals the daemon reads from its signalfd. Called first thing by `run`
 /// (before the configuration is read), so that a SIGHUP sent while the agent starts is
 /// kept for the loop instead of killing it.
-pub fn block_signals() -> Result<SigSet, DaemonError> {
+pub(crate) fn block_signals() -> Result<SigSet, DaemonError> {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
@@ -236,7 +236,7 @@ pub fn block_signals() -> Result<SigSet, DaemonError> {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
-pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
+pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
     // Signals are blocked before anything else and read from a signalfd.
     let mask = block_signals()?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)

@@ -12,11 +12,11 @@ use crate::time::{secs_i64, UnixTime};
 include!(concat!(env!("OUT_DIR"), "/build_time.rs"));
 
 /// How often, at most, the latest trusted time is written to flash.
-pub const TRUSTED_TIME_WRITE_INTERVAL: i64 = 3_600;
+pub(crate) const TRUSTED_TIME_WRITE_INTERVAL: i64 = 3_600;
 
 /// What the clock is fit for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClockVerdict {
+pub(crate) enum ClockVerdict {
     /// Judge at the wall clock.
     Ok,
     /// Earlier than the build time: make no time-based decision.
@@ -26,7 +26,7 @@ pub enum ClockVerdict {
 }
 
 impl ClockVerdict {
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         match self {
             ClockVerdict::Ok => "ok",
             ClockVerdict::Unsynced => "unsynced",
@@ -37,16 +37,16 @@ impl ClockVerdict {
 
 /// The clock as judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockReading {
-    pub verdict: ClockVerdict,
+pub(crate) struct ClockReading {
+    pub(crate) verdict: ClockVerdict,
     /// What the wall clock said.
-    pub wall: UnixTime,
+    pub(crate) wall: UnixTime,
     /// The instant to judge at; `None` when unsynced.
-    pub judge_at: Option<UnixTime>,
+    pub(crate) judge_at: Option<UnixTime>,
 }
 
 /// Judges the wall clock against the build time and the persisted latest trusted time.
-pub fn judge_clock(
+pub(crate) fn judge_clock(
     wall: UnixTime,
     build_time: UnixTime,
     latest_trusted: Option<UnixTime>,
@@ -72,7 +72,7 @@ pub fn judge_clock(
 
 /// The trusted time to persist now, if a write is due: only from a sane clock, only
 /// forward, and at most once per [`TRUSTED_TIME_WRITE_INTERVAL`] to spare the flash.
-pub fn trusted_time_to_write(
+pub(crate) fn trusted_time_to_write(
     reading: &ClockReading,
     persisted: Option<UnixTime>,
 ) -> Option<UnixTime> {

@@ -6,7 +6,7 @@
 //!
 //! - A *need* for a reboot has a cause (`license-expired`, `license-changed`,
 //!   `feature-licensed`). At most one need per cause. Which causes a change of the
-//!   feature set calls for is [`causes`] (`reboot/causes.rs`); [`RebootMachine::settle`]
+//!   feature set calls for is [`causes()`] (`reboot/causes.rs`); [`RebootMachine::settle`]
 //!   makes the needs those.
 //! - A REBOOT is sent only while connected, while the last call state heard is `idle`,
 //!   after `idle_grace` of continuous idle, and (for a cause from a site license) after
@@ -26,7 +26,7 @@ use crate::format::Serial;
 use crate::time::{secs_i64, UnixTime};
 
 mod causes;
-pub use causes::{causes, InForce, InForceSet};
+pub(crate) use causes::{causes, InForce, InForceSet};
 
 /// Why a reboot is needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in protocol order.
-    pub const ALL: [Cause; 3] = [
+    pub(crate) const ALL: [Cause; 3] = [
         Cause::LicenseExpired,
         Cause::LicenseChanged,
         Cause::FeatureLicensed,
@@ -103,19 +103,19 @@ impl std::fmt::Display for CallState {
 
 /// The timers of the rules (from the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RebootTiming {
+pub(crate) struct RebootTiming {
     /// Continuous idle before a REBOOT may be sent (30 s).
-    pub idle_grace: i64,
+    pub(crate) idle_grace: i64,
     /// After `OK`, how long before asking again if still running (10 min).
-    pub reask: i64,
+    pub(crate) reask: i64,
     /// The site-license stagger window (1 h).
-    pub stagger_window: u64,
+    pub(crate) stagger_window: u64,
 }
 
 /// The extra delay of this phone for reboots caused by a site license:
 /// `(first 8 bytes of SHA-256(mac) as u64) mod window`, the MAC written as in its file
 /// name (12 lowercase hex digits), the 8 bytes read big-endian.
-pub fn stagger_delay(mac: Serial, window: u64) -> u64 {
+pub(crate) fn stagger_delay(mac: Serial, window: u64) -> u64 {
     if window == 0 {
         return 0;
     }
@@ -128,7 +128,7 @@ pub fn stagger_delay(mac: Serial, window: u64) -> u64 {
 /// Where a need stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "kebab-case")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Waiting for the moment to ask.
     Waiting,
     /// REBOOT `id` sent at `at`; no answer yet.
@@ -139,16 +139,16 @@ pub enum Phase {
 
 /// One need for a reboot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Need {
-    pub since: UnixTime,
+pub(crate) struct Need {
+    pub(crate) since: UnixTime,
     /// Not before this instant (the stagger delay of a site cause).
-    pub not_before: UnixTime,
-    pub phase: Phase,
+    pub(crate) not_before: UnixTime,
+    pub(crate) phase: Phase,
 }
 
 /// What the machine wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Send `REBOOT <id> <cause>`.
     SendReboot { id: u64, cause: Cause },
     /// Log this (for a field engineer).
@@ -157,7 +157,7 @@ pub enum Action {
 
 /// What a pending reboot waits for, for `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waiting {
+pub(crate) enum Waiting {
     Nothing,
     Connection,
     Idle,
@@ -170,8 +170,8 @@ pub enum Waiting {
 /// The reboot state machine. The needs are what persists across agent restarts; the
 /// connection and call state are learned again from the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RebootMachine {
-    pub needs: BTreeMap<Cause, Need>,
+pub(crate) struct RebootMachine {
+    pub(crate) needs: BTreeMap<Cause, Need>,
     #[serde(skip)]
     connected: bool,
     /// The last call state heard and since when; `None`: unknown (counts as busy).
@@ -189,7 +189,7 @@ pub struct RebootMachine {
 impl RebootMachine {
     /// A reboot is needed for `cause` from `now`; `site` causes wait the stagger delay.
     /// A need already there for that cause is kept as it is (one request per cause).
-    pub fn need(
+    pub(crate) fn need(
         &mut self,
         cause: Cause,
         site: bool,
@@ -215,7 +215,7 @@ impl RebootMachine {
     /// Makes the needs those of `wanted` (cause → site cause): a cause no longer called
     /// for is forgotten, a new one is added; one already there is kept as it is, so a
     /// cause is never asked twice. Returns the causes added.
-    pub fn settle(
+    pub(crate) fn settle(
         &mut self,
         wanted: &BTreeMap<Cause, bool>,
         mac: Serial,
@@ -234,20 +234,15 @@ impl RebootMachine {
         added
     }
 
-    /// Whether the supervisor link is up.
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     /// The last call state heard and since when (`None`: unknown).
-    pub fn call(&self) -> Option<(CallState, UnixTime)> {
+    pub(crate) fn call(&self) -> Option<(CallState, UnixTime)> {
         self.call
     }
 
     /// The needs as a restarted agent takes them back: a request that was outstanding
     /// went with the old connection (no answer will come), so it is asked again; an
     /// accepted one stays accepted.
-    pub fn restored(needs: BTreeMap<Cause, Need>) -> RebootMachine {
+    pub(crate) fn restored(needs: BTreeMap<Cause, Need>) -> RebootMachine {
         let request = needs
             .values()
             .map(|n| n.phase)
@@ -262,7 +257,7 @@ impl RebootMachine {
     }
 
     /// The supervisor connection came up (after HELLO) or went down.
-    pub fn connection(&mut self, up: bool) {
+    pub(crate) fn connection(&mut self, up: bool) {
         self.connected = up;
         if !up {
             // No answer will come on this connection: no reboot counted, ask again.
@@ -279,7 +274,7 @@ impl RebootMachine {
     }
 
     /// `CALL-STATE` from the supervisor.
-    pub fn call_state(&mut self, call: CallState, now: UnixTime) {
+    pub(crate) fn call_state(&mut self, call: CallState, now: UnixTime) {
         // Idle continues from its start when repeated; any change restarts the clock.
         if self.call.map(|(c, _)| c) != Some(call) {
             self.call = Some((call, now));
@@ -287,7 +282,7 @@ impl RebootMachine {
     }
 
     /// `OK <id>`: the reboot will happen; every need it served is accepted.
-    pub fn ok(&mut self, id: u64, now: UnixTime) -> Vec<Action> {
+    pub(crate) fn ok(&mut self, id: u64, now: UnixTime) -> Vec<Action> {
         if !self.is_outstanding(id) {
             return vec![Action::Log(format!(
                 "OK {id} answers no outstanding REBOOT; ignored"
@@ -301,7 +296,7 @@ impl RebootMachine {
     }
 
     /// `BUSY <id>`: refused because of a call: wait for a fresh idle period.
-    pub fn busy(&mut self, id: u64, now: UnixTime) -> Vec<Action> {
+    pub(crate) fn busy(&mut self, id: u64, now: UnixTime) -> Vec<Action> {
         if !self.is_outstanding(id) {
             return vec![Action::Log(format!(
                 "BUSY {id} answers no outstanding REBOOT; ignored"
@@ -321,7 +316,7 @@ impl RebootMachine {
     }
 
     /// Decides at `now`: the actions to take, and when to look again.
-    pub fn poll(
+    pub(crate) fn poll(
         &mut self,
         now: UnixTime,
         timing: &RebootTiming,
@@ -373,7 +368,7 @@ impl RebootMachine {
 
     /// When [`poll`](Self::poll) has something to do next by the clock alone (the end of
     /// the idle grace, of the stagger delay, or of the wait after `OK`).
-    pub fn poll_wake(&self, now: UnixTime, timing: &RebootTiming) -> Option<UnixTime> {
+    pub(crate) fn poll_wake(&self, now: UnixTime, timing: &RebootTiming) -> Option<UnixTime> {
         match self.waiting(now, timing) {
             Waiting::IdleGrace { until }
             | Waiting::Stagger { until }
@@ -383,7 +378,7 @@ impl RebootMachine {
     }
 
     /// What a pending reboot waits for now.
-    pub fn waiting(&self, now: UnixTime, timing: &RebootTiming) -> Waiting {
+    pub(crate) fn waiting(&self, now: UnixTime, timing: &RebootTiming) -> Waiting {
         let waiting: Vec<&Need> = self
             .needs
             .values()

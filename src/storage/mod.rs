@@ -14,9 +14,9 @@
 //! keyring, a damaged file, another phone's license) is moved to `rejected/` with a note
 //! of why, never used and never deleted.
 
-pub mod atomic;
-pub mod lock;
-pub mod meta;
+pub(crate) mod atomic;
+pub(crate) mod lock;
+pub(crate) mod meta;
 
 use std::fmt;
 use std::fs;
@@ -28,7 +28,7 @@ use crate::format::{self, Capped, Kind, License};
 use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
 pub use lock::WriterLock;
-pub use meta::{BootedFeature, Event, Meta, PublishedFeature, RebootRecord, Validator};
+pub(crate) use meta::{Meta, PublishedFeature, RebootRecord, Validator};
 
 const META_FILE: &str = "meta.json";
 const REJECTED_DIR: &str = "rejected";
@@ -38,9 +38,9 @@ const MAX_META_SIZE: u64 = 1 << 20;
 /// Why the store cannot be used.
 #[derive(Debug)]
 pub struct StoreError {
-    pub path: PathBuf,
-    pub action: &'static str,
-    pub error: std::io::Error,
+    pub(crate) path: PathBuf,
+    pub(crate) action: &'static str,
+    pub(crate) error: std::io::Error,
 }
 
 impl fmt::Display for StoreError {
@@ -71,10 +71,10 @@ fn io_at<'a>(
 /// A stored file that is not used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
-    pub path: PathBuf,
-    pub reason: String,
+    pub(crate) path: PathBuf,
+    pub(crate) reason: String,
     /// Where it was moved (writer mode), or `None` when only reported (read-only mode).
-    pub moved_to: Option<PathBuf>,
+    pub(crate) moved_to: Option<PathBuf>,
 }
 
 /// How the store was opened.
@@ -116,7 +116,7 @@ fn seq_of(name: &str) -> Option<u64> {
 }
 
 /// A license in words, for events and notes.
-pub fn describe(license: &License) -> String {
+pub(crate) fn describe(license: &License) -> String {
     format!("{} license {}", license.kind(), license.serial())
 }
 
@@ -265,10 +265,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The licenses held, in received order.
     pub fn held(&self) -> &[Held] {
         &self.held
@@ -279,21 +275,21 @@ impl Store {
         &self.invalid
     }
 
-    pub fn meta(&self) -> &Meta {
+    pub(crate) fn meta(&self) -> &Meta {
         &self.meta
     }
 
-    pub fn meta_mut(&mut self) -> &mut Meta {
+    pub(crate) fn meta_mut(&mut self) -> &mut Meta {
         &mut self.meta
     }
 
     /// The received number the next accepted license gets.
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// Where a held license's file is.
-    pub fn path_of(&self, held: &Held) -> PathBuf {
+    pub(crate) fn path_of(&self, held: &Held) -> PathBuf {
         self.dir
             .join(kind_dir(held.license.kind()))
             .join(file_name(held.seq))
@@ -304,7 +300,7 @@ impl Store {
     }
 
     /// The writer lock this store was opened with (`None` read-only).
-    pub fn lock(&self) -> Option<&Arc<WriterLock>> {
+    pub(crate) fn lock(&self) -> Option<&Arc<WriterLock>> {
         match &self.mode {
             Mode::Writer(lock) => Some(lock),
             Mode::ReadOnly => None,
@@ -324,7 +320,7 @@ impl Store {
 
     /// Stores an accepted license exactly as received (`bytes`), then drops the held
     /// licenses the acceptance replaces. Returns its received number.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         bytes: &[u8],
         license: Verified<License>,
@@ -353,7 +349,12 @@ impl Store {
     }
 
     /// Removes held licenses (the engine's drops: replaced, or Inactive).
-    pub fn drop_held(&mut self, seqs: &[u64], now: UnixTime, why: &str) -> Result<(), StoreError> {
+    pub(crate) fn drop_held(
+        &mut self,
+        seqs: &[u64],
+        now: UnixTime,
+        why: &str,
+    ) -> Result<(), StoreError> {
         self.writable()?;
         for seq in seqs {
             let Some(pos) = self.held.iter().position(|h| h.seq == *seq) else {
@@ -387,7 +388,7 @@ impl Store {
     }
 
     /// Writes `meta.json` atomically.
-    pub fn save_meta(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn save_meta(&mut self) -> Result<(), StoreError> {
         self.writable()?;
         let bytes = serde_json::to_vec_pretty(&self.meta).map_err(|e| StoreError {
             path: self.dir.join(META_FILE),

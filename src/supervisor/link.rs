@@ -19,7 +19,7 @@ const RETRY_MAX: Secs = Secs(60);
 
 /// What happened on the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The supervisor answered HELLO: the link is up.
     Up { version: String },
     /// The connection ended (or could not be made), and why.
@@ -29,7 +29,7 @@ pub enum Event {
 }
 
 /// The link to the supervisor at one socket path.
-pub struct Link {
+pub(crate) struct Link {
     path: PathBuf,
     stream: Option<UnixStream>,
     reader: LineReader,
@@ -41,7 +41,7 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(path: PathBuf, jitter: u64) -> Link {
+    pub(crate) fn new(path: PathBuf, jitter: u64) -> Link {
         Link {
             path,
             stream: None,
@@ -54,22 +54,22 @@ impl Link {
     }
 
     /// The socket to poll, while connected.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.stream.as_ref().map(|s| s.as_fd())
     }
 
     /// Whether the supervisor answered HELLO on the current connection.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.greeted
     }
 
     /// When a connection attempt is due (real clock), while not connected.
-    pub fn next_attempt(&self) -> Option<UnixTime> {
+    pub(crate) fn next_attempt(&self) -> Option<UnixTime> {
         self.next_attempt
     }
 
     /// Connects if an attempt is due; sends HELLO.
-    pub fn connect_if_due(&mut self, now: UnixTime) -> Option<Event> {
+    pub(crate) fn connect_if_due(&mut self, now: UnixTime) -> Option<Event> {
         if self.stream.is_some() || self.next_attempt.is_some_and(|t| t > now) {
             return None;
         }
@@ -107,7 +107,7 @@ impl Link {
     }
 
     /// Reads everything waiting; answers what it cannot understand with `ERR`.
-    pub fn read(&mut self, now: UnixTime) -> Vec<Event> {
+    pub(crate) fn read(&mut self, now: UnixTime) -> Vec<Event> {
         let mut events = Vec::new();
         let mut buf = [0u8; 1024];
         while let Some(stream) = self.stream.as_mut() {
@@ -162,7 +162,7 @@ impl Link {
     }
 
     /// Sends one line. A connection that cannot take it is dropped (and retried).
-    pub fn send(&mut self, message: &ToSupervisor, now: UnixTime) -> Option<Event> {
+    pub(crate) fn send(&mut self, message: &ToSupervisor, now: UnixTime) -> Option<Event> {
         let stream = self.stream.as_mut()?;
         match stream.write_all(message.to_line().as_bytes()) {
             Ok(()) => None,

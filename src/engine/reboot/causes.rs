@@ -14,13 +14,13 @@ use crate::time::UnixTime;
 /// A feature in force, as far as reboots care: does a site license govern it, and when
 /// does that entry end (`None`: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InForce {
-    pub site: bool,
-    pub end: Option<u32>,
+pub(crate) struct InForce {
+    pub(crate) site: bool,
+    pub(crate) end: Option<u32>,
 }
 
 /// A feature set with what governs each feature.
-pub type InForceSet = BTreeMap<FeatureId, InForce>;
+pub(crate) type InForceSet = BTreeMap<FeatureId, InForce>;
 
 /// The causes the difference between `booted` (the set the phone applied at boot) and
 /// `now_set` (the set in force at `now`) calls for, each with whether it is a site
@@ -36,7 +36,7 @@ pub type InForceSet = BTreeMap<FeatureId, InForce>;
 /// A cause is a site cause when every feature behind it is governed by a site license
 /// (before for a lost feature, now for a gained one); one phone-license feature makes it
 /// the phone's own, asked without delay.
-pub fn causes(
+pub(crate) fn causes(
     booted: &InForceSet,
     now_set: &InForceSet,
     now: UnixTime,
