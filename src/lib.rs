@@ -1,6 +1,8 @@
 //! license-agent: the phone-side license agent for embedded Linux desk phones.
 //!
-//! The crate is laid out the way a license travels through the phone:
+//! The crate is laid out the way a license travels through the phone; arrows point down
+//! only (`cli` → `daemon` → `accept`, `control`, `fetch`, `supervisor`, `status` → the
+//! core), and nothing below `cli` imports it.
 //!
 //! - [`format`](mod@format): bytes of a license file → an *unverified*
 //!   [`format::License`], or a precise "malformed" / "unsupported version" refusal
@@ -12,28 +14,42 @@
 //!   when to poll, and the reboot rules as a state machine.
 //! - [`storage`]: the accepted files, exactly as received, written atomically and
 //!   verified again at every load; `meta.json` beside them.
-//! - [`fetch`]: the provisioning server (HTTP, HTTPS with a private CA and mutual TLS,
-//!   or a folder).
-//! - [`supervisor`]: the phone supervisor's protocol and the link to it.
-//! - [`daemon`]: `license-agent run`, the loop that ties them together at the edges
-//!   (clock, timer, signals, sockets); [`config`] is its configuration file and
-//!   [`status`] the report it gives.
+//! - [`config`]: the configuration file; `phone` (private): the phone's configuration,
+//!   identity and keyring, and the wall clock as read and judged; `time` (private):
+//!   wall-clock Unix seconds and their conversions.
+//! - `accept` (private): judge and store a license given by hand, for `install` and the
+//!   daemon alike; the outcome as data.
+//! - `fetch` (private): the provisioning server (HTTP, HTTPS with a private CA and
+//!   mutual TLS, or a folder).
+//! - [`supervisor`]: the phone supervisor's protocol (public: the `supervisor-sim` tool
+//!   shares it) and the link to it.
+//! - `control` (private): the control socket's protocol between the command line and the
+//!   daemon; `status` (private): the status report, as data.
+//! - `daemon` (private): `license-agent run`, the loop that ties them together at the
+//!   edges (clock, timer, signals, sockets).
 //! - [`issuer`]: the vendor side (building and signing license files); host tools and
 //!   tests use it, the phone never calls it.
-//! - [`cli`]: the `license-agent` command line.
+//! - [`cli`]: the `license-agent` command line (arguments and rendering only), the one
+//!   entry of the binaries; [`VERSION`] is the crate's.
 
+mod accept;
 pub mod cli;
 pub mod config;
-pub mod daemon;
+mod control;
+mod daemon;
 pub mod engine;
-pub mod fetch;
+mod fetch;
 mod files;
 pub mod format;
 pub mod issuer;
-pub mod monotonic;
-pub mod status;
+mod phone;
+mod status;
 pub mod storage;
 pub mod supervisor;
 #[cfg(test)]
 mod testkit;
+mod time;
 pub mod trust;
+
+/// The version of the agent (and of its tools).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

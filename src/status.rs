@@ -4,15 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::setup::{read_clock, Phone};
-use crate::engine::{evaluate, Evaluation, Instant};
+use crate::engine::{evaluate, Evaluation};
 use crate::format::features::rfc3339;
 use crate::format::{End, FeatureId};
+use crate::phone::{read_clock, Phone};
 use crate::storage::Store;
+use crate::time::UnixTime;
 
 /// What the daemon adds: its fetching and publishing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct DaemonJson {
+pub(crate) struct DaemonJson {
     /// The provisioning base URL, or why there is none.
     pub server: String,
     pub last_fetch: Option<String>,
@@ -20,146 +21,195 @@ pub struct DaemonJson {
     #[serde(default)]
     pub fetching: bool,
     /// The outcome of each file at the last fetch.
-    pub files: Vec<FileFetchJson>,
-    pub consecutive_failures: u32,
-    pub next_retry: Option<String>,
+    pub(crate) files: Vec<FileFetchJson>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) next_retry: Option<String>,
     /// The feature set in the features file.
-    pub published: Vec<String>,
-    pub features_file: String,
-    pub next_wake: Option<String>,
+    pub(crate) published: Vec<String>,
+    pub(crate) features_file: String,
+    pub(crate) next_wake: Option<String>,
     /// The next poll of the server, and why (a configured feature without a license in
     /// force, or one Expiring Shortly).
     #[serde(default)]
-    pub next_poll: Option<String>,
+    pub(crate) next_poll: Option<String>,
     #[serde(default)]
-    pub poll_reason: Option<String>,
+    pub(crate) poll_reason: Option<String>,
     /// The supervisor link in words: connected, not connected and why, or none.
     #[serde(default)]
-    pub supervisor: String,
+    pub(crate) supervisor: String,
     /// The last call state heard and since when (`None`: unknown, counts as busy).
     #[serde(default)]
-    pub call_state: Option<String>,
+    pub(crate) call_state: Option<String>,
     #[serde(default)]
-    pub reboot: RebootJson,
+    pub(crate) reboot: RebootJson,
 }
 
 /// Reboots: the set booted with, what is needed, and what a request waits for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RebootJson {
-    pub pending: bool,
+pub(crate) struct RebootJson {
+    pub(crate) pending: bool,
     /// The features the phone booted with (`None` until the clock was first sane).
-    pub booted: Option<Vec<String>>,
-    pub needs: Vec<NeedJson>,
+    pub(crate) booted: Option<Vec<String>>,
+    pub(crate) needs: Vec<NeedJson>,
     /// `supervisor-connection`, `idle`, `idle-grace`, `stagger-delay`, `answer`,
     /// `reboot-after-ok`; `None` when nothing is pending.
-    pub waiting_for: Option<String>,
-    pub until: Option<String>,
+    pub(crate) waiting_for: Option<String>,
+    pub(crate) until: Option<String>,
     /// The same in words.
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
 }
 
 /// One reboot need.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NeedJson {
+pub(crate) struct NeedJson {
     /// `license-expired`, `license-changed`, `feature-licensed`.
-    pub cause: String,
-    pub since: String,
+    pub(crate) cause: String,
+    pub(crate) since: String,
     /// Not asked before this (the stagger delay of a site cause).
-    pub not_before: String,
+    pub(crate) not_before: String,
     /// `waiting`, `asked` (REBOOT `request` sent, no answer yet), `accepted` (OK).
-    pub phase: String,
-    pub request: Option<u64>,
+    pub(crate) phase: String,
+    pub(crate) request: Option<u64>,
 }
 
 /// One file at one fetch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileFetchJson {
-    pub file: String,
-    pub at: String,
-    /// `accepted`, `unchanged`, `not-modified`, `absent`, `refused`, `not-used`, `failed`.
-    pub outcome: String,
-    pub detail: String,
+pub(crate) struct FileFetchJson {
+    pub(crate) file: String,
+    pub(crate) at: String,
+    pub(crate) outcome: FileOutcome,
+    pub(crate) detail: String,
+}
+
+/// What became of one file at one fetch (in JSON and in words: `accepted`, `unchanged`,
+/// `not-modified`, `absent`, `not-used`, `refused`, `failed`, `skipped`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum FileOutcome {
+    /// Verified, judged and stored.
+    Accepted,
+    /// Identical to a stored license.
+    Unchanged,
+    /// The server said 304.
+    NotModified,
+    /// Not on the server: the stored license stays in force.
+    Absent,
+    /// A stored license of longer duration stays in use.
+    NotUsed,
+    /// Refused (recorded in the events).
+    Refused,
+    /// Not fetched, or not stored.
+    Failed,
+    /// Nothing fetched: no server, or the clock is not set.
+    Skipped,
+}
+
+impl FileOutcome {
+    /// The word, as in JSON.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            FileOutcome::Accepted => "accepted",
+            FileOutcome::Unchanged => "unchanged",
+            FileOutcome::NotModified => "not-modified",
+            FileOutcome::Absent => "absent",
+            FileOutcome::NotUsed => "not-used",
+            FileOutcome::Refused => "refused",
+            FileOutcome::Failed => "failed",
+            FileOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for FileOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LicenseJson {
-    pub kind: String,
-    pub serial: String,
-    pub key: String,
-    pub role: String,
+pub(crate) struct LicenseJson {
+    pub(crate) kind: String,
+    pub(crate) serial: String,
+    pub(crate) key: String,
+    pub(crate) role: String,
     /// `None` while the clock is unsynced.
-    pub status: Option<String>,
-    pub start: String,
-    pub end: String,
-    pub days_left: Option<i64>,
-    pub file: String,
+    pub(crate) status: Option<String>,
+    pub(crate) start: String,
+    pub(crate) end: String,
+    pub(crate) days_left: Option<i64>,
+    pub(crate) file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FeatureJson {
-    pub id: u16,
-    pub name: String,
-    pub status: Option<String>,
-    pub enabled: bool,
-    pub end: String,
-    pub source: Option<String>,
-    pub serial: Option<String>,
-    pub transaction: Option<String>,
-    pub limit: Option<u32>,
+pub(crate) struct FeatureJson {
+    pub(crate) id: u16,
+    pub(crate) name: String,
+    pub(crate) status: Option<String>,
+    pub(crate) enabled: bool,
+    pub(crate) end: String,
+    pub(crate) source: Option<String>,
+    pub(crate) serial: Option<String>,
+    pub(crate) transaction: Option<String>,
+    pub(crate) limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InvalidJson {
-    pub file: String,
-    pub reason: String,
+pub(crate) struct InvalidJson {
+    pub(crate) file: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventJson {
-    pub at: String,
-    pub what: String,
-    pub subject: String,
-    pub detail: String,
+pub(crate) struct EventJson {
+    pub(crate) at: String,
+    pub(crate) what: String,
+    pub(crate) subject: String,
+    pub(crate) detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusJson {
+pub(crate) struct StatusJson {
     /// Where this came from: `store` (read directly).
-    pub source: String,
-    pub mac: String,
-    pub site_serial: Option<String>,
-    pub clock: String,
-    pub wall_clock: String,
-    pub latest_trusted: Option<String>,
+    pub(crate) source: String,
+    pub(crate) mac: String,
+    pub(crate) site_serial: Option<String>,
+    pub(crate) clock: String,
+    pub(crate) wall_clock: String,
+    pub(crate) latest_trusted: Option<String>,
     /// The instant the licenses were judged at; `None` when unsynced.
-    pub evaluated_at: Option<String>,
+    pub(crate) evaluated_at: Option<String>,
     /// Whether `evaluated_at` came from `--at`.
-    pub at_requested: bool,
-    pub licenses: Vec<LicenseJson>,
-    pub features: Vec<FeatureJson>,
-    pub enabled: Vec<String>,
-    pub next_change: Option<String>,
-    pub set_aside: Vec<InvalidJson>,
-    pub events: Vec<EventJson>,
+    pub(crate) at_requested: bool,
+    pub(crate) licenses: Vec<LicenseJson>,
+    pub(crate) features: Vec<FeatureJson>,
+    pub(crate) enabled: Vec<String>,
+    pub(crate) next_change: Option<String>,
+    pub(crate) set_aside: Vec<InvalidJson>,
+    pub(crate) events: Vec<EventJson>,
     /// Only when the running daemon answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub daemon: Option<DaemonJson>,
+    pub(crate) daemon: Option<DaemonJson>,
 }
 
-pub fn time(t: Instant) -> String {
+pub(crate) fn time(t: UnixTime) -> String {
     u32::try_from(t)
         .map(rfc3339)
         .unwrap_or_else(|_| format!("@{t}"))
 }
 
-pub fn days_left(end: End, at: Instant) -> Option<i64> {
+pub(crate) fn days_left(end: End, at: UnixTime) -> Option<i64> {
     match end {
         End::Never => None,
         End::At(e) => Some(((i64::from(e) - at).max(0) + 86_399) / 86_400),
     }
 }
 
-pub fn build(phone: &Phone, store: &Store, wall: Instant, at: Option<Instant>) -> StatusJson {
+pub(crate) fn build(
+    phone: &Phone,
+    store: &Store,
+    wall: UnixTime,
+    at: Option<UnixTime>,
+) -> StatusJson {
     let reading = read_clock(phone, store.meta(), wall);
     let judge_at = at.or(reading.judge_at);
     let evaluation: Option<Evaluation> = judge_at.map(|t| evaluate(store.held(), t));
@@ -263,5 +313,30 @@ pub fn build(phone: &Phone, store: &Store, wall: Instant, at: Option<Instant>) -
             })
             .collect(),
         daemon: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileOutcome::{self, *};
+
+    #[test]
+    fn file_outcomes_in_json_and_words() {
+        for outcome in [
+            Accepted,
+            Unchanged,
+            NotModified,
+            Absent,
+            NotUsed,
+            Refused,
+            Failed,
+            Skipped,
+        ] {
+            let json = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(json, format!("\"{outcome}\""));
+            assert_eq!(serde_json::from_str::<FileOutcome>(&json).unwrap(), outcome);
+        }
+        assert_eq!(NotModified.to_string(), "not-modified");
+        assert_eq!(NotUsed.to_string(), "not-used");
     }
 }

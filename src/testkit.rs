@@ -8,17 +8,17 @@ use crate::format::{End, FeatureEntry, FeatureId, Kind, License, Serial, Transac
 use crate::issuer::{issue, LicenseSpec, SigningKey};
 use crate::trust::{Keyring, Verified};
 
-pub const DAY: i64 = 86_400;
+pub(crate) const DAY: i64 = 86_400;
 /// 2026-01-01T00:00:00Z.
-pub const T0: i64 = 1_767_225_600;
-pub const MAC: &str = "0004f2000001";
-pub const SITE: &str = "100000000001";
+pub(crate) const T0: i64 = 1_767_225_600;
+pub(crate) const MAC: &str = "0004f2000001";
+pub(crate) const SITE: &str = "100000000001";
 
 /// One entry: feature id, start, end (`None` = never).
-pub type E = (u16, i64, Option<i64>);
+pub(crate) type E = (u16, i64, Option<i64>);
 
 /// The test vendor key and a keyring trusting it.
-pub fn key() -> &'static (SigningKey, Keyring) {
+pub(crate) fn key() -> &'static (SigningKey, Keyring) {
     static KEY: OnceLock<(SigningKey, Keyring)> = OnceLock::new();
     KEY.get_or_init(|| {
         let key = SigningKey::from_seed(&[7; 32]).expect("seed");
@@ -27,18 +27,18 @@ pub fn key() -> &'static (SigningKey, Keyring) {
     })
 }
 
-pub fn keyring() -> &'static Keyring {
+pub(crate) fn keyring() -> &'static Keyring {
     &key().1
 }
 
-pub fn identity() -> Identity {
+pub(crate) fn identity() -> Identity {
     Identity {
         mac: Serial::parse(MAC).expect("mac"),
         site_serial: Some(Serial::parse(SITE).expect("site")),
     }
 }
 
-pub fn entry((id, start, end): E, transaction: Transaction, limit: u32) -> FeatureEntry {
+pub(crate) fn entry((id, start, end): E, transaction: Transaction, limit: u32) -> FeatureEntry {
     FeatureEntry {
         id: FeatureId(id),
         transaction,
@@ -49,7 +49,7 @@ pub fn entry((id, start, end): E, transaction: Transaction, limit: u32) -> Featu
 }
 
 /// A signed license file's text.
-pub fn file_with(kind: Kind, serial: &str, entries: Vec<FeatureEntry>) -> String {
+pub(crate) fn file_with(kind: Kind, serial: &str, entries: Vec<FeatureEntry>) -> String {
     let spec = LicenseSpec {
         serial: Serial::parse(serial).expect("serial"),
         kind,
@@ -58,19 +58,23 @@ pub fn file_with(kind: Kind, serial: &str, entries: Vec<FeatureEntry>) -> String
     issue(&spec, &key().0).expect("issue")
 }
 
-pub fn license_with(kind: Kind, serial: &str, entries: Vec<FeatureEntry>) -> Verified<License> {
+pub(crate) fn license_with(
+    kind: Kind,
+    serial: &str,
+    entries: Vec<FeatureEntry>,
+) -> Verified<License> {
     keyring()
         .verify_bytes(file_with(kind, serial, entries).as_bytes())
         .expect("verify")
 }
 
 /// This phone's (or this site's) license with `New` entries.
-pub fn lic(kind: Kind, entries: &[E]) -> Verified<License> {
+pub(crate) fn lic(kind: Kind, entries: &[E]) -> Verified<License> {
     lic_file(kind, entries).1
 }
 
 /// Like [`lic`], with the file's text too.
-pub fn lic_file(kind: Kind, entries: &[E]) -> (String, Verified<License>) {
+pub(crate) fn lic_file(kind: Kind, entries: &[E]) -> (String, Verified<License>) {
     let serial = if kind == Kind::Phone { MAC } else { SITE };
     let text = file_with(
         kind,

@@ -7,14 +7,15 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::format::{self, Capped, Malformed};
+use crate::accept::FileBytes;
+use crate::format;
 
 /// Every file was valid (or the command did what it was asked).
 pub const EXIT_OK: i32 = 0;
 /// At least one file was refused, or the action failed.
-pub const EXIT_FAILED: i32 = 1;
+pub(crate) const EXIT_FAILED: i32 = 1;
 /// The command line was wrong, or something it names (a keyring) cannot be used.
-pub const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_USAGE: i32 = 2;
 
 /// An action that failed (exit 1): the message goes to standard error.
 pub fn failed(program: &str, message: &str) -> crate::cli::Outcome {
@@ -55,30 +56,9 @@ pub fn text_value(parser: &mut lexopt::Parser, option: &str) -> Result<String, U
         .map_err(|v| Usage(format!("{option}: {v:?} is not valid UTF-8")))
 }
 
-/// A license file's bytes, or why there are none.
-pub enum FileBytes {
-    Read(Vec<u8>),
-    /// Larger than a license file may be; reading stopped just past the cap.
-    TooBig(Malformed),
-}
-
-impl FileBytes {
-    /// Judges bytes read under the cap (at most the cap plus one byte): too big, or the
-    /// content. The same judgement wherever the bytes were read (here, or by a client
-    /// that handed them over the control socket).
-    pub fn judge(bytes: &[u8]) -> FileBytes {
-        match format::read_capped(bytes) {
-            Ok(Capped::Content(bytes)) => FileBytes::Read(bytes),
-            Ok(Capped::TooBig(m)) => FileBytes::TooBig(m),
-            // Reading a slice cannot fail; were it to, verifying refuses an oversize file.
-            Err(_) => FileBytes::Read(bytes.to_vec()),
-        }
-    }
-}
-
 /// Reads a license file's bytes (`-` is standard input), never more than the cap plus
 /// one byte: enough to tell that a file is too big.
-pub fn read_license_bytes(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_license_bytes(path: &Path) -> io::Result<Vec<u8>> {
     let source: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -92,6 +72,6 @@ pub fn read_license_bytes(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 /// Reads a license file (`-` is standard input), never more than the cap plus one byte.
-pub fn read_license_file(path: &Path) -> io::Result<FileBytes> {
+pub(crate) fn read_license_file(path: &Path) -> io::Result<FileBytes> {
     read_license_bytes(path).map(|bytes| FileBytes::judge(&bytes))
 }

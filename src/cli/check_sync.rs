@@ -1,11 +1,12 @@
 //! `license-agent check-sync`: make the running daemon fetch now, and show what changed.
 
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{config_option, daemon_wait, default_config, load_phone};
+use super::setup::{config_option, default_config};
 use super::Outcome;
-use crate::daemon::control::{call, Request};
+use crate::control::{call, Request};
+use crate::phone::{daemon_wait, load_phone};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent check-sync: make the running daemon fetch the license files now
 
 Usage: license-agent check-sync [--config PATH] [--json]
@@ -24,7 +25,7 @@ Exit status: 0 fetched (every file answered), 1 a fetch failed or no daemon answ
 2 usage error or unusable configuration.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut json = false;

@@ -6,7 +6,7 @@ use super::args::{Usage, EXIT_FAILED, EXIT_OK};
 use super::report::{feature_table, json_line, judge, FileReport, Mode};
 use super::{load_keyring, Outcome};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent inspect: decode license files without trusting them
 
 Usage: license-agent inspect [--keyring PATH] [--json] FILE...
@@ -25,7 +25,7 @@ Exit status: 0 every file decodes (and, with --keyring, is valid), 1 otherwise,
 2 usage error or unusable keyring.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut keyring_path: Option<PathBuf> = None;
     let mut json = false;

@@ -1,27 +1,22 @@
 //! `license-agent install`: accept a license by hand (a field engineer copying a file
 //! over ssh) exactly as a download would be accepted, and say what changed. The store
 //! has one writer: this process when no daemon runs, otherwise the daemon, which gets
-//! the file over the control socket and runs the same [`install_into`].
+//! the file over the control socket and runs the same [`install_into`]. This file
+//! parses the arguments, talks to the daemon, and prints the outcome's words.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::args::{failed, read_license_bytes, FileBytes, Usage, EXIT_FAILED};
-use super::setup::{
-    config_option, daemon_wait, default_config, load_phone, read_clock, wall_clock, Phone,
-};
+use super::args::{failed, read_license_bytes, Usage};
+use super::setup::{config_option, default_config};
 use super::Outcome;
-use crate::daemon::control::{call, ControlError, Request, Response};
-use crate::engine::{self, clock, evaluate, judge_candidate, Decision, Instant, Origin};
-use crate::format::{End, FeatureId};
-use crate::storage::{describe, Mode, Store, WriterLock};
-use crate::trust::Rejection;
+use crate::accept::{install_into, FileBytes};
+use crate::control::{call, ControlError, Request, Response};
+use crate::phone::{daemon_wait, load_phone, wall_clock, Phone};
+use crate::storage::{Mode, Store, WriterLock};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent install: accept a license file by hand, as a download would be accepted
 
 Usage: license-agent install [--config PATH] FILE
@@ -42,7 +37,7 @@ Exit status: 0 installed (or identical to a stored license: nothing to do), 1 re
 or the store could not be written, 2 usage error or unusable configuration or keyring.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut file: Option<PathBuf> = None;
@@ -132,15 +127,17 @@ fn install_here(
         Ok(store) => store,
         Err(e) => return Ok(failed("license-agent", &e.to_string())),
     };
-    let mut done = install_into(phone, &mut store, FileBytes::judge(bytes), shown, wall);
-    if done.accepted {
-        done.stdout
+    let done = install_into(phone, &mut store, FileBytes::judge(bytes), shown, wall);
+    let mut words = done.words();
+    if done.accepted() {
+        words
+            .stdout
             .push_str("no daemon is running: it applies the license when it starts\n");
     }
-    eprint!("{}", done.stderr);
+    eprint!("{}", words.stderr);
     Ok(Outcome {
-        stdout: done.stdout,
-        code: done.code,
+        stdout: words.stdout,
+        code: words.code,
     })
 }
 
@@ -153,9 +150,10 @@ fn from_daemon(response: Response) -> Outcome {
             &format!("nothing installed: the running daemon refused the request: {why}"),
         );
     };
-    eprint!("{}", done.stderr);
-    let mut stdout = done.stdout;
-    if let (true, Some(status)) = (done.accepted, response.status) {
+    let words = done.outcome.words();
+    eprint!("{}", words.stderr);
+    let mut stdout = words.stdout;
+    if let (true, Some(status)) = (done.outcome.accepted(), response.status) {
         let enabled = if status.enabled.is_empty() {
             "-".to_string()
         } else {
@@ -167,186 +165,6 @@ fn from_daemon(response: Response) -> Outcome {
     }
     Outcome {
         stdout,
-        code: done.code,
-    }
-}
-
-/// What an install did: the words for standard output and error, and the exit status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Installed {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    /// Stored (the feature set may have changed).
-    #[serde(default)]
-    pub accepted: bool,
-}
-
-/// Judges a license given by hand and stores it as a download would be, in the store of
-/// its one writer: this process, or the daemon (`shown` names the file in the words and
-/// the events). Every refusal is recorded in `meta.json` too.
-pub fn install_into(
-    phone: &Phone,
-    store: &mut Store,
-    candidate: FileBytes,
-    shown: &str,
-    wall: Instant,
-) -> Installed {
-    let failed = |message: String| Installed {
-        code: EXIT_FAILED,
-        stderr: format!("license-agent: {message}\n"),
-        ..Installed::default()
-    };
-    let reading = read_clock(phone, store.meta(), wall);
-    let bytes = match candidate {
-        FileBytes::Read(bytes) => bytes,
-        FileBytes::TooBig(m) => {
-            return refuse(store, wall, shown, &Rejection::Malformed(m).to_string())
-        }
-    };
-    let license = match phone.keyring.verify_bytes(&bytes) {
-        Ok(license) => license,
-        Err(rejection) => {
-            return refuse(
-                store,
-                wall,
-                shown,
-                &format!("{}: {rejection}", rejection.verdict()),
-            )
-        }
-    };
-    let subject = describe(&license);
-    let before = reading
-        .judge_at
-        .map(|at| evaluate(store.held(), at).enabled());
-    let decision = judge_candidate(
-        &phone.identity,
-        store.held(),
-        &license,
-        Origin::Installed,
-        reading.judge_at,
-        store.next_seq(),
-    );
-    let mut done = Installed::default();
-    match decision {
-        Decision::Accept { drop } => {
-            let at = reading.judge_at.unwrap_or(wall); // Accept implies a sane clock
-            let stored = store
-                .add(&bytes, license, &drop, wall)
-                .and_then(|seq| store.prune(at, wall).map(|_| seq));
-            let seq = match stored {
-                Ok(seq) => seq,
-                Err(e) => return failed(e.to_string()),
-            };
-            let path = store
-                .held()
-                .iter()
-                .find(|h| h.seq == seq)
-                .map(|h| store.path_of(h));
-            let out = &mut done.stdout;
-            out.push_str(&format!(
-                "installed: {subject}, stored as {}\n",
-                path.map(|p| p.display().to_string()).unwrap_or_default()
-            ));
-            let after = evaluate(store.held(), at);
-            for l in after.licenses.iter().filter(|l| l.seq != seq) {
-                out.push_str(&format!(
-                    "  kept: {} license {} ({}, {})\n",
-                    l.kind,
-                    l.serial,
-                    l.role.id(),
-                    l.status
-                ));
-            }
-            if !drop.is_empty() {
-                out.push_str(&format!(
-                    "  dropped {} license(s) it replaces\n",
-                    drop.len()
-                ));
-            }
-            out.push_str(&changes(&before.unwrap_or_default(), &after.enabled()));
-            done.accepted = true;
-        }
-        Decision::Identical { .. } => {
-            store.meta_mut().record(
-                wall,
-                "identical",
-                subject.clone(),
-                "already stored; nothing changed",
-            );
-            done.stdout =
-                format!("unchanged: {subject} is already stored (identical signed content)\n");
-        }
-        Decision::Superseded { by } => {
-            let longer = store.held().iter().find(|h| h.seq == by);
-            let detail = match longer {
-                Some(h) => format!(
-                    "the stored {} lasts longer (until {}) and stays in use: the longest duration wins",
-                    describe(&h.license),
-                    engine::license_span(&h.license).1
-                ),
-                None => "a stored license lasts longer and stays in use".into(),
-            };
-            store
-                .meta_mut()
-                .record(wall, "superseded", subject.clone(), detail.clone());
-            done.stderr = format!("license-agent: not installed: {subject}: {detail}\n");
-            done.code = EXIT_FAILED;
-        }
-        Decision::Refuse(refusal) => {
-            return refuse(
-                store,
-                wall,
-                &subject,
-                &format!("{}: {refusal}", refusal.id()),
-            );
-        }
-    }
-    if let Some(t) = clock::trusted_time_to_write(&reading, store.meta().latest_trusted) {
-        store.meta_mut().latest_trusted = Some(t);
-    }
-    if let Err(e) = store.save_meta() {
-        return failed(e.to_string());
-    }
-    done
-}
-
-/// Records a refusal, leaves the licenses untouched, exit 1.
-fn refuse(store: &mut Store, wall: Instant, subject: &str, why: &str) -> Installed {
-    store
-        .meta_mut()
-        .record(wall, "refused", subject.to_string(), why.to_string());
-    let mut stderr = format!("license-agent: refused: {subject}: {why}\n");
-    if let Err(e) = store.save_meta() {
-        stderr.push_str(&format!(
-            "license-agent: and the refusal could not be recorded: {e}\n"
-        ));
-    }
-    Installed {
-        code: EXIT_FAILED,
-        stderr,
-        ..Installed::default()
-    }
-}
-
-/// The feature set's changes, one line each (`+` enabled, `-` disabled, `~` new end).
-pub fn changes(before: &BTreeMap<FeatureId, End>, after: &BTreeMap<FeatureId, End>) -> String {
-    let mut out = String::new();
-    for (id, end) in after {
-        match before.get(id) {
-            None => out.push_str(&format!("  + {id} until {end}\n")),
-            Some(old) if old != end => {
-                out.push_str(&format!("  ~ {id}: until {old} -> until {end}\n"))
-            }
-            Some(_) => {}
-        }
-    }
-    for id in before.keys().filter(|id| !after.contains_key(id)) {
-        out.push_str(&format!("  - {id}\n"));
-    }
-    if out.is_empty() {
-        "  features: no change\n".to_string()
-    } else {
-        format!("  features:\n{out}")
+        code: words.code,
     }
 }

@@ -2,14 +2,14 @@
 //! `--help`; this file dispatches and maps outcomes to exit statuses.
 
 pub mod args;
-pub mod check_sync;
-pub mod inspect;
-pub mod install;
-pub mod report;
-pub mod run;
-pub mod setup;
-pub mod status;
-pub mod verify;
+mod check_sync;
+mod inspect;
+mod install;
+mod report;
+mod run;
+mod setup;
+mod status;
+mod verify;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -18,7 +18,7 @@ use args::{Usage, EXIT_OK, EXIT_USAGE};
 
 use crate::trust::Keyring;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::VERSION;
 
 const HELP: &str = "\
 license-agent: the phone-side license agent (verifies, stores and merges signed
@@ -59,7 +59,7 @@ impl Outcome {
 }
 
 /// Loads the keyring named on the command line; an unusable keyring is exit status 2.
-pub fn load_keyring(path: &Path) -> Result<Keyring, Usage> {
+pub(crate) fn load_keyring(path: &Path) -> Result<Keyring, Usage> {
     Keyring::load(path).map_err(|e| Usage(e.to_string()))
 }
 

@@ -5,19 +5,20 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::args::{read_license_file, FileBytes};
+use super::args::read_license_file;
+use crate::accept::FileBytes;
 use crate::format::{self, features::rfc3339, FeatureEntry, License};
 use crate::trust::{Keyring, Rejection};
 
 /// A feature record, as printed.
 #[derive(Debug, Serialize)]
-pub struct FeatureReport {
-    pub id: u16,
-    pub name: String,
-    pub transaction: &'static str,
-    pub start: String,
-    pub end: String,
-    pub limit: u32,
+pub(crate) struct FeatureReport {
+    pub(crate) id: u16,
+    pub(crate) name: String,
+    pub(crate) transaction: &'static str,
+    pub(crate) start: String,
+    pub(crate) end: String,
+    pub(crate) limit: u32,
 }
 
 impl From<&FeatureEntry> for FeatureReport {
@@ -35,27 +36,27 @@ impl From<&FeatureEntry> for FeatureReport {
 
 /// The verdict on one file, with its decoded content where the verdict allows showing it.
 #[derive(Debug, Serialize)]
-pub struct FileReport {
-    pub file: String,
+pub(crate) struct FileReport {
+    pub(crate) file: String,
     /// `valid`, `malformed`, `unsupported-version`, `unknown-key`, `bad-signature`;
     /// `unreadable` when the file could not be read; `unchecked` from `inspect` without
     /// a keyring.
-    pub verdict: &'static str,
-    pub detail: String,
+    pub(crate) verdict: &'static str,
+    pub(crate) detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
+    pub(crate) serial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
+    pub(crate) kind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<FeatureReport>>,
+    pub(crate) features: Option<Vec<FeatureReport>>,
     /// The signature in hex (`inspect` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
+    pub(crate) signature: Option<String>,
     /// The signed message in hex (`inspect` only): what any implementation must agree on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signed_message: Option<String>,
+    pub(crate) signed_message: Option<String>,
 }
 
 impl FileReport {
@@ -81,14 +82,14 @@ impl FileReport {
         self
     }
 
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         self.verdict == "valid"
     }
 }
 
 /// How much of a file to show.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// `verify`: content only for a valid file.
     Verify,
     /// `inspect`: everything decodable, trusted or not, plus the signed message.
@@ -96,7 +97,7 @@ pub enum Mode {
 }
 
 /// Reads, decodes and (with a keyring) verifies one file.
-pub fn judge(path: &Path, keyring: Option<&Keyring>, mode: Mode) -> FileReport {
+pub(crate) fn judge(path: &Path, keyring: Option<&Keyring>, mode: Mode) -> FileReport {
     let bytes = match read_license_file(path) {
         Ok(FileBytes::Read(bytes)) => bytes,
         Ok(FileBytes::TooBig(m)) => return rejected(path, Rejection::Malformed(m)),
@@ -144,14 +145,14 @@ fn rejected(path: &Path, rejection: Rejection) -> FileReport {
 }
 
 /// One JSON object on one line.
-pub fn json_line(report: &FileReport) -> String {
+pub(crate) fn json_line(report: &FileReport) -> String {
     // Serialising plain strings and numbers cannot fail; keep a visible fallback anyway.
     serde_json::to_string(report)
         .unwrap_or_else(|e| format!("{{\"file\":\"?\",\"verdict\":\"error\",\"detail\":\"{e}\"}}"))
 }
 
 /// The feature table as an aligned text table.
-pub fn feature_table(features: &[FeatureReport]) -> String {
+pub(crate) fn feature_table(features: &[FeatureReport]) -> String {
     let mut out = format!(
         "  {:<6}  {:<22}  {:<11}  {:<20}  {:<20}  {}\n",
         "ID", "NAME", "TRANSACTION", "START", "END", "LIMIT"

@@ -5,7 +5,7 @@ use super::setup::{config_option, default_config};
 use super::Outcome;
 use crate::daemon::{self, DaemonClock};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent run: fetch, verify, store and publish the licenses, then wait for changes
 
 Usage: license-agent run [--config PATH] [--once]
@@ -32,7 +32,7 @@ Exit status: 0 stopped cleanly (or --once done, even if the fetch failed), 1 the
 could not run, 2 usage error or unusable configuration or keyring.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut once = false;
@@ -53,7 +53,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         }
     }
     // Configuration problems are usage errors (2), as for every other command.
-    super::setup::load_phone(&config)?;
+    crate::phone::load_phone(&config)?;
     if once {
         DaemonClock::from_env().map_err(|e| Usage(e.0))?;
         let (report, mut status) = match daemon::once(&config) {

@@ -1,91 +1,30 @@
-//! What the commands acting for this phone share: its configuration, identity and
-//! keyring, and the wall clock.
-//!
-//! The wall clock is read here, at the edge, and nowhere else. `LICENSE_AGENT_TEST_NOW`
-//! (Unix seconds or RFC 3339) replaces it: a **test aid** for driving expiries and clock
-//! faults in end-to-end tests without touching the machine's clock; never set it on a
-//! phone.
+//! What the commands acting for this phone share on the command line: `--config PATH`
+//! and its default, and the mapping of an unusable phone (configuration, MAC, keyring)
+//! or test clock to a usage error (exit 2). The phone itself is [`crate::phone`].
 
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use chrono::DateTime;
+use std::path::PathBuf;
 
 use super::args::{text_value, Usage};
-use crate::config::{self, Config};
-use crate::engine::{judge_clock, ClockReading, Identity, Instant};
-use crate::storage::Meta;
-use crate::trust::Keyring;
+use crate::config;
+use crate::phone::{BadTestNow, PhoneError};
 
-/// Test aid: replaces the wall clock (see the module doc).
-pub const TEST_NOW_VAR: &str = "LICENSE_AGENT_TEST_NOW";
-
-/// This phone, as its configuration describes it.
-pub struct Phone {
-    pub config: Config,
-    pub identity: Identity,
-    pub keyring: Keyring,
+impl From<PhoneError> for Usage {
+    fn from(e: PhoneError) -> Self {
+        Usage(e.to_string())
+    }
 }
 
-/// Reads the configuration, the MAC and the keyring. Any of them unusable is exit 2.
-pub fn load_phone(config_path: &Path) -> Result<Phone, Usage> {
-    let config = Config::load(config_path).map_err(|e| Usage(e.to_string()))?;
-    let mac = config.mac().map_err(|e| Usage(e.to_string()))?;
-    let keyring = Keyring::load(&config.keyring).map_err(|e| Usage(e.to_string()))?;
-    Ok(Phone {
-        identity: Identity {
-            mac,
-            site_serial: config.site_serial,
-        },
-        config,
-        keyring,
-    })
+impl From<BadTestNow> for Usage {
+    fn from(e: BadTestNow) -> Self {
+        Usage(e.to_string())
+    }
 }
 
 /// `--config PATH`, or the default.
-pub fn config_option(parser: &mut lexopt::Parser) -> Result<PathBuf, Usage> {
+pub(crate) fn config_option(parser: &mut lexopt::Parser) -> Result<PathBuf, Usage> {
     Ok(PathBuf::from(text_value(parser, "--config")?))
 }
 
-pub fn default_config() -> PathBuf {
+pub(crate) fn default_config() -> PathBuf {
     PathBuf::from(config::DEFAULT_PATH)
-}
-
-/// An instant written as RFC 3339 or as Unix seconds.
-pub fn parse_instant(text: &str) -> Result<Instant, String> {
-    if let Ok(secs) = text.trim().parse::<i64>() {
-        return Ok(secs);
-    }
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.timestamp())
-        .map_err(|e| {
-            format!("{text:?} is neither RFC 3339 (2027-03-01T00:00:00Z) nor Unix seconds ({e})")
-        })
-}
-
-/// The wall clock (or the test aid's instant).
-pub fn wall_clock() -> Result<Instant, Usage> {
-    match std::env::var(TEST_NOW_VAR) {
-        Ok(text) => parse_instant(&text).map_err(|e| Usage(format!("{TEST_NOW_VAR}: {e}"))),
-        Err(_) => Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
-    }
-}
-
-/// How long a client waits for the daemon's answer: the daemon answers between two
-/// steps, and a fetch of two files may take two total timeouts; a little longer.
-pub fn daemon_wait(phone: &Phone) -> std::time::Duration {
-    let total = phone.config.fetch.total_timeout.0;
-    std::time::Duration::from_secs(total.saturating_mul(2).saturating_add(10))
-}
-
-/// The clock as judged for this phone's store.
-pub fn read_clock(phone: &Phone, meta: &Meta, wall: Instant) -> ClockReading {
-    judge_clock(
-        wall,
-        crate::engine::clock::BUILD_TIME,
-        meta.latest_trusted,
-        phone.config.timing.windback_tolerance.0,
-    )
 }

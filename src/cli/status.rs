@@ -3,16 +3,18 @@
 //! Read-only: it never writes the store.
 
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
-use super::setup::{config_option, default_config, load_phone, parse_instant, wall_clock};
+use super::setup::{config_option, default_config};
 use super::Outcome;
-use crate::engine::{ClockVerdict, Instant};
+use crate::engine::ClockVerdict;
+use crate::time::UnixTime;
 use std::time::Duration;
 
-use crate::daemon::control::{call, Request, Response};
+use crate::control::{call, Request, Response};
+use crate::phone::{load_phone, parse_instant, wall_clock};
 use crate::status::{build, StatusJson};
 use crate::storage::{Mode, Store};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent status: the licenses and features of this phone, and why
 
 Usage: license-agent status [--config PATH] [--json] [--at TIME]
@@ -35,11 +37,11 @@ Inactive (ended). Exit status: 0 shown, 1 the store could not be read, 2 usage e
 unusable configuration or keyring.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut json = false;
-    let mut at: Option<Instant> = None;
+    let mut at: Option<UnixTime> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => config = config_option(&mut parser)?,
@@ -101,7 +103,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
 }
 
 /// The daemon's live status; `--at` is answered from the store (the daemon judges now).
-fn ask_daemon(socket: &std::path::Path, at: Option<Instant>) -> Result<StatusJson, String> {
+fn ask_daemon(socket: &std::path::Path, at: Option<UnixTime>) -> Result<StatusJson, String> {
     if at.is_some() {
         return Err("--at is evaluated from the store".into());
     }
@@ -129,7 +131,7 @@ fn label(status: Option<&str>) -> &'static str {
     }
 }
 
-pub fn table(r: &StatusJson) -> String {
+pub(crate) fn table(r: &StatusJson) -> String {
     let mut out = format!("MAC          {}\n", r.mac);
     if let Some(site) = &r.site_serial {
         out.push_str(&format!("site serial  {site}\n"));

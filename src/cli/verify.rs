@@ -6,7 +6,7 @@ use super::args::{Usage, EXIT_FAILED, EXIT_OK};
 use super::report::{json_line, judge, Mode};
 use super::{load_keyring, Outcome};
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 license-agent verify: the verdict on each license file against a trusted keyring
 
 Usage: license-agent verify --keyring PATH [--json] FILE...
@@ -24,7 +24,7 @@ Options:
 Exit status: 0 every file is valid, 1 any is not, 2 usage error or unusable keyring.
 ";
 
-pub fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
+pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut keyring_path: Option<PathBuf> = None;
     let mut json = false;

@@ -1,8 +1,8 @@
-//! The agent's configuration file ([`DEFAULT_PATH`], TOML): who the phone is, where the
+//! The agent's configuration file (`DEFAULT_PATH`, TOML): who the phone is, where the
 //! keyring, the state and the sockets are, the provisioning server, and the timers of
 //! `shared/spec/agent-rules.md` that it marks *(config)*.
 //!
-//! [`Config::load`] reads the file (at most [`MAX_FILE_SIZE`] bytes) and
+//! `Config::load` reads the file (at most `MAX_FILE_SIZE` bytes) and
 //! [`Config::parse`] checks all of it: an unknown key, a value of the wrong type or form,
 //! a missing required key or two keys that contradict each other is a [`ConfigError`]
 //! naming the file, the full dotted key (`timing.poll_interval`) and, where there is one,
@@ -40,7 +40,7 @@
 //! `reboot_reask`, `retry_initial`, `retry_max`, `connect_timeout`, `total_timeout`; and
 //! `retry_initial` must not exceed `retry_max`.
 //!
-//! # Example ([`EXAMPLE`], every key)
+//! # Example (`src/config/example.toml`, every key)
 //!
 #![doc = concat!("```toml\n", include_str!("example.toml"), "```")]
 
@@ -58,16 +58,18 @@ use toml::de::{DeTable, DeValue};
 use crate::format::{FeatureId, Serial};
 use table::{Item, Source, Table};
 
-pub use values::MAX_SECS;
+#[cfg(test)]
+use values::MAX_SECS;
 
 /// Where the agent reads its configuration unless told otherwise.
-pub const DEFAULT_PATH: &str = "/etc/license-agent/agent.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/license-agent/agent.toml";
 
 /// The largest configuration file, in bytes.
-pub const MAX_FILE_SIZE: usize = 64 * 1024;
+pub(crate) const MAX_FILE_SIZE: usize = 64 * 1024;
 
 /// A configuration with every key, each explained (it parses: see the tests).
-pub const EXAMPLE: &str = include_str!("example.toml");
+#[cfg(test)]
+const EXAMPLE: &str = include_str!("example.toml");
 
 const DEFAULT_SUPERVISOR_SOCKET: &str = "/run/phone/supervisor.sock";
 const DEFAULT_CONTROL_SOCKET: &str = "/run/license-agent/control.sock";
@@ -112,28 +114,28 @@ const TIMING_KEYS: [&str; 8] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The file it was read from.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Where the phone's MAC comes from (see [`Config::mac`]).
-    pub mac: MacSource,
+    pub(crate) mac: MacSource,
     /// The site serial a site license must carry, when configured.
-    pub site_serial: Option<Serial>,
-    pub keyring: PathBuf,
-    pub state_dir: PathBuf,
+    pub(crate) site_serial: Option<Serial>,
+    pub(crate) keyring: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// The provisioning base URL (`http`, `https` or `file`), ending in `/`; no fetching
     /// without it.
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
     /// The licensable features the phone has enabled, in file order, no duplicates.
-    pub enabled_features: Vec<FeatureId>,
-    pub supervisor: Supervisor,
-    pub control_socket: PathBuf,
-    pub features_file: PathBuf,
-    pub fetch: Fetch,
-    pub timing: Timing,
+    pub(crate) enabled_features: Vec<FeatureId>,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) control_socket: PathBuf,
+    pub(crate) features_file: PathBuf,
+    pub(crate) fetch: Fetch,
+    pub(crate) timing: Timing,
 }
 
 /// Where the phone's MAC comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MacSource {
+pub(crate) enum MacSource {
     /// Written in the file.
     Fixed(Serial),
     /// Read from `/sys/class/net/<name>/address` when asked.
@@ -142,7 +144,7 @@ pub enum MacSource {
 
 /// How reboots are asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Supervisor {
+pub(crate) enum Supervisor {
     /// The phone supervisor's Unix socket (`supervisor-protocol.md`).
     Socket(PathBuf),
     /// A board without supervisor: the agent only logs the reboots it would have asked.
@@ -151,17 +153,17 @@ pub enum Supervisor {
 
 /// How licenses are fetched from the server. `Debug` does not show the password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Fetch {
+pub(crate) struct Fetch {
     /// The CA certificate(s) that the server's certificate must chain to.
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// TLS client certificate and its key: both or neither.
-    pub client_cert: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
     /// HTTP basic authentication: both or neither.
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub connect_timeout: Secs,
-    pub total_timeout: Secs,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) connect_timeout: Secs,
+    pub(crate) total_timeout: Secs,
 }
 
 impl Default for Fetch {
@@ -194,23 +196,23 @@ impl fmt::Debug for Fetch {
 
 /// The timers of the agent rules that the configuration may change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// How far behind the latest trusted time the clock may read before it counts as
     /// wound back.
-    pub windback_tolerance: Secs,
+    pub(crate) windback_tolerance: Secs,
     /// Polling for a license while an enabled feature has none in force.
-    pub poll_interval: Secs,
+    pub(crate) poll_interval: Secs,
     /// Checking for a renewal while a license in force is Expiring Shortly.
-    pub renewal_check_interval: Secs,
+    pub(crate) renewal_check_interval: Secs,
     /// How long the phone must have been idle before a reboot is asked.
-    pub idle_grace: Secs,
+    pub(crate) idle_grace: Secs,
     /// The window over which site-license reboots are spread by MAC.
-    pub stagger_window: Secs,
+    pub(crate) stagger_window: Secs,
     /// Asking again when still running this long after the supervisor's `OK`.
-    pub reboot_reask: Secs,
+    pub(crate) reboot_reask: Secs,
     /// The first back-off delay after a failed fetch, and the most it grows to.
-    pub retry_initial: Secs,
-    pub retry_max: Secs,
+    pub(crate) retry_initial: Secs,
+    pub(crate) retry_max: Secs,
 }
 
 impl Default for Timing {
@@ -228,17 +230,20 @@ impl Default for Timing {
     }
 }
 
-/// A duration in whole seconds (at most [`MAX_SECS`] when it comes from the file).
+/// A duration in whole seconds (at most [`MAX_SECS`](values::MAX_SECS) when it comes from
+/// the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Secs(pub u64);
+pub(crate) struct Secs(pub(crate) u64);
 
 impl Secs {
     /// Reads a duration as the file writes it in a string: `"90s"`, `"1h30m"`, `"2d"`.
-    pub fn parse(text: &str) -> Result<Secs, String> {
+    #[cfg(test)]
+    pub(crate) fn parse(text: &str) -> Result<Secs, String> {
         values::duration(text)
     }
 
-    pub fn duration(self) -> std::time::Duration {
+    #[cfg(test)]
+    pub(crate) fn duration(self) -> std::time::Duration {
         std::time::Duration::from_secs(self.0)
     }
 }
@@ -254,9 +259,9 @@ impl fmt::Display for Secs {
 /// one key's, and what is wrong (with the line and column when there is a place).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub file: PathBuf,
-    pub key: Option<String>,
-    pub message: String,
+    pub(crate) file: PathBuf,
+    pub(crate) key: Option<String>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -273,7 +278,7 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads and checks the configuration file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let fail = |message: String| ConfigError {
             file: path.to_path_buf(),
             key: None,
@@ -457,13 +462,13 @@ impl Config {
     }
 
     /// The phone's MAC: the configured one, or the interface's from `/sys/class/net`.
-    pub fn mac(&self) -> Result<Serial, ConfigError> {
+    pub(crate) fn mac(&self) -> Result<Serial, ConfigError> {
         self.mac_from(Path::new("/sys/class/net"))
     }
 
     /// [`Config::mac`] with the `/sys/class/net` directory given (for tests): reads
     /// `<sys_class_net>/<interface>/address` (`aa:bb:cc:dd:ee:ff` and a newline).
-    pub fn mac_from(&self, sys_class_net: &Path) -> Result<Serial, ConfigError> {
+    pub(crate) fn mac_from(&self, sys_class_net: &Path) -> Result<Serial, ConfigError> {
         let name = match &self.mac {
             MacSource::Fixed(serial) => return Ok(*serial),
             MacSource::Interface(name) => name,

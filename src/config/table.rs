@@ -16,14 +16,14 @@ use super::ConfigError;
 
 /// The text being read and the file it came from: what every error needs.
 #[derive(Clone, Copy)]
-pub struct Source<'t> {
-    pub text: &'t str,
-    pub file: &'t Path,
+pub(crate) struct Source<'t> {
+    pub(crate) text: &'t str,
+    pub(crate) file: &'t Path,
 }
 
 impl Source<'_> {
     /// An error about `key` (a full dotted path), at `span` of the text when known.
-    pub fn error(
+    pub(crate) fn error(
         &self,
         key: Option<&str>,
         span: Option<Range<usize>>,
@@ -44,7 +44,7 @@ impl Source<'_> {
     }
 
     /// Line and column (from 1, the column in characters) of a byte offset.
-    pub fn place(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn place(&self, offset: usize) -> (usize, usize) {
         let bytes = self.text.as_bytes();
         let offset = offset.min(bytes.len());
         let line_start = bytes[..offset]
@@ -60,7 +60,7 @@ impl Source<'_> {
     }
 
     /// A TOML syntax error, with the key it is about when the line makes that clear.
-    pub fn syntax_error(
+    pub(crate) fn syntax_error(
         &self,
         error: &toml::de::Error,
         known: &dyn Fn(&str) -> bool,
@@ -80,7 +80,7 @@ impl Source<'_> {
 }
 
 /// A table of the file, and the dotted path that leads to it.
-pub struct Table<'a, 'i> {
+pub(crate) struct Table<'a, 'i> {
     src: Source<'a>,
     prefix: String,
     map: &'a DeTable<'i>,
@@ -88,7 +88,7 @@ pub struct Table<'a, 'i> {
 
 impl<'a, 'i> Table<'a, 'i> {
     /// The document itself.
-    pub fn root(src: Source<'a>, doc: &'a DeTable<'i>) -> Self {
+    pub(crate) fn root(src: Source<'a>, doc: &'a DeTable<'i>) -> Self {
         Table {
             src,
             prefix: String::new(),
@@ -98,7 +98,7 @@ impl<'a, 'i> Table<'a, 'i> {
 
     /// Refuses the first key (in file order) that is not one of `known`, suggesting the
     /// nearest known one.
-    pub fn check_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
+    pub(crate) fn check_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
         let unknown = self
             .map
             .keys()
@@ -128,7 +128,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// The value of `name` in this table, if given.
-    pub fn get(&self, name: &str) -> Option<Item<'a, 'i>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Item<'a, 'i>> {
         self.map.get(name).map(|value| Item {
             src: self.src,
             key: self.path_of(name),
@@ -137,7 +137,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// The sub-table `name`, if given; any other type is an error.
-    pub fn table(&self, name: &str) -> Result<Option<Table<'a, 'i>>, ConfigError> {
+    pub(crate) fn table(&self, name: &str) -> Result<Option<Table<'a, 'i>>, ConfigError> {
         let Some(item) = self.get(name) else {
             return Ok(None);
         };
@@ -156,7 +156,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// The error for a required key that is not there.
-    pub fn missing(&self, name: &str, message: impl fmt::Display) -> ConfigError {
+    pub(crate) fn missing(&self, name: &str, message: impl fmt::Display) -> ConfigError {
         self.src.error(Some(&self.path_of(name)), None, message)
     }
 
@@ -171,31 +171,31 @@ impl<'a, 'i> Table<'a, 'i> {
 }
 
 /// One value of the file, with its full key and its place.
-pub struct Item<'a, 'i> {
+pub(crate) struct Item<'a, 'i> {
     src: Source<'a>,
     /// The full dotted key, as shown in errors (`timing.poll_interval`).
-    pub key: String,
+    pub(crate) key: String,
     value: &'a Spanned<DeValue<'i>>,
 }
 
 impl<'a, 'i> Item<'a, 'i> {
-    pub fn value(&self) -> &'a DeValue<'i> {
+    pub(crate) fn value(&self) -> &'a DeValue<'i> {
         self.value.get_ref()
     }
 
     /// The line the value starts on.
-    pub fn line(&self) -> usize {
+    pub(crate) fn line(&self) -> usize {
         self.src.place(self.value.span().start).0
     }
 
     /// An error about this value, at its place.
-    pub fn error(&self, message: impl fmt::Display) -> ConfigError {
+    pub(crate) fn error(&self, message: impl fmt::Display) -> ConfigError {
         self.src
             .error(Some(&self.key), Some(self.value.span()), message)
     }
 
     /// The value as a string; `what` says what was expected, for the type error.
-    pub fn str(&self, what: &str) -> Result<&'a str, ConfigError> {
+    pub(crate) fn str(&self, what: &str) -> Result<&'a str, ConfigError> {
         match self.value.get_ref() {
             DeValue::String(s) => Ok(s.as_ref()),
             other => Err(self.type_error(what, other)),
@@ -203,7 +203,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// The elements of an array value (each keeps this key and has its own place).
-    pub fn array(&self, what: &str) -> Result<Vec<Item<'a, 'i>>, ConfigError> {
+    pub(crate) fn array(&self, what: &str) -> Result<Vec<Item<'a, 'i>>, ConfigError> {
         match self.value.get_ref() {
             DeValue::Array(items) => Ok(items
                 .iter()
@@ -218,7 +218,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// "expected `what`, found an integer".
-    pub fn type_error(&self, what: &str, found: &DeValue<'_>) -> ConfigError {
+    pub(crate) fn type_error(&self, what: &str, found: &DeValue<'_>) -> ConfigError {
         self.error(format_args!("expected {what}, found {}", article(found)))
     }
 }

@@ -9,10 +9,10 @@ use crate::format::Serial;
 
 /// The longest duration accepted: 100 years (36500d). Far above any sensible timer, and
 /// low enough that adding it to any instant or timestamp of the agent cannot overflow.
-pub const MAX_SECS: u64 = 36_500 * 86_400;
+pub(crate) const MAX_SECS: u64 = 36_500 * 86_400;
 
 /// The longest path a Unix socket can have (`sun_path` is 108 bytes with its NUL).
-pub const MAX_SOCKET_PATH: usize = 107;
+pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
 /// Units of a duration string, largest first.
 const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
@@ -23,7 +23,7 @@ const DURATION_FORM: &str =
      like \"90s\", \"1h30m\" or \"2d\" (units d, h, m, s)";
 
 /// `text` quoted for a message, cut to a readable length.
-pub fn shown(text: &str) -> String {
+pub(crate) fn shown(text: &str) -> String {
     const MAX: usize = 60;
     match text.char_indices().nth(MAX) {
         None => format!("{text:?}"),
@@ -32,7 +32,7 @@ pub fn shown(text: &str) -> String {
 }
 
 /// A duration written as a string: `"90s"`, `"1h30m"`, `"2d"`.
-pub fn duration(text: &str) -> Result<Secs, String> {
+pub(crate) fn duration(text: &str) -> Result<Secs, String> {
     if text.is_empty() {
         return Err(format!("empty; {DURATION_FORM}"));
     }
@@ -97,7 +97,7 @@ pub fn duration(text: &str) -> Result<Secs, String> {
 }
 
 /// A duration written as a TOML integer: whole seconds.
-pub fn whole_seconds(n: i128) -> Result<Secs, String> {
+pub(crate) fn whole_seconds(n: i128) -> Result<Secs, String> {
     if n < 0 {
         return Err(format!("{n}: a duration cannot be negative"));
     }
@@ -110,7 +110,7 @@ pub fn whole_seconds(n: i128) -> Result<Secs, String> {
 }
 
 /// The canonical text of a duration: `0s`, `90s` → `1m30s`, `86400` → `1d`.
-pub fn duration_text(secs: u64) -> String {
+pub(crate) fn duration_text(secs: u64) -> String {
     if secs == 0 {
         return "0s".to_string();
     }
@@ -127,7 +127,7 @@ pub fn duration_text(secs: u64) -> String {
 }
 
 /// A MAC address: 12 hex digits, any case, or six pairs separated by `:` (or all by `-`).
-pub fn mac(text: &str) -> Result<Serial, String> {
+pub(crate) fn mac(text: &str) -> Result<Serial, String> {
     let bad = || {
         format!(
             "{}: not a MAC address; expected 12 hex digits (0004f2000001), or pairs \
@@ -171,7 +171,7 @@ pub fn mac(text: &str) -> Result<Serial, String> {
 
 /// A network interface name as Linux accepts it: 1 to 15 bytes, not `.` or `..`, no `/`,
 /// `:`, white space or control character.
-pub fn interface(name: &str) -> Result<(), String> {
+pub(crate) fn interface(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 15 {
         return Err(format!(
             "{}: an interface name is 1 to 15 bytes long",
@@ -196,7 +196,7 @@ pub fn interface(name: &str) -> Result<(), String> {
 /// The directory relative paths are resolved against: the one holding the configuration
 /// file, made absolute (from the current directory) when it can be, so that the resolved
 /// paths stay right if the agent changes directory.
-pub fn base_dir(config_file: &Path) -> PathBuf {
+pub(crate) fn base_dir(config_file: &Path) -> PathBuf {
     let dir = match config_file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -207,7 +207,7 @@ pub fn base_dir(config_file: &Path) -> PathBuf {
 
 /// A file or directory path: absolute as written, relative to `base` otherwise; `.`
 /// components and trailing slashes are dropped (`..` is kept: symbolic links).
-pub fn path(text: &str, base: &Path) -> Result<PathBuf, String> {
+pub(crate) fn path(text: &str, base: &Path) -> Result<PathBuf, String> {
     if text.is_empty() {
         return Err("empty; expected a path".to_string());
     }
@@ -218,7 +218,7 @@ pub fn path(text: &str, base: &Path) -> Result<PathBuf, String> {
 }
 
 /// The path of a Unix socket: a [`path`] that fits in `sun_path`.
-pub fn socket_path(text: &str, base: &Path) -> Result<PathBuf, String> {
+pub(crate) fn socket_path(text: &str, base: &Path) -> Result<PathBuf, String> {
     let resolved = path(text, base)?;
     let len = resolved.as_os_str().len();
     if len > MAX_SOCKET_PATH {
@@ -232,7 +232,7 @@ pub fn socket_path(text: &str, base: &Path) -> Result<PathBuf, String> {
 }
 
 /// Basic-authentication credentials found in a URL's user info.
-pub type UrlCredentials = Option<(String, String)>;
+pub(crate) type UrlCredentials = Option<(String, String)>;
 
 /// Percent-decodes user info (`%40` is `@`); the result must be UTF-8.
 fn percent_decode(text: &str) -> Result<String, String> {
@@ -279,7 +279,7 @@ fn url_credentials(authority: &str, text: &str) -> Result<(String, UrlCredential
 /// or a folder as `file:///absolute/path/` or `file:relative/path/` (relative to `base`,
 /// stored absolute). Returned with a trailing `/`, the scheme in lower case, and any
 /// credentials of the user info taken out of it (so the URL can be shown).
-pub fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials), String> {
+pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials), String> {
     const FORMS: &str = "expected http://host/path/, https://host/path/, \
                          file:///absolute/path/ or file:relative/path/";
     if text.is_empty() {
@@ -354,7 +354,7 @@ pub fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials), Strin
 }
 
 /// An HTTP basic-authentication user name: not empty, no `:`, no control character.
-pub fn username(text: &str) -> Result<(), String> {
+pub(crate) fn username(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Err("empty; expected a user name".to_string());
     }
@@ -368,7 +368,7 @@ pub fn username(text: &str) -> Result<(), String> {
 }
 
 /// A password: no control character (it goes in an HTTP header).
-pub fn password(text: &str) -> Result<(), String> {
+pub(crate) fn password(text: &str) -> Result<(), String> {
     no_control(text).map_err(|_| "contains a control character".to_string())
 }
 

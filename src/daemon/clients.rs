@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
-use super::control::{Request, Response, MAX_REQUEST, PERMISSION_DENIED};
-use crate::monotonic::Mono;
+use crate::control::{
+    encode_response, parse_request, Request, Response, MAX_REQUEST, PERMISSION_DENIED,
+};
+use crate::time::Mono;
 
 /// Clients served at once.
 pub const MAX_CLIENTS: usize = 16;
@@ -217,7 +219,7 @@ impl Client {
                         }
                     }
                 }
-                let request = parse(buf);
+                let request = parse_request(buf);
                 self.phase = Phase::Waiting;
                 self.deadline = None;
                 Some(request)
@@ -260,10 +262,7 @@ impl Client {
     }
 
     fn answer(&mut self, response: &Response, now: Mono) {
-        let mut bytes = serde_json::to_vec(response).unwrap_or_else(|_| {
-            br#"{"ok":false,"error":"the answer could not be written"}"#.to_vec()
-        });
-        bytes.push(b'\n');
+        let bytes = encode_response(response);
         self.phase = Phase::Writing { bytes, at: 0 };
         self.deadline = Some(now.plus(ANSWER_DEADLINE));
         // Most answers fit the socket buffer: written at once.
@@ -276,15 +275,6 @@ impl Client {
         };
         self.deadline = None;
     }
-}
-
-/// The request in the first line of `buf`.
-fn parse(buf: &[u8]) -> Result<Request, String> {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    if line.len() > MAX_REQUEST {
-        return Err(format!("request longer than {MAX_REQUEST} bytes"));
-    }
-    serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))
 }
 
 /// Whether a peer may use the control socket: root, or the daemon's own user.

@@ -7,7 +7,7 @@
 //! agent answers to: the supervisor link, the control socket and its clients, the
 //! signals (a signalfd: SIGTERM and SIGINT stop it, SIGHUP re-reads the configuration),
 //! the end of a fetch cycle (run on a thread of its own, `fetch::worker`), and two
-//! clocks. Instants of the rules (a status change, a retry, a poll) arm a
+//! clocks. UnixTimes of the rules (a status change, a retry, a poll) arm a
 //! `CLOCK_REALTIME` timerfd with `TFD_TIMER_CANCEL_ON_SET`, so a step of the wall clock
 //! wakes it to decide again; waits the rules state as lengths (the idle grace, the
 //! stagger delay, the re-ask after OK, the link's back-off, the clients' deadlines) are
@@ -28,7 +28,6 @@
 
 pub mod agent;
 mod clients;
-pub mod control;
 pub mod notify;
 pub mod publish;
 
@@ -46,21 +45,20 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::cli::setup::{load_phone, parse_instant, TEST_NOW_VAR};
 use crate::config;
-use crate::engine::Instant;
+use crate::control::{CheckSyncJson, Request, Response};
 use crate::fetch::{Provisioning, Server};
-use crate::monotonic::{Mono, Stamp};
+use crate::phone::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::storage::WriterLock;
 use crate::supervisor::link::{Event as LinkEvent, Link};
 use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
+use crate::time::{real_now, Mono, Stamp, UnixTime};
 use agent::{Agent, FetchStart, Snapshot};
 use clients::{ClientId, Clients};
-use control::{CheckSyncJson, Request, Response};
 
 /// Why the daemon could not run.
 #[derive(Debug)]
-pub struct DaemonError(pub String);
+pub(crate) struct DaemonError(pub(crate) String);
 
 impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,14 +68,6 @@ impl std::fmt::Display for DaemonError {
 
 fn err(what: &str) -> impl FnOnce(Errno) -> DaemonError + '_ {
     move |e| DaemonError(format!("{what}: {e}"))
-}
-
-/// The wall clock's real reading, in Unix seconds.
-fn real_now() -> Instant {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The daemon's clocks: the wall clock and the monotonic one, or (test aid) both
@@ -123,7 +113,7 @@ impl DaemonClock {
 
     /// Test aid: the wall clock reads `t` from now on; forward, the monotonic clock moves
     /// on by as much.
-    fn set(&mut self, t: Instant) {
+    fn set(&mut self, t: UnixTime) {
         let was = self.stamp().wall;
         if let Some(ahead) = t.checked_sub(was).filter(|d| *d > 0) {
             let ahead = Duration::from_secs(u64::try_from(ahead).unwrap_or(u64::MAX));
@@ -133,13 +123,13 @@ impl DaemonClock {
     }
 
     /// The real wall-clock instant at which the daemon's wall clock reads `t`.
-    fn to_real(&self, t: Instant) -> Instant {
+    fn to_real(&self, t: UnixTime) -> UnixTime {
         t.saturating_sub(self.offset)
     }
 }
 
 /// The provisioning server of a phone, or why there is none.
-fn server_for(phone: &crate::cli::setup::Phone) -> Result<Arc<dyn Server>, String> {
+fn server_for(phone: &Phone) -> Result<Arc<dyn Server>, String> {
     let server = phone
         .config
         .server
@@ -164,12 +154,12 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// Starts the agent for the configuration at `config_path`. `held` is the writer lock of
 /// the agent it replaces (a reloaded configuration), kept when the state folder is the
 /// same.
-pub fn start(
+pub(crate) fn start(
     config_path: &Path,
     clock: &DaemonClock,
     held: Option<&Arc<WriterLock>>,
 ) -> Result<Agent, DaemonError> {
-    let phone = load_phone(config_path).map_err(|e| DaemonError(e.0))?;
+    let phone = load_phone(config_path).map_err(|e| DaemonError(e.to_string()))?;
     let lock = WriterLock::reuse_or_acquire(held, &phone.config.state_dir, LOCK_WAIT)
         .map_err(|e| DaemonError(e.to_string()))?;
     let server = server_for(&phone);
@@ -231,7 +221,7 @@ fn bind_control(path: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 /// Arms the timer for real instant `at` (absolute, cancelled by a clock step).
-fn arm(timer: &TimerFd, at: Option<Instant>) -> Result<(), DaemonError> {
+fn arm(timer: &TimerFd, at: Option<UnixTime>) -> Result<(), DaemonError> {
     // time_t is 32 bits on armv7 glibc: clamp, and never 0 (0 disarms).
     #[allow(clippy::unnecessary_cast)] // time_t is i32 on armv7, i64 on x86_64
     let max = i64::from(i32::MAX).max(nix::libc::time_t::MAX as i64);
@@ -264,7 +254,7 @@ fn read_timer(timer: &TimerFd) -> TimerEvent {
 /// Blocks the signals the daemon reads from its signalfd. Called first thing by `run`
 /// (before the configuration is read), so that a SIGHUP sent while the agent starts is
 /// kept for the loop instead of killing it.
-pub fn block_signals() -> Result<SigSet, DaemonError> {
+pub(crate) fn block_signals() -> Result<SigSet, DaemonError> {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
@@ -287,11 +277,11 @@ struct Daemon {
     /// The boot cycle, until it is over (then the set is published and READY=1 sent).
     boot_cycle: Option<u64>,
     /// The wall-clock instant the timer is armed for (re-armed only on a change).
-    armed: Option<Option<Instant>>,
+    armed: Option<Option<UnixTime>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
-pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
+pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
     // Signals are blocked before anything else and read from a signalfd.
     let mask = block_signals()?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
@@ -308,7 +298,7 @@ pub fn run(config_path: &Path) -> Result<i32, DaemonError> {
     let listener = bind_control(&socket_path)?;
     log::info!(
         "license-agent {} started for MAC {}; control socket {}",
-        crate::cli::VERSION,
+        crate::VERSION,
         agent.phone.identity.mac,
         socket_path.display()
     );
@@ -638,7 +628,7 @@ impl Daemon {
                     Response {
                         ok: true,
                         status: Some(self.agent.status(&self.snapshot())),
-                        install: Some(done),
+                        install: Some(done.into()),
                         ..Response::default()
                     }
                 }

@@ -17,12 +17,12 @@ use std::os::unix::net::UnixDatagram;
 const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
 /// Tells the service manager, if any, that the agent is ready.
-pub fn ready() {
+pub(crate) fn ready() {
     tell("READY=1");
 }
 
 /// Tells the service manager, if any, that the start may take up to `bound` from now.
-pub fn starting_within(bound: std::time::Duration) {
+pub(crate) fn starting_within(bound: std::time::Duration) {
     let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
     tell(&format!("EXTEND_TIMEOUT_USEC={micros}"));
 }

@@ -20,10 +20,10 @@ use crate::format::{End, FeatureId};
 use crate::storage::{atomic, PublishedFeature};
 
 /// The enabled set: feature → governing end.
-pub type FeatureSet = BTreeMap<FeatureId, End>;
+pub(crate) type FeatureSet = BTreeMap<FeatureId, End>;
 
 /// The file's text for a set.
-pub fn render(set: &FeatureSet) -> String {
+pub(crate) fn render(set: &FeatureSet) -> String {
     let mut out = String::from(
         "# license-agent: enabled features, one per line: NAME END (RFC 3339 UTC, or never)\n",
     );
@@ -34,7 +34,7 @@ pub fn render(set: &FeatureSet) -> String {
 }
 
 /// The set as `meta.json` keeps it.
-pub fn to_meta(set: &FeatureSet) -> Vec<PublishedFeature> {
+pub(crate) fn to_meta(set: &FeatureSet) -> Vec<PublishedFeature> {
     set.iter()
         .map(|(id, end)| PublishedFeature {
             id: id.0,
@@ -47,7 +47,7 @@ pub fn to_meta(set: &FeatureSet) -> Vec<PublishedFeature> {
 }
 
 /// The set `meta.json` kept.
-pub fn from_meta(published: &[PublishedFeature]) -> FeatureSet {
+pub(crate) fn from_meta(published: &[PublishedFeature]) -> FeatureSet {
     published
         .iter()
         .map(|p| (FeatureId(p.id), p.end.map_or(End::Never, End::At)))
@@ -56,7 +56,7 @@ pub fn from_meta(published: &[PublishedFeature]) -> FeatureSet {
 
 /// Writes the features file if its content differs from `set` (or it is missing).
 /// Returns whether it wrote.
-pub fn publish(path: &Path, set: &FeatureSet) -> std::io::Result<bool> {
+pub(crate) fn publish(path: &Path, set: &FeatureSet) -> std::io::Result<bool> {
     let text = render(set);
     if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
         return Ok(false);

@@ -7,16 +7,16 @@
 //!   trusted, it was *wound back*: judge at the trusted time, so setting the clock back
 //!   never revives an expired license.
 
-use super::status::Instant;
+use crate::time::{secs_i64, UnixTime};
 
 include!(concat!(env!("OUT_DIR"), "/build_time.rs"));
 
 /// How often, at most, the latest trusted time is written to flash.
-pub const TRUSTED_TIME_WRITE_INTERVAL: i64 = 3_600;
+pub(crate) const TRUSTED_TIME_WRITE_INTERVAL: i64 = 3_600;
 
 /// What the clock is fit for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClockVerdict {
+pub(crate) enum ClockVerdict {
     /// Judge at the wall clock.
     Ok,
     /// Earlier than the build time: make no time-based decision.
@@ -26,7 +26,7 @@ pub enum ClockVerdict {
 }
 
 impl ClockVerdict {
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         match self {
             ClockVerdict::Ok => "ok",
             ClockVerdict::Unsynced => "unsynced",
@@ -37,22 +37,22 @@ impl ClockVerdict {
 
 /// The clock as judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockReading {
-    pub verdict: ClockVerdict,
+pub(crate) struct ClockReading {
+    pub(crate) verdict: ClockVerdict,
     /// What the wall clock said.
-    pub wall: Instant,
+    pub(crate) wall: UnixTime,
     /// The instant to judge at; `None` when unsynced.
-    pub judge_at: Option<Instant>,
+    pub(crate) judge_at: Option<UnixTime>,
 }
 
 /// Judges the wall clock against the build time and the persisted latest trusted time.
-pub fn judge_clock(
-    wall: Instant,
-    build_time: Instant,
-    latest_trusted: Option<Instant>,
+pub(crate) fn judge_clock(
+    wall: UnixTime,
+    build_time: UnixTime,
+    latest_trusted: Option<UnixTime>,
     windback_tolerance: u64,
 ) -> ClockReading {
-    let tolerance = i64::try_from(windback_tolerance).unwrap_or(i64::MAX);
+    let tolerance = secs_i64(windback_tolerance);
     let (verdict, judge_at) = if wall < build_time {
         (ClockVerdict::Unsynced, None)
     } else {
@@ -72,10 +72,10 @@ pub fn judge_clock(
 
 /// The trusted time to persist now, if a write is due: only from a sane clock, only
 /// forward, and at most once per [`TRUSTED_TIME_WRITE_INTERVAL`] to spare the flash.
-pub fn trusted_time_to_write(
+pub(crate) fn trusted_time_to_write(
     reading: &ClockReading,
-    persisted: Option<Instant>,
-) -> Option<Instant> {
+    persisted: Option<UnixTime>,
+) -> Option<UnixTime> {
     if reading.verdict != ClockVerdict::Ok {
         return None;
     }
@@ -89,7 +89,7 @@ pub fn trusted_time_to_write(
 mod tests {
     use super::*;
 
-    const BUILD: Instant = 1_790_000_000;
+    const BUILD: UnixTime = 1_790_000_000;
     const DAY: u64 = 86_400;
 
     #[test]

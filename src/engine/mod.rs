@@ -2,33 +2,34 @@
 //! and why (`agent-rules.md`). Pure: it decides from (licenses held, identity, instant)
 //! and never reads a clock or a file, so every rule is a plain, testable function.
 //!
-//! - [`judge_candidate`]: accept or refuse a license that arrives (download or install).
-//! - [`select`]: per kind, the primary license (longest duration, last received on a
+//! - `judge_candidate`: accept or refuse a license that arrives (download or install).
+//! - `select`: per kind, the primary license (longest duration, last received on a
 //!   tie), the bridging ones while the primary is Impending, and what to drop.
-//! - [`evaluate`]: every license's role and status, the merged feature set with the
+//! - `evaluate`: every license's role and status, the merged feature set with the
 //!   governing entry of each feature, and the next instant at which anything changes.
 
-pub mod clock;
-pub mod poll;
-pub mod reboot;
-pub mod status;
+pub(crate) mod clock;
+pub(crate) mod poll;
+pub(crate) mod reboot;
+pub(crate) mod status;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::format::{End, FeatureEntry, FeatureId, Kind, License, Serial};
+use crate::time::UnixTime;
 use crate::trust::Verified;
-pub use clock::{judge_clock, ClockReading, ClockVerdict};
-pub use status::{entry_status, license_span, license_status, Instant, Status};
+pub(crate) use clock::{judge_clock, ClockReading, ClockVerdict};
+pub(crate) use status::{entry_status, license_span, license_status, Status};
 
 /// Most licenses of one kind kept in storage.
-pub const MAX_PER_KIND: usize = 4;
+pub(crate) const MAX_PER_KIND: usize = 4;
 
 /// A license the agent holds, with the order it was received in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     /// Received order: a later license has a larger number.
-    pub seq: u64,
+    pub(crate) seq: u64,
     pub license: Verified<License>,
 }
 
@@ -42,7 +43,7 @@ pub struct Identity {
 
 /// How a candidate arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Fetched under the file name of this kind (`<mac>-license.cfg` is Phone,
     /// `000000000000-license.cfg` is Site).
     Fetched(Kind),
@@ -52,7 +53,7 @@ pub enum Origin {
 
 /// Why a verified license is not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// A phone license for another MAC.
     NotThisPhone { serial: Serial, mac: Serial },
     /// A site license for another site.
@@ -67,7 +68,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// A short machine name.
-    pub fn id(&self) -> &'static str {
+    pub(crate) fn id(&self) -> &'static str {
         match self {
             Refusal::NotThisPhone { .. } => "not-this-phone",
             Refusal::OtherSite { .. } => "other-site",
@@ -107,7 +108,7 @@ impl fmt::Display for Refusal {
 
 /// What to do with a candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Store it; then drop these held licenses (by `seq`).
     Accept { drop: Vec<u64> },
     /// The same signed message is held already (`seq`): nothing changes.
@@ -121,12 +122,12 @@ pub enum Decision {
 
 /// Judges a verified candidate. `judge_at` is `None` while the clock is unsynced.
 /// `next_seq` is the received number the candidate would get.
-pub fn judge_candidate(
+pub(crate) fn judge_candidate(
     identity: &Identity,
     held: &[Held],
     candidate: &Verified<License>,
     origin: Origin,
-    judge_at: Option<Instant>,
+    judge_at: Option<UnixTime>,
     next_seq: u64,
 ) -> Decision {
     let kind = candidate.kind();
@@ -184,7 +185,7 @@ pub fn judge_candidate(
 
 /// The role of a held license.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// The license of its kind in use: the longest duration.
     Primary,
     /// In force until the Impending primary starts.
@@ -194,7 +195,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         match self {
             Role::Primary => "primary",
             Role::Bridging => "bridging",
@@ -205,10 +206,10 @@ impl Role {
 
 /// Per kind: which held licenses are used, and which are to be dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Selection {
-    pub primary: Option<u64>,
-    pub bridging: Vec<u64>,
-    pub drop: Vec<u64>,
+pub(crate) struct Selection {
+    pub(crate) primary: Option<u64>,
+    pub(crate) bridging: Vec<u64>,
+    pub(crate) drop: Vec<u64>,
 }
 
 impl Selection {
@@ -231,7 +232,7 @@ fn duration_key(h: &Held) -> (End, u64) {
 /// Chooses the primary and bridging licenses of `kind` at `at`. Inactive licenses are
 /// never used. While the primary is Impending, the others that are not Inactive bridge
 /// to it; at most [`MAX_PER_KIND`] are kept (the primary, then the longest bridging).
-pub fn select(held: &[Held], kind: Kind, at: Instant) -> Selection {
+pub(crate) fn select(held: &[Held], kind: Kind, at: UnixTime) -> Selection {
     let mut live: Vec<&Held> = held
         .iter()
         .filter(|h| h.license.kind() == kind && license_status(&h.license, at) != Status::Inactive)
@@ -259,52 +260,52 @@ pub fn select(held: &[Held], kind: Kind, at: Instant) -> Selection {
 
 /// A held license as evaluated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LicenseView {
-    pub seq: u64,
-    pub kind: Kind,
-    pub serial: Serial,
-    pub role: Role,
-    pub status: Status,
-    pub start: Instant,
-    pub end: End,
+pub(crate) struct LicenseView {
+    pub(crate) seq: u64,
+    pub(crate) kind: Kind,
+    pub(crate) serial: Serial,
+    pub(crate) role: Role,
+    pub(crate) status: Status,
+    pub(crate) start: UnixTime,
+    pub(crate) end: End,
 }
 
 /// The entry that governs one feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Governing {
-    pub kind: Kind,
-    pub seq: u64,
-    pub entry: FeatureEntry,
+pub(crate) struct Governing {
+    pub(crate) kind: Kind,
+    pub(crate) seq: u64,
+    pub(crate) entry: FeatureEntry,
 }
 
 /// One feature of the merged set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeatureView {
-    pub id: FeatureId,
-    pub status: Status,
-    pub governing: Governing,
+pub(crate) struct FeatureView {
+    pub(crate) id: FeatureId,
+    pub(crate) status: Status,
+    pub(crate) governing: Governing,
 }
 
 impl FeatureView {
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.status.in_force()
     }
 }
 
 /// Everything decided at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evaluation {
-    pub at: Instant,
-    pub licenses: Vec<LicenseView>,
+pub(crate) struct Evaluation {
+    pub(crate) at: UnixTime,
+    pub(crate) licenses: Vec<LicenseView>,
     /// Every feature carried by a used license, by id.
-    pub features: Vec<FeatureView>,
+    pub(crate) features: Vec<FeatureView>,
     /// The next instant after `at` at which a status changes, if any.
-    pub next_change: Option<Instant>,
+    pub(crate) next_change: Option<UnixTime>,
 }
 
 impl Evaluation {
     /// The enabled features with their governing end: what the phone gets.
-    pub fn enabled(&self) -> BTreeMap<FeatureId, End> {
+    pub(crate) fn enabled(&self) -> BTreeMap<FeatureId, End> {
         self.features
             .iter()
             .filter(|f| f.enabled())
@@ -313,7 +314,7 @@ impl Evaluation {
     }
 
     /// The enabled features with what reboots care about: site or phone, and the end.
-    pub fn in_force(&self) -> reboot::InForceSet {
+    pub(crate) fn in_force(&self) -> reboot::InForceSet {
         self.features
             .iter()
             .filter(|f| f.enabled())
@@ -346,7 +347,7 @@ fn better(a: &(Status, Governing), b: &(Status, Governing)) -> bool {
 
 /// Evaluates everything held at `at`. The features are those of the used licenses, and
 /// of the ones that have ended (shown as Inactive).
-pub fn evaluate(held: &[Held], at: Instant) -> Evaluation {
+pub(crate) fn evaluate(held: &[Held], at: UnixTime) -> Evaluation {
     let selections = [
         (Kind::Phone, select(held, Kind::Phone, at)),
         (Kind::Site, select(held, Kind::Site, at)),
@@ -359,8 +360,8 @@ pub fn evaluate(held: &[Held], at: Instant) -> Evaluation {
     };
     let mut licenses = Vec::with_capacity(held.len());
     let mut best: BTreeMap<FeatureId, (Status, Governing)> = BTreeMap::new();
-    let mut next_change: Option<Instant> = None;
-    let mut consider = |t: Instant| {
+    let mut next_change: Option<UnixTime> = None;
+    let mut consider = |t: UnixTime| {
         if t > at {
             next_change = Some(next_change.map_or(t, |n| n.min(t)));
         }

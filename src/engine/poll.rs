@@ -7,12 +7,13 @@
 
 use std::collections::BTreeSet;
 
-use super::{Evaluation, Instant, Status};
+use super::{Evaluation, Status};
 use crate::format::FeatureId;
+use crate::time::{secs_i64, UnixTime};
 
 /// Why the agent polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollReason {
+pub(crate) enum PollReason {
     /// A configured feature has no license in force.
     Unlicensed(FeatureId),
     /// A feature in force is Expiring Shortly.
@@ -21,7 +22,7 @@ pub enum PollReason {
 
 /// The reason to poll at all, judged on `eval`; the unlicensed feature first, as its
 /// interval is the shorter one by default.
-pub fn poll_reason(eval: &Evaluation, configured: &BTreeSet<FeatureId>) -> Vec<PollReason> {
+pub(crate) fn poll_reason(eval: &Evaluation, configured: &BTreeSet<FeatureId>) -> Vec<PollReason> {
     let mut reasons: Vec<PollReason> = configured
         .iter()
         .filter(|id| !eval.features.iter().any(|f| f.id == **id && f.enabled()))
@@ -37,7 +38,7 @@ pub fn poll_reason(eval: &Evaluation, configured: &BTreeSet<FeatureId>) -> Vec<P
 }
 
 /// The interval `reason` calls for.
-pub fn interval(reason: PollReason, poll_interval: u64, renewal_check_interval: u64) -> u64 {
+pub(crate) fn interval(reason: PollReason, poll_interval: u64, renewal_check_interval: u64) -> u64 {
     match reason {
         PollReason::Unlicensed(_) => poll_interval,
         PollReason::Renewal(_) => renewal_check_interval,
@@ -47,7 +48,7 @@ pub fn interval(reason: PollReason, poll_interval: u64, renewal_check_interval: 
 /// The next poll after a fetch at `last`, `interval` seconds later spread by ±10 %:
 /// `jitter` is any number (random per process); it is mixed with `last` so each poll
 /// gets its own spread. At least 1 s after `last`; no overflow for any input.
-pub fn next_poll(last: Instant, interval: u64, jitter: u64) -> Instant {
+pub(crate) fn next_poll(last: UnixTime, interval: u64, jitter: u64) -> UnixTime {
     let interval = interval.max(1);
     let tenth = interval / 10;
     let mixed = (jitter ^ last.unsigned_abs().rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -55,7 +56,7 @@ pub fn next_poll(last: Instant, interval: u64, jitter: u64) -> Instant {
     let delay = (interval - tenth)
         .saturating_add((mixed >> 32) % (2 * tenth + 1))
         .max(1);
-    last.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
+    last.saturating_add(secs_i64(delay))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //!
 //! - A *need* for a reboot has a cause (`license-expired`, `license-changed`,
 //!   `feature-licensed`). At most one need per cause. Which causes a change of the
-//!   feature set calls for is [`causes`] (`reboot/causes.rs`); [`RebootMachine::settle`]
+//!   feature set calls for is [`causes()`] (`reboot/causes.rs`); [`RebootMachine::settle`]
 //!   makes the needs those.
 //! - A REBOOT is sent only while connected, while the last call state heard is `idle`,
 //!   after `idle_grace` of continuous idle, and (for a cause from a site license) after
@@ -22,12 +22,11 @@ use std::collections::BTreeMap;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use super::status::Instant;
 use crate::format::Serial;
-use crate::monotonic::{Mono, Stamp};
+use crate::time::{secs_i64, Mono, Stamp, UnixTime};
 
 mod causes;
-pub use causes::{causes, InForce, InForceSet};
+pub(crate) use causes::{causes, InForce, InForceSet};
 
 /// Why a reboot is needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -43,7 +42,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in protocol order.
-    pub const ALL: [Cause; 3] = [
+    pub(crate) const ALL: [Cause; 3] = [
         Cause::LicenseExpired,
         Cause::LicenseChanged,
         Cause::FeatureLicensed,
@@ -105,19 +104,19 @@ impl std::fmt::Display for CallState {
 /// The timers of the rules (from the configuration), in seconds, all measured on the
 /// monotonic clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RebootTiming {
+pub(crate) struct RebootTiming {
     /// Continuous idle before a REBOOT may be sent (30 s).
     pub idle_grace: u64,
     /// After `OK`, how long before asking again if still running (10 min).
     pub reask: u64,
     /// The site-license stagger window (1 h).
-    pub stagger_window: u64,
+    pub(crate) stagger_window: u64,
 }
 
 /// The extra delay of this phone for reboots caused by a site license:
 /// `(first 8 bytes of SHA-256(mac) as u64) mod window`, the MAC written as in its file
 /// name (12 lowercase hex digits), the 8 bytes read big-endian.
-pub fn stagger_delay(mac: Serial, window: u64) -> u64 {
+pub(crate) fn stagger_delay(mac: Serial, window: u64) -> u64 {
     if window == 0 {
         return 0;
     }
@@ -130,14 +129,14 @@ pub fn stagger_delay(mac: Serial, window: u64) -> u64 {
 /// Where a need stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "kebab-case")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Waiting for the moment to ask.
     Waiting,
     /// REBOOT `id` sent at `at`; no answer yet.
-    Asked { id: u64, at: Instant },
+    Asked { id: u64, at: UnixTime },
     /// `OK` at `at` (`at_mono` on the monotonic clock): the reboot will happen.
     Accepted {
-        at: Instant,
+        at: UnixTime,
         #[serde(default)]
         at_mono: Mono,
     },
@@ -146,10 +145,10 @@ pub enum Phase {
 /// One need for a reboot. The wall-clock instants are for people; the wait is decided
 /// on the monotonic `ready_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Need {
-    pub since: Instant,
+pub(crate) struct Need {
+    pub(crate) since: UnixTime,
     /// Not before this instant (the stagger delay of a site cause).
-    pub not_before: Instant,
+    pub not_before: UnixTime,
     /// The same on the monotonic clock (this boot's: the record is kept for one boot).
     #[serde(default)]
     pub ready_at: Mono,
@@ -158,7 +157,7 @@ pub struct Need {
 
 /// What the machine wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Send `REBOOT <id> <cause>`.
     SendReboot { id: u64, cause: Cause },
     /// Log this (for a field engineer).
@@ -167,7 +166,7 @@ pub enum Action {
 
 /// What a pending reboot waits for, for `status` (deadlines on the monotonic clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waiting {
+pub(crate) enum Waiting {
     Nothing,
     Connection,
     Idle,
@@ -180,8 +179,8 @@ pub enum Waiting {
 /// The reboot state machine. The needs are what persists across agent restarts; the
 /// connection and call state are learned again from the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RebootMachine {
-    pub needs: BTreeMap<Cause, Need>,
+pub(crate) struct RebootMachine {
+    pub(crate) needs: BTreeMap<Cause, Need>,
     #[serde(skip)]
     connected: bool,
     /// The last call state heard and since when; `None`: unknown (counts as busy).
@@ -199,7 +198,7 @@ pub struct RebootMachine {
 impl RebootMachine {
     /// A reboot is needed for `cause` from `now`; `site` causes wait the stagger delay.
     /// A need already there for that cause is kept as it is (one request per cause).
-    pub fn need(
+    pub(crate) fn need(
         &mut self,
         cause: Cause,
         site: bool,
@@ -217,9 +216,7 @@ impl RebootMachine {
         let phase = self.request.unwrap_or(Phase::Waiting);
         self.needs.entry(cause).or_insert(Need {
             since: now.wall,
-            not_before: now
-                .wall
-                .saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
+            not_before: now.wall.saturating_add(secs_i64(delay)),
             ready_at: now.mono.plus_secs(delay),
             phase,
         });
@@ -228,7 +225,7 @@ impl RebootMachine {
     /// Makes the needs those of `wanted` (cause → site cause): a cause no longer called
     /// for is forgotten, a new one is added; one already there is kept as it is, so a
     /// cause is never asked twice. Returns the causes added.
-    pub fn settle(
+    pub(crate) fn settle(
         &mut self,
         wanted: &BTreeMap<Cause, bool>,
         mac: Serial,
@@ -247,11 +244,6 @@ impl RebootMachine {
         added
     }
 
-    /// Whether the supervisor link is up.
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     /// The last call state heard and since when (`None`: unknown).
     pub fn call(&self) -> Option<(CallState, Stamp)> {
         self.call
@@ -260,7 +252,7 @@ impl RebootMachine {
     /// The needs as a restarted agent takes them back: a request that was outstanding
     /// went with the old connection (no answer will come), so it is asked again; an
     /// accepted one stays accepted.
-    pub fn restored(needs: BTreeMap<Cause, Need>) -> RebootMachine {
+    pub(crate) fn restored(needs: BTreeMap<Cause, Need>) -> RebootMachine {
         let request = needs
             .values()
             .map(|n| n.phase)
@@ -275,7 +267,7 @@ impl RebootMachine {
     }
 
     /// The supervisor connection came up (after HELLO) or went down.
-    pub fn connection(&mut self, up: bool) {
+    pub(crate) fn connection(&mut self, up: bool) {
         self.connected = up;
         if !up {
             // No answer will come on this connection: no reboot counted, ask again.

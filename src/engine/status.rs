@@ -4,16 +4,14 @@
 use std::fmt;
 
 use crate::format::{End, FeatureEntry, License};
-
-/// Unix seconds, UTC. Signed, so a phone clock at 1970 or before is still a number.
-pub type Instant = i64;
+use crate::time::UnixTime;
 
 /// "Expiring Shortly": fewer than 31 days left.
-pub const EXPIRING_WINDOW: i64 = 31 * 86_400;
+pub(crate) const EXPIRING_WINDOW: i64 = 31 * 86_400;
 
 /// The status of an entry or license at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
+pub(crate) enum Status {
     /// Start not reached yet.
     Impending,
     /// In force, with 31 days or more left (or no end).
@@ -26,12 +24,12 @@ pub enum Status {
 
 impl Status {
     /// Whether an entry with this status enables its feature.
-    pub fn in_force(self) -> bool {
+    pub(crate) fn in_force(self) -> bool {
         matches!(self, Status::Active | Status::ExpiringShortly)
     }
 
     /// The portal's words, for people.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Status::Impending => "Impending",
             Status::Active => "Active",
@@ -41,7 +39,7 @@ impl Status {
     }
 
     /// A machine name, for JSON.
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         match self {
             Status::Impending => "impending",
             Status::Active => "active",
@@ -58,7 +56,7 @@ impl fmt::Display for Status {
 }
 
 /// An end as an instant, `None` for never.
-pub fn end_instant(end: End) -> Option<Instant> {
+pub(crate) fn end_instant(end: End) -> Option<UnixTime> {
     match end {
         End::At(t) => Some(i64::from(t)),
         End::Never => None,
@@ -66,7 +64,7 @@ pub fn end_instant(end: End) -> Option<Instant> {
 }
 
 /// The status of a span `[start, end)` at `at`.
-pub fn status(start: Instant, end: End, at: Instant) -> Status {
+pub(crate) fn status(start: UnixTime, end: End, at: UnixTime) -> Status {
     if at < start {
         return Status::Impending;
     }
@@ -79,7 +77,7 @@ pub fn status(start: Instant, end: End, at: Instant) -> Status {
 
 /// The instants at which the status of `[start, end)` changes: start, the 31-day mark,
 /// end.
-pub fn transitions(start: Instant, end: End) -> impl Iterator<Item = Instant> {
+pub(crate) fn transitions(start: UnixTime, end: End) -> impl Iterator<Item = UnixTime> {
     let end = end_instant(end);
     [Some(start), end.map(|e| e - EXPIRING_WINDOW), end]
         .into_iter()
@@ -87,7 +85,7 @@ pub fn transitions(start: Instant, end: End) -> impl Iterator<Item = Instant> {
 }
 
 /// A license's span: the earliest start and the latest end of its entries.
-pub fn license_span(license: &License) -> (Instant, End) {
+pub(crate) fn license_span(license: &License) -> (UnixTime, End) {
     let start = license
         .features()
         .iter()
@@ -104,13 +102,13 @@ pub fn license_span(license: &License) -> (Instant, End) {
 }
 
 /// The status of a whole license.
-pub fn license_status(license: &License, at: Instant) -> Status {
+pub(crate) fn license_status(license: &License, at: UnixTime) -> Status {
     let (start, end) = license_span(license);
     status(start, end, at)
 }
 
 /// The status of one entry.
-pub fn entry_status(entry: &FeatureEntry, at: Instant) -> Status {
+pub(crate) fn entry_status(entry: &FeatureEntry, at: UnixTime) -> Status {
     status(i64::from(entry.start), entry.end, at)
 }
 
@@ -118,7 +116,7 @@ pub fn entry_status(entry: &FeatureEntry, at: Instant) -> Status {
 mod tests {
     use super::*;
 
-    const START: Instant = 1_767_225_600; // 2026-01-01
+    const START: UnixTime = 1_767_225_600; // 2026-01-01
     const END: u32 = 1_798_761_600; // 2027-01-01
 
     #[test]

@@ -11,7 +11,7 @@ use crate::testkit::{entry, identity, lic, license_with, DAY, MAC, SITE, T0};
 
 /// Runs arrivals through [`judge_candidate`] as the agent does; returns what is held and
 /// each decision.
-fn arrive(at: Instant, licenses: &[Verified<License>]) -> (Vec<Held>, Vec<Decision>) {
+fn arrive(at: UnixTime, licenses: &[Verified<License>]) -> (Vec<Held>, Vec<Decision>) {
     let mut held: Vec<Held> = Vec::new();
     let mut decisions = Vec::new();
     for (i, l) in licenses.iter().enumerate() {
@@ -29,7 +29,7 @@ fn arrive(at: Instant, licenses: &[Verified<License>]) -> (Vec<Held>, Vec<Decisi
     (held, decisions)
 }
 
-fn enabled_ids(held: &[Held], at: Instant) -> Vec<u16> {
+fn enabled_ids(held: &[Held], at: UnixTime) -> Vec<u16> {
     evaluate(held, at).enabled().keys().map(|f| f.0).collect()
 }
 
@@ -481,7 +481,7 @@ fn make(d: &Draw) -> Verified<License> {
 /// arrival on, every primary has been either itself or Impending (it bridged all along).
 /// An arrival identical to a license that still counts is a repeat and changes nothing;
 /// identical to one dropped earlier, it is a new arrival like any other.
-fn reference_enabled(at: Instant, arrivals: &[Verified<License>]) -> BTreeMap<FeatureId, End> {
+fn reference_enabled(at: UnixTime, arrivals: &[Verified<License>]) -> BTreeMap<FeatureId, End> {
     let mut enabled: BTreeMap<FeatureId, End> = BTreeMap::new();
     for kind in [Kind::Phone, Kind::Site] {
         let mut acceptable: Vec<(usize, &Verified<License>)> = Vec::new();
@@ -512,7 +512,7 @@ fn reference_enabled(at: Instant, arrivals: &[Verified<License>]) -> BTreeMap<Fe
 /// Of the acceptable arrivals of one kind (arrival index, license), the ones that still
 /// count: the primary, and those that bridged to every primary since their arrival.
 fn reference_counting<'a>(
-    at: Instant,
+    at: UnixTime,
     acceptable: &[(usize, &'a Verified<License>)],
 ) -> Vec<&'a Verified<License>> {
     let key = |(i, l): &(usize, &Verified<License>)| (license_span(l).1, *i);

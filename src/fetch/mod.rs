@@ -73,28 +73,28 @@ use crate::format::{self, Capped, Serial};
 use crate::storage::Validator;
 
 /// The largest body accepted, in bytes: a license file's largest size.
-pub const MAX_BODY: usize = crate::format::MAX_FILE_SIZE;
+pub(crate) const MAX_BODY: usize = crate::format::MAX_FILE_SIZE;
 
 /// The site license's file name on the server.
-pub const SITE_FILE: &str = "000000000000-license.cfg";
+pub(crate) const SITE_FILE: &str = "000000000000-license.cfg";
 
 /// The system's CA bundle, trusted for an `https://` server when no `fetch.ca_file` is set.
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub(crate) const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The most redirects followed.
-pub const MAX_REDIRECTS: usize = 5;
+pub(crate) const MAX_REDIRECTS: usize = 5;
 
 /// The largest PEM file read (CA bundle, client certificate or key), in bytes.
 const MAX_PEM: u64 = 4 * 1024 * 1024;
 
 /// A phone license's file name on the server: `<12 lowercase hex digits>-license.cfg`.
-pub fn phone_file(mac: Serial) -> String {
+pub(crate) fn phone_file(mac: Serial) -> String {
     format!("{mac}-license.cfg")
 }
 
 /// What one fetch gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchOutcome {
+pub(crate) enum FetchOutcome {
     /// 200: the body (at most [`MAX_BODY`] bytes) and the validators of the response
     /// (`ETag`, `Last-Modified`), to send back at the next fetch.
     Body {
@@ -112,18 +112,18 @@ pub enum FetchOutcome {
 
 /// Why a fetch failed, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchError {
+pub(crate) struct FetchError {
     /// The URL asked for (the server's base URL for an error of [`Fetcher::new`] or a
     /// name refused by [`Fetcher::fetch`]).
-    pub url: String,
-    pub kind: FailureKind,
+    pub(crate) url: String,
+    pub(crate) kind: FailureKind,
     /// What happened, in words; for a transport error it ends with the innermost cause.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// The kinds of fetch failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// The configuration cannot be used (a CA file, client certificate or key that cannot
     /// be read or parsed, no trusted roots for https, an unsupported URL, a bad file
     /// name).
@@ -150,7 +150,7 @@ pub enum FailureKind {
 impl FailureKind {
     /// A short machine name: `setup`, `connect`, `timeout`, `tls`, `status-500`,
     /// `too-big`, `cut`, `redirects`, `io`.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         match self {
             FailureKind::Setup => "setup".into(),
             FailureKind::Connect => "connect".into(),
@@ -208,7 +208,7 @@ impl std::error::Error for FetchError {}
 /// Fetches files from one provisioning server. Build it once: it keeps one HTTP client
 /// (and so its keep-alive connection) for every fetch. `Debug` does not show the
 /// password.
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     base: String,
     target: Target,
 }
@@ -243,7 +243,7 @@ impl Fetcher {
     /// `fetch`, announcing `mac` in its `User-Agent`. Reads the CA, client certificate
     /// and key files now: one that cannot be read or parsed is a [`FailureKind::Setup`]
     /// error naming it.
-    pub fn new(server: &str, fetch: &Fetch, mac: Serial) -> Result<Fetcher, FetchError> {
+    pub(crate) fn new(server: &str, fetch: &Fetch, mac: Serial) -> Result<Fetcher, FetchError> {
         let setup = |detail: String| FetchError::new(server, FailureKind::Setup, detail);
         if !server.ends_with('/') {
             return Err(setup(
@@ -364,15 +364,10 @@ impl Fetcher {
         })
     }
 
-    /// The server's base URL, ending with `/`.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// Fetches `base + name`. `validator` is what was stored from the last 200 for this
     /// file; it makes the request conditional (HTTP only). `name` must be a plain file
     /// name: ASCII letters, digits, `-`, `_` and `.`, not empty, not `.`, no `..`.
-    pub fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
+    pub(crate) fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
         if let Err(why) = check_name(name) {
             // The base as the URL: the name may hold anything, a line break included.
             return FetchOutcome::Failed(FetchError::new(&self.base, FailureKind::Setup, why));
@@ -442,7 +437,7 @@ impl Server for Provisioning {
 /// `min(max, initial × 2^attempt)`, then a value in `[d/2, d]` chosen by `jitter` (any
 /// number: random, or derived from a hash) so that a fleet of phones never retries in
 /// step. At least 1 second; no overflow for any input.
-pub fn backoff(attempt: u32, initial: Secs, max: Secs, jitter: u64) -> u64 {
+pub(crate) fn backoff(attempt: u32, initial: Secs, max: Secs, jitter: u64) -> u64 {
     let grown = 1u64
         .checked_shl(attempt)
         .and_then(|factor| initial.0.checked_mul(factor))

@@ -566,7 +566,7 @@ fn file_server() {
     let dir = tempfile::tempdir().unwrap();
     let base = format!("file://{}/", dir.path().display());
     let fetcher = Fetcher::new(&base, &Fetch::default(), MAC).unwrap();
-    assert_eq!(fetcher.base(), base);
+    assert_eq!(fetcher.base, base);
 
     std::fs::write(dir.path().join(SITE_FILE), b"site").unwrap();
     assert_eq!(

@@ -7,14 +7,14 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// 1-based column (in bytes; the file is ASCII).
-    pub column: usize,
+    pub(crate) column: usize,
 }
 
 impl Location {
     /// The line and column of byte `offset` in `input` (clamped to the input's end).
-    pub fn of(input: &[u8], offset: usize) -> Location {
+    pub(crate) fn of(input: &[u8], offset: usize) -> Location {
         let before = input.get(..offset).unwrap_or(input);
         let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
         let line_start = before

@@ -6,11 +6,11 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Bytes in one record of the feature table.
-pub const RECORD_LEN: usize = 16;
+pub(crate) const RECORD_LEN: usize = 16;
 /// Most records one license may carry.
-pub const MAX_RECORDS: usize = 256;
+pub(crate) const MAX_RECORDS: usize = 256;
 /// The raw `end` value that means "never expires".
-pub const NEVER: u32 = 0xFFFF_FFFF;
+pub(crate) const NEVER: u32 = 0xFFFF_FFFF;
 
 /// Feature ids the spec names; any other id is kept and shown as `feature-XXXX`.
 const KNOWN_FEATURES: [(u16, &str); 6] = [
@@ -24,11 +24,11 @@ const KNOWN_FEATURES: [(u16, &str); 6] = [
 
 /// A licensable feature, by its 16-bit id (never 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FeatureId(pub u16);
+pub struct FeatureId(pub(crate) u16);
 
 impl FeatureId {
     /// The spec's name for the id, or `feature-XXXX` (four lowercase hex digits).
-    pub fn name(self) -> String {
+    pub(crate) fn name(self) -> String {
         match KNOWN_FEATURES.iter().find(|(id, _)| *id == self.0) {
             Some((_, name)) => (*name).to_string(),
             None => format!("feature-{:04x}", self.0),
@@ -83,12 +83,12 @@ impl Transaction {
     ];
 
     /// The type coded by `byte`, if any.
-    pub fn from_byte(byte: u8) -> Option<Transaction> {
+    pub(crate) fn from_byte(byte: u8) -> Option<Transaction> {
         Transaction::ALL.into_iter().find(|t| *t as u8 == byte)
     }
 
     /// Lowercase name, as shown in `inspect`, `verify --json` and `status`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Transaction::Trial => "trial",
             Transaction::New => "new",
@@ -118,7 +118,7 @@ impl fmt::Display for Transaction {
 /// When a feature entry stops: at an instant, or never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum End {
-    /// Unix seconds, UTC (always below [`NEVER`]).
+    /// Unix seconds, UTC (always below `NEVER`).
     At(u32),
     /// `0xFFFFFFFF` in the table. Orders after every instant.
     Never,
@@ -151,7 +151,7 @@ impl fmt::Display for End {
 }
 
 /// Unix seconds as RFC 3339 in UTC, to the second (`2026-01-01T00:00:00Z`).
-pub fn rfc3339(unix: u32) -> String {
+pub(crate) fn rfc3339(unix: u32) -> String {
     DateTime::<Utc>::from_timestamp(i64::from(unix), 0)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_else(|| format!("@{unix}"))
@@ -171,7 +171,7 @@ pub struct FeatureEntry {
 
 impl FeatureEntry {
     /// The 16 bytes of this record (flags are always 0 in version 2.0).
-    pub fn to_bytes(&self) -> [u8; RECORD_LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
         out[0..2].copy_from_slice(&self.id.0.to_be_bytes());
         out[2] = self.transaction as u8;
@@ -185,9 +185,9 @@ impl FeatureEntry {
 
 /// Why a feature table breaks the rules, and which record (0-based) if one is at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableError {
-    pub record: Option<usize>,
-    pub reason: String,
+pub(crate) struct TableError {
+    pub(crate) record: Option<usize>,
+    pub(crate) reason: String,
 }
 
 impl fmt::Display for TableError {
@@ -207,7 +207,7 @@ fn record_error(record: usize, reason: String) -> TableError {
 }
 
 /// Decodes a raw table (already hex-decoded), applying every rule of the spec.
-pub fn decode_table(bytes: &[u8]) -> Result<Vec<FeatureEntry>, TableError> {
+pub(crate) fn decode_table(bytes: &[u8]) -> Result<Vec<FeatureEntry>, TableError> {
     if bytes.len() % RECORD_LEN != 0 {
         return Err(TableError {
             record: None,
@@ -249,7 +249,7 @@ pub fn decode_table(bytes: &[u8]) -> Result<Vec<FeatureEntry>, TableError> {
 
 /// The rules on a whole table that do not depend on its byte form: 1 to 256 records,
 /// no id 0, no id twice, every end after its start.
-pub fn check_table(entries: &[FeatureEntry]) -> Result<(), TableError> {
+pub(crate) fn check_table(entries: &[FeatureEntry]) -> Result<(), TableError> {
     if entries.is_empty() {
         return Err(TableError {
             record: None,
@@ -291,7 +291,7 @@ pub fn check_table(entries: &[FeatureEntry]) -> Result<(), TableError> {
 }
 
 /// The table as bytes, in record order.
-pub fn encode_table(entries: &[FeatureEntry]) -> Vec<u8> {
+pub(crate) fn encode_table(entries: &[FeatureEntry]) -> Vec<u8> {
     entries.iter().flat_map(|e| e.to_bytes()).collect()
 }
 

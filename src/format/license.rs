@@ -8,18 +8,18 @@ use super::features::{self, FeatureEntry};
 use super::xml::{self, FieldText};
 
 /// The first line of every signed message (LF included).
-pub const MESSAGE_PREFIX: &[u8] = b"PLCM-LICENSE-2.0\n";
+pub(crate) const MESSAGE_PREFIX: &[u8] = b"PLCM-LICENSE-2.0\n";
 /// The only format version this agent reads.
-pub const VERSION: &str = "2.0";
+pub(crate) const VERSION: &str = "2.0";
 
 /// A license's serial: the phone's MAC for a phone license, the site serial for a site
 /// license. Six bytes, shown as 12 lowercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Serial(pub [u8; 6]);
+pub struct Serial(pub(crate) [u8; 6]);
 
 impl Serial {
     /// The serial used by the site license's file name, `000000000000`.
-    pub const SITE_FILE: Serial = Serial([0; 6]);
+    pub(crate) const SITE_FILE: Serial = Serial([0; 6]);
 
     /// Reads 12 hex digits, any case (a MAC as people type it has no colons here).
     pub fn parse(text: &str) -> Result<Serial, String> {
@@ -38,7 +38,7 @@ impl fmt::Display for Serial {
 /// The id of a signing key: the first 4 bytes of SHA-256 over its raw public key, shown
 /// as 8 uppercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyId(pub [u8; 4]);
+pub struct KeyId(pub(crate) [u8; 4]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,7 +55,7 @@ pub enum Kind {
 
 impl Kind {
     /// The `Description` text of this kind.
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             Kind::Phone => "Phone",
             Kind::Site => "Site",
@@ -63,7 +63,7 @@ impl Kind {
     }
 
     /// Lowercase name used on the command line and in JSON.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Phone => "phone",
             Kind::Site => "site",
@@ -118,19 +118,19 @@ impl License {
         }
     }
 
-    pub fn serial(&self) -> Serial {
+    pub(crate) fn serial(&self) -> Serial {
         self.serial
     }
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         self.kind
     }
-    pub fn key_id(&self) -> KeyId {
+    pub(crate) fn key_id(&self) -> KeyId {
         self.key_id
     }
-    pub fn features(&self) -> &[FeatureEntry] {
+    pub(crate) fn features(&self) -> &[FeatureEntry] {
         &self.features
     }
-    pub fn signature(&self) -> &[u8; 64] {
+    pub(crate) fn signature(&self) -> &[u8; 64] {
         &self.signature
     }
     /// The exact bytes the signature covers. Two files carry the same license exactly
@@ -141,7 +141,7 @@ impl License {
 }
 
 /// The message of the spec: prefix, serial, description, key id, then the raw table.
-pub fn signed_message(
+pub(crate) fn signed_message(
     serial: Serial,
     kind: Kind,
     key_id: KeyId,

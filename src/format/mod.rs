@@ -1,20 +1,26 @@
 //! The license file format, version 2.0 (`shared/spec/license-file.md`).
 //!
 //! [`parse`] turns bytes into an unverified [`License`] or a [`FormatError`], checking in
-//! the spec's order: size, syntax ([`xml`]), fields and feature table ([`license`],
-//! [`features`]), version. [`read_capped`] reads a file or stream without ever holding
+//! the spec's order: size, syntax (`xml`), fields and feature table (`license`,
+//! `features`), version. `read_capped` reads a file or stream without ever holding
 //! more than the cap plus one byte, so a huge file is refused without being read whole.
 
-pub mod error;
-pub mod features;
-pub mod license;
-pub mod xml;
+pub(crate) mod error;
+pub(crate) mod features;
+pub(crate) mod license;
+pub(crate) mod xml;
 
 use std::io::{self, Read};
 
-pub use error::{FormatError, Location, Malformed};
+pub use error::FormatError;
+
+pub use error::Malformed;
+
+pub use error::Location;
 pub use features::{End, FeatureEntry, FeatureId, Transaction};
-pub use license::{signed_message, KeyId, Kind, License, Serial};
+pub(crate) use license::signed_message;
+pub use license::{KeyId, License};
+pub use license::{Kind, Serial};
 
 /// The largest license file, in bytes.
 pub const MAX_FILE_SIZE: usize = 65_536;
@@ -41,7 +47,7 @@ fn too_big(size: Option<usize>) -> Malformed {
 
 /// What [`read_capped`] found.
 #[derive(Debug)]
-pub enum Capped {
+pub(crate) enum Capped {
     /// The whole content, within the cap.
     Content(Vec<u8>),
     /// More than [`MAX_FILE_SIZE`] bytes were there; reading stopped one byte past it.
@@ -50,7 +56,7 @@ pub enum Capped {
 
 /// Reads at most `MAX_FILE_SIZE + 1` bytes from `source`: enough to know it is too big,
 /// never more, whatever the source's size (a 10 MB file, a pipe that never ends).
-pub fn read_capped(source: impl Read) -> io::Result<Capped> {
+pub(crate) fn read_capped(source: impl Read) -> io::Result<Capped> {
     let mut buf = Vec::with_capacity(8 * 1024);
     source
         .take(MAX_FILE_SIZE as u64 + 1)

@@ -14,7 +14,7 @@ use quick_xml::Reader;
 use super::error::Malformed;
 
 /// The six elements of `LICENSE`, in the only order allowed.
-pub const FIELD_NAMES: [&str; 6] = [
+pub(crate) const FIELD_NAMES: [&str; 6] = [
     "Serial",
     "Version",
     "Description",
@@ -25,9 +25,9 @@ pub const FIELD_NAMES: [&str; 6] = [
 
 /// The trimmed text of one element and the offset of its first byte in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FieldText<'a> {
-    pub text: &'a [u8],
-    pub offset: usize,
+pub(crate) struct FieldText<'a> {
+    pub(crate) text: &'a [u8],
+    pub(crate) offset: usize,
 }
 
 /// XML white space (S in the XML 1.0 grammar).
@@ -83,7 +83,7 @@ enum State {
 }
 
 /// Reads the six element texts, trimmed of surrounding white space, in spec order.
-pub fn read_fields(input: &[u8]) -> Result<[FieldText<'_>; 6], Malformed> {
+pub(crate) fn read_fields(input: &[u8]) -> Result<[FieldText<'_>; 6], Malformed> {
     check_bytes(input)?;
     let mut reader = Reader::from_reader(input);
     let config = reader.config_mut();

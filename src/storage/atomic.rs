@@ -8,14 +8,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The prefix of temporary files; a leftover one is a write that never committed.
-pub const TEMP_PREFIX: &str = ".tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Writes `bytes` to `dir/name` atomically and durably.
-pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
     let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let target = dir.join(name);
     let result = (|| {
@@ -38,13 +38,13 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
 }
 
 /// Removes a file durably.
-pub fn remove(path: &Path) -> io::Result<()> {
+pub(crate) fn remove(path: &Path) -> io::Result<()> {
     fs::remove_file(path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Moves a file durably (both folders on the same file system).
-pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
     if let Some(dir) = to.parent() {
         sync_dir(dir)?;
@@ -56,7 +56,7 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Creates a folder (and its parents) if missing, durably.
-pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }

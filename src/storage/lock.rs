@@ -21,7 +21,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::{atomic, StoreError};
 
 /// The lock file's name in the state folder.
-pub const LOCK_FILE: &str = "lock";
+pub(crate) const LOCK_FILE: &str = "lock";
 
 /// Proof that this process is the store's only writer, for as long as it lives.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl WriterLock {
 
     /// Takes the lock of `dir`, waiting up to `wait` for another holder to let go (a
     /// hand install holds it for milliseconds; a daemon holds it until it stops).
-    pub fn acquire(dir: &Path, wait: Duration) -> Result<WriterLock, StoreError> {
+    pub(crate) fn acquire(dir: &Path, wait: Duration) -> Result<WriterLock, StoreError> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some(lock) = WriterLock::try_acquire(dir)? {
@@ -86,7 +86,7 @@ impl WriterLock {
 
     /// `held` again when it is the lock of `dir` (a configuration reloaded with the same
     /// state folder), otherwise the lock of `dir`, waiting up to `wait`.
-    pub fn reuse_or_acquire(
+    pub(crate) fn reuse_or_acquire(
         held: Option<&Arc<WriterLock>>,
         dir: &Path,
         wait: Duration,
@@ -98,7 +98,7 @@ impl WriterLock {
     }
 
     /// The state folder this lock is for.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 }

@@ -7,66 +7,66 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::reboot::{Cause, InForce, InForceSet, Need};
-use crate::engine::Instant;
 use crate::format::FeatureId;
+use crate::time::UnixTime;
 
 /// How many events are kept (the oldest go first).
-pub const MAX_EVENTS: usize = 32;
+pub(crate) const MAX_EVENTS: usize = 32;
 
 /// A feature as published to the phone firmware.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishedFeature {
-    pub id: u16,
+pub(crate) struct PublishedFeature {
+    pub(crate) id: u16,
     /// Unix seconds; `None` for never.
-    pub end: Option<u32>,
+    pub(crate) end: Option<u32>,
 }
 
 /// HTTP validators of the last download of one file, for conditional requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Validator {
+pub(crate) struct Validator {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_modified: Option<String>,
+    pub(crate) last_modified: Option<String>,
 }
 
 /// Something that happened to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
+pub(crate) struct Event {
     /// Wall clock time (Unix seconds) when it happened.
-    pub at: Instant,
+    pub(crate) at: UnixTime,
     /// `accepted`, `refused`, `identical`, `superseded`, `dropped`, `moved-aside`,
     /// `removed-leftover`.
-    pub what: String,
+    pub(crate) what: String,
     /// The license or file concerned, in words.
-    pub subject: String,
+    pub(crate) subject: String,
     /// Why.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// One feature of the set the phone booted with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BootedFeature {
-    pub id: u16,
-    pub site: bool,
+pub(crate) struct BootedFeature {
+    pub(crate) id: u16,
+    pub(crate) site: bool,
     /// Unix seconds; `None` for never.
-    pub end: Option<u32>,
+    pub(crate) end: Option<u32>,
 }
 
 /// The reboot state of one boot of the phone: the set it booted with and the reboots
 /// still needed. Taken back by an agent restarted within the same boot (so it never asks
 /// twice for one cause); ignored after a real reboot (another boot id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RebootRecord {
+pub(crate) struct RebootRecord {
     /// `/proc/sys/kernel/random/boot_id` of that boot.
-    pub boot_id: String,
-    pub booted: Vec<BootedFeature>,
+    pub(crate) boot_id: String,
+    pub(crate) booted: Vec<BootedFeature>,
     #[serde(default)]
-    pub needs: BTreeMap<Cause, Need>,
+    pub(crate) needs: BTreeMap<Cause, Need>,
 }
 
 impl RebootRecord {
-    pub fn booted_set(&self) -> InForceSet {
+    pub(crate) fn booted_set(&self) -> InForceSet {
         self.booted
             .iter()
             .map(|b| {
@@ -76,7 +76,7 @@ impl RebootRecord {
             .collect()
     }
 
-    pub fn booted_list(set: &InForceSet) -> Vec<BootedFeature> {
+    pub(crate) fn booted_list(set: &InForceSet) -> Vec<BootedFeature> {
         set.iter()
             .map(|(id, f)| BootedFeature {
                 id: id.0,
@@ -89,24 +89,24 @@ impl RebootRecord {
 
 /// The content of `meta.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     #[serde(default)]
-    pub latest_trusted: Option<Instant>,
+    pub(crate) latest_trusted: Option<UnixTime>,
     #[serde(default)]
-    pub published: Option<Vec<PublishedFeature>>,
+    pub(crate) published: Option<Vec<PublishedFeature>>,
     #[serde(default)]
-    pub validators: BTreeMap<String, Validator>,
+    pub(crate) validators: BTreeMap<String, Validator>,
     #[serde(default)]
-    pub events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reboot: Option<RebootRecord>,
+    pub(crate) reboot: Option<RebootRecord>,
 }
 
 impl Meta {
     /// Appends an event, keeping the last [`MAX_EVENTS`].
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
-        at: Instant,
+        at: UnixTime,
         what: &str,
         subject: impl Into<String>,
         detail: impl Into<String>,

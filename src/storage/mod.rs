@@ -14,20 +14,21 @@
 //! keyring, a damaged file, another phone's license) is moved to `rejected/` with a note
 //! of why, never used and never deleted.
 
-pub mod atomic;
-pub mod lock;
-pub mod meta;
+pub(crate) mod atomic;
+pub(crate) mod lock;
+pub(crate) mod meta;
 
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{self, Held, Identity, Instant};
+use crate::engine::{self, Held, Identity};
 use crate::format::{self, Capped, Kind, License};
+use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
 pub use lock::WriterLock;
-pub use meta::{BootedFeature, Event, Meta, PublishedFeature, RebootRecord, Validator};
+pub(crate) use meta::{Meta, PublishedFeature, RebootRecord, Validator};
 
 const META_FILE: &str = "meta.json";
 const REJECTED_DIR: &str = "rejected";
@@ -37,9 +38,9 @@ const MAX_META_SIZE: u64 = 1 << 20;
 /// Why the store cannot be used.
 #[derive(Debug)]
 pub struct StoreError {
-    pub path: PathBuf,
-    pub action: &'static str,
-    pub error: std::io::Error,
+    pub(crate) path: PathBuf,
+    pub(crate) action: &'static str,
+    pub(crate) error: std::io::Error,
 }
 
 impl fmt::Display for StoreError {
@@ -70,10 +71,10 @@ fn io_at<'a>(
 /// A stored file that is not used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
-    pub path: PathBuf,
-    pub reason: String,
+    pub(crate) path: PathBuf,
+    pub(crate) reason: String,
     /// Where it was moved (writer mode), or `None` when only reported (read-only mode).
-    pub moved_to: Option<PathBuf>,
+    pub(crate) moved_to: Option<PathBuf>,
 }
 
 /// How the store was opened.
@@ -115,7 +116,7 @@ fn seq_of(name: &str) -> Option<u64> {
 }
 
 /// A license in words, for events and notes.
-pub fn describe(license: &License) -> String {
+pub(crate) fn describe(license: &License) -> String {
     format!("{} license {}", license.kind(), license.serial())
 }
 
@@ -127,7 +128,7 @@ impl Store {
         keyring: &Keyring,
         identity: &Identity,
         mode: Mode,
-        now: Instant,
+        now: UnixTime,
     ) -> Result<Store, StoreError> {
         if let Mode::Writer(lock) = &mode {
             if !lock::same_dir(lock.dir(), dir) {
@@ -161,7 +162,7 @@ impl Store {
         Ok(store)
     }
 
-    fn load_meta(&mut self, now: Instant) -> Result<(), StoreError> {
+    fn load_meta(&mut self, now: UnixTime) -> Result<(), StoreError> {
         let path = self.dir.join(META_FILE);
         let bytes = match read_capped(&path, MAX_META_SIZE) {
             Ok(Some(bytes)) => bytes,
@@ -183,7 +184,7 @@ impl Store {
         kind: Kind,
         keyring: &Keyring,
         identity: &Identity,
-        now: Instant,
+        now: UnixTime,
     ) -> Result<(), StoreError> {
         let dir = self.dir.join(kind_dir(kind));
         let entries = match fs::read_dir(&dir) {
@@ -226,7 +227,7 @@ impl Store {
     }
 
     /// Moves an unusable file to `rejected/` with a note (writer mode), or reports it.
-    fn set_aside(&mut self, path: &Path, reason: String, now: Instant) -> Result<(), StoreError> {
+    fn set_aside(&mut self, path: &Path, reason: String, now: UnixTime) -> Result<(), StoreError> {
         let mut moved_to = None;
         if self.writer() {
             let rejected = self.dir.join(REJECTED_DIR);
@@ -264,10 +265,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The licenses held, in received order.
     pub fn held(&self) -> &[Held] {
         &self.held
@@ -278,21 +275,21 @@ impl Store {
         &self.invalid
     }
 
-    pub fn meta(&self) -> &Meta {
+    pub(crate) fn meta(&self) -> &Meta {
         &self.meta
     }
 
-    pub fn meta_mut(&mut self) -> &mut Meta {
+    pub(crate) fn meta_mut(&mut self) -> &mut Meta {
         &mut self.meta
     }
 
     /// The received number the next accepted license gets.
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// Where a held license's file is.
-    pub fn path_of(&self, held: &Held) -> PathBuf {
+    pub(crate) fn path_of(&self, held: &Held) -> PathBuf {
         self.dir
             .join(kind_dir(held.license.kind()))
             .join(file_name(held.seq))
@@ -303,7 +300,7 @@ impl Store {
     }
 
     /// The writer lock this store was opened with (`None` read-only).
-    pub fn lock(&self) -> Option<&Arc<WriterLock>> {
+    pub(crate) fn lock(&self) -> Option<&Arc<WriterLock>> {
         match &self.mode {
             Mode::Writer(lock) => Some(lock),
             Mode::ReadOnly => None,
@@ -323,12 +320,12 @@ impl Store {
 
     /// Stores an accepted license exactly as received (`bytes`), then drops the held
     /// licenses the acceptance replaces. Returns its received number.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         bytes: &[u8],
         license: Verified<License>,
         drop: &[u64],
-        now: Instant,
+        now: UnixTime,
     ) -> Result<u64, StoreError> {
         self.writable()?;
         let dir = self.dir.join(kind_dir(license.kind()));
@@ -352,7 +349,12 @@ impl Store {
     }
 
     /// Removes held licenses (the engine's drops: replaced, or Inactive).
-    pub fn drop_held(&mut self, seqs: &[u64], now: Instant, why: &str) -> Result<(), StoreError> {
+    pub(crate) fn drop_held(
+        &mut self,
+        seqs: &[u64],
+        now: UnixTime,
+        why: &str,
+    ) -> Result<(), StoreError> {
         self.writable()?;
         for seq in seqs {
             let Some(pos) = self.held.iter().position(|h| h.seq == *seq) else {
@@ -369,7 +371,7 @@ impl Store {
 
     /// Applies the engine's drops at `at` (a sane clock only: the caller never prunes
     /// while the clock is unsynced). Returns whether anything was dropped.
-    pub fn prune(&mut self, at: Instant, now: Instant) -> Result<bool, StoreError> {
+    pub fn prune(&mut self, at: UnixTime, now: UnixTime) -> Result<bool, StoreError> {
         let drops: Vec<u64> = [Kind::Phone, Kind::Site]
             .into_iter()
             .flat_map(|k| engine::select(&self.held, k, at).drop)
@@ -386,7 +388,7 @@ impl Store {
     }
 
     /// Writes `meta.json` atomically.
-    pub fn save_meta(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn save_meta(&mut self) -> Result<(), StoreError> {
         self.writable()?;
         let bytes = serde_json::to_vec_pretty(&self.meta).map_err(|e| StoreError {
             path: self.dir.join(META_FILE),

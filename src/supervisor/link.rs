@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use super::protocol::{FromSupervisor, LineReader, Read, ToSupervisor};
 use crate::config::Secs;
 use crate::fetch::backoff;
-use crate::monotonic::Mono;
+use crate::time::Mono;
 
 /// First and longest delay between connection attempts.
 const RETRY_INITIAL: Secs = Secs(1);
@@ -19,7 +19,7 @@ const RETRY_MAX: Secs = Secs(60);
 
 /// What happened on the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The supervisor answered HELLO: the link is up.
     Up { version: String },
     /// The connection ended (or could not be made), and why.
@@ -29,7 +29,7 @@ pub enum Event {
 }
 
 /// The link to the supervisor at one socket path.
-pub struct Link {
+pub(crate) struct Link {
     path: PathBuf,
     stream: Option<UnixStream>,
     reader: LineReader,
@@ -41,7 +41,7 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(path: PathBuf, jitter: u64) -> Link {
+    pub(crate) fn new(path: PathBuf, jitter: u64) -> Link {
         Link {
             path,
             stream: None,
@@ -54,12 +54,12 @@ impl Link {
     }
 
     /// The socket to poll, while connected.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.stream.as_ref().map(|s| s.as_fd())
     }
 
     /// Whether the supervisor answered HELLO on the current connection.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.greeted
     }
 

@@ -3,7 +3,7 @@
 //!
 //! - [`protocol`]: the line protocol, both directions, and a line reader that survives
 //!   anything a peer sends. The agent and the `supervisor-sim` test tool share it.
-//! - [`link`]: the agent's non-blocking connection, with reconnection and back-off.
+//! - `link`: the agent's non-blocking connection, with reconnection and back-off.
 
-pub mod link;
+pub(crate) mod link;
 pub mod protocol;

@@ -73,7 +73,7 @@ const TO_SUPERVISOR_FORMS: &str =
 impl FromSupervisor {
     /// Parses one line from the supervisor (without its `\n`; one trailing `\n` is
     /// tolerated). The error says what was expected.
-    pub fn parse(line: &str) -> Result<FromSupervisor, String> {
+    pub(crate) fn parse(line: &str) -> Result<FromSupervisor, String> {
         let line = prepare(line, FROM_SUPERVISOR_FORMS)?;
         if let Some(text) = err_text(line)? {
             return Ok(FromSupervisor::Err(text));
@@ -121,7 +121,7 @@ impl FromSupervisor {
     }
 
     /// The line, ending in `\n`. An `ERR` text is made one line and cut to fit
-    /// [`MAX_LINE`]; other fields are written as given (values from [`Self::parse`]
+    /// [`MAX_LINE`]; other fields are written as given (values from `Self::parse`
     /// round-trip).
     pub fn to_line(&self) -> String {
         match self {
@@ -179,7 +179,7 @@ impl ToSupervisor {
     /// The line, ending in `\n`. An `ERR` text is made one line and cut to fit
     /// [`MAX_LINE`]; an empty feature list is `-`; other fields are written as given
     /// (values from [`Self::parse`] round-trip).
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         match self {
             ToSupervisor::Hello => format!("HELLO {AGENT_HELLO}\n"),
             ToSupervisor::Features(names) if names.is_empty() => "FEATURES -\n".to_string(),
@@ -191,7 +191,7 @@ impl ToSupervisor {
 }
 
 /// Whether `name` may appear in a FEATURES line: `[a-z0-9-]+`, not `-` alone.
-pub fn is_feature_name(name: &str) -> bool {
+pub(crate) fn is_feature_name(name: &str) -> bool {
     !name.is_empty()
         && name != "-"
         && name

@@ -13,10 +13,10 @@ use ring::digest;
 use crate::format::KeyId;
 
 /// Bytes of a raw Ed25519 public key.
-pub const PUBLIC_KEY_LEN: usize = 32;
+pub(crate) const PUBLIC_KEY_LEN: usize = 32;
 
 /// The id of a raw public key: first 4 bytes of its SHA-256.
-pub fn key_id_of(public_key: &[u8; PUBLIC_KEY_LEN]) -> KeyId {
+pub(crate) fn key_id_of(public_key: &[u8; PUBLIC_KEY_LEN]) -> KeyId {
     let hash = digest::digest(&digest::SHA256, public_key);
     let mut id = [0u8; 4];
     id.copy_from_slice(&hash.as_ref()[..4]);
@@ -25,11 +25,11 @@ pub fn key_id_of(public_key: &[u8; PUBLIC_KEY_LEN]) -> KeyId {
 
 /// One trusted key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustedKey {
-    pub id: KeyId,
-    pub public_key: [u8; PUBLIC_KEY_LEN],
+pub(crate) struct TrustedKey {
+    pub(crate) id: KeyId,
+    pub(crate) public_key: [u8; PUBLIC_KEY_LEN],
     /// The free text after the key on its line (may be empty).
-    pub label: String,
+    pub(crate) label: String,
 }
 
 /// Why a keyring cannot be used.
@@ -149,7 +149,7 @@ impl Keyring {
     }
 
     /// A keyring of one key (the issuer checks its own output with it).
-    pub fn single(public_key: [u8; PUBLIC_KEY_LEN], label: &str) -> Keyring {
+    pub(crate) fn single(public_key: [u8; PUBLIC_KEY_LEN], label: &str) -> Keyring {
         let id = key_id_of(&public_key);
         Keyring {
             keys: vec![TrustedKey {
@@ -161,12 +161,13 @@ impl Keyring {
     }
 
     /// The key with this id, if trusted.
-    pub fn get(&self, id: KeyId) -> Option<&TrustedKey> {
+    pub(crate) fn get(&self, id: KeyId) -> Option<&TrustedKey> {
         self.keys.iter().find(|k| k.id == id)
     }
 
     /// All trusted keys, in file order.
-    pub fn keys(&self) -> &[TrustedKey] {
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> &[TrustedKey] {
         &self.keys
     }
 }

@@ -4,7 +4,7 @@
 //! `Verified<T>` has private fields, so only this module can build one: code that takes
 //! a `Verified<License>` cannot be handed an unchecked file by mistake.
 
-pub mod keyring;
+pub(crate) mod keyring;
 
 use std::fmt;
 use std::ops::Deref;
@@ -12,7 +12,9 @@ use std::ops::Deref;
 use ring::signature::{UnparsedPublicKey, ED25519};
 
 use crate::format::{self, FormatError, KeyId, License, Malformed};
-pub use keyring::{key_id_of, Keyring, KeyringError, TrustedKey};
+pub use keyring::Keyring;
+pub use keyring::KeyringError;
+pub(crate) use keyring::{key_id_of, TrustedKey};
 
 /// A value whose signature was checked against a trusted key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +25,8 @@ pub struct Verified<T> {
 
 impl<T> Verified<T> {
     /// The trusted key that signed it.
-    pub fn signer(&self) -> &TrustedKey {
+    pub(crate) fn signer(&self) -> &TrustedKey {
         &self.key
-    }
-
-    /// The value, giving up the proof.
-    pub fn into_inner(self) -> T {
-        self.value
     }
 }
 
@@ -56,7 +53,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The verdict's name, as `verify --json` prints it.
-    pub fn verdict(&self) -> &'static str {
+    pub(crate) fn verdict(&self) -> &'static str {
         match self {
             Rejection::Malformed(_) => "malformed",
             Rejection::UnsupportedVersion { .. } => "unsupported-version",
@@ -105,7 +102,7 @@ impl From<Malformed> for Rejection {
 impl Keyring {
     /// Checks a decoded license's signature: the key must be trusted, then the signature
     /// must match the signed message.
-    pub fn verify(&self, license: License) -> Result<Verified<License>, Rejection> {
+    pub(crate) fn verify(&self, license: License) -> Result<Verified<License>, Rejection> {
         let key_id = license.key_id();
         let key = self.get(key_id).ok_or(Rejection::UnknownKey { key_id })?;
         UnparsedPublicKey::new(&ED25519, &key.public_key)

@@ -12,23 +12,24 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use super::{Agent, Snapshot};
-use crate::daemon::control::CheckSyncJson;
+use crate::control::CheckSyncJson;
 use crate::daemon::publish::FeatureSet;
-use crate::engine::{judge_candidate, ClockVerdict, Decision, Instant, Origin};
+use crate::engine::{judge_candidate, ClockVerdict, Decision, Origin};
 use crate::fetch::worker::{Fetched, InFlight, Wanted};
 use crate::fetch::{backoff, phone_file, FetchOutcome, Server, SITE_FILE};
 use crate::format::Kind;
-use crate::monotonic::Stamp;
-use crate::status::FileFetchJson;
+use crate::status::{FileFetchJson, FileOutcome};
 use crate::storage::{describe, Validator};
+use crate::time::Stamp;
+use crate::time::{secs_i64, UnixTime};
 
 /// The last fetch and the retry schedule.
 #[derive(Debug, Clone, Default)]
 pub struct FetchState {
-    pub last_fetch: Option<Instant>,
+    pub last_fetch: Option<UnixTime>,
     pub files: Vec<FileFetchJson>,
     pub consecutive_failures: u32,
-    pub next_retry: Option<Instant>,
+    pub next_retry: Option<UnixTime>,
 }
 
 /// A cycle under way.
@@ -92,7 +93,7 @@ impl Agent {
         let now = snap.stamp.wall;
         if let Err(why) = &self.fetching.server {
             // Nothing to fetch from until the configuration names a server (SIGHUP).
-            let files = vec![file_result(now, "-", "skipped", why)];
+            let files = vec![file_result(now, "-", FileOutcome::Skipped, why)];
             return FetchStart::Done(self.skipped(files, snap));
         }
         if snap.reading.verdict == ClockVerdict::Unsynced {
@@ -101,7 +102,7 @@ impl Agent {
             let files = vec![file_result(
                 now,
                 "-",
-                "skipped",
+                FileOutcome::Skipped,
                 "the clock is not set yet: nothing is fetched or judged until it is",
             )];
             return FetchStart::Done(self.skipped(files, snap));
@@ -153,7 +154,7 @@ impl Agent {
                 let files = vec![file_result(
                     snap.stamp.wall,
                     "-",
-                    "failed",
+                    FileOutcome::Failed,
                     &format!("cannot start a fetch thread: {e}"),
                 )];
                 self.fetching.owed = true;
@@ -214,7 +215,7 @@ impl Agent {
                 Kind::Phone
             };
             let result = self.apply_file(&file.name, kind, file.outcome, judge_at, now);
-            all_fetched &= result.outcome != "failed";
+            all_fetched &= result.outcome != FileOutcome::Failed;
             files.push(result);
         }
         let state = &mut self.fetching.state;
@@ -230,7 +231,7 @@ impl Agent {
                 self.jitter,
             );
             state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-            state.next_retry = Some(now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)));
+            state.next_retry = Some(now.saturating_add(secs_i64(delay)));
         }
         state.last_fetch = Some(now);
         state.files = files.clone();
@@ -247,10 +248,9 @@ impl Agent {
         CheckSyncJson {
             files,
             fetched: all_fetched,
-            changes: crate::cli::install::changes(&before, &after)
-                .lines()
-                .skip(1)
-                .map(|l| l.trim().to_string())
+            changes: crate::accept::changes(&before, &after)
+                .iter()
+                .map(ToString::to_string)
                 .collect(),
             enabled: after.keys().map(|id| id.name()).collect(),
         }
@@ -262,8 +262,8 @@ impl Agent {
         name: &str,
         kind: Kind,
         outcome: FetchOutcome,
-        judge_at: Option<Instant>,
-        now: Instant,
+        judge_at: Option<UnixTime>,
+        now: UnixTime,
     ) -> FileFetchJson {
         let (bytes, validator) = match outcome {
             FetchOutcome::Body { bytes, validator } => (bytes, validator),
@@ -271,7 +271,7 @@ impl Agent {
                 return file_result(
                     now,
                     name,
-                    "not-modified",
+                    FileOutcome::NotModified,
                     "304: unchanged since the last download",
                 )
             }
@@ -279,7 +279,7 @@ impl Agent {
                 return file_result(
                     now,
                     name,
-                    "absent",
+                    FileOutcome::Absent,
                     &format!(
                         "{status}: not on the server; the stored {kind} license stays in force"
                     ),
@@ -287,7 +287,7 @@ impl Agent {
             }
             FetchOutcome::Failed(e) => {
                 log::warn!("fetch failed: {e}");
-                return file_result(now, name, "failed", &e.to_string());
+                return file_result(now, name, FileOutcome::Failed, &e.to_string());
             }
         };
         let meta = self.store.meta_mut();
@@ -304,7 +304,7 @@ impl Agent {
                     .meta_mut()
                     .record(now, "refused", name.to_string(), why.clone());
                 log::warn!("{name} refused: {why}");
-                return file_result(now, name, "refused", &why);
+                return file_result(now, name, FileOutcome::Refused, &why);
             }
         };
         let subject = describe(&license);
@@ -320,20 +320,20 @@ impl Agent {
             Decision::Accept { drop } => match self.store.add(&bytes, license, &drop, now) {
                 Ok(_) => {
                     log::info!("{name}: accepted {subject}");
-                    file_result(now, name, "accepted", &subject)
+                    file_result(now, name, FileOutcome::Accepted, &subject)
                 }
-                Err(e) => file_result(now, name, "failed", &e.to_string()),
+                Err(e) => file_result(now, name, FileOutcome::Failed, &e.to_string()),
             },
             Decision::Identical { .. } => file_result(
                 now,
                 name,
-                "unchanged",
+                FileOutcome::Unchanged,
                 &format!("{subject}: already stored"),
             ),
             Decision::Superseded { .. } => file_result(
                 now,
                 name,
-                "not-used",
+                FileOutcome::NotUsed,
                 &format!("{subject}: a stored license of longer duration stays in use"),
             ),
             Decision::Refuse(refusal) => {
@@ -341,7 +341,12 @@ impl Agent {
                 self.store
                     .meta_mut()
                     .record(now, "refused", subject.clone(), why.clone());
-                file_result(now, name, "refused", &format!("{subject}: {why}"))
+                file_result(
+                    now,
+                    name,
+                    FileOutcome::Refused,
+                    &format!("{subject}: {why}"),
+                )
             }
         }
     }
@@ -364,11 +369,16 @@ impl Agent {
     }
 }
 
-pub(super) fn file_result(now: Instant, file: &str, outcome: &str, detail: &str) -> FileFetchJson {
+pub(super) fn file_result(
+    now: UnixTime,
+    file: &str,
+    outcome: FileOutcome,
+    detail: &str,
+) -> FileFetchJson {
     FileFetchJson {
         file: file.to_string(),
         at: crate::status::time(now),
-        outcome: outcome.to_string(),
+        outcome,
         detail: detail.to_string(),
     }
 }

@@ -15,20 +15,19 @@ mod reboots;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub use fetching::{FetchStart, FetchState};
+pub use fetching::FetchStart;
 
-use crate::cli::args::FileBytes;
-use crate::cli::install::{install_into, Installed};
-use crate::cli::setup::{read_clock, Phone};
+use crate::accept::{install_into, FileBytes, InstallOutcome};
 use crate::daemon::publish::{self, FeatureSet};
 use crate::engine::poll::{self, poll_reason};
 use crate::engine::reboot::RebootTiming;
-use crate::engine::{clock, evaluate, ClockReading, ClockVerdict, Evaluation, Instant};
+use crate::engine::{clock, evaluate, ClockReading, ClockVerdict, Evaluation};
 use crate::fetch::Server;
 use crate::format::FeatureId;
-use crate::monotonic::{Mono, Stamp};
+use crate::phone::{read_clock, Phone};
 use crate::status::{self, DaemonJson, StatusJson};
 use crate::storage::{Meta, Mode, Store, StoreError, WriterLock};
+use crate::time::{secs_i64, Mono, Stamp, UnixTime};
 use fetching::Fetching;
 use reboots::Reboots;
 
@@ -45,7 +44,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Wake {
     /// An instant of the rules (a status change, a retry, a poll), on the wall clock.
-    pub wall: Option<Instant>,
+    pub wall: Option<UnixTime>,
     /// The end of a wait (idle grace, stagger delay, re-ask), on the monotonic clock.
     pub mono: Option<Mono>,
 }
@@ -66,7 +65,7 @@ impl Agent {
         phone: Phone,
         lock: Arc<WriterLock>,
         server: Result<Arc<dyn Server>, String>,
-        now: Instant,
+        now: UnixTime,
         jitter: u64,
         boot_id: Option<String>,
     ) -> Result<Agent, StoreError> {
@@ -127,7 +126,7 @@ impl Agent {
 
     /// Opens the store again from disk, verifying every file again before anything is
     /// decided: a file damaged on flash since the last look is set aside, never used.
-    fn reload(&mut self, now: Instant) {
+    fn reload(&mut self, now: UnixTime) {
         let phone = &self.phone;
         let Some(lock) = self.store.lock().cloned() else {
             return;
@@ -161,7 +160,7 @@ impl Agent {
     /// Installs a license file given by hand (`license-agent install` while this daemon
     /// holds the store), then applies the result at once, without fetching: publishes
     /// the set, and asks for a reboot if it changed.
-    pub fn install(&mut self, bytes: &[u8], file: &str, now: Stamp) -> Installed {
+    pub fn install(&mut self, bytes: &[u8], file: &str, now: Stamp) -> InstallOutcome {
         let done = install_into(
             &self.phone,
             &mut self.store,
@@ -169,15 +168,17 @@ impl Agent {
             file,
             now.wall,
         );
+        let words = done.words();
         log::info!(
             "install {file}: {}",
-            done.stdout
+            words
+                .stdout
                 .lines()
-                .chain(done.stderr.lines())
+                .chain(words.stderr.lines())
                 .next()
                 .unwrap_or("")
         );
-        if done.accepted {
+        if done.accepted() {
             self.decide(now);
         }
         done
@@ -220,7 +221,7 @@ impl Agent {
     }
 
     /// When to poll the server next (`engine::poll`), if a reason to poll holds.
-    fn poll_after(&self, eval: &Evaluation) -> Option<Instant> {
+    fn poll_after(&self, eval: &Evaluation) -> Option<UnixTime> {
         let last = self.fetching.state.last_fetch?;
         self.fetching.server.as_ref().ok()?;
         let t = &self.phone.config.timing;
@@ -296,8 +297,7 @@ impl Agent {
             // Wound back, the judged instant stays at the trusted time until the clock
             // is within the tolerance again: re-decide then.
             ClockVerdict::Windback => {
-                let tolerance = i64::try_from(self.phone.config.timing.windback_tolerance.0)
-                    .unwrap_or(i64::MAX);
+                let tolerance = secs_i64(self.phone.config.timing.windback_tolerance.0);
                 Some(eval.at.saturating_sub(tolerance))
             }
             _ => eval.next_change,

@@ -6,9 +6,9 @@
 use super::{Agent, Snapshot};
 use crate::engine::reboot::{causes, Action, CallState, Cause, InForceSet, RebootMachine};
 use crate::engine::Evaluation;
-use crate::monotonic::Stamp;
 use crate::status::{self, NeedJson, RebootJson};
 use crate::storage::RebootRecord;
+use crate::time::Stamp;
 
 /// What the agent owns for reboots.
 pub(super) struct Reboots {

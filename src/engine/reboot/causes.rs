@@ -8,19 +8,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::Cause;
-use crate::engine::Instant;
 use crate::format::FeatureId;
+use crate::time::UnixTime;
 
 /// A feature in force, as far as reboots care: does a site license govern it, and when
 /// does that entry end (`None`: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InForce {
-    pub site: bool,
-    pub end: Option<u32>,
+pub(crate) struct InForce {
+    pub(crate) site: bool,
+    pub(crate) end: Option<u32>,
 }
 
 /// A feature set with what governs each feature.
-pub type InForceSet = BTreeMap<FeatureId, InForce>;
+pub(crate) type InForceSet = BTreeMap<FeatureId, InForce>;
 
 /// The causes the difference between `booted` (the set the phone applied at boot) and
 /// `now_set` (the set in force at `now`) calls for, each with whether it is a site
@@ -36,10 +36,10 @@ pub type InForceSet = BTreeMap<FeatureId, InForce>;
 /// A cause is a site cause when every feature behind it is governed by a site license
 /// (before for a lost feature, now for a gained one); one phone-license feature makes it
 /// the phone's own, asked without delay.
-pub fn causes(
+pub(crate) fn causes(
     booted: &InForceSet,
     now_set: &InForceSet,
-    now: Instant,
+    now: UnixTime,
     configured: &BTreeSet<FeatureId>,
 ) -> BTreeMap<Cause, bool> {
     let mut out: BTreeMap<Cause, bool> = BTreeMap::new();
@@ -51,7 +51,7 @@ pub fn causes(
         if now_set.contains_key(id) {
             continue;
         }
-        let ended = was.end.is_some_and(|end| Instant::from(end) <= now);
+        let ended = was.end.is_some_and(|end| UnixTime::from(end) <= now);
         let cause = if ended {
             Cause::LicenseExpired
         } else {

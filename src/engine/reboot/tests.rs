@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::format::FeatureId;
 
-const T: Instant = 1_790_000_000;
+const T: UnixTime = 1_790_000_000;
 const TIMING: RebootTiming = RebootTiming {
     idle_grace: 30,
     reask: 600,
@@ -14,12 +14,12 @@ const TIMING: RebootTiming = RebootTiming {
 };
 
 /// Both clocks at `t` seconds.
-fn st(t: Instant) -> Stamp {
+fn st(t: UnixTime) -> Stamp {
     Stamp::at_secs(t)
 }
 
 /// The monotonic instant of `t` seconds.
-fn mono(t: Instant) -> Mono {
+fn mono(t: UnixTime) -> Mono {
     st(t).mono
 }
 
@@ -37,7 +37,7 @@ fn sent(actions: &[Action]) -> Vec<(u64, Cause)> {
         .collect()
 }
 
-fn connected_idle_at(t: Instant) -> RebootMachine {
+fn connected_idle_at(t: UnixTime) -> RebootMachine {
     let mut m = RebootMachine::default();
     m.connection(true);
     m.call_state(CallState::Idle, st(t));
@@ -239,11 +239,11 @@ proptest! {
         let mut m = RebootMachine::default();
         let mut now = T;
         let mut connected = false;
-        let mut call: Option<(bool, Instant)> = None; // (active, since) as the supervisor said
+        let mut call: Option<(bool, UnixTime)> = None; // (active, since) as the supervisor said
         let mut outstanding: Option<u64> = None;
-        let mut accepted_at: Option<Instant> = None;
+        let mut accepted_at: Option<UnixTime> = None;
         // Causes an OK served, while still needed.
-        let mut served: BTreeMap<Cause, Instant> = BTreeMap::new();
+        let mut served: BTreeMap<Cause, UnixTime> = BTreeMap::new();
         for e in events {
             match e {
                 Event::Call(active) => {

@@ -1,34 +1,53 @@
-//! Monotonic time, for every duration the agent measures: the idle grace before a
-//! REBOOT, the stagger delay, the re-ask after `OK`, the supervisor link's back-off and
-//! the control clients' deadlines. Instants of the rules (a license's start and end, the
-//! next poll) stay on the wall clock; a wait that the rules state as a length of time is
-//! measured here, so a wall-clock step (SNTP setting the clock at boot, a hand
-//! correction) neither shortens nor stretches it.
+//! Time as the agent counts it, on two clocks.
 //!
-//! [`Mono`] counts nanoseconds on `CLOCK_BOOTTIME`: it starts at the boot, never goes
-//! back, and is the same for every process of one boot, so a deadline stored with the
-//! boot's reboot record still holds for an agent restarted within that boot. A `u64` of
-//! nanoseconds lasts 584 years of uptime; every operation saturates.
+//! - The wall clock, for the rules' instants (a license's start and end, the next poll):
+//!   [`UnixTime`], Unix seconds, read once by [`real_now`].
+//! - The monotonic clock, for every wait the agent measures as a length (the idle grace
+//!   before a REBOOT, the stagger delay, the re-ask after `OK`, the supervisor link's
+//!   back-off, the control clients' deadlines): [`Mono`], nanoseconds on
+//!   `CLOCK_BOOTTIME`. It starts at the boot, never goes back, and is the same for every
+//!   process of one boot, so a deadline kept in the boot's reboot record still holds for
+//!   an agent restarted within that boot; a wall-clock step (SNTP setting the clock at
+//!   boot, a hand correction) neither shortens nor stretches a wait. A `u64` of
+//!   nanoseconds lasts 584 years of uptime.
+//!
+//! A [`Stamp`] is both read at one moment. Every operation saturates.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+/// Wall-clock Unix seconds, UTC. Signed, so a phone clock at 1970 or before is still a
+/// number.
+pub(crate) type UnixTime = i64;
+
+/// The real wall clock now (0 before 1970).
+pub(crate) fn real_now() -> UnixTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| secs_i64(d.as_secs()))
+}
+
+/// A count of seconds as a signed number, saturating at `i64::MAX`.
+pub(crate) fn secs_i64(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
 
 /// An instant of the monotonic clock: nanoseconds since the boot.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(transparent)]
-pub struct Mono(u64);
+pub(crate) struct Mono(u64);
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 impl Mono {
     /// The boot.
-    pub const ZERO: Mono = Mono(0);
+    pub(crate) const ZERO: Mono = Mono(0);
 
     /// Reads `CLOCK_BOOTTIME` (`CLOCK_MONOTONIC` if the kernel lacks it).
-    pub fn now() -> Mono {
+    pub(crate) fn now() -> Mono {
         use nix::time::{clock_gettime, ClockId};
         let read = clock_gettime(ClockId::CLOCK_BOOTTIME)
             .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC));
@@ -44,44 +63,47 @@ impl Mono {
         }
     }
 
-    pub const fn from_nanos(nanos: u64) -> Mono {
+    #[cfg(test)]
+    pub(crate) const fn from_nanos(nanos: u64) -> Mono {
         Mono(nanos)
     }
 
-    pub const fn from_secs(secs: u64) -> Mono {
+    #[cfg(test)]
+    pub(crate) const fn from_secs(secs: u64) -> Mono {
         Mono(secs.saturating_mul(NANOS_PER_SEC))
     }
 
-    pub const fn as_nanos(self) -> u64 {
+    #[cfg(test)]
+    pub(crate) const fn as_nanos(self) -> u64 {
         self.0
     }
 
     /// `self + d`, saturating.
-    pub fn plus(self, d: Duration) -> Mono {
+    pub(crate) fn plus(self, d: Duration) -> Mono {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Mono(self.0.saturating_add(nanos))
     }
 
     /// `self + secs` seconds, saturating.
-    pub fn plus_secs(self, secs: u64) -> Mono {
+    pub(crate) fn plus_secs(self, secs: u64) -> Mono {
         Mono(self.0.saturating_add(secs.saturating_mul(NANOS_PER_SEC)))
     }
 
     /// How long from `earlier` to `self` (zero if `earlier` is later).
-    pub fn since(self, earlier: Mono) -> Duration {
+    pub(crate) fn since(self, earlier: Mono) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
     /// Whole seconds from `self` to `later`, rounded up (zero if `later` is earlier): how
     /// a monotonic deadline is shown on the wall clock without showing it early.
-    pub fn secs_until_ceil(self, later: Mono) -> u64 {
+    pub(crate) fn secs_until_ceil(self, later: Mono) -> u64 {
         let nanos = later.0.saturating_sub(self.0);
         nanos / NANOS_PER_SEC + u64::from(nanos % NANOS_PER_SEC != 0)
     }
 
     /// Whole milliseconds from `self` to `later`, rounded up: a `poll` timeout that
     /// never wakes before the deadline.
-    pub fn millis_until_ceil(self, later: Mono) -> u64 {
+    pub(crate) fn millis_until_ceil(self, later: Mono) -> u64 {
         let nanos = later.0.saturating_sub(self.0);
         nanos / 1_000_000 + u64::from(nanos % 1_000_000 != 0)
     }
@@ -90,15 +112,16 @@ impl Mono {
 /// Both clocks read at one moment: the wall clock for the rules' instants, the
 /// monotonic one for the waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     /// Unix seconds (the daemon's wall clock).
-    pub wall: i64,
-    pub mono: Mono,
+    pub(crate) wall: UnixTime,
+    pub(crate) mono: Mono,
 }
 
 impl Stamp {
+    #[cfg(test)]
     /// A stamp where both clocks read `secs` (tests, and pure code fed whole seconds).
-    pub fn at_secs(secs: i64) -> Stamp {
+    pub(crate) fn at_secs(secs: UnixTime) -> Stamp {
         Stamp {
             wall: secs,
             mono: Mono::from_secs(u64::try_from(secs).unwrap_or(0)),
@@ -107,7 +130,7 @@ impl Stamp {
 
     /// The wall-clock second at which monotonic instant `at` comes (rounded up), as
     /// seen from this reading: for showing a monotonic deadline to people.
-    pub fn wall_of(&self, at: Mono) -> i64 {
+    pub(crate) fn wall_of(&self, at: Mono) -> UnixTime {
         if at >= self.mono {
             let ahead = i64::try_from(self.mono.secs_until_ceil(at)).unwrap_or(i64::MAX);
             self.wall.saturating_add(ahead)

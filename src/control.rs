@@ -1,5 +1,6 @@
-//! The control socket: how `license-agent status` and `check-sync` reach the running
-//! daemon. The protocol, written next to both its ends:
+//! The control socket: how `license-agent status`, `check-sync` and `install` reach the
+//! running daemon. The protocol, shared by both its ends (the command line is the client,
+//! `crate::daemon` the server):
 //!
 //! - A Unix stream socket at `control_socket` (config), mode 0600. The daemon refuses a
 //!   peer whose uid is neither root nor its own (SO_PEERCRED), answering
@@ -14,7 +15,9 @@
 //!   test aid), `{"cmd":"test-set-time","now":UNIX}`.
 //! - Answers: `{"ok":true,"status":{…}}` (the report of `status --json`, with its
 //!   `daemon` section), `{"ok":true,"check_sync":{…}}`,
-//!   `{"ok":true,"install":{"code":N,"stdout":…,"stderr":…,"accepted":…},"status":{…}}`,
+//!   `{"ok":true,"install":{"code":N,"stdout":…,"stderr":…,"accepted":…,"outcome":{…}},"status":{…}}`
+//!   (the install's words and exit status, and its outcome as data: an
+//!   [`InstallOutcome`] tagged by `result`),
 //!   or `{"ok":false,"error":"…"}` for a malformed, oversize, unknown or refused
 //!   request. Nothing a client sends can stop the daemon.
 
@@ -25,18 +28,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::install::Installed;
+use crate::accept::InstallOutcome;
 use crate::status::{FileFetchJson, StatusJson};
 
 /// The longest request line: an install carries a whole license file in hex.
-pub const MAX_REQUEST: usize = 2 * (crate::format::MAX_FILE_SIZE + 1) + 4096;
+pub(crate) const MAX_REQUEST: usize = 2 * (crate::format::MAX_FILE_SIZE + 1) + 4096;
 /// The longest answer a client reads (a status is a few KiB).
-pub const MAX_ANSWER: u64 = 4 << 20;
+pub(crate) const MAX_ANSWER: u64 = 4 << 20;
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Request {
+pub(crate) enum Request {
     // Empty braces, not unit variants: serde checks unknown fields only on these.
     Status {},
     CheckSync {},
@@ -54,32 +57,59 @@ pub enum Request {
 
 /// What a check-sync did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CheckSyncJson {
+pub(crate) struct CheckSyncJson {
     /// Each file's outcome.
-    pub files: Vec<FileFetchJson>,
+    pub(crate) files: Vec<FileFetchJson>,
     /// Whether every file was fetched (an absent file counts as fetched).
-    pub fetched: bool,
-    /// The feature set's changes (`+ name until end`, `- name`, `~ name: …`).
-    pub changes: Vec<String>,
-    pub enabled: Vec<String>,
+    pub(crate) fetched: bool,
+    /// The feature set's changes (`+ name until end`, `- name`, `~ name: …`: each a
+    /// [`FeatureChange`](crate::accept::FeatureChange) in words).
+    pub(crate) changes: Vec<String>,
+    pub(crate) enabled: Vec<String>,
 }
 
 /// The daemon's answer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Response {
-    pub ok: bool,
+pub(crate) struct Response {
+    pub(crate) ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<StatusJson>,
+    pub(crate) status: Option<StatusJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check_sync: Option<CheckSyncJson>,
+    pub(crate) check_sync: Option<CheckSyncJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub install: Option<Installed>,
+    pub(crate) install: Option<InstallAnswer>,
+}
+
+/// The answer to an install: the outcome, and the words `license-agent install` says for
+/// it with the exit status (for a client that shows words without reading the outcome).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InstallAnswer {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    /// Stored (the feature set may have changed).
+    #[serde(default)]
+    pub(crate) accepted: bool,
+    pub(crate) outcome: InstallOutcome,
+}
+
+impl From<InstallOutcome> for InstallAnswer {
+    fn from(outcome: InstallOutcome) -> Self {
+        let words = outcome.words();
+        InstallAnswer {
+            code: words.code,
+            stdout: words.stdout,
+            stderr: words.stderr,
+            accepted: outcome.accepted(),
+            outcome,
+        }
+    }
 }
 
 impl Response {
-    pub fn error(message: impl Into<String>) -> Response {
+    pub(crate) fn error(message: impl Into<String>) -> Response {
         Response {
             ok: false,
             error: Some(message.into()),
@@ -90,7 +120,7 @@ impl Response {
 
 /// Why a client got no answer.
 #[derive(Debug)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     /// Nothing listens there (no daemon running), or the socket cannot be reached.
     NoDaemon(std::io::Error),
     /// The daemon was reached but did not answer (in time): it may still act on the
@@ -116,7 +146,11 @@ impl std::fmt::Display for ControlError {
 }
 
 /// Sends one request and reads the answer (client side).
-pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ControlError> {
+pub(crate) fn call(
+    socket: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, ControlError> {
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => ControlError::PermissionDenied,
         _ => ControlError::NoDaemon(e),
@@ -145,27 +179,12 @@ pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Respo
 }
 
 /// The error text of a refused peer.
-pub const PERMISSION_DENIED: &str = "permission denied";
+pub(crate) const PERMISSION_DENIED: &str = "permission denied";
 
-/// Reads one request line (server side), bounded in size; the stream has a read timeout.
-pub fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
-    let mut buf = Vec::with_capacity(256);
-    let mut byte = [0u8; 512];
-    loop {
-        let n = stream
-            .read(&mut byte)
-            .map_err(|e| format!("reading the request: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&byte[..n]);
-        if buf.contains(&b'\n') {
-            break;
-        }
-        if buf.len() > MAX_REQUEST {
-            return Err(format!("request longer than {MAX_REQUEST} bytes"));
-        }
-    }
+/// The request in the first line of `buf` (server side), refused when that line (or
+/// `buf`, before its line ends) is longer than [`MAX_REQUEST`]. The protocol is this
+/// function and [`encode_response`]; the daemon's clients module does the I/O.
+pub(crate) fn parse_request(buf: &[u8]) -> Result<Request, String> {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
     if line.len() > MAX_REQUEST {
         return Err(format!("request longer than {MAX_REQUEST} bytes"));
@@ -173,11 +192,12 @@ pub fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
     serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))
 }
 
-/// Writes one answer line (server side).
-pub fn write_response(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(response).map_err(std::io::Error::other)?;
+/// One answer line (server side).
+pub(crate) fn encode_response(response: &Response) -> Vec<u8> {
+    let mut line = serde_json::to_vec(response)
+        .unwrap_or_else(|_| br#"{"ok":false,"error":"the answer could not be written"}"#.to_vec());
     line.push(b'\n');
-    stream.write_all(&line)
+    line
 }
 
 #[cfg(test)]
@@ -221,32 +241,30 @@ mod tests {
     }
 
     #[test]
-    fn read_request_is_bounded_and_checked() {
-        let (mut a, mut b) = UnixStream::pair().unwrap();
-        a.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
-        assert_eq!(read_request(&mut b), Ok(Request::Status {}));
-        let (mut a, mut b) = UnixStream::pair().unwrap();
-        // From another thread: more than a socket buffer may hold.
-        let writer = std::thread::spawn(move || {
-            let big = vec![b' '; MAX_REQUEST + 10];
-            let _ = a.write_all(&big);
-        });
-        assert!(read_request(&mut b).unwrap_err().contains("longer"));
-        drop(b);
-        writer.join().unwrap();
+    fn requests_are_bounded_and_checked() {
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"status\"}\n"),
+            Ok(Request::Status {})
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"status\"}"),
+            Ok(Request::Status {})
+        );
+        let big = vec![b' '; MAX_REQUEST + 10];
+        assert!(parse_request(&big).unwrap_err().contains("longer"));
         // The largest install (a file of the cap plus one byte) fits in one request.
-        let (mut a, mut b) = UnixStream::pair().unwrap();
         let install = Request::Install {
             file: "/tmp/some/long/path/to/a-license-file.cfg".into(),
             license: hex::encode(vec![0xffu8; crate::format::MAX_FILE_SIZE + 1]),
         };
         let mut line = serde_json::to_vec(&install).unwrap();
+        assert!(line.len() <= MAX_REQUEST);
         line.push(b'\n');
-        let writer = std::thread::spawn(move || a.write_all(&line).unwrap());
-        assert_eq!(read_request(&mut b), Ok(install));
-        writer.join().unwrap();
-        let (mut a, mut b) = UnixStream::pair().unwrap();
-        a.write_all(b"\xff\xfe\n").unwrap();
-        assert!(read_request(&mut b).unwrap_err().contains("malformed"));
+        assert_eq!(parse_request(&line), Ok(install));
+        assert!(parse_request(b"\xff\xfe\n")
+            .unwrap_err()
+            .contains("malformed"));
+        let answer = encode_response(&Response::error("x"));
+        assert_eq!(answer, b"{\"ok\":false,\"error\":\"x\"}\n");
     }
 }

@@ -1,0 +1,108 @@
+//! This phone: its configuration, identity and keyring ([`Phone`], [`load_phone`]), and
+//! the wall clock as the agent reads and judges it for the phone's store.
+//!
+//! The wall clock is read here, at the edge, and nowhere else. `LICENSE_AGENT_TEST_NOW`
+//! (Unix seconds or RFC 3339) replaces it: a **test aid** for driving expiries and clock
+//! faults in end-to-end tests without touching the machine's clock; never set it on a
+//! phone.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::DateTime;
+
+use crate::config::{Config, ConfigError};
+use crate::engine::{judge_clock, ClockReading, Identity};
+use crate::storage::Meta;
+use crate::time::{real_now, UnixTime};
+use crate::trust::{Keyring, KeyringError};
+
+/// Test aid: replaces the wall clock (see the module doc).
+pub(crate) const TEST_NOW_VAR: &str = "LICENSE_AGENT_TEST_NOW";
+
+/// This phone, as its configuration describes it.
+pub(crate) struct Phone {
+    pub(crate) config: Config,
+    pub(crate) identity: Identity,
+    pub(crate) keyring: Keyring,
+}
+
+/// Why the phone could not be loaded: its configuration (or the MAC it names), or its
+/// keyring, is unusable.
+#[derive(Debug)]
+pub(crate) enum PhoneError {
+    Config(ConfigError),
+    Keyring(KeyringError),
+}
+
+impl fmt::Display for PhoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PhoneError::Config(e) => e.fmt(f),
+            PhoneError::Keyring(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Reads the configuration, the MAC and the keyring.
+pub(crate) fn load_phone(config_path: &Path) -> Result<Phone, PhoneError> {
+    let config = Config::load(config_path).map_err(PhoneError::Config)?;
+    let mac = config.mac().map_err(PhoneError::Config)?;
+    let keyring = Keyring::load(&config.keyring).map_err(PhoneError::Keyring)?;
+    Ok(Phone {
+        identity: Identity {
+            mac,
+            site_serial: config.site_serial,
+        },
+        config,
+        keyring,
+    })
+}
+
+/// An instant written as RFC 3339 or as Unix seconds.
+pub(crate) fn parse_instant(text: &str) -> Result<UnixTime, String> {
+    if let Ok(secs) = text.trim().parse::<i64>() {
+        return Ok(secs);
+    }
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp())
+        .map_err(|e| {
+            format!("{text:?} is neither RFC 3339 (2027-03-01T00:00:00Z) nor Unix seconds ({e})")
+        })
+}
+
+/// The test aid's instant is not one.
+#[derive(Debug)]
+pub(crate) struct BadTestNow(pub(crate) String);
+
+impl fmt::Display for BadTestNow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{TEST_NOW_VAR}: {}", self.0)
+    }
+}
+
+/// The wall clock (or the test aid's instant).
+pub(crate) fn wall_clock() -> Result<UnixTime, BadTestNow> {
+    match std::env::var(TEST_NOW_VAR) {
+        Ok(text) => parse_instant(&text).map_err(BadTestNow),
+        Err(_) => Ok(real_now()),
+    }
+}
+
+/// How long a client waits for the daemon's answer: the daemon answers between two
+/// steps, and a fetch of two files may take two total timeouts; a little longer.
+pub(crate) fn daemon_wait(phone: &Phone) -> Duration {
+    let total = phone.config.fetch.total_timeout.0;
+    Duration::from_secs(total.saturating_mul(2).saturating_add(10))
+}
+
+/// The clock as judged for this phone's store.
+pub(crate) fn read_clock(phone: &Phone, meta: &Meta, wall: UnixTime) -> ClockReading {
+    judge_clock(
+        wall,
+        crate::engine::clock::BUILD_TIME,
+        meta.latest_trusted,
+        phone.config.timing.windback_tolerance.0,
+    )
+}
