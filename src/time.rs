@@ -63,7 +63,6 @@ impl Mono {
         }
     }
 
-    #[cfg(test)]
     pub(crate) const fn from_nanos(nanos: u64) -> Mono {
         Mono(nanos)
     }

@@ -191,7 +191,13 @@ fn a_site_license_ending_during_a_call_reboots_once_after_the_call_the_grace_and
 fn an_early_renewal_is_taken_with_no_reboot_and_the_feature_never_leaves() {
     let end = now() + 100 * DAY;
     let bench = Bench::new("");
-    bench.post(SITE_FILE, "site", &[("vqmon", end - 200 * DAY, Some(end))]);
+    // On the server, and stored already: the daemon tells the supervisor the stored set
+    // at once (before its boot fetch), and it must have vqmon from the first word on.
+    let site = bench
+        .phone
+        .sign("site", &[("vqmon", end - 200 * DAY, Some(end))]);
+    bench.nginx.put(SITE_FILE, &site);
+    bench.phone.install_at(&site, end - 40 * DAY);
     let mut sim = bench.sim("sim.log", &[]);
     let daemon = bench.phone.start(Some(end - 40 * DAY));
     sim.wait_for("recv FEATURES vqmon", 1);

@@ -21,10 +21,10 @@
 //! The test clock (a **test aid**): when `LICENSE_AGENT_TEST_NOW` is set, the daemon's
 //! wall clock starts there and runs on with the real clock, and the control socket
 //! accepts `test-set-time`, so end-to-end tests cross expiries in seconds without
-//! touching the machine's clock. Setting it forward is time passing: the monotonic
-//! clock moves forward by as much (so the idle grace and the stagger delay can be
-//! crossed too); setting it back is a wall-clock step, which the monotonic clock
-//! ignores. Timers are armed on the real clocks, shifted by the same offsets.
+//! touching the machine's clock. Setting it forward is time passing (the idle grace and
+//! the stagger delay can be crossed too); setting it back never shortens a wait (see
+//! [`DaemonClock::stamp`]). Timers are armed on the real clocks, shifted by the same
+//! offsets.
 
 pub mod agent;
 mod clients;
@@ -52,7 +52,7 @@ use crate::phone::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::storage::WriterLock;
 use crate::supervisor::link::{Event as LinkEvent, Link};
 use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
-use crate::time::{real_now, Mono, Stamp, UnixTime};
+use crate::time::{real_now, secs_i64, Mono, Stamp, UnixTime};
 use agent::{Agent, FetchStart, Snapshot};
 use clients::{ClientId, Clients};
 
@@ -70,22 +70,22 @@ fn err(what: &str) -> impl FnOnce(Errno) -> DaemonError + '_ {
     move |e| DaemonError(format!("{what}: {e}"))
 }
 
-/// The daemon's clocks: the wall clock and the monotonic one, or (test aid) both
-/// shifted.
-pub struct DaemonClock {
-    /// Added to the real wall clock.
+/// The daemon's clocks: the wall clock and the monotonic one, or (test aid) the test
+/// clock.
+pub(crate) struct DaemonClock {
+    /// Added to the real wall clock (test clock only).
     offset: i64,
-    /// Added to the real monotonic clock (test clock only: forward settings).
-    mono_offset: Duration,
+    /// The test clock's last monotonic reading: it never goes back.
+    last_mono: std::cell::Cell<Mono>,
     test: bool,
 }
 
 impl DaemonClock {
     /// The real clocks, or the test clock when [`TEST_NOW_VAR`] is set.
-    pub fn from_env() -> Result<DaemonClock, DaemonError> {
+    pub(crate) fn from_env() -> Result<DaemonClock, DaemonError> {
         let real = DaemonClock {
             offset: 0,
-            mono_offset: Duration::ZERO,
+            last_mono: std::cell::Cell::new(Mono::ZERO),
             test: false,
         };
         match std::env::var(TEST_NOW_VAR) {
@@ -103,22 +103,34 @@ impl DaemonClock {
         }
     }
 
-    /// Both clocks, read now.
-    pub fn stamp(&self) -> Stamp {
-        Stamp {
-            wall: real_now().saturating_add(self.offset),
-            mono: Mono::now().plus(self.mono_offset),
+    /// Both clocks, read now. On the test clock the monotonic clock is the test wall
+    /// clock in nanoseconds, held where it was while the test sets the wall clock back:
+    /// so it is the same for every agent started on that test clock (a restart within a
+    /// "boot" keeps its deadlines), setting the time forward is time passing (the idle
+    /// grace and the stagger delay can be crossed), and setting it back never makes a
+    /// wait shorter.
+    pub(crate) fn stamp(&self) -> Stamp {
+        if !self.test {
+            return Stamp {
+                wall: real_now(),
+                mono: Mono::now(),
+            };
         }
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let wall = secs_i64(real.as_secs()).saturating_add(self.offset);
+        let nanos = u64::try_from(wall)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(real.subsec_nanos()));
+        let mono = self.last_mono.get().max(Mono::from_nanos(nanos));
+        self.last_mono.set(mono);
+        Stamp { wall, mono }
     }
 
-    /// Test aid: the wall clock reads `t` from now on; forward, the monotonic clock moves
-    /// on by as much.
+    /// Test aid: the wall clock reads `t` from now on.
     fn set(&mut self, t: UnixTime) {
-        let was = self.stamp().wall;
-        if let Some(ahead) = t.checked_sub(was).filter(|d| *d > 0) {
-            let ahead = Duration::from_secs(u64::try_from(ahead).unwrap_or(u64::MAX));
-            self.mono_offset = self.mono_offset.saturating_add(ahead);
-        }
         self.offset = t.saturating_sub(real_now());
     }
 
