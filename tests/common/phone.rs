@@ -163,7 +163,7 @@ impl Phone {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !daemon
             .try_request(r#"{"cmd":"status"}"#)
-            .is_ok_and(|v| v["status"]["daemon"]["fetching"] == false)
+            .is_ok_and(|v| v["status"]["daemon"]["fetching"] != true)
         {
             if !daemon.alive() {
                 let (code, log) = daemon.stop();

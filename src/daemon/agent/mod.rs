@@ -366,3 +366,6 @@ impl Agent {
         (!words.is_empty()).then(|| words.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests;

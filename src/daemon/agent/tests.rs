@@ -1,0 +1,236 @@
+//! The agent with a fake provisioning server (scripted answers, a gate to stall it) and
+//! the supervisor's words fed in as the daemon feeds them: the interleavings the loop
+//! meets, without sockets or processes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::*;
+use crate::engine::reboot::{CallState, Cause};
+use crate::fetch::{FailureKind, FetchError, FetchOutcome, Source};
+use crate::format::Kind;
+use crate::storage::Validator;
+use crate::testkit::{self, DAY};
+
+/// Answers by file name (404 for any other); every fetch first passes the gate.
+#[derive(Default)]
+struct Script {
+    answers: Mutex<BTreeMap<String, FetchOutcome>>,
+    gate: Mutex<()>,
+    fetches: Mutex<Vec<String>>,
+}
+
+struct FakeServer(Arc<Script>);
+struct FakeSource(Arc<Script>);
+
+impl Source for FakeSource {
+    fn fetch(&self, name: &str, _: Option<&Validator>) -> FetchOutcome {
+        let _pass = self.0.gate.lock();
+        self.0.fetches.lock().unwrap().push(name.to_string());
+        let answers = self.0.answers.lock().unwrap();
+        answers
+            .get(name)
+            .cloned()
+            .unwrap_or(FetchOutcome::Absent { status: 404 })
+    }
+}
+
+impl Server for FakeServer {
+    fn base(&self) -> &str {
+        "fake:"
+    }
+    fn open(&self) -> Result<Box<dyn Source>, FetchError> {
+        Ok(Box::new(FakeSource(self.0.clone())))
+    }
+}
+
+/// After the build time, so the clock is sane.
+fn t0() -> UnixTime {
+    clock::BUILD_TIME + 10 * DAY
+}
+
+const GRACE: u64 = 30;
+
+fn agent(dir: &Path, script: &Arc<Script>) -> Agent {
+    let text = format!(
+        "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
+         control_socket = \"control.sock\"\nfeatures_file = \"features\"\n\
+         supervisor_socket = \"sup.sock\"\nserver = \"file:///nowhere/\"\n\
+         [timing]\nidle_grace = \"{GRACE}s\"\n",
+        testkit::MAC,
+        testkit::SITE
+    );
+    let config = crate::config::Config::parse(&text, &dir.join("agent.toml")).unwrap();
+    let phone = Phone {
+        identity: testkit::identity(),
+        keyring: testkit::keyring().clone(),
+        config,
+    };
+    std::fs::create_dir_all(&phone.config.state_dir).unwrap();
+    let lock = Arc::new(WriterLock::acquire(&phone.config.state_dir, Duration::ZERO).unwrap());
+    let server: Arc<dyn Server> = Arc::new(FakeServer(script.clone()));
+    Agent::start(phone, lock, Ok(server), t0(), 7, Some("boot-1".into())).unwrap()
+}
+
+fn body(kind: Kind, entries: &[testkit::E]) -> FetchOutcome {
+    FetchOutcome::Body {
+        bytes: testkit::lic_file(kind, entries).0.into_bytes(),
+        validator: Validator::default(),
+    }
+}
+
+/// Waits for the running cycle to end and applies it.
+fn finish(agent: &mut Agent, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
+    for _ in 0..5_000 {
+        let reports = agent.fetch_finished(stamp);
+        if !reports.is_empty() {
+            return reports;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the cycle never ended");
+}
+
+fn at(secs: UnixTime) -> Stamp {
+    Stamp::at_secs(secs)
+}
+
+fn asks(agent: &mut Agent, stamp: Stamp) -> Vec<(u64, Cause)> {
+    let snap = agent.snapshot(stamp);
+    agent.reboot_actions(&snap)
+}
+
+use crate::control::CheckSyncJson;
+
+#[test]
+fn a_call_that_starts_during_the_expiry_fetch_holds_the_reboot_until_it_ends_and_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Arc::new(Script::default());
+    let end = t0() + DAY;
+    // usb-call-recording (feature 1) until `end`, served at boot.
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
+    );
+    let mut agent = agent(dir.path(), &script);
+    let snap = agent.snapshot(at(t0()));
+    assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(1)));
+    let (n, report) = finish(&mut agent, at(t0())).remove(0);
+    assert_eq!(n, 1);
+    assert_eq!(report.enabled, ["usb-call-recording"]);
+    agent.supervisor_link(true, "connected".into());
+    agent.call_state(CallState::Idle, at(t0()));
+
+    // The end comes: the agent fetches first, and the server stalls.
+    let held: MutexGuard<()> = script.gate.lock().unwrap();
+    agent.wake(at(end));
+    assert!(
+        agent.fetch_fd().is_some(),
+        "a fetch before deciding the end"
+    );
+    assert!(asks(&mut agent, at(end)).is_empty(), "nothing decided yet");
+    // A call starts while the fetch is stalled; then the fetch gives up.
+    agent.call_state(CallState::Active, at(end + 1));
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        FetchOutcome::Failed(FetchError {
+            url: "fake:".into(),
+            kind: FailureKind::Timeout,
+            detail: "stalled".into(),
+        }),
+    );
+    drop(held);
+    let (_, report) = finish(&mut agent, at(end + 20)).remove(0);
+    assert!(!report.fetched);
+    assert!(report.enabled.is_empty(), "{report:?}");
+    // The need is there, but a call is on.
+    assert!(asks(&mut agent, at(end + 20)).is_empty());
+    assert!(asks(&mut agent, at(end + 2_000)).is_empty());
+    // The call ends: the whole grace first, then one REBOOT.
+    agent.call_state(CallState::Idle, at(end + 3_000));
+    let grace_over = at(end + 3_000 + GRACE as i64);
+    let short = Stamp {
+        mono: Mono::from_nanos(grace_over.mono.as_nanos() - 1),
+        ..grace_over
+    };
+    assert!(asks(&mut agent, short).is_empty(), "a nanosecond short");
+    assert_eq!(asks(&mut agent, grace_over), [(1, Cause::LicenseExpired)]);
+    assert!(asks(&mut agent, at(end + 4_000)).is_empty(), "once");
+}
+
+#[test]
+fn a_check_sync_during_a_cycle_gets_a_cycle_of_its_own_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Arc::new(Script::default());
+    let mut agent = agent(dir.path(), &script);
+    let held = script.gate.lock().unwrap();
+    let snap = agent.snapshot(at(t0()));
+    assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(1)));
+    // Asked while cycle 1 runs: cycle 2 answers it.
+    assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(2)));
+    assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(2)));
+    // Posted after the request: cycle 2 must see it.
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        body(Kind::Site, &[(1, t0() - DAY, None)]),
+    );
+    drop(held);
+    let first = finish(&mut agent, at(t0() + 1));
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, 1);
+    let second = finish(&mut agent, at(t0() + 2));
+    assert_eq!(second[0].0, 2);
+    assert_eq!(second[0].1.enabled, ["usb-call-recording"]);
+    assert_eq!(
+        script.fetches.lock().unwrap().len(),
+        4,
+        "two cycles of two files"
+    );
+}
+
+#[test]
+fn an_unsynced_clock_fetches_nothing_and_owes_a_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Arc::new(Script::default());
+    let mut agent = agent(dir.path(), &script);
+    let snap = agent.snapshot(at(0));
+    match agent.fetch_now(&snap) {
+        FetchStart::Done(report) => {
+            assert_eq!(report.files[0].outcome, crate::status::FileOutcome::Skipped)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(agent.fetching.owed);
+    // The clock is set: the owed fetch starts at the wake-up.
+    agent.wake(at(t0()));
+    assert!(agent.fetch_fd().is_some());
+    finish(&mut agent, at(t0()));
+    assert!(!agent.fetching.owed);
+    assert_eq!(script.fetches.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn the_wake_up_instants_are_split_by_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Arc::new(Script::default());
+    let end = t0() + DAY;
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
+    );
+    let mut agent = agent(dir.path(), &script);
+    let snap = agent.snapshot(at(t0()));
+    agent.fetch_now(&snap);
+    finish(&mut agent, at(t0()));
+    let wake = agent.next_wake(&agent.snapshot(at(t0())));
+    // The end on the wall clock; no reboot wait yet.
+    assert_eq!(wake.wall, Some(end));
+    assert_eq!(wake.mono, None);
+    // While a fetch runs only the reboot rules' waits count.
+    let _held = script.gate.lock().unwrap();
+    agent.wake(at(end));
+    let wake = agent.next_wake(&agent.snapshot(at(end)));
+    assert_eq!(wake.wall, None);
+}
