@@ -172,7 +172,14 @@ pub(crate) fn start(
     held: Option<&Arc<WriterLock>>,
 ) -> Result<Agent, DaemonError> {
     let phone = load_phone(config_path).map_err(|e| DaemonError(e.to_string()))?;
-    let lock = WriterLock::reuse_or_acquire(held, &phone.config.state_dir, LOCK_WAIT)
+    // A reload (the loop running) never waits: another state folder whose lock is
+    // taken keeps the old configuration.
+    let wait = if held.is_some() {
+        Duration::ZERO
+    } else {
+        LOCK_WAIT
+    };
+    let lock = WriterLock::reuse_or_acquire(held, &phone.config.state_dir, wait)
         .map_err(|e| DaemonError(e.to_string()))?;
     let server = server_for(&phone);
     if let Err(why) = &server {

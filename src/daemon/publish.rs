@@ -58,7 +58,10 @@ pub(crate) fn from_meta(published: &[PublishedFeature]) -> FeatureSet {
 /// Returns whether it wrote.
 pub(crate) fn publish(path: &Path, set: &FeatureSet) -> std::io::Result<bool> {
     let text = render(set);
-    if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
+    // Compared through a bounded, non-blocking read: a FIFO or a device put in its
+    // place is simply replaced.
+    let cap = text.len() as u64;
+    if crate::files::read_regular(path, cap).ok().as_deref() == Some(text.as_bytes()) {
         return Ok(false);
     }
     let dir = match path.parent() {

@@ -2,7 +2,7 @@
 //! never a torn one. Write a temporary file, fsync it, rename it over the target, fsync
 //! the directory (so the rename itself survives).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,14 @@ use std::path::{Path, PathBuf};
 /// The prefix of temporary files; a leftover one is a write that never committed.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
+/// Fsyncs a directory, opened as one (`O_DIRECTORY`: anything else in its place, a FIFO
+/// included, is refused at once instead of blocking).
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NONBLOCK)
+        .open(dir)?
+        .sync_all()
 }
 
 /// Writes `bytes` to `dir/name` atomically and durably.
