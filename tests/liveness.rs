@@ -708,6 +708,9 @@ enum Known {
 /// taken effect any time after).
 type ClockStep = (Instant, Option<Instant>);
 
+/// A supervisor's answer to a REBOOT, and when it was sent.
+type Answered = (&'static str, Instant);
+
 /// Whether a clock step may have taken effect between `from` and `to`.
 fn stepped(steps: &[ClockStep], from: Instant, to: Instant) -> bool {
     steps
@@ -735,8 +738,9 @@ fn check_reboots(
     struct Conn {
         sent: Vec<Sent>,
         errs: u64,
-        /// cause → (id of its last REBOOT, its answer and when it was sent).
-        causes: std::collections::HashMap<String, (String, Option<(&'static str, Instant)>)>,
+        /// cause → the id of its last REBOOT, and its answer (`OK`, `BUSY`) with
+        /// when it was sent.
+        causes: std::collections::HashMap<String, (String, Option<Answered>)>,
         ids: std::collections::HashSet<String>,
     }
     let ms = |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
