@@ -9,8 +9,9 @@
 #
 #   bash scripts/soak-liveness.sh [SEEDS [FIRST_SEED]]     (default 2000 seeds from 1000)
 #
-# LIVENESS_JOBS sets how many run at once (default 16); LICENSE_AGENT_BIN and
-# LICENSE_AGENT_RUNNER soak the armv7 binary under qemu-arm as the tests do.
+# LIVENESS_JOBS sets how many run at once (default 16, 8 under a runner);
+# LICENSE_AGENT_BIN and LICENSE_AGENT_RUNNER soak the armv7 binary under qemu-arm as
+# the tests do.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -22,7 +23,7 @@ first=${2:-1000}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-log "$seeds seeds from $first, ${LIVENESS_JOBS:-16} at a time, binary ${LICENSE_AGENT_BIN:-host build}"
+log "$seeds seeds from $first, binary ${LICENSE_AGENT_BIN:-host build} ${LICENSE_AGENT_RUNNER:+under $LICENSE_AGENT_RUNNER}"
 start=$SECONDS
 rc=0
 LIVENESS_SEEDS=$seeds LIVENESS_SEED_BASE=$first LIVENESS_MAX_FAILURES=0 \

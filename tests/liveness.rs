@@ -687,7 +687,8 @@ struct Outcome {
     reboots: usize,
     busy: usize,
     oks: usize,
-    slowest_status: Duration,
+    /// The slowest status answer, and after which step.
+    slowest_status: (Duration, String),
     log: String,
 }
 
@@ -947,7 +948,7 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
     let clock_steps: Arc<Mutex<Vec<ClockStep>>> = Arc::default();
     let note = |what: String| steps_log.lock().unwrap().push((Instant::now(), what));
     let mut violations = Vec::new();
-    let mut slowest = Duration::ZERO;
+    let mut slowest = (Duration::ZERO, String::new());
     let sup = TestSupervisor::start(&socket, "idle");
     let mut daemon = Proc::spawn(&phone, Some(end - 30));
     let control_path = phone.path("control.sock");
@@ -1053,7 +1054,9 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
         // schedule (the rest would only wait on a stalled daemon).
         match control::status(&control_path, Duration::from_secs(3)) {
             Ok((_, took)) => {
-                slowest = slowest.max(took);
+                if took > slowest.0 {
+                    slowest = (took, format!("{step:?}"));
+                }
                 if took >= SECOND {
                     violations.push(format!("step {i}: status took {}", secs(took)));
                     break;
@@ -1159,7 +1162,16 @@ fn seeded_interleavings_never_reboot_mid_call_nor_stall_the_daemon() {
             (base..base + n).collect()
         }
     };
-    let jobs = env_u64("LIVENESS_JOBS").unwrap_or(DEFAULT_JOBS).max(1) as usize;
+    let emulated = !std::env::var("LICENSE_AGENT_RUNNER")
+        .unwrap_or_default()
+        .trim()
+        .is_empty();
+    let default_jobs = if emulated {
+        EMULATED_JOBS
+    } else {
+        DEFAULT_JOBS
+    };
+    let jobs = env_u64("LIVENESS_JOBS").unwrap_or(default_jobs).max(1) as usize;
     // Fail fast: no new seed starts once this many failed (0: run them all).
     let max_failures = env_u64("LIVENESS_MAX_FAILURES").unwrap_or(5) as usize;
     let failures = AtomicUsize::new(0);
@@ -1197,18 +1209,19 @@ fn seeded_interleavings_never_reboot_mid_call_nor_stall_the_daemon() {
     let oks: usize = results.iter().map(|o| o.oks).sum();
     let slowest = results
         .iter()
-        .map(|o| o.slowest_status)
+        .map(|o| o.slowest_status.clone())
         .max()
         .unwrap_or_default();
     // One line of figures (scripts/soak-liveness.sh reads it).
     println!(
         "liveness: seeds {} (from {}), jobs {jobs}, failures {}, REBOOTs {}, BUSY {busy}, OK {oks}, \
-         slowest status {}, wall {:.1} s",
+         slowest status {} (after {}), wall {:.1} s",
         results.len(),
         seeds.first().copied().unwrap_or_default(),
         failed.len(),
         reboots.load(Ordering::SeqCst),
-        secs(slowest),
+        secs(slowest.0),
+        slowest.1,
         started.elapsed().as_secs_f64()
     );
     for o in failed.iter().take(3) {
@@ -1237,6 +1250,10 @@ fn seeded_interleavings_never_reboot_mid_call_nor_stall_the_daemon() {
     }
 }
 
-/// Seeds per `cargo test` run, and how many run at once (each is mostly waiting).
+/// Seeds per `cargo test` run, and how many run at once: each is mostly waiting, but
+/// under qemu-arm each daemon costs real CPU, and 16 at once on 2 cores pushed a status
+/// answer to 1.2 s (8: 0.43 s at worst). Measured on 2 cores: 200 seeds in about 60 s
+/// on the host, 115 s under qemu-arm.
 const DEFAULT_SEEDS: u64 = 200;
 const DEFAULT_JOBS: u64 = 16;
+const EMULATED_JOBS: u64 = 8;
