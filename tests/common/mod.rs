@@ -11,10 +11,12 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod control;
 pub mod faults;
 pub mod nginx;
 pub mod phone;
 pub mod pki;
+pub mod supervisor;
 
 /// A `license-agent` command, honouring `LICENSE_AGENT_BIN` and `LICENSE_AGENT_RUNNER`.
 pub fn agent() -> Command {
