@@ -74,24 +74,29 @@ impl Clients {
         self.list.len()
     }
 
-    /// Accepts every waiting connection.
-    pub fn accept_all(&mut self, listener: &UnixListener, now: Mono) {
+    /// Accepts every waiting connection; returns the requests that came whole meanwhile
+    /// (read from those considered for eviction).
+    pub(crate) fn accept_all(&mut self, listener: &UnixListener, now: Mono) -> Vec<Received> {
+        let mut received = Vec::new();
         loop {
             let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return received,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("control socket: {e}");
-                    return;
+                    return received;
                 }
             };
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            if self.list.len() >= MAX_CLIENTS && !self.evict_a_reader() {
-                // Every slot is waiting for an answer or writing one: this one must wait
-                // its turn elsewhere.
+            if self.list.len() >= MAX_CLIENTS {
+                received.extend(self.make_room(now));
+            }
+            if self.list.len() >= MAX_CLIENTS {
+                // Every slot is busy with a request: this one must wait its turn
+                // elsewhere.
                 log::warn!("control socket: {MAX_CLIENTS} clients already served; one refused");
                 continue;
             }
@@ -111,20 +116,33 @@ impl Clients {
         }
     }
 
-    /// Drops the oldest client still reading its request; whether there was one.
-    fn evict_a_reader(&mut self) -> bool {
-        let oldest = self
+    /// Frees a slot: reads what the clients still reading have sent (a request that has
+    /// arrived is never lost), then drops the oldest one that has sent nothing, or else
+    /// the oldest one still reading. Returns the requests read whole.
+    fn make_room(&mut self, now: Mono) -> Vec<Received> {
+        let mut received = Vec::new();
+        for client in &mut self.list {
+            if let Phase::Reading(_) = client.phase {
+                if let Some(request) = client.step(now) {
+                    received.push((client.id, request));
+                }
+            }
+        }
+        self.list.retain(|c| !c.finished());
+        let reading = |c: &Client, silent: bool| match &c.phase {
+            Phase::Reading(buf) => !silent || buf.is_empty(),
+            _ => false,
+        };
+        let victim = self
             .list
             .iter()
-            .position(|c| matches!(c.phase, Phase::Reading(_)));
-        match oldest {
-            Some(i) => {
-                log::info!("control socket: a client that sent no request made way for a new one");
-                self.list.remove(i);
-                true
-            }
-            None => false,
+            .position(|c| reading(c, true))
+            .or_else(|| self.list.iter().position(|c| reading(c, false)));
+        if let Some(i) = victim {
+            log::info!("control socket: a client that sent no request made way for a new one");
+            self.list.remove(i);
         }
+        received
     }
 
     /// The sockets to poll and for what, in the order [`ready`](Self::ready) expects.
@@ -312,7 +330,7 @@ mod tests {
             .map(|_| UnixStream::connect(&path).unwrap())
             .collect();
         // The backlog holds them; accepting never waits on any of them.
-        clients.accept_all(&listener, now);
+        assert!(clients.accept_all(&listener, now).is_empty());
         assert!(serve_all(&mut clients, now).is_empty());
         assert!(clients.len() <= MAX_CLIENTS);
         let mut asking = UnixStream::connect(&path).unwrap();
@@ -320,6 +338,29 @@ mod tests {
         clients.accept_all(&listener, now);
         let got = serve_all(&mut clients, now);
         assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, Ok(Request::Status {}));
+        clients.answer(got[0].0, &Response::error("test"), now);
+        let mut answer = String::new();
+        asking.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("\"error\":\"test\""), "{answer}");
+        drop(silent);
+    }
+
+    #[test]
+    fn a_burst_of_silent_clients_never_evicts_a_request_that_has_arrived() {
+        let (_dir, listener, path) = listener();
+        let mut clients = Clients::default();
+        let now = Mono::from_secs(100);
+        let mut asking = UnixStream::connect(&path).unwrap();
+        clients.accept_all(&listener, now);
+        // Its request arrives, and before the daemon reads it, a burst of silent ones.
+        asking.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        let silent: Vec<UnixStream> = (0..100)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let mut got = clients.accept_all(&listener, now);
+        got.extend(serve_all(&mut clients, now));
+        assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].1, Ok(Request::Status {}));
         clients.answer(got[0].0, &Response::error("test"), now);
         let mut answer = String::new();

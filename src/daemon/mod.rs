@@ -439,12 +439,12 @@ impl Daemon {
                 }
             }
             if ready.listener {
-                self.clients
-                    .accept_all(&self.listener, self.clock.stamp().mono);
-                // A request often arrives with the connection: read it now.
                 let now = self.clock.stamp().mono;
+                let mut received = self.clients.accept_all(&self.listener, now);
+                // A request often arrives with the connection: read it now.
                 let all = vec![true; self.clients.len()];
-                for (id, request) in self.clients.serve(&all, now) {
+                received.extend(self.clients.serve(&all, now));
+                for (id, request) in received {
                     self.handle_request(id, request);
                 }
             }
