@@ -7,8 +7,10 @@
 //! the loop polls the ones that have something to do. A request must arrive whole within
 //! [`REQUEST_DEADLINE`] of the connection, and the answer must be taken within
 //! [`ANSWER_DEADLINE`]; a client past its deadline is dropped. At most [`MAX_CLIENTS`]
-//! are served at once: a new connection beyond that evicts the oldest one still reading
-//! (a silent client), so silent clients can slow nobody down and cost bounded memory.
+//! are served at once: beyond that, a new connection makes the oldest client that has
+//! sent nothing for [`EVICT_AFTER`] go (what it has sent is read first, so a request that
+//! arrived is never lost), or waits in the kernel's backlog until one can go. Silent
+//! clients thus slow nobody down for long and cost bounded memory.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -23,11 +25,14 @@ use crate::control::{
 use crate::time::Mono;
 
 /// Clients served at once.
-pub const MAX_CLIENTS: usize = 16;
+pub(crate) const MAX_CLIENTS: usize = 32;
+/// A client that has sent nothing for this long may make way for a new one (a real
+/// client writes its request as soon as it has connected).
+pub(crate) const EVICT_AFTER: Duration = Duration::from_millis(50);
 /// From the connection to the end of the request line.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// From the answer being ready to its last byte taken.
-pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 /// After the answer, how long unread input is drained before closing.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
 /// At most this much unread input is drained.
@@ -35,7 +40,7 @@ const DRAIN_MAX: usize = 1 << 16;
 
 /// Names one client for as long as it is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClientId(u64);
+pub(crate) struct ClientId(u64);
 
 enum Phase {
     Reading(Vec<u8>),
@@ -54,31 +59,40 @@ struct Client {
     id: ClientId,
     stream: UnixStream,
     phase: Phase,
+    accepted: Mono,
     /// When the current phase gives up (none while waiting for the daemon).
     deadline: Option<Mono>,
 }
 
 /// A request read whole (or why it could not be).
-pub type Received = (ClientId, Result<Request, String>);
+pub(crate) type Received = (ClientId, Result<Request, String>);
 
 /// The clients being served.
 #[derive(Default)]
-pub struct Clients {
+pub(crate) struct Clients {
     list: Vec<Client>,
     next: u64,
 }
 
 impl Clients {
     /// How many are being served.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
 
-    /// Accepts every waiting connection; returns the requests that came whole meanwhile
-    /// (read from those considered for eviction).
+    /// Accepts every waiting connection it has room for; returns the requests that came
+    /// whole meanwhile (read from the clients considered for eviction). When every slot
+    /// is taken and no client can be evicted yet, the rest wait in the kernel's backlog
+    /// (see [`listening`](Self::listening)).
     pub(crate) fn accept_all(&mut self, listener: &UnixListener, now: Mono) -> Vec<Received> {
         let mut received = Vec::new();
         loop {
+            if self.list.len() >= MAX_CLIENTS {
+                received.extend(self.read_readers(now));
+                if self.list.len() >= MAX_CLIENTS && !self.evict_one(now) {
+                    return received;
+                }
+            }
             let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return received,
@@ -91,21 +105,12 @@ impl Clients {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            if self.list.len() >= MAX_CLIENTS {
-                received.extend(self.make_room(now));
-            }
-            if self.list.len() >= MAX_CLIENTS {
-                // Every slot is busy with a request: this one must wait its turn
-                // elsewhere.
-                log::warn!("control socket: {MAX_CLIENTS} clients already served; one refused");
-                continue;
-            }
             self.next += 1;
-            let id = ClientId(self.next);
             let mut client = Client {
-                id,
+                id: ClientId(self.next),
                 stream,
                 phase: Phase::Reading(Vec::new()),
+                accepted: now,
                 deadline: Some(now.plus(REQUEST_DEADLINE)),
             };
             if !peer_allowed(&client.stream) {
@@ -116,10 +121,9 @@ impl Clients {
         }
     }
 
-    /// Frees a slot: reads what the clients still reading have sent (a request that has
-    /// arrived is never lost), then drops the oldest one that has sent nothing, or else
-    /// the oldest one still reading. Returns the requests read whole.
-    fn make_room(&mut self, now: Mono) -> Vec<Received> {
+    /// Reads what the clients still reading have sent (a request that has arrived is
+    /// never lost to an eviction); returns the requests read whole.
+    fn read_readers(&mut self, now: Mono) -> Vec<Received> {
         let mut received = Vec::new();
         for client in &mut self.list {
             if let Phase::Reading(_) = client.phase {
@@ -129,24 +133,36 @@ impl Clients {
             }
         }
         self.list.retain(|c| !c.finished());
-        let reading = |c: &Client, silent: bool| match &c.phase {
-            Phase::Reading(buf) => !silent || buf.is_empty(),
-            _ => false,
-        };
+        received
+    }
+
+    /// Drops the oldest client that has sent nothing for [`EVICT_AFTER`]; whether there
+    /// was one.
+    fn evict_one(&mut self, now: Mono) -> bool {
         let victim = self
             .list
             .iter()
-            .position(|c| reading(c, true))
-            .or_else(|| self.list.iter().position(|c| reading(c, false)));
+            .position(|c| c.evictable_at().is_some_and(|t| t <= now));
         if let Some(i) = victim {
             log::info!("control socket: a client that sent no request made way for a new one");
             self.list.remove(i);
         }
-        received
+        victim.is_some()
+    }
+
+    /// When the earliest client that has sent nothing may be evicted.
+    fn evictable_at(&self) -> Option<Mono> {
+        self.list.iter().filter_map(Client::evictable_at).min()
+    }
+
+    /// Whether a new connection can be taken now (otherwise the listener is left out of
+    /// `poll` until [`next_deadline`](Self::next_deadline) or a slot frees).
+    pub(crate) fn listening(&self, now: Mono) -> bool {
+        self.list.len() < MAX_CLIENTS || self.evictable_at().is_some_and(|t| t <= now)
     }
 
     /// The sockets to poll and for what, in the order [`ready`](Self::ready) expects.
-    pub fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, nix::poll::PollFlags)> {
+    pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, nix::poll::PollFlags)> {
         use nix::poll::PollFlags;
         self.list
             .iter()
@@ -164,7 +180,7 @@ impl Clients {
 
     /// Serves the clients whose sockets are ready (`ready[i]` for the i-th of
     /// [`poll_fds`](Self::poll_fds)); returns the requests read whole.
-    pub fn serve(&mut self, ready: &[bool], now: Mono) -> Vec<Received> {
+    pub(crate) fn serve(&mut self, ready: &[bool], now: Mono) -> Vec<Received> {
         let mut received = Vec::new();
         for (client, _) in self
             .list
@@ -181,7 +197,7 @@ impl Clients {
     }
 
     /// Answers client `id` (gone already: nothing to do).
-    pub fn answer(&mut self, id: ClientId, response: &Response, now: Mono) {
+    pub(crate) fn answer(&mut self, id: ClientId, response: &Response, now: Mono) {
         if let Some(client) = self.list.iter_mut().find(|c| c.id == id) {
             client.answer(response, now);
         }
@@ -189,7 +205,7 @@ impl Clients {
     }
 
     /// Drops every client past its deadline.
-    pub fn expire(&mut self, now: Mono) {
+    pub(crate) fn expire(&mut self, now: Mono) {
         self.list.retain(|c| match c.deadline {
             Some(deadline) if now >= deadline => {
                 if let Phase::Reading(_) = c.phase {
@@ -203,13 +219,25 @@ impl Clients {
         });
     }
 
-    /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<Mono> {
-        self.list.iter().filter_map(|c| c.deadline).min()
+    /// The earliest deadline (a client's, or the moment a full house can evict).
+    pub(crate) fn next_deadline(&self) -> Option<Mono> {
+        let evict = (self.list.len() >= MAX_CLIENTS)
+            .then(|| self.evictable_at())
+            .flatten();
+        self.list.iter().filter_map(|c| c.deadline).chain(evict).min()
     }
 }
 
 impl Client {
+    /// From when this client may make way for a new one: once it has sent nothing for
+    /// [`EVICT_AFTER`].
+    fn evictable_at(&self) -> Option<Mono> {
+        match &self.phase {
+            Phase::Reading(buf) if buf.is_empty() => Some(self.accepted.plus(EVICT_AFTER)),
+            _ => None,
+        }
+    }
+
     fn finished(&self) -> bool {
         matches!(self.phase, Phase::Draining { drained } if drained == usize::MAX)
     }
@@ -335,8 +363,22 @@ mod tests {
         assert!(clients.len() <= MAX_CLIENTS);
         let mut asking = UnixStream::connect(&path).unwrap();
         asking.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
-        clients.accept_all(&listener, now);
-        let got = serve_all(&mut clients, now);
+        // A full house: nothing is accepted until the silent ones have been silent for
+        // EVICT_AFTER; then each round makes room for a house-full of newcomers.
+        assert!(!clients.listening(now));
+        assert_eq!(clients.next_deadline(), Some(now.plus(EVICT_AFTER)));
+        let mut got = Vec::new();
+        let mut t = now;
+        let mut rounds = 0;
+        while got.is_empty() {
+            rounds += 1;
+            assert!(rounds <= 200 / MAX_CLIENTS + 2, "still not served");
+            t = t.plus(EVICT_AFTER);
+            assert!(clients.listening(t));
+            got.extend(clients.accept_all(&listener, t));
+            got.extend(serve_all(&mut clients, t));
+        }
+        let now = t;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1, Ok(Request::Status {}));
         clients.answer(got[0].0, &Response::error("test"), now);

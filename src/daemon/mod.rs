@@ -26,10 +26,10 @@
 //! [`DaemonClock::stamp`]). Timers are armed on the real clocks, shifted by the same
 //! offsets.
 
-pub mod agent;
+pub(crate) mod agent;
 mod clients;
-pub mod notify;
-pub mod publish;
+pub(crate) mod notify;
+pub(crate) mod publish;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
@@ -357,7 +357,9 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
 }
 
 /// `run --once`: one boot cycle, waited for, then the status; no loop.
-pub fn once(config_path: &Path) -> Result<(CheckSyncJson, crate::status::StatusJson), DaemonError> {
+pub(crate) fn once(
+    config_path: &Path,
+) -> Result<(CheckSyncJson, crate::status::StatusJson), DaemonError> {
     let clock = DaemonClock::from_env()?;
     let mut agent = start(config_path, &clock, None)?;
     let snap = agent.snapshot(clock.stamp());
@@ -492,10 +494,16 @@ impl Daemon {
         timer: &TimerFd,
         timeout: PollTimeout,
     ) -> Result<Ready, Errno> {
+        // A full house of clients leaves new connections in the backlog for a while.
+        let listen = if self.clients.listening(self.clock.stamp().mono) {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
         let mut fds = vec![
             PollFd::new(timer.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.listener.as_fd(), listen),
         ];
         let link = self.supervisor.link.as_ref().and_then(Link::fd);
         let link_at = link.map(|fd| {

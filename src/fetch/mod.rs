@@ -52,9 +52,9 @@
 
 #[cfg(test)]
 mod tests;
-pub mod worker;
+pub(crate) mod worker;
 
-pub use worker::{Server, Source};
+pub(crate) use worker::{Server, Source};
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -404,7 +404,7 @@ impl Source for Fetcher {
 /// The configured provisioning server: a [`Fetcher`] is set up afresh for each fetch
 /// cycle (on the fetch thread) and dropped after it, so no HTTP client outlives a cycle.
 #[derive(Debug)]
-pub struct Provisioning {
+pub(crate) struct Provisioning {
     server: String,
     fetch: Fetch,
     mac: Serial,
@@ -413,7 +413,11 @@ pub struct Provisioning {
 impl Provisioning {
     /// The server of the configuration, checked now (its CA, certificate and key files
     /// read and parsed once) so that an unusable one is said at start, not at each fetch.
-    pub fn new(server: &str, fetch: &Fetch, mac: Serial) -> Result<Provisioning, FetchError> {
+    pub(crate) fn new(
+        server: &str,
+        fetch: &Fetch,
+        mac: Serial,
+    ) -> Result<Provisioning, FetchError> {
         drop(Fetcher::new(server, fetch, mac)?);
         Ok(Provisioning {
             server: server.to_string(),

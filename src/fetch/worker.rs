@@ -26,14 +26,14 @@ use crate::storage::Validator;
 
 /// Where license files come from, for one cycle (an open HTTP client, a folder, or a
 /// fake in tests).
-pub trait Source {
+pub(crate) trait Source {
     /// Fetches `name`; `validator` is what was stored with the last copy downloaded.
     fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome;
 }
 
 /// A provisioning server: says where it is, and opens a [`Source`] for each cycle (on
 /// the fetch thread).
-pub trait Server: Send + Sync {
+pub(crate) trait Server: Send + Sync {
     /// The base URL, for people.
     fn base(&self) -> &str;
     /// Opens a source for one cycle (reading CA files, setting up a client).
@@ -42,20 +42,20 @@ pub trait Server: Send + Sync {
 
 /// One file to fetch, with the validator stored for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wanted {
-    pub name: String,
-    pub validator: Option<Validator>,
+pub(crate) struct Wanted {
+    pub(crate) name: String,
+    pub(crate) validator: Option<Validator>,
 }
 
 /// What one file gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    pub name: String,
-    pub outcome: FetchOutcome,
+pub(crate) struct Fetched {
+    pub(crate) name: String,
+    pub(crate) outcome: FetchOutcome,
 }
 
 /// A fetch cycle under way on its thread.
-pub struct InFlight {
+pub(crate) struct InFlight {
     results: Receiver<Vec<Fetched>>,
     /// Readable (end of file) once the thread has sent its results or ended.
     done: OwnedFd,
@@ -64,7 +64,7 @@ pub struct InFlight {
 
 impl InFlight {
     /// Starts fetching `files` in order from `server` on a new thread.
-    pub fn start(server: Arc<dyn Server>, files: Vec<Wanted>) -> std::io::Result<InFlight> {
+    pub(crate) fn start(server: Arc<dyn Server>, files: Vec<Wanted>) -> std::io::Result<InFlight> {
         use nix::fcntl::OFlag;
         let (done, done_writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
             .map_err(std::io::Error::from)?;
@@ -86,13 +86,13 @@ impl InFlight {
     }
 
     /// The descriptor to poll: readable once the cycle is over.
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.done.as_fd()
     }
 
     /// The results, once the cycle is over (`None` while it runs). A thread that ended
     /// without results (it cannot, short of a bug) counts as every file failing.
-    pub fn try_take(&self) -> Option<Vec<Fetched>> {
+    pub(crate) fn try_take(&self) -> Option<Vec<Fetched>> {
         match self.results.try_recv() {
             Ok(fetched) => Some(fetched),
             Err(TryRecvError::Empty) => None,

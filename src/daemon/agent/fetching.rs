@@ -25,11 +25,11 @@ use crate::time::{secs_i64, UnixTime};
 
 /// The last fetch and the retry schedule.
 #[derive(Debug, Clone, Default)]
-pub struct FetchState {
-    pub last_fetch: Option<UnixTime>,
-    pub files: Vec<FileFetchJson>,
-    pub consecutive_failures: u32,
-    pub next_retry: Option<UnixTime>,
+pub(crate) struct FetchState {
+    pub(crate) last_fetch: Option<UnixTime>,
+    pub(crate) files: Vec<FileFetchJson>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) next_retry: Option<UnixTime>,
 }
 
 /// A cycle under way.
@@ -60,7 +60,7 @@ pub(super) struct Fetching {
 
 /// What asking for a cycle gave.
 #[derive(Debug)]
-pub enum FetchStart {
+pub(crate) enum FetchStart {
     /// Cycle `n` will answer (started now, or after the one running).
     Pending(u64),
     /// Nothing can be fetched (no server, or the clock is not set): the answer now.
@@ -89,7 +89,7 @@ impl Fetching {
 
 impl Agent {
     /// Asks for a fetch cycle now.
-    pub fn fetch_now(&mut self, snap: &Snapshot) -> FetchStart {
+    pub(crate) fn fetch_now(&mut self, snap: &Snapshot) -> FetchStart {
         let now = snap.stamp.wall;
         if let Err(why) = &self.fetching.server {
             // Nothing to fetch from until the configuration names a server (SIGHUP).
@@ -164,14 +164,14 @@ impl Agent {
     }
 
     /// The descriptor that becomes readable when the running cycle is over.
-    pub fn fetch_fd(&self) -> Option<BorrowedFd<'_>> {
+    pub(crate) fn fetch_fd(&self) -> Option<BorrowedFd<'_>> {
         self.fetching.running.as_ref().map(|c| c.flight.fd())
     }
 
     /// If the running cycle is over: applies what it brought, decides, and returns the
     /// reports of the cycles now over by number (this one, and the one asked for
     /// meanwhile if it could not even start).
-    pub fn fetch_finished(&mut self, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
+    pub(crate) fn fetch_finished(&mut self, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
         let Some(fetched) = self
             .fetching
             .running

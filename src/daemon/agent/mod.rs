@@ -15,7 +15,7 @@ mod reboots;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub use fetching::FetchStart;
+pub(crate) use fetching::FetchStart;
 
 use crate::accept::{install_into, FileBytes, InstallOutcome};
 use crate::daemon::publish::{self, FeatureSet};
@@ -34,24 +34,24 @@ use reboots::Reboots;
 /// The agent's view at one moment: both clocks, the wall clock's verdict, and (when the
 /// clock can judge) the evaluation of the licenses held at the judged instant.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub stamp: Stamp,
-    pub reading: ClockReading,
-    pub eval: Option<Evaluation>,
+pub(crate) struct Snapshot {
+    pub(crate) stamp: Stamp,
+    pub(crate) reading: ClockReading,
+    pub(crate) eval: Option<Evaluation>,
 }
 
 /// When the agent next has something to do by the clocks alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Wake {
+pub(crate) struct Wake {
     /// An instant of the rules (a status change, a retry, a poll), on the wall clock.
-    pub wall: Option<UnixTime>,
+    pub(crate) wall: Option<UnixTime>,
     /// The end of a wait (idle grace, stagger delay, re-ask), on the monotonic clock.
-    pub mono: Option<Mono>,
+    pub(crate) mono: Option<Mono>,
 }
 
 /// The running agent.
-pub struct Agent {
-    pub phone: Phone,
+pub(crate) struct Agent {
+    pub(crate) phone: Phone,
     store: Store,
     fetching: Fetching,
     reboots: Reboots,
@@ -61,7 +61,7 @@ pub struct Agent {
 
 impl Agent {
     /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
-    pub fn start(
+    pub(crate) fn start(
         phone: Phone,
         lock: Arc<WriterLock>,
         server: Result<Arc<dyn Server>, String>,
@@ -96,7 +96,7 @@ impl Agent {
     }
 
     /// Takes the snapshot of `stamp`: the clock judged and the licenses evaluated once.
-    pub fn snapshot(&self, stamp: Stamp) -> Snapshot {
+    pub(crate) fn snapshot(&self, stamp: Stamp) -> Snapshot {
         let reading = read_clock(&self.phone, self.store.meta(), stamp.wall);
         let eval = reading.judge_at.map(|at| evaluate(self.store.held(), at));
         Snapshot {
@@ -120,7 +120,7 @@ impl Agent {
         self.phone.config.enabled_features.iter().copied().collect()
     }
 
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
@@ -153,14 +153,14 @@ impl Agent {
     }
 
     /// The names of the enabled features, in id order (what `FEATURES` carries).
-    pub fn enabled_names(&self, snap: &Snapshot) -> Vec<String> {
+    pub(crate) fn enabled_names(&self, snap: &Snapshot) -> Vec<String> {
         self.enabled(snap).keys().map(|id| id.name()).collect()
     }
 
     /// Installs a license file given by hand (`license-agent install` while this daemon
     /// holds the store), then applies the result at once, without fetching: publishes
     /// the set, and asks for a reboot if it changed.
-    pub fn install(&mut self, bytes: &[u8], file: &str, now: Stamp) -> InstallOutcome {
+    pub(crate) fn install(&mut self, bytes: &[u8], file: &str, now: Stamp) -> InstallOutcome {
         let done = install_into(
             &self.phone,
             &mut self.store,
@@ -186,7 +186,7 @@ impl Agent {
 
     /// At a wake-up (timer, clock step, the test clock set): start a fetch if one is due
     /// (deciding once it is over), otherwise decide again.
-    pub fn wake(&mut self, stamp: Stamp) {
+    pub(crate) fn wake(&mut self, stamp: Stamp) {
         if self.fetching.is_running() {
             // What the running cycle brings comes first.
             self.fetching.decide_after = true;
@@ -204,12 +204,12 @@ impl Agent {
     }
 
     /// Whether the boot cycle (the first with a sane clock) is still to finish.
-    pub fn boot_cycle_pending(&self) -> bool {
+    pub(crate) fn boot_cycle_pending(&self) -> bool {
         self.fetching.boot_cycle_pending
     }
 
     /// The boot cycle is behind (an agent taking over from another after SIGHUP).
-    pub fn boot_cycle_done(&mut self) {
+    pub(crate) fn boot_cycle_done(&mut self) {
         self.fetching.boot_cycle_pending = false;
     }
 
@@ -235,7 +235,7 @@ impl Agent {
     /// Prunes, publishes the feature set when it changed, persists the trusted time when
     /// due, settles the reboot needs; writes `meta.json` only when something in it
     /// changed.
-    pub fn decide(&mut self, stamp: Stamp) {
+    pub(crate) fn decide(&mut self, stamp: Stamp) {
         let before: Meta = self.store.meta().clone();
         let reading = read_clock(&self.phone, self.store.meta(), stamp.wall);
         if let Some(at) = reading.judge_at {
@@ -278,7 +278,7 @@ impl Agent {
     /// When to wake next by the clocks: the next status change, retry or poll (wall),
     /// and the end of the reboot rules' current wait (monotonic). While a fetch cycle
     /// runs, only the reboot rules' waits count: the cycle's end decides the rest.
-    pub fn next_wake(&self, snap: &Snapshot) -> Wake {
+    pub(crate) fn next_wake(&self, snap: &Snapshot) -> Wake {
         let mono = self
             .reboots
             .machine
@@ -314,7 +314,7 @@ impl Agent {
     }
 
     /// The status report, live.
-    pub fn status(&self, snap: &Snapshot) -> StatusJson {
+    pub(crate) fn status(&self, snap: &Snapshot) -> StatusJson {
         let now = snap.stamp.wall;
         let mut report = status::build(&self.phone, self.store(), now, None);
         report.source = "daemon".into();

@@ -115,18 +115,18 @@ impl Agent {
     }
 
     /// The supervisor link came up (after HELLO) or went down, and why (for `status`).
-    pub fn supervisor_link(&mut self, up: bool, note: String) {
+    pub(crate) fn supervisor_link(&mut self, up: bool, note: String) {
         self.reboots.machine.connection(up);
         self.reboots.supervisor_note = note;
     }
 
     /// `CALL-STATE` from the supervisor, read at `now`.
-    pub fn call_state(&mut self, state: CallState, now: Stamp) {
+    pub(crate) fn call_state(&mut self, state: CallState, now: Stamp) {
         self.reboots.machine.call_state(state, now);
     }
 
     /// `OK <id>` (`accepted`) or `BUSY <id>` from the supervisor.
-    pub fn reboot_answer(&mut self, id: u64, accepted: bool, now: Stamp) {
+    pub(crate) fn reboot_answer(&mut self, id: u64, accepted: bool, now: Stamp) {
         let actions = if accepted {
             log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
             self.reboots.machine.ok(id, now)
@@ -143,7 +143,7 @@ impl Agent {
     /// What the reboot rules want done at `snap` (REBOOT lines to send); persisted
     /// first, so a restart knows a request was made. The caller has read everything the
     /// supervisor sent before taking `snap`.
-    pub fn reboot_actions(&mut self, snap: &Snapshot) -> Vec<(u64, Cause)> {
+    pub(crate) fn reboot_actions(&mut self, snap: &Snapshot) -> Vec<(u64, Cause)> {
         // Unsynced clock: no reboot is asked.
         if snap.eval.is_none() {
             return Vec::new();
