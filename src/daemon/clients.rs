@@ -224,7 +224,11 @@ impl Clients {
         let evict = (self.list.len() >= MAX_CLIENTS)
             .then(|| self.evictable_at())
             .flatten();
-        self.list.iter().filter_map(|c| c.deadline).chain(evict).min()
+        self.list
+            .iter()
+            .filter_map(|c| c.deadline)
+            .chain(evict)
+            .min()
     }
 }
 

@@ -435,13 +435,13 @@ impl Daemon {
                 self.armed = None;
             }
             if ready.clients.iter().any(|r| *r) {
-                let now = self.clock.stamp().mono;
+                let now = Mono::now();
                 for (id, request) in self.clients.serve(&ready.clients, now) {
                     self.handle_request(id, request);
                 }
             }
             if ready.listener {
-                let now = self.clock.stamp().mono;
+                let now = Mono::now();
                 let mut received = self.clients.accept_all(&self.listener, now);
                 // A request often arrives with the connection: read it now.
                 let all = vec![true; self.clients.len()];
@@ -456,8 +456,7 @@ impl Daemon {
     /// Does what is due by the clocks, then says how long `poll` may wait (and arms
     /// the wall-clock timer).
     fn settle(&mut self, timer: &TimerFd) -> Result<PollTimeout, DaemonError> {
-        let now = self.clock.stamp();
-        self.clients.expire(now.mono);
+        self.clients.expire(Mono::now());
         self.supervisor.connect_if_due(&mut self.agent, &self.clock);
         let snap = self.snapshot();
         self.supervisor.sync_features(&mut self.agent, &snap);
@@ -469,21 +468,28 @@ impl Daemon {
             arm(timer, wall)?;
             self.armed = Some(wall);
         }
-        let deadline = [
-            wake.mono,
-            self.supervisor.link.as_ref().and_then(Link::next_attempt),
-            self.clients.next_deadline(),
+        // The reboot rules' waits are on the daemon's clock (the test clock's, in
+        // tests); the link's back-off and the clients' deadlines on the machine's
+        // monotonic clock, whatever a test does with time.
+        let real = Mono::now();
+        let ms = [
+            wake.mono.map(|at| snap.stamp.mono.millis_until_ceil(at)),
+            [
+                self.supervisor.link.as_ref().and_then(Link::next_attempt),
+                self.clients.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| real.millis_until_ceil(at)),
         ]
         .into_iter()
         .flatten()
         .min();
-        Ok(match deadline {
+        Ok(match ms {
             None => PollTimeout::NONE,
-            Some(at) => {
-                let ms = snap.stamp.mono.millis_until_ceil(at);
-                PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
-                    .unwrap_or(PollTimeout::MAX)
-            }
+            Some(ms) => PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
+                .unwrap_or(PollTimeout::MAX),
         })
     }
 
@@ -495,7 +501,7 @@ impl Daemon {
         timeout: PollTimeout,
     ) -> Result<Ready, Errno> {
         // A full house of clients leaves new connections in the backlog for a while.
-        let listen = if self.clients.listening(self.clock.stamp().mono) {
+        let listen = if self.clients.listening(Mono::now()) {
             PollFlags::POLLIN
         } else {
             PollFlags::empty()
@@ -559,7 +565,7 @@ impl Daemon {
     }
 
     fn answer_check_syncs(&mut self, number: u64, report: &CheckSyncJson) {
-        let now = self.clock.stamp().mono;
+        let now = Mono::now();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.check_syncs)
             .into_iter()
             .partition(|(_, n)| *n <= number);
@@ -676,7 +682,7 @@ impl Daemon {
                 "test-set-time needs the test clock ({TEST_NOW_VAR})"
             )),
         };
-        self.clients.answer(id, &response, self.clock.stamp().mono);
+        self.clients.answer(id, &response, Mono::now());
     }
 
     /// Tells the supervisor what changed and asks the reboots due (as `settle` does).
@@ -709,7 +715,7 @@ impl Supervisor {
         let event = self
             .link
             .as_mut()
-            .and_then(|l| l.connect_if_due(clock.stamp().mono));
+            .and_then(|l| l.connect_if_due(Mono::now()));
         if let Some(event) = event {
             self.handle(event, agent, clock);
         }
@@ -720,7 +726,7 @@ impl Supervisor {
         let events = self
             .link
             .as_mut()
-            .map(|l| l.read(clock.stamp().mono))
+            .map(|l| l.read(Mono::now()))
             .unwrap_or_default();
         for event in events {
             self.handle(event, agent, clock);
@@ -776,7 +782,7 @@ impl Supervisor {
             };
             log::info!("asking the supervisor for a reboot: REBOOT {id} {cause}");
             if let Some(LinkEvent::Down(why)) =
-                link.send(&ToSupervisor::Reboot { id, cause }, snap.stamp.mono)
+                link.send(&ToSupervisor::Reboot { id, cause }, Mono::now())
             {
                 self.handle(LinkEvent::Down(why), agent, clock);
             }
@@ -792,7 +798,7 @@ impl Supervisor {
         if self.sent.as_ref() == Some(&names) {
             return;
         }
-        match link.send(&ToSupervisor::Features(names.clone()), snap.stamp.mono) {
+        match link.send(&ToSupervisor::Features(names.clone()), Mono::now()) {
             None => self.sent = Some(names),
             Some(LinkEvent::Down(why)) => {
                 log::info!("supervisor: {why}");
