@@ -225,8 +225,9 @@ fn the_wake_up_instants_are_split_by_clock() {
     agent.fetch_now(&snap);
     finish(&mut agent, at(t0()));
     let wake = agent.next_wake(&agent.snapshot(at(t0())));
-    // The end on the wall clock; no reboot wait yet.
-    assert_eq!(wake.wall, Some(end));
+    // On the wall clock, the end or a poll before it (the license is Expiring Shortly:
+    // a daily check, jittered); no reboot wait yet.
+    assert!(wake.wall.is_some_and(|w| w > t0() && w <= end), "{wake:?}");
     assert_eq!(wake.mono, None);
     // While a fetch runs only the reboot rules' waits count.
     let _held = script.gate.lock().unwrap();
