@@ -532,3 +532,31 @@ fn a_hand_install_while_the_daemon_runs_applies_at_once_and_asks_for_a_reboot() 
     );
     assert_no_violation(&sim);
 }
+
+/// An `OK` or `BUSY` that answers no REBOOT the agent sent is ignored, and the log says
+/// so (it used to log "the supervisor accepted REBOOT 999"). Issue 12.
+#[test]
+fn an_answer_to_no_reboot_sent_is_ignored_and_logged_as_such() {
+    let bench = Bench::new("");
+    let mut sim = bench.sim("sim.log", &[]);
+    let daemon = bench.phone.start(Some(now()));
+    sim.wait_for("recv FEATURES", 1);
+    sim.command("send OK 999");
+    sim.command("send BUSY 998");
+    sim.barrier();
+    let s = daemon.status();
+    assert_eq!(reboot(&s)["pending"], false, "{s:#}");
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains("accepted REBOOT 999"), "{log}");
+    assert!(!log.contains("BUSY to REBOOT 998"), "{log}");
+    assert!(
+        log.contains("OK 999 answers no outstanding REBOOT"),
+        "{log}"
+    );
+    assert!(
+        log.contains("BUSY 998 answers no outstanding REBOOT"),
+        "{log}"
+    );
+    assert_no_violation(&sim);
+}

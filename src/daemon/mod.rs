@@ -418,7 +418,7 @@ impl Daemon {
                 }
             }
             if ready.link {
-                self.supervisor.read(&mut self.agent, &self.clock);
+                let _ = self.supervisor.read(&mut self.agent, &self.clock);
             }
             if ready.fetch {
                 self.fetch_finished();
@@ -511,9 +511,13 @@ impl Daemon {
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.listener.as_fd(), listen),
         ];
-        let link = self.supervisor.link.as_ref().and_then(Link::fd);
-        let link_at = link.map(|fd| {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        let link = self.supervisor.link.as_ref();
+        let link_flags = match link.is_some_and(Link::wants_write) {
+            true => PollFlags::POLLIN | PollFlags::POLLOUT,
+            false => PollFlags::POLLIN,
+        };
+        let link_at = link.and_then(Link::fd).map(|fd| {
+            fds.push(PollFd::new(fd, link_flags));
             fds.len() - 1
         });
         let fetch_at = self.agent.fetch_fd().map(|fd| {
@@ -721,16 +725,19 @@ impl Supervisor {
         }
     }
 
-    /// Reads everything the supervisor has sent so far (never waits) and acts on it.
-    fn read(&mut self, agent: &mut Agent, clock: &DaemonClock) {
-        let events = self
-            .link
-            .as_mut()
-            .map(|l| l.read(Mono::now()))
-            .unwrap_or_default();
-        for event in events {
+    /// Reads what the supervisor has sent (never waits; a bounded amount) and acts on
+    /// it; writes what waits to be written. Returns whether everything sent so far was
+    /// read.
+    fn read(&mut self, agent: &mut Agent, clock: &DaemonClock) -> bool {
+        let Some(link) = self.link.as_mut() else {
+            return true;
+        };
+        let (events, drained) = link.read(Mono::now());
+        let flushed = link.flush(Mono::now());
+        for event in events.into_iter().chain(flushed) {
             self.handle(event, agent, clock);
         }
+        drained
     }
 
     fn handle(&mut self, event: LinkEvent, agent: &mut Agent, clock: &DaemonClock) {
@@ -774,7 +781,10 @@ impl Supervisor {
         if self.link.as_ref().is_none_or(|l| !l.is_up()) {
             return;
         }
-        self.read(agent, clock);
+        if !self.read(agent, clock) {
+            // A supervisor still sending (a flood): not now; the loop comes back.
+            return;
+        }
         let snap = agent.snapshot(clock.stamp());
         for (id, cause) in agent.reboot_actions(&snap) {
             let Some(link) = self.link.as_mut() else {

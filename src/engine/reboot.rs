@@ -325,7 +325,8 @@ impl RebootMachine {
         Vec::new()
     }
 
-    fn is_outstanding(&self, id: u64) -> bool {
+    /// Whether `id` is the REBOOT sent and not answered yet.
+    pub(crate) fn is_outstanding(&self, id: u64) -> bool {
         matches!(self.request, Some(Phase::Asked { id: asked, .. }) if asked == id)
     }
 

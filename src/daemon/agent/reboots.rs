@@ -127,13 +127,19 @@ impl Agent {
 
     /// `OK <id>` (`accepted`) or `BUSY <id>` from the supervisor.
     pub(crate) fn reboot_answer(&mut self, id: u64, accepted: bool, now: Stamp) {
+        // An answer to no REBOOT outstanding is only logged, by the machine.
+        if self.reboots.machine.is_outstanding(id) {
+            if accepted {
+                log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
+            } else {
+                log::info!(
+                    "the supervisor answered BUSY to REBOOT {id}: asking again after the next idle period"
+                );
+            }
+        }
         let actions = if accepted {
-            log::info!("the supervisor accepted REBOOT {id}: the phone will reboot");
             self.reboots.machine.ok(id, now)
         } else {
-            log::info!(
-                "the supervisor answered BUSY to REBOOT {id}: asking again after the next idle period"
-            );
             self.reboots.machine.busy(id, now)
         };
         log_actions(&actions);
