@@ -300,6 +300,10 @@ fn status_answers_within_1_s_with_200_silent_clients_connected() {
                     "the {which} status took {} with 200 silent clients",
                     secs(took)
                 );
+                println!(
+                    "figure: the {which} status with 200 silent clients: {}",
+                    secs(took)
+                );
             }
             Err(e) => panic!(
                 "the {which} status with 200 silent clients: {e}\n{}",
@@ -330,6 +334,7 @@ fn sigterm_stops_the_daemon_within_1_s_during_a_stalled_boot_fetch() {
         )
     });
     assert!(took < SECOND, "SIGTERM took {} to stop it", secs(took));
+    println!("figure: SIGTERM stopped it in {}", secs(took));
     assert_eq!(code, Some(0), "{}", daemon.log_tail(20));
 }
 
@@ -377,6 +382,7 @@ fn sigterm_stops_the_daemon_within_1_s_during_a_stalled_check_sync() {
         )
     });
     assert!(took < SECOND, "SIGTERM took {} to stop it", secs(took));
+    println!("figure: SIGTERM stopped it in {}", secs(took));
     assert_eq!(code, Some(0), "{}", daemon.log_tail(20));
 }
 
@@ -419,6 +425,11 @@ fn hello_and_features_within_1_s(server: &str) {
         features.unwrap().1,
         "FEATURES lync",
         "the stored set at once"
+    );
+    println!(
+        "figure: HELLO {} and FEATURES {} after start (server {server})",
+        secs(hello_after),
+        secs(features_after)
     );
     assert!(
         features_after <= bound,
@@ -481,6 +492,7 @@ fn with_idle_grace_3s_no_reboot_comes_sooner_than_3_s_after_call_state_idle() {
         measured.push(at.saturating_duration_since(idle.at));
     }
     let shown: Vec<String> = measured.iter().map(|d| secs(*d)).collect();
+    println!("figure: REBOOT after CALL-STATE idle (grace 3 s): {shown:?}");
     assert!(
         measured.iter().all(|d| *d >= grace),
         "REBOOT after CALL-STATE idle: {shown:?}, grace {}",
