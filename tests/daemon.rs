@@ -888,3 +888,28 @@ fn install_fails(phone: &Phone, bytes: &[u8]) -> String {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     stderr
 }
+
+/// A SIGHUP whose configuration names a control socket that cannot be bound leaves the
+/// daemon running and answering on the socket it has (it used to exit).
+#[test]
+fn a_reload_with_an_unusable_control_socket_keeps_the_old_one() {
+    let (phone, _server) = Phone::with_folder_server(&[("vqmon", now() - DAY, None)]);
+    let mut daemon = phone.start(None);
+    let config = std::fs::read_to_string(&phone.config).unwrap();
+    std::fs::write(
+        &phone.config,
+        config.replace(
+            "control_socket = \"control.sock\"",
+            "control_socket = \"/proc/no-such-dir/control.sock\"",
+        ),
+    )
+    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(daemon.alive(), "the daemon stopped on the reload");
+    assert_eq!(daemon.status()["enabled"], serde_json::json!(["vqmon"]));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("the control socket stays at"), "{log}");
+}

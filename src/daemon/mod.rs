@@ -409,7 +409,7 @@ impl Daemon {
             // Signals first: a stop is a stop, whatever else is pending.
             if ready.signals {
                 match signals.read_signal() {
-                    Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => self.reload()?,
+                    Ok(Some(info)) if info.ssi_signo == Signal::SIGHUP as u32 => self.reload(),
                     Ok(Some(info)) => {
                         log::info!("signal {}: stopping", info.ssi_signo);
                         return Ok(0);
@@ -585,24 +585,34 @@ impl Daemon {
     }
 
     /// SIGHUP: the configuration again. The running cycle (if any) is abandoned; those
-    /// waiting for it get a new one.
-    fn reload(&mut self) -> Result<(), DaemonError> {
+    /// waiting for it get a new one. Nothing in the new configuration stops the daemon.
+    fn reload(&mut self) {
         log::info!("SIGHUP: reading the configuration again");
         let new_agent = match start(&self.config_path, &self.clock, self.agent.store().lock()) {
             Ok(agent) => agent,
             Err(e) => {
                 log::error!("configuration not reloaded, the old one stays: {e}");
-                return Ok(());
+                return;
             }
         };
         let boot_pending = self.agent.boot_cycle_pending();
         self.agent = new_agent;
         self.supervisor = Supervisor::new(&self.agent);
         self.armed = None;
-        if self.agent.phone.config.control_socket != self.socket_path {
-            let _ = std::fs::remove_file(&self.socket_path);
-            self.socket_path = self.agent.phone.config.control_socket.clone();
-            self.listener = bind_control(&self.socket_path)?;
+        let wanted = self.agent.phone.config.control_socket.clone();
+        if wanted != self.socket_path {
+            // The new socket first: one that cannot be bound leaves the old one serving.
+            match bind_control(&wanted) {
+                Ok(listener) => {
+                    let _ = std::fs::remove_file(&self.socket_path);
+                    self.listener = listener;
+                    self.socket_path = wanted;
+                }
+                Err(e) => log::error!(
+                    "{e}; the control socket stays at {}",
+                    self.socket_path.display()
+                ),
+            }
         }
         if !boot_pending {
             self.agent.boot_cycle_done();
@@ -627,7 +637,6 @@ impl Daemon {
         } else {
             self.agent.decide(self.clock.stamp());
         }
-        Ok(())
     }
 
     /// One request of a control client.
