@@ -76,6 +76,7 @@ pub(crate) struct Clients {
 
 impl Clients {
     /// How many are being served.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
@@ -123,7 +124,7 @@ impl Clients {
 
     /// Reads what the clients still reading have sent (a request that has arrived is
     /// never lost to an eviction); returns the requests read whole.
-    fn read_readers(&mut self, now: Mono) -> Vec<Received> {
+    pub(crate) fn read_readers(&mut self, now: Mono) -> Vec<Received> {
         let mut received = Vec::new();
         for client in &mut self.list {
             if let Phase::Reading(_) = client.phase {
@@ -307,7 +308,12 @@ impl Client {
                     }
                 }
             }
-            Phase::Waiting => None,
+            // Polled for nothing, a waiting client is ready only when it hung up or
+            // failed: it is gone (and would make every `poll` return at once).
+            Phase::Waiting => {
+                self.close();
+                None
+            }
         }
     }
 
@@ -349,8 +355,7 @@ mod tests {
     }
 
     fn serve_all(clients: &mut Clients, now: Mono) -> Vec<Received> {
-        let ready = vec![true; clients.len()];
-        clients.serve(&ready, now)
+        clients.read_readers(now)
     }
 
     #[test]
@@ -413,6 +418,30 @@ mod tests {
         asking.read_to_string(&mut answer).unwrap();
         assert!(answer.contains("\"error\":\"test\""), "{answer}");
         drop(silent);
+    }
+
+    #[test]
+    fn a_client_that_hangs_up_while_waiting_is_dropped() {
+        let (_dir, listener, path) = listener();
+        let mut clients = Clients::default();
+        let now = Mono::from_secs(1);
+        let mut asking = UnixStream::connect(&path).unwrap();
+        asking.write_all(b"{\"cmd\":\"check-sync\"}\n").unwrap();
+        clients.accept_all(&listener, now);
+        assert_eq!(serve_all(&mut clients, now).len(), 1);
+        // Waiting for its fetch cycle: polled for nothing, so not ready...
+        assert_eq!(clients.poll_fds()[0].1, nix::poll::PollFlags::empty());
+        drop(asking);
+        // ...until it hangs up, which `poll` reports whatever was asked.
+        let mut fds: Vec<nix::poll::PollFd> = clients
+            .poll_fds()
+            .into_iter()
+            .map(|(fd, flags)| nix::poll::PollFd::new(fd, flags))
+            .collect();
+        assert_eq!(nix::poll::poll(&mut fds, 1_000u16).unwrap(), 1);
+        drop(fds);
+        assert!(clients.serve(&[true], now).is_empty());
+        assert_eq!(clients.len(), 0);
     }
 
     #[test]

@@ -444,8 +444,7 @@ impl Daemon {
                 let now = Mono::now();
                 let mut received = self.clients.accept_all(&self.listener, now);
                 // A request often arrives with the connection: read it now.
-                let all = vec![true; self.clients.len()];
-                received.extend(self.clients.serve(&all, now));
+                received.extend(self.clients.read_readers(now));
                 for (id, request) in received {
                     self.handle_request(id, request);
                 }
