@@ -358,6 +358,14 @@ mod tests {
         clients.read_readers(now)
     }
 
+    /// Answers `id` and checks that `asking` reads that answer whole.
+    fn assert_answered(clients: &mut Clients, id: ClientId, asking: &mut UnixStream, now: Mono) {
+        clients.answer(id, &Response::error("test"), now);
+        let mut answer = String::new();
+        asking.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("\"error\":\"test\""), "{answer}");
+    }
+
     #[test]
     fn silent_clients_neither_hold_nor_crowd_out_a_request() {
         let (_dir, listener, path) = listener();
@@ -390,10 +398,7 @@ mod tests {
         let now = t;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1, Ok(Request::Status {}));
-        clients.answer(got[0].0, &Response::error("test"), now);
-        let mut answer = String::new();
-        asking.read_to_string(&mut answer).unwrap();
-        assert!(answer.contains("\"error\":\"test\""), "{answer}");
+        assert_answered(&mut clients, got[0].0, &mut asking, now);
         drop(silent);
     }
 
@@ -413,10 +418,7 @@ mod tests {
         got.extend(serve_all(&mut clients, now));
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].1, Ok(Request::Status {}));
-        clients.answer(got[0].0, &Response::error("test"), now);
-        let mut answer = String::new();
-        asking.read_to_string(&mut answer).unwrap();
-        assert!(answer.contains("\"error\":\"test\""), "{answer}");
+        assert_answered(&mut clients, got[0].0, &mut asking, now);
         drop(silent);
     }
 
