@@ -297,6 +297,65 @@ fn a_renewal_installed_early_bridges_and_then_takes_over() {
     );
 }
 
+/// A license stops counting at the instant its successor starts and never again: A bridges
+/// to B; once B has started, C (Impending) installed with no write in between does not
+/// bring A (and its vqmon) back as a bridge to C.
+#[test]
+fn a_bridge_ends_for_good_when_its_successor_starts() {
+    let p = phone();
+    let t = now();
+    let a = p.sign(
+        "a.cfg",
+        "phone",
+        MAC,
+        &[
+            feature("usb-call-recording", "new", t - DAY, None),
+            feature("vqmon", "new", t - DAY, Some(t + 650 * DAY)),
+        ],
+    );
+    let b = p.sign(
+        "b.cfg",
+        "phone",
+        MAC,
+        &[feature("usb-call-recording", "renewal", t + 40 * DAY, None)],
+    );
+    let later = t + 41 * DAY;
+    let c = p.sign(
+        "c.cfg",
+        "phone",
+        MAC,
+        &[feature(
+            "usb-call-recording",
+            "renewal",
+            later + 5 * DAY,
+            None,
+        )],
+    );
+    assert_eq!(p.install(&a, Some(t)).status.code(), Some(0));
+    assert_eq!(p.install(&b, Some(t)).status.code(), Some(0));
+    let enabled = |at: i64| p.status(&["--at", &rfc(at)], Some(t))["enabled"].clone();
+    assert_eq!(
+        enabled(t + 39 * DAY),
+        serde_json::json!(["usb-call-recording", "vqmon"]),
+        "A bridges to B"
+    );
+    let out = p.install(&c, Some(later));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for at in [later, later + 4 * DAY, later + 6 * DAY] {
+        assert_eq!(
+            enabled(at),
+            serde_json::json!(["usb-call-recording"]),
+            "at {}",
+            rfc(at)
+        );
+    }
+}
+
 #[test]
 fn refused_files_leave_the_licenses_untouched_and_are_shown() {
     let p = phone();

@@ -154,9 +154,13 @@ pub(crate) fn judge_candidate(
             });
         }
     }
+    // Identical to a license that still counts: a repeat. A copy of one that no longer
+    // counts (a drop not yet written) arrives anew, as it would once the drop was made.
+    let used = judge_at.map(|at| select(held, kind, at));
+    let counts = |h: &Held| used.as_ref().is_none_or(|s| s.role(h.seq) != Role::Dropped);
     if let Some(same) = held
         .iter()
-        .find(|h| h.license.signed_message() == candidate.signed_message())
+        .find(|h| h.license.signed_message() == candidate.signed_message() && counts(h))
     {
         return Decision::Identical { seq: same.seq };
     }
@@ -230,25 +234,29 @@ fn duration_key(h: &Held) -> (End, u64) {
 }
 
 /// Chooses the primary and bridging licenses of `kind` at `at`. Inactive licenses are
-/// never used. While the primary is Impending, the others that are not Inactive bridge
-/// to it; at most [`MAX_PER_KIND`] are kept (the primary, then the longest bridging).
+/// never used. The primary is the longest; a license stops counting at the instant a
+/// license that outlasts it starts, and never counts again. So, from the longest down,
+/// every license up to the first one started counts (the Impending ones bridge to the
+/// primary), and none after it. This is a function of the licenses held, their order and
+/// `at` alone: a drop that was never written (no daemon ran at that instant, or the store
+/// was read-only) changes nothing. At most [`MAX_PER_KIND`] are kept (the longest).
 pub(crate) fn select(held: &[Held], kind: Kind, at: UnixTime) -> Selection {
     let mut live: Vec<&Held> = held
         .iter()
         .filter(|h| h.license.kind() == kind && license_status(&h.license, at) != Status::Inactive)
         .collect();
     live.sort_by_key(|h| std::cmp::Reverse(duration_key(h)));
+    let started = live
+        .iter()
+        .position(|h| license_status(&h.license, at) != Status::Impending);
+    let counting = match started {
+        Some(first) => &live[..=first],
+        None => &live[..],
+    };
     let mut selection = Selection::default();
-    if let Some(primary) = live.first() {
+    if let Some((primary, rest)) = counting.split_first() {
         selection.primary = Some(primary.seq);
-        if license_status(&primary.license, at) == Status::Impending {
-            selection.bridging = live
-                .iter()
-                .skip(1)
-                .take(MAX_PER_KIND - 1)
-                .map(|h| h.seq)
-                .collect();
-        }
+        selection.bridging = rest.iter().take(MAX_PER_KIND - 1).map(|h| h.seq).collect();
     }
     selection.drop = held
         .iter()
