@@ -21,7 +21,10 @@
 //!   each one, so a server trickling bytes is cut off too (each single read waits at most
 //!   the total timeout, so the worst case is under twice the total timeout).
 //! - At most 5 redirects (a loop or more is [`FailureKind::Redirects`]); reqwest drops the
-//!   `Authorization` header when a redirect leaves the host.
+//!   `Authorization` header when a redirect leaves the host. A failure after a redirect
+//!   names the URL that failed and the one first asked for.
+//! - Validators (`ETag`, `Last-Modified`) longer than [`MAX_VALIDATOR`] are not kept; the
+//!   daemon keeps them only with a file it holds.
 //! - Proxy variables of the environment (`http_proxy`...) are ignored: the configuration
 //!   has no proxy, and a daemon should not depend on its environment.
 //! - TLS is rustls on ring; the certificate chain and the host name are always checked.
@@ -32,7 +35,8 @@
 //!   without `ca_file` gets no roots, so a redirect from it to `https://` fails as
 //!   [`FailureKind::Tls`].) `fetch.client_cert` and `fetch.client_key` (PEM) are the
 //!   client certificate for mutual TLS.
-//! - Status: 200 → [`FetchOutcome::Body`], 304 → [`FetchOutcome::NotModified`], 404 and
+//! - Status: 200 → [`FetchOutcome::Body`], 304 → [`FetchOutcome::NotModified`] (only to a
+//!   request that carried a validator: otherwise it answers nothing and is a failure), 404 and
 //!   410 → [`FetchOutcome::Absent`], anything else → [`FailureKind::Status`].
 //! - The body is streamed and abandoned as soon as it passes [`MAX_BODY`] (or at once when
 //!   `Content-Length` announces more): a 10 MB answer is never read whole.
@@ -83,6 +87,10 @@ pub(crate) const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The most redirects followed.
 pub(crate) const MAX_REDIRECTS: usize = 5;
+
+/// The longest `ETag` or `Last-Modified` kept for the next request, in bytes (real ones
+/// are a few dozen): what a server sends can never swell `meta.json`.
+pub(crate) const MAX_VALIDATOR: usize = 256;
 
 /// The largest PEM file read (CA bundle, client certificate or key), in bytes.
 const MAX_PEM: u64 = 4 * 1024 * 1024;
@@ -218,6 +226,9 @@ enum Target {
         client: Client,
         auth: Option<(String, String)>,
         total: Duration,
+        /// The URL the request in progress was last redirected to (reqwest names the
+        /// first URL in an error, and a message must name the one that failed).
+        last_hop: LastHop,
     },
     Dir(PathBuf),
 }
@@ -272,6 +283,7 @@ impl Fetcher {
             ));
         }
 
+        let last_hop = LastHop::default();
         let mut builder = Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -281,7 +293,7 @@ impl Fetcher {
             ))
             .connect_timeout(at_least_1s(fetch.connect_timeout))
             .timeout(at_least_1s(fetch.total_timeout))
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .redirect(follow(&last_hop))
             .no_proxy();
 
         let roots = match &fetch.ca_file {
@@ -360,6 +372,7 @@ impl Fetcher {
                 client,
                 auth,
                 total: at_least_1s(fetch.total_timeout),
+                last_hop,
             },
         })
     }
@@ -379,16 +392,25 @@ impl Fetcher {
                 client,
                 auth,
                 total,
+                last_hop,
             } => {
+                last_hop.set(None);
                 let mut request = client.get(&url);
                 if let Some((user, password)) = auth {
                     request = request.basic_auth(user, Some(password));
                 }
-                request = request.headers(conditional(validator));
+                let conditional = conditional(validator);
+                let asked_unchanged = !conditional.is_empty();
+                request = request.headers(conditional);
                 let started = Instant::now();
                 match request.send() {
-                    Ok(response) => answer(url, response, started, *total),
-                    Err(e) => FetchOutcome::Failed(transport(url, &e)),
+                    Ok(response) => answer(&url, response, asked_unchanged, started, *total),
+                    Err(e) => {
+                        let failed = last_hop
+                            .get()
+                            .map_or(url.clone(), |to| answered_url(&url, &to));
+                        FetchOutcome::Failed(transport(failed, &e))
+                    }
                 }
             }
         }
@@ -551,57 +573,157 @@ fn too_big(url: String) -> FetchError {
     )
 }
 
-/// Turns a response into an outcome, reading the body of a 200.
-fn answer(url: String, mut response: Response, started: Instant, total: Duration) -> FetchOutcome {
-    let status = response.status();
+/// Turns a response into an outcome, reading the body of a 200. `asked_unchanged`: the
+/// request carried a validator (only then is a 304 an answer).
+fn answer(
+    asked: &str,
+    mut response: Response,
+    asked_unchanged: bool,
+    started: Instant,
+    total: Duration,
+) -> FetchOutcome {
+    let url = answered_url(asked, response.url().as_str());
+    let head = judge_head(
+        &url,
+        response.status(),
+        response.headers(),
+        response.content_length(),
+        asked_unchanged,
+    );
+    match head {
+        Head::Done(outcome) => {
+            drain_small(&mut response);
+            outcome
+        }
+        Head::Body {
+            expected,
+            validator,
+        } => match read_body(&url, &mut response, expected, started, total) {
+            Ok(bytes) => FetchOutcome::Body { bytes, validator },
+            Err(e) => FetchOutcome::Failed(e),
+        },
+    }
+}
+
+/// Where the request in progress was last redirected to, shared with the redirect policy.
+#[derive(Clone, Default)]
+struct LastHop(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl LastHop {
+    fn set(&self, url: Option<String>) {
+        // A poisoned lock only means a panic elsewhere; the value is still a plain string.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = url;
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, noting each one in `last_hop`.
+fn follow(last_hop: &LastHop) -> reqwest::redirect::Policy {
+    let last_hop = last_hop.clone();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        // `previous` starts with the URL first asked for, which is no redirect.
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            last_hop.set(Some(attempt.url().to_string()));
+            attempt.follow()
+        }
+    })
+}
+
+/// The URL that answered, in messages: the one asked for, or after a redirect the one
+/// redirected to (it is the one that refused), naming where it came from.
+fn answered_url(asked: &str, answered: &str) -> String {
+    if asked == answered {
+        asked.to_string()
+    } else {
+        format!("{answered} (redirected from {asked})")
+    }
+}
+
+/// What the status line and headers of an answer decide, before any of its body.
+#[derive(Debug)]
+pub(crate) enum Head {
+    /// 200: read a body (of `expected` bytes when announced).
+    Body {
+        expected: Option<u64>,
+        validator: Validator,
+    },
+    /// Decided without the body.
+    Done(FetchOutcome),
+}
+
+/// Judges an answer's status and headers (sans I/O). `content_length` is the length the
+/// answer announces; `asked_unchanged` whether the request carried a validator.
+pub(crate) fn judge_head(
+    url: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    content_length: Option<u64>,
+    asked_unchanged: bool,
+) -> Head {
+    let failed =
+        |kind, detail: String| Head::Done(FetchOutcome::Failed(FetchError::new(url, kind, detail)));
     match status.as_u16() {
         200 => {}
-        304 => return FetchOutcome::NotModified,
-        code @ (404 | 410) => {
-            drain_small(&mut response);
-            return FetchOutcome::Absent { status: code };
+        304 if asked_unchanged => return Head::Done(FetchOutcome::NotModified),
+        304 => {
+            return failed(
+                FailureKind::Status(304),
+                "304 Not Modified, but the request named no earlier copy (no validator was \
+                 sent): not an answer"
+                    .into(),
+            )
         }
-        code => {
-            drain_small(&mut response);
-            return FetchOutcome::Failed(FetchError::new(
-                url,
-                FailureKind::Status(code),
-                status_text(status),
-            ));
-        }
+        code @ (404 | 410) => return Head::Done(FetchOutcome::Absent { status: code }),
+        code => return failed(FailureKind::Status(code), status_text(status)),
     }
-    let expected = response.content_length();
-    if let Some(len) = expected.filter(|&len| len > MAX_BODY as u64) {
-        return FetchOutcome::Failed(FetchError::new(
-            url,
+    if let Some(len) = content_length.filter(|&len| len > MAX_BODY as u64) {
+        return failed(
             FailureKind::TooBig,
             format!(
                 "the server announces {len} bytes; a license file is at most {MAX_BODY}: \
                  not downloaded"
             ),
-        ));
+        );
     }
-    let validator = validators(response.headers());
-    let capacity = expected.map_or(8 * 1024, |len| len as usize);
+    Head::Body {
+        expected: content_length,
+        validator: validators(headers),
+    }
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes from `body`, abandoning it as soon as it
+/// passes the bound, when it ends short of `expected`, or after the `total` timeout.
+pub(crate) fn read_body(
+    url: &str,
+    body: &mut impl Read,
+    expected: Option<u64>,
+    started: Instant,
+    total: Duration,
+) -> Result<Vec<u8>, FetchError> {
+    // Never trust an announced length for the allocation beyond the bound.
+    let capacity = expected.map_or(8 * 1024, |len| len.min(MAX_BODY as u64) as usize);
     let mut bytes = Vec::with_capacity(capacity);
     let mut chunk = [0u8; 8 * 1024];
-    let mut body = (&mut response).take(MAX_BODY as u64 + 1);
+    let mut body = body.take(MAX_BODY as u64 + 1);
     loop {
         match body.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
                 bytes.extend_from_slice(&chunk[..n]);
                 if bytes.len() > MAX_BODY {
-                    return FetchOutcome::Failed(too_big(url));
+                    return Err(too_big(url.to_string()));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if is_timeout_io(&e) => {
-                return FetchOutcome::Failed(timed_out(url, total, bytes.len(), &e))
-            }
+            Err(e) if is_timeout_io(&e) => return Err(timed_out(url, total, bytes.len(), &e)),
             Err(e) => {
                 let of = expected.map(|n| format!(" of {n}")).unwrap_or_default();
-                return FetchOutcome::Failed(FetchError::new(
+                return Err(FetchError::new(
                     url,
                     FailureKind::Cut,
                     format!(
@@ -613,7 +735,7 @@ fn answer(url: String, mut response: Response, started: Instant, total: Duration
             }
         }
         if started.elapsed() > total {
-            return FetchOutcome::Failed(FetchError::new(
+            return Err(FetchError::new(
                 url,
                 FailureKind::Timeout,
                 format!(
@@ -626,7 +748,7 @@ fn answer(url: String, mut response: Response, started: Instant, total: Duration
         }
     }
     if let Some(len) = expected.filter(|&len| len != bytes.len() as u64) {
-        return FetchOutcome::Failed(FetchError::new(
+        return Err(FetchError::new(
             url,
             FailureKind::Cut,
             format!(
@@ -635,7 +757,7 @@ fn answer(url: String, mut response: Response, started: Instant, total: Duration
             ),
         ));
     }
-    FetchOutcome::Body { bytes, validator }
+    Ok(bytes)
 }
 
 /// Reads away a small error body announced by its length, so that the connection can be
@@ -653,11 +775,14 @@ fn status_text(status: StatusCode) -> String {
     }
 }
 
+/// The validators of an answer: each kept only if it is at most [`MAX_VALIDATOR`] bytes
+/// of visible ASCII (a longer or stranger one is not kept: the next fetch is whole).
 fn validators(headers: &HeaderMap) -> Validator {
     let text = |name| {
         headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
+            .filter(|v| v.len() <= MAX_VALIDATOR)
             .map(str::to_string)
     };
     Validator {
@@ -678,7 +803,7 @@ fn is_timeout_io(e: &io::Error) -> bool {
         .is_some_and(reqwest::Error::is_timeout)
 }
 
-fn timed_out(url: String, total: Duration, received: usize, e: &io::Error) -> FetchError {
+fn timed_out(url: &str, total: Duration, received: usize, e: &io::Error) -> FetchError {
     FetchError::new(
         url,
         FailureKind::Timeout,

@@ -190,14 +190,15 @@ fn request_headers_name_the_phone_and_carry_validators_and_auth() {
     };
     fetcher.fetch(SITE_FILE, Some(&etag_only));
     fetcher.fetch(SITE_FILE, None);
-    // A damaged validator is not sent (and does not break the request).
+    // A damaged validator is not sent (and does not break the request), so a 304 to
+    // that request answers nothing.
     let damaged = Validator {
         etag: Some("bad\nvalue".into()),
         last_modified: None,
     };
     assert_eq!(
-        fetcher.fetch(SITE_FILE, Some(&damaged)),
-        FetchOutcome::NotModified
+        failed(fetcher.fetch(SITE_FILE, Some(&damaged))).kind,
+        FailureKind::Status(304)
     );
 
     let requests: Vec<String> = server
@@ -240,7 +241,6 @@ fn no_auth_header_without_credentials() {
 #[test]
 fn statuses() {
     let cases = [
-        ("304 Not Modified", FetchOutcome::NotModified),
         ("404 Not Found", FetchOutcome::Absent { status: 404 }),
         ("410 Gone", FetchOutcome::Absent { status: 410 }),
     ];
@@ -258,14 +258,60 @@ fn statuses() {
         ("401 Unauthorized", 401),
         ("503 Service Unavailable", 503),
         ("204 No Content", 204),
+        // Not modified since what? No validator was sent: not an answer.
+        ("304 Not Modified", 304),
     ] {
         let server = status_server(status);
         let e = failed(server.fetcher().fetch(SITE_FILE, None));
         assert_eq!(e.kind, FailureKind::Status(code));
         assert_eq!(e.kind.id(), format!("status-{code}"));
         assert_eq!(e.url, format!("{}{SITE_FILE}", server.base()));
-        assert_eq!(e.to_string(), format!("{}: HTTP status: {status}", e.url));
+        if code != 304 {
+            assert_eq!(e.to_string(), format!("{}: HTTP status: {status}", e.url));
+        }
     }
+    // The same 304 answers a request that carried a validator.
+    let with = Validator {
+        etag: Some("\"v1\"".into()),
+        last_modified: None,
+    };
+    assert_eq!(
+        status_server("304 Not Modified")
+            .fetcher()
+            .fetch(SITE_FILE, Some(&with)),
+        FetchOutcome::NotModified
+    );
+    let e = failed(
+        status_server("304 Not Modified")
+            .fetcher()
+            .fetch(SITE_FILE, None),
+    );
+    assert!(e.detail.contains("no validator was sent"), "{e}");
+}
+
+/// A server's validators are kept only up to [`MAX_VALIDATOR`] bytes each: a huge one
+/// never reaches `meta.json`.
+#[test]
+fn oversize_validators_are_not_kept() {
+    let fits = "x".repeat(MAX_VALIDATOR - 2);
+    let huge = "y".repeat(190_000);
+    let (etag, modified) = (format!("\"{fits}\""), huge.clone());
+    let server = Server::start(move |_, s| {
+        respond(
+            s,
+            "200 OK",
+            &[("ETag", &etag), ("Last-Modified", &modified)],
+            b"",
+        );
+        Next::KeepAlive
+    });
+    let (bytes, validator) = body(server.fetcher().fetch(SITE_FILE, None));
+    assert!(bytes.is_empty());
+    assert_eq!(
+        validator.etag.as_deref(),
+        Some(format!("\"{fits}\"").as_str())
+    );
+    assert_eq!(validator.last_modified, None, "190,000 bytes are not kept");
 }
 
 #[test]
@@ -328,6 +374,40 @@ fn redirects_are_followed_up_to_five() {
     assert_eq!(body(server(5).fetcher().fetch(SITE_FILE, None)).0, b"here");
     let e = failed(server(6).fetcher().fetch(SITE_FILE, None));
     assert_eq!(e.kind, FailureKind::Redirects, "{e}");
+}
+
+/// A failure after a redirect names the URL that failed, and where it came from.
+#[test]
+fn a_failure_after_a_redirect_names_the_url_that_failed() {
+    let refused = TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_port = refused.local_addr().unwrap().port();
+    drop(refused);
+    let server = Server::start(move |head, s| {
+        match path(head) {
+            "/lic/000000000000-license.cfg" => {
+                respond(s, "302 Found", &[("Location", "/moved/site.cfg")], b"")
+            }
+            "/lic/0004f2abcdef-license.cfg" => {
+                let to = format!("http://127.0.0.1:{refused_port}/gone.cfg");
+                respond(s, "302 Found", &[("Location", &to)], b"")
+            }
+            _ => respond(s, "500 Internal Server Error", &[], b""),
+        }
+        Next::KeepAlive
+    });
+    let asked = format!("{}{SITE_FILE}", server.base());
+    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    assert_eq!(e.kind, FailureKind::Status(500));
+    let moved = format!("http://127.0.0.1:{}/moved/site.cfg", server.port);
+    assert_eq!(e.url, format!("{moved} (redirected from {asked})"));
+    let e = failed(server.fetcher().fetch(&phone_file(MAC), None));
+    assert_eq!(e.kind, FailureKind::Connect, "{e}");
+    assert!(
+        e.url.starts_with(&format!(
+            "http://127.0.0.1:{refused_port}/gone.cfg (redirected from"
+        )),
+        "{e}"
+    );
 }
 
 #[test]

@@ -276,6 +276,7 @@ impl Agent {
                 )
             }
             FetchOutcome::Absent { status } => {
+                self.store.meta_mut().validators.remove(name);
                 return file_result(
                     now,
                     name,
@@ -283,19 +284,24 @@ impl Agent {
                     &format!(
                         "{status}: not on the server; the stored {kind} license stays in force"
                     ),
-                )
+                );
             }
             FetchOutcome::Failed(e) => {
                 log::warn!("fetch failed: {e}");
                 return file_result(now, name, FileOutcome::Failed, &e.to_string());
             }
         };
-        let meta = self.store.meta_mut();
-        if validator == Validator::default() {
-            meta.validators.remove(name);
-        } else {
-            meta.validators.insert(name.to_string(), validator);
-        }
+        // The validators go with the file: kept only when it is the one held (stored now,
+        // or already), so that a 304 can only ever mean "the license you hold".
+        self.store.meta_mut().validators.remove(name);
+        let keep = |store: &mut crate::storage::Store| {
+            if validator != Validator::default() {
+                store
+                    .meta_mut()
+                    .validators
+                    .insert(name.to_string(), validator);
+            }
+        };
         let license = match self.phone.keyring.verify_bytes(&bytes) {
             Ok(license) => license,
             Err(rejection) => {
@@ -319,17 +325,21 @@ impl Agent {
         match decision {
             Decision::Accept { drop } => match self.store.add(&bytes, license, &drop, now) {
                 Ok(_) => {
+                    keep(&mut self.store);
                     log::info!("{name}: accepted {subject}");
                     file_result(now, name, FileOutcome::Accepted, &subject)
                 }
                 Err(e) => file_result(now, name, FileOutcome::Failed, &e.to_string()),
             },
-            Decision::Identical { .. } => file_result(
-                now,
-                name,
-                FileOutcome::Unchanged,
-                &format!("{subject}: already stored"),
-            ),
+            Decision::Identical { .. } => {
+                keep(&mut self.store);
+                file_result(
+                    now,
+                    name,
+                    FileOutcome::Unchanged,
+                    &format!("{subject}: already stored"),
+                )
+            }
             Decision::Superseded { .. } => file_result(
                 now,
                 name,

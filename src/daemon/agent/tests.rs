@@ -235,3 +235,45 @@ fn the_wake_up_instants_are_split_by_clock() {
     let wake = agent.next_wake(&agent.snapshot(at(end)));
     assert_eq!(wake.wall, None);
 }
+
+/// A server's validators are kept only with a file the agent holds: an empty body with
+/// validators (refused) leaves none; an accepted file keeps its own; a refused one after
+/// it takes them away again, so that a 304 can only ever mean "the license you hold".
+#[test]
+fn validators_are_kept_only_with_a_file_the_agent_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Arc::new(Script::default());
+    let site = crate::fetch::SITE_FILE;
+    let tagged = |bytes: Vec<u8>, tag: &str| FetchOutcome::Body {
+        bytes,
+        validator: Validator {
+            etag: Some(tag.into()),
+            last_modified: Some("Tue, 01 Dec 2026 10:00:00 GMT".into()),
+        },
+    };
+    let set = |answer: FetchOutcome| {
+        script.answers.lock().unwrap().insert(site.into(), answer);
+    };
+    let mut agent = agent(dir.path(), &script);
+    let cycle = |agent: &mut Agent, t: UnixTime| {
+        let snap = agent.snapshot(at(t));
+        agent.fetch_now(&snap);
+        finish(agent, at(t));
+        agent.store.meta().validators.get(site).cloned()
+    };
+    set(tagged(Vec::new(), "\"empty\""));
+    assert_eq!(cycle(&mut agent, t0()), None, "an empty body is refused");
+    let license = testkit::lic_file(Kind::Site, &[(1, t0() - DAY, None)]).0;
+    set(tagged(license.clone().into_bytes(), "\"v1\""));
+    let kept = cycle(&mut agent, t0() + 1).expect("kept with the accepted file");
+    assert_eq!(kept.etag.as_deref(), Some("\"v1\""));
+    // The same file again (another tag): already held, its tag kept.
+    set(tagged(license.into_bytes(), "\"v1b\""));
+    let kept = cycle(&mut agent, t0() + 2).expect("kept with the file held");
+    assert_eq!(kept.etag.as_deref(), Some("\"v1b\""));
+    set(tagged(b"<garbage/>".to_vec(), "\"bad\""));
+    assert_eq!(cycle(&mut agent, t0() + 3), None, "refused: none kept");
+    // Saved: meta.json holds none either.
+    let meta = std::fs::read_to_string(dir.path().join("state/meta.json")).unwrap();
+    assert!(!meta.contains("bad") && !meta.contains("empty"), "{meta}");
+}
