@@ -118,6 +118,9 @@ pub(crate) enum InstallOutcome {
         /// How many stored licenses it replaces.
         dropped: usize,
         changes: Vec<FeatureChange>,
+        /// Why the record of it (`meta.json`) could not be written yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unrecorded: Option<String>,
     },
     /// Identical signed content is already stored: nothing changed.
     Identical { subject: String },
@@ -152,7 +155,13 @@ impl InstallOutcome {
                 kept,
                 dropped,
                 changes,
+                unrecorded,
             } => {
+                if let Some(e) = unrecorded {
+                    words.stderr = format!(
+                        "license-agent: stored, but its record could not be written yet: {e}\n"
+                    );
+                }
                 let out = &mut words.stdout;
                 out.push_str(&format!("installed: {subject}, stored as {stored_as}\n"));
                 for l in kept {
@@ -256,13 +265,15 @@ pub(crate) fn install_into(
     let done = match decision {
         Decision::Accept { drop } => {
             let at = reading.judge_at.unwrap_or(wall); // Accept implies a sane clock
-            let stored = store
-                .add(&bytes, license, &drop, wall)
-                .and_then(|seq| store.prune(at, wall).map(|_| seq));
-            let seq = match stored {
+            let seq = match store.add(&bytes, license, &drop, wall) {
                 Ok(seq) => seq,
-                Err(e) => return failed(e.to_string()),
+                Err(e) => {
+                    return failed(format!(
+                        "not installed: {e}; the licenses held stay in force"
+                    ))
+                }
             };
+            store.prune(at, wall);
             let path = store
                 .held()
                 .iter()
@@ -286,6 +297,7 @@ pub(crate) fn install_into(
                 kept,
                 dropped: drop.len(),
                 changes: changes(&before.unwrap_or_default(), &after.enabled()),
+                unrecorded: None,
             }
         }
         Decision::Identical { .. } => {
@@ -324,10 +336,28 @@ pub(crate) fn install_into(
     if let Some(t) = clock::trusted_time_to_write(&reading, store.meta().latest_trusted) {
         store.meta_mut().latest_trusted = Some(t);
     }
-    if let Err(e) = store.save_meta() {
-        return failed(e.to_string());
+    match (store.save_meta(), done) {
+        // Stored: the license is in; only the record of it waits for a later write.
+        (
+            Err(e),
+            InstallOutcome::Accepted {
+                subject,
+                stored_as,
+                kept,
+                dropped,
+                changes,
+                ..
+            },
+        ) => InstallOutcome::Accepted {
+            subject,
+            stored_as,
+            kept,
+            dropped,
+            changes,
+            unrecorded: Some(e.to_string()),
+        },
+        (_, done) => done,
     }
-    done
 }
 
 /// Records a refusal and leaves the licenses untouched.

@@ -185,6 +185,10 @@ pub(crate) struct StatusJson {
     pub(crate) enabled: Vec<String>,
     pub(crate) next_change: Option<String>,
     pub(crate) set_aside: Vec<InvalidJson>,
+    /// The last write to the state folder that failed (read-only or full flash): the
+    /// agent runs on the licenses it holds and tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) store_write_failure: Option<String>,
     pub(crate) events: Vec<EventJson>,
     /// Only when the running daemon answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -299,6 +303,7 @@ pub(crate) fn build(
                 reason: i.reason.clone(),
             })
             .collect(),
+        store_write_failure: store.write_failure().map(str::to_string),
         events: store
             .meta()
             .events

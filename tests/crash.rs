@@ -33,7 +33,7 @@ fn load(state: &Path, keyring: &Keyring, identity: &Identity, now: i64) -> BTree
         "a torn or damaged file was found: {:?}",
         store.invalid()
     );
-    store.prune(now, now).expect("prune");
+    store.prune(now, now);
     store
         .held()
         .iter()

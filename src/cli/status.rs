@@ -249,6 +249,11 @@ pub(crate) fn table(r: &StatusJson) -> String {
             out.push_str(&format!("  {}: {}\n", i.file, i.reason));
         }
     }
+    if let Some(failure) = &r.store_write_failure {
+        out.push_str(&format!(
+            "\nSTORE NOT WRITABLE: {failure}\n  running on the licenses held; the write is tried again\n"
+        ));
+    }
     if !r.events.is_empty() {
         out.push_str("\nRECENT EVENTS (newest first)\n");
         for e in &r.events {

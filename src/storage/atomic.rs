@@ -25,11 +25,17 @@ pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf>
     let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let target = dir.join(name);
     let result = (|| {
+        // A leftover temporary (or anything put in its place) goes first; the new one is
+        // created afresh, never through a symbolic link, and never waiting on a FIFO.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o644)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;

@@ -27,7 +27,9 @@ pub(crate) const LOCK_FILE: &str = "lock";
 #[derive(Debug)]
 pub struct WriterLock {
     dir: PathBuf,
-    _file: Flock<File>,
+    /// `None` on a read-only file system with no lock file: nobody can write there, so
+    /// there is nothing to keep apart.
+    _file: Option<Flock<File>>,
 }
 
 impl WriterLock {
@@ -42,20 +44,50 @@ impl WriterLock {
                 error,
             }
         };
-        atomic::ensure_dir(dir).map_err(at("create", dir))?;
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(at("open the lock", &path))?;
+        let read_only = |e: &std::io::Error| e.raw_os_error() == Some(Errno::EROFS as i32);
+        let opened = atomic::ensure_dir(dir).and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(&path)
+        });
+        let file = match opened {
+            Ok(file) => file,
+            // Flash remounted read-only: the lock file as it is (a lock needs no write),
+            // or, without one, no lock at all: nobody can write there.
+            Err(e) if read_only(&e) => {
+                match OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NONBLOCK)
+                    .open(&path)
+                {
+                    Ok(file) => file,
+                    Err(_) => {
+                        log::warn!(
+                            "{} is on a read-only file system: running on what it holds",
+                            dir.display()
+                        );
+                        return Ok(Some(WriterLock {
+                            dir: dir.to_path_buf(),
+                            _file: None,
+                        }));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || !dir.is_dir() => {
+                return Err(at("create", dir)(e))
+            }
+            Err(e) => return Err(at("open the lock", &path)(e)),
+        };
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(file) => Ok(Some(WriterLock {
                 dir: dir.to_path_buf(),
-                _file: file,
+                _file: Some(file),
             })),
             Err((_, Errno::EWOULDBLOCK)) => Ok(None),
             Err((_, errno)) => Err(at("lock", &path)(std::io::Error::from(errno))),

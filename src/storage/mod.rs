@@ -13,6 +13,14 @@
 //! or the new state. At every load each file is verified again; one that fails (a changed
 //! keyring, a damaged file, another phone's license) is moved to `rejected/` with a note
 //! of why, never used and never deleted.
+//!
+//! Nothing in the folder stops the store from opening: an unreadable, oversize or
+//! strange `meta.json` (a directory, a FIFO) is set aside like an unparseable one, and a
+//! folder that cannot be written (flash remounted read-only after errors, a full file
+//! system) only fails the writes. Those failures are noted ([`Store::write_failure`]) and
+//! the agent runs on what it holds, publishing it and trying the writes again later: the
+//! engine's drops do not depend on them having been made, and a license is only ever
+//! removed by a drop the engine decided.
 
 pub(crate) mod atomic;
 pub(crate) mod lock;
@@ -97,6 +105,10 @@ pub struct Store {
     meta: Meta,
     invalid: Vec<Invalid>,
     next_seq: u64,
+    /// The last write that failed, in words (cleared by a `meta.json` written).
+    write_failure: Option<String>,
+    /// `meta.json` in memory differs from the one on disk (a write failed).
+    meta_unsaved: bool,
 }
 
 fn kind_dir(kind: Kind) -> &'static str {
@@ -107,12 +119,15 @@ fn file_name(seq: u64) -> String {
     format!("{seq:010}.cfg")
 }
 
-/// The received number of a stored file's name, if it is one the store wrote.
+/// The received number of a stored file's name, if it is one the store wrote: exactly
+/// the name [`file_name`] gives (ten digits at least, more once numbers outgrow them).
 fn seq_of(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".cfg")?;
-    (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seq: u64 = digits.parse().ok()?;
+    (file_name(seq) == name).then_some(seq)
 }
 
 /// A license in words, for events and notes.
@@ -138,10 +153,6 @@ impl Store {
                     error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
                 });
             }
-            for sub in [kind_dir(Kind::Phone), kind_dir(Kind::Site), REJECTED_DIR] {
-                let path = dir.join(sub);
-                atomic::ensure_dir(&path).map_err(io_at("create", &path))?;
-            }
         }
         let mut store = Store {
             dir: dir.to_path_buf(),
@@ -150,119 +161,176 @@ impl Store {
             meta: Meta::default(),
             invalid: Vec::new(),
             next_seq: 1,
+            write_failure: None,
+            meta_unsaved: false,
         };
-        store.load_meta(now)?;
+        if store.writer() {
+            for sub in [kind_dir(Kind::Phone), kind_dir(Kind::Site), REJECTED_DIR] {
+                let path = dir.join(sub);
+                if let Err(e) = atomic::ensure_dir(&path) {
+                    store.note(&io_at("create", &path)(e));
+                }
+            }
+        }
+        store.load_meta(now);
         for kind in [Kind::Phone, Kind::Site] {
-            store.load_kind(kind, keyring, identity, now)?;
+            store.load_kind(kind, keyring, identity, now);
         }
         store.held.sort_by_key(|h| h.seq);
         if store.invalid.iter().any(|i| i.moved_to.is_some()) {
-            store.save_meta()?;
+            // Noted if it fails; the events are in memory and written with the next.
+            let _ = store.save_meta();
         }
         Ok(store)
     }
 
-    fn load_meta(&mut self, now: UnixTime) -> Result<(), StoreError> {
-        let path = self.dir.join(META_FILE);
-        let bytes = match read_capped(&path, MAX_META_SIZE) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(()), // a new store
-            Err(e) => return Err(io_at("read", &path)(e)),
-        };
-        match serde_json::from_slice::<Meta>(&bytes) {
-            Ok(meta) => self.meta = meta,
-            Err(e) => {
-                let reason = format!("metadata unreadable ({e}); started afresh (latest trusted time and events lost)");
-                self.set_aside(&path, reason, now)?;
-            }
-        }
-        Ok(())
+    /// Notes a write that failed: the store goes on with what it holds.
+    fn note(&mut self, e: &StoreError) {
+        log::error!("{e}; going on with the licenses held, and trying again later");
+        self.write_failure = Some(e.to_string());
     }
 
-    fn load_kind(
-        &mut self,
-        kind: Kind,
-        keyring: &Keyring,
-        identity: &Identity,
-        now: UnixTime,
-    ) -> Result<(), StoreError> {
-        let dir = self.dir.join(kind_dir(kind));
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_at("list", &dir)(e)),
+    /// The last write that failed, in words, until `meta.json` is written again.
+    pub(crate) fn write_failure(&self) -> Option<&str> {
+        self.write_failure.as_deref()
+    }
+
+    /// `meta.json` on disk is behind the one in memory (its last write failed).
+    pub(crate) fn meta_unsaved(&self) -> bool {
+        self.meta_unsaved
+    }
+
+    /// Reads `meta.json`. Anything but a regular file of at most [`MAX_META_SIZE`] bytes
+    /// of valid metadata is set aside like a damaged one, and the store starts afresh.
+    fn load_meta(&mut self, now: UnixTime) {
+        let path = self.dir.join(META_FILE);
+        let trouble = match crate::files::read_regular(&path, MAX_META_SIZE) {
+            Ok(bytes) => match serde_json::from_slice::<Meta>(&bytes) {
+                Ok(meta) => {
+                    self.meta = meta;
+                    return;
+                }
+                Err(e) => format!("unparseable ({e})"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return, // a new store
+            Err(e) => format!("unreadable ({e})"),
         };
-        let mut names: Vec<String> = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_at("list", &dir))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
+        let reason =
+            format!("metadata {trouble}; started afresh (latest trusted time and events lost)");
+        self.set_aside(&path, reason, now);
+    }
+
+    /// Reads the licenses of `kind`. A folder that cannot be listed is reported (its
+    /// licenses are not used, and not touched); anything but a folder in its place is set
+    /// aside.
+    fn load_kind(&mut self, kind: Kind, keyring: &Keyring, identity: &Identity, now: UnixTime) {
+        let dir = self.dir.join(kind_dir(kind));
+        let listed = fs::read_dir(&dir).and_then(|entries| {
+            entries
+                .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<std::io::Result<Vec<String>>>()
+        });
+        let mut names = match listed {
+            Ok(names) => names,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                self.set_aside(
+                    &dir,
+                    format!("not a folder, where the {kind} licenses go"),
+                    now,
+                );
+                if self.writer() {
+                    if let Err(e) = atomic::ensure_dir(&dir) {
+                        self.note(&io_at("create", &dir)(e));
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                self.invalid.push(Invalid {
+                    path: dir,
+                    reason: format!("cannot list the {kind} licenses: {e}"),
+                    moved_to: None,
+                });
+                return;
+            }
+        };
         names.sort();
         for name in names {
             let path = dir.join(&name);
             if name.starts_with(atomic::TEMP_PREFIX) {
                 // A write that never reached its commit point: nothing was stored.
                 if self.writer() {
-                    atomic::remove(&path).map_err(io_at("remove", &path))?;
-                    self.meta.record(
-                        now,
-                        "removed-leftover",
-                        name,
-                        "an unfinished write (power cut or crash) that never committed",
-                    );
+                    match atomic::remove(&path) {
+                        Ok(()) => self.meta.record(
+                            now,
+                            "removed-leftover",
+                            name,
+                            "an unfinished write (power cut or crash) that never committed",
+                        ),
+                        Err(e) => self.note(&io_at("remove", &path)(e)),
+                    }
                 }
                 continue;
             }
             let Some(seq) = seq_of(&name) else {
-                self.set_aside(&path, "not a file this agent stored".into(), now)?;
+                self.set_aside(&path, "not a file this agent stored".into(), now);
                 continue;
             };
-            self.next_seq = self.next_seq.max(seq + 1);
+            self.next_seq = self.next_seq.max(seq.saturating_add(1));
             match verify_stored(&path, kind, keyring, identity) {
                 Ok(license) => self.held.push(Held { seq, license }),
-                Err(reason) => self.set_aside(&path, reason, now)?,
+                Err(reason) => self.set_aside(&path, reason, now),
             }
         }
-        Ok(())
     }
 
     /// Moves an unusable file to `rejected/` with a note (writer mode), or reports it.
-    fn set_aside(&mut self, path: &Path, reason: String, now: UnixTime) -> Result<(), StoreError> {
+    /// A move that fails is noted; the file is not used either way.
+    fn set_aside(&mut self, path: &Path, reason: String, now: UnixTime) {
         let mut moved_to = None;
         if self.writer() {
-            let rejected = self.dir.join(REJECTED_DIR);
-            let origin = path
-                .strip_prefix(&self.dir)
-                .unwrap_or(path)
-                .to_string_lossy()
-                .replace('/', "-");
-            let target_name = format!("{now}-{origin}");
-            let note = format!(
-                "{}\nmoved here from {} at {} (Unix {now})\n",
-                reason,
-                path.display(),
-                format::features::rfc3339(u32::try_from(now.max(0)).unwrap_or(u32::MAX))
-            );
-            // The note first: a power cut in between leaves the file in place, to be
-            // judged again at the next load.
-            atomic::write(&rejected, &format!("{target_name}.why"), note.as_bytes())
-                .map_err(io_at("write note in", &rejected))?;
-            let target = rejected.join(&target_name);
-            atomic::rename(path, &target).map_err(io_at("move aside", path))?;
-            self.meta.record(
-                now,
-                "moved-aside",
-                path.display().to_string(),
-                reason.clone(),
-            );
-            moved_to = Some(target);
+            match self.move_aside(path, &reason, now) {
+                Ok(target) => {
+                    self.meta.record(
+                        now,
+                        "moved-aside",
+                        path.display().to_string(),
+                        reason.clone(),
+                    );
+                    moved_to = Some(target);
+                }
+                Err(e) => self.note(&e),
+            }
         }
         self.invalid.push(Invalid {
             path: path.to_path_buf(),
             reason,
             moved_to,
         });
-        Ok(())
+    }
+
+    fn move_aside(&self, path: &Path, reason: &str, now: UnixTime) -> Result<PathBuf, StoreError> {
+        let rejected = self.dir.join(REJECTED_DIR);
+        let origin = path
+            .strip_prefix(&self.dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('/', "-");
+        let target_name = format!("{now}-{origin}");
+        let note = format!(
+            "{}\nmoved here from {} at {} (Unix {now})\n",
+            reason,
+            path.display(),
+            format::features::rfc3339(u32::try_from(now.max(0)).unwrap_or(u32::MAX))
+        );
+        // The note first: a power cut in between leaves the file in place, to be judged
+        // again at the next load.
+        atomic::write(&rejected, &format!("{target_name}.why"), note.as_bytes())
+            .map_err(io_at("write a note in", &rejected))?;
+        let target = rejected.join(&target_name);
+        atomic::rename(path, &target).map_err(io_at("move aside", path))?;
+        Ok(target)
     }
 
     /// The licenses held, in received order.
@@ -319,7 +387,8 @@ impl Store {
     }
 
     /// Stores an accepted license exactly as received (`bytes`), then drops the held
-    /// licenses the acceptance replaces. Returns its received number.
+    /// licenses the acceptance replaces. Returns its received number. An error means the
+    /// license was not stored (and nothing changed); a drop that fails is only noted.
     pub(crate) fn add(
         &mut self,
         bytes: &[u8],
@@ -330,13 +399,21 @@ impl Store {
         self.writable()?;
         let dir = self.dir.join(kind_dir(license.kind()));
         // Another process (a hand install while the daemon runs) may have used numbers
-        // since this store was opened: never write over a file that is there.
+        // since this store was opened: never write over anything that is there.
         let mut seq = self.next_seq;
-        while dir.join(file_name(seq)).exists() {
-            seq += 1;
+        while fs::symlink_metadata(dir.join(file_name(seq))).is_ok() {
+            seq = seq.checked_add(1).ok_or_else(|| StoreError {
+                path: dir.clone(),
+                action: "number a license in",
+                error: std::io::Error::other("no received number is left"),
+            })?;
         }
-        atomic::write(&dir, &file_name(seq), bytes).map_err(io_at("store a license in", &dir))?;
-        self.next_seq = seq + 1;
+        if let Err(e) = atomic::write(&dir, &file_name(seq), bytes) {
+            let e = io_at("store a license in", &dir)(e);
+            self.note(&e);
+            return Err(e);
+        }
+        self.next_seq = seq.saturating_add(1);
         self.meta.record(
             now,
             "accepted",
@@ -344,80 +421,74 @@ impl Store {
             format!("stored as {}/{}", kind_dir(license.kind()), file_name(seq)),
         );
         self.held.push(Held { seq, license });
-        self.drop_held(drop, now, "replaced by a license of longer duration")?;
+        self.drop_held(drop, now, "replaced by a license of longer duration");
         Ok(seq)
     }
 
-    /// Removes held licenses (the engine's drops: replaced, or Inactive).
-    pub(crate) fn drop_held(
-        &mut self,
-        seqs: &[u64],
-        now: UnixTime,
-        why: &str,
-    ) -> Result<(), StoreError> {
-        self.writable()?;
+    /// Removes held licenses (the engine's drops: replaced, or Inactive). One whose file
+    /// cannot be removed stays held (it is on disk), and the failure is noted: the engine
+    /// gives it no role, so nothing it carries is in force.
+    pub(crate) fn drop_held(&mut self, seqs: &[u64], now: UnixTime, why: &str) {
+        if !self.writer() {
+            return;
+        }
         for seq in seqs {
             let Some(pos) = self.held.iter().position(|h| h.seq == *seq) else {
                 continue;
             };
             let path = self.path_of(&self.held[pos]);
-            atomic::remove(&path).map_err(io_at("remove", &path))?;
+            if let Err(e) = atomic::remove(&path) {
+                self.note(&io_at("remove", &path)(e));
+                continue;
+            }
             let gone = self.held.remove(pos);
             self.meta
                 .record(now, "dropped", describe(&gone.license), why.to_string());
         }
-        Ok(())
     }
 
     /// Applies the engine's drops at `at` (a sane clock only: the caller never prunes
     /// while the clock is unsynced). Returns whether anything was dropped.
-    pub fn prune(&mut self, at: UnixTime, now: UnixTime) -> Result<bool, StoreError> {
+    pub fn prune(&mut self, at: UnixTime, now: UnixTime) -> bool {
         let drops: Vec<u64> = [Kind::Phone, Kind::Site]
             .into_iter()
             .flat_map(|k| engine::select(&self.held, k, at).drop)
             .collect();
-        if drops.is_empty() {
-            return Ok(false);
-        }
+        let before = self.held.len();
         self.drop_held(
             &drops,
             now,
             "neither the primary license nor bridging to it, or expired",
-        )?;
-        Ok(true)
+        );
+        self.held.len() != before
     }
 
-    /// Writes `meta.json` atomically.
+    /// Writes `meta.json` atomically. A failure is noted too (and the write is owed).
     pub(crate) fn save_meta(&mut self) -> Result<(), StoreError> {
         self.writable()?;
-        let bytes = serde_json::to_vec_pretty(&self.meta).map_err(|e| StoreError {
-            path: self.dir.join(META_FILE),
-            action: "encode",
-            error: std::io::Error::other(e),
-        })?;
-        atomic::write(&self.dir, META_FILE, &bytes).map_err(io_at("write", &self.dir))?;
-        Ok(())
+        let path = self.dir.join(META_FILE);
+        let written = serde_json::to_vec_pretty(&self.meta)
+            .map_err(|e| StoreError {
+                path: path.clone(),
+                action: "encode",
+                error: std::io::Error::other(e),
+            })
+            .and_then(|bytes| {
+                atomic::write(&self.dir, META_FILE, &bytes).map_err(io_at("write", &path))
+            });
+        match written {
+            Ok(_) => {
+                self.write_failure = None;
+                self.meta_unsaved = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.meta_unsaved = true;
+                self.note(&e);
+                Err(e)
+            }
+        }
     }
-}
-
-/// Reads at most `cap` bytes; `None` when the file does not exist.
-fn read_capped(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    // Never a FIFO or a device: they could hold the agent for ever.
-    let file = match crate::files::open_regular(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut bytes = Vec::new();
-    file.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {cap} bytes"),
-        ));
-    }
-    Ok(Some(bytes))
 }
 
 /// Verifies a stored file again: signature, kind folder, binding to this phone.

@@ -93,8 +93,8 @@ fn prune_drops_what_has_expired() {
     let mut store = open(dir.path(), writer(dir.path()));
     let (t, l) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 10 * DAY))]);
     store.add(t.as_bytes(), l, &[], T0).unwrap();
-    assert!(!store.prune(T0 + 10 * DAY - 1, T0).unwrap());
-    assert!(store.prune(T0 + 10 * DAY, T0).unwrap());
+    assert!(!store.prune(T0 + 10 * DAY - 1, T0));
+    assert!(store.prune(T0 + 10 * DAY, T0));
     assert!(store.held().is_empty());
     drop(store);
     assert!(open(dir.path(), writer(dir.path())).held().is_empty());
@@ -247,7 +247,7 @@ fn damaged_metadata_is_set_aside_and_the_licenses_stay() {
     let store = open(dir.path(), writer(dir.path()));
     assert_eq!(store.held().len(), 1);
     assert_eq!(store.meta().latest_trusted, None);
-    assert!(store.invalid()[0].reason.contains("metadata unreadable"));
+    assert!(store.invalid()[0].reason.contains("metadata unparseable"));
     // The fresh metadata was saved, with the event.
     let saved: Meta =
         serde_json::from_slice(&fs::read(dir.path().join("meta.json")).unwrap()).unwrap();
@@ -263,8 +263,91 @@ fn seq_names_are_strict() {
         "000000001a.cfg",
         "00000000012.cfg",
         "+000000012.cfg",
+        "18446744073709551616.cfg",
     ] {
         assert_eq!(seq_of(bad), None, "{bad}");
+    }
+    // Numbers outgrow ten digits: the names the store writes then are its own too.
+    assert_eq!(seq_of("10000000000.cfg"), Some(10_000_000_000));
+    assert_eq!(seq_of(&file_name(u64::MAX)), Some(u64::MAX));
+}
+
+/// After `9999999999.cfg` comes `10000000000.cfg`, and the next load holds both (it
+/// used to set the second aside as "not a file this agent stored").
+#[test]
+fn numbering_goes_past_ten_digits_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t1, _) = lic_file(Kind::Phone, &[(1, T0, Some(T0 + 900 * DAY))]);
+    fs::create_dir_all(dir.path().join("phone")).unwrap();
+    fs::write(dir.path().join("phone/9999999999.cfg"), &t1).unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let (t2, l2) = lic_file(Kind::Phone, &[(1, T0 + 800 * DAY, None)]);
+    assert_eq!(
+        store.add(t2.as_bytes(), l2, &[], T0).unwrap(),
+        10_000_000_000
+    );
+    drop(store);
+    let store = open(dir.path(), writer(dir.path()));
+    assert!(store.invalid().is_empty(), "{:?}", store.invalid());
+    let seqs: Vec<u64> = store.held().iter().map(|h| h.seq).collect();
+    assert_eq!(seqs, [9_999_999_999, 10_000_000_000]);
+    drop(store);
+    // The last number of all is stored too, and then no number is left: refused
+    // plainly, nothing overwritten.
+    let last = dir.path().join("phone").join(file_name(u64::MAX));
+    fs::copy(dir.path().join("phone/9999999999.cfg"), &last).unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    assert_eq!(store.held().len(), 3);
+    let (t3, l3) = lic_file(Kind::Phone, &[(1, T0 + 700 * DAY, None)]);
+    let e = store.add(t3.as_bytes(), l3, &[], T0).unwrap_err();
+    assert!(e.to_string().contains("no received number is left"), "{e}");
+}
+
+/// Whatever stands where `meta.json` goes (a directory, a FIFO, a file too big to be
+/// metadata), the store opens with its licenses and sets it aside like a damaged one.
+#[test]
+fn anything_in_place_of_the_metadata_is_set_aside() {
+    type Make = fn(&Path);
+    let cases: [(&str, Make); 4] = [
+        ("a directory", |p| fs::create_dir(p).unwrap()),
+        ("a FIFO", |p| {
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap()
+        }),
+        ("larger than", |p| {
+            fs::write(p, vec![b' '; (MAX_META_SIZE + 1) as usize]).unwrap()
+        }),
+        ("a character device", |p| {
+            std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+        }),
+    ];
+    for (what, make) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
+        let mut store = open(dir.path(), writer(dir.path()));
+        store.add(t.as_bytes(), l, &[], T0).unwrap();
+        drop(store);
+        let meta = dir.path().join("meta.json");
+        let _ = fs::remove_file(&meta);
+        make(&meta);
+        let read_only = open(dir.path(), Mode::ReadOnly);
+        assert_eq!(read_only.held().len(), 1, "{what}");
+        assert!(
+            read_only.invalid()[0].reason.contains(what),
+            "{what}: {:?}",
+            read_only.invalid()
+        );
+        drop(read_only);
+        let store = open(dir.path(), writer(dir.path()));
+        assert_eq!(store.held().len(), 1, "{what}");
+        assert!(
+            store.invalid()[0].moved_to.is_some(),
+            "{what}: {:?}",
+            store.invalid()
+        );
+        assert!(store.write_failure().is_none(), "{what}");
+        // Replaced by fresh metadata, which reads back.
+        let saved: Meta = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+        assert_eq!(saved.events.last().unwrap().what, "moved-aside", "{what}");
     }
 }
 

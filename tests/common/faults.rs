@@ -58,6 +58,9 @@ pub enum Fault {
     RedirectLoop,
     /// `200` with this body and an ETag; `304` to a matching `If-None-Match`; keep-alive.
     Serve(Vec<u8>),
+    /// These bytes, whole, as the answer to every request (status line, headers and
+    /// body, as the test wrote them); keep-alive.
+    Raw(Vec<u8>),
 }
 
 /// A request as the server saw it.
@@ -353,6 +356,7 @@ fn answer(stream: &mut TcpStream, request: &SeenRequest, shared: &Shared) -> boo
             );
             send_response(stream, &head, b"", head_only, shared)
         }
+        Fault::Raw(answer) => send(stream, answer, shared),
         Fault::Serve(body) => {
             let etag = etag_of(body);
             let matches = request

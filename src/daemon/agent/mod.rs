@@ -57,7 +57,12 @@ pub(crate) struct Agent {
     reboots: Reboots,
     /// Random bits for the back-off and poll jitter, fixed per process.
     jitter: u64,
+    /// When to try the store's failed writes again (read-only or full flash).
+    store_retry: Option<Mono>,
 }
+
+/// How long after a failed write to the state folder the agent tries again.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Agent {
     /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
@@ -92,6 +97,7 @@ impl Agent {
             fetching: Fetching::new(server),
             reboots,
             jitter,
+            store_retry: None,
         })
     }
 
@@ -184,6 +190,16 @@ impl Agent {
         done
     }
 
+    /// Tries the store's failed writes again when it is time: reads the store again and
+    /// decides (which writes what is owed).
+    pub(crate) fn retry_store_if_due(&mut self, stamp: Stamp) {
+        if self.store_retry.is_some_and(|at| at <= stamp.mono) {
+            log::info!("trying the failed writes to the state folder again");
+            self.store_retry = None;
+            self.wake(stamp);
+        }
+    }
+
     /// At a wake-up (timer, clock step, the test clock set): start a fetch if one is due
     /// (deciding once it is over), otherwise decide again.
     pub(crate) fn wake(&mut self, stamp: Stamp) {
@@ -239,9 +255,7 @@ impl Agent {
         let before: Meta = self.store.meta().clone();
         let reading = read_clock(&self.phone, self.store.meta(), stamp.wall);
         if let Some(at) = reading.judge_at {
-            if let Err(e) = self.store.prune(at, stamp.wall) {
-                log::error!("{e}");
-            }
+            self.store.prune(at, stamp.wall);
             if let Some(t) =
                 clock::trusted_time_to_write(&reading, self.store.meta().latest_trusted)
             {
@@ -268,21 +282,30 @@ impl Agent {
             self.settle_reboots(eval, stamp);
         }
         self.store.meta_mut().reboot = self.reboot_record();
-        if self.store.meta() != &before {
-            if let Err(e) = self.store.save_meta() {
-                log::error!("{e}");
-            }
+        if self.store.meta() != &before || self.store.meta_unsaved() {
+            // A failure is noted in the store, shown in the status, and retried.
+            let _ = self.store.save_meta();
         }
+        self.store_retry = match (self.store.write_failure(), self.store_retry) {
+            (None, _) => None,
+            (Some(_), Some(at)) => Some(at),
+            (Some(_), None) => Some(stamp.mono.plus(STORE_RETRY)),
+        };
     }
 
     /// When to wake next by the clocks: the next status change, retry or poll (wall),
     /// and the end of the reboot rules' current wait (monotonic). While a fetch cycle
     /// runs, only the reboot rules' waits count: the cycle's end decides the rest.
     pub(crate) fn next_wake(&self, snap: &Snapshot) -> Wake {
-        let mono = self
-            .reboots
-            .machine
-            .poll_wake(snap.stamp, &self.reboot_timing());
+        let mono = [
+            self.reboots
+                .machine
+                .poll_wake(snap.stamp, &self.reboot_timing()),
+            self.store_retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if self.fetching.is_running() {
             return Wake { wall: None, mono };
         }

@@ -1,0 +1,480 @@
+//! Issue 12's findings against the real binary (host, and the armv7 build under qemu-arm
+//! through `LICENSE_AGENT_BIN`): what a hostile server, a hostile store or a hostile
+//! supervisor did to the agent, each now a test. The rule behind them: nothing from
+//! outside stops the agent from starting and publishing the stored licenses that verify.
+//!
+//! Every command here runs under [`bounded`]: one that hangs (a FIFO opened for reading,
+//! say) fails the test instead of holding it. The read-only and full state folders are
+//! real mounts (a read-only bind mount, a small tmpfs), so these tests run as root, as
+//! the README's test command does.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::faults::{Fault, FaultServer};
+use common::phone::Phone;
+use common::supervisor::TestSupervisor;
+use common::{agent, assert_no_crash, now};
+use serde_json::Value;
+
+const DAY: i64 = 86_400;
+const SITE_FILE: &str = "000000000000-license.cfg";
+
+/// The longest any one command may take here, even under qemu-arm: a few seconds of
+/// work, so reaching it means the command hung.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// Runs `license-agent ARGS --config <phone's>` with the test clock at `t` (if given),
+/// killing it and failing the test if it outlives [`BOUND`].
+fn bounded(phone: &Phone, args: &[&str], t: Option<i64>) -> Output {
+    let mut cmd = agent();
+    cmd.args(args)
+        .arg("--config")
+        .arg(&phone.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = t {
+        cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
+    }
+    let mut child = cmd.spawn().expect("start the binary under test");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("license-agent {args:?} still running after {BOUND:?}: it hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("collect the output");
+    assert_no_crash(&out);
+    out
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn status(phone: &Phone, t: Option<i64>) -> Value {
+    let out = bounded(phone, &["status", "--json"], t);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+fn run_once(phone: &Phone) -> Output {
+    bounded(phone, &["run", "--once"], None)
+}
+
+/// A phone with one phone license installed (usb-call-recording, never ending) and a
+/// provisioning server at `server`.
+fn phone_with_license(server: &str) -> Phone {
+    let phone = Phone::new(&format!("server = \"{server}\"\n"));
+    phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
+    phone
+}
+
+fn enabled(v: &Value) -> Vec<String> {
+    v["enabled"]
+        .as_array()
+        .expect("an enabled list")
+        .iter()
+        .map(|f| f.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The feature names in the published features file.
+fn published(phone: &Phone) -> Vec<String> {
+    phone
+        .features_file()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+// ---- A hostile server ----
+
+/// `200` with an empty body and two validators of 190,000 characters, again and again:
+/// both files are refused, no validator is kept, and `meta.json` stays small, so every
+/// later start still works (it used to grow past 1 MiB and stop `run` and `status`).
+#[test]
+fn huge_validators_with_an_empty_body_are_not_kept() {
+    let huge = "v".repeat(190_000);
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: \"{huge}\"\r\nLast-Modified: {huge}\r\n\r\n"
+    );
+    let server = FaultServer::start(Fault::Raw(answer.into_bytes()));
+    let phone = phone_with_license(&server.url());
+    for _ in 0..8 {
+        let out = run_once(&phone);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let meta = std::fs::metadata(phone.path("state/meta.json"))
+        .unwrap()
+        .len();
+    assert!(meta < 64 * 1024, "meta.json is {meta} bytes");
+    let meta = std::fs::read_to_string(phone.path("state/meta.json")).unwrap();
+    assert!(!meta.contains("vvvvvvvv"), "a validator was kept");
+    let s = status(&phone, None);
+    assert_eq!(enabled(&s), ["usb-call-recording"]);
+    assert_eq!(published(&phone), ["usb-call-recording"]);
+}
+
+/// A `304` to a first fetch (no validator sent: not modified since what?) is a failure,
+/// not "unchanged".
+#[test]
+fn a_304_to_a_first_fetch_is_a_failure() {
+    let server = FaultServer::start(Fault::Status(304));
+    let phone = phone_with_license(&server.url());
+    let out = run_once(&phone);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("no validator was sent"), "{log}");
+    for request in server.seen() {
+        assert_eq!(request.header("if-none-match"), None);
+        assert_eq!(request.header("if-modified-since"), None);
+    }
+}
+
+/// A redirect to a server that refuses: the message names the URL that refused, and
+/// where the redirect came from.
+#[test]
+fn a_failing_redirect_names_the_url_that_failed() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}/gone.cfg", closed.local_addr().unwrap());
+    drop(closed);
+    let answer = format!("HTTP/1.1 302 Found\r\nLocation: {gone}\r\nContent-Length: 0\r\n\r\n");
+    let server = FaultServer::start(Fault::Raw(answer.into_bytes()));
+    let phone = phone_with_license(&server.url());
+    let out = run_once(&phone);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let asked = format!("{}{SITE_FILE}", server.url());
+    assert!(
+        log.contains(&format!("{gone} (redirected from {asked}): cannot connect")),
+        "{log}"
+    );
+}
+
+// ---- A hostile store ----
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+/// A FIFO named like a stored license, or as `meta.json`: `status`, `run --once` and
+/// `install` finish at once (they used to wait for ever for a writer), the license that
+/// verifies is published, and the FIFO is set aside.
+#[test]
+fn a_fifo_in_the_store_holds_nothing() {
+    for fifo in ["state/phone/0000000009.cfg", "state/meta.json"] {
+        let phone = phone_with_license("file:///nonexistent/");
+        let path = phone.path(fifo);
+        let _ = std::fs::remove_file(&path);
+        mkfifo(&path);
+        let s = status(&phone, None);
+        assert_eq!(enabled(&s), ["usb-call-recording"], "{fifo}");
+        assert!(
+            s["set_aside"].to_string().contains("a FIFO"),
+            "{fifo}: {s:#}"
+        );
+        let out = run_once(&phone);
+        assert_eq!(out.status.code(), Some(0), "{fifo}: {}", text(&out));
+        assert_eq!(published(&phone), ["usb-call-recording"]);
+        // Set aside by the writer: no FIFO in its place any more (a fresh meta.json).
+        let left = std::fs::symlink_metadata(&path).map(|m| m.file_type().is_fifo());
+        assert!(!left.unwrap_or(false), "{fifo} still in place");
+        let site = phone.sign("site", &[("vqmon", now() - DAY, None)]);
+        let out = phone.install(&site);
+        assert!(out.contains("installed: site license"), "{out}");
+    }
+}
+
+/// Whatever stands where `meta.json` goes (a directory, a file over the 1 MiB bound, a
+/// link to a device), every start works and publishes the stored licenses.
+#[test]
+fn anything_in_place_of_meta_json_is_set_aside() {
+    type Make = fn(&Path);
+    let cases: [(&str, Make); 3] = [
+        ("a directory", |p| std::fs::create_dir(p).unwrap()),
+        ("larger than", |p| {
+            std::fs::write(p, vec![b' '; (1 << 20) + 1]).unwrap()
+        }),
+        ("a character device", |p| {
+            std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+        }),
+    ];
+    for (what, make) in cases {
+        let phone = phone_with_license("file:///nonexistent/");
+        let meta = phone.path("state/meta.json");
+        std::fs::remove_file(&meta).unwrap();
+        make(&meta);
+        let s = status(&phone, None);
+        assert_eq!(enabled(&s), ["usb-call-recording"], "{what}");
+        assert!(s["set_aside"].to_string().contains(what), "{what}: {s:#}");
+        let out = run_once(&phone);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        assert_eq!(published(&phone), ["usb-call-recording"]);
+        let again = status(&phone, None);
+        assert_eq!(
+            again["set_aside"].as_array().map(Vec::len),
+            Some(0),
+            "{what}: set aside once, for good: {again:#}"
+        );
+    }
+}
+
+/// A stored file renamed `9999999999.cfg`: the next license is `10000000000.cfg`, and
+/// both stay held (the second used to be set aside as "not a file this agent stored").
+#[test]
+fn license_numbers_go_past_ten_digits() {
+    let phone = phone_with_license("file:///nonexistent/");
+    let dir = phone.path("state/phone");
+    let first = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::rename(first, dir.join("9999999999.cfg")).unwrap();
+    phone.install(&phone.sign("site", &[("vqmon", now() - DAY, None)]));
+    assert!(phone.path("state/site/10000000000.cfg").is_file());
+    let s = status(&phone, None);
+    assert_eq!(s["licenses"].as_array().map(Vec::len), Some(2), "{s:#}");
+    assert_eq!(s["set_aside"].as_array().map(Vec::len), Some(0), "{s:#}");
+    assert_eq!(enabled(&s), ["usb-call-recording", "vqmon"]);
+}
+
+// ---- A state folder that cannot be written ----
+
+/// A mount for the length of a test, undone on drop (lazily, so that nothing left open
+/// can keep it).
+struct Mount(PathBuf);
+
+impl Mount {
+    /// `dir` over itself, read-only: flash the kernel remounted read-only after errors.
+    fn read_only(dir: &Path) -> Mount {
+        sh(&format!(
+            "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
+            dir.display()
+        ));
+        Mount(dir.to_path_buf())
+    }
+
+    /// A tmpfs of `kib` KiB at `dir`.
+    fn small(dir: &Path, kib: u32) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        sh(&format!(
+            "mount -t tmpfs -o size={kib}k tmpfs '{}'",
+            dir.display()
+        ));
+        Mount(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn sh(script: &str) {
+    let out = Command::new("sh").args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {} (these tests mount file systems, as root: the README's test command)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Flash remounted read-only: `run --once` publishes the stored set, `status` shows it,
+/// `install` says plainly that nothing was stored; a running daemon does the same,
+/// reports its failed writes in its status, and makes them once the folder is writable.
+#[test]
+fn a_read_only_state_folder_runs_on_what_it_holds() {
+    let phone = phone_with_license("file:///nonexistent/");
+    let t = now();
+    // A site license that ends while the folder is read-only.
+    phone.install(&phone.sign("site", &[("vqmon", t - DAY, Some(t + 100))]));
+    let more = phone.sign("site", &[("productivity-suite", t - DAY, None)]);
+    std::fs::write(phone.path("more.cfg"), &more).unwrap();
+    let install_more = ["install", phone.path("more.cfg").to_str().unwrap()].map(str::to_string);
+    let install_more: Vec<&str> = install_more.iter().map(String::as_str).collect();
+    let state = phone.path("state");
+    let mount = Mount::read_only(&state);
+
+    let out = bounded(&phone, &["run", "--once"], Some(t));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(published(&phone), ["usb-call-recording", "vqmon"]);
+    assert_eq!(
+        enabled(&status(&phone, Some(t))),
+        ["usb-call-recording", "vqmon"]
+    );
+    let out = bounded(&phone, &install_more, Some(t));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("not installed") && said.contains("Read-only file system"),
+        "{said}"
+    );
+
+    // The daemon, on the test clock: starts and publishes.
+    let daemon = phone.start(Some(t));
+    assert_eq!(enabled(&daemon.status()), ["usb-call-recording", "vqmon"]);
+    // A hand install goes to the daemon, which cannot store it either, and says so.
+    let out = bounded(&phone, &install_more, Some(t));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "{}",
+        text(&out)
+    );
+    // vqmon ends: published without it; the drop and the record wait for the flash.
+    let s = daemon.set_time(t + 101);
+    let s = if enabled(&s) == ["usb-call-recording"] {
+        s
+    } else {
+        daemon.wait_status("vqmon ended", |s| enabled(s) == ["usb-call-recording"])
+    };
+    assert_eq!(published(&phone), ["usb-call-recording"]);
+    let failure = s["store_write_failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("Read-only file system"), "{s:#}");
+    assert_eq!(std::fs::read_dir(state.join("site")).unwrap().count(), 1);
+    // Writable again: at the retry (a minute later) the drop and the record are made.
+    drop(mount);
+    daemon.set_time(t + 162);
+    let s = daemon.wait_status("the failed writes made", |s| {
+        s["store_write_failure"].is_null()
+    });
+    assert_eq!(enabled(&s), ["usb-call-recording"]);
+    assert_eq!(std::fs::read_dir(state.join("site")).unwrap().count(), 0);
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(state.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(
+        meta["published"].as_array().map(Vec::len),
+        Some(1),
+        "{meta:#}"
+    );
+}
+
+/// A full file system with a damaged file to set aside: the licenses that verify are
+/// published (it used to exit 1 and publish nothing), the damaged one is not used, and
+/// the failed move is reported.
+#[test]
+fn a_full_state_folder_runs_on_what_it_holds() {
+    let phone = Phone::new("server = \"file:///nonexistent/\"\n");
+    let state = phone.path("state");
+    let _mount = Mount::small(&state, 256);
+    phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
+    std::fs::write(state.join("phone/0000000009.cfg"), b"<not a license/>").unwrap();
+    // Fill it up.
+    let mut filler = std::fs::File::create(state.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while filler
+        .write_all(&block)
+        .and_then(|()| filler.sync_all())
+        .is_ok()
+    {}
+    drop(filler);
+
+    let out = run_once(&phone);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(published(&phone), ["usb-call-recording"]);
+    let s = status(&phone, None);
+    assert_eq!(enabled(&s), ["usb-call-recording"]);
+    assert!(
+        s["set_aside"].to_string().contains("0000000009.cfg"),
+        "{s:#}"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("No space left on device"), "{log}");
+}
+
+// ---- A hostile supervisor ----
+
+/// `CALL-STATE active ` (a trailing space) is not `idle`, so it is a call: the safe
+/// reading (it used to leave the call state idle).
+#[test]
+fn a_call_state_that_is_not_exactly_idle_is_a_call() {
+    let phone = Phone::new("supervisor_socket = \"sup.sock\"\n");
+    phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
+    let sup = TestSupervisor::start(&phone.path("sup.sock"), "idle");
+    let daemon = phone.start(None);
+    assert!(sup.wait_connected(BOUND));
+    sup.send("CALL-STATE active ");
+    let s = daemon.wait_status("a call", |s| {
+        s["daemon"]["call_state"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("active"))
+    });
+    assert!(s["daemon"]["call_state"].is_string());
+    sup.send("CALL-STATE idle");
+    daemon.wait_status("idle again", |s| {
+        s["daemon"]["call_state"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("idle"))
+    });
+}
+
+/// 32 MB of garbage lines from a supervisor that reads nothing: the agent answers what it
+/// can, never drops the link (it used to reconnect whenever its ERR answers would
+/// block), and keeps answering its control socket.
+#[test]
+fn a_garbage_flood_never_drops_the_supervisor_link() {
+    let phone = Phone::new("supervisor_socket = \"sup.sock\"\n");
+    phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
+    let listener = UnixListener::bind(phone.path("sup.sock")).unwrap();
+    let daemon = phone.start(None);
+    let (mut link, _) = listener.accept().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    link.set_read_timeout(Some(BOUND)).unwrap();
+    let mut hello = String::new();
+    BufReader::new(link.try_clone().unwrap())
+        .read_line(&mut hello)
+        .unwrap();
+    assert!(hello.starts_with("HELLO license-agent/"), "{hello}");
+    link.write_all(b"HELLO supervisor/1\nCALL-STATE idle\n")
+        .unwrap();
+    let line = format!("{}\n", "garbage ".repeat(127));
+    let block = line.repeat(32);
+    let total = 32 << 20;
+    let mut sent = 0;
+    let started = Instant::now();
+    while sent < total {
+        link.write_all(block.as_bytes()).unwrap();
+        sent += block.len();
+        if sent % (4 << 20) < block.len() {
+            // Still answering, and never a second connection.
+            assert_eq!(enabled(&daemon.status()), ["usb-call-recording"]);
+            assert!(listener.accept().is_err(), "the agent reconnected");
+        }
+    }
+    println!(
+        "figure: {} MB of garbage written in {:.1} s",
+        sent >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    // Drain what it answered; the link is the same one.
+    link.set_nonblocking(true).unwrap();
+    let mut answered = Vec::new();
+    let _ = link.read_to_end(&mut answered);
+    let answered = String::from_utf8_lossy(&answered);
+    assert!(
+        answered.lines().all(|l| !l.starts_with("HELLO")),
+        "a new HELLO: reconnected"
+    );
+    assert!(listener.accept().is_err(), "the agent reconnected");
+    assert_eq!(enabled(&daemon.status()), ["usb-call-recording"]);
+}
