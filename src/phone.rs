@@ -62,14 +62,25 @@ pub(crate) fn load_phone(config_path: &Path) -> Result<Phone, PhoneError> {
 
 /// An instant written as RFC 3339 or as Unix seconds.
 pub(crate) fn parse_instant(text: &str) -> Result<UnixTime, String> {
-    if let Ok(secs) = text.trim().parse::<i64>() {
-        return Ok(secs);
+    let t = match text.trim().parse::<i64>() {
+        Ok(secs) => secs,
+        Err(_) => DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.timestamp())
+            .map_err(|e| {
+                format!(
+                    "{text:?} is neither RFC 3339 (2027-03-01T00:00:00Z) nor Unix seconds ({e})"
+                )
+            })?,
+    };
+    // The instants a license can name: Unix seconds in 32 bits.
+    if (0..=i64::from(u32::MAX)).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{text:?} is outside the instants a license can name (1970-01-01T00:00:00Z to \
+             2106-02-07T06:28:15Z)"
+        ))
     }
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.timestamp())
-        .map_err(|e| {
-            format!("{text:?} is neither RFC 3339 (2027-03-01T00:00:00Z) nor Unix seconds ({e})")
-        })
 }
 
 /// The test aid's instant is not one.
@@ -105,4 +116,34 @@ pub(crate) fn read_clock(phone: &Phone, meta: &Meta, wall: UnixTime) -> ClockRea
         meta.latest_trusted,
         phone.config.timing.windback_tolerance.0,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_are_those_a_license_can_name() {
+        assert_eq!(parse_instant("0"), Ok(0));
+        assert_eq!(parse_instant(" 4294967295 "), Ok(4_294_967_295));
+        assert_eq!(parse_instant("2106-02-07T06:28:15Z"), Ok(4_294_967_295));
+        assert_eq!(parse_instant("2027-03-01T00:00:00Z"), Ok(1_803_859_200));
+        for bad in [
+            "-9223372036854775808",
+            "9223372036854775807",
+            "-1",
+            "4294967296",
+            "1969-12-31T23:59:59Z",
+            "2106-02-07T06:28:16Z",
+        ] {
+            let e = parse_instant(bad).unwrap_err();
+            assert!(
+                e.contains("outside the instants a license can name"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(parse_instant("soon")
+            .unwrap_err()
+            .contains("neither RFC 3339"));
+    }
 }

@@ -204,7 +204,13 @@ pub(crate) fn time(t: UnixTime) -> String {
 pub(crate) fn days_left(end: End, at: UnixTime) -> Option<i64> {
     match end {
         End::Never => None,
-        End::At(e) => Some(((i64::from(e) - at).max(0) + 86_399) / 86_400),
+        End::At(e) => Some(
+            i64::from(e)
+                .saturating_sub(at)
+                .max(0)
+                .saturating_add(86_399)
+                / 86_400,
+        ),
     }
 }
 

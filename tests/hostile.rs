@@ -478,3 +478,49 @@ fn a_garbage_flood_never_drops_the_supervisor_link() {
     assert!(listener.accept().is_err(), "the agent reconnected");
     assert_eq!(enabled(&daemon.status()), ["usb-call-recording"]);
 }
+
+// ---- Instants no clock gives ----
+
+/// `status --at` and the test clock at `i64::MIN`, at -1 or past 2106: refused plainly
+/// (exit 2) instead of a panic in debug builds and nonsense in release builds; the
+/// extremes of the range are evaluated.
+#[test]
+fn instants_out_of_range_are_refused_plainly() {
+    let phone = phone_with_license("file:///nonexistent/");
+    for bad in [
+        "-9223372036854775808",
+        "9223372036854775807",
+        "-1",
+        "4294967296",
+    ] {
+        let out = bounded(&phone, &["status", "--json", &format!("--at={bad}")], None);
+        assert_eq!(out.status.code(), Some(2), "--at {bad}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("outside the instants a license can name"),
+            "{}",
+            text(&out)
+        );
+        let t: i64 = bad.parse().unwrap();
+        for args in [&["status", "--json"][..], &["run", "--once"]] {
+            let out = bounded(&phone, args, Some(t));
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{args:?} at {bad}: {}",
+                text(&out)
+            );
+        }
+    }
+    for edge in ["0", "4294967295"] {
+        let out = bounded(&phone, &["status", "--json", &format!("--at={edge}")], None);
+        assert_eq!(out.status.code(), Some(0), "--at {edge}: {}", text(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let expected: &[&str] = if edge == "0" {
+            &[]
+        } else {
+            &["usb-call-recording"]
+        };
+        assert_eq!(enabled(&v), expected, "--at {edge}");
+    }
+}

@@ -679,6 +679,12 @@ impl Daemon {
                     }
                 }
             },
+            Ok(Request::TestSetTime { now }) if !(0..=i64::from(u32::MAX)).contains(&now) => {
+                Response::error(format!(
+                    "test-set-time: {now} is outside the instants a license can name (0 to {})",
+                    u32::MAX
+                ))
+            }
             Ok(Request::TestSetTime { now }) if self.clock.test => {
                 self.clock.set(now);
                 self.armed = None;

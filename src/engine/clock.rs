@@ -2,7 +2,9 @@
 //! which instant should the agent judge?
 //!
 //! - Before the agent's build time the clock is *unsynced* (a phone boots at 1970 until
-//!   SNTP sets it): no time-based decision at all.
+//!   SNTP sets it): no time-based decision at all. So is a clock past 2106-02-07, the
+//!   last instant a license can name (a clock set absurdly far ahead must not be trusted,
+//!   or its trusted time would expire every license for good).
 //! - More than the tolerance (24 h by default) behind the latest time the agent has
 //!   trusted, it was *wound back*: judge at the trusted time, so setting the clock back
 //!   never revives an expired license.
@@ -53,7 +55,11 @@ pub(crate) fn judge_clock(
     windback_tolerance: u64,
 ) -> ClockReading {
     let tolerance = secs_i64(windback_tolerance);
-    let (verdict, judge_at) = if wall < build_time {
+    // Past the last instant a license can name (2106) is no time to judge at either, and
+    // a trusted time out of that range (a damaged meta.json) is no trusted time.
+    let last = i64::from(u32::MAX);
+    let latest_trusted = latest_trusted.filter(|t| (0..=last).contains(t));
+    let (verdict, judge_at) = if wall < build_time || wall > last {
         (ClockVerdict::Unsynced, None)
     } else {
         match latest_trusted {
@@ -102,6 +108,37 @@ mod tests {
             judge_clock(BUILD, BUILD, None, DAY).verdict,
             ClockVerdict::Ok
         );
+    }
+
+    #[test]
+    fn a_clock_past_2106_is_unsynced_and_a_trusted_time_out_of_range_is_none() {
+        let last = i64::from(u32::MAX);
+        assert_eq!(
+            judge_clock(last, BUILD, None, DAY).verdict,
+            ClockVerdict::Ok
+        );
+        for wall in [last + 1, i64::MAX] {
+            let r = judge_clock(wall, BUILD, None, DAY);
+            assert_eq!((r.verdict, r.judge_at), (ClockVerdict::Unsynced, None));
+        }
+        for trusted in [i64::MAX, last + 1, -1, i64::MIN] {
+            let r = judge_clock(BUILD, BUILD, Some(trusted), DAY);
+            assert_eq!(
+                (r.verdict, r.judge_at),
+                (ClockVerdict::Ok, Some(BUILD)),
+                "{trusted}"
+            );
+        }
+        // Any reading at all: no overflow, and a judged instant a license can name.
+        for wall in [i64::MIN, -1, 0, BUILD, last, i64::MAX] {
+            for trusted in [None, Some(i64::MIN), Some(BUILD + 5), Some(i64::MAX)] {
+                for tolerance in [0, DAY, u64::MAX] {
+                    let r = judge_clock(wall, BUILD, trusted, tolerance);
+                    assert!(r.judge_at.is_none_or(|t| (0..=last).contains(&t)), "{r:?}");
+                    let _ = trusted_time_to_write(&r, trusted);
+                }
+            }
+        }
     }
 
     #[test]

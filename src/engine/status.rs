@@ -70,7 +70,7 @@ pub(crate) fn status(start: UnixTime, end: End, at: UnixTime) -> Status {
     }
     match end_instant(end) {
         Some(end) if at >= end => Status::Inactive,
-        Some(end) if end - at < EXPIRING_WINDOW => Status::ExpiringShortly,
+        Some(end) if end.saturating_sub(at) < EXPIRING_WINDOW => Status::ExpiringShortly,
         _ => Status::Active,
     }
 }
@@ -79,9 +79,13 @@ pub(crate) fn status(start: UnixTime, end: End, at: UnixTime) -> Status {
 /// end.
 pub(crate) fn transitions(start: UnixTime, end: End) -> impl Iterator<Item = UnixTime> {
     let end = end_instant(end);
-    [Some(start), end.map(|e| e - EXPIRING_WINDOW), end]
-        .into_iter()
-        .flatten()
+    [
+        Some(start),
+        end.map(|e| e.saturating_sub(EXPIRING_WINDOW)),
+        end,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// A license's span: the earliest start and the latest end of its entries.

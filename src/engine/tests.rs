@@ -684,6 +684,21 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
+    /// Any instant at all, even ones no clock gives: every status and every figure is
+    /// computed without overflow (tests run with overflow checks on).
+    #[test]
+    fn any_instant_is_evaluated_without_overflow(draws in prop::collection::vec(draw(), 1..6), at in any::<i64>()) {
+        let arrivals: Vec<_> = draws.iter().map(make).collect();
+        let (held, _) = arrive(T0, &arrivals);
+        for t in [at, i64::MIN, i64::MAX, 0, -1] {
+            let eval = evaluate(&held, t);
+            prop_assert!(eval.next_change.is_none_or(|n| n > t));
+            for h in &held {
+                let _ = crate::status::days_left(license_span(&h.license).1, t);
+            }
+        }
+    }
+
     /// An expired or foreign license never enables anything, and never more than four
     /// licenses of a kind are held.
     #[test]
