@@ -41,6 +41,8 @@ pub mod engine;
 mod fetch;
 mod files;
 pub mod format;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod issuer;
 mod phone;
 mod status;

@@ -46,7 +46,7 @@ impl WriterLock {
         };
         let path = dir.join(LOCK_FILE);
         let read_only = |e: &std::io::Error| e.raw_os_error() == Some(Errno::EROFS as i32);
-        let opened = atomic::ensure_dir(dir).and_then(|()| {
+        let open_rw = || {
             OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -55,7 +55,26 @@ impl WriterLock {
                 .mode(0o600)
                 .custom_flags(nix::libc::O_NONBLOCK)
                 .open(&path)
-        });
+        };
+        set_aside_if_not_a_folder(dir);
+        let opened = match atomic::ensure_dir(dir).and_then(|()| open_rw()) {
+            // A folder in the lock's place (nothing else stops an open for writing): moved
+            // to rejected/ like any stranger in the state folder, and a lock file made.
+            Err(e) if path.is_dir() => {
+                let rejected = dir.join(super::REJECTED_DIR);
+                let aside = rejected.join(format!("{LOCK_FILE}-{}", std::process::id()));
+                log::warn!(
+                    "{} is a folder, not a lock file: moved to {}",
+                    path.display(),
+                    aside.display()
+                );
+                atomic::ensure_dir(&rejected)
+                    .and_then(|()| atomic::rename(&path, &aside))
+                    .map_err(|_| e)
+                    .and_then(|()| open_rw())
+            }
+            other => other,
+        };
         let file = match opened {
             Ok(file) => file,
             // Flash remounted read-only: the lock file as it is (a lock needs no write),
@@ -132,6 +151,29 @@ impl WriterLock {
     /// The state folder this lock is for.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Something that is not a folder where the state folder goes (a FIFO, a file, a link
+/// to a device) is damage: moved aside beside it, named so, and a fresh folder made, so
+/// that licenses can be stored again. If it cannot be moved, the store's own errors say
+/// so later, and the agent runs on nothing held.
+fn set_aside_if_not_a_folder(dir: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if meta.is_dir() || (meta.file_type().is_symlink() && dir.is_dir()) {
+        return;
+    }
+    let mut aside = dir.as_os_str().to_owned();
+    aside.push(format!(".not-a-folder-{}", std::process::id()));
+    match atomic::rename(dir, Path::new(&aside)) {
+        Ok(()) => log::warn!(
+            "{} is not a folder: moved to {}; starting with an empty state folder",
+            dir.display(),
+            Path::new(&aside).display()
+        ),
+        Err(e) => log::error!("{} is not a folder and cannot be moved: {e}", dir.display()),
     }
 }
 

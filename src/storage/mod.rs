@@ -39,7 +39,7 @@ pub use lock::WriterLock;
 pub(crate) use meta::{Meta, PublishedFeature, RebootRecord, Validator};
 
 const META_FILE: &str = "meta.json";
-const REJECTED_DIR: &str = "rejected";
+pub(crate) const REJECTED_DIR: &str = "rejected";
 /// `meta.json` stays small (events are bounded); anything bigger is damage.
 const MAX_META_SIZE: u64 = 1 << 20;
 

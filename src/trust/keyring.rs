@@ -166,7 +166,7 @@ impl Keyring {
     }
 
     /// All trusted keys, in file order.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn keys(&self) -> &[TrustedKey] {
         &self.keys
     }

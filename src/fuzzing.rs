@@ -1,0 +1,217 @@
+//! Fuzz entry points: each takes arbitrary bytes as an input of one outside interface,
+//! must never panic, and checks what holds for every input (a round trip, a bound).
+//! `fuzz/` drives them with libFuzzer (`cargo fuzz`, which builds the crate with
+//! `--cfg fuzzing`); the unit tests replay every committed corpus file through them, so
+//! the test command keeps each past finding fixed without a fuzzing toolchain.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use reqwest::StatusCode;
+
+use crate::fetch::{self, FetchOutcome, Head};
+use crate::format::MAX_FILE_SIZE;
+use crate::storage::Meta;
+use crate::supervisor::protocol::{FromSupervisor, LineReader, Read, ToSupervisor};
+use crate::trust::Keyring;
+
+/// A fuzz target: bytes in, a panic if a property breaks.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its folder under `fuzz/corpus/`.
+pub const TARGETS: [(&str, Target); 7] = [
+    ("license", license),
+    ("keyring", keyring),
+    ("config", config),
+    ("meta", meta),
+    ("control", control),
+    ("supervisor", supervisor),
+    ("server_answer", server_answer),
+];
+
+/// The keyring of the project's vectors: inputs grown from the vectors carry valid
+/// signatures, so verification is reached, not only parsing.
+fn vector_keyring() -> Keyring {
+    Keyring::parse(include_str!("../tests/vectors/keyring")).expect("the vectors' keyring parses")
+}
+
+/// A license file: parsed, then verified; a verified license is a parsed one.
+pub fn license(data: &[u8]) {
+    let parsed = crate::format::parse(data);
+    if let Ok(l) = &parsed {
+        assert!(!l.features().is_empty() && l.features().len() <= 256);
+        assert!(data.len() <= MAX_FILE_SIZE);
+    }
+    if let Ok(verified) = vector_keyring().verify_bytes(data) {
+        let parsed = parsed.expect("a verified license parses");
+        assert_eq!(verified.signed_message(), parsed.signed_message());
+    }
+}
+
+/// A keyring file.
+pub fn keyring(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(k) = Keyring::parse(text) {
+        assert!(!k.keys().is_empty());
+    }
+}
+
+/// A configuration file, as `Config::load` gives it to the parser.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = crate::config::Config::parse(text, Path::new("/etc/license-agent/agent.toml"));
+}
+
+/// `meta.json`: parsed, written back and read again to the same metadata, and the parts
+/// the agent computes from it.
+pub fn meta(data: &[u8]) {
+    let Ok(meta) = serde_json::from_slice::<Meta>(data) else {
+        return;
+    };
+    let again: Meta = serde_json::from_slice(&serde_json::to_vec_pretty(&meta).expect("encodes"))
+        .expect("reads back");
+    assert_eq!(again, meta);
+    let _ = crate::daemon::publish::from_meta(meta.published.as_deref().unwrap_or(&[]));
+    if let Some(record) = &meta.reboot {
+        let _ = record.booted_set();
+    }
+    let _ = crate::engine::judge_clock(0, 1, meta.latest_trusted, u64::MAX);
+}
+
+/// A control request (the daemon's side), and an answer (the client's side).
+pub fn control(data: &[u8]) {
+    let _ = crate::control::parse_request(data);
+    let _ = serde_json::from_slice::<crate::control::Response>(data);
+    // An error answer quoting anything stays one line that reads back.
+    let text = String::from_utf8_lossy(data);
+    let line = crate::control::encode_response(&crate::control::Response::error(text.as_ref()));
+    assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+    assert!(serde_json::from_slice::<crate::control::Response>(&line).is_ok());
+}
+
+/// Bytes from the supervisor (and, for `supervisor-sim`, from the agent), chunked where
+/// the first byte says: lines of at most the limit, every message that parses renders
+/// back to a line that parses to it.
+pub fn supervisor(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let mut reader = LineReader::new();
+    let step = usize::from(cut).max(1);
+    for chunk in stream.chunks(step) {
+        for read in reader.push(chunk) {
+            let Read::Line(line) = read else { continue };
+            assert!(line.len() < crate::supervisor::protocol::MAX_LINE);
+            if let Ok(m) = FromSupervisor::parse(&line) {
+                assert_eq!(FromSupervisor::parse(&m.to_line()).as_ref(), Ok(&m));
+            }
+            if let Ok(m) = ToSupervisor::parse(&line) {
+                assert_eq!(ToSupervisor::parse(&m.to_line()).as_ref(), Ok(&m));
+            }
+        }
+        assert!(reader.pending() < crate::supervisor::protocol::MAX_LINE);
+    }
+}
+
+/// A provisioning server's answer: two bytes of status, one of flags, header lines up
+/// to an empty line, then the body. Judged and read as the fetcher does; a body is then
+/// verified as a downloaded license would be.
+pub fn server_answer(data: &[u8]) {
+    let [a, b, flags, rest @ ..] = data else {
+        return;
+    };
+    let Ok(status) = StatusCode::from_u16(100 + u16::from_be_bytes([*a, *b]) % 900) else {
+        return;
+    };
+    let asked_unchanged = flags & 1 == 1;
+    let split = rest.windows(2).position(|w| w == b"\n\n");
+    let (head, body) = match split {
+        Some(i) => (&rest[..i], &rest[i + 2..]),
+        None => (rest, &[][..]),
+    };
+    let mut headers = HeaderMap::new();
+    for line in head.split(|&c| c == b'\n') {
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let url = "http://fuzz/000000000000-license.cfg";
+    let outcome = match fetch::judge_head(url, status, &headers, content_length, asked_unchanged) {
+        Head::Done(outcome) => outcome,
+        Head::Body {
+            expected,
+            validator,
+        } => {
+            for v in [&validator.etag, &validator.last_modified]
+                .into_iter()
+                .flatten()
+            {
+                assert!(v.len() <= fetch::MAX_VALIDATOR);
+            }
+            let mut reader = Cursor::new(body);
+            match fetch::read_body(
+                url,
+                &mut reader,
+                expected,
+                Instant::now(),
+                Duration::from_secs(3600),
+            ) {
+                Ok(bytes) => FetchOutcome::Body { bytes, validator },
+                Err(e) => FetchOutcome::Failed(e),
+            }
+        }
+    };
+    match outcome {
+        FetchOutcome::Body { bytes, .. } => {
+            assert!(bytes.len() <= fetch::MAX_BODY);
+            assert_eq!(status.as_u16(), 200);
+            license(&bytes);
+        }
+        FetchOutcome::NotModified => assert!(asked_unchanged && status.as_u16() == 304),
+        FetchOutcome::Absent { status } => assert!(status == 404 || status == 410),
+        FetchOutcome::Failed(e) => assert!(!e.to_string().is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every committed corpus file of every target, through its target: what fuzzing
+    /// once found stays fixed. Each target's corpus must be there.
+    #[test]
+    fn the_fuzz_corpora_replay() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        for (name, target) in TARGETS {
+            let dir = root.join(name);
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            assert!(!files.is_empty(), "no corpus for {name}");
+            for file in &files {
+                let data = std::fs::read(file).unwrap();
+                target(&data);
+            }
+            println!("fuzz corpus {name}: {} inputs replayed", files.len());
+        }
+    }
+}
