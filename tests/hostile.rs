@@ -524,3 +524,30 @@ fn instants_out_of_range_are_refused_plainly() {
         assert_eq!(enabled(&v), expected, "--at {edge}");
     }
 }
+
+/// An empty (truncated) keyring: refused plainly, and the stored licenses stay where
+/// they are (taking it would have set every one aside as no longer verifying). Found
+/// by fuzzing the keyring.
+#[test]
+fn an_empty_keyring_is_refused_and_sets_nothing_aside() {
+    let phone = phone_with_license("file:///nonexistent/");
+    let keyring = std::fs::read(phone.path("keyring")).unwrap();
+    for empty in ["", "\n# all keys gone\n"] {
+        std::fs::write(phone.path("keyring"), empty).unwrap();
+        for args in [&["status", "--json"][..], &["run", "--once"]] {
+            let out = bounded(&phone, args, None);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("names no key"),
+                "{}",
+                text(&out)
+            );
+        }
+        let stored = std::fs::read_dir(phone.path("state/phone"))
+            .unwrap()
+            .count();
+        assert_eq!(stored, 1, "a stored license was moved");
+    }
+    std::fs::write(phone.path("keyring"), keyring).unwrap();
+    assert_eq!(enabled(&status(&phone, None)), ["usb-call-recording"]);
+}

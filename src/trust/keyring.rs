@@ -41,6 +41,9 @@ pub enum KeyringError {
     Line { line: usize, reason: String },
     /// Two different keys have the same 4-byte id: a license naming it would be ambiguous.
     IdCollision { id: KeyId, line: usize },
+    /// No key line at all (an empty or truncated file): taking it would set every stored
+    /// license aside as no longer verifying.
+    Empty,
 }
 
 impl fmt::Display for KeyringError {
@@ -56,6 +59,9 @@ impl fmt::Display for KeyringError {
             KeyringError::IdCollision { id, line } => write!(
                 f,
                 "invalid keyring, line {line}: another key already has id {id}; no key is trusted"
+            ),
+            KeyringError::Empty => f.write_str(
+                "invalid keyring: it names no key (empty or truncated?), so nothing could verify",
             ),
         }
     }
@@ -123,6 +129,9 @@ impl Keyring {
             }
             keyring.add(public_key, label.trim(), line)?;
         }
+        if keyring.keys.is_empty() {
+            return Err(KeyringError::Empty);
+        }
         Ok(keyring)
     }
 
@@ -174,6 +183,16 @@ impl Keyring {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_keyring_that_names_no_key_is_refused() {
+        for text in ["", "\n", "# only a comment\n  \n"] {
+            assert!(
+                matches!(Keyring::parse(text), Err(KeyringError::Empty)),
+                "{text:?}"
+            );
+        }
+    }
+
     use super::*;
 
     const VENDOR: &str = "44ad6866528e8fc138f2d6677816a1875da530e7e4d2598519a09a3cf1a4947d";
