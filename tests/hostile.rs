@@ -551,3 +551,24 @@ fn an_empty_keyring_is_refused_and_sets_nothing_aside() {
     std::fs::write(phone.path("keyring"), keyring).unwrap();
     assert_eq!(enabled(&status(&phone, None)), ["usb-call-recording"]);
 }
+
+/// The features file's folder read-only when the daemon starts: it runs, and publishes
+/// by itself once the folder is writable again, at the next retry (`write_retry`), with
+/// nothing else to wake it.
+#[test]
+fn a_features_file_that_cannot_be_written_is_published_later() {
+    let phone = Phone::new("server = \"file:///nonexistent/\"\n[timing]\nwrite_retry = \"2s\"\n");
+    phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
+    let run = phone.path("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let mount = Mount::read_only(&run);
+    let daemon = phone.start(None);
+    assert_eq!(enabled(&daemon.status()), ["usb-call-recording"]);
+    assert!(published(&phone).is_empty());
+    drop(mount);
+    let deadline = Instant::now() + BOUND;
+    while published(&phone) != ["usb-call-recording"] {
+        assert!(Instant::now() < deadline, "never published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -24,7 +24,7 @@
 //! | `control_socket` | the agent's control socket | `/run/license-agent/control.sock` |
 //! | `features_file` | where the enabled feature set is published | `/run/license-agent/features` |
 //! | `[fetch]` | `ca_file`, `client_cert` + `client_key`, `username` + `password` (pairs: both or neither), `connect_timeout`, `total_timeout` | no TLS client certificate, no authentication, 10s, 60s |
-//! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h |
+//! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max`, `write_retry` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h, 1m |
 //!
 //! Paths that are not absolute are taken from the directory holding the configuration
 //! file (so a demo configuration next to its files works from any directory), and so is
@@ -37,7 +37,8 @@
 //! from the largest unit to the smallest, units `d`, `h`, `m`, `s`: `"90s"`, `"1h30m"`,
 //! `"2d"`; at most 100 years. Zero is refused where it would make the agent spin or
 //! divide by zero: `poll_interval`, `renewal_check_interval`, `stagger_window`,
-//! `reboot_reask`, `retry_initial`, `retry_max`, `connect_timeout`, `total_timeout`; and
+//! `reboot_reask`, `retry_initial`, `retry_max`, `write_retry`, `connect_timeout`,
+//! `total_timeout`; and
 //! `retry_initial` must not exceed `retry_max`.
 //!
 //! # Example (`src/config/example.toml`, every key)
@@ -99,7 +100,7 @@ const FETCH_KEYS: [&str; 7] = [
     "connect_timeout",
     "total_timeout",
 ];
-const TIMING_KEYS: [&str; 8] = [
+const TIMING_KEYS: [&str; 9] = [
     "windback_tolerance",
     "poll_interval",
     "renewal_check_interval",
@@ -108,6 +109,7 @@ const TIMING_KEYS: [&str; 8] = [
     "reboot_reask",
     "retry_initial",
     "retry_max",
+    "write_retry",
 ];
 
 /// The agent's configuration, every value checked and every path resolved.
@@ -213,6 +215,9 @@ pub(crate) struct Timing {
     /// The first back-off delay after a failed fetch, and the most it grows to.
     pub(crate) retry_initial: Secs,
     pub(crate) retry_max: Secs,
+    /// Trying a failed write again (the store on read-only or full flash, the features
+    /// file).
+    pub(crate) write_retry: Secs,
 }
 
 impl Default for Timing {
@@ -226,6 +231,7 @@ impl Default for Timing {
             reboot_reask: Secs(600),
             retry_initial: Secs(30),
             retry_max: Secs(3600),
+            write_retry: Secs(60),
         }
     }
 }
@@ -613,6 +619,7 @@ fn timing(table: &Table) -> Result<Timing, ConfigError> {
         reboot_reask: secs(table, "reboot_reask", d.reboot_reask)?,
         retry_initial: secs(table, "retry_initial", d.retry_initial)?,
         retry_max: secs(table, "retry_max", d.retry_max)?,
+        write_retry: secs(table, "write_retry", d.write_retry)?,
     };
     if timing.retry_initial > timing.retry_max {
         // Blame the key that is in the file (retry_initial when both are).
@@ -656,6 +663,7 @@ fn zero_refused(name: &str) -> Option<&'static str> {
         "retry_initial" => "a failed fetch would be retried without pause",
         "reboot_reask" => "the agent would ask the supervisor for a reboot without pause",
         "retry_max" => "a failed fetch would be retried without pause",
+        "write_retry" => "a failed write would be retried without pause",
         "connect_timeout" => "every connection would time out at once",
         "total_timeout" => "every fetch would time out at once",
         _ => return None,

@@ -57,12 +57,12 @@ pub(crate) struct Agent {
     reboots: Reboots,
     /// Random bits for the back-off and poll jitter, fixed per process.
     jitter: u64,
-    /// When to try the store's failed writes again (read-only or full flash).
+    /// When to try failed writes again: the store's (read-only or full flash), or the
+    /// features file's.
     store_retry: Option<Mono>,
+    /// The features file could not be written at the last decision.
+    publish_failed: bool,
 }
-
-/// How long after a failed write to the state folder the agent tries again.
-const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Agent {
     /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
@@ -98,6 +98,7 @@ impl Agent {
             reboots,
             jitter,
             store_retry: None,
+            publish_failed: false,
         })
     }
 
@@ -190,8 +191,8 @@ impl Agent {
         done
     }
 
-    /// Tries the store's failed writes again when it is time: reads the store again and
-    /// decides (which writes what is owed).
+    /// Tries failed writes again when it is time: reads the store again and decides
+    /// (which writes what is owed: the store's records, the features file).
     pub(crate) fn retry_store_if_due(&mut self, stamp: Stamp) {
         if self.store_retry.is_some_and(|at| at <= stamp.mono) {
             log::info!("trying the failed writes to the state folder again");
@@ -267,15 +268,25 @@ impl Agent {
         // Unsynced: the last published set stands (and is written again if /run lost it).
         let set = self.enabled(&snap);
         let features_file = &self.phone.config.features_file;
-        match publish::publish(features_file, &set) {
-            Ok(true) => log::info!(
-                "published {} feature(s) to {}",
-                set.len(),
-                features_file.display()
-            ),
-            Ok(false) => {}
-            Err(e) => log::error!("cannot publish to {}: {e}", features_file.display()),
-        }
+        self.publish_failed = match publish::publish(features_file, &set) {
+            Ok(written) => {
+                if written {
+                    log::info!(
+                        "published {} feature(s) to {}",
+                        set.len(),
+                        features_file.display()
+                    );
+                }
+                false
+            }
+            Err(e) => {
+                log::error!(
+                    "cannot publish to {}: {e}; trying again later",
+                    features_file.display()
+                );
+                true
+            }
+        };
         self.store.meta_mut().published = Some(publish::to_meta(&set));
         // Unsynced: no reboot is asked and none is forgotten.
         if let Some(eval) = &snap.eval {
@@ -286,10 +297,11 @@ impl Agent {
             // A failure is noted in the store, shown in the status, and retried.
             let _ = self.store.save_meta();
         }
-        self.store_retry = match (self.store.write_failure(), self.store_retry) {
-            (None, _) => None,
-            (Some(_), Some(at)) => Some(at),
-            (Some(_), None) => Some(stamp.mono.plus(STORE_RETRY)),
+        let failed = self.store.write_failure().is_some() || self.publish_failed;
+        self.store_retry = match (failed, self.store_retry) {
+            (false, _) => None,
+            (true, Some(at)) => Some(at),
+            (true, None) => Some(stamp.mono.plus_secs(self.phone.config.timing.write_retry.0)),
         };
     }
 
