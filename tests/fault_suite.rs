@@ -2,7 +2,8 @@
 //! phone's flash or a careless hand can put there: a read-only mount, a full file
 //! system, a FIFO, a directory, a symbolic link to a device, a huge file, and a file that
 //! vanishes mid-read (its second `read` fails with EIO, injected by strace). For each, the
-//! real binary (`status --json` and `run --once`, each bounded in time) must keep the
+//! real binary (`status --json`, `run --once` and `install`, each bounded in time; an
+//! install may fail, but must say why) must keep the
 //! rule: nothing there stops the agent from starting and publishing the stored licenses
 //! that verify. Only the configuration and the keyring are different: without them
 //! nothing can be verified, so the agent refuses plainly (exit 2, naming the file), and
@@ -247,6 +248,19 @@ fn inject(path: &Path, fault: Fault) -> (Option<Mount>, Option<String>) {
 /// Runs `license-agent ARGS --config …`, under strace when injecting; fails the test if
 /// it outlives [`BOUND`].
 fn bounded(phone: &Phone, args: &[&str], strace: Option<&str>) -> Output {
+    let started = Instant::now();
+    let out = bounded_run(phone, args, strace);
+    let took = started.elapsed();
+    SLOWEST.with(|s| s.set(s.get().max(took)));
+    out
+}
+
+thread_local! {
+    /// The longest any command of the current case took.
+    static SLOWEST: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+fn bounded_run(phone: &Phone, args: &[&str], strace: Option<&str>) -> Output {
     let base = agent();
     let mut cmd = match strace {
         Some(inject) => {
@@ -307,7 +321,24 @@ fn case(pki: &Pki, place: &Place, fault: Fault) -> Result<String, String> {
         && !matches!(fault, Fault::ReadOnlyMount | Fault::FullFileSystem);
     let status = bounded(&phone, &["status", "--json"], strace.as_deref());
     let once = bounded(&phone, &["run", "--once"], strace.as_deref());
+    // A hand install: it installs, or says plainly why not (never a hang or a crash).
+    let new = phone.sign("site", &[("productivity-suite", now() - DAY, None)]);
+    let file = phone.path("new-license.cfg");
+    std::fs::write(&file, new).unwrap();
+    let install = bounded(
+        &phone,
+        &["install", file.to_str().unwrap()],
+        strace.as_deref(),
+    );
     drop(mount);
+    let install_ok = match install.status.code() {
+        Some(0) => true,
+        Some(1 | 2) => String::from_utf8_lossy(&install.stderr).contains("license-agent"),
+        _ => false,
+    };
+    if !install_ok {
+        return Err(format!("install: {}", words(&install)));
+    }
     if refuses {
         let named = place.path.rsplit('/').next().unwrap_or(place.path);
         for out in [&status, &once] {
@@ -365,9 +396,12 @@ fn every_fault_at_every_path() {
     let pki = Pki::new(&work.path().join("pki"));
     let mut failures = Vec::new();
     println!("{:<26} {:<18} outcome", "path", "fault");
+    let mut slowest = Duration::ZERO;
     for place in &PLACES {
         for fault in FAULTS {
+            SLOWEST.with(|s| s.set(Duration::ZERO));
             let result = case(&pki, place, fault);
+            slowest = slowest.max(SLOWEST.with(|s| s.get()));
             let shown = match &result {
                 Ok(what) => what.clone(),
                 Err(why) => format!("BROKEN: {why}"),
@@ -378,6 +412,11 @@ fn every_fault_at_every_path() {
             }
         }
     }
+    println!(
+        "figure: {} cases; the slowest command (status, run --once or install) took {:.2} s",
+        PLACES.len() * FAULTS.len(),
+        slowest.as_secs_f64()
+    );
     assert!(
         failures.is_empty(),
         "{} case(s) broke the rule:\n{}",
