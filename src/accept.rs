@@ -336,28 +336,12 @@ pub(crate) fn install_into(
     if let Some(t) = clock::trusted_time_to_write(&reading, store.meta().latest_trusted) {
         store.meta_mut().latest_trusted = Some(t);
     }
-    match (store.save_meta(), done) {
+    let mut done = done;
+    if let (Err(e), InstallOutcome::Accepted { unrecorded, .. }) = (store.save_meta(), &mut done) {
         // Stored: the license is in; only the record of it waits for a later write.
-        (
-            Err(e),
-            InstallOutcome::Accepted {
-                subject,
-                stored_as,
-                kept,
-                dropped,
-                changes,
-                ..
-            },
-        ) => InstallOutcome::Accepted {
-            subject,
-            stored_as,
-            kept,
-            dropped,
-            changes,
-            unrecorded: Some(e.to_string()),
-        },
-        (_, done) => done,
+        *unrecorded = Some(e.to_string());
     }
+    done
 }
 
 /// Records a refusal and leaves the licenses untouched.

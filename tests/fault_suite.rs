@@ -14,18 +14,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::bounded::{command, run, Mount};
+use common::now;
 use common::phone::Phone;
 use common::pki::Pki;
-use common::{agent, assert_no_crash, now};
 
 const DAY: i64 = 86_400;
-/// The longest one command may take, even under qemu-arm: reaching it means a hang.
-const BOUND: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -163,24 +161,6 @@ fn phone(pki: &Pki) -> Phone {
     phone
 }
 
-/// A mount for the length of a case, undone on drop.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn sh(script: &str) {
-    let out = Command::new("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {} (the fault suite mounts file systems, as root: the README's test command)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Puts `fault` at `path`. Returns the mount to undo, and the strace injection to run
 /// the commands under (for a file that vanishes mid-read).
 fn inject(path: &Path, fault: Fault) -> (Option<Mount>, Option<String>) {
@@ -199,30 +179,8 @@ fn inject(path: &Path, fault: Fault) -> (Option<Mount>, Option<String>) {
         make(path);
     };
     match fault {
-        Fault::ReadOnlyMount => {
-            sh(&format!(
-                "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
-                folder.display()
-            ));
-            return (Some(Mount(folder)), None);
-        }
-        Fault::FullFileSystem => {
-            // The folder's content moved onto a small tmpfs mounted in its place, filled.
-            let keep = tempfile::tempdir().unwrap();
-            sh(&format!(
-                "cp -a '{f}/.' '{k}/' && mount -t tmpfs -o size=512k tmpfs '{f}' && cp -a '{k}/.' '{f}/'",
-                k = keep.path().display(),
-                f = folder.display()
-            ));
-            let mut filler = std::fs::File::create(folder.join("filler")).unwrap();
-            let block = vec![0u8; 4096];
-            while filler
-                .write_all(&block)
-                .and_then(|()| filler.sync_all())
-                .is_ok()
-            {}
-            return (Some(Mount(folder)), None);
-        }
+        Fault::ReadOnlyMount => return (Some(Mount::read_only(&folder)), None),
+        Fault::FullFileSystem => return (Some(Mount::full(&folder, 512)), None),
         Fault::Fifo => replace(&|p| {
             nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap()
         }),
@@ -249,7 +207,7 @@ fn inject(path: &Path, fault: Fault) -> (Option<Mount>, Option<String>) {
 /// it outlives [`BOUND`].
 fn bounded(phone: &Phone, args: &[&str], strace: Option<&str>) -> Output {
     let started = Instant::now();
-    let out = bounded_run(phone, args, strace);
+    let out = run(command(phone, args, None, strace));
     let took = started.elapsed();
     SLOWEST.with(|s| s.set(s.get().max(took)));
     out
@@ -260,56 +218,12 @@ thread_local! {
     static SLOWEST: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
 }
 
-fn bounded_run(phone: &Phone, args: &[&str], strace: Option<&str>) -> Output {
-    let base = agent();
-    let mut cmd = match strace {
-        Some(inject) => {
-            let mut c = Command::new("strace");
-            c.args(["-f", "-qq", "-o", "/dev/null"])
-                .args(inject.split_whitespace());
-            c.arg(base.get_program()).args(base.get_args());
-            c
-        }
-        None => base,
-    };
-    cmd.args(args)
-        .arg("--config")
-        .arg(&phone.config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start the binary under test");
-    let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} still running after {BOUND:?}: it hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_no_crash(&out);
-    out
-}
-
 fn words(out: &Output) -> String {
     format!(
         "exit {:?}; stderr: {}",
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).trim_end()
     )
-}
-
-/// The feature names in the published features file.
-fn published(phone: &Phone) -> Vec<String> {
-    phone
-        .features_file()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
 }
 
 /// One case: what `status` and `run --once` gave, or why the rule was broken.
@@ -377,14 +291,14 @@ fn case(pki: &Pki, place: &Place, fault: Fault) -> Result<String, String> {
     // Published where the features file can be written; where the fault is at the
     // features file (or its folder) itself, the failure is said instead.
     let at_features = place.path.starts_with("run");
-    let features_ok = published(&phone).iter().any(|f| f == STORED);
+    let features_ok = phone.published().iter().any(|f| f == STORED);
     let said = String::from_utf8_lossy(&once.stderr).contains("cannot publish");
     match (at_features, features_ok, said) {
         (_, true, _) => Ok("runs, publishes the stored set".into()),
         (true, false, true) => Ok("runs; publishing fails and is said".into()),
         _ => Err(format!(
             "{STORED} not published: {:?}; {}",
-            published(&phone),
+            phone.published(),
             words(&once)
         )),
     }

@@ -13,58 +13,23 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::bounded::{command, run, text, Mount, BOUND};
 use common::faults::{Fault, FaultServer};
+use common::now;
 use common::phone::Phone;
 use common::supervisor::TestSupervisor;
-use common::{agent, assert_no_crash, now};
 use serde_json::Value;
 
 const DAY: i64 = 86_400;
 const SITE_FILE: &str = "000000000000-license.cfg";
 
-/// The longest any one command may take here, even under qemu-arm: a few seconds of
-/// work, so reaching it means the command hung.
-const BOUND: Duration = Duration::from_secs(30);
-
-/// Runs `license-agent ARGS --config <phone's>` with the test clock at `t` (if given),
-/// killing it and failing the test if it outlives [`BOUND`].
+/// Runs `license-agent ARGS` for `phone`, on the test clock at `t` if given, bounded.
 fn bounded(phone: &Phone, args: &[&str], t: Option<i64>) -> Output {
-    let mut cmd = agent();
-    cmd.args(args)
-        .arg("--config")
-        .arg(&phone.config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(t) = t {
-        cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
-    }
-    let mut child = cmd.spawn().expect("start the binary under test");
-    let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("license-agent {args:?} still running after {BOUND:?}: it hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("collect the output");
-    assert_no_crash(&out);
-    out
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    run(command(phone, args, t, None))
 }
 
 fn status(phone: &Phone, t: Option<i64>) -> Value {
@@ -94,17 +59,6 @@ fn enabled(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The feature names in the published features file.
-fn published(phone: &Phone) -> Vec<String> {
-    phone
-        .features_file()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
 // ---- A hostile server ----
 
 /// `200` with an empty body and two validators of 190,000 characters, again and again:
@@ -130,7 +84,7 @@ fn huge_validators_with_an_empty_body_are_not_kept() {
     assert!(!meta.contains("vvvvvvvv"), "a validator was kept");
     let s = status(&phone, None);
     assert_eq!(enabled(&s), ["usb-call-recording"]);
-    assert_eq!(published(&phone), ["usb-call-recording"]);
+    assert_eq!(phone.published(), ["usb-call-recording"]);
 }
 
 /// A `304` to a first fetch (no validator sent: not modified since what?) is a failure,
@@ -192,7 +146,7 @@ fn a_fifo_in_the_store_holds_nothing() {
         );
         let out = run_once(&phone);
         assert_eq!(out.status.code(), Some(0), "{fifo}: {}", text(&out));
-        assert_eq!(published(&phone), ["usb-call-recording"]);
+        assert_eq!(phone.published(), ["usb-call-recording"]);
         // Set aside by the writer: no FIFO in its place any more (a fresh meta.json).
         let left = std::fs::symlink_metadata(&path).map(|m| m.file_type().is_fifo());
         assert!(!left.unwrap_or(false), "{fifo} still in place");
@@ -226,7 +180,7 @@ fn anything_in_place_of_meta_json_is_set_aside() {
         assert!(s["set_aside"].to_string().contains(what), "{what}: {s:#}");
         let out = run_once(&phone);
         assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
-        assert_eq!(published(&phone), ["usb-call-recording"]);
+        assert_eq!(phone.published(), ["usb-call-recording"]);
         let again = status(&phone, None);
         assert_eq!(
             again["set_aside"].as_array().map(Vec::len),
@@ -259,46 +213,6 @@ fn license_numbers_go_past_ten_digits() {
 
 // ---- A state folder that cannot be written ----
 
-/// A mount for the length of a test, undone on drop (lazily, so that nothing left open
-/// can keep it).
-struct Mount(PathBuf);
-
-impl Mount {
-    /// `dir` over itself, read-only: flash the kernel remounted read-only after errors.
-    fn read_only(dir: &Path) -> Mount {
-        sh(&format!(
-            "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
-            dir.display()
-        ));
-        Mount(dir.to_path_buf())
-    }
-
-    /// A tmpfs of `kib` KiB at `dir`.
-    fn small(dir: &Path, kib: u32) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        sh(&format!(
-            "mount -t tmpfs -o size={kib}k tmpfs '{}'",
-            dir.display()
-        ));
-        Mount(dir.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn sh(script: &str) {
-    let out = Command::new("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {} (these tests mount file systems, as root: the README's test command)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Flash remounted read-only: `run --once` publishes the stored set, `status` shows it,
 /// `install` says plainly that nothing was stored; a running daemon does the same,
 /// reports its failed writes in its status, and makes them once the folder is writable.
@@ -317,7 +231,7 @@ fn a_read_only_state_folder_runs_on_what_it_holds() {
 
     let out = bounded(&phone, &["run", "--once"], Some(t));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(published(&phone), ["usb-call-recording", "vqmon"]);
+    assert_eq!(phone.published(), ["usb-call-recording", "vqmon"]);
     assert_eq!(
         enabled(&status(&phone, Some(t))),
         ["usb-call-recording", "vqmon"]
@@ -348,7 +262,7 @@ fn a_read_only_state_folder_runs_on_what_it_holds() {
     } else {
         daemon.wait_status("vqmon ended", |s| enabled(s) == ["usb-call-recording"])
     };
-    assert_eq!(published(&phone), ["usb-call-recording"]);
+    assert_eq!(phone.published(), ["usb-call-recording"]);
     let failure = s["store_write_failure"].as_str().unwrap_or_default();
     assert!(failure.contains("Read-only file system"), "{s:#}");
     assert_eq!(std::fs::read_dir(state.join("site")).unwrap().count(), 1);
@@ -376,22 +290,13 @@ fn a_read_only_state_folder_runs_on_what_it_holds() {
 fn a_full_state_folder_runs_on_what_it_holds() {
     let phone = Phone::new("server = \"file:///nonexistent/\"\n");
     let state = phone.path("state");
-    let _mount = Mount::small(&state, 256);
     phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
     std::fs::write(state.join("phone/0000000009.cfg"), b"<not a license/>").unwrap();
-    // Fill it up.
-    let mut filler = std::fs::File::create(state.join("filler")).unwrap();
-    let block = vec![0u8; 4096];
-    while filler
-        .write_all(&block)
-        .and_then(|()| filler.sync_all())
-        .is_ok()
-    {}
-    drop(filler);
+    let _mount = Mount::full(&state, 256);
 
     let out = run_once(&phone);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(published(&phone), ["usb-call-recording"]);
+    assert_eq!(phone.published(), ["usb-call-recording"]);
     let s = status(&phone, None);
     assert_eq!(enabled(&s), ["usb-call-recording"]);
     assert!(
@@ -564,10 +469,10 @@ fn a_features_file_that_cannot_be_written_is_published_later() {
     let mount = Mount::read_only(&run);
     let daemon = phone.start(None);
     assert_eq!(enabled(&daemon.status()), ["usb-call-recording"]);
-    assert!(published(&phone).is_empty());
+    assert!(phone.published().is_empty());
     drop(mount);
     let deadline = Instant::now() + BOUND;
-    while published(&phone) != ["usb-call-recording"] {
+    while phone.published() != ["usb-call-recording"] {
         assert!(Instant::now() < deadline, "never published");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod bounded;
 pub mod control;
 pub mod faults;
 pub mod nginx;

@@ -136,6 +136,16 @@ impl Phone {
         std::fs::read_to_string(self.path("run/features")).unwrap_or_default()
     }
 
+    /// The feature names in the published features file.
+    pub fn published(&self) -> Vec<String> {
+        self.features_file()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn start(&self, test_now: Option<i64>) -> Daemon {
         let child = self.spawn(test_now);
         self.attach(child)
