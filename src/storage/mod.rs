@@ -109,6 +109,8 @@ pub struct Store {
     write_failure: Option<String>,
     /// `meta.json` in memory differs from the one on disk (a write failed).
     meta_unsaved: bool,
+    /// How many of the events were read from disk (the rest were recorded since).
+    events_on_disk: usize,
 }
 
 fn kind_dir(kind: Kind) -> &'static str {
@@ -163,6 +165,7 @@ impl Store {
             next_seq: 1,
             write_failure: None,
             meta_unsaved: false,
+            events_on_disk: 0,
         };
         if store.writer() {
             for sub in [kind_dir(Kind::Phone), kind_dir(Kind::Site), REJECTED_DIR] {
@@ -200,6 +203,24 @@ impl Store {
         self.meta_unsaved
     }
 
+    /// Takes over the metadata of `older`, the store this one replaces, when `older`
+    /// could not write it: what it recorded is not lost with it. The events of this
+    /// load (set aside, leftovers removed) follow the older ones.
+    pub(crate) fn keep_unsaved(&mut self, older: &Store) {
+        if !older.meta_unsaved {
+            return;
+        }
+        let this_load = self
+            .meta
+            .events
+            .split_off(self.events_on_disk.min(self.meta.events.len()));
+        self.meta = older.meta.clone();
+        for e in this_load {
+            self.meta.record(e.at, &e.what, e.subject, e.detail);
+        }
+        self.meta_unsaved = true;
+    }
+
     /// Reads `meta.json`. Anything but a regular file of at most [`MAX_META_SIZE`] bytes
     /// of valid metadata is set aside like a damaged one, and the store starts afresh.
     fn load_meta(&mut self, now: UnixTime) {
@@ -207,6 +228,7 @@ impl Store {
         let trouble = match crate::files::read_regular(&path, MAX_META_SIZE) {
             Ok(bytes) => match serde_json::from_slice::<Meta>(&bytes) {
                 Ok(meta) => {
+                    self.events_on_disk = meta.events.len();
                     self.meta = meta;
                     return;
                 }

@@ -385,3 +385,38 @@ fn an_add_never_overwrites_a_file_that_is_there() {
         t2
     );
 }
+
+/// What a store recorded but could not write is taken over by the store that replaces
+/// it (the daemon reads the store again at every wake-up), with the events of the new
+/// load after it, and written once writing works again.
+#[test]
+fn unsaved_metadata_is_kept_across_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = writer(dir.path());
+    let mut store = open(dir.path(), mode.clone());
+    store.save_meta().unwrap();
+    // meta.json made unwritable: a folder with something in it.
+    let meta = dir.path().join("meta.json");
+    fs::remove_file(&meta).unwrap();
+    fs::create_dir(&meta).unwrap();
+    fs::write(meta.join("x"), b"x").unwrap();
+    store
+        .meta_mut()
+        .record(T0, "refused", "a hand install", "while the flash was stuck");
+    assert!(store.save_meta().is_err());
+    assert!(store.meta_unsaved() && store.write_failure().is_some());
+    // The next load sets the folder aside, and keeps what the older store recorded.
+    let mut again = open(dir.path(), mode);
+    again.keep_unsaved(&store);
+    let whats: Vec<&str> = again
+        .meta()
+        .events
+        .iter()
+        .map(|e| e.what.as_str())
+        .collect();
+    assert_eq!(whats, ["refused", "moved-aside"]);
+    again.save_meta().unwrap();
+    let saved: Meta = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(saved.events.len(), 2);
+    assert!(!again.meta_unsaved() && again.write_failure().is_none());
+}

@@ -145,7 +145,10 @@ impl Agent {
             Mode::Writer(lock),
             now,
         ) {
-            Ok(store) => self.store = store,
+            Ok(mut store) => {
+                store.keep_unsaved(&self.store);
+                self.store = store;
+            }
             Err(e) => log::error!("{e}; deciding from the store as last read"),
         }
     }
