@@ -456,7 +456,7 @@ impl Daemon {
     /// the wall-clock timer).
     fn settle(&mut self, timer: &TimerFd) -> Result<PollTimeout, DaemonError> {
         self.clients.expire(Mono::now());
-        self.agent.retry_store_if_due(self.clock.stamp());
+        self.agent.retry_writes_if_due(self.clock.stamp());
         self.supervisor.connect_if_due(&mut self.agent, &self.clock);
         let snap = self.snapshot();
         self.supervisor.sync_features(&mut self.agent, &snap);

@@ -59,7 +59,7 @@ pub(crate) struct Agent {
     jitter: u64,
     /// When to try failed writes again: the store's (read-only or full flash), or the
     /// features file's.
-    store_retry: Option<Mono>,
+    write_retry_at: Option<Mono>,
     /// The features file could not be written at the last decision.
     publish_failed: bool,
 }
@@ -97,7 +97,7 @@ impl Agent {
             fetching: Fetching::new(server),
             reboots,
             jitter,
-            store_retry: None,
+            write_retry_at: None,
             publish_failed: false,
         })
     }
@@ -196,10 +196,10 @@ impl Agent {
 
     /// Tries failed writes again when it is time: reads the store again and decides
     /// (which writes what is owed: the store's records, the features file).
-    pub(crate) fn retry_store_if_due(&mut self, stamp: Stamp) {
-        if self.store_retry.is_some_and(|at| at <= stamp.mono) {
-            log::info!("trying the failed writes to the state folder again");
-            self.store_retry = None;
+    pub(crate) fn retry_writes_if_due(&mut self, stamp: Stamp) {
+        if self.write_retry_at.is_some_and(|at| at <= stamp.mono) {
+            log::info!("trying the failed writes again");
+            self.write_retry_at = None;
             self.wake(stamp);
         }
     }
@@ -301,7 +301,7 @@ impl Agent {
             let _ = self.store.save_meta();
         }
         let failed = self.store.write_failure().is_some() || self.publish_failed;
-        self.store_retry = match (failed, self.store_retry) {
+        self.write_retry_at = match (failed, self.write_retry_at) {
             (false, _) => None,
             (true, Some(at)) => Some(at),
             (true, None) => Some(stamp.mono.plus_secs(self.phone.config.timing.write_retry.0)),
@@ -316,7 +316,7 @@ impl Agent {
             self.reboots
                 .machine
                 .poll_wake(snap.stamp, &self.reboot_timing()),
-            self.store_retry,
+            self.write_retry_at,
         ]
         .into_iter()
         .flatten()
