@@ -13,6 +13,24 @@ use crate::time::UnixTime;
 /// How many events are kept (the oldest go first).
 pub(crate) const MAX_EVENTS: usize = 32;
 
+/// The longest subject or detail of an event, in bytes (longer ones are cut, marked
+/// `…`): with the events, the validators and the sets all bounded, `meta.json` can never
+/// grow past what the store reads back.
+pub(crate) const MAX_EVENT_TEXT: usize = 512;
+
+/// `text` cut to at most [`MAX_EVENT_TEXT`] bytes, on a character boundary.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_EVENT_TEXT {
+        let mut cut = MAX_EVENT_TEXT - '…'.len_utf8();
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// A feature as published to the phone firmware.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PublishedFeature {
@@ -114,8 +132,8 @@ impl Meta {
         self.events.push(Event {
             at,
             what: what.to_string(),
-            subject: subject.into(),
-            detail: detail.into(),
+            subject: bounded(subject.into()),
+            detail: bounded(detail.into()),
         });
         let excess = self.events.len().saturating_sub(MAX_EVENTS);
         self.events.drain(..excess);
@@ -134,6 +152,77 @@ mod tests {
         }
         assert_eq!(meta.events.len(), MAX_EVENTS);
         assert_eq!(meta.events[0].at, 5);
+    }
+
+    /// Everything in it at its largest still reads back: events of the longest texts,
+    /// validators of the longest values, 256 features published and booted, every
+    /// reboot cause.
+    #[test]
+    fn the_largest_metadata_stays_far_below_the_read_bound() {
+        use crate::engine::reboot::{Cause, Need, Phase};
+        let mut meta = Meta {
+            latest_trusted: Some(i64::MAX),
+            published: Some(
+                (0..256)
+                    .map(|id| PublishedFeature {
+                        id,
+                        end: Some(u32::MAX),
+                    })
+                    .collect(),
+            ),
+            ..Meta::default()
+        };
+        for i in 0..MAX_EVENTS * 2 {
+            meta.record(
+                i64::MIN,
+                "moved-aside",
+                "é".repeat(4_000),
+                "\u{1}".repeat(100_000),
+            );
+        }
+        let long = "x".repeat(crate::fetch::MAX_VALIDATOR);
+        for name in ["000000000000-license.cfg", "0004f2000001-license.cfg"] {
+            meta.validators.insert(
+                name.into(),
+                Validator {
+                    etag: Some(long.clone()),
+                    last_modified: Some(long.clone()),
+                },
+            );
+        }
+        meta.reboot = Some(RebootRecord {
+            boot_id: "b".repeat(64), // the daemon reads at most 64 bytes of it
+            booted: (0..256)
+                .map(|id| BootedFeature {
+                    id,
+                    site: true,
+                    end: Some(u32::MAX),
+                })
+                .collect(),
+            needs: Cause::ALL
+                .into_iter()
+                .map(|c| {
+                    let need = Need {
+                        since: i64::MIN,
+                        not_before: i64::MAX,
+                        ready_at: crate::time::Mono::from_nanos(u64::MAX),
+                        phase: Phase::Asked {
+                            id: u64::MAX,
+                            at: i64::MIN,
+                        },
+                    };
+                    (c, need)
+                })
+                .collect(),
+        });
+        let bytes = serde_json::to_vec_pretty(&meta).unwrap();
+        assert!(bytes.len() < 256 * 1024, "{} bytes", bytes.len());
+        assert!(meta
+            .events
+            .iter()
+            .all(|e| e.subject.len() <= MAX_EVENT_TEXT && e.detail.len() <= MAX_EVENT_TEXT));
+        assert!(meta.events[0].subject.ends_with('…'));
+        assert_eq!(serde_json::from_slice::<Meta>(&bytes).unwrap(), meta);
     }
 
     #[test]
