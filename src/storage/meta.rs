@@ -172,7 +172,7 @@ mod tests {
             ),
             ..Meta::default()
         };
-        for i in 0..MAX_EVENTS * 2 {
+        for _ in 0..MAX_EVENTS * 2 {
             meta.record(
                 i64::MIN,
                 "moved-aside",
