@@ -62,7 +62,7 @@ struct Place {
     rule: Rule,
 }
 
-const PLACES: [Place; 13] = [
+const PLACES: [Place; 14] = [
     Place {
         path: "etc/agent.toml",
         rule: Rule::RefusesPlainly,
@@ -115,6 +115,11 @@ const PLACES: [Place; 13] = [
         path: "run",
         rule: Rule::Runs,
     },
+    // A folder as the provisioning server (`file://`), serving a site license.
+    Place {
+        path: "srv/000000000000-license.cfg",
+        rule: Rule::Runs,
+    },
 ];
 
 /// The feature of the license stored before the fault.
@@ -125,8 +130,18 @@ const STORED: &str = "usb-call-recording";
 /// published features in `run/` (a tmpfs). One phone license is stored, and a site
 /// license too, in the file that is one of the places. The server is HTTPS and refuses
 /// connections, so the CA and client certificate files are read at every fetch.
-fn phone(pki: &Pki) -> Phone {
+fn phone(pki: &Pki, place: &Place) -> Phone {
     let mut phone = Phone::new("");
+    // The server is a folder for the place in it, HTTPS (refusing) for all others.
+    let server = if place.path.starts_with("srv/") {
+        let srv = phone.path("srv");
+        std::fs::create_dir_all(&srv).unwrap();
+        let site = phone.sign("site", &[("vqmon", now() - DAY, None)]);
+        std::fs::write(srv.join("000000000000-license.cfg"), site).unwrap();
+        format!("file://{}/", srv.display())
+    } else {
+        "https://127.0.0.1:9/".to_string()
+    };
     let etc = phone.path("etc");
     std::fs::create_dir_all(&etc).unwrap();
     std::fs::rename(phone.path("keyring"), etc.join("keyring")).unwrap();
@@ -143,13 +158,14 @@ fn phone(pki: &Pki) -> Phone {
         format!(
             "mac = \"{}\"\nsite_serial = \"100000000001\"\nkeyring = \"keyring\"\n\
              state_dir = \"{}\"\nfeatures_file = \"{}\"\ncontrol_socket = \"{}\"\n\
-             supervisor = \"none\"\nserver = \"https://127.0.0.1:9/\"\n[fetch]\n\
+             supervisor = \"none\"\nserver = \"{}\"\n[fetch]\n\
              ca_file = \"ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client.key\"\n\
              connect_timeout = \"1s\"\n",
             common::phone::MAC,
             phone.path("state").display(),
             phone.path("run/features").display(),
             phone.path("control.sock").display(),
+            server,
         ),
     )
     .unwrap();
@@ -228,7 +244,7 @@ fn words(out: &Output) -> String {
 
 /// One case: what `status` and `run --once` gave, or why the rule was broken.
 fn case(pki: &Pki, place: &Place, fault: Fault) -> Result<String, String> {
-    let phone = phone(pki);
+    let phone = phone(pki, place);
     let path = phone.path(place.path);
     let (mount, strace) = inject(&path, fault);
     let refuses = place.rule == Rule::RefusesPlainly
@@ -309,7 +325,7 @@ fn every_fault_at_every_path() {
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::new(&work.path().join("pki"));
     let mut failures = Vec::new();
-    println!("{:<26} {:<18} outcome", "path", "fault");
+    println!("{:<30} {:<16} outcome", "path", "fault");
     let mut slowest = Duration::ZERO;
     for place in &PLACES {
         for fault in FAULTS {
@@ -320,7 +336,7 @@ fn every_fault_at_every_path() {
                 Ok(what) => what.clone(),
                 Err(why) => format!("BROKEN: {why}"),
             };
-            println!("{:<26} {:<18} {shown}", place.path, format!("{fault:?}"));
+            println!("{:<30} {:<16} {shown}", place.path, format!("{fault:?}"));
             if let Err(why) = result {
                 failures.push(format!("{} / {fault:?}: {why}", place.path));
             }
