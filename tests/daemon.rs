@@ -501,6 +501,61 @@ fn an_unsynced_clock_at_boot_fetches_once_the_clock_is_set() {
 }
 
 #[test]
+fn a_start_before_the_clock_is_set_publishes_what_the_boot_fetch_brings() {
+    // A phone boots at 1970 until SNTP sets the clock: the features file (which the
+    // phone application waits for) waits for the clock and the boot fetch, so the
+    // application starts with a license posted meanwhile, not without it and a reboot.
+    let t = now();
+    let site = tempfile::tempdir().unwrap();
+    let phone = Phone::new(&format!("server = \"file://{}/\"\n", site.path().display()));
+    std::fs::write(
+        site.path().join(SITE_FILE),
+        phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
+    )
+    .unwrap();
+    let daemon = phone.start(Some(0));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !phone.path("run/features").exists(),
+        "published before the clock was set: {}",
+        phone.features_file()
+    );
+    daemon.set_time(t);
+    let s = daemon.wait_status("the boot fetch over", |s| s["daemon"]["fetching"] == false);
+    assert_eq!(s["enabled"], serde_json::json!(["vqmon"]));
+    assert_eq!(phone.published(), ["vqmon"]);
+}
+
+#[test]
+fn without_a_clock_the_stored_set_is_published_after_boot_clock_wait() {
+    let t = now();
+    let phone = Phone::new("[timing]\nboot_clock_wait = \"2s\"\n");
+    phone.install_at(
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
+        t,
+    );
+    // The set published at the last run (vqmon), then a reboot: /run is empty again.
+    let daemon = phone.start(Some(t));
+    assert_eq!(phone.published(), ["vqmon"]);
+    drop(daemon);
+    std::fs::remove_file(phone.path("run/features")).unwrap();
+    let started = Instant::now();
+    let daemon = phone.start(Some(0));
+    assert!(!phone.path("run/features").exists());
+    // No SNTP: after boot_clock_wait the stored set stands, unjudged.
+    while !phone.path("run/features").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never published"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(phone.published(), ["vqmon"]);
+    assert_eq!(daemon.status()["clock"], "unsynced");
+}
+
+#[test]
 fn the_control_socket_refuses_other_users_and_bad_requests() {
     assert!(
         nix::unistd::geteuid().is_root(),

@@ -30,11 +30,14 @@ supervisor-sim: a phone supervisor simulator (host only, for tests and people)
 
 Usage:
   supervisor-sim --socket PATH [--record FILE] [--answer ok|busy] [--call idle|active]
+                 [--on-ok COMMAND]
 
 --socket PATH   the Unix socket to listen on (a stale socket file there is removed)
 --record FILE   also append every event to FILE (flushed per line)
 --answer MODE   answer REBOOT with OK (ok, the default) or BUSY (busy)
 --call STATE    the call state at start: idle (the default) or active
+--on-ok COMMAND after answering a REBOOT with OK, run COMMAND with /bin/sh -c (not
+                waited for): `reboot -f` makes it the phone VM's real supervisor
 
 One agent connection at a time; a new one replaces the old. HELLO license-agent/1 is
 answered with HELLO supervisor/1 and CALL-STATE <state>; REBOOT <id> <cause> with
@@ -52,7 +55,8 @@ Commands on standard input, one per line:
 Events, one per line on standard output and in FILE: <unix-millis> <event>, where event
 is listening PATH, connected, disconnected, discarded N (bytes of a half line left by a
 closing agent), recv LINE, recv-overlong, recv-not-utf8, sent LINE, sent-hex HEX,
-state idle|active, answer ok|busy, cmd COMMAND, violation reboot-during-call LINE,
+state idle|active, answer ok|busy, cmd COMMAND, on-ok COMMAND (started), on-ok-failed
+WHY, violation reboot-during-call LINE,
 violation reboot-before-hello LINE, violation duplicate-reboot-id LINE, stopped.
 
 Exit status: 0 stopped by quit or a signal, 1 failure, 2 usage error.
@@ -93,6 +97,7 @@ struct Options {
     record: Option<PathBuf>,
     answer: Answer,
     call: CallState,
+    on_ok: Option<String>,
 }
 
 enum Parsed {
@@ -107,6 +112,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
     let mut record = None;
     let mut answer = Answer::Ok;
     let mut call = CallState::Idle;
+    let mut on_ok = None;
     let text = |parser: &mut lexopt::Parser, option: &str| -> Result<String, String> {
         let value = parser.value().map_err(|e| e.to_string())?;
         value
@@ -131,6 +137,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
                 call = CallState::parse(&v)
                     .ok_or_else(|| format!("--call: expected idle or active, got {v:?}"))?;
             }
+            Long("on-ok") => on_ok = Some(text(&mut parser, "--on-ok")?),
             Long("help") | Short('h') => return Ok(Parsed::Help),
             other => return Err(other.unexpected().to_string()),
         }
@@ -141,6 +148,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
         record,
         answer,
         call,
+        on_ok,
     }))
 }
 
@@ -218,6 +226,7 @@ struct Sim {
     call: CallState,
     answer: Answer,
     agent: Option<Agent>,
+    on_ok: Option<String>,
 }
 
 /// What the main loop does next.
@@ -364,10 +373,34 @@ impl Sim {
                     Answer::Ok => FromSupervisor::Ok(id),
                     Answer::Busy => FromSupervisor::Busy(id),
                 });
+                if self.answer == Answer::Ok {
+                    self.run_on_ok();
+                }
             }
             // Understood: recorded, nothing to answer (an ERR is never answered).
             Ok(ToSupervisor::Features(_)) | Ok(ToSupervisor::Err(_)) => {}
             Err(why) => self.send(&FromSupervisor::Err(why)),
+        }
+    }
+
+    /// Starts the `--on-ok` command (a real supervisor reboots the phone now). Not
+    /// waited for by the loop: `reboot -f` never returns, and the loop must not stall.
+    fn run_on_ok(&mut self) {
+        let Some(command) = self.on_ok.clone() else {
+            return;
+        };
+        match std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(mut child) => {
+                // Reaped on a thread of its own, so no zombie is left behind.
+                std::thread::spawn(move || child.wait());
+                self.record(&format!("on-ok {}", printable(&command)));
+            }
+            Err(e) => self.record(&format!("on-ok-failed {e}")),
         }
     }
 
@@ -497,6 +530,7 @@ fn run(options: Options) -> Result<(), String> {
         call: options.call,
         answer: options.answer,
         agent: None,
+        on_ok: options.on_ok,
     };
     sim.record(&format!("listening {}", options.socket.display()));
     sim.record(&format!("state {}", sim.call.word()));

@@ -24,7 +24,7 @@
 //! | `control_socket` | the agent's control socket | `/run/license-agent/control.sock` |
 //! | `features_file` | where the enabled feature set is published | `/run/license-agent/features` |
 //! | `[fetch]` | `ca_file`, `client_cert` + `client_key`, `username` + `password` (pairs: both or neither), `connect_timeout`, `total_timeout` | no TLS client certificate, no authentication, 10s, 60s |
-//! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max`, `write_retry` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h, 1m |
+//! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max`, `write_retry`, `boot_clock_wait` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h, 1m, 30s |
 //!
 //! Paths that are not absolute are taken from the directory holding the configuration
 //! file (so a demo configuration next to its files works from any directory), and so is
@@ -100,7 +100,7 @@ const FETCH_KEYS: [&str; 7] = [
     "connect_timeout",
     "total_timeout",
 ];
-const TIMING_KEYS: [&str; 9] = [
+const TIMING_KEYS: [&str; 10] = [
     "windback_tolerance",
     "poll_interval",
     "renewal_check_interval",
@@ -110,6 +110,7 @@ const TIMING_KEYS: [&str; 9] = [
     "retry_initial",
     "retry_max",
     "write_retry",
+    "boot_clock_wait",
 ];
 
 /// The agent's configuration, every value checked and every path resolved.
@@ -218,6 +219,10 @@ pub(crate) struct Timing {
     /// Trying a failed write again (the store on read-only or full flash, the features
     /// file).
     pub(crate) write_retry: Secs,
+    /// At a start with the clock not yet set (a phone boots at 1970 until SNTP sets
+    /// it), how long the boot fetch and the first publish wait for the clock; zero
+    /// publishes the stored set at once.
+    pub(crate) boot_clock_wait: Secs,
 }
 
 impl Default for Timing {
@@ -232,6 +237,7 @@ impl Default for Timing {
             retry_initial: Secs(30),
             retry_max: Secs(3600),
             write_retry: Secs(60),
+            boot_clock_wait: Secs(30),
         }
     }
 }
@@ -620,6 +626,7 @@ fn timing(table: &Table) -> Result<Timing, ConfigError> {
         retry_initial: secs(table, "retry_initial", d.retry_initial)?,
         retry_max: secs(table, "retry_max", d.retry_max)?,
         write_retry: secs(table, "write_retry", d.write_retry)?,
+        boot_clock_wait: secs(table, "boot_clock_wait", d.boot_clock_wait)?,
     };
     if timing.retry_initial > timing.retry_max {
         // Blame the key that is in the file (retry_initial when both are).

@@ -47,6 +47,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use crate::config;
 use crate::control::{CheckSyncJson, Request, Response};
+use crate::engine::clock::ClockVerdict;
 use crate::fetch::{Provisioning, Server};
 use crate::phone::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::storage::WriterLock;
@@ -295,6 +296,9 @@ struct Daemon {
     check_syncs: Vec<(ClientId, u64)>,
     /// The boot cycle, until it is over (then the set is published and READY=1 sent).
     boot_cycle: Option<u64>,
+    /// Started before the clock was set: until this instant (or the clock is set) the
+    /// boot fetch, the features file and READY=1 wait for it (`boot_clock_wait`).
+    clock_wait: Option<Mono>,
     /// The wall-clock instant the timer is armed for (re-armed only on a change).
     armed: Option<Option<UnixTime>>,
 }
@@ -321,10 +325,15 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
         agent.phone.identity.mac,
         socket_path.display()
     );
-    // The boot cycle fetches two files, each within the total timeout.
+    // The boot cycle may wait for the clock, then fetches two files, each within the
+    // total timeout.
     let fetch_bound = agent.phone.config.fetch.total_timeout.0;
+    let clock_bound = agent.phone.config.timing.boot_clock_wait.0;
     notify::starting_within(Duration::from_secs(
-        fetch_bound.saturating_mul(2).saturating_add(30),
+        fetch_bound
+            .saturating_mul(2)
+            .saturating_add(clock_bound)
+            .saturating_add(30),
     ));
     let supervisor = Supervisor::new(&agent);
     let mut daemon = Daemon {
@@ -337,6 +346,7 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
         clients: Clients::default(),
         check_syncs: Vec::new(),
         boot_cycle: None,
+        clock_wait: None,
         armed: None,
     };
     // The link first: HELLO and FEATURES (the stored set) go out before any fetch.
@@ -344,12 +354,15 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
         .supervisor
         .connect_if_due(&mut daemon.agent, &daemon.clock);
     let snap = daemon.snapshot();
-    match daemon.agent.fetch_now(&snap) {
-        FetchStart::Pending(n) => daemon.boot_cycle = Some(n),
-        FetchStart::Done(report) => {
-            log_cycle("boot", &report);
-            notify::ready();
-        }
+    let wait = daemon.agent.phone.config.timing.boot_clock_wait.0;
+    if snap.reading.verdict == ClockVerdict::Unsynced && wait > 0 {
+        log::info!(
+            "the clock is not set yet: the boot fetch and the feature set wait for it (at most {wait}s)"
+        );
+        daemon.agent.hold_publishing(true);
+        daemon.clock_wait = Some(Mono::now().plus_secs(wait));
+    } else {
+        daemon.boot_fetch(&snap);
     }
     let code = daemon.run(&signals, &timer);
     let _ = std::fs::remove_file(&daemon.socket_path);
@@ -399,6 +412,53 @@ impl Daemon {
         self.agent.snapshot(self.clock.stamp())
     }
 
+    /// The boot cycle: READY=1 once it is over (at once when nothing is fetched). A
+    /// cycle already under way (a check-sync's, or a clock step's) is the boot cycle.
+    fn boot_fetch(&mut self, snap: &Snapshot) {
+        if let Some(n) = self.agent.running_cycle() {
+            self.boot_cycle = Some(n);
+            return;
+        }
+        match self.agent.fetch_now(snap) {
+            FetchStart::Pending(n) => self.boot_cycle = Some(n),
+            FetchStart::Done(report) => {
+                log_cycle("boot", &report);
+                notify::ready();
+            }
+        }
+    }
+
+    /// The wall clock was set: the boot cycle if it waited for the clock, else decide
+    /// again (fetching first if due).
+    fn clock_changed(&mut self) {
+        if !self.end_clock_wait_if_due() {
+            self.agent.wake(self.clock.stamp());
+        }
+    }
+
+    /// Ends the wait for the clock at a start when the clock is set or the wait is
+    /// over: the boot cycle runs (or, still without a clock, the stored set is
+    /// published). Returns whether it ended.
+    fn end_clock_wait_if_due(&mut self) -> bool {
+        let Some(until) = self.clock_wait else {
+            return false;
+        };
+        let snap = self.snapshot();
+        let set = snap.reading.verdict != ClockVerdict::Unsynced;
+        if !set && Mono::now() < until {
+            return false;
+        }
+        if set {
+            log::info!("the clock is set: the boot fetch");
+        } else {
+            log::warn!("the clock is still not set: publishing the stored feature set");
+        }
+        self.clock_wait = None;
+        self.agent.hold_publishing(false);
+        self.boot_fetch(&snap);
+        true
+    }
+
     fn run(&mut self, signals: &SignalFd, timer: &TimerFd) -> Result<i32, DaemonError> {
         loop {
             let timeout = self.settle(timer)?;
@@ -428,7 +488,7 @@ impl Daemon {
                     TimerEvent::Expired => self.agent.wake(self.clock.stamp()),
                     TimerEvent::ClockStepped => {
                         log::info!("the wall clock was set: deciding again");
-                        self.agent.wake(self.clock.stamp());
+                        self.clock_changed();
                     }
                     TimerEvent::Nothing => {}
                 }
@@ -456,6 +516,7 @@ impl Daemon {
     /// the wall-clock timer).
     fn settle(&mut self, timer: &TimerFd) -> Result<PollTimeout, DaemonError> {
         self.clients.expire(Mono::now());
+        self.end_clock_wait_if_due();
         self.agent.retry_writes_if_due(self.clock.stamp());
         self.supervisor.connect_if_due(&mut self.agent, &self.clock);
         let snap = self.snapshot();
@@ -477,6 +538,7 @@ impl Daemon {
             [
                 self.supervisor.link.as_ref().and_then(Link::next_attempt),
                 self.clients.next_deadline(),
+                self.clock_wait,
             ]
             .into_iter()
             .flatten()
@@ -597,6 +659,8 @@ impl Daemon {
         };
         let boot_pending = self.agent.boot_cycle_pending();
         self.agent = new_agent;
+        // Still waiting for the clock at the start: the new agent waits too.
+        self.agent.hold_publishing(self.clock_wait.is_some());
         self.supervisor = Supervisor::new(&self.agent);
         self.armed = None;
         let wanted = self.agent.phone.config.control_socket.clone();
@@ -688,7 +752,7 @@ impl Daemon {
             Ok(Request::TestSetTime { now }) if self.clock.test => {
                 self.clock.set(now);
                 self.armed = None;
-                self.agent.wake(self.clock.stamp());
+                self.clock_changed();
                 // Whatever the new time calls for is done before the answer.
                 let _ = self.supervisor_pass();
                 Response {

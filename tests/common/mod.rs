@@ -14,10 +14,12 @@ use std::process::{Command, Output};
 pub mod bounded;
 pub mod control;
 pub mod faults;
+pub mod nbd;
 pub mod nginx;
 pub mod phone;
 pub mod pki;
 pub mod supervisor;
+pub mod vm;
 
 /// A `license-agent` command, honouring `LICENSE_AGENT_BIN` and `LICENSE_AGENT_RUNNER`.
 pub fn agent() -> Command {

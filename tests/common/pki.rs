@@ -15,6 +15,10 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
+/// The provisioning server's name as the emulated phone knows it (its `/etc/hosts`):
+/// the local server certificates carry it beside `localhost` and `127.0.0.1`.
+pub const PROVISIONING_HOST: &str = "prov.example.test";
+
 /// The PEM files of the test PKI, all inside `dir`.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -22,7 +26,8 @@ pub struct Pki {
     pub dir: PathBuf,
     /// The provisioning CA: trust this one.
     pub ca_pem: PathBuf,
-    /// Server certificate for `localhost` and `127.0.0.1`, signed by the CA.
+    /// Server certificate for `localhost`, `127.0.0.1` and [`PROVISIONING_HOST`], signed
+    /// by the CA.
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     /// Client certificate (the phone's, for mutual TLS), signed by the CA.
@@ -85,7 +90,7 @@ impl Pki {
         let other_ca = make_ca("license-agent test OTHER CA");
         write(&pki.other_ca_pem, &other_ca.pem());
 
-        let local = ["localhost", "127.0.0.1"];
+        let local = ["localhost", "127.0.0.1", PROVISIONING_HOST];
         let valid = (2000, 2099);
         issue(
             &ca,

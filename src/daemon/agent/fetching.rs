@@ -88,6 +88,11 @@ impl Fetching {
 }
 
 impl Agent {
+    /// The number of the cycle under way, if one is.
+    pub(crate) fn running_cycle(&self) -> Option<u64> {
+        self.fetching.running.as_ref().map(|cycle| cycle.number)
+    }
+
     /// Asks for a fetch cycle now.
     pub(crate) fn fetch_now(&mut self, snap: &Snapshot) -> FetchStart {
         let now = snap.stamp.wall;

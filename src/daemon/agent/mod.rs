@@ -62,6 +62,10 @@ pub(crate) struct Agent {
     write_retry_at: Option<Mono>,
     /// The features file could not be written at the last decision.
     publish_failed: bool,
+    /// The features file is not written yet: the daemon waits for the clock at a start
+    /// before SNTP (`boot_clock_wait`), so the phone application starts with the set
+    /// the boot fetch brings, not with the stored one and a reboot later.
+    publish_held: bool,
 }
 
 impl Agent {
@@ -99,6 +103,7 @@ impl Agent {
             jitter,
             write_retry_at: None,
             publish_failed: false,
+            publish_held: false,
         })
     }
 
@@ -269,7 +274,30 @@ impl Agent {
         // Taken after pruning: what is held now is what is decided on.
         let snap = self.snapshot(stamp);
         // Unsynced: the last published set stands (and is written again if /run lost it).
-        let set = self.enabled(&snap);
+        if !self.publish_held {
+            self.publish(&snap);
+        }
+        // Unsynced: no reboot is asked and none is forgotten.
+        if let Some(eval) = &snap.eval {
+            self.settle_reboots(eval, stamp);
+        }
+        self.store.meta_mut().reboot = self.reboot_record();
+        if self.store.meta() != &before || self.store.meta_unsaved() {
+            // A failure is noted in the store, shown in the status, and retried.
+            let _ = self.store.save_meta();
+        }
+        let failed = self.store.write_failure().is_some() || self.publish_failed;
+        self.write_retry_at = match (failed, self.write_retry_at) {
+            (false, _) => None,
+            (true, Some(at)) => Some(at),
+            (true, None) => Some(stamp.mono.plus_secs(self.phone.config.timing.write_retry.0)),
+        };
+    }
+
+    /// Writes the features file (when the set changed or the file is missing) and
+    /// records the set published.
+    fn publish(&mut self, snap: &Snapshot) {
+        let set = self.enabled(snap);
         let features_file = &self.phone.config.features_file;
         self.publish_failed = match publish::publish(features_file, &set) {
             Ok(written) => {
@@ -291,21 +319,11 @@ impl Agent {
             }
         };
         self.store.meta_mut().published = Some(publish::to_meta(&set));
-        // Unsynced: no reboot is asked and none is forgotten.
-        if let Some(eval) = &snap.eval {
-            self.settle_reboots(eval, stamp);
-        }
-        self.store.meta_mut().reboot = self.reboot_record();
-        if self.store.meta() != &before || self.store.meta_unsaved() {
-            // A failure is noted in the store, shown in the status, and retried.
-            let _ = self.store.save_meta();
-        }
-        let failed = self.store.write_failure().is_some() || self.publish_failed;
-        self.write_retry_at = match (failed, self.write_retry_at) {
-            (false, _) => None,
-            (true, Some(at)) => Some(at),
-            (true, None) => Some(stamp.mono.plus_secs(self.phone.config.timing.write_retry.0)),
-        };
+    }
+
+    /// Holds the features file back (see `publish_held`), or lets it be written again.
+    pub(crate) fn hold_publishing(&mut self, held: bool) {
+        self.publish_held = held;
     }
 
     /// When to wake next by the clocks: the next status change, retry or poll (wall),
