@@ -7,7 +7,11 @@
 #     folder (file://);
 #   - the time of one check-sync through the control socket (CLI process included);
 #   - the time to verify one license file (all the vectors, many times, one process);
-#   - the size of every release binary already built (scripts/build.sh BOARD builds them).
+#   - the size of every release binary already built (scripts/build.sh BOARD builds them);
+#   - on the emulated ARM phone (when its image is built, scripts/phone-image.sh), for a
+#     first boot and a reboot: power-on to the feature set published, and the agent's
+#     peak resident memory and CPU time for its boot cycle, read inside the guest
+#     (tests/phone_figures.rs).
 # No assertion: the machines are noisy. Run: bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -78,3 +82,9 @@ for b in target/debian/*/release/license-agent target/x86_64-unknown-linux-gnu/r
     [[ -f $b ]] || continue
     log "size: $(stat -c %s "$b") bytes  $b"
 done
+
+if [[ -f target/phone/initrd.cpio ]]; then
+    cargo test --quiet --locked --test phone_figures -- --nocapture 2>&1 | grep '^phone: ' | sed 's/^/bench: /'
+else
+    log "phone: no image (bash scripts/phone-image.sh): no figures from the emulated phone"
+fi

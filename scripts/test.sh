@@ -2,7 +2,8 @@
 # Everything the tests need, then every test: the README's test command and what CI runs.
 # On a fresh Debian 12 machine it installs (as root, only what is missing) Debian's Rust
 # 1.85 cross toolchain for armv7/aarch64, qemu-user, openssl, nginx, file, strace,
-# busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn.
+# busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn,
+# qemu-utils, qemu-system-arm, cpio, socat and e2fsprogs (the emulated phone).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -12,14 +13,15 @@ start=$SECONDS
 step "install what the tests need"
 bash scripts/setup-cross.sh
 
-step "shellcheck scripts/*.sh and the init script"
-shellcheck -x scripts/*.sh firmware/init.d/S45license-agent
+step "shellcheck scripts/*.sh, the init script and the phone VM's scripts"
+shellcheck -x scripts/*.sh firmware/init.d/S45license-agent phone-vm/rootfs/etc/init.d/* phone-vm/rootfs/etc/phone/control phone-vm/rootfs/etc/phone/port
 
 step "cargo fmt --check"
 cargo fmt --check
 
-step "cargo clippy --all-targets -- -D warnings"
+step "cargo clippy --all-targets -- -D warnings (and the phone VM's tests, test = false)"
 cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --test phone --test phone_cuts --test phone_figures -- -D warnings
 
 step "cargo test (host)"
 cargo test --locked
@@ -32,6 +34,9 @@ bash scripts/arm-unit.sh
 
 step "boards: build vvx-armv7, arm64 and host, assemble and check each firmware drop"
 bash scripts/firmware-check.sh
+
+step "phone: the vvx-armv7 drop on an emulated ARM phone (qemu-system-arm): boots, reboots, power cuts, the clock to 2106"
+bash scripts/phone-check.sh
 
 step "systemd: the host board's drop booted under a real systemd (systemd-nspawn)"
 bash scripts/systemd-check.sh

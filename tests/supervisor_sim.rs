@@ -520,3 +520,34 @@ fn usage_errors() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--socket PATH"));
 }
+
+#[test]
+fn on_ok_runs_its_command_after_each_ok_and_never_after_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("rebooted");
+    let command = format!("echo rebooted >> {}", marks.display());
+    let mut sim = Sim::start_in(dir, &["--on-ok", &command]);
+    let mut agent = sim.connect();
+    agent.hello("idle");
+    agent.send("REBOOT 1 license-expired");
+    agent.expect("OK 1");
+    sim.wait_event("on-ok echo rebooted");
+    sim.command("answer busy");
+    agent.send("REBOOT 2 license-changed");
+    agent.expect("BUSY 2");
+    // The command is not waited for: give it time to write, then count.
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(&marks)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 1
+    {
+        assert!(Instant::now() < deadline, "the --on-ok command never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "rebooted\n");
+    let record = sim.quit();
+    let ran: Vec<_> = record.iter().filter(|e| e.starts_with("on-ok ")).collect();
+    assert_eq!(ran.len(), 1, "{record:#?}");
+}

@@ -1,5 +1,6 @@
-//! `supervisor-sim`: a phone supervisor simulator for tests and for people (host only,
-//! not part of the phone build). It speaks `shared/spec/supervisor-protocol.md` with the
+//! `supervisor-sim`: a phone supervisor simulator for tests and for people (not part of
+//! the phone build; the emulated phone of `scripts/phone-image.sh` runs an armv7 build
+//! of it as its supervisor, rebooting the machine with `--on-ok "reboot -f"`). It speaks `shared/spec/supervisor-protocol.md` with the
 //! crate's own [`license_agent::supervisor::protocol`], takes commands on standard input
 //! and records every event, so a test can drive a real agent and check what it did.
 //!
@@ -26,7 +27,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 const HELP: &str = "\
-supervisor-sim: a phone supervisor simulator (host only, for tests and people)
+supervisor-sim: a phone supervisor simulator (for tests and people, not for phones)
 
 Usage:
   supervisor-sim --socket PATH [--record FILE] [--answer ok|busy] [--call idle|active]

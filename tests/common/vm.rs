@@ -249,17 +249,51 @@ impl Vm {
     /// Runs `command` in the phone's control shell (standard error joined to standard
     /// output, standard input empty); its exit status and output.
     pub fn try_sh(&mut self, command: &str, timeout: Duration) -> Result<(i32, String), String> {
+        self.request(command, timeout, None)
+            .map(|answer| answer.expect("only a stop abandons a request"))
+    }
+
+    /// [`Vm::try_sh`] that gives up as soon as `stop` says so (it is asked every 100 µs
+    /// while the command runs): `Ok(None)` then, the command abandoned. For a test that
+    /// cuts the power at an instant of its choosing, such as the moment a write reaches
+    /// the flash ([`Vm::power_cut`] right after: the guest flushes within a millisecond
+    /// or so, so the instant must be caught quickly).
+    pub fn try_sh_or_stop(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        mut stop: impl FnMut() -> bool,
+    ) -> Result<Option<(i32, String)>, String> {
+        self.request(command, timeout, Some(&mut stop))
+    }
+
+    /// One request on the control channel (see `phone-vm/rootfs/etc/phone/control`).
+    fn request(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        stop: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<Option<(i32, String)>, String> {
         self.token += 1;
-        let marker = format!("@@{}-{} ", std::process::id(), self.token);
-        let line = format!("{{ {command}\n}} </dev/null 2>&1; echo \"{marker}$?\"\n");
+        // Unique across boots and power-ons: stale output never matches.
+        let token = format!("{}-{}", std::process::id(), self.token);
+        let line = format!("{token} {}\n", base64(command.as_bytes()));
         self.control.send(line.as_bytes())?;
-        let text = self.control.wait_for(timeout, |text| {
-            text.find(&marker)
-                .and_then(|at| text[at..].find('\n').map(|end| at + end + 1))
-        })?;
-        let at = text.find(&marker).unwrap();
-        let status = text[at + marker.len()..].trim().parse().unwrap_or(-1);
-        Ok((status, text[..at].to_string()))
+        let (begin, end) = (format!("@@<{token}\n"), format!("@@>{token} "));
+        let done = |text: &str| {
+            let at = text.find(&end)?;
+            text[at..].find('\n').map(|n| at + n + 1)
+        };
+        let Some(text) = self.control.wait_for_or_stop(timeout, done, stop)? else {
+            return Ok(None);
+        };
+        let at = text.find(&end).unwrap();
+        let status = text[at + end.len()..].trim().parse().unwrap_or(-1);
+        let output = match text[..at].find(&begin) {
+            Some(start) => &text[start + begin.len()..at],
+            None => &text[..at],
+        };
+        Ok(Some((status, output.to_string())))
     }
 
     /// [`Vm::try_sh`] that must succeed (exit status 0); its output.
@@ -300,6 +334,11 @@ impl Vm {
         }
     }
 
+    /// The boot id last seen by [`Vm::wait_boot`].
+    pub fn wait_boot_id(&self) -> String {
+        self.boot_id.clone().expect("wait_boot first")
+    }
+
     /// Sets the phone's wall clock (the SNTP stand-in, 64-bit time).
     pub fn set_clock(&mut self, unix: i64) {
         self.sh(&format!("phone-clock set {unix}"));
@@ -325,6 +364,18 @@ impl Vm {
             .text()
             .lines()
             .filter_map(|line| line.split_once(' ').map(|(_, event)| event.to_string()))
+            .collect()
+    }
+
+    /// Every event with its time: the guest's wall clock, in milliseconds.
+    pub fn timed_events(&self) -> Vec<(i64, String)> {
+        self.supervisor
+            .text()
+            .lines()
+            .filter_map(|line| {
+                let (ms, event) = line.split_once(' ')?;
+                Some((ms.parse().ok()?, event.to_string()))
+            })
             .collect()
     }
 
@@ -388,6 +439,28 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Standard base64 (the control channel's requests).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn last_chars(text: &str, n: usize) -> String {
@@ -456,29 +529,51 @@ impl Channel {
     }
 
     /// Waits until `done` finds an end in the text not yet consumed; consumes up to it
-    /// and returns that text.
-    fn wait_for(
+    /// and returns that text. `Ok(None)` as soon as `stop` says so (asked every 100 µs).
+    fn wait_for_or_stop(
         &self,
         timeout: Duration,
         done: impl Fn(&str) -> Option<usize>,
-    ) -> Result<String, String> {
+        mut stop: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<Option<String>, String> {
         let deadline = Instant::now() + timeout;
         let (lock, ready) = &*self.seen;
         let mut seen = lock.lock().unwrap();
         let mut consumed = self.consumed.lock().unwrap();
+        let mut looked_at = None;
         loop {
-            let text = String::from_utf8_lossy(&seen[*consumed..]).into_owned();
-            if let Some(end) = done(&text) {
-                // `end` counts bytes of the lossy text: the same bytes when all is UTF-8.
-                *consumed = (*consumed + end).min(seen.len());
-                return Ok(text[..end].to_string());
+            if looked_at != Some(seen.len()) {
+                looked_at = Some(seen.len());
+                let text = String::from_utf8_lossy(&seen[*consumed..]).into_owned();
+                if let Some(end) = done(&text) {
+                    // `end` counts bytes of the lossy text: the same bytes when all is UTF-8.
+                    *consumed = (*consumed + end).min(seen.len());
+                    return Ok(Some(text[..end].to_string()));
+                }
+            }
+            if stop.as_mut().is_some_and(|stop| stop()) {
+                return Ok(None);
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(format!("nothing came within {timeout:?}"));
             }
-            seen = ready.wait_timeout(seen, deadline - now).unwrap().0;
+            let mut wait = deadline - now;
+            if stop.is_some() {
+                wait = wait.min(Duration::from_micros(100));
+            }
+            seen = ready.wait_timeout(seen, wait).unwrap().0;
         }
+    }
+
+    /// [`Channel::wait_for_or_stop`] without a stop.
+    fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&str) -> Option<usize>,
+    ) -> Result<String, String> {
+        self.wait_for_or_stop(timeout, done, None)
+            .map(|text| text.expect("only a stop ends a wait early"))
     }
 }
 

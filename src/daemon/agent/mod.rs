@@ -343,9 +343,11 @@ impl Agent {
             return Wake { wall: None, mono };
         }
         let Some(eval) = &snap.eval else {
-            // Unsynced: the build time (a clock step wakes the daemon before that).
+            // Unsynced: the build time, if still ahead (a clock step wakes the daemon
+            // before that); past 2106 nothing is ahead but a clock step.
+            let ahead = snap.stamp.wall < clock::BUILD_TIME;
             return Wake {
-                wall: Some(clock::BUILD_TIME),
+                wall: ahead.then_some(clock::BUILD_TIME),
                 mono,
             };
         };
