@@ -8,8 +8,9 @@
 #                        clock from 1970 to 2106 (idle CPU, statuses, a 2040 end)
 #   tests/phone_cuts.rs  power cuts (PHONE_CUTS, 25 here; scripts/phone-soak.sh: 500)
 #
-# Both test binaries run at once: most of a scenario is the phone waiting (a call, an
-# idle grace, 20 s of idle CPU), so two phones share the two cores well.
+# Every scenario and the cuts run at once, each on its own phone: most of a scenario is
+# the phone waiting (a call, an idle grace, 20 s of idle CPU), so five phones share two
+# cores, and the stage takes about as long as the cuts alone.
 #
 # Usage: scripts/phone-check.sh   (needs what scripts/setup-cross.sh installs)
 set -euo pipefail
@@ -29,7 +30,7 @@ trap 'rm -rf -- "$logs"' EXIT
 cargo test --locked --test phone_cuts -- --nocapture >"$logs/cuts.log" 2>&1 &
 cuts=$!
 rc=0
-cargo test --locked --test phone -- --nocapture --test-threads 2 2>&1 | tee "$logs/phone.log" || rc=$?
+cargo test --locked --test phone -- --nocapture --test-threads 4 2>&1 | tee "$logs/phone.log" || rc=$?
 cuts_rc=0
 wait "$cuts" || cuts_rc=$?
 grep -E '^(power cuts|test |test result)' "$logs/cuts.log" || true

@@ -12,8 +12,9 @@
 # Quit with Ctrl-A then X. The flash (the phone's /data) is kept in
 # target/phone/by-hand/ between runs; --fresh starts from a blank one.
 #
-# The supervisor stand-in takes commands (call active, call idle, check-sync) on a
-# Unix socket: socat - UNIX-CONNECT:target/phone/by-hand/supervisor.sock
+# The supervisor stand-in's events go to target/phone/by-hand/supervisor.log, and it
+# takes commands appended to target/phone/by-hand/supervisor.in, from another terminal:
+#   echo "call active" >> target/phone/by-hand/supervisor.in    (call idle, check-sync)
 #
 # Usage: scripts/phone.sh [--fresh] [--1970]
 #   --1970   boot with the clock at 1970, as a phone before SNTP: the agent waits for
@@ -38,7 +39,7 @@ for arg in "$@"; do
         --fresh) fresh=1 ;;
         --1970) rtc=base=1970-01-01T00:00:10 ;;
         -h | --help)
-            sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *) die "unknown argument $arg (see --help)" ;;
@@ -107,9 +108,21 @@ nginx -c "$dir/nginx/nginx.conf" &
 nginx_pid=$!
 trap 'kill "$nginx_pid" 2>/dev/null || true' EXIT
 log "provisioning server: https://127.0.0.1:$port/ ($dir/www), the phone's https://prov.example.test/"
-log "booting the phone (Ctrl-A then X quits); supervisor commands: socat - UNIX-CONNECT:$dir/supervisor.sock"
+log "booting the phone (Ctrl-A then X quits); the supervisor: $dir/supervisor.in (commands), $dir/supervisor.log (events)"
 
+# The supervisor port's host side: commands from supervisor.in, events to
+# supervisor.log (someone must read the port, or the stand-in would block writing).
 rm -f "$dir/supervisor.sock"
+: >"$dir/supervisor.in"
+(
+    for _ in $(seq 1 100); do
+        [[ -S $dir/supervisor.sock ]] && break
+        sleep 0.1
+    done
+    tail -n 0 -f "$dir/supervisor.in" | socat - "UNIX-CONNECT:$dir/supervisor.sock" >>"$dir/supervisor.log"
+) &
+relay=$!
+trap 'kill "$nginx_pid" 2>/dev/null || true; pkill -P "$relay" 2>/dev/null || true' EXIT
 qemu-system-arm -M virt -cpu cortex-a15 -m 256 -nographic \
     -kernel "$image/vmlinuz" -initrd "$dir/initrd.cpio" -append "console=ttyAMA0 quiet" \
     -rtc "$rtc" \

@@ -488,40 +488,24 @@ fn an_unsynced_clock_at_boot_fetches_once_the_clock_is_set() {
         phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
     )
     .unwrap();
-    // 1970 at boot: nothing fetched or judged.
+    // 1970 at boot: nothing fetched or judged, and nothing published yet: the features
+    // file (which the phone application waits for) waits for the clock and the boot
+    // fetch, so the application starts with a license posted meanwhile, not without
+    // it and a reboot later (boot_clock_wait).
     let daemon = phone.start(Some(0));
     let s = daemon.status();
     assert_eq!(s["clock"], "unsynced");
     assert!(s["licenses"].as_array().unwrap().is_empty());
-    // SNTP sets the clock (here the test clock): the owed fetch happens at once.
-    daemon.set_time(t);
-    let s = daemon.status();
-    assert_eq!(s["clock"], "ok");
-    assert_eq!(s["enabled"], serde_json::json!(["vqmon"]));
-}
-
-#[test]
-fn a_start_before_the_clock_is_set_publishes_what_the_boot_fetch_brings() {
-    // A phone boots at 1970 until SNTP sets the clock: the features file (which the
-    // phone application waits for) waits for the clock and the boot fetch, so the
-    // application starts with a license posted meanwhile, not without it and a reboot.
-    let t = now();
-    let site = tempfile::tempdir().unwrap();
-    let phone = Phone::new(&format!("server = \"file://{}/\"\n", site.path().display()));
-    std::fs::write(
-        site.path().join(SITE_FILE),
-        phone.sign("site", &[("vqmon", t - DAY, Some(t + 50 * DAY))]),
-    )
-    .unwrap();
-    let daemon = phone.start(Some(0));
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !phone.path("run/features").exists(),
         "published before the clock was set: {}",
         phone.features_file()
     );
+    // SNTP sets the clock (here the test clock): the boot fetch happens at once.
     daemon.set_time(t);
     let s = daemon.wait_status("the boot fetch over", |s| s["daemon"]["fetching"] == false);
+    assert_eq!(s["clock"], "ok");
     assert_eq!(s["enabled"], serde_json::json!(["vqmon"]));
     assert_eq!(phone.published(), ["vqmon"]);
 }

@@ -28,7 +28,7 @@ const DAY: i64 = 86_400;
 const SAMPLER: &str = r#"
 f=/run/license-agent/features; p=/run/license-agent.child.pid; peak=0
 until pid=$(cat $p 2>/dev/null) && [ -n "$pid" ]; do usleep 20000; done
-until IFS= read -r _ <$f 2>/dev/null; do
+until { IFS= read -r _ <$f; } 2>/dev/null; do
     rss=$(awk '/^Rss:/ { print $2 }' /proc/$pid/smaps_rollup 2>/dev/null)
     [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
     usleep 20000
