@@ -20,7 +20,9 @@
 # The deployment settings are written into the drop's agent.toml, as the README says
 # ("in the generated agent.toml"): server https://prov.example.test/ (the host's nginx,
 # reached through QEMU's user network), the site serial, the CA file, vqmon enabled,
-# and short timings so the tests run in seconds (idle_grace 5s, stagger_window 10s).
+# short timings so the tests run in seconds (idle_grace 5s, stagger_window 10s), and
+# a long wait for the clock at boot (boot_clock_wait 120s: the tests' SNTP stand-in may
+# come late when many emulated phones share two cores).
 #
 # Usage: scripts/phone-image.sh   (needs what scripts/setup-cross.sh installs)
 set -euo pipefail
@@ -115,6 +117,8 @@ total_timeout = "20s"
 [timing]
 idle_grace = "5s"        # tests run in seconds, not the default 30s
 stagger_window = "10s"
+boot_clock_wait = "120s" # SNTP (the test) may come late on a loaded machine; the init
+                         # script's READY_WAIT (180 s) covers it and two fetches
 EOF
 for key in 'site_serial = "100000000001"' 'server = "https://prov.example.test/"' 'enabled_features = \["vqmon"\]'; do
     grep -q "^$key$" "$config" || die "agent.toml: could not set $key"
