@@ -373,9 +373,6 @@ fn an_expiry_during_a_call_reboots_the_phone_after_the_call_and_the_next_boot_ta
     vm.wait_events(1, Duration::from_secs(60), "the REBOOT", |e| {
         e.starts_with("recv REBOOT ")
     });
-    vm.wait_events(1, Duration::from_secs(10), "reboot -f", |e| {
-        e.starts_with("on-ok ")
-    });
     // The next boot fetches the renewal and the application starts with it.
     let (second, _, features) = booted(&mut vm, now());
     assert_ne!(first, second);

@@ -1,8 +1,9 @@
 //! `supervisor-sim`: a phone supervisor simulator for tests and for people (not part of
 //! the phone build; the emulated phone of `scripts/phone-image.sh` runs an armv7 build
-//! of it as its supervisor, rebooting the machine with `--on-ok "reboot -f"`). It speaks `shared/spec/supervisor-protocol.md` with the
-//! crate's own [`license_agent::supervisor::protocol`], takes commands on standard input
-//! and records every event, so a test can drive a real agent and check what it did.
+//! of it as its supervisor, rebooting the machine with `--on-ok "reboot -f"`). It
+//! speaks `shared/spec/supervisor-protocol.md` with the crate's own
+//! [`license_agent::supervisor::protocol`], takes commands on standard input and
+//! records every event, so a test can drive a real agent and check what it did.
 //!
 //! One thread, one `poll` over a signalfd (SIGTERM, SIGINT), the listening socket, the
 //! agent connection and standard input; nothing runs between events.
@@ -56,7 +57,7 @@ Commands on standard input, one per line:
 Events, one per line on standard output and in FILE: <unix-millis> <event>, where event
 is listening PATH, connected, disconnected, discarded N (bytes of a half line left by a
 closing agent), recv LINE, recv-overlong, recv-not-utf8, sent LINE, sent-hex HEX,
-state idle|active, answer ok|busy, cmd COMMAND, on-ok COMMAND (started), on-ok-failed
+state idle|active, answer ok|busy, cmd COMMAND, on-ok COMMAND (starting it), on-ok-failed
 WHY, violation reboot-during-call LINE,
 violation reboot-before-hello LINE, violation duplicate-reboot-id LINE, stopped.
 
@@ -390,17 +391,16 @@ impl Sim {
         let Some(command) = self.on_ok.clone() else {
             return;
         };
+        // Recorded first: `reboot -f` may end the machine before a later line is out.
+        self.record(&format!("on-ok {}", printable(&command)));
         match std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&command)
             .stdin(std::process::Stdio::null())
             .spawn()
         {
-            Ok(mut child) => {
-                // Reaped on a thread of its own, so no zombie is left behind.
-                std::thread::spawn(move || child.wait());
-                self.record(&format!("on-ok {}", printable(&command)));
-            }
+            // Reaped on a thread of its own, so no zombie is left behind.
+            Ok(mut child) => drop(std::thread::spawn(move || child.wait())),
             Err(e) => self.record(&format!("on-ok-failed {e}")),
         }
     }
