@@ -19,8 +19,13 @@
 #  - the host compiler (rustc-web, cargo-web) and every foreign-arch standard
 #    library (libstd-rust-web-dev:armhf/:arm64) must be the same version V, and
 #    the security suite's armhf index sometimes fails to download, so V is the
-#    version apt offers for libstd-rust-web-dev:armhf (and must also exist for
-#    amd64 and arm64);
+#    best version apt offers for libstd-rust-web-dev:armhf that amd64 and arm64
+#    offer too, in the 1.85 series: the Rust the phones' builds use, which is also
+#    Cargo.toml's rust-version, so the ARM builds prove it (the security suite
+#    offered 1.96 from late 2026);
+#  - every QEMU package comes from one source package at one version: a machine
+#    image with a newer qemu-utils (e.g. from backports) would make qemu-system-arm
+#    uninstallable, so qemu-utils is pinned to apt's version for qemu-system-arm;
 #  - the armhf std pulls libllvm -> libxml2 -> liblzma5:armhf, which must equal
 #    the amd64 liblzma5 (multi-arch: same), so liblzma5 (all arches) and
 #    liblzma-dev (if installed) are pinned to the armhf version.
@@ -33,8 +38,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 NATIVE_ARCH=amd64
 FOREIGN_ARCHES=(armhf arm64)
+RUST_SERIES=1.85
 RUST_PKGS=(rustc-web cargo-web "libstd-rust-web-dev:$NATIVE_ARCH" libstd-rust-web-dev:armhf libstd-rust-web-dev:arm64)
-TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container qemu-utils qemu-system-arm cpio socat e2fsprogs)
+QEMU_PKGS=(qemu-utils qemu-system-arm)
+TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container cpio socat e2fsprogs)
 TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn /usr/bin/qemu-io /usr/bin/qemu-system-arm /usr/bin/cpio /usr/bin/socat /sbin/mkfs.ext4)
 RUST_STD_DIRS=(/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib)
 
@@ -58,11 +65,12 @@ check_present() {
             missing+=("$pkg")
         elif [[ -z $rust_v ]]; then
             rust_v=$v
+            [[ $v == "$RUST_SERIES".* ]] || missing+=("$pkg $RUST_SERIES (has $v)")
         elif [[ $v != "$rust_v" ]]; then
             missing+=("$pkg at $rust_v (has $v)")
         fi
     done
-    for pkg in "${TOOL_PKGS[@]}"; do
+    for pkg in "${TOOL_PKGS[@]}" "${QEMU_PKGS[@]}"; do
         [[ -n $(installed_version "$pkg") ]] || missing+=("$pkg")
     done
     for f in "${TOOL_BINS[@]}"; do
@@ -93,9 +101,9 @@ apt_candidate() {
 
 # The version of PKG to install on all of amd64, armhf, arm64: apt's candidate
 # for PKG:armhf if amd64 and arm64 offer it too, else the best armhf version
-# that all three offer.
+# that all three offer; with SERIES (e.g. 1.85), only versions SERIES.*.
 common_version() {
-    local pkg=$1 cand v
+    local pkg=$1 series=${2:-} cand v
     local -a armhf_vs
     cand=$(apt_candidate "$pkg:armhf")
     [[ -n $cand && $cand != "(none)" ]] || return 1
@@ -104,6 +112,7 @@ common_version() {
     amd64_vs=$(apt_versions "$pkg:$NATIVE_ARCH")
     arm64_vs=$(apt_versions "$pkg:arm64")
     for v in "${armhf_vs[@]}"; do
+        [[ -z $series || $v == "$series".* ]] || continue
         if grep -qxF -- "$v" <<<"$amd64_vs" && grep -qxF -- "$v" <<<"$arm64_vs"; then
             printf '%s\n' "$v"
             return 0
@@ -170,18 +179,26 @@ done
 log "apt-get update"
 apt_update
 
-V=$(common_version libstd-rust-web-dev) ||
-    die "no version of libstd-rust-web-dev is offered for all of $NATIVE_ARCH, armhf and arm64 (apt-cache policy libstd-rust-web-dev:armhf)"
+V=$(common_version libstd-rust-web-dev "$RUST_SERIES") ||
+    die "no $RUST_SERIES version of libstd-rust-web-dev is offered for all of $NATIVE_ARCH, armhf and arm64 (apt-cache policy libstd-rust-web-dev:armhf)"
 for pkg in "rustc-web:$NATIVE_ARCH" "cargo-web:$NATIVE_ARCH"; do
     apt_versions "$pkg" | grep -qxF -- "$V" || die "$pkg $V is not offered (apt-cache policy $pkg)"
 done
-log "Rust version V=$V (apt's version for libstd-rust-web-dev:armhf)"
+log "Rust version V=$V (apt's best $RUST_SERIES version for libstd-rust-web-dev:armhf)"
 
 pkgs=(
     "rustc-web=$V" "cargo-web=$V"
     "libstd-rust-web-dev=$V" "libstd-rust-web-dev:armhf=$V" "libstd-rust-web-dev:arm64=$V"
     "${TOOL_PKGS[@]}"
 )
+
+VQ=$(apt_candidate qemu-system-arm)
+[[ -n $VQ && $VQ != "(none)" ]] || die "qemu-system-arm is not offered (apt-cache policy qemu-system-arm)"
+for pkg in "${QEMU_PKGS[@]}"; do
+    apt_versions "$pkg" | grep -qxF -- "$VQ" || die "$pkg $VQ is not offered, cannot match qemu-system-arm"
+    pkgs+=("$pkg=$VQ")
+done
+log "pinning ${QEMU_PKGS[*]} to $VQ (apt's version for qemu-system-arm)"
 
 VL=$(common_version liblzma5) ||
     die "no version of liblzma5 is offered for all of $NATIVE_ARCH, armhf and arm64"
