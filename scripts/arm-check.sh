@@ -4,7 +4,8 @@
 # (Cortex-A9, the VVX class) it gives every vector the same verdict as the host binary,
 # byte for byte, and passes every test suite that drives the agent binary: the CLI,
 # install/status, robustness, and the whole end-to-end suite of the daemon (fetching
-# from nginx over HTTP, HTTPS and mutual TLS, faults, the control socket, the supervisor
+# from nginx over HTTP, HTTPS and mutual TLS, from tftpd-hpa over TFTP directly and
+# through a lossy relay, a list of servers, faults, the control socket, the supervisor
 # link and every reboot scenario) with its liveness (stalled fetches, silent clients,
 # signals, seeded interleavings). The tests run on the host and start the agent as
 # `qemu-arm -cpu cortex-a9 <armv7 binary>` (no binfmt_misc here: an ARM program cannot
@@ -44,7 +45,8 @@ log "binary-driving tests against the armv7 binary under $runner"
 start=$SECONDS
 LICENSE_AGENT_BIN=$arm_bin LICENSE_AGENT_RUNNER=$runner \
     cargo test --locked --test vectors --test cli --test install_status \
-    --test daemon --test reboots --test liveness --test hostile --test fault_suite
+    --test daemon --test reboots --test liveness --test hostile --test fault_suite \
+    --test transports
 LICENSE_AGENT_BIN=$arm_bin LICENSE_AGENT_RUNNER=$runner \
     cargo test --locked --test robustness -- the_binary_never_panics neither_binary_panics
 log "ok: armv7 binary tests in $((SECONDS - start)) s"

@@ -10,7 +10,9 @@
 # qemu-io (package qemu-utils), QEMU's own NBD client, with which
 # tests/flash_model.rs checks the flash model of tests/common/nbd.rs, and for the
 # emulated phone (scripts/phone-image.sh, tests/phone.rs) qemu-system-arm, cpio (the
-# initramfs), socat (QEMU's guestfwd to nginx) and e2fsprogs (mkfs.ext4, the flash).
+# initramfs), socat (QEMU's guestfwd to nginx) and e2fsprogs (mkfs.ext4, the flash),
+# and the provisioning servers other than nginx that the transport tests start on
+# 127.0.0.1 (tests/transports.rs): tftpd-hpa and vsftpd.
 #
 # Idempotent: when everything is already installed it does nothing (not even
 # apt-get update) and exits 0. Run as root on a Debian 12 (bookworm) amd64 host.
@@ -41,8 +43,8 @@ FOREIGN_ARCHES=(armhf arm64)
 RUST_SERIES=1.85
 RUST_PKGS=(rustc-web cargo-web "libstd-rust-web-dev:$NATIVE_ARCH" libstd-rust-web-dev:armhf libstd-rust-web-dev:arm64)
 QEMU_PKGS=(qemu-utils qemu-system-arm)
-TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container cpio socat e2fsprogs)
-TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn /usr/bin/qemu-io /usr/bin/qemu-system-arm /usr/bin/cpio /usr/bin/socat /sbin/mkfs.ext4)
+TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container cpio socat e2fsprogs tftpd-hpa vsftpd)
+TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn /usr/bin/qemu-io /usr/bin/qemu-system-arm /usr/bin/cpio /usr/bin/socat /sbin/mkfs.ext4 /usr/sbin/in.tftpd /usr/sbin/vsftpd)
 RUST_STD_DIRS=(/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib)
 
 # Installed version of a package ("" when not fully installed). Never fails.
@@ -155,7 +157,7 @@ apt_update() {
 start=$SECONDS
 
 if check_present; then
-    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn, qemu-io, qemu-system-arm, cpio, socat, mkfs.ext4; nothing to do"
+    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn, qemu-io, qemu-system-arm, cpio, socat, mkfs.ext4, in.tftpd, vsftpd; nothing to do"
     exit 0
 fi
 

@@ -3,7 +3,8 @@
 # On a fresh Debian 12 machine it installs (as root, only what is missing) Debian's Rust
 # 1.85 cross toolchain for armv7/aarch64, qemu-user, openssl, nginx, file, strace,
 # busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn,
-# qemu-utils, qemu-system-arm, cpio, socat and e2fsprogs (the emulated phone).
+# qemu-utils, qemu-system-arm, cpio, socat and e2fsprogs (the emulated phone), tftpd-hpa
+# and vsftpd (the transport tests' servers).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"

@@ -191,7 +191,9 @@ pub fn server_answer(data: &[u8]) {
             license(&bytes);
         }
         FetchOutcome::NotModified => assert!(asked_unchanged && status.as_u16() == 304),
-        FetchOutcome::Absent { status } => assert!(status == 404 || status == 410),
+        FetchOutcome::Absent { answer } => {
+            assert!(matches!(status.as_u16(), 404 | 410) && answer == status.as_u16().to_string())
+        }
         FetchOutcome::Failed(e) => assert!(!e.to_string().is_empty()),
     }
 }

@@ -79,6 +79,20 @@ pub(crate) struct FileFetchJson {
     pub(crate) at: String,
     pub(crate) outcome: FileOutcome,
     pub(crate) detail: String,
+    /// The server that answered (its base URL), and its transport (the URL's scheme:
+    /// `https`, `tftp`...); none when no server answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) transport: Option<String>,
+}
+
+impl FileFetchJson {
+    /// `answered by <server> (<transport>)`, when a server answered.
+    pub(crate) fn answered_by(&self) -> Option<String> {
+        let (server, transport) = (self.server.as_ref()?, self.transport.as_ref()?);
+        Some(format!("answered by {server} ({transport})"))
+    }
 }
 
 /// What became of one file at one fetch (in JSON and in words: `accepted`, `unchanged`,

@@ -62,6 +62,9 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         let mut out = String::new();
         for f in &report.files {
             out.push_str(&format!("{} {}: {}\n", f.file, f.outcome, f.detail));
+            if let Some(by) = f.answered_by() {
+                out.push_str(&format!("  {by}\n"));
+            }
         }
         if report.changes.is_empty() {
             out.push_str("features: no change\n");

@@ -169,6 +169,9 @@ pub(crate) fn table(r: &StatusJson) -> String {
         }
         for f in &d.files {
             out.push_str(&format!("  {} {}: {}\n", f.file, f.outcome, f.detail));
+            if let Some(by) = f.answered_by() {
+                out.push_str(&format!("    {by}\n"));
+            }
         }
         if let Some(retry) = &d.next_retry {
             out.push_str(&format!(

@@ -17,7 +17,7 @@
 //! | `site_serial` | the site serial a site license must carry (12 hex digits) | any |
 //! | `keyring` | path of the keyring | required |
 //! | `state_dir` | path of the license store | required |
-//! | `server` | provisioning base URL: `http://`, `https://`, `file:///abs/` or `file:rel/` | no fetching |
+//! | `server` | provisioning base URL, or a list of them tried in order (at most 8): `http://`, `https://`, `tftp://`, `file:///abs/` or `file:rel/` | no fetching |
 //! | `enabled_features` | features the phone has enabled: names, `feature-XXXX` or ids | `[]` |
 //! | `supervisor_socket` | the phone supervisor's socket | `/run/phone/supervisor.sock` |
 //! | `supervisor` | `"none"`: no supervisor, reboots are only logged (not with `supervisor_socket`) | |
@@ -124,9 +124,9 @@ pub struct Config {
     pub(crate) site_serial: Option<Serial>,
     pub(crate) keyring: PathBuf,
     pub(crate) state_dir: PathBuf,
-    /// The provisioning base URL (`http`, `https` or `file`), ending in `/`; no fetching
-    /// without it.
-    pub(crate) server: Option<String>,
+    /// The provisioning servers, tried in this order (`http`, `https`, `tftp` or `file`
+    /// base URLs, each ending in `/`); no fetching when empty.
+    pub(crate) servers: Vec<ServerUrl>,
     /// The licensable features the phone has enabled, in file order, no duplicates.
     pub(crate) enabled_features: Vec<FeatureId>,
     pub(crate) supervisor: Supervisor,
@@ -134,6 +134,39 @@ pub struct Config {
     pub(crate) features_file: PathBuf,
     pub(crate) fetch: Fetch,
     pub(crate) timing: Timing,
+}
+
+/// The most servers a `server` list may name.
+pub(crate) const MAX_SERVERS: usize = 8;
+
+/// One provisioning server: its base URL, without user info, and the user name and
+/// password its user info gave (they replace `fetch.username` and `fetch.password` for
+/// this server). `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ServerUrl {
+    pub(crate) url: String,
+    pub(crate) credentials: Option<(String, String)>,
+}
+
+impl ServerUrl {
+    /// The fetch settings for this server: `fetch` with its URL's credentials.
+    pub(crate) fn fetch_settings(&self, fetch: &Fetch) -> Fetch {
+        let mut fetch = fetch.clone();
+        if let Some((user, password)) = &self.credentials {
+            fetch.username = Some(user.clone());
+            fetch.password = Some(password.clone());
+        }
+        fetch
+    }
+}
+
+impl fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerUrl")
+            .field("url", &self.url)
+            .field("username", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish()
+    }
 }
 
 /// Where the phone's MAC comes from.
@@ -392,15 +425,39 @@ impl Config {
             }
         };
 
-        let (server, url_credentials) = match top.get("server") {
-            None => (None, None),
-            Some(item) => {
-                let text = item.str("a URL like \"https://prov.example.com/phones/\"")?;
+        // One URL, or a list tried in order.
+        let mut servers: Vec<ServerUrl> = Vec::new();
+        let mut credentials_at = None;
+        if let Some(item) = top.get("server") {
+            const WHAT: &str = "a URL like \"https://prov.example.com/phones/\", or a list of them";
+            let entries = match item.value() {
+                DeValue::Array(list) if list.is_empty() => {
+                    return Err(item
+                        .error("an empty list; give at least one URL, or no server (no fetching)"))
+                }
+                DeValue::Array(_) => item.array(WHAT)?,
+                _ => vec![item],
+            };
+            for entry in entries {
+                let text = entry.str(WHAT)?;
                 let (url, credentials) =
-                    values::server(text, &base).map_err(|why| item.error(why))?;
-                (Some(url), credentials.map(|c| (c, item)))
+                    values::server(text, &base).map_err(|why| entry.error(why))?;
+                if servers.iter().any(|s| s.url == url) {
+                    return Err(entry.error(format_args!("{url} is listed twice")));
+                }
+                if servers.len() == MAX_SERVERS {
+                    return Err(entry.error(format_args!(
+                        "more than {MAX_SERVERS} servers; a phone tries them in turn at every fetch"
+                    )));
+                }
+                if credentials.is_some() && credentials_at.is_none() {
+                    credentials_at = Some(entry.error(
+                        "credentials are in both the URL's user info and fetch.username; give them once",
+                    ));
+                }
+                servers.push(ServerUrl { url, credentials });
             }
-        };
+        }
 
         let enabled_features = match top.get("enabled_features") {
             None => Vec::new(),
@@ -438,19 +495,13 @@ impl Config {
             None => PathBuf::from(DEFAULT_FEATURES_FILE),
         };
 
-        let mut fetch = match top.table("fetch")? {
+        let fetch = match top.table("fetch")? {
             Some(table) => fetch(&table, &path_of)?,
             None => Fetch::default(),
         };
-        // Credentials may come from the URL's user info or from [fetch], not both.
-        if let Some(((user, password), item)) = url_credentials {
-            if fetch.username.is_some() {
-                return Err(item.error(
-                    "credentials are in both the URL's user info and fetch.username; give them once",
-                ));
-            }
-            fetch.username = Some(user);
-            fetch.password = Some(password);
+        // Credentials may come from a URL's user info or from [fetch], not both.
+        if let Some(error) = credentials_at.filter(|_| fetch.username.is_some()) {
+            return Err(error);
         }
         let timing = match top.table("timing")? {
             Some(table) => timing(&table)?,
@@ -463,7 +514,7 @@ impl Config {
             site_serial,
             keyring,
             state_dir,
-            server,
+            servers,
             enabled_features,
             supervisor,
             control_socket,

@@ -59,7 +59,10 @@ fn the_example_parses_to_its_values() {
         site_serial: Some(serial("100000000001")),
         keyring: "/etc/license-agent/keyring".into(),
         state_dir: "/var/lib/license-agent".into(),
-        server: Some("https://prov.example.com/phones/".into()),
+        servers: vec![ServerUrl {
+            url: "https://prov.example.com/phones/".into(),
+            credentials: None,
+        }],
         enabled_features: vec![FeatureId(2), FeatureId(1)],
         supervisor: Supervisor::Socket("/run/phone/supervisor.sock".into()),
         control_socket: "/run/license-agent/control.sock".into(),
@@ -101,7 +104,7 @@ fn defaults() {
     let config = ok(BASE);
     assert_eq!(config.path, Path::new(FILE));
     assert_eq!(config.site_serial, None);
-    assert_eq!(config.server, None);
+    assert_eq!(config.servers, []);
     assert!(config.enabled_features.is_empty());
     assert_eq!(
         config.supervisor,
@@ -395,10 +398,7 @@ fn relative_paths_are_taken_from_the_files_directory() {
         config.supervisor,
         Supervisor::Socket("/opt/demo/sup.sock".into())
     );
-    assert_eq!(
-        config.server.as_deref(),
-        Some("file:///opt/demo/provisioning/")
-    );
+    assert_eq!(urls(&config), ["file:///opt/demo/provisioning/"]);
     assert_eq!(config.fetch.ca_file, Some("/opt/demo/ca.pem".into()));
     assert_eq!(config.fetch.client_cert, Some("/etc/c.pem".into()));
     assert_eq!(config.fetch.client_key, Some("/opt/demo/k.pem".into()));
@@ -436,7 +436,7 @@ fn server_urls_get_a_trailing_slash() {
         } else {
             format!("{stored}/")
         };
-        assert_eq!(config.server.as_deref(), Some(stored.as_str()), "{given}");
+        assert_eq!(urls(&config), [stored.as_str()], "{given}");
     }
 }
 
@@ -715,10 +715,64 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
 fn credentials_in_the_url_are_taken_out_of_it() {
     let text = "keyring = \"k\"\nstate_dir = \"s\"\nmac = \"0004f2000001\"\nserver = \"https://phone:s%40cret@prov.example.com:8443/phones\"\n";
     let config = Config::parse(text, Path::new("/opt/agent.toml")).unwrap();
-    assert_eq!(
-        config.server.as_deref(),
-        Some("https://prov.example.com:8443/phones/")
+    assert_eq!(urls(&config), ["https://prov.example.com:8443/phones/"]);
+    // They are the server's, not [fetch]'s.
+    assert_eq!(config.fetch.username, None);
+    let settings = config.servers[0].fetch_settings(&config.fetch);
+    assert_eq!(settings.username.as_deref(), Some("phone"));
+    assert_eq!(settings.password.as_deref(), Some("s@cret"));
+    assert!(!format!("{config:?}").contains("s@cret"));
+}
+
+fn urls(config: &Config) -> Vec<&str> {
+    config.servers.iter().map(|s| s.url.as_str()).collect()
+}
+
+#[test]
+fn a_list_of_servers_keeps_its_order_and_each_one_its_credentials() {
+    let text = format!(
+        "{BASE}server = [\"tftp://prov1.example.com/\", \"https://u:p@prov2.example.com/phones\", \"file:prov\"]\n"
     );
-    assert_eq!(config.fetch.username.as_deref(), Some("phone"));
-    assert_eq!(config.fetch.password.as_deref(), Some("s@cret"));
+    let config = ok(&text);
+    assert_eq!(
+        urls(&config),
+        [
+            "tftp://prov1.example.com/",
+            "https://prov2.example.com/phones/",
+            "file:///opt/demo/prov/"
+        ]
+    );
+    assert_eq!(config.servers[0].credentials, None);
+    assert_eq!(
+        config.servers[1].credentials,
+        Some(("u".into(), "p".into()))
+    );
+    assert_eq!(
+        config.servers[0].fetch_settings(&config.fetch).username,
+        None
+    );
+    for (text, expected) in [
+        (format!("{BASE}server = []"), "an empty list"),
+        (
+            format!("{BASE}server = [\"https://a/\", \"https://a\"]"),
+            "https://a/ is listed twice",
+        ),
+        (format!("{BASE}server = [\"https://a/\", 5]"), "found an integer"),
+        (
+            format!(
+                "{BASE}server = [{}]",
+                (0..9).map(|i| format!("\"https://h{i}/\"")).collect::<Vec<_>>().join(", ")
+            ),
+            "more than 8 servers",
+        ),
+        (
+            format!("{BASE}server = [\"https://a/\", \"https://u:p@b/\"]\n[fetch]\nusername = \"v\"\npassword = \"q\""),
+            "both the URL's user info and fetch.username",
+        ),
+        (format!("{BASE}server = \"tftp://u:p@h/\""), "TFTP has no user name"),
+    ] {
+        let e = Config::parse(&text, Path::new("/opt/demo/agent.toml")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("server"), "{text}");
+        assert!(e.to_string().contains(expected), "{text}: {e}");
+    }
 }

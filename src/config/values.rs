@@ -276,12 +276,12 @@ fn url_credentials(authority: &str, text: &str) -> Result<(String, UrlCredential
 }
 
 /// The provisioning base URL: `http://[user:password@]host[:port]/path/`, `https://…`,
-/// or a folder as `file:///absolute/path/` or `file:relative/path/` (relative to `base`,
+/// `tftp://host[:port]/path/` (no credentials), or a folder as `file:///absolute/path/` or `file:relative/path/` (relative to `base`,
 /// stored absolute). Returned with a trailing `/`, the scheme in lower case, and any
 /// credentials of the user info taken out of it (so the URL can be shown).
 pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials), String> {
     const FORMS: &str = "expected http://host/path/, https://host/path/, \
-                         file:///absolute/path/ or file:relative/path/";
+                         tftp://host/path/, file:///absolute/path/ or file:relative/path/";
     if text.is_empty() {
         return Err(format!("empty; {FORMS}"));
     }
@@ -294,7 +294,7 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
     let scheme = scheme.to_ascii_lowercase();
     let mut credentials = None;
     let mut url = match scheme.as_str() {
-        "http" | "https" => {
+        "http" | "https" | "tftp" => {
             let Some(after) = rest.strip_prefix("//") else {
                 return Err(format!(
                     "{}: {scheme}: is followed by // and the host; {FORMS}",
@@ -315,6 +315,12 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
             let (host, found) = url_credentials(authority, text)?;
             if host.is_empty() {
                 return Err(format!("{}: no host; {FORMS}", shown(text)));
+            }
+            if scheme == "tftp" && found.is_some() {
+                return Err(format!(
+                    "{}: TFTP has no user name or password",
+                    shown(text)
+                ));
             }
             credentials = found;
             format!("{scheme}://{host}{}", &after[authority.len()..])

@@ -142,14 +142,13 @@ impl DaemonClock {
 
 /// The provisioning server of a phone, or why there is none.
 fn server_for(phone: &Phone) -> Result<Arc<dyn Server>, String> {
-    let server = phone
-        .config
-        .server
-        .as_deref()
-        .ok_or_else(|| "no provisioning server configured (server =)".to_string())?;
-    Provisioning::new(server, &phone.config.fetch, phone.identity.mac)
-        .map(|p| Arc::new(p) as Arc<dyn Server>)
-        .map_err(|e| e.to_string())
+    Provisioning::new(
+        &phone.config.servers,
+        &phone.config.fetch,
+        phone.identity.mac,
+    )
+    .map(|p| Arc::new(p) as Arc<dyn Server>)
+    .map_err(|e| e.to_string())
 }
 
 fn jitter_seed() -> u64 {

@@ -56,6 +56,7 @@
 
 #[cfg(test)]
 mod tests;
+pub(crate) mod tftp;
 pub(crate) mod worker;
 
 pub(crate) use worker::{Server, Source};
@@ -72,7 +73,7 @@ use reqwest::header::{
 };
 use reqwest::{Certificate, Identity, StatusCode};
 
-use crate::config::{Fetch, Secs};
+use crate::config::{Fetch, Secs, ServerUrl};
 use crate::format::{self, Capped, Serial};
 use crate::storage::Validator;
 
@@ -111,9 +112,10 @@ pub(crate) enum FetchOutcome {
     },
     /// 304 Not Modified: the file is the one downloaded last time.
     NotModified,
-    /// 404 or 410 (for `file://`: the file does not exist, reported as 404): no such file
-    /// on the server.
-    Absent { status: u16 },
+    /// No such file on the server: HTTP 404 or 410, TFTP error 1, or for `file://` no
+    /// file; `answer` is the server's answer in words (`404`, `TFTP error 1 (File not
+    /// found) from 10.0.0.1:69`).
+    Absent { answer: String },
     /// Anything else.
     Failed(FetchError),
 }
@@ -151,13 +153,18 @@ pub(crate) enum FailureKind {
     Cut,
     /// More than [`MAX_REDIRECTS`] redirects, or a loop.
     Redirects,
+    /// The server answered with an error of its protocol other than "no such file"
+    /// (TFTP's access violation, FTP's wrong password...).
+    Refused,
+    /// An answer that breaks the protocol (a malformed or unexpected packet).
+    Protocol,
     /// Any other transfer or file error.
     Io,
 }
 
 impl FailureKind {
     /// A short machine name: `setup`, `connect`, `timeout`, `tls`, `status-500`,
-    /// `too-big`, `cut`, `redirects`, `io`.
+    /// `too-big`, `cut`, `redirects`, `refused`, `protocol`, `io`.
     pub(crate) fn id(&self) -> String {
         match self {
             FailureKind::Setup => "setup".into(),
@@ -168,6 +175,8 @@ impl FailureKind {
             FailureKind::TooBig => "too-big".into(),
             FailureKind::Cut => "cut".into(),
             FailureKind::Redirects => "redirects".into(),
+            FailureKind::Refused => "refused".into(),
+            FailureKind::Protocol => "protocol".into(),
             FailureKind::Io => "io".into(),
         }
     }
@@ -183,6 +192,8 @@ impl FailureKind {
             FailureKind::TooBig => "too big",
             FailureKind::Cut => "connection cut",
             FailureKind::Redirects => "redirects",
+            FailureKind::Refused => "refused",
+            FailureKind::Protocol => "protocol error",
             FailureKind::Io => "I/O error",
         }
     }
@@ -231,6 +242,7 @@ enum Target {
         last_hop: LastHop,
     },
     Dir(PathBuf),
+    Tftp(tftp::Tftp),
 }
 
 impl fmt::Debug for Fetcher {
@@ -243,6 +255,7 @@ impl fmt::Debug for Fetcher {
                 .field("password", &auth.as_ref().map(|_| "<hidden>"))
                 .field("total_timeout", total),
             Target::Dir(dir) => s.field("dir", dir),
+            Target::Tftp(tftp) => s.field("tftp", tftp),
         };
         s.finish()
     }
@@ -276,10 +289,16 @@ impl Fetcher {
                 target: Target::Dir(PathBuf::from(dir)),
             });
         }
+        if lower.starts_with("tftp://") {
+            return Ok(Fetcher {
+                base: server.to_string(),
+                target: Target::Tftp(tftp::Tftp::new(server, fetch)?),
+            });
+        }
         let https = lower.starts_with("https://");
         if !https && !lower.starts_with("http://") {
             return Err(setup(
-                "unsupported URL: expected http://, https:// or file:///".into(),
+                "unsupported URL: expected http://, https://, tftp:// or file:///".into(),
             ));
         }
 
@@ -388,6 +407,7 @@ impl Fetcher {
         let url = format!("{}{}", self.base, name);
         match &self.target {
             Target::Dir(dir) => fetch_file(url, &dir.join(name)),
+            Target::Tftp(tftp) => tftp.fetch(name, validator),
             Target::Http {
                 client,
                 auth,
@@ -423,39 +443,59 @@ impl Source for Fetcher {
     }
 }
 
-/// The configured provisioning server: a [`Fetcher`] is set up afresh for each fetch
-/// cycle (on the fetch thread) and dropped after it, so no HTTP client outlives a cycle.
+/// The configured provisioning servers: a [`Fetcher`] is set up afresh for a server when a
+/// fetch cycle first needs it (on the fetch thread) and dropped after the cycle, so no
+/// HTTP client outlives a cycle.
 #[derive(Debug)]
 pub(crate) struct Provisioning {
-    server: String,
-    fetch: Fetch,
+    bases: Vec<String>,
+    /// Each server's fetch settings (its URL's credentials in them).
+    fetch: Vec<Fetch>,
     mac: Serial,
 }
 
 impl Provisioning {
-    /// The server of the configuration, checked now (its CA, certificate and key files
-    /// read and parsed once) so that an unusable one is said at start, not at each fetch.
+    /// The servers of the configuration (at least one), each checked now (the CA,
+    /// certificate and key files read and parsed) so that an unusable one is said at
+    /// start, not at each fetch.
     pub(crate) fn new(
-        server: &str,
+        servers: &[ServerUrl],
         fetch: &Fetch,
         mac: Serial,
     ) -> Result<Provisioning, FetchError> {
-        drop(Fetcher::new(server, fetch, mac)?);
+        if servers.is_empty() {
+            return Err(FetchError::new(
+                "-",
+                FailureKind::Setup,
+                "no provisioning server configured (server =)",
+            ));
+        }
+        let fetch: Vec<Fetch> = servers.iter().map(|s| s.fetch_settings(fetch)).collect();
+        for (server, settings) in servers.iter().zip(&fetch) {
+            drop(Fetcher::new(&server.url, settings, mac)?);
+        }
         Ok(Provisioning {
-            server: server.to_string(),
-            fetch: fetch.clone(),
+            bases: servers.iter().map(|s| s.url.clone()).collect(),
+            fetch,
             mac,
         })
     }
 }
 
 impl Server for Provisioning {
-    fn base(&self) -> &str {
-        &self.server
+    fn bases(&self) -> &[String] {
+        &self.bases
     }
 
-    fn open(&self) -> Result<Box<dyn Source>, FetchError> {
-        Fetcher::new(&self.server, &self.fetch, self.mac).map(|f| Box::new(f) as Box<dyn Source>)
+    fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError> {
+        let (Some(base), Some(fetch)) = (self.bases.get(index), self.fetch.get(index)) else {
+            return Err(FetchError::new(
+                "-",
+                FailureKind::Setup,
+                format!("no server number {index}"),
+            ));
+        };
+        Fetcher::new(base, fetch, self.mac).map(|f| Box::new(f) as Box<dyn Source>)
     }
 }
 
@@ -477,6 +517,41 @@ pub(crate) fn backoff(attempt: u32, initial: Secs, max: Secs, jitter: u64) -> u6
 
 fn at_least_1s(secs: Secs) -> Duration {
     Duration::from_secs(secs.0.max(1))
+}
+
+/// The host and port of a URL's authority (`host`, `host:port`, `[v6]`, `[v6]:port`),
+/// with `default` when it names none; the host without brackets.
+pub(crate) fn host_port(authority: &str, default: u16) -> Result<(String, u16), String> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{authority:?}: an IPv6 address without its ']'"))?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                    format!("{authority:?}: only ':port' may follow an IPv6 address")
+                })?),
+            };
+            (host, port)
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("{authority:?}: no host"));
+    }
+    let port = match port {
+        None => default,
+        Some(text) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{authority:?}: the port must be a number from 1 to 65535"))?,
+    };
+    Ok((host.to_string(), port))
 }
 
 /// A name that cannot climb out of the base, add a query or change the URL in any way.
@@ -536,7 +611,9 @@ fn fetch_file(url: String, path: &Path) -> FetchOutcome {
     // Looked at before opening, so that a FIFO or a device is never opened.
     match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return FetchOutcome::Absent { status: 404 }
+            return FetchOutcome::Absent {
+                answer: "no such file".into(),
+            }
         }
         Err(e) => return io_error(url, e),
         Ok(meta) if !meta.is_file() => {
@@ -551,7 +628,9 @@ fn fetch_file(url: String, path: &Path) -> FetchOutcome {
     let file = match crate::files::open_regular(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return FetchOutcome::Absent { status: 404 }
+            return FetchOutcome::Absent {
+                answer: "no such file".into(),
+            }
         }
         Err(e) => return io_error(url, e),
     };
@@ -678,7 +757,11 @@ pub(crate) fn judge_head(
                     .into(),
             )
         }
-        code @ (404 | 410) => return Head::Done(FetchOutcome::Absent { status: code }),
+        code @ (404 | 410) => {
+            return Head::Done(FetchOutcome::Absent {
+                answer: code.to_string(),
+            })
+        }
         code => return failed(FailureKind::Status(code), status_text(status)),
     }
     if let Some(len) = content_length.filter(|&len| len > MAX_BODY as u64) {

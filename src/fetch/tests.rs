@@ -241,8 +241,18 @@ fn no_auth_header_without_credentials() {
 #[test]
 fn statuses() {
     let cases = [
-        ("404 Not Found", FetchOutcome::Absent { status: 404 }),
-        ("410 Gone", FetchOutcome::Absent { status: 410 }),
+        (
+            "404 Not Found",
+            FetchOutcome::Absent {
+                answer: "404".into(),
+            },
+        ),
+        (
+            "410 Gone",
+            FetchOutcome::Absent {
+                answer: "410".into(),
+            },
+        ),
     ];
     for (status, expected) in cases {
         let server = status_server(status);
@@ -327,7 +337,9 @@ fn an_absent_site_file_keeps_the_connection_for_the_phone_file() {
     let fetcher = server.fetcher();
     assert_eq!(
         fetcher.fetch(SITE_FILE, None),
-        FetchOutcome::Absent { status: 404 }
+        FetchOutcome::Absent {
+            answer: "404".into()
+        }
     );
     assert_eq!(body(fetcher.fetch(&phone_file(MAC), None)).0, b"phone");
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
@@ -665,7 +677,9 @@ fn file_server() {
 
     assert_eq!(
         fetcher.fetch(&phone_file(MAC), None),
-        FetchOutcome::Absent { status: 404 }
+        FetchOutcome::Absent {
+            answer: "no such file".into()
+        }
     );
 
     let exact = phone_file(MAC);

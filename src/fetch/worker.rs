@@ -31,13 +31,14 @@ pub(crate) trait Source {
     fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome;
 }
 
-/// A provisioning server: says where it is, and opens a [`Source`] for each cycle (on
-/// the fetch thread).
+/// The provisioning servers, in the order they are tried: says where they are, and
+/// opens a [`Source`] for one of them when a cycle first needs it (on the fetch thread).
 pub(crate) trait Server: Send + Sync {
-    /// The base URL, for people.
-    fn base(&self) -> &str;
-    /// Opens a source for one cycle (reading CA files, setting up a client).
-    fn open(&self) -> Result<Box<dyn Source>, FetchError>;
+    /// The base URLs, for people; never empty.
+    fn bases(&self) -> &[String];
+    /// Opens a source on the `index`-th server for one cycle (reading CA files, setting
+    /// up a client).
+    fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError>;
 }
 
 /// One file to fetch, with the validator stored for it.
@@ -52,6 +53,8 @@ pub(crate) struct Wanted {
 pub(crate) struct Fetched {
     pub(crate) name: String,
     pub(crate) outcome: FetchOutcome,
+    /// The base URL of the server that answered (none when every one failed).
+    pub(crate) server: Option<String>,
 }
 
 /// A fetch cycle under way on its thread.
@@ -106,6 +109,7 @@ impl InFlight {
                             FailureKind::Io,
                             "the fetch thread ended without an answer",
                         )),
+                        server: None,
                     })
                     .collect(),
             ),
@@ -113,21 +117,72 @@ impl InFlight {
     }
 }
 
-/// The cycle itself (on the fetch thread): one source for every file, dropped at the end.
+/// The cycle itself (on the fetch thread). Each file is asked of the servers in order
+/// until one answers (a body, "not modified" or "no such file": that server has
+/// answered); a server that failed for an earlier file of the cycle is asked only after
+/// those that have not, so one server down costs its timeout once a cycle, not once a
+/// file. A server's source is opened when first needed and kept for the cycle (one
+/// connection for both files); all are dropped at the end.
 fn fetch_all(server: &dyn Server, files: &[Wanted]) -> Vec<Fetched> {
-    let source = server.open();
+    let bases = server.bases();
+    let mut sources: Vec<Option<Result<Box<dyn Source>, FetchError>>> =
+        bases.iter().map(|_| None).collect();
+    let mut failed_before = vec![false; bases.len()];
     let fetched = files
         .iter()
-        .map(|file| Fetched {
-            name: file.name.clone(),
-            outcome: match &source {
-                Ok(source) => source.fetch(&file.name, file.validator.as_ref()),
-                Err(e) => FetchOutcome::Failed(e.clone()),
-            },
+        .map(|file| {
+            let mut order: Vec<usize> = (0..bases.len()).collect();
+            order.sort_by_key(|&i| failed_before[i]);
+            let mut failures = Vec::new();
+            for index in order {
+                let source = sources[index].get_or_insert_with(|| server.open(index));
+                let outcome = match source {
+                    Ok(source) => source.fetch(&file.name, file.validator.as_ref()),
+                    Err(e) => FetchOutcome::Failed(e.clone()),
+                };
+                match outcome {
+                    FetchOutcome::Failed(e) => {
+                        failed_before[index] = true;
+                        failures.push(e);
+                    }
+                    answered => {
+                        return Fetched {
+                            name: file.name.clone(),
+                            outcome: answered,
+                            server: Some(bases[index].clone()),
+                        }
+                    }
+                }
+            }
+            Fetched {
+                name: file.name.clone(),
+                outcome: FetchOutcome::Failed(every_server_failed(failures)),
+                server: None,
+            }
         })
         .collect();
-    drop(source);
+    drop(sources);
     fetched
+}
+
+/// One error for a file that no server gave: the only one, or all of them in order
+/// (the kind of the first).
+fn every_server_failed(mut failures: Vec<FetchError>) -> FetchError {
+    if failures.len() <= 1 {
+        return failures
+            .pop()
+            .unwrap_or_else(|| FetchError::new("-", FailureKind::Setup, "no provisioning server"));
+    }
+    let detail = failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; then ");
+    FetchError::new(
+        format!("every server ({})", failures.len()),
+        failures[0].kind,
+        detail,
+    )
 }
 
 #[cfg(test)]
@@ -147,20 +202,23 @@ mod tests {
             if name.starts_with("0000") {
                 FetchOutcome::NotModified
             } else {
-                FetchOutcome::Absent { status: 404 }
+                FetchOutcome::Absent {
+                    answer: "404".into(),
+                }
             }
         }
     }
 
     struct ScriptServer {
         gate: Arc<Mutex<()>>,
+        bases: Vec<String>,
     }
 
     impl Server for ScriptServer {
-        fn base(&self) -> &str {
-            "script:"
+        fn bases(&self) -> &[String] {
+            &self.bases
         }
-        fn open(&self) -> Result<Box<dyn Source>, FetchError> {
+        fn open(&self, _: usize) -> Result<Box<dyn Source>, FetchError> {
             Ok(Box::new(Script {
                 gate: self.gate.clone(),
             }))
@@ -184,7 +242,10 @@ mod tests {
     fn a_cycle_runs_off_the_caller_and_says_when_it_is_over() {
         let gate = Arc::new(Mutex::new(()));
         let held = gate.lock().unwrap();
-        let server = Arc::new(ScriptServer { gate: gate.clone() });
+        let server = Arc::new(ScriptServer {
+            gate: gate.clone(),
+            bases: vec!["script:".into()],
+        });
         let cycle = InFlight::start(
             server,
             vec![
@@ -201,16 +262,21 @@ mod tests {
         let fetched = cycle.try_take().unwrap();
         assert_eq!(fetched.len(), 2);
         assert_eq!(fetched[0].outcome, FetchOutcome::NotModified);
-        assert_eq!(fetched[1].outcome, FetchOutcome::Absent { status: 404 });
+        assert_eq!(
+            fetched[1].outcome,
+            FetchOutcome::Absent {
+                answer: "404".into()
+            }
+        );
     }
 
-    struct Unusable;
+    struct Unusable(Vec<String>);
 
     impl Server for Unusable {
-        fn base(&self) -> &str {
-            "https://prov/"
+        fn bases(&self) -> &[String] {
+            &self.0
         }
-        fn open(&self) -> Result<Box<dyn Source>, FetchError> {
+        fn open(&self, _: usize) -> Result<Box<dyn Source>, FetchError> {
             Err(FetchError::new(
                 "https://prov/",
                 FailureKind::Setup,
@@ -221,12 +287,139 @@ mod tests {
 
     #[test]
     fn a_server_that_cannot_be_opened_fails_every_file() {
-        let cycle = InFlight::start(Arc::new(Unusable), vec![wanted("a"), wanted("b")]).unwrap();
+        let server = Arc::new(Unusable(vec!["https://prov/".into()]));
+        let cycle = InFlight::start(server, vec![wanted("a"), wanted("b")]).unwrap();
         assert!(readable(cycle.fd(), 5_000));
         std::thread::sleep(Duration::from_millis(1));
         let fetched = cycle.try_take().unwrap();
         assert!(fetched.iter().all(
             |f| matches!(&f.outcome, FetchOutcome::Failed(e) if e.kind == FailureKind::Setup)
         ));
+    }
+
+    /// Servers with fixed behaviours: `Down` fails every file, `Missing` answers "no
+    /// such file", `Has` gives a body, `Unopenable` cannot even be opened. Every ask
+    /// and every open is recorded.
+    #[derive(Clone, Copy, Debug)]
+    enum Behaviour {
+        Down,
+        Missing,
+        Has,
+        Unopenable,
+    }
+
+    struct Fleet {
+        behaviours: Vec<Behaviour>,
+        bases: Vec<String>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    struct FleetSource(usize, Behaviour, Arc<Mutex<Vec<String>>>);
+
+    impl Source for FleetSource {
+        fn fetch(&self, name: &str, _: Option<&Validator>) -> FetchOutcome {
+            self.2.lock().unwrap().push(format!("{} {name}", self.0));
+            match self.1 {
+                Behaviour::Down | Behaviour::Unopenable => FetchOutcome::Failed(FetchError::new(
+                    format!("s{}/{name}", self.0),
+                    FailureKind::Connect,
+                    "refused",
+                )),
+                Behaviour::Missing => FetchOutcome::Absent {
+                    answer: "404".into(),
+                },
+                Behaviour::Has => FetchOutcome::NotModified,
+            }
+        }
+    }
+
+    impl Server for Fleet {
+        fn bases(&self) -> &[String] {
+            &self.bases
+        }
+        fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError> {
+            self.log.lock().unwrap().push(format!("open {index}"));
+            match self.behaviours[index] {
+                Behaviour::Unopenable => Err(FetchError::new(
+                    format!("s{index}"),
+                    FailureKind::Setup,
+                    "no CA",
+                )),
+                b => Ok(Box::new(FleetSource(index, b, self.log.clone()))),
+            }
+        }
+    }
+
+    fn run(behaviours: &[Behaviour]) -> (Vec<Fetched>, Vec<String>) {
+        let fleet = Fleet {
+            behaviours: behaviours.to_vec(),
+            bases: (0..behaviours.len()).map(|i| format!("s{i}")).collect(),
+            log: Arc::default(),
+        };
+        let fetched = fetch_all(&fleet, &[wanted("site"), wanted("phone")]);
+        let log = fleet.log.lock().unwrap().clone();
+        (fetched, log)
+    }
+
+    #[test]
+    fn each_file_goes_to_the_first_server_that_answers_and_a_failed_one_is_asked_last() {
+        use Behaviour::*;
+        let (fetched, log) = run(&[Down, Missing, Has]);
+        // "No such file" is an answer: the third server is never asked.
+        assert_eq!(
+            fetched
+                .iter()
+                .map(|f| (f.server.as_deref(), &f.outcome))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    Some("s1"),
+                    &FetchOutcome::Absent {
+                        answer: "404".into()
+                    }
+                ),
+                (
+                    Some("s1"),
+                    &FetchOutcome::Absent {
+                        answer: "404".into()
+                    }
+                ),
+            ]
+        );
+        // The phone file starts with s1: s0 failed for the site file.
+        assert_eq!(log, ["open 0", "0 site", "open 1", "1 site", "1 phone"]);
+
+        let (fetched, log) = run(&[Unopenable, Down, Has]);
+        assert!(fetched.iter().all(|f| f.server.as_deref() == Some("s2")));
+        // Opened once each for the cycle; the failed ones asked again only after s2.
+        assert_eq!(
+            log,
+            ["open 0", "open 1", "1 site", "open 2", "2 site", "2 phone"]
+        );
+    }
+
+    #[test]
+    fn when_every_server_fails_the_error_names_each_failure_in_order() {
+        use Behaviour::*;
+        let (fetched, log) = run(&[Down, Unopenable]);
+        let FetchOutcome::Failed(e) = &fetched[0].outcome else {
+            panic!("{fetched:?}");
+        };
+        assert_eq!(fetched[0].server, None);
+        assert_eq!(e.kind, FailureKind::Connect);
+        assert_eq!(
+            e.to_string(),
+            "every server (2): cannot connect: s0/site: cannot connect: refused; then \
+             s1: cannot fetch: no CA"
+        );
+        // Both files asked of both (the phone file may be there when the site file is
+        // not), each server opened once.
+        assert_eq!(log, ["open 0", "0 site", "open 1", "0 phone"]);
+        // One server: its error as it is.
+        let (fetched, _) = run(&[Down]);
+        assert_eq!(
+            fetched[1].outcome,
+            FetchOutcome::Failed(FetchError::new("s0/phone", FailureKind::Connect, "refused"))
+        );
     }
 }

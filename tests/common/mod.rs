@@ -19,6 +19,7 @@ pub mod nginx;
 pub mod phone;
 pub mod pki;
 pub mod supervisor;
+pub mod tftp;
 pub mod vm;
 
 /// A `license-agent` command, honouring `LICENSE_AGENT_BIN` and `LICENSE_AGENT_RUNNER`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{agent, rfc, run};
+use super::{agent, now, rfc, run};
 
 pub const DAY: i64 = 86_400;
 pub const MAC: &str = "0004f2000001";
@@ -359,4 +359,61 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A phone holding a site and a phone license, whose server (`server`, with `extra_fetch`
+/// in `[fetch]`) fails: the daemon reports a failure whose words contain `expected`
+/// (lower case), schedules a retry, keeps both licenses in force, and retries by itself.
+pub fn fault_case(server: &str, extra_fetch: &str, expected: &str) {
+    let phone = Phone::new(&format!(
+        "server = \"{server}\"\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"3s\"\n{extra_fetch}\
+         [timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n"
+    ));
+    let t = now();
+    phone.install(&phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]));
+    phone.install(&phone.sign("phone", &[("lync", t - DAY, None)]));
+    let mut daemon = phone.start(None);
+    let s = daemon.status();
+    let files = s["daemon"]["files"].as_array().unwrap();
+    assert!(files.iter().any(|f| f["outcome"] == "failed"), "{s:#}");
+    let details: String = files
+        .iter()
+        .map(|f| f["detail"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(
+        details.to_lowercase().contains(expected),
+        "expected {expected:?} in: {details}"
+    );
+    assert!(
+        s["daemon"]["next_retry"].is_string(),
+        "a retry is scheduled: {s:#}"
+    );
+    assert_eq!(
+        s["enabled"],
+        serde_json::json!(["vqmon", "lync"]),
+        "the stored licenses stay in force"
+    );
+    assert_eq!(
+        phone.features_file().lines().count(),
+        3,
+        "{}",
+        phone.features_file()
+    );
+    // It retries by itself, and is still alive and answering afterwards.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon.status()["daemon"]["consecutive_failures"]
+        .as_u64()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no retry within 20 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(daemon.alive());
+    assert_eq!(
+        daemon.status()["licenses"].as_array().unwrap().len(),
+        2,
+        "nothing lost"
+    );
 }

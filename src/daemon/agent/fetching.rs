@@ -219,7 +219,13 @@ impl Agent {
             } else {
                 Kind::Phone
             };
-            let result = self.apply_file(&file.name, kind, file.outcome, judge_at, now);
+            let mut result = self.apply_file(&file.name, kind, file.outcome, judge_at, now);
+            result.transport = file
+                .server
+                .as_deref()
+                .and_then(|url| url.split_once(':'))
+                .map(|(scheme, _)| scheme.to_string());
+            result.server = file.server;
             all_fetched &= result.outcome != FileOutcome::Failed;
             files.push(result);
         }
@@ -280,14 +286,14 @@ impl Agent {
                     "304: unchanged since the last download",
                 )
             }
-            FetchOutcome::Absent { status } => {
+            FetchOutcome::Absent { answer } => {
                 self.store.meta_mut().validators.remove(name);
                 return file_result(
                     now,
                     name,
                     FileOutcome::Absent,
                     &format!(
-                        "{status}: not on the server; the stored {kind} license stays in force"
+                        "{answer}: not on the server; the stored {kind} license stays in force"
                     ),
                 );
             }
@@ -395,5 +401,7 @@ pub(super) fn file_result(
         at: crate::status::time(now),
         outcome,
         detail: detail.to_string(),
+        server: None,
+        transport: None,
     }
 }

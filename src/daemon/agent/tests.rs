@@ -22,7 +22,7 @@ struct Script {
     fetches: Mutex<Vec<String>>,
 }
 
-struct FakeServer(Arc<Script>);
+struct FakeServer(Arc<Script>, Vec<String>);
 struct FakeSource(Arc<Script>);
 
 impl Source for FakeSource {
@@ -30,18 +30,17 @@ impl Source for FakeSource {
         let _pass = self.0.gate.lock();
         self.0.fetches.lock().unwrap().push(name.to_string());
         let answers = self.0.answers.lock().unwrap();
-        answers
-            .get(name)
-            .cloned()
-            .unwrap_or(FetchOutcome::Absent { status: 404 })
+        answers.get(name).cloned().unwrap_or(FetchOutcome::Absent {
+            answer: "404".into(),
+        })
     }
 }
 
 impl Server for FakeServer {
-    fn base(&self) -> &str {
-        "fake:"
+    fn bases(&self) -> &[String] {
+        &self.1
     }
-    fn open(&self) -> Result<Box<dyn Source>, FetchError> {
+    fn open(&self, _: usize) -> Result<Box<dyn Source>, FetchError> {
         Ok(Box::new(FakeSource(self.0.clone())))
     }
 }
@@ -70,7 +69,7 @@ fn agent(dir: &Path, script: &Arc<Script>) -> Agent {
     };
     std::fs::create_dir_all(&phone.config.state_dir).unwrap();
     let lock = Arc::new(WriterLock::acquire(&phone.config.state_dir, Duration::ZERO).unwrap());
-    let server: Arc<dyn Server> = Arc::new(FakeServer(script.clone()));
+    let server: Arc<dyn Server> = Arc::new(FakeServer(script.clone(), vec!["fake:".into()]));
     Agent::start(phone, lock, Ok(server), t0(), 7, Some("boot-1".into())).unwrap()
 }
 

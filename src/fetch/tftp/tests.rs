@@ -1,0 +1,134 @@
+//! The TFTP driver over real UDP sockets on 127.0.0.1 with a minimal scripted server:
+//! addresses tried in turn, and the outcomes the daemon sees.
+
+use std::net::UdpSocket;
+use std::thread;
+
+use super::*;
+use crate::config::Secs;
+
+fn settings(connect: u64, total: u64) -> Fetch {
+    Fetch {
+        connect_timeout: Secs(connect),
+        total_timeout: Secs(total),
+        ..Fetch::default()
+    }
+}
+
+/// Serves one read request for any name: `file` in blocks of 512 without options (the
+/// request's options are ignored), or ERROR 1 when `file` is `None`. Returns its address.
+fn one_shot_server(file: Option<Vec<u8>>) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let Ok((_, client)) = socket.recv_from(&mut buf) else {
+            return;
+        };
+        // The transfer from a port of its own, as RFC 1350 asks.
+        let transfer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        transfer
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let Some(file) = file else {
+            let _ = transfer.send_to(b"\x00\x05\x00\x01File not found\x00", client);
+            return;
+        };
+        for (index, chunk) in file.chunks(512).chain([&[][..]]).enumerate() {
+            let block = (index + 1) as u16;
+            let mut packet = vec![0, 3];
+            packet.extend_from_slice(&block.to_be_bytes());
+            packet.extend_from_slice(chunk);
+            let _ = transfer.send_to(&packet, client);
+            if transfer.recv_from(&mut buf).is_err() || chunk.len() < 512 {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn addresses_are_tried_in_turn_until_one_answers() {
+    let tftp = Tftp::new("tftp://prov.example.test/phones/", &settings(1, 10)).unwrap();
+    assert_eq!(tftp.folder, "phones/");
+    // Nothing listens on the first address (a socket bound and kept quiet).
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let file: Vec<u8> = (0..1300u32).map(|i| i as u8).collect();
+    let live = one_shot_server(Some(file.clone()));
+    let outcome = tftp.fetch_from(
+        "tftp://prov.example.test/phones/x",
+        "phones/x",
+        vec![dead.local_addr().unwrap(), live],
+    );
+    assert_eq!(
+        outcome,
+        FetchOutcome::Body {
+            bytes: file,
+            validator: Validator::default()
+        }
+    );
+    // "File not found" is an answer: the address after it is not asked.
+    let missing = one_shot_server(None);
+    let never = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let outcome = tftp.fetch_from("u", "x", vec![missing, never.local_addr().unwrap()]);
+    let FetchOutcome::Absent { answer } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(answer.contains("TFTP error 1 (File not found)"), "{answer}");
+    let mut buf = [0u8; 100];
+    never.set_nonblocking(true).unwrap();
+    assert!(
+        never.recv_from(&mut buf).is_err(),
+        "the second address was asked"
+    );
+}
+
+#[test]
+fn no_answer_from_any_address_names_each_one() {
+    let tftp = Tftp::new("tftp://h/", &settings(1, 10)).unwrap();
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let FetchOutcome::Failed(e) = tftp.fetch_from("tftp://h/x", "x", vec![a, b]) else {
+        panic!("not a failure");
+    };
+    assert_eq!(e.kind, FailureKind::Timeout);
+    assert_eq!(
+        e.detail,
+        format!("no answer from {a} (1 request in 1s), {b} (1 request in 1s)")
+    );
+}
+
+#[test]
+fn urls_name_host_port_and_folder() {
+    let fetch = Fetch::default();
+    for (url, host, port, folder) in [
+        ("tftp://prov/", "prov", 69, ""),
+        ("TFTP://10.0.0.1:6969/a/b/", "10.0.0.1", 6969, "a/b/"),
+        ("tftp://[::1]:70/x/", "::1", 70, "x/"),
+        ("tftp://[fe80::1]/", "fe80::1", 69, ""),
+    ] {
+        let tftp = Tftp::new(url, &fetch).unwrap();
+        assert_eq!(
+            (tftp.host.as_str(), tftp.port, tftp.folder.as_str()),
+            (host, port, folder),
+            "{url}"
+        );
+    }
+    for url in [
+        "tftp://prov:0/",
+        "tftp://prov:99999/",
+        "tftp://prov:x/",
+        "tftp://:69/",
+        "tftp://[::1/",
+        "tftp://[::1]x/",
+        "http://prov/",
+    ] {
+        let e = Tftp::new(url, &fetch).unwrap_err();
+        assert_eq!(e.kind, FailureKind::Setup, "{url}");
+    }
+}

@@ -1,0 +1,298 @@
+//! The daemon, as the real binary, fetching over the transports other than HTTP from
+//! real servers started on 127.0.0.1: tftpd-hpa directly and through a UDP relay of the
+//! tests' own that loses, duplicates, reorders or stops datagrams. Boot fetch,
+//! check-sync, renewal, a missing file, and every fault: the stored licenses stay in
+//! force and the fetch is retried. And a list of servers whose first one is down.
+
+mod common;
+
+use std::time::Duration;
+
+use common::nginx::Nginx;
+use common::phone::{fault_case, Phone, DAY, PHONE_FILE, SITE_FILE};
+use common::pki::Pki;
+use common::tftp::{free_udp_port, set_mode, Impairment, Relay, Tftpd};
+use common::{agent, now, run, stdout};
+use serde_json::Value;
+
+fn outcomes(files: &Value) -> Vec<(String, String)> {
+    files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap().to_string(),
+                f["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pair(site: &str, phone: &str) -> Vec<(String, String)> {
+    vec![
+        (SITE_FILE.into(), site.into()),
+        (PHONE_FILE.into(), phone.into()),
+    ]
+}
+
+fn tftp_phone(server: &str, total: &str) -> Phone {
+    Phone::new(&format!(
+        "server = \"{server}\"\n[fetch]\nconnect_timeout = \"3s\"\ntotal_timeout = \"{total}\"\n\
+         [timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n"
+    ))
+}
+
+/// A site license of `count` features (`feature-0100`...), valid from yesterday for 100
+/// days: a file of several TFTP blocks.
+fn site_with_features(phone: &Phone, count: u16) -> Vec<u8> {
+    let t = now();
+    let names: Vec<String> = (0..count)
+        .map(|i| format!("feature-{:04}", 100 + i))
+        .collect();
+    let list: Vec<(&str, i64, Option<i64>)> = names
+        .iter()
+        .map(|f| (f.as_str(), t - DAY, Some(t + 100 * DAY)))
+        .collect();
+    phone.sign("site", &list)
+}
+
+fn check_sync(daemon: &common::phone::Daemon) -> Value {
+    daemon.request(r#"{"cmd":"check-sync"}"#)["check_sync"]["files"].clone()
+}
+
+#[test]
+fn tftp_boot_check_sync_renewal_and_a_missing_file() {
+    let work = tempfile::tempdir().unwrap();
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &[]);
+    let phone = tftp_phone(&tftpd.url(), "10s");
+    let t = now();
+    tftpd.put(
+        SITE_FILE,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
+    );
+    tftpd.put(
+        PHONE_FILE,
+        &phone.sign("phone", &[("usb-call-recording", t - DAY, None)]),
+    );
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(
+        outcomes(&s["daemon"]["files"]),
+        pair("accepted", "accepted"),
+        "{s:#}"
+    );
+    assert_eq!(
+        s["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon"])
+    );
+
+    // A renewal of the site license, picked up by check-sync; the phone file, unchanged,
+    // comes whole (TFTP has no validators) and is judged identical.
+    tftpd.put(
+        SITE_FILE,
+        &phone.sign(
+            "site",
+            &[
+                ("vqmon", t - DAY, Some(t + 400 * DAY)),
+                ("lync", t - DAY, Some(t + 400 * DAY)),
+            ],
+        ),
+    );
+    let files = check_sync(&daemon);
+    assert_eq!(outcomes(&files), pair("accepted", "unchanged"), "{files:#}");
+    assert_eq!(
+        daemon.status()["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon", "lync"])
+    );
+
+    // The server loses the phone file: TFTP error 1 is "not on the server", and the
+    // stored phone license stays in force.
+    tftpd.remove(PHONE_FILE);
+    let files = check_sync(&daemon);
+    assert_eq!(outcomes(&files), pair("unchanged", "absent"), "{files:#}");
+    assert!(
+        files[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("TFTP error 1"),
+        "{files:#}"
+    );
+    assert_eq!(
+        daemon.status()["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon", "lync"])
+    );
+}
+
+#[test]
+fn tftp_from_a_server_that_ignores_the_options() {
+    let work = tempfile::tempdir().unwrap();
+    let refuse = [
+        "--refuse", "blksize", "--refuse", "tsize", "--refuse", "timeout",
+    ];
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &refuse);
+    let phone = tftp_phone(&tftpd.url(), "10s");
+    let site = site_with_features(&phone, 12);
+    assert!(
+        site.len() > 512,
+        "more than one block of 512: {} bytes",
+        site.len()
+    );
+    tftpd.put(SITE_FILE, &site);
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(
+        outcomes(&s["daemon"]["files"]),
+        pair("accepted", "absent"),
+        "{s:#}"
+    );
+}
+
+/// Through a network that loses a fifth of the datagrams, duplicates a fifth and holds
+/// each for up to 300 ms (so they overtake each other), both ways: the files come whole,
+/// at the first cycle or at a retry (a request whose every copy was lost is a failed
+/// fetch, retried like any other).
+#[test]
+fn tftp_through_loss_duplication_and_reordering() {
+    let work = tempfile::tempdir().unwrap();
+    // Blocks of 512, so that a license is several blocks and reordering has a chance.
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &["--blocksize", "512"]);
+    for seed in [1u64, 2, 3, 4] {
+        let relay = Relay::start(
+            tftpd.addr(),
+            Impairment {
+                loss: 20,
+                duplicate: 20,
+                max_delay: Duration::from_millis(300),
+                stall_after: None,
+                seed,
+            },
+        );
+        let phone = tftp_phone(&relay.url(), "40s");
+        let t = now();
+        let site = site_with_features(&phone, 40);
+        assert!(site.len() > 3 * 512, "{} bytes", site.len());
+        tftpd.put(SITE_FILE, &site);
+        tftpd.put(PHONE_FILE, &phone.sign("phone", &[("lync", t - DAY, None)]));
+        let daemon = phone.start(None);
+        let s = daemon.wait_status("both licenses fetched", |s| {
+            s["enabled"].as_array().is_some_and(|e| e.len() == 41)
+        });
+        assert_eq!(
+            s["licenses"].as_array().unwrap().len(),
+            2,
+            "seed {seed}: {s:#}"
+        );
+        let counts = &relay.counts;
+        let n = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "seed {seed}: agent sent {} datagrams, server {}; relay dropped {}, duplicated {}; \
+             {} failed cycle(s)",
+            n(&counts.from_agent),
+            n(&counts.from_server),
+            n(&counts.dropped),
+            n(&counts.duplicated),
+            s["daemon"]["consecutive_failures"],
+        );
+    }
+}
+
+#[test]
+fn tftp_fault_server_down() {
+    // Nothing listens on the port: no answer to the requests.
+    let url = format!("tftp://127.0.0.1:{}/", free_udp_port());
+    fault_case(&url, "", "no answer");
+}
+
+#[test]
+fn tftp_fault_stalled_transfer() {
+    let work = tempfile::tempdir().unwrap();
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &["--blocksize", "512"]);
+    tftpd.put(SITE_FILE, &[b'x'; 3000]);
+    tftpd.put(PHONE_FILE, &[b'x'; 3000]);
+    // The OACK and the first block pass; nothing after.
+    let relay = Relay::start(
+        tftpd.addr(),
+        Impairment {
+            stall_after: Some(2),
+            ..Impairment::none()
+        },
+    );
+    fault_case(&relay.url(), "", "stopped sending after 512 bytes");
+}
+
+#[test]
+fn tftp_fault_oversize_announced_and_counted() {
+    let work = tempfile::tempdir().unwrap();
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &[]);
+    tftpd.put(SITE_FILE, &vec![b'x'; 70_000]);
+    fault_case(&tftpd.url(), "", "announces 70000 bytes");
+    // A server that does not announce sizes: counted while streaming.
+    let plain = Tftpd::start(&work.path().join("tftp-plain"), &["--refuse", "tsize"]);
+    plain.put(SITE_FILE, &vec![b'x'; 70_000]);
+    fault_case(&plain.url(), "", "more than 65536 bytes");
+}
+
+#[test]
+fn tftp_fault_access_violation() {
+    let work = tempfile::tempdir().unwrap();
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &[]);
+    tftpd.put(SITE_FILE, b"not readable by the world");
+    set_mode(&tftpd.root.join(SITE_FILE), 0o600);
+    fault_case(&tftpd.url(), "", "tftp error 2");
+}
+
+/// `server` as a list whose first server is down: each file is taken from the second,
+/// and `status` (JSON and text) names the server and transport that answered.
+#[test]
+fn a_list_of_servers_with_the_first_one_down() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let root = work.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let nginx = Nginx::start(&root, &pki);
+    let dead = format!("tftp://127.0.0.1:{}/", free_udp_port());
+    let phone = Phone::new(&format!(
+        "server = [\"{dead}\", \"{}\"]\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"5s\"\n",
+        nginx.http_url()
+    ));
+    let t = now();
+    nginx.put(
+        SITE_FILE,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
+    );
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(
+        outcomes(&s["daemon"]["files"]),
+        pair("accepted", "absent"),
+        "{s:#}"
+    );
+    for file in s["daemon"]["files"].as_array().unwrap() {
+        assert_eq!(file["server"], nginx.http_url(), "{s:#}");
+        assert_eq!(file["transport"], "http", "{s:#}");
+    }
+    assert_eq!(
+        s["daemon"]["server"],
+        format!("{dead}, {}", nginx.http_url())
+    );
+    // The dead server cost its timeout once in the cycle: the phone file went to nginx
+    // first (two requests there, and the answers came within one answer time).
+    assert_eq!(
+        nginx.wait_access_entries(2, Duration::from_secs(5)).len(),
+        2
+    );
+    let out = run(
+        agent(),
+        [
+            "status".as_ref(),
+            "--config".as_ref(),
+            phone.config.as_os_str(),
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("answered by {} (http)", nginx.http_url())),
+        "{text}"
+    );
+}
