@@ -283,8 +283,13 @@ impl RebootMachine {
         }
     }
 
-    /// `CALL-STATE` from the supervisor.
+    /// `CALL-STATE` from the supervisor. Only the connection that is up speaks for the
+    /// phone: a line read after its connection dropped (still in the read buffer) counts
+    /// for nothing, or a reconnect could take an old idle for the new one's.
     pub fn call_state(&mut self, call: CallState, now: Stamp) {
+        if !self.connected {
+            return;
+        }
         // Idle continues from its start when repeated; any change restarts the clock.
         if self.call.map(|(c, _)| c) != Some(call) {
             self.call = Some((call, now));

@@ -147,6 +147,24 @@ fn a_dropped_connection_is_no_reboot_and_asks_again_after_reconnecting() {
 }
 
 #[test]
+fn a_call_state_heard_while_disconnected_counts_for_nothing() {
+    let mut m = RebootMachine::default();
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T));
+    // Read from the old connection's buffer after it dropped.
+    m.call_state(CallState::Idle, st(T));
+    m.connection(true);
+    // Long past the grace of that idle, but the new connection has said nothing yet.
+    assert!(sent(&m.poll(st(T + 1_000), &TIMING).0).is_empty());
+    assert_eq!(m.waiting(st(T + 1_000), &TIMING), Waiting::Idle);
+    m.call_state(CallState::Idle, st(T + 1_000));
+    assert!(sent(&m.poll(st(T + 1_029), &TIMING).0).is_empty());
+    assert_eq!(
+        sent(&m.poll(st(T + 1_030), &TIMING).0),
+        [(1, Cause::LicenseExpired)]
+    );
+}
+
+#[test]
 fn a_site_cause_waits_for_this_phones_stagger_delay() {
     let delay = stagger_delay(mac(), 3_600) as i64;
     assert!(delay < 3_600);
@@ -247,12 +265,12 @@ proptest! {
         for e in events {
             match e {
                 Event::Call(active) => {
-                    if call.map(|(a, _)| a) != Some(active) {
+                    // A line read after the connection dropped (from its buffer) reaches
+                    // the machine too: it must count for nothing.
+                    if connected && call.map(|(a, _)| a) != Some(active) {
                         call = Some((active, now));
                     }
-                    if connected {
-                        m.call_state(if active { CallState::Active } else { CallState::Idle }, st(now));
-                    }
+                    m.call_state(if active { CallState::Active } else { CallState::Idle }, st(now));
                 }
                 Event::Need(c, site) => m.need(causes[c as usize], site, mac(), &TIMING, st(now)),
                 Event::SetChange(mask, site) => {
