@@ -4,7 +4,8 @@
 # (Cortex-A9, the VVX class) it gives every vector the same verdict as the host binary,
 # byte for byte, and passes every test suite that drives the agent binary: the CLI,
 # install/status, robustness, and the whole end-to-end suite of the daemon (fetching
-# from nginx over HTTP, HTTPS and mutual TLS, from tftpd-hpa over TFTP directly and
+# from nginx over HTTP, HTTPS and mutual TLS, from vsftpd over FTP and FTPS, from
+# tftpd-hpa over TFTP directly and
 # through a lossy relay, a list of servers, faults, the control socket, the supervisor
 # link and every reboot scenario) with its liveness (stalled fetches, silent clients,
 # signals, seeded interleavings). The tests run on the host and start the agent as

@@ -16,7 +16,7 @@ declare -gA B=()
 BOARD_FILE=""
 
 # Every key, and whether it may be empty ("" = required and non-empty).
-BOARD_KEYS=(name description target qemu qemu_cpu max_bytes init binary config phone_app_unit
+BOARD_KEYS=(name description target qemu qemu_cpu max_bytes transports init binary config phone_app_unit
     keyring state_dir control_socket features_file supervisor_socket interface log server
     enabled_features)
 BOARD_OPTIONAL=(qemu qemu_cpu max_bytes phone_app_unit server enabled_features)
@@ -96,6 +96,11 @@ board_load() {
         board_err "max_bytes must be a number of bytes or empty"
         return 1
     }
+    # The transports the board ships: cargo features of the agent (http covers https).
+    [[ ${B[transports]} =~ ^(http|ftp|tftp)(\ (http|ftp|tftp))*$ ]] || {
+        board_err "transports: the transports the board ships, space-separated: http (also https), ftp (also ftps), tftp"
+        return 1
+    }
     for k in binary config keyring state_dir control_socket features_file; do
         [[ ${B[$k]} =~ $path_re ]] || {
             board_err "$k must be an absolute path of letters, digits and ._/+- (found \"${B[$k]}\")"
@@ -114,8 +119,8 @@ board_load() {
         board_err "enabled_features: space-separated feature names, feature-XXXX or ids"
         return 1
     }
-    [[ -z ${B[server]} || ${B[server]} =~ ^(https?://|file:)[^[:space:]]+$ ]] || {
-        board_err "server must be empty or an http://, https:// or file: URL"
+    [[ -z ${B[server]} || ${B[server]} =~ ^(https?://|ftps?://|tftp://|file:)[^[:space:]]+$ ]] || {
+        board_err "server must be empty or an http://, https://, ftp://, ftps://, tftp:// or file: URL"
         return 1
     }
     [[ ${B[phone_app_unit]} =~ ^[A-Za-z0-9@._:-]+\.(service|target)$ ]] || {

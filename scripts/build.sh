@@ -73,10 +73,13 @@ if [[ -n $keyring_src ]]; then
 fi
 
 # -- Build ----------------------------------------------------------------------------
+# Exactly the transports the board ships (cargo features; folders always work).
+features=(--no-default-features --features "${B[transports]// /,}")
+log "transports: ${B[transports]}"
 start=$SECONDS
 case $target in
     armv7-unknown-linux-gnueabihf | aarch64-unknown-linux-gnu)
-        bash "$script_dir/build-arm.sh" "$target"
+        bash "$script_dir/build-arm.sh" "$target" "${features[@]}"
         bin=$repo_root/target/debian/$target/release/license-agent
         case $target in
             armv7*) strip_tool=arm-linux-gnueabihf-strip ;;
@@ -94,7 +97,7 @@ case $target in
         # With an explicit --target the flags reach only the agent, not build scripts.
         export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
         log "$(cargo --version), $(rustc --version); CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='$CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS'"
-        cargo build --release --locked --target "$target" --bin license-agent
+        cargo build --release --locked --target "$target" --bin license-agent "${features[@]}"
         bin=$repo_root/target/$target/release/license-agent
         strip_tool="strip"
         ;;

@@ -48,11 +48,18 @@ cross_env() {
     upper=$(tr 'a-z-' 'A-Z_' <<<"$target") # ARMV7_UNKNOWN_LINUX_GNUEABIHF
     lower=${target//-/_}                    # armv7_unknown_linux_gnueabihf
     export "CARGO_TARGET_${upper}_LINKER=$CROSS_GNU-gcc"
-    export "CARGO_TARGET_${upper}_RUSTFLAGS=-C target-feature=+crt-static"
+    local rustflags="-C target-feature=+crt-static"
+    # armv7: Thumb-2 code for the agent and every crate built here (Debian's std stays
+    # A32; the linker interworks). Measured: 2,668,584 -> 2,201,640 bytes (-17.5 %).
+    # rustc warns that thumb-mode is an unstable target feature: it is LLVM's
+    # long-standing Thumb-2 code generation, fixed here by the pinned 1.85, and every
+    # test of the armv7 binary (arm-check, arm-unit, the phone VM) runs on it.
+    [[ $target == armv7-* ]] && rustflags+=" -C target-feature=+thumb-mode"
+    export "CARGO_TARGET_${upper}_RUSTFLAGS=$rustflags"
     export "CC_${lower}=$CROSS_GNU-gcc"
     export "AR_${lower}=$CROSS_GNU-ar"
     # shellcheck disable=SC2034 # read by the scripts that source this file
-    CROSS_ENV_SUMMARY="RUSTC=$RUSTC CARGO_TARGET_DIR=$CARGO_TARGET_DIR CARGO_TARGET_${upper}_LINKER=$CROSS_GNU-gcc CARGO_TARGET_${upper}_RUSTFLAGS='-C target-feature=+crt-static' CC_${lower}=$CROSS_GNU-gcc AR_${lower}=$CROSS_GNU-ar"
+    CROSS_ENV_SUMMARY="RUSTC=$RUSTC CARGO_TARGET_DIR=$CARGO_TARGET_DIR CARGO_TARGET_${upper}_LINKER=$CROSS_GNU-gcc CARGO_TARGET_${upper}_RUSTFLAGS='$rustflags' CC_${lower}=$CROSS_GNU-gcc AR_${lower}=$CROSS_GNU-ar"
     # shellcheck disable=SC2034
     CROSS_UPPER=$upper
 }

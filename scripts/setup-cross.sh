@@ -12,7 +12,9 @@
 # emulated phone (scripts/phone-image.sh, tests/phone.rs) qemu-system-arm, cpio (the
 # initramfs), socat (QEMU's guestfwd to nginx) and e2fsprogs (mkfs.ext4, the flash),
 # and the provisioning servers other than nginx that the transport tests start on
-# 127.0.0.1 (tests/transports.rs): tftpd-hpa and vsftpd.
+# 127.0.0.1 (tests/transports.rs): tftpd-hpa and vsftpd, with vsftpd's test user (a
+# system user with a password, no login shell use) and the PAM service it checks the
+# password with (tests/common/ftp.rs).
 #
 # Idempotent: when everything is already installed it does nothing (not even
 # apt-get update) and exits 0. Run as root on a Debian 12 (bookworm) amd64 host.
@@ -155,6 +157,25 @@ apt_update() {
 }
 
 start=$SECONDS
+
+# The FTP tests' user and PAM service (tests/common/ftp.rs): made when missing, password
+# set every time (so a machine image's copy cannot differ).
+FTP_USER=lagent-ftp
+FTP_PASSWORD=ftp-Secret-1
+FTP_PAM=/etc/pam.d/license-agent-test-ftp
+ftp_test_user() {
+    [[ $(id -u) -eq 0 ]] || { log "not root: the FTP test user is not made"; return 0; }
+    if ! id "$FTP_USER" >/dev/null 2>&1; then
+        useradd --system --no-create-home --home-dir / --shell /usr/sbin/nologin "$FTP_USER"
+        log "made the FTP test user $FTP_USER"
+    fi
+    printf '%s:%s\n' "$FTP_USER" "$FTP_PASSWORD" | chpasswd
+    if [[ ! -s $FTP_PAM ]]; then
+        printf 'auth required pam_unix.so\naccount required pam_unix.so\nsession required pam_permit.so\n' >"$FTP_PAM"
+        log "made the PAM service $FTP_PAM"
+    fi
+}
+ftp_test_user
 
 if check_present; then
     log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn, qemu-io, qemu-system-arm, cpio, socat, mkfs.ext4, in.tftpd, vsftpd; nothing to do"

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use reqwest::StatusCode;
 
-use crate::fetch::{self, FetchOutcome, Head};
+use crate::fetch::http::{self, Head};
+use crate::fetch::{self, FetchOutcome};
 use crate::format::MAX_FILE_SIZE;
 use crate::storage::Meta;
 use crate::supervisor::protocol::{FromSupervisor, LineReader, Read, ToSupervisor};
@@ -159,7 +160,7 @@ pub fn server_answer(data: &[u8]) {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let url = "http://fuzz/000000000000-license.cfg";
-    let outcome = match fetch::judge_head(url, status, &headers, content_length, asked_unchanged) {
+    let outcome = match http::judge_head(url, status, &headers, content_length, asked_unchanged) {
         Head::Done(outcome) => outcome,
         Head::Body {
             expected,
@@ -172,7 +173,7 @@ pub fn server_answer(data: &[u8]) {
                 assert!(v.len() <= fetch::MAX_VALIDATOR);
             }
             let mut reader = Cursor::new(body);
-            match fetch::read_body(
+            match http::read_body(
                 url,
                 &mut reader,
                 expected,

@@ -41,7 +41,7 @@ pub mod engine;
 mod fetch;
 mod files;
 pub mod format;
-#[cfg(any(test, fuzzing))]
+#[cfg(all(any(test, fuzzing), feature = "http"))]
 pub mod fuzzing;
 pub mod issuer;
 mod phone;

@@ -17,9 +17,13 @@ fn stderr(out: &std::process::Output) -> String {
 fn help_and_version() {
     let out = run(agent(), ["--version"]);
     assert_eq!(out.status.code(), Some(0));
+    // The transports of the build under test (the test command builds them all).
     assert_eq!(
         stdout(&out),
-        format!("license-agent {}\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "license-agent {} (fetches over http, https, ftp, ftps, tftp, file)\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     for args in [vec!["--help"], vec!["help"]] {
         let out = run(agent(), args);

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::ftp::{free_tcp_port, Security, Vsftpd};
 use common::nginx::Nginx;
 use common::phone::{fault_case, Phone, DAY, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
@@ -295,4 +296,230 @@ fn a_list_of_servers_with_the_first_one_down() {
         text.contains(&format!("answered by {} (http)", nginx.http_url())),
         "{text}"
     );
+}
+
+fn ftp_phone(server: &str, extra_fetch: &str) -> Phone {
+    Phone::new(&format!(
+        "server = \"{server}\"\n[fetch]\nconnect_timeout = \"3s\"\ntotal_timeout = \"10s\"\n\
+         {extra_fetch}[timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n"
+    ))
+}
+
+/// Sets the modification time `secs` seconds before now: a renewal written in the same
+/// second as the file it replaces, with the same size, would have the same `SIZE` and
+/// `MDTM` (FTP's one-second resolution), which no FTP client can tell apart.
+fn age(path: &std::path::Path, secs: u64) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// Boot fetch, check-sync (unchanged files not downloaded: SIZE and MDTM), a renewal,
+/// and a file that disappears (550: the stored license stays in force), from vsftpd.
+fn ftp_story(server: &Vsftpd, phone: &Phone) {
+    let t = now();
+    server.put(
+        SITE_FILE,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
+    );
+    age(&server.root.join(SITE_FILE), 3600);
+    server.put(
+        PHONE_FILE,
+        &phone.sign("phone", &[("usb-call-recording", t - DAY, None)]),
+    );
+    age(&server.root.join(PHONE_FILE), 3600);
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(
+        outcomes(&s["daemon"]["files"]),
+        pair("accepted", "accepted"),
+        "{s:#}"
+    );
+    for file in s["daemon"]["files"].as_array().unwrap() {
+        assert_eq!(file["server"], server.shown_url(), "{s:#}");
+    }
+    assert_eq!(
+        s["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon"])
+    );
+    // Nothing changed: SIZE and MDTM say so, nothing is downloaded.
+    let files = check_sync(&daemon);
+    assert_eq!(
+        outcomes(&files),
+        pair("not-modified", "not-modified"),
+        "{files:#}"
+    );
+    // A renewal of the site license.
+    server.put(
+        SITE_FILE,
+        &phone.sign(
+            "site",
+            &[
+                ("vqmon", t - DAY, Some(t + 400 * DAY)),
+                ("lync", t - DAY, Some(t + 400 * DAY)),
+            ],
+        ),
+    );
+    let files = check_sync(&daemon);
+    assert_eq!(
+        outcomes(&files),
+        pair("accepted", "not-modified"),
+        "{files:#}"
+    );
+    assert_eq!(
+        daemon.status()["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon", "lync"])
+    );
+    // The phone file disappears: 550, and the stored phone license stays in force.
+    server.remove(PHONE_FILE);
+    let files = check_sync(&daemon);
+    assert_eq!(
+        outcomes(&files),
+        pair("not-modified", "absent"),
+        "{files:#}"
+    );
+    assert!(
+        files[1]["detail"].as_str().unwrap().contains("550"),
+        "{files:#}"
+    );
+    assert_eq!(
+        daemon.status()["enabled"],
+        serde_json::json!(["usb-call-recording", "vqmon", "lync"])
+    );
+}
+
+#[test]
+fn ftp_boot_check_sync_renewal_and_a_missing_file() {
+    let work = tempfile::tempdir().unwrap();
+    let server = Vsftpd::start(work.path(), Security::Plain, "");
+    ftp_story(&server, &ftp_phone(&server.url(), ""));
+}
+
+#[test]
+fn ftps_boot_check_sync_renewal_and_a_missing_file() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let server = Vsftpd::start(
+        work.path(),
+        Security::Tls {
+            cert: &pki.server_cert,
+            key: &pki.server_key,
+        },
+        "",
+    );
+    let ca = format!("ca_file = \"{}\"\n", pki.ca_pem.display());
+    ftp_story(&server, &ftp_phone(&server.url(), &ca));
+}
+
+#[test]
+fn ftp_fault_server_down() {
+    let url = format!("ftp://127.0.0.1:{}/", free_tcp_port());
+    fault_case(&url, "", "cannot connect");
+}
+
+#[test]
+fn ftp_fault_wrong_password() {
+    let work = tempfile::tempdir().unwrap();
+    let server = Vsftpd::start(work.path(), Security::Plain, "");
+    fault_case(&server.url_with("wrong"), "", "530 login incorrect");
+}
+
+#[test]
+fn ftp_fault_oversize() {
+    let work = tempfile::tempdir().unwrap();
+    let server = Vsftpd::start(work.path(), Security::Plain, "");
+    server.put(SITE_FILE, &vec![b'x'; 70_000]);
+    fault_case(&server.url(), "", "says 70000 bytes");
+}
+
+#[test]
+fn ftp_fault_stalled_data_connection() {
+    let work = tempfile::tempdir().unwrap();
+    // 100 bytes a second: a 3,000-byte file takes 30 s, the total timeout is 3 s.
+    let server = Vsftpd::start(work.path(), Security::Plain, "local_max_rate=100\n");
+    server.put(SITE_FILE, &[b'x'; 3000]);
+    server.put(PHONE_FILE, &[b'x'; 3000]);
+    fault_case(&server.url(), "", "the data connection, after");
+}
+
+#[test]
+fn ftp_fault_transfer_cut_mid_way() {
+    let work = tempfile::tempdir().unwrap();
+    let server = std::sync::Arc::new(Vsftpd::start(
+        work.path(),
+        Security::Plain,
+        "local_max_rate=200\n",
+    ));
+    server.put(SITE_FILE, &[b'x'; 3000]);
+    server.put(PHONE_FILE, &[b'x'; 3000]);
+    // The sessions are killed while the first transfer trickles.
+    let killer = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1500));
+                if server.kill_sessions() > 0 {
+                    return;
+                }
+            }
+        })
+    };
+    fault_case(&server.url(), "", "connection cut");
+    killer.join().unwrap();
+}
+
+#[test]
+fn ftps_fault_tls() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let ca = format!("ca_file = \"{}\"\n", pki.ca_pem.display());
+    // A certificate from another CA, and one for another host name.
+    for (cert, key, expected) in [
+        (
+            &pki.untrusted_cert,
+            &pki.untrusted_key,
+            "invalid peer certificate",
+        ),
+        (
+            &pki.wrong_host_cert,
+            &pki.wrong_host_key,
+            "not valid for name",
+        ),
+    ] {
+        let dir = work.path().join(expected.replace(' ', "-"));
+        let server = Vsftpd::start(&dir, Security::Tls { cert, key }, "");
+        fault_case(&server.url(), &ca, expected);
+    }
+    // A server without TLS at all.
+    let plain = Vsftpd::start(&work.path().join("plain"), Security::Plain, "");
+    let url = plain.url().replacen("ftp://", "ftps://", 1);
+    fault_case(&url, &ca, "does not offer explicit tls");
+}
+
+#[test]
+fn a_list_of_servers_ftp_first_down_then_tftp() {
+    let work = tempfile::tempdir().unwrap();
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &[]);
+    let dead = format!("ftp://127.0.0.1:{}/", free_tcp_port());
+    let phone = Phone::new(&format!(
+        "server = [\"{dead}\", \"{}\"]\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"5s\"\n",
+        tftpd.url()
+    ));
+    let t = now();
+    tftpd.put(
+        SITE_FILE,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
+    );
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(
+        outcomes(&s["daemon"]["files"]),
+        pair("accepted", "absent"),
+        "{s:#}"
+    );
+    for file in s["daemon"]["files"].as_array().unwrap() {
+        assert_eq!(file["server"], tftpd.url(), "{s:#}");
+        assert_eq!(file["transport"], "tftp", "{s:#}");
+    }
 }

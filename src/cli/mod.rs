@@ -87,7 +87,11 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
         }
         Some(Short('h') | Long("help")) => return Ok(Outcome::help(HELP)),
         Some(Short('V') | Long("version")) => {
-            return Ok(Outcome::help(&format!("license-agent {VERSION}\n")))
+            // The transports too: what a board's binary can fetch from is a build choice.
+            return Ok(Outcome::help(&format!(
+                "license-agent {VERSION} (fetches over {})\n",
+                crate::config::TRANSPORTS.join(", ")
+            )));
         }
         Some(Value(cmd)) => cmd
             .into_string()

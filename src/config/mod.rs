@@ -17,7 +17,7 @@
 //! | `site_serial` | the site serial a site license must carry (12 hex digits) | any |
 //! | `keyring` | path of the keyring | required |
 //! | `state_dir` | path of the license store | required |
-//! | `server` | provisioning base URL, or a list of them tried in order (at most 8): `http://`, `https://`, `tftp://`, `file:///abs/` or `file:rel/` | no fetching |
+//! | `server` | provisioning base URL, or a list of them tried in order (at most 8): `http://`, `https://`, `ftp://`, `ftps://`, `tftp://`, `file:///abs/` or `file:rel/` | no fetching |
 //! | `enabled_features` | features the phone has enabled: names, `feature-XXXX` or ids | `[]` |
 //! | `supervisor_socket` | the phone supervisor's socket | `/run/phone/supervisor.sock` |
 //! | `supervisor` | `"none"`: no supervisor, reboots are only logged (not with `supervisor_socket`) | |
@@ -135,6 +135,22 @@ pub struct Config {
     pub(crate) fetch: Fetch,
     pub(crate) timing: Timing,
 }
+
+/// The URL schemes this build fetches from: its transport features (a board builds
+/// those it ships), and folders.
+pub(crate) const TRANSPORTS: &[&str] = &[
+    #[cfg(feature = "http")]
+    "http",
+    #[cfg(feature = "http")]
+    "https",
+    #[cfg(feature = "ftp")]
+    "ftp",
+    #[cfg(feature = "ftp")]
+    "ftps",
+    #[cfg(feature = "tftp")]
+    "tftp",
+    "file",
+];
 
 /// The most servers a `server` list may name.
 pub(crate) const MAX_SERVERS: usize = 8;

@@ -274,7 +274,7 @@ fn refusals_name_their_key_and_the_file() {
         ("mac = \"0004f2000001\"\nkeyring = \"k\\u0000\"\nstate_dir = \"s\"".into(), Some("keyring"), "NUL"),
         (format!("{BASE}features_file = true"), Some("features_file"), "found a boolean"),
         // Server URL.
-        (format!("{BASE}server = \"ftp://h/\""), Some("server"), "scheme \"ftp\" is not supported"),
+        (format!("{BASE}server = \"sftp://h/\""), Some("server"), "scheme \"sftp\" is not supported"),
         (format!("{BASE}server = \"prov.example.com\""), Some("server"), "no scheme"),
         (format!("{BASE}server = \"https:///phones/\""), Some("server"), "no host"),
         (format!("{BASE}server = \"https:prov\""), Some("server"), "followed by //"),
@@ -722,6 +722,30 @@ fn credentials_in_the_url_are_taken_out_of_it() {
     assert_eq!(settings.username.as_deref(), Some("phone"));
     assert_eq!(settings.password.as_deref(), Some("s@cret"));
     assert!(!format!("{config:?}").contains("s@cret"));
+}
+
+#[test]
+fn ftp_and_ftps_servers_take_their_credentials_out_of_the_url() {
+    let text = format!(
+        "{BASE}server = [\"ftp://PlcmSpIp:Pl%40cm@prov1.example.com/phones\", \"FTPS://prov2.example.com:990/\"]\n"
+    );
+    let config = ok(&text);
+    assert_eq!(
+        urls(&config),
+        [
+            "ftp://prov1.example.com/phones/",
+            "ftps://prov2.example.com:990/"
+        ]
+    );
+    assert_eq!(
+        config.servers[0].credentials,
+        Some(("PlcmSpIp".into(), "Pl@cm".into()))
+    );
+    assert!(
+        !format!("{config:?}").contains("Pl@cm"),
+        "the password is never shown"
+    );
+    assert_eq!(config.servers[1].credentials, None);
 }
 
 fn urls(config: &Config) -> Vec<&str> {

@@ -276,12 +276,13 @@ fn url_credentials(authority: &str, text: &str) -> Result<(String, UrlCredential
 }
 
 /// The provisioning base URL: `http://[user:password@]host[:port]/path/`, `https://…`,
-/// `tftp://host[:port]/path/` (no credentials), or a folder as `file:///absolute/path/` or `file:relative/path/` (relative to `base`,
+/// `ftp://…`, `ftps://…`, `tftp://host[:port]/path/` (no credentials), or a folder as `file:///absolute/path/` or `file:relative/path/` (relative to `base`,
 /// stored absolute). Returned with a trailing `/`, the scheme in lower case, and any
 /// credentials of the user info taken out of it (so the URL can be shown).
 pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials), String> {
-    const FORMS: &str = "expected http://host/path/, https://host/path/, \
-                         tftp://host/path/, file:///absolute/path/ or file:relative/path/";
+    const FORMS: &str = "expected http://host/path/, https://host/path/, ftp://host/path/, \
+                         ftps://host/path/, tftp://host/path/, file:///absolute/path/ or \
+                         file:relative/path/";
     if text.is_empty() {
         return Err(format!("empty; {FORMS}"));
     }
@@ -292,9 +293,18 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
         return Err(format!("{}: no scheme; {FORMS}", shown(text)));
     };
     let scheme = scheme.to_ascii_lowercase();
+    if matches!(scheme.as_str(), "http" | "https" | "ftp" | "ftps" | "tftp")
+        && !super::TRANSPORTS.contains(&scheme.as_str())
+    {
+        return Err(format!(
+            "{}: this agent is built without {scheme} (its board ships {})",
+            shown(text),
+            super::TRANSPORTS.join(", ")
+        ));
+    }
     let mut credentials = None;
     let mut url = match scheme.as_str() {
-        "http" | "https" | "tftp" => {
+        "http" | "https" | "ftp" | "ftps" | "tftp" => {
             let Some(after) = rest.strip_prefix("//") else {
                 return Err(format!(
                     "{}: {scheme}: is followed by // and the host; {FORMS}",

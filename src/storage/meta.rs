@@ -39,13 +39,21 @@ pub(crate) struct PublishedFeature {
     pub(crate) end: Option<u32>,
 }
 
-/// HTTP validators of the last download of one file, for conditional requests.
+/// What identifies the last download of one file, to skip it when unchanged: HTTP's
+/// validators (sent back in a conditional request), or FTP's `SIZE` and `MDTM` (compared
+/// with the server's before downloading).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Validator {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_modified: Option<String>,
+    /// FTP `SIZE`, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) size: Option<u64>,
+    /// FTP `MDTM`, as the server sent it (`YYYYMMDDHHMMSS[.sss]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) modified: Option<String>,
 }
 
 /// Something that happened to the store.
@@ -187,6 +195,8 @@ mod tests {
                 Validator {
                     etag: Some(long.clone()),
                     last_modified: Some(long.clone()),
+                    size: Some(u64::MAX),
+                    modified: Some(long.clone()),
                 },
             );
         }

@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 pub mod bounded;
 pub mod control;
 pub mod faults;
+pub mod ftp;
 pub mod nbd;
 pub mod nginx;
 pub mod phone;

@@ -248,6 +248,7 @@ fn validators_are_kept_only_with_a_file_the_agent_holds() {
         validator: Validator {
             etag: Some(tag.into()),
             last_modified: Some("Tue, 01 Dec 2026 10:00:00 GMT".into()),
+            ..Validator::default()
         },
     };
     let set = |answer: FetchOutcome| {

@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::fetch::*;
 
 const MAC: Serial = Serial([0x00, 0x04, 0xf2, 0xab, 0xcd, 0xef]);
 
@@ -179,6 +180,7 @@ fn request_headers_name_the_phone_and_carry_validators_and_auth() {
     let both = Validator {
         etag: Some("\"abc\"".into()),
         last_modified: Some("Tue, 03 Mar 2026 10:00:00 GMT".into()),
+        ..Validator::default()
     };
     assert_eq!(
         fetcher.fetch(&phone_file(MAC), Some(&both)),
@@ -187,6 +189,7 @@ fn request_headers_name_the_phone_and_carry_validators_and_auth() {
     let etag_only = Validator {
         etag: Some("W/\"e\"".into()),
         last_modified: None,
+        ..Validator::default()
     };
     fetcher.fetch(SITE_FILE, Some(&etag_only));
     fetcher.fetch(SITE_FILE, None);
@@ -195,6 +198,7 @@ fn request_headers_name_the_phone_and_carry_validators_and_auth() {
     let damaged = Validator {
         etag: Some("bad\nvalue".into()),
         last_modified: None,
+        ..Validator::default()
     };
     assert_eq!(
         failed(fetcher.fetch(SITE_FILE, Some(&damaged))).kind,
@@ -284,6 +288,7 @@ fn statuses() {
     let with = Validator {
         etag: Some("\"v1\"".into()),
         last_modified: None,
+        ..Validator::default()
     };
     assert_eq!(
         status_server("304 Not Modified")
@@ -672,6 +677,7 @@ fn file_server() {
     let v = Validator {
         etag: Some("\"x\"".into()),
         last_modified: Some("Tue, 03 Mar 2026 10:00:00 GMT".into()),
+        ..Validator::default()
     };
     assert_eq!(body(fetcher.fetch(SITE_FILE, Some(&v))).0, b"site");
 
@@ -759,7 +765,7 @@ fn setup_errors_name_the_file() {
         FailureKind::Setup
     );
 
-    for server in ["ftp://x/", "http://x", "file://rel/", "x"] {
+    for server in ["sftp://x/", "http://x", "file://rel/", "x"] {
         let e = Fetcher::new(server, &Fetch::default(), MAC).unwrap_err();
         assert_eq!(e.kind, FailureKind::Setup, "{server}");
     }

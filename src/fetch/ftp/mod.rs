@@ -1,0 +1,622 @@
+//! `ftp://` and `ftps://` servers (RFC 959; `ftps` is explicit TLS, RFC 4217): one
+//! control connection per fetch cycle for both files, passive mode (`EPSV`, then `PASV`),
+//! binary.
+//!
+//! - The file asked for is the URL's path without its leading `/`, then the name,
+//!   relative to the login folder: `ftp://prov/phones/` asks for
+//!   `phones/0004f2abcdef-license.cfg`.
+//! - The login is the URL's or `[fetch]`'s user name and password, or `anonymous`.
+//! - `ftps`: `AUTH TLS` before the login, then `PBSZ 0` and `PROT P`, so the password and
+//!   the files go encrypted; [`tls`] checks the certificate and the host name. The data
+//!   connections resume the control connection's TLS session.
+//! - A host name is resolved to all its addresses, tried in order until one accepts
+//!   the connection; the data connection goes to the address the control connection
+//!   reached (the address in a `PASV` reply is never used).
+//! - `SIZE` and `MDTM` come first: `550` (no such file) is the 404 rule, a size above
+//!   [`MAX_BODY`] is refused before any data, and a size and time equal to what was
+//!   stored with the license ([`Validator`]) is "not modified", with no download. A
+//!   server without `MDTM` gets every file downloaded.
+//! - Every wait (connect, each reply, each read of data) ends at the file's deadline,
+//!   `fetch.total_timeout` after its fetch began; connecting also within
+//!   `fetch.connect_timeout`. A transfer shorter than `SIZE` said, or not confirmed by
+//!   `226`, is a cut transfer.
+
+pub(crate) mod protocol;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use super::{FailureKind, FetchError, FetchOutcome, Source, MAX_BODY, MAX_VALIDATOR};
+use crate::config::Fetch;
+use crate::storage::Validator;
+use protocol::{Reply, ReplyReader};
+
+/// The FTP control port.
+pub(crate) const DEFAULT_PORT: u16 = 21;
+
+/// The login when the configuration gives none (RFC 1635).
+const ANONYMOUS: (&str, &str) = ("anonymous", "license-agent@");
+
+/// An FTP or FTPS server, for one fetch cycle: the control connection is opened by the
+/// first fetch and kept for the next.
+pub(crate) struct Ftp {
+    base: String,
+    host: String,
+    port: u16,
+    /// The URL's path without its leading `/` (empty, or ending with `/`).
+    folder: String,
+    user: String,
+    password: String,
+    /// `ftps`: the TLS client and the name the certificate must carry.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    connect_timeout: Duration,
+    total_timeout: Duration,
+    session: RefCell<Option<Session>>,
+}
+
+impl fmt::Debug for Ftp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ftp")
+            .field("base", &self.base)
+            .field("user", &self.user)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Why a step stopped the fetch of a file.
+enum Stop {
+    /// The server says there is no such file (550): its words.
+    Absent(String),
+    Failed(FailureKind, String),
+}
+
+type Step<T> = Result<T, Stop>;
+
+impl Ftp {
+    /// The server of `base` (`ftp://host[:port]/path/` or `ftps://…`, as the configuration
+    /// keeps it, credentials taken out) with the login, TLS and timeouts of `fetch`. Reads
+    /// the TLS files now.
+    pub(crate) fn new(base: &str, fetch: &Fetch) -> Result<Ftp, FetchError> {
+        let setup = |why: String| FetchError::new(base, FailureKind::Setup, why);
+        let lower = base.to_ascii_lowercase();
+        let (secure, rest) = if lower.starts_with("ftps://") {
+            (true, &base[7..])
+        } else if lower.starts_with("ftp://") {
+            (false, &base[6..])
+        } else {
+            return Err(setup("not an ftp:// or ftps:// URL".into()));
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = super::host_port(authority, DEFAULT_PORT).map_err(setup)?;
+        let tls = if secure {
+            let config = tls::client_config(fetch).map_err(setup)?;
+            Some((config, tls::server_name(&host).map_err(setup)?))
+        } else {
+            None
+        };
+        let (user, password) = match (&fetch.username, &fetch.password) {
+            (Some(user), Some(password)) => (user.clone(), password.clone()),
+            _ => (ANONYMOUS.0.to_string(), ANONYMOUS.1.to_string()),
+        };
+        Ok(Ftp {
+            base: base.to_string(),
+            host,
+            port,
+            folder: path.to_string(),
+            user,
+            password,
+            tls,
+            connect_timeout: Duration::from_secs(fetch.connect_timeout.0.max(1)),
+            total_timeout: Duration::from_secs(fetch.total_timeout.0.max(1)),
+            session: RefCell::new(None),
+        })
+    }
+}
+
+impl Source for Ftp {
+    fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
+        let url = format!("{}{}", self.base, name);
+        let path = format!("{}{}", self.folder, name);
+        let deadline = Instant::now() + self.total_timeout;
+        let mut slot = self.session.borrow_mut();
+        let kept = slot.as_ref().map(|s| s.replies);
+        let mut result = self.fetch_on(&mut slot, &path, validator, deadline);
+        // A kept control connection that the server closed while it waited (before any
+        // reply about this file): once more, afresh. A cut later is a cut.
+        if matches!(result, Err(Stop::Failed(FailureKind::Cut, _)))
+            && kept.is_some()
+            && slot.as_ref().map(|s| s.replies) == kept
+        {
+            *slot = None;
+            result = self.fetch_on(&mut slot, &path, validator, deadline);
+        }
+        match result {
+            Ok(outcome) => outcome,
+            Err(Stop::Absent(answer)) => FetchOutcome::Absent { answer },
+            Err(Stop::Failed(kind, detail)) => {
+                // Whatever state the connection is in, it is not used again.
+                *slot = None;
+                FetchOutcome::Failed(FetchError::new(url, kind, detail))
+            }
+        }
+    }
+}
+
+impl Ftp {
+    fn fetch_on(
+        &self,
+        slot: &mut Option<Session>,
+        path: &str,
+        validator: Option<&Validator>,
+        deadline: Instant,
+    ) -> Step<FetchOutcome> {
+        let session = match slot {
+            Some(session) => session,
+            None => slot.insert(self.open(deadline)?),
+        };
+        session.set_deadline(deadline);
+        self.retrieve(session, path, validator, deadline)
+    }
+
+    /// Connects to the first address that accepts, greets, secures and logs in.
+    fn open(&self, deadline: Instant) -> Step<Session> {
+        let addresses = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                Stop::Failed(
+                    FailureKind::Connect,
+                    format!("cannot resolve {}: {e}", self.host),
+                )
+            })?;
+        let mut tried = Vec::new();
+        let mut timed_out = true;
+        for address in addresses {
+            let wait = match left(deadline) {
+                Some(left) => left.min(self.connect_timeout),
+                None => break,
+            };
+            match TcpStream::connect_timeout(&address, wait) {
+                Ok(tcp) => return self.login(tcp, address, deadline),
+                Err(e) => {
+                    timed_out &= matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    );
+                    tried.push(format!("{address} ({e})"));
+                }
+            }
+        }
+        if tried.is_empty() {
+            return Err(Stop::Failed(
+                FailureKind::Connect,
+                format!("{} has no address", self.host),
+            ));
+        }
+        let kind = if timed_out {
+            FailureKind::Timeout
+        } else {
+            FailureKind::Connect
+        };
+        Err(Stop::Failed(
+            kind,
+            format!("cannot connect to {}", tried.join(", ")),
+        ))
+    }
+
+    fn login(&self, tcp: TcpStream, address: SocketAddr, deadline: Instant) -> Step<Session> {
+        let _ = tcp.set_nodelay(true);
+        let mut session = Session {
+            control: Stream::Plain(Timed { tcp, deadline }),
+            reader: ReplyReader::default(),
+            pending: Vec::new(),
+            peer: address.ip(),
+            epsv: true,
+            replies: 0,
+        };
+        let hello = session.reply()?;
+        if hello.code != 220 {
+            return Err(refused(format!("{address} greets with {}", hello.shown())));
+        }
+        if let Some((config, name)) = &self.tls {
+            let auth = session.command("AUTH", Some("TLS"))?;
+            if auth.code != 234 {
+                return Err(Stop::Failed(
+                    FailureKind::Tls,
+                    format!(
+                        "{address} answers AUTH TLS with {}: it does not offer explicit TLS",
+                        auth.shown()
+                    ),
+                ));
+            }
+            session.secure(config, name)?;
+            for (verb, arg) in [("PBSZ", "0"), ("PROT", "P")] {
+                let reply = session.command(verb, Some(arg))?;
+                if !reply.completed() {
+                    return Err(refused(format!("{verb} {arg}: {}", reply.shown())));
+                }
+            }
+        }
+        let user = session.command("USER", Some(&self.user))?;
+        let refusal = match user.code {
+            230 => None,
+            331 | 332 => {
+                let pass = session.command("PASS", Some(&self.password))?;
+                (!matches!(pass.code, 230 | 202)).then_some(pass)
+            }
+            _ => Some(user),
+        };
+        if let Some(reply) = refusal {
+            return Err(refused(format!(
+                "the login as {:?} was refused: {}",
+                self.user,
+                reply.shown()
+            )));
+        }
+        let binary = session.command("TYPE", Some("I"))?;
+        if !binary.completed() {
+            return Err(refused(format!("TYPE I: {}", binary.shown())));
+        }
+        Ok(session)
+    }
+
+    /// `SIZE`, `MDTM`, then (when the file is not the one stored) the download.
+    fn retrieve(
+        &self,
+        session: &mut Session,
+        path: &str,
+        stored: Option<&Validator>,
+        deadline: Instant,
+    ) -> Step<FetchOutcome> {
+        let size = match session.command("SIZE", Some(path))? {
+            r if r.code == 213 => Some(protocol::size(&r.text).map_err(protocol_error)?),
+            r if r.code == 550 => return Err(Stop::Absent(format!("FTP {}", r.shown()))),
+            _ => None,
+        };
+        if let Some(size) = size.filter(|&s| s > MAX_BODY as u64) {
+            return Err(Stop::Failed(
+                FailureKind::TooBig,
+                format!(
+                    "the server says {size} bytes (SIZE); a license file is at most \
+                     {MAX_BODY}: not downloaded"
+                ),
+            ));
+        }
+        let modified = match session.command("MDTM", Some(path))? {
+            r if r.code == 213 => Some(protocol::mdtm(&r.text).map_err(protocol_error)?),
+            r if r.code == 550 => return Err(Stop::Absent(format!("FTP {}", r.shown()))),
+            _ => None,
+        };
+        let validator = Validator {
+            size,
+            modified: modified.filter(|m| m.len() <= MAX_VALIDATOR),
+            ..Validator::default()
+        };
+        let unchanged = validator.size.is_some()
+            && validator.modified.is_some()
+            && stored.is_some_and(|s| s.size == validator.size && s.modified == validator.modified);
+        if unchanged {
+            return Ok(FetchOutcome::NotModified);
+        }
+
+        let port = session.passive()?;
+        let to = SocketAddr::new(session.peer, port);
+        let wait = left(deadline)
+            .ok_or_else(|| timeout("before the data connection"))?
+            .min(self.connect_timeout);
+        let tcp = TcpStream::connect_timeout(&to, wait).map_err(|e| {
+            Stop::Failed(
+                FailureKind::Connect,
+                format!("the data connection to {to}: {e}"),
+            )
+        })?;
+        let start = session.command("RETR", Some(path))?;
+        match start.code {
+            125 | 150 => {}
+            550 => return Err(Stop::Absent(format!("FTP {}", start.shown()))),
+            _ => return Err(refused(format!("RETR: {}", start.shown()))),
+        }
+        let mut data = Stream::Plain(Timed { tcp, deadline });
+        if let Some((config, name)) = &self.tls {
+            data = data.secure(config, name)?;
+        }
+        let bytes = read_capped(&mut data)?;
+        drop(data);
+        let done = session.reply()?;
+        if !done.completed() {
+            return Err(Stop::Failed(
+                FailureKind::Cut,
+                format!("the transfer ended with {}", done.shown()),
+            ));
+        }
+        if let Some(size) = size.filter(|&s| s != bytes.len() as u64) {
+            return Err(Stop::Failed(
+                FailureKind::Cut,
+                format!("{} of the {size} bytes SIZE announced", bytes.len()),
+            ));
+        }
+        Ok(FetchOutcome::Body { bytes, validator })
+    }
+}
+
+/// The control connection, logged in.
+struct Session {
+    control: Stream,
+    reader: ReplyReader,
+    /// Bytes read and not yet taken by a reply.
+    pending: Vec<u8>,
+    /// Where the control connection goes, and so the data connections.
+    peer: IpAddr,
+    /// Whether to ask `EPSV` (until the server refuses it once).
+    epsv: bool,
+    /// Replies read so far.
+    replies: u64,
+}
+
+impl Session {
+    fn set_deadline(&mut self, deadline: Instant) {
+        if let Some(timed) = self.control.timed() {
+            timed.deadline = deadline;
+        }
+    }
+
+    fn command(&mut self, verb: &str, arg: Option<&str>) -> Step<Reply> {
+        let line = protocol::command(verb, arg).map_err(|e| Stop::Failed(FailureKind::Setup, e))?;
+        self.control
+            .write_all(line.as_bytes())
+            .and_then(|()| self.control.flush())
+            .map_err(|e| io_stop(e, &format!("sending {verb}")))?;
+        self.reply()
+    }
+
+    fn reply(&mut self) -> Step<Reply> {
+        let mut buffer = [0u8; 2048];
+        loop {
+            if !self.pending.is_empty() {
+                let (used, reply) = self.reader.push(&self.pending).map_err(protocol_error)?;
+                self.pending.drain(..used);
+                if let Some(reply) = reply {
+                    self.replies += 1;
+                    return Ok(reply);
+                }
+            }
+            match self.control.read(&mut buffer) {
+                Ok(0) => {
+                    return Err(Stop::Failed(
+                        FailureKind::Cut,
+                        "the server closed the control connection".into(),
+                    ))
+                }
+                Ok(n) => self.pending.extend_from_slice(&buffer[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_stop(e, "waiting for the server's reply")),
+            }
+        }
+    }
+
+    /// After `234`: the rest of the control connection goes over TLS.
+    fn secure(&mut self, config: &Arc<ClientConfig>, name: &ServerName<'static>) -> Step<()> {
+        if !self.pending.is_empty() {
+            // Bytes sent before the handshake would be read as if they came over TLS.
+            return Err(protocol_error(
+                "the server sent more after 234, before TLS began".into(),
+            ));
+        }
+        let plain = std::mem::replace(&mut self.control, Stream::Closed);
+        self.control = plain.secure(config, name)?;
+        Ok(())
+    }
+
+    /// The data port: `EPSV`, or `PASV` once a server refused `EPSV`.
+    fn passive(&mut self) -> Step<u16> {
+        if self.epsv {
+            let reply = self.command("EPSV", None)?;
+            if reply.code == 229 {
+                return protocol::epsv_port(&reply.text).map_err(protocol_error);
+            }
+            self.epsv = false;
+        }
+        let reply = self.command("PASV", None)?;
+        if reply.code != 227 {
+            return Err(refused(format!(
+                "neither EPSV nor PASV: PASV answered {}",
+                reply.shown()
+            )));
+        }
+        protocol::pasv_port(&reply.text).map_err(protocol_error)
+    }
+}
+
+impl Drop for Session {
+    /// `QUIT`, within a second, without waiting for the answer.
+    fn drop(&mut self) {
+        if matches!(self.control, Stream::Closed) {
+            return;
+        }
+        let now = Instant::now();
+        self.set_deadline(now + Duration::from_secs(1));
+        let _ = self
+            .control
+            .write_all(b"QUIT\r\n")
+            .and_then(|()| self.control.flush());
+    }
+}
+
+/// A TCP connection whose every read and write ends at `deadline`.
+struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Timed {
+    fn left(&self) -> io::Result<Duration> {
+        left(self.deadline)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "the total timeout passed"))
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.tcp.set_read_timeout(Some(left))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.tcp.set_write_timeout(Some(left))?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// A control or data connection, plain or over TLS.
+enum Stream {
+    Plain(Timed),
+    Tls(Box<StreamOwned<ClientConnection, Timed>>),
+    /// Taken apart (while being secured).
+    Closed,
+}
+
+impl Stream {
+    fn timed(&mut self) -> Option<&mut Timed> {
+        match self {
+            Stream::Plain(timed) => Some(timed),
+            Stream::Tls(tls) => Some(&mut tls.sock),
+            Stream::Closed => None,
+        }
+    }
+
+    /// The TLS handshake over this connection.
+    fn secure(self, config: &Arc<ClientConfig>, name: &ServerName<'static>) -> Step<Stream> {
+        let Stream::Plain(timed) = self else {
+            return Err(protocol_error("TLS asked twice on one connection".into()));
+        };
+        let connection = ClientConnection::new(config.clone(), name.clone())
+            .map_err(|e| Stop::Failed(FailureKind::Tls, format!("cannot start TLS: {e}")))?;
+        let mut tls = StreamOwned::new(connection, timed);
+        while tls.conn.is_handshaking() {
+            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+                let kind = match e.kind() {
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
+                    _ => FailureKind::Tls,
+                };
+                return Err(Stop::Failed(kind, format!("TLS handshake: {e}")));
+            }
+        }
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(timed) => timed.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(timed) => timed.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(timed) => timed.flush(),
+            Stream::Tls(tls) => tls.flush(),
+            Stream::Closed => Ok(()),
+        }
+    }
+}
+
+/// The data connection's bytes until the server closes it, at most [`MAX_BODY`]. (A TLS
+/// peer that closes without `close_notify` has ended too: `226` and `SIZE` judge
+/// whether the file came whole.)
+fn read_capped(data: &mut Stream) -> Step<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match data.read(&mut buffer) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => {
+                if bytes.len() + n > MAX_BODY {
+                    return Err(Stop::Failed(
+                        FailureKind::TooBig,
+                        format!(
+                            "more than {MAX_BODY} bytes (a license file is at most \
+                             {MAX_BODY}): abandoned"
+                        ),
+                    ));
+                }
+                bytes.extend_from_slice(&buffer[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(bytes),
+            Err(e) => {
+                return Err(io_stop(
+                    e,
+                    &format!("the data connection, after {} bytes", bytes.len()),
+                ))
+            }
+        }
+    }
+}
+
+/// The time left before `deadline`, if any (at least 1 ms: a zero timeout would mean
+/// "wait for ever" to the socket).
+fn left(deadline: Instant) -> Option<Duration> {
+    let now = Instant::now();
+    (now < deadline).then(|| (deadline - now).max(Duration::from_millis(1)))
+}
+
+fn refused(detail: String) -> Stop {
+    Stop::Failed(FailureKind::Refused, detail)
+}
+
+fn timeout(when: &str) -> Stop {
+    Stop::Failed(
+        FailureKind::Timeout,
+        format!("the total timeout passed {when}"),
+    )
+}
+
+fn protocol_error(detail: String) -> Stop {
+    Stop::Failed(FailureKind::Protocol, detail)
+}
+
+/// An I/O error while `doing`, by kind: a timeout, a cut connection, TLS, or other.
+fn io_stop(e: io::Error, doing: &str) -> Stop {
+    let kind = match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => FailureKind::Cut,
+        // rustls says what went wrong in TLS as invalid data.
+        io::ErrorKind::InvalidData => FailureKind::Tls,
+        _ => FailureKind::Io,
+    };
+    Stop::Failed(kind, format!("{doing}: {e}"))
+}

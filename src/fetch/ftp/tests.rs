@@ -1,0 +1,285 @@
+//! The FTP driver against a small scripted server on 127.0.0.1: what vsftpd (in
+//! `tests/transports.rs`) never does: no `EPSV`, a `PASV` naming another host, a kept
+//! control connection closed between files, a transfer shorter than `SIZE`, a stalled
+//! data connection, no `MDTM`, an endless banner.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use super::*;
+use crate::config::Secs;
+
+#[derive(Clone, Default)]
+struct Script {
+    files: BTreeMap<String, Vec<u8>>,
+    no_epsv: bool,
+    no_mdtm: bool,
+    /// `SIZE` says this instead of the file's size.
+    size_says: Option<u64>,
+    /// The data connection sends nothing and stays open.
+    stall_data: bool,
+    /// The control connection is closed after this many RETRs.
+    close_after: Option<usize>,
+    /// Sent instead of the greeting.
+    greeting: Option<Vec<u8>>,
+}
+
+/// Serves control connections one after the other; counts them.
+fn serve(script: Script) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    thread::spawn(move || {
+        for control in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let script = script.clone();
+            thread::spawn(move || session(control, &script));
+        }
+    });
+    (port, connections)
+}
+
+fn session(mut control: TcpStream, script: &Script) {
+    let greeting = script
+        .greeting
+        .clone()
+        .unwrap_or_else(|| b"220-Welcome\r\n220 scripted\r\n".to_vec());
+    if control.write_all(&greeting).is_err() {
+        return;
+    }
+    let mut lines = BufReader::new(control.try_clone().unwrap()).lines();
+    let mut passive: Option<TcpListener> = None;
+    let mut retrs = 0;
+    while let Some(Ok(line)) = lines.next() {
+        let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+        let file = script.files.get(arg);
+        let answer = match verb {
+            "USER" => "331 password please".to_string(),
+            "PASS" if arg == "secret" => "230 in".into(),
+            "PASS" => "530 Login incorrect.".into(),
+            "TYPE" => "200 binary".into(),
+            "SIZE" => match (file, script.size_says) {
+                (None, _) => "550 no such file".into(),
+                (Some(_), Some(n)) => format!("213 {n}"),
+                (Some(f), None) => format!("213 {}", f.len()),
+            },
+            "MDTM" if script.no_mdtm => "502 not here".into(),
+            "MDTM" if file.is_some() => "213 20261202010203".into(),
+            "MDTM" => "550 no such file".into(),
+            "EPSV" | "PASV" if verb == "EPSV" && script.no_epsv => "500 what".into(),
+            "EPSV" | "PASV" => {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = listener.local_addr().unwrap().port();
+                passive = Some(listener);
+                if verb == "EPSV" {
+                    format!("229 Extended (|||{port}|)")
+                } else {
+                    // Another host: the client must use the control connection's.
+                    format!("227 Passive (192,0,2,1,{},{})", port >> 8, port & 255)
+                }
+            }
+            "RETR" => {
+                let (Some(file), Some(listener)) = (file, passive.take()) else {
+                    let _ = control.write_all(b"550 Failed to open file.\r\n");
+                    continue;
+                };
+                let (mut data, _) = listener.accept().unwrap();
+                let _ = control.write_all(b"150 here it comes\r\n");
+                if script.stall_data {
+                    thread::sleep(Duration::from_secs(30));
+                    return;
+                }
+                let _ = data.write_all(file);
+                drop(data);
+                retrs += 1;
+                let _ = control.write_all(b"226 done\r\n");
+                if script.close_after == Some(retrs) {
+                    return;
+                }
+                continue;
+            }
+            "QUIT" => return,
+            _ => "502 not implemented".into(),
+        };
+        if control
+            .write_all(format!("{answer}\r\n").as_bytes())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn ftp(port: u16, total: u64) -> Ftp {
+    let fetch = Fetch {
+        username: Some("agent".into()),
+        password: Some("secret".into()),
+        connect_timeout: Secs(2),
+        total_timeout: Secs(total),
+        ..Fetch::default()
+    };
+    Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap()
+}
+
+fn script(files: &[(&str, &[u8])]) -> Script {
+    Script {
+        files: files
+            .iter()
+            .map(|(n, b)| (n.to_string(), b.to_vec()))
+            .collect(),
+        ..Script::default()
+    }
+}
+
+fn body(outcome: FetchOutcome) -> (Vec<u8>, Validator) {
+    match outcome {
+        FetchOutcome::Body { bytes, validator } => (bytes, validator),
+        other => panic!("not a body: {other:?}"),
+    }
+}
+
+fn failure(outcome: FetchOutcome) -> FetchError {
+    match outcome {
+        FetchOutcome::Failed(e) => e,
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+#[test]
+fn two_files_over_one_control_connection_then_not_modified() {
+    let (port, connections) = serve(script(&[("a.cfg", b"first"), ("b.cfg", b"second")]));
+    let client = ftp(port, 10);
+    let (a, validator) = body(client.fetch("a.cfg", None));
+    assert_eq!(a, b"first");
+    assert_eq!(validator.size, Some(5));
+    assert_eq!(validator.modified.as_deref(), Some("20261202010203"));
+    assert_eq!(body(client.fetch("b.cfg", None)).0, b"second");
+    assert_eq!(
+        client.fetch("a.cfg", Some(&validator)),
+        FetchOutcome::NotModified
+    );
+    assert!(matches!(
+        client.fetch("gone.cfg", None),
+        FetchOutcome::Absent { answer } if answer == "FTP 550 no such file"
+    ));
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn without_epsv_pasv_is_used_and_its_address_ignored() {
+    let mut s = script(&[("a.cfg", b"over pasv")]);
+    s.no_epsv = true;
+    let (port, _) = serve(s);
+    let client = ftp(port, 10);
+    assert_eq!(body(client.fetch("a.cfg", None)).0, b"over pasv");
+    assert_eq!(body(client.fetch("a.cfg", None)).0, b"over pasv");
+}
+
+#[test]
+fn a_control_connection_closed_between_files_is_made_again() {
+    let mut s = script(&[("a.cfg", b"one"), ("b.cfg", b"two")]);
+    s.close_after = Some(1);
+    let (port, connections) = serve(s);
+    let client = ftp(port, 10);
+    assert_eq!(body(client.fetch("a.cfg", None)).0, b"one");
+    assert_eq!(body(client.fetch("b.cfg", None)).0, b"two");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn without_mdtm_every_file_is_downloaded() {
+    let mut s = script(&[("a.cfg", b"same")]);
+    s.no_mdtm = true;
+    let (port, _) = serve(s);
+    let client = ftp(port, 10);
+    let (_, validator) = body(client.fetch("a.cfg", None));
+    assert_eq!(validator.modified, None);
+    assert_eq!(body(client.fetch("a.cfg", Some(&validator))).0, b"same");
+}
+
+#[test]
+fn a_transfer_shorter_than_size_said_is_cut() {
+    let mut s = script(&[("a.cfg", b"short")]);
+    s.size_says = Some(9);
+    let (port, _) = serve(s);
+    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    assert_eq!(e.kind, FailureKind::Cut, "{e}");
+    assert!(e.detail.contains("5 of the 9 bytes"), "{e}");
+}
+
+#[test]
+fn a_size_above_the_cap_is_refused_before_any_data() {
+    let mut s = script(&[("a.cfg", b"tiny")]);
+    s.size_says = Some(MAX_BODY as u64 + 1);
+    let (port, _) = serve(s);
+    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    assert_eq!(e.kind, FailureKind::TooBig, "{e}");
+    assert!(e.detail.contains("not downloaded"), "{e}");
+}
+
+#[test]
+fn a_body_above_the_cap_is_abandoned_while_streaming() {
+    let big = vec![b'x'; MAX_BODY + 10];
+    let mut s = script(&[("a.cfg", &big)]);
+    s.size_says = Some(10); // SIZE lies
+    let (port, _) = serve(s);
+    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    assert_eq!(e.kind, FailureKind::TooBig, "{e}");
+}
+
+#[test]
+fn a_stalled_data_connection_ends_at_the_total_timeout() {
+    let mut s = script(&[("a.cfg", b"never")]);
+    s.stall_data = true;
+    let (port, _) = serve(s);
+    let started = Instant::now();
+    let e = failure(ftp(port, 1).fetch("a.cfg", None));
+    assert_eq!(e.kind, FailureKind::Timeout, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+}
+
+#[test]
+fn a_wrong_password_is_refused() {
+    let (port, _) = serve(script(&[]));
+    let fetch = Fetch {
+        username: Some("agent".into()),
+        password: Some("wrong".into()),
+        ..Fetch::default()
+    };
+    let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+    let e = failure(client.fetch("a.cfg", None));
+    assert_eq!(e.kind, FailureKind::Refused, "{e}");
+    assert!(e.detail.contains("530 Login incorrect."), "{e}");
+}
+
+#[test]
+fn an_endless_banner_or_garbage_is_a_protocol_error() {
+    for greeting in [
+        [b"220-".to_vec(), vec![b'x'; MAX_BODY]].concat(),
+        b"HTTP/1.1 400 Bad Request\r\n".to_vec(),
+    ] {
+        let s = Script {
+            greeting: Some(greeting),
+            ..Script::default()
+        };
+        let (port, _) = serve(s);
+        let e = failure(ftp(port, 10).fetch("a.cfg", None));
+        assert_eq!(e.kind, FailureKind::Protocol, "{e}");
+    }
+}
+
+#[test]
+fn nothing_listening_is_a_connect_failure_and_the_url_names_the_file() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    assert_eq!(e.kind, FailureKind::Connect, "{e}");
+    assert_eq!(e.url, format!("ftp://127.0.0.1:{port}/a.cfg"));
+}

@@ -1,0 +1,547 @@
+//! `http://` and `https://` servers (reqwest's blocking client, rustls on ring; the
+//! `http` feature).
+//!
+//! - `GET` with `User-Agent: license-agent/<version> (mac <12 hex digits>)`, and
+//!   `If-None-Match` / `If-Modified-Since` from the [`Validator`] stored at the last 200
+//!   (a validator that is not a valid header value is not sent: the file is fetched whole).
+//! - Basic authentication when `fetch.username` and `fetch.password` are set.
+//! - Timeouts: `fetch.connect_timeout` for the connection, `fetch.total_timeout` for the
+//!   whole exchange. The body is read in pieces and the total deadline is checked after
+//!   each one, so a server trickling bytes is cut off too (each single read waits at most
+//!   the total timeout, so the worst case is under twice the total timeout).
+//! - At most 5 redirects (a loop or more is [`FailureKind::Redirects`]); reqwest drops the
+//!   `Authorization` header when a redirect leaves the host. A failure after a redirect
+//!   names the URL that failed and the one first asked for.
+//! - Validators (`ETag`, `Last-Modified`) longer than [`MAX_VALIDATOR`] are not kept; the
+//!   daemon keeps them only with a file it holds.
+//! - Proxy variables of the environment (`http_proxy`...) are ignored: the configuration
+//!   has no proxy, and a daemon should not depend on its environment.
+//! - TLS is rustls on ring; the certificate chain and the host name are always checked.
+//!   Trusted roots: exactly the certificates of `fetch.ca_file` (PEM, one or more) when
+//!   it is set. Otherwise, for an `https://` server, the system bundle
+//!   [`SYSTEM_CA_BUNDLE`]; without either, [`Fetcher::new`] fails
+//!   ([`FailureKind::Setup`]) rather than every fetch failing later. (An `http://` server
+//!   without `ca_file` gets no roots, so a redirect from it to `https://` fails as
+//!   [`FailureKind::Tls`].) `fetch.client_cert` and `fetch.client_key` (PEM) are the
+//!   client certificate for mutual TLS.
+//! - Status: 200 → [`FetchOutcome::Body`], 304 → [`FetchOutcome::NotModified`] (only to a
+//!   request that carried a validator: otherwise it answers nothing and is a failure), 404 and
+//!   410 → [`FetchOutcome::Absent`], anything else → [`FailureKind::Status`].
+//! - The body is streamed and abandoned as soon as it passes [`MAX_BODY`] (or at once when
+//!   `Content-Length` announces more): a 10 MB answer is never read whole.
+//!
+
+#[cfg(test)]
+mod tests;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+};
+use reqwest::{Certificate, Identity, StatusCode};
+
+use super::{
+    read_pem, too_big, FailureKind, FetchError, FetchOutcome, MAX_BODY, MAX_VALIDATOR,
+    SYSTEM_CA_BUNDLE,
+};
+use crate::config::{Fetch, Secs};
+use crate::format::Serial;
+use crate::storage::Validator;
+
+/// The most redirects followed.
+pub(crate) const MAX_REDIRECTS: usize = 5;
+
+/// One HTTP client for the cycle (and so one keep-alive connection for both files).
+/// `Debug` does not show the password.
+pub(crate) struct Http {
+    client: Client,
+    auth: Option<(String, String)>,
+    total: Duration,
+    /// The URL the request in progress was last redirected to (reqwest names the first
+    /// URL in an error, and a message must name the one that failed).
+    last_hop: LastHop,
+}
+
+impl fmt::Debug for Http {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http")
+            .field("username", &self.auth.as_ref().map(|(user, _)| user))
+            .field("password", &self.auth.as_ref().map(|_| "<hidden>"))
+            .field("total_timeout", &self.total)
+            .finish()
+    }
+}
+
+impl Http {
+    /// A client for `server` (`https` when its scheme is) with the TLS, authentication
+    /// and timeouts of `fetch`, announcing `mac` in its `User-Agent`. Reads the CA,
+    /// client certificate and key files now: one that cannot be read or parsed is a
+    /// [`FailureKind::Setup`] error naming it.
+    pub(crate) fn new(
+        server: &str,
+        https: bool,
+        fetch: &Fetch,
+        mac: Serial,
+    ) -> Result<Http, FetchError> {
+        let setup = |detail: String| FetchError::new(server, FailureKind::Setup, detail);
+        let last_hop = LastHop::default();
+        let mut builder = Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .user_agent(format!(
+                "license-agent/{} (mac {mac})",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(at_least_1s(fetch.connect_timeout))
+            .timeout(at_least_1s(fetch.total_timeout))
+            .redirect(follow(&last_hop))
+            .no_proxy();
+
+        let roots = match &fetch.ca_file {
+            Some(file) => Some(("ca_file", file.clone())),
+            None if https => {
+                let system = PathBuf::from(SYSTEM_CA_BUNDLE);
+                if !system.exists() {
+                    return Err(setup(format!(
+                        "an https server needs trusted CA certificates: set fetch.ca_file \
+                         (there is no system bundle {SYSTEM_CA_BUNDLE})"
+                    )));
+                }
+                Some(("the system CA bundle", system))
+            }
+            None => None,
+        };
+        if let Some((what, file)) = roots {
+            let pem =
+                read_pem(&file).map_err(|e| setup(format!("{what} {}: {e}", file.display())))?;
+            let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
+                setup(format!(
+                    "{what} {}: not PEM certificates: {}",
+                    file.display(),
+                    innermost(&e)
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(setup(format!(
+                    "{what} {}: no PEM certificate in it",
+                    file.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+
+        match (&fetch.client_cert, &fetch.client_key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read_pem(cert)
+                    .map_err(|e| setup(format!("client_cert {}: {e}", cert.display())))?;
+                let key_pem = read_pem(key)
+                    .map_err(|e| setup(format!("client_key {}: {e}", key.display())))?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&key_pem);
+                let identity = Identity::from_pem(&pem).map_err(|e| {
+                    setup(format!(
+                        "client_cert {} with client_key {}: not a PEM certificate and \
+                         private key: {}",
+                        cert.display(),
+                        key.display(),
+                        innermost(&e)
+                    ))
+                })?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(setup(
+                    "fetch.client_cert and fetch.client_key go together: give both or neither"
+                        .into(),
+                ))
+            }
+        }
+
+        let client = builder
+            .build()
+            .map_err(|e| setup(format!("cannot set up the HTTP client: {}", innermost(&e))))?;
+        let auth = match (&fetch.username, &fetch.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            _ => None,
+        };
+        Ok(Http {
+            client,
+            auth,
+            total: at_least_1s(fetch.total_timeout),
+            last_hop,
+        })
+    }
+
+    /// `GET url`, conditional on `validator`.
+    pub(crate) fn fetch(&self, url: &str, validator: Option<&Validator>) -> FetchOutcome {
+        self.last_hop.set(None);
+        let mut request = self.client.get(url);
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let conditional = conditional(validator);
+        let asked_unchanged = !conditional.is_empty();
+        request = request.headers(conditional);
+        let started = Instant::now();
+        match request.send() {
+            Ok(response) => answer(url, response, asked_unchanged, started, self.total),
+            Err(e) => {
+                let failed = self
+                    .last_hop
+                    .get()
+                    .map_or(url.to_string(), |to| answered_url(url, &to));
+                FetchOutcome::Failed(transport(failed, &e))
+            }
+        }
+    }
+}
+
+/// `If-None-Match` and `If-Modified-Since` from a stored validator; a value that cannot
+/// be a header (a damaged metadata file) is left out.
+fn conditional(validator: Option<&Validator>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let Some(v) = validator else {
+        return headers;
+    };
+    for (name, value) in [
+        (IF_NONE_MATCH, &v.etag),
+        (IF_MODIFIED_SINCE, &v.last_modified),
+    ] {
+        if let Some(value) = value.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+fn at_least_1s(secs: Secs) -> Duration {
+    Duration::from_secs(secs.0.max(1))
+}
+
+/// Turns a response into an outcome, reading the body of a 200. `asked_unchanged`: the
+/// request carried a validator (only then is a 304 an answer).
+fn answer(
+    asked: &str,
+    mut response: Response,
+    asked_unchanged: bool,
+    started: Instant,
+    total: Duration,
+) -> FetchOutcome {
+    let url = answered_url(asked, response.url().as_str());
+    let head = judge_head(
+        &url,
+        response.status(),
+        response.headers(),
+        response.content_length(),
+        asked_unchanged,
+    );
+    match head {
+        Head::Done(outcome) => {
+            drain_small(&mut response);
+            outcome
+        }
+        Head::Body {
+            expected,
+            validator,
+        } => match read_body(&url, &mut response, expected, started, total) {
+            Ok(bytes) => FetchOutcome::Body { bytes, validator },
+            Err(e) => FetchOutcome::Failed(e),
+        },
+    }
+}
+
+/// Where the request in progress was last redirected to, shared with the redirect policy.
+#[derive(Clone, Default)]
+struct LastHop(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl LastHop {
+    fn set(&self, url: Option<String>) {
+        // A poisoned lock only means a panic elsewhere; the value is still a plain string.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = url;
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, noting each one in `last_hop`.
+fn follow(last_hop: &LastHop) -> reqwest::redirect::Policy {
+    let last_hop = last_hop.clone();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        // `previous` starts with the URL first asked for, which is no redirect.
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            last_hop.set(Some(attempt.url().to_string()));
+            attempt.follow()
+        }
+    })
+}
+
+/// The URL that answered, in messages: the one asked for, or after a redirect the one
+/// redirected to (it is the one that refused), naming where it came from.
+fn answered_url(asked: &str, answered: &str) -> String {
+    if asked == answered {
+        asked.to_string()
+    } else {
+        format!("{answered} (redirected from {asked})")
+    }
+}
+
+/// What the status line and headers of an answer decide, before any of its body.
+#[derive(Debug)]
+pub(crate) enum Head {
+    /// 200: read a body (of `expected` bytes when announced).
+    Body {
+        expected: Option<u64>,
+        validator: Validator,
+    },
+    /// Decided without the body.
+    Done(FetchOutcome),
+}
+
+/// Judges an answer's status and headers (sans I/O). `content_length` is the length the
+/// answer announces; `asked_unchanged` whether the request carried a validator.
+pub(crate) fn judge_head(
+    url: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    content_length: Option<u64>,
+    asked_unchanged: bool,
+) -> Head {
+    let failed =
+        |kind, detail: String| Head::Done(FetchOutcome::Failed(FetchError::new(url, kind, detail)));
+    match status.as_u16() {
+        200 => {}
+        304 if asked_unchanged => return Head::Done(FetchOutcome::NotModified),
+        304 => {
+            return failed(
+                FailureKind::Status(304),
+                "304 Not Modified, but the request named no earlier copy (no validator was \
+                 sent): not an answer"
+                    .into(),
+            )
+        }
+        code @ (404 | 410) => {
+            return Head::Done(FetchOutcome::Absent {
+                answer: code.to_string(),
+            })
+        }
+        code => return failed(FailureKind::Status(code), status_text(status)),
+    }
+    if let Some(len) = content_length.filter(|&len| len > MAX_BODY as u64) {
+        return failed(
+            FailureKind::TooBig,
+            format!(
+                "the server announces {len} bytes; a license file is at most {MAX_BODY}: \
+                 not downloaded"
+            ),
+        );
+    }
+    Head::Body {
+        expected: content_length,
+        validator: validators(headers),
+    }
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes from `body`, abandoning it as soon as it
+/// passes the bound, when it ends short of `expected`, or after the `total` timeout.
+pub(crate) fn read_body(
+    url: &str,
+    body: &mut impl Read,
+    expected: Option<u64>,
+    started: Instant,
+    total: Duration,
+) -> Result<Vec<u8>, FetchError> {
+    // Never trust an announced length for the allocation beyond the bound.
+    let capacity = expected.map_or(8 * 1024, |len| len.min(MAX_BODY as u64) as usize);
+    let mut bytes = Vec::with_capacity(capacity);
+    let mut chunk = [0u8; 8 * 1024];
+    let mut body = body.take(MAX_BODY as u64 + 1);
+    loop {
+        match body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes.extend_from_slice(&chunk[..n]);
+                if bytes.len() > MAX_BODY {
+                    return Err(too_big(url.to_string()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout_io(&e) => return Err(timed_out(url, total, bytes.len(), &e)),
+            Err(e) => {
+                let of = expected.map(|n| format!(" of {n}")).unwrap_or_default();
+                return Err(FetchError::new(
+                    url,
+                    FailureKind::Cut,
+                    format!(
+                        "the connection broke after {}{of} bytes of the body: {}",
+                        bytes.len(),
+                        innermost(&e)
+                    ),
+                ));
+            }
+        }
+        if started.elapsed() > total {
+            return Err(FetchError::new(
+                url,
+                FailureKind::Timeout,
+                format!(
+                    "the body was still coming after the total timeout of {}s ({} bytes \
+                     received)",
+                    total.as_secs(),
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    if let Some(len) = expected.filter(|&len| len != bytes.len() as u64) {
+        return Err(FetchError::new(
+            url,
+            FailureKind::Cut,
+            format!(
+                "the connection ended after {} of the {len} bytes announced",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads away a small error body announced by its length, so that the connection can be
+/// used for the next file; anything else is left (the connection is then closed).
+fn drain_small(response: &mut Response) {
+    if response.content_length().is_some_and(|len| len <= 8 * 1024) {
+        let _ = io::copy(&mut response.take(8 * 1024), &mut io::sink());
+    }
+}
+
+fn status_text(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+/// The validators of an answer: each kept only if it is at most [`MAX_VALIDATOR`] bytes
+/// of visible ASCII (a longer or stranger one is not kept: the next fetch is whole).
+fn validators(headers: &HeaderMap) -> Validator {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .filter(|v| v.len() <= MAX_VALIDATOR)
+            .map(str::to_string)
+    };
+    Validator {
+        etag: text(ETAG),
+        last_modified: text(LAST_MODIFIED),
+        ..Validator::default()
+    }
+}
+
+/// A read error of the body that is a timeout: reqwest's own (wrapped in an
+/// `io::Error`), or the socket's.
+fn is_timeout_io(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    ) || e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+        .is_some_and(reqwest::Error::is_timeout)
+}
+
+fn timed_out(url: &str, total: Duration, received: usize, e: &io::Error) -> FetchError {
+    FetchError::new(
+        url,
+        FailureKind::Timeout,
+        format!(
+            "no more of the body within the timeout of {}s ({received} bytes received): {}",
+            total.as_secs(),
+            innermost(e)
+        ),
+    )
+}
+
+/// Classifies an error of `send` (before any response).
+fn transport(url: String, e: &reqwest::Error) -> FetchError {
+    let cause = innermost(e);
+    let texts = chain(e);
+    let (kind, detail) = if e.is_redirect() {
+        (
+            FailureKind::Redirects,
+            format!("more than {MAX_REDIRECTS} redirects, or a loop: {cause}"),
+        )
+    } else if e.is_timeout() {
+        (FailureKind::Timeout, format!("no answer in time: {cause}"))
+    } else if texts.iter().any(|t| looks_tls(t)) {
+        (FailureKind::Tls, cause)
+    } else if e.is_connect() {
+        (FailureKind::Connect, cause)
+    } else if texts
+        .iter()
+        .any(|t| t.contains("connection closed before message completed"))
+    {
+        (
+            FailureKind::Cut,
+            format!("the server closed the connection without a complete answer: {cause}"),
+        )
+    } else if e.is_builder() {
+        (FailureKind::Setup, cause)
+    } else {
+        (FailureKind::Io, cause)
+    };
+    FetchError::new(url, kind, detail)
+}
+
+/// The messages of an error and its sources, outermost first.
+fn chain(e: &(dyn StdError + 'static)) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        texts.push(err.to_string());
+        next = err.source();
+    }
+    texts
+}
+
+/// The innermost cause's message (reqwest's outer messages repeat the URL and say
+/// little): `invalid peer certificate: UnknownIssuer`, `Connection refused (os error
+/// 111)`.
+fn innermost(e: &(dyn StdError + 'static)) -> String {
+    let mut err = e;
+    while let Some(source) = err.source() {
+        err = source;
+    }
+    err.to_string()
+}
+
+/// Whether an error message comes from TLS (rustls's messages, without depending on
+/// rustls's types).
+fn looks_tls(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "alert",
+        "peer is incompatible",
+        "peer misbehaved",
+        "corrupt message",
+        "invalid dns name",
+        "close_notify",
+    ]
+    .iter()
+    .any(|word| text.contains(word))
+}

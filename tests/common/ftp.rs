@@ -1,0 +1,191 @@
+//! A real FTP server (Debian's vsftpd 3.0.3) on 127.0.0.1 serving a folder to the test
+//! user [`USER`] (a system user with a password, made by `scripts/setup-cross.sh`, and
+//! checked through the PAM service [`PAM_SERVICE`]), plain or with explicit TLS
+//! (`AUTH TLS`) using the tests' PKI, passive ports on 127.0.0.1. It needs root (PAM,
+//! chroot), like the tests' TFTP server.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::tftp::set_mode;
+
+const VSFTPD_BIN: &str = "/usr/sbin/vsftpd";
+/// The test user and password (`scripts/setup-cross.sh` makes them).
+pub const USER: &str = "lagent-ftp";
+pub const PASSWORD: &str = "ftp-Secret-1";
+/// The PAM service vsftpd checks the password with (`/etc/pam.d/`, made by setup-cross).
+const PAM_SERVICE: &str = "license-agent-test-ftp";
+
+/// How the server secures its connections.
+pub enum Security<'a> {
+    Plain,
+    /// Explicit TLS required for the login and the data, with this certificate and key.
+    Tls {
+        cert: &'a Path,
+        key: &'a Path,
+    },
+}
+
+/// vsftpd on 127.0.0.1, serving `root` to [`USER`]. Stops on drop.
+pub struct Vsftpd {
+    pub root: PathBuf,
+    pub port: u16,
+    tls: bool,
+    child: Child,
+}
+
+impl Vsftpd {
+    /// Starts the server; `extra` is more of `vsftpd.conf` (e.g. `local_max_rate=200\n`).
+    pub fn start(work: &Path, security: Security, extra: &str) -> Vsftpd {
+        let root = work.join("root");
+        fs::create_dir_all(&root).expect("create the FTP root");
+        // vsftpd drops to the user after its chroot: the folder must be theirs to read.
+        set_mode(&root, 0o755);
+        let empty = work.join("empty");
+        fs::create_dir_all(&empty).expect("create the secure chroot folder");
+        set_mode(&empty, 0o755);
+        let tls = matches!(security, Security::Tls { .. });
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_tcp_port();
+            let mut conf = format!(
+                "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
+                 background=NO\nanonymous_enable=NO\nlocal_enable=YES\nwrite_enable=NO\n\
+                 pam_service_name={PAM_SERVICE}\nuserlist_enable=NO\ncheck_shell=NO\n\
+                 local_root={}\nchroot_local_user=YES\nallow_writeable_chroot=YES\n\
+                 secure_chroot_dir={}\nseccomp_sandbox=NO\npasv_enable=YES\n\
+                 pasv_address=127.0.0.1\nxferlog_enable=NO\nuse_localtime=NO\n\
+                 vsftpd_log_file={}\n",
+                root.display(),
+                empty.display(),
+                work.join("vsftpd.log").display(),
+            );
+            if let Security::Tls { cert, key } = &security {
+                conf.push_str(&format!(
+                    "ssl_enable=YES\nrsa_cert_file={}\nrsa_private_key_file={}\n\
+                     force_local_logins_ssl=YES\nforce_local_data_ssl=YES\n\
+                     require_ssl_reuse=YES\nssl_ciphers=HIGH\n",
+                    cert.display(),
+                    key.display()
+                ));
+            }
+            conf.push_str(extra);
+            let conf_path = work.join("vsftpd.conf");
+            fs::write(&conf_path, conf).expect("write vsftpd.conf");
+            let mut child = Command::new(VSFTPD_BIN)
+                .arg(&conf_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {VSFTPD_BIN} (package vsftpd): {e}"));
+            // Ready when it greets.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut stderr) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+                    }
+                    last = format!("vsftpd exited at start: {status}: {err}");
+                    break;
+                }
+                if greets(port) {
+                    return Vsftpd {
+                        root,
+                        port,
+                        tls,
+                        child,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if last.is_empty() {
+                last = format!("vsftpd did not greet on 127.0.0.1:{port}");
+            }
+        }
+        panic!("vsftpd did not start: {last}");
+    }
+
+    /// `ftp://user:password@127.0.0.1:port/` (or `ftps://`).
+    pub fn url(&self) -> String {
+        self.url_with(PASSWORD)
+    }
+
+    pub fn url_with(&self, password: &str) -> String {
+        let scheme = if self.tls { "ftps" } else { "ftp" };
+        format!("{scheme}://{USER}:{password}@127.0.0.1:{}/", self.port)
+    }
+
+    /// The URL as the agent shows it (without the credentials).
+    pub fn shown_url(&self) -> String {
+        let scheme = if self.tls { "ftps" } else { "ftp" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// Writes `name` in the served folder (world-readable: the user must read it).
+    pub fn put(&self, name: &str, bytes: &[u8]) {
+        super::nginx::put_file(&self.root.join(name), bytes);
+        set_mode(&self.root.join(name), 0o644);
+    }
+
+    pub fn remove(&self, name: &str) {
+        let _ = fs::remove_file(self.root.join(name));
+    }
+
+    /// Kills every session (the processes vsftpd forked per connection, and theirs): the
+    /// connections are cut where they are; the listener stays.
+    pub fn kill_sessions(&self) -> usize {
+        let sessions = children(self.child.id());
+        let mut all: Vec<u32> = sessions.iter().flat_map(|&p| children(p)).collect();
+        all.extend(&sessions);
+        for pid in &all {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        all.len()
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .expect("pgrep (procps)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+impl Drop for Vsftpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn greets(port: u16) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("220")
+}
+
+/// A TCP port free on 127.0.0.1 now.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
