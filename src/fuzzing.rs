@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use reqwest::StatusCode;
 
+use crate::fetch::ftp::protocol::{self as ftp, Reply, ReplyReader};
 use crate::fetch::http::{self, Head};
 use crate::fetch::{self, FetchOutcome};
 use crate::format::MAX_FILE_SIZE;
@@ -22,7 +23,7 @@ use crate::trust::Keyring;
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its folder under `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("license", license),
     ("keyring", keyring),
     ("config", config),
@@ -30,6 +31,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("control", control),
     ("supervisor", supervisor),
     ("server_answer", server_answer),
+    ("ftp_reply", ftp_reply),
 ];
 
 /// The keyring of the project's vectors: inputs grown from the vectors carry valid
@@ -197,6 +199,50 @@ pub fn server_answer(data: &[u8]) {
         }
         FetchOutcome::Failed(e) => assert!(!e.to_string().is_empty()),
     }
+}
+
+/// An FTP server's control connection, as the client reads it: the first byte says how
+/// the rest is cut into reads. The replies (or the error that ends them) are the same
+/// however the bytes are cut, each within the bounds; what the EPSV, PASV, SIZE and MDTM
+/// readers take from any reply never panics, and never gives port 0.
+pub fn ftp_reply(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let whole = ftp_replies(stream, stream.len().max(1));
+    assert_eq!(ftp_replies(stream, usize::from(cut).max(1)), whole);
+    for reply in whole.0 {
+        assert!(reply.text.len() <= ftp::MAX_REPLY && (100..600).contains(&reply.code));
+        for port in [ftp::epsv_port(&reply.text), ftp::pasv_port(&reply.text)]
+            .into_iter()
+            .flatten()
+        {
+            assert_ne!(port, 0);
+        }
+        let _ = ftp::size(&reply.text);
+        if let Ok(time) = ftp::mdtm(&reply.text) {
+            assert!(time.len() <= 24);
+        }
+    }
+}
+
+/// The replies in `stream` read `step` bytes at a time, and whether an error ended them.
+fn ftp_replies(stream: &[u8], step: usize) -> (Vec<Reply>, bool) {
+    let mut reader = ReplyReader::default();
+    let mut replies = Vec::new();
+    for chunk in stream.chunks(step) {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            match reader.push(rest) {
+                Ok((used, reply)) => {
+                    replies.extend(reply);
+                    rest = &rest[used..];
+                }
+                Err(_) => return (replies, true),
+            }
+        }
+    }
+    (replies, false)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub mod engine;
 mod fetch;
 mod files;
 pub mod format;
-#[cfg(all(any(test, fuzzing), feature = "http"))]
+#[cfg(all(any(test, fuzzing), feature = "http", feature = "ftp"))]
 pub mod fuzzing;
 pub mod issuer;
 mod phone;

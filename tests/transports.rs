@@ -243,22 +243,15 @@ fn tftp_fault_access_violation() {
     fault_case(&tftpd.url(), "", "tftp error 2");
 }
 
-/// `server` as a list whose first server is down: each file is taken from the second,
-/// and `status` (JSON and text) names the server and transport that answered.
-#[test]
-fn a_list_of_servers_with_the_first_one_down() {
-    let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
-    let dead = format!("tftp://127.0.0.1:{}/", free_udp_port());
+/// `server` as a list whose first server (`dead`) is down, the second `live`, holding
+/// only the site license (`put` writes there): each file is taken from the second, and
+/// `status` (JSON and text) names the server and transport that answered.
+fn second_server_answers(dead: &str, live: &str, put: &dyn Fn(&str, &[u8]), transport: &str) {
     let phone = Phone::new(&format!(
-        "server = [\"{dead}\", \"{}\"]\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"5s\"\n",
-        nginx.http_url()
+        "server = [\"{dead}\", \"{live}\"]\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"5s\"\n"
     ));
     let t = now();
-    nginx.put(
+    put(
         SITE_FILE,
         &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
     );
@@ -270,19 +263,10 @@ fn a_list_of_servers_with_the_first_one_down() {
         "{s:#}"
     );
     for file in s["daemon"]["files"].as_array().unwrap() {
-        assert_eq!(file["server"], nginx.http_url(), "{s:#}");
-        assert_eq!(file["transport"], "http", "{s:#}");
+        assert_eq!(file["server"], live, "{s:#}");
+        assert_eq!(file["transport"], transport, "{s:#}");
     }
-    assert_eq!(
-        s["daemon"]["server"],
-        format!("{dead}, {}", nginx.http_url())
-    );
-    // The dead server cost its timeout once in the cycle: the phone file went to nginx
-    // first (two requests there, and the answers came within one answer time).
-    assert_eq!(
-        nginx.wait_access_entries(2, Duration::from_secs(5)).len(),
-        2
-    );
+    assert_eq!(s["daemon"]["server"], format!("{dead}, {live}"));
     let out = run(
         agent(),
         [
@@ -293,9 +277,30 @@ fn a_list_of_servers_with_the_first_one_down() {
     );
     let text = stdout(&out);
     assert!(
-        text.contains(&format!("answered by {} (http)", nginx.http_url())),
+        text.contains(&format!("answered by {live} ({transport})")),
         "{text}"
     );
+}
+
+#[test]
+fn a_list_of_servers_with_the_first_one_down() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let root = work.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let nginx = Nginx::start(&root, &pki);
+    let dead = format!("tftp://127.0.0.1:{}/", free_udp_port());
+    second_server_answers(&dead, &nginx.http_url(), &|n, b| nginx.put(n, b), "http");
+    // The dead server cost its timeout once in the cycle: the phone file went to nginx
+    // first (two requests there, and the answers came within one answer time).
+    assert_eq!(
+        nginx.wait_access_entries(2, Duration::from_secs(5)).len(),
+        2
+    );
+    // An FTP server down, then TFTP.
+    let tftpd = Tftpd::start(&work.path().join("tftp"), &[]);
+    let dead = format!("ftp://127.0.0.1:{}/", free_tcp_port());
+    second_server_answers(&dead, &tftpd.url(), &|n, b| tftpd.put(n, b), "tftp");
 }
 
 fn ftp_phone(server: &str, extra_fetch: &str) -> Phone {
@@ -411,6 +416,47 @@ fn ftps_boot_check_sync_renewal_and_a_missing_file() {
     ftp_story(&server, &ftp_phone(&server.url(), &ca));
 }
 
+/// A server that requires a client certificate: the phone's (signed by the CA) is taken,
+/// for the login and the data connections; one from another CA is a TLS failure.
+#[test]
+fn ftps_with_a_client_certificate() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let server = Vsftpd::start(
+        work.path(),
+        Security::MutualTls {
+            cert: &pki.server_cert,
+            key: &pki.server_key,
+            client_ca: &pki.ca_pem,
+        },
+        "",
+    );
+    let tls = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            pki.ca_pem.display(),
+            cert.display(),
+            key.display()
+        )
+    };
+    let phone = ftp_phone(&server.url(), &tls(&pki.client_cert, &pki.client_key));
+    let t = now();
+    server.put(
+        SITE_FILE,
+        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
+    );
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(
+        outcomes(&s["daemon"]["files"]),
+        pair("accepted", "absent"),
+        "{s:#}"
+    );
+    drop(daemon);
+    let untrusted = tls(&pki.untrusted_client_cert, &pki.untrusted_client_key);
+    fault_case(&server.url(), &untrusted, "tls");
+}
+
 #[test]
 fn ftp_fault_server_down() {
     let url = format!("ftp://127.0.0.1:{}/", free_tcp_port());
@@ -495,31 +541,4 @@ fn ftps_fault_tls() {
     let plain = Vsftpd::start(&work.path().join("plain"), Security::Plain, "");
     let url = plain.url().replacen("ftp://", "ftps://", 1);
     fault_case(&url, &ca, "does not offer explicit tls");
-}
-
-#[test]
-fn a_list_of_servers_ftp_first_down_then_tftp() {
-    let work = tempfile::tempdir().unwrap();
-    let tftpd = Tftpd::start(&work.path().join("tftp"), &[]);
-    let dead = format!("ftp://127.0.0.1:{}/", free_tcp_port());
-    let phone = Phone::new(&format!(
-        "server = [\"{dead}\", \"{}\"]\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"5s\"\n",
-        tftpd.url()
-    ));
-    let t = now();
-    tftpd.put(
-        SITE_FILE,
-        &phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
-    );
-    let daemon = phone.start(None);
-    let s = daemon.status();
-    assert_eq!(
-        outcomes(&s["daemon"]["files"]),
-        pair("accepted", "absent"),
-        "{s:#}"
-    );
-    for file in s["daemon"]["files"].as_array().unwrap() {
-        assert_eq!(file["server"], tftpd.url(), "{s:#}");
-        assert_eq!(file["transport"], "tftp", "{s:#}");
-    }
 }

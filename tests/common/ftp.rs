@@ -28,6 +28,12 @@ pub enum Security<'a> {
         cert: &'a Path,
         key: &'a Path,
     },
+    /// The same, and a client certificate signed by `client_ca` required (mutual TLS).
+    MutualTls {
+        cert: &'a Path,
+        key: &'a Path,
+        client_ca: &'a Path,
+    },
 }
 
 /// vsftpd on 127.0.0.1, serving `root` to [`USER`]. Stops on drop.
@@ -48,7 +54,7 @@ impl Vsftpd {
         let empty = work.join("empty");
         fs::create_dir_all(&empty).expect("create the secure chroot folder");
         set_mode(&empty, 0o755);
-        let tls = matches!(security, Security::Tls { .. });
+        let tls = !matches!(security, Security::Plain);
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_tcp_port();
@@ -64,13 +70,28 @@ impl Vsftpd {
                 empty.display(),
                 work.join("vsftpd.log").display(),
             );
-            if let Security::Tls { cert, key } = &security {
+            let (cert, key, client_ca) = match &security {
+                Security::Plain => (None, None, None),
+                Security::Tls { cert, key } => (Some(cert), Some(key), None),
+                Security::MutualTls {
+                    cert,
+                    key,
+                    client_ca,
+                } => (Some(cert), Some(key), Some(client_ca)),
+            };
+            if let (Some(cert), Some(key)) = (cert, key) {
                 conf.push_str(&format!(
                     "ssl_enable=YES\nrsa_cert_file={}\nrsa_private_key_file={}\n\
                      force_local_logins_ssl=YES\nforce_local_data_ssl=YES\n\
                      require_ssl_reuse=YES\nssl_ciphers=HIGH\n",
                     cert.display(),
                     key.display()
+                ));
+            }
+            if let Some(client_ca) = client_ca {
+                conf.push_str(&format!(
+                    "require_cert=YES\nvalidate_cert=YES\nca_certs_file={}\n",
+                    client_ca.display()
                 ));
             }
             conf.push_str(extra);

@@ -386,6 +386,15 @@ impl Session {
                 let (used, reply) = self.reader.push(&self.pending).map_err(protocol_error)?;
                 self.pending.drain(..used);
                 if let Some(reply) = reply {
+                    if reply.code == 421 {
+                        // "Service not available, closing control connection", also sent
+                        // unasked (vsftpd's idle timeout): the session is over, and this
+                        // is no answer to what was asked.
+                        return Err(Stop::Failed(
+                            FailureKind::Cut,
+                            format!("the server ends the session: {}", reply.shown()),
+                        ));
+                    }
                     self.replies += 1;
                     return Ok(reply);
                 }

@@ -23,6 +23,8 @@ struct Script {
     stall_data: bool,
     /// The control connection is closed after this many RETRs.
     close_after: Option<usize>,
+    /// ...saying `421` first, unasked.
+    say_421: bool,
     /// Sent instead of the greeting.
     greeting: Option<Vec<u8>>,
 }
@@ -98,6 +100,9 @@ fn session(mut control: TcpStream, script: &Script) {
                 retrs += 1;
                 let _ = control.write_all(b"226 done\r\n");
                 if script.close_after == Some(retrs) {
+                    if script.say_421 {
+                        let _ = control.write_all(b"421 Timeout.\r\n");
+                    }
                     return;
                 }
                 continue;
@@ -179,15 +184,24 @@ fn without_epsv_pasv_is_used_and_its_address_ignored() {
     assert_eq!(body(client.fetch("a.cfg", None)).0, b"over pasv");
 }
 
+/// Closed silently, or with an unasked `421` that waits in the socket (not to be taken
+/// for the answer to `SIZE`).
 #[test]
-fn a_control_connection_closed_between_files_is_made_again() {
-    let mut s = script(&[("a.cfg", b"one"), ("b.cfg", b"two")]);
-    s.close_after = Some(1);
-    let (port, connections) = serve(s);
-    let client = ftp(port, 10);
-    assert_eq!(body(client.fetch("a.cfg", None)).0, b"one");
-    assert_eq!(body(client.fetch("b.cfg", None)).0, b"two");
-    assert_eq!(connections.load(Ordering::SeqCst), 2);
+fn a_kept_control_connection_closed_between_files_is_made_again() {
+    for say_421 in [false, true] {
+        let mut s = script(&[("a.cfg", b"one"), ("b.cfg", b"two")]);
+        s.close_after = Some(1);
+        s.say_421 = say_421;
+        let (port, connections) = serve(s);
+        let client = ftp(port, 10);
+        assert_eq!(body(client.fetch("a.cfg", None)).0, b"one");
+        assert_eq!(
+            body(client.fetch("b.cfg", None)).0,
+            b"two",
+            "421: {say_421}"
+        );
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
 }
 
 #[test]
