@@ -76,6 +76,8 @@ fi
 # Exactly the transports the board ships (cargo features; folders always work).
 features=(--no-default-features --features "${B[transports]// /,}")
 log "transports: ${B[transports]}"
+# The board's name goes into the binary: the status report says what was built.
+export LICENSE_AGENT_BOARD=$board
 start=$SECONDS
 case $target in
     armv7-unknown-linux-gnueabihf | aarch64-unknown-linux-gnu)

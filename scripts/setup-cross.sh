@@ -170,9 +170,13 @@ ftp_test_user() {
         log "made the FTP test user $FTP_USER"
     fi
     printf '%s:%s\n' "$FTP_USER" "$FTP_PASSWORD" | chpasswd
-    if [[ ! -s $FTP_PAM ]]; then
-        printf 'auth required pam_unix.so\naccount required pam_unix.so\nsession required pam_permit.so\n' >"$FTP_PAM"
-        log "made the PAM service $FTP_PAM"
+    # nodelay: a wrong password is answered at once (the tests' fetches have 3 s).
+    local pam='auth required pam_unix.so nodelay
+account required pam_unix.so
+session required pam_permit.so'
+    if [[ $(cat "$FTP_PAM" 2>/dev/null) != "$pam" ]]; then
+        printf '%s\n' "$pam" >"$FTP_PAM"
+        log "wrote the PAM service $FTP_PAM"
     fi
 }
 ftp_test_user

@@ -45,6 +45,7 @@ pub mod format;
 pub mod fuzzing;
 pub mod issuer;
 mod phone;
+mod report;
 mod status;
 pub mod storage;
 pub mod supervisor;

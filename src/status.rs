@@ -142,6 +142,9 @@ impl std::fmt::Display for FileOutcome {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LicenseJson {
+    /// SHA-256 of the signed message, hex: the same license on every phone that holds it.
+    #[serde(default)]
+    pub(crate) fingerprint: String,
     pub(crate) kind: String,
     pub(crate) serial: String,
     pub(crate) key: String,
@@ -167,7 +170,7 @@ pub(crate) struct FeatureJson {
     pub(crate) limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct InvalidJson {
     pub(crate) file: String,
     pub(crate) reason: String,
@@ -209,6 +212,11 @@ pub(crate) struct StatusJson {
     pub(crate) daemon: Option<DaemonJson>,
 }
 
+/// A license's fingerprint: SHA-256 of its signed message, in hex.
+pub(crate) fn fingerprint(signed_message: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, signed_message))
+}
+
 pub(crate) fn time(t: UnixTime) -> String {
     u32::try_from(t)
         .map(rfc3339)
@@ -246,6 +254,7 @@ pub(crate) fn build(
                 .and_then(|e| e.licenses.iter().find(|l| l.seq == h.seq));
             let (start, end) = crate::engine::license_span(&h.license);
             LicenseJson {
+                fingerprint: fingerprint(h.license.signed_message()),
                 kind: h.license.kind().name().into(),
                 serial: h.license.serial().to_string(),
                 key: h.license.key_id().to_string(),

@@ -563,3 +563,86 @@ fn the_demo_configuration_and_the_documented_example_are_valid() {
     let example = std::fs::read_to_string(root.join("src/config/example.toml")).unwrap();
     license_agent::config::Config::parse(&example, &root.join("agent.toml")).unwrap();
 }
+
+/// `status --report`: the fleet report (docs/report-schema.md) of what `status` shows;
+/// a site license installed on two phones has one fingerprint; a refusal of a file
+/// signed with a key this phone does not trust names that key.
+#[test]
+fn the_fleet_report_names_licenses_by_fingerprint_and_refusals_by_key() {
+    let p = phone();
+    let t = now();
+    let site = p.sign(
+        "site.cfg",
+        "site",
+        SITE,
+        &[feature("vqmon", "new", t - DAY, Some(t + 100 * DAY))],
+    );
+    assert_eq!(p.install(&site, None).status.code(), Some(0));
+    let stranger = common::own_vectors().join("unknown-key-stranger.cfg");
+    assert_ne!(p.install(&stranger, None).status.code(), Some(0));
+    // A second phone of the same site (same keyring, its own store and MAC).
+    let second = p.dir.path().join("second.toml");
+    std::fs::write(
+        &second,
+        format!("mac = \"0004f2000002\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state2\"\nsupervisor = \"none\"\n"),
+    )
+    .unwrap();
+    let installed = run(
+        agent(),
+        [
+            "install".as_ref(),
+            "--config".as_ref(),
+            second.as_os_str(),
+            site.as_os_str(),
+        ],
+    );
+    assert_eq!(installed.status.code(), Some(0));
+
+    let report = |config: &Path| -> Value {
+        let out = run(
+            agent(),
+            [
+                "status".as_ref(),
+                "--report".as_ref(),
+                "--config".as_ref(),
+                config.as_os_str(),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let (first, other) = (report(&p.config), report(&second));
+    assert_eq!(first["schema"], "license-agent-report/1");
+    assert_eq!(first["mac"], MAC);
+    assert_eq!(other["mac"], "0004f2000002");
+    assert_eq!(first["agent"]["version"], env!("CARGO_PKG_VERSION"));
+    let fingerprint = first["licenses"][0]["fingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 64, "{first:#}");
+    assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(other["licenses"][0]["fingerprint"], fingerprint);
+    assert_eq!(first["features"][0]["name"], "vqmon");
+    let refusal = &first["refusals"][0];
+    assert_eq!(refusal["verdict"], "unknown-key", "{first:#}");
+    let key = refusal["key"].as_str().unwrap();
+    assert!(
+        refusal["detail"].as_str().unwrap().contains(key) && !key.is_empty(),
+        "{first:#}"
+    );
+    // --json and --report are one or the other.
+    let both = run(
+        agent(),
+        [
+            "status".as_ref(),
+            "--report".as_ref(),
+            "--json".as_ref(),
+            "--config".as_ref(),
+            p.config.as_os_str(),
+        ],
+    );
+    assert_eq!(both.status.code(), Some(2));
+}

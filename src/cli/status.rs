@@ -17,7 +17,7 @@ use crate::storage::{Mode, Store};
 pub(crate) const HELP: &str = "\
 license-agent status: the licenses and features of this phone, and why
 
-Usage: license-agent status [--config PATH] [--json] [--at TIME]
+Usage: license-agent status [--config PATH] [--json | --report] [--at TIME]
 
 Shows the MAC, the clock verdict (ok; unsynced: earlier than this agent's build, so the
 last published feature set stands; windback: more than the tolerance behind the latest
@@ -28,6 +28,8 @@ source, transaction type, limit), files set aside, recent events, and the next c
 Options:
   --config PATH  the agent's configuration (default /etc/license-agent/agent.toml)
   --json         one JSON object instead of tables
+  --report       the report this phone gives its service provider's fleet view
+                 (<mac>-license-status.json, docs/report-schema.md)
   --at TIME      evaluate the stored licenses at another instant (RFC 3339 or Unix
                  seconds): \"will this phone still have vqmon on 1 March?\"
   -h, --help     this text
@@ -41,11 +43,13 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     use lexopt::prelude::*;
     let mut config = default_config();
     let mut json = false;
+    let mut fleet = false;
     let mut at: Option<UnixTime> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => config = config_option(&mut parser)?,
             Long("json") => json = true,
+            Long("report") => fleet = true,
             Long("at") => {
                 let text = super::args::text_value(&mut parser, "--at")?;
                 at = Some(parse_instant(&text).map_err(|e| Usage(format!("--at: {e}")))?);
@@ -79,7 +83,14 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             (build(&phone, &store, wall, at), Some(why))
         }
     };
-    let stdout = if json {
+    if json && fleet {
+        return Err(Usage("--json and --report: one or the other".into()));
+    }
+    let stdout = if fleet {
+        let made = crate::status::time(wall);
+        let report = crate::report::build(&report, made, crate::report::BOARD);
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else if json {
         let mut value = serde_json::to_value(&report).unwrap_or_default();
         if let (Some(why), Some(map)) = (&fallback, value.as_object_mut()) {
             map.insert("daemon_unavailable".into(), why.clone().into());

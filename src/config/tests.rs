@@ -748,6 +748,28 @@ fn ftp_and_ftps_servers_take_their_credentials_out_of_the_url() {
     assert_eq!(config.servers[1].credentials, None);
 }
 
+/// A server URL the configuration refuses is named in the error without its password
+/// (the error goes to the log and to whoever runs the command).
+#[test]
+fn a_refused_server_url_never_shows_its_password() {
+    for url in [
+        "ftp://u:TopSecret1 x@127.0.0.1/",
+        "ftp://u:TopSecret1@127.0.0.1/a?b",
+        "ftp://u:TopSecret1@/",
+        "https://u:TopSecret1%zz@h/",
+        "https://u:TopSecret1%ff@h/",
+        "https://u%zz:TopSecret1@h/",
+        "gopher://u:TopSecret1@h/",
+        "tftp://u:TopSecret1@h/",
+    ] {
+        let text = format!("{BASE}server = \"{url}\"\n");
+        let e = Config::parse(&text, Path::new("/opt/demo/agent.toml")).unwrap_err();
+        let shown = e.to_string();
+        assert_eq!(e.key.as_deref(), Some("server"), "{url}: {shown}");
+        assert!(!shown.contains("TopSecret1"), "{url}: {shown}");
+    }
+}
+
 fn urls(config: &Config) -> Vec<&str> {
     config.servers.iter().map(|s| s.url.as_str()).collect()
 }

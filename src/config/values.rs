@@ -235,7 +235,7 @@ pub(crate) fn socket_path(text: &str, base: &Path) -> Result<PathBuf, String> {
 pub(crate) type UrlCredentials = Option<(String, String)>;
 
 /// Percent-decodes user info (`%40` is `@`); the result must be UTF-8.
-fn percent_decode(text: &str) -> Result<String, String> {
+fn percent_decode(text: &str, what: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -245,33 +245,33 @@ fn percent_decode(text: &str) -> Result<String, String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok());
             let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(byte.ok_or_else(|| {
-                format!("{}: a '%' must be followed by two hex digits", shown(text))
-            })?);
+            out.push(
+                byte.ok_or_else(|| format!("{what}: a '%' must be followed by two hex digits"))?,
+            );
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| format!("{}: the user info is not UTF-8 once decoded", shown(text)))
+    String::from_utf8(out).map_err(|_| format!("{what} is not UTF-8 once decoded"))
 }
 
 /// Splits `user:password@` off an authority.
-fn url_credentials(authority: &str, text: &str) -> Result<(String, UrlCredentials), String> {
+fn url_credentials(authority: &str, shown_url: &str) -> Result<(String, UrlCredentials), String> {
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return Ok((authority.to_string(), None));
     };
     let Some((user, password)) = userinfo.split_once(':') else {
         return Err(format!(
-            "{}: the user info must be user:password (or give fetch.username and fetch.password)",
-            shown(text)
+            "{shown_url}: the user info must be user:password (or give fetch.username and \
+             fetch.password)"
         ));
     };
-    let (user, password) = (percent_decode(user)?, percent_decode(password)?);
-    username(&user)?;
-    self::password(&password)?;
+    let user = percent_decode(user, &format!("{shown_url}: the user name"))?;
+    let password = percent_decode(password, &format!("{shown_url}: the password"))?;
+    username(&user).map_err(|e| format!("{shown_url}: the user name: {e}"))?;
+    self::password(&password).map_err(|e| format!("{shown_url}: the password {e}"))?;
     Ok((host.to_string(), Some((user, password))))
 }
 
@@ -286,11 +286,13 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
     if text.is_empty() {
         return Err(format!("empty; {FORMS}"));
     }
+    // Every message names the URL without its user info: errors go to the log.
+    let shown_url = shown(&without_user_info(text));
     if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{}: a URL cannot contain {c:?}", shown(text)));
+        return Err(format!("{}: a URL cannot contain {c:?}", shown_url));
     }
     let Some((scheme, rest)) = text.split_once(':') else {
-        return Err(format!("{}: no scheme; {FORMS}", shown(text)));
+        return Err(format!("{}: no scheme; {FORMS}", shown_url));
     };
     let scheme = scheme.to_ascii_lowercase();
     if matches!(scheme.as_str(), "http" | "https" | "ftp" | "ftps" | "tftp")
@@ -298,7 +300,7 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
     {
         return Err(format!(
             "{}: this agent is built without {scheme} (its board ships {})",
-            shown(text),
+            shown_url,
             super::TRANSPORTS.join(", ")
         ));
     }
@@ -308,29 +310,26 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
             let Some(after) = rest.strip_prefix("//") else {
                 return Err(format!(
                     "{}: {scheme}: is followed by // and the host; {FORMS}",
-                    shown(text)
+                    shown_url
                 ));
             };
             let authority = after.split('/').next().unwrap_or("");
             if authority.is_empty() {
-                return Err(format!("{}: no host; {FORMS}", shown(text)));
+                return Err(format!("{}: no host; {FORMS}", shown_url));
             }
             if after.contains(['?', '#']) {
                 return Err(format!(
                     "{}: a base URL has no query or fragment: the file names are appended \
                      to it",
-                    shown(text)
+                    shown_url
                 ));
             }
-            let (host, found) = url_credentials(authority, text)?;
+            let (host, found) = url_credentials(authority, &shown_url)?;
             if host.is_empty() {
-                return Err(format!("{}: no host; {FORMS}", shown(text)));
+                return Err(format!("{}: no host; {FORMS}", shown_url));
             }
             if scheme == "tftp" && found.is_some() {
-                return Err(format!(
-                    "{}: TFTP has no user name or password",
-                    shown(text)
-                ));
+                return Err(format!("{}: TFTP has no user name or password", shown_url));
             }
             credentials = found;
             format!("{scheme}://{host}{}", &after[authority.len()..])
@@ -341,7 +340,7 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
                 Some(_) => {
                     return Err(format!(
                         "{}: a file URL with a host is not supported; {FORMS}",
-                        shown(text)
+                        shown_url
                     ))
                 }
                 None => rest,
@@ -350,7 +349,7 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
             let Some(resolved) = resolved.to_str() else {
                 return Err(format!(
                     "{}: the folder {} is not UTF-8",
-                    shown(text),
+                    shown_url,
                     resolved.display()
                 ));
             };
@@ -359,7 +358,7 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
         _ => {
             return Err(format!(
                 "{}: scheme {scheme:?} is not supported; {FORMS}",
-                shown(text)
+                shown_url
             ))
         }
     };
@@ -367,6 +366,19 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
         url.push('/');
     }
     Ok((url, credentials))
+}
+
+/// `text` with the user info of its authority (up to the last `@` before the path)
+/// replaced by `***`, so that no password is ever shown.
+fn without_user_info(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => text.to_string(),
+    }
 }
 
 /// An HTTP basic-authentication user name: not empty, no `:`, no control character.

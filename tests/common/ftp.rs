@@ -65,7 +65,7 @@ impl Vsftpd {
                  local_root={}\nchroot_local_user=YES\nallow_writeable_chroot=YES\n\
                  secure_chroot_dir={}\nseccomp_sandbox=NO\npasv_enable=YES\n\
                  pasv_address=127.0.0.1\nxferlog_enable=NO\nuse_localtime=NO\n\
-                 vsftpd_log_file={}\n",
+                 delay_failed_login=0\nvsftpd_log_file={}\n",
                 root.display(),
                 empty.display(),
                 work.join("vsftpd.log").display(),

@@ -276,32 +276,31 @@ impl Agent {
         judge_at: Option<UnixTime>,
         now: UnixTime,
     ) -> FileFetchJson {
-        let (bytes, validator) = match outcome {
-            FetchOutcome::Body { bytes, validator } => (bytes, validator),
-            FetchOutcome::NotModified => {
-                return file_result(
+        let (bytes, validator) =
+            match outcome {
+                FetchOutcome::Body { bytes, validator } => (bytes, validator),
+                FetchOutcome::NotModified => return file_result(
                     now,
                     name,
                     FileOutcome::NotModified,
-                    "304: unchanged since the last download",
-                )
-            }
-            FetchOutcome::Absent { answer } => {
-                self.store.meta_mut().validators.remove(name);
-                return file_result(
-                    now,
-                    name,
-                    FileOutcome::Absent,
-                    &format!(
-                        "{answer}: not on the server; the stored {kind} license stays in force"
-                    ),
-                );
-            }
-            FetchOutcome::Failed(e) => {
-                log::warn!("fetch failed: {e}");
-                return file_result(now, name, FileOutcome::Failed, &e.to_string());
-            }
-        };
+                    "not modified since the last download (HTTP 304; FTP: the same SIZE and MDTM)",
+                ),
+                FetchOutcome::Absent { answer } => {
+                    self.store.meta_mut().validators.remove(name);
+                    return file_result(
+                        now,
+                        name,
+                        FileOutcome::Absent,
+                        &format!(
+                            "{answer}: not on the server; the stored {kind} license stays in force"
+                        ),
+                    );
+                }
+                FetchOutcome::Failed(e) => {
+                    log::warn!("fetch failed: {e}");
+                    return file_result(now, name, FileOutcome::Failed, &e.to_string());
+                }
+            };
         // The validators go with the file: kept only when it is the one held (stored now,
         // or already), so that a 304 can only ever mean "the license you hold".
         self.store.meta_mut().validators.remove(name);

@@ -141,13 +141,20 @@ impl Source for Ftp {
             *slot = None;
             result = self.fetch_on(&mut slot, &path, validator, deadline);
         }
+        // A server may echo the password in any reply: it is never shown.
+        let hide = |text: String| match self.password.is_empty() {
+            true => text,
+            false => text.replace(&self.password, "***"),
+        };
         match result {
             Ok(outcome) => outcome,
-            Err(Stop::Absent(answer)) => FetchOutcome::Absent { answer },
+            Err(Stop::Absent(answer)) => FetchOutcome::Absent {
+                answer: hide(answer),
+            },
             Err(Stop::Failed(kind, detail)) => {
                 // Whatever state the connection is in, it is not used again.
                 *slot = None;
-                FetchOutcome::Failed(FetchError::new(url, kind, detail))
+                FetchOutcome::Failed(FetchError::new(url, kind, hide(detail)))
             }
         }
     }
@@ -224,7 +231,11 @@ impl Ftp {
             epsv: true,
             replies: 0,
         };
-        let hello = session.reply()?;
+        let mut hello = session.reply()?;
+        // 120: "ready in a moment"; the 220 follows (within the deadline).
+        while hello.code == 120 {
+            hello = session.reply()?;
+        }
         if hello.code != 220 {
             return Err(refused(format!("{address} greets with {}", hello.shown())));
         }
@@ -278,8 +289,10 @@ impl Ftp {
         stored: Option<&Validator>,
         deadline: Instant,
     ) -> Step<FetchOutcome> {
+        // A SIZE or MDTM answer that cannot be read is no answer (old servers get MDTM's
+        // year wrong): the file is downloaded, capped while streaming.
         let size = match session.command("SIZE", Some(path))? {
-            r if r.code == 213 => Some(protocol::size(&r.text).map_err(protocol_error)?),
+            r if r.code == 213 => protocol::size(&r.text).ok(),
             r if r.code == 550 => return Err(Stop::Absent(format!("FTP {}", r.shown()))),
             _ => None,
         };
@@ -293,7 +306,7 @@ impl Ftp {
             ));
         }
         let modified = match session.command("MDTM", Some(path))? {
-            r if r.code == 213 => Some(protocol::mdtm(&r.text).map_err(protocol_error)?),
+            r if r.code == 213 => protocol::mdtm(&r.text).ok(),
             r if r.code == 550 => return Err(Stop::Absent(format!("FTP {}", r.shown()))),
             _ => None,
         };
@@ -315,10 +328,11 @@ impl Ftp {
             .ok_or_else(|| timeout("before the data connection"))?
             .min(self.connect_timeout);
         let tcp = TcpStream::connect_timeout(&to, wait).map_err(|e| {
-            Stop::Failed(
-                FailureKind::Connect,
-                format!("the data connection to {to}: {e}"),
-            )
+            let kind = match e.kind() {
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
+                _ => FailureKind::Connect,
+            };
+            Stop::Failed(kind, format!("the data connection to {to}: {e}"))
         })?;
         let start = session.command("RETR", Some(path))?;
         match start.code {
@@ -342,7 +356,7 @@ impl Ftp {
         if let Some(size) = size.filter(|&s| s != bytes.len() as u64) {
             return Err(Stop::Failed(
                 FailureKind::Cut,
-                format!("{} of the {size} bytes SIZE announced", bytes.len()),
+                format!("{} bytes came where SIZE announced {size}", bytes.len()),
             ));
         }
         Ok(FetchOutcome::Body { bytes, validator })
@@ -430,9 +444,13 @@ impl Session {
     fn passive(&mut self) -> Step<u16> {
         if self.epsv {
             let reply = self.command("EPSV", None)?;
-            if reply.code == 229 {
-                return protocol::epsv_port(&reply.text).map_err(protocol_error);
+            if let Some(port) = (reply.code == 229)
+                .then(|| protocol::epsv_port(&reply.text).ok())
+                .flatten()
+            {
+                return Ok(port);
             }
+            // Refused, or an answer that cannot be read: PASV from now on.
             self.epsv = false;
         }
         let reply = self.command("PASV", None)?;
@@ -618,7 +636,13 @@ fn protocol_error(detail: String) -> Stop {
 /// An I/O error while `doing`, by kind: a timeout, a cut connection, TLS, or other.
 fn io_stop(e: io::Error, doing: &str) -> Stop {
     let kind = match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
+        // The socket's timeout says "resource temporarily unavailable": say what it is.
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            return Stop::Failed(
+                FailureKind::Timeout,
+                format!("{doing}: nothing within the total timeout"),
+            )
+        }
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::BrokenPipe

@@ -62,7 +62,7 @@ fn session(mut control: TcpStream, script: &Script) {
         let answer = match verb {
             "USER" => "331 password please".to_string(),
             "PASS" if arg == "secret" => "230 in".into(),
-            "PASS" => "530 Login incorrect.".into(),
+            "PASS" => format!("530 Login incorrect: {arg} is wrong"),
             "TYPE" => "200 binary".into(),
             "SIZE" => match (file, script.size_says) {
                 (None, _) => "550 no such file".into(),
@@ -222,7 +222,10 @@ fn a_transfer_shorter_than_size_said_is_cut() {
     let (port, _) = serve(s);
     let e = failure(ftp(port, 10).fetch("a.cfg", None));
     assert_eq!(e.kind, FailureKind::Cut, "{e}");
-    assert!(e.detail.contains("5 of the 9 bytes"), "{e}");
+    assert!(
+        e.detail.contains("5 bytes came where SIZE announced 9"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -261,13 +264,25 @@ fn a_wrong_password_is_refused() {
     let (port, _) = serve(script(&[]));
     let fetch = Fetch {
         username: Some("agent".into()),
-        password: Some("wrong".into()),
+        password: Some("Wr0ng-pass".into()),
         ..Fetch::default()
     };
     let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
     let e = failure(client.fetch("a.cfg", None));
     assert_eq!(e.kind, FailureKind::Refused, "{e}");
-    assert!(e.detail.contains("530 Login incorrect."), "{e}");
+    // The server echoes the password: it is never shown.
+    assert!(
+        e.detail.contains("530 Login incorrect: *** is wrong"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_preliminary_greeting_is_followed_by_the_real_one() {
+    let mut s = script(&[("a.cfg", b"late")]);
+    s.greeting = Some(b"120 ready in 1 minute\r\n220 ready\r\n".to_vec());
+    let (port, _) = serve(s);
+    assert_eq!(body(ftp(port, 10).fetch("a.cfg", None)).0, b"late");
 }
 
 #[test]

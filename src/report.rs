@@ -1,0 +1,240 @@
+//! The license status report of one phone (`<mac>-license-status.json` once uploaded;
+//! `license-agent status --report` prints it), for its service
+//! provider's fleet view (`docs/report-schema.md`, schema [`SCHEMA`]): built from the
+//! status ([`StatusJson`]) as data, bounded in size (lists cut, texts cut), and without
+//! secrets (server URLs are kept without their user info, which the configuration takes
+//! out; no password, key or path to one is in a status).
+//!
+//! Each license carries the fingerprint of its signed message, so the same site license
+//! held by a thousand phones is one license to the fleet view.
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::{EventJson, FileFetchJson, InvalidJson, StatusJson};
+
+/// The schema's name and version: a reader refuses a major version it does not know.
+pub(crate) const SCHEMA: &str = "license-agent-report/1";
+
+/// Bounds: at most this many licenses, features (a license file's most records),
+/// refusals (the newest) and files set aside, and this many characters in any text
+/// taken from a status.
+pub(crate) const MAX_LICENSES: usize = 32;
+pub(crate) const MAX_FEATURES: usize = crate::format::features::MAX_RECORDS;
+pub(crate) const MAX_REFUSALS: usize = 16;
+pub(crate) const MAX_SET_ASIDE: usize = 16;
+pub(crate) const MAX_TEXT: usize = 256;
+
+/// The board this binary was built for (`scripts/build.sh BOARD` says), or `unknown`.
+pub(crate) const BOARD: &str = match option_env!("LICENSE_AGENT_BOARD") {
+    Some(board) => board,
+    None => "unknown",
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub(crate) schema: String,
+    pub(crate) mac: String,
+    pub(crate) site_serial: Option<String>,
+    pub(crate) agent: Agent,
+    /// When the report was made (the phone's clock, RFC 3339).
+    pub(crate) reported_at: String,
+    /// `ok`, `unsynced` or `windback`.
+    pub(crate) clock: String,
+    /// The instant the licenses were judged at (`None` while unsynced).
+    pub(crate) evaluated_at: Option<String>,
+    pub(crate) licenses: Vec<License>,
+    pub(crate) features: Vec<Feature>,
+    /// Licenses refused lately, oldest first (at most [`MAX_REFUSALS`]).
+    pub(crate) refusals: Vec<Refusal>,
+    /// Stored files that do not verify any more, set aside (at most [`MAX_SET_ASIDE`]).
+    pub(crate) set_aside: Vec<InvalidJson>,
+    /// A reboot the agent needs and has not had yet.
+    pub(crate) reboot: Option<Reboot>,
+    /// The last fetch of the license files (only from the running daemon).
+    pub(crate) last_fetch: Option<LastFetch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Agent {
+    pub(crate) version: String,
+    /// The board the binary was built for (`scripts/build.sh BOARD`), or `unknown`.
+    pub(crate) board: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct License {
+    /// SHA-256 of the signed message, hex: the same license on any phone.
+    pub(crate) fingerprint: String,
+    /// `site` or `phone`.
+    pub(crate) kind: String,
+    pub(crate) serial: String,
+    pub(crate) key: String,
+    /// `primary`, `bridging`, `dropped` (`unknown` while unsynced).
+    pub(crate) role: String,
+    /// `active`, `expiring-shortly`, `impending`, `inactive` (`None` while unsynced).
+    pub(crate) status: Option<String>,
+    pub(crate) start: String,
+    /// RFC 3339, or `never`.
+    pub(crate) end: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Feature {
+    pub(crate) name: String,
+    pub(crate) status: Option<String>,
+    /// Configured on this phone and in force.
+    pub(crate) enabled: bool,
+    pub(crate) end: String,
+    /// `site` or `phone`: the kind of license that governs it.
+    pub(crate) source: Option<String>,
+    pub(crate) serial: Option<String>,
+    pub(crate) transaction: Option<String>,
+    /// The Managed Device limit.
+    pub(crate) limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Refusal {
+    pub(crate) at: String,
+    /// The file or license refused.
+    pub(crate) subject: String,
+    /// The verdict's id: `unknown-key`, `bad-signature`, `malformed`, `not-this-phone`...
+    pub(crate) verdict: String,
+    pub(crate) detail: String,
+    /// The key id, for a license signed with a key this phone does not trust (a stale
+    /// keyring, or a forgery).
+    pub(crate) key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Reboot {
+    /// `license-expired`, `license-changed`, `feature-licensed`.
+    pub(crate) causes: Vec<String>,
+    /// What the request waits for (`idle`, `stagger-delay`...), if known.
+    pub(crate) waiting_for: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LastFetch {
+    pub(crate) at: Option<String>,
+    pub(crate) files: Vec<FileFetchJson>,
+}
+
+/// The report of `status`, made at `reported_at`, by an agent built for `board`.
+pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Report {
+    let refusals: Vec<Refusal> = status
+        .events
+        .iter()
+        .filter(|e| e.what == "refused")
+        .map(refusal)
+        .collect();
+    let skip = refusals.len().saturating_sub(MAX_REFUSALS);
+    let daemon = status.daemon.as_ref();
+    Report {
+        schema: SCHEMA.into(),
+        mac: cut(&status.mac),
+        site_serial: status.site_serial.as_deref().map(cut),
+        agent: Agent {
+            version: env!("CARGO_PKG_VERSION").into(),
+            board: cut(board),
+        },
+        reported_at,
+        clock: cut(&status.clock),
+        evaluated_at: status.evaluated_at.clone(),
+        licenses: status
+            .licenses
+            .iter()
+            .take(MAX_LICENSES)
+            .map(|l| License {
+                fingerprint: cut(&l.fingerprint),
+                kind: cut(&l.kind),
+                serial: cut(&l.serial),
+                key: cut(&l.key),
+                role: cut(&l.role),
+                status: l.status.as_deref().map(cut),
+                start: cut(&l.start),
+                end: cut(&l.end),
+            })
+            .collect(),
+        features: status
+            .features
+            .iter()
+            .take(MAX_FEATURES)
+            .map(|f| Feature {
+                name: cut(&f.name),
+                status: f.status.as_deref().map(cut),
+                enabled: f.enabled,
+                end: cut(&f.end),
+                source: f.source.as_deref().map(cut),
+                serial: f.serial.as_deref().map(cut),
+                transaction: f.transaction.as_deref().map(cut),
+                limit: f.limit,
+            })
+            .collect(),
+        refusals: refusals.into_iter().skip(skip).collect(),
+        set_aside: status
+            .set_aside
+            .iter()
+            .take(MAX_SET_ASIDE)
+            .map(|i| InvalidJson {
+                file: cut(&i.file),
+                reason: cut(&i.reason),
+            })
+            .collect(),
+        reboot: daemon.filter(|d| d.reboot.pending).map(|d| Reboot {
+            causes: d.reboot.needs.iter().map(|n| cut(&n.cause)).collect(),
+            waiting_for: d.reboot.waiting_for.as_deref().map(cut),
+        }),
+        last_fetch: daemon.map(|d| LastFetch {
+            at: d.last_fetch.as_deref().map(cut),
+            files: d
+                .files
+                .iter()
+                .take(2)
+                .map(|f| FileFetchJson {
+                    file: cut(&f.file),
+                    at: cut(&f.at),
+                    outcome: f.outcome,
+                    detail: cut(&f.detail),
+                    server: f.server.as_deref().map(cut),
+                    transport: f.transport.as_deref().map(cut),
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// A `refused` event: its detail starts with the verdict's id (`unknown-key: signed
+/// with key 1a2b3c4d, which is not in the trusted keyring...`).
+fn refusal(event: &EventJson) -> Refusal {
+    let (verdict, _) = event.detail.split_once(':').unwrap_or(("refused", ""));
+    let verdict = if verdict.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+        verdict
+    } else {
+        "refused"
+    };
+    let key = (verdict == "unknown-key")
+        .then(|| event.detail.split_once("signed with key "))
+        .flatten()
+        .and_then(|(_, rest)| rest.split([',', ' ']).next())
+        .filter(|k| !k.is_empty())
+        .map(cut);
+    Refusal {
+        at: cut(&event.at),
+        subject: cut(&event.subject),
+        verdict: cut(verdict),
+        detail: cut(&event.detail),
+        key,
+    }
+}
+
+/// `text`, cut to [`MAX_TEXT`] characters.
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(MAX_TEXT) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
