@@ -40,6 +40,7 @@ mod daemon;
 pub mod engine;
 mod fetch;
 mod files;
+pub mod fleet;
 pub mod format;
 #[cfg(all(any(test, fuzzing), feature = "http", feature = "ftp"))]
 pub mod fuzzing;

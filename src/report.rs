@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::{EventJson, FileFetchJson, InvalidJson, StatusJson};
+use crate::status::{EventJson, FileFetchJson, GrantJson, InvalidJson, StatusJson};
 
 /// The schema's name and version: a reader refuses a major version it does not know.
 pub(crate) const SCHEMA: &str = "license-agent-report/1";
@@ -19,6 +19,9 @@ pub(crate) const SCHEMA: &str = "license-agent-report/1";
 /// refusals (the newest) and files set aside, and this many characters in any text
 /// taken from a status.
 pub(crate) const MAX_LICENSES: usize = 32;
+/// The most feature records kept over all licenses (a phone holds a few licenses of a
+/// few records; a license file may hold up to 256).
+pub(crate) const MAX_GRANTS: usize = 512;
 pub(crate) const MAX_FEATURES: usize = crate::format::features::MAX_RECORDS;
 pub(crate) const MAX_REFUSALS: usize = 16;
 pub(crate) const MAX_SET_ASIDE: usize = 16;
@@ -76,6 +79,8 @@ pub(crate) struct License {
     pub(crate) start: String,
     /// RFC 3339, or `never`.
     pub(crate) end: String,
+    /// What it grants, record by record (at most [`MAX_GRANTS`] over all licenses).
+    pub(crate) grants: Vec<GrantJson>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +96,8 @@ pub(crate) struct Feature {
     pub(crate) transaction: Option<String>,
     /// The Managed Device limit.
     pub(crate) limit: Option<u32>,
+    /// The fingerprint of the license that governs it.
+    pub(crate) fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +137,7 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
         .collect();
     let skip = refusals.len().saturating_sub(MAX_REFUSALS);
     let daemon = status.daemon.as_ref();
+    let mut grants_left = MAX_GRANTS;
     Report {
         schema: SCHEMA.into(),
         mac: cut(&status.mac),
@@ -154,6 +162,20 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
                 status: l.status.as_deref().map(cut),
                 start: cut(&l.start),
                 end: cut(&l.end),
+                grants: {
+                    let take = l.grants.len().min(grants_left);
+                    grants_left -= take;
+                    l.grants[..take]
+                        .iter()
+                        .map(|g| GrantJson {
+                            name: cut(&g.name),
+                            transaction: cut(&g.transaction),
+                            start: cut(&g.start),
+                            end: cut(&g.end),
+                            limit: g.limit,
+                        })
+                        .collect()
+                },
             })
             .collect(),
         features: status
@@ -169,6 +191,7 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
                 serial: f.serial.as_deref().map(cut),
                 transaction: f.transaction.as_deref().map(cut),
                 limit: f.limit,
+                fingerprint: f.fingerprint.as_deref().map(cut),
             })
             .collect(),
         refusals: refusals.into_iter().skip(skip).collect(),

@@ -155,6 +155,20 @@ pub(crate) struct LicenseJson {
     pub(crate) end: String,
     pub(crate) days_left: Option<i64>,
     pub(crate) file: String,
+    /// What it grants, record by record.
+    #[serde(default)]
+    pub(crate) grants: Vec<GrantJson>,
+}
+
+/// One feature record of a license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GrantJson {
+    pub(crate) name: String,
+    pub(crate) transaction: String,
+    pub(crate) start: String,
+    pub(crate) end: String,
+    /// The Managed Device limit (0: not counted).
+    pub(crate) limit: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +182,9 @@ pub(crate) struct FeatureJson {
     pub(crate) serial: Option<String>,
     pub(crate) transaction: Option<String>,
     pub(crate) limit: Option<u32>,
+    /// The fingerprint of the license that governs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,9 +281,22 @@ pub(crate) fn build(
                 end: end.to_string(),
                 days_left: judge_at.and_then(|t| days_left(end, t)),
                 file: store.path_of(h).display().to_string(),
+                grants: h
+                    .license
+                    .features()
+                    .iter()
+                    .map(|e| GrantJson {
+                        name: e.id.name(),
+                        transaction: e.transaction.name().into(),
+                        start: time(i64::from(e.start)),
+                        end: e.end.to_string(),
+                        limit: e.limit,
+                    })
+                    .collect(),
             }
         })
         .collect();
+    let governing = |seq: u64| store.held().iter().find(|h| h.seq == seq);
     let features: Vec<FeatureJson> = match &evaluation {
         Some(e) => e
             .features
@@ -278,13 +308,11 @@ pub(crate) fn build(
                 enabled: f.enabled(),
                 end: f.governing.entry.end.to_string(),
                 source: Some(f.governing.kind.name().into()),
-                serial: store
-                    .held()
-                    .iter()
-                    .find(|h| h.seq == f.governing.seq)
-                    .map(|h| h.license.serial().to_string()),
+                serial: governing(f.governing.seq).map(|h| h.license.serial().to_string()),
                 transaction: Some(f.governing.entry.transaction.name().into()),
                 limit: Some(f.governing.entry.limit),
+                fingerprint: governing(f.governing.seq)
+                    .map(|h| fingerprint(h.license.signed_message())),
             })
             .collect(),
         // Unsynced: the set last published stands, and nothing else is known.
@@ -303,6 +331,7 @@ pub(crate) fn build(
                 serial: None,
                 transaction: None,
                 limit: None,
+                fingerprint: None,
             })
             .collect(),
     };

@@ -633,6 +633,40 @@ fn the_fleet_report_names_licenses_by_fingerprint_and_refusals_by_key() {
         refusal["detail"].as_str().unwrap().contains(key) && !key.is_empty(),
         "{first:#}"
     );
+    // The service provider's side: the two reports in a folder, read by license-fleet
+    // (with a file that is not a report beside them).
+    let uploads = p.dir.path().join("uploads");
+    std::fs::create_dir(&uploads).unwrap();
+    for r in [&first, &other] {
+        let name = format!("{}-license-status.json", r["mac"].as_str().unwrap());
+        std::fs::write(uploads.join(name), r.to_string()).unwrap();
+    }
+    std::fs::write(uploads.join("0004f2000009-license-status.json"), "garbage").unwrap();
+    let out = run(common::fleet(), ["--json".as_ref(), uploads.as_os_str()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(view["fleet"]["phones"], 2, "{view:#}");
+    assert_eq!(
+        view["fleet"]["summary"]["all"], 1,
+        "one site license, two phones: {view:#}"
+    );
+    assert_eq!(view["fleet"]["summary"]["active"], 1, "{view:#}");
+    assert_eq!(view["fleet"]["licenses"][0]["phones"], 2, "{view:#}");
+    assert_eq!(
+        view["fleet"]["licenses"][0]["grants"][0]["name"], "vqmon",
+        "{view:#}"
+    );
+    assert_eq!(view["unreadable"].as_array().unwrap().len(), 1, "{view:#}");
+    assert_eq!(
+        view["fleet"]["attention"][0]["what"], "unknown-key",
+        "{view:#}"
+    );
+
     // --json and --report are one or the other.
     let both = run(
         agent(),

@@ -44,6 +44,11 @@ pub fn issuer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_license-issuer"))
 }
 
+/// The service provider's `license-fleet` (a host tool: always the host build).
+pub fn fleet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_license-fleet"))
+}
+
 /// Runs a command and returns its output, failing the test if it could not start or
 /// if it died of a signal or a panic (status 101): no input may do that.
 pub fn run<I, S>(mut cmd: Command, args: I) -> Output
