@@ -761,6 +761,9 @@ fn a_refused_server_url_never_shows_its_password() {
         "https://u%zz:TopSecret1@h/",
         "gopher://u:TopSecret1@h/",
         "tftp://u:TopSecret1@h/",
+        "ftp:u:TopSecret1@h/",
+        "ftp:/u:TopSecret1@h/",
+        "u:TopSecret1@h/",
     ] {
         let text = format!("{BASE}server = \"{url}\"\n");
         let e = Config::parse(&text, Path::new("/opt/demo/agent.toml")).unwrap_err();

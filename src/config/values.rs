@@ -368,15 +368,21 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
     Ok((url, credentials))
 }
 
-/// `text` with the user info of its authority (up to the last `@` before the path)
-/// replaced by `***`, so that no password is ever shown.
+/// `text` with the user info of its authority (after the scheme, up to the last `@`
+/// before the path) replaced by `***`, so that no password is ever shown, even in a URL
+/// too broken to parse.
 fn without_user_info(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_string();
+    let (scheme, rest) = match text.split_once(':') {
+        Some((scheme, rest)) => (format!("{scheme}:"), rest),
+        None => (String::new(), text),
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+    // However many slashes follow the scheme (`ftp:/u:p@h/` is broken, and still shown
+    // without its password).
+    let authority = rest.trim_start_matches('/');
+    let slashes = &rest[..rest.len() - authority.len()];
+    let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
+    match authority[..end].rfind('@') {
+        Some(at) => format!("{scheme}{slashes}***{}", &authority[at..]),
         None => text.to_string(),
     }
 }
