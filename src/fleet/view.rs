@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::status::{status, Status};
+use crate::engine::status::status;
 use crate::format::End;
 use crate::phone::parse_instant;
 use crate::report::Report;
@@ -87,10 +87,6 @@ fn end_of(text: &str) -> Option<End> {
     u32::try_from(t).ok().map(End::At)
 }
 
-fn status_id(s: Status) -> &'static str {
-    s.id()
-}
-
 /// The fleet of `reports` (one per phone: the newest wins when a MAC reports twice).
 pub(crate) fn fleet(reports: &[Report], options: Options) -> Fleet {
     let mut newest: BTreeMap<&str, &Report> = BTreeMap::new();
@@ -110,7 +106,7 @@ pub(crate) fn fleet(reports: &[Report], options: Options) -> Fleet {
             let row = rows.entry(l.fingerprint.clone()).or_insert_with(|| {
                 let (start, end) = (parse_instant(&l.start).ok(), end_of(&l.end));
                 let status = match (start, end) {
-                    (Some(start), Some(end)) => status_id(status(start, end, options.at)),
+                    (Some(start), Some(end)) => status(start, end, options.at).id(),
                     _ => "unknown",
                 };
                 LicenseRow {
