@@ -37,7 +37,6 @@ mod tests;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
@@ -47,8 +46,8 @@ use reqwest::header::{
 use reqwest::{Certificate, Identity, StatusCode};
 
 use super::{
-    read_pem, too_big, FailureKind, FetchError, FetchOutcome, MAX_BODY, MAX_VALIDATOR,
-    SYSTEM_CA_BUNDLE,
+    read_pem, too_big, trusted_roots, FailureKind, FetchError, FetchOutcome, MAX_BODY,
+    MAX_VALIDATOR,
 };
 use crate::config::{Fetch, Secs};
 use crate::format::Serial;
@@ -103,20 +102,7 @@ impl Http {
             .redirect(follow(&last_hop))
             .no_proxy();
 
-        let roots = match &fetch.ca_file {
-            Some(file) => Some(("ca_file", file.clone())),
-            None if https => {
-                let system = PathBuf::from(SYSTEM_CA_BUNDLE);
-                if !system.exists() {
-                    return Err(setup(format!(
-                        "an https server needs trusted CA certificates: set fetch.ca_file \
-                         (there is no system bundle {SYSTEM_CA_BUNDLE})"
-                    )));
-                }
-                Some(("the system CA bundle", system))
-            }
-            None => None,
-        };
+        let roots = trusted_roots(fetch, https.then_some("https")).map_err(setup)?;
         if let Some((what, file)) = roots {
             let pem =
                 read_pem(&file).map_err(|e| setup(format!("{what} {}: {e}", file.display())))?;

@@ -63,6 +63,29 @@ pub(crate) const MAX_VALIDATOR: usize = 256;
 /// `fetch.ca_file` is set.
 pub(crate) const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// The CA certificates a server's certificate must chain to, and what they are called in
+/// messages: `fetch.ca_file`, else (for `tls_scheme`, a scheme that needs them: `https`,
+/// `ftps`) the system bundle; `None` for a plain scheme without `ca_file`.
+fn trusted_roots(
+    fetch: &Fetch,
+    tls_scheme: Option<&str>,
+) -> Result<Option<(&'static str, PathBuf)>, String> {
+    match (&fetch.ca_file, tls_scheme) {
+        (Some(file), _) => Ok(Some(("ca_file", file.clone()))),
+        (None, Some(scheme)) => {
+            let system = PathBuf::from(SYSTEM_CA_BUNDLE);
+            if !system.exists() {
+                return Err(format!(
+                    "an {scheme} server needs trusted CA certificates: set fetch.ca_file \
+                     (there is no system bundle {SYSTEM_CA_BUNDLE})"
+                ));
+            }
+            Ok(Some(("the system CA bundle", system)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// The largest PEM file read (CA bundle, client certificate or key), in bytes.
 const MAX_PEM: u64 = 4 * 1024 * 1024;
 

@@ -4,7 +4,6 @@
 //! connections, so the data connections resume the control connection's TLS session, as
 //! servers such as vsftpd require (`require_ssl_reuse`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -12,22 +11,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::config::Fetch;
-use crate::fetch::{read_pem, SYSTEM_CA_BUNDLE};
+use crate::fetch::{read_pem, trusted_roots};
 
 /// The TLS settings of `fetch`, read and parsed now; the error says which file is wrong.
 pub(crate) fn client_config(fetch: &Fetch) -> Result<Arc<ClientConfig>, String> {
-    let (what, file) = match &fetch.ca_file {
-        Some(file) => ("ca_file", file.clone()),
-        None => {
-            let system = PathBuf::from(SYSTEM_CA_BUNDLE);
-            if !system.exists() {
-                return Err(format!(
-                    "an ftps server needs trusted CA certificates: set fetch.ca_file (there \
-                     is no system bundle {SYSTEM_CA_BUNDLE})"
-                ));
-            }
-            ("the system CA bundle", system)
-        }
+    let Some((what, file)) = trusted_roots(fetch, Some("ftps"))? else {
+        return Err("no trusted CA certificates".into());
     };
     let shown = |e: String| format!("{what} {}: {e}", file.display());
     let pem = read_pem(&file).map_err(shown)?;
