@@ -123,7 +123,13 @@ fn a_cold_boot_at_1970_waits_for_the_clock_then_fetches_by_name_over_https() {
         "the app started",
         app_started,
     );
-    assert_eq!(features, ["usb-call-recording", "vqmon"]);
+    if features != ["usb-call-recording", "vqmon"] {
+        panic!(
+            "the application started with {features:?}\n-- served --\n{:?}\n{}",
+            served(&lab),
+            why(&mut vm)
+        );
+    }
     let served = served(&lab);
     for file in [PHONE_FILE, SITE_FILE] {
         assert!(
@@ -150,6 +156,17 @@ fn booted(vm: &mut Vm, clock: i64) -> (String, f64, Vec<String>) {
     let (uptime, features) =
         wait_until(vm, Duration::from_secs(120), "the app started", app_started);
     (boot, uptime, features)
+}
+
+/// What the phone says of itself when a test fails: the status, the agent's log and
+/// the VM's own diagnostics.
+fn why(vm: &mut Vm) -> String {
+    let status = vm.sh("license-agent status");
+    let log = vm
+        .try_sh("logread | tail -n 80", Duration::from_secs(10))
+        .map(|(_, log)| log)
+        .unwrap_or_default();
+    format!("{status}\n-- logread --\n{log}\n{}", vm.diagnostics())
 }
 
 /// The agent's process id on the phone.
@@ -343,7 +360,7 @@ fn an_expiry_during_a_call_reboots_the_phone_after_the_call_and_the_next_boot_ta
     lab.post_phone(&[feature("vqmon", t - DAY, Some(end))]);
     let mut vm = lab.power_on();
     let (first, _, features) = booted(&mut vm, t);
-    assert_eq!(features, ["vqmon"]);
+    assert_eq!(features, ["vqmon"], "{}", why(&mut vm));
 
     vm.supervisor("call active");
     vm.wait_events(1, Duration::from_secs(30), "the call", |e| {
@@ -376,7 +393,7 @@ fn an_expiry_during_a_call_reboots_the_phone_after_the_call_and_the_next_boot_ta
     // The next boot fetches the renewal and the application starts with it.
     let (second, _, features) = booted(&mut vm, now());
     assert_ne!(first, second);
-    assert_eq!(features, ["vqmon"], "{}", vm.sh("license-agent status"));
+    assert_eq!(features, ["vqmon"], "{}", why(&mut vm));
     let status = vm.sh("license-agent status");
     assert!(
         status_line(&status, "  vqmon").contains("Active"),
@@ -399,7 +416,7 @@ fn a_phone_booted_expired_does_not_reboot_loop_and_a_renewal_comes_back_with_one
     lab.post_phone(&[feature("vqmon", t - 10 * DAY, Some(t + 20 * DAY))]);
     let mut vm = lab.power_on();
     let (_, _, features) = booted(&mut vm, t);
-    assert_eq!(features, ["vqmon"]);
+    assert_eq!(features, ["vqmon"], "{}", why(&mut vm));
 
     // Switched off for a month: vqmon ended meanwhile, and no renewal is posted.
     let later = t + 30 * DAY;
@@ -423,7 +440,7 @@ fn a_phone_booted_expired_does_not_reboot_loop_and_a_renewal_comes_back_with_one
         e.starts_with("recv REBOOT ")
     });
     let (_, _, features) = booted(&mut vm, later + 3600);
-    assert_eq!(features, ["vqmon"]);
+    assert_eq!(features, ["vqmon"], "{}", why(&mut vm));
     thread::sleep(Duration::from_secs(10));
     assert_eq!(
         reboots_and_violations(&vm),
