@@ -11,7 +11,9 @@
 #   - on the emulated ARM phone (when its image is built, scripts/phone-image.sh), for a
 #     first boot and a reboot: power-on to the feature set published, and the agent's
 #     peak resident memory and CPU time for its boot cycle, read inside the guest
-#     (tests/phone_figures.rs).
+#     (tests/phone_figures.rs);
+#   - license-fleet over 100,000 generated reports: time, peak memory, and the HTML
+#     page rendered in headless Chromium (scripts/bench-fleet.sh).
 # No assertion: the machines are noisy. Run: bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,6 +37,7 @@ site_serial = "100000000001"
 keyring = "$demo/keyring"
 state_dir = "$work/state"
 server = "file://$demo/provisioning/"
+report = "file://$work/"
 enabled_features = ["vqmon", "usb-call-recording"]
 supervisor = "none"
 control_socket = "$work/control.sock"
@@ -88,3 +91,5 @@ if [[ -f target/phone/initrd.cpio ]]; then
 else
     log "phone: no image (bash scripts/phone-image.sh): no figures from the emulated phone"
 fi
+
+bash scripts/bench-fleet.sh

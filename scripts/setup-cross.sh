@@ -14,7 +14,9 @@
 # and the provisioning servers other than nginx that the transport tests start on
 # 127.0.0.1 (tests/transports.rs): tftpd-hpa and vsftpd, with vsftpd's test user (a
 # system user with a password, no login shell use) and the PAM service it checks the
-# password with (tests/common/ftp.rs).
+# password with (tests/common/ftp.rs); chromium and fonts-dejavu-core, in which
+# tests/fleet_page.rs renders license-fleet's HTML page (headless) and screenshots it, and
+# time (/usr/bin/time: license-fleet's peak memory in scripts/bench-fleet.sh).
 #
 # Idempotent: when everything is already installed it does nothing (not even
 # apt-get update) and exits 0. Run as root on a Debian 12 (bookworm) amd64 host.
@@ -45,8 +47,8 @@ FOREIGN_ARCHES=(armhf arm64)
 RUST_SERIES=1.85
 RUST_PKGS=(rustc-web cargo-web "libstd-rust-web-dev:$NATIVE_ARCH" libstd-rust-web-dev:armhf libstd-rust-web-dev:arm64)
 QEMU_PKGS=(qemu-utils qemu-system-arm)
-TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container cpio socat e2fsprogs tftpd-hpa vsftpd)
-TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn /usr/bin/qemu-io /usr/bin/qemu-system-arm /usr/bin/cpio /usr/bin/socat /sbin/mkfs.ext4 /usr/sbin/in.tftpd /usr/sbin/vsftpd)
+TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container cpio socat e2fsprogs tftpd-hpa vsftpd chromium fonts-dejavu-core time)
+TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn /usr/bin/qemu-io /usr/bin/qemu-system-arm /usr/bin/cpio /usr/bin/socat /sbin/mkfs.ext4 /usr/sbin/in.tftpd /usr/sbin/vsftpd /usr/bin/chromium /usr/bin/time)
 RUST_STD_DIRS=(/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib)
 
 # Installed version of a package ("" when not fully installed). Never fails.
@@ -182,7 +184,7 @@ session required pam_permit.so'
 ftp_test_user
 
 if check_present; then
-    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn, qemu-io, qemu-system-arm, cpio, socat, mkfs.ext4, in.tftpd, vsftpd; nothing to do"
+    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn, qemu-io, qemu-system-arm, cpio, socat, mkfs.ext4, in.tftpd, vsftpd, chromium, time; nothing to do"
     exit 0
 fi
 

@@ -4,7 +4,8 @@
 # 1.85 cross toolchain for armv7/aarch64, qemu-user, openssl, nginx, file, strace,
 # busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn,
 # qemu-utils, qemu-system-arm, cpio, socat and e2fsprogs (the emulated phone), tftpd-hpa
-# and vsftpd (the transport tests' servers).
+# and vsftpd (the transport tests' servers), chromium and fonts-dejavu-core (the fleet
+# page rendered headless, tests/fleet_page.rs) and time (scripts/bench-fleet.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -24,7 +25,7 @@ step "cargo clippy --all-targets -- -D warnings (and the phone VM's tests, test 
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --test phone --test phone_cuts --test phone_figures -- -D warnings
 
-step "cargo test (host)"
+step "cargo test (host; with tests/fleet_page.rs: license-fleet's page in headless Chromium, screenshot in target/test-artifacts/)"
 cargo test --locked
 
 step "ARM: the vvx-armv7 binary (Debian's Rust 1.85, static) against every binary test under qemu-arm"

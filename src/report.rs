@@ -26,6 +26,9 @@ pub(crate) const MAX_FEATURES: usize = crate::format::features::MAX_RECORDS;
 pub(crate) const MAX_REFUSALS: usize = 16;
 pub(crate) const MAX_SET_ASIDE: usize = 16;
 pub(crate) const MAX_TEXT: usize = 256;
+/// The most characters of a feature name in `configured` and `booted` (a name is at
+/// most `feature-XXXX` or the spec's longest, `conference-management`).
+pub(crate) const MAX_NAME: usize = 32;
 
 /// The board this binary was built for (`scripts/build.sh BOARD` says), or `unknown`.
 pub(crate) const BOARD: &str = match option_env!("LICENSE_AGENT_BOARD") {
@@ -47,6 +50,16 @@ pub(crate) struct Report {
     pub(crate) evaluated_at: Option<String>,
     pub(crate) licenses: Vec<License>,
     pub(crate) features: Vec<Feature>,
+    /// The features the phone's configuration enables (`enabled_features`), by name, at
+    /// most [`MAX_FEATURES`]; `None` in a report of an agent that did not say.
+    #[serde(default)]
+    pub(crate) configured: Option<Vec<String>>,
+    /// The features the phone booted with: the set its firmware applied at boot and runs
+    /// with until the next reboot (the running daemon's; `None` when not known: no
+    /// daemon, or before the first boot cycle with a sane clock). At most
+    /// [`MAX_FEATURES`].
+    #[serde(default)]
+    pub(crate) booted: Option<Vec<String>>,
     /// Licenses refused lately, oldest first (at most [`MAX_REFUSALS`]).
     pub(crate) refusals: Vec<Refusal>,
     /// Stored files that do not verify any more, set aside (at most [`MAX_SET_ASIDE`]).
@@ -87,7 +100,7 @@ pub(crate) struct License {
 pub(crate) struct Feature {
     pub(crate) name: String,
     pub(crate) status: Option<String>,
-    /// Configured on this phone and in force.
+    /// In force on this phone (Active or Expiring Shortly): published.
     pub(crate) enabled: bool,
     pub(crate) end: String,
     /// `site` or `phone`: the kind of license that governs it.
@@ -194,6 +207,10 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
                 fingerprint: f.fingerprint.as_deref().map(cut),
             })
             .collect(),
+        configured: Some(names(&status.configured)),
+        booted: daemon
+            .and_then(|d| d.reboot.booted.as_ref())
+            .map(|b| names(b)),
         refusals: refusals.into_iter().skip(skip).collect(),
         set_aside: status
             .set_aside
@@ -251,9 +268,22 @@ fn refusal(event: &EventJson) -> Refusal {
     }
 }
 
+/// Feature names, at most [`MAX_FEATURES`], each cut to [`MAX_NAME`] characters.
+fn names(list: &[String]) -> Vec<String> {
+    list.iter()
+        .take(MAX_FEATURES)
+        .map(|n| cut_to(n, MAX_NAME))
+        .collect()
+}
+
 /// `text`, cut to [`MAX_TEXT`] characters.
 fn cut(text: &str) -> String {
-    match text.char_indices().nth(MAX_TEXT) {
+    cut_to(text, MAX_TEXT)
+}
+
+/// `text`, cut to `max` characters (an ellipsis marks the cut).
+fn cut_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),
     }

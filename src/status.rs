@@ -42,6 +42,9 @@ pub(crate) struct DaemonJson {
     pub(crate) call_state: Option<String>,
     #[serde(default)]
     pub(crate) reboot: RebootJson,
+    /// The status report's uploads in words: where the last one went, or why none goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) report: Option<String>,
 }
 
 /// Reboots: the set booted with, what is needed, and what a request waits for.
@@ -217,6 +220,10 @@ pub(crate) struct StatusJson {
     pub(crate) licenses: Vec<LicenseJson>,
     pub(crate) features: Vec<FeatureJson>,
     pub(crate) enabled: Vec<String>,
+    /// The features the configuration enables (`enabled_features`), by name: what the
+    /// phone is meant to have, licensed or not.
+    #[serde(default)]
+    pub(crate) configured: Vec<String>,
     pub(crate) next_change: Option<String>,
     pub(crate) set_aside: Vec<InvalidJson>,
     /// The last write to the state folder that failed (read-only or full flash): the
@@ -352,6 +359,12 @@ pub(crate) fn build(
         licenses,
         features,
         enabled,
+        configured: phone
+            .config
+            .enabled_features
+            .iter()
+            .map(|id| id.name())
+            .collect(),
         next_change: evaluation.as_ref().and_then(|e| e.next_change).map(time),
         set_aside: store
             .invalid()

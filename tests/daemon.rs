@@ -931,3 +931,215 @@ fn a_reload_with_an_unusable_control_socket_keeps_the_old_one() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("the control socket stays at"), "{log}");
 }
+
+/// Status reports: several agents (their own MACs, one site license, one stale keyring)
+/// upload `<mac>-license-status.json` to nginx (WebDAV PUT with Basic auth), after the
+/// boot cycle and again only when the report changes; `license-fleet` reads the upload
+/// folder. An agent whose server takes no uploads (405) asks once and stops.
+#[test]
+fn agents_upload_their_status_reports_and_the_fleet_view_reads_them() {
+    use common::nginx::{BASIC_PASSWORD, BASIC_USER};
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let root = work.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let nginx = Nginx::start(&root, &pki);
+    let server = format!(
+        "server = \"{}\"\nreport = true\n[fetch]\nusername = \"{BASIC_USER}\"\npassword = \"{BASIC_PASSWORD}\"\n",
+        nginx.basic_url()
+    );
+    let macs = ["0004f2000001", "0004f2000002", "0004f2000003"];
+    let phones: Vec<Phone> = macs.iter().map(|_| Phone::new(&server)).collect();
+    // One vendor: every phone trusts the first phone's key, except the third, whose
+    // keyring is stale (its own key only).
+    for phone in &phones[1..2] {
+        std::fs::copy(phones[0].path("keyring"), phone.path("keyring")).unwrap();
+    }
+    for (phone, mac) in phones.iter().zip(macs) {
+        let text = std::fs::read_to_string(&phone.config).unwrap();
+        std::fs::write(&phone.config, text.replace(MAC, mac)).unwrap();
+    }
+    let t = now();
+    nginx.put(
+        SITE_FILE,
+        &phones[0].sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]),
+    );
+    nginx.put(
+        PHONE_FILE,
+        &phones[0].sign("phone", &[("lync", t - DAY, Some(t + 10 * DAY))]),
+    );
+
+    let daemons: Vec<_> = phones.iter().map(|p| p.start(None)).collect();
+    let report_of = |mac: &str| root.join(format!("{mac}-license-status.json"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !macs.iter().all(|mac| report_of(mac).exists()) {
+        assert!(Instant::now() < deadline, "{}", nginx.access_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let uploads = nginx.uploads();
+    assert_eq!(uploads.len(), 3, "{}", nginx.access_log());
+    assert!(
+        uploads
+            .iter()
+            .all(|u| u.remote_user == BASIC_USER && matches!(u.status, 201 | 204)),
+        "{uploads:?}"
+    );
+    let first: Value = serde_json::from_slice(&std::fs::read(report_of(macs[0])).unwrap()).unwrap();
+    assert_eq!(first["mac"], macs[0]);
+    assert_eq!(first["licenses"].as_array().unwrap().len(), 2, "{first:#}");
+    assert!(
+        !std::fs::read_to_string(report_of(macs[0]))
+            .unwrap()
+            .contains(BASIC_PASSWORD),
+        "no secret in a report"
+    );
+    let status = daemons[0].status();
+    assert_eq!(
+        status["daemon"]["report"],
+        format!(
+            "{}{}-license-status.json (the report of {})",
+            nginx.basic_url(),
+            macs[0],
+            first["reported_at"].as_str().unwrap()
+        ),
+        "{status:#}"
+    );
+
+    // Unchanged: asking the status again and again sends nothing.
+    for daemon in &daemons {
+        for _ in 0..5 {
+            daemon.status();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(nginx.uploads().len(), 3, "{}", nginx.access_log());
+
+    // A change (a renewal of the phone license, fetched by a check-sync) is sent.
+    nginx.put(
+        PHONE_FILE,
+        &phones[0].sign("phone", &[("lync", t - DAY, Some(t + 400 * DAY))]),
+    );
+    let v = daemons[0].request(r#"{"cmd":"check-sync"}"#);
+    assert_eq!(v["check_sync"]["files"][1]["outcome"], "accepted", "{v}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nginx.uploads().len() < 4 {
+        assert!(Instant::now() < deadline, "{}", nginx.access_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let renewed: Value =
+        serde_json::from_slice(&std::fs::read(report_of(macs[0])).unwrap()).unwrap();
+    let phone_ends: Vec<_> = renewed["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "phone")
+        .map(|l| l["end"].as_str().unwrap().to_string())
+        .collect();
+    assert!(phone_ends.contains(&rfc(t + 400 * DAY)), "{renewed:#}");
+
+    // The fleet view of the upload folder: three phones, the site license once.
+    let out = run(common::fleet(), ["--json".as_ref(), root.as_os_str()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fleet: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(fleet["fleet"]["phones"], 3, "{fleet:#}");
+    let site_rows = fleet["fleet"]["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "site")
+        .map(|l| l["phones"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(site_rows, [serde_json::json!(2)], "{fleet:#}");
+    let attention = fleet["fleet"]["attention"].as_array().unwrap();
+    assert!(
+        attention
+            .iter()
+            .any(|a| a["mac"] == macs[2] && a["what"] == "unknown-key"),
+        "{fleet:#}"
+    );
+
+    // A server without uploads (plain nginx: 405): asked once, then left alone.
+    let plain = Phone::new(&format!(
+        "server = \"{}\"\nreport = true\n",
+        nginx.http_url()
+    ));
+    let text = std::fs::read_to_string(&plain.config).unwrap();
+    std::fs::write(&plain.config, text.replace(MAC, "0004f2000009")).unwrap();
+    let daemon = plain.start(None);
+    let refused = daemon.wait_status("the report refused", |s| {
+        s["daemon"]["report"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("off: "))
+    });
+    assert!(
+        refused["daemon"]["report"]
+            .as_str()
+            .unwrap()
+            .contains("405"),
+        "{refused:#}"
+    );
+    daemon.request(r#"{"cmd":"check-sync"}"#);
+    std::thread::sleep(Duration::from_millis(500));
+    let refused_puts = nginx.uploads().iter().filter(|u| u.status == 405).count();
+    assert_eq!(refused_puts, 1, "{}", nginx.access_log());
+}
+
+/// A report upload that stalls, or fails, is the uploader's business only: the daemon
+/// answers and fetches meanwhile, the upload gives up within the fetch timeout, and is
+/// tried again after its back-off.
+#[test]
+fn a_stalled_or_failing_report_upload_never_holds_the_daemon_and_is_tried_again() {
+    let t = now();
+    let (phone, folder) = Phone::with_folder_server(&[("vqmon", t - DAY, Some(t + 100 * DAY))]);
+    for fault in [Fault::Stall, Fault::Status(500)] {
+        let server = FaultServer::start(fault);
+        phone.configure(&format!(
+            "server = \"file://{}/\"\nreport = \"{}\"\n[fetch]\ntotal_timeout = \"3s\"\n\
+             [timing]\nretry_initial = \"2s\"\nretry_max = \"4s\"\n",
+            folder.path().display(),
+            server.url()
+        ));
+        let daemon = phone.start(None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.requests() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no upload: {:#}",
+                daemon.status()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whatever the upload does, the loop answers and a check-sync runs to its end.
+        let v = daemon.request(r#"{"cmd":"check-sync"}"#);
+        assert_eq!(v["check_sync"]["files"][0]["outcome"], "unchanged", "{v}");
+        let failing = daemon.wait_status("the upload failed", |s| {
+            s["daemon"]["report"]
+                .as_str()
+                .is_some_and(|r| r.contains("failing (1 in a row)"))
+        });
+        assert_eq!(failing["enabled"], serde_json::json!(["vqmon"]));
+        // Tried again after the back-off (1 to 2 s), the same report.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.requests() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "never again: {:#}",
+                daemon.status()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for seen in server.seen() {
+            assert_eq!(
+                (seen.method.as_str(), seen.path.as_str()),
+                ("PUT", "/0004f2000001-license-status.json")
+            );
+        }
+        let (code, _) = daemon.stop();
+        assert_eq!(code, Some(0));
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::ftp::{free_tcp_port, Security, Vsftpd};
 use common::nginx::Nginx;
-use common::phone::{fault_case, Phone, DAY, PHONE_FILE, SITE_FILE};
+use common::phone::{fault_case, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
 use common::tftp::{free_udp_port, set_mode, Impairment, Relay, Tftpd};
 use common::{agent, now, run, stdout};
@@ -303,9 +303,11 @@ fn a_list_of_servers_with_the_first_one_down() {
     second_server_answers(&dead, &tftpd.url(), &|n, b| tftpd.put(n, b), "tftp");
 }
 
+/// A phone fetching from `server`, and reporting its status there (STOR, when the
+/// server takes it).
 fn ftp_phone(server: &str, extra_fetch: &str) -> Phone {
     Phone::new(&format!(
-        "server = \"{server}\"\n[fetch]\nconnect_timeout = \"3s\"\ntotal_timeout = \"10s\"\n\
+        "server = \"{server}\"\nreport = true\n[fetch]\nconnect_timeout = \"3s\"\ntotal_timeout = \"10s\"\n\
          {extra_fetch}[timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n"
     ))
 }
@@ -375,6 +377,35 @@ fn ftp_story(server: &Vsftpd, phone: &Phone) {
         daemon.status()["enabled"],
         serde_json::json!(["usb-call-recording", "vqmon", "lync"])
     );
+    // The status report went up (STOR to a temporary name, then renamed).
+    let report = server.root.join(format!("{MAC}-license-status.json"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !report.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#}",
+            daemon.status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(sent["mac"], MAC);
+    let leftovers: Vec<_> = std::fs::read_dir(&server.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".part-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let words = daemon.wait_status("the report taken", |s| {
+        s["daemon"]["report"]
+            .as_str()
+            .is_some_and(|r| !r.contains("under way"))
+    })["daemon"]["report"]
+        .clone();
+    assert!(
+        words.as_str().unwrap().starts_with(&server.shown_url()),
+        "{words}"
+    );
     // The phone file disappears: 550, and the stored phone license stays in force.
     server.remove(PHONE_FILE);
     let files = check_sync(&daemon);
@@ -396,7 +427,8 @@ fn ftp_story(server: &Vsftpd, phone: &Phone) {
 #[test]
 fn ftp_boot_check_sync_renewal_and_a_missing_file() {
     let work = tempfile::tempdir().unwrap();
-    let server = Vsftpd::start(work.path(), Security::Plain, "");
+    let server = Vsftpd::start(work.path(), Security::Plain, "write_enable=YES\n");
+    server.allow_uploads();
     ftp_story(&server, &ftp_phone(&server.url(), ""));
 }
 
@@ -410,8 +442,9 @@ fn ftps_boot_check_sync_renewal_and_a_missing_file() {
             cert: &pki.server_cert,
             key: &pki.server_key,
         },
-        "",
+        "write_enable=YES\n",
     );
+    server.allow_uploads();
     let ca = format!("ca_file = \"{}\"\n", pki.ca_pem.display());
     ftp_story(&server, &ftp_phone(&server.url(), &ca));
 }

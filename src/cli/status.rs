@@ -203,6 +203,9 @@ pub(crate) fn table(r: &StatusJson) -> String {
             out.push_str(&format!("next poll    {at} ({why})\n"));
         }
         out.push_str(&format!("supervisor   {}\n", d.supervisor));
+        if let Some(report) = &d.report {
+            out.push_str(&format!("report       {report}\n"));
+        }
         if let Some(call) = &d.call_state {
             out.push_str(&format!("call         {call}\n"));
         }

@@ -23,6 +23,7 @@
 //! | `supervisor` | `"none"`: no supervisor, reboots are only logged (not with `supervisor_socket`) | |
 //! | `control_socket` | the agent's control socket | `/run/license-agent/control.sock` |
 //! | `features_file` | where the enabled feature set is published | `/run/license-agent/features` |
+//! | `report` | where the status report `<mac>-license-status.json` is uploaded: `false` (nowhere), `true` (the `server`s that take uploads: all but `tftp`), or a base URL (`http(s)`, `ftp(s)`, `file`) | `true` |
 //! | `[fetch]` | `ca_file`, `client_cert` + `client_key`, `username` + `password` (pairs: both or neither), `connect_timeout`, `total_timeout` | no TLS client certificate, no authentication, 10s, 60s |
 //! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max`, `write_retry`, `boot_clock_wait` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h, 1m, 30s |
 //!
@@ -76,7 +77,7 @@ const DEFAULT_SUPERVISOR_SOCKET: &str = "/run/phone/supervisor.sock";
 const DEFAULT_CONTROL_SOCKET: &str = "/run/license-agent/control.sock";
 const DEFAULT_FEATURES_FILE: &str = "/run/license-agent/features";
 
-const TOP_KEYS: [&str; 13] = [
+const TOP_KEYS: [&str; 14] = [
     "mac",
     "interface",
     "site_serial",
@@ -88,6 +89,7 @@ const TOP_KEYS: [&str; 13] = [
     "supervisor",
     "control_socket",
     "features_file",
+    "report",
     "fetch",
     "timing",
 ];
@@ -132,6 +134,8 @@ pub struct Config {
     pub(crate) supervisor: Supervisor,
     pub(crate) control_socket: PathBuf,
     pub(crate) features_file: PathBuf,
+    /// Where the status report goes.
+    pub(crate) report: ReportTo,
     pub(crate) fetch: Fetch,
     pub(crate) timing: Timing,
 }
@@ -182,6 +186,38 @@ impl fmt::Debug for ServerUrl {
             .field("url", &self.url)
             .field("username", &self.credentials.as_ref().map(|(user, _)| user))
             .finish()
+    }
+}
+
+/// Where the status report is uploaded (`report`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReportTo {
+    /// `report = false`.
+    Off,
+    /// The provisioning servers that take uploads (the default).
+    Servers,
+    /// A base URL of its own.
+    Url(ServerUrl),
+}
+
+/// Whether a server URL's transport takes the agent's uploads (every one but TFTP).
+pub(crate) fn takes_uploads(url: &str) -> bool {
+    !url.to_ascii_lowercase().starts_with("tftp:")
+}
+
+impl Config {
+    /// The servers the status report is uploaded to, tried in order (none: no report).
+    pub(crate) fn report_servers(&self) -> Vec<ServerUrl> {
+        match &self.report {
+            ReportTo::Off => Vec::new(),
+            ReportTo::Servers => self
+                .servers
+                .iter()
+                .filter(|s| takes_uploads(&s.url))
+                .cloned()
+                .collect(),
+            ReportTo::Url(url) => vec![url.clone()],
+        }
     }
 }
 
@@ -511,6 +547,26 @@ impl Config {
             None => PathBuf::from(DEFAULT_FEATURES_FILE),
         };
 
+        let report = match top.get("report") {
+            None => ReportTo::Servers,
+            Some(item) => match item.value() {
+                DeValue::Boolean(false) => ReportTo::Off,
+                DeValue::Boolean(true) => ReportTo::Servers,
+                _ => {
+                    let text = item.str("false, true, or a URL like \"https://prov/reports/\"")?;
+                    let (url, credentials) =
+                        values::server(text, &base).map_err(|why| item.error(why))?;
+                    if !takes_uploads(&url) {
+                        return Err(item.error(format_args!(
+                            "{url}: a TFTP server takes no uploads from the agent; give an \
+                             http(s), ftp(s) or file URL, or report = false"
+                        )));
+                    }
+                    ReportTo::Url(ServerUrl { url, credentials })
+                }
+            },
+        };
+
         let fetch = match top.table("fetch")? {
             Some(table) => fetch(&table, &path_of)?,
             None => Fetch::default(),
@@ -535,6 +591,7 @@ impl Config {
             supervisor,
             control_socket,
             features_file,
+            report,
             fetch,
             timing,
         })

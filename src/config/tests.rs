@@ -67,6 +67,7 @@ fn the_example_parses_to_its_values() {
         supervisor: Supervisor::Socket("/run/phone/supervisor.sock".into()),
         control_socket: "/run/license-agent/control.sock".into(),
         features_file: "/run/license-agent/features".into(),
+        report: ReportTo::Servers,
         fetch: Fetch {
             ca_file: Some("/etc/license-agent/provisioning-ca.pem".into()),
             client_cert: Some("/etc/license-agent/phone-cert.pem".into()),

@@ -30,6 +30,7 @@ pub(crate) mod agent;
 mod clients;
 pub(crate) mod notify;
 pub(crate) mod publish;
+mod reporting;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
@@ -55,6 +56,7 @@ use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
 use crate::time::{real_now, secs_i64, Mono, Stamp, UnixTime};
 use agent::{Agent, FetchStart, Snapshot};
 use clients::{ClientId, Clients};
+use reporting::Reporter;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -347,6 +349,8 @@ struct Daemon {
     clock: DaemonClock,
     agent: Agent,
     supervisor: Supervisor,
+    /// The status report's uploads.
+    reporter: Reporter,
     socket_path: PathBuf,
     listener: UnixListener,
     clients: Clients,
@@ -394,11 +398,13 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
             .saturating_add(30),
     ));
     let supervisor = Supervisor::new(&agent);
+    let reporter = Reporter::new(&agent.phone.config, agent.phone.identity.mac, jitter_seed());
     let mut daemon = Daemon {
         config_path: config_path.to_path_buf(),
         clock,
         agent,
         supervisor,
+        reporter,
         socket_path,
         listener,
         clients: Clients::default(),
@@ -462,6 +468,7 @@ struct Ready {
     listener: bool,
     link: bool,
     fetch: bool,
+    report: bool,
     clients: Vec<bool>,
 }
 
@@ -541,6 +548,9 @@ impl Daemon {
             if ready.fetch {
                 self.fetch_finished();
             }
+            if ready.report {
+                self.reporter.finished(Mono::now());
+            }
             if ready.timer {
                 match read_timer(timer) {
                     TimerEvent::Expired => self.agent.wake(self.clock.stamp()),
@@ -581,6 +591,7 @@ impl Daemon {
         self.supervisor.sync_features(&mut self.agent, &snap);
         self.supervisor.ask_reboots(&mut self.agent, &self.clock);
         let snap = self.snapshot();
+        self.report(&snap);
         let wake = self.agent.next_wake(&snap);
         let wall = wake.wall.map(|w| self.clock.to_real(w));
         if self.armed != Some(wall) {
@@ -601,6 +612,7 @@ impl Daemon {
             wake.mono.map(|at| snap.stamp.mono.millis_until_ceil(at)),
             [
                 self.supervisor.link.as_ref().and_then(Link::next_attempt),
+                self.reporter.next_attempt(),
                 self.clients.next_deadline(),
                 self.clock_wait,
             ]
@@ -617,6 +629,18 @@ impl Daemon {
             Some(ms) => PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
                 .unwrap_or(PollTimeout::MAX),
         })
+    }
+
+    /// The status report as it stands, uploaded when it changed (once the boot cycle is
+    /// over: a report before it would say what the phone no longer holds).
+    fn report(&mut self, snap: &Snapshot) {
+        if self.boot_cycle.is_some() || self.clock_wait.is_some() {
+            return;
+        }
+        let made = crate::status::time(snap.stamp.wall);
+        let report = crate::report::build(&self.agent.status(snap), made, crate::report::BOARD);
+        self.reporter.offer(&report);
+        self.reporter.start_if_due(Mono::now());
     }
 
     /// One `poll` over everything the daemon answers to.
@@ -650,6 +674,10 @@ impl Daemon {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
             fds.len() - 1
         });
+        let report_at = self.reporter.fd().map(|fd| {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let first_client = fds.len();
         for (fd, flags) in self.clients.poll_fds() {
             fds.push(PollFd::new(fd, flags));
@@ -670,6 +698,7 @@ impl Daemon {
             listener: ready(2),
             link: link_at.is_some_and(ready),
             fetch: fetch_at.is_some_and(ready),
+            report: report_at.is_some_and(ready),
             clients: (first_client..fds.len()).map(ready).collect(),
         })
     }
@@ -726,6 +755,14 @@ impl Daemon {
         // Still waiting for the clock at the start: the new agent waits too.
         self.agent.hold_publishing(self.clock_wait.is_some());
         self.supervisor = Supervisor::new(&self.agent);
+        let mut reporter = Reporter::new(
+            &self.agent.phone.config,
+            self.agent.phone.identity.mac,
+            jitter_seed(),
+        );
+        // An upload under way is abandoned, like a fetch cycle.
+        reporter.continue_from(&mut self.reporter);
+        self.reporter = reporter;
         self.armed = None;
         let wanted = self.agent.phone.config.control_socket.clone();
         if wanted != self.socket_path {
@@ -772,11 +809,17 @@ impl Daemon {
         let stamp = self.clock.stamp();
         let response = match request {
             Err(e) => Response::error(e),
-            Ok(Request::Status {}) => Response {
-                ok: true,
-                status: Some(self.agent.status(&self.agent.snapshot(stamp))),
-                ..Response::default()
-            },
+            Ok(Request::Status {}) => {
+                let mut status = self.agent.status(&self.agent.snapshot(stamp));
+                if let Some(daemon) = &mut status.daemon {
+                    daemon.report = Some(self.reporter.words());
+                }
+                Response {
+                    ok: true,
+                    status: Some(status),
+                    ..Response::default()
+                }
+            }
             Ok(Request::CheckSync {}) => {
                 let snap = self.agent.snapshot(stamp);
                 match self.agent.fetch_now(&snap) {

@@ -1,6 +1,9 @@
 //! `http://` and `https://` servers (reqwest's blocking client, rustls on ring; the
 //! `http` feature).
 //!
+//! - `PUT` of the status report ([`Http::upload`]): 200, 201 and 204 take it; 405 and
+//!   501 say the server takes no uploads ([`FailureKind::NoUploads`]); a redirect is a
+//!   failure (a report goes only where it is configured to go).
 //! - `GET` with `User-Agent: license-agent/<version> (mac <12 hex digits>)`, and
 //!   `If-None-Match` / `If-Modified-Since` from the [`Validator`] stored at the last 200
 //!   (a validator that is not a valid header value is not sent: the file is fetched whole).
@@ -186,6 +189,53 @@ impl Http {
                     .get()
                     .map_or(url.to_string(), |to| answered_url(url, &to));
                 FetchOutcome::Failed(transport(failed, &e))
+            }
+        }
+    }
+}
+
+impl Http {
+    /// `PUT url` with `bytes` (JSON): 200, 201 or 204 is done, any other status or a
+    /// redirect a failure.
+    pub(crate) fn upload(&self, url: &str, bytes: &[u8]) -> Result<(), FetchError> {
+        self.last_hop.set(None);
+        let mut request = self
+            .client
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes.to_vec());
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        match request.send() {
+            Ok(mut response) => {
+                let status = response.status();
+                let redirected = response.url().as_str() != url;
+                let answered = answered_url(url, response.url().as_str());
+                drain_small(&mut response);
+                if redirected {
+                    // A report goes only where it is configured to go (and a client may
+                    // turn a redirected PUT into a GET, whose 200 says nothing of it).
+                    return Err(FetchError::new(
+                        answered,
+                        FailureKind::Redirects,
+                        "the upload was redirected: a report goes only where configured",
+                    ));
+                }
+                let kind = match status.as_u16() {
+                    200 | 201 | 204 => return Ok(()),
+                    405 | 501 => FailureKind::NoUploads,
+                    code => FailureKind::Status(code),
+                };
+                let detail = format!("{} to PUT", status_text(status));
+                Err(FetchError::new(answered, kind, detail))
+            }
+            Err(e) => {
+                let failed = self
+                    .last_hop
+                    .get()
+                    .map_or(url.to_string(), |to| answered_url(url, &to));
+                Err(transport(failed, &e))
             }
         }
     }

@@ -162,6 +162,9 @@ pub(crate) enum FailureKind {
     Protocol,
     /// Any other transfer or file error.
     Io,
+    /// The server takes no uploads (the status report): HTTP 405 or 501, a permanent
+    /// FTP refusal of `STOR` (5xx), TFTP, a read-only folder.
+    NoUploads,
 }
 
 impl FailureKind {
@@ -180,6 +183,7 @@ impl FailureKind {
             FailureKind::Refused => "refused".into(),
             FailureKind::Protocol => "protocol".into(),
             FailureKind::Io => "io".into(),
+            FailureKind::NoUploads => "no-uploads".into(),
         }
     }
 
@@ -197,6 +201,7 @@ impl FailureKind {
             FailureKind::Refused => "refused",
             FailureKind::Protocol => "protocol error",
             FailureKind::Io => "I/O error",
+            FailureKind::NoUploads => "takes no uploads",
         }
     }
 }
@@ -344,9 +349,47 @@ impl Fetcher {
     }
 }
 
+impl Fetcher {
+    /// Stores `bytes` as `base + name` (the status report): an HTTP `PUT`, an FTP
+    /// `STOR` (to a temporary name, then renamed), or for a folder an atomic write (temp
+    /// file, fsync, rename). TFTP takes no uploads here.
+    pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+        check_name(name).map_err(|why| FetchError::new(&self.base, FailureKind::Setup, why))?;
+        let url = format!("{}{}", self.base, name);
+        match &self.target {
+            Target::Dir(dir) => crate::storage::atomic::write(dir, name, bytes)
+                .map(drop)
+                .map_err(|e| {
+                    let kind = match e.raw_os_error() {
+                        Some(nix::libc::EACCES | nix::libc::EPERM | nix::libc::EROFS) => {
+                            FailureKind::NoUploads
+                        }
+                        _ => FailureKind::Io,
+                    };
+                    let detail = format!("cannot write {}: {e}", dir.join(name).display());
+                    FetchError::new(url, kind, detail)
+                }),
+            #[cfg(feature = "tftp")]
+            Target::Tftp(_) => Err(FetchError::new(
+                url,
+                FailureKind::NoUploads,
+                "the agent uploads nothing over TFTP",
+            )),
+            #[cfg(feature = "ftp")]
+            Target::Ftp(ftp) => ftp.upload(name, bytes),
+            #[cfg(feature = "http")]
+            Target::Http(http) => http.upload(&url, bytes),
+        }
+    }
+}
+
 impl Source for Fetcher {
     fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
         Fetcher::fetch(self, name, validator)
+    }
+
+    fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+        Fetcher::upload(self, name, bytes)
     }
 }
 

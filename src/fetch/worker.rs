@@ -1,4 +1,4 @@
-//! Fetching off the daemon's loop.
+//! Fetching (and uploading the status report) off the daemon's loop.
 //!
 //! A fetch cycle (both license files) runs on a thread of its own, started for that
 //! cycle and ended with it; the loop learns that it is over from a pipe whose writing end
@@ -29,6 +29,17 @@ use crate::storage::Validator;
 pub(crate) trait Source {
     /// Fetches `name`; `validator` is what was stored with the last copy downloaded.
     fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome;
+
+    /// Stores `bytes` as `name` on the server (the status report), replacing what is
+    /// there. A source that takes no uploads says so ([`FailureKind::Setup`]).
+    fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+        let _ = bytes;
+        Err(FetchError::new(
+            name,
+            FailureKind::Setup,
+            "this server takes no uploads",
+        ))
+    }
 }
 
 /// The provisioning servers, in the order they are tried: says where they are, and
@@ -57,64 +68,115 @@ pub(crate) struct Fetched {
     pub(crate) server: Option<String>,
 }
 
+/// Work under way on a thread of its own (a fetch cycle, an upload): the loop polls
+/// [`Job::fd`], readable once the thread has sent its result or ended.
+pub(crate) struct Job<T> {
+    result: Receiver<T>,
+    /// Readable (end of file) once the thread has sent its result or ended.
+    done: OwnedFd,
+}
+
+impl<T: Send + 'static> Job<T> {
+    /// Runs `work` on a new thread called `name`.
+    pub(crate) fn start(
+        name: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<Job<T>> {
+        use nix::fcntl::OFlag;
+        let (done, done_writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .map_err(std::io::Error::from)?;
+        let (sender, result) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _ = sender.send(work());
+                // The pipe closes after the result is in the channel.
+                drop(done_writer);
+            })?;
+        Ok(Job { result, done })
+    }
+}
+
+impl<T> Job<T> {
+    /// The descriptor to poll: readable once the work is over.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.done.as_fd()
+    }
+
+    /// The result once the work is over: `None` while it runs, `Some(None)` for a
+    /// thread that ended without one (it cannot, short of a bug).
+    pub(crate) fn try_take(&self) -> Option<Option<T>> {
+        match self.result.try_recv() {
+            Ok(value) => Some(Some(value)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(None),
+        }
+    }
+}
+
 /// A fetch cycle under way on its thread.
 pub(crate) struct InFlight {
-    results: Receiver<Vec<Fetched>>,
-    /// Readable (end of file) once the thread has sent its results or ended.
-    done: OwnedFd,
+    job: Job<Vec<Fetched>>,
     names: Vec<String>,
 }
 
 impl InFlight {
     /// Starts fetching `files` in order from `server` on a new thread.
     pub(crate) fn start(server: Arc<dyn Server>, files: Vec<Wanted>) -> std::io::Result<InFlight> {
-        use nix::fcntl::OFlag;
-        let (done, done_writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .map_err(std::io::Error::from)?;
-        let (sender, results) = mpsc::channel();
         let names = files.iter().map(|f| f.name.clone()).collect();
-        std::thread::Builder::new()
-            .name("fetch".into())
-            .spawn(move || {
-                let fetched = fetch_all(server.as_ref(), &files);
-                let _ = sender.send(fetched);
-                // The pipe closes after the results are in the channel.
-                drop(done_writer);
-            })?;
-        Ok(InFlight {
-            results,
-            done,
-            names,
-        })
+        let job = Job::start("fetch", move || fetch_all(server.as_ref(), &files))?;
+        Ok(InFlight { job, names })
     }
 
     /// The descriptor to poll: readable once the cycle is over.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.done.as_fd()
+        self.job.fd()
     }
 
     /// The results, once the cycle is over (`None` while it runs). A thread that ended
     /// without results (it cannot, short of a bug) counts as every file failing.
     pub(crate) fn try_take(&self) -> Option<Vec<Fetched>> {
-        match self.results.try_recv() {
-            Ok(fetched) => Some(fetched),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(
-                self.names
-                    .iter()
-                    .map(|name| Fetched {
-                        name: name.clone(),
-                        outcome: FetchOutcome::Failed(FetchError::new(
-                            name.as_str(),
-                            FailureKind::Io,
-                            "the fetch thread ended without an answer",
-                        )),
-                        server: None,
-                    })
-                    .collect(),
-            ),
+        let fetched = self.job.try_take()?;
+        Some(fetched.unwrap_or_else(|| {
+            self.names
+                .iter()
+                .map(|name| Fetched {
+                    name: name.clone(),
+                    outcome: FetchOutcome::Failed(FetchError::new(
+                        name.as_str(),
+                        FailureKind::Io,
+                        "the fetch thread ended without an answer",
+                    )),
+                    server: None,
+                })
+                .collect()
+        }))
+    }
+}
+
+/// Uploads `bytes` as `name` to the first of `server`'s servers that takes it; returns
+/// that server's base URL, or every server's failure (on the calling thread: run it in
+/// a [`Job`]).
+pub(crate) fn upload(server: &dyn Server, name: &str, bytes: &[u8]) -> Result<String, FetchError> {
+    let mut failures = Vec::new();
+    for (index, base) in server.bases().iter().enumerate() {
+        match server
+            .open(index)
+            .and_then(|source| source.upload(name, bytes))
+        {
+            Ok(()) => return Ok(base.clone()),
+            Err(e) => failures.push(e),
         }
     }
+    // "Takes no uploads" only when no server takes them; else the first other failure.
+    let kind = failures
+        .iter()
+        .map(|e| e.kind)
+        .find(|k| *k != FailureKind::NoUploads)
+        .unwrap_or(FailureKind::NoUploads);
+    let mut error = every_server_failed(failures);
+    error.kind = kind;
+    Err(error)
 }
 
 /// The cycle itself (on the fetch thread). Each file is asked of the servers in order

@@ -45,6 +45,7 @@ fn status() -> StatusJson {
             fingerprint: Some("ab".repeat(32)),
         }],
         enabled: vec!["vqmon".into()],
+        configured: vec!["vqmon".into(), "lync".into()],
         next_change: None,
         set_aside: vec![],
         store_write_failure: None,
@@ -82,6 +83,7 @@ fn status() -> StatusJson {
             }],
             reboot: RebootJson {
                 pending: true,
+                booted: Some(vec!["h323".into()]),
                 needs: vec![NeedJson {
                     cause: "license-expired".into(),
                     since: "2026-12-01T23:00:00Z".into(),
@@ -120,6 +122,9 @@ fn a_report_says_what_the_status_says_and_reads_its_refusals() {
     assert_eq!(reboot.waiting_for.as_deref(), Some("idle"));
     let fetch = r.last_fetch.as_ref().unwrap();
     assert_eq!(fetch.files[0].transport.as_deref(), Some("ftp"));
+    // What the phone is configured for, and what it booted with (the daemon's).
+    assert_eq!(r.configured, Some(vec!["vqmon".into(), "lync".into()]));
+    assert_eq!(r.booted, Some(vec!["h323".into()]));
     // Read back: the schema is what serde writes.
     let text = serde_json::to_string(&r).unwrap();
     assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
@@ -133,6 +138,23 @@ fn a_report_without_the_daemon_has_no_fetch_and_no_reboot() {
     s.daemon = None;
     let r = build(&s, "t".into(), "host");
     assert_eq!((r.reboot, r.last_fetch), (None, None));
+    // The booted set is the daemon's alone; the configuration is the store's too.
+    assert_eq!(r.booted, None);
+    assert_eq!(r.configured.as_ref().map(Vec::len), Some(2));
+}
+
+/// `configured` and `booted` were added within schema 1: a report of an agent before
+/// them still reads, as not known.
+#[test]
+fn a_report_without_the_added_fields_still_reads() {
+    let r = build(&status(), "2026-12-02T00:00:00Z".into(), "vvx-armv7");
+    let mut value = serde_json::to_value(&r).unwrap();
+    let map = value.as_object_mut().unwrap();
+    assert!(map.remove("configured").is_some());
+    assert!(map.remove("booted").is_some());
+    let old: Report = serde_json::from_value(value).unwrap();
+    assert_eq!((old.configured, old.booted), (None, None));
+    assert_eq!(old.licenses, r.licenses);
 }
 
 #[test]
@@ -144,6 +166,10 @@ fn every_list_and_text_is_bounded() {
     s.licenses = vec![s.licenses[0].clone(); 1_000];
     s.licenses[0].serial = long.clone();
     s.features = vec![s.features[0].clone(); 1_000];
+    s.configured = vec![long.clone(); 1_000];
+    if let Some(d) = s.daemon.as_mut() {
+        d.reboot.booted = Some(vec![long.clone(); 1_000]);
+    }
     s.set_aside = vec![
         InvalidJson {
             file: long.clone(),
@@ -169,6 +195,11 @@ fn every_list_and_text_is_bounded() {
     let grants: usize = r.licenses.iter().map(|l| l.grants.len()).sum();
     assert_eq!(grants, MAX_GRANTS);
     assert_eq!(r.features.len(), MAX_FEATURES);
+    for list in [&r.configured, &r.booted] {
+        let list = list.as_ref().unwrap();
+        assert_eq!(list.len(), MAX_FEATURES);
+        assert_eq!(list[0].chars().count(), MAX_NAME + 1);
+    }
     assert_eq!(r.refusals.len(), MAX_REFUSALS);
     assert_eq!(r.set_aside.len(), MAX_SET_ASIDE);
     assert_eq!(r.last_fetch.as_ref().unwrap().files.len(), 2);

@@ -160,6 +160,17 @@ impl Vsftpd {
         let _ = fs::remove_file(self.root.join(name));
     }
 
+    /// Lets [`USER`] write in the served folder (the server must be started with
+    /// `write_enable=YES`): the agents' status reports go up there.
+    pub fn allow_uploads(&self) {
+        let user = nix::unistd::User::from_name(USER)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no user {USER}: run scripts/setup-cross.sh"));
+        nix::unistd::chown(&self.root, Some(user.uid), Some(user.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", self.root.display()));
+    }
+
     /// Kills every session (the processes vsftpd forked per connection, and theirs): the
     /// connections are cut where they are; the listener stays.
     pub fn kill_sessions(&self) -> usize {

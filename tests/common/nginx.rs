@@ -176,8 +176,11 @@ impl Nginx {
              ssl_verify_depth 2;\n",
             q(&pki.ca_pem)
         );
+        // Basic auth, and uploads (WebDAV PUT, as a provisioning server takes phones'
+        // logs); the other servers answer a PUT with 405.
         let basic_extra = format!(
-            "        auth_basic \"license-agent test\";\n        auth_basic_user_file {};\n",
+            "        auth_basic \"license-agent test\";\n        auth_basic_user_file {};\n        \
+             dav_methods PUT;\n        dav_access user:rw group:r all:r;\n",
             q(&d.join("htpasswd"))
         );
         let conf = format!(
@@ -381,8 +384,24 @@ impl Nginx {
         fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
-    /// The access log, parsed (lines that do not parse are skipped).
+    /// The fetches in the access log, parsed (lines that do not parse are skipped; the
+    /// status reports' uploads are in [`Nginx::uploads`]).
     pub fn access_entries(&self) -> Vec<AccessEntry> {
+        self.all_entries()
+            .into_iter()
+            .filter(|e| e.method != "PUT")
+            .collect()
+    }
+
+    /// The uploads (`PUT`) in the access log: the agents' status reports.
+    pub fn uploads(&self) -> Vec<AccessEntry> {
+        self.all_entries()
+            .into_iter()
+            .filter(|e| e.method == "PUT")
+            .collect()
+    }
+
+    fn all_entries(&self) -> Vec<AccessEntry> {
         self.access_log()
             .lines()
             .filter_map(AccessEntry::parse)

@@ -54,14 +54,26 @@ impl Phone {
         (phone, server)
     }
 
+    /// Writes the configuration: the phone's files, `extra`, no supervisor unless
+    /// `extra` names its socket, and no status report unless `extra` says `report`
+    /// (tests that count a server's requests count fetches; the reports' own tests
+    /// turn them on).
     pub fn configure(&self, extra: &str) {
+        let supervisor = if extra.contains("supervisor_socket") {
+            ""
+        } else {
+            "supervisor = \"none\"\n"
+        };
+        let report = if extra.contains("report") {
+            ""
+        } else {
+            "report = false\n"
+        };
         std::fs::write(
             &self.config,
             format!(
                 "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
-                 {}control_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}",
-                // A board without supervisor, unless the test gives one.
-                if extra.contains("supervisor_socket") { "" } else { "supervisor = \"none\"\n" }
+                 {supervisor}{report}control_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}",
             ),
         )
         .unwrap();

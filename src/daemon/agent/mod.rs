@@ -408,6 +408,8 @@ impl Agent {
                 .call()
                 .map(|(state, since)| format!("{state} since {}", status::time(since.wall))),
             reboot: self.reboot_status(snap),
+            // The daemon adds its uploads (the agent does not do them).
+            report: None,
         });
         report
     }

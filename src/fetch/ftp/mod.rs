@@ -20,6 +20,9 @@
 //!   `fetch.total_timeout` after its fetch began; connecting also within
 //!   `fetch.connect_timeout`. A transfer shorter than `SIZE` said, or not confirmed by
 //!   `226`, is a cut transfer.
+//! - The status report goes up with `STOR` to `.part-<name>` in the same folder, then
+//!   `RNFR`/`RNTO` over `<name>` ([`Ftp::upload`]); its control connection is closed
+//!   after it.
 
 pub(crate) mod protocol;
 #[cfg(test)]
@@ -322,28 +325,14 @@ impl Ftp {
             return Ok(FetchOutcome::NotModified);
         }
 
-        let port = session.passive()?;
-        let to = SocketAddr::new(session.peer, port);
-        let wait = left(deadline)
-            .ok_or_else(|| timeout("before the data connection"))?
-            .min(self.connect_timeout);
-        let tcp = TcpStream::connect_timeout(&to, wait).map_err(|e| {
-            let kind = match e.kind() {
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
-                _ => FailureKind::Connect,
-            };
-            Stop::Failed(kind, format!("the data connection to {to}: {e}"))
-        })?;
+        let tcp = self.data_connection(session, deadline)?;
         let start = session.command("RETR", Some(path))?;
         match start.code {
             125 | 150 => {}
             550 => return Err(Stop::Absent(format!("FTP {}", start.shown()))),
             _ => return Err(refused(format!("RETR: {}", start.shown()))),
         }
-        let mut data = Stream::Plain(Timed { tcp, deadline });
-        if let Some((config, name)) = &self.tls {
-            data = data.secure(config, name)?;
-        }
+        let mut data = self.data_stream(tcp, deadline)?;
         let bytes = read_capped(&mut data)?;
         drop(data);
         let done = session.reply()?;
@@ -360,6 +349,108 @@ impl Ftp {
             ));
         }
         Ok(FetchOutcome::Body { bytes, validator })
+    }
+}
+
+impl Ftp {
+    /// Stores `bytes` as the URL's folder + `name`: `STOR` to a temporary name, then
+    /// `RNFR`/`RNTO` over the name, so a reader of the folder never sees half a file.
+    pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+        let url = format!("{}{}", self.base, name);
+        let deadline = Instant::now() + self.total_timeout;
+        let mut slot = self.session.borrow_mut();
+        let result = (|| {
+            let session = match &mut *slot {
+                Some(session) => session,
+                None => slot.insert(self.open(deadline)?),
+            };
+            session.set_deadline(deadline);
+            self.store(session, name, bytes, deadline)
+        })();
+        *slot = None;
+        result.map_err(|stop| {
+            let (kind, detail) = match stop {
+                Stop::Absent(answer) => (FailureKind::Refused, answer),
+                Stop::Failed(kind, detail) => (kind, detail),
+            };
+            let detail = match self.password.is_empty() {
+                true => detail,
+                false => detail.replace(&self.password, "***"),
+            };
+            FetchError::new(url, kind, detail)
+        })
+    }
+
+    fn store(
+        &self,
+        session: &mut Session,
+        name: &str,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> Step<()> {
+        let path = format!("{}{}", self.folder, name);
+        let part = format!("{}.part-{}", self.folder, name);
+        let tcp = self.data_connection(session, deadline)?;
+        let start = session.command("STOR", Some(&part))?;
+        match start.code {
+            125 | 150 => {}
+            // 5xx: permanent (no write permission, STOR not allowed).
+            500..=599 => {
+                return Err(Stop::Failed(
+                    FailureKind::NoUploads,
+                    format!("STOR: {}", start.shown()),
+                ))
+            }
+            _ => return Err(refused(format!("STOR: {}", start.shown()))),
+        }
+        let mut data = self.data_stream(tcp, deadline)?;
+        data.write_all(bytes)
+            .and_then(|()| data.flush())
+            .map_err(|e| io_stop(e, "sending the file"))?;
+        data.close();
+        drop(data);
+        let done = session.reply()?;
+        if !done.completed() {
+            return Err(Stop::Failed(
+                FailureKind::Cut,
+                format!("the upload ended with {}", done.shown()),
+            ));
+        }
+        let from = session.command("RNFR", Some(&part))?;
+        if from.code != 350 {
+            return Err(refused(format!("RNFR: {}", from.shown())));
+        }
+        let to = session.command("RNTO", Some(&path))?;
+        if !to.completed() {
+            return Err(refused(format!("RNTO: {}", to.shown())));
+        }
+        Ok(())
+    }
+
+    /// A passive data connection (`EPSV`, else `PASV`) to the control connection's peer.
+    fn data_connection(&self, session: &mut Session, deadline: Instant) -> Step<TcpStream> {
+        let port = session.passive()?;
+        let to = SocketAddr::new(session.peer, port);
+        let wait = left(deadline)
+            .ok_or_else(|| timeout("before the data connection"))?
+            .min(self.connect_timeout);
+        TcpStream::connect_timeout(&to, wait).map_err(|e| {
+            let kind = match e.kind() {
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
+                _ => FailureKind::Connect,
+            };
+            Stop::Failed(kind, format!("the data connection to {to}: {e}"))
+        })
+    }
+
+    /// The data connection as a stream, over TLS for `ftps` (after the command that
+    /// opened the transfer).
+    fn data_stream(&self, tcp: TcpStream, deadline: Instant) -> Step<Stream> {
+        let data = Stream::Plain(Timed { tcp, deadline });
+        match &self.tls {
+            Some((config, name)) => data.secure(config, name),
+            None => Ok(data),
+        }
     }
 }
 
@@ -547,6 +638,20 @@ impl Stream {
             }
         }
         Ok(Stream::Tls(Box::new(tls)))
+    }
+}
+
+impl Stream {
+    /// Ends a data connection that was written: TLS's `close_notify` first (a server
+    /// must tell a whole upload from a cut one), then the TCP half-close.
+    fn close(&mut self) {
+        if let Stream::Tls(tls) = self {
+            tls.conn.send_close_notify();
+            let _ = tls.conn.complete_io(&mut tls.sock);
+        }
+        if let Some(timed) = self.timed() {
+            let _ = timed.tcp.shutdown(std::net::Shutdown::Write);
+        }
     }
 }
 

@@ -81,6 +81,14 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<String>>) {
                 break;
             }
         }
+        // A body (an upload's) is read whole before the answer, as a server does.
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, value)| value.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
         requests.lock().unwrap().push(head.clone());
         if let Next::Close = handler(&head, &mut writer) {
             return;
@@ -1047,4 +1055,99 @@ fn https_with_openssl_s_server() {
     assert_eq!(body(fetch(&mtls, &with_client)).0, b"site over tls");
     let e = failed(fetch(&mtls, &with_ca(&ca_file)));
     assert_eq!(e.kind, FailureKind::Tls, "{e}");
+}
+
+/// The status report's `PUT`: taken on 200, 201 or 204; 405 and 501 say the server takes
+/// no uploads; other statuses fail; a redirected upload is never taken (a report goes
+/// only where it is configured to go).
+#[test]
+fn uploads_are_a_put_taken_on_2xx_and_never_redirected() {
+    let server = Server::start(|head, s| {
+        let status = match path(head) {
+            "/lic/created.json" => "201 Created",
+            "/lic/none.json" => "204 No Content",
+            "/lic/dav-off.json" => "405 Not Allowed",
+            "/lic/broken.json" => "500 Internal Server Error",
+            "/lic/moved.json" => {
+                respond(s, "302 Found", &[("Location", "/lic/elsewhere.json")], b"");
+                return Next::Close;
+            }
+            _ => "200 OK",
+        };
+        respond(s, status, &[], b"");
+        Next::Close
+    });
+    let f = server.fetcher();
+    assert_eq!(f.upload("created.json", b"{}\n"), Ok(()));
+    assert_eq!(f.upload("none.json", b"{}\n"), Ok(()));
+    let head = &server.requests()[0];
+    assert!(
+        head.starts_with("PUT /lic/created.json HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    assert_eq!(
+        f.upload("dav-off.json", b"{}").unwrap_err().kind,
+        FailureKind::NoUploads
+    );
+    assert_eq!(
+        f.upload("broken.json", b"{}").unwrap_err().kind,
+        FailureKind::Status(500)
+    );
+    let moved = f.upload("moved.json", b"{}").unwrap_err();
+    assert_eq!(moved.kind, FailureKind::Redirects, "{moved}");
+    // Whatever came of the redirect, the upload is not taken.
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|h| h.contains(" /lic/elsewhere.json ")),
+        "{:?}",
+        server.requests()
+    );
+    // A name that is not a plain file name is refused before anything is sent.
+    let before = server.requests().len();
+    assert_eq!(
+        f.upload("../x.json", b"{}").unwrap_err().kind,
+        FailureKind::Setup
+    );
+    assert_eq!(server.requests().len(), before);
+}
+
+/// A folder takes the report as a whole file (written aside, then renamed over the
+/// old one); TFTP takes no upload at all.
+#[test]
+fn a_folder_takes_an_upload_whole_and_tftp_takes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("file://{}/", dir.path().display());
+    let fetcher = Fetcher::new(&base, &Fetch::default(), MAC).unwrap();
+    fetcher.upload("r.json", b"one").unwrap();
+    fetcher.upload("r.json", b"two").unwrap();
+    assert_eq!(std::fs::read(dir.path().join("r.json")).unwrap(), b"two");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["r.json"]);
+    // A folder that is not one: an I/O failure, tried again later.
+    let gone = Fetcher::new(
+        &format!("file://{}/", dir.path().join("r.json").display()),
+        &Fetch::default(),
+        MAC,
+    )
+    .unwrap();
+    assert_eq!(
+        gone.upload("x.json", b"{}").unwrap_err().kind,
+        FailureKind::Io
+    );
+    #[cfg(feature = "tftp")]
+    {
+        let tftp = Fetcher::new("tftp://127.0.0.1/", &Fetch::default(), MAC).unwrap();
+        let e = tftp.upload("x.json", b"{}").unwrap_err();
+        assert_eq!(e.kind, FailureKind::NoUploads, "{e}");
+    }
 }

@@ -1,0 +1,149 @@
+//! The parts of a report (`docs/report-schema.md`) the fleet view reads, borrowed from
+//! the file's bytes where the JSON allows (a text without escapes is not copied): a
+//! folder of 100,000 reports is mostly parsed, not allocated. Every field the schema
+//! requires must be there (those the view does not use are skipped unread), so a file
+//! is a report here exactly when it is one for [`crate::report::Report`], give or take
+//! the insides of the fields skipped.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// A JSON string: borrowed from the input when it has no escapes, else owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
+
+impl Text<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Slim<'a> {
+    #[serde(borrow)]
+    pub(crate) schema: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) mac: Text<'a>,
+    /// Required, not read (so are `set_aside` and each license's `role`).
+    #[serde(rename = "agent")]
+    _agent: IgnoredAny,
+    #[serde(borrow)]
+    pub(crate) reported_at: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) clock: Text<'a>,
+    #[serde(borrow, default)]
+    pub(crate) evaluated_at: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(crate) licenses: Vec<License<'a>>,
+    #[serde(borrow)]
+    pub(crate) features: Vec<Feature<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) configured: Option<Vec<Text<'a>>>,
+    #[serde(borrow, default)]
+    pub(crate) booted: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub(crate) refusals: Vec<Refusal<'a>>,
+    #[serde(rename = "set_aside")]
+    _set_aside: IgnoredAny,
+    #[serde(borrow, default)]
+    pub(crate) reboot: Option<Reboot<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct License<'a> {
+    #[serde(borrow)]
+    pub(crate) fingerprint: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) kind: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) serial: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) key: Text<'a>,
+    #[serde(rename = "role")]
+    _role: IgnoredAny,
+    #[serde(borrow)]
+    pub(crate) start: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) end: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) grants: Vec<Grant<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Grant<'a> {
+    #[serde(borrow)]
+    pub(crate) name: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) transaction: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) start: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) end: Text<'a>,
+    pub(crate) limit: u32,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Feature<'a> {
+    #[serde(borrow)]
+    pub(crate) name: Text<'a>,
+    pub(crate) enabled: bool,
+    #[serde(borrow)]
+    pub(crate) end: Text<'a>,
+    #[serde(borrow, default)]
+    pub(crate) fingerprint: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Refusal<'a> {
+    #[serde(borrow)]
+    pub(crate) subject: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) detail: Text<'a>,
+    #[serde(borrow, default)]
+    pub(crate) key: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Reboot<'a> {
+    #[serde(borrow)]
+    pub(crate) causes: Vec<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) waiting_for: Option<Text<'a>>,
+}
