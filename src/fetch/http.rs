@@ -199,6 +199,7 @@ impl Http {
     /// redirect a failure.
     pub(crate) fn upload(&self, url: &str, bytes: &[u8]) -> Result<(), FetchError> {
         self.last_hop.set(None);
+        let started = Instant::now();
         let mut request = self
             .client
             .put(url)
@@ -212,7 +213,7 @@ impl Http {
                 let status = response.status();
                 let redirected = response.url().as_str() != url;
                 let answered = answered_url(url, response.url().as_str());
-                drain_small(&mut response);
+                drain_small(&mut response, started, self.total);
                 if redirected {
                     // A report goes only where it is configured to go (and a client may
                     // turn a redirected PUT into a GET, whose 200 says nothing of it).
@@ -282,7 +283,7 @@ fn answer(
     );
     match head {
         Head::Done(outcome) => {
-            drain_small(&mut response);
+            drain_small(&mut response, started, total);
             outcome
         }
         Head::Body {
@@ -454,11 +455,22 @@ pub(crate) fn read_body(
     Ok(bytes)
 }
 
-/// Reads away a small error body announced by its length, so that the connection can be
-/// used for the next file; anything else is left (the connection is then closed).
-fn drain_small(response: &mut Response) {
-    if response.content_length().is_some_and(|len| len <= 8 * 1024) {
-        let _ = io::copy(&mut response.take(8 * 1024), &mut io::sink());
+/// Reads away a small body announced by its length (an error page, an upload's answer),
+/// so that the connection can be used for the next request; anything else is left (the
+/// connection is then closed). It stops at the total deadline (`started + total`): a
+/// server dripping those bytes (a byte every half second) never holds the fetch or
+/// upload beyond its total timeout (found by attack: 200 s for a 400-byte body).
+fn drain_small(response: &mut Response, started: Instant, total: Duration) {
+    if !response.content_length().is_some_and(|len| len <= 8 * 1024) {
+        return;
+    }
+    let mut chunk = [0u8; 1024];
+    let mut left = 8 * 1024;
+    while left > 0 && started.elapsed() <= total {
+        match response.read(&mut chunk[..left.min(1024)]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left -= n.min(left),
+        }
     }
 }
 

@@ -1151,3 +1151,48 @@ fn a_folder_takes_an_upload_whole_and_tftp_takes_none() {
         assert_eq!(e.kind, FailureKind::NoUploads, "{e}");
     }
 }
+
+/// A short answer whose bytes drip (one every half second: 200 s for 400 bytes) ends
+/// within the total timeout, for a fetch's error page and for an upload's answer alike:
+/// the drain that keeps the connection usable stops at the deadline.
+#[test]
+fn a_dripping_short_answer_ends_at_the_total_timeout() {
+    let server = Server::start(|head, s| {
+        let status = if head.starts_with("PUT ") {
+            "200 OK"
+        } else {
+            "404 Not Found"
+        };
+        let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 400\r\n\r\n").as_bytes());
+        for _ in 0..400 {
+            if s.write_all(b"x").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        Next::Close
+    });
+    let fetch = Fetch {
+        total_timeout: crate::config::Secs(2),
+        ..Fetch::default()
+    };
+    let f = Fetcher::new(&server.base(), &fetch, MAC).unwrap();
+    // Bounds 15 times the timeout: the point is 2 s, not 200 s.
+    let started = Instant::now();
+    assert!(matches!(
+        f.fetch(SITE_FILE, None),
+        FetchOutcome::Absent { .. }
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_eq!(f.upload("r.json", b"{}"), Ok(()));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
