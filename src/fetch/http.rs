@@ -461,7 +461,7 @@ pub(crate) fn read_body(
 /// server dripping those bytes (a byte every half second) never holds the fetch or
 /// upload beyond its total timeout (found by attack: 200 s for a 400-byte body).
 fn drain_small(response: &mut Response, started: Instant, total: Duration) {
-    if !response.content_length().is_some_and(|len| len <= 8 * 1024) {
+    if response.content_length().is_none_or(|len| len > 8 * 1024) {
         return;
     }
     let mut chunk = [0u8; 1024];
