@@ -43,6 +43,13 @@ bash scripts/phone-check.sh
 step "systemd: the host board's drop booted under a real systemd (systemd-nspawn)"
 bash scripts/systemd-check.sh
 
+step "the demo, as a newcomer runs it (bash scripts/demo.sh): it fails if the story does not happen"
+bash scripts/demo.sh >"${TMPDIR:-/tmp}/license-agent-demo.log" 2>&1 || {
+    cat "${TMPDIR:-/tmp}/license-agent-demo.log"
+    exit 1
+}
+tail -n 3 "${TMPDIR:-/tmp}/license-agent-demo.log"
+
 step "figures (no assertions): memory, check-sync and verify times, binary sizes"
 bash scripts/bench.sh
 
