@@ -10,7 +10,7 @@
 #     again printing the whole fleet as JSON (target on 2 cores: under 10 s, 500 MB);
 #   - the page's size and headless Chromium's time to render it: a screenshot, and the
 #     DOM after the page's script filtered the licenses Expiring Shortly and sorted them.
-# Called by scripts/bench.sh; alone: bash scripts/bench-fleet.sh [PHONES]
+# Called by scripts/bench.sh --fleet; alone: bash scripts/bench-fleet.sh [PHONES]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
