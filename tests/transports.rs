@@ -388,6 +388,18 @@ fn ftp_story(server: &Vsftpd, phone: &Phone) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Every report taken (each check-sync changed the last fetch: one upload each, the
+    // newest may still be going up, under its temporary name, on a slow machine).
+    let words = daemon.wait_status("the reports taken", |s| {
+        s["daemon"]["report"].as_str().is_some_and(|r| {
+            !r.contains("under way") && !r.contains("waits") && !r.contains("failing")
+        })
+    })["daemon"]["report"]
+        .clone();
+    assert!(
+        words.as_str().unwrap().starts_with(&server.shown_url()),
+        "{words}"
+    );
     let sent: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(sent["mac"], MAC);
     let leftovers: Vec<_> = std::fs::read_dir(&server.root)
@@ -396,16 +408,6 @@ fn ftp_story(server: &Vsftpd, phone: &Phone) {
         .filter(|n| n.contains(".part-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    let words = daemon.wait_status("the report taken", |s| {
-        s["daemon"]["report"]
-            .as_str()
-            .is_some_and(|r| !r.contains("under way"))
-    })["daemon"]["report"]
-        .clone();
-    assert!(
-        words.as_str().unwrap().starts_with(&server.shown_url()),
-        "{words}"
-    );
     // The phone file disappears: 550, and the stored phone license stays in force.
     server.remove(PHONE_FILE);
     let files = check_sync(&daemon);
