@@ -533,14 +533,22 @@ fn ftp_fault_transfer_cut_mid_way() {
     ));
     server.put(SITE_FILE, &[b'x'; 3000]);
     server.put(PHONE_FILE, &[b'x'; 3000]);
-    // The sessions are killed while the first transfer trickles.
+    // The session is killed 1.5 s after it opened, while the first transfer trickles
+    // (200 B/s: 15 s for a file). Waited for without a short deadline: on a loaded
+    // machine the phone's set-up before its boot fetch took more than the 10 s that a
+    // fixed wait gave (the test then saw whole files and no cut).
     let killer = {
         let server = server.clone();
         std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            let mut opened = None;
             while std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1500));
-                if server.kill_sessions() > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+                if server.sessions() == 0 {
+                    continue;
+                }
+                let since = *opened.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= Duration::from_millis(1500) && server.kill_sessions() > 0 {
                     return;
                 }
             }

@@ -189,6 +189,13 @@ impl Vsftpd {
     }
 }
 
+impl Vsftpd {
+    /// How many sessions (connections, one process each) are open now.
+    pub fn sessions(&self) -> usize {
+        children(self.child.id()).len()
+    }
+}
+
 impl Drop for Vsftpd {
     fn drop(&mut self) {
         let _ = self.child.kill();
