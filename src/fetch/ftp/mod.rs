@@ -144,11 +144,7 @@ impl Source for Ftp {
             *slot = None;
             result = self.fetch_on(&mut slot, &path, validator, deadline);
         }
-        // A server may echo the password in any reply: it is never shown.
-        let hide = |text: String| match self.password.is_empty() {
-            true => text,
-            false => text.replace(&self.password, "***"),
-        };
+        let hide = |text: String| self.hide_password(text);
         match result {
             Ok(outcome) => outcome,
             Err(Stop::Absent(answer)) => FetchOutcome::Absent {
@@ -353,6 +349,15 @@ impl Ftp {
 }
 
 impl Ftp {
+    /// `text` without the password: a server may echo it in any reply, and it is never
+    /// shown.
+    fn hide_password(&self, text: String) -> String {
+        match self.password.is_empty() {
+            true => text,
+            false => text.replace(&self.password, "***"),
+        }
+    }
+
     /// Stores `bytes` as the URL's folder + `name`: `STOR` to a temporary name, then
     /// `RNFR`/`RNTO` over the name, so a reader of the folder never sees half a file.
     pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
@@ -373,11 +378,7 @@ impl Ftp {
                 Stop::Absent(answer) => (FailureKind::Refused, answer),
                 Stop::Failed(kind, detail) => (kind, detail),
             };
-            let detail = match self.password.is_empty() {
-                true => detail,
-                false => detail.replace(&self.password, "***"),
-            };
-            FetchError::new(url, kind, detail)
+            FetchError::new(url, kind, self.hide_password(detail))
         })
     }
 
