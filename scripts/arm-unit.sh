@@ -3,7 +3,7 @@
 # with Debian's Rust 1.85 and run under qemu-arm as a Cortex-A9 (the VVX class): the
 # engine, the storage, the config parser, the fetcher... checked on the phone's own
 # architecture (32-bit time_t and usize, ARM atomics, ring's ARM assembly), not only
-# on the x86_64 host. Dev-dependencies (proptest, tempfile, rcgen) build with 1.85 too.
+# on the x86_64 host. Dev-dependencies (proptest, tempfile, rcgen, test-servers) build with 1.85 too.
 #
 # Usage: scripts/arm-unit.sh [extra `cargo test` args, e.g. -- engine::]
 # Needs what scripts/setup-cross.sh installs. Output in target/debian (not target/).
@@ -31,7 +31,7 @@ log "env: $CROSS_ENV_SUMMARY"
 start=$SECONDS
 /usr/bin/cargo test --locked --lib --target "$target" --no-run "$@"
 # A watchdog on the run itself: once in many runs, qemu-user left one test thread
-# waiting for ever (https_with_openssl_s_server, at 01:07 on 2026-12-01, after ~0.6 s
+# waiting for ever (the HTTPS test, then against openssl s_server, at 01:07 on 2026-12-01, after ~0.6 s
 # runs in every other try). A hung run is said loudly and run once more; a failure is
 # a failure.
 rc=0

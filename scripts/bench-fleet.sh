@@ -10,17 +10,23 @@
 #     again printing the whole fleet as JSON (target on 2 cores: under 10 s, 500 MB);
 #   - the page's size and headless Chromium's time to render it: a screenshot, and the
 #     DOM after the page's script filtered the licenses Expiring Shortly and sorted them.
+# What it prints is also written to docs/figures/fleet.md (scripts/lib-figures.sh: the
+# commit, the date and the machine above it; rewritten whole, never edited by hand).
 # Called by scripts/bench.sh --fleet; alone: bash scripts/bench-fleet.sh [PHONES]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
-log() { printf 'bench: fleet: %s\n' "$*"; }
+# shellcheck source=scripts/lib-figures.sh
+. scripts/lib-figures.sh
+figures_start
 
 phones=${1:-100000}
 cargo build --release --quiet --locked --bin license-fleet --example fleet_gen
 fleet=$PWD/target/release/license-fleet
 work=$(mktemp -d /tmp/la-fleet.XXXXXX)
 trap 'rm -rf -- "$work"' EXIT
+# Every line printed is a figure, also kept for docs/figures/fleet.md.
+log() { printf 'bench: fleet: %s\n' "$*" | tee -a "$work/figures"; }
 
 now=$(date +%s)
 log "$(target/release/examples/fleet_gen "$work/uploads" "$phones" "$now")"
@@ -42,19 +48,35 @@ log "license-fleet --json: $(measure --json), $(stat -c %s "$work/out") bytes of
 log "target on 2 cores: under 10 s and under 500 MB (512000 KiB) for 100000 reports"
 log "page: $(stat -c %s "$work/fleet.html") bytes"
 
-if ! command -v chromium >/dev/null; then
+render() {
+    size=1280,1400
+    chrome=(chromium --headless=new --disable-gpu --no-sandbox --no-first-run --hide-scrollbars
+        --user-data-dir="$work/chromium" --window-size="$size")
+    start=$(date +%s.%N)
+    "${chrome[@]}" --screenshot="$work/fleet.png" "file://$work/fleet.html" >/dev/null 2>&1
+    end=$(date +%s.%N)
+    log "chromium: page loaded, rendered and screenshot in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s (browser start included)"
+    start=$(date +%s.%N)
+    "${chrome[@]}" --dump-dom "file://$work/fleet.html#status=expiring-shortly&sort=end" >"$work/dom.html" 2>/dev/null
+    end=$(date +%s.%N)
+    matching=$(grep -o 'id="license-matching">[0-9]*' "$work/dom.html" | grep -o '[0-9]*$' || echo "?")
+    log "chromium: filtered (Expiring Shortly: $matching rows) and sorted by end, DOM dumped in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s"
+}
+if command -v chromium >/dev/null; then
+    render
+else
     log "no chromium (scripts/setup-cross.sh installs it): the page was not rendered"
-    exit 0
 fi
-size=1280,1400
-chrome=(chromium --headless=new --disable-gpu --no-sandbox --no-first-run --hide-scrollbars
-    --user-data-dir="$work/chromium" --window-size="$size")
-start=$(date +%s.%N)
-"${chrome[@]}" --screenshot="$work/fleet.png" "file://$work/fleet.html" >/dev/null 2>&1
-end=$(date +%s.%N)
-log "chromium: page loaded, rendered and screenshot in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s (browser start included)"
-start=$(date +%s.%N)
-"${chrome[@]}" --dump-dom "file://$work/fleet.html#status=expiring-shortly&sort=end" >"$work/dom.html" 2>/dev/null
-end=$(date +%s.%N)
-matching=$(grep -o 'id="license-matching">[0-9]*' "$work/dom.html" | grep -o '[0-9]*$' || echo "?")
-log "chromium: filtered (Expiring Shortly: $matching rows) and sorted by end, DOM dumped in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s"
+
+{
+    cat <<EOF
+license-fleet (release build) over $phones generated reports (examples/fleet_gen), and its
+HTML page in headless Chromium (the header of \`scripts/bench-fleet.sh\` says how each is
+measured). Figures, not verdicts: they vary from run to run.
+
+\`\`\`text
+EOF
+    cat "$work/figures"
+    printf '%s\n' "\`\`\`"
+} >"$work/body"
+figures_write fleet "bash scripts/bench-fleet.sh${1:+ $1}" "$work/body"

@@ -11,14 +11,21 @@
 #   - on the emulated ARM phone (when its image is built, scripts/phone-image.sh), for a
 #     first boot and a reboot: power-on to the feature set published, and the agent's
 #     peak resident memory and CPU time for its boot cycle, read inside the guest
-#     (tests/phone_figures.rs);
+#     (tests/it/phone_figures.rs);
 #   - with --fleet, license-fleet over 100,000 generated reports: time, peak memory,
 #     and the HTML page rendered in headless Chromium (scripts/bench-fleet.sh; about
 #     two minutes, so the test command leaves it out).
+# What it prints is also written to docs/figures/bench.md (scripts/lib-figures.sh: the
+# commit, the date and the machine above it; rewritten whole, never edited by hand), and
+# the fleet's to docs/figures/fleet.md. A failed phone figures run is written as failed,
+# and the script then fails.
 # No assertion: the machines are noisy. Run: bash scripts/bench.sh [--fleet]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=scripts/lib-figures.sh
+. scripts/lib-figures.sh
+figures_start
 log() { printf 'bench: %s\n' "$*"; }
 
 cargo build --release --quiet --locked --bin license-agent
@@ -31,6 +38,12 @@ cleanup() {
     rm -rf -- "$work"
 }
 trap cleanup EXIT
+# Every figure printed, also kept for docs/figures/bench.md.
+figures=$work/figures
+fig() {
+    log "$*"
+    printf 'bench: %s\n' "$*" >>"$figures"
+}
 
 cat >"$work/agent.toml" <<EOF
 mac = "0004f2000001"
@@ -61,15 +74,15 @@ for _ in $(seq 1 600); do
     sleep 0.05
 done
 daemon_answers || { log "the daemon did not answer within 30 s"; cat "$work/daemon.log"; exit 1; }
-log "daemon after its boot cycle: $(memory)"
+fig "daemon after its boot cycle: $(memory)"
 
 rounds=200
 TIMEFORMAT=%R
 secs=$( { time for _ in $(seq 1 "$rounds"); do
     "$bin" check-sync --config "$work/agent.toml" >/dev/null
 done; } 2>&1 )
-log "daemon after $rounds check-syncs: $(memory)"
-log "check-sync: $(awk -v s="$secs" -v n="$rounds" 'BEGIN { printf "%.2f ms", 1000 * s / n }') each (CLI start, control socket, two file:// fetches, verification, decision)"
+fig "daemon after $rounds check-syncs: $(memory)"
+fig "check-sync: $(awk -v s="$secs" -v n="$rounds" 'BEGIN { printf "%.2f ms", 1000 * s / n }') each (CLI start, control socket, two file:// fetches, verification, decision)"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
@@ -80,18 +93,38 @@ args=()
 for _ in $(seq 1 "$repeat"); do args+=("${vectors[@]}"); done
 secs=$( { time "$bin" verify --keyring tests/vectors/keyring "${args[@]}" >/dev/null || true; } 2>&1 )
 files=$((repeat * ${#vectors[@]}))
-log "verify: $files files in ${secs} s, $(awk -v s="$secs" -v n="$files" 'BEGIN { printf "%.1f µs", 1e6 * s / n }') per file (read, parse, Ed25519 check)"
+fig "verify: $files files in ${secs} s, $(awk -v s="$secs" -v n="$files" 'BEGIN { printf "%.1f µs", 1e6 * s / n }') per file (read, parse, Ed25519 check)"
 
 for b in target/debian/*/release/license-agent target/x86_64-unknown-linux-gnu/release/license-agent "$bin"; do
     [[ -f $b ]] || continue
-    log "size: $(stat -c %s "$b") bytes  $b"
+    fig "size: $(stat -c %s "$b") bytes  $b"
 done
 
+phone_failed=""
 if [[ -f target/phone/initrd.cpio ]]; then
-    cargo test --quiet --locked --test phone_figures -- --nocapture 2>&1 | grep '^phone: ' | sed 's/^/bench: /'
+    cargo test --quiet --locked --test it -- --ignored --nocapture phone_figures:: 2>&1 | grep '^phone: ' | sed 's/^/bench: /' |
+        tee -a "$figures" || phone_failed=1
+    if [[ -n $phone_failed ]]; then
+        fig "phone: FAILED: the emulated phone's figures did not run to the end (cargo test --test it -- --ignored phone_figures::)"
+    fi
 else
-    log "phone: no image (bash scripts/phone-image.sh): no figures from the emulated phone"
+    fig "phone: no image (bash scripts/phone-image.sh): no figures from the emulated phone"
 fi
+
+{
+    cat <<'EOF'
+Memory and times of the host release binary run natively, the size of every release
+binary already built, and the emulated ARM phone when its image is built (the header
+of `scripts/bench.sh` says how each is measured). Figures, not verdicts: they vary
+from run to run.
+
+```text
+EOF
+    cat "$figures"
+    printf '```\n'
+} >"$work/body"
+figures_write bench "bash scripts/bench.sh" "$work/body"
+[[ -z $phone_failed ]] || exit 1
 
 if [[ ${1:-} == --fleet ]]; then
     bash scripts/bench-fleet.sh

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced, not run: the environment for building with Debian's own Rust 1.85 (installed
 # by scripts/setup-cross.sh) for an ARM phone target. One place for it, shared by
-# build-arm.sh (release binary), arm-unit.sh (unit tests under qemu) and build.sh.
+# build-arm.sh (release binary; `cargo xtask build` runs it for ARM boards) and
+# arm-unit.sh (unit tests under qemu).
 #
 #   source scripts/cross-env.sh
 #   cross_env TARGET REPO_ROOT   # exports; sets CROSS_GNU (e.g. arm-linux-gnueabihf)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The firmware check: for each board (default: every boards/*.toml) build and assemble
-# its firmware drop with scripts/build.sh, then check what an integrator would ship:
+# its firmware drop with scripts/build.sh (cargo xtask build), then check what an
+# integrator would ship:
 #
 #  1. the generated agent.toml works with the board's own binary (under QEMU for ARM):
 #     the drop is copied into a scratch root, every absolute path of the config is moved
@@ -32,8 +33,15 @@ cd "$repo_root"
 # The agent's test aid must never be needed here; the init test sets it on purpose.
 unset LICENSE_AGENT_TEST_NOW
 
-# shellcheck source=scripts/board.sh
-source "$script_dir/board.sh"
+# The checked board, as the associative array B (`cargo xtask board`: every key of the
+# board file, phone_app_unit defaulted, and file).
+declare -A B=()
+board_load() {
+    local out line
+    out=$(cargo xtask board "$1") || return 1
+    B=()
+    while IFS= read -r line; do B[${line%%=*}]=${line#*=}; done <<<"$out"
+}
 
 for tool in busybox systemd-analyze file; do
     command -v "$tool" >/dev/null || fail "$tool is missing: run scripts/setup-cross.sh"
@@ -41,7 +49,8 @@ done
 
 boards=("$@")
 if ((${#boards[@]} == 0)); then
-    read -r -a boards <<<"$(board_names "$repo_root")"
+    names=$(cargo xtask boards) || fail "cannot list the boards"
+    read -r -a boards <<<"$names"
 fi
 
 # Short: socket paths under it must fit a Unix socket address (107 bytes).
@@ -73,7 +82,7 @@ alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
 check_board() {
     local name=$1 drop root work config runner=() out rc iface
     log "== board $name"
-    board_load "$name" "$repo_root" || fail "board $name"
+    board_load "$name" || fail "board $name"
     bash "$script_dir/build.sh" "$name" | sed 's/^/  /'
     name=${B[name]}
     drop=$repo_root/target/firmware/$name

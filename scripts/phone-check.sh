@@ -3,10 +3,10 @@
 # (scripts/phone-image.sh: Debian's armmp kernel, BusyBox init, the vvx-armv7 firmware
 # drop) and runs its scenarios under qemu-system-arm, each test on its own phone:
 #
-#   tests/phone.rs       cold boot at 1970; expiry during a call and the real reboot
+#   tests/it/phone.rs       cold boot at 1970; expiry during a call and the real reboot
 #                        after it; booted expired three times, no reboot loop; the
 #                        clock from 1970 to 2106 (idle CPU, statuses, a 2040 end)
-#   tests/phone_cuts.rs  power cuts (PHONE_CUTS, 25 here; scripts/phone-soak.sh: 500)
+#   tests/it/phone_cuts.rs  power cuts (PHONE_CUTS, 25 here; scripts/phone-soak.sh: 500)
 #
 # Every scenario and the cuts run at once, each on its own phone: most of a scenario is
 # the phone waiting (a call, an idle grace, 20 s of idle CPU), so five phones share two
@@ -23,21 +23,21 @@ log() { printf 'phone-check: %s\n' "$*"; }
 start=$SECONDS
 
 bash "$script_dir/phone-image.sh"
-cargo build --locked --tests --test phone --test phone_cuts --bins
+cargo build --locked --tests --test it --bins
 
 logs=$(mktemp -d /tmp/phone-check.XXXXXX)
 trap 'rm -rf -- "$logs"' EXIT
-cargo test --locked --test phone_cuts -- --nocapture >"$logs/cuts.log" 2>&1 &
+cargo test --locked --test it -- --ignored --nocapture phone_cuts:: >"$logs/cuts.log" 2>&1 &
 cuts=$!
 rc=0
-cargo test --locked --test phone -- --nocapture --test-threads 4 2>&1 | tee "$logs/phone.log" || rc=$?
+cargo test --locked --test it -- --ignored --nocapture --test-threads 4 phone:: 2>&1 | tee "$logs/phone.log" || rc=$?
 cuts_rc=0
 wait "$cuts" || cuts_rc=$?
 grep -E '^(power cuts|test |test result)' "$logs/cuts.log" || true
 if ((cuts_rc != 0)); then
     cat "$logs/cuts.log"
-    log "FAIL: the power cuts (tests/phone_cuts.rs)"
+    log "FAIL: the power cuts (tests/it/phone_cuts.rs)"
 fi
-((rc == 0)) || log "FAIL: the phone scenarios (tests/phone.rs)"
+((rc == 0)) || log "FAIL: the phone scenarios (tests/it/phone.rs)"
 ((rc == 0 && cuts_rc == 0)) || exit 1
 log "ok in $((SECONDS - start)) s"

@@ -8,14 +8,14 @@
 # shell linter (package shellcheck), and for scripts/systemd-check.sh debootstrap and
 # systemd-nspawn (package systemd-container), to boot the unit under a real systemd,
 # qemu-io (package qemu-utils), QEMU's own NBD client, with which
-# tests/flash_model.rs checks the flash model of tests/common/nbd.rs, and for the
-# emulated phone (scripts/phone-image.sh, tests/phone.rs) qemu-system-arm, cpio (the
+# tests/it/flash_model.rs checks the flash model of tests/it/common/nbd.rs, and for the
+# emulated phone (scripts/phone-image.sh, tests/it/phone.rs) qemu-system-arm, cpio (the
 # initramfs), socat (QEMU's guestfwd to nginx) and e2fsprogs (mkfs.ext4, the flash),
 # and the provisioning servers other than nginx that the transport tests start on
-# 127.0.0.1 (tests/transports.rs): tftpd-hpa and vsftpd, with vsftpd's test user (a
+# 127.0.0.1 (tests/it/transports.rs): tftpd-hpa and vsftpd, with vsftpd's test user (a
 # system user with a password, no login shell use) and the PAM service it checks the
-# password with (tests/common/ftp.rs); chromium and fonts-dejavu-core, in which
-# tests/fleet_page.rs renders license-fleet's HTML page (headless) and screenshots it, and
+# password with (test-servers/src/ftp.rs); chromium and fonts-dejavu-core, in which
+# tests/it/fleet_page.rs renders license-fleet's HTML page (headless) and screenshots it, and
 # time (/usr/bin/time: license-fleet's peak memory in scripts/bench-fleet.sh).
 #
 # Idempotent: when everything is already installed it does nothing (not even
@@ -160,7 +160,7 @@ apt_update() {
 
 start=$SECONDS
 
-# The FTP tests' user and PAM service (tests/common/ftp.rs): made when missing, password
+# The FTP tests' user and PAM service (test-servers/src/ftp.rs): made when missing, password
 # set every time (so a machine image's copy cannot differ).
 FTP_USER=lagent-ftp
 FTP_PASSWORD=ftp-Secret-1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak the daemon's liveness: many more seeded interleavings (tests/liveness.rs,
+# Soak the daemon's liveness: many more seeded interleavings (tests/it/liveness.rs,
 # issue 11 point 5) than the test command runs, against the real binary. Each seed
 # draws a schedule of calls, CHECK-SYNC, BUSY/OK answers, supervisor restarts,
 # stalled and failing fetches, silent and slow control clients, clock steps and
@@ -27,7 +27,7 @@ log "$seeds seeds from $first, binary ${LICENSE_AGENT_BIN:-host build} ${LICENSE
 start=$SECONDS
 rc=0
 LIVENESS_SEEDS=$seeds LIVENESS_SEED_BASE=$first LIVENESS_MAX_FAILURES=0 \
-    cargo test --locked --test liveness seeded -- --nocapture >"$out" 2>&1 || rc=$?
+    cargo test --locked --test it -- --nocapture liveness::seeded >"$out" 2>&1 || rc=$?
 # The failing seeds' logs (the first three) and the list of all of them.
 sed -n '/^=== seed /,/^--- daemon log/p' "$out"
 grep -E '^seed [0-9]+:|failing seeds' "$out" || true

@@ -5,7 +5,7 @@
 # busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn,
 # qemu-utils, qemu-system-arm, cpio, socat and e2fsprogs (the emulated phone), tftpd-hpa
 # and vsftpd (the transport tests' servers), chromium and fonts-dejavu-core (the fleet
-# page rendered headless, tests/fleet_page.rs) and time (scripts/bench-fleet.sh).
+# page rendered headless, tests/it/fleet_page.rs) and time (scripts/bench-fleet.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -21,12 +21,11 @@ shellcheck -x scripts/*.sh firmware/init.d/S45license-agent phone-vm/rootfs/etc/
 step "cargo fmt --check"
 cargo fmt --check
 
-step "cargo clippy --all-targets -- -D warnings (and the phone VM's tests, test = false)"
-cargo clippy --locked --all-targets -- -D warnings
-cargo clippy --locked --test phone --test phone_cuts --test phone_figures -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo test (host; with tests/fleet_page.rs: license-fleet's page in headless Chromium, screenshot in target/test-artifacts/)"
-cargo test --locked
+step "cargo test --workspace (host: unit tests, tests/it with license-fleet's page in headless Chromium, the xtask's tests)"
+cargo test --locked --workspace
 
 step "ARM: the vvx-armv7 binary (Debian's Rust 1.85, static) against every binary test under qemu-arm"
 bash scripts/arm-check.sh

@@ -1,6 +1,6 @@
 //! A generated fleet of phones' status reports (`docs/report-schema.md`), for the
 //! benchmark of `license-fleet` (`scripts/bench-fleet.sh`) and its page test
-//! (`tests/fleet_page.rs`): a few site licenses shared across the fleet (one over its
+//! (`tests/it/fleet_page.rs`): a few site licenses shared across the fleet (one over its
 //! Managed Device limit, one with an impending renewal, an old ended one still held by
 //! some phones), a phone license of each phone's own (active, expiring shortly, ended,
 //! impending, never ending), some phones booted with an expired license and some

@@ -1,5 +1,5 @@
 //! The whole story in under a minute, narrated (`bash scripts/demo.sh`): a provisioning
-//! server on 127.0.0.1 (a small HTTP server of this program's own, which also takes the
+//! server on 127.0.0.1 (the tests' fault server, scripted to serve a folder and take the
 //! phone's status report), the phone supervisor simulator, and the daemon on the test
 //! clock (`LICENSE_AGENT_TEST_NOW`: 20 s before midnight on 2027-03-31, when the site
 //! license ends). It shows the boot fetch and the published set, a call starting, the
@@ -11,13 +11,14 @@
 //! `target/release`), where license-agent, license-issuer and supervisor-sim are.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use test_servers::faults::{FaultServer, Next};
 
 const MAC: &str = "0004f2000001";
 const SITE: &str = "100000000001";
@@ -77,7 +78,8 @@ fn story() -> Result<(), Failure> {
         "usb-call-recording,new,2027-01-01T00:00:00Z,never",
         &served.join(format!("{MAC}-license.cfg")),
     )?;
-    let port = serve(served.clone())?;
+    let provisioning = serve(served.clone());
+    let port = provisioning.addr().port();
 
     let socket = work.join("supervisor.sock");
     let mut supervisor = Supervisor::start(&bin, &socket)?;
@@ -182,77 +184,41 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
-/// A provisioning server on 127.0.0.1 for `dir`: `GET` a file (404 when absent), `PUT` a
-/// status report (stored). Returns its port.
-fn serve(dir: PathBuf) -> Result<u16, Failure> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let dir = dir.clone();
-            thread::spawn(move || {
-                let _ = answer(stream, &dir);
-            });
-        }
-    });
-    Ok(port)
-}
-
-/// Answers the requests of one connection (keep-alive) until the client closes it.
-fn answer(stream: TcpStream, dir: &Path) -> std::io::Result<()> {
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push(line);
-        }
-        let request: Vec<&str> = head.first().map_or("", |l| l.trim()).split(' ').collect();
-        let length = head
-            .iter()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, value)| value.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let mut body = Vec::new();
-        (&mut reader)
-            .take(length.min(1 << 20))
-            .read_to_end(&mut body)?;
+/// A provisioning server on 127.0.0.1 for `dir` (the tests' fault server, scripted):
+/// `GET` a file (404 when absent), `PUT` a status report (stored). Stops when dropped.
+fn serve(dir: PathBuf) -> FaultServer {
+    FaultServer::scripted(move |request, stream| {
         // Plain names only: nothing outside the folder.
-        let name = request
-            .get(1)
-            .and_then(|p| p.strip_prefix('/'))
-            .unwrap_or("");
+        let name = request.path.strip_prefix('/').unwrap_or("");
         let plain = !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && !name.starts_with('.');
-        let (status, content) = match (request.first().copied(), plain) {
-            (Some("GET"), true) => match fs::read(dir.join(name)) {
+        let (status, content) = match (request.method.as_str(), plain) {
+            ("GET", true) => match fs::read(dir.join(name)) {
                 Ok(bytes) => ("200 OK", bytes),
                 Err(_) => ("404 Not Found", Vec::new()),
             },
-            (Some("PUT"), true) => match fs::write(dir.join(name), &body) {
+            ("PUT", true) => match fs::write(dir.join(name), &request.body) {
                 Ok(()) => ("201 Created", Vec::new()),
                 Err(_) => ("500 Internal Server Error", Vec::new()),
             },
             _ => ("400 Bad Request", Vec::new()),
         };
-        write!(
-            writer,
+        let head = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n",
             content.len()
-        )?;
-        writer.write_all(&content)?;
-    }
+        );
+        let sent = stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(&content));
+        if sent.is_ok() {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    })
 }
 
 /// The supervisor simulator, driven on its standard input; its events come back in order.

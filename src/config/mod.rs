@@ -373,6 +373,20 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Checks a configuration given as text with the agent's own parser ([`Config::parse`]),
+/// for the build tools: `cargo xtask` checks each firmware drop's generated `agent.toml`
+/// with it. The error as text, or the URLs the agent would fetch from and upload to
+/// (`server`, and `report` when it names one), so that the caller can hold their schemes
+/// to the transports a board ships.
+pub fn check_config_text(text: &str, path: &Path) -> Result<Vec<String>, String> {
+    let config = Config::parse(text, path).map_err(|e| e.to_string())?;
+    let mut urls: Vec<String> = config.servers.into_iter().map(|s| s.url).collect();
+    if let ReportTo::Url(report) = config.report {
+        urls.push(report.url);
+    }
+    Ok(urls)
+}
+
 impl Config {
     /// Reads and checks the configuration file at `path`.
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {

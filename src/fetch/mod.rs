@@ -31,6 +31,8 @@
     allow(dead_code)
 )]
 
+#[cfg(test)]
+pub(crate) mod fake;
 #[cfg(feature = "ftp")]
 pub(crate) mod ftp;
 #[cfg(feature = "http")]

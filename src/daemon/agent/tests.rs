@@ -1,49 +1,19 @@
-//! The agent with a fake provisioning server (scripted answers, a gate to stall it) and
+//! The agent with the fake provisioning server (`fetch::fake`: scripted answers, a gate
+//! to stall it) and
 //! the supervisor's words fed in as the daemon feeds them: the interleavings the loop
 //! meets, without sockets or processes.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use super::*;
 use crate::engine::reboot::{CallState, Cause};
-use crate::fetch::{FailureKind, FetchError, FetchOutcome, Source};
+use crate::fetch::fake::{self, Script};
+use crate::fetch::{FailureKind, FetchError, FetchOutcome};
 use crate::format::Kind;
 use crate::storage::Validator;
 use crate::testkit::{self, DAY};
-
-/// Answers by file name (404 for any other); every fetch first passes the gate.
-#[derive(Default)]
-struct Script {
-    answers: Mutex<BTreeMap<String, FetchOutcome>>,
-    gate: Mutex<()>,
-    fetches: Mutex<Vec<String>>,
-}
-
-struct FakeServer(Arc<Script>, Vec<String>);
-struct FakeSource(Arc<Script>);
-
-impl Source for FakeSource {
-    fn fetch(&self, name: &str, _: Option<&Validator>) -> FetchOutcome {
-        let _pass = self.0.gate.lock();
-        self.0.fetches.lock().unwrap().push(name.to_string());
-        let answers = self.0.answers.lock().unwrap();
-        answers.get(name).cloned().unwrap_or(FetchOutcome::Absent {
-            answer: "404".into(),
-        })
-    }
-}
-
-impl Server for FakeServer {
-    fn bases(&self) -> &[String] {
-        &self.1
-    }
-    fn open(&self, _: usize) -> Result<Box<dyn Source>, FetchError> {
-        Ok(Box::new(FakeSource(self.0.clone())))
-    }
-}
 
 /// After the build time, so the clock is sane.
 fn t0() -> UnixTime {
@@ -69,7 +39,7 @@ fn agent(dir: &Path, script: &Arc<Script>) -> Agent {
     };
     std::fs::create_dir_all(&phone.config.state_dir).unwrap();
     let lock = Arc::new(WriterLock::acquire(&phone.config.state_dir, Duration::ZERO).unwrap());
-    let server: Arc<dyn Server> = Arc::new(FakeServer(script.clone(), vec!["fake:".into()]));
+    let server = fake::server(script, "fake:");
     Agent::start(phone, lock, Ok(server), t0(), 7, Some("boot-1".into())).unwrap()
 }
 

@@ -1,56 +1,13 @@
-//! The uploader against a scripted server (a gate to hold an upload, an answer to give):
+//! The uploader against the fake server (`fetch::fake`: a gate to hold an upload, an
+//! answer to give):
 //! what is sent, when it is not sent again, the back-off, a server without uploads.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::*;
 use crate::config::Config;
-use crate::fetch::worker::Source;
-use crate::storage::Validator;
-
-/// What the fake server answers to an upload, and what it took.
-struct Script {
-    answer: Mutex<Option<FailureKind>>,
-    gate: Mutex<()>,
-    bodies: Mutex<Vec<(String, Vec<u8>)>>,
-}
-
-struct FakeServer(Arc<Script>, Vec<String>);
-struct FakeSource(Arc<Script>);
-
-impl Source for FakeSource {
-    fn fetch(&self, _: &str, _: Option<&Validator>) -> crate::fetch::FetchOutcome {
-        crate::fetch::FetchOutcome::Absent {
-            answer: "404".into(),
-        }
-    }
-
-    fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
-        let _pass = self.0.gate.lock();
-        match *self.0.answer.lock().unwrap() {
-            Some(kind) => Err(FetchError {
-                url: name.into(),
-                kind,
-                detail: "scripted".into(),
-            }),
-            None => {
-                let taken = (name.to_string(), bytes.to_vec());
-                self.0.bodies.lock().unwrap().push(taken);
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Server for FakeServer {
-    fn bases(&self) -> &[String] {
-        &self.1
-    }
-    fn open(&self, _: usize) -> Result<Box<dyn crate::fetch::worker::Source>, FetchError> {
-        Ok(Box::new(FakeSource(self.0.clone())))
-    }
-}
+use crate::fetch::fake::{self, Script};
 
 const MAC: &str = "0004f2000001";
 
@@ -60,12 +17,8 @@ fn setup() -> (Reporter, Arc<Script>) {
          [timing]\nretry_initial = \"30s\"\nretry_max = \"1h\"\n"
     );
     let config = Config::parse(&text, Path::new("/etc/agent.toml")).unwrap();
-    let script = Arc::new(Script {
-        answer: Mutex::new(None),
-        gate: Mutex::new(()),
-        bodies: Mutex::new(Vec::new()),
-    });
-    let server: Arc<dyn Server> = Arc::new(FakeServer(script.clone(), vec!["http://prov/".into()]));
+    let script = Arc::new(Script::default());
+    let server = fake::server(&script, "http://prov/");
     let mac = config.mac().unwrap();
     // Jitter 0: the back-off is its lower half, `initial / 2`.
     (Reporter::with_server(Ok(server), mac, &config, 0), script)
@@ -114,7 +67,7 @@ fn finish(reporter: &mut Reporter, now: Mono) {
 
 fn statuses(script: &Script) -> Vec<String> {
     script
-        .bodies
+        .uploads
         .lock()
         .unwrap()
         .iter()
@@ -190,7 +143,7 @@ fn a_change_during_an_upload_goes_up_after_it_and_a_change_undone_does_not() {
 #[test]
 fn a_failed_upload_is_tried_again_after_a_back_off_with_the_newest_report() {
     let (mut reporter, script) = setup();
-    *script.answer.lock().unwrap() = Some(FailureKind::Connect);
+    *script.upload_failure.lock().unwrap() = Some(FailureKind::Connect);
     let now = Mono::now();
     reporter.offer(&report("active", "t1"));
     reporter.start_if_due(now);
@@ -213,7 +166,7 @@ fn a_failed_upload_is_tried_again_after_a_back_off_with_the_newest_report() {
     finish(&mut reporter, now.plus_secs(15));
     assert_eq!(reporter.next_attempt(), Some(now.plus_secs(15 + 30)));
 
-    *script.answer.lock().unwrap() = None;
+    *script.upload_failure.lock().unwrap() = None;
     reporter.start_if_due(now.plus_secs(45));
     finish(&mut reporter, now.plus_secs(45));
     assert_eq!(statuses(&script), ["expiring-shortly"]);
@@ -228,7 +181,7 @@ fn a_failed_upload_is_tried_again_after_a_back_off_with_the_newest_report() {
 #[test]
 fn a_server_that_takes_no_uploads_is_not_asked_again_until_a_reload() {
     let (mut reporter, script) = setup();
-    *script.answer.lock().unwrap() = Some(FailureKind::NoUploads);
+    *script.upload_failure.lock().unwrap() = Some(FailureKind::NoUploads);
     let now = Mono::now();
     reporter.offer(&report("active", "t1"));
     reporter.start_if_due(now);
@@ -239,7 +192,7 @@ fn a_server_that_takes_no_uploads_is_not_asked_again_until_a_reload() {
         "{}",
         reporter.words()
     );
-    *script.answer.lock().unwrap() = None;
+    *script.upload_failure.lock().unwrap() = None;
     reporter.offer(&report("expiring-shortly", "t2"));
     reporter.start_if_due(now.plus_secs(3600));
     assert!(reporter.fd().is_none());

@@ -1,5 +1,5 @@
 //! The FTP driver against a small scripted server on 127.0.0.1: what vsftpd (in
-//! `tests/transports.rs`) never does: no `EPSV`, a `PASV` naming another host, a kept
+//! `tests/it/transports.rs`) never does: no `EPSV`, a `PASV` naming another host, a kept
 //! control connection closed between files, a transfer shorter than `SIZE`, a stalled
 //! data connection, no `MDTM`, an endless banner.
 

@@ -1,104 +1,59 @@
-//! Tests of [`crate::fetch`] against a small scripted HTTP/1.1 server on 127.0.0.1 (and,
-//! when `openssl` is installed, `openssl s_server` for HTTPS).
+//! Tests of [`crate::fetch`] against the test servers on 127.0.0.1: the fault server
+//! scripted answer by answer, and nginx for HTTPS.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use test_servers::faults::{FaultServer, Next, SeenRequest};
+use test_servers::nginx::Nginx;
+use test_servers::pki::Pki;
 
 use super::*;
 use crate::fetch::*;
 
 const MAC: Serial = Serial([0x00, 0x04, 0xf2, 0xab, 0xcd, 0xef]);
 
-/// What the handler does with the connection after a request.
-enum Next {
-    KeepAlive,
-    Close,
-}
-
-type Handler = dyn Fn(&str, &mut TcpStream) -> Next + Send + Sync;
-
-/// A scripted HTTP/1.1 server: every request head is recorded, and the handler writes
-/// whatever answer it wants on the connection.
-struct Server {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
+/// A scripted HTTP/1.1 server (the test servers' [`FaultServer`] with a handler): every
+/// request is recorded, and the handler writes whatever answer it wants on the
+/// connection.
+struct Server(FaultServer);
 
 impl Server {
-    fn start(handler: impl Fn(&str, &mut TcpStream) -> Next + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let (acc, reqs) = (accepted.clone(), requests.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                acc.fetch_add(1, Ordering::SeqCst);
-                let (handler, reqs) = (handler.clone(), reqs.clone());
-                thread::spawn(move || serve(stream, &*handler, &reqs));
-            }
-        });
-        Server {
-            port,
-            accepted,
-            requests,
-        }
+    fn start(
+        handler: impl Fn(&SeenRequest, &mut TcpStream) -> Next + Send + Sync + 'static,
+    ) -> Server {
+        Server(FaultServer::scripted(handler))
+    }
+
+    fn port(&self) -> u16 {
+        self.0.addr().port()
     }
 
     fn base(&self) -> String {
-        format!("http://127.0.0.1:{}/lic/", self.port)
+        format!("http://127.0.0.1:{}/lic/", self.port())
     }
 
     fn fetcher(&self) -> Fetcher {
         Fetcher::new(&self.base(), &Fetch::default(), MAC).unwrap()
     }
 
+    /// The request heads seen so far, as sent.
     fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        self.0.seen().into_iter().map(|r| r.head).collect()
     }
-}
 
-fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<String>>) {
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        // A body (an upload's) is read whole before the answer, as a server does.
-        let length = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, value)| value.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
-        requests.lock().unwrap().push(head.clone());
-        if let Next::Close = handler(&head, &mut writer) {
-            return;
-        }
+    /// Connections accepted.
+    fn accepted(&self) -> usize {
+        self.0.connections()
     }
 }
 
 /// The request path: `/lic/x` from `GET /lic/x HTTP/1.1`.
-fn path(head: &str) -> &str {
-    head.split(' ').nth(1).unwrap_or("")
+fn path(request: &SeenRequest) -> &str {
+    &request.path
 }
 
 fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &[u8]) {
@@ -355,7 +310,7 @@ fn an_absent_site_file_keeps_the_connection_for_the_phone_file() {
         }
     );
     assert_eq!(body(fetcher.fetch(&phone_file(MAC), None)).0, b"phone");
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[test]
@@ -373,7 +328,7 @@ fn both_files_go_over_one_connection() {
         body(fetcher.fetch(&phone_file(MAC), None)).0,
         b"/lic/0004f2abcdef-license.cfg"
     );
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
     assert_eq!(server.requests().len(), 2);
 }
 
@@ -423,7 +378,7 @@ fn a_failure_after_a_redirect_names_the_url_that_failed() {
     let asked = format!("{}{SITE_FILE}", server.base());
     let e = failed(server.fetcher().fetch(SITE_FILE, None));
     assert_eq!(e.kind, FailureKind::Status(500));
-    let moved = format!("http://127.0.0.1:{}/moved/site.cfg", server.port);
+    let moved = format!("http://127.0.0.1:{}/moved/site.cfg", server.port());
     assert_eq!(e.url, format!("{moved} (redirected from {asked})"));
     let e = failed(server.fetcher().fetch(&phone_file(MAC), None));
     assert_eq!(e.kind, FailureKind::Connect, "{e}");
@@ -663,7 +618,7 @@ fn bad_names_are_refused_without_a_request() {
         assert!(!e.to_string().contains('\n'), "{e}");
     }
     assert!(server.requests().is_empty());
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(server.accepted(), 0);
 }
 
 #[test]
@@ -737,13 +692,13 @@ fn setup_errors_name_the_file() {
         assert_eq!(e.url, "https://prov.example/");
     }
 
-    let ca = TestCa::new();
-    let (cert, key) = ca.leaf(&["phone"], dir.path(), "client");
+    let pki = Pki::new(&dir.path().join("pki"));
+    let (cert, key) = (pki.client_cert.clone(), pki.client_key.clone());
     // A usable pair builds.
     let fetch = Fetch {
         client_cert: Some(cert.clone()),
         client_key: Some(key.clone()),
-        ca_file: Some(ca.file(dir.path())),
+        ca_file: Some(pki.ca_pem.clone()),
         ..Fetch::default()
     };
     Fetcher::new("https://prov.example/", &fetch, MAC).unwrap();
@@ -781,13 +736,23 @@ fn setup_errors_name_the_file() {
 
 #[test]
 fn plain_http_on_an_https_url_is_a_tls_error() {
-    let server = status_server("200 OK");
+    // A plain HTTP server that answers as soon as anything arrives (a ClientHello has no
+    // blank line for an HTTP server to wait for).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.read(&mut [0; 512]);
+            respond(&mut s, "200 OK", &[], b"");
+            thread::sleep(Duration::from_secs(2));
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let fetch = Fetch {
-        ca_file: Some(TestCa::new().file(dir.path())),
+        ca_file: Some(Pki::new(dir.path()).ca_pem),
         ..one_second()
     };
-    let base = format!("https://127.0.0.1:{}/", server.port);
+    let base = format!("https://127.0.0.1:{port}/");
     let e = failed(
         Fetcher::new(&base, &fetch, MAC)
             .unwrap()
@@ -896,139 +861,32 @@ fn error_display_is_one_line() {
     );
 }
 
-/// A number for each test CA, so that two CAs never share a name.
-fn next_ca() -> usize {
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
-    COUNT.fetch_add(1, Ordering::SeqCst)
-}
-
-/// A test CA made with rcgen.
-struct TestCa {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    pem: String,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            format!("license-agent test CA {}", next_ca()),
-        );
-        let key = rcgen::KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        TestCa { params, key, pem }
-    }
-
-    /// Writes the CA certificate into `dir`.
-    fn file(&self, dir: &Path) -> PathBuf {
-        let path = dir.join(format!("ca-{}.pem", next_ca()));
-        std::fs::write(&path, &self.pem).unwrap();
-        path
-    }
-
-    /// A certificate for `names` signed by the CA, written as `<stem>.pem` and
-    /// `<stem>.key` into `dir`.
-    fn leaf(&self, names: &[&str], dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let (c, k) = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
-
-/// `openssl s_server -WWW` serving `dir` over TLS on 127.0.0.1; killed on drop.
-struct OpensslServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl OpensslServer {
-    fn start(dir: &Path, cert: &Path, key: &Path, extra: &[&str]) -> Option<OpensslServer> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = std::process::Command::new("openssl")
-            .args(["s_server", "-quiet", "-WWW", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
-            .arg(cert)
-            .arg("-key")
-            .arg(key)
-            .args(extra)
-            .current_dir(dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = OpensslServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
-    }
-}
-
-impl Drop for OpensslServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// HTTPS against `openssl s_server`: a trusted chain, an unknown CA, a wrong host name,
-/// mutual TLS. `openssl` is installed by the README's test command.
+/// HTTPS against real nginx (the test servers'): a trusted chain, an unknown CA, a wrong
+/// host name, an expired certificate, mutual TLS. nginx is installed by the README's
+/// test command.
 #[test]
-fn https_with_openssl_s_server() {
-    assert!(
-        std::process::Command::new("openssl")
-            .arg("version")
-            .output()
-            .is_ok(),
-        "openssl is missing: run the README's test command (scripts/test.sh), which installs it"
-    );
+fn https_against_nginx() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+    let root = dir.path().join("www");
+    std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join(SITE_FILE), b"site over tls").unwrap();
-    let ca = TestCa::new();
-    let ca_file = ca.file(root);
-    let (cert, key) = ca.leaf(&["127.0.0.1"], root, "server");
-    let (wrong_cert, wrong_key) = ca.leaf(&["other.example"], root, "wrong");
-    let other_ca = TestCa::new();
-    let other_dir = tempfile::tempdir().unwrap();
-    let other_ca_file = other_ca.file(other_dir.path());
+    let pki = Pki::new(&dir.path().join("pki"));
+    let nginx = Nginx::start(&root, &pki);
     let with_ca = |file: &Path| Fetch {
         ca_file: Some(file.to_path_buf()),
         ..Fetch::default()
     };
-    let fetch = |server: &OpensslServer, fetch: &Fetch| {
-        let base = format!("https://127.0.0.1:{}/", server.port);
+    let fetch = |base: String, fetch: &Fetch| {
         Fetcher::new(&base, fetch, MAC)
             .unwrap()
             .fetch(SITE_FILE, None)
     };
 
-    let good = OpensslServer::start(root, &cert, &key, &[]).expect("openssl s_server");
-    assert_eq!(body(fetch(&good, &with_ca(&ca_file))).0, b"site over tls");
-    let e = failed(fetch(&good, &with_ca(&other_ca_file)));
+    assert_eq!(
+        body(fetch(nginx.https_url(), &with_ca(&pki.ca_pem))).0,
+        b"site over tls"
+    );
+    let e = failed(fetch(nginx.https_url(), &with_ca(&pki.other_ca_pem)));
     assert_eq!(e.kind, FailureKind::Tls, "{e}");
     assert!(e.detail.contains("UnknownIssuer"), "{e}");
     assert!(
@@ -1036,25 +894,40 @@ fn https_with_openssl_s_server() {
             .contains(": TLS: invalid peer certificate: UnknownIssuer"),
         "{e}"
     );
+    let e = failed(fetch(nginx.untrusted_url(), &with_ca(&pki.ca_pem)));
+    assert!(
+        e.kind == FailureKind::Tls && e.detail.contains("UnknownIssuer"),
+        "{e}"
+    );
 
-    let wrong = OpensslServer::start(root, &wrong_cert, &wrong_key, &[]).expect("s_server");
-    let e = failed(fetch(&wrong, &with_ca(&ca_file)));
+    let e = failed(fetch(nginx.wrong_host_url(), &with_ca(&pki.ca_pem)));
     assert_eq!(e.kind, FailureKind::Tls, "{e}");
     assert!(e.detail.contains("not valid for name"), "{e}");
 
-    // Mutual TLS: the server demands a certificate from the CA.
-    let ca_arg = ca_file.to_str().unwrap();
-    let mtls = OpensslServer::start(root, &cert, &key, &["-Verify", "1", "-CAfile", ca_arg])
-        .expect("s_server");
-    let (client_cert, client_key) = ca.leaf(&["phone"], root, "client");
-    let with_client = Fetch {
-        client_cert: Some(client_cert),
-        client_key: Some(client_key),
-        ..with_ca(&ca_file)
-    };
-    assert_eq!(body(fetch(&mtls, &with_client)).0, b"site over tls");
-    let e = failed(fetch(&mtls, &with_ca(&ca_file)));
+    let e = failed(fetch(nginx.expired_url(), &with_ca(&pki.ca_pem)));
     assert_eq!(e.kind, FailureKind::Tls, "{e}");
+    assert!(e.detail.contains("expired"), "{e}");
+
+    // Mutual TLS: the server demands a certificate from the CA (nginx answers 400
+    // to a client without one, or with one it refuses).
+    let with_client = |cert: &Path, key: &Path| Fetch {
+        client_cert: Some(cert.to_path_buf()),
+        client_key: Some(key.to_path_buf()),
+        ..with_ca(&pki.ca_pem)
+    };
+    assert_eq!(
+        body(fetch(
+            nginx.mtls_url(),
+            &with_client(&pki.client_cert, &pki.client_key)
+        ))
+        .0,
+        b"site over tls"
+    );
+    let e = failed(fetch(nginx.mtls_url(), &with_ca(&pki.ca_pem)));
+    assert_eq!(e.kind, FailureKind::Status(400), "{e}");
+    let refused = with_client(&pki.untrusted_client_cert, &pki.untrusted_client_key);
+    let e = failed(fetch(nginx.mtls_url(), &refused));
+    assert_eq!(e.kind, FailureKind::Status(400), "{e}");
 }
 
 /// The status report's `PUT`: taken on 200, 201 or 204; 405 and 501 say the server takes
@@ -1160,7 +1033,7 @@ fn a_folder_takes_an_upload_whole_and_tftp_takes_none() {
 #[test]
 fn a_dripping_short_answer_ends_at_the_total_timeout() {
     let server = Server::start(|head, s| {
-        let status = if head.starts_with("PUT ") {
+        let status = if head.method == "PUT" {
             "200 OK"
         } else {
             "404 Not Found"

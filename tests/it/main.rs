@@ -1,0 +1,37 @@
+//! The integration tests: one binary (`cargo test --test it`), one module per subject.
+//! They drive the real binaries (`license-agent`, `license-issuer`, `license-fleet`,
+//! `supervisor-sim`) against real servers started on 127.0.0.1 by the
+//! [`test_servers`] crate (nginx, vsftpd, tftpd-hpa, the fault server, the PKI), which
+//! the library's unit tests share. `common` holds what only these tests need: how to
+//! start the binaries, test phones and their daemons, the supervisor fake, the control
+//! socket client, the emulated phone and its flash.
+//!
+//! A module is a filter: `cargo test --test it -- daemon::` runs one subject. The
+//! emulated phone's modules (`phone`, `phone_cuts`, `phone_figures`) need its image and
+//! are `#[ignore]`d in a plain run; `scripts/phone-check.sh` builds the image and runs
+//! them with `--ignored`.
+
+mod common;
+#[path = "../../examples/fleet_gen/generate.rs"]
+mod fleet_gen;
+
+mod cli;
+mod crash;
+mod daemon;
+mod fault_suite;
+mod flash_model;
+mod fleet_page;
+mod hostile;
+mod install_status;
+mod issuer;
+mod liveness;
+mod phone;
+mod phone_cuts;
+mod phone_figures;
+mod quiet;
+mod reboots;
+mod robustness;
+mod servers;
+mod supervisor_sim;
+mod transports;
+mod vectors;
