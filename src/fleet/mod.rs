@@ -55,7 +55,8 @@ folder; the newest report of a MAC counts) and shows, as the vendor's portal doe
                     licenses (evaluated_at); judged from the report, not at --at
                     (reports without configured or booted, e.g. without a running
                     daemon, say nothing of it)
-    stale-report    the report is older than DAYS (--stale)
+    stale-report    the report is older than DAYS (--stale), or its time cannot
+                    be read
     refused, unknown-key  a license refused (an unknown key: a stale keyring)
     clock           the clock is unsynced or wound back
     reboot-pending  a reboot the phone needs and has not had

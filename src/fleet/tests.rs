@@ -230,6 +230,36 @@ fn what_needs_attention() {
     assert!(f.attention[2].detail.starts_with("h323 ends"));
 }
 
+/// A report whose time cannot be read is never taken for a fresh one: it needs
+/// attention, and a readable older report of the same phone is not replaced by it.
+#[test]
+fn a_report_whose_time_cannot_be_read_is_never_fresh() {
+    let mut odd = report("0004f2000009", NOW, vec![], vec![]);
+    odd.reported_at = "yesterday".into();
+    let f = fleet(&[odd], options());
+    let got: Vec<(&str, &str)> = f
+        .attention
+        .iter()
+        .map(|a| (a.mac.as_str(), a.what.as_str()))
+        .collect();
+    assert_eq!(got, [("0004f2000009", "stale-report")]);
+    assert!(
+        f.attention[0].detail.contains("\"yesterday\""),
+        "{:?}",
+        f.attention[0]
+    );
+
+    // Beside a readable report of the same phone, in either order: the readable one.
+    let fresh = report("0004f2000009", NOW - DAY, vec![], vec![]);
+    let mut odd = report("0004f2000009", NOW, vec![], vec![]);
+    odd.reported_at = "yesterday".into();
+    for reports in [[fresh.clone(), odd.clone()], [odd, fresh]] {
+        let f = fleet(&reports, options());
+        assert_eq!(f.phones, 1);
+        assert!(f.attention.is_empty(), "{:?}", f.attention);
+    }
+}
+
 #[test]
 fn another_instant_judges_the_whole_fleet_again() {
     // 20 days on: the expiring license has ended, the impending one started.

@@ -384,17 +384,25 @@ fn attention(report: &Slim<'_>, reported: Option<UnixTime>, options: Options) ->
     for detail in booted_expired(report) {
         add("booted-expired", detail);
     }
-    if let Some(t) = reported {
-        if options.at.saturating_sub(t) > options.stale {
-            add(
-                "stale-report",
-                format!(
-                    "last report {} ({} days ago)",
-                    report.reported_at,
-                    options.at.saturating_sub(t) / 86_400
-                ),
-            );
-        }
+    match reported {
+        Some(t) if options.at.saturating_sub(t) > options.stale => add(
+            "stale-report",
+            format!(
+                "last report {} ({} days ago)",
+                report.reported_at,
+                options.at.saturating_sub(t) / 86_400
+            ),
+        ),
+        Some(_) => {}
+        // A time that cannot be read says nothing of when the phone last spoke: never
+        // taken as fresh.
+        None => add(
+            "stale-report",
+            format!(
+                "reported_at {:?} is not an instant: when this phone last reported is unknown",
+                report.reported_at.as_str()
+            ),
+        ),
     }
     for refusal in &report.refusals {
         match &refusal.key {
