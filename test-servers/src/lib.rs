@@ -1,6 +1,6 @@
 //! The servers license-agent's tests fetch from, each started on 127.0.0.1 by the test
 //! that needs it and gone when dropped: real nginx (HTTP, HTTPS, mutual TLS, Basic
-//! auth, bad certificates), vsftpd (FTP and FTPS), tftpd-hpa and a lossy UDP relay in
+//! auth, bad certificates), `openssl s_server` (a handshake refused), vsftpd (FTP and FTPS), tftpd-hpa and a lossy UDP relay in
 //! front of it, the fault server (an HTTP/1.1 server of our own that misbehaves as
 //! asked, or answers as a test scripts it), and the throw-away PKI they use.
 //!
@@ -12,5 +12,6 @@
 pub mod faults;
 pub mod ftp;
 pub mod nginx;
+pub mod openssl;
 pub mod pki;
 pub mod tftp;

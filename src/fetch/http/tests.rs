@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use test_servers::faults::{FaultServer, Next, SeenRequest};
 use test_servers::nginx::Nginx;
+use test_servers::openssl::SServer;
 use test_servers::pki::Pki;
 
 use super::*;
@@ -49,11 +50,6 @@ impl Server {
     fn accepted(&self) -> usize {
         self.0.connections()
     }
-}
-
-/// The request path: `/lic/x` from `GET /lic/x HTTP/1.1`.
-fn path(request: &SeenRequest) -> &str {
-    &request.path
 }
 
 fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &[u8]) {
@@ -98,8 +94,8 @@ fn file_names() {
 
 #[test]
 fn a_200_gives_the_body_and_its_validators() {
-    let server = Server::start(|head, s| {
-        let body = format!("file {}", path(head));
+    let server = Server::start(|request, s| {
+        let body = format!("file {}", request.path.as_str());
         respond(
             s,
             "200 OK",
@@ -294,8 +290,8 @@ fn oversize_validators_are_not_kept() {
 
 #[test]
 fn an_absent_site_file_keeps_the_connection_for_the_phone_file() {
-    let server = Server::start(|head, s| {
-        if path(head).contains(SITE_FILE) {
+    let server = Server::start(|request, s| {
+        if request.path.as_str().contains(SITE_FILE) {
             respond(s, "404 Not Found", &[], b"not here");
         } else {
             respond(s, "200 OK", &[], b"phone");
@@ -315,8 +311,8 @@ fn an_absent_site_file_keeps_the_connection_for_the_phone_file() {
 
 #[test]
 fn both_files_go_over_one_connection() {
-    let server = Server::start(|head, s| {
-        respond(s, "200 OK", &[], path(head).as_bytes());
+    let server = Server::start(|request, s| {
+        respond(s, "200 OK", &[], request.path.as_bytes());
         Next::KeepAlive
     });
     let fetcher = server.fetcher();
@@ -336,8 +332,8 @@ fn both_files_go_over_one_connection() {
 fn redirects_are_followed_up_to_five() {
     // /lic/<name> → /r/1 → ... → /r/<hops> → 200.
     let server = |hops: usize| {
-        Server::start(move |head, s| {
-            let p = path(head);
+        Server::start(move |request, s| {
+            let p = request.path.as_str();
             let n: usize = p
                 .strip_prefix("/r/")
                 .and_then(|n| n.parse().ok())
@@ -362,8 +358,8 @@ fn a_failure_after_a_redirect_names_the_url_that_failed() {
     let refused = TcpListener::bind("127.0.0.1:0").unwrap();
     let refused_port = refused.local_addr().unwrap().port();
     drop(refused);
-    let server = Server::start(move |head, s| {
-        match path(head) {
+    let server = Server::start(move |request, s| {
+        match request.path.as_str() {
             "/lic/000000000000-license.cfg" => {
                 respond(s, "302 Found", &[("Location", "/moved/site.cfg")], b"")
             }
@@ -392,8 +388,12 @@ fn a_failure_after_a_redirect_names_the_url_that_failed() {
 
 #[test]
 fn a_redirect_loop_fails() {
-    let server = Server::start(|head, s| {
-        let to = if path(head) == "/a" { "/b" } else { "/a" };
+    let server = Server::start(|request, s| {
+        let to = if request.path.as_str() == "/a" {
+            "/b"
+        } else {
+            "/a"
+        };
         respond(s, "301 Moved Permanently", &[("Location", to)], b"");
         Next::KeepAlive
     });
@@ -861,11 +861,11 @@ fn error_display_is_one_line() {
     );
 }
 
-/// HTTPS against real nginx (the test servers'): a trusted chain, an unknown CA, a wrong
-/// host name, an expired certificate, mutual TLS. nginx is installed by the README's
-/// test command.
+/// HTTPS against real servers (the test servers' nginx, and `openssl s_server` for a
+/// handshake refused): a trusted chain, an unknown CA, a wrong host name, an expired
+/// certificate, mutual TLS. Both are installed by the README's test command.
 #[test]
-fn https_against_nginx() {
+fn https_against_real_servers() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
     std::fs::create_dir(&root).unwrap();
@@ -928,6 +928,26 @@ fn https_against_nginx() {
     let refused = with_client(&pki.untrusted_client_cert, &pki.untrusted_client_key);
     let e = failed(fetch(nginx.mtls_url(), &refused));
     assert_eq!(e.kind, FailureKind::Status(400), "{e}");
+
+    // A server that ends the handshake itself without a client certificate from its CA
+    // (nginx answers 400 instead): a TLS failure.
+    let ca = pki.ca_pem.to_str().unwrap();
+    let strict = SServer::start(
+        &root,
+        &pki.server_cert,
+        &pki.server_key,
+        &["-Verify", "1", "-CAfile", ca],
+    );
+    assert_eq!(
+        body(fetch(
+            strict.url(),
+            &with_client(&pki.client_cert, &pki.client_key)
+        ))
+        .0,
+        b"site over tls"
+    );
+    let e = failed(fetch(strict.url(), &with_ca(&pki.ca_pem)));
+    assert_eq!(e.kind, FailureKind::Tls, "{e}");
 }
 
 /// The status report's `PUT`: taken on 200, 201 or 204; 405 and 501 say the server takes
@@ -935,8 +955,8 @@ fn https_against_nginx() {
 /// only where it is configured to go).
 #[test]
 fn uploads_are_a_put_taken_on_2xx_and_never_redirected() {
-    let server = Server::start(|head, s| {
-        let status = match path(head) {
+    let server = Server::start(|request, s| {
+        let status = match request.path.as_str() {
             "/lic/created.json" => "201 Created",
             "/lic/none.json" => "204 No Content",
             "/lic/dav-off.json" => "405 Not Allowed",
@@ -1032,8 +1052,8 @@ fn a_folder_takes_an_upload_whole_and_tftp_takes_none() {
 /// the drain that keeps the connection usable stops at the deadline.
 #[test]
 fn a_dripping_short_answer_ends_at_the_total_timeout() {
-    let server = Server::start(|head, s| {
-        let status = if head.method == "PUT" {
+    let server = Server::start(|request, s| {
+        let status = if request.method == "PUT" {
             "200 OK"
         } else {
             "404 Not Found"
