@@ -156,6 +156,22 @@ pub(crate) const TRANSPORTS: &[&str] = &[
     "file",
 ];
 
+/// The URL schemes a build with these transport features (a board's `transports`)
+/// fetches from: what [`TRANSPORTS`] is for the features this build has.
+pub(crate) fn schemes_of<'a>(features: impl IntoIterator<Item = &'a str>) -> Vec<&'static str> {
+    let mut schemes: Vec<&'static str> = Vec::new();
+    for feature in features {
+        schemes.extend_from_slice(match feature {
+            "http" => &["http", "https"][..],
+            "ftp" => &["ftp", "ftps"][..],
+            "tftp" => &["tftp"][..],
+            _ => &[][..],
+        });
+    }
+    schemes.push("file");
+    schemes
+}
+
 /// The most servers a `server` list may name.
 pub(crate) const MAX_SERVERS: usize = 8;
 
@@ -373,18 +389,18 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Checks a configuration given as text with the agent's own parser ([`Config::parse`]),
-/// for the build tools: `cargo xtask` checks each firmware drop's generated `agent.toml`
-/// with it. The error as text, or the URLs the agent would fetch from and upload to
-/// (`server`, and `report` when it names one), so that the caller can hold their schemes
-/// to the transports a board ships.
-pub fn check_config_text(text: &str, path: &Path) -> Result<Vec<String>, String> {
-    let config = Config::parse(text, path).map_err(|e| e.to_string())?;
-    let mut urls: Vec<String> = config.servers.into_iter().map(|s| s.url).collect();
-    if let ReportTo::Url(report) = config.report {
-        urls.push(report.url);
-    }
-    Ok(urls)
+/// Checks a configuration given as text with the agent's own parser, as the binary of a
+/// board shipping `transports` (its cargo features: `http`, `ftp`, `tftp`) would read
+/// it, for the build tools: `cargo xtask` checks each firmware drop's generated
+/// `agent.toml` with it. The error as text.
+pub fn check_config_text<'a>(
+    text: &str,
+    path: &Path,
+    transports: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    Config::parse_for(text, path, &schemes_of(transports))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 impl Config {
@@ -424,6 +440,11 @@ impl Config {
     /// Checks a configuration given as text; `path` is the file it came from (named in
     /// errors; relative paths in the text are taken from its directory).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_for(text, path, TRANSPORTS)
+    }
+
+    /// [`Config::parse`] for a build fetching from `schemes` (this one's: [`TRANSPORTS`]).
+    fn parse_for(text: &str, path: &Path, schemes: &[&str]) -> Result<Config, ConfigError> {
         let src = Source { text, file: path };
         if text.len() > MAX_FILE_SIZE {
             return Err(src.error(None, None, too_big(Some(text.len()))));
@@ -507,7 +528,7 @@ impl Config {
             for entry in entries {
                 let text = entry.str(WHAT)?;
                 let (url, credentials) =
-                    values::server(text, &base).map_err(|why| entry.error(why))?;
+                    values::server(text, &base, schemes).map_err(|why| entry.error(why))?;
                 if servers.iter().any(|s| s.url == url) {
                     return Err(entry.error(format_args!("{url} is listed twice")));
                 }
@@ -569,7 +590,7 @@ impl Config {
                 _ => {
                     let text = item.str("false, true, or a URL like \"https://prov/reports/\"")?;
                     let (url, credentials) =
-                        values::server(text, &base).map_err(|why| item.error(why))?;
+                        values::server(text, &base, schemes).map_err(|why| item.error(why))?;
                     if !takes_uploads(&url) {
                         return Err(item.error(format_args!(
                             "{url}: a TFTP server takes no uploads from the agent; give an \

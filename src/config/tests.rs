@@ -678,7 +678,7 @@ proptest! {
         let _ = Secs::parse(&text);
         let _ = values::mac(&text);
         let _ = values::interface(&text);
-        let _ = values::server(&text, Path::new("/b"));
+        let _ = values::server(&text, Path::new("/b"), TRANSPORTS);
         let _ = values::path(&text, Path::new("/b"));
         let _ = values::username(&text);
     }
@@ -825,4 +825,35 @@ fn a_list_of_servers_keeps_its_order_and_each_one_its_credentials() {
         assert_eq!(e.key.as_deref(), Some("server"), "{text}");
         assert!(e.to_string().contains(expected), "{text}: {e}");
     }
+}
+
+/// The schemes of a board's transports are what a build with those features has, and a
+/// configuration naming a server over a transport the board does not ship is refused
+/// by the agent's own parser (what `cargo xtask` checks every firmware drop with).
+#[test]
+#[cfg(all(feature = "http", feature = "ftp", feature = "tftp"))]
+fn a_board_without_a_transport_refuses_its_servers() {
+    assert_eq!(schemes_of(["http", "ftp", "tftp"]), TRANSPORTS);
+    assert_eq!(schemes_of(["tftp"]), ["tftp", "file"]);
+    let config = |server: &str| {
+        format!(
+            "mac = \"0004f2000001\"\nkeyring = \"k\"\nstate_dir = \"s\"\nserver = \"{server}\"\n"
+        )
+    };
+    let path = Path::new("/etc/license-agent/agent.toml");
+    assert_eq!(
+        check_config_text(&config("https://prov/p/"), path, ["http"]),
+        Ok(())
+    );
+    assert_eq!(
+        check_config_text(&config("file:///srv/p/"), path, []),
+        Ok(())
+    );
+    let e = check_config_text(&config("tftp://prov/p/"), path, ["http"]).unwrap_err();
+    assert!(e.contains("\"tftp://prov/p/\": this agent is built without tftp: its board ships no tftp (it fetches over http, https, file)"), "{e}");
+    let e =
+        check_config_text(&config("ftps://u:secret@prov/p/"), path, ["http", "tftp"]).unwrap_err();
+    assert!(e.contains("ships no ftps") && !e.contains("secret"), "{e}");
+    // This build has every transport: the same file parses.
+    assert!(Config::parse(&config("tftp://prov/p/"), path).is_ok());
 }

@@ -279,7 +279,11 @@ fn url_credentials(authority: &str, shown_url: &str) -> Result<(String, UrlCrede
 /// `ftp://…`, `ftps://…`, `tftp://host[:port]/path/` (no credentials), or a folder as `file:///absolute/path/` or `file:relative/path/` (relative to `base`,
 /// stored absolute). Returned with a trailing `/`, the scheme in lower case, and any
 /// credentials of the user info taken out of it (so the URL can be shown).
-pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials), String> {
+pub(crate) fn server(
+    text: &str,
+    base: &Path,
+    schemes: &[&str],
+) -> Result<(String, UrlCredentials), String> {
     const FORMS: &str = "expected http://host/path/, https://host/path/, ftp://host/path/, \
                          ftps://host/path/, tftp://host/path/, file:///absolute/path/ or \
                          file:relative/path/";
@@ -296,12 +300,13 @@ pub(crate) fn server(text: &str, base: &Path) -> Result<(String, UrlCredentials)
     };
     let scheme = scheme.to_ascii_lowercase();
     if matches!(scheme.as_str(), "http" | "https" | "ftp" | "ftps" | "tftp")
-        && !super::TRANSPORTS.contains(&scheme.as_str())
+        && !schemes.contains(&scheme.as_str())
     {
         return Err(format!(
-            "{}: this agent is built without {scheme} (its board ships {})",
+            "{}: this agent is built without {scheme}: its board ships no {scheme} (it \
+             fetches over {})",
             shown_url,
-            super::TRANSPORTS.join(", ")
+            schemes.join(", ")
         ));
     }
     let mut credentials = None;

@@ -414,20 +414,6 @@ impl Board {
         self.transports.join(",")
     }
 
-    /// The URL schemes its binary fetches from: its transports' and `file`.
-    pub fn schemes(&self) -> Vec<&'static str> {
-        let mut schemes = vec!["file"];
-        for transport in &self.transports {
-            schemes.extend_from_slice(match transport.as_str() {
-                "http" => &["http", "https"][..],
-                "ftp" => &["ftp", "ftps"][..],
-                "tftp" => &["tftp"][..],
-                _ => &[][..],
-            });
-        }
-        schemes
-    }
-
     /// The size budget its binary is held to: its own, and at most
     /// [`ARMV7_MAX_BYTES`] for an armv7 binary.
     pub fn budget(&self) -> Option<u64> {
