@@ -14,6 +14,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
+# A fresh Debian 12 machine has no Rust: the test command's installer puts Debian's own
+# (the phones' 1.85) in place first, with what the tests need (as root; idempotent).
+if ! command -v cargo >/dev/null; then
+    echo "demo: no cargo on this machine: installing Debian 12's Rust first (bash scripts/setup-cross.sh)"
+    bash scripts/setup-cross.sh
+fi
 if [[ ${1:-} == --once ]]; then
     cargo build --release --quiet --locked --bin license-agent
     config=examples/demo/agent.toml
