@@ -612,6 +612,7 @@ impl Daemon {
             wake.mono.map(|at| snap.stamp.mono.millis_until_ceil(at)),
             [
                 self.supervisor.link.as_ref().and_then(Link::next_attempt),
+                self.supervisor.recheck,
                 self.reporter.next_attempt(),
                 self.clients.next_deadline(),
                 self.clock_wait,
@@ -890,7 +891,12 @@ struct Supervisor {
     link: Option<Link>,
     /// The feature set last sent with FEATURES on this connection.
     sent: Option<Vec<String>>,
+    /// A reboot is due but the link was not clear: when to look again.
+    recheck: Option<Mono>,
 }
+
+/// How soon a reboot held back by a link that is not clear is looked at again.
+const LINK_RECHECK: Duration = Duration::from_millis(100);
 
 impl Supervisor {
     fn new(agent: &Agent) -> Supervisor {
@@ -898,7 +904,11 @@ impl Supervisor {
             config::Supervisor::Socket(path) => Some(Link::new(path.clone(), jitter_seed())),
             config::Supervisor::None => None,
         };
-        Supervisor { link, sent: None }
+        Supervisor {
+            link,
+            sent: None,
+            recheck: None,
+        }
     }
 
     fn connect_if_due(&mut self, agent: &mut Agent, clock: &DaemonClock) {
@@ -960,10 +970,13 @@ impl Supervisor {
     }
 
     /// Sends the REBOOT requests the reboot rules want now, on fresh facts: everything
-    /// the supervisor sent so far is read first, and the decision is taken on the
-    /// clocks read after that. (After FEATURES, so the supervisor knows the set the
-    /// reboot applies.)
+    /// the supervisor sent so far is read first, nothing of the agent's waits ahead on
+    /// the link (a REBOOT is written at once or not at all, never queued behind lines
+    /// the supervisor has not read: it could then arrive after a `CALL-STATE active` read
+    /// meanwhile), and the decision is taken on the clocks read after that. (After
+    /// FEATURES, so the supervisor knows the set the reboot applies.)
     fn ask_reboots(&mut self, agent: &mut Agent, clock: &DaemonClock) {
+        self.recheck = None;
         if self.link.as_ref().is_none_or(|l| !l.is_up()) {
             return;
         }
@@ -971,16 +984,30 @@ impl Supervisor {
             // A supervisor still sending (a flood): not now; the loop comes back.
             return;
         }
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if !link.clear() {
+            // Not now: looked at again shortly, while a reboot is pending (a supervisor
+            // that stops reading gets no REBOOT until it has read what went before).
+            if agent.reboot_pending() {
+                self.recheck = Some(Mono::now().plus(LINK_RECHECK));
+            }
+            return;
+        }
         let snap = agent.snapshot(clock.stamp());
         for (id, cause) in agent.reboot_actions(&snap) {
             let Some(link) = self.link.as_mut() else {
                 break;
             };
-            log::info!("asking the supervisor for a reboot: REBOOT {id} {cause}");
-            if let Some(LinkEvent::Down(why)) =
-                link.send(&ToSupervisor::Reboot { id, cause }, Mono::now())
-            {
-                self.handle(LinkEvent::Down(why), agent, clock);
+            let (sent, event) = link.send_now(&ToSupervisor::Reboot { id, cause }, Mono::now());
+            if sent {
+                log::info!("asked the supervisor for a reboot: REBOOT {id} {cause}");
+            } else {
+                log::info!("REBOOT {id} {cause} withdrawn: the link was not clear");
+            }
+            if let Some(event) = event {
+                self.handle(event, agent, clock);
             }
         }
     }

@@ -12,6 +12,14 @@
 //!   is not reading at all, and the link is dropped and made again.
 //! - A line that names `CALL-STATE` but is not exactly `CALL-STATE idle` or `CALL-STATE
 //!   active` is answered `ERR` and read as a call: when in doubt, the phone is busy.
+//! - A `REBOOT` is never queued: it is written whole, at once, by [`Link::send_now`], and
+//!   only while the link is [`clear`](Link::clear): nothing of the agent's waits ahead
+//!   of it, in its own buffer or unread in the socket. A REBOOT that waited behind other
+//!   lines would reach the supervisor after a `CALL-STATE active` the agent had read
+//!   meanwhile: a REBOOT mid-call. A line of at most 1,024 bytes written to a Unix
+//!   stream socket with room for it goes out whole (Linux allocates it as one buffer); a
+//!   write that takes it only in part, or not at all, drops the connection, so the rest
+//!   is never sent and the request counts as never made.
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -117,6 +125,60 @@ impl Link {
     /// Whether something waits to be written (poll for `POLLOUT` then).
     pub(crate) fn wants_write(&self) -> bool {
         self.stream.is_some() && !self.out.is_empty()
+    }
+
+    /// Whether a line written now is the next thing the supervisor reads: connected,
+    /// nothing in the agent's buffer, and everything written so far taken by the
+    /// supervisor (the socket's send queue is empty). Where the kernel cannot say how
+    /// much is unread, only the agent's own buffer counts.
+    pub(crate) fn clear(&self) -> bool {
+        let Some(stream) = &self.stream else {
+            return false;
+        };
+        self.out.is_empty() && unread_by_peer(stream).unwrap_or(0) == 0
+    }
+
+    /// Writes `message` now, whole, if the link is [`clear`](Self::clear); never queues
+    /// it. Returns whether it went out; a write that takes only part of it (or fails)
+    /// drops the connection (the event says why), so no remainder is ever sent later.
+    pub(crate) fn send_now(&mut self, message: &ToSupervisor, now: Mono) -> (bool, Option<Event>) {
+        if !self.clear() {
+            return (false, None);
+        }
+        let line = message.to_line();
+        let Some(stream) = self.stream.as_mut() else {
+            return (false, None);
+        };
+        let written = loop {
+            match stream.write(line.as_bytes()) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match written {
+            Ok(n) if n == line.len() => (true, None),
+            Ok(n) => (
+                false,
+                Some(self.down(
+                    now,
+                    format!(
+                        "the supervisor's socket took {n} of {} bytes of a line: reconnecting",
+                        line.len()
+                    ),
+                )),
+            ),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => (
+                false,
+                Some(self.down(
+                    now,
+                    "the supervisor's socket took no line: reconnecting".into(),
+                )),
+            ),
+            Err(e) => (
+                false,
+                Some(self.down(now, format!("writing to the supervisor: {e}"))),
+            ),
+        }
     }
 
     /// Drops the connection and schedules the next attempt with back-off and jitter.
@@ -257,6 +319,23 @@ impl Link {
         }
         None
     }
+}
+
+/// How many bytes written to `stream` the peer has not read yet (`SIOCOUTQ`), if the
+/// kernel says.
+fn unread_by_peer(stream: &UnixStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut unread: nix::libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one `int` through the pointer, which points at
+    // `unread`, alive across the call.
+    let rc = unsafe {
+        nix::libc::ioctl(
+            stream.as_raw_fd(),
+            nix::libc::TIOCOUTQ as _,
+            &mut unread as *mut nix::libc::c_int,
+        )
+    };
+    (rc == 0).then(|| usize::try_from(unread).unwrap_or(0))
 }
 
 /// Connects without ever waiting: a supervisor whose listen queue is full (it stopped

@@ -45,14 +45,14 @@ use common::supervisor::{Answer, Event, Sent, TestSupervisor};
 use serde_json::Value;
 
 /// What "within 1 s" means throughout the issue.
-const SECOND: Duration = Duration::from_secs(1);
+pub(crate) const SECOND: Duration = Duration::from_secs(1);
 /// How long a test waits for something a correct daemon does at once, before it calls
 /// it missing (generous: the armv7 binary runs under qemu on a loaded machine).
-const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// How long the runner takes to start the binary (qemu-arm: tens of ms; none on the
 /// host): the slowest of three `license-agent --version`.
-fn start_overhead() -> Duration {
+pub(crate) fn start_overhead() -> Duration {
     static OVERHEAD: OnceLock<Duration> = OnceLock::new();
     *OVERHEAD.get_or_init(|| {
         let runner = std::env::var("LICENSE_AGENT_RUNNER").unwrap_or_default();
@@ -73,7 +73,7 @@ fn start_overhead() -> Duration {
 
 /// A daemon process started by a test; killed on drop. Its standard error goes to a
 /// file (a pipe nobody reads would fill and block it).
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     spawned: Instant,
     log: PathBuf,
@@ -81,7 +81,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(phone: &Phone, test_now: Option<i64>) -> Proc {
+    pub(crate) fn spawn(phone: &Phone, test_now: Option<i64>) -> Proc {
         let log = phone.path("daemon.log");
         let mut cmd = common::agent();
         cmd.args([
@@ -104,27 +104,27 @@ impl Proc {
         }
     }
 
-    fn pid(&self) -> nix::unistd::Pid {
+    pub(crate) fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }
 
-    fn signal(&self, signal: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(self.pid(), signal).expect("signal the daemon");
     }
 
-    fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
 
     /// The daemon's log so far (its last `lines` lines).
-    fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Waits until `status` answers (the control socket is up); the status.
-    fn wait_control(&mut self) -> Value {
+    pub(crate) fn wait_control(&mut self) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Ok((s, _)) = control::status(&self.control, Duration::from_secs(2)) {
@@ -142,7 +142,7 @@ impl Proc {
 
     /// Polls the status (each answer within 2 s) until `ok`; the status, or `None` after
     /// `PATIENCE`.
-    fn wait_status(&mut self, ok: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub(crate) fn wait_status(&mut self, ok: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline && self.alive() {
             if let Ok((s, _)) = control::status(&self.control, Duration::from_secs(2)) {
@@ -157,7 +157,7 @@ impl Proc {
 
     /// SIGTERM, then how long until the process was gone (`None`: still there after
     /// `wait`, when it is killed) and its exit code.
-    fn terminate(&mut self, wait: Duration) -> (Option<Duration>, Option<i32>) {
+    pub(crate) fn terminate(&mut self, wait: Duration) -> (Option<Duration>, Option<i32>) {
         let sent = Instant::now();
         self.signal(nix::sys::signal::Signal::SIGTERM);
         while sent.elapsed() < wait {
@@ -180,7 +180,7 @@ impl Drop for Proc {
 }
 
 /// A phone whose configuration is `extra` plus a supervisor socket in its folder.
-fn phone_with_supervisor(extra: &str) -> (Phone, PathBuf) {
+pub(crate) fn phone_with_supervisor(extra: &str) -> (Phone, PathBuf) {
     let phone = Phone::new("");
     let socket = phone.path("supervisor.sock");
     phone.configure(&format!(
@@ -190,7 +190,7 @@ fn phone_with_supervisor(extra: &str) -> (Phone, PathBuf) {
     (phone, socket)
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 

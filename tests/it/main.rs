@@ -25,6 +25,7 @@ mod hostile;
 mod install_status;
 mod issuer;
 mod liveness;
+mod neighbours;
 mod phone;
 mod phone_cuts;
 mod phone_figures;

@@ -167,6 +167,11 @@ impl Agent {
             .collect()
     }
 
+    /// Whether a reboot need is pending (asked or not).
+    pub(crate) fn reboot_pending(&self) -> bool {
+        !self.reboots.machine.needs.is_empty()
+    }
+
     /// The reboot part of the status report.
     pub(super) fn reboot_status(&self, snap: &Snapshot) -> RebootJson {
         use crate::engine::reboot::{Phase, Waiting};

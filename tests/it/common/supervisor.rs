@@ -16,6 +16,10 @@
 //!   earlier, so intervals measured from it to a received line never flatter the agent.
 //! - [`TestSupervisor::restart`] drops the connection and the socket, and listens again
 //!   after a pause: a supervisor restart.
+//! - [`TestSupervisor::stop_reading`] makes it stop reading (what the agent writes piles
+//!   up in the socket) while it goes on writing; [`TestSupervisor::flood`] writes junk
+//!   lines the agent answers with `ERR`, unrecorded: a supervisor that stops reading with
+//!   its buffer full of the agent's answers.
 //!
 //! Bounded: the threads poll their sockets every [`TICK`] and stop on drop.
 
@@ -104,6 +108,8 @@ struct State {
     answer: Answer,
     /// While set, the socket is gone; listen again at this instant.
     down_until: Option<Instant>,
+    /// While set, nothing the agent writes is read.
+    deaf: bool,
     events: Vec<Event>,
 }
 
@@ -167,6 +173,7 @@ impl TestSupervisor {
                 call,
                 answer: Answer::Ok,
                 down_until: None,
+                deaf: false,
                 events: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -197,6 +204,22 @@ impl TestSupervisor {
     pub fn send(&self, line: &str) -> Option<Sent> {
         let mut state = self.shared.lock();
         self.shared.send(&mut state, line)
+    }
+
+    /// Stops reading what the agent writes (`true`) or reads again (`false`).
+    pub fn stop_reading(&self, deaf: bool) {
+        self.shared.lock().deaf = deaf;
+    }
+
+    /// Writes `count` copies of the junk line `line` (no `SYNC`, not recorded); false
+    /// when not connected or the write failed.
+    pub fn flood(&self, line: &str, count: usize) -> bool {
+        let mut state = self.shared.lock();
+        let Some((_, stream)) = state.conn.as_mut() else {
+            return false;
+        };
+        let bytes = format!("{line}\n").repeat(count);
+        stream.write_all(bytes.as_bytes()).is_ok()
     }
 
     /// Drops the connection and the socket; listens again after `pause`.
@@ -440,9 +463,19 @@ fn read_loop(mut stream: UnixStream, conn: u64, shared: &Shared) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let current = shared.lock().conn.as_ref().map(|(c, _)| *c) == Some(conn);
+        let (current, deaf) = {
+            let state = shared.lock();
+            (
+                state.conn.as_ref().map(|(c, _)| *c) == Some(conn),
+                state.deaf,
+            )
+        };
         if !current {
             return;
+        }
+        if deaf {
+            thread::sleep(TICK);
+            continue;
         }
         match stream.read(&mut chunk) {
             Ok(0) => {
