@@ -6,12 +6,25 @@
 //! the connection before the client reads the answer). Every socket is non-blocking;
 //! the loop polls the ones that have something to do. A request must arrive whole within
 //! [`REQUEST_DEADLINE`] of the connection, and the answer must be taken within
-//! [`ANSWER_DEADLINE`]; a client past its deadline is dropped. At most [`MAX_CLIENTS`]
-//! are served at once: beyond that, a new connection makes the oldest client that has
-//! sent nothing for [`EVICT_AFTER`] go (what it has sent is read first, so a request that
-//! arrived is never lost), or waits in the kernel's backlog until one can go. Silent
-//! clients thus slow nobody down for long and cost bounded memory.
-
+//! [`ANSWER_DEADLINE`]; a client past its deadline is dropped.
+//!
+//! Slots, so that `status` always gets one:
+//! - At most [`MAX_CLIENTS`] are read from or written to at once. Beyond that, a new
+//!   connection makes the oldest client that has not finished its request after
+//!   [`EVICT_AFTER`] go, however much of it it sent (a real client writes its whole
+//!   request as soon as it has connected; one that drips it a byte at a time is no
+//!   client), or one already answered and draining; what they sent is read first, so a
+//!   request that arrived whole is never lost. Else the newcomers wait in the kernel's
+//!   backlog until one can go.
+//! - Clients waiting for a fetch cycle (check-sync) hold no such slot: they have a
+//!   budget of their own ([`MAX_WAITERS`]; the daemon answers a check-sync beyond it at
+//!   once) and a deadline of their own (set by the daemon from the fetch timeouts),
+//!   past which they are answered with an error.
+//! - Descriptors running out (`EMFILE`, `ENFILE` on `accept`) never spin the loop: the
+//!   listener is left out of `poll` for [`STARVED_PAUSE`], one descriptor is kept in
+//!   reserve to take the waiting connection and tell it why it is refused, and the
+//!   refusals are counted and said once when the starvation begins and once when it
+//!   ends.
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,11 +37,18 @@ use crate::control::{
 };
 use crate::time::Mono;
 
-/// Clients served at once.
+/// Clients read from or written to at once.
 pub(crate) const MAX_CLIENTS: usize = 32;
-/// A client that has sent nothing for this long may make way for a new one (a real
-/// client writes its request as soon as it has connected).
+/// Clients waiting for a fetch cycle at once.
+pub(crate) const MAX_WAITERS: usize = 32;
+/// A client that has not finished its request this long after it connected may make
+/// way for a new one (a real client writes its request as soon as it has connected).
 pub(crate) const EVICT_AFTER: Duration = Duration::from_millis(50);
+/// How long the listener is left alone after `accept` found no descriptor free.
+pub(crate) const STARVED_PAUSE: Duration = Duration::from_millis(100);
+/// The answer of a connection refused for want of descriptors.
+const STARVED_ANSWER: &[u8] =
+    b"{\"ok\":false,\"error\":\"the agent has run out of file descriptors; try again\"}\n";
 /// From the connection to the end of the request line.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// From the answer being ready to its last byte taken.
@@ -68,10 +88,35 @@ struct Client {
 pub(crate) type Received = (ClientId, Result<Request, String>);
 
 /// The clients being served.
-#[derive(Default)]
 pub(crate) struct Clients {
     list: Vec<Client>,
     next: u64,
+    /// A descriptor kept free (`/dev/null`), given up to take a connection when none
+    /// is left.
+    reserve: Option<std::fs::File>,
+    /// Out of descriptors: since when, until when the listener is left alone, and how
+    /// many connections were refused meanwhile.
+    starved: Option<Starved>,
+}
+
+struct Starved {
+    until: Mono,
+    refused: u64,
+}
+
+impl Default for Clients {
+    fn default() -> Clients {
+        Clients {
+            list: Vec::new(),
+            next: 0,
+            reserve: open_reserve(),
+            starved: None,
+        }
+    }
+}
+
+fn open_reserve() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 impl Clients {
@@ -88,9 +133,9 @@ impl Clients {
     pub(crate) fn accept_all(&mut self, listener: &UnixListener, now: Mono) -> Vec<Received> {
         let mut received = Vec::new();
         loop {
-            if self.list.len() >= MAX_CLIENTS {
+            if self.active() >= MAX_CLIENTS {
                 received.extend(self.read_readers(now));
-                if self.list.len() >= MAX_CLIENTS && !self.evict_one(now) {
+                if self.active() >= MAX_CLIENTS && !self.evict_one(now) {
                     return received;
                 }
             }
@@ -98,11 +143,21 @@ impl Clients {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return received,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE)) => {
+                    self.starve(listener, &e, now);
+                    return received;
+                }
                 Err(e) => {
                     log::warn!("control socket: {e}");
                     return received;
                 }
             };
+            if let Some(starved) = self.starved.take() {
+                log::warn!(
+                    "control socket: descriptors free again; {} connection(s) refused meanwhile",
+                    starved.refused
+                );
+            }
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -122,6 +177,53 @@ impl Clients {
         }
     }
 
+    /// `accept` found no descriptor: the listener is left alone for [`STARVED_PAUSE`],
+    /// and the waiting connection is taken with the reserve descriptor and told why.
+    fn starve(&mut self, listener: &UnixListener, error: &std::io::Error, now: Mono) {
+        let starved = self.starved.get_or_insert_with(|| {
+            log::warn!(
+                "control socket: {error}: connections are refused until descriptors are free (counted, said once)"
+            );
+            Starved {
+                until: now,
+                refused: 0,
+            }
+        });
+        starved.until = now.plus(STARVED_PAUSE);
+        if self.reserve.take().is_some() {
+            if let Ok((mut refused, _)) = listener.accept() {
+                let _ = refused.set_nonblocking(true);
+                let _ = refused.write(STARVED_ANSWER);
+                starved.refused += 1;
+            }
+            self.reserve = open_reserve();
+        }
+    }
+
+    /// How many hold a slot (all but those waiting for a fetch cycle).
+    fn active(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|c| !matches!(c.phase, Phase::Waiting))
+            .count()
+    }
+
+    /// How many wait for a fetch cycle.
+    pub(crate) fn waiters(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|c| matches!(c.phase, Phase::Waiting))
+            .count()
+    }
+
+    /// Client `id` waits for a fetch cycle until `deadline`; then it is answered with
+    /// `why`.
+    pub(crate) fn wait_until(&mut self, id: ClientId, deadline: Mono) {
+        if let Some(client) = self.list.iter_mut().find(|c| c.id == id) {
+            client.deadline = Some(deadline);
+        }
+    }
+
     /// Reads what the clients still reading have sent (a request that has arrived is
     /// never lost to an eviction); returns the requests read whole.
     pub(crate) fn read_readers(&mut self, now: Mono) -> Vec<Received> {
@@ -137,21 +239,29 @@ impl Clients {
         received
     }
 
-    /// Drops the oldest client that has sent nothing for [`EVICT_AFTER`]; whether there
-    /// was one.
+    /// Drops the oldest client that may make way (see [`Client::evictable_at`]);
+    /// whether there was one.
     fn evict_one(&mut self, now: Mono) -> bool {
         let victim = self
             .list
             .iter()
-            .position(|c| c.evictable_at().is_some_and(|t| t <= now));
+            .enumerate()
+            .filter_map(|(i, c)| c.evictable_at().filter(|t| *t <= now).map(|t| (t, i)))
+            .min()
+            .map(|(_, i)| i);
         if let Some(i) = victim {
-            log::info!("control socket: a client that sent no request made way for a new one");
+            if let Phase::Reading(buf) = &self.list[i].phase {
+                log::debug!(
+                    "control socket: a client that had sent {} byte(s) and no whole request made way for a new one",
+                    buf.len()
+                );
+            }
             self.list.remove(i);
         }
         victim.is_some()
     }
 
-    /// When the earliest client that has sent nothing may be evicted.
+    /// When the earliest client may be evicted.
     fn evictable_at(&self) -> Option<Mono> {
         self.list.iter().filter_map(Client::evictable_at).min()
     }
@@ -159,7 +269,10 @@ impl Clients {
     /// Whether a new connection can be taken now (otherwise the listener is left out of
     /// `poll` until [`next_deadline`](Self::next_deadline) or a slot frees).
     pub(crate) fn listening(&self, now: Mono) -> bool {
-        self.list.len() < MAX_CLIENTS || self.evictable_at().is_some_and(|t| t <= now)
+        if self.starved.as_ref().is_some_and(|s| now < s.until) {
+            return false;
+        }
+        self.active() < MAX_CLIENTS || self.evictable_at().is_some_and(|t| t <= now)
     }
 
     /// The sockets to poll and for what, in the order [`ready`](Self::ready) expects.
@@ -205,40 +318,55 @@ impl Clients {
         self.list.retain(|c| !c.finished());
     }
 
-    /// Drops every client past its deadline.
+    /// Drops every client past its deadline; one waiting for a fetch cycle is told so
+    /// first.
     pub(crate) fn expire(&mut self, now: Mono) {
-        self.list.retain(|c| match c.deadline {
-            Some(deadline) if now >= deadline => {
-                if let Phase::Reading(_) = c.phase {
-                    log::info!(
-                        "control socket: no whole request within {REQUEST_DEADLINE:?}; dropped"
+        for client in &mut self.list {
+            match (&client.phase, client.deadline) {
+                (Phase::Waiting, Some(deadline)) if now >= deadline => {
+                    client.answer(
+                        &Response::error(
+                            "the fetch cycle did not end in time; `status` shows how it went",
+                        ),
+                        now,
                     );
                 }
-                false
+                (Phase::Reading(_), Some(deadline)) if now >= deadline => {
+                    log::debug!(
+                        "control socket: no whole request within {REQUEST_DEADLINE:?}; dropped"
+                    );
+                    client.close();
+                }
+                (_, Some(deadline)) if now >= deadline => client.close(),
+                _ => {}
             }
-            _ => true,
-        });
+        }
+        self.list.retain(|c| !c.finished());
     }
 
-    /// The earliest deadline (a client's, or the moment a full house can evict).
+    /// The earliest deadline (a client's, the moment a full house can evict, or the end
+    /// of a pause for want of descriptors).
     pub(crate) fn next_deadline(&self) -> Option<Mono> {
-        let evict = (self.list.len() >= MAX_CLIENTS)
+        let evict = (self.active() >= MAX_CLIENTS)
             .then(|| self.evictable_at())
             .flatten();
         self.list
             .iter()
             .filter_map(|c| c.deadline)
             .chain(evict)
+            .chain(self.starved.as_ref().map(|s| s.until))
             .min()
     }
 }
 
 impl Client {
-    /// From when this client may make way for a new one: once it has sent nothing for
-    /// [`EVICT_AFTER`].
+    /// From when this client may make way for a new one: [`EVICT_AFTER`] after it
+    /// connected while its request is not whole, however much of it came; at once when
+    /// its answer is written and only its leftover input is drained.
     fn evictable_at(&self) -> Option<Mono> {
         match &self.phase {
-            Phase::Reading(buf) if buf.is_empty() => Some(self.accepted.plus(EVICT_AFTER)),
+            Phase::Reading(_) => Some(self.accepted.plus(EVICT_AFTER)),
+            Phase::Draining { .. } => Some(self.accepted),
             _ => None,
         }
     }
@@ -491,5 +619,68 @@ mod tests {
         assert!(got[0].1.as_ref().unwrap_err().contains("longer"), "{got:?}");
         drop(clients);
         writer.join().unwrap();
+    }
+    #[test]
+    fn dripping_clients_make_way_however_much_they_sent() {
+        let (_dir, listener, path) = listener();
+        let mut clients = Clients::default();
+        let now = Mono::from_secs(100);
+        // A house full of clients that each sent part of a request, and keep it so.
+        let mut drippers: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        for d in &mut drippers {
+            d.write_all(b"{").unwrap();
+        }
+        clients.accept_all(&listener, now);
+        assert!(serve_all(&mut clients, now).is_empty());
+        assert_eq!(clients.len(), MAX_CLIENTS);
+        assert!(!clients.listening(now));
+        let mut asking = UnixStream::connect(&path).unwrap();
+        asking.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        // EVICT_AFTER later the oldest dripper makes way: the request is read.
+        let later = now.plus(EVICT_AFTER);
+        assert_eq!(clients.next_deadline(), Some(later));
+        assert!(clients.listening(later));
+        let mut got = clients.accept_all(&listener, later);
+        got.extend(serve_all(&mut clients, later));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].1, Ok(Request::Status {}));
+        assert_answered(&mut clients, got[0].0, &mut asking, later);
+    }
+
+    #[test]
+    fn clients_waiting_for_a_cycle_hold_no_slot_and_have_a_deadline() {
+        let (_dir, listener, path) = listener();
+        let mut clients = Clients::default();
+        let now = Mono::from_secs(100);
+        let mut waiting: Vec<UnixStream> = (0..MAX_WAITERS)
+            .map(|_| {
+                let mut s = UnixStream::connect(&path).unwrap();
+                s.write_all(b"{\"cmd\":\"check-sync\"}\n").unwrap();
+                s
+            })
+            .collect();
+        let mut got = clients.accept_all(&listener, now);
+        got.extend(serve_all(&mut clients, now));
+        assert_eq!(got.len(), MAX_WAITERS);
+        for (id, _) in &got {
+            clients.wait_until(*id, now.plus(Duration::from_secs(30)));
+        }
+        assert_eq!(clients.waiters(), MAX_WAITERS);
+        // A full house of readers can still come in beside them.
+        assert!(clients.listening(now));
+        let mut asking = UnixStream::connect(&path).unwrap();
+        asking.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        let mut got = clients.accept_all(&listener, now);
+        got.extend(serve_all(&mut clients, now));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_answered(&mut clients, got[0].0, &mut asking, now);
+        // Past their deadline, the waiters are told so, and gone.
+        clients.expire(now.plus(Duration::from_secs(30)));
+        assert_eq!(clients.waiters(), 0);
+        let mut answer = String::new();
+        waiting[0].read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("did not end in time"), "{answer}");
     }
 }

@@ -28,13 +28,12 @@
 
 pub(crate) mod agent;
 mod clients;
+mod control_socket;
 pub(crate) mod notify;
 pub(crate) mod publish;
 mod reporting;
 
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +47,7 @@ use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags, TimerSetTimeFlags};
 use crate::config;
 use crate::control::{CheckSyncJson, Request, Response};
 use crate::engine::clock::ClockVerdict;
+use crate::fetch::worker::InFlight;
 use crate::fetch::{Provisioning, Server};
 use crate::phone::{load_phone, parse_instant, Phone, TEST_NOW_VAR};
 use crate::storage::WriterLock;
@@ -56,6 +56,7 @@ use crate::supervisor::protocol::{FromSupervisor, ToSupervisor};
 use crate::time::{real_now, secs_i64, Mono, Stamp, UnixTime};
 use agent::{Agent, FetchStart, Snapshot};
 use clients::{ClientId, Clients};
+use control_socket::ControlSocket;
 use reporting::Reporter;
 
 /// Why the daemon could not run.
@@ -210,36 +211,6 @@ fn boot_id() -> Option<String> {
     plain.then(|| id.to_string())
 }
 
-/// Binds the control socket, mode 0600. A live socket means another daemon runs.
-fn bind_control(path: &Path) -> Result<UnixListener, DaemonError> {
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(DaemonError(format!(
-                "another daemon answers at {}",
-                path.display()
-            )));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| DaemonError(format!("cannot remove stale {}: {e}", path.display())))?;
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DaemonError(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    // No window in which others could connect: the umask makes it 0600 from the start.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener =
-        bound.map_err(|e| DaemonError(format!("cannot listen on {}: {e}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| DaemonError(format!("cannot set the mode of {}: {e}", path.display())))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| DaemonError(format!("control socket: {e}")))?;
-    Ok(listener)
-}
-
 /// Arms the timer for real instant `at` (absolute, cancelled by a clock step).
 fn arm(timer: &TimerFd, at: Option<UnixTime>) -> Result<Armed, DaemonError> {
     // Never 0 (0 disarms); nothing to wait for is the end of the 64-bit range.
@@ -351,8 +322,8 @@ struct Daemon {
     supervisor: Supervisor,
     /// The status report's uploads.
     reporter: Reporter,
-    socket_path: PathBuf,
-    listener: UnixListener,
+    /// The control socket (not bound while its path is taken: tried again later).
+    control: ControlSocket,
     clients: Clients,
     /// Check-sync clients and the cycle whose end answers each.
     check_syncs: Vec<(ClientId, u64)>,
@@ -363,6 +334,10 @@ struct Daemon {
     clock_wait: Option<Mono>,
     /// The wall-clock instant the timer is armed for (re-armed only on a change).
     armed: Option<Option<UnixTime>>,
+    /// The cycle a reload gave up, until its thread ends (at most one at a time).
+    abandoned: Option<InFlight>,
+    /// A SIGHUP came while an abandoned cycle still ran: the reload waits for its end.
+    reload_deferred: bool,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
@@ -379,13 +354,17 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
 
     let clock = DaemonClock::from_env()?;
     let agent = start(config_path, &clock, None)?;
-    let socket_path: PathBuf = agent.phone.config.control_socket.clone();
-    let listener = bind_control(&socket_path)?;
+    // A control socket that cannot be bound does not stop the agent: tried again later.
+    let control = ControlSocket::open(
+        agent.phone.config.control_socket.clone(),
+        jitter_seed(),
+        Mono::now(),
+    );
     log::info!(
         "license-agent {} started for MAC {}; control socket {}",
         crate::VERSION,
         agent.phone.identity.mac,
-        socket_path.display()
+        control.path().display()
     );
     // The boot cycle may wait for the clock, then fetches two files, each within the
     // total timeout.
@@ -405,13 +384,14 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
         agent,
         supervisor,
         reporter,
-        socket_path,
-        listener,
+        control,
         clients: Clients::default(),
         check_syncs: Vec::new(),
         boot_cycle: None,
         clock_wait: None,
         armed: None,
+        abandoned: None,
+        reload_deferred: false,
     };
     // The link first: HELLO and FEATURES (the stored set) go out before any fetch.
     daemon
@@ -429,7 +409,7 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
         daemon.boot_fetch(&snap);
     }
     let code = daemon.run(&signals, &timer);
-    let _ = std::fs::remove_file(&daemon.socket_path);
+    daemon.control.close();
     code
 }
 
@@ -468,6 +448,7 @@ struct Ready {
     listener: bool,
     link: bool,
     fetch: bool,
+    abandoned: bool,
     report: bool,
     clients: Vec<bool>,
 }
@@ -548,6 +529,12 @@ impl Daemon {
             if ready.fetch {
                 self.fetch_finished();
             }
+            if ready.abandoned && self.abandoned.as_ref().is_some_and(|f| f.try_take().is_some()) {
+                self.abandoned = None;
+                if std::mem::take(&mut self.reload_deferred) {
+                    self.reload();
+                }
+            }
             if ready.report {
                 self.reporter.finished(Mono::now());
             }
@@ -568,9 +555,9 @@ impl Daemon {
                     self.handle_request(id, request);
                 }
             }
-            if ready.listener {
+            if let Some(listener) = self.control.listener().filter(|_| ready.listener) {
                 let now = Mono::now();
-                let mut received = self.clients.accept_all(&self.listener, now);
+                let mut received = self.clients.accept_all(listener, now);
                 // A request often arrives with the connection: read it now.
                 received.extend(self.clients.read_readers(now));
                 for (id, request) in received {
@@ -584,6 +571,7 @@ impl Daemon {
     /// the wall-clock timer).
     fn settle(&mut self, timer: &TimerFd) -> Result<PollTimeout, DaemonError> {
         self.clients.expire(Mono::now());
+        self.control.retry_if_due(Mono::now());
         self.end_clock_wait_if_due();
         self.agent.retry_writes_if_due(self.clock.stamp());
         self.supervisor.connect_if_due(&mut self.agent, &self.clock);
@@ -615,6 +603,7 @@ impl Daemon {
                 self.supervisor.recheck,
                 self.reporter.next_attempt(),
                 self.clients.next_deadline(),
+                self.control.next_attempt(),
                 self.clock_wait,
             ]
             .into_iter()
@@ -660,8 +649,11 @@ impl Daemon {
         let mut fds = vec![
             PollFd::new(timer.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.listener.as_fd(), listen),
         ];
+        let listener_at = self.control.listener().map(|l| {
+            fds.push(PollFd::new(l.as_fd(), listen));
+            fds.len() - 1
+        });
         let link = self.supervisor.link.as_ref();
         let link_flags = match link.is_some_and(Link::wants_write) {
             true => PollFlags::POLLIN | PollFlags::POLLOUT,
@@ -673,6 +665,10 @@ impl Daemon {
         });
         let fetch_at = self.agent.fetch_fd().map(|fd| {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let abandoned_at = self.abandoned.as_ref().map(|f| {
+            fds.push(PollFd::new(f.fd(), PollFlags::POLLIN));
             fds.len() - 1
         });
         let report_at = self.reporter.fd().map(|fd| {
@@ -696,9 +692,10 @@ impl Daemon {
         Ok(Ready {
             timer: ready(0),
             signals: ready(1),
-            listener: ready(2),
+            listener: listener_at.is_some_and(ready),
             link: link_at.is_some_and(ready),
             fetch: fetch_at.is_some_and(ready),
+            abandoned: abandoned_at.is_some_and(ready),
             report: report_at.is_some_and(ready),
             clients: (first_client..fds.len()).map(ready).collect(),
         })
@@ -742,7 +739,18 @@ impl Daemon {
 
     /// SIGHUP: the configuration again. The running cycle (if any) is abandoned; those
     /// waiting for it get a new one. Nothing in the new configuration stops the daemon.
+    /// At most one abandoned cycle runs at a time: a SIGHUP while one still does (and
+    /// another cycle is under way) waits for its end; SIGHUPs meanwhile are one reload.
     fn reload(&mut self) {
+        if self.abandoned.is_some() && self.agent.running_cycle().is_some() {
+            if !self.reload_deferred {
+                log::info!(
+                    "SIGHUP: the configuration is read again once the fetch cycle given up by the last reload has ended"
+                );
+            }
+            self.reload_deferred = true;
+            return;
+        }
         log::info!("SIGHUP: reading the configuration again");
         let new_agent = match start(&self.config_path, &self.clock, self.agent.store().lock()) {
             Ok(agent) => agent,
@@ -752,6 +760,9 @@ impl Daemon {
             }
         };
         let boot_pending = self.agent.boot_cycle_pending();
+        if let Some(flight) = self.agent.abandon_cycle() {
+            self.abandoned = Some(flight);
+        }
         self.agent = new_agent;
         // Still waiting for the clock at the start: the new agent waits too.
         self.agent.hold_publishing(self.clock_wait.is_some());
@@ -766,18 +777,17 @@ impl Daemon {
         self.reporter = reporter;
         self.armed = None;
         let wanted = self.agent.phone.config.control_socket.clone();
-        if wanted != self.socket_path {
+        if wanted != self.control.path() {
             // The new socket first: one that cannot be bound leaves the old one serving.
-            match bind_control(&wanted) {
-                Ok(listener) => {
-                    let _ = std::fs::remove_file(&self.socket_path);
-                    self.listener = listener;
-                    self.socket_path = wanted;
-                }
-                Err(e) => log::error!(
-                    "{e}; the control socket stays at {}",
-                    self.socket_path.display()
-                ),
+            let moved = ControlSocket::open(wanted, jitter_seed(), Mono::now());
+            if moved.listener().is_some() || self.control.listener().is_none() {
+                let old = std::mem::replace(&mut self.control, moved);
+                old.close();
+            } else {
+                log::error!(
+                    "the control socket stays at {}",
+                    self.control.path().display()
+                );
             }
         }
         if !boot_pending {
@@ -821,11 +831,22 @@ impl Daemon {
                     ..Response::default()
                 }
             }
+            // Its own budget: waiters hold no slot a `status` needs.
+            Ok(Request::CheckSync {}) if self.clients.waiters() > clients::MAX_WAITERS => {
+                Response::error(format!(
+                    "{} check-syncs already wait for a fetch cycle; `status` shows how it went",
+                    clients::MAX_WAITERS
+                ))
+            }
             Ok(Request::CheckSync {}) => {
                 let snap = self.agent.snapshot(stamp);
                 match self.agent.fetch_now(&snap) {
                     FetchStart::Pending(n) => {
-                        // Answered when cycle n ends.
+                        // Answered when cycle n ends, or told it did not in time (a
+                        // little before the client itself gives up).
+                        let bound = crate::phone::daemon_wait(&self.agent.phone)
+                            .saturating_sub(Duration::from_secs(5));
+                        self.clients.wait_until(id, Mono::now().plus(bound));
                         self.check_syncs.push((id, n));
                         return;
                     }

@@ -99,14 +99,22 @@ impl Reporter {
         }
     }
 
-    /// Takes over what `old` sent, when both send to the same servers (a reload).
+    /// Takes over what `old` sent and is sending, when both send to the same servers (a
+    /// reload).
     pub(crate) fn continue_from(&mut self, old: &mut Reporter) {
         let same = match (&self.server, &old.server) {
             (Ok(new), Ok(old)) => new.bases() == old.bases(),
             _ => false,
         };
         if same {
+            // The upload under way too, and the back-off: a storm of SIGHUPs neither
+            // starts an upload thread per reload nor hurries the next try.
             self.sent = old.sent.take();
+            self.flight = old.flight.take();
+            self.wanted = old.wanted.take();
+            self.failures = old.failures;
+            self.retry_at = old.retry_at;
+            self.last_error = old.last_error.take();
         }
     }
 

@@ -93,6 +93,12 @@ impl Agent {
         self.fetching.running.as_ref().map(|cycle| cycle.number)
     }
 
+    /// Gives up the cycle under way (a reload): its thread runs on to its timeouts, its
+    /// results unread. The caller keeps it until it ends, to bound how many run.
+    pub(crate) fn abandon_cycle(&mut self) -> Option<InFlight> {
+        self.fetching.running.take().map(|cycle| cycle.flight)
+    }
+
     /// Asks for a fetch cycle now.
     pub(crate) fn fetch_now(&mut self, snap: &Snapshot) -> FetchStart {
         let now = snap.stamp.wall;
