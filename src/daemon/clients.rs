@@ -46,6 +46,8 @@ pub(crate) const MAX_WAITERS: usize = 32;
 pub(crate) const EVICT_AFTER: Duration = Duration::from_millis(50);
 /// How long the listener is left alone after `accept` found no descriptor free.
 pub(crate) const STARVED_PAUSE: Duration = Duration::from_millis(100);
+/// Starved until `accept` has found no descriptor for this long.
+const STARVED_QUIET: Duration = Duration::from_secs(1);
 /// The answer of a connection refused for want of descriptors.
 const STARVED_ANSWER: &[u8] =
     b"{\"ok\":false,\"error\":\"the agent has run out of file descriptors; try again\"}\n";
@@ -100,8 +102,12 @@ pub(crate) struct Clients {
 }
 
 struct Starved {
+    /// The listener is left alone until then.
     until: Mono,
+    /// When `accept` last found no descriptor.
+    last: Mono,
     refused: u64,
+    evicted: u64,
 }
 
 impl Default for Clients {
@@ -143,7 +149,18 @@ impl Clients {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return received,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE)) => {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(nix::libc::EMFILE | nix::libc::ENFILE)
+                    ) =>
+                {
+                    // A client that may make way gives its descriptor to the newcomer.
+                    received.extend(self.read_readers(now));
+                    if self.evict_one(now) {
+                        self.starved_at(&e, now);
+                        continue;
+                    }
                     self.starve(listener, &e, now);
                     return received;
                 }
@@ -152,11 +169,17 @@ impl Clients {
                     return received;
                 }
             };
-            if let Some(starved) = self.starved.take() {
-                log::warn!(
-                    "control socket: descriptors free again; {} connection(s) refused meanwhile",
-                    starved.refused
-                );
+            if self
+                .starved
+                .as_ref()
+                .is_some_and(|s| now >= s.last.plus(STARVED_QUIET))
+            {
+                if let Some(starved) = self.starved.take() {
+                    log::warn!(
+                        "control socket: descriptors free again; {} connection(s) refused, {} client(s) made way meanwhile",
+                        starved.refused, starved.evicted
+                    );
+                }
             }
             if stream.set_nonblocking(true).is_err() {
                 continue;
@@ -177,20 +200,34 @@ impl Clients {
         }
     }
 
-    /// `accept` found no descriptor: the listener is left alone for [`STARVED_PAUSE`],
-    /// and the waiting connection is taken with the reserve descriptor and told why.
-    fn starve(&mut self, listener: &UnixListener, error: &std::io::Error, now: Mono) {
+    /// Notes that `accept` found no descriptor at `now` (said once, when it begins).
+    fn starved_at(&mut self, error: &std::io::Error, now: Mono) -> &mut Starved {
         let starved = self.starved.get_or_insert_with(|| {
             log::warn!(
-                "control socket: {error}: connections are refused until descriptors are free (counted, said once)"
+                "control socket: {error}: clients make way or are refused until descriptors are free (counted, said once)"
             );
             Starved {
                 until: now,
+                last: now,
                 refused: 0,
+                evicted: 0,
             }
         });
+        starved.last = now;
+        starved.evicted += 1;
+        starved
+    }
+
+    /// `accept` found no descriptor and no client could make way: the listener is left
+    /// alone for [`STARVED_PAUSE`], and the waiting connection is taken with the reserve
+    /// descriptor and told why.
+    fn starve(&mut self, listener: &UnixListener, error: &std::io::Error, now: Mono) {
+        let reserve = self.reserve.take();
+        let starved = self.starved_at(error, now);
+        starved.evicted -= 1;
         starved.until = now.plus(STARVED_PAUSE);
-        if self.reserve.take().is_some() {
+        if reserve.is_some() {
+            drop(reserve);
             if let Ok((mut refused, _)) = listener.accept() {
                 let _ = refused.set_nonblocking(true);
                 let _ = refused.write(STARVED_ANSWER);
@@ -346,15 +383,22 @@ impl Clients {
 
     /// The earliest deadline (a client's, the moment a full house can evict, or the end
     /// of a pause for want of descriptors).
-    pub(crate) fn next_deadline(&self) -> Option<Mono> {
+    ///
+    /// The last two only while still ahead of `now`: once passed, the listener is
+    /// polled again, and a deadline in the past would make `poll` return at once, for
+    /// ever (a busy loop).
+    pub(crate) fn next_deadline(&self, now: Mono) -> Option<Mono> {
         let evict = (self.active() >= MAX_CLIENTS)
             .then(|| self.evictable_at())
             .flatten();
+        let listen_again = evict
+            .into_iter()
+            .chain(self.starved.as_ref().map(|s| s.until))
+            .filter(|t| *t > now);
         self.list
             .iter()
             .filter_map(|c| c.deadline)
-            .chain(evict)
-            .chain(self.starved.as_ref().map(|s| s.until))
+            .chain(listen_again)
             .min()
     }
 }
@@ -511,7 +555,7 @@ mod tests {
         // A full house: nothing is accepted until the silent ones have been silent for
         // EVICT_AFTER; then each round makes room for a house-full of newcomers.
         assert!(!clients.listening(now));
-        assert_eq!(clients.next_deadline(), Some(now.plus(EVICT_AFTER)));
+        assert_eq!(clients.next_deadline(now), Some(now.plus(EVICT_AFTER)));
         let mut got = Vec::new();
         let mut t = now;
         let mut rounds = 0;
@@ -583,7 +627,7 @@ mod tests {
         slow.write_all(b"{\"cmd\":").unwrap();
         clients.accept_all(&listener, now);
         assert!(serve_all(&mut clients, now).is_empty());
-        assert_eq!(clients.next_deadline(), Some(now.plus(REQUEST_DEADLINE)));
+        assert_eq!(clients.next_deadline(now), Some(now.plus(REQUEST_DEADLINE)));
         clients.expire(now.plus(REQUEST_DEADLINE - Duration::from_nanos(1)));
         assert_eq!(clients.len(), 1);
         clients.expire(now.plus(REQUEST_DEADLINE));
@@ -640,7 +684,7 @@ mod tests {
         asking.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
         // EVICT_AFTER later the oldest dripper makes way: the request is read.
         let later = now.plus(EVICT_AFTER);
-        assert_eq!(clients.next_deadline(), Some(later));
+        assert_eq!(clients.next_deadline(now), Some(later));
         assert!(clients.listening(later));
         let mut got = clients.accept_all(&listener, later);
         got.extend(serve_all(&mut clients, later));

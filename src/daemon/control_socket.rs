@@ -90,9 +90,7 @@ impl ControlSocket {
             Err(why) => {
                 let delay = backoff(self.failures, RETRY_INITIAL, RETRY_MAX, self.jitter);
                 // Said when it starts and then at back-off's pace, never per pass.
-                log::error!(
-                    "{why}; running without a control socket, trying again in {delay} s"
-                );
+                log::error!("{why}; running without a control socket, trying again in {delay} s");
                 self.failures = self.failures.saturating_add(1);
                 self.next_attempt = Some(now.plus_secs(delay));
                 false

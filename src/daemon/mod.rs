@@ -529,7 +529,12 @@ impl Daemon {
             if ready.fetch {
                 self.fetch_finished();
             }
-            if ready.abandoned && self.abandoned.as_ref().is_some_and(|f| f.try_take().is_some()) {
+            if ready.abandoned
+                && self
+                    .abandoned
+                    .as_ref()
+                    .is_some_and(|f| f.try_take().is_some())
+            {
                 self.abandoned = None;
                 if std::mem::take(&mut self.reload_deferred) {
                     self.reload();
@@ -602,7 +607,7 @@ impl Daemon {
                 self.supervisor.link.as_ref().and_then(Link::next_attempt),
                 self.supervisor.recheck,
                 self.reporter.next_attempt(),
-                self.clients.next_deadline(),
+                self.clients.next_deadline(real),
                 self.control.next_attempt(),
                 self.clock_wait,
             ]

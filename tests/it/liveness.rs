@@ -82,8 +82,18 @@ pub(crate) struct Proc {
 
 impl Proc {
     pub(crate) fn spawn(phone: &Phone, test_now: Option<i64>) -> Proc {
+        Proc::spawn_with(phone, test_now, |_| {})
+    }
+
+    /// [`spawn`](Self::spawn), the command set up further by `setup` first.
+    pub(crate) fn spawn_with(
+        phone: &Phone,
+        test_now: Option<i64>,
+        setup: impl FnOnce(&mut std::process::Command),
+    ) -> Proc {
         let log = phone.path("daemon.log");
         let mut cmd = common::agent();
+        setup(&mut cmd);
         cmd.args([
             "run".as_ref(),
             "--config".as_ref(),

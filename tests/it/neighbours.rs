@@ -7,13 +7,14 @@
 
 use crate::common;
 
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::now;
 use common::phone::DAY;
 use common::supervisor::TestSupervisor;
 
-use crate::liveness::{phone_with_supervisor, secs, Proc, PATIENCE};
+use crate::liveness::{phone_with_supervisor, secs, Proc, PATIENCE, SECOND};
 
 /// A REBOOT the agent cannot write at once is never one that reaches the supervisor
 /// after a `CALL-STATE active` the agent read meanwhile: with the supervisor not
@@ -91,4 +92,165 @@ fn a_reboot_is_never_queued_behind_lines_the_supervisor_has_not_read() {
         "{line} came {} after CALL-STATE idle",
         secs(at.saturating_duration_since(idle.at))
     );
+}
+
+/// A listener at `path` that never accepts, its backlog full: a blocking `connect` to
+/// it waits for ever. The connections that fill it are returned with it.
+fn busy_listener(path: &std::path::Path) -> (std::os::unix::net::UnixListener, Vec<UnixStream>) {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let mut held = Vec::new();
+    while let Ok(s) = common::control::connect_by(path, Instant::now()) {
+        held.push(s);
+        assert!(held.len() < 10_000, "the backlog never fills");
+    }
+    (listener, held)
+}
+
+/// Whether the daemon stops within 1 s of SIGTERM (plus the runner's start-up time,
+/// which a stop does not have: 1 s is the bound).
+fn stops_within_a_second(daemon: &mut Proc) {
+    let (took, code) = daemon.terminate(Duration::from_secs(5));
+    let took = took.unwrap_or_else(|| panic!("SIGTERM ignored:\n{}", daemon.log_tail(30)));
+    assert!(took < SECOND, "stopped {} after SIGTERM", secs(took));
+    assert_eq!(code, Some(0), "{}", daemon.log_tail(30));
+}
+
+/// `control_socket` naming a listener that never accepts: the daemon starts, publishes
+/// its set and stops at SIGTERM all the same (a blocking probe held it for ever), and
+/// the listener's socket is left alone.
+#[test]
+fn a_control_socket_path_held_by_a_listener_that_never_accepts_neither_stops_nor_holds_the_start() {
+    let phone = common::phone::Phone::new("");
+    let busy_path = phone.path("busy.sock");
+    let (_busy, _held) = busy_listener(&busy_path);
+    phone.configure(&format!("control_socket = \"{}\"\n", busy_path.display()));
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let mut daemon = Proc::spawn(&phone, None);
+    let deadline = Instant::now() + PATIENCE;
+    while phone.published() != ["vqmon"] {
+        assert!(daemon.alive(), "the daemon ended:\n{}", daemon.log_tail(30));
+        assert!(
+            Instant::now() < deadline,
+            "the features file was never published:\n{}",
+            daemon.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(busy_path.exists(), "another's socket was removed");
+    stops_within_a_second(&mut daemon);
+    assert!(
+        busy_path.exists(),
+        "another's socket was removed at the end"
+    );
+}
+
+/// A SIGHUP that moves the control socket onto such a listener: the loop is never
+/// held; the old socket keeps answering.
+#[test]
+fn a_reload_onto_a_listener_that_never_accepts_never_holds_the_loop() {
+    let phone = common::phone::Phone::new("");
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let mut daemon = Proc::spawn(&phone, None);
+    daemon.wait_control();
+    let busy_path = phone.path("busy.sock");
+    let (_busy, _held) = busy_listener(&busy_path);
+    phone.configure(&format!("control_socket = \"{}\"\n", busy_path.display()));
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let answered = common::control::status(&phone.path("control.sock"), SECOND);
+        assert!(
+            answered.is_ok(),
+            "status after the reload: {answered:?}\n{}",
+            daemon.log_tail(30)
+        );
+    }
+    stops_within_a_second(&mut daemon);
+}
+
+/// This process's descriptors in use and its CPU time (user + system, in clock ticks).
+fn proc_figures(pid: nix::unistd::Pid) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis: utime is the 12th, stime the
+    // 13th of them.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (fds, tick(11) + tick(12))
+}
+
+/// Descriptors running out never spin the loop: the daemon starts with a low
+/// descriptor limit and silent clients take the rest; `accept` fails with EMFILE. The
+/// loop does not spin (its CPU over 2 s is printed as a figure), says it once, and
+/// `status` is still answered (a silent client makes way for it).
+#[test]
+fn descriptors_running_out_never_spin_the_loop() {
+    let phone = common::phone::Phone::new("");
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    // Whatever the runner itself needs (qemu-arm opens a few), plus 12 for clients.
+    let probe = Proc::spawn(&phone, None);
+    let mut probe = probe;
+    probe.wait_control();
+    let (base, _) = proc_figures(probe.pid());
+    drop(probe);
+    let limit = (base + 12) as u64;
+    let mut daemon = Proc::spawn_with(&phone, None, move |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = nix::libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                match nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+    });
+    daemon.wait_control();
+    let socket = phone.path("control.sock");
+    let silent = common::control::silent_clients(&socket, 40, Instant::now() + SECOND);
+    std::thread::sleep(Duration::from_millis(300));
+    let (fds, cpu_before) = proc_figures(daemon.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, cpu_after) = proc_figures(daemon.pid());
+    let ticks = cpu_after.saturating_sub(cpu_before);
+    println!(
+        "FIGURE descriptors exhausted ({fds} open, limit {limit}): {ticks} CPU ticks in 2 s (100 ticks = 1 CPU-second)"
+    );
+    let log = std::fs::read_to_string(phone.path("daemon.log")).unwrap_or_default();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("Too many open files"))
+        .count();
+    assert!(
+        (1..=2).contains(&said),
+        "EMFILE said {said} times in 2 s\n{}",
+        daemon.log_tail(10)
+    );
+    assert!(
+        ticks < 100,
+        "the loop spun: {ticks} ticks of CPU in 2 s\n{}",
+        daemon.log_tail(20)
+    );
+    // A status request still gets its answer within a second.
+    let answered = common::control::status(&socket, SECOND);
+    assert!(
+        answered.is_ok(),
+        "status while descriptors ran out: {answered:?}\n{}",
+        daemon.log_tail(10)
+    );
+    drop(silent);
+    stops_within_a_second(&mut daemon);
 }

@@ -57,7 +57,7 @@ impl Phone {
     /// Writes the configuration: the phone's files, `extra`, no supervisor unless
     /// `extra` names its socket, and no status report unless `extra` says `report`
     /// (tests that count a server's requests count fetches; the reports' own tests
-    /// turn them on).
+    /// turn them on); the control socket is `control.sock` unless `extra` names one.
     pub fn configure(&self, extra: &str) {
         let supervisor = if extra.contains("supervisor_socket") {
             ""
@@ -69,11 +69,16 @@ impl Phone {
         } else {
             "report = false\n"
         };
+        let control = if extra.contains("control_socket") {
+            ""
+        } else {
+            "control_socket = \"control.sock\"\n"
+        };
         std::fs::write(
             &self.config,
             format!(
                 "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
-                 {supervisor}{report}control_socket = \"control.sock\"\nfeatures_file = \"run/features\"\n{extra}",
+                 {supervisor}{report}{control}features_file = \"run/features\"\n{extra}",
             ),
         )
         .unwrap();
