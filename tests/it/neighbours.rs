@@ -254,3 +254,135 @@ fn descriptors_running_out_never_spin_the_loop() {
     drop(silent);
     stops_within_a_second(&mut daemon);
 }
+
+/// Clients that connect and drip their requests a byte at a time, reconnecting when
+/// dropped, from one thread: `n` of them, until `stop`.
+fn drippers(
+    socket: std::path::PathBuf,
+    n: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use std::io::Write;
+    std::thread::spawn(move || {
+        let mut conns: Vec<Option<UnixStream>> = (0..n).map(|_| None).collect();
+        let mut connects = 0u64;
+        let until = Instant::now() + Duration::from_secs(60);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
+            for conn in &mut conns {
+                if conn.is_none() {
+                    *conn = common::control::connect_by(&socket, Instant::now())
+                        .ok()
+                        .inspect(|s| {
+                            let _ = s.set_nonblocking(true);
+                        });
+                    connects += 1;
+                }
+                if let Some(s) = conn {
+                    if s.write(b" ").is_err() {
+                        *conn = None;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        connects
+    })
+}
+
+/// Clients that drip their requests hold no slot for long: with 300 of them (a byte
+/// every 200 ms each, reconnecting as soon as dropped), `status` is answered within
+/// 1 s each time it is asked.
+#[test]
+fn dripping_clients_never_keep_status_out() {
+    let phone = common::phone::Phone::new("");
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let mut daemon = Proc::spawn(&phone, None);
+    daemon.wait_control();
+    let socket = phone.path("control.sock");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dripping = drippers(socket.clone(), 300, stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let answered = common::control::status(&socket, Duration::from_secs(10));
+        let (_, took) = answered.unwrap_or_else(|e| {
+            panic!(
+                "status among dripping clients: {e}\n{}",
+                daemon.log_tail(10)
+            )
+        });
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let connects = dripping.join().unwrap();
+    println!(
+        "FIGURE status among 300 dripping clients ({connects} connections): slowest {}",
+        secs(slowest)
+    );
+    assert!(slowest < SECOND, "status took {}", secs(slowest));
+    stops_within_a_second(&mut daemon);
+}
+
+/// Check-syncs waiting on a silent server hold no slot `status` needs, and have a
+/// deadline of their own: 40 of them (beyond the 32 that may wait) against a server
+/// that stalls; `status` within 1 s throughout; those beyond the budget are told so
+/// at once; the rest are answered by the end of the cycle, or told it did not end in
+/// time.
+#[test]
+fn check_sync_waiters_have_a_budget_and_a_deadline_of_their_own() {
+    let stall = common::faults::FaultServer::start(common::faults::Fault::Stall);
+    let phone = common::phone::Phone::new(&format!(
+        "server = \"{}\"\n[fetch]\nconnect_timeout = \"1s\"\ntotal_timeout = \"3s\"\n",
+        stall.url()
+    ));
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let mut daemon = Proc::spawn(&phone, None);
+    daemon.wait_control();
+    let socket = phone.path("control.sock");
+    let waiters: Vec<_> = (0..40)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                common::control::request(
+                    &socket,
+                    r#"{"cmd":"check-sync"}"#,
+                    Duration::from_secs(30),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let (_, took) = common::control::status(&socket, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("status: {e}\n{}", daemon.log_tail(10)));
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        slowest < SECOND,
+        "status took {} beside 40 check-syncs",
+        secs(slowest)
+    );
+    let answers: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    let refused = answers
+        .iter()
+        .filter(|a| {
+            a.as_ref().is_ok_and(|(v, _)| {
+                v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("already wait"))
+            })
+        })
+        .count();
+    assert!(
+        refused >= 8,
+        "{refused} of 40 told the budget is spent: {answers:?}"
+    );
+    assert!(
+        answers.iter().all(|a| a.is_ok()),
+        "every check-sync is answered: {answers:?}"
+    );
+    stops_within_a_second(&mut daemon);
+}
