@@ -386,3 +386,43 @@ fn check_sync_waiters_have_a_budget_and_a_deadline_of_their_own() {
     );
     stops_within_a_second(&mut daemon);
 }
+
+/// A storm of SIGHUPs while the server stalls abandons at most one fetch cycle at a
+/// time: 100 SIGHUPs during a stalled check-sync leave a handful of threads and
+/// descriptors (each used to abandon its cycle to the timeouts: 203 threads, 514
+/// descriptors); `status` within 1 s, SIGTERM within 1 s.
+#[test]
+fn a_sighup_storm_during_a_stall_abandons_one_cycle_at_a_time() {
+    let stall = common::faults::FaultServer::start(common::faults::Fault::Stall);
+    let phone = common::phone::Phone::new(&format!(
+        "server = \"{}\"\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"8s\"\n",
+        stall.url()
+    ));
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let mut daemon = Proc::spawn(&phone, None);
+    daemon.wait_control();
+    let threads = |pid: nix::unistd::Pid| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let (_, base_fds) = (0, proc_figures(daemon.pid()).0);
+    let mut most_threads = 0;
+    let mut most_fds = 0;
+    for _ in 0..100 {
+        daemon.signal(nix::sys::signal::Signal::SIGHUP);
+        std::thread::sleep(Duration::from_millis(10));
+        most_threads = most_threads.max(threads(daemon.pid()));
+        most_fds = most_fds.max(proc_figures(daemon.pid()).0);
+    }
+    let (_, took) = common::control::status(&phone.path("control.sock"), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("status after the storm: {e}\n{}", daemon.log_tail(10)));
+    println!(
+        "FIGURE 100 SIGHUPs during a stall: at most {most_threads} threads, {most_fds} descriptors ({base_fds} before); status {}",
+        secs(took)
+    );
+    assert!(took < SECOND, "status took {}", secs(took));
+    assert!(most_threads <= 10, "{most_threads} threads");
+    assert!(most_fds <= base_fds + 12, "{most_fds} descriptors");
+    stops_within_a_second(&mut daemon);
+}
