@@ -26,7 +26,8 @@
 //! - `control` (private): the control socket's protocol between the command line and the
 //!   daemon; `status` (private): the status report, as data.
 //! - `daemon` (private): `license-agent run`, the loop that ties them together at the
-//!   edges (clock, timer, signals, sockets).
+//!   edges (clock, timer, signals, sockets); `logging` (private): its log, escaped and
+//!   with repeats folded.
 //! - [`issuer`]: the vendor side (building and signing license files); host tools and
 //!   tests use it, the phone never calls it.
 //! - [`cli`]: the `license-agent` command line (arguments and rendering only), the one
@@ -45,6 +46,7 @@ pub mod format;
 #[cfg(all(any(test, fuzzing), feature = "http", feature = "ftp"))]
 pub mod fuzzing;
 pub mod issuer;
+mod logging;
 mod phone;
 mod report;
 mod status;

@@ -44,7 +44,7 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    init_logging();
+    crate::logging::init();
     if !once {
         // Before anything slow: a SIGHUP or SIGTERM during the start must reach the
         // loop, not kill the agent with the default action.
@@ -85,11 +85,4 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             })
         }
     }
-}
-
-/// Logs to standard error, `info` unless RUST_LOG says otherwise.
-fn init_logging() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_secs()
-        .try_init();
 }

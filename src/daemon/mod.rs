@@ -80,6 +80,8 @@ pub(crate) struct DaemonClock {
     offset: i64,
     /// The test clock's last monotonic reading: it never goes back.
     last_mono: std::cell::Cell<Mono>,
+    /// The machine's monotonic clock at that reading.
+    last_real: std::cell::Cell<Option<Mono>>,
     test: bool,
 }
 
@@ -89,6 +91,7 @@ impl DaemonClock {
         let real = DaemonClock {
             offset: 0,
             last_mono: std::cell::Cell::new(Mono::ZERO),
+            last_real: std::cell::Cell::new(None),
             test: false,
         };
         match std::env::var(TEST_NOW_VAR) {
@@ -107,11 +110,11 @@ impl DaemonClock {
     }
 
     /// Both clocks, read now. On the test clock the monotonic clock is the test wall
-    /// clock in nanoseconds, held where it was while the test sets the wall clock back:
-    /// so it is the same for every agent started on that test clock (a restart within a
-    /// "boot" keeps its deadlines), setting the time forward is time passing (the idle
-    /// grace and the stagger delay can be crossed), and setting it back never makes a
-    /// wait shorter.
+    /// clock in nanoseconds, running on with the machine's monotonic clock while the
+    /// test sets the wall clock back: so it is the same for every agent started on that
+    /// test clock (a restart within a "boot" keeps its deadlines), setting the time
+    /// forward is time passing (the idle grace and the stagger delay can be crossed),
+    /// setting it back never makes a wait shorter, and real time always passes.
     pub(crate) fn stamp(&self) -> Stamp {
         if !self.test {
             return Stamp {
@@ -127,8 +130,18 @@ impl DaemonClock {
             .unwrap_or(0)
             .saturating_mul(1_000_000_000)
             .saturating_add(u64::from(real.subsec_nanos()));
-        let mono = self.last_mono.get().max(Mono::from_nanos(nanos));
+        // Real time passing always moves it on (held alone, it stood still after the
+        // test set the clock far ahead and back: no grace ever ended again).
+        let real_mono = Mono::now();
+        let ran_on = match self.last_real.get() {
+            Some(last) => self.last_mono.get().plus(real_mono.since(last)),
+            None => Mono::ZERO,
+        };
+        let mono = ran_on
+            .max(self.last_mono.get())
+            .max(Mono::from_nanos(nanos));
         self.last_mono.set(mono);
+        self.last_real.set(Some(real_mono));
         Stamp { wall, mono }
     }
 
@@ -615,6 +628,12 @@ impl Daemon {
             .flatten()
             .min()
             .map(|at| real.millis_until_ceil(at)),
+            // The folded log lines' summary, written on time.
+            crate::logging::summary_due_in().map(|d| {
+                u64::try_from(d.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(1)
+            }),
         ]
         .into_iter()
         .flatten()

@@ -426,3 +426,95 @@ fn a_sighup_storm_during_a_stall_abandons_one_cycle_at_a_time() {
     assert!(most_fds <= base_fds + 12, "{most_fds} descriptors");
     stops_within_a_second(&mut daemon);
 }
+
+/// The log is the phone's, not a neighbour's: a file name sent with an install request
+/// cannot forge a log line or send escape sequences; a supervisor flipping its call
+/// state as fast as it can writes a bounded number of lines (it wrote 24 MB a second).
+#[test]
+fn neighbours_neither_forge_nor_flood_the_log() {
+    let (phone, socket) = phone_with_supervisor("");
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let sup = TestSupervisor::start(&socket, "idle");
+    let mut daemon = Proc::spawn(&phone, None);
+    assert!(sup.wait_connected(PATIENCE), "{}", daemon.log_tail(30));
+    daemon.wait_control();
+    let forged = "a.cfg\n[ERROR license_agent::daemon] forged\u{1b}[2J";
+    let request = serde_json::json!({"cmd": "install", "file": forged, "license": "00"});
+    let answer =
+        common::control::request(&phone.path("control.sock"), &request.to_string(), PATIENCE);
+    assert!(answer.is_ok(), "{answer:?}");
+
+    // Two seconds of CALL-STATE flips, as fast as the socket takes them.
+    let start = Instant::now();
+    let mut flips = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        assert!(sup.flood("CALL-STATE active\nCALL-STATE idle", 1_000));
+        flips += 2_000;
+    }
+    assert!(sup.barrier(PATIENCE), "{}", daemon.log_tail(10));
+    let log = std::fs::read_to_string(phone.path("daemon.log")).unwrap();
+    let call_lines = log
+        .lines()
+        .filter(|l| l.contains("supervisor: call "))
+        .count();
+    println!(
+        "FIGURE {flips} call-state flips in 2 s: {call_lines} lines about them, log {} bytes",
+        log.len()
+    );
+    assert!(call_lines <= 100, "{call_lines} lines for {flips} flips");
+    assert!(log.len() < 64 * 1024, "the log grew to {} bytes", log.len());
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("[ERROR license_agent::daemon] forged")),
+        "a forged line:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape sequence reached the log"
+    );
+    assert!(
+        log.contains("a.cfg\\n[ERROR"),
+        "the name is shown, escaped:\n{log}"
+    );
+    stops_within_a_second(&mut daemon);
+    // The folded lines are said, with their count, once their window ends.
+}
+
+/// On the test clock, after `test-set-time 4294967295` and back, real time still
+/// passes: the idle grace ends and the REBOOT comes (it never did again).
+#[test]
+fn the_test_clock_runs_on_after_the_end_of_time_and_back() {
+    let (phone, socket) = phone_with_supervisor("[timing]\nidle_grace = \"2s\"\n");
+    let end = now() + 100 * DAY;
+    let license = phone.sign("phone", &[("vqmon", end - 200 * DAY, Some(end))]);
+    phone.install_at(&license, end - 100);
+    let sup = TestSupervisor::start(&socket, "active");
+    let mut daemon = Proc::spawn(&phone, Some(end - 60));
+    assert!(sup.wait_connected(PATIENCE), "{}", daemon.log_tail(30));
+    daemon.wait_control();
+    let set = |t: i64| {
+        let answer = common::control::request(
+            &phone.path("control.sock"),
+            &format!(r#"{{"cmd":"test-set-time","now":{t}}}"#),
+            PATIENCE,
+        );
+        assert!(
+            answer.is_ok_and(|(v, _)| v["ok"] == true),
+            "test-set-time {t}"
+        );
+    };
+    set(i64::from(u32::MAX));
+    set(end + 1);
+    daemon
+        .wait_status(|s| s["daemon"]["reboot"]["pending"] == true)
+        .unwrap_or_else(|| panic!("a reboot is needed:\n{}", daemon.log_tail(30)));
+    let idle = sup.call("idle").expect("connected");
+    let (at, line) = sup
+        .wait_line("REBOOT", 1, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the grace never ended:\n{}", daemon.log_tail(30)));
+    assert!(
+        at.saturating_duration_since(idle.at) >= Duration::from_secs(2),
+        "{line} came {} after idle",
+        secs(at.saturating_duration_since(idle.at))
+    );
+}

@@ -1,0 +1,230 @@
+//! The daemon's log: standard error through `env_logger`, with two rules for text a
+//! neighbour controls.
+//!
+//! - **Escaped.** Every message is written with its control characters escaped (`\n`,
+//!   `\r`, `\t`, `\u{1b}` as `\x1b`, …) and its backslashes doubled, so a file name, a
+//!   server's words or a supervisor's line can neither forge a log line nor drive a
+//!   terminal.
+//! - **Folded.** A call site that logs more than [`BURST`] lines within [`WINDOW`] has
+//!   the rest counted instead of written, and one line says how many were folded when
+//!   the window ends (the daemon's loop asks [`summary_due_in`] so that line is written
+//!   on time even when the site falls silent). Anything a neighbour can repeat — a
+//!   supervisor flipping its call state, a client reconnecting, a server failing — thus
+//!   costs a bounded number of lines however fast it repeats (a supervisor flipping
+//!   `CALL-STATE` used to write 24 MB a second onto the phone's flash).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Lines a call site may write within [`WINDOW`] before the rest are folded.
+pub(crate) const BURST: u32 = 50;
+/// The window over which a call site's lines are counted.
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
+
+/// One call site's count in the current window.
+struct Site {
+    start: Instant,
+    written: u32,
+    folded: u64,
+    /// The last folded message (escaped), for the summary.
+    example: String,
+    level: log::Level,
+    target: String,
+}
+
+/// The folding state of every call site, keyed by `file:line`.
+#[derive(Default)]
+struct Folds {
+    sites: HashMap<String, Site>,
+}
+
+impl Folds {
+    /// Whether a line of `key` may be written at `now`; the summaries of windows that
+    /// ended go to `summaries`.
+    fn admit(
+        &mut self,
+        key: &str,
+        record: &log::Record<'_>,
+        message: &str,
+        now: Instant,
+        summaries: &mut Vec<String>,
+    ) -> bool {
+        let site = self.sites.entry(key.to_string()).or_insert_with(|| Site {
+            start: now,
+            written: 0,
+            folded: 0,
+            example: String::new(),
+            level: record.level(),
+            target: record.target().to_string(),
+        });
+        if now.saturating_duration_since(site.start) >= WINDOW {
+            if let Some(line) = summary(key, site) {
+                summaries.push(line);
+            }
+            site.start = now;
+            site.written = 0;
+            site.folded = 0;
+        }
+        if site.written < BURST {
+            site.written += 1;
+            return true;
+        }
+        site.folded += 1;
+        site.example = message.chars().take(120).collect();
+        false
+    }
+
+    /// The summaries of the windows that have ended by `now` (and forgets idle sites).
+    fn due(&mut self, now: Instant) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.sites.retain(|key, site| {
+            if now.saturating_duration_since(site.start) < WINDOW {
+                return true;
+            }
+            lines.extend(summary(key, site));
+            false
+        });
+        lines
+    }
+
+    /// How long until the next window with folded lines ends.
+    fn next_due(&self, now: Instant) -> Option<Duration> {
+        self.sites
+            .values()
+            .filter(|s| s.folded > 0)
+            .map(|s| (s.start + WINDOW).saturating_duration_since(now))
+            .min()
+    }
+}
+
+fn summary(key: &str, site: &Site) -> Option<String> {
+    (site.folded > 0).then(|| {
+        format!(
+            "[{:<5} {}] {} more line(s) like this one folded in {} s ({key}): {}",
+            site.level,
+            site.target,
+            site.folded,
+            WINDOW.as_secs(),
+            site.example
+        )
+    })
+}
+
+fn folds() -> &'static Mutex<Folds> {
+    static FOLDS: OnceLock<Mutex<Folds>> = OnceLock::new();
+    FOLDS.get_or_init(|| Mutex::new(Folds::default()))
+}
+
+/// `text` with control characters escaped and backslashes doubled.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Logs to standard error, `info` unless RUST_LOG says otherwise, escaped and folded.
+pub(crate) fn init() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            let message = escape(&record.args().to_string());
+            let key = format!(
+                "{}:{}",
+                record.file().unwrap_or("?"),
+                record.line().unwrap_or(0)
+            );
+            let mut summaries = Vec::new();
+            let admitted = folds()
+                .lock()
+                .map(|mut f| f.admit(&key, record, &message, Instant::now(), &mut summaries))
+                .unwrap_or(true);
+            for line in summaries {
+                writeln!(buf, "{line}")?;
+            }
+            if admitted {
+                writeln!(
+                    buf,
+                    "[{:<5} {}] {}",
+                    record.level(),
+                    record.target(),
+                    message
+                )?;
+            }
+            Ok(())
+        })
+        .try_init();
+}
+
+/// Writes the summaries of windows that have ended; returns how long until the next
+/// one is due (for the loop's `poll` timeout).
+pub(crate) fn summary_due_in() -> Option<Duration> {
+    let now = Instant::now();
+    let Ok(mut folds) = folds().lock() else {
+        return None;
+    };
+    let lines = folds.due(now);
+    if !lines.is_empty() {
+        let mut err = std::io::stderr().lock();
+        for line in lines {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+    folds.next_due(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_log_raw() {
+        assert_eq!(
+            escape("a.cfg\n[INFO  license_agent] forged\u{1b}[2J\\"),
+            "a.cfg\\n[INFO  license_agent] forged\\u{1b}[2J\\\\"
+        );
+        assert_eq!(escape("plain words: ok"), "plain words: ok");
+    }
+
+    #[test]
+    fn a_call_site_repeated_is_folded_and_counted() {
+        let mut folds = Folds::default();
+        let t0 = Instant::now();
+        let record = log::Record::builder()
+            .level(log::Level::Info)
+            .target("t")
+            .args(format_args!("x"))
+            .build();
+        let mut summaries = Vec::new();
+        let written = (0..10_000)
+            .filter(|_| folds.admit("f.rs:1", &record, "call active", t0, &mut summaries))
+            .count();
+        assert_eq!(written, BURST as usize);
+        assert!(summaries.is_empty());
+        // Another call site is counted on its own.
+        assert!(folds.admit("f.rs:2", &record, "other", t0, &mut summaries));
+        assert_eq!(folds.next_due(t0), Some(WINDOW));
+        // The window ends: one line says how many were folded.
+        let lines = folds.due(t0 + WINDOW);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains(&format!("{} more line(s)", 10_000 - BURST)),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("call active"), "{}", lines[0]);
+        assert_eq!(folds.next_due(t0 + WINDOW), None);
+    }
+}
