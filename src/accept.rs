@@ -3,6 +3,9 @@
 //! (the install command when no daemon runs, otherwise the daemon), which runs
 //! [`install_into`]; the result is data ([`InstallOutcome`], [`FeatureChange`]) that the
 //! command line puts into words.
+//!
+//! What it stored, kept and replaced is named by kind and number
+//! ([`StoreId`](crate::engine::StoreId)): a number alone may be held by both kinds.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -265,8 +268,8 @@ pub(crate) fn install_into(
     let done = match decision {
         Decision::Accept { drop } => {
             let at = reading.judge_at.unwrap_or(wall); // Accept implies a sane clock
-            let seq = match store.add(&bytes, license, &drop, wall) {
-                Ok(seq) => seq,
+            let id = match store.add(&bytes, license, &drop, wall) {
+                Ok(id) => id,
                 Err(e) => {
                     return failed(format!(
                         "not installed: {e}; the licenses held stay in force"
@@ -277,13 +280,13 @@ pub(crate) fn install_into(
             let path = store
                 .held()
                 .iter()
-                .find(|h| h.seq == seq)
+                .find(|h| h.id() == id)
                 .map(|h| store.path_of(h));
             let after = evaluate(store.held(), at);
             let kept = after
                 .licenses
                 .iter()
-                .filter(|l| l.seq != seq)
+                .filter(|l| l.id() != id)
                 .map(|l| KeptLicense {
                     kind: l.kind.to_string(),
                     serial: l.serial.to_string(),
@@ -310,7 +313,7 @@ pub(crate) fn install_into(
             InstallOutcome::Identical { subject }
         }
         Decision::Superseded { by } => {
-            let longer = store.held().iter().find(|h| h.seq == by);
+            let longer = store.held().iter().find(|h| h.id() == by);
             let detail = match longer {
                 Some(h) => format!(
                     "the stored {} lasts longer (until {}) and stays in use: the longest duration wins",
@@ -378,5 +381,74 @@ mod tests {
             ]
         );
         assert!(changes(&after, &after).is_empty());
+    }
+
+    /// An install finds what it stored, and what it keeps, by kind and number: after a
+    /// junk file named with the last number of all (set aside), the phone license and
+    /// then a site license are installed, and the site license's outcome names its own
+    /// file and keeps the phone license (the junk used to give both the one number, so
+    /// the outcome named the phone license's file and kept nothing).
+    #[test]
+    fn an_install_names_its_own_file_and_keeps_the_other_kind() {
+        use crate::format::Kind;
+        use crate::storage::{Mode, WriterLock};
+        use crate::testkit::{self, DAY};
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n",
+            testkit::MAC,
+            testkit::SITE
+        );
+        let config = crate::config::Config::parse(&text, &dir.path().join("agent.toml")).unwrap();
+        let phone = Phone {
+            identity: testkit::identity(),
+            keyring: testkit::keyring().clone(),
+            config,
+        };
+        let state = phone.config.state_dir.clone();
+        let lock = std::sync::Arc::new(WriterLock::try_acquire(&state).unwrap().unwrap());
+        let wall = clock::BUILD_TIME + 10 * DAY;
+        let open = || {
+            Store::open(
+                &state,
+                &phone.keyring,
+                &phone.identity,
+                Mode::Writer(lock.clone()),
+                wall,
+            )
+            .unwrap()
+        };
+        drop(open());
+        std::fs::write(state.join("site/18446744073709551615.cfg"), "junk").unwrap();
+        let mut store = open();
+        let (p, _) = testkit::lic_file(Kind::Phone, &[(1, wall - DAY, None)]);
+        let (s, _) = testkit::lic_file(Kind::Site, &[(2, wall - DAY, Some(wall + 100 * DAY))]);
+        let first = install_into(
+            &phone,
+            &mut store,
+            FileBytes::judge(p.as_bytes()),
+            "p",
+            wall,
+        );
+        assert!(first.accepted(), "{first:?}");
+        let done = install_into(
+            &phone,
+            &mut store,
+            FileBytes::judge(s.as_bytes()),
+            "s",
+            wall,
+        );
+        let InstallOutcome::Accepted {
+            stored_as, kept, ..
+        } = done
+        else {
+            panic!("{done:?}")
+        };
+        assert!(stored_as.ends_with("site/0000000002.cfg"), "{stored_as}");
+        let kept: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|k| (k.kind.as_str(), k.role.as_str()))
+            .collect();
+        assert_eq!(kept, [("phone", "primary")]);
     }
 }

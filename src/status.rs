@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{evaluate, Evaluation};
+use crate::engine::{evaluate, Evaluation, StoreId};
 use crate::format::features::rfc3339;
 use crate::format::{End, FeatureId};
 use crate::phone::{read_clock, Phone};
@@ -275,7 +275,7 @@ pub(crate) fn build(
         .map(|h| {
             let view = evaluation
                 .as_ref()
-                .and_then(|e| e.licenses.iter().find(|l| l.seq == h.seq));
+                .and_then(|e| e.licenses.iter().find(|l| l.id() == h.id()));
             let (start, end) = crate::engine::license_span(&h.license);
             LicenseJson {
                 fingerprint: fingerprint(h.license.signed_message()),
@@ -303,7 +303,8 @@ pub(crate) fn build(
             }
         })
         .collect();
-    let governing = |seq: u64| store.held().iter().find(|h| h.seq == seq);
+    // By kind and number: a number alone may be held by both kinds.
+    let governing = |id: StoreId| store.held().iter().find(|h| h.id() == id);
     let features: Vec<FeatureJson> = match &evaluation {
         Some(e) => e
             .features
@@ -315,10 +316,10 @@ pub(crate) fn build(
                 enabled: f.enabled(),
                 end: f.governing.entry.end.to_string(),
                 source: Some(f.governing.kind.name().into()),
-                serial: governing(f.governing.seq).map(|h| h.license.serial().to_string()),
+                serial: governing(f.governing.id()).map(|h| h.license.serial().to_string()),
                 transaction: Some(f.governing.entry.transaction.name().into()),
                 limit: Some(f.governing.entry.limit),
-                fingerprint: governing(f.governing.seq)
+                fingerprint: governing(f.governing.id())
                     .map(|h| fingerprint(h.license.signed_message())),
             })
             .collect(),

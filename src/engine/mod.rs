@@ -7,6 +7,12 @@
 //!   tie), the bridging ones while the primary is Impending, and what to drop.
 //! - `evaluate`: every license's role and status, the merged feature set with the
 //!   governing entry of each feature, and the next instant at which anything changes.
+//!
+//! A held license is named by its [`StoreId`]: its kind and its received number. The
+//! numbers order the licenses of one kind and are unique in its folder only (a file
+//! copied in by hand can give a site license the phone license's number), so every
+//! decision that names a license (a drop, a replacement, the primary) names both, and a
+//! number is never looked up across kinds.
 
 pub(crate) mod clock;
 pub(crate) mod poll;
@@ -28,9 +34,28 @@ pub(crate) const MAX_PER_KIND: usize = 4;
 /// A license the agent holds, with the order it was received in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
-    /// Received order: a later license has a larger number.
+    /// Received order among the licenses of its kind: a later license has a larger
+    /// number. Unique in its kind only: see [`StoreId`].
     pub(crate) seq: u64,
     pub license: Verified<License>,
+}
+
+impl Held {
+    /// Which held license this is: its kind and number.
+    pub(crate) fn id(&self) -> StoreId {
+        StoreId {
+            kind: self.license.kind(),
+            seq: self.seq,
+        }
+    }
+}
+
+/// A held license's identity in the store: the folder of its kind and its received
+/// number there (the file `<kind>/<number>.cfg`). A number alone names nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoreId {
+    pub(crate) kind: Kind,
+    pub(crate) seq: u64,
 }
 
 /// Who this phone is.
@@ -109,19 +134,20 @@ impl fmt::Display for Refusal {
 /// What to do with a candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Store it; then drop these held licenses (by `seq`).
-    Accept { drop: Vec<u64> },
-    /// The same signed message is held already (`seq`): nothing changes.
-    Identical { seq: u64 },
+    /// Store it; then drop these held licenses (all of its kind).
+    Accept { drop: Vec<StoreId> },
+    /// The same signed message is held already (`id`): nothing changes.
+    Identical { id: StoreId },
     /// Valid and bound, but a held license of its kind lasts longer and is in use, so it
     /// would be dropped at once: nothing changes.
-    Superseded { by: u64 },
+    Superseded { by: StoreId },
     /// Refused.
     Refuse(Refusal),
 }
 
 /// Judges a verified candidate. `judge_at` is `None` while the clock is unsynced.
-/// `next_seq` is the received number the candidate would get.
+/// `next_seq` is the received number the candidate would get: larger than that of every
+/// held license of its kind.
 pub(crate) fn judge_candidate(
     identity: &Identity,
     held: &[Held],
@@ -157,12 +183,16 @@ pub(crate) fn judge_candidate(
     // Identical to a license that still counts: a repeat. A copy of one that no longer
     // counts (a drop not yet written) arrives anew, as it would once the drop was made.
     let used = judge_at.map(|at| select(held, kind, at));
-    let counts = |h: &Held| used.as_ref().is_none_or(|s| s.role(h.seq) != Role::Dropped);
-    if let Some(same) = held
-        .iter()
-        .find(|h| h.license.signed_message() == candidate.signed_message() && counts(h))
-    {
-        return Decision::Identical { seq: same.seq };
+    let counts = |h: &Held| {
+        used.as_ref()
+            .is_none_or(|s| s.role(h.id()) != Role::Dropped)
+    };
+    if let Some(same) = held.iter().find(|h| {
+        h.license.kind() == kind
+            && h.license.signed_message() == candidate.signed_message()
+            && counts(h)
+    }) {
+        return Decision::Identical { id: same.id() };
     }
     let Some(at) = judge_at else {
         return Decision::Refuse(Refusal::ClockUnsynced);
@@ -172,14 +202,16 @@ pub(crate) fn judge_candidate(
             end: license_span(candidate).1,
         });
     }
-    let mut after: Vec<Held> = held.to_vec();
-    after.push(Held {
+    let arriving = Held {
         seq: next_seq,
         license: candidate.clone(),
-    });
+    };
+    let id = arriving.id();
+    let mut after: Vec<Held> = held.to_vec();
+    after.push(arriving);
     let selection = select(&after, kind, at);
-    if selection.drop.contains(&next_seq) {
-        let by = selection.primary.unwrap_or(next_seq);
+    if selection.drop.contains(&id) {
+        let by = selection.primary.unwrap_or(id);
         return Decision::Superseded { by };
     }
     Decision::Accept {
@@ -208,19 +240,21 @@ impl Role {
     }
 }
 
-/// Per kind: which held licenses are used, and which are to be dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Per kind: which held licenses are used, and which are to be dropped (all of that
+/// kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Selection {
-    pub(crate) primary: Option<u64>,
-    pub(crate) bridging: Vec<u64>,
-    pub(crate) drop: Vec<u64>,
+    pub(crate) primary: Option<StoreId>,
+    pub(crate) bridging: Vec<StoreId>,
+    pub(crate) drop: Vec<StoreId>,
 }
 
 impl Selection {
-    fn role(&self, seq: u64) -> Role {
-        if self.primary == Some(seq) {
+    /// The role of `id` in this selection (a license of another kind has none here).
+    fn role(&self, id: StoreId) -> Role {
+        if self.primary == Some(id) {
             Role::Primary
-        } else if self.bridging.contains(&seq) {
+        } else if self.bridging.contains(&id) {
             Role::Bridging
         } else {
             Role::Dropped
@@ -253,15 +287,19 @@ pub(crate) fn select(held: &[Held], kind: Kind, at: UnixTime) -> Selection {
         Some(first) => &live[..=first],
         None => &live[..],
     };
-    let mut selection = Selection::default();
+    let mut selection = Selection {
+        primary: None,
+        bridging: Vec::new(),
+        drop: Vec::new(),
+    };
     if let Some((primary, rest)) = counting.split_first() {
-        selection.primary = Some(primary.seq);
-        selection.bridging = rest.iter().take(MAX_PER_KIND - 1).map(|h| h.seq).collect();
+        selection.primary = Some(primary.id());
+        selection.bridging = rest.iter().take(MAX_PER_KIND - 1).map(|h| h.id()).collect();
     }
     selection.drop = held
         .iter()
-        .filter(|h| h.license.kind() == kind && selection.role(h.seq) == Role::Dropped)
-        .map(|h| h.seq)
+        .filter(|h| h.license.kind() == kind && selection.role(h.id()) == Role::Dropped)
+        .map(Held::id)
         .collect();
     selection
 }
@@ -278,12 +316,32 @@ pub(crate) struct LicenseView {
     pub(crate) end: End,
 }
 
+impl LicenseView {
+    /// Which held license this is a view of.
+    pub(crate) fn id(&self) -> StoreId {
+        StoreId {
+            kind: self.kind,
+            seq: self.seq,
+        }
+    }
+}
+
 /// The entry that governs one feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Governing {
     pub(crate) kind: Kind,
     pub(crate) seq: u64,
     pub(crate) entry: FeatureEntry,
+}
+
+impl Governing {
+    /// The held license the entry is from.
+    pub(crate) fn id(&self) -> StoreId {
+        StoreId {
+            kind: self.kind,
+            seq: self.seq,
+        }
+    }
 }
 
 /// One feature of the merged set.
@@ -364,7 +422,7 @@ pub(crate) fn evaluate(held: &[Held], at: UnixTime) -> Evaluation {
         selections
             .iter()
             .find(|(k, _)| *k == h.license.kind())
-            .map_or(Role::Dropped, |(_, s)| s.role(h.seq))
+            .map_or(Role::Dropped, |(_, s)| s.role(h.id()))
     };
     let mut licenses = Vec::with_capacity(held.len());
     let mut best: BTreeMap<FeatureId, (Status, Governing)> = BTreeMap::new();

@@ -9,6 +9,22 @@ use super::*;
 use crate::format::{FeatureId, Transaction};
 use crate::testkit::{entry, identity, lic, license_with, DAY, MAC, SITE, T0};
 
+/// The site license numbered `seq`.
+fn site(seq: u64) -> StoreId {
+    StoreId {
+        kind: Kind::Site,
+        seq,
+    }
+}
+
+/// The phone license numbered `seq`.
+fn phone(seq: u64) -> StoreId {
+    StoreId {
+        kind: Kind::Phone,
+        seq,
+    }
+}
+
 /// Runs arrivals through [`judge_candidate`] as the agent does; returns what is held and
 /// each decision.
 fn arrive(at: UnixTime, licenses: &[Verified<License>]) -> (Vec<Held>, Vec<Decision>) {
@@ -18,7 +34,7 @@ fn arrive(at: UnixTime, licenses: &[Verified<License>]) -> (Vec<Held>, Vec<Decis
         let seq = i as u64 + 1;
         let d = judge_candidate(&identity(), &held, l, Origin::Installed, Some(at), seq);
         if let Decision::Accept { drop } = &d {
-            held.retain(|h| !drop.contains(&h.seq));
+            held.retain(|h| !drop.contains(&h.id()));
             held.push(Held {
                 seq,
                 license: l.clone(),
@@ -82,11 +98,16 @@ fn tb44210_longest_duration_wins() {
     let short = lic(Kind::Site, &[(3, T0 - DAY, Some(T0 + 300 * DAY))]);
     // Longer first, shorter later: the shorter is not taken.
     let (held, decisions) = arrive(T0, &[long.clone(), short.clone()]);
-    assert_eq!(decisions[1], Decision::Superseded { by: 1 });
+    assert_eq!(decisions[1], Decision::Superseded { by: site(1) });
     assert_eq!(enabled_ids(&held, T0), [2]);
     // Shorter first, longer later: the longer replaces it.
     let (held, decisions) = arrive(T0, &[short, long]);
-    assert_eq!(decisions[1], Decision::Accept { drop: vec![1] });
+    assert_eq!(
+        decisions[1],
+        Decision::Accept {
+            drop: vec![site(1)]
+        }
+    );
     assert_eq!(enabled_ids(&held, T0), [2]);
     assert_eq!(
         evaluate(&held, T0).features[0].governing.entry.end,
@@ -148,7 +169,7 @@ fn tb44210_renewal_posted_early_bridges_without_a_gap() {
     }
     assert!(checked > 10);
     // Once the renewal starts, the old term is dropped.
-    assert_eq!(select(&held, Kind::Site, term_end).drop, vec![1]);
+    assert_eq!(select(&held, Kind::Site, term_end).drop, vec![site(1)]);
 }
 
 // ---- The rules of agent-rules.md ----
@@ -203,7 +224,7 @@ fn binding_to_this_phone_and_site() {
 fn an_identical_license_changes_nothing() {
     let l = lic(Kind::Phone, &[(1, T0, None)]);
     let (_, decisions) = arrive(T0, &[l.clone(), l]);
-    assert_eq!(decisions[1], Decision::Identical { seq: 1 });
+    assert_eq!(decisions[1], Decision::Identical { id: phone(1) });
 }
 
 /// "Identical to one already stored": a copy of a license that was dropped is a new
@@ -213,8 +234,18 @@ fn a_copy_of_a_dropped_license_arrives_anew() {
     let a = lic(Kind::Site, &[(2, T0, None)]);
     let b = lic(Kind::Site, &[(3, T0, None)]);
     let (held, decisions) = arrive(T0, &[a.clone(), b, a]);
-    assert_eq!(decisions[1], Decision::Accept { drop: vec![1] });
-    assert_eq!(decisions[2], Decision::Accept { drop: vec![2] });
+    assert_eq!(
+        decisions[1],
+        Decision::Accept {
+            drop: vec![site(1)]
+        }
+    );
+    assert_eq!(
+        decisions[2],
+        Decision::Accept {
+            drop: vec![site(2)]
+        }
+    );
     assert_eq!(enabled_ids(&held, T0), [2]);
 }
 
@@ -235,7 +266,11 @@ fn a_license_stops_counting_when_its_successor_starts_whatever_writes_happened()
     let Decision::Accept { drop } = d else {
         panic!("{d:?}")
     };
-    assert_eq!(drop, [1], "A is dropped, not brought back as a bridge to C");
+    assert_eq!(
+        drop,
+        [phone(1)],
+        "A is dropped, not brought back as a bridge to C"
+    );
     let mut with_c = held.clone();
     with_c.push(Held { seq: 3, license: c });
     for t in [after_b, after_b + 4 * DAY, after_b + 6 * DAY] {
@@ -287,10 +322,10 @@ fn a_license_starts_expires_and_is_dropped_at_its_exact_instants() {
         .map(|f| f.id.0)
         .collect();
     assert_eq!(ids, [3]);
-    assert_eq!(select(&held, Kind::Site, end - 1).drop, Vec::<u64>::new());
+    assert_eq!(select(&held, Kind::Site, end - 1).drop, Vec::new());
     assert_eq!(
         select(&held, Kind::Site, end).drop,
-        vec![1],
+        vec![site(1)],
         "an Inactive license is dropped"
     );
 }
@@ -394,7 +429,12 @@ fn on_a_tie_of_duration_the_last_received_is_primary() {
     let a = lic(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
     let b = lic(Kind::Site, &[(3, T0 - DAY, Some(T0 + 100 * DAY))]);
     let (held, decisions) = arrive(T0, &[a, b]);
-    assert_eq!(decisions[1], Decision::Accept { drop: vec![1] });
+    assert_eq!(
+        decisions[1],
+        Decision::Accept {
+            drop: vec![site(1)]
+        }
+    );
     assert_eq!(enabled_ids(&held, T0), [3]);
 }
 
@@ -415,7 +455,9 @@ fn at_most_four_licenses_per_kind_are_kept() {
     assert_eq!(held.len(), MAX_PER_KIND);
     assert_eq!(
         decisions[4],
-        Decision::Accept { drop: vec![2] },
+        Decision::Accept {
+            drop: vec![site(2)]
+        },
         "the shortest bridging one goes"
     );
     // The primary and the three bridging licenses that last longest; once they start,
@@ -646,11 +688,11 @@ proptest! {
         for (i, step) in steps.iter().enumerate() {
             let seq = i as u64 + 1;
             if step.written {
-                let drops: Vec<u64> = [Kind::Phone, Kind::Site]
+                let drops: Vec<StoreId> = [Kind::Phone, Kind::Site]
                     .into_iter()
                     .flat_map(|k| select(&held, k, step.at).drop)
                     .collect();
-                held.retain(|h| !drops.contains(&h.seq));
+                held.retain(|h| !drops.contains(&h.id()));
             }
             if let Some(draw) = &step.arrival {
                 let l = make(draw);
@@ -658,7 +700,7 @@ proptest! {
                 let d = judge_candidate(&identity(), &held, &l, Origin::Installed, Some(step.at), seq);
                 if let Decision::Accept { drop } = d {
                     if step.written {
-                        held.retain(|h| !drop.contains(&h.seq));
+                        held.retain(|h| !drop.contains(&h.id()));
                     }
                     held.push(Held { seq, license: l });
                 }
@@ -668,11 +710,11 @@ proptest! {
             prop_assert_eq!(evaluate(&held, step.at).enabled(), reference.enabled(), "at step {}", i);
             if step.written {
                 let mut pruned = held.clone();
-                let drops: Vec<u64> = [Kind::Phone, Kind::Site]
+                let drops: Vec<StoreId> = [Kind::Phone, Kind::Site]
                     .into_iter()
                     .flat_map(|k| select(&pruned, k, step.at).drop)
                     .collect();
-                pruned.retain(|h| !drops.contains(&h.seq));
+                pruned.retain(|h| !drops.contains(&h.id()));
                 let mut seqs: Vec<u64> = pruned.iter().map(|h| h.seq).collect();
                 seqs.sort_unstable();
                 prop_assert_eq!(seqs, reference.seqs(), "stored at step {}", i);
@@ -708,7 +750,7 @@ proptest! {
         for (i, l) in arrivals.iter().enumerate() {
             let seq = i as u64 + 1;
             if let Decision::Accept { drop } = judge_candidate(&identity(), &held, l, Origin::Installed, Some(T0), seq) {
-                held.retain(|h| !drop.contains(&h.seq));
+                held.retain(|h| !drop.contains(&h.id()));
                 held.push(Held { seq, license: l.clone() });
             }
             for kind in [Kind::Phone, Kind::Site] {

@@ -67,6 +67,35 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Most names [`unused_name`] tries.
+const MAX_NAME_TRIES: u32 = 1_000;
+
+/// A name to move something to in `dir` without replacing anything there: the first of
+/// `base`, `base.2`, `base.3`, … for which no `<name><suffix>` exists, for every one of
+/// `suffixes` (`""` for the name itself). Anything but "not there" counts as there.
+pub(crate) fn unused_name(dir: &Path, base: &str, suffixes: &[&str]) -> io::Result<String> {
+    let free = |name: &str| {
+        suffixes.iter().all(|suffix| {
+            matches!(
+                fs::symlink_metadata(dir.join(format!("{name}{suffix}"))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound
+            )
+        })
+    };
+    if free(base) {
+        return Ok(base.to_string());
+    }
+    (2..=MAX_NAME_TRIES)
+        .map(|n| format!("{base}.{n}"))
+        .find(|name| free(name))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{base} and {MAX_NAME_TRIES} names after it are all taken"),
+            )
+        })
+}
+
 /// Creates a folder (and its parents) if missing, durably.
 pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
@@ -94,6 +123,18 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["a"]);
+    }
+
+    #[test]
+    fn an_unused_name_never_names_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(unused_name(d, "a", &["", ".why"]).unwrap(), "a");
+        fs::write(d.join("a.why"), b"").unwrap();
+        assert_eq!(unused_name(d, "a", &["", ".why"]).unwrap(), "a.2");
+        std::os::unix::fs::symlink("/nowhere", d.join("a.2")).unwrap();
+        assert_eq!(unused_name(d, "a", &[""]).unwrap(), "a");
+        assert_eq!(unused_name(d, "a", &["", ".why"]).unwrap(), "a.3");
     }
 
     #[test]

@@ -62,14 +62,18 @@ impl WriterLock {
             // to rejected/ like any stranger in the state folder, and a lock file made.
             Err(e) if path.is_dir() => {
                 let rejected = dir.join(super::REJECTED_DIR);
-                let aside = rejected.join(format!("{LOCK_FILE}-{}", std::process::id()));
-                log::warn!(
-                    "{} is a folder, not a lock file: moved to {}",
-                    path.display(),
-                    aside.display()
-                );
+                // Never in place of something set aside before (pids repeat at boot).
                 atomic::ensure_dir(&rejected)
-                    .and_then(|()| atomic::rename(&path, &aside))
+                    .and_then(|()| {
+                        let base = format!("{LOCK_FILE}-{}", std::process::id());
+                        let aside = rejected.join(atomic::unused_name(&rejected, &base, &[""])?);
+                        log::warn!(
+                            "{} is a folder, not a lock file: moved to {}",
+                            path.display(),
+                            aside.display()
+                        );
+                        atomic::rename(&path, &aside)
+                    })
                     .map_err(|_| e)
                     .and_then(|()| open_rw())
             }
@@ -165,13 +169,32 @@ fn set_aside_if_not_a_folder(dir: &Path) {
     if meta.is_dir() || (meta.file_type().is_symlink() && dir.is_dir()) {
         return;
     }
-    let mut aside = dir.as_os_str().to_owned();
-    aside.push(format!(".not-a-folder-{}", std::process::id()));
-    match atomic::rename(dir, Path::new(&aside)) {
+    // Beside it, never in place of something set aside before (pids repeat at boot).
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let base = format!(
+        "{}.not-a-folder-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    );
+    let aside = match atomic::unused_name(parent, &base, &[""]) {
+        Ok(name) => parent.join(name),
+        Err(e) => {
+            log::error!("{} is not a folder and cannot be moved: {e}", dir.display());
+            return;
+        }
+    };
+    match atomic::rename(dir, &aside) {
         Ok(()) => log::warn!(
             "{} is not a folder: moved to {}; starting with an empty state folder",
             dir.display(),
-            Path::new(&aside).display()
+            aside.display()
         ),
         Err(e) => log::error!("{} is not a folder and cannot be moved: {e}", dir.display()),
     }
@@ -218,6 +241,39 @@ mod tests {
             .unwrap();
         assert!(!Arc::ptr_eq(&held, &b));
         assert_eq!(b.dir(), dir.path().join("b"));
+    }
+
+    /// What is moved aside (a file where the state folder goes, a folder where the lock
+    /// goes) never takes the place of what was moved aside before under the same name
+    /// (process ids repeat from boot to boot).
+    #[test]
+    fn moving_aside_never_replaces_what_was_moved_aside_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let pid = std::process::id();
+        let earlier = dir.path().join(format!("state.not-a-folder-{pid}"));
+        std::fs::write(&earlier, b"earlier").unwrap();
+        std::fs::write(&state, b"now").unwrap();
+        drop(WriterLock::try_acquire(&state).unwrap().expect("free"));
+        assert!(state.is_dir());
+        assert_eq!(std::fs::read(&earlier).unwrap(), b"earlier");
+        let now = dir.path().join(format!("state.not-a-folder-{pid}.2"));
+        assert_eq!(std::fs::read(now).unwrap(), b"now");
+
+        let rejected = state.join(super::super::REJECTED_DIR);
+        std::fs::create_dir_all(&rejected).unwrap();
+        std::fs::write(rejected.join(format!("{LOCK_FILE}-{pid}")), b"earlier").unwrap();
+        std::fs::remove_file(state.join(LOCK_FILE)).unwrap();
+        std::fs::create_dir_all(state.join(LOCK_FILE).join("inside")).unwrap();
+        assert!(WriterLock::try_acquire(&state).unwrap().is_some());
+        assert!(state.join(LOCK_FILE).is_file());
+        assert_eq!(
+            std::fs::read(rejected.join(format!("{LOCK_FILE}-{pid}"))).unwrap(),
+            b"earlier"
+        );
+        assert!(rejected
+            .join(format!("{LOCK_FILE}-{pid}.2/inside"))
+            .is_dir());
     }
 
     #[test]

@@ -21,6 +21,40 @@
 //! the agent runs on what it holds, publishing it and trying the writes again later: the
 //! engine's drops do not depend on them having been made, and a license is only ever
 //! removed by a drop the engine decided.
+//!
+//! # Numbers, and files the agent did not put there
+//!
+//! Anyone with a shell can copy files into the folders, so nothing found there may make
+//! the agent delete or overwrite another file:
+//!
+//! - A held license is named by its kind and number ([`StoreId`]): the number orders the
+//!   licenses of one kind and is looked up in its own folder only. The store gives each
+//!   number once, across both folders, but a copied file can repeat one (a site license
+//!   copied in as `site/<the phone license's number>.cfg`), and then the two are still
+//!   two licenses: a drop of one never touches the other.
+//! - Such a repeat is not a file the agent stored as it is: when the engine drops a
+//!   license whose number the other kind also holds, it is set aside, not removed.
+//! - The next number is one past the largest of the licenses held (verified). A file set
+//!   aside pushes nothing, so a junk `18446744073709551615.cfg` takes no number away.
+//!   The store writes at most [`MAX_SEQ`] (ten digits); a genuine license held with a
+//!   number at or past it (renamed by hand, or stored by an earlier release, whose names
+//!   could grow past ten digits, which are still read as the store's own) makes the
+//!   store renumber what it holds (in writer mode, at the open, and at an add that finds
+//!   no number left): renamed, one at a time and from the lowest, to the lowest free
+//!   numbers, so their order is kept at every instant and a power cut between two
+//!   renames leaves a store that loads and renumbers the rest next time. Renumbering
+//!   never renames onto a name that is there. An earlier release reads the store as
+//!   before: the names and `meta.json` are unchanged.
+//! - Nothing is removed but a license the engine drops and the agent's own leftovers:
+//!   a plain file named `.tmp-<a name the store writes>`, in a kind folder, is a write
+//!   that never reached its commit point (`atomic::write` names its temporaries so, and
+//!   a power cut leaves exactly that), so it is removed, and must be: the power-cut
+//!   tests expect `rejected/` to stay empty after cuts. The agent cannot tell such a
+//!   leftover from a copy someone gave that name, but the name is the agent's own, and
+//!   nothing in it was ever stored. Anything else under the temporary prefix (another
+//!   name, a folder, a link, a FIFO) is set aside like any stranger.
+//! - Setting aside never replaces what is in `rejected/`: a name already taken there
+//!   gets a `.2`, `.3`, … suffix.
 
 pub(crate) mod atomic;
 pub(crate) mod lock;
@@ -31,7 +65,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{self, Held, Identity};
+use crate::engine::{self, Held, Identity, StoreId};
 use crate::format::{self, Capped, Kind, License};
 use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
@@ -42,6 +76,9 @@ const META_FILE: &str = "meta.json";
 pub(crate) const REJECTED_DIR: &str = "rejected";
 /// `meta.json` stays small (events are bounded); anything bigger is damage.
 const MAX_META_SIZE: u64 = 1 << 20;
+/// The largest received number the store gives: ten digits, the width of its names.
+/// Past it, the store renumbers what it holds instead (see the module doc).
+pub(crate) const MAX_SEQ: u64 = 9_999_999_999;
 
 /// Why the store cannot be used.
 #[derive(Debug)]
@@ -122,7 +159,8 @@ fn file_name(seq: u64) -> String {
 }
 
 /// The received number of a stored file's name, if it is one the store wrote: exactly
-/// the name [`file_name`] gives (ten digits at least, more once numbers outgrow them).
+/// the name [`file_name`] gives. Ten digits; more are read too (an earlier release wrote
+/// them once numbers outgrew ten digits), and such a license is renumbered.
 fn seq_of(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".cfg")?;
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -179,8 +217,16 @@ impl Store {
         for kind in [Kind::Phone, Kind::Site] {
             store.load_kind(kind, keyring, identity, now);
         }
-        store.held.sort_by_key(|h| h.seq);
-        if store.invalid.iter().any(|i| i.moved_to.is_some()) {
+        store.held.sort_by_key(|h| (h.seq, h.license.kind()));
+        store.count_from_held();
+        let mut renumbered = false;
+        if store.writer() && store.next_seq > MAX_SEQ {
+            match store.renumber(now) {
+                Ok(moved) => renumbered = !moved.is_empty(),
+                Err(e) => store.note(&e),
+            }
+        }
+        if renumbered || store.invalid.iter().any(|i| i.moved_to.is_some()) {
             // Noted if it fails; the events are in memory and written with the next.
             let _ = store.save_meta();
         }
@@ -280,31 +326,128 @@ impl Store {
         names.sort();
         for name in names {
             let path = dir.join(&name);
-            if name.starts_with(atomic::TEMP_PREFIX) {
-                // A write that never reached its commit point: nothing was stored.
-                if self.writer() {
-                    match atomic::remove(&path) {
-                        Ok(()) => self.meta.record(
-                            now,
-                            "removed-leftover",
-                            name,
-                            "an unfinished write (power cut or crash) that never committed",
-                        ),
-                        Err(e) => self.note(&io_at("remove", &path)(e)),
-                    }
-                }
+            if let Some(stored) = name.strip_prefix(atomic::TEMP_PREFIX) {
+                self.leftover(&path, stored, now);
                 continue;
             }
             let Some(seq) = seq_of(&name) else {
                 self.set_aside(&path, "not a file this agent stored".into(), now);
                 continue;
             };
-            self.next_seq = self.next_seq.max(seq.saturating_add(1));
             match verify_stored(&path, kind, keyring, identity) {
                 Ok(license) => self.held.push(Held { seq, license }),
                 Err(reason) => self.set_aside(&path, reason, now),
             }
         }
+    }
+
+    /// A name under the temporary prefix in a kind folder. The agent's own leftover (a
+    /// plain file named for a name the store writes: a write that never reached its
+    /// commit point, so nothing was stored) is removed; anything else is set aside.
+    fn leftover(&mut self, path: &Path, stored: &str, now: UnixTime) {
+        let plain = match fs::symlink_metadata(path) {
+            Ok(meta) => meta.file_type().is_file(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => false,
+        };
+        if !plain || seq_of(stored).is_none() {
+            let what = if plain {
+                "not a file this agent stored (nor one it was writing)".to_string()
+            } else {
+                format!(
+                    "not a file this agent stored ({}, under the name of an unfinished write)",
+                    file_kind(path)
+                )
+            };
+            self.set_aside(path, what, now);
+            return;
+        }
+        if !self.writer() {
+            return;
+        }
+        match atomic::remove(path) {
+            Ok(()) => self.meta.record(
+                now,
+                "removed-leftover",
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                "an unfinished write (power cut or crash) that never committed",
+            ),
+            Err(e) => self.note(&io_at("remove", path)(e)),
+        }
+    }
+
+    /// The next number: one past the largest held (a file set aside gives none).
+    fn count_from_held(&mut self) {
+        self.next_seq = self
+            .held
+            .iter()
+            .map(|h| h.seq.saturating_add(1))
+            .max()
+            .unwrap_or(1);
+    }
+
+    /// Whether a file named for number `seq` is in either kind folder.
+    fn taken(&self, seq: u64) -> bool {
+        let name = file_name(seq);
+        [Kind::Phone, Kind::Site].into_iter().any(|kind| {
+            // Anything but "not there" (a folder that cannot be looked in) is taken.
+            !matches!(
+                fs::symlink_metadata(self.dir.join(kind_dir(kind)).join(&name)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            )
+        })
+    }
+
+    /// The number the next license gets: the first from `next_seq` that no file in
+    /// either folder has (another process may have put one there since this store was
+    /// opened), or `None` past [`MAX_SEQ`].
+    fn free_number(&self) -> Option<u64> {
+        (self.next_seq..=MAX_SEQ).find(|seq| !self.taken(*seq))
+    }
+
+    /// Renumbers the held licenses, from the lowest, to the lowest free numbers: each
+    /// one renamed (durably, onto a name nobody has) to a number below its own and past
+    /// those of the ones before it, so the received order holds at every instant (see
+    /// the module doc). Returns what moved; stops at the first rename that fails (the
+    /// ones made stay made, and are in the store as it is now).
+    fn renumber(&mut self, now: UnixTime) -> Result<Vec<(StoreId, StoreId)>, StoreError> {
+        self.writable()?;
+        self.held.sort_by_key(|h| (h.seq, h.license.kind()));
+        let mut moved = Vec::new();
+        let mut next: u64 = 1;
+        for i in 0..self.held.len() {
+            let old = self.held[i].id();
+            let mut target = next;
+            while target < old.seq && self.taken(target) {
+                target += 1;
+            }
+            if target >= old.seq {
+                next = old.seq.saturating_add(1);
+                continue;
+            }
+            let from = self.path_of(&self.held[i]);
+            let to = self.dir.join(kind_dir(old.kind)).join(file_name(target));
+            atomic::rename(&from, &to).map_err(io_at("renumber", &from))?;
+            self.held[i].seq = target;
+            self.meta.record(
+                now,
+                "renumbered",
+                describe(&self.held[i].license),
+                format!(
+                    "{}/{} is now {}/{}: the numbers had run out (at most {MAX_SEQ})",
+                    kind_dir(old.kind),
+                    file_name(old.seq),
+                    kind_dir(old.kind),
+                    file_name(target)
+                ),
+            );
+            moved.push((old, self.held[i].id()));
+            next = target + 1;
+        }
+        self.count_from_held();
+        Ok(moved)
     }
 
     /// Moves an unusable file to `rejected/` with a note (writer mode), or reports it.
@@ -339,7 +482,9 @@ impl Store {
             .unwrap_or(path)
             .to_string_lossy()
             .replace('/', "-");
-        let target_name = format!("{now}-{origin}");
+        // Never in place of something set aside before (the same name, the same second).
+        let target_name = atomic::unused_name(&rejected, &format!("{now}-{origin}"), &["", ".why"])
+            .map_err(io_at("name a file in", &rejected))?;
         let note = format!(
             "{}\nmoved here from {} at {} (Unix {now})\n",
             reason,
@@ -409,27 +554,42 @@ impl Store {
     }
 
     /// Stores an accepted license exactly as received (`bytes`), then drops the held
-    /// licenses the acceptance replaces. Returns its received number. An error means the
-    /// license was not stored (and nothing changed); a drop that fails is only noted.
+    /// licenses the acceptance replaces (named as they were when `drop` was decided: a
+    /// renumbering on the way is followed). Returns its identity. An error means the
+    /// license was not stored (and nothing was lost: at most, held licenses were
+    /// renumbered); a drop that fails is only noted.
     pub(crate) fn add(
         &mut self,
         bytes: &[u8],
         license: Verified<License>,
-        drop: &[u64],
+        drop: &[StoreId],
         now: UnixTime,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<StoreId, StoreError> {
         self.writable()?;
         let dir = self.dir.join(kind_dir(license.kind()));
-        // Another process (a hand install while the daemon runs) may have used numbers
-        // since this store was opened: never write over anything that is there.
-        let mut seq = self.next_seq;
-        while fs::symlink_metadata(dir.join(file_name(seq))).is_ok() {
-            seq = seq.checked_add(1).ok_or_else(|| StoreError {
-                path: dir.clone(),
-                action: "number a license in",
-                error: std::io::Error::other("no received number is left"),
-            })?;
-        }
+        // Never write over anything that is there, in either folder (another process may
+        // have put a file there since this store was opened).
+        let mut drop = drop.to_vec();
+        let seq = match self.free_number() {
+            Some(seq) => seq,
+            None => {
+                let moved = self.renumber(now).inspect_err(|e| self.note(e))?;
+                for id in &mut drop {
+                    if let Some((_, new)) = moved.iter().find(|(old, _)| old == id) {
+                        *id = *new;
+                    }
+                }
+                self.free_number().ok_or_else(|| StoreError {
+                    path: dir.clone(),
+                    action: "number a license in",
+                    error: std::io::Error::other(format!(
+                        "no received number is left (at most {MAX_SEQ}, with every one \
+                         from {} taken)",
+                        self.next_seq
+                    )),
+                })?
+            }
+        };
         if let Err(e) = atomic::write(&dir, &file_name(seq), bytes) {
             let e = io_at("store a license in", &dir)(e);
             self.note(&e);
@@ -442,23 +602,59 @@ impl Store {
             describe(&license),
             format!("stored as {}/{}", kind_dir(license.kind()), file_name(seq)),
         );
-        self.held.push(Held { seq, license });
-        self.drop_held(drop, now, "replaced by a license of longer duration");
-        Ok(seq)
+        let added = Held { seq, license };
+        let id = added.id();
+        self.held.push(added);
+        self.drop_held(&drop, now, "replaced by a license of longer duration");
+        Ok(id)
     }
 
-    /// Removes held licenses (the engine's drops: replaced, or Inactive). One whose file
-    /// cannot be removed stays held (it is on disk), and the failure is noted: the engine
-    /// gives it no role, so nothing it carries is in force.
-    pub(crate) fn drop_held(&mut self, seqs: &[u64], now: UnixTime, why: &str) {
+    /// Removes held licenses (the engine's drops: replaced, or Inactive), each named by
+    /// kind and number. One whose number the other kind holds too was not stored by
+    /// this agent as it is (the store gives a number once): it is set aside, not
+    /// removed. One whose file cannot be removed (or moved) stays held (it is on disk),
+    /// and the failure is noted: the engine gives it no role, so nothing it carries is
+    /// in force.
+    pub(crate) fn drop_held(&mut self, ids: &[StoreId], now: UnixTime, why: &str) {
         if !self.writer() {
             return;
         }
-        for seq in seqs {
-            let Some(pos) = self.held.iter().position(|h| h.seq == *seq) else {
+        for id in ids {
+            let Some(pos) = self.held.iter().position(|h| h.id() == *id) else {
                 continue;
             };
             let path = self.path_of(&self.held[pos]);
+            let twin = self
+                .held
+                .iter()
+                .find(|h| h.seq == id.seq && h.license.kind() != id.kind)
+                .map(|h| self.path_of(h));
+            if let Some(twin) = twin {
+                let reason = format!(
+                    "dropped ({why}), and its number is also the number of the {} license \
+                     {}: not a file this agent stored as it is, so set aside, not removed",
+                    other_kind(id.kind),
+                    twin.display()
+                );
+                match self.move_aside(&path, &reason, now) {
+                    Ok(target) => {
+                        self.meta.record(
+                            now,
+                            "moved-aside",
+                            path.display().to_string(),
+                            reason.clone(),
+                        );
+                        self.invalid.push(Invalid {
+                            path,
+                            reason,
+                            moved_to: Some(target),
+                        });
+                        self.held.remove(pos);
+                    }
+                    Err(e) => self.note(&e),
+                }
+                continue;
+            }
             if let Err(e) = atomic::remove(&path) {
                 self.note(&io_at("remove", &path)(e));
                 continue;
@@ -472,7 +668,7 @@ impl Store {
     /// Applies the engine's drops at `at` (a sane clock only: the caller never prunes
     /// while the clock is unsynced). Returns whether anything was dropped.
     pub fn prune(&mut self, at: UnixTime, now: UnixTime) -> bool {
-        let drops: Vec<u64> = [Kind::Phone, Kind::Site]
+        let drops: Vec<StoreId> = [Kind::Phone, Kind::Site]
             .into_iter()
             .flat_map(|k| engine::select(&self.held, k, at).drop)
             .collect();
@@ -510,6 +706,28 @@ impl Store {
                 Err(e)
             }
         }
+    }
+}
+
+/// The other kind.
+fn other_kind(kind: Kind) -> Kind {
+    match kind {
+        Kind::Phone => Kind::Site,
+        Kind::Site => Kind::Phone,
+    }
+}
+
+/// What is at `path`, in words, for a note (`a folder`, `a symbolic link`, …).
+fn file_kind(path: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::symlink_metadata(path).map(|m| m.file_type()) {
+        Ok(t) if t.is_dir() => "a folder",
+        Ok(t) if t.is_symlink() => "a symbolic link",
+        Ok(t) if t.is_fifo() => "a FIFO",
+        Ok(t) if t.is_socket() => "a socket",
+        Ok(t) if t.is_char_device() || t.is_block_device() => "a device",
+        Ok(t) if t.is_file() => "a file",
+        _ => "something unreadable",
     }
 }
 

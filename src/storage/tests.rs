@@ -11,6 +11,14 @@ use crate::format::Kind;
 use crate::issuer::SigningKey;
 use crate::testkit::{identity, keyring, lic_file, DAY, T0};
 
+/// The site license numbered `seq`.
+fn site(seq: u64) -> StoreId {
+    StoreId {
+        kind: Kind::Site,
+        seq,
+    }
+}
+
 fn open(dir: &Path, mode: Mode) -> Store {
     Store::open(dir, keyring(), &identity(), mode, T0).unwrap()
 }
@@ -55,8 +63,8 @@ fn an_added_license_is_kept_byte_for_byte_and_reloads() {
     // Whitespace and a comment of its own: stored exactly as received.
     let received = format!("{text}<!-- from the server -->\n\n");
     let mut store = open(dir.path(), writer(dir.path()));
-    let seq = store.add(received.as_bytes(), license, &[], T0).unwrap();
-    assert_eq!(seq, 1);
+    let id = store.add(received.as_bytes(), license, &[], T0).unwrap();
+    assert_eq!(id, site(1));
     drop(store);
     let again = open(dir.path(), writer(dir.path()));
     assert_eq!(again.held().len(), 1);
@@ -75,7 +83,7 @@ fn drops_remove_the_replaced_files() {
     let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
     let (t2, l2) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 200 * DAY))]);
     store.add(t1.as_bytes(), l1, &[], T0).unwrap();
-    store.add(t2.as_bytes(), l2, &[1], T0).unwrap();
+    store.add(t2.as_bytes(), l2, &[site(1)], T0).unwrap();
     assert!(!dir.path().join("site/0000000001.cfg").exists());
     assert!(dir.path().join("site/0000000002.cfg").exists());
     let events: Vec<&str> = store
@@ -192,8 +200,9 @@ fn damaged_foreign_misplaced_and_unknown_files_are_set_aside() {
         8,
         "four files, four notes"
     );
-    // Numbers already used are never reused.
-    assert_eq!(store.next_seq(), 4);
+    // Numbering comes from what is held: a file set aside gives no number (its own is
+    // in rejected/ under another name, so nothing is in the way).
+    assert_eq!(store.next_seq(), 1);
 }
 
 #[test]
@@ -267,40 +276,42 @@ fn seq_names_are_strict() {
     ] {
         assert_eq!(seq_of(bad), None, "{bad}");
     }
-    // Numbers outgrow ten digits: the names the store writes then are its own too.
+    // Past ten digits: names an earlier release wrote once numbers outgrew them, still
+    // read as the store's own (and renumbered: see below).
     assert_eq!(seq_of("10000000000.cfg"), Some(10_000_000_000));
     assert_eq!(seq_of(&file_name(u64::MAX)), Some(u64::MAX));
 }
 
-/// After `9999999999.cfg` comes `10000000000.cfg`, and the next load holds both (it
-/// used to set the second aside as "not a file this agent stored").
+/// An add that finds every number up to the last one taken (a file copied in after the
+/// store was read) renumbers what is held, and its drops follow the renumbering: the
+/// replaced license goes, the stranger stays where it is.
 #[test]
-fn numbering_goes_past_ten_digits_and_loses_nothing() {
+fn an_add_with_no_number_left_renumbers_and_follows_its_drops() {
     let dir = tempfile::tempdir().unwrap();
-    let (t1, _) = lic_file(Kind::Phone, &[(1, T0, Some(T0 + 900 * DAY))]);
-    fs::create_dir_all(dir.path().join("phone")).unwrap();
-    fs::write(dir.path().join("phone/9999999999.cfg"), &t1).unwrap();
+    open(dir.path(), writer(dir.path()));
+    let (short, _) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
+    fs::write(dir.path().join("site/9999999998.cfg"), &short).unwrap();
     let mut store = open(dir.path(), writer(dir.path()));
-    let (t2, l2) = lic_file(Kind::Phone, &[(1, T0 + 800 * DAY, None)]);
+    assert_eq!(store.next_seq(), MAX_SEQ);
+    fs::write(dir.path().join("phone/9999999999.cfg"), "a stranger").unwrap();
+    let (long, l) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 300 * DAY))]);
+    let id = store
+        .add(long.as_bytes(), l, &[site(9_999_999_998)], T0)
+        .unwrap();
+    assert_eq!(id, site(2));
+    assert_eq!(names(dir.path(), "site"), ["0000000002.cfg"]);
     assert_eq!(
-        store.add(t2.as_bytes(), l2, &[], T0).unwrap(),
-        10_000_000_000
+        fs::read_to_string(dir.path().join("site/0000000002.cfg")).unwrap(),
+        long
     );
-    drop(store);
-    let store = open(dir.path(), writer(dir.path()));
-    assert!(store.invalid().is_empty(), "{:?}", store.invalid());
-    let seqs: Vec<u64> = store.held().iter().map(|h| h.seq).collect();
-    assert_eq!(seqs, [9_999_999_999, 10_000_000_000]);
-    drop(store);
-    // The last number of all is stored too, and then no number is left: refused
-    // plainly, nothing overwritten.
-    let last = dir.path().join("phone").join(file_name(u64::MAX));
-    fs::copy(dir.path().join("phone/9999999999.cfg"), &last).unwrap();
-    let mut store = open(dir.path(), writer(dir.path()));
-    assert_eq!(store.held().len(), 3);
-    let (t3, l3) = lic_file(Kind::Phone, &[(1, T0 + 700 * DAY, None)]);
-    let e = store.add(t3.as_bytes(), l3, &[], T0).unwrap_err();
-    assert!(e.to_string().contains("no received number is left"), "{e}");
+    assert_eq!(names(dir.path(), "phone"), ["9999999999.cfg"]);
+    let whats: Vec<&str> = store
+        .meta()
+        .events
+        .iter()
+        .map(|e| e.what.as_str())
+        .collect();
+    assert_eq!(whats, ["renumbered", "accepted", "dropped"]);
 }
 
 /// Whatever stands where `meta.json` goes (a directory, a FIFO, a file too big to be
@@ -374,8 +385,14 @@ fn an_add_never_overwrites_a_file_that_is_there() {
     let (t1, _) = lic_file(Kind::Phone, &[(1, T0, None)]);
     fs::write(dir.path().join("phone/0000000001.cfg"), &t1).unwrap();
     let (t2, l2) = lic_file(Kind::Phone, &[(2, T0, None)]);
-    let seq = store.add(t2.as_bytes(), l2, &[], T0).unwrap();
-    assert_eq!(seq, 2);
+    let id = store.add(t2.as_bytes(), l2, &[], T0).unwrap();
+    assert_eq!(
+        id,
+        StoreId {
+            kind: Kind::Phone,
+            seq: 2
+        }
+    );
     assert_eq!(
         fs::read_to_string(dir.path().join("phone/0000000001.cfg")).unwrap(),
         t1
@@ -419,4 +436,262 @@ fn unsaved_metadata_is_kept_across_a_reload() {
     let saved: Meta = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
     assert_eq!(saved.events.len(), 2);
     assert!(!again.meta_unsaved() && again.write_failure().is_none());
+}
+
+// ---- Stray files: store identity is (kind, number) ----
+
+/// The names of the files in `dir/sub`, sorted.
+fn names(dir: &Path, sub: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir.join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An older genuine site license copied in as `site/<the phone license's number>.cfg`:
+/// its drop (it has expired) sets it aside, and the phone license, which has the same
+/// number in its own folder, stays (the drop used to find the phone license by number
+/// and delete it).
+#[test]
+fn a_site_license_numbered_like_the_phone_license_never_drops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None)]);
+    let (site, s) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
+    let mut store = open(dir.path(), writer(dir.path()));
+    store.add(phone.as_bytes(), l, &[], T0).unwrap();
+    store.add(site.as_bytes(), s, &[], T0).unwrap();
+    drop(store);
+    let (older, _) = lic_file(Kind::Site, &[(2, T0 - 400 * DAY, Some(T0 - 30 * DAY))]);
+    fs::write(dir.path().join("site/0000000001.cfg"), &older).unwrap();
+
+    let mut store = open(dir.path(), writer(dir.path()));
+    assert_eq!(
+        store.held().len(),
+        3,
+        "all three verify: {:?}",
+        store.invalid()
+    );
+    assert!(store.prune(T0, T0));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("phone/0000000001.cfg")).unwrap(),
+        phone,
+        "the phone license is never dropped for a site license's number"
+    );
+    assert_eq!(names(dir.path(), "site"), ["0000000002.cfg"]);
+    let kinds: Vec<Kind> = store.held().iter().map(|h| h.license.kind()).collect();
+    assert_eq!(kinds, [Kind::Phone, Kind::Site]);
+    // The stray is set aside with a note, not deleted.
+    let aside = store.invalid().iter().find_map(|i| i.moved_to.clone());
+    let aside = aside.expect("the stray site license set aside");
+    assert_eq!(fs::read_to_string(&aside).unwrap(), older);
+    let note = fs::read_to_string(format!("{}.why", aside.display())).unwrap();
+    assert!(
+        note.contains("also the number of the phone license"),
+        "{note}"
+    );
+    drop(store);
+    let again = open(dir.path(), writer(dir.path()));
+    assert_eq!(again.held().len(), 2);
+    assert!(again.invalid().is_empty(), "{:?}", again.invalid());
+}
+
+/// A replacement drops the licenses of its own kind only: a longer site license
+/// installed where a site license and the phone license share a number.
+#[test]
+fn a_replacement_drops_only_licenses_of_its_own_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None)]);
+    let mut store = open(dir.path(), writer(dir.path()));
+    store.add(phone.as_bytes(), l, &[], T0).unwrap();
+    drop(store);
+    let (short, _) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
+    fs::write(dir.path().join("site/0000000001.cfg"), &short).unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let (long, ll) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 300 * DAY))]);
+    let crate::engine::Decision::Accept { drop } = crate::engine::judge_candidate(
+        &identity(),
+        store.held(),
+        &ll,
+        crate::engine::Origin::Installed,
+        Some(T0),
+        store.next_seq(),
+    ) else {
+        panic!("the longer site license is taken");
+    };
+    store.add(long.as_bytes(), ll, &drop, T0).unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.path().join("phone/0000000001.cfg")).unwrap(),
+        phone
+    );
+    assert_eq!(names(dir.path(), "site"), ["0000000002.cfg"]);
+    let kinds: Vec<Kind> = store.held().iter().map(|h| h.license.kind()).collect();
+    assert_eq!(kinds, [Kind::Phone, Kind::Site]);
+}
+
+/// A junk file named with the last number of all is set aside and pushes nothing: the
+/// next licenses get fresh numbers of their own, more installs keep working, and the
+/// site license's expiry drops the site license only (the junk used to push both
+/// licenses to that one number, then refuse every install, and the expiry deleted the
+/// phone license).
+#[test]
+fn a_junk_name_at_the_end_of_the_numbers_pushes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), writer(dir.path()));
+    fs::write(dir.path().join("site/18446744073709551615.cfg"), "junk").unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    assert_eq!(store.invalid().len(), 1);
+    assert!(store.invalid()[0].moved_to.is_some());
+    assert_eq!(store.next_seq(), 1, "a file set aside gives no number");
+    let (phone, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None)]);
+    let (site, s) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 10 * DAY))]);
+    let (more, m) = lic_file(Kind::Phone, &[(1, T0 - DAY, None), (3, T0, None)]);
+    store.add(phone.as_bytes(), l, &[], T0).unwrap();
+    store.add(site.as_bytes(), s, &[], T0).unwrap();
+    store.add(more.as_bytes(), m, &[], T0).unwrap();
+    assert_eq!(
+        names(dir.path(), "phone"),
+        ["0000000001.cfg", "0000000003.cfg"]
+    );
+    assert_eq!(names(dir.path(), "site"), ["0000000002.cfg"]);
+    // The site license ends: it goes, and both phone licenses' files stay until the
+    // engine drops the shorter one (the same end, the earlier received).
+    assert!(store.prune(T0 + 10 * DAY, T0 + 10 * DAY));
+    assert!(names(dir.path(), "site").is_empty());
+    assert_eq!(names(dir.path(), "phone"), ["0000000003.cfg"]);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("phone/0000000003.cfg")).unwrap(),
+        more
+    );
+}
+
+/// Genuine licenses renamed to the end of the numbers (ten digits, and past them as an
+/// older release could write): held, not set aside, and renumbered below the bound in
+/// the order they had, so installs go on and nothing is set aside or lost.
+#[test]
+fn genuine_licenses_numbered_at_the_end_are_renumbered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), writer(dir.path()));
+    // Two site licenses of one end: the one received last (the larger number) is
+    // primary, and stays so once renumbered.
+    let (a, _) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
+    let (b, _) = lic_file(Kind::Site, &[(3, T0 - DAY, Some(T0 + 100 * DAY))]);
+    let (p, _) = lic_file(Kind::Phone, &[(1, T0 - DAY, None)]);
+    fs::write(dir.path().join("site/0000000004.cfg"), &a).unwrap();
+    fs::write(dir.path().join("phone/9999999999.cfg"), &p).unwrap();
+    fs::write(dir.path().join("site/18446744073709551615.cfg"), &b).unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    assert!(store.invalid().is_empty(), "{:?}", store.invalid());
+    assert_eq!(store.held().len(), 3);
+    let primary = |store: &Store| {
+        crate::engine::evaluate(store.held(), T0)
+            .enabled()
+            .keys()
+            .map(|f| f.0)
+            .collect::<Vec<u16>>()
+    };
+    assert_eq!(primary(&store), [1, 3]);
+    for round in 0..3 {
+        let (t, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None), (10 + round, T0, None)]);
+        store
+            .add(t.as_bytes(), l, &[], T0)
+            .unwrap_or_else(|e| panic!("install {round}: {e}"));
+    }
+    for kind in ["phone", "site"] {
+        for name in names(dir.path(), kind) {
+            assert_eq!(name.len(), "0000000000.cfg".len(), "{kind}/{name}");
+        }
+    }
+    drop(store);
+    let store = open(dir.path(), writer(dir.path()));
+    assert!(store.invalid().is_empty(), "{:?}", store.invalid());
+    assert_eq!(store.held().len(), 6);
+    assert_eq!(primary(&store), [1, 3, 12]);
+    let site: Vec<String> = store
+        .held()
+        .iter()
+        .filter(|h| h.license.kind() == Kind::Site)
+        .map(|h| fs::read_to_string(store.path_of(h)).unwrap())
+        .collect();
+    assert_eq!(site, [a, b], "the received order is kept");
+}
+
+/// Only the agent's own leftovers are removed: a temporary of a name the store writes,
+/// a plain file. Anything else under the temporary prefix (another name, a folder, a
+/// link) is set aside like any stranger, never removed.
+#[test]
+fn only_the_agents_own_leftovers_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), writer(dir.path()));
+    let site = dir.path().join("site");
+    let t = atomic::TEMP_PREFIX;
+    fs::write(site.join(format!("{t}0000000003.cfg")), "half a file").unwrap();
+    fs::write(site.join(format!("{t}notes.txt")), "someone's notes").unwrap();
+    fs::create_dir(site.join(format!("{t}0000000004.cfg"))).unwrap();
+    fs::write(site.join(format!("{t}0000000004.cfg/inside")), "x").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", site.join(format!("{t}0000000005.cfg"))).unwrap();
+    let store = open(dir.path(), writer(dir.path()));
+    assert!(
+        store.write_failure().is_none(),
+        "{:?}",
+        store.write_failure()
+    );
+    assert!(names(dir.path(), "site").is_empty());
+    let aside: BTreeSet<String> = store
+        .invalid()
+        .iter()
+        .map(|i| i.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        aside,
+        BTreeSet::from([
+            format!("{t}notes.txt"),
+            format!("{t}0000000004.cfg"),
+            format!("{t}0000000005.cfg"),
+        ])
+    );
+    assert!(store.invalid().iter().all(|i| i.moved_to.is_some()));
+    let rejected = names(dir.path(), "rejected");
+    assert_eq!(
+        rejected.len(),
+        6,
+        "three strangers, three notes: {rejected:?}"
+    );
+    let whats: Vec<&str> = store
+        .meta()
+        .events
+        .iter()
+        .map(|e| e.what.as_str())
+        .collect();
+    assert_eq!(
+        whats.iter().filter(|w| **w == "removed-leftover").count(),
+        1
+    );
+    assert!(Path::new("/etc/hostname").exists());
+}
+
+/// A file set aside never takes the place of one set aside before under the same name
+/// (the same file name set aside twice in one second).
+#[test]
+fn setting_aside_never_overwrites_what_was_set_aside_before() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), writer(dir.path()));
+    let junk = dir.path().join("phone/0000000009.cfg");
+    fs::write(&junk, "first").unwrap();
+    drop(open(dir.path(), writer(dir.path())));
+    fs::write(&junk, "second").unwrap();
+    drop(open(dir.path(), writer(dir.path())));
+    let rejected = dir.path().join("rejected");
+    let kept: BTreeSet<String> = names(dir.path(), "rejected")
+        .into_iter()
+        .filter(|n| !n.ends_with(".why"))
+        .map(|n| fs::read_to_string(rejected.join(n)).unwrap())
+        .collect();
+    assert_eq!(kept, BTreeSet::from(["first".into(), "second".into()]));
+    assert_eq!(
+        names(dir.path(), "rejected").len(),
+        4,
+        "two files, two notes"
+    );
 }

@@ -190,10 +190,12 @@ fn anything_in_place_of_meta_json_is_set_aside() {
     }
 }
 
-/// A stored file renamed `9999999999.cfg`: the next license is `10000000000.cfg`, and
-/// both stay held (the second used to be set aside as "not a file this agent stored").
+/// A stored file renamed `9999999999.cfg`, the last number the store writes: the next
+/// install renumbers it below the bound, in the order it had, and stores the new
+/// license under a fresh ten-digit number; both stay held (it used to store the next one
+/// as `10000000000.cfg`, and numbers could be pushed to the end of all).
 #[test]
-fn license_numbers_go_past_ten_digits() {
+fn a_license_at_the_last_number_is_renumbered() {
     let phone = phone_with_license("file:///nonexistent/");
     let dir = phone.path("state/phone");
     let first = std::fs::read_dir(&dir)
@@ -202,13 +204,134 @@ fn license_numbers_go_past_ten_digits() {
         .unwrap()
         .unwrap()
         .path();
+    let bytes = std::fs::read(&first).unwrap();
     std::fs::rename(first, dir.join("9999999999.cfg")).unwrap();
     phone.install(&phone.sign("site", &[("vqmon", now() - DAY, None)]));
-    assert!(phone.path("state/site/10000000000.cfg").is_file());
+    assert_eq!(names(&phone, "state/phone"), ["0000000001.cfg"]);
+    assert_eq!(names(&phone, "state/site"), ["0000000002.cfg"]);
+    assert_eq!(
+        std::fs::read(dir.join("0000000001.cfg")).unwrap(),
+        bytes,
+        "renumbered, not rewritten"
+    );
     let s = status(&phone, None);
     assert_eq!(s["licenses"].as_array().map(Vec::len), Some(2), "{s:#}");
     assert_eq!(s["set_aside"].as_array().map(Vec::len), Some(0), "{s:#}");
     assert_eq!(enabled(&s), ["usb-call-recording", "vqmon"]);
+    assert!(names(&phone, "state/rejected").is_empty());
+}
+
+/// The names in a folder of the phone's, sorted.
+fn names(phone: &Phone, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(phone.path(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The files in `state/rejected/` other than the notes, with their bytes.
+fn set_aside_files(phone: &Phone) -> Vec<(String, Vec<u8>)> {
+    names(phone, "state/rejected")
+        .into_iter()
+        .filter(|n| !n.ends_with(".why"))
+        .map(|n| {
+            let bytes = std::fs::read(phone.path("state/rejected").join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+/// An older genuine site license copied in as `state/site/<the phone license's
+/// number>.cfg`: `status` shows it as the dropped, ended site license it is (not with
+/// the phone license's role), and `run --once` sets it aside; the phone license file
+/// stays and its feature is still published (the drop used to find the phone license by
+/// its number and delete it).
+#[test]
+fn a_site_license_numbered_like_the_phone_license_never_drops_it() {
+    let phone = phone_with_license("file:///nonexistent/");
+    let t = now();
+    phone.install(&phone.sign("site", &[("vqmon", t - DAY, Some(t + 100 * DAY))]));
+    let phone_names = names(&phone, "state/phone");
+    assert_eq!(phone_names.len(), 1);
+    let phone_file = phone.path("state/phone").join(&phone_names[0]);
+    let phone_bytes = std::fs::read(&phone_file).unwrap();
+    let older = phone.sign(
+        "site",
+        &[("productivity-suite", t - 400 * DAY, Some(t - 30 * DAY))],
+    );
+    let stray = phone.path("state/site").join(&phone_names[0]);
+    std::fs::write(&stray, &older).unwrap();
+
+    let s = status(&phone, None);
+    let licenses = s["licenses"].as_array().expect("licenses");
+    assert_eq!(licenses.len(), 3, "{s:#}");
+    for l in licenses {
+        let (kind, role) = (l["kind"].as_str().unwrap(), l["role"].as_str().unwrap());
+        let expected = if l["file"].as_str() == stray.to_str() {
+            ("site", "dropped")
+        } else {
+            (kind, "primary")
+        };
+        assert_eq!((kind, role), expected, "{l:#}");
+    }
+
+    let out = run_once(&phone);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read(&phone_file).unwrap(), phone_bytes);
+    assert_eq!(phone.published(), ["usb-call-recording", "vqmon"]);
+    assert!(!stray.exists());
+    let aside = set_aside_files(&phone);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(aside[0].1, older, "set aside whole");
+    let s = status(&phone, None);
+    assert_eq!(enabled(&s), ["usb-call-recording", "vqmon"]);
+    assert_eq!(s["licenses"].as_array().map(Vec::len), Some(2), "{s:#}");
+}
+
+/// A junk file named `state/site/18446744073709551615.cfg`, the last number of all: set
+/// aside, and it pushes nothing: a hand install and a fetch store their licenses under
+/// fresh numbers, a later install still works, and the fetched site license's expiry
+/// drops it alone (the junk used to give the next licenses that one number, so every
+/// later install failed with "no received number is left", and the site license's
+/// expiry deleted the phone license file).
+#[test]
+fn a_junk_name_at_the_end_of_the_numbers_pushes_nothing() {
+    let t = now();
+    let (phone, _server) = Phone::with_folder_server(&[("vqmon", t - DAY, Some(t + 10 * DAY))]);
+    std::fs::create_dir_all(phone.path("state/site")).unwrap();
+    let junk = phone.path("state/site/18446744073709551615.cfg");
+    std::fs::write(&junk, b"junk").unwrap();
+
+    phone.install(&phone.sign("phone", &[("usb-call-recording", t - DAY, None)]));
+    assert_eq!(names(&phone, "state/phone"), ["0000000001.cfg"]);
+    assert!(!junk.exists());
+    assert_eq!(set_aside_files(&phone).len(), 1);
+    assert_eq!(set_aside_files(&phone)[0].1, b"junk");
+
+    let out = bounded(&phone, &["run", "--once"], Some(t));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(names(&phone, "state/site"), ["0000000002.cfg"]);
+    assert_eq!(phone.published(), ["usb-call-recording", "vqmon"]);
+
+    // A renewal posted early, installed by hand: a fresh number again.
+    let renewal = phone.sign("site", &[("vqmon", t + 10 * DAY, Some(t + 400 * DAY))]);
+    let said = phone.install_at(&renewal, t);
+    assert!(said.contains("site/0000000003.cfg"), "{said}");
+
+    // The fetched site license ends: it alone goes; the phone license stays.
+    let later = t + 11 * DAY;
+    let out = bounded(&phone, &["run", "--once"], Some(later));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(names(&phone, "state/phone"), ["0000000001.cfg"]);
+    assert_eq!(names(&phone, "state/site"), ["0000000003.cfg"]);
+    assert_eq!(phone.published(), ["usb-call-recording", "vqmon"]);
+    assert_eq!(set_aside_files(&phone).len(), 1, "nothing else set aside");
+    assert_eq!(
+        enabled(&status(&phone, Some(later))),
+        ["usb-call-recording", "vqmon"]
+    );
 }
 
 // ---- A state folder that cannot be written ----
