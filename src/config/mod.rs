@@ -17,13 +17,13 @@
 //! | `site_serial` | the site serial a site license must carry (12 hex digits) | any |
 //! | `keyring` | path of the keyring | required |
 //! | `state_dir` | path of the license store | required |
-//! | `server` | provisioning base URL, or a list of them tried in order (at most 8): `http://`, `https://`, `ftp://`, `ftps://`, `tftp://`, `file:///abs/` or `file:rel/` | no fetching |
+//! | `server` | provisioning base URL, or a list of them tried in order (at most 8): `http://`, `https://`, `ftp://`, `ftps://`, `tftp://` (a port, if given, 1–65535; an IPv6 host in brackets), `file:///abs/` or `file:rel/` | no fetching |
 //! | `enabled_features` | features the phone has enabled: names, `feature-XXXX` or ids | `[]` |
 //! | `supervisor_socket` | the phone supervisor's socket | `/run/phone/supervisor.sock` |
 //! | `supervisor` | `"none"`: no supervisor, reboots are only logged (not with `supervisor_socket`) | |
-//! | `control_socket` | the agent's control socket | `/run/license-agent/control.sock` |
-//! | `features_file` | where the enabled feature set is published | `/run/license-agent/features` |
-//! | `report` | where the status report `<mac>-license-status.json` is uploaded: `false` (nowhere), `true` (the `server`s that take uploads: all but `tftp`), or a base URL (`http(s)`, `ftp(s)`, `file`) | `true` |
+//! | `control_socket` | the agent's control socket (an output: see below) | `/run/license-agent/control.sock` |
+//! | `features_file` | where the enabled feature set is published (an output) | `/run/license-agent/features` |
+//! | `report` | where the status report `<mac>-license-status.json` is uploaded: `false` (nowhere), `true` (the `server`s that take uploads: all but `tftp`), or a base URL (`http(s)`, `ftp(s)`, `file`; a port as for `server`); into a `file:` folder it is an output | `true` |
 //! | `[fetch]` | `ca_file`, `client_cert` + `client_key`, `username` + `password` (pairs: both or neither), `connect_timeout`, `total_timeout` | no TLS client certificate, no authentication, 10s, 60s |
 //! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max`, `write_retry`, `boot_clock_wait` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h, 1m, 30s |
 //!
@@ -33,6 +33,17 @@
 //! absolute from the current directory, so the results do not depend on it later. The server URL is kept with a `/` at the
 //! end, since file names are appended to it. Socket paths must fit a Unix socket address
 //! (107 bytes).
+//!
+//! The paths the agent writes (the outputs: `control_socket`; `features_file` and the
+//! `.tmp-` file it is written through; the status report in a `file:` folder, `report`'s
+//! or with `report = true` each `file:` server's) may not be, or lie inside, what it
+//! reads or keeps: the configuration file, `keyring`, `supervisor_socket`,
+//! `fetch.ca_file`, `fetch.client_cert`, `fetch.client_key`, the `state_dir` folder (the
+//! licenses, `meta.json`, `rejected/`, the lock), or a license file (`<12 hex
+//! digits>-license.cfg`) of a `file:` server; the report going into a `file:` server's
+//! folder is the normal case. The paths are compared as written and with the existing
+//! folders resolved (symbolic links, `..`); nothing has to exist (`paths.rs`). The error
+//! is at the output's key, or at the input's when the output is a default.
 //!
 //! Durations are whole seconds (a TOML integer) or a string of `<digits><unit>` parts
 //! from the largest unit to the smallest, units `d`, `h`, `m`, `s`: `"90s"`, `"1h30m"`,
@@ -46,6 +57,7 @@
 //!
 #![doc = concat!("```toml\n", include_str!("example.toml"), "```")]
 
+mod paths;
 mod table;
 mod values;
 
@@ -514,6 +526,7 @@ impl Config {
 
         // One URL, or a list tried in order.
         let mut servers: Vec<ServerUrl> = Vec::new();
+        let mut server_items = Vec::new();
         let mut credentials_at = None;
         if let Some(item) = top.get("server") {
             const WHAT: &str = "a URL like \"https://prov.example.com/phones/\", or a list of them";
@@ -543,6 +556,7 @@ impl Config {
                     ));
                 }
                 servers.push(ServerUrl { url, credentials });
+                server_items.push(entry);
             }
         }
 
@@ -602,8 +616,9 @@ impl Config {
             },
         };
 
-        let fetch = match top.table("fetch")? {
-            Some(table) => fetch(&table, &path_of)?,
+        let fetch_table = top.table("fetch")?;
+        let fetch = match &fetch_table {
+            Some(table) => fetch(table, &path_of)?,
             None => Fetch::default(),
         };
         // Credentials may come from a URL's user info or from [fetch], not both.
@@ -615,7 +630,7 @@ impl Config {
             None => Timing::default(),
         };
 
-        Ok(Config {
+        let config = Config {
             path: path.to_path_buf(),
             mac,
             site_serial,
@@ -629,7 +644,22 @@ impl Config {
             report,
             fetch,
             timing,
-        })
+        };
+        let in_fetch = |name: &str| fetch_table.as_ref().and_then(|table| table.get(name));
+        let places = paths::Places {
+            keyring: top.get("keyring"),
+            state_dir: top.get("state_dir"),
+            supervisor_socket: top.get("supervisor_socket"),
+            control_socket: top.get("control_socket"),
+            features_file: top.get("features_file"),
+            report: top.get("report"),
+            ca_file: in_fetch("ca_file"),
+            client_cert: in_fetch("client_cert"),
+            client_key: in_fetch("client_key"),
+            servers: server_items,
+        };
+        paths::check(&config, &places)?;
+        Ok(config)
     }
 
     /// The phone's MAC: the configured one, or the interface's from `/sys/class/net`.

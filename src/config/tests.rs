@@ -857,3 +857,296 @@ fn a_board_without_a_transport_refuses_its_servers() {
     // This build has every transport: the same file parses.
     assert!(Config::parse(&config("tftp://prov/p/"), path).is_ok());
 }
+
+/// A path the agent writes (control socket, features file, the status report in a
+/// `file:` folder) that is, or lies inside, what it reads or keeps is refused at load,
+/// at the key that names it and its line (finding: `control_socket` on the keyring, or
+/// `features_file` on `meta.json`, destroyed them).
+#[test]
+fn output_paths_may_not_be_inputs_or_the_state_folder() {
+    let server = "server = \"file:prov/\"\n";
+    let cases: Vec<(String, Option<&str>, &str)> = vec![
+        // The keyring, the state folder and what is in it.
+        (format!("{BASE}control_socket = \"keyring\""), Some("control_socket"), "line 4, column 18: /opt/demo/keyring is the keyring (keyring, line 1): the agent binds its control socket there at every start, in place of a stale one; give another path: the agent must never write over what it reads or keeps"),
+        (format!("{BASE}control_socket = \"/opt/demo/state/phone/0000000001.cfg\""), Some("control_socket"), "/opt/demo/state/phone/0000000001.cfg lies inside the state folder /opt/demo/state (state_dir, line 2)"),
+        (format!("{BASE}features_file = \"state/meta.json\""), Some("features_file"), "line 4, column 17: /opt/demo/state/meta.json lies inside the state folder"),
+        (format!("{BASE}features_file = \"state\""), Some("features_file"), "/opt/demo/state is the state folder (state_dir, line 2): the agent replaces the features file whenever the enabled set changes"),
+        (format!("{BASE}features_file = \"state/rejected/x\""), Some("features_file"), "lies inside the state folder"),
+        (format!("{BASE}features_file = \"state/lock\""), Some("features_file"), "lies inside the state folder"),
+        (format!("{BASE}features_file = \"state/site/0000000002.cfg\""), Some("features_file"), "the agent replaces the features file"),
+        // Lexically elsewhere, the same path once `..` is taken (nothing here exists).
+        (format!("{BASE}features_file = \"x/../state/meta.json\""), Some("features_file"), "/opt/demo/x/../state/meta.json lies inside the state folder /opt/demo/state (state_dir, line 2) (once symbolic links and '..' are resolved: /opt/demo/state/meta.json)"),
+        // The temporary file the features file is written through.
+        ("features_file = \"ring\"\nkeyring = \".tmp-ring\"\nstate_dir = \"s\"\nmac = \"0004f2000001\"".into(), Some("features_file"), "line 1, column 17: /opt/demo/.tmp-ring is the keyring (keyring, line 2): the agent writes the features file as /opt/demo/.tmp-ring first"),
+        // The configuration file, the supervisor's socket, the TLS files.
+        (format!("{BASE}features_file = \"/opt/demo/agent.toml\""), Some("features_file"), "/opt/demo/agent.toml is the configuration file itself: "),
+        (format!("{BASE}control_socket = \"agent.toml\""), Some("control_socket"), "is the configuration file itself"),
+        (format!("{BASE}control_socket = \"/run/phone/supervisor.sock\""), Some("control_socket"), "/run/phone/supervisor.sock is the supervisor's socket (supervisor_socket, the default)"),
+        (format!("{BASE}supervisor_socket = \"sup.sock\"\nfeatures_file = \"sup.sock\""), Some("features_file"), "(supervisor_socket, line 4)"),
+        (format!("{BASE}features_file = \"ca.pem\"\n[fetch]\nca_file = \"ca.pem\""), Some("features_file"), "/opt/demo/ca.pem is the CA file (fetch.ca_file, line 6)"),
+        (format!("{BASE}control_socket = \"/etc/c.pem\"\n[fetch]\nclient_cert = \"/etc/c.pem\"\nclient_key = \"k.pem\""), Some("control_socket"), "/etc/c.pem is the client certificate (fetch.client_cert, line 6)"),
+        (format!("{BASE}features_file = \"k.pem\"\n[fetch]\nclient_cert = \"/etc/c.pem\"\nclient_key = \"k.pem\""), Some("features_file"), "/opt/demo/k.pem is the client key (fetch.client_key, line 7)"),
+        // A file: server's license files, this phone's, the site's, or another phone's.
+        (format!("{BASE}{server}features_file = \"prov/0004f2000001-license.cfg\""), Some("features_file"), "line 5, column 17: /opt/demo/prov/0004f2000001-license.cfg is a license file of the server file:///opt/demo/prov/ (server, line 4)"),
+        (format!("{BASE}{server}control_socket = \"prov/000000000000-license.cfg\""), Some("control_socket"), "is a license file of the server file:///opt/demo/prov/"),
+        (format!("{BASE}{server}features_file = \"prov/0004F2ABCDEF-license.cfg\""), Some("features_file"), "is a license file"),
+        (format!("{BASE}{server}control_socket = \"prov/000000000000-license.cfg/c.sock\""), Some("control_socket"), "/opt/demo/prov/000000000000-license.cfg/c.sock lies inside a license file of the server file:///opt/demo/prov/ /opt/demo/prov/000000000000-license.cfg (server, line 4)"),
+        // The status report into a folder: the state folder, or a keyring in its place.
+        (format!("{BASE}report = \"file:state/reports\""), Some("report"), "line 4, column 10: /opt/demo/state/reports/0004f2000001-license-status.json lies inside the state folder /opt/demo/state (state_dir, line 2): the agent writes its status report into /opt/demo/state/reports/ as <mac>-license-status.json"),
+        (format!("{BASE}server = \"file:state/\""), Some("server"), "/opt/demo/state/0004f2000001-license-status.json lies inside the state folder /opt/demo/state (state_dir, line 2): the agent writes its status report into /opt/demo/state/ (report = true, the default) as <mac>-license-status.json, through .tmp-<mac>-license-status.json; give another folder, or report = false"),
+        (format!("{BASE}server = [\"https://h/\", \"file:state/site\"]\nreport = true"), Some("server"), "(report = true)"),
+        (format!("{NO_MAC}interface = \"eth0\"\nserver = \"file:state\""), Some("server"), "/opt/demo/state/<mac>-license-status.json lies inside the state folder"),
+        (format!("{NO_MAC}interface = \"eth0\"\nreport = \"file:/etc/\"\nsupervisor_socket = \"/etc/0004F2000001-license-status.json\""), Some("report"), "/etc/<mac>-license-status.json is the supervisor's socket /etc/0004F2000001-license-status.json (supervisor_socket, line 5)"),
+        (format!("{BASE}report = \"file:/etc/\"\nsupervisor_socket = \"/etc/.tmp-0004f2000001-license-status.json\""), Some("report"), "/etc/.tmp-0004f2000001-license-status.json is the supervisor's socket"),
+        // A default output on a given input: the input's key is named, at its line.
+        (format!("{BASE}state_dir = \"/run/license-agent\"").replace("state_dir = \"state\"\n", ""), Some("state_dir"), "line 3, column 13: the default control_socket /run/license-agent/control.sock lies inside the state folder /run/license-agent: the agent binds"),
+        (format!("{BASE}keyring = \"/run/license-agent/features\"").replace("keyring = \"keyring\"\n", ""), Some("keyring"), "line 3, column 11: the default features_file /run/license-agent/features is the keyring: the agent replaces the features file"),
+    ];
+    for (text, key, fragment) in &cases {
+        refused(text, *key, fragment);
+    }
+
+    // Neither given: the output's key, without a place.
+    let e = Config::parse(BASE, Path::new("/run/license-agent/features")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("features_file"), "{e}");
+    assert!(
+        e.message.starts_with(
+            "the default features_file /run/license-agent/features is the configuration file itself"
+        ),
+        "{e}"
+    );
+    // Ports are checked before, paths after everything else: the first error stays the
+    // one of the form.
+    refused(
+        &format!("{BASE}features_file = \"state/meta.json\"\n[timing]\npoll_interval = 0"),
+        Some("timing.poll_interval"),
+        "must be more than zero",
+    );
+}
+
+/// What stays allowed: the defaults, the status report into a `file:` server's folder
+/// (the normal case), anything else in that folder, a file next to an input, names that
+/// only begin like an input's, and a server folder in the state folder without a report.
+#[test]
+fn output_paths_beside_the_inputs_are_allowed() {
+    ok(BASE);
+    ok(&format!("{BASE}server = \"file:prov/\""));
+    ok(&format!(
+        "{BASE}server = \"file:prov/\"\nreport = \"file:prov/\""
+    ));
+    ok(&format!("{BASE}server = \"file:prov/\"\nreport = true"));
+    ok(&format!(
+        "{BASE}server = \"file:prov/\"\nfeatures_file = \"prov/features\"\ncontrol_socket = \"prov/c.sock\""
+    ));
+    ok(&format!(
+        "{BASE}server = \"file:prov/\"\nfeatures_file = \"prov/0004f2000001-license.cfg.old\""
+    ));
+    ok(&format!(
+        "{BASE}server = \"file:prov/\"\nfeatures_file = \"prov/site-license.cfg\""
+    ));
+    ok(&format!(
+        "{BASE}features_file = \"/run/license-agent/features\"\ncontrol_socket = \"/run/license-agent/c.sock\""
+    ));
+    ok(&format!("{BASE}features_file = \"keyring-features\""));
+    ok(&format!(
+        "{BASE}features_file = \"statefile\"\ncontrol_socket = \"state.sock\""
+    ));
+    ok(&format!(
+        "{BASE}features_file = \"features\"\ncontrol_socket = \"control.sock\""
+    ));
+    ok(&format!("{BASE}server = \"file:state/\"\nreport = false"));
+    ok(&format!(
+        "{BASE}server = \"file:state/\"\nreport = \"https://h/r/\""
+    ));
+    ok(&format!("{BASE}server = \"https://h/\""));
+    ok(&format!(
+        "{BASE}supervisor = \"none\"\ncontrol_socket = \"/run/phone/supervisor.sock\""
+    ));
+    ok(&format!(
+        "{BASE}report = \"file:/etc/\"\nsupervisor_socket = \"/etc/0004f2000002-license-status.json\""
+    ));
+    ok(EXAMPLE);
+}
+
+/// The check resolves what exists: a symbolic link into the state folder, a state folder
+/// or a keyring that is a link; `..` after a link goes where the kernel goes; a link at
+/// the output itself is replaced, not followed; a loop is taken as written.
+#[test]
+fn output_paths_are_compared_once_links_are_resolved() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("agent.toml");
+    fs::create_dir_all(d.join("state/phone")).unwrap();
+    fs::create_dir_all(d.join("x/y")).unwrap();
+    fs::create_dir_all(d.join("keys")).unwrap();
+    fs::write(d.join("keys/ring"), "").unwrap();
+    symlink(d.join("state"), d.join("link")).unwrap();
+    symlink("keys/ring", d.join("keyring")).unwrap();
+    symlink(d.join("x/y"), d.join("a")).unwrap();
+    symlink("loop", d.join("loop")).unwrap();
+    symlink(d.join("state"), d.join("state-link")).unwrap();
+    let parse = |extra: &str| Config::parse(&format!("{BASE}{extra}"), &file);
+    let refused = |extra: &str, key: &str, fragment: &str| {
+        let e = parse(extra).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{extra}: {e}");
+        assert!(
+            e.message.contains(fragment),
+            "{extra}: {e} lacks {fragment:?}"
+        );
+        assert!(e.message.contains("once symbolic links"), "{e}");
+    };
+    let state = fs::canonicalize(d.join("state")).unwrap();
+    refused(
+        "features_file = \"link/meta.json\"",
+        "features_file",
+        &format!("lies inside the state folder {}", state.display()),
+    );
+    refused(
+        "control_socket = \"link/phone/0000000001.cfg\"",
+        "control_socket",
+        "lies inside the state folder",
+    );
+    refused(
+        "control_socket = \"link/../state/phone/c.sock\"",
+        "control_socket",
+        "lies inside the state folder",
+    );
+    refused(
+        "report = \"file:link/\"",
+        "report",
+        "lies inside the state folder",
+    );
+    // The keyring is a link: its target is the keyring.
+    refused(
+        "features_file = \"keys/ring\"",
+        "features_file",
+        "is the keyring",
+    );
+    // The state folder given as a link: the folder it points to is the state folder.
+    let e = Config::parse(
+        &format!(
+            "{}state_dir = \"state-link\"\nfeatures_file = \"state/meta.json\"",
+            BASE.replace("state_dir = \"state\"\n", "")
+        ),
+        &file,
+    )
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("features_file"), "{e}");
+
+    // `a` is a link to x/y: a/../state is x/state, not the state folder.
+    parse("features_file = \"a/../state/meta.json\"").unwrap();
+    // A link at the output's own path is replaced by the agent, never followed.
+    symlink(d.join("keys/ring"), d.join("features-link")).unwrap();
+    parse("features_file = \"features-link\"").unwrap();
+    // A loop, or a path under a file, is taken as written.
+    parse("features_file = \"loop/features\"\ncontrol_socket = \"loop\"").unwrap();
+    parse("features_file = \"keys/ring/features\"").unwrap_err();
+    parse("features_file = \"agent.toml.d/features\"").unwrap();
+}
+
+/// Every server URL's port, and the report URL's, is checked at load for every scheme:
+/// 1 to 65535, digits only (finding: 0, 65536 and -1 failed only at fetch time).
+#[test]
+fn server_ports_are_checked_at_load() {
+    for scheme in ["http", "https", "ftp", "ftps", "tftp"] {
+        for (port, fragment) in [
+            (
+                "0",
+                "port 0 is out of range: a port is a number from 1 to 65535",
+            ),
+            ("65536", "port 65536 is out of range"),
+            ("99999999999999999999", "is out of range"),
+            ("000", "port 000 is out of range"),
+            ("-1", "port \"-1\": a port is a number from 1 to 65535"),
+            ("+80", "port \"+80\""),
+            ("8o", "port \"8o\""),
+            ("", "':' without a port"),
+        ] {
+            let url = format!("{scheme}://prov.example.com:{port}/phones/");
+            let e = refused(&format!("{BASE}server = {url:?}"), Some("server"), fragment);
+            assert!(
+                e.message
+                    .starts_with(&format!("line 4, column 10: \"{url}\": ")),
+                "{e}"
+            );
+            // In a list, at the entry's place.
+            let e = refused(
+                &format!("{BASE}server = [\"https://ok/\",\n  {url:?}]"),
+                Some("server"),
+                fragment,
+            );
+            assert!(e.message.starts_with("line 5, column 3: "), "{e}");
+        }
+        for port in ["1", "21", "65535", "00080"] {
+            ok(&format!(
+                "{BASE}server = \"{scheme}://prov.example.com:{port}/phones/\""
+            ));
+        }
+        ok(&format!("{BASE}server = \"{scheme}://[::1]:69/\""));
+        ok(&format!("{BASE}server = \"{scheme}://[fe80::1]/\""));
+        refused(
+            &format!("{BASE}server = \"{scheme}://[::1]:0/\""),
+            Some("server"),
+            "port 0 is out of range",
+        );
+        refused(
+            &format!("{BASE}server = \"{scheme}://[::1]8080/\""),
+            Some("server"),
+            "only ':' and the port may follow an IPv6 address",
+        );
+        refused(
+            &format!("{BASE}server = \"{scheme}://[::1/\""),
+            Some("server"),
+            "an IPv6 address without its ']'",
+        );
+        refused(
+            &format!("{BASE}server = \"{scheme}://fe80::1/\""),
+            Some("server"),
+            "\"fe80::1\": more than one ':'; an IPv6 address goes in brackets",
+        );
+        refused(
+            &format!("{BASE}server = \"{scheme}://fe80::ab/\""),
+            Some("server"),
+            "an IPv6 address goes in brackets",
+        );
+    }
+    // With credentials: the port after the user info, and the password never shown.
+    ok(&format!("{BASE}server = \"ftp://u:p:w@prov:2121/\""));
+    let e = refused(
+        &format!("{BASE}server = \"ftp://u:Secret1@prov:65536/\""),
+        Some("server"),
+        "port 65536 is out of range",
+    );
+    assert!(!e.to_string().contains("Secret1"), "{e}");
+    // The report URL too.
+    refused(
+        &format!("{BASE}report = \"https://prov:0/reports/\""),
+        Some("report"),
+        "port 0 is out of range",
+    );
+    refused(
+        &format!("{BASE}report = \"ftp://prov:-1/\""),
+        Some("report"),
+        "port \"-1\"",
+    );
+    ok(&format!("{BASE}report = \"https://prov:8443/reports/\""));
+}
+
+/// The license names the check protects in a `file:` server are the names the fetch asks
+/// for.
+#[test]
+fn the_protected_license_names_are_the_fetched_ones() {
+    let server = "server = \"file:prov/\"\n";
+    for name in [
+        crate::fetch::SITE_FILE.to_string(),
+        crate::fetch::phone_file(serial("0004f2000001")),
+        crate::fetch::phone_file(serial("0004f2abcdef")),
+    ] {
+        refused(
+            &format!("{BASE}{server}features_file = \"prov/{name}\""),
+            Some("features_file"),
+            "is a license file of the server",
+        );
+    }
+}

@@ -336,6 +336,7 @@ pub(crate) fn server(
             if scheme == "tftp" && found.is_some() {
                 return Err(format!("{}: TFTP has no user name or password", shown_url));
             }
+            port(&host).map_err(|why| format!("{shown_url}: {why}"))?;
             credentials = found;
             format!("{scheme}://{host}{}", &after[authority.len()..])
         }
@@ -371,6 +372,55 @@ pub(crate) fn server(
         url.push('/');
     }
     Ok((url, credentials))
+}
+
+/// The port of a URL's host (`host`, `host:port`, `[v6]` or `[v6]:port`, the user info
+/// taken off), checked for every scheme alike: digits, 1 to 65535, or none (the scheme's
+/// default). The fetch parses the host again (`fetch::host_port`, or the HTTP client's
+/// URL parser), and a port it would refuse must be refused here first, at load, with the
+/// key and the line, not at the first fetch.
+pub(crate) fn port(host: &str) -> Result<(), String> {
+    let port = match host.strip_prefix('[') {
+        Some(v6) => {
+            let Some((_, after)) = v6.split_once(']') else {
+                return Err(format!("{}: an IPv6 address without its ']'", shown(host)));
+            };
+            match after {
+                "" => return Ok(()),
+                _ => after.strip_prefix(':').ok_or_else(|| {
+                    format!(
+                        "{}: only ':' and the port may follow an IPv6 address",
+                        shown(host)
+                    )
+                })?,
+            }
+        }
+        None => match host.split_once(':') {
+            // The fetch's parsers part `h:p` at different colons: only one is clear.
+            Some((_, port)) if port.contains(':') => {
+                return Err(format!(
+                    "{}: more than one ':'; an IPv6 address goes in brackets: [fe80::1]:8080",
+                    shown(host)
+                ))
+            }
+            Some((_, port)) => port,
+            None => return Ok(()),
+        },
+    };
+    const RANGE: &str = "a port is a number from 1 to 65535";
+    if port.is_empty() {
+        return Err(format!(
+            "':' without a port; {RANGE} (or leave out the ':' for the scheme's default)"
+        ));
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {}: {RANGE}", shown(port)));
+    }
+    // Only digits: the parse fails on overflow alone.
+    match port.trim_start_matches('0').parse::<u32>() {
+        Ok(n) if (1..=65_535).contains(&n) => Ok(()),
+        _ => Err(format!("port {port} is out of range: {RANGE}")),
+    }
 }
 
 /// `text` with the user info of its authority (after the scheme, up to the last `@`

@@ -16,6 +16,7 @@ mod common;
 mod fleet_gen;
 
 mod cli;
+mod config_paths;
 mod crash;
 mod daemon;
 mod fault_suite;
