@@ -2,8 +2,10 @@
 # Soak the daemon's liveness: many more seeded interleavings (tests/it/liveness.rs,
 # issue 11 point 5) than the test command runs, against the real binary. Each seed
 # draws a schedule of calls, CHECK-SYNC, BUSY/OK answers, supervisor restarts,
-# stalled and failing fetches, silent and slow control clients, clock steps and
-# SIGHUP, and checks: no REBOOT mid-call or before the idle grace, none twice for a
+# stalled and failing fetches, silent, slow and dripping control clients, clock
+# steps, SIGHUP and SIGHUP storms, a supervisor that stops reading for a while (with
+# or without a junk flood), and a quarter of the phones under a low descriptor limit
+# (issue 23), and checks: no REBOOT mid-call or before the idle grace, none twice for a
 # cause, status within 1 s, SIGTERM within 1 s. Every seed runs (no fail-fast); the
 # failing ones are printed with their event log (replay one with LIVENESS_SEED=<n>).
 #

@@ -16,7 +16,10 @@
 //! - with `idle_grace = "3s"` no REBOOT comes sooner than 3.0 s after `CALL-STATE idle`;
 //! - seeded interleavings (point 5): a schedule drawn from a seed mixes calls,
 //!   CHECK-SYNC, BUSY / OK / no answer, supervisor restarts, stalled and failing fetches,
-//!   silent and slow control clients, clock steps and SIGHUP; throughout, no REBOOT
+//!   silent, slow and dripping control clients, clock steps, SIGHUP and SIGHUP storms,
+//!   a supervisor that stops reading for a while (issue 23; a REBOOT read after such a
+//!   pause may have been written any time during it, and is judged so), and a quarter
+//!   of the phones under a low descriptor limit; throughout, no REBOOT
 //!   while the supervisor's last word is `active`, none before the grace (real time,
 //!   but a forward step of the test clock is time passing: see [`check_reboots`]), none
 //!   twice for a cause, `status` within 1 s, and SIGTERM within 1 s at the end.
@@ -593,6 +596,19 @@ enum Step {
     Clock(i64),
     Sighup,
     Sleep(u64),
+    /// The supervisor stops reading for a while (with a junk flood first: the agent's
+    /// answers pile up in its socket and its own buffer).
+    Deaf {
+        ms: u64,
+        flood: bool,
+    },
+    /// Clients that drip their requests a byte at a time, reconnecting when dropped.
+    Drippers {
+        n: usize,
+        ms: u64,
+    },
+    /// SIGHUPs in a burst (during whatever fetch runs: a stall's, often).
+    SighupStorm(u32),
     /// The issue's case: idle past the grace, the server becomes one that stalls, a
     /// fetch starts (CHECK-SYNC, or the clock past the license's end), and a call
     /// begins `after_ms` into it.
@@ -602,14 +618,15 @@ enum Step {
     },
 }
 
-/// The schedule of a seed, and the idle grace its phone is configured with.
-fn schedule(seed: u64) -> (Duration, Vec<Step>) {
+/// The schedule of a seed, the idle grace its phone is configured with, and its
+/// descriptor limit (if any).
+fn schedule(seed: u64) -> (Duration, Option<u64>, Vec<Step>) {
     let mut rng = Rng(seed);
     let grace = Duration::from_secs(rng.range(1, 2));
     let len = rng.range(8, 14);
     let mut steps = Vec::new();
     for _ in 0..len {
-        let step = match rng.pick(&[12, 14, 5, 6, 3, 6, 5, 3, 3, 8, 4, 3, 14, 4]) {
+        let step = match rng.pick(&[12, 14, 5, 6, 3, 6, 5, 3, 3, 8, 4, 3, 14, 4, 4, 3, 3]) {
             0 => Step::Call("active"),
             1 => Step::Call("idle"),
             2 => Step::CheckSync,
@@ -650,14 +667,26 @@ fn schedule(seed: u64) -> (Duration, Vec<Step>) {
             10 => Step::Clock(-(rng.range(1, 3600) as i64)),
             11 => Step::Sighup,
             12 => Step::Sleep(rng.range(100, 1500)),
-            _ => Step::CallDuringStalledFetch {
+            13 => Step::CallDuringStalledFetch {
                 clock: (rng.range(0, 1) == 1).then(|| rng.range(1, 3600) as i64),
                 after_ms: rng.range(50, 800),
             },
+            14 => Step::Deaf {
+                ms: rng.range(200, 2500),
+                flood: rng.range(0, 1) == 1,
+            },
+            15 => Step::Drippers {
+                n: rng.range(10, 120) as usize,
+                ms: rng.range(300, 2000),
+            },
+            _ => Step::SighupStorm(rng.range(5, 60) as u32),
         };
         steps.push(step);
     }
-    (grace, steps)
+    // A quarter of the phones run with few descriptors (the limit above what they need
+    // at rest, so that clients and fetches exhaust them).
+    let nofile = (rng.range(0, 3) == 0).then(|| rng.range(40, 64));
+    (grace, nofile, steps)
 }
 
 /// The licenses every seed's phone uses (one vendor key, signed once).
@@ -711,6 +740,8 @@ struct Outcome {
     oks: usize,
     /// The slowest status answer, and after which step.
     slowest_status: (Duration, String),
+    /// With a descriptor limit: the daemon's CPU time and the run's length.
+    limited_cpu: Option<(Duration, Duration)>,
     log: String,
 }
 
@@ -770,8 +801,12 @@ fn check_reboots(
     let mut conns: std::collections::HashMap<u64, Conn> = Default::default();
     let mut violations = Vec::new();
     let mut reboots = 0;
+    // The supervisor's last deaf period: (stopped reading, read again).
+    let mut deaf: (Option<Instant>, Option<Instant>) = (None, None);
     for event in events {
         match event {
+            Event::Deaf { deaf: true, at } => deaf = (Some(*at), None),
+            Event::Deaf { deaf: false, at } => deaf.1 = Some(*at),
             Event::Connected { conn, .. } => {
                 conns.insert(*conn, Conn::default());
             }
@@ -791,7 +826,10 @@ fn check_reboots(
             Event::Recv { conn, at, line } => {
                 let c = conns.entry(*conn).or_default();
                 if line.starts_with("ERR") {
-                    c.errs += 1;
+                    // Only the answers to SYNC number them (a flood's are others).
+                    if line.contains(&format!("\"{}\"", common::supervisor::SYNC)) {
+                        c.errs += 1;
+                    }
                     continue;
                 }
                 let mut words = line.split(' ');
@@ -839,7 +877,14 @@ fn check_reboots(
                     known.push(next);
                 }
                 let acked = c.sent.iter().filter(|s| s.sync <= c.errs).count();
-                let waited = c.sent.iter().filter(|s| s.at + STALE <= r).count();
+                // Read while deaf, or within STALE of reading again: it may have been
+                // written any time since the supervisor stopped reading.
+                let written_by = match deaf {
+                    (Some(stopped), None) => stopped.min(r),
+                    (Some(stopped), Some(again)) if r < again + STALE => stopped.min(r),
+                    _ => r,
+                };
+                let waited = c.sent.iter().filter(|s| s.at + STALE <= written_by).count();
                 let lower = acked.max(waited);
                 let fine = known[lower..]
                     .iter()
@@ -914,7 +959,7 @@ fn set_clock(
 
 /// Runs one seed's schedule against a daemon of its own.
 fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
-    let (grace, steps) = schedule(seed);
+    let (grace, nofile, steps) = schedule(seed);
     let end = licenses.end;
     let work = tempfile::tempdir().unwrap();
     let folder = work.path().join("www");
@@ -971,8 +1016,29 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
     let note = |what: String| steps_log.lock().unwrap().push((Instant::now(), what));
     let mut violations = Vec::new();
     let mut slowest = (Duration::ZERO, String::new());
+    let mut limited_cpu = None;
     let sup = TestSupervisor::start(&socket, "idle");
-    let mut daemon = Proc::spawn(&phone, Some(end - 30));
+    let mut daemon = Proc::spawn_with(&phone, Some(end - 30), |cmd| {
+        if let Some(limit) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = nix::libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    match nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        }
+    });
+    if let Some(limit) = nofile {
+        note(format!("descriptor limit {limit}"));
+    }
     let control_path = phone.path("control.sock");
     let started = daemon.wait_status(|_| true).is_some() && sup.wait_connected(PATIENCE);
     if !started {
@@ -1044,6 +1110,38 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
                 set_clock(&control_path, end + offset, &steps_log, &clock_steps);
             }
             Step::Sighup => daemon.signal(nix::sys::signal::Signal::SIGHUP),
+            Step::Deaf { ms, flood } => {
+                helpers.push(sup.deaf_for(Duration::from_millis(*ms), *flood));
+            }
+            Step::Drippers { n, ms } => {
+                let (path, n, hold) = (control_path.clone(), *n, Duration::from_millis(*ms));
+                helpers.push(std::thread::spawn(move || {
+                    use std::io::Write;
+                    let until = Instant::now() + hold;
+                    let mut conns: Vec<Option<std::os::unix::net::UnixStream>> =
+                        (0..n).map(|_| None).collect();
+                    while Instant::now() < until {
+                        for conn in &mut conns {
+                            if conn.is_none() {
+                                *conn = control::connect_by(&path, Instant::now()).ok();
+                                if let Some(s) = conn {
+                                    let _ = s.set_nonblocking(true);
+                                }
+                            }
+                            if conn.as_mut().is_some_and(|s| s.write(b" ").is_err()) {
+                                *conn = None;
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }));
+            }
+            Step::SighupStorm(n) => {
+                for _ in 0..*n {
+                    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             Step::Sleep(ms) => std::thread::sleep(Duration::from_millis(*ms)),
             Step::CallDuringStalledFetch { clock, after_ms } => {
                 sup.call("idle");
@@ -1102,6 +1200,9 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
         sup.call("idle");
         std::thread::sleep(grace + Duration::from_millis(700));
         sup.barrier(Duration::from_secs(3));
+        if nofile.is_some() {
+            limited_cpu = Some((cpu_time(daemon.pid()), daemon.spawned.elapsed()));
+        }
         let (took, code) = daemon.terminate(Duration::from_secs(5));
         note(format!("SIGTERM: gone after {took:?}, exit {code:?}"));
         match took {
@@ -1166,8 +1267,24 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
         busy,
         oks,
         slowest_status: slowest,
+        limited_cpu,
         log,
     }
+}
+
+/// A process's CPU time so far (user and system, from `/proc`; zero if unreadable).
+fn cpu_time(pid: nix::unistd::Pid) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Clock ticks of 1/100 s (USER_HZ on Linux).
+    Duration::from_millis((tick(11) + tick(12)) * 10)
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -1235,16 +1352,23 @@ fn seeded_interleavings_never_reboot_mid_call_nor_stall_the_daemon() {
         .map(|o| o.slowest_status.clone())
         .max()
         .unwrap_or_default();
+    // The phones run with few descriptors: their daemons' CPU, as a share of a core.
+    let limited: Vec<(Duration, Duration)> = results.iter().filter_map(|o| o.limited_cpu).collect();
+    let share = |(cpu, wall): &(Duration, Duration)| {
+        cpu.as_secs_f64() / wall.as_secs_f64().max(0.001) * 100.0
+    };
+    let most_cpu = limited.iter().map(share).fold(0.0, f64::max);
     // One line of figures (scripts/soak-liveness.sh reads it).
     println!(
         "liveness: seeds {} (from {}), jobs {jobs}, failures {}, REBOOTs {}, BUSY {busy}, OK {oks}, \
-         slowest status {} (after {}), wall {:.1} s",
+         slowest status {} (after {}), descriptor-limited phones {} (daemon CPU at most {most_cpu:.1} % of a core), wall {:.1} s",
         results.len(),
         seeds.first().copied().unwrap_or_default(),
         failed.len(),
         reboots.load(Ordering::SeqCst),
         secs(slowest.0),
         slowest.1,
+        limited.len(),
         started.elapsed().as_secs_f64()
     );
     for o in failed.iter().take(3) {

@@ -61,6 +61,8 @@ pub enum Event {
     /// A line sent to the agent, stamped after the write; `sync` is the number of the
     /// `SYNC` that followed it on this connection (1, 2, ...).
     Sent(Sent),
+    /// The supervisor stopped reading (`true`) or read again (`false`).
+    Deaf { deaf: bool, at: Instant },
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +76,10 @@ pub struct Sent {
 impl Event {
     pub fn at(&self) -> Instant {
         match self {
-            Event::Connected { at, .. } | Event::Closed { at, .. } | Event::Recv { at, .. } => *at,
+            Event::Connected { at, .. }
+            | Event::Closed { at, .. }
+            | Event::Recv { at, .. }
+            | Event::Deaf { at, .. } => *at,
             Event::Sent(s) => s.at,
         }
     }
@@ -85,6 +90,8 @@ impl Event {
         match self {
             Event::Connected { conn, at } => format!("{:9.1} ms  #{conn} connected", ms(at)),
             Event::Closed { conn, at } => format!("{:9.1} ms  #{conn} closed", ms(at)),
+            Event::Deaf { deaf: true, at } => format!("{:9.1} ms  stops reading", ms(at)),
+            Event::Deaf { deaf: false, at } => format!("{:9.1} ms  reads again", ms(at)),
             Event::Recv { conn, at, line } => format!("{:9.1} ms  #{conn} recv {line}", ms(at)),
             Event::Sent(s) => format!(
                 "{:9.1} ms  #{} sent {} (+SYNC {})",
@@ -110,6 +117,8 @@ struct State {
     down_until: Option<Instant>,
     /// While set, nothing the agent writes is read.
     deaf: bool,
+    /// Barrier markers sent so far.
+    barriers: u64,
     events: Vec<Event>,
 }
 
@@ -174,6 +183,7 @@ impl TestSupervisor {
                 answer: Answer::Ok,
                 down_until: None,
                 deaf: false,
+                barriers: 0,
                 events: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -208,7 +218,39 @@ impl TestSupervisor {
 
     /// Stops reading what the agent writes (`true`) or reads again (`false`).
     pub fn stop_reading(&self, deaf: bool) {
-        self.shared.lock().deaf = deaf;
+        let mut state = self.shared.lock();
+        if state.deaf != deaf {
+            state.deaf = deaf;
+            self.shared.push(
+                &mut state,
+                Event::Deaf {
+                    deaf,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Stops reading for `pause`, on a thread of its own (the test goes on meanwhile);
+    /// with `flood`, junk lines are sent first, so the agent's answers pile up.
+    pub fn deaf_for(&self, pause: Duration, flood: bool) -> JoinHandle<()> {
+        self.stop_reading(true);
+        if flood {
+            self.flood("junk", 4_000);
+        }
+        let shared = Arc::clone(&self.shared);
+        thread::spawn(move || {
+            thread::sleep(pause);
+            let mut state = shared.lock();
+            state.deaf = false;
+            shared.push(
+                &mut state,
+                Event::Deaf {
+                    deaf: false,
+                    at: Instant::now(),
+                },
+            );
+        })
     }
 
     /// Writes `count` copies of the junk line `line` (no `SYNC`, not recorded); false
@@ -307,27 +349,31 @@ impl TestSupervisor {
     }
 
     /// Returns once the agent has read everything sent so far on this connection (its
-    /// `ERR` to a fresh `SYNC` arrived): any line it sent before is recorded by then.
-    /// False if that did not happen within `timeout` (or there is no connection).
+    /// `ERR` to a fresh marker line, `SYNC-B<n>`, arrived; answers to other lines may
+    /// have been dropped by an agent whose supervisor left them unread): any line it
+    /// sent before is recorded by then. False if that did not happen within `timeout`
+    /// (or there is no connection).
     pub fn barrier(&self, timeout: Duration) -> bool {
-        let (conn, want) = {
+        let marker = {
             let mut state = self.shared.lock();
-            let Some((conn, stream)) = state.conn.as_mut() else {
+            state.barriers += 1;
+            let marker = format!("\"{SYNC}-B{}\"", state.barriers);
+            let Some((_, stream)) = state.conn.as_mut() else {
                 return false;
             };
-            let conn = *conn;
-            if stream.write_all(format!("{SYNC}\n").as_bytes()).is_err() {
+            if stream
+                .write_all(format!("{}\n", marker.trim_matches('"')).as_bytes())
+                .is_err()
+            {
                 return false;
             }
-            state.syncs += 1;
-            (conn, state.syncs)
+            marker
         };
         self.wait(timeout, |events| {
-            let errs = events
+            events
                 .iter()
-                .filter(|e| matches!(e, Event::Recv { conn: c, line, .. } if *c == conn && line.starts_with("ERR")))
-                .count() as u64;
-            (errs >= want).then_some(())
+                .any(|e| matches!(e, Event::Recv { line, .. } if line.starts_with("ERR") && line.contains(&marker)))
+                .then_some(())
         })
         .is_some()
     }
