@@ -12,6 +12,12 @@
 //!   supervisor flipping its call state, a client reconnecting, a server failing — thus
 //!   costs a bounded number of lines however fast it repeats (a supervisor flipping
 //!   `CALL-STATE` used to write 24 MB a second onto the phone's flash).
+//! - **Never waited on.** On a phone, standard error is a FIFO read by `logger`; a
+//!   reader that stops (a hung syslog) would make a write wait for ever, and with it the
+//!   loop. Each line is written only when `poll` says standard error takes it now (a
+//!   pipe then has room for a line of up to `PIPE_BUF` bytes, written whole); otherwise
+//!   it is dropped and counted, and the count is said once standard error takes lines
+//!   again. Lines are cut to [`LINE_MAX`] bytes.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -23,6 +29,8 @@ use std::time::{Duration, Instant};
 pub(crate) const BURST: u32 = 50;
 /// The window over which a call site's lines are counted.
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
+/// The longest line written (within `PIPE_BUF`, so a pipe takes it whole).
+pub(crate) const LINE_MAX: usize = 4000;
 
 /// One call site's count in the current window.
 struct Site {
@@ -136,9 +144,69 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// Lines dropped because standard error did not take them.
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes one line (`\n`-terminated, cut to [`LINE_MAX`]) to standard error if it
+/// takes it now; else counts it as dropped.
+fn emit(line: &str) {
+    use std::sync::atomic::Ordering;
+    let stderr = std::io::stderr();
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&stderr),
+        nix::poll::PollFlags::POLLOUT,
+    )];
+    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLOUT));
+    if !ready {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let mut bytes = line.as_bytes();
+    if bytes.len() > LINE_MAX {
+        let mut cut = LINE_MAX;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        bytes = &line.as_bytes()[..cut];
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 96);
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        let _ = writeln!(
+            out,
+            "[WARN  license_agent::logging] {dropped} log line(s) dropped: standard error was not taking them"
+        );
+    }
+    out.extend_from_slice(bytes);
+    if out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+    let _ = stderr.lock().write_all(&out);
+}
+
+/// Standard error as `env_logger`'s target: each record is one [`emit`].
+struct NeverWaiting;
+
+impl std::io::Write for NeverWaiting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for line in String::from_utf8_lossy(buf).lines() {
+            emit(line);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Logs to standard error, `info` unless RUST_LOG says otherwise, escaped and folded.
 pub(crate) fn init() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Pipe(Box::new(NeverWaiting)))
         .format(|buf, record| {
             let message = escape(&record.args().to_string());
             let key = format!(
@@ -176,13 +244,12 @@ pub(crate) fn summary_due_in() -> Option<Duration> {
         return None;
     };
     let lines = folds.due(now);
-    if !lines.is_empty() {
-        let mut err = std::io::stderr().lock();
-        for line in lines {
-            let _ = writeln!(err, "{line}");
-        }
+    let next = folds.next_due(now);
+    drop(folds);
+    for line in lines {
+        emit(&line);
     }
-    folds.next_due(now)
+    next
 }
 
 #[cfg(test)]

@@ -18,6 +18,30 @@
 //! systemd READY=1; the features file appears then, so the phone application, which
 //! waits for it, starts with the set the phone booted with.
 //!
+//! # Every system call in the loop, and what bounds it
+//!
+//! `poll` is the loop's only wait, and its timeout is the earliest deadline of the
+//! rules, the link, the clients, the control socket's retry and the log's folded lines
+//! (a deadline already passed never sets it: a busy loop). Nothing else waits on anyone:
+//! - signals and the wall-clock timer: a signalfd and a timerfd, both non-blocking;
+//! - the supervisor link (`supervisor::link`): a non-blocking socket; `connect` that
+//!   would wait (a full backlog) fails with `EAGAIN` and is retried with back-off; a
+//!   read takes at most 64 KiB a pass; lines go out through a bounded buffer, a REBOOT
+//!   only whole and only on a clear link (`SIOCOUTQ`, an `ioctl` that never waits);
+//! - the control socket (`control_socket`, `clients`): bound at start and at a reload
+//!   with a non-blocking probe of what is there, never at the cost of starting; every
+//!   client non-blocking, with deadlines and slots; `accept` out of descriptors pauses
+//!   the listener instead of spinning;
+//! - fetches and uploads, name resolution included: on threads of their own
+//!   (`fetch::worker`), the loop polling only the pipe that says they ended; at most one
+//!   cycle given up by a reload runs beside the current one (a SIGHUP meanwhile waits
+//!   for it), and a reload carries the report's upload over instead of starting another;
+//! - files (configuration, keyring, certificates, the store, `/proc`'s boot id): opened
+//!   with `O_NONBLOCK` and only if regular, read to a bound (`files`); writes are the
+//!   store's and the features file's, local and atomic; the store's writer lock is taken
+//!   without waiting at a reload;
+//! - the log: standard error, each line escaped and repeats folded (`logging`).
+//!
 //! The test clock (a **test aid**): when `LICENSE_AGENT_TEST_NOW` is set, the daemon's
 //! wall clock starts there and runs on with the real clock, and the control socket
 //! accepts `test-set-time`, so end-to-end tests cross expiries in seconds without

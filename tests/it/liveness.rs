@@ -88,7 +88,8 @@ impl Proc {
         Proc::spawn_with(phone, test_now, |_| {})
     }
 
-    /// [`spawn`](Self::spawn), the command set up further by `setup` first.
+    /// [`spawn`](Self::spawn), the command set up further by `setup` (last: it may send
+    /// standard error elsewhere).
     pub(crate) fn spawn_with(
         phone: &Phone,
         test_now: Option<i64>,
@@ -96,7 +97,6 @@ impl Proc {
     ) -> Proc {
         let log = phone.path("daemon.log");
         let mut cmd = common::agent();
-        setup(&mut cmd);
         cmd.args([
             "run".as_ref(),
             "--config".as_ref(),
@@ -107,6 +107,7 @@ impl Proc {
         if let Some(t) = test_now {
             cmd.env("LICENSE_AGENT_TEST_NOW", t.to_string());
         }
+        setup(&mut cmd);
         let spawned = Instant::now();
         let child = cmd.spawn().expect("start the daemon");
         Proc {

@@ -518,3 +518,66 @@ fn the_test_clock_runs_on_after_the_end_of_time_and_back() {
         secs(at.saturating_duration_since(idle.at))
     );
 }
+
+/// A log reader that stops reading (a hung syslog behind the phone's log FIFO) never
+/// holds the loop: standard error is a pipe already full that nobody reads; the
+/// daemon starts, answers `status` and stops at SIGTERM; once the pipe is read again,
+/// the lines it could not write are counted in one line.
+#[test]
+fn a_log_reader_that_stops_never_holds_the_loop() {
+    use std::io::{Read, Write};
+    let (phone, socket) = phone_with_supervisor("");
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let sup = TestSupervisor::start(&socket, "idle");
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    let mut filler = std::fs::File::from(writer.try_clone().unwrap());
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&filler),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut filled = 0;
+    while let Ok(n) = filler.write(&[b'x'; 4096]) {
+        filled += n;
+    }
+    assert!(filled > 0);
+    // Blocking again (the flag is the pipe's, shared with the daemon's standard error).
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&filler),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .unwrap();
+    let mut daemon = Proc::spawn_with(&phone, None, move |cmd| {
+        cmd.stderr(std::process::Stdio::from(writer));
+    });
+    assert!(sup.wait_connected(PATIENCE), "the link never came up");
+    // Lines the daemon would log: calls, each from one call site.
+    for _ in 0..20 {
+        sup.call("active");
+        sup.call("idle");
+    }
+    assert!(sup.barrier(PATIENCE), "the daemon reads its supervisor");
+    let (_, took) = common::control::status(&phone.path("control.sock"), Duration::from_secs(5))
+        .expect("status while the log is not read");
+    assert!(took < SECOND, "status took {}", secs(took));
+    // The log is read again: the next line says how many were dropped.
+    let mut reader = std::fs::File::from(reader);
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&reader),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut drained = vec![0u8; filled + 65536];
+    let _ = reader.read(&mut drained);
+    sup.call("active");
+    assert!(sup.barrier(PATIENCE));
+    stops_within_a_second(&mut daemon);
+    drop(filler);
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("log line(s) dropped: standard error was not taking them"),
+        "{text}"
+    );
+}
