@@ -349,33 +349,44 @@ impl TestSupervisor {
     }
 
     /// Returns once the agent has read everything sent so far on this connection (its
-    /// `ERR` to a fresh marker line, `SYNC-B<n>`, arrived; answers to other lines may
-    /// have been dropped by an agent whose supervisor left them unread): any line it
-    /// sent before is recorded by then. False if that did not happen within `timeout`
-    /// (or there is no connection).
+    /// `ERR` to a fresh marker line, `SYNC-B<n>`, arrived). An agent whose supervisor
+    /// left its answers unread may drop some, so a new marker goes out every half
+    /// second until one is answered: any line the agent sent before that answer is
+    /// recorded by then. False if that did not happen within `timeout` (or there is no
+    /// connection).
     pub fn barrier(&self, timeout: Duration) -> bool {
-        let marker = {
-            let mut state = self.shared.lock();
-            state.barriers += 1;
-            let marker = format!("\"{SYNC}-B{}\"", state.barriers);
-            let Some((_, stream)) = state.conn.as_mut() else {
-                return false;
-            };
-            if stream
-                .write_all(format!("{}\n", marker.trim_matches('"')).as_bytes())
-                .is_err()
+        let deadline = Instant::now() + timeout;
+        let mut markers = Vec::new();
+        loop {
             {
+                let mut state = self.shared.lock();
+                state.barriers += 1;
+                let name = format!("{SYNC}-B{}", state.barriers);
+                let Some((_, stream)) = state.conn.as_mut() else {
+                    return false;
+                };
+                if stream.write_all(format!("{name}\n").as_bytes()).is_err() {
+                    return false;
+                }
+                markers.push(format!("\"{name}\""));
+            }
+            let now = Instant::now();
+            if now >= deadline {
                 return false;
             }
-            marker
-        };
-        self.wait(timeout, |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Recv { line, .. } if line.starts_with("ERR") && line.contains(&marker)))
-                .then_some(())
-        })
-        .is_some()
+            let answered = self.wait((deadline - now).min(Duration::from_millis(500)), |events| {
+                events
+                    .iter()
+                    .any(|e| {
+                        matches!(e, Event::Recv { line, .. }
+                            if line.starts_with("ERR") && markers.iter().any(|m| line.contains(m.as_str())))
+                    })
+                    .then_some(())
+            });
+            if answered.is_some() {
+                return true;
+            }
+        }
     }
 
     fn wait<T>(
