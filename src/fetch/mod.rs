@@ -37,6 +37,7 @@ pub(crate) mod fake;
 pub(crate) mod ftp;
 #[cfg(feature = "http")]
 pub(crate) mod http;
+pub(crate) mod secrets;
 #[cfg(feature = "tftp")]
 pub(crate) mod tftp;
 pub(crate) mod worker;
