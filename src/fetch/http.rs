@@ -2,8 +2,13 @@
 //! `http` feature).
 //!
 //! - `PUT` of the status report ([`Http::upload`]): 200, 201 and 204 take it; 405 and
-//!   501 say the server takes no uploads ([`FailureKind::NoUploads`]); a redirect is a
-//!   failure (a report goes only where it is configured to go).
+//!   501 say the server takes no uploads ([`FailureKind::NoUploads`]). A report goes
+//!   only where it is configured to go: the `PUT` goes over a client of its own that
+//!   follows no redirect (`redirect::Policy::none()`, built at the first upload), so a
+//!   307 or 308 (which ask for the same body elsewhere) never sends it on, and any 3xx
+//!   answer is a [`FailureKind::Redirects`] failure naming the status and its
+//!   `Location`. It is tried again later like any failure, never taken for "takes no
+//!   uploads".
 //! - `GET` with `User-Agent: license-agent/<version> (mac <12 hex digits>)`, and
 //!   `If-None-Match` / `If-Modified-Since` from the [`Validator`] stored at the last 200
 //!   (a validator that is not a valid header value is not sent: the file is fetched whole).
@@ -12,9 +17,14 @@
 //!   whole exchange. The body is read in pieces and the total deadline is checked after
 //!   each one, so a server trickling bytes is cut off too (each single read waits at most
 //!   the total timeout, so the worst case is under twice the total timeout).
-//! - At most 5 redirects (a loop or more is [`FailureKind::Redirects`]); reqwest drops the
-//!   `Authorization` header when a redirect leaves the host. A failure after a redirect
-//!   names the URL that failed and the one first asked for.
+//! - A `GET` follows at most 5 redirects (a loop or more is [`FailureKind::Redirects`]);
+//!   reqwest drops the `Authorization` header when a redirect leaves the host. A failure
+//!   after a redirect names the URL that failed and the one first asked for.
+//! - The password is never shown: what a server chose that a message carries (a URL it
+//!   redirected to, a `Location`, the text of a TLS or transport error) goes through
+//!   [`Secrets::words`](super::secrets::Secrets::words) first, and each failure's detail
+//!   is looked over once more. Statuses are shown with their standard reason, never the
+//!   server's, and error bodies are never shown.
 //! - Validators (`ETag`, `Last-Modified`) longer than [`MAX_VALIDATOR`] are not kept; the
 //!   daemon keeps them only with a file it holds.
 //! - Proxy variables of the environment (`http_proxy`...) are ignored: the configuration
@@ -44,10 +54,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{
-    HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
 };
 use reqwest::{Certificate, Identity, StatusCode};
 
+use super::secrets::Secrets;
 use super::{
     read_pem, too_big, trusted_roots, FailureKind, FetchError, FetchOutcome, MAX_BODY,
     MAX_VALIDATOR,
@@ -59,15 +70,66 @@ use crate::storage::Validator;
 /// The most redirects followed.
 pub(crate) const MAX_REDIRECTS: usize = 5;
 
-/// One HTTP client for the cycle (and so one keep-alive connection for both files).
+/// The most characters shown of what a server chose (a URL, an error's text).
+const SHOWN_CHARS: usize = 300;
+
+/// One HTTP client for the cycle (and so one keep-alive connection for both files), and
+/// one that follows no redirect for the report's upload, built when first needed.
 /// `Debug` does not show the password.
 pub(crate) struct Http {
     client: Client,
+    /// What builds a client (for the upload's).
+    setup: Setup,
+    /// The upload's client (no redirects), or why it cannot be built.
+    put: std::sync::OnceLock<Result<Client, FetchError>>,
     auth: Option<(String, String)>,
+    /// The password, never shown.
+    secrets: Secrets,
     total: Duration,
     /// The URL the request in progress was last redirected to (reqwest names the first
     /// URL in an error, and a message must name the one that failed).
     last_hop: LastHop,
+}
+
+/// Everything a client is built from, read and parsed once.
+struct Setup {
+    server: String,
+    mac: Serial,
+    connect: Duration,
+    total: Duration,
+    roots: Vec<Certificate>,
+    identity: Option<Identity>,
+}
+
+impl Setup {
+    /// A client following redirects as `redirect` says.
+    fn client(&self, redirect: reqwest::redirect::Policy) -> Result<Client, FetchError> {
+        let mut builder = Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .user_agent(format!(
+                "license-agent/{} (mac {})",
+                env!("CARGO_PKG_VERSION"),
+                self.mac
+            ))
+            .connect_timeout(self.connect)
+            .timeout(self.total)
+            .redirect(redirect)
+            .no_proxy();
+        for cert in &self.roots {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        if let Some(identity) = &self.identity {
+            builder = builder.identity(identity.clone());
+        }
+        builder.build().map_err(|e| {
+            FetchError::new(
+                &self.server,
+                FailureKind::Setup,
+                format!("cannot set up the HTTP client: {}", innermost(&e)),
+            )
+        })
+    }
 }
 
 impl fmt::Debug for Http {
@@ -92,42 +154,26 @@ impl Http {
         mac: Serial,
     ) -> Result<Http, FetchError> {
         let setup = |detail: String| FetchError::new(server, FailureKind::Setup, detail);
-        let last_hop = LastHop::default();
-        let mut builder = Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .user_agent(format!(
-                "license-agent/{} (mac {mac})",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .connect_timeout(at_least_1s(fetch.connect_timeout))
-            .timeout(at_least_1s(fetch.total_timeout))
-            .redirect(follow(&last_hop))
-            .no_proxy();
-
-        let roots = trusted_roots(fetch, https.then_some("https")).map_err(setup)?;
-        if let Some((what, file)) = roots {
+        let mut roots = Vec::new();
+        if let Some((what, file)) = trusted_roots(fetch, https.then_some("https")).map_err(setup)? {
             let pem =
                 read_pem(&file).map_err(|e| setup(format!("{what} {}: {e}", file.display())))?;
-            let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
+            roots = Certificate::from_pem_bundle(&pem).map_err(|e| {
                 setup(format!(
                     "{what} {}: not PEM certificates: {}",
                     file.display(),
                     innermost(&e)
                 ))
             })?;
-            if certs.is_empty() {
+            if roots.is_empty() {
                 return Err(setup(format!(
                     "{what} {}: no PEM certificate in it",
                     file.display()
                 )));
             }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
         }
 
-        match (&fetch.client_cert, &fetch.client_key) {
+        let identity = match (&fetch.client_cert, &fetch.client_key) {
             (Some(cert), Some(key)) => {
                 let mut pem = read_pem(cert)
                     .map_err(|e| setup(format!("client_cert {}: {e}", cert.display())))?;
@@ -135,7 +181,7 @@ impl Http {
                     .map_err(|e| setup(format!("client_key {}: {e}", key.display())))?;
                 pem.push(b'\n');
                 pem.extend_from_slice(&key_pem);
-                let identity = Identity::from_pem(&pem).map_err(|e| {
+                Some(Identity::from_pem(&pem).map_err(|e| {
                     setup(format!(
                         "client_cert {} with client_key {}: not a PEM certificate and \
                          private key: {}",
@@ -143,28 +189,37 @@ impl Http {
                         key.display(),
                         innermost(&e)
                     ))
-                })?;
-                builder = builder.identity(identity);
+                })?)
             }
-            (None, None) => {}
+            (None, None) => None,
             _ => {
                 return Err(setup(
                     "fetch.client_cert and fetch.client_key go together: give both or neither"
                         .into(),
                 ))
             }
-        }
+        };
 
-        let client = builder
-            .build()
-            .map_err(|e| setup(format!("cannot set up the HTTP client: {}", innermost(&e))))?;
+        let setup = Setup {
+            server: server.to_string(),
+            mac,
+            connect: at_least_1s(fetch.connect_timeout),
+            total: at_least_1s(fetch.total_timeout),
+            roots,
+            identity,
+        };
+        let last_hop = LastHop::default();
+        let client = setup.client(follow(&last_hop))?;
         let auth = match (&fetch.username, &fetch.password) {
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),
             _ => None,
         };
         Ok(Http {
             client,
+            setup,
+            put: std::sync::OnceLock::new(),
             auth,
+            secrets: Secrets::new([fetch.password.as_deref()]),
             total: at_least_1s(fetch.total_timeout),
             last_hop,
         })
@@ -181,64 +236,88 @@ impl Http {
         let asked_unchanged = !conditional.is_empty();
         request = request.headers(conditional);
         let started = Instant::now();
-        match request.send() {
-            Ok(response) => answer(url, response, asked_unchanged, started, self.total),
+        let outcome = match request.send() {
+            Ok(response) => answer(
+                url,
+                response,
+                asked_unchanged,
+                started,
+                self.total,
+                &self.secrets,
+            ),
             Err(e) => {
                 let failed = self
                     .last_hop
                     .get()
-                    .map_or(url.to_string(), |to| answered_url(url, &to));
-                FetchOutcome::Failed(transport(failed, &e))
+                    .map_or(url.to_string(), |to| answered_url(url, &to, &self.secrets));
+                FetchOutcome::Failed(transport(failed, &e, &self.secrets))
             }
+        };
+        match outcome {
+            FetchOutcome::Failed(e) => FetchOutcome::Failed(self.second_net(e)),
+            other => other,
         }
+    }
+
+    /// `e` with the password hidden in its detail once more (the server's words in it
+    /// went through [`Secrets::words`] already).
+    fn second_net(&self, mut e: FetchError) -> FetchError {
+        e.detail = self.secrets.hide(&e.detail);
+        e
     }
 }
 
 impl Http {
-    /// `PUT url` with `bytes` (JSON): 200, 201 or 204 is done, any other status or a
-    /// redirect a failure.
+    /// `PUT url` with `bytes` (JSON), over the client that follows no redirect: 200, 201
+    /// or 204 is done; a 3xx is a [`FailureKind::Redirects`] failure (the report is not
+    /// sent on), any other status a failure.
     pub(crate) fn upload(&self, url: &str, bytes: &[u8]) -> Result<(), FetchError> {
-        self.last_hop.set(None);
+        let client = self
+            .put
+            .get_or_init(|| self.setup.client(reqwest::redirect::Policy::none()))
+            .as_ref()
+            .map_err(Clone::clone)?;
         let started = Instant::now();
-        let mut request = self
-            .client
+        let mut request = client
             .put(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(bytes.to_vec());
         if let Some((user, password)) = &self.auth {
             request = request.basic_auth(user, Some(password));
         }
-        match request.send() {
-            Ok(mut response) => {
-                let status = response.status();
-                let redirected = response.url().as_str() != url;
-                let answered = answered_url(url, response.url().as_str());
-                drain_small(&mut response, started, self.total);
-                if redirected {
-                    // A report goes only where it is configured to go (and a client may
-                    // turn a redirected PUT into a GET, whose 200 says nothing of it).
-                    return Err(FetchError::new(
-                        answered,
-                        FailureKind::Redirects,
-                        "the upload was redirected: a report goes only where configured",
-                    ));
-                }
-                let kind = match status.as_u16() {
-                    200 | 201 | 204 => return Ok(()),
-                    405 | 501 => FailureKind::NoUploads,
-                    code => FailureKind::Status(code),
+        let mut response = request
+            .send()
+            .map_err(|e| self.second_net(transport(url.to_string(), &e, &self.secrets)))?;
+        let status = response.status();
+        let location = response.headers().get(LOCATION).map(|to| {
+            self.secrets
+                .words(&String::from_utf8_lossy(to.as_bytes()), SHOWN_CHARS)
+        });
+        drain_small(&mut response, started, self.total);
+        let kind = match status.as_u16() {
+            200 | 201 | 204 => return Ok(()),
+            405 | 501 => FailureKind::NoUploads,
+            _ if status.is_redirection() => {
+                // A report goes only where it is configured to go (a 307 or 308 asks for
+                // the same body elsewhere): not followed, and said.
+                let answered = match location {
+                    Some(to) => format!("redirecting the report to {to}"),
+                    None => "(a redirect without a Location)".to_string(),
                 };
-                let detail = format!("{} to PUT", status_text(status));
-                Err(FetchError::new(answered, kind, detail))
+                return Err(self.second_net(FetchError::new(
+                    url,
+                    FailureKind::Redirects,
+                    format!(
+                        "the server answered {} {answered}; a report goes only where \
+                         configured",
+                        status_text(status)
+                    ),
+                )));
             }
-            Err(e) => {
-                let failed = self
-                    .last_hop
-                    .get()
-                    .map_or(url.to_string(), |to| answered_url(url, &to));
-                Err(transport(failed, &e))
-            }
-        }
+            code => FailureKind::Status(code),
+        };
+        let detail = format!("{} to PUT", status_text(status));
+        Err(FetchError::new(url, kind, detail))
     }
 }
 
@@ -272,8 +351,9 @@ fn answer(
     asked_unchanged: bool,
     started: Instant,
     total: Duration,
+    secrets: &Secrets,
 ) -> FetchOutcome {
-    let url = answered_url(asked, response.url().as_str());
+    let url = answered_url(asked, response.url().as_str(), secrets);
     let head = judge_head(
         &url,
         response.status(),
@@ -326,12 +406,16 @@ fn follow(last_hop: &LastHop) -> reqwest::redirect::Policy {
 }
 
 /// The URL that answered, in messages: the one asked for, or after a redirect the one
-/// redirected to (it is the one that refused), naming where it came from.
-fn answered_url(asked: &str, answered: &str) -> String {
+/// redirected to (it is the one that refused, and a server chose it: made safe by
+/// `secrets`), naming where it came from.
+fn answered_url(asked: &str, answered: &str, secrets: &Secrets) -> String {
     if asked == answered {
         asked.to_string()
     } else {
-        format!("{answered} (redirected from {asked})")
+        format!(
+            "{} (redirected from {asked})",
+            secrets.words(answered, SHOWN_CHARS)
+        )
     }
 }
 
@@ -522,9 +606,10 @@ fn timed_out(url: &str, total: Duration, received: usize, e: &io::Error) -> Fetc
     )
 }
 
-/// Classifies an error of `send` (before any response).
-fn transport(url: String, e: &reqwest::Error) -> FetchError {
-    let cause = innermost(e);
+/// Classifies an error of `send` (before any response). Its text (a TLS error can carry
+/// what the server's certificate says) is made safe by `secrets`.
+fn transport(url: String, e: &reqwest::Error, secrets: &Secrets) -> FetchError {
+    let cause = secrets.words(&innermost(e), SHOWN_CHARS);
     let texts = chain(e);
     let (kind, detail) = if e.is_redirect() {
         (

@@ -37,6 +37,7 @@ pub(crate) mod fake;
 pub(crate) mod ftp;
 #[cfg(feature = "http")]
 pub(crate) mod http;
+pub(crate) mod secrets;
 #[cfg(feature = "tftp")]
 pub(crate) mod tftp;
 pub(crate) mod worker;
@@ -155,7 +156,9 @@ pub(crate) enum FailureKind {
     TooBig,
     /// The connection was cut before the whole answer came.
     Cut,
-    /// More than [`MAX_REDIRECTS`] redirects, or a loop.
+    /// More than [`MAX_REDIRECTS`] redirects, or a loop, for a fetch; any 3xx answer to
+    /// an upload (never followed: a report goes only where configured). Not "takes no
+    /// uploads": the upload is tried again later.
     Redirects,
     /// The server answered with an error of its protocol other than "no such file"
     /// (TFTP's access violation, FTP's wrong password...).
@@ -243,7 +246,7 @@ pub(crate) struct Fetcher {
 
 enum Target {
     #[cfg(feature = "http")]
-    Http(http::Http),
+    Http(Box<http::Http>),
     Dir(PathBuf),
     #[cfg(feature = "tftp")]
     Tftp(tftp::Tftp),
@@ -305,12 +308,12 @@ impl Fetcher {
             #[cfg(feature = "ftp")]
             "ftp" | "ftps" => Some(Target::Ftp(Box::new(ftp::Ftp::new(server, fetch)?))),
             #[cfg(feature = "http")]
-            "http" | "https" => Some(Target::Http(http::Http::new(
+            "http" | "https" => Some(Target::Http(Box::new(http::Http::new(
                 server,
                 scheme == "https",
                 fetch,
                 mac,
-            )?)),
+            )?))),
             _ => None,
         };
         let Some(target) = target else {

@@ -23,6 +23,11 @@
 //! - The status report goes up with `STOR` to `.part-<name>` in the same folder, then
 //!   `RNFR`/`RNTO` over `<name>` ([`Ftp::upload`]); its control connection is closed
 //!   after it.
+//! - The password is never shown, even when a server echoes it: every reply and every
+//!   error text of the connection goes into a message through
+//!   [`Secrets::words`](super::secrets::Secrets::words), which hides it in the server's
+//!   words before they are cut and escaped; the whole message is then looked over once
+//!   more ([`Secrets::hide`](super::secrets::Secrets::hide)).
 
 pub(crate) mod protocol;
 #[cfg(test)]
@@ -39,10 +44,14 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+use super::secrets::Secrets;
 use super::{FailureKind, FetchError, FetchOutcome, Source, MAX_BODY, MAX_VALIDATOR};
 use crate::config::Fetch;
 use crate::storage::Validator;
 use protocol::{Reply, ReplyReader};
+
+/// The most characters of an error's text (TLS, the socket's) shown in a message.
+const ERROR_CHARS: usize = 200;
 
 /// The FTP control port.
 pub(crate) const DEFAULT_PORT: u16 = 21;
@@ -60,6 +69,8 @@ pub(crate) struct Ftp {
     folder: String,
     user: String,
     password: String,
+    /// The configured password, never shown (the anonymous one is no secret).
+    secrets: Secrets,
     /// `ftps`: the TLS client and the name the certificate must carry.
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     connect_timeout: Duration,
@@ -119,6 +130,7 @@ impl Ftp {
             folder: path.to_string(),
             user,
             password,
+            secrets: Secrets::new([fetch.password.as_deref()]),
             tls,
             connect_timeout: Duration::from_secs(fetch.connect_timeout.0.max(1)),
             total_timeout: Duration::from_secs(fetch.total_timeout.0.max(1)),
@@ -144,7 +156,8 @@ impl Source for Ftp {
             *slot = None;
             result = self.fetch_on(&mut slot, &path, validator, deadline);
         }
-        let hide = |text: String| self.hide_password(text);
+        // The server's words are safe already (`Secrets::words`); a second net.
+        let hide = |text: String| self.secrets.hide(&text);
         match result {
             Ok(outcome) => outcome,
             Err(Stop::Absent(answer)) => FetchOutcome::Absent {
@@ -229,6 +242,7 @@ impl Ftp {
             peer: address.ip(),
             epsv: true,
             replies: 0,
+            secrets: self.secrets.clone(),
         };
         let mut hello = session.reply()?;
         // 120: "ready in a moment"; the 220 follows (within the deadline).
@@ -236,7 +250,10 @@ impl Ftp {
             hello = session.reply()?;
         }
         if hello.code != 220 {
-            return Err(refused(format!("{address} greets with {}", hello.shown())));
+            return Err(refused(format!(
+                "{address} greets with {}",
+                hello.shown(&self.secrets)
+            )));
         }
         if let Some((config, name)) = &self.tls {
             let auth = session.command("AUTH", Some("TLS"))?;
@@ -245,7 +262,7 @@ impl Ftp {
                     FailureKind::Tls,
                     format!(
                         "{address} answers AUTH TLS with {}: it does not offer explicit TLS",
-                        auth.shown()
+                        auth.shown(&self.secrets)
                     ),
                 ));
             }
@@ -253,7 +270,10 @@ impl Ftp {
             for (verb, arg) in [("PBSZ", "0"), ("PROT", "P")] {
                 let reply = session.command(verb, Some(arg))?;
                 if !reply.completed() {
-                    return Err(refused(format!("{verb} {arg}: {}", reply.shown())));
+                    return Err(refused(format!(
+                        "{verb} {arg}: {}",
+                        reply.shown(&self.secrets)
+                    )));
                 }
             }
         }
@@ -270,12 +290,12 @@ impl Ftp {
             return Err(refused(format!(
                 "the login as {:?} was refused: {}",
                 self.user,
-                reply.shown()
+                reply.shown(&self.secrets)
             )));
         }
         let binary = session.command("TYPE", Some("I"))?;
         if !binary.completed() {
-            return Err(refused(format!("TYPE I: {}", binary.shown())));
+            return Err(refused(format!("TYPE I: {}", binary.shown(&self.secrets))));
         }
         Ok(session)
     }
@@ -288,11 +308,12 @@ impl Ftp {
         stored: Option<&Validator>,
         deadline: Instant,
     ) -> Step<FetchOutcome> {
+        let absent = |r: &Reply| Stop::Absent(format!("FTP {}", r.shown(&self.secrets)));
         // A SIZE or MDTM answer that cannot be read is no answer (old servers get MDTM's
         // year wrong): the file is downloaded, capped while streaming.
         let size = match session.command("SIZE", Some(path))? {
             r if r.code == 213 => protocol::size(&r.text).ok(),
-            r if r.code == 550 => return Err(Stop::Absent(format!("FTP {}", r.shown()))),
+            r if r.code == 550 => return Err(absent(&r)),
             _ => None,
         };
         if let Some(size) = size.filter(|&s| s > MAX_BODY as u64) {
@@ -306,7 +327,7 @@ impl Ftp {
         }
         let modified = match session.command("MDTM", Some(path))? {
             r if r.code == 213 => protocol::mdtm(&r.text).ok(),
-            r if r.code == 550 => return Err(Stop::Absent(format!("FTP {}", r.shown()))),
+            r if r.code == 550 => return Err(absent(&r)),
             _ => None,
         };
         let validator = Validator {
@@ -325,17 +346,17 @@ impl Ftp {
         let start = session.command("RETR", Some(path))?;
         match start.code {
             125 | 150 => {}
-            550 => return Err(Stop::Absent(format!("FTP {}", start.shown()))),
-            _ => return Err(refused(format!("RETR: {}", start.shown()))),
+            550 => return Err(absent(&start)),
+            _ => return Err(refused(format!("RETR: {}", start.shown(&self.secrets)))),
         }
         let mut data = self.data_stream(tcp, deadline)?;
-        let bytes = read_capped(&mut data)?;
+        let bytes = read_capped(&mut data, &self.secrets)?;
         drop(data);
         let done = session.reply()?;
         if !done.completed() {
             return Err(Stop::Failed(
                 FailureKind::Cut,
-                format!("the transfer ended with {}", done.shown()),
+                format!("the transfer ended with {}", done.shown(&self.secrets)),
             ));
         }
         if let Some(size) = size.filter(|&s| s != bytes.len() as u64) {
@@ -349,15 +370,6 @@ impl Ftp {
 }
 
 impl Ftp {
-    /// `text` without the password: a server may echo it in any reply, and it is never
-    /// shown.
-    fn hide_password(&self, text: String) -> String {
-        match self.password.is_empty() {
-            true => text,
-            false => text.replace(&self.password, "***"),
-        }
-    }
-
     /// Stores `bytes` as the URL's folder + `name`: `STOR` to a temporary name, then
     /// `RNFR`/`RNTO` over the name, so a reader of the folder never sees half a file.
     pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
@@ -378,7 +390,8 @@ impl Ftp {
                 Stop::Absent(answer) => (FailureKind::Refused, answer),
                 Stop::Failed(kind, detail) => (kind, detail),
             };
-            FetchError::new(url, kind, self.hide_password(detail))
+            // The server's words are safe already (`Secrets::words`); a second net.
+            FetchError::new(url, kind, self.secrets.hide(&detail))
         })
     }
 
@@ -399,31 +412,31 @@ impl Ftp {
             500..=599 => {
                 return Err(Stop::Failed(
                     FailureKind::NoUploads,
-                    format!("STOR: {}", start.shown()),
+                    format!("STOR: {}", start.shown(&self.secrets)),
                 ))
             }
-            _ => return Err(refused(format!("STOR: {}", start.shown()))),
+            _ => return Err(refused(format!("STOR: {}", start.shown(&self.secrets)))),
         }
         let mut data = self.data_stream(tcp, deadline)?;
         data.write_all(bytes)
             .and_then(|()| data.flush())
-            .map_err(|e| io_stop(e, "sending the file"))?;
+            .map_err(|e| io_stop(e, "sending the file", &self.secrets))?;
         data.close();
         drop(data);
         let done = session.reply()?;
         if !done.completed() {
             return Err(Stop::Failed(
                 FailureKind::Cut,
-                format!("the upload ended with {}", done.shown()),
+                format!("the upload ended with {}", done.shown(&self.secrets)),
             ));
         }
         let from = session.command("RNFR", Some(&part))?;
         if from.code != 350 {
-            return Err(refused(format!("RNFR: {}", from.shown())));
+            return Err(refused(format!("RNFR: {}", from.shown(&self.secrets))));
         }
         let to = session.command("RNTO", Some(&path))?;
         if !to.completed() {
-            return Err(refused(format!("RNTO: {}", to.shown())));
+            return Err(refused(format!("RNTO: {}", to.shown(&self.secrets))));
         }
         Ok(())
     }
@@ -449,7 +462,7 @@ impl Ftp {
     fn data_stream(&self, tcp: TcpStream, deadline: Instant) -> Step<Stream> {
         let data = Stream::Plain(Timed { tcp, deadline });
         match &self.tls {
-            Some((config, name)) => data.secure(config, name),
+            Some((config, name)) => data.secure(config, name, &self.secrets),
             None => Ok(data),
         }
     }
@@ -467,6 +480,8 @@ struct Session {
     epsv: bool,
     /// Replies read so far.
     replies: u64,
+    /// What never shows in a message (the server's words go through it).
+    secrets: Secrets,
 }
 
 impl Session {
@@ -481,7 +496,7 @@ impl Session {
         self.control
             .write_all(line.as_bytes())
             .and_then(|()| self.control.flush())
-            .map_err(|e| io_stop(e, &format!("sending {verb}")))?;
+            .map_err(|e| io_stop(e, &format!("sending {verb}"), &self.secrets))?;
         self.reply()
     }
 
@@ -489,7 +504,10 @@ impl Session {
         let mut buffer = [0u8; 2048];
         loop {
             if !self.pending.is_empty() {
-                let (used, reply) = self.reader.push(&self.pending).map_err(protocol_error)?;
+                let (used, reply) = self
+                    .reader
+                    .push(&self.pending)
+                    .map_err(|broken| protocol_error(broken.shown(&self.secrets)))?;
                 self.pending.drain(..used);
                 if let Some(reply) = reply {
                     if reply.code == 421 {
@@ -498,7 +516,10 @@ impl Session {
                         // is no answer to what was asked.
                         return Err(Stop::Failed(
                             FailureKind::Cut,
-                            format!("the server ends the session: {}", reply.shown()),
+                            format!(
+                                "the server ends the session: {}",
+                                reply.shown(&self.secrets)
+                            ),
                         ));
                     }
                     self.replies += 1;
@@ -514,7 +535,7 @@ impl Session {
                 }
                 Ok(n) => self.pending.extend_from_slice(&buffer[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_stop(e, "waiting for the server's reply")),
+                Err(e) => return Err(io_stop(e, "waiting for the server's reply", &self.secrets)),
             }
         }
     }
@@ -528,7 +549,7 @@ impl Session {
             ));
         }
         let plain = std::mem::replace(&mut self.control, Stream::Closed);
-        self.control = plain.secure(config, name)?;
+        self.control = plain.secure(config, name, &self.secrets)?;
         Ok(())
     }
 
@@ -549,10 +570,11 @@ impl Session {
         if reply.code != 227 {
             return Err(refused(format!(
                 "neither EPSV nor PASV: PASV answered {}",
-                reply.shown()
+                reply.shown(&self.secrets)
             )));
         }
-        protocol::pasv_port(&reply.text).map_err(protocol_error)
+        protocol::pasv_port(&reply.text)
+            .map_err(|e| protocol_error(format!("{e}: {}", reply.shown(&self.secrets))))
     }
 }
 
@@ -621,13 +643,26 @@ impl Stream {
         }
     }
 
-    /// The TLS handshake over this connection.
-    fn secure(self, config: &Arc<ClientConfig>, name: &ServerName<'static>) -> Step<Stream> {
+    /// The TLS handshake over this connection (its errors, which can carry the server's
+    /// words, made safe by `secrets`).
+    fn secure(
+        self,
+        config: &Arc<ClientConfig>,
+        name: &ServerName<'static>,
+        secrets: &Secrets,
+    ) -> Step<Stream> {
         let Stream::Plain(timed) = self else {
             return Err(protocol_error("TLS asked twice on one connection".into()));
         };
-        let connection = ClientConnection::new(config.clone(), name.clone())
-            .map_err(|e| Stop::Failed(FailureKind::Tls, format!("cannot start TLS: {e}")))?;
+        let connection = ClientConnection::new(config.clone(), name.clone()).map_err(|e| {
+            Stop::Failed(
+                FailureKind::Tls,
+                format!(
+                    "cannot start TLS: {}",
+                    secrets.words(&e.to_string(), ERROR_CHARS)
+                ),
+            )
+        })?;
         let mut tls = StreamOwned::new(connection, timed);
         while tls.conn.is_handshaking() {
             if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
@@ -635,7 +670,13 @@ impl Stream {
                     io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
                     _ => FailureKind::Tls,
                 };
-                return Err(Stop::Failed(kind, format!("TLS handshake: {e}")));
+                return Err(Stop::Failed(
+                    kind,
+                    format!(
+                        "TLS handshake: {}",
+                        secrets.words(&e.to_string(), ERROR_CHARS)
+                    ),
+                ));
             }
         }
         Ok(Stream::Tls(Box::new(tls)))
@@ -687,7 +728,7 @@ impl Write for Stream {
 /// The data connection's bytes until the server closes it, at most [`MAX_BODY`]. (A TLS
 /// peer that closes without `close_notify` has ended too: `226` and `SIZE` judge
 /// whether the file came whole.)
-fn read_capped(data: &mut Stream) -> Step<Vec<u8>> {
+fn read_capped(data: &mut Stream, secrets: &Secrets) -> Step<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
@@ -711,6 +752,7 @@ fn read_capped(data: &mut Stream) -> Step<Vec<u8>> {
                 return Err(io_stop(
                     e,
                     &format!("the data connection, after {} bytes", bytes.len()),
+                    secrets,
                 ))
             }
         }
@@ -739,8 +781,9 @@ fn protocol_error(detail: String) -> Stop {
     Stop::Failed(FailureKind::Protocol, detail)
 }
 
-/// An I/O error while `doing`, by kind: a timeout, a cut connection, TLS, or other.
-fn io_stop(e: io::Error, doing: &str) -> Stop {
+/// An I/O error while `doing`, by kind: a timeout, a cut connection, TLS, or other. Its
+/// text (rustls's, which can carry the server's words) is made safe by `secrets`.
+fn io_stop(e: io::Error, doing: &str, secrets: &Secrets) -> Stop {
     let kind = match e.kind() {
         // The socket's timeout says "resource temporarily unavailable": say what it is.
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
@@ -757,5 +800,8 @@ fn io_stop(e: io::Error, doing: &str) -> Stop {
         io::ErrorKind::InvalidData => FailureKind::Tls,
         _ => FailureKind::Io,
     };
-    Stop::Failed(kind, format!("{doing}: {e}"))
+    Stop::Failed(
+        kind,
+        format!("{doing}: {}", secrets.words(&e.to_string(), ERROR_CHARS)),
+    )
 }

@@ -2,7 +2,11 @@
 //! replies read from bytes, the commands written, and what the replies of `EPSV`,
 //! `PASV`, `SIZE` and `MDTM` say. Every reply from the server goes through here, so
 //! nothing it sends can make the client panic, allocate without bound or send a
-//! command it did not mean to.
+//! command it did not mean to. The server's words are kept as they came and shown only
+//! through [`Secrets::words`] ([`Reply::shown`], [`Broken::shown`]): the password a
+//! server echoes is hidden before they are cut or escaped.
+
+use crate::fetch::secrets::Secrets;
 
 /// The longest reply line read, in bytes (RFC 959 sets no limit; real ones are short).
 pub(crate) const MAX_LINE: usize = 1024;
@@ -23,11 +27,39 @@ impl Reply {
         (200..300).contains(&self.code)
     }
 
-    /// `550 Failed to open file.`, with what the server said cut to one short line.
-    pub(crate) fn shown(&self) -> String {
-        let first = self.text.lines().next().unwrap_or("").trim();
-        let cut: String = first.chars().take(120).collect();
-        format!("{} {}", self.code, cut.escape_debug())
+    /// `550 Failed to open file.`: the code, and what the server said as one short safe
+    /// line (`secrets` hidden, then cut to [`SHOWN_CHARS`] and escaped).
+    pub(crate) fn shown(&self, secrets: &Secrets) -> String {
+        format!("{} {}", self.code, secrets.words(&self.text, SHOWN_CHARS))
+    }
+}
+
+/// The most characters of a reply's first line shown in a message.
+pub(crate) const SHOWN_CHARS: usize = 120;
+
+/// What in the server's bytes breaks the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Broken {
+    /// A line longer than [`MAX_LINE`].
+    LongLine,
+    /// A reply longer than [`MAX_REPLY`].
+    LongReply,
+    /// A line that does not start with a reply code: the line as it came (shown only
+    /// through [`Broken::shown`]).
+    NoCode(String),
+}
+
+impl Broken {
+    /// In words, the server's made safe by `secrets`.
+    pub(crate) fn shown(&self, secrets: &Secrets) -> String {
+        match self {
+            Broken::LongLine => format!("a reply line longer than {MAX_LINE} bytes"),
+            Broken::LongReply => format!("a reply longer than {MAX_REPLY} bytes"),
+            Broken::NoCode(line) => format!(
+                "a reply that does not start with a code: \"{}\"",
+                secrets.words(line, 80)
+            ),
+        }
     }
 }
 
@@ -44,15 +76,15 @@ pub(crate) struct ReplyReader {
 impl ReplyReader {
     /// Takes `bytes`; returns how many it used and the reply they completed, if any (the
     /// rest belongs to the next reply), or what breaks the protocol.
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(usize, Option<Reply>), String> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(usize, Option<Reply>), Broken> {
         for (i, &b) in bytes.iter().enumerate() {
             self.size += 1;
             if self.size > MAX_REPLY {
-                return Err(format!("a reply longer than {MAX_REPLY} bytes"));
+                return Err(Broken::LongReply);
             }
             if b != b'\n' {
                 if self.line.len() >= MAX_LINE {
-                    return Err(format!("a reply line longer than {MAX_LINE} bytes"));
+                    return Err(Broken::LongLine);
                 }
                 self.line.push(b);
                 continue;
@@ -69,7 +101,7 @@ impl ReplyReader {
         Ok((bytes.len(), None))
     }
 
-    fn line_done(&mut self, line: &[u8]) -> Result<Option<Reply>, String> {
+    fn line_done(&mut self, line: &[u8]) -> Result<Option<Reply>, Broken> {
         // Replies are ASCII; anything else is shown, never trusted.
         let text = String::from_utf8_lossy(line).into_owned();
         let code = reply_code(line);
@@ -83,10 +115,7 @@ impl ReplyReader {
                 self.open = Some((code, vec![text.get(4..).unwrap_or("").to_string()]));
                 Ok(None)
             }
-            (None, _) => Err(format!(
-                "a reply that does not start with a code: {:?}",
-                shorten(&text)
-            )),
+            (None, _) => Err(Broken::NoCode(text)),
             // The last line of a multi-line reply repeats the code and a space.
             (Some((open, lines)), Some((code, b' '))) if *open == code => {
                 lines.push(text.get(4..).unwrap_or("").to_string());
@@ -118,10 +147,6 @@ fn reply_code(line: &[u8]) -> Option<(u16, u8)> {
     }
 }
 
-fn shorten(text: &str) -> String {
-    text.chars().take(80).collect()
-}
-
 /// A command line, `VERB arg\r\n`; refused if `arg` holds a line break or a NUL (so no
 /// file name or password can smuggle a second command).
 pub(crate) fn command(verb: &str, arg: Option<&str>) -> Result<String, String> {
@@ -135,9 +160,11 @@ pub(crate) fn command(verb: &str, arg: Option<&str>) -> Result<String, String> {
 }
 
 /// The port of a `229 Entering Extended Passive Mode (|||port|)` reply (RFC 2428: any
-/// delimiter, the same four times).
+/// delimiter, the same four times). An error names what is missing, not the reply (the
+/// caller shows that with [`Reply::shown`]); so do those of [`pasv_port`], [`size`] and
+/// [`mdtm`].
 pub(crate) fn epsv_port(text: &str) -> Result<u16, String> {
-    let bad = || format!("EPSV: no (|||port|) in {:?}", shorten(text));
+    let bad = || "EPSV: no (|||port|) in the reply".to_string();
     let open = text.find('(').ok_or_else(bad)?;
     let inner = &text[open + 1..];
     let close = inner.find(')').ok_or_else(bad)?;
@@ -155,7 +182,7 @@ pub(crate) fn epsv_port(text: &str) -> Result<u16, String> {
 /// not used: the data connection goes to the control connection's peer, so a server (or
 /// a man in the middle of plain FTP) cannot send the client to another host.
 pub(crate) fn pasv_port(text: &str) -> Result<u16, String> {
-    let bad = || format!("PASV: no h1,h2,h3,h4,p1,p2 in {:?}", shorten(text));
+    let bad = || "PASV: no h1,h2,h3,h4,p1,p2 in the reply".to_string();
     let start = text.find(|c: char| c.is_ascii_digit()).ok_or_else(bad)?;
     let numbers: Vec<u8> = text[start..]
         .split(|c: char| !c.is_ascii_digit())
@@ -184,7 +211,7 @@ fn port_number(text: &str) -> Option<u16> {
 pub(crate) fn size(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<u64>()
-        .map_err(|_| format!("SIZE: {:?} is not a number of bytes", shorten(text)))
+        .map_err(|_| "SIZE: not a number of bytes".to_string())
 }
 
 /// The time of a `213 YYYYMMDDHHMMSS[.sss]` reply to `MDTM`, as sent (it is compared,
@@ -196,10 +223,7 @@ pub(crate) fn mdtm(text: &str) -> Result<String, String> {
     if whole.len() == 14 && digits(whole) && fraction.len() <= 9 && digits(fraction) {
         Ok(t.to_string())
     } else {
-        Err(format!(
-            "MDTM: {:?} is not YYYYMMDDHHMMSS[.sss]",
-            shorten(text)
-        ))
+        Err("MDTM: not a time YYYYMMDDHHMMSS[.sss]".to_string())
     }
 }
 

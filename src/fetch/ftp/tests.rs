@@ -27,6 +27,23 @@ struct Script {
     say_421: bool,
     /// Sent instead of the greeting.
     greeting: Option<Vec<u8>>,
+    /// The password taken (`secret` when not set); another one is echoed in the `530`.
+    password: Option<String>,
+    /// `STOR` is refused with a `553` that echoes the password the login took.
+    refuse_stor: bool,
+    /// An echoed password starts at this character of the reply's text (after the
+    /// code), dots filling up to it: so that it can straddle where a message cuts.
+    echo_at: Option<usize>,
+}
+
+impl Script {
+    /// `words` then the password, starting at the character `echo_at` when set.
+    fn echo(&self, words: &str, password: &str) -> String {
+        let dots = self
+            .echo_at
+            .map_or(0, |at| at.saturating_sub(words.chars().count()));
+        format!("{words}{}{password}", ".".repeat(dots))
+    }
 }
 
 /// Serves control connections one after the other; counts them.
@@ -56,13 +73,22 @@ fn session(mut control: TcpStream, script: &Script) {
     let mut lines = BufReader::new(control.try_clone().unwrap()).lines();
     let mut passive: Option<TcpListener> = None;
     let mut retrs = 0;
+    let mut logged_in_with = String::new();
+    let taken = script.password.as_deref().unwrap_or("secret");
     while let Some(Ok(line)) = lines.next() {
         let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
         let file = script.files.get(arg);
         let answer = match verb {
             "USER" => "331 password please".to_string(),
-            "PASS" if arg == "secret" => "230 in".into(),
-            "PASS" => format!("530 Login incorrect: {arg} is wrong"),
+            "PASS" if arg == taken => {
+                logged_in_with = arg.to_string();
+                "230 in".into()
+            }
+            "PASS" => format!("530 {} is wrong", script.echo("Login incorrect: ", arg)),
+            "STOR" if script.refuse_stor => format!(
+                "553 {} may not write {arg}",
+                script.echo("Could not create file: ", &logged_in_with)
+            ),
             "TYPE" => "200 binary".into(),
             "SIZE" => match (file, script.size_says) {
                 (None, _) => "550 no such file".into(),
@@ -275,6 +301,90 @@ fn a_wrong_password_is_refused() {
         e.detail.contains("530 Login incorrect: *** is wrong"),
         "{e}"
     );
+}
+
+/// What of `password` `text` shows, if anything: the password whole, escaped (`\"` for
+/// `"`, `\\` for `\`), or a beginning of it of 4 characters or more (a cut message
+/// ending inside it); or no `***` where it was hidden.
+fn shown_of(text: &str, password: &str) -> Option<String> {
+    for form in [
+        password.to_string(),
+        password.escape_debug().to_string(),
+        password.escape_default().to_string(),
+    ] {
+        for n in (4..=form.chars().count()).rev() {
+            let start: String = form.chars().take(n).collect();
+            if text.contains(&start) {
+                return Some(format!("{start:?} of {password:?} shown: {text}"));
+            }
+        }
+    }
+    (!text.contains("***")).then(|| format!("no *** in {text}"))
+}
+
+/// Passwords a server echoes in an error reply, as a hostile tester chose them: with a
+/// `"`, with a `\`, and one that straddles the 120 characters a reply is cut to. The
+/// `echo_at` that puts each password across the cut.
+const ECHOED: [(&str, Option<usize>); 3] = [
+    ("pa\"ss\"word", None),
+    ("back\\slash\\pw", None),
+    ("Straddling-Secret-42", Some(110)),
+];
+
+/// A password the server echoes in its refusal of the login is hidden however it is
+/// written and wherever the reply is cut, for a fetch and for an upload alike.
+#[test]
+fn a_password_echoed_in_a_refused_login_is_never_shown() {
+    let mut leaks = Vec::new();
+    for (password, echo_at) in ECHOED {
+        let (port, _) = serve(Script {
+            echo_at,
+            ..Script::default()
+        });
+        let fetch = Fetch {
+            username: Some("agent".into()),
+            password: Some(password.into()),
+            ..Fetch::default()
+        };
+        let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+        let fetched = failure(client.fetch("a.cfg", None));
+        let uploaded = client.upload("r.json", b"{}").unwrap_err();
+        for e in [fetched, uploaded] {
+            assert_eq!(e.kind, FailureKind::Refused, "{e}");
+            assert!(e.detail.contains("530 Login incorrect: "), "{e}");
+            leaks.extend(shown_of(&e.to_string(), password));
+        }
+    }
+    assert_eq!(leaks, Vec::<String>::new());
+}
+
+/// A password the server echoes in its refusal of an upload (`STOR`, after a login it
+/// took) is hidden the same way.
+#[test]
+fn a_password_echoed_in_a_refused_upload_is_never_shown() {
+    let mut leaks = Vec::new();
+    for (password, echo_at) in ECHOED {
+        let (port, _) = serve(Script {
+            password: Some(password.into()),
+            refuse_stor: true,
+            echo_at,
+            ..Script::default()
+        });
+        let fetch = Fetch {
+            username: Some("agent".into()),
+            password: Some(password.into()),
+            ..Fetch::default()
+        };
+        let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+        let e = client.upload("r.json", b"{}").unwrap_err();
+        assert_eq!(e.kind, FailureKind::NoUploads, "{e}");
+        assert!(
+            e.detail.contains("STOR: 553 Could not create file: "),
+            "{e}"
+        );
+        leaks.extend(shown_of(&e.to_string(), password));
+    }
+    assert_eq!(leaks, Vec::<String>::new());
 }
 
 #[test]

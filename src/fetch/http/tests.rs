@@ -995,9 +995,9 @@ fn uploads_are_a_put_taken_on_2xx_and_never_redirected() {
     );
     let moved = f.upload("moved.json", b"{}").unwrap_err();
     assert_eq!(moved.kind, FailureKind::Redirects, "{moved}");
-    // Whatever came of the redirect, the upload is not taken.
+    // The redirect is not followed, not even as a GET.
     assert!(
-        server
+        !server
             .requests()
             .iter()
             .any(|h| h.contains(" /lic/elsewhere.json ")),
@@ -1011,6 +1011,70 @@ fn uploads_are_a_put_taken_on_2xx_and_never_redirected() {
         FailureKind::Setup
     );
     assert_eq!(server.requests().len(), before);
+}
+
+/// The body bytes a fault server received, over all its requests.
+fn received(server: &FaultServer) -> usize {
+    server.seen().iter().map(|r| r.body.len()).sum()
+}
+
+/// A 307 or 308 to the report's `PUT` (which asks the client to send the same body on)
+/// is never followed: the server it points to, on another port, receives nothing, not
+/// even a connection; the failure says what the server answered and where it pointed,
+/// and it is a redirect, not "takes no uploads".
+#[test]
+fn an_upload_answered_307_or_308_sends_nothing_elsewhere() {
+    let mut elsewhere_got = Vec::new();
+    let mut failures = Vec::new();
+    for status in ["307 Temporary Redirect", "308 Permanent Redirect"] {
+        // The listener pointed to takes anything (201), and records every request
+        // with its body.
+        let elsewhere = FaultServer::start(test_servers::faults::Fault::Status(201));
+        let target = format!("{}lic/r.json", elsewhere.url());
+        let location = target.clone();
+        let server = Server::start(move |_, s| {
+            respond(s, status, &[("Location", &location)], b"");
+            Next::KeepAlive
+        });
+        let e = server
+            .fetcher()
+            .upload("r.json", b"{\"report\": \"whole\"}\n")
+            .unwrap_err();
+        // Connections, requests and body bytes that reached the other port.
+        elsewhere_got.push((
+            status,
+            elsewhere.connections(),
+            elsewhere.seen().len(),
+            received(&elsewhere),
+        ));
+        // The configured server had the PUT, with the report, once.
+        let seen = server.0.seen();
+        assert_eq!(seen.len(), 1, "{status}: {seen:?}");
+        assert_eq!(
+            (seen[0].method.as_str(), seen[0].body.as_slice()),
+            ("PUT", &b"{\"report\": \"whole\"}\n"[..])
+        );
+        failures.push((status, server.base(), target, e));
+    }
+    assert_eq!(
+        elsewhere_got,
+        [
+            ("307 Temporary Redirect", 0, 0, 0),
+            ("308 Permanent Redirect", 0, 0, 0)
+        ],
+        "the report went elsewhere"
+    );
+    for (status, base, target, e) in failures {
+        assert_eq!(e.kind, FailureKind::Redirects, "{e}");
+        let shown = e.to_string();
+        for words in [
+            format!("{base}r.json: redirects: "),
+            format!("the server answered {status} redirecting the report to {target}"),
+            "a report goes only where configured".to_string(),
+        ] {
+            assert!(shown.contains(&words), "{words:?} not in {shown}");
+        }
+    }
 }
 
 /// A folder takes the report as a whole file (written aside, then renamed over the

@@ -138,6 +138,18 @@ fn failure_error(url: &str, server: SocketAddr, failure: Failure) -> FetchError 
                 waited.as_secs()
             ),
         ),
+        Failure::Flood {
+            duplicates,
+            received,
+            waited,
+        } => (
+            FailureKind::Timeout,
+            format!(
+                "{server} flooded {duplicates} duplicate DATA blocks without progress after \
+                 {received} bytes: the total timeout of {}s passed",
+                waited.as_secs()
+            ),
+        ),
         Failure::Error { code, message } => (
             FailureKind::Refused,
             format!("{server} answered TFTP error {code}: {message}"),

@@ -24,7 +24,11 @@
 //!   ACK is sent for it. Every packet the client sends answers a new block or is a timer's
 //!   retransmission, so duplicates in the network are never multiplied (the Sorcerer's
 //!   Apprentice needs one side that answers a duplicate at once); an ACK that was lost
-//!   is sent again by the timer.
+//!   is sent again by the timer. The ignored blocks since the last new one are counted:
+//!   a transfer that reaches its total deadline having had [`FLOOD`] or more of them and
+//!   nothing new is a [`Failure::Flood`] (the server kept sending, only never the next
+//!   block), not a [`Failure::Timeout`] (it stopped sending). Either way it ends at the
+//!   same deadline: no datagram moves a timer.
 //! - **Strangers**: the first answer must come from the server's address (any port: that
 //!   port is the TID); later packets from the same host but another port get ERROR 5
 //!   ("unknown transfer ID", RFC 1350) and change nothing, which also ends a second
@@ -48,6 +52,11 @@ const PLAIN_BLKSIZE: u16 = 512;
 
 /// The longest wait between two sends of the same packet.
 pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(8);
+
+/// The duplicate DATA blocks (blocks other than the next one) since the last new block
+/// from which a transfer that times out is named a flood: a server resending its block
+/// a few times before it gives up is one that stopped sending.
+pub(crate) const FLOOD: u64 = 16;
 
 /// The largest datagram a server may send: a DATA header and the largest block size
 /// (RFC 2348: 65464), rounded up.
@@ -76,6 +85,14 @@ pub(crate) enum Failure {
     NoAnswer { sends: u32, waited: Duration },
     /// The answers stopped before the file was whole, and the total time passed.
     Timeout { received: usize, waited: Duration },
+    /// The total time passed while the server sent only blocks other than the next one
+    /// (duplicates), at least [`FLOOD`] of them since the last new block, after
+    /// `received` bytes.
+    Flood {
+        duplicates: u64,
+        received: usize,
+        waited: Duration,
+    },
     /// An ERROR packet other than "file not found".
     Error { code: u16, message: String },
     /// The file is larger than [`MAX_BODY`] (announced by `tsize`, or counted).
@@ -137,6 +154,8 @@ enum State {
         tsize: Option<u64>,
         next: u16,
         data: Vec<u8>,
+        /// DATA blocks other than `next` since the last new block.
+        duplicates: u64,
     },
     Done(Result<Vec<u8>, Failure>),
 }
@@ -222,9 +241,20 @@ impl Read {
                 let waited = now.saturating_duration_since(self.asked);
                 return self.finish(Err(Failure::NoAnswer { sends, waited }));
             }
-            State::Receiving { data, .. } if total_over => {
+            State::Receiving {
+                data, duplicates, ..
+            } if total_over => {
                 let received = data.len();
-                return self.finish(Err(Failure::Timeout { received, waited }));
+                let failure = if *duplicates >= FLOOD {
+                    Failure::Flood {
+                        duplicates: *duplicates,
+                        received,
+                        waited,
+                    }
+                } else {
+                    Failure::Timeout { received, waited }
+                };
+                return self.finish(Err(failure));
             }
             _ => {}
         }
@@ -342,6 +372,7 @@ impl Read {
             tsize,
             next: 1,
             data: Vec::new(),
+            duplicates: 0,
         };
         self.send(
             Transmit {
@@ -364,6 +395,7 @@ impl Read {
                 tsize: None,
                 next: 1,
                 data: Vec::new(),
+                duplicates: 0,
             };
         }
         let State::Receiving {
@@ -371,13 +403,16 @@ impl Read {
             tsize,
             next,
             data,
+            duplicates,
             ..
         } = &mut self.state
         else {
             return;
         };
         if block != *next {
-            return; // a duplicate or a stray: see the module doc
+            // A duplicate or a stray: no answer (see the module doc), only counted.
+            *duplicates = duplicates.saturating_add(1);
+            return;
         }
         if payload.len() > *blksize {
             let why = format!(
@@ -391,6 +426,7 @@ impl Read {
             return self.abort(tid, E_ALLOCATION, Failure::TooBig { announced });
         }
         data.extend_from_slice(payload);
+        *duplicates = 0;
         let last = payload.len() < *blksize;
         *next = next.wrapping_add(1);
         let result = match (last, *tsize) {

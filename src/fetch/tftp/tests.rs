@@ -132,3 +132,44 @@ fn urls_name_host_port_and_folder() {
         assert_eq!(e.kind, FailureKind::Setup, "{url}");
     }
 }
+
+/// A server that sends block 1 and then floods it again, a copy a millisecond, never
+/// block 2: the fetch ends at its total timeout, and says that the server flooded
+/// duplicates without progress (not that it stopped sending).
+#[test]
+fn a_flood_of_duplicates_ends_at_the_total_timeout_and_is_named() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = socket.local_addr().unwrap();
+    thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let Ok((_, client)) = socket.recv_from(&mut buf) else {
+            return;
+        };
+        let transfer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut block = vec![0, 3, 0, 1];
+        block.extend_from_slice(&[b'x'; 512]);
+        // Bounded: 6 s at most, whatever the client does.
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            let _ = transfer.send_to(&block, client);
+            thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let tftp = Tftp::new("tftp://127.0.0.1/", &settings(1, 2)).unwrap();
+    let started = Instant::now();
+    let FetchOutcome::Failed(e) = tftp.fetch_from("tftp://127.0.0.1/x", "x", vec![server]) else {
+        panic!("not a failure");
+    };
+    let took = started.elapsed();
+    assert_eq!(e.kind, FailureKind::Timeout, "{e}");
+    assert!(
+        e.detail.contains("flooded ")
+            && e.detail
+                .contains("duplicate DATA blocks without progress after 512 bytes"),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(4), "{took:?}: {e}");
+}

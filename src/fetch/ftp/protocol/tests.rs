@@ -10,7 +10,9 @@ fn replies(bytes: &[u8]) -> Result<Vec<Reply>, String> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
-        let (used, reply) = reader.push(rest)?;
+        let (used, reply) = reader
+            .push(rest)
+            .map_err(|e| e.shown(&Secrets::default()))?;
         out.extend(reply);
         rest = &rest[used..];
     }

@@ -304,6 +304,67 @@ fn silence_is_no_answer_and_a_stalled_transfer_times_out() {
     );
 }
 
+/// A server that, after block 1, floods that block again and again (one a millisecond)
+/// and never sends block 2 is named as a flood of duplicates without progress, not as a
+/// server that stopped sending; the read still ends at its total time, and the flood
+/// gets no answer (only the timer's ACKs go out). A few duplicates and then silence is
+/// a server that stopped.
+#[test]
+fn a_flood_of_duplicates_is_named_as_such_and_ends_at_the_total_time() {
+    let t0 = Instant::now();
+    let mut read = start(t0);
+    sent(&mut read);
+    read.on_datagram(addr(TID), &data(1, &[1; 512]), t0);
+    sent(&mut read);
+    let (mut now, mut flooded, mut fires) = (t0, 0u64, 0usize);
+    let mut out = Vec::new();
+    while read.outcome().is_none() {
+        now += Duration::from_millis(1);
+        while let Some(wake) = read.wake_at().filter(|&wake| wake <= now) {
+            read.on_timer(wake);
+            fires += 1;
+        }
+        if read.outcome().is_none() {
+            read.on_datagram(addr(TID), &data(1, &[1; 512]), now);
+            flooded += 1;
+        }
+        out.extend(sent(&mut read).iter().map(head));
+    }
+    assert_eq!(now - t0, Duration::from_secs(60), "the total time");
+    assert_eq!(flooded, 59_999);
+    assert_eq!(
+        read.outcome(),
+        Some(&Err(Failure::Flood {
+            duplicates: flooded,
+            received: 512,
+            waited: Duration::from_secs(60)
+        }))
+    );
+    assert!(out.iter().all(|&p| p == (ACK, 1)), "{out:?}");
+    assert!(
+        out.len() < fires,
+        "{} sent for {fires} timer firings",
+        out.len()
+    );
+
+    let mut read = start(t0);
+    read.on_datagram(addr(TID), &data(1, &[1; 512]), t0);
+    for _ in 0..3 {
+        read.on_datagram(addr(TID), &data(1, &[1; 512]), t0);
+    }
+    while read.outcome().is_none() {
+        let wake = read.wake_at().unwrap();
+        read.on_timer(wake);
+    }
+    assert_eq!(
+        read.outcome(),
+        Some(&Err(Failure::Timeout {
+            received: 512,
+            waited: Duration::from_secs(60)
+        }))
+    );
+}
+
 #[test]
 fn protocol_breaches_from_the_transfer_end_it_with_an_error_to_the_server() {
     let t0 = Instant::now();
