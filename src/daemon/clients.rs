@@ -347,9 +347,14 @@ impl Clients {
         received
     }
 
-    /// Answers client `id` (gone already: nothing to do).
+    /// Answers client `id` if it still waits for its answer (gone already, or told its
+    /// cycle did not end in time: nothing to do).
     pub(crate) fn answer(&mut self, id: ClientId, response: &Response, now: Mono) {
-        if let Some(client) = self.list.iter_mut().find(|c| c.id == id) {
+        if let Some(client) = self
+            .list
+            .iter_mut()
+            .find(|c| c.id == id && matches!(c.phase, Phase::Waiting))
+        {
             client.answer(response, now);
         }
         self.list.retain(|c| !c.finished());
@@ -711,6 +716,7 @@ mod tests {
         for (id, _) in &got {
             clients.wait_until(*id, now.plus(Duration::from_secs(30)));
         }
+        let got_waiters = got;
         assert_eq!(clients.waiters(), MAX_WAITERS);
         // A full house of readers can still come in beside them.
         assert!(clients.listening(now));
@@ -723,8 +729,18 @@ mod tests {
         // Past their deadline, the waiters are told so, and gone.
         clients.expire(now.plus(Duration::from_secs(30)));
         assert_eq!(clients.waiters(), 0);
+        // The cycle's end comes later: the client told already is not answered twice.
+        for (id, _) in &got_waiters {
+            clients.answer(
+                *id,
+                &Response::error("late"),
+                now.plus(Duration::from_secs(31)),
+            );
+        }
         let mut answer = String::new();
         waiting[0].read_to_string(&mut answer).unwrap();
         assert!(answer.contains("did not end in time"), "{answer}");
+        assert!(!answer.contains("late"), "{answer}");
+        assert_eq!(answer.lines().count(), 1, "{answer}");
     }
 }

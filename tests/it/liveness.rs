@@ -1021,20 +1021,7 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
     let sup = TestSupervisor::start(&socket, "idle");
     let mut daemon = Proc::spawn_with(&phone, Some(end - 30), |cmd| {
         if let Some(limit) = nofile {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = nix::libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    match nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) {
-                        0 => Ok(()),
-                        _ => Err(std::io::Error::last_os_error()),
-                    }
-                });
-            }
+            limit_descriptors(cmd, limit);
         }
     });
     if let Some(limit) = nofile {
@@ -1273,9 +1260,29 @@ fn run_seed(seed: u64, licenses: &Licenses) -> Outcome {
     }
 }
 
+/// Runs the command with at most `limit` descriptors open (`RLIMIT_NOFILE`).
+pub(crate) fn limit_descriptors(cmd: &mut std::process::Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = nix::libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            match nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+}
+
 /// A process's CPU time so far (user and system, from `/proc`; zero if unreadable).
-fn cpu_time(pid: nix::unistd::Pid) -> Duration {
+pub(crate) fn cpu_time(pid: nix::unistd::Pid) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis: utime is the 12th, stime the
+    // 13th of them, in clock ticks of 1/100 s (USER_HZ on Linux).
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     let tick = |i: usize| {
@@ -1284,7 +1291,6 @@ fn cpu_time(pid: nix::unistd::Pid) -> Duration {
             .and_then(|f| f.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    // Clock ticks of 1/100 s (USER_HZ on Linux).
     Duration::from_millis((tick(11) + tick(12)) * 10)
 }
 
