@@ -158,7 +158,7 @@ impl Clients {
                     // A client that may make way gives its descriptor to the newcomer.
                     received.extend(self.read_readers(now));
                     if self.evict_one(now) {
-                        self.starved_at(&e, now);
+                        self.starved_at(&e, now).evicted += 1;
                         continue;
                     }
                     self.starve(listener, &e, now);
@@ -214,7 +214,6 @@ impl Clients {
             }
         });
         starved.last = now;
-        starved.evicted += 1;
         starved
     }
 
@@ -224,7 +223,6 @@ impl Clients {
     fn starve(&mut self, listener: &UnixListener, error: &std::io::Error, now: Mono) {
         let reserve = self.reserve.take();
         let starved = self.starved_at(error, now);
-        starved.evicted -= 1;
         starved.until = now.plus(STARVED_PAUSE);
         if reserve.is_some() {
             drop(reserve);
@@ -253,8 +251,8 @@ impl Clients {
             .count()
     }
 
-    /// Client `id` waits for a fetch cycle until `deadline`; then it is answered with
-    /// `why`.
+    /// Client `id` waits for a fetch cycle until `deadline`; then it is told the cycle
+    /// did not end in time (see [`expire`](Self::expire)).
     pub(crate) fn wait_until(&mut self, id: ClientId, deadline: Mono) {
         if let Some(client) = self.list.iter_mut().find(|c| c.id == id) {
             client.deadline = Some(deadline);
