@@ -20,11 +20,13 @@
 //!   budget of their own ([`MAX_WAITERS`]; the daemon answers a check-sync beyond it at
 //!   once) and a deadline of their own (set by the daemon from the fetch timeouts),
 //!   past which they are answered with an error.
-//! - Descriptors running out (`EMFILE`, `ENFILE` on `accept`) never spin the loop: the
-//!   listener is left out of `poll` for [`STARVED_PAUSE`], one descriptor is kept in
-//!   reserve to take the waiting connection and tell it why it is refused, and the
+//! - Descriptors running out (`EMFILE`, `ENFILE` on `accept`) never spin the loop: a
+//!   client that has not finished its request makes way at once (whatever its age),
+//!   else the listener is left out of `poll` for [`STARVED_PAUSE`]; one descriptor is
+//!   kept in reserve to take the waiting connection and tell it why it is refused; the
 //!   refusals are counted and said once when the starvation begins and once when it
 //!   ends.
+
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -155,9 +157,10 @@ impl Clients {
                         Some(nix::libc::EMFILE | nix::libc::ENFILE)
                     ) =>
                 {
-                    // A client that may make way gives its descriptor to the newcomer.
+                    // A client that has not finished its request (whatever its age: no
+                    // descriptor is left) gives its descriptor to the newcomer.
                     received.extend(self.read_readers(now));
-                    if self.evict_one(now) {
+                    if self.evict_one(now.plus(EVICT_AFTER)) {
                         self.starved_at(&e, now).evicted += 1;
                         continue;
                     }

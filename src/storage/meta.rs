@@ -62,7 +62,7 @@ pub(crate) struct Event {
     /// Wall clock time (Unix seconds) when it happened.
     pub(crate) at: UnixTime,
     /// `accepted`, `refused`, `identical`, `superseded`, `dropped`, `moved-aside`,
-    /// `removed-leftover`.
+    /// `removed-leftover`, `renumbered` (a free word: an older agent reads any).
     pub(crate) what: String,
     /// The license or file concerned, in words.
     pub(crate) subject: String,

@@ -148,6 +148,22 @@ pub struct Store {
     meta_unsaved: bool,
     /// How many of the events were read from disk (the rest were recorded since).
     events_on_disk: usize,
+    /// The store could not be read just now (descriptors or memory ran out): the open
+    /// fails with this, and nothing is judged by it.
+    unreadable_now: Option<StoreError>,
+}
+
+/// Errors that say nothing of a file, only of the moment: descriptors or memory running
+/// out, a call interrupted. A store read under them is not read at all (the open fails:
+/// the daemon keeps deciding from the store as last read); nothing is set aside, started
+/// afresh or taken as absent for them (a neighbour exhausting the descriptors made the
+/// store look empty: `FEATURES -` and a REBOOT, `meta.json` set aside).
+fn passing(e: &std::io::Error) -> bool {
+    use nix::libc::{EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(
+        e.raw_os_error(),
+        Some(EMFILE | ENFILE | ENOMEM | ENOBUFS | EAGAIN | EINTR)
+    )
 }
 
 fn kind_dir(kind: Kind) -> &'static str {
@@ -204,6 +220,7 @@ impl Store {
             write_failure: None,
             meta_unsaved: false,
             events_on_disk: 0,
+            unreadable_now: None,
         };
         if store.writer() {
             for sub in [kind_dir(Kind::Phone), kind_dir(Kind::Site), REJECTED_DIR] {
@@ -215,7 +232,12 @@ impl Store {
         }
         store.load_meta(now);
         for kind in [Kind::Phone, Kind::Site] {
-            store.load_kind(kind, keyring, identity, now);
+            if store.unreadable_now.is_none() {
+                store.load_kind(kind, keyring, identity, now);
+            }
+        }
+        if let Some(e) = store.unreadable_now.take() {
+            return Err(e);
         }
         store.held.sort_by_key(|h| (h.seq, h.license.kind()));
         store.count_from_held();
@@ -281,6 +303,10 @@ impl Store {
                 Err(e) => format!("unparseable ({e})"),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return, // a new store
+            Err(e) if passing(&e) => {
+                self.unreadable_now = Some(io_at("read", &path)(e));
+                return;
+            }
             Err(e) => format!("unreadable ({e})"),
         };
         let reason =
@@ -293,6 +319,22 @@ impl Store {
     /// aside.
     fn load_kind(&mut self, kind: Kind, keyring: &Keyring, identity: &Identity, now: UnixTime) {
         let dir = self.dir.join(kind_dir(kind));
+        // The kind folders are the agent's own: a link in their place (to the other
+        // kind's folder, say) would have a license judged in the wrong folder and moved
+        // out of its own. The link is set aside (its target is not touched).
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            self.set_aside(
+                &dir,
+                format!("a symbolic link, where the {kind} licenses' own folder goes"),
+                now,
+            );
+            if self.writer() {
+                if let Err(e) = atomic::ensure_dir(&dir) {
+                    self.note(&io_at("create", &dir)(e));
+                }
+            }
+            return;
+        }
         let listed = fs::read_dir(&dir).and_then(|entries| {
             entries
                 .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -312,6 +354,10 @@ impl Store {
                         self.note(&io_at("create", &dir)(e));
                     }
                 }
+                return;
+            }
+            Err(e) if passing(&e) => {
+                self.unreadable_now = Some(io_at("list", &dir)(e));
                 return;
             }
             Err(e) => {
@@ -336,7 +382,11 @@ impl Store {
             };
             match verify_stored(&path, kind, keyring, identity) {
                 Ok(license) => self.held.push(Held { seq, license }),
-                Err(reason) => self.set_aside(&path, reason, now),
+                Err(Unusable::Now(e)) => {
+                    self.unreadable_now = Some(io_at("read", &path)(e));
+                    return;
+                }
+                Err(Unusable::Because(reason)) => self.set_aside(&path, reason, now),
             }
         }
     }
@@ -732,19 +782,50 @@ fn file_kind(path: &Path) -> &'static str {
 }
 
 /// Verifies a stored file again: signature, kind folder, binding to this phone.
+/// Why a stored file is not used: something about the file, or only the moment.
+enum Unusable {
+    Because(String),
+    /// A [`passing`] error: the file was not read, and is judged by nothing.
+    Now(std::io::Error),
+}
+
+impl From<String> for Unusable {
+    fn from(reason: String) -> Unusable {
+        Unusable::Because(reason)
+    }
+}
+
+fn unreadable(e: std::io::Error) -> Unusable {
+    if passing(&e) {
+        Unusable::Now(e)
+    } else {
+        Unusable::Because(format!("unreadable: {e}"))
+    }
+}
+
 fn verify_stored(
     path: &Path,
     kind: Kind,
     keyring: &Keyring,
     identity: &Identity,
-) -> Result<Verified<License>, String> {
-    let file = crate::files::open_regular(path).map_err(|e| format!("unreadable: {e}"))?;
-    let bytes = match format::read_capped(file).map_err(|e| format!("unreadable: {e}"))? {
+) -> Result<Verified<License>, Unusable> {
+    let file = crate::files::open_regular(path).map_err(unreadable)?;
+    let bytes = match format::read_capped(file).map_err(unreadable)? {
         Capped::Content(bytes) => bytes,
-        Capped::TooBig(m) => return Err(format!("no longer verifies: malformed: {m}")),
+        Capped::TooBig(m) => return Err(format!("no longer verifies: malformed: {m}").into()),
     };
+    judge_stored(&bytes, kind, keyring, identity).map_err(Unusable::Because)
+}
+
+/// Judges a stored file's bytes again: signature, kind folder, binding to this phone.
+fn judge_stored(
+    bytes: &[u8],
+    kind: Kind,
+    keyring: &Keyring,
+    identity: &Identity,
+) -> Result<Verified<License>, String> {
     let license = keyring
-        .verify_bytes(&bytes)
+        .verify_bytes(bytes)
         .map_err(|e| format!("no longer verifies: {}: {e}", e.verdict()))?;
     if license.kind() != kind {
         return Err(format!(

@@ -695,3 +695,27 @@ fn setting_aside_never_overwrites_what_was_set_aside_before() {
         "two files, two notes"
     );
 }
+
+#[test]
+fn a_link_in_place_of_a_kind_folder_is_set_aside_and_moves_no_license() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, license) = lic_file(Kind::Phone, &[(2, T0, None)]);
+    let mut store = open(dir.path(), writer(dir.path()));
+    store.add(text.as_bytes(), license, &[], T0).unwrap();
+    drop(store);
+    // The site folder replaced by a link to the phone folder.
+    fs::remove_dir(dir.path().join("site")).unwrap();
+    std::os::unix::fs::symlink("phone", dir.path().join("site")).unwrap();
+    let store = open(dir.path(), writer(dir.path()));
+    assert_eq!(store.held().len(), 1, "{:?}", store.invalid());
+    assert_eq!(store.held()[0].license.kind(), Kind::Phone);
+    assert_eq!(names(dir.path(), "phone"), ["0000000001.cfg"]);
+    assert!(fs::symlink_metadata(dir.path().join("site"))
+        .unwrap()
+        .is_dir());
+    assert!(
+        store.invalid()[0].reason.contains("symbolic link"),
+        "{:?}",
+        store.invalid()
+    );
+}

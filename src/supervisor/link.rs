@@ -11,7 +11,8 @@
 //!   the link, as the protocol says); a supervisor that leaves [`OUT_MAX`] bytes unread
 //!   is not reading at all, and the link is dropped and made again.
 //! - A line that names `CALL-STATE` but is not exactly `CALL-STATE idle` or `CALL-STATE
-//!   active` is answered `ERR` and read as a call: when in doubt, the phone is busy.
+//!   active`, or a line that cannot be read at all (not UTF-8, over 1,024 bytes), is
+//!   answered `ERR` and read as a call: when in doubt, the phone is busy.
 //! - A `REBOOT` is never queued: it is written whole, at once, by [`Link::send_now`], and
 //!   only while the link is [`clear`](Link::clear): nothing of the agent's waits ahead
 //!   of it, in its own buffer or unread in the socket. A REBOOT that waited behind other
@@ -127,15 +128,19 @@ impl Link {
         self.stream.is_some() && !self.out.is_empty()
     }
 
-    /// Whether a line written now is the next thing the supervisor reads: connected,
-    /// nothing in the agent's buffer, and everything written so far taken by the
-    /// supervisor (the socket's send queue is empty). Where the kernel cannot say how
+    /// Whether a line written now is the next thing the supervisor reads, on all it has
+    /// said: connected, no half line of the supervisor's waiting for its end, nothing in
+    /// the agent's buffer, and everything written so far taken by the supervisor (the
+    /// socket's send queue is empty). Where the kernel cannot say how
     /// much is unread, only the agent's own buffer counts.
     pub(crate) fn clear(&self) -> bool {
         let Some(stream) = &self.stream else {
             return false;
         };
-        self.out.is_empty() && unread_by_peer(stream).unwrap_or(0) == 0
+        // Half a line read is the supervisor mid-sentence (perhaps `CALL-STATE act…`).
+        self.reader.pending() == 0
+            && self.out.is_empty()
+            && unread_by_peer(stream).unwrap_or(0) == 0
     }
 
     /// Writes `message` now, whole, if the link is [`clear`](Self::clear); never queues
@@ -238,8 +243,9 @@ impl Link {
     fn line(&mut self, read: Read, now: Mono, events: &mut Vec<Event>) {
         let text = match read {
             Read::Line(text) => text,
-            Read::Overlong => return self.err("line longer than 1024 bytes", now, events),
-            Read::NotUtf8 => return self.err("line is not UTF-8", now, events),
+            // Unreadable, it may have been a CALL-STATE active: read as a call.
+            Read::Overlong => return self.unreadable("line longer than 1024 bytes", now, events),
+            Read::NotUtf8 => return self.unreadable("line is not UTF-8", now, events),
         };
         match FromSupervisor::parse(&text) {
             Ok(FromSupervisor::Hello { version }) => {
@@ -264,6 +270,17 @@ impl Link {
                     )));
                 }
             }
+        }
+    }
+
+    /// A line that cannot be read at all: answered `ERR`, and taken for a call (it may
+    /// have said `CALL-STATE active`; a sane supervisor never sends one).
+    fn unreadable(&mut self, why: &str, now: Mono, events: &mut Vec<Event>) {
+        self.err(why, now, events);
+        if self.greeted && self.stream.is_some() {
+            events.push(Event::Message(FromSupervisor::CallState(
+                crate::engine::reboot::CallState::Active,
+            )));
         }
     }
 
@@ -486,5 +503,50 @@ mod tests {
         );
         assert!(!link.is_up());
         drop(sup);
+    }
+    #[test]
+    fn unreadable_lines_are_calls_and_half_a_line_keeps_the_link_unclear() {
+        let (_dir, mut link, mut sup) = greeted();
+        for line in [&b"CALL-STATE active\xff\n"[..], &[b' '; 1100][..]] {
+            sup.write_all(line).unwrap();
+            if line.len() == 1100 {
+                sup.write_all(b"\n").unwrap();
+            }
+            let (events, _) = read_all(&mut link);
+            assert!(
+                events.contains(&Event::Message(FromSupervisor::CallState(
+                    CallState::Active
+                ))),
+                "{events:?}"
+            );
+        }
+        // Drain the ERR answers, so that only the half line stands in the way.
+        sup.set_nonblocking(true).unwrap();
+        let mut answers = Vec::new();
+        let _ = sup.read_to_end(&mut answers);
+        assert!(link.clear());
+        sup.write_all(b"CALL-STATE act").unwrap();
+        for _ in 0..1000 {
+            link.read(Mono::from_secs(3));
+            if !link.clear() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!link.clear(), "half a line read: not clear");
+        let (sent, event) = link.send_now(
+            &ToSupervisor::Reboot {
+                id: 1,
+                cause: crate::engine::reboot::Cause::LicenseExpired,
+            },
+            Mono::from_secs(3),
+        );
+        assert!(!sent && event.is_none());
+        sup.write_all(b"ive\n").unwrap();
+        let (events, _) = read_all(&mut link);
+        assert_eq!(
+            events,
+            [Event::Message(FromSupervisor::CallState(CallState::Active))]
+        );
     }
 }

@@ -557,3 +557,71 @@ fn a_log_reader_that_stops_never_holds_the_loop() {
         "{text}"
     );
 }
+
+/// Descriptors running out while the store is read again never make it look empty: a
+/// phone under a low descriptor limit, idle past the grace, gets a burst of
+/// check-syncs (each cycle reads the store again first). Before, the listing failed
+/// with EMFILE, the store was taken for empty: `FEATURES -`, a REBOOT, and `meta.json`
+/// set aside (the latest trusted time and the events lost).
+#[test]
+fn descriptors_running_out_never_make_the_store_look_empty() {
+    let (phone, server) = common::phone::Phone::with_folder_server(&[("lync", now() - DAY, None)]);
+    let socket = phone.path("supervisor.sock");
+    phone.configure(&format!(
+        "server = \"file://{}/\"\nsupervisor_socket = \"{}\"\n[timing]\nidle_grace = \"1s\"\n",
+        server.path().display(),
+        socket.display()
+    ));
+    phone.install(&phone.sign("phone", &[("vqmon", now() - DAY, None)]));
+    let sup = TestSupervisor::start(&socket, "idle");
+    let mut probe = Proc::spawn(&phone, None);
+    probe.wait_control();
+    assert!(sup.wait_line("FEATURES vqmon,lync", 1, PATIENCE).is_some());
+    let base = open_descriptors(probe.pid());
+    drop(probe);
+    let limit = (base + 4) as u64;
+    let mut daemon = Proc::spawn_with(&phone, None, move |cmd| limit_descriptors(cmd, limit));
+    daemon.wait_control();
+    assert!(sup.wait_line("FEATURES vqmon,lync", 2, PATIENCE).is_some());
+    std::thread::sleep(Duration::from_millis(1_200));
+    let control = phone.path("control.sock");
+    let burst: Vec<_> = (0..120)
+        .map(|_| {
+            let control = control.clone();
+            std::thread::spawn(move || {
+                common::control::request(
+                    &control,
+                    r#"{"cmd":"check-sync"}"#,
+                    Duration::from_secs(10),
+                )
+            })
+        })
+        .collect();
+    for b in burst {
+        let _ = b.join();
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(sup.barrier(PATIENCE), "{}", daemon.log_tail(20));
+    let features: Vec<String> = sup
+        .received()
+        .into_iter()
+        .map(|(_, l)| l)
+        .filter(|l| l.starts_with("FEATURES") || l.starts_with("REBOOT"))
+        .collect();
+    assert!(
+        features.iter().all(|l| l == "FEATURES vqmon,lync"),
+        "{features:?}\n{}",
+        daemon.log_tail(20)
+    );
+    let rejected: Vec<String> = std::fs::read_dir(phone.path("state/rejected"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !rejected.iter().any(|n| n.contains("meta.json")),
+        "meta.json set aside: {rejected:?}"
+    );
+    stops_within_a_second(&mut daemon);
+}
