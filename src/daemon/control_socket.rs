@@ -172,22 +172,16 @@ enum Probe {
 }
 
 fn probe(path: &Path) -> Probe {
-    use nix::errno::Errno;
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let Ok(addr) = UnixAddr::new(path) else {
-        return Probe::Busy;
-    };
-    let Ok(fd) = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    ) else {
-        return Probe::Busy;
-    };
-    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
-        Ok(()) => Probe::Answers,
-        Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => Probe::Stale,
+    match crate::supervisor::link::connect_nonblocking(path) {
+        Ok(_) => Probe::Answers,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ECONNREFUSED | nix::libc::ENOENT)
+            ) =>
+        {
+            Probe::Stale
+        }
         Err(_) => Probe::Busy,
     }
 }
@@ -222,7 +216,7 @@ mod tests {
         let busy = UnixListener::bind(&path).unwrap();
         // Fill its backlog: a blocking connect would now wait for ever.
         let mut held = Vec::new();
-        while let Ok(s) = crate::daemon::control_socket::tests::connect_now(&path) {
+        while let Ok(s) = crate::supervisor::link::connect_nonblocking(&path) {
             held.push(s);
             assert!(held.len() < 10_000);
         }
@@ -233,17 +227,5 @@ mod tests {
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         assert!(path.exists());
         drop(busy);
-    }
-
-    fn connect_now(path: &Path) -> nix::Result<std::os::fd::OwnedFd> {
-        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_NONBLOCK,
-            None,
-        )?;
-        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
-        Ok(fd)
     }
 }

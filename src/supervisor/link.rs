@@ -357,8 +357,9 @@ fn unread_by_peer(stream: &UnixStream) -> Option<usize> {
 
 /// Connects without ever waiting: a supervisor whose listen queue is full (it stopped
 /// accepting) makes a blocking `connect` wait, and the loop must not. Such an attempt
-/// fails with `EAGAIN` and is retried with back-off like any other.
-fn connect_nonblocking(path: &std::path::Path) -> std::io::Result<UnixStream> {
+/// fails with `EAGAIN` and is retried with back-off like any other. (The control
+/// socket's probe of an existing path uses it too.)
+pub(crate) fn connect_nonblocking(path: &std::path::Path) -> std::io::Result<UnixStream> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
     let fd = socket(
         AddressFamily::Unix,
