@@ -161,9 +161,7 @@ impl DaemonClock {
             Some(last) => self.last_mono.get().plus(real_mono.since(last)),
             None => Mono::ZERO,
         };
-        let mono = ran_on
-            .max(self.last_mono.get())
-            .max(Mono::from_nanos(nanos));
+        let mono = ran_on.max(Mono::from_nanos(nanos));
         self.last_mono.set(mono);
         self.last_real.set(Some(real_mono));
         Stamp { wall, mono }
