@@ -21,11 +21,11 @@
 //!   once) and a deadline of their own (set by the daemon from the fetch timeouts),
 //!   past which they are answered with an error.
 //! - Descriptors running out (`EMFILE`, `ENFILE` on `accept`) never spin the loop: a
-//!   client that has not finished its request makes way at once (whatever its age),
-//!   else the listener is left out of `poll` for [`STARVED_PAUSE`]; one descriptor is
-//!   kept in reserve to take the waiting connection and tell it why it is refused; the
-//!   refusals are counted and said once when the starvation begins and once when it
-//!   ends.
+//!   client that may make way gives its descriptor to the newcomer; else the listener
+//!   is left out of `poll` for [`STARVED_PAUSE`], and one descriptor kept in reserve
+//!   takes the waiting connection, to serve it if its request is there whole (a
+//!   `status` is answered even so) or tell it why it is refused. The refusals are
+//!   counted and said once when the starvation begins and once when it ends.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -157,14 +157,13 @@ impl Clients {
                         Some(nix::libc::EMFILE | nix::libc::ENFILE)
                     ) =>
                 {
-                    // A client that has not finished its request (whatever its age: no
-                    // descriptor is left) gives its descriptor to the newcomer.
+                    // A client that may make way gives its descriptor to the newcomer.
                     received.extend(self.read_readers(now));
-                    if self.evict_one(now.plus(EVICT_AFTER)) {
+                    if self.evict_one(now) {
                         self.starved_at(&e, now).evicted += 1;
                         continue;
                     }
-                    self.starve(listener, &e, now);
+                    received.extend(self.starve(listener, &e, now));
                     return received;
                 }
                 Err(e) => {
@@ -222,20 +221,56 @@ impl Clients {
 
     /// `accept` found no descriptor and no client could make way: the listener is left
     /// alone for [`STARVED_PAUSE`], and the waiting connection is taken with the reserve
-    /// descriptor and told why.
-    fn starve(&mut self, listener: &UnixListener, error: &std::io::Error, now: Mono) {
+    /// descriptor: served if its request is there whole (a `status` gets its answer even
+    /// so), else told why it is refused. Returns the request served.
+    fn starve(
+        &mut self,
+        listener: &UnixListener,
+        error: &std::io::Error,
+        now: Mono,
+    ) -> Option<Received> {
         let reserve = self.reserve.take();
         let starved = self.starved_at(error, now);
         starved.until = now.plus(STARVED_PAUSE);
-        if reserve.is_some() {
-            drop(reserve);
-            if let Ok((mut refused, _)) = listener.accept() {
-                let _ = refused.set_nonblocking(true);
-                let _ = refused.write(STARVED_ANSWER);
-                starved.refused += 1;
+        reserve.as_ref()?;
+        drop(reserve);
+        let taken = listener.accept().ok().and_then(|(stream, _)| {
+            stream.set_nonblocking(true).ok()?;
+            self.next += 1;
+            Some(Client {
+                id: ClientId(self.next),
+                stream,
+                phase: Phase::Reading(Vec::new()),
+                accepted: now,
+                deadline: Some(now.plus(REQUEST_DEADLINE)),
+            })
+        });
+        let served = taken.and_then(|mut client| {
+            let request = if peer_allowed(&client.stream) {
+                client.step(now)
+            } else {
+                None
+            };
+            match request {
+                Some(request) => {
+                    // It holds the reserve's descriptor until it is done.
+                    let id = client.id;
+                    self.list.push(client);
+                    Some((id, request))
+                }
+                None => {
+                    let _ = client.stream.write(STARVED_ANSWER);
+                    if let Some(starved) = self.starved.as_mut() {
+                        starved.refused += 1;
+                    }
+                    None
+                }
             }
+        });
+        if served.is_none() {
             self.reserve = open_reserve();
         }
+        served
     }
 
     /// How many hold a slot (all but those waiting for a fetch cycle).
@@ -364,6 +399,9 @@ impl Clients {
     /// Drops every client past its deadline; one waiting for a fetch cycle is told so
     /// first.
     pub(crate) fn expire(&mut self, now: Mono) {
+        if self.reserve.is_none() {
+            self.reserve = open_reserve();
+        }
         for client in &mut self.list {
             match (&client.phase, client.deadline) {
                 (Phase::Waiting, Some(deadline)) if now >= deadline => {
