@@ -138,6 +138,7 @@ fn install_killed_at_random_moments_leaves_the_old_or_the_new_state() {
                 .replace("\"state\"", &format!("\"ref{round}\"")),
         )
         .unwrap();
+        let started = std::time::Instant::now();
         let out = run(
             agent(),
             [
@@ -147,6 +148,8 @@ fn install_killed_at_random_moments_leaves_the_old_or_the_new_state() {
                 file.as_os_str(),
             ],
         );
+        // How long an install takes on this machine now: the kill is drawn within it.
+        let took = started.elapsed();
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -157,7 +160,9 @@ fn install_killed_at_random_moments_leaves_the_old_or_the_new_state() {
         assert_ne!(old, new, "round {round}: every install changes the state");
         std::fs::remove_dir_all(&reference).unwrap();
 
-        // The real install, killed after a random delay (0 to 8 ms: it takes a few).
+        // The real install, killed after a random delay within the time the reference
+        // install took (a fixed 0 to 8 ms landed too few kills on a machine where an
+        // install takes 2 ms, and would on a slow one land none after the commit).
         let mut child = agent()
             .args([
                 "install".as_ref(),
@@ -169,7 +174,8 @@ fn install_killed_at_random_moments_leaves_the_old_or_the_new_state() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(rng.next() % 8_000));
+        let window = u64::try_from(took.as_micros()).unwrap_or(8_000).max(1);
+        std::thread::sleep(Duration::from_micros(rng.next() % window));
         let _ = child.kill(); // SIGKILL; an error only means it had already finished
         let status = child.wait().unwrap();
         if status.signal() == Some(9) {
