@@ -323,17 +323,8 @@ impl Store {
         // kind's folder, say) would have a license judged in the wrong folder and moved
         // out of its own. The link is set aside (its target is not touched).
         if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            self.set_aside(
-                &dir,
-                format!("a symbolic link, where the {kind} licenses' own folder goes"),
-                now,
-            );
-            if self.writer() {
-                if let Err(e) = atomic::ensure_dir(&dir) {
-                    self.note(&io_at("create", &dir)(e));
-                }
-            }
-            return;
+            let reason = format!("a symbolic link, where the {kind} licenses' own folder goes");
+            return self.replace_with_folder(&dir, reason, now);
         }
         let listed = fs::read_dir(&dir).and_then(|entries| {
             entries
@@ -344,17 +335,8 @@ impl Store {
             Ok(names) => names,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-                self.set_aside(
-                    &dir,
-                    format!("not a folder, where the {kind} licenses go"),
-                    now,
-                );
-                if self.writer() {
-                    if let Err(e) = atomic::ensure_dir(&dir) {
-                        self.note(&io_at("create", &dir)(e));
-                    }
-                }
-                return;
+                let reason = format!("not a folder, where the {kind} licenses go");
+                return self.replace_with_folder(&dir, reason, now);
             }
             Err(e) if passing(&e) => {
                 self.unreadable_now = Some(io_at("list", &dir)(e));
@@ -387,6 +369,16 @@ impl Store {
                     return;
                 }
                 Err(Unusable::Because(reason)) => self.set_aside(&path, reason, now),
+            }
+        }
+    }
+
+    /// Sets aside what stands where a kind folder goes, and puts a folder there.
+    fn replace_with_folder(&mut self, dir: &Path, reason: String, now: UnixTime) {
+        self.set_aside(dir, reason, now);
+        if self.writer() {
+            if let Err(e) = atomic::ensure_dir(dir) {
+                self.note(&io_at("create", dir)(e));
             }
         }
     }
