@@ -99,7 +99,8 @@ impl FileFetchJson {
 }
 
 /// What became of one file at one fetch (in JSON and in words: `accepted`, `unchanged`,
-/// `not-modified`, `absent`, `not-used`, `refused`, `failed`, `skipped`).
+/// `absent`, `not-used`, `refused`, `failed`, `skipped`; `not-modified` is read in the
+/// reports of older agents).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum FileOutcome {
@@ -107,7 +108,8 @@ pub(crate) enum FileOutcome {
     Accepted,
     /// Identical to a stored license.
     Unchanged,
-    /// The server said 304.
+    /// The server said 304 (older agents only: this one fetches every file whole and
+    /// never writes it; read in their reports by `license-fleet`).
     NotModified,
     /// Not on the server: the stored license stays in force.
     Absent,

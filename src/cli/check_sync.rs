@@ -13,8 +13,9 @@ Usage: license-agent check-sync [--config PATH] [--json]
 
 Asks the daemon over its control socket to fetch both license files at once, apply
 them and publish the result; prints each file's outcome (accepted, unchanged,
-not-modified, absent, refused, not-used, failed, with why) and the changes to the
-feature set.
+absent, refused, not-used, failed, with why) and the changes to the feature set. Each
+file is downloaded whole and compared with the license held, never skipped on the
+server's word that it has not changed.
 
 Options:
   --config PATH  the agent's configuration (default /etc/license-agent/agent.toml)

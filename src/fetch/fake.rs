@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use super::worker::{Server, Source};
 use super::{FailureKind, FetchError, FetchOutcome};
-use crate::storage::Validator;
 
 /// What the fake server answers, and what it was asked.
 #[derive(Default)]
@@ -44,7 +43,7 @@ impl Server for FakeServer {
 }
 
 impl Source for FakeSource {
-    fn fetch(&self, name: &str, _: Option<&Validator>) -> FetchOutcome {
+    fn fetch(&self, name: &str) -> FetchOutcome {
         let _pass = self.0.gate.lock();
         self.0.fetches.lock().unwrap().push(name.to_string());
         let answers = self.0.answers.lock().unwrap();

@@ -9,9 +9,10 @@
 //!   answer is a [`FailureKind::Redirects`] failure naming the status and its
 //!   `Location`. It is tried again later like any failure, never taken for "takes no
 //!   uploads".
-//! - `GET` with `User-Agent: license-agent/<version> (mac <12 hex digits>)`, and
-//!   `If-None-Match` / `If-Modified-Since` from the [`Validator`] stored at the last 200
-//!   (a validator that is not a valid header value is not sent: the file is fetched whole).
+//! - `GET` with `User-Agent: license-agent/<version> (mac <12 hex digits>)`, never
+//!   conditional: no `If-None-Match`, no `If-Modified-Since` (a server's validators are
+//!   a modification time and a size, blind to a renewal copied in with the old time:
+//!   see [`super`], "Every file whole, every time").
 //! - Basic authentication when `fetch.username` and `fetch.password` are set.
 //! - Timeouts: `fetch.connect_timeout` for the connection, `fetch.total_timeout` for the
 //!   whole exchange. The body is read in pieces and the total deadline is checked after
@@ -25,8 +26,6 @@
 //!   [`Secrets::words`](super::secrets::Secrets::words) first, and each failure's detail
 //!   is looked over once more. Statuses are shown with their standard reason, never the
 //!   server's, and error bodies are never shown.
-//! - Validators (`ETag`, `Last-Modified`) longer than [`MAX_VALIDATOR`] are not kept; the
-//!   daemon keeps them only with a file it holds.
 //! - Proxy variables of the environment (`http_proxy`...) are ignored: the configuration
 //!   has no proxy, and a daemon should not depend on its environment.
 //! - TLS is rustls on ring; the certificate chain and the host name are always checked.
@@ -37,9 +36,9 @@
 //!   without `ca_file` gets no roots, so a redirect from it to `https://` fails as
 //!   [`FailureKind::Tls`].) `fetch.client_cert` and `fetch.client_key` (PEM) are the
 //!   client certificate for mutual TLS.
-//! - Status: 200 → [`FetchOutcome::Body`], 304 → [`FetchOutcome::NotModified`] (only to a
-//!   request that carried a validator: otherwise it answers nothing and is a failure), 404 and
-//!   410 → [`FetchOutcome::Absent`], anything else → [`FailureKind::Status`].
+//! - Status: 200 → [`FetchOutcome::Body`], 404 and 410 → [`FetchOutcome::Absent`],
+//!   anything else → [`FailureKind::Status`] (a 304 too: the request named no earlier
+//!   copy, so it answers nothing).
 //! - The body is streamed and abandoned as soon as it passes [`MAX_BODY`] (or at once when
 //!   `Content-Length` announces more): a 10 MB answer is never read whole.
 //!
@@ -53,19 +52,13 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{
-    HeaderMap, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
-};
+use reqwest::header::LOCATION;
 use reqwest::{Certificate, Identity, StatusCode};
 
 use super::secrets::Secrets;
-use super::{
-    read_pem, too_big, trusted_roots, FailureKind, FetchError, FetchOutcome, MAX_BODY,
-    MAX_VALIDATOR,
-};
+use super::{read_pem, too_big, trusted_roots, FailureKind, FetchError, FetchOutcome, MAX_BODY};
 use crate::config::{Fetch, Secs};
 use crate::format::Serial;
-use crate::storage::Validator;
 
 /// The most redirects followed.
 pub(crate) const MAX_REDIRECTS: usize = 5;
@@ -225,26 +218,16 @@ impl Http {
         })
     }
 
-    /// `GET url`, conditional on `validator`.
-    pub(crate) fn fetch(&self, url: &str, validator: Option<&Validator>) -> FetchOutcome {
+    /// `GET url`, whole.
+    pub(crate) fn fetch(&self, url: &str) -> FetchOutcome {
         self.last_hop.set(None);
         let mut request = self.client.get(url);
         if let Some((user, password)) = &self.auth {
             request = request.basic_auth(user, Some(password));
         }
-        let conditional = conditional(validator);
-        let asked_unchanged = !conditional.is_empty();
-        request = request.headers(conditional);
         let started = Instant::now();
         let outcome = match request.send() {
-            Ok(response) => answer(
-                url,
-                response,
-                asked_unchanged,
-                started,
-                self.total,
-                &self.secrets,
-            ),
+            Ok(response) => answer(url, response, started, self.total, &self.secrets),
             Err(e) => {
                 let failed = self
                     .last_hop
@@ -321,56 +304,27 @@ impl Http {
     }
 }
 
-/// `If-None-Match` and `If-Modified-Since` from a stored validator; a value that cannot
-/// be a header (a damaged metadata file) is left out.
-fn conditional(validator: Option<&Validator>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    let Some(v) = validator else {
-        return headers;
-    };
-    for (name, value) in [
-        (IF_NONE_MATCH, &v.etag),
-        (IF_MODIFIED_SINCE, &v.last_modified),
-    ] {
-        if let Some(value) = value.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
-            headers.insert(name, value);
-        }
-    }
-    headers
-}
-
 fn at_least_1s(secs: Secs) -> Duration {
     Duration::from_secs(secs.0.max(1))
 }
 
-/// Turns a response into an outcome, reading the body of a 200. `asked_unchanged`: the
-/// request carried a validator (only then is a 304 an answer).
+/// Turns a response into an outcome, reading the body of a 200.
 fn answer(
     asked: &str,
     mut response: Response,
-    asked_unchanged: bool,
     started: Instant,
     total: Duration,
     secrets: &Secrets,
 ) -> FetchOutcome {
     let url = answered_url(asked, response.url().as_str(), secrets);
-    let head = judge_head(
-        &url,
-        response.status(),
-        response.headers(),
-        response.content_length(),
-        asked_unchanged,
-    );
+    let head = judge_head(&url, response.status(), response.content_length());
     match head {
         Head::Done(outcome) => {
             drain_small(&mut response, started, total);
             outcome
         }
-        Head::Body {
-            expected,
-            validator,
-        } => match read_body(&url, &mut response, expected, started, total) {
-            Ok(bytes) => FetchOutcome::Body { bytes, validator },
+        Head::Body { expected } => match read_body(&url, &mut response, expected, started, total) {
+            Ok(bytes) => FetchOutcome::Body { bytes },
             Err(e) => FetchOutcome::Failed(e),
         },
     }
@@ -423,28 +377,17 @@ fn answered_url(asked: &str, answered: &str, secrets: &Secrets) -> String {
 #[derive(Debug)]
 pub(crate) enum Head {
     /// 200: read a body (of `expected` bytes when announced).
-    Body {
-        expected: Option<u64>,
-        validator: Validator,
-    },
+    Body { expected: Option<u64> },
     /// Decided without the body.
     Done(FetchOutcome),
 }
 
-/// Judges an answer's status and headers (sans I/O). `content_length` is the length the
-/// answer announces; `asked_unchanged` whether the request carried a validator.
-pub(crate) fn judge_head(
-    url: &str,
-    status: StatusCode,
-    headers: &HeaderMap,
-    content_length: Option<u64>,
-    asked_unchanged: bool,
-) -> Head {
+/// Judges an answer's status and announced length (sans I/O).
+pub(crate) fn judge_head(url: &str, status: StatusCode, content_length: Option<u64>) -> Head {
     let failed =
         |kind, detail: String| Head::Done(FetchOutcome::Failed(FetchError::new(url, kind, detail)));
     match status.as_u16() {
         200 => {}
-        304 if asked_unchanged => return Head::Done(FetchOutcome::NotModified),
         304 => {
             return failed(
                 FailureKind::Status(304),
@@ -471,7 +414,6 @@ pub(crate) fn judge_head(
     }
     Head::Body {
         expected: content_length,
-        validator: validators(headers),
     }
 }
 
@@ -562,23 +504,6 @@ fn status_text(status: StatusCode) -> String {
     match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),
-    }
-}
-
-/// The validators of an answer: each kept only if it is at most [`MAX_VALIDATOR`] bytes
-/// of visible ASCII (a longer or stranger one is not kept: the next fetch is whole).
-fn validators(headers: &HeaderMap) -> Validator {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-            .filter(|v| v.len() <= MAX_VALIDATOR)
-            .map(str::to_string)
-    };
-    Validator {
-        etag: text(ETAG),
-        last_modified: text(LAST_MODIFIED),
-        ..Validator::default()
     }
 }
 

@@ -5,11 +5,27 @@
 //! with [`Config::fetch`](crate::config::Config::fetch), for one cycle: for HTTP it holds
 //! one client, so the site file ([`SITE_FILE`]) and the phone file ([`phone_file`]) go
 //! over one keep-alive connection. [`Fetcher::fetch`] never fails loudly: every answer is
-//! a [`FetchOutcome`]: a body of at most [`MAX_BODY`] bytes with its validators, "not
-//! modified", "absent" (no such file: the stored license of that kind stays in force),
-//! or a [`FetchError`] whose one-line `Display` says what went wrong and where, for
-//! example `https://prov/0004f2abcdef-license.cfg: TLS: invalid peer certificate:
-//! UnknownIssuer`.
+//! a [`FetchOutcome`]: a body of at most [`MAX_BODY`] bytes, "absent" (no such file: the
+//! stored license of that kind stays in force), or a [`FetchError`] whose one-line
+//! `Display` says what went wrong and where, for example
+//! `https://prov/0004f2abcdef-license.cfg: TLS: invalid peer certificate: UnknownIssuer`.
+//!
+//! # Every file whole, every time
+//!
+//! A file is always downloaded whole and its bytes judged; nothing is ever skipped on a
+//! server's say-so that it has not changed. Validators are made of a modification time
+//! and a size (nginx's and Apache's `ETag`, `Last-Modified`, FTP's `SIZE` and `MDTM`),
+//! and a renewal is the size of the license it replaces: copied into place with the old
+//! file's time (`cp -p`, `rsync -t`, an archive, an image with fixed file times) or in
+//! the same second, it has the very same validators, and a conditional request would
+//! keep the old license for good. So no request is conditional (HTTP sends neither
+//! `If-None-Match` nor `If-Modified-Since`; FTP asks `SIZE` only to refuse a file too
+//! big before it comes and to tell a cut transfer, never `MDTM`), and the daemon
+//! compares the bytes with what it holds: the same license is "unchanged", with nothing
+//! written. A license file is at most [`MAX_BODY`] bytes and usually under one KiB, so
+//! a whole file costs the server about what a `304` did: the connection, the TLS
+//! handshake and the headers dominate (docs/figures/storm.md measures a boot storm
+//! both ways).
 //!
 //! Each transport is a module and a cargo feature, so a board's binary carries only the
 //! ones it ships (`config::TRANSPORTS` lists them): `http` (`http`, `https`), `ftp`
@@ -19,7 +35,7 @@
 //!
 //! A `file:///abs/dir/` server reads `dir/<name>` with the same cap; a missing file is
 //! [`FetchOutcome::Absent`], anything that is not a regular file or cannot be read is
-//! [`FailureKind::Io`]. There are no validators, and never a "not modified".
+//! [`FailureKind::Io`].
 //!
 //! # Retries
 //!
@@ -50,17 +66,12 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Fetch, Secs, ServerUrl};
 use crate::format::{self, Capped, Serial};
-use crate::storage::Validator;
 
 /// The largest body accepted, in bytes: a license file's largest size.
 pub(crate) const MAX_BODY: usize = crate::format::MAX_FILE_SIZE;
 
 /// The site license's file name on the server.
 pub(crate) const SITE_FILE: &str = "000000000000-license.cfg";
-
-/// The longest `ETag` or `Last-Modified` kept for the next request, in bytes (real ones
-/// are a few dozen): what a server sends can never swell `meta.json`.
-pub(crate) const MAX_VALIDATOR: usize = 256;
 
 /// The system's CA bundle, trusted for an `https://` or `ftps://` server when no
 /// `fetch.ca_file` is set.
@@ -109,14 +120,8 @@ pub(crate) fn phone_file(mac: Serial) -> String {
 /// What one fetch gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FetchOutcome {
-    /// 200: the body (at most [`MAX_BODY`] bytes) and the validators of the response
-    /// (`ETag`, `Last-Modified`), to send back at the next fetch.
-    Body {
-        bytes: Vec<u8>,
-        validator: Validator,
-    },
-    /// 304 Not Modified: the file is the one downloaded last time.
-    NotModified,
+    /// The whole file (at most [`MAX_BODY`] bytes).
+    Body { bytes: Vec<u8> },
     /// No such file on the server: HTTP 404 or 410, TFTP error 1, or for `file://` no
     /// file; `answer` is the server's answer in words (`404`, `TFTP error 1 (File not
     /// found) from 10.0.0.1:69`).
@@ -328,15 +333,10 @@ impl Fetcher {
         })
     }
 
-    /// Fetches `base + name`. `validator` is what was stored with the last download of
-    /// this file: HTTP makes the request conditional on it, FTP compares it with `SIZE`
-    /// and `MDTM`. `name` must be a plain file
-    /// name: ASCII letters, digits, `-`, `_` and `.`, not empty, not `.`, no `..`.
-    #[cfg_attr(
-        not(any(feature = "http", feature = "tftp", feature = "ftp")),
-        allow(unused_variables)
-    )]
-    pub(crate) fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
+    /// Fetches `base + name`, whole (never conditional: see the module documentation).
+    /// `name` must be a plain file name: ASCII letters, digits, `-`, `_` and `.`, not
+    /// empty, not `.`, no `..`.
+    pub(crate) fn fetch(&self, name: &str) -> FetchOutcome {
         if let Err(why) = check_name(name) {
             // The base as the URL: the name may hold anything, a line break included.
             return FetchOutcome::Failed(FetchError::new(&self.base, FailureKind::Setup, why));
@@ -345,11 +345,11 @@ impl Fetcher {
         match &self.target {
             Target::Dir(dir) => fetch_file(url, &dir.join(name)),
             #[cfg(feature = "tftp")]
-            Target::Tftp(tftp) => tftp.fetch(name, validator),
+            Target::Tftp(tftp) => tftp.fetch(name),
             #[cfg(feature = "ftp")]
-            Target::Ftp(ftp) => ftp.fetch(name, validator),
+            Target::Ftp(ftp) => ftp.fetch(name),
             #[cfg(feature = "http")]
-            Target::Http(http) => http.fetch(&url, validator),
+            Target::Http(http) => http.fetch(&url),
         }
     }
 }
@@ -389,8 +389,8 @@ impl Fetcher {
 }
 
 impl Source for Fetcher {
-    fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
-        Fetcher::fetch(self, name, validator)
+    fn fetch(&self, name: &str) -> FetchOutcome {
+        Fetcher::fetch(self, name)
     }
 
     fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
@@ -559,10 +559,7 @@ fn fetch_file(url: String, path: &Path) -> FetchOutcome {
         Err(e) => return io_error(url, e),
     };
     match format::read_capped(file) {
-        Ok(Capped::Content(bytes)) => FetchOutcome::Body {
-            bytes,
-            validator: Validator::default(),
-        },
+        Ok(Capped::Content(bytes)) => FetchOutcome::Body { bytes },
         Ok(Capped::TooBig(_)) => FetchOutcome::Failed(too_big(url)),
         Err(e) => io_error(url, e),
     }

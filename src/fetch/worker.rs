@@ -22,13 +22,12 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 
 use super::{FailureKind, FetchError, FetchOutcome};
-use crate::storage::Validator;
 
 /// Where license files come from, for one cycle (an open HTTP client, a folder, or a
 /// fake in tests).
 pub(crate) trait Source {
-    /// Fetches `name`; `validator` is what was stored with the last copy downloaded.
-    fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome;
+    /// Fetches `name`, whole.
+    fn fetch(&self, name: &str) -> FetchOutcome;
 
     /// Stores `bytes` as `name` on the server (the status report), replacing what is
     /// there. A source that takes no uploads says so ([`FailureKind::Setup`]).
@@ -50,13 +49,6 @@ pub(crate) trait Server: Send + Sync {
     /// Opens a source on the `index`-th server for one cycle (reading CA files, setting
     /// up a client).
     fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError>;
-}
-
-/// One file to fetch, with the validator stored for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Wanted {
-    pub(crate) name: String,
-    pub(crate) validator: Option<Validator>,
 }
 
 /// What one file gave.
@@ -122,8 +114,8 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// Starts fetching `files` in order from `server` on a new thread.
-    pub(crate) fn start(server: Arc<dyn Server>, files: Vec<Wanted>) -> std::io::Result<InFlight> {
-        let names = files.iter().map(|f| f.name.clone()).collect();
+    pub(crate) fn start(server: Arc<dyn Server>, files: Vec<String>) -> std::io::Result<InFlight> {
+        let names = files.clone();
         let job = Job::start("fetch", move || fetch_all(server.as_ref(), &files))?;
         Ok(InFlight { job, names })
     }
@@ -180,12 +172,12 @@ pub(crate) fn upload(server: &dyn Server, name: &str, bytes: &[u8]) -> Result<St
 }
 
 /// The cycle itself (on the fetch thread). Each file is asked of the servers in order
-/// until one answers (a body, "not modified" or "no such file": that server has
+/// until one answers (a body or "no such file": that server has
 /// answered); a server that failed for an earlier file of the cycle is asked only after
 /// those that have not, so one server down costs its timeout once a cycle, not once a
 /// file. A server's source is opened when first needed and kept for the cycle (one
 /// connection for both files); all are dropped at the end.
-fn fetch_all(server: &dyn Server, files: &[Wanted]) -> Vec<Fetched> {
+fn fetch_all(server: &dyn Server, files: &[String]) -> Vec<Fetched> {
     let bases = server.bases();
     let mut sources: Vec<Option<Result<Box<dyn Source>, FetchError>>> =
         bases.iter().map(|_| None).collect();
@@ -199,7 +191,7 @@ fn fetch_all(server: &dyn Server, files: &[Wanted]) -> Vec<Fetched> {
             for index in order {
                 let source = sources[index].get_or_insert_with(|| server.open(index));
                 let outcome = match source {
-                    Ok(source) => source.fetch(&file.name, file.validator.as_ref()),
+                    Ok(source) => source.fetch(file),
                     Err(e) => FetchOutcome::Failed(e.clone()),
                 };
                 match outcome {
@@ -209,7 +201,7 @@ fn fetch_all(server: &dyn Server, files: &[Wanted]) -> Vec<Fetched> {
                     }
                     answered => {
                         return Fetched {
-                            name: file.name.clone(),
+                            name: file.clone(),
                             outcome: answered,
                             server: Some(bases[index].clone()),
                         }
@@ -217,7 +209,7 @@ fn fetch_all(server: &dyn Server, files: &[Wanted]) -> Vec<Fetched> {
                 }
             }
             Fetched {
-                name: file.name.clone(),
+                name: file.clone(),
                 outcome: FetchOutcome::Failed(every_server_failed(failures)),
                 server: None,
             }
@@ -259,10 +251,12 @@ mod tests {
     }
 
     impl Source for Script {
-        fn fetch(&self, name: &str, _: Option<&Validator>) -> FetchOutcome {
+        fn fetch(&self, name: &str) -> FetchOutcome {
             let _held = self.gate.lock();
             if name.starts_with("0000") {
-                FetchOutcome::NotModified
+                FetchOutcome::Body {
+                    bytes: b"site".to_vec(),
+                }
             } else {
                 FetchOutcome::Absent {
                     answer: "404".into(),
@@ -287,11 +281,8 @@ mod tests {
         }
     }
 
-    fn wanted(name: &str) -> Wanted {
-        Wanted {
-            name: name.into(),
-            validator: None,
-        }
+    fn wanted(name: &str) -> String {
+        name.into()
     }
 
     fn readable(fd: BorrowedFd<'_>, ms: u16) -> bool {
@@ -323,7 +314,12 @@ mod tests {
         assert!(readable(cycle.fd(), 5_000));
         let fetched = cycle.try_take().unwrap();
         assert_eq!(fetched.len(), 2);
-        assert_eq!(fetched[0].outcome, FetchOutcome::NotModified);
+        assert_eq!(
+            fetched[0].outcome,
+            FetchOutcome::Body {
+                bytes: b"site".to_vec()
+            }
+        );
         assert_eq!(
             fetched[1].outcome,
             FetchOutcome::Absent {
@@ -379,7 +375,7 @@ mod tests {
     struct FleetSource(usize, Behaviour, Arc<Mutex<Vec<String>>>);
 
     impl Source for FleetSource {
-        fn fetch(&self, name: &str, _: Option<&Validator>) -> FetchOutcome {
+        fn fetch(&self, name: &str) -> FetchOutcome {
             self.2.lock().unwrap().push(format!("{} {name}", self.0));
             match self.1 {
                 Behaviour::Down | Behaviour::Unopenable => FetchOutcome::Failed(FetchError::new(
@@ -390,7 +386,7 @@ mod tests {
                 Behaviour::Missing => FetchOutcome::Absent {
                     answer: "404".into(),
                 },
-                Behaviour::Has => FetchOutcome::NotModified,
+                Behaviour::Has => FetchOutcome::Body { bytes: Vec::new() },
             }
         }
     }

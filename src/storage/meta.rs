@@ -39,9 +39,11 @@ pub(crate) struct PublishedFeature {
     pub(crate) end: Option<u32>,
 }
 
-/// What identifies the last download of one file, to skip it when unchanged: HTTP's
-/// validators (sent back in a conditional request), or FTP's `SIZE` and `MDTM` (compared
-/// with the server's before downloading).
+/// What identified the last download of one file for older agents (until issue 24):
+/// HTTP's validators (sent back in a conditional request), or FTP's `SIZE` and `MDTM`.
+/// This agent never writes one (every file is fetched whole: `fetch`, "Every file whole,
+/// every time") and drops a file's at its next fetch; the field stays so that an older
+/// agent reads the same `meta.json` (each value at most 256 bytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Validator {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,7 +190,8 @@ mod tests {
                 "\u{1}".repeat(100_000),
             );
         }
-        let long = "x".repeat(crate::fetch::MAX_VALIDATOR);
+        // The longest validators an older agent kept.
+        let long = "x".repeat(256);
         for name in ["000000000000-license.cfg", "0004f2000001-license.cfg"] {
             meta.validators.insert(
                 name.into(),

@@ -4,7 +4,7 @@
 //! <state_dir>/phone/0000000003.cfg    accepted phone licenses (name = received order)
 //! <state_dir>/site/0000000004.cfg     accepted site licenses
 //! <state_dir>/rejected/…              files that no longer verify, each with a .why note
-//! <state_dir>/meta.json               latest trusted time, published set, validators, events
+//! <state_dir>/meta.json               latest trusted time, published set, events
 //! ```
 //!
 //! The kind folders are the record of what is held: adding a license is one atomic,
@@ -70,7 +70,9 @@ use crate::format::{self, Capped, Kind, License};
 use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
 pub use lock::WriterLock;
-pub(crate) use meta::{Meta, PublishedFeature, RebootRecord, Validator};
+#[cfg(test)]
+pub(crate) use meta::Validator;
+pub(crate) use meta::{Meta, PublishedFeature, RebootRecord};
 
 const META_FILE: &str = "meta.json";
 pub(crate) const REJECTED_DIR: &str = "rejected";

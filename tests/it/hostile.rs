@@ -87,7 +87,7 @@ fn huge_validators_with_an_empty_body_are_not_kept() {
     assert_eq!(phone.published(), ["usb-call-recording"]);
 }
 
-/// A `304` to a first fetch (no validator sent: not modified since what?) is a failure,
+/// A `304` (no request names an earlier copy: not modified since what?) is a failure,
 /// not "unchanged".
 #[test]
 fn a_304_to_a_first_fetch_is_a_failure() {

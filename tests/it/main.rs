@@ -32,6 +32,7 @@ mod phone_cuts;
 mod phone_figures;
 mod quiet;
 mod reboots;
+mod renewals;
 mod report_upload;
 mod robustness;
 mod servers;

@@ -15,11 +15,11 @@ use super::{Agent, Snapshot};
 use crate::control::CheckSyncJson;
 use crate::daemon::publish::FeatureSet;
 use crate::engine::{judge_candidate, ClockVerdict, Decision, Origin};
-use crate::fetch::worker::{Fetched, InFlight, Wanted};
+use crate::fetch::worker::{Fetched, InFlight};
 use crate::fetch::{backoff, phone_file, FetchOutcome, Server, SITE_FILE};
 use crate::format::Kind;
 use crate::status::{FileFetchJson, FileOutcome};
-use crate::storage::{describe, Validator};
+use crate::storage::describe;
 use crate::time::Stamp;
 use crate::time::{secs_i64, UnixTime};
 
@@ -140,15 +140,9 @@ impl Agent {
         let Ok(server) = self.fetching.server.clone() else {
             return FetchStart::Done(CheckSyncJson::default());
         };
-        // What is stored is read again first: its validators go with the requests.
+        // What is stored is read again first (an install by hand may have changed it).
         self.reload(snap.stamp.wall);
-        let wanted = [SITE_FILE.to_string(), phone_file(self.phone.identity.mac)]
-            .into_iter()
-            .map(|name| Wanted {
-                validator: self.store.meta().validators.get(&name).cloned(),
-                name,
-            })
-            .collect();
+        let wanted = vec![SITE_FILE.to_string(), phone_file(self.phone.identity.mac)];
         let before = self.enabled(snap);
         self.fetching.started += 1;
         let number = self.fetching.started;
@@ -282,40 +276,25 @@ impl Agent {
         judge_at: Option<UnixTime>,
         now: UnixTime,
     ) -> FileFetchJson {
-        let (bytes, validator) =
-            match outcome {
-                FetchOutcome::Body { bytes, validator } => (bytes, validator),
-                FetchOutcome::NotModified => return file_result(
+        // Validators written by an older agent are dropped at the file's first fetch:
+        // none is ever sent (`fetch`, "Every file whole, every time"), and one left would
+        // be stale for an older agent after a rollback.
+        self.store.meta_mut().validators.remove(name);
+        let bytes = match outcome {
+            FetchOutcome::Body { bytes } => bytes,
+            FetchOutcome::Absent { answer } => {
+                return file_result(
                     now,
                     name,
-                    FileOutcome::NotModified,
-                    "not modified since the last download (HTTP 304; FTP: the same SIZE and MDTM)",
-                ),
-                FetchOutcome::Absent { answer } => {
-                    self.store.meta_mut().validators.remove(name);
-                    return file_result(
-                        now,
-                        name,
-                        FileOutcome::Absent,
-                        &format!(
-                            "{answer}: not on the server; the stored {kind} license stays in force"
-                        ),
-                    );
-                }
-                FetchOutcome::Failed(e) => {
-                    log::warn!("fetch failed: {e}");
-                    return file_result(now, name, FileOutcome::Failed, &e.to_string());
-                }
-            };
-        // The validators go with the file: kept only when it is the one held (stored now,
-        // or already), so that a 304 can only ever mean "the license you hold".
-        self.store.meta_mut().validators.remove(name);
-        let keep = |store: &mut crate::storage::Store| {
-            if validator != Validator::default() {
-                store
-                    .meta_mut()
-                    .validators
-                    .insert(name.to_string(), validator);
+                    FileOutcome::Absent,
+                    &format!(
+                        "{answer}: not on the server; the stored {kind} license stays in force"
+                    ),
+                );
+            }
+            FetchOutcome::Failed(e) => {
+                log::warn!("fetch failed: {e}");
+                return file_result(now, name, FileOutcome::Failed, &e.to_string());
             }
         };
         let license = match self.phone.keyring.verify_bytes(&bytes) {
@@ -341,21 +320,17 @@ impl Agent {
         match decision {
             Decision::Accept { drop } => match self.store.add(&bytes, license, &drop, now) {
                 Ok(_) => {
-                    keep(&mut self.store);
                     log::info!("{name}: accepted {subject}");
                     file_result(now, name, FileOutcome::Accepted, &subject)
                 }
                 Err(e) => file_result(now, name, FileOutcome::Failed, &e.to_string()),
             },
-            Decision::Identical { .. } => {
-                keep(&mut self.store);
-                file_result(
-                    now,
-                    name,
-                    FileOutcome::Unchanged,
-                    &format!("{subject}: already stored"),
-                )
-            }
+            Decision::Identical { .. } => file_result(
+                now,
+                name,
+                FileOutcome::Unchanged,
+                &format!("{subject}: already stored"),
+            ),
             Decision::Superseded { .. } => file_result(
                 now,
                 name,

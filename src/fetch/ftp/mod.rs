@@ -12,10 +12,11 @@
 //! - A host name is resolved to all its addresses, tried in order until one accepts
 //!   the connection; the data connection goes to the address the control connection
 //!   reached (the address in a `PASV` reply is never used).
-//! - `SIZE` and `MDTM` come first: `550` (no such file) is the 404 rule, a size above
-//!   [`MAX_BODY`] is refused before any data, and a size and time equal to what was
-//!   stored with the license ([`Validator`]) is "not modified", with no download. A
-//!   server without `MDTM` gets every file downloaded.
+//! - `SIZE` comes first: `550` (no such file) is the 404 rule, a size above [`MAX_BODY`]
+//!   is refused before any data, and a transfer shorter than it is a cut one. Every file
+//!   is then downloaded whole: a `SIZE` and `MDTM` (to the second) equal to the stored
+//!   copy's is no proof that the file is the same (a renewal is the size of the license
+//!   it replaces, and may be copied in with its time), so `MDTM` is never asked.
 //! - Every wait (connect, each reply, each read of data) ends at the file's deadline,
 //!   `fetch.total_timeout` after its fetch began; connecting also within
 //!   `fetch.connect_timeout`. A transfer shorter than `SIZE` said, or not confirmed by
@@ -45,9 +46,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::secrets::Secrets;
-use super::{FailureKind, FetchError, FetchOutcome, Source, MAX_BODY, MAX_VALIDATOR};
+use super::{FailureKind, FetchError, FetchOutcome, Source, MAX_BODY};
 use crate::config::Fetch;
-use crate::storage::Validator;
 use protocol::{Reply, ReplyReader};
 
 /// The most characters of an error's text (TLS, the socket's) shown in a message.
@@ -140,13 +140,13 @@ impl Ftp {
 }
 
 impl Source for Ftp {
-    fn fetch(&self, name: &str, validator: Option<&Validator>) -> FetchOutcome {
+    fn fetch(&self, name: &str) -> FetchOutcome {
         let url = format!("{}{}", self.base, name);
         let path = format!("{}{}", self.folder, name);
         let deadline = Instant::now() + self.total_timeout;
         let mut slot = self.session.borrow_mut();
         let kept = slot.as_ref().map(|s| s.replies);
-        let mut result = self.fetch_on(&mut slot, &path, validator, deadline);
+        let mut result = self.fetch_on(&mut slot, &path, deadline);
         // A kept control connection that the server closed while it waited (before any
         // reply about this file): once more, afresh. A cut later is a cut.
         if matches!(result, Err(Stop::Failed(FailureKind::Cut, _)))
@@ -154,7 +154,7 @@ impl Source for Ftp {
             && slot.as_ref().map(|s| s.replies) == kept
         {
             *slot = None;
-            result = self.fetch_on(&mut slot, &path, validator, deadline);
+            result = self.fetch_on(&mut slot, &path, deadline);
         }
         // The server's words are safe already (`Secrets::words`); a second net.
         let hide = |text: String| self.secrets.hide(&text);
@@ -177,7 +177,6 @@ impl Ftp {
         &self,
         slot: &mut Option<Session>,
         path: &str,
-        validator: Option<&Validator>,
         deadline: Instant,
     ) -> Step<FetchOutcome> {
         let session = match slot {
@@ -185,7 +184,7 @@ impl Ftp {
             None => slot.insert(self.open(deadline)?),
         };
         session.set_deadline(deadline);
-        self.retrieve(session, path, validator, deadline)
+        self.retrieve(session, path, deadline)
     }
 
     /// Connects to the first address that accepts, greets, secures and logs in.
@@ -300,17 +299,11 @@ impl Ftp {
         Ok(session)
     }
 
-    /// `SIZE`, `MDTM`, then (when the file is not the one stored) the download.
-    fn retrieve(
-        &self,
-        session: &mut Session,
-        path: &str,
-        stored: Option<&Validator>,
-        deadline: Instant,
-    ) -> Step<FetchOutcome> {
+    /// `SIZE`, then the download.
+    fn retrieve(&self, session: &mut Session, path: &str, deadline: Instant) -> Step<FetchOutcome> {
         let absent = |r: &Reply| Stop::Absent(format!("FTP {}", r.shown(&self.secrets)));
-        // A SIZE or MDTM answer that cannot be read is no answer (old servers get MDTM's
-        // year wrong): the file is downloaded, capped while streaming.
+        // A SIZE answer that cannot be read is no answer: the file is downloaded, capped
+        // while streaming.
         let size = match session.command("SIZE", Some(path))? {
             r if r.code == 213 => protocol::size(&r.text).ok(),
             r if r.code == 550 => return Err(absent(&r)),
@@ -325,23 +318,6 @@ impl Ftp {
                 ),
             ));
         }
-        let modified = match session.command("MDTM", Some(path))? {
-            r if r.code == 213 => protocol::mdtm(&r.text).ok(),
-            r if r.code == 550 => return Err(absent(&r)),
-            _ => None,
-        };
-        let validator = Validator {
-            size,
-            modified: modified.filter(|m| m.len() <= MAX_VALIDATOR),
-            ..Validator::default()
-        };
-        let unchanged = validator.size.is_some()
-            && validator.modified.is_some()
-            && stored.is_some_and(|s| s.size == validator.size && s.modified == validator.modified);
-        if unchanged {
-            return Ok(FetchOutcome::NotModified);
-        }
-
         let tcp = self.data_connection(session, deadline)?;
         let start = session.command("RETR", Some(path))?;
         match start.code {
@@ -365,7 +341,7 @@ impl Ftp {
                 format!("{} bytes came where SIZE announced {size}", bytes.len()),
             ));
         }
-        Ok(FetchOutcome::Body { bytes, validator })
+        Ok(FetchOutcome::Body { bytes })
     }
 }
 

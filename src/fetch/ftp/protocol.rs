@@ -161,8 +161,7 @@ pub(crate) fn command(verb: &str, arg: Option<&str>) -> Result<String, String> {
 
 /// The port of a `229 Entering Extended Passive Mode (|||port|)` reply (RFC 2428: any
 /// delimiter, the same four times). An error names what is missing, not the reply (the
-/// caller shows that with [`Reply::shown`]); so do those of [`pasv_port`], [`size`] and
-/// [`mdtm`].
+/// caller shows that with [`Reply::shown`]); so do those of [`pasv_port`] and [`size`].
 pub(crate) fn epsv_port(text: &str) -> Result<u16, String> {
     let bad = || "EPSV: no (|||port|) in the reply".to_string();
     let open = text.find('(').ok_or_else(bad)?;
@@ -212,19 +211,6 @@ pub(crate) fn size(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<u64>()
         .map_err(|_| "SIZE: not a number of bytes".to_string())
-}
-
-/// The time of a `213 YYYYMMDDHHMMSS[.sss]` reply to `MDTM`, as sent (it is compared,
-/// never computed with).
-pub(crate) fn mdtm(text: &str) -> Result<String, String> {
-    let t = text.trim();
-    let (whole, fraction) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.len() == 14 && digits(whole) && fraction.len() <= 9 && digits(fraction) {
-        Ok(t.to_string())
-    } else {
-        Err("MDTM: not a time YYYYMMDDHHMMSS[.sss]".to_string())
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The FTP driver against a small scripted server on 127.0.0.1: what vsftpd (in
 //! `tests/it/transports.rs`) never does: no `EPSV`, a `PASV` naming another host, a kept
 //! control connection closed between files, a transfer shorter than `SIZE`, a stalled
-//! data connection, no `MDTM`, an endless banner.
+//! data connection, an endless banner; and every way an upload can be refused.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -16,7 +16,6 @@ use crate::config::Secs;
 struct Script {
     files: BTreeMap<String, Vec<u8>>,
     no_epsv: bool,
-    no_mdtm: bool,
     /// `SIZE` says this instead of the file's size.
     size_says: Option<u64>,
     /// The data connection sends nothing and stays open.
@@ -95,9 +94,6 @@ fn session(mut control: TcpStream, script: &Script) {
                 (Some(_), Some(n)) => format!("213 {n}"),
                 (Some(f), None) => format!("213 {}", f.len()),
             },
-            "MDTM" if script.no_mdtm => "502 not here".into(),
-            "MDTM" if file.is_some() => "213 20261202010203".into(),
-            "MDTM" => "550 no such file".into(),
             "EPSV" | "PASV" if verb == "EPSV" && script.no_epsv => "500 what".into(),
             "EPSV" | "PASV" => {
                 let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -166,9 +162,9 @@ fn script(files: &[(&str, &[u8])]) -> Script {
     }
 }
 
-fn body(outcome: FetchOutcome) -> (Vec<u8>, Validator) {
+fn body(outcome: FetchOutcome) -> Vec<u8> {
     match outcome {
-        FetchOutcome::Body { bytes, validator } => (bytes, validator),
+        FetchOutcome::Body { bytes } => bytes,
         other => panic!("not a body: {other:?}"),
     }
 }
@@ -180,21 +176,18 @@ fn failure(outcome: FetchOutcome) -> FetchError {
     }
 }
 
+/// Each fetch downloads the file whole, over one control connection, and never asks
+/// `MDTM`: the server's `SIZE` and time, the same for a renewal copied in with the old
+/// file's time, prove nothing.
 #[test]
-fn two_files_over_one_control_connection_then_not_modified() {
+fn two_files_over_one_control_connection_each_downloaded_whole_every_time() {
     let (port, connections) = serve(script(&[("a.cfg", b"first"), ("b.cfg", b"second")]));
     let client = ftp(port, 10);
-    let (a, validator) = body(client.fetch("a.cfg", None));
-    assert_eq!(a, b"first");
-    assert_eq!(validator.size, Some(5));
-    assert_eq!(validator.modified.as_deref(), Some("20261202010203"));
-    assert_eq!(body(client.fetch("b.cfg", None)).0, b"second");
-    assert_eq!(
-        client.fetch("a.cfg", Some(&validator)),
-        FetchOutcome::NotModified
-    );
+    assert_eq!(body(client.fetch("a.cfg")), b"first");
+    assert_eq!(body(client.fetch("b.cfg")), b"second");
+    assert_eq!(body(client.fetch("a.cfg")), b"first");
     assert!(matches!(
-        client.fetch("gone.cfg", None),
+        client.fetch("gone.cfg"),
         FetchOutcome::Absent { answer } if answer == "FTP 550 no such file"
     ));
     assert_eq!(connections.load(Ordering::SeqCst), 1);
@@ -206,8 +199,8 @@ fn without_epsv_pasv_is_used_and_its_address_ignored() {
     s.no_epsv = true;
     let (port, _) = serve(s);
     let client = ftp(port, 10);
-    assert_eq!(body(client.fetch("a.cfg", None)).0, b"over pasv");
-    assert_eq!(body(client.fetch("a.cfg", None)).0, b"over pasv");
+    assert_eq!(body(client.fetch("a.cfg")), b"over pasv");
+    assert_eq!(body(client.fetch("a.cfg")), b"over pasv");
 }
 
 /// Closed silently, or with an unasked `421` that waits in the socket (not to be taken
@@ -220,25 +213,10 @@ fn a_kept_control_connection_closed_between_files_is_made_again() {
         s.say_421 = say_421;
         let (port, connections) = serve(s);
         let client = ftp(port, 10);
-        assert_eq!(body(client.fetch("a.cfg", None)).0, b"one");
-        assert_eq!(
-            body(client.fetch("b.cfg", None)).0,
-            b"two",
-            "421: {say_421}"
-        );
+        assert_eq!(body(client.fetch("a.cfg")), b"one");
+        assert_eq!(body(client.fetch("b.cfg")), b"two", "421: {say_421}");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
-}
-
-#[test]
-fn without_mdtm_every_file_is_downloaded() {
-    let mut s = script(&[("a.cfg", b"same")]);
-    s.no_mdtm = true;
-    let (port, _) = serve(s);
-    let client = ftp(port, 10);
-    let (_, validator) = body(client.fetch("a.cfg", None));
-    assert_eq!(validator.modified, None);
-    assert_eq!(body(client.fetch("a.cfg", Some(&validator))).0, b"same");
 }
 
 #[test]
@@ -246,7 +224,7 @@ fn a_transfer_shorter_than_size_said_is_cut() {
     let mut s = script(&[("a.cfg", b"short")]);
     s.size_says = Some(9);
     let (port, _) = serve(s);
-    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    let e = failure(ftp(port, 10).fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::Cut, "{e}");
     assert!(
         e.detail.contains("5 bytes came where SIZE announced 9"),
@@ -259,7 +237,7 @@ fn a_size_above_the_cap_is_refused_before_any_data() {
     let mut s = script(&[("a.cfg", b"tiny")]);
     s.size_says = Some(MAX_BODY as u64 + 1);
     let (port, _) = serve(s);
-    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    let e = failure(ftp(port, 10).fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::TooBig, "{e}");
     assert!(e.detail.contains("not downloaded"), "{e}");
 }
@@ -270,7 +248,7 @@ fn a_body_above_the_cap_is_abandoned_while_streaming() {
     let mut s = script(&[("a.cfg", &big)]);
     s.size_says = Some(10); // SIZE lies
     let (port, _) = serve(s);
-    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    let e = failure(ftp(port, 10).fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::TooBig, "{e}");
 }
 
@@ -280,7 +258,7 @@ fn a_stalled_data_connection_ends_at_the_total_timeout() {
     s.stall_data = true;
     let (port, _) = serve(s);
     let started = Instant::now();
-    let e = failure(ftp(port, 1).fetch("a.cfg", None));
+    let e = failure(ftp(port, 1).fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::Timeout, "{e}");
     assert!(started.elapsed() < Duration::from_secs(5), "{e}");
 }
@@ -294,7 +272,7 @@ fn a_wrong_password_is_refused() {
         ..Fetch::default()
     };
     let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
-    let e = failure(client.fetch("a.cfg", None));
+    let e = failure(client.fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::Refused, "{e}");
     // The server echoes the password: it is never shown.
     assert!(
@@ -347,7 +325,7 @@ fn a_password_echoed_in_a_refused_login_is_never_shown() {
             ..Fetch::default()
         };
         let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
-        let fetched = failure(client.fetch("a.cfg", None));
+        let fetched = failure(client.fetch("a.cfg"));
         let uploaded = client.upload("r.json", b"{}").unwrap_err();
         for e in [fetched, uploaded] {
             assert_eq!(e.kind, FailureKind::Refused, "{e}");
@@ -392,7 +370,7 @@ fn a_preliminary_greeting_is_followed_by_the_real_one() {
     let mut s = script(&[("a.cfg", b"late")]);
     s.greeting = Some(b"120 ready in 1 minute\r\n220 ready\r\n".to_vec());
     let (port, _) = serve(s);
-    assert_eq!(body(ftp(port, 10).fetch("a.cfg", None)).0, b"late");
+    assert_eq!(body(ftp(port, 10).fetch("a.cfg")), b"late");
 }
 
 #[test]
@@ -406,7 +384,7 @@ fn an_endless_banner_or_garbage_is_a_protocol_error() {
             ..Script::default()
         };
         let (port, _) = serve(s);
-        let e = failure(ftp(port, 10).fetch("a.cfg", None));
+        let e = failure(ftp(port, 10).fetch("a.cfg"));
         assert_eq!(e.kind, FailureKind::Protocol, "{e}");
     }
 }
@@ -418,7 +396,7 @@ fn nothing_listening_is_a_connect_failure_and_the_url_names_the_file() {
         .local_addr()
         .unwrap()
         .port();
-    let e = failure(ftp(port, 10).fetch("a.cfg", None));
+    let e = failure(ftp(port, 10).fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::Connect, "{e}");
     assert_eq!(e.url, format!("ftp://127.0.0.1:{port}/a.cfg"));
 }

@@ -70,9 +70,9 @@ fn failed(outcome: FetchOutcome) -> FetchError {
     }
 }
 
-fn body(outcome: FetchOutcome) -> (Vec<u8>, Validator) {
+fn body(outcome: FetchOutcome) -> Vec<u8> {
     match outcome {
-        FetchOutcome::Body { bytes, validator } => (bytes, validator),
+        FetchOutcome::Body { bytes } => bytes,
         other => panic!("expected a body, got {other:?}"),
     }
 }
@@ -92,43 +92,24 @@ fn file_names() {
     assert_eq!(MAX_BODY, 65_536);
 }
 
+/// A 200 gives the body whole; the validators that came with it are not kept, and no
+/// request ever carries one (`If-None-Match`, `If-Modified-Since`): nginx's `ETag` is a
+/// modification time and a size, the same for a renewal copied in with the old time.
 #[test]
-fn a_200_gives_the_body_and_its_validators() {
+fn every_request_is_unconditional_and_names_the_phone_and_its_auth() {
     let server = Server::start(|request, s| {
         let body = format!("file {}", request.path.as_str());
         respond(
             s,
             "200 OK",
             &[
-                ("ETag", "\"v1\""),
+                ("ETag", "\"5f3a2b1c-1d6\""),
                 ("Last-Modified", "Tue, 03 Mar 2026 10:00:00 GMT"),
             ],
             body.as_bytes(),
         );
         Next::KeepAlive
     });
-    let (bytes, validator) = body(server.fetcher().fetch(SITE_FILE, None));
-    assert_eq!(bytes, b"file /lic/000000000000-license.cfg");
-    assert_eq!(validator.etag.as_deref(), Some("\"v1\""));
-    assert_eq!(
-        validator.last_modified.as_deref(),
-        Some("Tue, 03 Mar 2026 10:00:00 GMT")
-    );
-}
-
-#[test]
-fn a_200_without_validators_has_none() {
-    let server = Server::start(|_, s| {
-        respond(s, "200 OK", &[], b"x");
-        Next::KeepAlive
-    });
-    let (bytes, validator) = body(server.fetcher().fetch(SITE_FILE, None));
-    assert_eq!((bytes, validator), (b"x".to_vec(), Validator::default()));
-}
-
-#[test]
-fn request_headers_name_the_phone_and_carry_validators_and_auth() {
-    let server = status_server("304 Not Modified");
     let fetch = Fetch {
         username: Some("phone".into()),
         password: Some("s3cret".into()),
@@ -136,34 +117,16 @@ fn request_headers_name_the_phone_and_carry_validators_and_auth() {
     };
     let fetcher = Fetcher::new(&server.base(), &fetch, MAC).unwrap();
     assert!(!format!("{fetcher:?}").contains("s3cret"));
-    let both = Validator {
-        etag: Some("\"abc\"".into()),
-        last_modified: Some("Tue, 03 Mar 2026 10:00:00 GMT".into()),
-        ..Validator::default()
-    };
-    assert_eq!(
-        fetcher.fetch(&phone_file(MAC), Some(&both)),
-        FetchOutcome::NotModified
-    );
-    let etag_only = Validator {
-        etag: Some("W/\"e\"".into()),
-        last_modified: None,
-        ..Validator::default()
-    };
-    fetcher.fetch(SITE_FILE, Some(&etag_only));
-    fetcher.fetch(SITE_FILE, None);
-    // A damaged validator is not sent (and does not break the request), so a 304 to
-    // that request answers nothing.
-    let damaged = Validator {
-        etag: Some("bad\nvalue".into()),
-        last_modified: None,
-        ..Validator::default()
-    };
-    assert_eq!(
-        failed(fetcher.fetch(SITE_FILE, Some(&damaged))).kind,
-        FailureKind::Status(304)
-    );
-
+    for _ in 0..2 {
+        assert_eq!(
+            body(fetcher.fetch(SITE_FILE)),
+            b"file /lic/000000000000-license.cfg"
+        );
+        assert_eq!(
+            body(fetcher.fetch(&phone_file(MAC))),
+            b"file /lic/0004f2abcdef-license.cfg"
+        );
+    }
     let requests: Vec<String> = server
         .requests()
         .iter()
@@ -181,21 +144,17 @@ fn request_headers_name_the_phone_and_carry_validators_and_auth() {
             "{r}"
         );
         assert!(r.contains(auth), "{r}");
-    }
-    assert!(requests[0].starts_with("get /lic/0004f2abcdef-license.cfg http/1.1"));
-    assert!(requests[0].contains("if-none-match: \"abc\"\r\n"));
-    assert!(requests[0].contains("if-modified-since: tue, 03 mar 2026 10:00:00 gmt\r\n"));
-    assert!(requests[1].contains("if-none-match: w/\"e\"\r\n"));
-    assert!(!requests[1].contains("if-modified-since"));
-    for r in &requests[2..] {
-        assert!(!r.contains("if-none-match") && !r.contains("if-modified-since"));
+        assert!(
+            !r.contains("if-none-match") && !r.contains("if-modified-since"),
+            "{r}"
+        );
     }
 }
 
 #[test]
 fn no_auth_header_without_credentials() {
     let server = status_server("304 Not Modified");
-    server.fetcher().fetch(SITE_FILE, None);
+    server.fetcher().fetch(SITE_FILE);
     assert!(!server.requests()[0]
         .to_ascii_lowercase()
         .contains("authorization"));
@@ -219,11 +178,7 @@ fn statuses() {
     ];
     for (status, expected) in cases {
         let server = status_server(status);
-        assert_eq!(
-            server.fetcher().fetch(SITE_FILE, None),
-            expected,
-            "{status}"
-        );
+        assert_eq!(server.fetcher().fetch(SITE_FILE), expected, "{status}");
     }
     for (status, code) in [
         ("500 Internal Server Error", 500),
@@ -231,11 +186,11 @@ fn statuses() {
         ("401 Unauthorized", 401),
         ("503 Service Unavailable", 503),
         ("204 No Content", 204),
-        // Not modified since what? No validator was sent: not an answer.
+        // Not modified since what? No request names an earlier copy: not an answer.
         ("304 Not Modified", 304),
     ] {
         let server = status_server(status);
-        let e = failed(server.fetcher().fetch(SITE_FILE, None));
+        let e = failed(server.fetcher().fetch(SITE_FILE));
         assert_eq!(e.kind, FailureKind::Status(code));
         assert_eq!(e.kind.id(), format!("status-{code}"));
         assert_eq!(e.url, format!("{}{SITE_FILE}", server.base()));
@@ -243,49 +198,8 @@ fn statuses() {
             assert_eq!(e.to_string(), format!("{}: HTTP status: {status}", e.url));
         }
     }
-    // The same 304 answers a request that carried a validator.
-    let with = Validator {
-        etag: Some("\"v1\"".into()),
-        last_modified: None,
-        ..Validator::default()
-    };
-    assert_eq!(
-        status_server("304 Not Modified")
-            .fetcher()
-            .fetch(SITE_FILE, Some(&with)),
-        FetchOutcome::NotModified
-    );
-    let e = failed(
-        status_server("304 Not Modified")
-            .fetcher()
-            .fetch(SITE_FILE, None),
-    );
+    let e = failed(status_server("304 Not Modified").fetcher().fetch(SITE_FILE));
     assert!(e.detail.contains("no validator was sent"), "{e}");
-}
-
-/// A server's validators are kept only up to [`MAX_VALIDATOR`] bytes each: a huge one
-/// never reaches `meta.json`.
-#[test]
-fn oversize_validators_are_not_kept() {
-    let fits = "x".repeat(MAX_VALIDATOR - 2);
-    let huge = "y".repeat(190_000);
-    let (etag, modified) = (format!("\"{fits}\""), huge.clone());
-    let server = Server::start(move |_, s| {
-        respond(
-            s,
-            "200 OK",
-            &[("ETag", &etag), ("Last-Modified", &modified)],
-            b"",
-        );
-        Next::KeepAlive
-    });
-    let (bytes, validator) = body(server.fetcher().fetch(SITE_FILE, None));
-    assert!(bytes.is_empty());
-    assert_eq!(
-        validator.etag.as_deref(),
-        Some(format!("\"{fits}\"").as_str())
-    );
-    assert_eq!(validator.last_modified, None, "190,000 bytes are not kept");
 }
 
 #[test]
@@ -300,12 +214,12 @@ fn an_absent_site_file_keeps_the_connection_for_the_phone_file() {
     });
     let fetcher = server.fetcher();
     assert_eq!(
-        fetcher.fetch(SITE_FILE, None),
+        fetcher.fetch(SITE_FILE),
         FetchOutcome::Absent {
             answer: "404".into()
         }
     );
-    assert_eq!(body(fetcher.fetch(&phone_file(MAC), None)).0, b"phone");
+    assert_eq!(body(fetcher.fetch(&phone_file(MAC))), b"phone");
     assert_eq!(server.accepted(), 1);
 }
 
@@ -317,11 +231,11 @@ fn both_files_go_over_one_connection() {
     });
     let fetcher = server.fetcher();
     assert_eq!(
-        body(fetcher.fetch(SITE_FILE, None)).0,
+        body(fetcher.fetch(SITE_FILE)),
         b"/lic/000000000000-license.cfg"
     );
     assert_eq!(
-        body(fetcher.fetch(&phone_file(MAC), None)).0,
+        body(fetcher.fetch(&phone_file(MAC))),
         b"/lic/0004f2abcdef-license.cfg"
     );
     assert_eq!(server.accepted(), 1);
@@ -347,8 +261,8 @@ fn redirects_are_followed_up_to_five() {
             Next::KeepAlive
         })
     };
-    assert_eq!(body(server(5).fetcher().fetch(SITE_FILE, None)).0, b"here");
-    let e = failed(server(6).fetcher().fetch(SITE_FILE, None));
+    assert_eq!(body(server(5).fetcher().fetch(SITE_FILE)), b"here");
+    let e = failed(server(6).fetcher().fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Redirects, "{e}");
 }
 
@@ -372,11 +286,11 @@ fn a_failure_after_a_redirect_names_the_url_that_failed() {
         Next::KeepAlive
     });
     let asked = format!("{}{SITE_FILE}", server.base());
-    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    let e = failed(server.fetcher().fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Status(500));
     let moved = format!("http://127.0.0.1:{}/moved/site.cfg", server.port());
     assert_eq!(e.url, format!("{moved} (redirected from {asked})"));
-    let e = failed(server.fetcher().fetch(&phone_file(MAC), None));
+    let e = failed(server.fetcher().fetch(&phone_file(MAC)));
     assert_eq!(e.kind, FailureKind::Connect, "{e}");
     assert!(
         e.url.starts_with(&format!(
@@ -397,7 +311,7 @@ fn a_redirect_loop_fails() {
         respond(s, "301 Moved Permanently", &[("Location", to)], b"");
         Next::KeepAlive
     });
-    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    let e = failed(server.fetcher().fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Redirects, "{e}");
     assert_eq!(e.kind.id(), "redirects");
     assert!(server.requests().len() <= 1 + MAX_REDIRECTS);
@@ -457,12 +371,12 @@ fn sized_server(size: usize, framing: Framing) -> (Server, Arc<Mutex<Option<usiz
 fn a_body_of_max_body_bytes_is_accepted_and_one_more_refused() {
     for framing in [Framing::Length, Framing::Chunked, Framing::Close] {
         let (server, _) = sized_server(MAX_BODY, framing);
-        let (bytes, _) = body(server.fetcher().fetch(SITE_FILE, None));
+        let bytes = body(server.fetcher().fetch(SITE_FILE));
         assert_eq!(bytes.len(), MAX_BODY, "{framing:?}");
         assert!(bytes.iter().all(|&b| b == b'x'));
 
         let (server, _) = sized_server(MAX_BODY + 1, framing);
-        let e = failed(server.fetcher().fetch(SITE_FILE, None));
+        let e = failed(server.fetcher().fetch(SITE_FILE));
         assert_eq!(e.kind, FailureKind::TooBig, "{framing:?}: {e}");
         assert_eq!(e.kind.id(), "too-big");
     }
@@ -473,7 +387,7 @@ fn a_huge_body_is_abandoned_while_it_streams() {
     const HUGE: usize = 16 * 1024 * 1024;
     for framing in [Framing::Length, Framing::Chunked, Framing::Close] {
         let (server, sent) = sized_server(HUGE, framing);
-        let e = failed(server.fetcher().fetch(SITE_FILE, None));
+        let e = failed(server.fetcher().fetch(SITE_FILE));
         assert_eq!(e.kind, FailureKind::TooBig, "{framing:?}: {e}");
         if let Framing::Length = framing {
             assert!(e.detail.contains("announces 16777216 bytes"), "{e}");
@@ -501,7 +415,7 @@ fn a_body_cut_midway_is_cut() {
         let _ = s.write_all(&[b'x'; 100]);
         Next::Close
     });
-    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    let e = failed(server.fetcher().fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Cut, "{e}");
     assert_eq!(e.kind.id(), "cut");
     assert!(e.detail.contains("100 of 1000"), "{e}");
@@ -510,7 +424,7 @@ fn a_body_cut_midway_is_cut() {
 #[test]
 fn a_server_closing_without_an_answer_is_a_cut() {
     let server = Server::start(|_, _| Next::Close);
-    let e = failed(server.fetcher().fetch(SITE_FILE, None));
+    let e = failed(server.fetcher().fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Cut, "{e}");
 }
 
@@ -530,7 +444,7 @@ fn a_stalled_server_times_out() {
     });
     let fetcher = Fetcher::new(&server.base(), &one_second(), MAC).unwrap();
     let started = Instant::now();
-    let e = failed(fetcher.fetch(SITE_FILE, None));
+    let e = failed(fetcher.fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Timeout, "{e}");
     assert_eq!(e.kind.id(), "timeout");
     assert!(
@@ -562,7 +476,7 @@ fn a_body_that_stalls_or_trickles_times_out() {
     for server in [stall, trickle] {
         let fetcher = Fetcher::new(&server.base(), &one_second(), MAC).unwrap();
         let started = Instant::now();
-        let e = failed(fetcher.fetch(SITE_FILE, None));
+        let e = failed(fetcher.fetch(SITE_FILE));
         assert_eq!(e.kind, FailureKind::Timeout, "{e}");
         assert!(
             started.elapsed() < Duration::from_secs(4),
@@ -580,7 +494,7 @@ fn connection_refused_is_connect() {
     };
     let base = format!("http://127.0.0.1:{port}/");
     let fetcher = Fetcher::new(&base, &one_second(), MAC).unwrap();
-    let e = failed(fetcher.fetch(SITE_FILE, None));
+    let e = failed(fetcher.fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Connect, "{e}");
     assert_eq!(e.kind.id(), "connect");
     assert!(e.detail.to_ascii_lowercase().contains("refused"), "{e}");
@@ -611,7 +525,7 @@ fn bad_names_are_refused_without_a_request() {
         "é",
         "a\\b",
     ] {
-        let e = failed(fetcher.fetch(name, None));
+        let e = failed(fetcher.fetch(name));
         assert_eq!(e.kind, FailureKind::Setup, "{name:?}");
         assert_eq!(e.kind.id(), "setup");
         assert_eq!(e.url, server.base());
@@ -630,22 +544,14 @@ fn file_server() {
 
     std::fs::write(dir.path().join(SITE_FILE), b"site").unwrap();
     assert_eq!(
-        fetcher.fetch(SITE_FILE, Some(&Validator::default())),
+        fetcher.fetch(SITE_FILE),
         FetchOutcome::Body {
             bytes: b"site".to_vec(),
-            validator: Validator::default()
         }
     );
-    // A validator never makes a 304 from a file.
-    let v = Validator {
-        etag: Some("\"x\"".into()),
-        last_modified: Some("Tue, 03 Mar 2026 10:00:00 GMT".into()),
-        ..Validator::default()
-    };
-    assert_eq!(body(fetcher.fetch(SITE_FILE, Some(&v))).0, b"site");
 
     assert_eq!(
-        fetcher.fetch(&phone_file(MAC), None),
+        fetcher.fetch(&phone_file(MAC)),
         FetchOutcome::Absent {
             answer: "no such file".into()
         }
@@ -653,19 +559,16 @@ fn file_server() {
 
     let exact = phone_file(MAC);
     std::fs::write(dir.path().join(&exact), vec![b'x'; MAX_BODY]).unwrap();
-    assert_eq!(body(fetcher.fetch(&exact, None)).0.len(), MAX_BODY);
+    assert_eq!(body(fetcher.fetch(&exact)).len(), MAX_BODY);
     std::fs::write(dir.path().join("big.cfg"), vec![b'x'; MAX_BODY + 1]).unwrap();
-    assert_eq!(
-        failed(fetcher.fetch("big.cfg", None)).kind,
-        FailureKind::TooBig
-    );
+    assert_eq!(failed(fetcher.fetch("big.cfg")).kind, FailureKind::TooBig);
 
     std::fs::create_dir(dir.path().join("adir")).unwrap();
-    let e = failed(fetcher.fetch("adir", None));
+    let e = failed(fetcher.fetch("adir"));
     assert_eq!(e.kind, FailureKind::Io, "{e}");
     assert!(e.detail.contains("not a regular file"), "{e}");
 
-    assert_eq!(failed(fetcher.fetch("../x", None)).kind, FailureKind::Setup);
+    assert_eq!(failed(fetcher.fetch("../x")).kind, FailureKind::Setup);
 }
 
 #[test]
@@ -753,11 +656,7 @@ fn plain_http_on_an_https_url_is_a_tls_error() {
         ..one_second()
     };
     let base = format!("https://127.0.0.1:{port}/");
-    let e = failed(
-        Fetcher::new(&base, &fetch, MAC)
-            .unwrap()
-            .fetch(SITE_FILE, None),
-    );
+    let e = failed(Fetcher::new(&base, &fetch, MAC).unwrap().fetch(SITE_FILE));
     assert_eq!(e.kind, FailureKind::Tls, "{e}");
     assert_eq!(e.kind.id(), "tls");
 }
@@ -876,14 +775,11 @@ fn https_against_real_servers() {
         ca_file: Some(file.to_path_buf()),
         ..Fetch::default()
     };
-    let fetch = |base: String, fetch: &Fetch| {
-        Fetcher::new(&base, fetch, MAC)
-            .unwrap()
-            .fetch(SITE_FILE, None)
-    };
+    let fetch =
+        |base: String, fetch: &Fetch| Fetcher::new(&base, fetch, MAC).unwrap().fetch(SITE_FILE);
 
     assert_eq!(
-        body(fetch(nginx.https_url(), &with_ca(&pki.ca_pem))).0,
+        body(fetch(nginx.https_url(), &with_ca(&pki.ca_pem))),
         b"site over tls"
     );
     let e = failed(fetch(nginx.https_url(), &with_ca(&pki.other_ca_pem)));
@@ -919,8 +815,7 @@ fn https_against_real_servers() {
         body(fetch(
             nginx.mtls_url(),
             &with_client(&pki.client_cert, &pki.client_key)
-        ))
-        .0,
+        )),
         b"site over tls"
     );
     let e = failed(fetch(nginx.mtls_url(), &with_ca(&pki.ca_pem)));
@@ -942,8 +837,7 @@ fn https_against_real_servers() {
         body(fetch(
             strict.url(),
             &with_client(&pki.client_cert, &pki.client_key)
-        ))
-        .0,
+        )),
         b"site over tls"
     );
     let e = failed(fetch(strict.url(), &with_ca(&pki.ca_pem)));
@@ -1138,10 +1032,7 @@ fn a_dripping_short_answer_ends_at_the_total_timeout() {
     let f = Fetcher::new(&server.base(), &fetch, MAC).unwrap();
     // Bounds 15 times the timeout: the point is 2 s, not 200 s.
     let started = Instant::now();
-    assert!(matches!(
-        f.fetch(SITE_FILE, None),
-        FetchOutcome::Absent { .. }
-    ));
+    assert!(matches!(f.fetch(SITE_FILE), FetchOutcome::Absent { .. }));
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",

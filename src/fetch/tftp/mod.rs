@@ -11,7 +11,7 @@
 //! `fetch.total_timeout`; every wait is bounded by the protocol's next timer, so a
 //! silent server, a trickle of strangers' datagrams or a flood cannot hold it.
 //!
-//! TFTP has no validators: an unchanged file is downloaded whole every time (a few
+//! Like every transport, an unchanged file is downloaded whole every time (a few
 //! kilobytes), and judged identical to the license held.
 
 pub(crate) mod protocol;
@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use super::{FailureKind, FetchError, FetchOutcome, Source, MAX_BODY};
 use crate::config::Fetch;
-use crate::storage::Validator;
 use protocol::{Failure, Read, Timing, MAX_DATAGRAM};
 
 /// The first retransmission interval (and the `timeout` option asked of the server).
@@ -68,7 +67,7 @@ impl Tftp {
 }
 
 impl Source for Tftp {
-    fn fetch(&self, name: &str, _: Option<&Validator>) -> FetchOutcome {
+    fn fetch(&self, name: &str) -> FetchOutcome {
         let url = format!("{}{}", self.base, name);
         let file = format!("{}{}", self.folder, name);
         match (self.host.as_str(), self.port).to_socket_addrs() {
@@ -97,10 +96,7 @@ impl Tftp {
                 }
             };
             return match result {
-                Ok(bytes) => FetchOutcome::Body {
-                    bytes,
-                    validator: Validator::default(),
-                },
+                Ok(bytes) => FetchOutcome::Body { bytes },
                 Err(Failure::NotFound(message)) => FetchOutcome::Absent {
                     answer: format!("TFTP error 1 ({message}) from {server}"),
                 },
