@@ -6,9 +6,11 @@
 //! - "Changed" leaves out the instants the report was made and judged at: a report
 //!   that says the same again is not sent again. (The last fetch's time is in it, so a
 //!   phone that polls its server also tells it, at each poll, that it is alive.)
-//! - A server that takes no uploads (HTTP 405, FTP 5xx to `STOR`, TFTP, a read-only
-//!   folder: [`FailureKind::NoUploads`]) is not asked again until the configuration is
-//!   read again: the report is on by default, and a server without uploads is common.
+//! - A server that takes no uploads (HTTP 405, FTP refusing `STOR` under every name it
+//!   is tried with, TFTP, a read-only folder: [`FailureKind::NoUploads`]) is not asked
+//!   again until the configuration is read again: the report is on by default, and a
+//!   server without uploads is common. One name or one overwrite refused is not that:
+//!   FTP tries other ways ([`crate::fetch::ftp`]), and `status` says what was tried.
 //! - One upload at a time; a report that changes during one is sent after it.
 //! - A failed upload is tried again after a back-off (`timing.retry_initial` doubling to
 //!   `timing.retry_max`, jittered like the fetch's), with the newest report; a change
@@ -18,7 +20,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::fetch::worker::{self, Job, Server};
+use crate::fetch::worker::{self, Job, Server, Taken};
 use crate::fetch::{backoff, FailureKind, FetchError, Provisioning};
 use crate::format::Serial;
 use crate::report::Report;
@@ -37,6 +39,18 @@ struct Ready {
     made: String,
 }
 
+/// The last report a server took.
+struct Sent {
+    /// The report as compared.
+    key: Vec<u8>,
+    /// Where it went.
+    base: String,
+    /// When it was made (RFC 3339, the phone's clock at the time).
+    made: String,
+    /// What was tried beside the plain way (servers that failed first, FTP's fallbacks).
+    tried: Option<String>,
+}
+
 /// The uploader's state: what was sent, what waits, the upload under way.
 pub(crate) struct Reporter {
     /// Where reports go; `Err`: nowhere, and why (for the status).
@@ -44,10 +58,10 @@ pub(crate) struct Reporter {
     name: String,
     /// The last report a server took (its key), where and when (RFC 3339, the phone's
     /// clock at the time it was made).
-    sent: Option<(Vec<u8>, String, String)>,
+    sent: Option<Sent>,
     /// A report not yet taken.
     wanted: Option<Ready>,
-    flight: Option<(Job<Result<String, FetchError>>, Ready)>,
+    flight: Option<(Job<Result<Taken, FetchError>>, Ready)>,
     failures: u32,
     retry_at: Option<Mono>,
     last_error: Option<String>,
@@ -131,7 +145,7 @@ impl Reporter {
             return;
         };
         let in_flight = self.flight.as_ref().map(|(_, ready)| &ready.key);
-        let taken = self.sent.as_ref().map(|(key, _, _)| key);
+        let taken = self.sent.as_ref().map(|sent| &sent.key);
         if in_flight.or(taken) == Some(&key) {
             self.wanted = None;
             return;
@@ -189,9 +203,19 @@ impl Reporter {
             return;
         };
         match result {
-            Some(Ok(base)) => {
-                log::info!("status report sent to {base}{}", self.name);
-                self.sent = Some((ready.key, base, ready.made));
+            Some(Ok(Taken { base, tried })) => {
+                match &tried {
+                    Some(tried) => {
+                        log::info!("status report sent to {base}{} ({tried})", self.name)
+                    }
+                    None => log::info!("status report sent to {base}{}", self.name),
+                }
+                self.sent = Some(Sent {
+                    key: ready.key,
+                    base,
+                    made: ready.made,
+                    tried,
+                });
                 self.failures = 0;
                 self.retry_at = None;
                 self.last_error = None;
@@ -238,7 +262,18 @@ impl Reporter {
             Ok(server) => server,
         };
         let mut words = match &self.sent {
-            Some((_, base, at)) => format!("{}{} (the report of {at})", base, self.name),
+            Some(Sent {
+                base,
+                made,
+                tried: None,
+                ..
+            }) => format!("{base}{} (the report of {made})", self.name),
+            Some(Sent {
+                base,
+                made,
+                tried: Some(tried),
+                ..
+            }) => format!("{base}{} (the report of {made}; {tried})", self.name),
             None => format!("not sent yet (to {})", server.bases().join(", ")),
         };
         if self.flight.is_some() {

@@ -52,14 +52,14 @@ impl Source for FakeSource {
         })
     }
 
-    fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+    fn upload(&self, name: &str, bytes: &[u8]) -> Result<Option<String>, FetchError> {
         let _pass = self.0.gate.lock();
         match *self.0.upload_failure.lock().unwrap() {
             Some(kind) => Err(FetchError::new(name, kind, "scripted")),
             None => {
                 let taken = (name.to_string(), bytes.to_vec());
                 self.0.uploads.lock().unwrap().push(taken);
-                Ok(())
+                Ok(None)
             }
         }
     }

@@ -172,8 +172,8 @@ pub(crate) enum FailureKind {
     Protocol,
     /// Any other transfer or file error.
     Io,
-    /// The server takes no uploads (the status report): HTTP 405 or 501, a permanent
-    /// FTP refusal of `STOR` (5xx), TFTP, a read-only folder.
+    /// The server takes no uploads (the status report): HTTP 405 or 501, FTP refusing
+    /// `STOR` for good (5xx) under every name tried, TFTP, a read-only folder.
     NoUploads,
 }
 
@@ -356,14 +356,15 @@ impl Fetcher {
 
 impl Fetcher {
     /// Stores `bytes` as `base + name` (the status report): an HTTP `PUT`, an FTP
-    /// `STOR` (to a temporary name, then renamed), or for a folder an atomic write (temp
-    /// file, fsync, rename). TFTP takes no uploads here.
-    pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+    /// `STOR` (to a temporary name, then renamed, or in place), or for a folder an
+    /// atomic write (temp file, fsync, rename). TFTP takes no uploads here. On success,
+    /// what was tried beside the plain way, in words (FTP's fallbacks), for `status`.
+    pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<Option<String>, FetchError> {
         check_name(name).map_err(|why| FetchError::new(&self.base, FailureKind::Setup, why))?;
         let url = format!("{}{}", self.base, name);
         match &self.target {
             Target::Dir(dir) => crate::storage::atomic::write(dir, name, bytes)
-                .map(drop)
+                .map(|_| None)
                 .map_err(|e| {
                     let kind = match e.raw_os_error() {
                         Some(nix::libc::EACCES | nix::libc::EPERM | nix::libc::EROFS) => {
@@ -383,7 +384,7 @@ impl Fetcher {
             #[cfg(feature = "ftp")]
             Target::Ftp(ftp) => ftp.upload(name, bytes),
             #[cfg(feature = "http")]
-            Target::Http(http) => http.upload(&url, bytes),
+            Target::Http(http) => http.upload(&url, bytes).map(|()| None),
         }
     }
 }
@@ -393,7 +394,7 @@ impl Source for Fetcher {
         Fetcher::fetch(self, name)
     }
 
-    fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+    fn upload(&self, name: &str, bytes: &[u8]) -> Result<Option<String>, FetchError> {
         Fetcher::upload(self, name, bytes)
     }
 }

@@ -30,8 +30,9 @@ pub(crate) trait Source {
     fn fetch(&self, name: &str) -> FetchOutcome;
 
     /// Stores `bytes` as `name` on the server (the status report), replacing what is
-    /// there. A source that takes no uploads says so ([`FailureKind::Setup`]).
-    fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+    /// there; on success, what was tried beside the plain way, in words. A source that
+    /// takes no uploads says so ([`FailureKind::Setup`]).
+    fn upload(&self, name: &str, bytes: &[u8]) -> Result<Option<String>, FetchError> {
         let _ = bytes;
         Err(FetchError::new(
             name,
@@ -146,17 +147,36 @@ impl InFlight {
     }
 }
 
-/// Uploads `bytes` as `name` to the first of `server`'s servers that takes it; returns
-/// that server's base URL, or every server's failure (on the calling thread: run it in
-/// a [`Job`]).
-pub(crate) fn upload(server: &dyn Server, name: &str, bytes: &[u8]) -> Result<String, FetchError> {
-    let mut failures = Vec::new();
+/// An upload a server took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// The base URL of the server that took it.
+    pub(crate) base: String,
+    /// What was tried beside the plain way, in words: the servers before it that failed,
+    /// and the fallbacks of the one that took it (FTP's other names).
+    pub(crate) tried: Option<String>,
+}
+
+/// Uploads `bytes` as `name` to the first of `server`'s servers that takes it, or every
+/// server's failure (on the calling thread: run it in a [`Job`]).
+pub(crate) fn upload(server: &dyn Server, name: &str, bytes: &[u8]) -> Result<Taken, FetchError> {
+    let mut failures: Vec<FetchError> = Vec::new();
     for (index, base) in server.bases().iter().enumerate() {
         match server
             .open(index)
             .and_then(|source| source.upload(name, bytes))
         {
-            Ok(()) => return Ok(base.clone()),
+            Ok(note) => {
+                let tried: Vec<String> = failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(note)
+                    .collect();
+                return Ok(Taken {
+                    base: base.clone(),
+                    tried: (!tried.is_empty()).then(|| tried.join("; ")),
+                });
+            }
             Err(e) => failures.push(e),
         }
     }

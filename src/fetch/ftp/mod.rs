@@ -21,9 +21,10 @@
 //!   `fetch.total_timeout` after its fetch began; connecting also within
 //!   `fetch.connect_timeout`. A transfer shorter than `SIZE` said, or not confirmed by
 //!   `226`, is a cut transfer.
-//! - The status report goes up with `STOR` to `.part-<name>` in the same folder, then
-//!   `RNFR`/`RNTO` over `<name>` ([`Ftp::upload`]); its control connection is closed
-//!   after it.
+//! - The status report goes up with `STOR` to a temporary name in the same folder
+//!   (`.part-<name>`, else `<name>.part`), then `RNFR`/`RNTO` over `<name>`, else in
+//!   place; refused overwrites and leftovers are deleted first, the agent's temporary
+//!   file never stays ([`Ftp::store`]); its control connection is closed after it.
 //! - The password is never shown, even when a server echoes it: every reply and every
 //!   error text of the connection goes into a message through
 //!   [`Secrets::words`](super::secrets::Secrets::words), which hides it in the server's
@@ -346,9 +347,9 @@ impl Ftp {
 }
 
 impl Ftp {
-    /// Stores `bytes` as the URL's folder + `name`: `STOR` to a temporary name, then
-    /// `RNFR`/`RNTO` over the name, so a reader of the folder never sees half a file.
-    pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<(), FetchError> {
+    /// Stores `bytes` as the URL's folder + `name` ([`Ftp::store`]); on success, what was
+    /// tried beside the plain way, in words (for `status`).
+    pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<Option<String>, FetchError> {
         let url = format!("{}{}", self.base, name);
         let deadline = Instant::now() + self.total_timeout;
         let mut slot = self.session.borrow_mut();
@@ -361,37 +362,139 @@ impl Ftp {
             self.store(session, name, bytes, deadline)
         })();
         *slot = None;
-        result.map_err(|stop| {
-            let (kind, detail) = match stop {
-                Stop::Absent(answer) => (FailureKind::Refused, answer),
-                Stop::Failed(kind, detail) => (kind, detail),
-            };
-            // The server's words are safe already (`Secrets::words`); a second net.
-            FetchError::new(url, kind, self.secrets.hide(&detail))
-        })
+        result
+            .map(|tried| (!tried.is_empty()).then(|| self.secrets.hide(&tried.join("; "))))
+            .map_err(|stop| {
+                let (kind, detail) = match stop {
+                    Stop::Absent(answer) => (FailureKind::Refused, answer),
+                    Stop::Failed(kind, detail) => (kind, detail),
+                };
+                // The server's words are safe already (`Secrets::words`); a second net.
+                FetchError::new(url, kind, self.secrets.hide(&detail))
+            })
     }
 
+    /// The upload itself: the steps that did not go the plain way, in words, or why it
+    /// failed. A reader of the folder never sees half a report, and nothing of the
+    /// agent's is left behind:
+    ///
+    /// 1. `STOR` to a temporary name, `.part-<name>`, else (a server refusing names that
+    ///    begin with a dot: pure-ftpd `-x`) `<name>.part`; then `RNFR`/`RNTO` over the
+    ///    name. A refused `RNTO` (a server that forbids overwriting: proftpd
+    ///    `AllowOverwrite off`) deletes the previous report and renames again; a rename
+    ///    that still fails deletes the temporary file and goes on with 2.
+    /// 2. `STOR` to the name itself (a server that takes files but no renames).
+    ///
+    /// Any `STOR` refused for good (5xx) is tried once more after a `DELE` of the same
+    /// name that succeeds (a file of that name was in the way: a temporary file left by a
+    /// cut upload, or the previous report). The server "takes no uploads"
+    /// ([`FailureKind::NoUploads`]) only when it took no `STOR` at all; a transient
+    /// refusal (4xx) or a broken transfer stops the upload, tried again later.
     fn store(
         &self,
         session: &mut Session,
         name: &str,
         bytes: &[u8],
         deadline: Instant,
-    ) -> Step<()> {
+    ) -> Step<Vec<String>> {
         let path = format!("{}{}", self.folder, name);
-        let part = format!("{}.part-{}", self.folder, name);
+        let mut tried = Vec::new();
+        // Whether the server took a STOR (then it writes, whatever else it refuses).
+        let mut took_one = false;
+        for temp in [format!(".part-{name}"), format!("{name}.part")] {
+            let temp = format!("{}{temp}", self.folder);
+            if !self.put(session, &temp, bytes, deadline, &mut tried)? {
+                continue;
+            }
+            took_one = true;
+            match self.rename(session, &temp, &path)? {
+                Ok(()) => {}
+                Err(why) => {
+                    tried.push(why);
+                    // An overwrite refused: the previous report out of the way, once.
+                    let removed = session.command("DELE", Some(&path))?.completed();
+                    let again = if removed {
+                        self.rename(session, &temp, &path)?
+                    } else {
+                        Err(String::new())
+                    };
+                    match again {
+                        Ok(()) => tried.push(format!("{path} deleted, then renamed over it")),
+                        Err(why) => {
+                            if !why.is_empty() {
+                                tried.push(why);
+                            }
+                            tried.push(self.remove(session, &temp)?);
+                            break;
+                        }
+                    }
+                }
+            }
+            if !tried.is_empty() {
+                tried.push(format!("written as {temp} and renamed"));
+            }
+            return Ok(tried);
+        }
+        if self.put(session, &path, bytes, deadline, &mut tried)? {
+            tried.push(format!("written in place as {path}"));
+            return Ok(tried);
+        }
+        let kind = if took_one {
+            FailureKind::Refused
+        } else {
+            FailureKind::NoUploads
+        };
+        Err(Stop::Failed(kind, tried.join("; ")))
+    }
+
+    /// `STOR path` with `bytes`; refused for good (5xx), once more after a `DELE path`
+    /// that succeeds. Whether it was stored; what went otherwise is added to `tried`.
+    fn put(
+        &self,
+        session: &mut Session,
+        path: &str,
+        bytes: &[u8],
+        deadline: Instant,
+        tried: &mut Vec<String>,
+    ) -> Step<bool> {
+        let Err(why) = self.put_once(session, path, bytes, deadline)? else {
+            return Ok(true);
+        };
+        tried.push(why);
+        if !session.command("DELE", Some(path))?.completed() {
+            return Ok(false);
+        }
+        tried.push(format!("{path} deleted"));
+        match self.put_once(session, path, bytes, deadline)? {
+            Ok(()) => Ok(true),
+            Err(again) => {
+                tried.push(again);
+                Ok(false)
+            }
+        }
+    }
+
+    /// One `STOR path`: `Err` when refused for good (5xx), in words.
+    fn put_once(
+        &self,
+        session: &mut Session,
+        path: &str,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> Step<Result<(), String>> {
         let tcp = self.data_connection(session, deadline)?;
-        let start = session.command("STOR", Some(&part))?;
+        let start = session.command("STOR", Some(path))?;
         match start.code {
             125 | 150 => {}
-            // 5xx: permanent (no write permission, STOR not allowed).
-            500..=599 => {
-                return Err(Stop::Failed(
-                    FailureKind::NoUploads,
-                    format!("STOR: {}", start.shown(&self.secrets)),
-                ))
+            // 5xx: refused for good, this name (no write permission, a name or an
+            // overwrite the server forbids).
+            500..=599 => return Ok(Err(format!("STOR {path}: {}", start.shown(&self.secrets)))),
+            _ => {
+                return Err(refused(format!(
+                    "STOR {path}: {}",
+                    start.shown(&self.secrets)
+                )))
             }
-            _ => return Err(refused(format!("STOR: {}", start.shown(&self.secrets)))),
         }
         let mut data = self.data_stream(tcp, deadline)?;
         data.write_all(bytes)
@@ -401,20 +504,38 @@ impl Ftp {
         drop(data);
         let done = session.reply()?;
         if !done.completed() {
+            // Whatever part of it the server kept is not left there.
+            let _ = session.command("DELE", Some(path));
             return Err(Stop::Failed(
                 FailureKind::Cut,
                 format!("the upload ended with {}", done.shown(&self.secrets)),
             ));
         }
-        let from = session.command("RNFR", Some(&part))?;
-        if from.code != 350 {
-            return Err(refused(format!("RNFR: {}", from.shown(&self.secrets))));
+        Ok(Ok(()))
+    }
+
+    /// `RNFR from`, `RNTO to`: `Err` says which was refused, and how.
+    fn rename(&self, session: &mut Session, from: &str, to: &str) -> Step<Result<(), String>> {
+        let reply = session.command("RNFR", Some(from))?;
+        if reply.code != 350 {
+            return Ok(Err(format!("RNFR {from}: {}", reply.shown(&self.secrets))));
         }
-        let to = session.command("RNTO", Some(&path))?;
-        if !to.completed() {
-            return Err(refused(format!("RNTO: {}", to.shown(&self.secrets))));
-        }
-        Ok(())
+        let reply = session.command("RNTO", Some(to))?;
+        Ok(if reply.completed() {
+            Ok(())
+        } else {
+            Err(format!("RNTO {to}: {}", reply.shown(&self.secrets)))
+        })
+    }
+
+    /// `DELE path` of the agent's own temporary file, said either way.
+    fn remove(&self, session: &mut Session, path: &str) -> Step<String> {
+        let reply = session.command("DELE", Some(path))?;
+        Ok(if reply.completed() {
+            format!("{path} deleted")
+        } else {
+            format!("DELE {path}: {} (left behind)", reply.shown(&self.secrets))
+        })
     }
 
     /// A passive data connection (`EPSV`, else `PASV`) to the control connection's peer.

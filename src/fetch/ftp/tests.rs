@@ -4,9 +4,10 @@
 //! data connection, an endless banner; and every way an upload can be refused.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::thread;
 
 use super::*;
@@ -33,6 +34,18 @@ struct Script {
     /// An echoed password starts at this character of the reply's text (after the
     /// code), dots filling up to it: so that it can straddle where a message cuts.
     echo_at: Option<usize>,
+    /// The folder uploads go to, shared by every session (starts empty).
+    folder: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    /// Every command received, in order (`PASS` included).
+    log: Arc<Mutex<Vec<String>>>,
+    /// `STOR` to a name that begins with a dot is refused (pure-ftpd `-x`).
+    refuse_dot_names: bool,
+    /// `STOR` or `RNTO` over a file that exists is refused (proftpd `AllowOverwrite off`).
+    no_overwrite: bool,
+    /// `RNFR` is refused.
+    no_rename: bool,
+    /// `DELE` is refused.
+    no_delete: bool,
 }
 
 impl Script {
@@ -71,12 +84,16 @@ fn session(mut control: TcpStream, script: &Script) {
     }
     let mut lines = BufReader::new(control.try_clone().unwrap()).lines();
     let mut passive: Option<TcpListener> = None;
+    let mut rename_from: Option<String> = None;
+    let folder = &script.folder;
     let mut retrs = 0;
     let mut logged_in_with = String::new();
     let taken = script.password.as_deref().unwrap_or("secret");
     while let Some(Ok(line)) = lines.next() {
         let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+        script.log.lock().unwrap().push(line.clone());
         let file = script.files.get(arg);
+        let exists = |name: &str| folder.lock().unwrap().contains_key(name);
         let answer = match verb {
             "USER" => "331 password please".to_string(),
             "PASS" if arg == taken => {
@@ -88,6 +105,43 @@ fn session(mut control: TcpStream, script: &Script) {
                 "553 {} may not write {arg}",
                 script.echo("Could not create file: ", &logged_in_with)
             ),
+            "STOR" if script.refuse_dot_names && arg.starts_with('.') => {
+                "553 Prohibited file name".into()
+            }
+            "STOR" if script.no_overwrite && exists(arg) => {
+                "553 Overwrite permission denied".into()
+            }
+            "STOR" => {
+                let Some(listener) = passive.take() else {
+                    let _ = control.write_all(b"425 no data connection\r\n");
+                    continue;
+                };
+                let (mut data, _) = listener.accept().unwrap();
+                let _ = control.write_all(b"150 send it\r\n");
+                let mut bytes = Vec::new();
+                let _ = data.read_to_end(&mut bytes);
+                folder.lock().unwrap().insert(arg.to_string(), bytes);
+                "226 stored".into()
+            }
+            "RNFR" if script.no_rename => "550 Rename not allowed".into(),
+            "RNFR" if exists(arg) => {
+                rename_from = Some(arg.to_string());
+                "350 go on".into()
+            }
+            "RNTO" if script.no_overwrite && exists(arg) => {
+                "553 Overwrite permission denied".into()
+            }
+            "RNTO" => match rename_from.take() {
+                Some(from) => {
+                    let mut files = folder.lock().unwrap();
+                    let bytes = files.remove(&from).unwrap_or_default();
+                    files.insert(arg.to_string(), bytes);
+                    "250 renamed".into()
+                }
+                None => "503 RNFR first".into(),
+            },
+            "DELE" if script.no_delete => "550 Delete not allowed".into(),
+            "DELE" if folder.lock().unwrap().remove(arg).is_some() => "250 deleted".into(),
             "TYPE" => "200 binary".into(),
             "SIZE" => match (file, script.size_says) {
                 (None, _) => "550 no such file".into(),
@@ -357,7 +411,8 @@ fn a_password_echoed_in_a_refused_upload_is_never_shown() {
         let e = client.upload("r.json", b"{}").unwrap_err();
         assert_eq!(e.kind, FailureKind::NoUploads, "{e}");
         assert!(
-            e.detail.contains("STOR: 553 Could not create file: "),
+            e.detail
+                .contains("STOR .part-r.json: 553 Could not create file: "),
             "{e}"
         );
         leaks.extend(shown_of(&e.to_string(), password));
@@ -399,4 +454,181 @@ fn nothing_listening_is_a_connect_failure_and_the_url_names_the_file() {
     let e = failure(ftp(port, 10).fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::Connect, "{e}");
     assert_eq!(e.url, format!("ftp://127.0.0.1:{port}/a.cfg"));
+}
+
+/// Uploads `bytes` as `r.json` to a server of `script` (a new client each time, as each
+/// upload of the daemon is): what it gave, and the folder after it.
+fn upload(
+    script: &Script,
+    bytes: &[u8],
+) -> (
+    Result<Option<String>, FetchError>,
+    BTreeMap<String, Vec<u8>>,
+) {
+    let (port, _) = serve(script.clone());
+    let result = ftp(port, 10).upload("r.json", bytes);
+    // The server's session ends after the client's QUIT (a moment).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while script
+        .log
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|l| l != "QUIT")
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let folder = script.folder.lock().unwrap().clone();
+    (result, folder)
+}
+
+fn only_the_report(folder: &BTreeMap<String, Vec<u8>>, bytes: &[u8]) {
+    assert_eq!(
+        folder
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect::<Vec<_>>(),
+        [("r.json", bytes)],
+        "nothing but the report"
+    );
+}
+
+/// The plain way: `STOR` to `.part-r.json`, then renamed over `r.json`; nothing to say.
+#[test]
+fn an_upload_goes_to_a_temporary_name_then_is_renamed() {
+    let s = Script::default();
+    for report in [&b"one"[..], b"two"] {
+        let (result, folder) = upload(&s, report);
+        assert_eq!(result, Ok(None));
+        only_the_report(&folder, report);
+    }
+    let log = s.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("STOR .part-r.json\nRNFR .part-r.json\nRNTO r.json"),
+        "{log}"
+    );
+}
+
+/// pure-ftpd `-x` refuses names that begin with a dot (`553 Prohibited file name`): the
+/// report goes up as `r.json.part`, renamed; not "takes no uploads" (finding 2).
+#[test]
+fn a_server_refusing_dot_names_takes_the_report_under_another_temporary_name() {
+    let s = Script {
+        refuse_dot_names: true,
+        ..Script::default()
+    };
+    for report in [&b"one"[..], b"two"] {
+        let (result, folder) = upload(&s, report);
+        let tried = result.unwrap().expect("what was tried");
+        assert!(
+            tried.contains("STOR .part-r.json: 553 Prohibited file name"),
+            "{tried}"
+        );
+        assert!(
+            tried.contains("written as r.json.part and renamed"),
+            "{tried}"
+        );
+        only_the_report(&folder, report);
+    }
+}
+
+/// proftpd `AllowOverwrite off`: the second report's `RNTO` over the first is refused;
+/// the first is deleted and the rename made again, and no temporary file stays
+/// (finding 3). A leftover temporary file in the way (a cut upload) is deleted too.
+#[test]
+fn a_server_refusing_overwrites_takes_the_report_and_keeps_no_temporary_file() {
+    let s = Script {
+        no_overwrite: true,
+        ..Script::default()
+    };
+    let (result, folder) = upload(&s, b"one");
+    assert_eq!(result, Ok(None));
+    only_the_report(&folder, b"one");
+    let (result, folder) = upload(&s, b"two");
+    let tried = result.unwrap().expect("what was tried");
+    assert!(
+        tried.contains("RNTO r.json: 553 Overwrite permission denied"),
+        "{tried}"
+    );
+    assert!(
+        tried.contains("r.json deleted, then renamed over it"),
+        "{tried}"
+    );
+    only_the_report(&folder, b"two");
+    // A cut upload left its temporary file: STOR to it is refused, DELE clears it.
+    s.folder
+        .lock()
+        .unwrap()
+        .insert(".part-r.json".into(), b"half".to_vec());
+    let (result, folder) = upload(&s, b"three");
+    let tried = result.unwrap().expect("what was tried");
+    assert!(
+        tried.starts_with("STOR .part-r.json: 553 Overwrite permission denied; .part-r.json deleted; RNTO r.json: 553"),
+        "{tried}"
+    );
+    only_the_report(&folder, b"three");
+}
+
+/// A server that takes files but no renames: the temporary file is deleted and the
+/// report written in place.
+#[test]
+fn a_server_refusing_renames_takes_the_report_in_place() {
+    let s = Script {
+        no_rename: true,
+        ..Script::default()
+    };
+    for report in [&b"one"[..], b"two"] {
+        let (result, folder) = upload(&s, report);
+        let tried = result.unwrap().expect("what was tried");
+        assert!(
+            tried.contains("RNFR .part-r.json: 550 Rename not allowed"),
+            "{tried}"
+        );
+        assert!(tried.contains(".part-r.json deleted"), "{tried}");
+        assert!(tried.contains("written in place as r.json"), "{tried}");
+        only_the_report(&folder, report);
+    }
+}
+
+/// "Takes no uploads" only when no STOR was taken under any name; a server that took one
+/// and refused the rest fails the upload (tried again later), saying each step.
+#[test]
+fn takes_no_uploads_only_when_no_name_is_taken() {
+    let nothing = Script {
+        refuse_stor: true,
+        ..Script::default()
+    };
+    let (result, folder) = upload(&nothing, b"one");
+    let e = result.unwrap_err();
+    assert_eq!(e.kind, FailureKind::NoUploads, "{e}");
+    for name in [".part-r.json", "r.json.part", "r.json"] {
+        assert!(e.detail.contains(&format!("STOR {name}: 553")), "{e}");
+    }
+    assert!(folder.is_empty());
+    // Takes new files only: no rename, no overwrite, no delete.
+    let stubborn = Script {
+        no_rename: true,
+        no_overwrite: true,
+        no_delete: true,
+        ..Script::default()
+    };
+    stubborn
+        .folder
+        .lock()
+        .unwrap()
+        .insert("r.json".into(), b"old".to_vec());
+    let (result, _) = upload(&stubborn, b"new");
+    let e = result.unwrap_err();
+    assert_eq!(e.kind, FailureKind::Refused, "{e}");
+    assert!(
+        e.detail
+            .contains("RNFR .part-r.json: 550 Rename not allowed"),
+        "{e}"
+    );
+    assert!(
+        e.detail
+            .contains("STOR r.json: 553 Overwrite permission denied"),
+        "{e}"
+    );
 }

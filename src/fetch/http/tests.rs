@@ -867,8 +867,8 @@ fn uploads_are_a_put_taken_on_2xx_and_never_redirected() {
         Next::KeepAlive
     });
     let f = server.fetcher();
-    assert_eq!(f.upload("created.json", b"{}\n"), Ok(()));
-    assert_eq!(f.upload("none.json", b"{}\n"), Ok(()));
+    assert_eq!(f.upload("created.json", b"{}\n"), Ok(None));
+    assert_eq!(f.upload("none.json", b"{}\n"), Ok(None));
     let head = &server.requests()[0];
     assert!(
         head.starts_with("PUT /lic/created.json HTTP/1.1\r\n"),
@@ -1039,7 +1039,7 @@ fn a_dripping_short_answer_ends_at_the_total_timeout() {
         started.elapsed()
     );
     let started = Instant::now();
-    assert_eq!(f.upload("r.json", b"{}"), Ok(()));
+    assert_eq!(f.upload("r.json", b"{}"), Ok(None));
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",
