@@ -19,6 +19,10 @@
 # commit, the date and the machine above it; rewritten whole, never edited by hand), and
 # the fleet's to docs/figures/fleet.md. A failed phone figures run is written as failed,
 # and the script then fails.
+# Not run from here: `bash scripts/bench-storm.sh` (a boot storm of 100 phones against
+# nginx and vsftpd, the server's load with an earlier commit's agent and this tree's side
+# by side) writes docs/figures/storm.md; it is run by hand, never by the test command,
+# because it builds the earlier commit.
 # No assertion: the machines are noisy. Run: bash scripts/bench.sh [--fleet]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Sourced by the scripts that measure figures (bench.sh, bench-fleet.sh, sizes.sh,
-# phone-soak.sh): each writes what it measured into its own generated file in
+# Sourced by the scripts that measure figures (bench.sh, bench-fleet.sh, bench-storm.sh,
+# sizes.sh, phone-soak.sh): each writes what it measured into its own generated file in
 # docs/figures/ (docs/figures.md links them), rewritten whole, atomically (a temporary
 # file beside it, then mv), never edited by hand. Not writable (a read-only checkout):
 # a warning, and the figures stay only in the script's output.
