@@ -24,6 +24,7 @@ mod flash_model;
 mod fleet_page;
 mod hostile;
 mod install_status;
+mod interop;
 mod issuer;
 mod liveness;
 mod neighbours;

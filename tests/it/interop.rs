@@ -1,0 +1,457 @@
+//! The interoperability matrix (issue 24): the real binary against every provisioning
+//! server set-up a fleet runs, each a real server from Debian started on 127.0.0.1 from
+//! a configuration of the test's own ([`test_servers`]): nginx, Apache (mod_dav,
+//! mod_ssl), lighttpd (mod_webdav), BusyBox httpd, an HTTP server that sends no
+//! validators at all, vsftpd, pure-ftpd (`-x`, anonymous), proftpd (TLS,
+//! `AllowOverwrite off`), tftpd-hpa, atftpd and dnsmasq's TFTP. Over every transport
+//! each speaks, one daemon goes through:
+//!
+//! 1. the first fetch (both files accepted);
+//! 2. the second fetch (`check-sync`: both downloaded again, found unchanged);
+//! 3. a renewal of the site license with the same size and modification time as the
+//!    file it replaces (`cp -p`): taken at the next `check-sync`;
+//! 4. the phone file removed: absent, and the stored phone license stays in force;
+//! 5. the status report: where the server writes, it lands whole under its name with no
+//!    temporary file left, after several uploads (the first one and one per change);
+//!    where it does not (a read-only server, TFTP), `status` says the server takes no
+//!    uploads.
+//!
+//! Every set-up runs, whatever the others do; the test then writes the matrix into
+//! `docs/testing.md` (between its markers, from the host binary's run) and fails if a
+//! cell did.
+
+use crate::common;
+
+use std::any::Any;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use common::ftp::{Security, Vsftpd};
+use common::nginx::{self, Nginx};
+use common::phone::{Daemon, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
+use common::pki::Pki;
+use common::tftp::Tftpd;
+use serde_json::Value;
+
+/// What the server does with the status report.
+enum Report {
+    /// It writes: the report lands in `dir` (through `url`, or the server's own URL).
+    Lands { url: Option<String>, dir: PathBuf },
+    /// It takes no uploads (read-only, or TFTP): `status` must say so.
+    Refused,
+}
+
+/// One server set-up of the matrix.
+struct Setup {
+    /// The server and how it is set up, for the table.
+    server: String,
+    /// `http`, `https`, `ftp`, `ftps` or `tftp`.
+    transport: &'static str,
+    /// The URL the agent fetches from.
+    url: String,
+    /// More of `[fetch]` (`ca_file`...).
+    fetch: String,
+    /// The folder the server serves.
+    root: PathBuf,
+    report: Report,
+}
+
+/// A set-up, with its running server and folder (stopped and removed when dropped, on
+/// the test's thread).
+type Started = (Setup, Box<dyn Any>);
+
+/// One row of the table: each cell's words, and whether each passed.
+struct Row {
+    server: String,
+    transport: &'static str,
+    cells: Vec<(String, bool)>,
+}
+
+const COLUMNS: [&str; 5] = [
+    "first fetch",
+    "second fetch",
+    "renewal, same size and time",
+    "file removed",
+    "report upload",
+];
+
+/// Writes `bytes` as `root/name`, readable by every server's user.
+fn place(root: &Path, name: &str, bytes: &[u8]) {
+    let path = root.join(name);
+    nginx::put_file(&path, bytes);
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+}
+
+fn outcome(files: &Value, file: &str) -> (String, String) {
+    let f = files
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["file"] == file))
+        .cloned()
+        .unwrap_or_default();
+    (
+        f["outcome"].as_str().unwrap_or("-").to_string(),
+        f["detail"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn check_sync(daemon: &Daemon) -> Value {
+    daemon.request(r#"{"cmd":"check-sync"}"#)["check_sync"]["files"].clone()
+}
+
+fn vqmon_end(status: &Value) -> Option<String> {
+    status["features"]
+        .as_array()?
+        .iter()
+        .find(|f| f["name"] == "vqmon")
+        .and_then(|f| f["end"].as_str())
+        .map(str::to_string)
+}
+
+/// The files in `dir` other than the report and the licenses: a temporary file left.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let report = format!("{MAC}-license-status.json");
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != &report && n != SITE_FILE && n != PHONE_FILE)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the five steps against `setup`; never panics (a step that fails is a cell).
+fn run(setup: &Setup) -> Row {
+    let mut cells = Vec::new();
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| story(setup, &mut cells)));
+    if let Err(panic) = result {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into());
+        cells.push((format!("FAILED: {why}"), false));
+    }
+    while cells.len() < COLUMNS.len() {
+        cells.push(("not reached".into(), false));
+    }
+    Row {
+        server: setup.server.clone(),
+        transport: setup.transport,
+        cells,
+    }
+}
+
+fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
+    let t = common::now();
+    let report = match &setup.report {
+        Report::Lands { url: Some(url), .. } => format!("report = \"{url}\"\n"),
+        _ => "report = true\n".into(),
+    };
+    let phone = Phone::new(&format!(
+        "server = \"{}\"\n{report}enabled_features = [\"vqmon\"]\n[fetch]\n{}\
+         connect_timeout = \"3s\"\ntotal_timeout = \"10s\"\n\
+         [timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n",
+        setup.url, setup.fetch
+    ));
+    let site = |days: i64| phone.sign("site", &[("vqmon", t - DAY, Some(t + days * DAY))]);
+    place(&setup.root, SITE_FILE, &site(10));
+    place(
+        &setup.root,
+        PHONE_FILE,
+        &phone.sign("phone", &[("usb-call-recording", t - DAY, None)]),
+    );
+    let daemon = phone.start(None);
+
+    // 1. The first fetch.
+    let files = daemon.status()["daemon"]["files"].clone();
+    let (s, p) = (outcome(&files, SITE_FILE), outcome(&files, PHONE_FILE));
+    let ok = s.0 == "accepted" && p.0 == "accepted";
+    cells.push((both(&s, &p), ok));
+    assert!(ok, "first fetch: {files:#}");
+
+    // 2. The second fetch: downloaded again, the licenses held.
+    let files = check_sync(&daemon);
+    let (s, p) = (outcome(&files, SITE_FILE), outcome(&files, PHONE_FILE));
+    let ok = s.0 == "unchanged" && p.0 == "unchanged";
+    cells.push((both(&s, &p), ok));
+    assert!(ok, "second fetch: {files:#}");
+
+    // 3. A renewal copied in with the old file's size and time.
+    let path = setup.root.join(SITE_FILE);
+    let before = std::fs::metadata(&path).unwrap();
+    let renewal = site(11);
+    assert_eq!(renewal.len() as u64, before.len());
+    nginx::put_same_time(&path, &renewal);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before.modified().unwrap()
+    );
+    let files = check_sync(&daemon);
+    let (s, _) = outcome(&files, SITE_FILE);
+    let end = vqmon_end(&daemon.status());
+    let ok = s == "accepted" && end == Some(common::rfc(t + 11 * DAY));
+    cells.push((format!("{s}: the new end taken"), ok));
+    assert!(ok, "renewal: {files:#}, vqmon ends {end:?}");
+
+    // 4. The phone file removed.
+    std::fs::remove_file(setup.root.join(PHONE_FILE)).unwrap();
+    let files = check_sync(&daemon);
+    let (p, detail) = outcome(&files, PHONE_FILE);
+    let enabled = daemon.status()["enabled"].clone();
+    let ok = p == "absent"
+        && enabled
+            .as_array()
+            .is_some_and(|e| e.iter().any(|f| f == "usb-call-recording"));
+    let answer = detail.split(": not on the server").next().unwrap_or("");
+    // Without the server's port (a new one each run).
+    let answer = answer
+        .split(" from 127.0.0.1:")
+        .next()
+        .unwrap_or(answer)
+        .to_string();
+    cells.push((format!("{p} ({answer}); kept"), ok));
+    assert!(ok, "removed: {files:#}, enabled {enabled}");
+
+    // 5. The report (one upload per change: several by now).
+    let settled = daemon.wait_status("the report settled", |s| {
+        s["daemon"]["report"].as_str().is_some_and(|r| {
+            !r.contains("under way") && !r.contains("waits") && !r.contains("not sent yet")
+        })
+    });
+    let words = settled["daemon"]["report"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    match &setup.report {
+        Report::Lands { dir, .. } => {
+            let sent = std::fs::read(dir.join(format!("{MAC}-license-status.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            let left = leftovers(dir);
+            let ok = !words.contains("failing")
+                && sent.as_ref().is_some_and(|r| r["mac"] == MAC)
+                && left.is_empty();
+            let how = words
+                .split_once("; ")
+                .map(|(_, tried)| tried.trim_end_matches(')').to_string());
+            let cell = match (&how, left.is_empty()) {
+                (_, false) => format!("left behind: {}", left.join(", ")),
+                (None, true) => "lands".to_string(),
+                (Some(how), true) => format!("lands ({})", short(how)),
+            };
+            cells.push((cell, ok));
+            assert!(ok, "report: {words}; left {left:?}; sent {sent:?}");
+        }
+        Report::Refused => {
+            let ok = words.starts_with("off:");
+            cells.push((
+                if ok {
+                    "takes no uploads (said)".into()
+                } else {
+                    words.clone()
+                },
+                ok,
+            ));
+            assert!(ok, "report: {words}");
+        }
+    }
+}
+
+fn both(site: &(String, String), phone: &(String, String)) -> String {
+    if site.0 == phone.0 {
+        format!("both {}", site.0)
+    } else {
+        format!("site {}, phone {}", site.0, phone.0)
+    }
+}
+
+/// What was tried, short enough for a cell: the steps without the server's words.
+fn short(how: &str) -> String {
+    how.split("; ")
+        .map(|step| step.split(": ").next().unwrap_or(step))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn work() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn ca(pki: &Pki) -> String {
+    format!("ca_file = \"{}\"\n", pki.ca_pem.display())
+}
+
+fn nginx_setups() -> Vec<Started> {
+    let mut setups: Vec<Started> = Vec::new();
+    for https in [false, true] {
+        let work = work();
+        let pki = Pki::new(&work.path().join("pki"));
+        let root = work.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let server = Nginx::start(&root, &pki);
+        let (url, fetch, transport) = if https {
+            (server.https_url(), ca(&pki), "https")
+        } else {
+            (server.http_url(), String::new(), "http")
+        };
+        // Uploads go to the endpoint with Basic authentication and WebDAV PUT.
+        let report_url = server.basic_url().replacen(
+            "://",
+            &format!("://{}:{}@", nginx::BASIC_USER, nginx::BASIC_PASSWORD),
+            1,
+        );
+        setups.push((
+            Setup {
+                server: "nginx (ETag: mtime-size)".into(),
+                transport,
+                url,
+                fetch,
+                report: Report::Lands {
+                    url: Some(report_url),
+                    dir: root.clone(),
+                },
+                root,
+            },
+            Box::new((server, work)),
+        ));
+    }
+    setups
+}
+
+fn vsftpd_setups() -> Vec<Started> {
+    let mut setups: Vec<Started> = Vec::new();
+    for tls in [false, true] {
+        let work = work();
+        let pki = Pki::new(&work.path().join("pki"));
+        let security = if tls {
+            Security::Tls {
+                cert: &pki.server_cert,
+                key: &pki.server_key,
+            }
+        } else {
+            Security::Plain
+        };
+        let server = Vsftpd::start(work.path(), security, "write_enable=YES\n");
+        server.allow_uploads();
+        let root = server.root.clone();
+        setups.push((
+            Setup {
+                server: "vsftpd".into(),
+                transport: if tls { "ftps" } else { "ftp" },
+                url: server.url(),
+                fetch: if tls { ca(&pki) } else { String::new() },
+                report: Report::Lands {
+                    url: None,
+                    dir: root.clone(),
+                },
+                root,
+            },
+            Box::new((server, work)),
+        ));
+    }
+    setups
+}
+
+fn tftpd_hpa_setup() -> Started {
+    let work = work();
+    let server = Tftpd::start(&work.path().join("tftp"), &[]);
+    (
+        Setup {
+            server: "tftpd-hpa".into(),
+            transport: "tftp",
+            url: server.url(),
+            fetch: String::new(),
+            root: server.root.clone(),
+            report: Report::Refused,
+        },
+        Box::new((server, work)),
+    )
+}
+
+/// Every set-up, each started on a thread of its own; every story run at most 4 at a
+/// time.
+#[test]
+fn every_server_of_the_matrix_serves_renewals_and_takes_reports() {
+    let mut setups = Vec::new();
+    setups.extend(nginx_setups());
+    setups.extend(vsftpd_setups());
+    setups.push(tftpd_hpa_setup());
+
+    // The servers stay on this thread; the stories see the rest.
+    let (setups, _servers): (Vec<Setup>, Vec<Box<dyn Any>>) = setups.into_iter().unzip();
+    let rows: Vec<Row> = setups
+        .chunks(4)
+        .flat_map(|chunk| {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk.iter().map(|s| scope.spawn(move || run(s))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let table = table(&rows);
+    if std::env::var_os("LICENSE_AGENT_BIN").is_none() {
+        write_table(&table);
+    }
+    let failed: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            r.cells
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .map(move |(words, _)| format!("{} {}: {words}", r.server, r.transport))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{table}\n{}", failed.join("\n"));
+}
+
+/// The matrix as a Markdown table (a failed cell is marked **FAILED**).
+fn table(rows: &[Row]) -> String {
+    let mut out = format!("| server | transport | {} |\n", COLUMNS.join(" | "));
+    out.push_str(&format!("|---|---|{}\n", "---|".repeat(COLUMNS.len())));
+    for row in rows {
+        let cells: Vec<String> = row
+            .cells
+            .iter()
+            .map(|(words, ok)| {
+                let words = words.replace('|', "\\|").replace('\n', " ");
+                if *ok {
+                    words
+                } else {
+                    format!("**FAILED** {words}")
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            row.server,
+            row.transport,
+            cells.join(" | ")
+        );
+    }
+    out
+}
+
+const BEGIN: &str = "<!-- interop matrix: written by tests/it/interop.rs, do not edit -->";
+const END: &str = "<!-- end of the interop matrix -->";
+
+/// Rewrites the matrix in `docs/testing.md`, between its markers.
+fn write_table(table: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/testing.md");
+    let Ok(doc) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let (Some(begin), Some(end)) = (doc.find(BEGIN), doc.find(END)) else {
+        panic!("docs/testing.md has no interop matrix markers ({BEGIN} ... {END})");
+    };
+    let written = format!("{}{BEGIN}\n\n{table}\n{}", &doc[..begin], &doc[end..]);
+    if written != doc {
+        std::fs::write(&path, written).unwrap();
+    }
+}
