@@ -47,5 +47,6 @@ start=$SECONDS
 LICENSE_AGENT_BIN=$arm_bin LICENSE_AGENT_RUNNER=$runner \
     cargo test --locked --test it -- vectors:: cli:: install_status:: daemon:: reboots:: \
     liveness:: neighbours:: config_paths:: report_upload:: hostile:: fault_suite:: transports:: \
+    renewals:: interop:: \
     robustness::the_binary_never_panics robustness::neither_binary_panics
 log "ok: armv7 binary tests in $((SECONDS - start)) s"
