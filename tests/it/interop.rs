@@ -132,6 +132,7 @@ fn run(setup: &Setup) -> Row {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panicked".into());
+        let why: String = why.chars().take(200).collect();
         cells.push((format!("FAILED: {why}"), false));
     }
     while cells.len() < COLUMNS.len() {
@@ -170,14 +171,15 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
     let (s, p) = (outcome(&files, SITE_FILE), outcome(&files, PHONE_FILE));
     let ok = s.0 == "accepted" && p.0 == "accepted";
     cells.push((both(&s, &p), ok));
-    assert!(ok, "first fetch: {files:#}");
+    if !ok {
+        return;
+    }
 
     // 2. The second fetch: downloaded again, the licenses held.
     let files = check_sync(&daemon);
     let (s, p) = (outcome(&files, SITE_FILE), outcome(&files, PHONE_FILE));
     let ok = s.0 == "unchanged" && p.0 == "unchanged";
     cells.push((both(&s, &p), ok));
-    assert!(ok, "second fetch: {files:#}");
 
     // 3. A renewal copied in with the old file's size and time.
     let path = setup.root.join(SITE_FILE);
@@ -193,8 +195,12 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
     let (s, _) = outcome(&files, SITE_FILE);
     let end = vqmon_end(&daemon.status());
     let ok = s == "accepted" && end == Some(common::rfc(t + 11 * DAY));
-    cells.push((format!("{s}: the new end taken"), ok));
-    assert!(ok, "renewal: {files:#}, vqmon ends {end:?}");
+    let cell = if ok {
+        format!("{s}: the new end taken")
+    } else {
+        format!("{s}: vqmon still ends {}", end.unwrap_or_default())
+    };
+    cells.push((cell, ok));
 
     // 4. The phone file removed.
     std::fs::remove_file(setup.root.join(PHONE_FILE)).unwrap();
@@ -213,7 +219,6 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
         .unwrap_or(answer)
         .to_string();
     cells.push((format!("{p} ({answer}); kept"), ok));
-    assert!(ok, "removed: {files:#}, enabled {enabled}");
 
     // 5. The report (one upload per change: several by now).
     let settled = daemon.wait_status("the report settled", |s| {
@@ -242,8 +247,11 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
                 (None, true) => "lands".to_string(),
                 (Some(how), true) => format!("lands ({})", short(how)),
             };
+            let cell = match (ok, left.is_empty()) {
+                (false, true) => words.clone(),
+                _ => cell,
+            };
             cells.push((cell, ok));
-            assert!(ok, "report: {words}; left {left:?}; sent {sent:?}");
         }
         Report::Refused => {
             let ok = words.starts_with("off:");
@@ -255,7 +263,6 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
                 },
                 ok,
             ));
-            assert!(ok, "report: {words}");
         }
     }
 }
