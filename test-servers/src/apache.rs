@@ -11,7 +11,10 @@
 //!
 //! Validators, as measured (Apache 2.4 defaults, which Debian does not change):
 //! `ETag: "SIZE-MTIME"`, both in lower-case hex, the modification time in microseconds
-//! (`FileETag MTime Size`; 2.4 no longer includes the inode), and `Last-Modified`.
+//! (`FileETag MTime Size`: since 2.3.14 the default no longer includes the inode), e.g.
+//! `"a-60dd710230240"`, weak (`W/"..."`) while the file is less than a second old (so
+//! one file's ETag changes from weak to strong; `If-None-Match` on a `GET` compares
+//! weakly, so either matches), and `Last-Modified`.
 //! A matching `If-None-Match`, or an `If-Modified-Since` not older than the file, gets
 //! 304. So a renewal keeping size and modification time ([`crate::files::put_same_time`],
 //! even renamed over, a new inode) gets 304: the client keeps its old bytes.
@@ -223,16 +226,29 @@ mod tests {
         assert_eq!(first.status, 200, "{}", apache.logs());
         assert_eq!(first.body, b"version=1\n");
         let etag = first.header("etag").expect("an ETag").to_string();
-        let modified = first.header("last-modified").expect("Last-Modified").to_string();
+        let modified = first
+            .header("last-modified")
+            .expect("Last-Modified")
+            .to_string();
         // Weak while the file is less than a second old (put_file's mtime is now).
         let strong = etag.trim_start_matches("W/");
-        assert!(strong.starts_with("\"a-"), "ETag \"SIZE-MTIME\" in hex: {etag}");
+        assert!(
+            strong.starts_with("\"a-"),
+            "ETag \"SIZE-MTIME\" in hex: {etag}"
+        );
         let missing = get(&format!("{}none.cfg", apache.http_url()), &[], None);
         assert_eq!(missing.status, 404);
 
         // HTTPS: the same file.
-        let tls = get(&format!("{}a.cfg", apache.https_url()), &[], Some(&pki.ca_pem));
-        assert_eq!((tls.status, tls.body.as_slice()), (200, &b"version=1\n"[..]));
+        let tls = get(
+            &format!("{}a.cfg", apache.https_url()),
+            &[],
+            Some(&pki.ca_pem),
+        );
+        assert_eq!(
+            (tls.status, tls.body.as_slice()),
+            (200, &b"version=1\n"[..])
+        );
         assert!(tls.header("etag").unwrap().ends_with(strong));
 
         // The trap: same size and mtime, new bytes, new inode: 304 all the same.
@@ -263,12 +279,24 @@ mod tests {
         assert_eq!(uploads.len(), 3, "{entries:#?}");
         assert_eq!(uploads[0].path, "/up.log");
         assert_eq!(uploads[2].port, apache.https_port);
-        let conditional: Vec<&LogEntry> =
-            entries.iter().filter(|e| e.status == 304).collect();
+        let conditional: Vec<&LogEntry> = entries.iter().filter(|e| e.status == 304).collect();
         assert_eq!(conditional.len(), 2, "{entries:#?}");
         assert_eq!(conditional[0].if_none_match, etag);
         assert_eq!(conditional[1].if_modified_since, modified);
         assert_eq!(conditional[0].bytes_sent, 0);
+        // A file older than a second: the strong "SIZE-MTIME" (hex, microseconds).
+        let mtime = std::time::UNIX_EPOCH + Duration::from_micros(1_704_067_200_123_456);
+        fs::File::options()
+            .write(true)
+            .open(root.join("a.cfg"))
+            .and_then(|f| f.set_modified(mtime))
+            .unwrap();
+        let old = get(&url, &[], None);
+        assert_eq!(old.header("etag"), Some("\"a-60dd710230240\""));
+        assert_eq!(
+            old.header("last-modified"),
+            Some("Mon, 01 Jan 2024 00:00:00 GMT")
+        );
         apache.remove("a.cfg");
         assert_eq!(get(&url, &[], None).status, 404);
     }

@@ -59,8 +59,8 @@ impl Daemon {
         let name = Path::new(program)
             .file_name()
             .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
-        let stderr = fs::File::create(stderr)
-            .map_err(|e| format!("create {}: {e}", stderr.display()))?;
+        let stderr =
+            fs::File::create(stderr).map_err(|e| format!("create {}: {e}", stderr.display()))?;
         let mut cmd = if Path::new(SETPRIV).exists() {
             let mut cmd = Command::new(SETPRIV);
             if privileges == Privileges::Unprivileged && nix::unistd::geteuid().is_root() {
@@ -107,7 +107,9 @@ impl Daemon {
 
     /// The exit status, if the process has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The process id (of the server itself: setpriv execs it).

@@ -15,7 +15,10 @@ use std::time::SystemTime;
 /// The size and modification time (to the nanosecond) of the existing file `path`.
 fn size_and_mtime(path: &Path, bytes: &[u8]) -> SystemTime {
     let meta = fs::metadata(path).unwrap_or_else(|e| {
-        panic!("{}: {e} (a same-time renewal replaces a file)", path.display())
+        panic!(
+            "{}: {e} (a same-time renewal replaces a file)",
+            path.display()
+        )
     });
     assert_eq!(
         meta.len(),
@@ -60,6 +63,16 @@ pub fn overwrite_same_time(path: &Path, bytes: &[u8]) {
         .unwrap_or_else(|e| panic!("rewrite {}: {e}", path.display()));
 }
 
+/// Writes `path` atomically (a temp file in the same folder renamed over it), its
+/// modification time now; an error instead of a panic (for a server's own threads).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Removes `path`; nothing if it is missing.
 pub fn remove_file(path: &Path) {
     match fs::remove_file(path) {
@@ -90,7 +103,11 @@ mod tests {
         let again = fs::metadata(&path).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"third");
         assert_eq!(again.modified().unwrap(), before.modified().unwrap());
-        assert_eq!(again.ino(), after.ino(), "rewritten in place: the same inode");
+        assert_eq!(
+            again.ino(),
+            after.ino(),
+            "rewritten in place: the same inode"
+        );
     }
 
     #[test]

@@ -35,22 +35,25 @@ pub fn request(
     let head_file = dir.path().join("head");
     let body_file = dir.path().join("body");
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--http1.1", "--max-time", "10", "-X", method])
-        .arg("-D")
+    cmd.args(["-sS", "--http1.1", "--path-as-is", "--max-time", "10"]);
+    if method == "HEAD" {
+        cmd.arg("-I"); // headers go to the -o file too: the body is left empty below
+    } else {
+        cmd.args(["-X", method]);
+    }
+    cmd.arg("-D")
         .arg(&head_file)
         .arg("-o")
         .arg(&body_file)
         .args(["-H", "Expect:"]);
-    if method == "HEAD" {
-        cmd.arg("-I");
-    }
     for h in headers {
         cmd.args(["-H", h]);
     }
     if let Some(bytes) = body {
         let upload = dir.path().join("upload");
         std::fs::write(&upload, bytes).expect("write the upload");
-        cmd.arg("--data-binary").arg(format!("@{}", upload.display()));
+        cmd.arg("--data-binary")
+            .arg(format!("@{}", upload.display()));
     }
     if let Some(ca) = ca {
         cmd.arg("--cacert").arg(ca);
@@ -76,7 +79,11 @@ pub fn request(
     Answer {
         status,
         headers,
-        body: std::fs::read(&body_file).unwrap_or_default(),
+        body: if method == "HEAD" {
+            Vec::new()
+        } else {
+            std::fs::read(&body_file).unwrap_or_default()
+        },
     }
 }
 
