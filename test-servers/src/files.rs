@@ -34,15 +34,17 @@ fn size_and_mtime(path: &Path, bytes: &[u8]) -> SystemTime {
 
 /// Replaces the existing file `path` atomically (a temp file in the same folder renamed
 /// over it, so a new inode) with `bytes` of the same length, and gives it the replaced
-/// file's modification time exactly, as `rsync -t` would. Panics if `path` is missing or
+/// file's modification time exactly and its mode, as `rsync -t` would. Panics if `path` is missing or
 /// `bytes` has another length.
 pub fn put_same_time(path: &Path, bytes: &[u8]) {
     let mtime = size_and_mtime(path, bytes);
     let dir = path.parent().expect("a file inside a folder");
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .unwrap_or_else(|e| panic!("temp file in {}: {e}", dir.display()));
+    let mode = fs::metadata(path).map(|m| m.permissions());
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().set_modified(mtime))
+        .and_then(|()| mode.and_then(|mode| tmp.as_file().set_permissions(mode)))
         .unwrap_or_else(|e| panic!("write {}: {e}", tmp.path().display()));
     tmp.persist(path)
         .unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
