@@ -2,8 +2,9 @@
 //! each [`FaultServer`] answers every request with one kind of misbehaviour ([`Fault`]),
 //! so tests can check that the agent gives up, times out, refuses or retries as it must,
 //! or as a test scripts it ([`Fault::Script`]: the unit tests of the HTTP client write
-//! their answers byte by byte). Plain HTTP only: the TLS faults are the bad-certificate
-//! endpoints of `nginx.rs`.
+//! their answers byte by byte), or serves a folder without any validators
+//! ([`Fault::Files`], behind `bare_httpd.rs`). Plain HTTP only: the TLS faults are the
+//! bad-certificate endpoints of `nginx.rs`.
 //!
 //! Everything is bounded (the workplace rule for failure tests: loopback only, bounded,
 //! stopping by themselves): at most [`MAX_CONNECTIONS`] connections and
@@ -13,6 +14,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -60,6 +62,13 @@ pub enum Fault {
     RedirectLoop,
     /// `200` with this body and an ETag; `304` to a matching `If-None-Match`; keep-alive.
     Serve(Vec<u8>),
+    /// The files of this folder, with no validators at all: `GET`/`HEAD` answer 200
+    /// with `Content-Length` and neither `ETag` nor `Last-Modified`, whatever
+    /// conditional headers came (never 304), or 404 when there is no such file; `PUT`
+    /// writes the file (201 new, 204 replaced; a body over 64 KiB ends the connection
+    /// unanswered); other methods 405. Paths are plain names below the folder (no `..`,
+    /// no percent-decoding); the query is ignored. Keep-alive.
+    Files(PathBuf),
     /// These bytes, whole, as the answer to every request (status line, headers and
     /// body, as the test wrote them); keep-alive.
     Raw(Vec<u8>),
@@ -420,6 +429,7 @@ fn answer(stream: &mut TcpStream, request: &SeenRequest, shared: &Shared) -> boo
             let next = (script.0)(request, stream);
             next == Next::KeepAlive && stream.set_write_timeout(Some(POLL)).is_ok()
         }
+        Fault::Files(root) => serve_file(stream, request, root, shared),
         Fault::Serve(body) => {
             let etag = etag_of(body);
             let matches = request
@@ -437,6 +447,58 @@ fn answer(stream: &mut TcpStream, request: &SeenRequest, shared: &Shared) -> boo
             }
         }
     }
+}
+
+/// [`Fault::Files`]: one request on the folder `root`.
+fn serve_file(stream: &mut TcpStream, request: &SeenRequest, root: &Path, shared: &Shared) -> bool {
+    let status = |code: u16| -> (String, Vec<u8>) {
+        let body = if code == 204 {
+            Vec::new()
+        } else {
+            format!("{code} {}\n", reason(code)).into_bytes()
+        };
+        (
+            format!(
+                "HTTP/1.1 {code} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                reason(code),
+                body.len()
+            ),
+            body,
+        )
+    };
+    let path = request.path.split('?').next().unwrap_or("");
+    let name = path.strip_prefix('/').filter(|name| {
+        name.split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+    });
+    let method = request.method.to_ascii_uppercase();
+    let (head, body) = match (name, method.as_str()) {
+        (None, _) => status(404),
+        (Some(name), "GET" | "HEAD") => match std::fs::read(root.join(name)) {
+            Ok(bytes) => (
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                    bytes.len()
+                ),
+                bytes,
+            ),
+            Err(_) => status(404),
+        },
+        (Some(name), "PUT") => {
+            let file = root.join(name);
+            let existed = file.is_file();
+            if file.is_dir() || !file.parent().is_some_and(Path::is_dir) {
+                status(409)
+            } else {
+                match crate::files::write_atomically(&file, &request.body) {
+                    Ok(()) => status(if existed { 204 } else { 201 }),
+                    Err(_) => status(500),
+                }
+            }
+        }
+        _ => status(405),
+    };
+    send_response(stream, &head, &body, method == "HEAD", shared)
 }
 
 /// The ETag [`Fault::Serve`] gives a body: a quoted FNV-1a hash and the length.
@@ -579,6 +641,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        201 => "Created",
         204 => "No Content",
         301 => "Moved Permanently",
         302 => "Found",
@@ -587,7 +650,9 @@ fn reason(code: u16) -> &'static str {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",

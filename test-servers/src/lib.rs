@@ -1,17 +1,33 @@
 //! The servers license-agent's tests fetch from, each started on 127.0.0.1 by the test
 //! that needs it and gone when dropped: real nginx (HTTP, HTTPS, mutual TLS, Basic
-//! auth, bad certificates), `openssl s_server` (a handshake refused), vsftpd (FTP and FTPS), tftpd-hpa and a lossy UDP relay in
-//! front of it, the fault server (an HTTP/1.1 server of our own that misbehaves as
-//! asked, or answers as a test scripts it), and the throw-away PKI they use.
+//! auth, bad certificates), Apache and lighttpd (HTTP, HTTPS, WebDAV uploads), BusyBox
+//! httpd (HTTP, read-only), a server of our own that sends no validators
+//! (`bare_httpd.rs`), `openssl s_server` (a handshake refused), vsftpd (FTP and FTPS),
+//! tftpd-hpa and a lossy UDP relay in front of it, the fault server (an HTTP/1.1 server
+//! of our own that misbehaves as asked, or answers as a test scripts it), and the
+//! throw-away PKI they use.
 //!
 //! One crate for the library's unit tests (a dev-dependency) and the integration tests
 //! (`tests/it`) alike, so each server exists once. It knows nothing of the agent: it
 //! serves bytes, and the tests decide what they mean. Tests panic on set-up failures
 //! (a server that cannot start is a broken test machine, said plainly).
+//!
+//! Which validators each HTTP server sends, and whether it answers 304 to a renewal that
+//! keeps the file's size and modification time ([`files::put_same_time`]), is in each
+//! module's documentation.
 
+pub mod apache;
+pub mod bare_httpd;
+pub mod busybox_httpd;
+pub mod daemon;
 pub mod faults;
+pub mod files;
 pub mod ftp;
+pub mod lighttpd;
 pub mod nginx;
 pub mod openssl;
 pub mod pki;
+#[cfg(test)]
+mod test_client;
 pub mod tftp;
+pub mod weblog;

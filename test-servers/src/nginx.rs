@@ -521,7 +521,7 @@ fn https(port: u16) -> String {
 }
 
 /// `count` distinct ports that were free a moment ago (all held at once while picking).
-fn free_ports(count: usize) -> Vec<u16> {
+pub(crate) fn free_ports(count: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
         .collect();
@@ -531,7 +531,7 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
-fn accepts(port: u16) -> bool {
+pub(crate) fn accepts(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
@@ -555,7 +555,7 @@ fn apr1_hash() -> Result<String, String> {
 }
 
 /// A path as an nginx string literal.
-fn quote(path: &Path) -> String {
+pub(crate) fn quote(path: &Path) -> String {
     let text = path.to_str().expect("UTF-8 path");
     assert!(
         !text.contains(['"', '\\', '$']),
