@@ -563,24 +563,3 @@ pub(crate) fn quote(path: &Path) -> String {
     );
     format!("\"{text}\"")
 }
-
-/// Replaces `path` atomically with `bytes`, keeping the replaced file's modification
-/// time exactly, as `cp -p`, `rsync -t` or an unpacked archive would: with the same
-/// size, nginx's `ETag` and `Last-Modified` (and FTP's `SIZE` and `MDTM`) stay the same.
-pub fn put_same_time(path: &Path, bytes: &[u8]) {
-    let previous = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let dir = path.parent().expect("a file inside a folder");
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .unwrap_or_else(|e| panic!("temp file in {}: {e}", dir.display()));
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().set_modified(previous))
-        .unwrap_or_else(|e| panic!("write {}: {e}", tmp.path().display()));
-    let mode = fs::metadata(path).map(|m| m.permissions());
-    if let Ok(mode) = mode {
-        let _ = fs::set_permissions(tmp.path(), mode);
-    }
-    tmp.persist(path)
-        .unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
-}

@@ -26,7 +26,12 @@ use std::any::Any;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use common::apache::Apache;
+use common::bare_httpd::BareHttpd;
+use common::busybox_httpd::BusyboxHttpd;
+use common::files;
 use common::ftp::{Security, Vsftpd};
+use common::lighttpd::Lighttpd;
 use common::nginx::{self, Nginx};
 use common::phone::{Daemon, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
@@ -186,7 +191,8 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
     let before = std::fs::metadata(&path).unwrap();
     let renewal = site(11);
     assert_eq!(renewal.len() as u64, before.len());
-    nginx::put_same_time(&path, &renewal);
+    // `cp -p`: the same file rewritten, its time put back (the same inode too).
+    files::overwrite_same_time(&path, &renewal);
     assert_eq!(
         std::fs::metadata(&path).unwrap().modified().unwrap(),
         before.modified().unwrap()
@@ -362,6 +368,91 @@ fn vsftpd_setups() -> Vec<Started> {
     setups
 }
 
+/// Apache (mod_dav, mod_ssl; `ETag` "size-mtime") and lighttpd (mod_webdav,
+/// mod_openssl; `ETag` a hash of inode, mtime and size), each over HTTP and HTTPS, taking
+/// the report by `PUT` into the folder served.
+fn apache_and_lighttpd_setups() -> Vec<Started> {
+    let mut setups: Vec<Started> = Vec::new();
+    for lighttpd in [false, true] {
+        for https in [false, true] {
+            let work = work();
+            let pki = Pki::new(&work.path().join("pki"));
+            let root = work.path().join("root");
+            std::fs::create_dir_all(&root).unwrap();
+            let (server, label, urls): (Box<dyn Any>, &str, (String, String)) = if lighttpd {
+                let s = Lighttpd::start(&root, &pki);
+                let urls = (s.http_url(), s.https_url());
+                (Box::new(s), "lighttpd (mod_webdav)", urls)
+            } else {
+                let s = Apache::start(&root, &pki);
+                let urls = (s.http_url(), s.https_url());
+                (Box::new(s), "Apache (mod_dav, mod_ssl)", urls)
+            };
+            let (url, fetch, transport) = if https {
+                (urls.1, ca(&pki), "https")
+            } else {
+                (urls.0, String::new(), "http")
+            };
+            setups.push((
+                Setup {
+                    server: label.into(),
+                    transport,
+                    url,
+                    fetch,
+                    report: Report::Lands {
+                        url: None,
+                        dir: root.clone(),
+                    },
+                    root,
+                },
+                Box::new((server, work)),
+            ));
+        }
+    }
+    setups
+}
+
+/// BusyBox httpd: read-only (`PUT` is 501), `ETag` "mtime-size".
+fn busybox_setup() -> Started {
+    let work = work();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let server = BusyboxHttpd::start(&root);
+    (
+        Setup {
+            server: "BusyBox httpd (read-only)".into(),
+            transport: "http",
+            url: server.http_url(),
+            fetch: String::new(),
+            report: Report::Refused,
+            root,
+        },
+        Box::new((server, work)),
+    )
+}
+
+/// An HTTP server that sends no validators at all (and takes `PUT`).
+fn bare_setup() -> Started {
+    let work = work();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let server = BareHttpd::start(&root);
+    (
+        Setup {
+            server: "no validators at all (the tests' own)".into(),
+            transport: "http",
+            url: server.http_url(),
+            fetch: String::new(),
+            report: Report::Lands {
+                url: None,
+                dir: server.root.clone(),
+            },
+            root: server.root.clone(),
+        },
+        Box::new((server, work)),
+    )
+}
+
 fn tftpd_hpa_setup() -> Started {
     let work = work();
     let server = Tftpd::start(&work.path().join("tftp"), &[]);
@@ -385,6 +476,9 @@ fn every_server_of_the_matrix_serves_renewals_and_takes_reports() {
     let mut setups = Vec::new();
     setups.extend(nginx_setups());
     setups.extend(vsftpd_setups());
+    setups.extend(apache_and_lighttpd_setups());
+    setups.push(busybox_setup());
+    setups.push(bare_setup());
     setups.push(tftpd_hpa_setup());
 
     // The servers stay on this thread; the stories see the rest.

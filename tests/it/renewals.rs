@@ -23,7 +23,7 @@ use serde_json::Value;
 fn renew_in_place(path: &Path, bytes: &[u8]) {
     let old = std::fs::metadata(path).unwrap();
     assert_eq!(old.len(), bytes.len() as u64, "a renewal of the same size");
-    common::nginx::put_same_time(path, bytes);
+    common::files::put_same_time(path, bytes);
     let new = std::fs::metadata(path).unwrap();
     assert_eq!(new.modified().unwrap(), old.modified().unwrap());
 }

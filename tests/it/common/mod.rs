@@ -16,7 +16,9 @@ pub mod phone;
 pub mod supervisor;
 pub mod vm;
 
-pub use test_servers::{faults, ftp, nginx, pki, tftp};
+pub use test_servers::{
+    apache, bare_httpd, busybox_httpd, faults, files, ftp, lighttpd, nginx, pki, tftp,
+};
 
 /// Held by the few tests that load the machine for a minute and assert timing (the
 /// seeded liveness interleavings: 16 daemons at once; Chromium rendering the fleet
