@@ -89,6 +89,15 @@ impl fmt::Debug for Ftp {
     }
 }
 
+/// What a rename gave: done, or which half was refused (in words).
+enum Renamed {
+    Done,
+    /// `RNFR`: no renames here.
+    FromRefused(String),
+    /// `RNTO`: the target may be in the way (an overwrite refused).
+    ToRefused(String),
+}
+
 /// Why a step stopped the fetch of a file.
 enum Stop {
     /// The server says there is no such file (550): its words.
@@ -407,28 +416,30 @@ impl Ftp {
                 continue;
             }
             took_one = true;
-            match self.rename(session, &temp, &path)? {
-                Ok(()) => {}
-                Err(why) => {
+            let renamed = match self.rename(session, &temp, &path)? {
+                Renamed::Done => true,
+                Renamed::FromRefused(why) => {
+                    tried.push(why);
+                    false
+                }
+                Renamed::ToRefused(why) => {
                     tried.push(why);
                     // An overwrite refused: the previous report out of the way, once.
-                    let removed = session.command("DELE", Some(&path))?.completed();
-                    let again = if removed {
-                        self.rename(session, &temp, &path)?
+                    if !session.command("DELE", Some(&path))?.completed() {
+                        false
+                    } else if let Renamed::Done = self.rename(session, &temp, &path)? {
+                        tried.push(format!("{path} deleted, then renamed over it"));
+                        true
                     } else {
-                        Err(String::new())
-                    };
-                    match again {
-                        Ok(()) => tried.push(format!("{path} deleted, then renamed over it")),
-                        Err(why) => {
-                            if !why.is_empty() {
-                                tried.push(why);
-                            }
-                            tried.push(self.remove(session, &temp)?);
-                            break;
-                        }
+                        tried.push(format!("{path} deleted, and the rename refused again"));
+                        false
                     }
                 }
+            };
+            if !renamed {
+                // Renames do not work here: no temporary file stays, the name itself next.
+                tried.push(self.remove(session, &temp)?);
+                break;
             }
             if !tried.is_empty() {
                 tried.push(format!("written as {temp} and renamed"));
@@ -514,17 +525,18 @@ impl Ftp {
         Ok(Ok(()))
     }
 
-    /// `RNFR from`, `RNTO to`: `Err` says which was refused, and how.
-    fn rename(&self, session: &mut Session, from: &str, to: &str) -> Step<Result<(), String>> {
+    /// `RNFR from`, `RNTO to`.
+    fn rename(&self, session: &mut Session, from: &str, to: &str) -> Step<Renamed> {
         let reply = session.command("RNFR", Some(from))?;
         if reply.code != 350 {
-            return Ok(Err(format!("RNFR {from}: {}", reply.shown(&self.secrets))));
+            let why = format!("RNFR {from}: {}", reply.shown(&self.secrets));
+            return Ok(Renamed::FromRefused(why));
         }
         let reply = session.command("RNTO", Some(to))?;
         Ok(if reply.completed() {
-            Ok(())
+            Renamed::Done
         } else {
-            Err(format!("RNTO {to}: {}", reply.shown(&self.secrets)))
+            Renamed::ToRefused(format!("RNTO {to}: {}", reply.shown(&self.secrets)))
         })
     }
 

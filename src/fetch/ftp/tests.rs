@@ -589,6 +589,9 @@ fn a_server_refusing_renames_takes_the_report_in_place() {
         assert!(tried.contains("written in place as r.json"), "{tried}");
         only_the_report(&folder, report);
     }
+    // The previous report is never deleted on the way (only an RNTO refusal does that).
+    let log = s.log.lock().unwrap().clone();
+    assert!(!log.iter().any(|l| l == "DELE r.json"), "{log:?}");
 }
 
 /// "Takes no uploads" only when no STOR was taken under any name; a server that took one
