@@ -9,12 +9,16 @@
 //! 1. the first fetch (both files accepted);
 //! 2. the second fetch (`check-sync`: both downloaded again, found unchanged);
 //! 3. a renewal of the site license with the same size and modification time as the
-//!    file it replaces (`cp -p`): taken at the next `check-sync`;
-//! 4. the phone file removed: absent, and the stored phone license stays in force;
-//! 5. the status report: where the server writes, it lands whole under its name with no
-//!    temporary file left, after several uploads (the first one and one per change);
-//!    where it does not (a read-only server, TFTP), `status` says the server takes no
-//!    uploads.
+//!    file it replaces, rewritten in place with its time put back (`cp -p`: the same
+//!    inode too): taken at the next `check-sync`;
+//! 4. another such renewal, taken at the next poll (the license is Expiring Shortly:
+//!    the agent checks for a renewal every 2 s here);
+//! 5. another, taken at the next boot (the daemon stopped and started again);
+//! 6. the phone file removed: absent, and the stored phone license stays in force;
+//! 7. the status report: where the server writes, it lands whole under its name with no
+//!    temporary file left, after several uploads (the first one and one per change, in
+//!    both runs of the daemon); where it does not (a read-only server, TFTP), `status`
+//!    says the server takes no uploads.
 //!
 //! Every set-up runs, whatever the others do; the test then writes the matrix into
 //! `docs/testing.md` (between its markers, from the host binary's run) and fails if a
@@ -25,6 +29,7 @@ use crate::common;
 use std::any::Any;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::apache::Apache;
 use common::bare_httpd::BareHttpd;
@@ -72,10 +77,12 @@ struct Row {
     cells: Vec<(String, bool)>,
 }
 
-const COLUMNS: [&str; 5] = [
+const COLUMNS: [&str; 7] = [
     "first fetch",
     "second fetch",
-    "renewal, same size and time",
+    "renewal, same size and time: check-sync",
+    "… a poll",
+    "… a boot",
     "file removed",
     "report upload",
 ];
@@ -159,7 +166,7 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
     let phone = Phone::new(&format!(
         "server = \"{}\"\n{report}enabled_features = [\"vqmon\"]\n[fetch]\n{}\
          connect_timeout = \"3s\"\ntotal_timeout = \"10s\"\n\
-         [timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n",
+         [timing]\nrenewal_check_interval = \"2s\"\nretry_initial = \"1s\"\nretry_max = \"2s\"\n",
         setup.url, setup.fetch
     ));
     let site = |days: i64| phone.sign("site", &[("vqmon", t - DAY, Some(t + days * DAY))]);
@@ -186,29 +193,51 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
     let ok = s.0 == "unchanged" && p.0 == "unchanged";
     cells.push((both(&s, &p), ok));
 
-    // 3. A renewal copied in with the old file's size and time.
+    // 3-5. A renewal copied in with the old file's size and time (`cp -p`: the same
+    // file rewritten, its time put back, the same inode too), taken at the next
+    // check-sync, at a poll nobody asked for, and at a boot.
     let path = setup.root.join(SITE_FILE);
-    let before = std::fs::metadata(&path).unwrap();
-    let renewal = site(11);
-    assert_eq!(renewal.len() as u64, before.len());
-    // `cp -p`: the same file rewritten, its time put back (the same inode too).
-    files::overwrite_same_time(&path, &renewal);
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().modified().unwrap(),
-        before.modified().unwrap()
-    );
+    let renew = |days: i64| {
+        let before = std::fs::metadata(&path).unwrap();
+        let renewal = site(days);
+        assert_eq!(renewal.len() as u64, before.len());
+        files::overwrite_same_time(&path, &renewal);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before.modified().unwrap()
+        );
+    };
+    let taken = |daemon: &Daemon, days: i64, within: Duration, how: &str| {
+        let end = common::rfc(t + days * DAY);
+        let deadline = Instant::now() + within;
+        loop {
+            let now = vqmon_end(&daemon.status());
+            if now.as_deref() == Some(end.as_str()) {
+                return (format!("taken {how}"), true);
+            }
+            if Instant::now() > deadline {
+                return (
+                    format!("not taken {how}: vqmon ends {}", now.unwrap_or_default()),
+                    false,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    renew(11);
     let files = check_sync(&daemon);
     let (s, _) = outcome(&files, SITE_FILE);
-    let end = vqmon_end(&daemon.status());
-    let ok = s == "accepted" && end == Some(common::rfc(t + 11 * DAY));
-    let cell = if ok {
-        format!("{s}: the new end taken")
-    } else {
-        format!("{s}: vqmon still ends {}", end.unwrap_or_default())
-    };
-    cells.push((cell, ok));
+    let (words, ok) = taken(&daemon, 11, Duration::ZERO, "at check-sync");
+    cells.push((format!("{s}: {words}"), ok && s == "accepted"));
+    renew(12);
+    cells.push(taken(&daemon, 12, Duration::from_secs(20), "at a poll"));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    renew(13);
+    let daemon = phone.start(None);
+    cells.push(taken(&daemon, 13, Duration::from_secs(20), "at a boot"));
 
-    // 4. The phone file removed.
+    // 6. The phone file removed.
     std::fs::remove_file(setup.root.join(PHONE_FILE)).unwrap();
     let files = check_sync(&daemon);
     let (p, detail) = outcome(&files, PHONE_FILE);
@@ -226,7 +255,7 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
         .to_string();
     cells.push((format!("{p} ({answer}); kept"), ok));
 
-    // 5. The report (one upload per change: several by now).
+    // 7. The report (one upload per change: several by now, over two runs).
     let settled = daemon.wait_status("the report settled", |s| {
         s["daemon"]["report"].as_str().is_some_and(|r| {
             !r.contains("under way") && !r.contains("waits") && !r.contains("not sent yet")
