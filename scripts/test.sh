@@ -14,6 +14,7 @@ start=$SECONDS
 
 step "install what the tests need"
 bash scripts/setup-cross.sh
+bash scripts/setup-servers.sh
 
 step "shellcheck scripts/*.sh, the init script and the phone VM's scripts"
 shellcheck -x scripts/*.sh firmware/init.d/S45license-agent phone-vm/rootfs/etc/init.d/* phone-vm/rootfs/etc/phone/control phone-vm/rootfs/etc/phone/port
