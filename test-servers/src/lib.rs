@@ -18,5 +18,6 @@ pub mod ftp;
 pub mod nginx;
 pub mod openssl;
 pub mod pki;
+pub mod proftpd;
 pub mod pure_ftpd;
 pub mod tftp;
