@@ -11,6 +11,7 @@
 //! serves bytes, and the tests decide what they mean. Tests panic on set-up failures
 //! (a server that cannot start is a broken test machine, said plainly).
 
+pub mod atftpd;
 #[cfg(test)]
 mod curl_client;
 pub mod faults;
