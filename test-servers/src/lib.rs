@@ -14,6 +14,7 @@
 pub mod atftpd;
 #[cfg(test)]
 mod curl_client;
+pub mod dnsmasq_tftp;
 pub mod faults;
 pub mod ftp;
 pub mod nginx;
