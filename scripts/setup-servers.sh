@@ -8,6 +8,13 @@
 # policy-rc.d that refuses, as in setup-cross.sh), and a section disables at boot, and
 # stops if running, the services its packages enable (they would take port 80).
 #
+# Servers of one kind conflict as Debian packages (vsftpd, pure-ftpd and proftpd-core
+# all Provide/Conflict ftp-server; atftpd and tftpd-hpa conflict): installing one
+# removes another. So the FTP and TFTP servers the tests do not install are downloaded
+# (`apt-get download`) and unpacked (`dpkg-deb -x`) under SERVERS_DIR, one folder per
+# package, and run from there; only plain libraries they need, which conflict with
+# nothing, are apt-get installed (../shared/notes/servers.md).
+#
 # Idempotent: when everything is there it changes nothing (no apt-get update) and
 # exits 0. Run as root on Debian 12 (bookworm), after scripts/setup-cross.sh.
 set -euo pipefail
@@ -129,6 +136,49 @@ no_system_service() {
     return 0
 }
 
+# Where the unpacked packages live: SERVERS_DIR/<package>/ holds the package's files
+# (SERVERS_DIR/pure-ftpd/usr/sbin/pure-ftpd, ...), and .version the version unpacked.
+SERVERS_DIR=/opt/license-agent-servers
+
+# True when the package PKG is unpacked under SERVERS_DIR and FILE (a path inside
+# the package) is there.
+unpacked() {
+    local pkg=$1 file=$2
+    [[ -s $SERVERS_DIR/$pkg/.version && -e $SERVERS_DIR/$pkg/$file ]]
+}
+
+# Download PKG's .deb (apt's candidate) and unpack it into SERVERS_DIR/PKG, replacing
+# what was there; FILE must be in it.
+unpack() {
+    local pkg=$1 file=$2 tmp deb version
+    [[ $(id -u) -eq 0 ]] || die "must run as root to unpack $pkg into $SERVERS_DIR"
+    tmp=$(mktemp -d)
+    # apt-get download runs as _apt when it can: let it write there.
+    chmod 755 "$tmp"
+    if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1); then
+        if ((APT_UPDATED == 0)); then
+            log "apt-get download $pkg failed; apt-get update and again"
+            APT_UPDATED=1
+            apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null 2>&1 ||
+                log "apt-get update partly failed; going on"
+        fi
+        (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1) ||
+            { rm -rf "$tmp"; die "apt-get download $pkg failed"; }
+    fi
+    deb=$(find "$tmp" -maxdepth 1 -name "${pkg}_*.deb" | head -n 1)
+    [[ -n $deb ]] || { rm -rf "$tmp"; die "no .deb for $pkg after apt-get download"; }
+    version=$(dpkg-deb -f "$deb" Version)
+    mkdir -p "$SERVERS_DIR"
+    rm -rf "$SERVERS_DIR/$pkg.new"
+    dpkg-deb -x "$deb" "$SERVERS_DIR/$pkg.new"
+    printf '%s\n' "$version" >"$SERVERS_DIR/$pkg.new/.version"
+    rm -rf "$tmp"
+    [[ -e $SERVERS_DIR/$pkg.new/$file ]] || die "$pkg $version has no $file"
+    rm -rf "${SERVERS_DIR:?}/${pkg:?}"
+    mv "$SERVERS_DIR/$pkg.new" "$SERVERS_DIR/$pkg"
+    log "unpacked $pkg $version into $SERVERS_DIR/$pkg"
+}
+
 start=$SECONDS
 
 # --- HTTP servers ---
@@ -170,5 +220,42 @@ http_servers() {
 }
 http_servers
 # --- end of HTTP servers ---
+
+# --- FTP and TFTP servers ---
+# For test-servers/src/pure_ftpd.rs, proftpd.rs, atftpd.rs and dnsmasq_tftp.rs:
+#  - pure-ftpd, proftpd-core (+ proftpd-mod-crypto: mod_tls) and atftpd unpacked under
+#    SERVERS_DIR (they conflict with vsftpd / tftpd-hpa, which setup-cross installs);
+#    proftpd's libraries apt-get installed (plain libraries: no conflict);
+#  - dnsmasq-base installed: the dnsmasq binary without the system service (the same
+#    package the phone VM's DHCP uses, shared/notes/phone-vm.md);
+#  - curl, the tests' FTP/TFTP client.
+FTP_UNPACK=(
+    "pure-ftpd usr/sbin/pure-ftpd"
+    "proftpd-core usr/sbin/proftpd"
+    "proftpd-mod-crypto usr/lib/proftpd/mod_tls.so"
+    "atftpd usr/sbin/atftpd"
+)
+FTP_LIBS=(libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libwrap0 libcap2)
+FTP_PKGS=(dnsmasq-base curl)
+
+ftp_tftp_servers() {
+    local entry pkg file present=1
+    local -a missing
+    mapfile -t missing < <(missing_packages "${FTP_LIBS[@]}" "${FTP_PKGS[@]}")
+    if ((${#missing[@]})); then
+        install_packages "${missing[@]}"
+        present=0
+    fi
+    for entry in "${FTP_UNPACK[@]}"; do
+        read -r pkg file <<<"$entry"
+        if ! unpacked "$pkg" "$file"; then
+            unpack "$pkg" "$file"
+            present=0
+        fi
+    done
+    ((present == 0)) || log "FTP and TFTP servers: pure-ftpd, proftpd, atftpd unpacked; dnsmasq, curl present"
+}
+ftp_tftp_servers
+# --- end of FTP and TFTP servers ---
 
 log "done in $((SECONDS - start)) s"

@@ -225,12 +225,34 @@ fn children(pid: u32) -> Vec<u32> {
 }
 
 fn greets(port: u16) -> bool {
-    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
+    greeting(port).is_some_and(|line| line.starts_with("220"))
+}
+
+/// The first line an FTP server on 127.0.0.1:`port` says (its greeting), if it says one.
+pub(crate) fn greeting(port: u16) -> Option<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("220")
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    Some(line)
+}
+
+/// The names in `dir`, sorted.
+pub(crate) fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+pub(crate) fn system_user(name: &str) -> nix::unistd::User {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no system user {name}: run scripts/setup-cross.sh"))
 }
 
 /// A TCP port free on 127.0.0.1 now.

@@ -3,9 +3,11 @@
 //! auth, bad certificates), Apache and lighttpd (HTTP, HTTPS, WebDAV uploads), BusyBox
 //! httpd (HTTP, read-only), a server of our own that sends no validators
 //! (`bare_httpd.rs`), `openssl s_server` (a handshake refused), vsftpd (FTP and FTPS),
-//! tftpd-hpa and a lossy UDP relay in front of it, the fault server (an HTTP/1.1 server
-//! of our own that misbehaves as asked, or answers as a test scripts it), and the
-//! throw-away PKI they use.
+//! tftpd-hpa and a lossy UDP relay in front of it, Pure-FTPd and ProFTPD (FTP and
+//! FTPS), atftpd and dnsmasq's TFTP (`scripts/setup-servers.sh` provides the servers
+//! beyond nginx, vsftpd and tftpd-hpa), the fault server (an HTTP/1.1 server of our own
+//! that misbehaves as asked, or answers as a test scripts it), and the throw-away PKI
+//! they use.
 //!
 //! One crate for the library's unit tests (a dev-dependency) and the integration tests
 //! (`tests/it`) alike, so each server exists once. It knows nothing of the agent: it
@@ -17,9 +19,13 @@
 //! module's documentation.
 
 pub mod apache;
+pub mod atftpd;
 pub mod bare_httpd;
 pub mod busybox_httpd;
+#[cfg(test)]
+mod curl_client;
 pub mod daemon;
+pub mod dnsmasq_tftp;
 pub mod faults;
 pub mod files;
 pub mod ftp;
@@ -27,6 +33,8 @@ pub mod lighttpd;
 pub mod nginx;
 pub mod openssl;
 pub mod pki;
+pub mod proftpd;
+pub mod pure_ftpd;
 #[cfg(test)]
 mod test_client;
 pub mod tftp;
