@@ -392,12 +392,15 @@ impl Ftp {
     ///    name. A refused `RNTO` (a server that forbids overwriting: proftpd
     ///    `AllowOverwrite off`) deletes the previous report and renames again; a rename
     ///    that still fails deletes the temporary file and goes on with 2.
-    /// 2. `STOR` to the name itself (a server that takes files but no renames).
+    /// 2. `STOR` to the name itself (a server that takes files but no renames; at
+    ///    once for an anonymous login, which may create files but, on pure-ftpd and
+    ///    with vsftpd's defaults, not rename or delete them).
     ///
     /// Any `STOR` refused for good (5xx) is tried once more after a `DELE` of the same
     /// name that succeeds (a file of that name was in the way: a temporary file left by a
     /// cut upload, or the previous report). The server "takes no uploads"
-    /// ([`FailureKind::NoUploads`]) only when it took no `STOR` at all; a transient
+    /// ([`FailureKind::NoUploads`]) only when it took no `STOR` at all and holds no
+    /// report of that name (`SIZE`: one it took before and will not replace); a transient
     /// refusal (4xx) or a broken transfer stops the upload, tried again later.
     fn store(
         &self,
@@ -410,7 +413,16 @@ impl Ftp {
         let mut tried = Vec::new();
         // Whether the server took a STOR (then it writes, whatever else it refuses).
         let mut took_one = false;
-        for temp in [format!(".part-{name}"), format!("{name}.part")] {
+        // An anonymous login writes in place: anonymous FTP may create files but not
+        // rename or delete them (pure-ftpd; vsftpd's defaults), so a temporary file
+        // could never be taken away.
+        let temps = if self.user == ANONYMOUS.0 {
+            tried.push("anonymous: no temporary name".to_string());
+            Vec::new()
+        } else {
+            vec![format!(".part-{name}"), format!("{name}.part")]
+        };
+        for temp in temps {
             let temp = format!("{}{temp}", self.folder);
             if !self.put(session, &temp, bytes, deadline, &mut tried)? {
                 continue;
@@ -450,7 +462,13 @@ impl Ftp {
             tried.push(format!("written in place as {path}"));
             return Ok(tried);
         }
-        let kind = if took_one {
+        // A server that took no STOR takes no uploads, unless a report of this name is
+        // there already (it took one before, and replaces none: anonymous pure-ftpd).
+        let there = !took_one && session.command("SIZE", Some(&path))?.code == 213;
+        if there {
+            tried.push(format!("{path} is there and the server replaces no file"));
+        }
+        let kind = if took_one || there {
             FailureKind::Refused
         } else {
             FailureKind::NoUploads

@@ -92,7 +92,13 @@ fn session(mut control: TcpStream, script: &Script) {
     while let Some(Ok(line)) = lines.next() {
         let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
         script.log.lock().unwrap().push(line.clone());
-        let file = script.files.get(arg);
+        // A file served, else one uploaded.
+        let file = script
+            .files
+            .get(arg)
+            .cloned()
+            .or_else(|| folder.lock().unwrap().get(arg).cloned());
+        let file = file.as_ref();
         let exists = |name: &str| folder.lock().unwrap().contains_key(name);
         let answer = match verb {
             "USER" => "331 password please".to_string(),
@@ -634,4 +640,44 @@ fn takes_no_uploads_only_when_no_name_is_taken() {
             .contains("STOR r.json: 553 Overwrite permission denied"),
         "{e}"
     );
+}
+
+/// Anonymous pure-ftpd: new files only (no dot names, no rename, no overwrite, no
+/// delete). The report is written in place at once (a temporary file could never be
+/// taken away): it lands, nothing else is left; the next one cannot replace it, which
+/// is a failure tried again later and said so, not "takes no uploads".
+#[test]
+fn an_anonymous_login_writes_in_place_and_leaves_nothing_behind() {
+    let s = Script {
+        password: Some(ANONYMOUS.1.into()),
+        refuse_dot_names: true,
+        no_rename: true,
+        no_overwrite: true,
+        no_delete: true,
+        ..Script::default()
+    };
+    let (port, _) = serve(s.clone());
+    let anonymous = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &Fetch::default()).unwrap();
+    let tried = anonymous
+        .upload("r.json", b"one")
+        .unwrap()
+        .expect("what was tried");
+    assert!(tried.contains("written in place as r.json"), "{tried}");
+    assert_eq!(
+        s.folder.lock().unwrap().clone(),
+        BTreeMap::from([("r.json".to_string(), b"one".to_vec())])
+    );
+    let e = anonymous.upload("r.json", b"two").unwrap_err();
+    assert_eq!(e.kind, FailureKind::Refused, "{e}");
+    assert!(
+        e.detail
+            .contains("r.json is there and the server replaces no file"),
+        "{e}"
+    );
+    assert_eq!(
+        s.folder.lock().unwrap().clone(),
+        BTreeMap::from([("r.json".to_string(), b"one".to_vec())])
+    );
+    let log = s.log.lock().unwrap().join("\n");
+    assert!(!log.contains(".part"), "{log}");
 }
