@@ -32,14 +32,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::apache::Apache;
+use common::atftpd::Atftpd;
 use common::bare_httpd::BareHttpd;
 use common::busybox_httpd::BusyboxHttpd;
+use common::dnsmasq_tftp::DnsmasqTftp;
 use common::files;
 use common::ftp::{Security, Vsftpd};
 use common::lighttpd::Lighttpd;
 use common::nginx::{self, Nginx};
 use common::phone::{Daemon, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
+use common::proftpd::{ProOptions, Proftpd};
+use common::pure_ftpd::{PureFtpd, PureOptions};
 use common::tftp::Tftpd;
 use serde_json::Value;
 
@@ -49,6 +53,9 @@ enum Report {
     Lands { url: Option<String>, dir: PathBuf },
     /// It takes no uploads (read-only, or TFTP): `status` must say so.
     Refused,
+    /// It takes new files only (anonymous pure-ftpd): the first report lands in `dir`,
+    /// the later ones fail, and `status` says the server replaces no file.
+    LandsOnce { dir: PathBuf },
 }
 
 /// One server set-up of the matrix.
@@ -252,13 +259,16 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
         .split(" from 127.0.0.1:")
         .next()
         .unwrap_or(answer)
-        .to_string();
+        .replace(&format!("{}/", setup.root.display()), "");
     cells.push((format!("{p} ({answer}); kept"), ok));
 
     // 7. The report (one upload per change: several by now, over two runs).
+    // Settled: no upload under way, and either one failing (after its first try) or
+    // none waiting.
     let settled = daemon.wait_status("the report settled", |s| {
         s["daemon"]["report"].as_str().is_some_and(|r| {
-            !r.contains("under way") && !r.contains("waits") && !r.contains("not sent yet")
+            !r.contains("under way")
+                && (r.contains("failing") || (!r.contains("waits") && !r.contains("not sent yet")))
         })
     });
     let words = settled["daemon"]["report"]
@@ -288,6 +298,22 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
             };
             cells.push((cell, ok));
         }
+        Report::LandsOnce { dir } => {
+            let sent = std::fs::read(dir.join(format!("{MAC}-license-status.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            let left = leftovers(dir);
+            let ok = words.contains("the server replaces no file")
+                && sent.as_ref().is_some_and(|r| r["mac"] == MAC)
+                && left.is_empty();
+            let cell = if ok {
+                "the first lands (in place); the next ones: \"the server replaces no file\" (said)"
+                    .to_string()
+            } else {
+                format!("{words}; left {left:?}")
+            };
+            cells.push((cell, ok));
+        }
         Report::Refused => {
             let ok = words.starts_with("off:");
             cells.push((
@@ -310,10 +336,15 @@ fn both(site: &(String, String), phone: &(String, String)) -> String {
     }
 }
 
-/// What was tried, short enough for a cell: the steps without the server's words.
+/// What was tried, short enough for a cell: each step with the server's reply code but
+/// not its words, the report's name as `R`.
 fn short(how: &str) -> String {
-    how.split("; ")
-        .map(|step| step.split(": ").next().unwrap_or(step))
+    how.replace(&format!("{MAC}-license-status.json"), "R")
+        .split("; ")
+        .map(|step| match step.split_once(": ") {
+            Some((what, reply)) => format!("{what}: {}", reply.get(..3).unwrap_or(reply)),
+            None => step.to_string(),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -347,7 +378,7 @@ fn nginx_setups() -> Vec<Started> {
         );
         setups.push((
             Setup {
-                server: "nginx (ETag: mtime-size)".into(),
+                server: format!("nginx {}", version("nginx")),
                 transport,
                 url,
                 fetch,
@@ -381,7 +412,7 @@ fn vsftpd_setups() -> Vec<Started> {
         let root = server.root.clone();
         setups.push((
             Setup {
-                server: "vsftpd".into(),
+                server: format!("vsftpd {}", version("vsftpd")),
                 transport: if tls { "ftps" } else { "ftp" },
                 url: server.url(),
                 fetch: if tls { ca(&pki) } else { String::new() },
@@ -408,14 +439,22 @@ fn apache_and_lighttpd_setups() -> Vec<Started> {
             let pki = Pki::new(&work.path().join("pki"));
             let root = work.path().join("root");
             std::fs::create_dir_all(&root).unwrap();
-            let (server, label, urls): (Box<dyn Any>, &str, (String, String)) = if lighttpd {
+            let (server, label, urls): (Box<dyn Any>, String, (String, String)) = if lighttpd {
                 let s = Lighttpd::start(&root, &pki);
                 let urls = (s.http_url(), s.https_url());
-                (Box::new(s), "lighttpd (mod_webdav)", urls)
+                (
+                    Box::new(s),
+                    format!("lighttpd {} (mod_webdav)", version("lighttpd")),
+                    urls,
+                )
             } else {
                 let s = Apache::start(&root, &pki);
                 let urls = (s.http_url(), s.https_url());
-                (Box::new(s), "Apache (mod_dav, mod_ssl)", urls)
+                (
+                    Box::new(s),
+                    format!("Apache {} (mod_dav, mod_ssl)", version("apache2")),
+                    urls,
+                )
             };
             let (url, fetch, transport) = if https {
                 (urls.1, ca(&pki), "https")
@@ -424,7 +463,7 @@ fn apache_and_lighttpd_setups() -> Vec<Started> {
             };
             setups.push((
                 Setup {
-                    server: label.into(),
+                    server: label.clone(),
                     transport,
                     url,
                     fetch,
@@ -449,7 +488,7 @@ fn busybox_setup() -> Started {
     let server = BusyboxHttpd::start(&root);
     (
         Setup {
-            server: "BusyBox httpd (read-only)".into(),
+            server: format!("BusyBox {} httpd (read-only)", version("busybox")),
             transport: "http",
             url: server.http_url(),
             fetch: String::new(),
@@ -482,12 +521,144 @@ fn bare_setup() -> Started {
     )
 }
 
+/// The version of Debian package `pkg`: the one unpacked beside the installed servers
+/// (`scripts/setup-servers.sh`), else the one installed.
+fn version(pkg: &str) -> String {
+    let unpacked = format!("/opt/license-agent-servers/{pkg}/.version");
+    if let Ok(v) = std::fs::read_to_string(unpacked) {
+        return v.trim().to_string();
+    }
+    let out = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", pkg])
+        .output();
+    out.ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Pure-FTPd as a user (plain and TLS), with `-x` (no dot names), and anonymous (new
+/// files only: no rename, overwrite or delete).
+fn pure_ftpd_setups() -> Vec<Started> {
+    let mut setups: Vec<Started> = Vec::new();
+    let v = version("pure-ftpd");
+    for (label, tls, dots, anonymous) in [
+        ("", false, false, false),
+        (", TLS required", true, false, false),
+        (", -x (no dot names)", false, true, false),
+        (", anonymous", false, false, true),
+    ] {
+        let work = work();
+        let pki = Pki::new(&work.path().join("pki"));
+        let server = PureFtpd::start(
+            work.path(),
+            PureOptions {
+                tls: tls.then_some((pki.server_cert.as_path(), pki.server_key.as_path())),
+                refuse_dot_files: dots,
+                anonymous,
+            },
+        );
+        server.allow_uploads();
+        let root = server.root.clone();
+        let report = if anonymous {
+            Report::LandsOnce { dir: root.clone() }
+        } else {
+            Report::Lands {
+                url: None,
+                dir: root.clone(),
+            }
+        };
+        setups.push((
+            Setup {
+                server: format!("pure-ftpd {v}{label}"),
+                transport: if tls { "ftps" } else { "ftp" },
+                url: server.url(),
+                fetch: if tls { ca(&pki) } else { String::new() },
+                report,
+                root,
+            },
+            Box::new((server, work)),
+        ));
+    }
+    setups
+}
+
+/// ProFTPD plain, with TLS required (mod_tls), and with `AllowOverwrite off`.
+fn proftpd_setups() -> Vec<Started> {
+    let mut setups: Vec<Started> = Vec::new();
+    let v = version("proftpd-core");
+    for (label, tls, overwrite) in [
+        ("", false, true),
+        (", TLS required (mod_tls)", true, true),
+        (", AllowOverwrite off", false, false),
+    ] {
+        let work = work();
+        let pki = Pki::new(&work.path().join("pki"));
+        let server = Proftpd::start(
+            work.path(),
+            ProOptions {
+                tls: tls.then_some((pki.server_cert.as_path(), pki.server_key.as_path())),
+                allow_overwrite: overwrite,
+            },
+        );
+        server.allow_uploads();
+        let root = server.root.clone();
+        setups.push((
+            Setup {
+                server: format!("proftpd {v}{label}"),
+                transport: if tls { "ftps" } else { "ftp" },
+                url: server.url(),
+                fetch: if tls { ca(&pki) } else { String::new() },
+                report: Report::Lands {
+                    url: None,
+                    dir: root.clone(),
+                },
+                root,
+            },
+            Box::new((server, work)),
+        ));
+    }
+    setups
+}
+
+/// atftpd, and dnsmasq's TFTP (on port 69: one at a time, machine-wide).
+fn other_tftp_setups() -> Vec<Started> {
+    let work_a = work();
+    let atftpd = Atftpd::start(&work_a.path().join("tftp"));
+    let work_d = work();
+    let dnsmasq = DnsmasqTftp::start(work_d.path());
+    vec![
+        (
+            Setup {
+                server: format!("atftpd {}", version("atftpd")),
+                transport: "tftp",
+                url: atftpd.url(),
+                fetch: String::new(),
+                root: atftpd.root.clone(),
+                report: Report::Refused,
+            },
+            Box::new((atftpd, work_a)),
+        ),
+        (
+            Setup {
+                server: format!("dnsmasq {} (TFTP)", version("dnsmasq-base")),
+                transport: "tftp",
+                url: dnsmasq.url(),
+                fetch: String::new(),
+                root: dnsmasq.root.clone(),
+                report: Report::Refused,
+            },
+            Box::new((dnsmasq, work_d)),
+        ),
+    ]
+}
+
 fn tftpd_hpa_setup() -> Started {
     let work = work();
     let server = Tftpd::start(&work.path().join("tftp"), &[]);
     (
         Setup {
-            server: "tftpd-hpa".into(),
+            server: format!("tftpd-hpa {}", version("tftpd-hpa")),
             transport: "tftp",
             url: server.url(),
             fetch: String::new(),
@@ -508,7 +679,10 @@ fn every_server_of_the_matrix_serves_renewals_and_takes_reports() {
     setups.extend(apache_and_lighttpd_setups());
     setups.push(busybox_setup());
     setups.push(bare_setup());
+    setups.extend(pure_ftpd_setups());
+    setups.extend(proftpd_setups());
     setups.push(tftpd_hpa_setup());
+    setups.extend(other_tftp_setups());
 
     // The servers stay on this thread; the stories see the rest.
     let (setups, _servers): (Vec<Setup>, Vec<Box<dyn Any>>) = setups.into_iter().unzip();

@@ -17,7 +17,8 @@ pub mod supervisor;
 pub mod vm;
 
 pub use test_servers::{
-    apache, bare_httpd, busybox_httpd, faults, files, ftp, lighttpd, nginx, pki, tftp,
+    apache, atftpd, bare_httpd, busybox_httpd, dnsmasq_tftp, faults, files, ftp, lighttpd, nginx,
+    pki, proftpd, pure_ftpd, tftp,
 };
 
 /// Held by the few tests that load the machine for a minute and assert timing (the
