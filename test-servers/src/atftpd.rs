@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::tftp::{free_udp_port, set_mode};
+use super::tftp::free_udp_port;
 
 pub const ATFTPD_BIN: &str = "/opt/license-agent-servers/atftpd/usr/sbin/atftpd";
 
@@ -80,12 +80,11 @@ impl Atftpd {
 
     /// Writes `name` in the served folder (world-readable).
     pub fn put(&self, name: &str, bytes: &[u8]) {
-        super::nginx::put_file(&self.root.join(name), bytes);
-        set_mode(&self.root.join(name), 0o644);
+        super::files::serve(&self.root, name, bytes);
     }
 
     pub fn remove(&self, name: &str) {
-        let _ = fs::remove_file(self.root.join(name));
+        super::files::remove_file(&self.root.join(name));
     }
 }
 

@@ -18,7 +18,6 @@ use std::process::{Child, Command, Stdio};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::atftpd::answers;
-use super::tftp::set_mode;
 
 pub const DNSMASQ_BIN: &str = "/usr/sbin/dnsmasq";
 /// The machine-wide lock that lets one dnsmasq TFTP server run at a time.
@@ -111,12 +110,11 @@ impl DnsmasqTftp {
 
     /// Writes `name` in the served folder (world-readable).
     pub fn put(&self, name: &str, bytes: &[u8]) {
-        super::nginx::put_file(&self.root.join(name), bytes);
-        set_mode(&self.root.join(name), 0o644);
+        super::files::serve(&self.root, name, bytes);
     }
 
     pub fn remove(&self, name: &str) {
-        let _ = fs::remove_file(self.root.join(name));
+        super::files::remove_file(&self.root.join(name));
     }
 }
 

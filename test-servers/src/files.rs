@@ -75,6 +75,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes `root/name` atomically ([`crate::nginx::put_file`]: a new modification time)
+/// and world-readable, as every server's user must read it.
+pub fn serve(root: &Path, name: &str, bytes: &[u8]) {
+    let path = root.join(name);
+    crate::nginx::put_file(&path, bytes);
+    crate::tftp::set_mode(&path, 0o644);
+}
+
 /// Removes `path`; nothing if it is missing.
 pub fn remove_file(path: &Path) {
     match fs::remove_file(path) {

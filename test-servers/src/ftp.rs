@@ -140,24 +140,21 @@ impl Vsftpd {
     }
 
     pub fn url_with(&self, password: &str) -> String {
-        let scheme = if self.tls { "ftps" } else { "ftp" };
-        format!("{scheme}://{USER}:{password}@127.0.0.1:{}/", self.port)
+        url(self.tls, self.port, Some((USER, password)))
     }
 
     /// The URL as the agent shows it (without the credentials).
     pub fn shown_url(&self) -> String {
-        let scheme = if self.tls { "ftps" } else { "ftp" };
-        format!("{scheme}://127.0.0.1:{}/", self.port)
+        url(self.tls, self.port, None)
     }
 
     /// Writes `name` in the served folder (world-readable: the user must read it).
     pub fn put(&self, name: &str, bytes: &[u8]) {
-        super::nginx::put_file(&self.root.join(name), bytes);
-        set_mode(&self.root.join(name), 0o644);
+        super::files::serve(&self.root, name, bytes);
     }
 
     pub fn remove(&self, name: &str) {
-        let _ = fs::remove_file(self.root.join(name));
+        super::files::remove_file(&self.root.join(name));
     }
 
     /// Lets [`USER`] write in the served folder (the server must be started with
@@ -256,6 +253,16 @@ pub(crate) fn system_user(name: &str) -> nix::unistd::User {
 }
 
 /// A TCP port free on 127.0.0.1 now.
+/// `ftp://[user:password@]127.0.0.1:port/`, or `ftps://` (explicit TLS): the URL of a
+/// test's FTP server.
+pub fn url(tls: bool, port: u16, login: Option<(&str, &str)>) -> String {
+    let scheme = if tls { "ftps" } else { "ftp" };
+    let login = login.map_or(String::new(), |(user, password)| {
+        format!("{user}:{password}@")
+    });
+    format!("{scheme}://{login}127.0.0.1:{port}/")
+}
+
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())

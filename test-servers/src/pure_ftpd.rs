@@ -164,34 +164,21 @@ impl PureFtpd {
 
     /// The URL with [`USER`] and this password (also when anonymous logins are allowed).
     pub fn url_with(&self, password: &str) -> String {
-        format!(
-            "{}://{USER}:{password}@127.0.0.1:{}/",
-            self.scheme(),
-            self.port
-        )
+        super::ftp::url(self.tls, self.port, Some((USER, password)))
     }
 
     /// The URL as the agent shows it (without the credentials).
     pub fn shown_url(&self) -> String {
-        format!("{}://127.0.0.1:{}/", self.scheme(), self.port)
-    }
-
-    fn scheme(&self) -> &'static str {
-        if self.tls {
-            "ftps"
-        } else {
-            "ftp"
-        }
+        super::ftp::url(self.tls, self.port, None)
     }
 
     /// Writes `name` in the served folder (world-readable).
     pub fn put(&self, name: &str, bytes: &[u8]) {
-        super::nginx::put_file(&self.root.join(name), bytes);
-        set_mode(&self.root.join(name), 0o644);
+        super::files::serve(&self.root, name, bytes);
     }
 
     pub fn remove(&self, name: &str) {
-        let _ = fs::remove_file(self.root.join(name));
+        super::files::remove_file(&self.root.join(name));
     }
 
     /// Lets the login user write in the served folder: [`USER`], or with `anonymous`

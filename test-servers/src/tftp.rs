@@ -85,12 +85,11 @@ impl Tftpd {
 
     /// Writes `name` in the served folder (world-readable: tftpd-hpa serves no other).
     pub fn put(&self, name: &str, bytes: &[u8]) {
-        super::nginx::put_file(&self.root.join(name), bytes);
-        set_mode(&self.root.join(name), 0o644);
+        super::files::serve(&self.root, name, bytes);
     }
 
     pub fn remove(&self, name: &str) {
-        let _ = fs::remove_file(self.root.join(name));
+        super::files::remove_file(&self.root.join(name));
     }
 }
 

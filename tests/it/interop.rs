@@ -40,7 +40,7 @@ use common::files;
 use common::ftp::{Security, Vsftpd};
 use common::lighttpd::Lighttpd;
 use common::nginx::{self, Nginx};
-use common::phone::{Daemon, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
+use common::phone::{feature_end, Daemon, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
 use common::proftpd::{ProOptions, Proftpd};
 use common::pure_ftpd::{PureFtpd, PureOptions};
@@ -115,15 +115,6 @@ fn outcome(files: &Value, file: &str) -> (String, String) {
 
 fn check_sync(daemon: &Daemon) -> Value {
     daemon.request(r#"{"cmd":"check-sync"}"#)["check_sync"]["files"].clone()
-}
-
-fn vqmon_end(status: &Value) -> Option<String> {
-    status["features"]
-        .as_array()?
-        .iter()
-        .find(|f| f["name"] == "vqmon")
-        .and_then(|f| f["end"].as_str())
-        .map(str::to_string)
 }
 
 /// The files in `dir` other than the report and the licenses: a temporary file left.
@@ -218,7 +209,7 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
         let end = common::rfc(t + days * DAY);
         let deadline = Instant::now() + within;
         loop {
-            let now = vqmon_end(&daemon.status());
+            let now = feature_end(&daemon.status(), "vqmon");
             if now.as_deref() == Some(end.as_str()) {
                 return (format!("taken {how}"), true);
             }

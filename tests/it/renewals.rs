@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use common::ftp::{Security, Vsftpd};
 use common::nginx::Nginx;
 use common::now;
-use common::phone::{Daemon, Phone, DAY, SITE_FILE};
+use common::phone::{feature_end, Daemon, Phone, DAY, SITE_FILE};
 use common::pki::Pki;
-use serde_json::Value;
 
 /// Replaces `path` with `bytes` (which must be as long as what it replaces) keeping the
 /// old file's modification time, as `cp -p` or `rsync -t` would.
@@ -28,16 +27,6 @@ fn renew_in_place(path: &Path, bytes: &[u8]) {
     assert_eq!(new.modified().unwrap(), old.modified().unwrap());
 }
 
-/// `vqmon`'s end in `status`, as it shows it.
-fn vqmon_end(status: &Value) -> Option<String> {
-    status["features"]
-        .as_array()?
-        .iter()
-        .find(|f| f["name"] == "vqmon")
-        .and_then(|f| f["end"].as_str())
-        .map(str::to_string)
-}
-
 /// A site license whose `vqmon` ends `days` days from now (always the same size).
 fn site(phone: &Phone, t: i64, days: i64) -> Vec<u8> {
     phone.sign("site", &[("vqmon", t - DAY, Some(t + days * DAY))])
@@ -47,7 +36,7 @@ fn wait_end(daemon: &Daemon, end: i64, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
     loop {
         let s = daemon.status();
-        if vqmon_end(&s) == Some(common::rfc(end)) {
+        if feature_end(&s, "vqmon") == Some(common::rfc(end)) {
             return;
         }
         assert!(

@@ -434,3 +434,13 @@ pub fn fault_case(server: &str, extra_fetch: &str, expected: &str) {
         "nothing lost"
     );
 }
+
+/// The end of feature `name` in a `status`, as it shows it (RFC 3339).
+pub fn feature_end(status: &Value, name: &str) -> Option<String> {
+    status["features"]
+        .as_array()?
+        .iter()
+        .find(|f| f["name"] == name)
+        .and_then(|f| f["end"].as_str())
+        .map(str::to_string)
+}
