@@ -5,7 +5,11 @@
 # busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn,
 # qemu-utils, qemu-system-arm, cpio, socat and e2fsprogs (the emulated phone), tftpd-hpa
 # and vsftpd (the transport tests' servers), chromium and fonts-dejavu-core (the fleet
-# page rendered headless, tests/it/fleet_page.rs) and time (scripts/bench-fleet.sh).
+# page rendered headless, tests/it/fleet_page.rs) and time (scripts/bench-fleet.sh);
+# then (scripts/setup-servers.sh) the interoperability matrix's servers: Apache,
+# lighttpd (webdav, openssl), curl and dnsmasq-base installed, pure-ftpd, proftpd and
+# atftpd unpacked under /opt/license-agent-servers (they conflict with vsftpd and
+# tftpd-hpa as packages).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
