@@ -10,7 +10,9 @@
 //!   is tried with, TFTP, a read-only folder: [`FailureKind::NoUploads`]) is not asked
 //!   again until the configuration is read again: the report is on by default, and a
 //!   server without uploads is common. One name or one overwrite refused is not that:
-//!   FTP tries other ways ([`crate::fetch::ftp`]), and `status` says what was tried.
+//!   FTP tries other ways ([`crate::fetch::ftp`]), and `status` says what was tried;
+//!   nor is a server that took a report since the configuration was read (a full
+//!   disk): it is asked again after the back-off.
 //! - One upload at a time; a report that changes during one is sent after it.
 //! - A failed upload is tried again after a back-off (`timing.retry_initial` doubling to
 //!   `timing.retry_max`, jittered like the fetch's), with the newest report; a change
@@ -220,7 +222,10 @@ impl Reporter {
                 self.retry_at = None;
                 self.last_error = None;
             }
-            Some(Err(e)) if e.kind == FailureKind::NoUploads => {
+            // A server that took a report since the configuration was read is not one
+            // that takes none: it refuses this one (full, or in a strange state), and is
+            // asked again after the back-off.
+            Some(Err(e)) if e.kind == FailureKind::NoUploads && self.sent.is_none() => {
                 // Not a failure to try again: this server never takes one (until the
                 // configuration changes).
                 log::info!("status report: the server takes no uploads: {e}");

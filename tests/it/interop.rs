@@ -54,7 +54,8 @@ enum Report {
     /// It takes no uploads (read-only, or TFTP): `status` must say so.
     Refused,
     /// It takes new files only (anonymous pure-ftpd): the first report lands in `dir`,
-    /// the later ones fail, and `status` says the server replaces no file.
+    /// the later ones fail, and `status` says it took a report before and refuses this
+    /// one.
     LandsOnce { dir: PathBuf },
 }
 
@@ -294,12 +295,11 @@ fn story(setup: &Setup, cells: &mut Vec<(String, bool)>) {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
             let left = leftovers(dir);
-            let ok = words.contains("the server replaces no file")
+            let ok = words.contains("the server took a report before, and refuses this one")
                 && sent.as_ref().is_some_and(|r| r["mac"] == MAC)
                 && left.is_empty();
             let cell = if ok {
-                "the first lands (in place); the next ones: \"the server replaces no file\" (said)"
-                    .to_string()
+                "the first lands (in place); the next ones refused, said (no overwrite)".to_string()
             } else {
                 format!("{words}; left {left:?}")
             };

@@ -276,10 +276,13 @@ impl Agent {
         judge_at: Option<UnixTime>,
         now: UnixTime,
     ) -> FileFetchJson {
-        // Validators written by an older agent are dropped at the file's first fetch:
-        // none is ever sent (`fetch`, "Every file whole, every time"), and one left would
-        // be stale for an older agent after a rollback.
-        self.store.meta_mut().validators.remove(name);
+        // Validators written by an older agent are dropped at the file's first fetch,
+        // on disk too (once: nothing else may be written at this fetch): none is ever
+        // sent (`fetch`, "Every file whole, every time"), and one left would be stale
+        // for an older agent after a rollback. A failed write is owed (`meta_unsaved`).
+        if self.store.meta_mut().validators.remove(name).is_some() {
+            let _ = self.store.save_meta();
+        }
         let bytes = match outcome {
             FetchOutcome::Body { bytes } => bytes,
             FetchOutcome::Absent { answer } => {

@@ -214,6 +214,21 @@ fn validators_an_older_agent_kept_are_dropped_at_the_files_first_fetch() {
     let site = crate::fetch::SITE_FILE;
     let mut agent = agent(dir.path(), &script);
     let phone = crate::fetch::phone_file(agent.phone.identity.mac);
+    let license = testkit::lic_file(Kind::Site, &[(1, t0() - DAY, None)]).0;
+    script.answers.lock().unwrap().insert(
+        site.into(),
+        FetchOutcome::Body {
+            bytes: license.into_bytes(),
+        },
+    );
+    let cycle = |agent: &mut Agent, t: UnixTime| {
+        let snap = agent.snapshot(at(t));
+        agent.fetch_now(&snap);
+        finish(agent, at(t));
+    };
+    // The site license held, and nothing else to write at the next fetch...
+    cycle(&mut agent, t0());
+    // ...when an older agent's validators are on disk.
     for name in [site.to_string(), phone.clone()] {
         agent.store.meta_mut().validators.insert(
             name,
@@ -223,18 +238,14 @@ fn validators_an_older_agent_kept_are_dropped_at_the_files_first_fetch() {
             },
         );
     }
-    let license = testkit::lic_file(Kind::Site, &[(1, t0() - DAY, None)]).0;
-    script.answers.lock().unwrap().insert(
-        site.into(),
-        FetchOutcome::Body {
-            bytes: license.into_bytes(),
-        },
-    );
-    // The site file accepted, the phone file absent (404): both dropped.
-    let snap = agent.snapshot(at(t0()));
-    agent.fetch_now(&snap);
-    finish(&mut agent, at(t0()));
+    agent.store.save_meta().unwrap();
+    let on_disk = || std::fs::read_to_string(dir.path().join("state/meta.json")).unwrap();
+    assert!(on_disk().contains("old"));
+    // The site file unchanged, the phone file absent (404): both dropped, on disk too
+    // (a cycle reads the store again first: what is only in memory comes back).
+    cycle(&mut agent, t0() + 1);
     assert!(agent.store.meta().validators.is_empty());
-    let meta = std::fs::read_to_string(dir.path().join("state/meta.json")).unwrap();
-    assert!(!meta.contains("old"), "{meta}");
+    assert!(!on_disk().contains("old"), "{}", on_disk());
+    agent.reload(t0() + 2);
+    assert!(agent.store.meta().validators.is_empty());
 }

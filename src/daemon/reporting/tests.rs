@@ -205,6 +205,32 @@ fn a_server_that_takes_no_uploads_is_not_asked_again_until_a_reload() {
     assert!(fresh.wanted.is_some());
 }
 
+/// A server that took a report and then says it takes none (a full disk, a quota) is
+/// asked again after the back-off: it took uploads a minute ago.
+#[test]
+fn a_server_that_took_a_report_is_never_taken_for_one_that_takes_none() {
+    let (mut reporter, script) = setup();
+    let now = Mono::now();
+    reporter.offer(&report("active", "t1"));
+    reporter.start_if_due(now);
+    finish(&mut reporter, now);
+    assert_eq!(statuses(&script), ["active"]);
+    *script.upload_failure.lock().unwrap() = Some(FailureKind::NoUploads);
+    reporter.offer(&report("expiring-shortly", "t2"));
+    reporter.start_if_due(now.plus_secs(1));
+    finish(&mut reporter, now.plus_secs(1));
+    let words = reporter.words();
+    assert!(
+        !words.starts_with("off: ") && words.contains("failing (1 in a row)"),
+        "{words}"
+    );
+    assert_eq!(reporter.next_attempt(), Some(now.plus_secs(1 + 15)));
+    *script.upload_failure.lock().unwrap() = None;
+    reporter.start_if_due(now.plus_secs(16));
+    finish(&mut reporter, now.plus_secs(16));
+    assert_eq!(statuses(&script), ["active", "expiring-shortly"]);
+}
+
 #[test]
 fn the_report_goes_where_the_configuration_says() {
     let config = |extra: &str| {

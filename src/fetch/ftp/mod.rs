@@ -60,6 +60,12 @@ pub(crate) const DEFAULT_PORT: u16 = 21;
 /// The login when the configuration gives none (RFC 1635).
 const ANONYMOUS: (&str, &str) = ("anonymous", "license-agent@");
 
+/// An anonymous login: `anonymous`, or `ftp`, which vsftpd, pure-ftpd and proftpd's
+/// usual configuration take the same way (RFC 1635), in any case.
+fn is_anonymous(user: &str) -> bool {
+    user.eq_ignore_ascii_case(ANONYMOUS.0) || user.eq_ignore_ascii_case("ftp")
+}
+
 /// An FTP or FTPS server, for one fetch cycle: the control connection is opened by the
 /// first fetch and kept for the next.
 pub(crate) struct Ftp {
@@ -87,6 +93,15 @@ impl fmt::Debug for Ftp {
             .field("tls", &self.tls.is_some())
             .finish()
     }
+}
+
+/// What one `STOR` gave.
+enum Put {
+    Stored,
+    /// Refused for good (5xx) before the data, in words.
+    Refused(String),
+    /// Refused for good after the data (a filter, a quota), in words.
+    RefusedAfterData(String),
 }
 
 /// What a rename gave: done, or which half was refused (in words).
@@ -390,17 +405,21 @@ impl Ftp {
     /// 1. `STOR` to a temporary name, `.part-<name>`, else (a server refusing names that
     ///    begin with a dot: pure-ftpd `-x`) `<name>.part`; then `RNFR`/`RNTO` over the
     ///    name. A refused `RNTO` (a server that forbids overwriting: proftpd
-    ///    `AllowOverwrite off`) deletes the previous report and renames again; a rename
-    ///    that still fails deletes the temporary file and goes on with 2.
+    ///    `AllowOverwrite off`) deletes the previous report and renames again. Where
+    ///    renames fail, the report is written under its own name, and the temporary
+    ///    file deleted.
     /// 2. `STOR` to the name itself (a server that takes files but no renames; at
     ///    once for an anonymous login, which may create files but, on pure-ftpd and
     ///    with vsftpd's defaults, not rename or delete them).
     ///
-    /// Any `STOR` refused for good (5xx) is tried once more after a `DELE` of the same
-    /// name that succeeds (a file of that name was in the way: a temporary file left by a
-    /// cut upload, or the previous report). The server "takes no uploads"
+    /// A temporary name refused for good (5xx) is tried once more after a `DELE` of it
+    /// that succeeds (a temporary file a cut upload left in the way); the report's own
+    /// name is deleted only once a new report is whole on the server (under a
+    /// temporary name), never before: a full server keeps the one it holds. A 5xx after
+    /// the data is a refusal of that name too, and what the server kept of it is
+    /// deleted. The server "takes no uploads"
     /// ([`FailureKind::NoUploads`]) only when it took no `STOR` at all and holds no
-    /// report of that name (`SIZE`: one it took before and will not replace); a transient
+    /// report of that name (`SIZE`: one it took before, and may take again); a transient
     /// refusal (4xx) or a broken transfer stops the upload, tried again later.
     fn store(
         &self,
@@ -411,12 +430,10 @@ impl Ftp {
     ) -> Step<Vec<String>> {
         let path = format!("{}{}", self.folder, name);
         let mut tried = Vec::new();
-        // Whether the server took a STOR (then it writes, whatever else it refuses).
-        let mut took_one = false;
         // An anonymous login writes in place: anonymous FTP may create files but not
         // rename or delete them (pure-ftpd; vsftpd's defaults), so a temporary file
         // could never be taken away.
-        let temps = if self.user == ANONYMOUS.0 {
+        let temps = if is_anonymous(&self.user) {
             tried.push("anonymous: no temporary name".to_string());
             Vec::new()
         } else {
@@ -424,10 +441,9 @@ impl Ftp {
         };
         for temp in temps {
             let temp = format!("{}{temp}", self.folder);
-            if !self.put(session, &temp, bytes, deadline, &mut tried)? {
+            if !self.put(session, &temp, bytes, deadline, &mut tried, true)? {
                 continue;
             }
-            took_one = true;
             let renamed = match self.rename(session, &temp, &path)? {
                 Renamed::Done => true,
                 Renamed::FromRefused(why) => {
@@ -436,8 +452,11 @@ impl Ftp {
                 }
                 Renamed::ToRefused(why) => {
                     tried.push(why);
-                    // An overwrite refused: the previous report out of the way, once.
-                    if !session.command("DELE", Some(&path))?.completed() {
+                    // An overwrite refused: the previous report out of the way (the new
+                    // one is whole under `temp`), and the rename once more.
+                    let dele = session.command("DELE", Some(&path))?;
+                    if !dele.completed() {
+                        tried.push(format!("DELE {path}: {}", dele.shown(&self.secrets)));
                         false
                     } else if let Renamed::Done = self.rename(session, &temp, &path)? {
                         tried.push(format!("{path} deleted, then renamed over it"));
@@ -449,26 +468,31 @@ impl Ftp {
                 }
             };
             if !renamed {
-                // Renames do not work here: no temporary file stays, the name itself next.
+                // Renames do not work here: the name itself, then no temporary file stays.
+                let stored = self.put(session, &path, bytes, deadline, &mut tried, false)?;
                 tried.push(self.remove(session, &temp)?);
-                break;
+                if stored {
+                    tried.push(format!("written in place as {path}"));
+                    return Ok(tried);
+                }
+                return Err(Stop::Failed(FailureKind::Refused, tried.join("; ")));
             }
             if !tried.is_empty() {
                 tried.push(format!("written as {temp} and renamed"));
             }
             return Ok(tried);
         }
-        if self.put(session, &path, bytes, deadline, &mut tried)? {
+        if self.put(session, &path, bytes, deadline, &mut tried, false)? {
             tried.push(format!("written in place as {path}"));
             return Ok(tried);
         }
-        // A server that took no STOR takes no uploads, unless a report of this name is
-        // there already (it took one before, and replaces none: anonymous pure-ftpd).
-        let there = !took_one && session.command("SIZE", Some(&path))?.code == 213;
-        if there {
-            tried.push(format!("{path} is there and the server replaces no file"));
-        }
-        let kind = if took_one || there {
+        // No STOR taken: the server takes no uploads, unless a report of this name is
+        // there already: it took one before (a full disk or quota, or it replaces no
+        // file: anonymous pure-ftpd), and may again.
+        let kind = if session.command("SIZE", Some(&path))?.code == 213 {
+            tried.push(format!(
+                "{path} is there: the server took a report before, and refuses this one"
+            ));
             FailureKind::Refused
         } else {
             FailureKind::NoUploads
@@ -476,8 +500,11 @@ impl Ftp {
         Err(Stop::Failed(kind, tried.join("; ")))
     }
 
-    /// `STOR path` with `bytes`; refused for good (5xx), once more after a `DELE path`
-    /// that succeeds. Whether it was stored; what went otherwise is added to `tried`.
+    /// `STOR path` with `bytes`: whether it was stored; what went otherwise is added to
+    /// `tried`. A temporary name (`leftover`) refused for good (5xx) before its data is
+    /// tried once more after a `DELE` that succeeds (a temporary file a cut upload left
+    /// in the way). The report's own name is never deleted before a new report is whole
+    /// on the server: a full server would lose the one it holds.
     fn put(
         &self,
         session: &mut Session,
@@ -485,39 +512,50 @@ impl Ftp {
         bytes: &[u8],
         deadline: Instant,
         tried: &mut Vec<String>,
+        leftover: bool,
     ) -> Step<bool> {
-        let Err(why) = self.put_once(session, path, bytes, deadline)? else {
-            return Ok(true);
+        let why = match self.put_once(session, path, bytes, deadline)? {
+            Put::Stored => return Ok(true),
+            Put::RefusedAfterData(why) => {
+                tried.push(why);
+                return Ok(false);
+            }
+            Put::Refused(why) => why,
         };
         tried.push(why);
-        if !session.command("DELE", Some(path))?.completed() {
+        if !leftover || !session.command("DELE", Some(path))?.completed() {
             return Ok(false);
         }
         tried.push(format!("{path} deleted"));
         match self.put_once(session, path, bytes, deadline)? {
-            Ok(()) => Ok(true),
-            Err(again) => {
+            Put::Stored => Ok(true),
+            Put::Refused(again) | Put::RefusedAfterData(again) => {
                 tried.push(again);
                 Ok(false)
             }
         }
     }
 
-    /// One `STOR path`: `Err` when refused for good (5xx), in words.
+    /// One `STOR path`. A transient refusal (4xx) or a broken transfer ends the upload
+    /// (an error); a refusal for good (5xx), before the data or after it (a filter, a
+    /// quota), is a refusal of this name.
     fn put_once(
         &self,
         session: &mut Session,
         path: &str,
         bytes: &[u8],
         deadline: Instant,
-    ) -> Step<Result<(), String>> {
+    ) -> Step<Put> {
         let tcp = self.data_connection(session, deadline)?;
         let start = session.command("STOR", Some(path))?;
         match start.code {
             125 | 150 => {}
-            // 5xx: refused for good, this name (no write permission, a name or an
-            // overwrite the server forbids).
-            500..=599 => return Ok(Err(format!("STOR {path}: {}", start.shown(&self.secrets)))),
+            500..=599 => {
+                return Ok(Put::Refused(format!(
+                    "STOR {path}: {}",
+                    start.shown(&self.secrets)
+                )))
+            }
             _ => {
                 return Err(refused(format!(
                     "STOR {path}: {}",
@@ -525,22 +563,41 @@ impl Ftp {
                 )))
             }
         }
-        let mut data = self.data_stream(tcp, deadline)?;
+        // From here the server may hold part of the file: said if the upload stops.
+        let left = |stop: Stop| match stop {
+            Stop::Failed(kind, detail) => Stop::Failed(
+                kind,
+                format!("{detail} ({path} may stay on the server until the next upload)"),
+            ),
+            other => other,
+        };
+        let mut data = self.data_stream(tcp, deadline).map_err(left)?;
         data.write_all(bytes)
             .and_then(|()| data.flush())
-            .map_err(|e| io_stop(e, "sending the file", &self.secrets))?;
+            .map_err(|e| left(io_stop(e, "sending the file", &self.secrets)))?;
         data.close();
         drop(data);
-        let done = session.reply()?;
-        if !done.completed() {
-            // Whatever part of it the server kept is not left there.
-            let _ = session.command("DELE", Some(path));
-            return Err(Stop::Failed(
-                FailureKind::Cut,
-                format!("the upload ended with {}", done.shown(&self.secrets)),
-            ));
+        let done = session.reply().map_err(left)?;
+        if done.completed() {
+            return Ok(Put::Stored);
         }
-        Ok(Ok(()))
+        // Whatever part of it the server kept is not left there.
+        let dele = session.command("DELE", Some(path)).map_err(left)?;
+        let kept = if dele.completed() {
+            String::new()
+        } else {
+            format!("; DELE {path}: {} (left behind)", dele.shown(&self.secrets))
+        };
+        if (500..600).contains(&done.code) {
+            return Ok(Put::RefusedAfterData(format!(
+                "STOR {path}: {} after the data{kept}",
+                done.shown(&self.secrets)
+            )));
+        }
+        Err(Stop::Failed(
+            FailureKind::Cut,
+            format!("the upload ended with {}{kept}", done.shown(&self.secrets)),
+        ))
     }
 
     /// `RNFR from`, `RNTO to`.

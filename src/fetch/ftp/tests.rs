@@ -46,6 +46,9 @@ struct Script {
     no_rename: bool,
     /// `DELE` is refused.
     no_delete: bool,
+    /// `STOR` to a name that begins with a dot takes the data, keeps it, then answers
+    /// `553` (an upload filter).
+    refuse_dot_after_data: bool,
 }
 
 impl Script {
@@ -127,7 +130,11 @@ fn session(mut control: TcpStream, script: &Script) {
                 let mut bytes = Vec::new();
                 let _ = data.read_to_end(&mut bytes);
                 folder.lock().unwrap().insert(arg.to_string(), bytes);
-                "226 stored".into()
+                if script.refuse_dot_after_data && arg.starts_with('.') {
+                    "553 Prohibited file name".into()
+                } else {
+                    "226 stored".into()
+                }
             }
             "RNFR" if script.no_rename => "550 Rename not allowed".into(),
             "RNFR" if exists(arg) => {
@@ -671,7 +678,7 @@ fn an_anonymous_login_writes_in_place_and_leaves_nothing_behind() {
     assert_eq!(e.kind, FailureKind::Refused, "{e}");
     assert!(
         e.detail
-            .contains("r.json is there and the server replaces no file"),
+            .contains("r.json is there: the server took a report before, and refuses this one"),
         "{e}"
     );
     assert_eq!(
@@ -680,4 +687,76 @@ fn an_anonymous_login_writes_in_place_and_leaves_nothing_behind() {
     );
     let log = s.log.lock().unwrap().join("\n");
     assert!(!log.contains(".part"), "{log}");
+}
+
+/// A full server (every STOR refused, DELE allowed) keeps the report it holds: the
+/// report's own name is never deleted before a new report is whole on the server, and
+/// a server holding a report is not one that "takes no uploads" (the attack: ProFTPD's
+/// quota, "552 STOR denied", lost the report and turned the uploads off).
+#[test]
+fn a_full_server_keeps_the_report_it_holds() {
+    let s = Script {
+        refuse_stor: true,
+        ..Script::default()
+    };
+    s.folder
+        .lock()
+        .unwrap()
+        .insert("r.json".into(), b"old".to_vec());
+    let (result, folder) = upload(&s, b"new");
+    let e = result.unwrap_err();
+    assert_eq!(e.kind, FailureKind::Refused, "{e}");
+    assert!(e.detail.contains("the server took a report before"), "{e}");
+    only_the_report(&folder, b"old");
+    let log = s.log.lock().unwrap().clone();
+    assert!(!log.iter().any(|l| l == "DELE r.json"), "{log:?}");
+}
+
+/// A name refused after its data (an upload filter) is a refusal of that name, not a
+/// cut transfer: what the server kept of it is deleted and the next name tried.
+#[test]
+fn a_name_refused_after_its_data_is_deleted_and_the_next_name_tried() {
+    let s = Script {
+        refuse_dot_after_data: true,
+        ..Script::default()
+    };
+    let (result, folder) = upload(&s, b"one");
+    let tried = result.unwrap().expect("what was tried");
+    assert!(
+        tried.contains("STOR .part-r.json: 553 Prohibited file name after the data"),
+        "{tried}"
+    );
+    assert!(
+        tried.contains("written as r.json.part and renamed"),
+        "{tried}"
+    );
+    only_the_report(&folder, b"one");
+}
+
+/// `ftp` is an anonymous login too (vsftpd, pure-ftpd): written in place at once.
+#[test]
+fn the_user_ftp_is_an_anonymous_login() {
+    for user in ["ftp", "FTP", "Anonymous"] {
+        let s = Script {
+            password: Some("me@example.com".into()),
+            ..Script::default()
+        };
+        let (port, _) = serve(s.clone());
+        let fetch = Fetch {
+            username: Some(user.into()),
+            password: Some("me@example.com".into()),
+            ..Fetch::default()
+        };
+        let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+        let tried = client
+            .upload("r.json", b"one")
+            .unwrap()
+            .expect("what was tried");
+        assert!(
+            tried.contains("anonymous: no temporary name"),
+            "{user}: {tried}"
+        );
+        let log = s.log.lock().unwrap().join("\n");
+        assert!(!log.contains(".part"), "{user}: {log}");
+    }
 }
