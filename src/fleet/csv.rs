@@ -55,9 +55,13 @@ pub(crate) const LICENSE_COLUMNS: [&str; 18] = [
     "over_limit",
 ];
 
-/// One field as RFC 4180 wants it; `report` text is defused against formulas.
+/// One field as RFC 4180 wants it, stripped of control characters ([`super::plain`]);
+/// `report` text is defused against formulas.
 fn field(out: &mut String, text: &str, report: bool) {
-    let defuse = report && text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let text = &*super::plain(text);
+    // A control character before a formula is a space by now: a spreadsheet may still
+    // trim it, so what follows the leading spaces is judged.
+    let defuse = report && text.trim_start().starts_with(['=', '+', '-', '@']);
     if defuse || text.contains([',', '"', '\r', '\n']) {
         out.push('"');
         if defuse {

@@ -68,7 +68,8 @@ Options:
   --stale DAYS   a report older than this is stale (default 7)
   --json         one JSON object instead of tables
   --csv[=TABLE]  one table as CSV (RFC 4180, CRLF; text from reports that a
-                 spreadsheet would run as a formula gets a leading '):
+                 spreadsheet would run as a formula gets a leading '; here and
+                 in the tables every control character is a space):
                    licenses (the default): one row per feature a license grants,
                      the license's columns repeated (a license granting nothing:
                      one row, feature columns empty); statuses as in --json;
@@ -219,16 +220,17 @@ fn write_page(path: &Path, page: &str) -> std::io::Result<()> {
     written
 }
 
-/// The report files of `dir`, sorted by name.
+/// The report files of `dir`, sorted by name: every name that ends with [`SUFFIX`],
+/// as bytes (a name that is not UTF-8 is a report to read, or to list, like any other).
 fn report_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    use std::os::unix::ffi::OsStrExt;
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut names: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
             p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(SUFFIX))
+                .is_some_and(|n| n.as_bytes().ends_with(SUFFIX.as_bytes()))
         })
         .collect();
     names.sort();
@@ -316,6 +318,20 @@ fn parse(bytes: &[u8]) -> Result<Slim<'_>, String> {
     ))
 }
 
+/// `text` as a terminal or a spreadsheet may show it: every control character (C0, DEL,
+/// C1: an escape sequence, a line break that would forge a line) made a space. Every
+/// text the table and the CSV write goes through it; reports come from the field.
+pub(crate) fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 fn label(status: &str) -> &str {
     match status {
         "active" => "Active",
@@ -337,12 +353,12 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
     for l in &fleet.licenses {
         out.push_str(&format!(
             "{:<13} {:<6} {:<13} {:<17} {:<21} {:<21} {}\n",
-            l.fingerprint.get(..12).unwrap_or(&l.fingerprint),
-            l.kind,
-            l.serial,
-            label(&l.status),
-            l.start,
-            l.end,
+            plain(l.fingerprint.get(..12).unwrap_or(&l.fingerprint)),
+            plain(&l.kind),
+            plain(&l.serial),
+            plain(label(&l.status)),
+            plain(&l.start),
+            plain(&l.end),
             l.phones
         ));
         for g in &l.grants {
@@ -358,20 +374,27 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
             };
             out.push_str(&format!(
                 "    {:<24} {:<9} until {:<21} in use {used}\n",
-                g.name, g.transaction, g.end
+                plain(&g.name),
+                plain(&g.transaction),
+                plain(&g.end)
             ));
         }
     }
     if !fleet.attention.is_empty() {
         out.push_str("\nATTENTION\n");
         for a in &fleet.attention {
-            out.push_str(&format!("{}  {:<15} {}\n", a.mac, a.what, a.detail));
+            out.push_str(&format!(
+                "{}  {:<15} {}\n",
+                plain(&a.mac),
+                plain(&a.what),
+                plain(&a.detail)
+            ));
         }
     }
     if !unreadable.is_empty() {
         out.push_str("\nNOT REPORTS\n");
         for u in unreadable {
-            out.push_str(&format!("{}: {}\n", u.file, u.why));
+            out.push_str(&format!("{}: {}\n", plain(&u.file), plain(&u.why)));
         }
     }
     out

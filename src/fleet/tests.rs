@@ -561,15 +561,16 @@ fn the_csv_quotes_hostile_text() {
     });
     let fl = fleet(&[r], options());
     let text = csv::csv(&fl, &[], csv::Table::Licenses);
-    assert!(text.contains("\"1,2\"\"3\r\n4\""), "{text:?}");
+    // The line break is a space (no control character leaves), the rest quoted.
+    assert!(text.contains("\"1,2\"\"3  4\""), "{text:?}");
     let rows = parse_csv(&text);
     assert_eq!(rows.len(), 2, "{text:?}");
-    assert_eq!(rows[1][2], serial);
+    assert_eq!(rows[1][2], plain(serial));
     assert_eq!(rows[1][8], format!("'{feature_name}"));
     assert_eq!((rows[1][15].as_str(), rows[1][16].as_str()), ("1", "5"));
     let attention = parse_csv(&csv::csv(&fl, &[], csv::Table::Attention));
     assert_eq!(attention.len(), 2);
-    assert_eq!(attention[1][2], "a \"quoted\",\nsubject: -1+1");
+    assert_eq!(attention[1][2], "a \"quoted\", subject: -1+1");
 }
 
 /// The text between `id="ID">` and the next `<`.
@@ -761,4 +762,109 @@ fn the_command_line_writes_the_page_and_takes_one_output() {
     // A page that cannot be written: exit 1, nothing half written.
     let out = run(args(&["--html", "/nonexistent-dir/fleet.html"])).unwrap();
     assert_eq!(out.code, 1);
+}
+
+/// Issue 25, finding 6: escape sequences in a report (a MAC, a serial, a refusal's text)
+/// never reach a terminal or a spreadsheet raw: every text the table and the CSV write
+/// is stripped of control characters (a line break inside a field included: it would
+/// forge a line of the table).
+#[test]
+fn no_control_character_from_a_report_reaches_the_table_or_the_csv() {
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let mut l = license("7", "phone", NOW - DAY, None, &[("vqmon", 5)]);
+    l.serial = format!("1000{hostile}\r\nforged line");
+    let mut r = report(&format!("0004f2{hostile}"), NOW, vec![l], vec![]);
+    r.refusals.push(Refusal {
+        at: time(NOW),
+        subject: format!("subject{hostile}"),
+        verdict: "malformed".into(),
+        detail: format!("detail\u{9b}31m{hostile}"),
+        key: None,
+    });
+    r.refusals.push(Refusal {
+        at: time(NOW),
+        subject: "\t=1+1".into(),
+        verdict: "malformed".into(),
+        detail: "x".into(),
+        key: None,
+    });
+    let fl = fleet(&[r], options());
+    let unreadable = [Unreadable {
+        file: format!("dir/x{hostile}-license-status.json"),
+        why: format!("not JSON{hostile}"),
+    }];
+    let text = table(&fl, &unreadable);
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect();
+    assert!(raw.is_empty(), "{raw:?} in {text:?}");
+    assert!(!text.contains("\nforged line"), "{text}");
+    for which in [
+        csv::Table::Licenses,
+        csv::Table::Attention,
+        csv::Table::Unreadable,
+    ] {
+        let out = csv::csv(&fl, &unreadable, which);
+        let fields: Vec<String> = parse_csv(&out).into_iter().flatten().collect();
+        let raw: Vec<&String> = fields
+            .iter()
+            .filter(|f| f.chars().any(char::is_control))
+            .collect();
+        assert!(raw.is_empty(), "{raw:?} in {out:?}");
+    }
+    // A formula behind a control character is still defused.
+    let attention = parse_csv(&csv::csv(&fl, &[], csv::Table::Attention));
+    assert!(
+        attention.iter().any(|row| row[2].starts_with("' =1+1")),
+        "{attention:?}"
+    );
+}
+
+/// Issue 25, finding 6: a report whose file name is not UTF-8 is read like any other,
+/// and listed when it is not a report: every unreadable file, whatever its name.
+#[test]
+fn a_report_whose_name_is_not_utf8_is_read_or_listed() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = |bytes: &[u8]| dir.path().join(std::ffi::OsStr::from_bytes(bytes));
+    let good = serde_json::to_vec(&generated()[1]).unwrap();
+    std::fs::write(name(b"0004f2\xff00001-license-status.json"), good).unwrap();
+    std::fs::write(name(b"0004f2\xfe00002-license-status.json"), b"{not json").unwrap();
+    let (f, unreadable) = gather_folder(dir.path(), options()).unwrap();
+    assert_eq!(f.phones, 1);
+    assert_eq!(
+        unreadable.len(),
+        1,
+        "{:?}",
+        unreadable.iter().map(|u| &u.why).collect::<Vec<_>>()
+    );
+    assert!(unreadable[0].why.starts_with("not JSON"));
+    assert!(
+        unreadable[0].file.contains("0004f2\u{fffd}00002"),
+        "{}",
+        unreadable[0].file
+    );
+}
+
+/// Issue 25, finding 7: the days left are counted one way everywhere, the agent's
+/// (`license-agent status`: a day begun counts), not floored here.
+#[test]
+fn days_left_are_the_agents() {
+    let end = NOW + 24 * DAY + 3_600;
+    let l = license("7", "phone", NOW - DAY, Some(end), &[("vqmon", 5)]);
+    let mut f = feature("vqmon", &l);
+    f.enabled = true;
+    let r = report("0004f2000009", NOW, vec![l], vec![f]);
+    let fl = fleet(&[r], options());
+    let agents = crate::status::days_left(crate::format::End::At(end as u32), NOW).unwrap();
+    assert_eq!(agents, 25);
+    let ends: Vec<&str> = fl
+        .attention
+        .iter()
+        .filter(|a| a.what == "feature-ends")
+        .map(|a| a.detail.as_str())
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert!(ends[0].ends_with("(25 days)"), "{ends:?}");
 }

@@ -374,9 +374,11 @@ fn attention(report: &Slim<'_>, reported: Option<UnixTime>, options: Options) ->
         if let Some(End::At(end)) = end_of(f.end.as_str()) {
             let left = i64::from(end).saturating_sub(options.at);
             if left >= 0 && left < options.within {
+                // Counted as `license-agent status` counts them: a day begun counts.
+                let days = crate::status::days_left(End::At(end), options.at).unwrap_or(0);
                 add(
                     "feature-ends",
-                    format!("{} ends {} ({} days)", f.name, f.end, left / 86_400),
+                    format!("{} ends {} ({days} days)", f.name, f.end),
                 );
             }
         }
