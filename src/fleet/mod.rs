@@ -38,7 +38,8 @@ Usage: license-fleet [--at TIME] [--within DAYS] [--stale DAYS]
                      [--json | --csv[=TABLE]] [--html FILE] DIR
 
 Reads every <mac>-license-status.json in DIR (the provisioning server's upload
-folder; the newest report of a MAC counts) and shows, as the vendor's portal does:
+folder; a report must be named for the MAC it carries, else it is listed among the
+files that are not reports) and shows, as the vendor's portal does:
   the summary: licenses in all, Active, Expiring Shortly (fewer than 31 days left),
     Impending (not started), Inactive (ended), each license once however many phones
     hold it;
@@ -57,6 +58,8 @@ folder; the newest report of a MAC counts) and shows, as the vendor's portal doe
                     daemon, say nothing of it)
     stale-report    the report is older than DAYS (--stale), or its time cannot
                     be read
+    future-report   the report's time is more than a day after the instant (the
+                    phone's clock is ahead): never preferred to one of the present
     refused, unknown-key  a license refused (an unknown key: a stale keyring)
     clock           the clock is unsynced or wound back
     reboot-pending  a reboot the phone needs and has not had
@@ -263,9 +266,13 @@ pub(crate) fn gather_folder(
                         let Some(path) = names.get(n) else { break };
                         let read = crate::files::read_regular(path, MAX_REPORT_FILE)
                             .map_err(|e| e.to_string());
-                        match read
-                            .and_then(|bytes| parse(&bytes).map(|report| gather.add(&report, n)))
-                        {
+                        let named = path.file_name().unwrap_or_default().as_encoded_bytes();
+                        match read.and_then(|bytes| {
+                            let report = parse(&bytes)?;
+                            named_for(named, report.mac.as_str())?;
+                            gather.add(&report, n);
+                            Ok(())
+                        }) {
                             Ok(()) => {}
                             Err(why) => bad.push((n, why)),
                         }
@@ -294,6 +301,19 @@ pub(crate) fn gather_folder(
         })
         .collect();
     Ok((gather.finish(), unreadable))
+}
+
+/// A report is named for the MAC it carries (`<mac>-license-status.json`): one under
+/// another name (another phone's) is not believed, never replacing that phone's report.
+fn named_for(name: &[u8], mac: &str) -> Result<(), String> {
+    if name == format!("{mac}{SUFFIX}").as_bytes() {
+        Ok(())
+    } else {
+        Err(format!(
+            "not named for the phone it describes: it carries the MAC {}",
+            plain(mac)
+        ))
+    }
 }
 
 /// One report file's bytes: JSON of the schema's major version, with every field the

@@ -319,14 +319,21 @@ fn files_that_are_not_reports_are_listed_and_never_stop_the_tool() {
 fn a_folder_gathers_the_same_whatever_the_split() {
     let reports = generated();
     let whole = fleet(&reports, options());
+    // A folder holds one report per phone, named for it: the phones reported once.
+    let once: Vec<Report> = reports
+        .iter()
+        .filter(|r| reports.iter().filter(|o| o.mac == r.mac).count() == 1)
+        .cloned()
+        .collect();
+    assert!(once.len() > 1 && once.len() < reports.len());
     let dir = tempfile::tempdir().unwrap();
-    for (n, r) in reports.iter().enumerate() {
-        let name = format!("{n}-{}-license-status.json", r.mac);
+    for r in &once {
+        let name = format!("{}-license-status.json", r.mac);
         std::fs::write(dir.path().join(name), serde_json::to_vec_pretty(r).unwrap()).unwrap();
     }
     let (from_folder, unreadable) = gather_folder(dir.path(), options()).unwrap();
     assert!(unreadable.is_empty(), "{unreadable:?}");
-    assert_eq!(from_folder, whole);
+    assert_eq!(from_folder, fleet(&once, options()));
     let bytes: Vec<Vec<u8>> = reports
         .iter()
         .map(|r| serde_json::to_vec(r).unwrap())
@@ -822,7 +829,8 @@ fn no_control_character_from_a_report_reaches_the_table_or_the_csv() {
 }
 
 /// Issue 25, finding 6: a report whose file name is not UTF-8 is read like any other,
-/// and listed when it is not a report: every unreadable file, whatever its name.
+/// and listed: every unreadable file, whatever its name (it cannot be named for the
+/// phone it describes, a MAC being hex digits).
 #[test]
 fn a_report_whose_name_is_not_utf8_is_read_or_listed() {
     use std::os::unix::ffi::OsStrExt;
@@ -832,18 +840,18 @@ fn a_report_whose_name_is_not_utf8_is_read_or_listed() {
     std::fs::write(name(b"0004f2\xff00001-license-status.json"), good).unwrap();
     std::fs::write(name(b"0004f2\xfe00002-license-status.json"), b"{not json").unwrap();
     let (f, unreadable) = gather_folder(dir.path(), options()).unwrap();
-    assert_eq!(f.phones, 1);
-    assert_eq!(
-        unreadable.len(),
-        1,
-        "{:?}",
-        unreadable.iter().map(|u| &u.why).collect::<Vec<_>>()
-    );
-    assert!(unreadable[0].why.starts_with("not JSON"));
+    assert_eq!(f.phones, 0);
+    let listed: Vec<(&str, &str)> = unreadable
+        .iter()
+        .map(|u| (u.file.as_str(), u.why.as_str()))
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed[0].0.contains("0004f2\u{fffd}00002"), "{listed:?}");
+    assert!(listed[0].1.starts_with("not JSON"), "{listed:?}");
+    assert!(listed[1].0.contains("0004f2\u{fffd}00001"), "{listed:?}");
     assert!(
-        unreadable[0].file.contains("0004f2\u{fffd}00002"),
-        "{}",
-        unreadable[0].file
+        listed[1].1.contains("not named for the phone"),
+        "{listed:?}"
     );
 }
 
@@ -867,4 +875,83 @@ fn days_left_are_the_agents() {
         .collect();
     assert_eq!(ends.len(), 1, "{ends:?}");
     assert!(ends[0].ends_with("(25 days)"), "{ends:?}");
+}
+
+/// Issue 25, finding 6: a report must be named for the MAC it carries. One under
+/// another phone's name (or any other name) is listed as such and not believed: it
+/// never replaces the phone's real report, whatever its date.
+#[test]
+fn a_report_named_for_another_phone_is_listed_and_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = report(
+        "0004f2000001",
+        NOW - DAY,
+        vec![license("1", "phone", NOW - DAY, None, &[("vqmon", 0)])],
+        vec![],
+    );
+    let impostor = report(
+        "0004f2000001",
+        NOW,
+        vec![license("2", "phone", NOW - DAY, None, &[("lync", 0)])],
+        vec![],
+    );
+    let write = |name: &str, r: &Report| {
+        std::fs::write(dir.path().join(name), serde_json::to_vec(r).unwrap()).unwrap()
+    };
+    write("0004f2000001-license-status.json", &real);
+    write("0004f2000002-license-status.json", &impostor);
+    write("x-license-status.json", &impostor);
+    let (f, unreadable) = gather_folder(dir.path(), options()).unwrap();
+    assert_eq!(f.phones, 1);
+    let fingerprints: Vec<&str> = f.licenses.iter().map(|l| &l.fingerprint[..1]).collect();
+    assert_eq!(fingerprints, ["1"]);
+    let whys: Vec<&str> = unreadable.iter().map(|u| u.why.as_str()).collect();
+    assert_eq!(whys.len(), 2, "{whys:?}");
+    assert!(
+        whys.iter()
+            .all(|w| w.contains("carries the MAC 0004f2000001")),
+        "{whys:?}"
+    );
+}
+
+/// Issue 25, finding 6: a report from the future (its clock ahead of the fleet's instant
+/// by more than a day) is flagged, and never preferred to a report of that phone from
+/// the present.
+#[test]
+fn a_report_from_the_future_is_flagged_and_never_preferred() {
+    let now = report(
+        "0004f2000001",
+        NOW - DAY,
+        vec![license("1", "phone", NOW - DAY, None, &[("vqmon", 0)])],
+        vec![],
+    );
+    let later = report(
+        "0004f2000001",
+        NOW + 2 * DAY,
+        vec![license("2", "phone", NOW - DAY, None, &[("lync", 0)])],
+        vec![],
+    );
+    for reports in [vec![now.clone(), later.clone()], vec![later, now]] {
+        let f = fleet(&reports, options());
+        assert_eq!(f.phones, 1);
+        let held: Vec<(&str, usize)> = f
+            .licenses
+            .iter()
+            .map(|l| (&l.fingerprint[..1], l.phones))
+            .collect();
+        assert!(
+            held.contains(&("1", 1)) && !held.contains(&("2", 1)),
+            "{held:?}"
+        );
+    }
+    // Alone, it is kept and flagged.
+    let alone = report("0004f2000003", NOW + 2 * DAY, vec![], vec![]);
+    let f = fleet(&[alone], options());
+    let flagged: Vec<&str> = f
+        .attention
+        .iter()
+        .filter(|a| a.what == "future-report")
+        .map(|a| a.mac.as_str())
+        .collect();
+    assert_eq!(flagged, ["0004f2000003"]);
 }

@@ -75,17 +75,18 @@ pub(crate) struct GrantRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Attention {
     pub(crate) mac: String,
-    /// `feature-ends`, `booted-expired`, `stale-report`, `refused`, `unknown-key`,
-    /// `clock`, `reboot-pending` (see [`KINDS`]).
+    /// `feature-ends`, `booted-expired`, `stale-report`, `future-report`, `refused`,
+    /// `unknown-key`, `clock`, `reboot-pending` (see [`KINDS`]).
     pub(crate) what: String,
     pub(crate) detail: String,
 }
 
 /// Every kind of attention item, in the order a phone's items are listed.
-pub(crate) const KINDS: [&str; 7] = [
+pub(crate) const KINDS: [&str; 8] = [
     "feature-ends",
     "booted-expired",
     "stale-report",
+    "future-report",
     "refused",
     "unknown-key",
     "clock",
@@ -159,9 +160,21 @@ pub(crate) struct Gather {
     phones: HashMap<String, Digest>,
 }
 
-/// Whether a report (`reported`, `order`) replaces a phone's kept one.
-fn replaces(reported: Option<UnixTime>, order: usize, old: &Digest) -> bool {
-    reported > old.reported || (reported == old.reported && order < old.order)
+/// How far a report's time may be ahead of the fleet's instant before the report is
+/// "from the future" (a phone's clock ahead): flagged, and never preferred. A day, as
+/// the agent's own default `windback_tolerance`.
+pub(crate) const FUTURE_TOLERANCE: i64 = 86_400;
+
+/// A report's time as it ranks: one from the future ranks with those whose time cannot
+/// be read, below every other.
+fn rank(reported: Option<UnixTime>, at: UnixTime) -> Option<UnixTime> {
+    reported.filter(|&t| t <= at.saturating_add(FUTURE_TOLERANCE))
+}
+
+/// Whether a report (`reported`, `order`) replaces a phone's kept one, judged at `at`.
+fn replaces(reported: Option<UnixTime>, order: usize, old: &Digest, at: UnixTime) -> bool {
+    let (new, kept) = (rank(reported, at), rank(old.reported, at));
+    new > kept || (new == kept && order < old.order)
 }
 
 impl Gather {
@@ -212,7 +225,7 @@ impl Gather {
         }
         let reported = parse_instant(report.reported_at.as_str()).ok();
         if let Some(old) = self.phones.get(report.mac.as_str()) {
-            if !replaces(reported, order, old) {
+            if !replaces(reported, order, old, at) {
                 return;
             }
         }
@@ -248,7 +261,7 @@ impl Gather {
         let moved = |i: &mut usize| *i = map.get(*i).copied().unwrap_or(usize::MAX);
         for (mac, mut digest) in other.phones {
             if let Some(old) = self.phones.get(&mac) {
-                if !replaces(digest.reported, digest.order, old) {
+                if !replaces(digest.reported, digest.order, old, self.options.at) {
                     continue;
                 }
             }
@@ -385,6 +398,17 @@ fn attention(report: &Slim<'_>, reported: Option<UnixTime>, options: Options) ->
     }
     for detail in booted_expired(report) {
         add("booted-expired", detail);
+    }
+    if let Some(t) = reported.filter(|&t| t > options.at.saturating_add(FUTURE_TOLERANCE)) {
+        add(
+            "future-report",
+            format!(
+                "reported {}, {} days after the fleet's instant: the phone's clock is ahead \
+                 (never preferred to a report of the present)",
+                report.reported_at,
+                t.saturating_sub(options.at) / 86_400
+            ),
+        );
     }
     match reported {
         Some(t) if options.at.saturating_sub(t) > options.stale => add(
