@@ -444,6 +444,9 @@ impl Ftp {
             if !self.put(session, &temp, bytes, deadline, &mut tried, true)? {
                 continue;
             }
+            // Whether the previous report was deleted to make way (then `temp` may hold
+            // the only report the server has).
+            let mut old_deleted = false;
             let renamed = match self.rename(session, &temp, &path)? {
                 Renamed::Done => true,
                 Renamed::FromRefused(why) => {
@@ -462,15 +465,21 @@ impl Ftp {
                         tried.push(format!("{path} deleted, then renamed over it"));
                         true
                     } else {
+                        old_deleted = true;
                         tried.push(format!("{path} deleted, and the rename refused again"));
                         false
                     }
                 }
             };
             if !renamed {
-                // Renames do not work here: the name itself, then no temporary file stays.
+                // Renames do not work here: the name itself, then no temporary file stays
+                // (unless it holds the only report left: a report is never lost).
                 let stored = self.put(session, &path, bytes, deadline, &mut tried, false)?;
-                tried.push(self.remove(session, &temp)?);
+                if stored || !old_deleted {
+                    tried.push(self.remove(session, &temp)?);
+                } else {
+                    tried.push(format!("{temp} kept: the only report on the server"));
+                }
                 if stored {
                     tried.push(format!("written in place as {path}"));
                     return Ok(tried);

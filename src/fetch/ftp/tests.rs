@@ -49,6 +49,10 @@ struct Script {
     /// `STOR` to a name that begins with a dot takes the data, keeps it, then answers
     /// `553` (an upload filter).
     refuse_dot_after_data: bool,
+    /// Every `RNTO` is refused.
+    no_rnto: bool,
+    /// `STOR` to these names is refused.
+    refuse_stor_of: Vec<String>,
 }
 
 impl Script {
@@ -117,6 +121,7 @@ fn session(mut control: TcpStream, script: &Script) {
             "STOR" if script.refuse_dot_names && arg.starts_with('.') => {
                 "553 Prohibited file name".into()
             }
+            "STOR" if script.refuse_stor_of.iter().any(|n| n == arg) => "553 Not here".into(),
             "STOR" if script.no_overwrite && exists(arg) => {
                 "553 Overwrite permission denied".into()
             }
@@ -141,6 +146,7 @@ fn session(mut control: TcpStream, script: &Script) {
                 rename_from = Some(arg.to_string());
                 "350 go on".into()
             }
+            "RNTO" if script.no_rnto => "553 Rename refused".into(),
             "RNTO" if script.no_overwrite && exists(arg) => {
                 "553 Overwrite permission denied".into()
             }
@@ -759,4 +765,32 @@ fn the_user_ftp_is_an_anonymous_login() {
         let log = s.log.lock().unwrap().join("\n");
         assert!(!log.contains(".part"), "{user}: {log}");
     }
+}
+
+/// A server that refuses the rename even once the previous report is deleted, and the
+/// report's own name too: the new report under its temporary name is the only one the
+/// server has, and it is kept (a report is never lost to the clean-up).
+#[test]
+fn the_only_report_left_is_never_deleted() {
+    let s = Script {
+        no_rnto: true,
+        refuse_stor_of: vec!["r.json".into()],
+        ..Script::default()
+    };
+    s.folder
+        .lock()
+        .unwrap()
+        .insert("r.json".into(), b"old".to_vec());
+    let (result, folder) = upload(&s, b"new");
+    let e = result.unwrap_err();
+    assert_eq!(e.kind, FailureKind::Refused, "{e}");
+    assert!(
+        e.detail
+            .contains(".part-r.json kept: the only report on the server"),
+        "{e}"
+    );
+    assert_eq!(
+        folder,
+        BTreeMap::from([(".part-r.json".to_string(), b"new".to_vec())])
+    );
 }
