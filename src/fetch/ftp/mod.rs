@@ -407,7 +407,7 @@ impl Ftp {
     ///    name. A refused `RNTO` (a server that forbids overwriting: proftpd
     ///    `AllowOverwrite off`) deletes the previous report and renames again. Where
     ///    renames fail, the report is written under its own name, and the temporary
-    ///    file deleted.
+    ///    file deleted (kept only if it holds the only report the server has left).
     /// 2. `STOR` to the name itself (a server that takes files but no renames; at
     ///    once for an anonymous login, which may create files but, on pure-ftpd and
     ///    with vsftpd's defaults, not rename or delete them).
