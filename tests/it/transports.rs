@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::ftp::{free_tcp_port, Security, Vsftpd};
 use common::nginx::Nginx;
-use common::phone::{fault_case, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
+use common::phone::{fault_case, fault_case_within, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
 use common::tftp::{free_udp_port, set_mode, Impairment, Relay, Tftpd};
 use common::{agent, now, run, stdout};
@@ -514,28 +514,38 @@ fn ftp_fault_transfer_cut_mid_way() {
     ));
     server.put(SITE_FILE, &[b'x'; 3000]);
     server.put(PHONE_FILE, &[b'x'; 3000]);
-    // The session is killed 1.5 s after it opened, while the first transfer trickles
-    // (200 B/s: 15 s for a file). Waited for without a short deadline: on a loaded
-    // machine the phone's set-up before its boot fetch took more than the 10 s that a
-    // fixed wait gave (the test then saw whole files and no cut).
+    // Every session is killed 1.5 s after it opened, while a transfer trickles (200 B/s:
+    // vsftpd sends a small file at once, then holds the data connection open to keep
+    // the rate): the transfer in progress is cut. Every session, not only the first:
+    // under qemu-arm the first file could end whole before the kill, which then fell
+    // between the two files, and the second one timed out instead of being cut. Waited
+    // for without a short deadline: on a loaded machine the phone's set-up before its
+    // boot fetch took more than 10 s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let killer = {
-        let server = server.clone();
+        let (server, stop) = (server.clone(), stop.clone());
         std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            let deadline = std::time::Instant::now() + Duration::from_secs(180);
             let mut opened = None;
-            while std::time::Instant::now() < deadline {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(100));
                 if server.sessions() == 0 {
+                    opened = None;
                     continue;
                 }
                 let since = *opened.get_or_insert_with(std::time::Instant::now);
                 if since.elapsed() >= Duration::from_millis(1500) && server.kill_sessions() > 0 {
-                    return;
+                    opened = None;
                 }
             }
         })
     };
-    fault_case(&server.url(), "", "connection cut");
+    // A total timeout well past the kill: the fetch in progress at a kill is cut, not
+    // timed out first.
+    fault_case_within(&server.url(), "", "connection cut", "10s");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     killer.join().unwrap();
 }
 

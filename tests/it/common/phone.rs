@@ -382,8 +382,14 @@ impl Drop for Sim {
 /// in `[fetch]`) fails: the daemon reports a failure whose words contain `expected`
 /// (lower case), schedules a retry, keeps both licenses in force, and retries by itself.
 pub fn fault_case(server: &str, extra_fetch: &str, expected: &str) {
+    fault_case_within(server, extra_fetch, expected, "3s");
+}
+
+/// [`fault_case`] with the fetches' total timeout `total` (a fault that must strike
+/// within a transfer, by a test's own clock, needs one longer than its own wait).
+pub fn fault_case_within(server: &str, extra_fetch: &str, expected: &str, total: &str) {
     let phone = Phone::new(&format!(
-        "server = \"{server}\"\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"3s\"\n{extra_fetch}\
+        "server = \"{server}\"\n[fetch]\nconnect_timeout = \"2s\"\ntotal_timeout = \"{total}\"\n{extra_fetch}\
          [timing]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n"
     ));
     let t = now();
