@@ -1,8 +1,8 @@
 //! The fleet as CSV for a spreadsheet (RFC 4180: comma-separated, CRLF line ends, a
 //! header line; a field holding a comma, a quote, a CR or an LF is quoted and its quotes
-//! doubled). One table per call: the licenses (one row per feature record a license
-//! grants, the license's columns repeated, so a sheet filters and sums by feature), the
-//! attention items, the summary, or the files that are not reports.
+//! doubled). One table per call: the license rows (one per feature grant, as the
+//! portal lists them), the groups to act on, each group's phones, the per-site totals,
+//! the summary, or the files that are not reports.
 //!
 //! Text from the reports (devices in the field) that a spreadsheet would take for a
 //! formula (starting with `=`, `+`, `-`, `@`, a tab or a CR) gets a leading `'`, so
@@ -17,6 +17,8 @@ use super::Unreadable;
 pub(crate) enum Table {
     Licenses,
     Attention,
+    Phones,
+    Sites,
     Summary,
     Unreadable,
 }
@@ -26,6 +28,8 @@ impl Table {
         match text {
             "licenses" => Some(Table::Licenses),
             "attention" => Some(Table::Attention),
+            "phones" => Some(Table::Phones),
+            "sites" => Some(Table::Sites),
             "summary" => Some(Table::Summary),
             "unreadable" => Some(Table::Unreadable),
             _ => None,
@@ -34,25 +38,28 @@ impl Table {
 }
 
 /// The columns of the licenses table, in order.
-pub(crate) const LICENSE_COLUMNS: [&str; 18] = [
-    "fingerprint",
+pub(crate) const LICENSE_COLUMNS: [&str; 21] = [
+    "license_id",
     "kind",
-    "serial",
-    "key",
-    "license_status",
-    "license_start",
-    "license_end",
-    "phones",
     "feature",
     "description",
     "type",
     "transaction",
     "start",
     "end",
+    "days_left",
     "status",
-    "in_use",
+    "term_status",
+    "renewed_until",
+    "renewal_fetched",
+    "adds_to",
     "limit",
-    "over_limit",
+    "capacity",
+    "in_use",
+    "over",
+    "phones",
+    "verified",
+    "licenses",
 ];
 
 /// One field as RFC 4180 wants it, stripped of control characters ([`super::plain`]);
@@ -101,54 +108,96 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
     match which {
         Table::Licenses => {
             header(&mut out, &LICENSE_COLUMNS);
-            for l in &fleet.licenses {
-                let phones = l.phones.to_string();
-                let license: [(&str, bool); 8] = [
-                    (&l.fingerprint, true),
-                    (&l.kind, true),
-                    (&l.serial, true),
-                    (&l.key, true),
-                    (&l.status, false),
-                    (&l.start, true),
-                    (&l.end, true),
-                    (&phones, false),
+            for r in &fleet.rows {
+                let numbers = [
+                    r.days_left.map_or(String::new(), |d| d.to_string()),
+                    r.renewal_fetched.map_or(String::new(), |n| n.to_string()),
+                    r.limit.to_string(),
+                    r.capacity.to_string(),
+                    r.in_use.to_string(),
+                    r.phones.to_string(),
                 ];
-                if l.grants.is_empty() {
-                    let mut fields = license.to_vec();
-                    fields.extend([("", false); 10]);
-                    record(&mut out, &fields);
-                }
-                for g in &l.grants {
-                    let (in_use, limit) = (g.in_use.to_string(), g.limit.to_string());
-                    let kind = if g.limit > 0 {
-                        "Managed Device"
-                    } else {
-                        "not counted"
-                    };
-                    let mut fields = license.to_vec();
-                    fields.extend([
-                        (g.name.as_str(), true),
-                        (g.description.as_str(), false),
-                        (kind, false),
-                        (g.transaction.as_str(), true),
-                        (g.start.as_str(), true),
-                        (g.end.as_str(), true),
-                        (g.status.as_str(), false),
-                        (in_use.as_str(), false),
-                        (limit.as_str(), false),
-                        (if g.over_limit { "true" } else { "false" }, false),
-                    ]);
-                    record(&mut out, &fields);
-                }
+                let licenses = r.licenses.join(" ");
+                record(
+                    &mut out,
+                    &[
+                        (&r.id, true),
+                        (&r.kind, true),
+                        (&r.feature, true),
+                        (&r.description, false),
+                        (&r.kind_of_count, false),
+                        (&r.transaction, true),
+                        (&r.start, true),
+                        (&r.end, true),
+                        (&numbers[0], false),
+                        (&r.status, false),
+                        (&r.term_status, false),
+                        (r.renewed_until.as_deref().unwrap_or(""), true),
+                        (&numbers[1], false),
+                        (r.adds_to.as_deref().unwrap_or(""), true),
+                        (&numbers[2], false),
+                        (&numbers[3], false),
+                        (&numbers[4], false),
+                        (if r.over { "true" } else { "false" }, false),
+                        (&numbers[5], false),
+                        (if r.verified { "true" } else { "false" }, false),
+                        (&licenses, true),
+                    ],
+                );
             }
         }
         Table::Attention => {
-            header(&mut out, &["mac", "what", "detail"]);
-            for a in &fleet.attention {
+            header(&mut out, &["what", "subject", "phones", "detail"]);
+            for g in &fleet.attention {
+                let n = g.phones.len().to_string();
                 record(
                     &mut out,
-                    &[(&a.mac, true), (&a.what, false), (&a.detail, true)],
+                    &[(&g.what, false), (&g.subject, true), (&n, false), (&g.detail, true)],
                 );
+            }
+        }
+        Table::Phones => {
+            header(&mut out, &["what", "subject", "mac", "detail"]);
+            for g in &fleet.attention {
+                for p in &g.phones {
+                    record(
+                        &mut out,
+                        &[(&g.what, false), (&g.subject, true), (&p.mac, true), (&p.detail, true)],
+                    );
+                }
+            }
+        }
+        Table::Sites => {
+            header(
+                &mut out,
+                &[
+                    "serial",
+                    "phones",
+                    "all",
+                    "active",
+                    "expiring_shortly",
+                    "impending",
+                    "inactive",
+                    "in_use",
+                    "capacity",
+                ],
+            );
+            for site in &fleet.sites {
+                let numbers = [
+                    site.phones,
+                    site.rows.all,
+                    site.rows.active,
+                    site.rows.expiring_shortly,
+                    site.rows.impending,
+                    site.rows.inactive,
+                    site.in_use,
+                ]
+                .map(|n| n.to_string());
+                let capacity = site.capacity.to_string();
+                let mut fields = vec![(site.serial.as_str(), true)];
+                fields.extend(numbers.iter().map(|n| (n.as_str(), false)));
+                fields.push((&capacity, false));
+                record(&mut out, &fields);
             }
         }
         Table::Summary => {
@@ -174,7 +223,7 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
                 s.expiring_shortly,
                 s.impending,
                 s.inactive,
-                fleet.attention.len(),
+                fleet.attention_items(),
                 unreadable.len(),
             ]
             .map(|n| n.to_string());

@@ -334,41 +334,36 @@ fn island(fleet: &Fleet) -> (String, usize) {
         json.push_str(&row.unwrap_or_else(|_| "[]".into()));
         rows += 1;
     };
-    for l in &fleet.licenses {
-        let (fp, kind, serial) = (&l.fingerprint, &l.kind, &l.serial);
-        if l.grants.is_empty() {
-            let row = (
-                fp, kind, serial, "", 0u32, 0usize, 0u8, "", &l.start, &l.end, &l.status,
-            );
-            push(&mut json, serde_json::to_string(&row));
+    for r in &fleet.rows {
+        let known = description(&r.feature);
+        if !known.is_empty() {
+            names.insert(r.feature.as_str(), known);
         }
-        for g in &l.grants {
-            let known = description(&g.name);
-            if !known.is_empty() {
-                names.insert(g.name.as_str(), known);
-            }
-            let row = (
-                fp,
-                kind,
-                serial,
-                &g.name,
-                g.limit,
-                g.in_use,
-                u8::from(g.over_limit),
-                &g.transaction,
-                &g.start,
-                &g.end,
-                &g.status,
-            );
-            push(&mut json, serde_json::to_string(&row));
-        }
+        let row = (
+            r.licenses.first().map_or("", String::as_str),
+            &r.kind,
+            &r.id,
+            &r.feature,
+            r.capacity,
+            r.in_use,
+            u8::from(r.over),
+            &r.transaction,
+            &r.start,
+            &r.end,
+            &r.status,
+        );
+        push(&mut json, serde_json::to_string(&row));
     }
     json.push_str("],\"attention\":[");
-    for (n, a) in fleet.attention.iter().take(MAX_ATTENTION).enumerate() {
+    let items = fleet
+        .attention
+        .iter()
+        .flat_map(|g| g.phones.iter().map(move |p| (&p.mac, &g.what, &p.detail)));
+    for (n, a) in items.take(MAX_ATTENTION).enumerate() {
         if n > 0 {
             json.push(',');
         }
-        let row = serde_json::to_string(&(&a.mac, &a.what, &a.detail));
+        let row = serde_json::to_string(&a);
         json.push_str(&row.unwrap_or_else(|_| "[]".into()));
     }
     json.push_str("],\"descriptions\":");

@@ -9,11 +9,13 @@
 //! `--html FILE` ([`html`]). The folder is read on every core and folded report by
 //! report ([`view::Gather`]): 100,000 reports take seconds and a few hundred MB at most.
 
+pub(crate) mod attention;
 pub(crate) mod csv;
 pub(crate) mod html;
 pub(crate) mod slim;
 #[cfg(test)]
 mod tests;
+pub(crate) mod verify;
 pub(crate) mod view;
 
 use std::ffi::OsString;
@@ -34,59 +36,74 @@ pub(crate) const SUFFIX: &str = "-license-status.json";
 const HELP: &str = "\
 license-fleet: a fleet's licenses from its phones' status reports (host tool)
 
-Usage: license-fleet [--at TIME] [--within DAYS] [--stale DAYS]
-                     [--json | --csv[=TABLE]] [--html FILE] DIR
+Usage: license-fleet [--keyring FILE] [--at TIME] [--within DAYS] [--stale DAYS]
+                     [--inactive DAYS] [--json | --csv[=TABLE]] [--html FILE] DIR
 
 Reads every <mac>-license-status.json in DIR (the provisioning server's upload
 folder; a report must be named for the MAC it carries, else it is listed among the
-files that are not reports) and shows, as the vendor's portal does:
-  the summary: licenses in all, Active, Expiring Shortly (fewer than 31 days left),
-    Impending (not started), Inactive (ended), each license once however many phones
-    hold it;
-  the licenses: fingerprint, kind, serial, status, start, end, the phones holding it,
-    and each feature it grants (description when known, transaction, start, end,
-    status) with the phones using it against its Managed Device limit (OVER when
-    above);
-  what needs attention, phone by phone:
-    feature-ends    a feature in force ends within DAYS (--within)
-    booted-expired  booted with an expired license: a feature the phone is
-                    configured for (its report's configured) is neither in the set
-                    it booted with (booted) nor in force, and a license it holds
-                    granted it until an end already past when the phone judged its
-                    licenses (evaluated_at); judged from the report, not at --at
-                    (reports without configured or booted, e.g. without a running
-                    daemon, say nothing of it)
-    stale-report    the report is older than DAYS (--stale), or its time cannot
-                    be read
-    future-report   the report's time is more than a day after the instant (the
-                    phone's clock is ahead): never preferred to one of the present
-    refused, unknown-key  a license refused (an unknown key: a stale keyring)
-    clock           the clock is unsynced or wound back
+files that are not reports) and shows the licenses as the vendor's portal does
+(docs/fleet-model.md):
+  the counts: All, Active, Expiring Shortly (fewer than 31 days left), Impending
+    (not started), Inactive (ended): counts of the rows below, as shown;
+  the licenses, one row per feature grant: License ID (the serial), kind, feature,
+    description, type (Managed Device when counted), transaction (trial, new,
+    addon, renewal), start, end, days left, devices in use against the capacity,
+    status. A term with a Renewal that starts no later than its end is renewed:
+    shown Active, renewed until the Renewal's end, with how many of its phones hold
+    the Renewal. An Addon adds its limit to the capacity of the New or Renewal term
+    it falls in, while in force. An ended grant stays listed as Inactive for DAYS
+    (--inactive) after its end, from the licenses phones report they dropped;
+  per-site totals;
+  what to act on, grouped, each group with its phones:
+    renewal-not-fetched  a term is renewed but these phones hold only the old term
+    feature-ends    a feature in force ends within DAYS (--within), no Renewal posted
+    over-capacity   more devices in use than the capacity
+    feature-lost    a configured feature neither enabled nor licensed, whatever the
+                    cause (a license replaced by one without it, none at all)
+    booted-expired  the same, because its license ended: the phone booted without it
+    forged-license  a report's signed content is not the license it names
+    unverified-license  content the keyring does not verify, or none (--keyring)
+    unknown-key     a license refused: signed with a key the phone does not trust
+    refused         a license refused for another reason
+    stale-report    no report for DAYS (--stale), or its time cannot be read
+    future-report   a report dated more than a day after the instant (a clock
+                    ahead): never preferred to one of the present
+    clock           the phone's clock is unsynced or wound back
     reboot-pending  a reboot the phone needs and has not had
+    inactive-in-use a phone still uses a grant that has ended
   files that are not reports.
 
+A license is defined by the signed content its reports carry, never by their words
+about it: content whose SHA-256 is not the fingerprint named is a forgery, flagged
+and ignored. With --keyring, a license counts only when its content verifies with
+a vendor key of FILE (the phones' keyring format); without, the view says its
+licenses are unverified.
+
 Options:
-  --at TIME      judge the fleet at another instant (RFC 3339 or Unix seconds)
-  --within DAYS  a feature ending this soon needs attention (default 31)
-  --stale DAYS   a report older than this is stale (default 7)
-  --json         one JSON object instead of tables
-  --csv[=TABLE]  one table as CSV (RFC 4180, CRLF; text from reports that a
-                 spreadsheet would run as a formula gets a leading '; here and
-                 in the tables every control character is a space):
-                   licenses (the default): one row per feature a license grants,
-                     the license's columns repeated (a license granting nothing:
-                     one row, feature columns empty); statuses as in --json;
-                   attention: mac, what, detail, every item;
-                   summary: at, phones, the five counts, attention, unreadable;
-                   unreadable: file, why
-  --html FILE    also write the portal-like page to FILE: one static HTML file,
-                 nothing external (works offline, servable as is): the counts,
-                 the license table (Expiring Shortly in red) and what needs
-                 attention (the first 5000 items; the counts cover all), sortable
-                 by a click on a column, filtered by text and status; the URL
-                 fragment holds the view (#status=expiring-shortly&sort=end&dir=desc).
-                 Without --json or --csv, stdout just says what was written.
-  -h, --help     this text
+  --keyring FILE  verify every license with these vendor keys
+  --at TIME       judge the fleet at another instant (RFC 3339 or Unix seconds)
+  --within DAYS   a feature ending this soon needs attention (default 31)
+  --stale DAYS    a report older than this is stale (default 7)
+  --inactive DAYS an ended grant stays listed this long (default 90)
+  --json          one JSON object instead of tables
+  --csv[=TABLE]   one table as CSV (RFC 4180, CRLF; text from reports that a
+                  spreadsheet would run as a formula gets a leading '; here and
+                  in the tables every control character is a space):
+                    licenses (the default): one row per license row;
+                    attention: one row per group (what, subject, phones, detail);
+                    phones: one row per phone of each group;
+                    sites: the per-site totals;
+                    summary: at, phones, the five counts, attention, unreadable;
+                    unreadable: file, why
+  --html FILE     also write the portal-like page to FILE: one static HTML file,
+                  nothing external (works offline, servable as is): the counts,
+                  the license rows (Expiring Shortly in red), per-site totals and
+                  the groups to act on (expandable), filtered by text, kind, site
+                  serial, transaction, status and days left, sortable by a click;
+                  the URL fragment holds the view
+                  (#status=expiring-shortly&kind=site&sort=end&dir=desc).
+                  Without --json or --csv, stdout just says what was written.
+  -h, --help      this text
 ";
 
 /// A file of the folder that is not a usable report, and why.
@@ -110,6 +127,8 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
     let mut at = None;
     let mut within = 31;
     let mut stale = 7;
+    let mut inactive = 90;
+    let mut keyring: Option<std::sync::Arc<crate::trust::Keyring>> = None;
     let mut output: Option<Output> = None;
     let mut html: Option<PathBuf> = None;
     let mut dir: Option<PathBuf> = None;
@@ -140,12 +159,22 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
             }
             Long("within") => within = days(&mut parser, "--within")?,
             Long("stale") => stale = days(&mut parser, "--stale")?,
+            Long("inactive") => inactive = days(&mut parser, "--inactive")?,
+            Long("keyring") => {
+                let path = PathBuf::from(parser.value()?);
+                let ring = crate::trust::Keyring::load(&path)
+                    .map_err(|e| Usage(format!("--keyring {}: {e}", path.display())))?;
+                keyring = Some(std::sync::Arc::new(ring));
+            }
             Long("json") => set_output(&mut output, Output::Json)?,
             Long("csv") => {
                 let table = match parser.optional_value() {
                     None => csv::Table::Licenses,
                     Some(v) => v.to_str().and_then(csv::Table::parse).ok_or_else(|| {
-                        Usage("--csv=TABLE: licenses, attention, summary or unreadable".into())
+                        Usage(
+                            "--csv=TABLE: licenses, attention, phones, sites, summary or unreadable"
+                                .into(),
+                        )
                     })?,
                 };
                 set_output(&mut output, Output::Csv(table))?;
@@ -165,6 +194,8 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
         at,
         within: within * 86_400,
         stale: stale * 86_400,
+        inactive: inactive * 86_400,
+        keyring,
     };
     let (fleet, unreadable) = gather_folder(&dir, options).map_err(Usage)?;
     let mut stdout = String::new();
@@ -177,11 +208,12 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
         }
         if output.is_none() {
             stdout = format!(
-                "wrote {}: {} phones, {} licenses, {} attention items, {} files not reports\n",
+                "wrote {}: {} phones, {} licenses, {} groups to act on ({} phone items), {} files not reports\n",
                 path.display(),
                 fleet.phones,
                 fleet.summary.all,
                 fleet.attention.len(),
+                fleet.attention_items(),
                 unreadable.len()
             );
         }
@@ -257,9 +289,9 @@ pub(crate) fn gather_folder(
     let parts: Vec<(Gather, Vec<(usize, String)>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (names, next) = (&names, &next);
+                let (names, next, options) = (&names, &next, &options);
                 scope.spawn(move || {
-                    let mut gather = Gather::new(options);
+                    let mut gather = Gather::new(options.clone());
                     let mut bad = Vec::new();
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
@@ -358,63 +390,124 @@ fn label(status: &str) -> &str {
         "expiring-shortly" => "Expiring Shortly",
         "impending" => "Impending",
         "inactive" => "Inactive",
+        "trial" => "Trial",
+        "new" => "New",
+        "addon" => "Addon",
+        "renewal" => "Renewal",
         other => other,
     }
 }
 
+/// The most phones a group lists in the text table (`--csv=phones` lists all).
+const TABLE_PHONES: usize = 8;
+
 /// The fleet as text tables.
 pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
+    use std::fmt::Write as _;
     let s = &fleet.summary;
     let mut out = format!(
-        "fleet at {}: {} phones\n\nlicenses {}  active {}  expiring shortly {}  impending {}  inactive {}\n",
-        fleet.at, fleet.phones, s.all, s.active, s.expiring_shortly, s.impending, s.inactive
+        "fleet at {}: {} phones{}\n\nlicenses {}  active {}  expiring shortly {}  impending {}  inactive {}\n",
+        fleet.at,
+        fleet.phones,
+        if fleet.verified {
+            ""
+        } else {
+            " (licenses NOT verified: no --keyring)"
+        },
+        s.all,
+        s.active,
+        s.expiring_shortly,
+        s.impending,
+        s.inactive
     );
-    out.push_str("\nLICENSE       KIND   SERIAL        STATUS            START                 END                   PHONES\n");
-    for l in &fleet.licenses {
-        out.push_str(&format!(
-            "{:<13} {:<6} {:<13} {:<17} {:<21} {:<21} {}\n",
-            plain(l.fingerprint.get(..12).unwrap_or(&l.fingerprint)),
-            plain(&l.kind),
-            plain(&l.serial),
-            plain(label(&l.status)),
-            plain(&l.start),
-            plain(&l.end),
-            l.phones
-        ));
-        for g in &l.grants {
-            let used = if g.limit > 0 {
-                format!(
-                    "{} of {}{}",
-                    g.in_use,
-                    g.limit,
-                    if g.over_limit { " OVER" } else { "" }
-                )
+    out.push_str(
+        "\nLICENSE ID    KIND  FEATURE                DESCRIPTION                          TYPE            TRANSACTION  START                 END                   DAYS  IN USE        STATUS\n",
+    );
+    for r in &fleet.rows {
+        let used = if r.capacity > 0 {
+            format!(
+                "{} of {}{}",
+                r.in_use,
+                r.capacity,
+                if r.over { " OVER" } else { "" }
+            )
+        } else if r.transaction == "addon" && r.adds_to.is_some() {
+            format!("+{}", r.limit)
+        } else {
+            r.in_use.to_string()
+        };
+        let mut status = label(&r.status).to_string();
+        if let Some(until) = &r.renewed_until {
+            let _ = write!(status, " (renewed until {until}");
+            if let Some(n) = r.renewal_fetched {
+                let _ = write!(status, ", fetched by {n} of {}", r.phones);
+            }
+            status.push(')');
+        }
+        let _ = writeln!(
+            out,
+            "{:<13} {:<5} {:<22} {:<36} {:<15} {:<12} {:<21} {:<21} {:>4}  {:<13} {}",
+            plain(&r.id),
+            plain(&r.kind),
+            plain(&r.feature),
+            plain(&r.description),
+            if r.kind_of_count == "managed-device" {
+                "Managed Device"
             } else {
-                format!("{} (not counted)", g.in_use)
-            };
-            out.push_str(&format!(
-                "    {:<24} {:<9} until {:<21} in use {used}\n",
-                plain(&g.name),
-                plain(&g.transaction),
-                plain(&g.end)
-            ));
+                "Feature"
+            },
+            label(&r.transaction),
+            plain(&r.start),
+            plain(&r.end),
+            r.days_left.map_or("-".to_string(), |d| d.to_string()),
+            used,
+            status
+        );
+    }
+    if !fleet.sites.is_empty() {
+        out.push_str("\nSITE          PHONES  LICENSES  ACTIVE  EXPIRING  IMPENDING  INACTIVE  IN USE\n");
+        for site in &fleet.sites {
+            let _ = writeln!(
+                out,
+                "{:<13} {:>6}  {:>8}  {:>6}  {:>8}  {:>9}  {:>8}  {} of {}",
+                plain(&site.serial),
+                site.phones,
+                site.rows.all,
+                site.rows.active,
+                site.rows.expiring_shortly,
+                site.rows.impending,
+                site.rows.inactive,
+                site.in_use,
+                site.capacity
+            );
         }
     }
     if !fleet.attention.is_empty() {
-        out.push_str("\nATTENTION\n");
-        for a in &fleet.attention {
-            out.push_str(&format!(
-                "{}  {:<15} {}\n",
-                plain(&a.mac),
-                plain(&a.what),
-                plain(&a.detail)
-            ));
+        out.push_str("\nTO ACT ON\n");
+        for g in &fleet.attention {
+            let _ = writeln!(
+                out,
+                "{:<19} {} phones  {}",
+                plain(&g.what),
+                g.phones.len(),
+                plain(&g.detail)
+            );
+            for p in g.phones.iter().take(TABLE_PHONES) {
+                let _ = writeln!(out, "    {}  {}", plain(&p.mac), plain(&p.detail));
+            }
+            if g.phones.len() > TABLE_PHONES {
+                let _ = writeln!(
+                    out,
+                    "    ... and {} more (--csv=phones lists every one)",
+                    g.phones.len() - TABLE_PHONES
+                );
+            }
         }
     }
     if !unreadable.is_empty() {
         out.push_str("\nNOT REPORTS\n");
         for u in unreadable {
-            out.push_str(&format!("{}: {}\n", plain(&u.file), plain(&u.why)));
+            let _ = writeln!(out, "{}: {}", plain(&u.file), plain(&u.why));
         }
     }
     out

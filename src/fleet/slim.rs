@@ -84,6 +84,10 @@ pub(crate) struct Slim<'a> {
     _set_aside: IgnoredAny,
     #[serde(borrow, default)]
     pub(crate) reboot: Option<Reboot<'a>>,
+    /// The licenses the phone dropped from its store lately (added within version 1;
+    /// absent from older agents).
+    #[serde(borrow, default)]
+    pub(crate) dropped: Option<Vec<Dropped<'a>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,12 +102,60 @@ pub(crate) struct License<'a> {
     pub(crate) key: Text<'a>,
     #[serde(rename = "role")]
     _role: IgnoredAny,
-    #[serde(borrow)]
-    pub(crate) start: Text<'a>,
-    #[serde(borrow)]
-    pub(crate) end: Text<'a>,
+    /// Required, not read: a license's span is its grants'.
+    #[serde(rename = "start")]
+    _start: IgnoredAny,
+    #[serde(rename = "end")]
+    _end: IgnoredAny,
     #[serde(borrow)]
     pub(crate) grants: Vec<Grant<'a>>,
+    /// The parts of the license file its signature covers (added within version 1;
+    /// absent from older agents, null past the report's budget).
+    #[serde(borrow, default)]
+    pub(crate) signed: Option<Signed<'a>>,
+}
+
+/// The signed content of a license, as a report carries it: enough to rebuild the
+/// signed message, hash it and check its signature.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Signed<'a> {
+    #[serde(borrow)]
+    pub(crate) serial: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) description: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) key: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) features: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) signature: Text<'a>,
+}
+
+/// A license the phone dropped from its store: at its end (`ended`), or replaced by
+/// another of its kind (`replaced`). A held license's fields, without its role.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Dropped<'a> {
+    #[serde(borrow)]
+    pub(crate) fingerprint: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) kind: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) serial: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) key: Text<'a>,
+    /// Required, not read: a license's span is its grants'.
+    #[serde(rename = "start")]
+    _start: IgnoredAny,
+    #[serde(rename = "end")]
+    _end: IgnoredAny,
+    #[serde(borrow)]
+    pub(crate) grants: Vec<Grant<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) signed: Option<Signed<'a>>,
+    #[serde(borrow)]
+    pub(crate) dropped_at: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) reason: Text<'a>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,25 +1,31 @@
-//! The fleet view as data, from the phones' reports at one instant: the portal's summary
-//! (each license once, by fingerprint), the license list with the phones using each
-//! counted feature against its limit, and what needs attention. Pure: reports and an
-//! instant in, a [`Fleet`] out.
+//! The fleet view as data, the vendor portal's model (`docs/fleet-model.md`): one row
+//! per feature grant (License ID, feature, description, type, transaction, start, end,
+//! devices in use against the capacity, status), counts that are counts of those rows,
+//! Renewals that renew and Addons that add capacity, per-site totals, and what the
+//! provider must act on, grouped. Pure: reports and an instant in, a [`Fleet`] out.
 //!
 //! Reports are gathered one at a time ([`Gather`]): each phone's newest report is kept
 //! only as a small digest (the licenses it holds as indices into one table of licenses,
-//! the features it uses, its attention items), so a folder of 100,000 reports is never
-//! held in memory at once.
+//! the features it uses, its own attention items), so a folder of 100,000 reports is
+//! never held in memory at once. A license is defined by the signed content a report
+//! carries ([`verify`](super::verify)), never by the report's words about it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::attention::{self, Item};
 use super::slim::{self, Slim};
+use super::verify::{self, Claim, Def, Proof};
 use crate::engine::status::status;
 use crate::format::End;
 use crate::phone::parse_instant;
 use crate::time::UnixTime;
+use crate::trust::Keyring;
 
 /// What to look for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Options {
     /// The instant the fleet is judged at.
     pub(crate) at: UnixTime,
@@ -27,8 +33,26 @@ pub(crate) struct Options {
     pub(crate) within: i64,
     /// A report older than this many seconds is stale.
     pub(crate) stale: i64,
+    /// An ended grant stays listed (Inactive) this many seconds after its end.
+    pub(crate) inactive: i64,
+    /// The vendor keys: a license counts only when its content verifies with one.
+    pub(crate) keyring: Option<Arc<Keyring>>,
 }
 
+impl Options {
+    /// The defaults of `license-fleet` at `at`: 31, 7 and 90 days, no keyring.
+    pub(crate) fn at(at: UnixTime) -> Options {
+        Options {
+            at,
+            within: 31 * 86_400,
+            stale: 7 * 86_400,
+            inactive: 90 * 86_400,
+            keyring: None,
+        }
+    }
+}
+
+/// The portal's counts: rows, by the status each is shown with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Summary {
     pub(crate) all: usize,
@@ -38,68 +62,121 @@ pub(crate) struct Summary {
     pub(crate) inactive: usize,
 }
 
+/// One license as the portal lists it: one feature grant of a license file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct LicenseRow {
-    pub(crate) fingerprint: String,
+pub(crate) struct Row {
+    /// The License ID: the license's serial (the site serial, or the phone's MAC).
+    pub(crate) id: String,
+    /// `site` or `phone`.
     pub(crate) kind: String,
-    pub(crate) serial: String,
-    pub(crate) key: String,
-    pub(crate) start: String,
-    pub(crate) end: String,
-    /// `active`, `expiring-shortly`, `impending`, `inactive` at the instant judged
-    /// (`unknown` when a date does not read).
-    pub(crate) status: String,
-    /// The phones that hold it.
-    pub(crate) phones: usize,
-    pub(crate) grants: Vec<GrantRow>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct GrantRow {
-    pub(crate) name: String,
-    /// What the feature is, for the features the spec names (empty otherwise).
+    /// The Feature Code.
+    pub(crate) feature: String,
     pub(crate) description: String,
+    /// `managed-device` (a counted feature: a limit) or `feature`.
+    #[serde(rename = "type")]
+    pub(crate) kind_of_count: String,
+    /// `trial`, `new`, `addon`, `renewal`.
     pub(crate) transaction: String,
     pub(crate) start: String,
     pub(crate) end: String,
-    /// This record's own status at the instant judged (as for licenses).
+    /// Days left at the instant, counted as `license-agent status` counts them (a day
+    /// begun counts); `None` for a grant that never ends.
+    pub(crate) days_left: Option<i64>,
+    /// As the portal shows it: `active`, `expiring-shortly`, `impending`, `inactive`
+    /// (`unknown` when a date does not read). A renewed term is `active`.
     pub(crate) status: String,
-    /// The Managed Device limit (0: not counted).
+    /// The status its own dates give (differs from `status` only when renewed).
+    pub(crate) term_status: String,
+    /// The end of the Renewal that renews this term, if one does.
+    pub(crate) renewed_until: Option<String>,
+    /// Of the phones holding this term, how many hold its Renewal too (when renewed).
+    pub(crate) renewal_fetched: Option<usize>,
+    /// For an Addon: the term whose capacity it adds to (`new 2026-01-01T00:00:00Z`).
+    pub(crate) adds_to: Option<String>,
+    /// The grant's own Managed Device limit (0: not counted).
     pub(crate) limit: u32,
-    /// The phones on which this license governs the feature and it is enabled.
+    /// What devices in use are counted against: the limit, plus the Addons in force
+    /// within this term.
+    pub(crate) capacity: u32,
+    /// The phones using the feature under this grant (an Addon's count toward its term).
     pub(crate) in_use: usize,
-    /// `in_use` above a non-zero `limit`.
-    pub(crate) over_limit: bool,
+    /// `in_use` above a non-zero `capacity`.
+    pub(crate) over: bool,
+    /// The phones holding a license file that carries this grant.
+    pub(crate) phones: usize,
+    /// The license files carrying it, by fingerprint.
+    pub(crate) licenses: Vec<String>,
+    /// Every file carrying it verified with the keyring.
+    pub(crate) verified: bool,
 }
 
+/// A site's totals: its rows by status, its phones and its counted devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Site {
+    pub(crate) serial: String,
+    /// Phones holding a license of the site.
+    pub(crate) phones: usize,
+    pub(crate) rows: Summary,
+    /// Devices in use and capacity over its counted rows in force.
+    pub(crate) in_use: usize,
+    pub(crate) capacity: u64,
+}
+
+/// What the provider must act on: one group per thing to do, with its phones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Attention {
-    pub(crate) mac: String,
-    /// `feature-ends`, `booted-expired`, `stale-report`, `future-report`, `refused`,
-    /// `unknown-key`, `clock`, `reboot-pending` (see [`KINDS`]).
+pub(crate) struct Group {
+    /// The kind of action (see [`KINDS`]).
     pub(crate) what: String,
+    /// What it is about (a feature and license, a key, a verdict...): the group's key.
+    pub(crate) subject: String,
+    /// What to do, in a sentence.
+    pub(crate) detail: String,
+    pub(crate) phones: Vec<PhoneItem>,
+}
+
+/// One phone of a group, with what is particular to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct PhoneItem {
+    pub(crate) mac: String,
     pub(crate) detail: String,
 }
 
-/// Every kind of attention item, in the order a phone's items are listed.
-pub(crate) const KINDS: [&str; 8] = [
+/// Every kind of group, in the order groups are listed.
+pub(crate) const KINDS: [&str; 14] = [
+    "renewal-not-fetched",
     "feature-ends",
+    "over-capacity",
+    "feature-lost",
     "booted-expired",
+    "forged-license",
+    "unverified-license",
+    "unknown-key",
+    "refused",
     "stale-report",
     "future-report",
-    "refused",
-    "unknown-key",
     "clock",
     "reboot-pending",
+    "inactive-in-use",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Fleet {
     pub(crate) at: String,
     pub(crate) phones: usize,
+    /// Whether licenses were verified (`--keyring`): without, every row is the
+    /// reports' word, its content at most matching its fingerprint.
+    pub(crate) verified: bool,
     pub(crate) summary: Summary,
-    pub(crate) licenses: Vec<LicenseRow>,
-    pub(crate) attention: Vec<Attention>,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) sites: Vec<Site>,
+    pub(crate) attention: Vec<Group>,
+}
+
+impl Fleet {
+    /// Phone items over all groups.
+    pub(crate) fn attention_items(&self) -> usize {
+        self.attention.iter().map(|g| g.phones.len()).sum()
+    }
 }
 
 /// What a feature the spec names is, for the portal's Description column.
@@ -115,39 +192,41 @@ pub(crate) fn description(feature: &str) -> &'static str {
     }
 }
 
-/// An RFC 3339 instant of a report, or `never`; `None` when it is neither.
-fn end_of(text: &str) -> Option<End> {
-    if text == "never" {
-        return Some(End::Never);
-    }
-    let t = parse_instant(text).ok()?;
-    u32::try_from(t).ok().map(End::At)
-}
-
-/// The status id of a span of a report at `at`, or `unknown`.
-fn status_of(start: &str, end: &str, at: UnixTime) -> &'static str {
-    match (parse_instant(start).ok(), end_of(end)) {
+/// The status id of a span at `at`, or `unknown`.
+fn status_of(start: Option<UnixTime>, end: Option<End>, at: UnixTime) -> &'static str {
+    match (start, end) {
         (Some(start), Some(end)) => status(start, end, at).id(),
         _ => "unknown",
     }
 }
 
-/// One license of the table, and the file order of the report it was first read from
-/// (the first file's copy describes it, whatever order the files are read in).
+/// One license of the table, and the file order of the report it was defined from
+/// (among equally proved definitions, the first file's describes it, whatever order
+/// the files are read in).
 struct Known {
-    row: LicenseRow,
+    fingerprint: String,
+    def: Def,
     order: usize,
+}
+
+/// A feature a phone uses whose grant ends within the window: (license, feature).
+pub(crate) struct Ending {
+    pub(crate) license: usize,
+    pub(crate) feature: String,
 }
 
 /// What one phone's newest report contributes.
 struct Digest {
     reported: Option<UnixTime>,
     order: usize,
-    /// The licenses it holds (indices into the table), each once.
+    /// The licenses it holds that are believed (indices into the table), each once.
     licenses: Vec<usize>,
+    /// The licenses it dropped lately.
+    dropped: Vec<usize>,
     /// The enabled features governed by a license it holds: (license, feature).
     in_use: Vec<(usize, String)>,
-    attention: Vec<Attention>,
+    ending: Vec<Ending>,
+    attention: Vec<Item>,
 }
 
 /// A fleet gathered report by report: one phone per MAC (its newest report; between two
@@ -187,20 +266,62 @@ impl Gather {
         }
     }
 
-    /// The table's index of `known`'s license: the first file's copy describes it.
+    /// The table's index of `known`'s license: the best proved definition describes
+    /// it, the first file's among equals.
     fn register(&mut self, known: Known) -> usize {
-        match self.index.get(&known.row.fingerprint) {
+        match self.index.get(&known.fingerprint) {
             Some(&i) => {
-                if let Some(k) = self.table.get_mut(i).filter(|k| known.order < k.order) {
-                    *k = known;
+                if let Some(k) = self.table.get_mut(i) {
+                    let better = (known.def.proof, std::cmp::Reverse(known.order))
+                        > (k.def.proof, std::cmp::Reverse(k.order));
+                    if better {
+                        *k = known;
+                    }
                 }
                 i
             }
             None => {
                 self.index
-                    .insert(known.row.fingerprint.clone(), self.table.len());
+                    .insert(known.fingerprint.clone(), self.table.len());
                 self.table.push(known);
                 self.table.len() - 1
+            }
+        }
+    }
+
+    /// The table index of a license a report names, judged from its signed content;
+    /// a doubt becomes the phone's attention item.
+    fn believe(
+        &mut self,
+        claim: &Claim<'_, '_>,
+        signed: Option<&slim::Signed<'_>>,
+        order: usize,
+        doubts: &mut Vec<Item>,
+    ) -> Option<usize> {
+        let seen = self.index.get(claim.fingerprint).copied();
+        let known = seen.and_then(|i| self.table.get(i)).map(|k| (k.def.proof, k.order));
+        // Defined already from content as good as any: only the claim's own content is
+        // checked (a cheap hash), never the signature again.
+        let keyring = self.options.keyring.clone();
+        match verify::judge(claim, signed, keyring.as_deref(), known.map(|k| k.0)) {
+            Ok(def) => {
+                let i = match (seen, known) {
+                    (Some(i), Some((proof, first))) if (proof, std::cmp::Reverse(first)) >= (def.proof, std::cmp::Reverse(order)) => i,
+                    _ => self.register(Known {
+                        fingerprint: claim.fingerprint.to_string(),
+                        def,
+                        order,
+                    }),
+                };
+                Some(i)
+            }
+            Err(doubt) => {
+                doubts.push(Item {
+                    what: doubt.what,
+                    subject: claim.fingerprint.get(..12).unwrap_or(claim.fingerprint).into(),
+                    detail: doubt.detail,
+                });
+                None
             }
         }
     }
@@ -208,49 +329,79 @@ impl Gather {
     /// Adds the report read from the `order`-th file (in file-name order).
     pub(crate) fn add(&mut self, report: &Slim<'_>, order: usize) {
         let at = self.options.at;
-        let mut licenses = Vec::with_capacity(report.licenses.len());
-        for l in &report.licenses {
-            // Known already (a site license): nothing to copy unless this file comes first.
-            let seen = self.index.get(l.fingerprint.as_str()).copied();
-            let i = match seen.and_then(|i| self.table.get(i).map(|k| (i, k.order))) {
-                Some((i, first)) if first <= order => i,
-                _ => self.register(Known {
-                    row: row(l, at),
-                    order,
-                }),
-            };
-            if !licenses.contains(&i) {
-                licenses.push(i);
-            }
-        }
         let reported = parse_instant(report.reported_at.as_str()).ok();
         if let Some(old) = self.phones.get(report.mac.as_str()) {
             if !replaces(reported, order, old, at) {
                 return;
             }
         }
-        let mut in_use: Vec<(usize, String)> = Vec::new();
-        for f in report.features.iter().filter(|f| f.enabled) {
-            let held = f
-                .fingerprint
-                .as_ref()
-                .and_then(|fp| self.index.get(fp.as_str()))
-                .filter(|i| licenses.contains(i));
-            if let Some(&i) = held {
-                if !in_use.iter().any(|(j, n)| *j == i && f.name == *n.as_str()) {
-                    in_use.push((i, f.name.to_string()));
+        let mut doubts = Vec::new();
+        let mut licenses = Vec::with_capacity(report.licenses.len());
+        let mut held: Vec<(&str, usize)> = Vec::with_capacity(report.licenses.len());
+        for l in &report.licenses {
+            let claim = Claim {
+                fingerprint: l.fingerprint.as_str(),
+                kind: l.kind.as_str(),
+                serial: l.serial.as_str(),
+                key: l.key.as_str(),
+                grants: &l.grants,
+            };
+            if let Some(i) = self.believe(&claim, l.signed.as_ref(), order, &mut doubts) {
+                if !licenses.contains(&i) {
+                    licenses.push(i);
+                    held.push((l.fingerprint.as_str(), i));
                 }
             }
         }
-        let attention = attention(report, reported, self.options);
+        let mut dropped = Vec::new();
+        for d in report.dropped.iter().flatten() {
+            let claim = Claim {
+                fingerprint: d.fingerprint.as_str(),
+                kind: d.kind.as_str(),
+                serial: d.serial.as_str(),
+                key: d.key.as_str(),
+                grants: &d.grants,
+            };
+            if let Some(i) = self.believe(&claim, d.signed.as_ref(), order, &mut doubts) {
+                if !dropped.contains(&i) && !licenses.contains(&i) {
+                    dropped.push(i);
+                }
+            }
+        }
+        let mut in_use: Vec<(usize, String)> = Vec::new();
+        let mut ending = Vec::new();
+        for f in report.features.iter().filter(|f| f.enabled) {
+            let governing = f
+                .fingerprint
+                .as_ref()
+                .and_then(|fp| held.iter().find(|(h, _)| *h == fp.as_str()))
+                .map(|(_, i)| *i);
+            let Some(i) = governing else { continue };
+            if !in_use.iter().any(|(j, n)| *j == i && f.name == *n.as_str()) {
+                in_use.push((i, f.name.to_string()));
+            }
+            if let Some(End::At(end)) = verify::end_of(f.end.as_str()) {
+                let left = i64::from(end).saturating_sub(at);
+                if (0..self.options.within).contains(&left) {
+                    ending.push(Ending {
+                        license: i,
+                        feature: f.name.to_string(),
+                    });
+                }
+            }
+        }
+        let mut items = attention::of_phone(report, reported, &self.options);
+        items.append(&mut doubts);
         self.phones.insert(
             report.mac.to_string(),
             Digest {
                 reported,
                 order,
                 licenses,
+                dropped,
                 in_use,
-                attention,
+                ending,
+                attention: items,
             },
         );
     }
@@ -266,66 +417,475 @@ impl Gather {
                 }
             }
             digest.licenses.iter_mut().for_each(moved);
+            digest.dropped.iter_mut().for_each(moved);
             digest.in_use.iter_mut().for_each(|(i, _)| moved(i));
+            digest.ending.iter_mut().for_each(|e| moved(&mut e.license));
             self.phones.insert(mac, digest);
         }
     }
 
-    /// The fleet: licenses by fingerprint, attention by MAC.
+    /// The fleet at the instant.
     pub(crate) fn finish(self) -> Fleet {
         let Gather {
             options,
-            mut table,
+            table,
             phones,
             ..
         } = self;
         let mut phones: Vec<(String, Digest)> = phones.into_iter().collect();
         phones.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut attention = Vec::new();
-        for (_, digest) in &mut phones {
+        let book = Book::new(&table, &phones, &options);
+        book.fleet(&table, phones, &options)
+    }
+}
+
+/// A grant's identity: the same record in two files (a file rebuilt for an Addon
+/// keeps its other grants as they were) is one row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RowKey {
+    kind: String,
+    serial: String,
+    feature: String,
+    transaction: String,
+    start: String,
+    end: String,
+    limit: u32,
+}
+
+/// A row being built, with what the rules need.
+struct Draft {
+    row: Row,
+    start: Option<UnixTime>,
+    end: Option<End>,
+    /// Listed: carried by a license a phone holds, or dropped lately and not ended
+    /// longer ago than `--inactive`.
+    listed: bool,
+    /// For a term: the Renewals that renew it.
+    renewals: Vec<usize>,
+    /// For an Addon: the term it adds to.
+    term: Option<usize>,
+}
+
+/// The rows and how licenses and phones map onto them.
+struct Book {
+    drafts: Vec<Draft>,
+    /// For each license of the table, the row of each of its grants.
+    rows_of: Vec<Vec<usize>>,
+}
+
+/// Whether the instant `t` is before `end` (never: always).
+fn before_end(t: UnixTime, end: Option<End>) -> bool {
+    match end {
+        Some(End::At(e)) => t < i64::from(e),
+        Some(End::Never) => true,
+        None => false,
+    }
+}
+
+/// Ends in order: instants, then never, then unreadable.
+fn end_key(end: Option<End>) -> (u8, u32) {
+    match end {
+        Some(End::At(t)) => (0, t),
+        Some(End::Never) => (1, 0),
+        None => (2, 0),
+    }
+}
+
+impl Book {
+    fn new(table: &[Known], phones: &[(String, Digest)], options: &Options) -> Book {
+        let at = options.at;
+        let mut held = vec![false; table.len()];
+        let mut dropped = vec![false; table.len()];
+        for (_, d) in phones {
+            for &i in &d.licenses {
+                if let Some(h) = held.get_mut(i) {
+                    *h = true;
+                }
+            }
+            for &i in &d.dropped {
+                if let Some(h) = dropped.get_mut(i) {
+                    *h = true;
+                }
+            }
+        }
+        let mut keys: HashMap<RowKey, usize> = HashMap::new();
+        let mut drafts: Vec<Draft> = Vec::new();
+        let mut rows_of = Vec::with_capacity(table.len());
+        let verified = options.keyring.is_some();
+        for (i, k) in table.iter().enumerate() {
+            let (is_held, is_dropped) = (held[i], dropped[i]);
+            if !is_held && !is_dropped {
+                rows_of.push(Vec::new());
+                continue;
+            }
+            let mut mine = Vec::with_capacity(k.def.grants.len());
+            for g in &k.def.grants {
+                let key = RowKey {
+                    kind: k.def.kind.clone(),
+                    serial: k.def.serial.clone(),
+                    feature: g.name.clone(),
+                    transaction: g.transaction.clone(),
+                    start: g.start_text.clone(),
+                    end: g.end_text.clone(),
+                    limit: g.limit,
+                };
+                let n = *keys.entry(key).or_insert_with(|| {
+                    let own = status_of(g.start, g.end, at);
+                    drafts.push(Draft {
+                        row: Row {
+                            id: k.def.serial.clone(),
+                            kind: k.def.kind.clone(),
+                            feature: g.name.clone(),
+                            description: description(&g.name).into(),
+                            kind_of_count: if g.limit > 0 {
+                                "managed-device"
+                            } else {
+                                "feature"
+                            }
+                            .into(),
+                            transaction: g.transaction.clone(),
+                            start: g.start_text.clone(),
+                            end: g.end_text.clone(),
+                            days_left: g.end.and_then(|e| crate::status::days_left(e, at)),
+                            status: own.into(),
+                            term_status: own.into(),
+                            renewed_until: None,
+                            renewal_fetched: None,
+                            adds_to: None,
+                            limit: g.limit,
+                            capacity: g.limit,
+                            in_use: 0,
+                            over: false,
+                            phones: 0,
+                            licenses: Vec::new(),
+                            verified,
+                        },
+                        start: g.start,
+                        end: g.end,
+                        listed: false,
+                        renewals: Vec::new(),
+                        term: None,
+                    });
+                    drafts.len() - 1
+                });
+                if let Some(d) = drafts.get_mut(n) {
+                    if !d.row.licenses.contains(&k.fingerprint) {
+                        d.row.licenses.push(k.fingerprint.clone());
+                    }
+                    d.row.verified &= k.def.proof == Proof::Verified;
+                    let recent = match g.end {
+                        Some(End::At(end)) => at.saturating_sub(i64::from(end)) <= options.inactive,
+                        _ => true,
+                    };
+                    d.listed |= is_held || recent;
+                }
+                mine.push(n);
+            }
+            rows_of.push(mine);
+        }
+        let mut book = Book { drafts, rows_of };
+        book.link();
+        book
+    }
+
+    /// Renewals to the terms they renew, Addons to the terms they add to.
+    fn link(&mut self) {
+        let mut groups: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
+        for (n, d) in self.drafts.iter().enumerate() {
+            groups
+                .entry((d.row.kind.clone(), d.row.id.clone(), d.row.feature.clone()))
+                .or_default()
+                .push(n);
+        }
+        for members in groups.values() {
+            for &t in members {
+                let Some(term) = self.drafts.get(t) else { continue };
+                if term.row.transaction == "addon" {
+                    // The term in force at the Addon's start: a New or Renewal.
+                    let start = term.start;
+                    let host = members
+                        .iter()
+                        .filter_map(|&h| self.drafts.get(h).map(|d| (h, d)))
+                        .filter(|(_, d)| matches!(d.row.transaction.as_str(), "new" | "renewal"))
+                        .filter(|(_, d)| match (start, d.start) {
+                            (Some(s), Some(ts)) => ts <= s && before_end(s, d.end),
+                            _ => false,
+                        })
+                        .max_by_key(|(_, d)| d.start)
+                        .map(|(h, _)| h);
+                    if let Some(d) = self.drafts.get_mut(t) {
+                        d.term = host;
+                    }
+                    continue;
+                }
+                // A term ending at an instant is renewed by a Renewal that starts no
+                // later than its end and ends after it.
+                let Some(End::At(end)) = term.end else { continue };
+                let renewals: Vec<usize> = members
+                    .iter()
+                    .copied()
+                    .filter(|&r| r != t)
+                    .filter(|&r| {
+                        self.drafts.get(r).is_some_and(|d| {
+                            d.row.transaction == "renewal"
+                                && d.start.is_some_and(|s| s <= i64::from(end))
+                                && end_key(d.end) > end_key(Some(End::At(end)))
+                                && d.end.is_some()
+                        })
+                    })
+                    .collect();
+                if let Some(d) = self.drafts.get_mut(t) {
+                    d.renewals = renewals;
+                }
+            }
+        }
+        // Renewed terms show as the portal shows them; Addons in force add capacity.
+        for t in 0..self.drafts.len() {
+            let renewals = self.drafts[t].renewals.clone();
+            let until = renewals
+                .iter()
+                .filter_map(|&r| self.drafts.get(r))
+                .max_by_key(|d| end_key(d.end))
+                .map(|d| d.row.end.clone());
+            if let Some(d) = self.drafts.get_mut(t) {
+                if until.is_some() && d.row.term_status == "expiring-shortly" {
+                    d.row.status = "active".into();
+                }
+                d.row.renewed_until = until;
+            }
+            let addon = self.drafts.get(t).and_then(|d| {
+                let in_force = matches!(d.row.term_status.as_str(), "active" | "expiring-shortly");
+                d.term.map(|h| (h, d.row.limit, in_force))
+            });
+            if let Some((h, limit, in_force)) = addon {
+                let label = self
+                    .drafts
+                    .get(h)
+                    .map(|d| format!("{} {}", d.row.transaction, d.row.start));
+                if let Some(term) = self.drafts.get_mut(h) {
+                    if in_force {
+                        term.row.capacity = term.row.capacity.saturating_add(limit);
+                    }
+                }
+                if let Some(d) = self.drafts.get_mut(t) {
+                    d.row.adds_to = label;
+                }
+            }
+        }
+    }
+
+    /// The row a phone's use of `feature` under license `license` counts on: the grant's
+    /// row, or for an Addon the term it adds to.
+    fn counted_row(&self, license: usize, feature: &str, table: &[Known]) -> Option<usize> {
+        let k = table.get(license)?;
+        let g = k.def.grants.iter().position(|g| g.name == feature)?;
+        let n = *self.rows_of.get(license)?.get(g)?;
+        Some(self.drafts.get(n).and_then(|d| d.term).unwrap_or(n))
+    }
+
+    /// The rows a phone holds, each once.
+    fn rows_held(&self, digest: &Digest) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for &i in &digest.licenses {
+            for &n in self.rows_of.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    fn label(&self, n: usize) -> String {
+        self.drafts.get(n).map_or_else(String::new, |d| {
+            format!(
+                "{} {} {} ({} {} until {})",
+                d.row.feature, d.row.kind, d.row.id, d.row.transaction, d.row.start, d.row.end
+            )
+        })
+    }
+
+    fn fleet(mut self, table: &[Known], phones: Vec<(String, Digest)>, options: &Options) -> Fleet {
+        let at = options.at;
+        let mut groups = attention::Groups::default();
+        let mut counted: Vec<Vec<usize>> = Vec::with_capacity(phones.len());
+        let mut site_phones: HashMap<String, usize> = HashMap::new();
+        for (mac, digest) in &phones {
+            let held = self.rows_held(digest);
+            for &n in &held {
+                if let Some(d) = self.drafts.get_mut(n) {
+                    d.row.phones += 1;
+                }
+            }
+            let mut sites: Vec<&str> = Vec::new();
             for &i in &digest.licenses {
-                if let Some(k) = table.get_mut(i) {
-                    k.row.phones += 1;
+                if let Some(k) = table.get(i).filter(|k| k.def.kind == "site") {
+                    if !sites.contains(&k.def.serial.as_str()) {
+                        sites.push(&k.def.serial);
+                    }
                 }
             }
-            for (i, name) in &digest.in_use {
-                let grant = table
-                    .get_mut(*i)
-                    .and_then(|k| k.row.grants.iter_mut().find(|g| g.name == *name));
-                if let Some(g) = grant {
-                    g.in_use += 1;
+            for s in sites {
+                *site_phones.entry(s.to_string()).or_default() += 1;
+            }
+            // Devices in use, each row once per phone.
+            let mut mine: Vec<usize> = Vec::new();
+            for (i, feature) in &digest.in_use {
+                if let Some(n) = self.counted_row(*i, feature, table) {
+                    if !mine.contains(&n) {
+                        mine.push(n);
+                    }
                 }
             }
-            attention.append(&mut digest.attention);
+            for &n in &mine {
+                let label = self.label(n);
+                if let Some(d) = self.drafts.get_mut(n) {
+                    d.row.in_use += 1;
+                    if d.row.term_status == "inactive" {
+                        groups.add(
+                            mac,
+                            Item {
+                                what: "inactive-in-use",
+                                subject: label,
+                                detail: format!(
+                                    "uses {} under a grant that ended {}: the phone has not reported since, or its clock is behind",
+                                    d.row.feature, d.row.end
+                                ),
+                            },
+                        );
+                    }
+                }
+            }
+            // Renewals: fetched, or to be fetched.
+            for &n in &held {
+                let Some(d) = self.drafts.get(n) else { continue };
+                if d.renewals.is_empty() || d.row.term_status == "inactive" {
+                    continue;
+                }
+                if d.renewals.iter().any(|r| held.contains(r)) {
+                    if let Some(d) = self.drafts.get_mut(n) {
+                        *d.row.renewal_fetched.get_or_insert(0) += 1;
+                    }
+                } else {
+                    let renewal = d.renewals.iter().filter_map(|&r| self.drafts.get(r)).max_by_key(|r| end_key(r.end));
+                    let until = renewal.map_or_else(String::new, |r| r.row.end.clone());
+                    groups.add(
+                        mac,
+                        Item {
+                            what: "renewal-not-fetched",
+                            subject: self.label(n),
+                            detail: format!(
+                                "holds the term ending {} but not its Renewal until {until}",
+                                d.row.end
+                            ),
+                        },
+                    );
+                    if let Some(d) = self.drafts.get_mut(n) {
+                        d.row.renewal_fetched.get_or_insert(0);
+                    }
+                }
+            }
+            // A feature ending soon with no Renewal posted: renew.
+            for e in &digest.ending {
+                let Some(n) = self.counted_row(e.license, &e.feature, table) else { continue };
+                let Some(d) = self.drafts.get(n) else { continue };
+                if !d.renewals.is_empty() {
+                    continue;
+                }
+                groups.add(
+                    mac,
+                    Item {
+                        what: "feature-ends",
+                        subject: self.label(n),
+                        detail: format!(
+                            "{} ends {} ({} days)",
+                            d.row.feature,
+                            d.row.end,
+                            d.row.days_left.unwrap_or(0)
+                        ),
+                    },
+                );
+            }
+            for item in &digest.attention {
+                groups.add(mac, item.clone());
+            }
+            counted.push(mine);
         }
-        // A license only older, replaced reports held is nobody's.
-        let mut licenses: Vec<LicenseRow> = table
-            .into_iter()
-            .map(|k| k.row)
-            .filter(|row| row.phones > 0)
-            .collect();
-        licenses.sort_unstable_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        // Over capacity: the phones counted on each such row.
+        for d in &mut self.drafts {
+            d.row.over = d.row.capacity > 0 && d.row.in_use > d.row.capacity as usize;
+        }
+        for ((mac, _), mine) in phones.iter().zip(&counted) {
+            for &n in mine {
+                if self.drafts.get(n).is_some_and(|d| d.row.over) {
+                    let d = &self.drafts[n];
+                    groups.add(
+                        mac,
+                        Item {
+                            what: "over-capacity",
+                            subject: self.label(n),
+                            detail: format!(
+                                "{} in use of {}: over by {}",
+                                d.row.in_use,
+                                d.row.capacity,
+                                d.row.in_use - d.row.capacity as usize
+                            ),
+                        },
+                    );
+                }
+            }
+        }
+        let mut drafts: Vec<Draft> = self.drafts.into_iter().filter(|d| d.listed).collect();
+        drafts.sort_by(|a, b| {
+            (a.row.kind != "site", end_key(a.end), &a.row.id, &a.row.feature, a.start)
+                .cmp(&(b.row.kind != "site", end_key(b.end), &b.row.id, &b.row.feature, b.start))
+        });
+        let rows: Vec<Row> = drafts.into_iter().map(|d| d.row).collect();
         let mut summary = Summary::default();
-        for row in &mut licenses {
-            summary.all += 1;
-            match row.status.as_str() {
-                "active" => summary.active += 1,
-                "expiring-shortly" => summary.expiring_shortly += 1,
-                "impending" => summary.impending += 1,
-                "inactive" => summary.inactive += 1,
-                _ => {}
-            }
-            for g in &mut row.grants {
-                g.over_limit = g.limit > 0 && g.in_use > g.limit as usize;
+        let mut sites: HashMap<String, Site> = HashMap::new();
+        for row in &rows {
+            count(&mut summary, &row.status);
+            if row.kind == "site" {
+                let site = sites.entry(row.id.clone()).or_insert_with(|| Site {
+                    serial: row.id.clone(),
+                    ..Site::default()
+                });
+                count(&mut site.rows, &row.status);
+                let in_force = matches!(row.term_status.as_str(), "active" | "expiring-shortly");
+                if row.capacity > 0 && in_force {
+                    site.in_use += row.in_use;
+                    site.capacity += u64::from(row.capacity);
+                }
             }
         }
+        let mut sites: Vec<Site> = sites
+            .into_values()
+            .map(|mut s| {
+                s.phones = site_phones.get(&s.serial).copied().unwrap_or(0);
+                s
+            })
+            .collect();
+        sites.sort_by(|a, b| a.serial.cmp(&b.serial));
         Fleet {
-            at: crate::status::time(options.at),
+            at: crate::status::time(at),
             phones: phones.len(),
+            verified: options.keyring.is_some(),
             summary,
-            licenses,
-            attention,
+            rows,
+            sites,
+            attention: groups.finish(),
         }
+    }
+}
+
+fn count(summary: &mut Summary, status: &str) {
+    summary.all += 1;
+    match status {
+        "active" => summary.active += 1,
+        "expiring-shortly" => summary.expiring_shortly += 1,
+        "impending" => summary.impending += 1,
+        "inactive" => summary.inactive += 1,
+        _ => {}
     }
 }
 
@@ -341,175 +901,4 @@ pub(crate) fn fleet(reports: &[crate::report::Report], options: Options) -> Flee
         }
     }
     gather.finish()
-}
-
-/// A license of a report as a row of the table, judged at `at`.
-fn row(l: &slim::License<'_>, at: UnixTime) -> LicenseRow {
-    LicenseRow {
-        fingerprint: l.fingerprint.to_string(),
-        kind: l.kind.to_string(),
-        serial: l.serial.to_string(),
-        key: l.key.to_string(),
-        start: l.start.to_string(),
-        end: l.end.to_string(),
-        status: status_of(l.start.as_str(), l.end.as_str(), at).into(),
-        phones: 0,
-        grants: l
-            .grants
-            .iter()
-            .map(|g| GrantRow {
-                name: g.name.to_string(),
-                description: description(g.name.as_str()).into(),
-                transaction: g.transaction.to_string(),
-                start: g.start.to_string(),
-                end: g.end.to_string(),
-                status: status_of(g.start.as_str(), g.end.as_str(), at).into(),
-                limit: g.limit,
-                in_use: 0,
-                over_limit: false,
-            })
-            .collect(),
-    }
-}
-
-/// What needs attention on one phone, in the order of [`KINDS`].
-fn attention(report: &Slim<'_>, reported: Option<UnixTime>, options: Options) -> Vec<Attention> {
-    let mut out = Vec::new();
-    let mut add = |what: &str, detail: String| {
-        out.push(Attention {
-            mac: report.mac.to_string(),
-            what: what.into(),
-            detail,
-        })
-    };
-    // A feature in force that ends within the window, judged at the instant.
-    for f in report.features.iter().filter(|f| f.enabled) {
-        if let Some(End::At(end)) = end_of(f.end.as_str()) {
-            let left = i64::from(end).saturating_sub(options.at);
-            if left >= 0 && left < options.within {
-                // Counted as `license-agent status` counts them: a day begun counts.
-                let days = crate::status::days_left(End::At(end), options.at).unwrap_or(0);
-                add(
-                    "feature-ends",
-                    format!("{} ends {} ({days} days)", f.name, f.end),
-                );
-            }
-        }
-    }
-    for detail in booted_expired(report) {
-        add("booted-expired", detail);
-    }
-    if let Some(t) = reported.filter(|&t| t > options.at.saturating_add(FUTURE_TOLERANCE)) {
-        add(
-            "future-report",
-            format!(
-                "reported {}, {} days after the fleet's instant: the phone's clock is ahead \
-                 (never preferred to a report of the present)",
-                report.reported_at,
-                t.saturating_sub(options.at) / 86_400
-            ),
-        );
-    }
-    match reported {
-        Some(t) if options.at.saturating_sub(t) > options.stale => add(
-            "stale-report",
-            format!(
-                "last report {} ({} days ago)",
-                report.reported_at,
-                options.at.saturating_sub(t) / 86_400
-            ),
-        ),
-        Some(_) => {}
-        // A time that cannot be read says nothing of when the phone last spoke: never
-        // taken as fresh.
-        None => add(
-            "stale-report",
-            format!(
-                "reported_at {:?} is not an instant: when this phone last reported is unknown",
-                report.reported_at.as_str()
-            ),
-        ),
-    }
-    for refusal in &report.refusals {
-        match &refusal.key {
-            Some(key) => add(
-                "unknown-key",
-                format!(
-                    "{} signed with key {key}: the keyring may be stale",
-                    refusal.subject
-                ),
-            ),
-            None => add(
-                "refused",
-                format!("{}: {}", refusal.subject, refusal.detail),
-            ),
-        }
-    }
-    if report.clock != *"ok" {
-        add("clock", format!("clock {}", report.clock));
-    }
-    if let Some(reboot) = &report.reboot {
-        add(
-            "reboot-pending",
-            format!(
-                "{} (waiting for {})",
-                reboot
-                    .causes
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                reboot.waiting_for.as_ref().map_or("-", |w| w.as_str())
-            ),
-        );
-    }
-    out
-}
-
-/// "Booted with an expired license": each feature the phone is configured for
-/// (`configured`) that is not in the set it booted with (`booted`) nor enabled now,
-/// while a license it holds granted it and that grant had ended by the instant the
-/// phone judged its licenses at (`evaluated_at`). The phone runs without the feature
-/// because its license ran out (a feature never licensed is not this). Judged from the
-/// report alone, not at `--at`: it is what the phone booted with. Reports without
-/// `configured`, `booted` or `evaluated_at` (an older agent, no daemon, an unsynced
-/// clock) say nothing of it.
-fn booted_expired(report: &Slim<'_>) -> Vec<String> {
-    let (Some(configured), Some(booted)) = (&report.configured, &report.booted) else {
-        return Vec::new();
-    };
-    let Some(judged) = report
-        .evaluated_at
-        .as_ref()
-        .and_then(|t| parse_instant(t.as_str()).ok())
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (n, name) in configured.iter().enumerate() {
-        if configured[..n].contains(name)
-            || booted.contains(name)
-            || report.features.iter().any(|f| f.enabled && f.name == *name)
-        {
-            continue;
-        }
-        // The latest end among the held licenses' records of the feature that ended.
-        let ended = report
-            .licenses
-            .iter()
-            .flat_map(|l| l.grants.iter().map(move |g| (l, g)))
-            .filter(|(_, g)| g.name == *name)
-            .filter_map(|(l, g)| match end_of(g.end.as_str()) {
-                Some(End::At(end)) if i64::from(end) <= judged => Some((end, l, g)),
-                _ => None,
-            })
-            .max_by_key(|(end, _, _)| *end);
-        if let Some((_, l, g)) = ended {
-            out.push(format!(
-                "{name} is configured but the phone booted without it: its {} license {} ended {}",
-                l.kind, l.serial, g.end
-            ));
-        }
-    }
-    out
 }
