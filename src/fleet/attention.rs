@@ -155,12 +155,12 @@ fn lost(report: &Slim<'_>) -> Vec<((&'static str, String), String)> {
                 .filter(move |(_, g)| g.name == *name)
         };
         // Licensed from a later start: it comes by itself, nothing is lost.
-        let coming = grants().any(|(_, g)| {
-            match (parse_instant(g.start.as_str()).ok(), judged) {
+        let coming = grants().any(
+            |(_, g)| match (parse_instant(g.start.as_str()).ok(), judged) {
                 (Some(start), Some(t)) => start > t,
                 _ => false,
-            }
-        });
+            },
+        );
         if coming {
             continue;
         }
@@ -188,9 +188,11 @@ fn lost(report: &Slim<'_>) -> Vec<((&'static str, String), String)> {
             ));
             continue;
         }
-        let replaced = report.dropped.iter().flatten().find(|d| {
-            d.reason == *"replaced" && d.grants.iter().any(|g| g.name == *name)
-        });
+        let replaced = report
+            .dropped
+            .iter()
+            .flatten()
+            .find(|d| d.reason == *"replaced" && d.grants.iter().any(|g| g.name == *name));
         let detail = match (replaced, ended) {
             (Some(d), _) => format!(
                 "{name} is configured but not enabled: the {} license {} that granted it was \
@@ -202,7 +204,9 @@ fn lost(report: &Slim<'_>) -> Vec<((&'static str, String), String)> {
                 l.kind, l.serial, g.end
             ),
             (None, None) => {
-                format!("{name} is configured but not enabled: no license this phone holds grants it")
+                format!(
+                    "{name} is configured but not enabled: no license this phone holds grants it"
+                )
             }
         };
         out.push((("feature-lost", subject), detail));
@@ -219,6 +223,11 @@ pub(crate) struct Groups {
 
 impl Groups {
     pub(crate) fn add(&mut self, mac: &str, item: Item) {
+        self.add_to(mac, item, None);
+    }
+
+    /// Adds `item`, the group's sentence being `detail` (else the kind's own).
+    pub(crate) fn add_to(&mut self, mac: &str, item: Item, detail: Option<String>) {
         let key = (item.what, item.subject);
         let n = match self.index.get(&key) {
             Some(&n) => n,
@@ -226,7 +235,7 @@ impl Groups {
                 self.groups.push(Group {
                     what: key.0.into(),
                     subject: key.1.clone(),
-                    detail: String::new(),
+                    detail: detail.unwrap_or_default(),
                     phones: Vec::new(),
                 });
                 self.index.insert(key, self.groups.len() - 1);
@@ -245,13 +254,16 @@ impl Groups {
     /// the sentence that says what to do.
     pub(crate) fn finish(self) -> Vec<Group> {
         let mut groups = self.groups;
-        for g in &mut groups {
+        for g in groups.iter_mut().filter(|g| g.detail.is_empty()) {
             g.detail = what_to_do(&g.what, &g.subject, g.phones.len());
         }
         let rank = |what: &str| KINDS.iter().position(|k| *k == what).unwrap_or(KINDS.len());
         groups.sort_by(|a, b| {
-            (rank(&a.what), std::cmp::Reverse(a.phones.len()), &a.subject)
-                .cmp(&(rank(&b.what), std::cmp::Reverse(b.phones.len()), &b.subject))
+            (rank(&a.what), std::cmp::Reverse(a.phones.len()), &a.subject).cmp(&(
+                rank(&b.what),
+                std::cmp::Reverse(b.phones.len()),
+                &b.subject,
+            ))
         });
         groups
     }
@@ -269,7 +281,6 @@ fn what_to_do(what: &str, subject: &str, n: usize) -> String {
             "{subject}: renewed, but {phones} have not fetched the Renewal yet; make them fetch it (check-sync) before the term ends"
         ),
         "feature-ends" => format!("{subject}: ends soon on {phones}; renew it"),
-        "over-capacity" => format!("{subject}: more devices in use than licensed ({phones}); buy an Addon or free devices"),
         "feature-lost" => format!("{subject}: on {phones}, neither enabled nor licensed; post a license that grants it"),
         "booted-expired" => format!("{subject}: on {phones}, booted without it after its license ended; renew it"),
         "forged-license" => format!("license {subject}: {phones} reported content that is not this license; the reports are not believed for it"),

@@ -152,7 +152,12 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
                 let n = g.phones.len().to_string();
                 record(
                     &mut out,
-                    &[(&g.what, false), (&g.subject, true), (&n, false), (&g.detail, true)],
+                    &[
+                        (&g.what, false),
+                        (&g.subject, true),
+                        (&n, false),
+                        (&g.detail, true),
+                    ],
                 );
             }
         }
@@ -162,7 +167,12 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
                 for p in &g.phones {
                     record(
                         &mut out,
-                        &[(&g.what, false), (&g.subject, true), (&p.mac, true), (&p.detail, true)],
+                        &[
+                            (&g.what, false),
+                            (&g.subject, true),
+                            (&p.mac, true),
+                            (&p.detail, true),
+                        ],
                     );
                 }
             }

@@ -12,6 +12,8 @@
 pub(crate) mod attention;
 pub(crate) mod csv;
 pub(crate) mod html;
+#[cfg(test)]
+mod portal_tests;
 pub(crate) mod slim;
 #[cfg(test)]
 mod tests;
@@ -191,11 +193,11 @@ pub fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
         None => crate::phone::wall_clock().map_err(|e| Usage(e.to_string()))?,
     };
     let options = Options {
-        at,
         within: within * 86_400,
         stale: stale * 86_400,
         inactive: inactive * 86_400,
         keyring,
+        ..Options::at(at)
     };
     let (fleet, unreadable) = gather_folder(&dir, options).map_err(Usage)?;
     let mut stdout = String::new();
@@ -465,7 +467,9 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
         );
     }
     if !fleet.sites.is_empty() {
-        out.push_str("\nSITE          PHONES  LICENSES  ACTIVE  EXPIRING  IMPENDING  INACTIVE  IN USE\n");
+        out.push_str(
+            "\nSITE          PHONES  LICENSES  ACTIVE  EXPIRING  IMPENDING  INACTIVE  IN USE\n",
+        );
         for site in &fleet.sites {
             let _ = writeln!(
                 out,

@@ -167,15 +167,33 @@ fn generated() -> Vec<Report> {
 }
 
 fn options() -> Options {
-    Options {
-        at: NOW,
-        within: 31 * DAY,
-        stale: 7 * DAY,
-    }
+    Options::at(NOW)
+}
+
+/// Each group: its kind and its phones.
+fn groups(f: &view::Fleet) -> Vec<(&str, Vec<&str>)> {
+    f.attention
+        .iter()
+        .map(|g| {
+            (
+                g.what.as_str(),
+                g.phones.iter().map(|p| p.mac.as_str()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Every phone item of the kind `what`: (mac, detail).
+fn items<'f>(f: &'f view::Fleet, what: &str) -> Vec<(&'f str, &'f str)> {
+    f.attention
+        .iter()
+        .filter(|g| g.what == what)
+        .flat_map(|g| g.phones.iter().map(|p| (p.mac.as_str(), p.detail.as_str())))
+        .collect()
 }
 
 #[test]
-fn the_summary_counts_each_license_once() {
+fn the_counts_are_counts_of_the_rows() {
     let f = fleet(&generated(), options());
     assert_eq!(f.phones, 3);
     assert_eq!(
@@ -188,46 +206,65 @@ fn the_summary_counts_each_license_once() {
             inactive: 2,
         }
     );
-    let site = &f.licenses[0];
+    let site = &f.rows[0];
     assert_eq!((site.kind.as_str(), site.phones), ("site", 3));
-    assert_eq!(site.grants[0].in_use, 3);
-    assert!(site.grants[0].over_limit, "3 phones on a 2-device license");
-    let long = &f.licenses[1];
-    assert_eq!(
-        (long.grants[0].in_use, long.grants[0].over_limit),
-        (1, false)
-    );
+    assert_eq!((site.in_use, site.capacity), (3, 2));
+    assert!(site.over, "3 phones on a 2-device license");
+    let long = f
+        .rows
+        .iter()
+        .find(|r| r.feature == "lync" && r.end == "never")
+        .unwrap();
+    assert_eq!((long.in_use, long.over), (1, false));
+    // Counts are rows: each status's count is the rows shown with it.
+    for (status, n) in [
+        ("active", f.summary.active),
+        ("expiring-shortly", f.summary.expiring_shortly),
+        ("impending", f.summary.impending),
+        ("inactive", f.summary.inactive),
+    ] {
+        assert_eq!(
+            f.rows.iter().filter(|r| r.status == status).count(),
+            n,
+            "{status}"
+        );
+    }
+    assert_eq!(f.rows.len(), f.summary.all);
+    assert!(!f.verified, "no keyring: the view says it is unverified");
 }
 
 #[test]
 fn what_needs_attention() {
     let f = fleet(&generated(), options());
-    let got: Vec<(&str, &str)> = f
-        .attention
-        .iter()
-        .map(|a| (a.mac.as_str(), a.what.as_str()))
-        .collect();
+    let (one, two, three) = ("0004f2000001", "0004f2000002", "0004f2000003");
     assert_eq!(
-        got,
+        groups(&f),
         [
-            ("0004f2000001", "booted-expired"),
-            ("0004f2000001", "unknown-key"),
-            ("0004f2000002", "feature-ends"),
-            ("0004f2000002", "stale-report"),
-            ("0004f2000003", "clock"),
-            ("0004f2000003", "reboot-pending"),
+            ("feature-ends", vec![two]),
+            ("over-capacity", vec![one, two, three]),
+            ("feature-lost", vec![three]),
+            ("booted-expired", vec![one]),
+            ("unknown-key", vec![one]),
+            ("stale-report", vec![two]),
+            ("clock", vec![three]),
+            ("reboot-pending", vec![three]),
         ]
     );
+    let booted = items(&f, "booted-expired");
     assert!(
-        f.attention[0]
-            .detail
-            .starts_with("usb-call-recording is configured"),
-        "{:?}",
-        f.attention[0]
+        booted[0].1.starts_with("usb-call-recording is configured"),
+        "{booted:?}"
     );
-    assert!(f.attention[0].detail.contains(&time(NOW - 5 * DAY)));
-    assert!(f.attention[1].detail.contains("99aabbcc"));
-    assert!(f.attention[2].detail.starts_with("h323 ends"));
+    assert!(booted[0].1.contains(&time(NOW - 5 * DAY)));
+    assert!(items(&f, "unknown-key")[0].1.contains("99aabbcc"));
+    assert!(items(&f, "feature-ends")[0].1.starts_with("h323 ends"));
+    assert!(
+        f.attention[1]
+            .detail
+            .contains("3 devices in use of 2: over by 1"),
+        "{:?}",
+        f.attention[1]
+    );
 }
 
 /// A report whose time cannot be read is never taken for a fresh one: it needs
@@ -237,17 +274,9 @@ fn a_report_whose_time_cannot_be_read_is_never_fresh() {
     let mut odd = report("0004f2000009", NOW, vec![], vec![]);
     odd.reported_at = "yesterday".into();
     let f = fleet(&[odd], options());
-    let got: Vec<(&str, &str)> = f
-        .attention
-        .iter()
-        .map(|a| (a.mac.as_str(), a.what.as_str()))
-        .collect();
-    assert_eq!(got, [("0004f2000009", "stale-report")]);
-    assert!(
-        f.attention[0].detail.contains("\"yesterday\""),
-        "{:?}",
-        f.attention[0]
-    );
+    assert_eq!(groups(&f), [("stale-report", vec!["0004f2000009"])]);
+    let stale = items(&f, "stale-report");
+    assert!(stale[0].1.contains("\"yesterday\""), "{stale:?}");
 
     // Beside a readable report of the same phone, in either order: the readable one.
     let fresh = report("0004f2000009", NOW - DAY, vec![], vec![]);
@@ -360,11 +389,10 @@ fn a_folder_gathers_the_same_whatever_the_split() {
 #[test]
 fn booted_with_an_expired_license_is_said_only_when_the_report_shows_it() {
     let booted_expired = |r: &Report| -> Vec<String> {
-        fleet(std::slice::from_ref(r), options())
-            .attention
+        let f = fleet(std::slice::from_ref(r), options());
+        items(&f, "booted-expired")
             .into_iter()
-            .filter(|a| a.what == "booted-expired")
-            .map(|a| a.detail)
+            .map(|(_, d)| d.to_string())
             .collect()
     };
     let one = generated()[1].clone();
@@ -468,59 +496,91 @@ fn the_csv_says_what_the_json_says() {
     let licenses = parse_csv(&csv::csv(&f, &unreadable, csv::Table::Licenses));
     assert_eq!(licenses[0], csv::LICENSE_COLUMNS);
     let mut expected = vec![];
-    for l in json["licenses"].as_array().unwrap() {
-        for g in l["grants"].as_array().unwrap() {
-            let limit = g["limit"].as_u64().unwrap();
-            let kind = if limit > 0 {
-                "Managed Device"
-            } else {
-                "not counted"
-            };
-            let row: Vec<String> = [
-                &l["fingerprint"],
-                &l["kind"],
-                &l["serial"],
-                &l["key"],
-                &l["status"],
-                &l["start"],
-                &l["end"],
-                &l["phones"],
-                &g["name"],
-                &g["description"],
-                &serde_json::Value::from(kind),
-                &g["transaction"],
-                &g["start"],
-                &g["end"],
-                &g["status"],
-                &g["in_use"],
-                &g["limit"],
-                &g["over_limit"],
-            ]
-            .into_iter()
+    let or_empty = |v: &serde_json::Value| if v.is_null() { String::new() } else { text(v) };
+    for r in json["rows"].as_array().unwrap() {
+        let row: Vec<String> = [
+            "id",
+            "kind",
+            "feature",
+            "description",
+            "type",
+            "transaction",
+            "start",
+            "end",
+            "days_left",
+            "status",
+            "term_status",
+            "renewed_until",
+            "renewal_fetched",
+            "adds_to",
+            "limit",
+            "capacity",
+            "in_use",
+            "over",
+            "phones",
+            "verified",
+        ]
+        .iter()
+        .map(|k| or_empty(&r[*k]))
+        .chain([r["licenses"]
+            .as_array()
+            .unwrap()
+            .iter()
             .map(text)
-            .collect();
-            expected.push(row);
-        }
+            .collect::<Vec<_>>()
+            .join(" ")])
+        .collect();
+        expected.push(row);
     }
     assert_eq!(expected.len(), 6, "one row per grant");
     assert_eq!(licenses[1..], expected);
     // The site license: 3 phones on a limit of 2, over it.
     let site = &licenses[1];
     assert_eq!(
-        (site[7].as_str(), site[15].as_str(), site[16].as_str()),
-        ("3", "3", "2")
+        (
+            site[16].as_str(),
+            site[15].as_str(),
+            site[17].as_str(),
+            site[18].as_str()
+        ),
+        ("3", "2", "true", "3")
     );
-    assert_eq!(site[17], "true");
 
     let attention = parse_csv(&csv::csv(&f, &unreadable, csv::Table::Attention));
-    assert_eq!(attention[0], ["mac", "what", "detail"]);
-    let expected: Vec<Vec<String>> = json["attention"]
-        .as_array()
-        .unwrap()
+    assert_eq!(attention[0], ["what", "subject", "phones", "detail"]);
+    let groups = json["attention"].as_array().unwrap();
+    let expected: Vec<Vec<String>> = groups
         .iter()
-        .map(|a| vec![text(&a["mac"]), text(&a["what"]), text(&a["detail"])])
+        .map(|g| {
+            vec![
+                text(&g["what"]),
+                text(&g["subject"]),
+                g["phones"].as_array().unwrap().len().to_string(),
+                text(&g["detail"]),
+            ]
+        })
         .collect();
     assert_eq!(attention[1..], expected);
+    let phones = parse_csv(&csv::csv(&f, &unreadable, csv::Table::Phones));
+    assert_eq!(phones[0], ["what", "subject", "mac", "detail"]);
+    let expected: Vec<Vec<String>> = groups
+        .iter()
+        .flat_map(|g| {
+            g["phones"].as_array().unwrap().iter().map(move |p| {
+                vec![
+                    text(&g["what"]),
+                    text(&g["subject"]),
+                    text(&p["mac"]),
+                    text(&p["detail"]),
+                ]
+            })
+        })
+        .collect();
+    assert_eq!(phones[1..], expected);
+    let sites = parse_csv(&csv::csv(&f, &unreadable, csv::Table::Sites));
+    assert_eq!(sites.len(), 2, "{sites:?}");
+    assert_eq!(sites[1][0], "100000000001");
+    assert_eq!(sites[1][1], "3", "three phones hold the site license");
 
     let summary = parse_csv(&csv::csv(&f, &unreadable, csv::Table::Summary));
     let s = &json["summary"];
@@ -535,10 +595,7 @@ fn the_csv_says_what_the_json_says() {
     ]
     .into_iter()
     .map(text)
-    .chain([
-        json["attention"].as_array().unwrap().len().to_string(),
-        "1".into(),
-    ])
+    .chain([f.attention_items().to_string(), "1".into()])
     .collect();
     assert_eq!(summary, [summary[0].clone(), want]);
     assert_eq!(
@@ -572,12 +629,12 @@ fn the_csv_quotes_hostile_text() {
     assert!(text.contains("\"1,2\"\"3  4\""), "{text:?}");
     let rows = parse_csv(&text);
     assert_eq!(rows.len(), 2, "{text:?}");
-    assert_eq!(rows[1][2], plain(serial));
-    assert_eq!(rows[1][8], format!("'{feature_name}"));
-    assert_eq!((rows[1][15].as_str(), rows[1][16].as_str()), ("1", "5"));
-    let attention = parse_csv(&csv::csv(&fl, &[], csv::Table::Attention));
-    assert_eq!(attention.len(), 2);
-    assert_eq!(attention[1][2], "a \"quoted\", subject: -1+1");
+    assert_eq!(rows[1][0], plain(serial));
+    assert_eq!(rows[1][2], format!("'{feature_name}"));
+    assert_eq!((rows[1][16].as_str(), rows[1][15].as_str()), ("1", "5"));
+    let phones = parse_csv(&csv::csv(&fl, &[], csv::Table::Phones));
+    assert_eq!(phones.len(), 2);
+    assert_eq!(phones[1][3], "a \"quoted\", subject: -1+1");
 }
 
 /// The text between `id="ID">` and the next `<`.
@@ -763,7 +820,8 @@ fn the_command_line_writes_the_page_and_takes_one_output() {
     let out = run(args(&["--csv=summary", "--html", page.to_str().unwrap()])).unwrap();
     assert_eq!(parse_csv(&out.stdout)[1][2], "6");
     assert!(run(args(&["--csv", "--json"])).is_err());
-    assert!(run(args(&["--csv=phones"])).is_err());
+    assert!(run(args(&["--csv=devices"])).is_err());
+    assert!(run(args(&["--keyring", "/nonexistent-keyring"])).is_err());
     let out = run(args(&["--csv"])).unwrap();
     assert_eq!(parse_csv(&out.stdout)[0], csv::LICENSE_COLUMNS);
     // A page that cannot be written: exit 1, nothing half written.
@@ -810,6 +868,7 @@ fn no_control_character_from_a_report_reaches_the_table_or_the_csv() {
     for which in [
         csv::Table::Licenses,
         csv::Table::Attention,
+        csv::Table::Phones,
         csv::Table::Unreadable,
     ] {
         let out = csv::csv(&fl, &unreadable, which);
@@ -821,10 +880,10 @@ fn no_control_character_from_a_report_reaches_the_table_or_the_csv() {
         assert!(raw.is_empty(), "{raw:?} in {out:?}");
     }
     // A formula behind a control character is still defused.
-    let attention = parse_csv(&csv::csv(&fl, &[], csv::Table::Attention));
+    let phones = parse_csv(&csv::csv(&fl, &[], csv::Table::Phones));
     assert!(
-        attention.iter().any(|row| row[2].starts_with("' =1+1")),
-        "{attention:?}"
+        phones.iter().any(|row| row[3].starts_with("' =1+1")),
+        "{phones:?}"
     );
 }
 
@@ -867,12 +926,11 @@ fn days_left_are_the_agents() {
     let fl = fleet(&[r], options());
     let agents = crate::status::days_left(crate::format::End::At(end as u32), NOW).unwrap();
     assert_eq!(agents, 25);
-    let ends: Vec<&str> = fl
-        .attention
-        .iter()
-        .filter(|a| a.what == "feature-ends")
-        .map(|a| a.detail.as_str())
+    let ends: Vec<&str> = items(&fl, "feature-ends")
+        .into_iter()
+        .map(|(_, d)| d)
         .collect();
+    assert_eq!(fl.rows[0].days_left, Some(25));
     assert_eq!(ends.len(), 1, "{ends:?}");
     assert!(ends[0].ends_with("(25 days)"), "{ends:?}");
 }
@@ -903,7 +961,7 @@ fn a_report_named_for_another_phone_is_listed_and_not_believed() {
     write("x-license-status.json", &impostor);
     let (f, unreadable) = gather_folder(dir.path(), options()).unwrap();
     assert_eq!(f.phones, 1);
-    let fingerprints: Vec<&str> = f.licenses.iter().map(|l| &l.fingerprint[..1]).collect();
+    let fingerprints: Vec<&str> = f.rows.iter().map(|l| &l.licenses[0][..1]).collect();
     assert_eq!(fingerprints, ["1"]);
     let whys: Vec<&str> = unreadable.iter().map(|u| u.why.as_str()).collect();
     assert_eq!(whys.len(), 2, "{whys:?}");
@@ -935,9 +993,9 @@ fn a_report_from_the_future_is_flagged_and_never_preferred() {
         let f = fleet(&reports, options());
         assert_eq!(f.phones, 1);
         let held: Vec<(&str, usize)> = f
-            .licenses
+            .rows
             .iter()
-            .map(|l| (&l.fingerprint[..1], l.phones))
+            .map(|l| (&l.licenses[0][..1], l.phones))
             .collect();
         assert!(
             held.contains(&("1", 1)) && !held.contains(&("2", 1)),
@@ -947,11 +1005,9 @@ fn a_report_from_the_future_is_flagged_and_never_preferred() {
     // Alone, it is kept and flagged.
     let alone = report("0004f2000003", NOW + 2 * DAY, vec![], vec![]);
     let f = fleet(&[alone], options());
-    let flagged: Vec<&str> = f
-        .attention
-        .iter()
-        .filter(|a| a.what == "future-report")
-        .map(|a| a.mac.as_str())
+    let flagged: Vec<&str> = items(&f, "future-report")
+        .into_iter()
+        .map(|(m, _)| m)
         .collect();
     assert_eq!(flagged, ["0004f2000003"]);
 }

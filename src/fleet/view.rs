@@ -96,7 +96,7 @@ pub(crate) struct Row {
     /// The grant's own Managed Device limit (0: not counted).
     pub(crate) limit: u32,
     /// What devices in use are counted against: the limit, plus the Addons in force
-    /// within this term.
+    /// within this term (0 for an Addon counted on its term, or a grant not counted).
     pub(crate) capacity: u32,
     /// The phones using the feature under this grant (an Addon's count toward its term).
     pub(crate) in_use: usize,
@@ -299,14 +299,21 @@ impl Gather {
         doubts: &mut Vec<Item>,
     ) -> Option<usize> {
         let seen = self.index.get(claim.fingerprint).copied();
-        let known = seen.and_then(|i| self.table.get(i)).map(|k| (k.def.proof, k.order));
+        let known = seen
+            .and_then(|i| self.table.get(i))
+            .map(|k| (k.def.proof, k.order));
         // Defined already from content as good as any: only the claim's own content is
         // checked (a cheap hash), never the signature again.
         let keyring = self.options.keyring.clone();
         match verify::judge(claim, signed, keyring.as_deref(), known.map(|k| k.0)) {
             Ok(def) => {
                 let i = match (seen, known) {
-                    (Some(i), Some((proof, first))) if (proof, std::cmp::Reverse(first)) >= (def.proof, std::cmp::Reverse(order)) => i,
+                    (Some(i), Some((proof, first)))
+                        if (proof, std::cmp::Reverse(first))
+                            >= (def.proof, std::cmp::Reverse(order)) =>
+                    {
+                        i
+                    }
                     _ => self.register(Known {
                         fingerprint: claim.fingerprint.to_string(),
                         def,
@@ -318,7 +325,11 @@ impl Gather {
             Err(doubt) => {
                 doubts.push(Item {
                     what: doubt.what,
-                    subject: claim.fingerprint.get(..12).unwrap_or(claim.fingerprint).into(),
+                    subject: claim
+                        .fingerprint
+                        .get(..12)
+                        .unwrap_or(claim.fingerprint)
+                        .into(),
                     detail: doubt.detail,
                 });
                 None
@@ -599,7 +610,9 @@ impl Book {
         }
         for members in groups.values() {
             for &t in members {
-                let Some(term) = self.drafts.get(t) else { continue };
+                let Some(term) = self.drafts.get(t) else {
+                    continue;
+                };
                 if term.row.transaction == "addon" {
                     // The term in force at the Addon's start: a New or Renewal.
                     let start = term.start;
@@ -620,7 +633,9 @@ impl Book {
                 }
                 // A term ending at an instant is renewed by a Renewal that starts no
                 // later than its end and ends after it.
-                let Some(End::At(end)) = term.end else { continue };
+                let Some(End::At(end)) = term.end else {
+                    continue;
+                };
                 let renewals: Vec<usize> = members
                     .iter()
                     .copied()
@@ -668,7 +683,9 @@ impl Book {
                     }
                 }
                 if let Some(d) = self.drafts.get_mut(t) {
+                    // Nothing is counted against it: its term counts for both.
                     d.row.adds_to = label;
+                    d.row.capacity = 0;
                 }
             }
         }
@@ -758,7 +775,9 @@ impl Book {
             }
             // Renewals: fetched, or to be fetched.
             for &n in &held {
-                let Some(d) = self.drafts.get(n) else { continue };
+                let Some(d) = self.drafts.get(n) else {
+                    continue;
+                };
                 if d.renewals.is_empty() || d.row.term_status == "inactive" {
                     continue;
                 }
@@ -767,7 +786,11 @@ impl Book {
                         *d.row.renewal_fetched.get_or_insert(0) += 1;
                     }
                 } else {
-                    let renewal = d.renewals.iter().filter_map(|&r| self.drafts.get(r)).max_by_key(|r| end_key(r.end));
+                    let renewal = d
+                        .renewals
+                        .iter()
+                        .filter_map(|&r| self.drafts.get(r))
+                        .max_by_key(|r| end_key(r.end));
                     let until = renewal.map_or_else(String::new, |r| r.row.end.clone());
                     groups.add(
                         mac,
@@ -787,8 +810,12 @@ impl Book {
             }
             // A feature ending soon with no Renewal posted: renew.
             for e in &digest.ending {
-                let Some(n) = self.counted_row(e.license, &e.feature, table) else { continue };
-                let Some(d) = self.drafts.get(n) else { continue };
+                let Some(n) = self.counted_row(e.license, &e.feature, table) else {
+                    continue;
+                };
+                let Some(d) = self.drafts.get(n) else {
+                    continue;
+                };
                 if !d.renewals.is_empty() {
                     continue;
                 }
@@ -817,28 +844,43 @@ impl Book {
         }
         for ((mac, _), mine) in phones.iter().zip(&counted) {
             for &n in mine {
-                if self.drafts.get(n).is_some_and(|d| d.row.over) {
-                    let d = &self.drafts[n];
-                    groups.add(
-                        mac,
-                        Item {
-                            what: "over-capacity",
-                            subject: self.label(n),
-                            detail: format!(
-                                "{} in use of {}: over by {}",
-                                d.row.in_use,
-                                d.row.capacity,
-                                d.row.in_use - d.row.capacity as usize
-                            ),
-                        },
-                    );
-                }
+                let Some(d) = self.drafts.get(n).filter(|d| d.row.over) else {
+                    continue;
+                };
+                let subject = self.label(n);
+                let detail = format!(
+                    "{subject}: {} devices in use of {}: over by {}; buy an Addon or free devices",
+                    d.row.in_use,
+                    d.row.capacity,
+                    d.row.in_use - d.row.capacity as usize
+                );
+                groups.add_to(
+                    mac,
+                    Item {
+                        what: "over-capacity",
+                        subject,
+                        detail: format!("counted on {} {}", d.row.feature, d.row.id),
+                    },
+                    Some(detail),
+                );
             }
         }
         let mut drafts: Vec<Draft> = self.drafts.into_iter().filter(|d| d.listed).collect();
         drafts.sort_by(|a, b| {
-            (a.row.kind != "site", end_key(a.end), &a.row.id, &a.row.feature, a.start)
-                .cmp(&(b.row.kind != "site", end_key(b.end), &b.row.id, &b.row.feature, b.start))
+            (
+                a.row.kind != "site",
+                end_key(a.end),
+                &a.row.id,
+                &a.row.feature,
+                a.start,
+            )
+                .cmp(&(
+                    b.row.kind != "site",
+                    end_key(b.end),
+                    &b.row.id,
+                    &b.row.feature,
+                    b.start,
+                ))
         });
         let rows: Vec<Row> = drafts.into_iter().map(|d| d.row).collect();
         let mut summary = Summary::default();
