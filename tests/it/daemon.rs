@@ -1049,7 +1049,7 @@ fn agents_upload_their_status_reports_and_the_fleet_view_reads_them() {
     );
     let fleet: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(fleet["fleet"]["phones"], 3, "{fleet:#}");
-    let site_rows = fleet["fleet"]["licenses"]
+    let site_rows = fleet["fleet"]["rows"]
         .as_array()
         .unwrap()
         .iter()
@@ -1059,9 +1059,12 @@ fn agents_upload_their_status_reports_and_the_fleet_view_reads_them() {
     assert_eq!(site_rows, [serde_json::json!(2)], "{fleet:#}");
     let attention = fleet["fleet"]["attention"].as_array().unwrap();
     assert!(
-        attention
-            .iter()
-            .any(|a| a["mac"] == macs[2] && a["what"] == "unknown-key"),
+        attention.iter().any(|g| g["what"] == "unknown-key"
+            && g["phones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["mac"] == macs[2])),
         "{fleet:#}"
     );
 

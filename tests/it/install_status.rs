@@ -656,11 +656,8 @@ fn the_fleet_report_names_licenses_by_fingerprint_and_refusals_by_key() {
         "one site license, two phones: {view:#}"
     );
     assert_eq!(view["fleet"]["summary"]["active"], 1, "{view:#}");
-    assert_eq!(view["fleet"]["licenses"][0]["phones"], 2, "{view:#}");
-    assert_eq!(
-        view["fleet"]["licenses"][0]["grants"][0]["name"], "vqmon",
-        "{view:#}"
-    );
+    assert_eq!(view["fleet"]["rows"][0]["phones"], 2, "{view:#}");
+    assert_eq!(view["fleet"]["rows"][0]["feature"], "vqmon", "{view:#}");
     assert_eq!(view["unreadable"].as_array().unwrap().len(), 1, "{view:#}");
     assert_eq!(
         view["fleet"]["attention"][0]["what"], "unknown-key",
