@@ -4,13 +4,24 @@
 //!
 //! Every file written here is decoded and verified again by the agent's own code before
 //! it is returned: the issuer never produces a file the agent would refuse.
+//!
+//! - [`derive`]: a site license's Addon, or a Renewal, built from the file in force
+//!   (the vendor portal's transaction types, `shared/seeds/000_*.txt`).
+//! - [`compare`]: what phones would lose if a new file for a serial were posted after
+//!   the previous one (the agent uses the file with the latest end, `agent-rules.md`).
+
+pub mod compare;
+pub mod derive;
 
 use std::fmt::Write as _;
+use std::path::Path;
+
+use chrono::DateTime;
 
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
-use crate::format::{self, features, FeatureEntry, Kind, License, Serial};
+use crate::format::{self, features, End, FeatureEntry, Kind, License, Serial, MAX_FILE_SIZE};
 use crate::trust::{key_id_of, Keyring, Verified};
 
 /// A signing key.
@@ -69,9 +80,21 @@ pub struct LicenseSpec {
     pub features: Vec<FeatureEntry>,
 }
 
+/// A license file as written, with the license the agent's own code read back from it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub text: String,
+    pub license: Verified<License>,
+}
+
 /// Signs `spec` and writes the license file text, then proves the text is one the agent
 /// accepts (decodes to the same license, verifies with this key).
 pub fn issue(spec: &LicenseSpec, key: &SigningKey) -> Result<String, String> {
+    issue_verified(spec, key).map(|issued| issued.text)
+}
+
+/// [`issue`], also returning the verified license (to compare it with another file).
+pub fn issue_verified(spec: &LicenseSpec, key: &SigningKey) -> Result<Issued, String> {
     features::check_table(&spec.features).map_err(|e| e.to_string())?;
     let public = key.public_key();
     let key_id = key_id_of(&public);
@@ -83,7 +106,74 @@ pub fn issue(spec: &LicenseSpec, key: &SigningKey) -> Result<String, String> {
     if verified.signed_message() != message.as_slice() {
         return Err("internal: the written file does not carry the message that was signed".into());
     }
-    Ok(text)
+    if text.len() > MAX_FILE_SIZE {
+        return Err("the license would exceed the size limit".into());
+    }
+    Ok(Issued {
+        text,
+        license: verified,
+    })
+}
+
+/// Reads a license file and verifies it with `keyring`, as the agent would: the file an
+/// Addon or a Renewal is built from, or the previous file compared with a new one.
+pub fn read_verified(path: &Path, keyring: &Keyring) -> Result<Verified<License>, String> {
+    let bytes = crate::files::read_regular(path, MAX_FILE_SIZE as u64)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    keyring
+        .verify_bytes(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The keyring of one signing key: what files are verified with when no keyring is given.
+pub fn own_keyring(key: &SigningKey) -> Keyring {
+    Keyring::single(key.public_key(), "the signing key")
+}
+
+/// The issuer's "now": the wall clock, or the crate's test clock
+/// (`LICENSE_AGENT_TEST_NOW`, as for the agent), in the instants a license can name.
+pub fn now() -> Result<u32, String> {
+    let t = crate::phone::wall_clock().map_err(|e| e.to_string())?;
+    u32::try_from(t)
+        .ok()
+        .filter(|&t| t != features::NEVER)
+        .ok_or_else(|| format!("the clock reads {t}, outside the instants a license can name"))
+}
+
+/// An instant as the command line gives it: RFC 3339 in whole seconds
+/// (`2026-01-01T00:00:00Z`, any offset) or Unix seconds (`1767225600`), or `never`.
+/// `what` names the value in the error.
+pub fn parse_time(text: &str, what: &str) -> Result<End, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("never") {
+        return Ok(End::Never);
+    }
+    let secs = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for an i64 is out of range all the same.
+        text.parse::<i64>().unwrap_or(i64::MAX)
+    } else {
+        let t = DateTime::parse_from_rfc3339(text).map_err(|e| {
+            format!("{what} {text:?}: not an RFC 3339 date (2026-01-01T00:00:00Z) nor Unix seconds ({e})")
+        })?;
+        if t.timestamp_subsec_nanos() != 0 {
+            return Err(format!("{what} {text:?}: licenses count whole seconds"));
+        }
+        t.timestamp()
+    };
+    match u32::try_from(secs) {
+        Ok(secs) if secs != features::NEVER => Ok(End::At(secs)),
+        _ => Err(format!(
+            "{what} {text:?}: must lie between 1970-01-01T00:00:00Z and 2106-02-07T06:28:14Z"
+        )),
+    }
+}
+
+/// [`parse_time`] where `never` is not an answer (a start, the end of a Renewal).
+pub fn parse_instant(text: &str, what: &str) -> Result<u32, String> {
+    match parse_time(text, what)? {
+        End::At(t) => Ok(t),
+        End::Never => Err(format!("{what} cannot be never")),
+    }
 }
 
 fn render(spec: &LicenseSpec, key_id: &str, signature: &[u8]) -> String {
@@ -162,7 +252,43 @@ mod tests {
     }
 
     #[test]
+    fn times_are_rfc3339_or_unix_seconds_in_whole_seconds() {
+        assert_eq!(
+            parse_time("2026-01-01T00:00:00Z", "START"),
+            Ok(End::At(1_767_225_600))
+        );
+        assert_eq!(
+            parse_time("2026-01-01T02:00:00+02:00", "START"),
+            Ok(End::At(1_767_225_600))
+        );
+        assert_eq!(
+            parse_time(" 1767225600 ", "START"),
+            Ok(End::At(1_767_225_600))
+        );
+        assert_eq!(parse_time("0", "START"), Ok(End::At(0)));
+        assert_eq!(parse_time("NEVER", "END"), Ok(End::Never));
+        assert!(parse_instant("never", "--start")
+            .unwrap_err()
+            .contains("cannot be never"));
+        for (bad, why) in [
+            ("4294967295", "between 1970"),
+            ("99999999999999999999999", "between 1970"),
+            ("1969-12-31T23:59:59Z", "between 1970"),
+            ("2026-01-01T00:00:00.5Z", "whole seconds"),
+            ("yesterday", "RFC 3339"),
+            ("-5", "RFC 3339"),
+            ("", "RFC 3339"),
+        ] {
+            let e = parse_time(bad, "START").unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn keys_that_are_not_pkcs8_are_refused() {
         assert!(SigningKey::from_pkcs8(b"not a key").is_err());
     }
 }
+
+#[cfg(test)]
+mod derive_tests;

@@ -535,3 +535,435 @@ fn a_license_signed_by_openssl_from_the_spec_alone_is_valid() {
         stdout(&out)
     );
 }
+
+// ---- addon, renew and the fewer-features check (issue 25, item 7) ----
+
+/// The issuer's clock for these tests (the crate's test clock).
+const NOW: &str = "2026-06-01T00:00:00Z";
+
+fn issuer_at(args: &[&str]) -> std::process::Output {
+    let mut cmd = issuer();
+    cmd.env("LICENSE_AGENT_TEST_NOW", NOW);
+    run(cmd, args)
+}
+
+/// The site file in force: vqmon, usb-call-recording and 100 managed devices of
+/// conference-management, New until 2027.
+fn site_in_force(v: &Vendor) -> PathBuf {
+    sign(
+        v,
+        &[
+            "--serial",
+            "100000000001",
+            "--kind",
+            "site",
+            "--feature",
+            "vqmon,new,2026-01-01T00:00:00Z,2027-01-01T00:00:00Z",
+            "--feature",
+            "usb-call-recording,new,2026-01-01T00:00:00Z,2027-01-01T00:00:00Z",
+            "--feature",
+            "conference-management,new,2026-01-01T00:00:00Z,2027-01-01T00:00:00Z,100",
+        ],
+        "site.cfg",
+    )
+}
+
+/// The 32-hex-digit records of a file's feature table.
+fn records(file: &Path) -> Vec<String> {
+    let xml = std::fs::read_to_string(file).unwrap();
+    let table = element(&xml, "Features").to_string();
+    (0..table.len() / 32)
+        .map(|i| table[i * 32..(i + 1) * 32].to_string())
+        .collect()
+}
+
+fn inspected_features(file: &Path) -> Vec<(String, String, String, String, u64)> {
+    let out = run(
+        agent(),
+        ["inspect".as_ref(), "--json".as_ref(), file.as_os_str()],
+    );
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["transaction"].as_str().unwrap().to_string(),
+                e["start"].as_str().unwrap().to_string(),
+                e["end"].as_str().unwrap().to_string(),
+                e["limit"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn row(
+    name: &str,
+    t: &str,
+    start: &str,
+    end: &str,
+    limit: u64,
+) -> (String, String, String, String, u64) {
+    (name.into(), t.into(), start.into(), end.into(), limit)
+}
+
+#[test]
+fn addon_then_renew_build_from_the_file_in_force() {
+    let v = vendor();
+    let current = site_in_force(&v);
+    let key = v.key.to_str().unwrap();
+    let added = v.dir.path().join("addon.cfg");
+    let out = issuer_at(&[
+        "addon",
+        "--key",
+        key,
+        "--from",
+        current.to_str().unwrap(),
+        "--feature",
+        "conference-management",
+        "--limit",
+        "20",
+        "-o",
+        added.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("note: conference-management: an Addon of 20"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(verify_json(&v.keyring, &added)["verdict"], "valid");
+    // The other records are the same 16 bytes, in the same places.
+    let (old, new) = (records(&current), records(&added));
+    assert_eq!(old[..2], new[..2]);
+    assert_ne!(old[2], new[2]);
+    assert_eq!(
+        inspected_features(&added)[2],
+        row(
+            "conference-management",
+            "addon",
+            NOW,
+            "2027-01-01T00:00:00Z",
+            20
+        )
+    );
+
+    // Renew every feature of the Addon's file, rolling the Addon into 120; --until in
+    // Unix seconds (2028-01-01).
+    let renewed = v.dir.path().join("renewal.cfg");
+    let out = issuer_at(&[
+        "renew",
+        "--key",
+        key,
+        "--keyring",
+        v.keyring.to_str().unwrap(),
+        "--from",
+        added.to_str().unwrap(),
+        "--until",
+        "1830297600",
+        "--limit",
+        "120",
+        "-o",
+        renewed.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("rolls together the Addon of 20"),
+        "{stderr}"
+    );
+    assert_eq!(verify_json(&v.keyring, &renewed)["verdict"], "valid");
+    let (s, e) = ("2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z");
+    assert_eq!(
+        inspected_features(&renewed),
+        [
+            row("vqmon", "renewal", s, e, 120),
+            row("usb-call-recording", "renewal", s, e, 120),
+            row("conference-management", "renewal", s, e, 120),
+        ]
+    );
+    // Renewing vqmon alone: the others are kept byte for byte, and since they have
+    // started, the Renewal starts now (the agent uses the new file at once).
+    let out = issuer_at(&[
+        "renew",
+        "--key",
+        key,
+        "--from",
+        current.to_str().unwrap(),
+        "--until",
+        "2028-01-01T00:00:00Z",
+        "--feature",
+        "vqmon",
+        "-o",
+        renewed.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(records(&renewed)[1..], records(&current)[1..]);
+    assert_eq!(
+        inspected_features(&renewed)[0],
+        row("vqmon", "renewal", NOW, e, 0)
+    );
+}
+
+#[test]
+fn a_file_with_fewer_features_is_refused_unless_allow_fewer() {
+    let v = vendor();
+    let current = site_in_force(&v);
+    let target = v.dir.path().join("000000000000-license.cfg");
+    // The finding: an Addon-only site file, same serial, same end.
+    let args = |extra: &'static [&'static str]| {
+        let mut all = vec![
+            "sign".to_string(),
+            "--key".into(),
+            v.key.to_str().unwrap().into(),
+            "--serial".into(),
+            "100000000001".into(),
+            "--kind".into(),
+            "site".into(),
+            "--feature".into(),
+            "conference-management,addon,2026-06-01T00:00:00Z,2027-01-01T00:00:00Z,20".into(),
+            "--previous".into(),
+            current.to_str().unwrap().into(),
+            "-o".into(),
+            target.to_str().unwrap().into(),
+        ];
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all
+    };
+    let out = issuer_at(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for feature in ["vqmon", "usb-call-recording"] {
+        assert!(
+            stderr.contains(&format!("warning: {feature}: ")),
+            "{feature}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("latest end") && stderr.contains("--allow-fewer"),
+        "{stderr}"
+    );
+    assert!(!target.exists(), "nothing is written");
+
+    let out = issuer_at(
+        &args(&["--allow-fewer"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning: vqmon: "), "{stderr}");
+    assert_eq!(verify_json(&v.keyring, &target)["verdict"], "valid");
+
+    // addon compares with --from on its own: a future --start would leave a gap.
+    let out = issuer_at(&[
+        "addon",
+        "--key",
+        v.key.to_str().unwrap(),
+        "--from",
+        current.to_str().unwrap(),
+        "--feature",
+        "vqmon",
+        "--limit",
+        "5",
+        "--start",
+        "2026-09-01T00:00:00Z",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("grants it only from 2026-09-01"),
+        "{stderr}"
+    );
+    assert_eq!(stdout(&out), "", "nothing is written");
+}
+
+#[test]
+fn addon_and_renew_refusals() {
+    let v = vendor();
+    let current = site_in_force(&v);
+    let key = v.key.to_str().unwrap();
+    let from = current.to_str().unwrap();
+    let other = vendor();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["addon", "--key", key, "--from", from, "--feature", "vqmon"],
+            2,
+            "--limit N",
+        ),
+        (
+            &["addon", "--key", key, "--from", from, "--limit", "5"],
+            2,
+            "exactly one --feature",
+        ),
+        (
+            &[
+                "addon",
+                "--key",
+                key,
+                "--from",
+                from,
+                "--feature",
+                "vqmon",
+                "--limit",
+                "5",
+                "--until",
+                "2028-01-01T00:00:00Z",
+            ],
+            2,
+            "addon does not take --until",
+        ),
+        (
+            &["addon", "--key", key, "--feature", "vqmon", "--limit", "5"],
+            2,
+            "--from FILE",
+        ),
+        (&["renew", "--key", key, "--from", from], 2, "--until TIME"),
+        (
+            &["renew", "--key", key, "--from", from, "--until", "soon"],
+            2,
+            "RFC 3339",
+        ),
+        (
+            &["sign", "--key", key, "--from", from],
+            2,
+            "sign does not take --from",
+        ),
+        (
+            &[
+                "addon",
+                "--key",
+                key,
+                "--from",
+                from,
+                "--feature",
+                "h323",
+                "--limit",
+                "5",
+            ],
+            1,
+            "h323 is not in the current file",
+        ),
+        (
+            &[
+                "addon",
+                "--key",
+                key,
+                "--from",
+                from,
+                "--feature",
+                "vqmon",
+                "--limit",
+                "5",
+                "--start",
+                "2027-01-01T00:00:00Z",
+            ],
+            1,
+            "not after the Addon's start",
+        ),
+        (
+            &[
+                "renew",
+                "--key",
+                key,
+                "--from",
+                from,
+                "--until",
+                "2026-12-01T00:00:00Z",
+            ],
+            1,
+            "does not extend",
+        ),
+        (
+            &[
+                "renew",
+                "--key",
+                key,
+                "--from",
+                from,
+                "--until",
+                "2028-01-01T00:00:00Z",
+                "--start",
+                "2027-02-01T00:00:00Z",
+            ],
+            1,
+            "would be off in between",
+        ),
+        // --from must verify: with another vendor's key it is an unknown key.
+        (
+            &[
+                "addon",
+                "--key",
+                other.key.to_str().unwrap(),
+                "--from",
+                from,
+                "--feature",
+                "vqmon",
+                "--limit",
+                "5",
+            ],
+            1,
+            "not in the trusted keyring",
+        ),
+    ];
+    for (args, code, expected) in cases {
+        let out = issuer_at(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // A phone license takes no Addon.
+    let phone = sign(
+        &v,
+        &[
+            "--serial",
+            "0004f2000001",
+            "--kind",
+            "phone",
+            "--feature",
+            "vqmon,new,2026-01-01T00:00:00Z,2027-01-01T00:00:00Z,3",
+        ],
+        "phone.cfg",
+    );
+    let out = issuer_at(&[
+        "addon",
+        "--key",
+        key,
+        "--from",
+        phone.to_str().unwrap(),
+        "--feature",
+        "vqmon",
+        "--limit",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("phone license"));
+    // A tampered --from is refused before anything is built.
+    let xml = std::fs::read_to_string(&current).unwrap();
+    let tampered = v.dir.path().join("tampered.cfg");
+    std::fs::write(
+        &tampered,
+        xml.replace("<Serial>100000000001", "<Serial>100000000002"),
+    )
+    .unwrap();
+    let out = issuer_at(&[
+        "renew",
+        "--key",
+        key,
+        "--from",
+        tampered.to_str().unwrap(),
+        "--until",
+        "2028-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signature does not match"));
+}
