@@ -731,7 +731,7 @@ pub(crate) fn page(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
              more are left out (license-fleet --csv=phones or --json lists them all).</p>"
         );
     } else {
-        out.push_str("<span id=\"attention-left-out\" hidden>0</span>\n");
+        out.push_str("<span hidden id=\"attention-left-out\">0</span>\n");
     }
     out.push_str(
         "<div id=\"attention-groups\"></div>\n\
