@@ -1,37 +1,58 @@
 //! The fleet as one self-contained static HTML page that reads like the vendor portal's
-//! license page: the summary counts (All, Active, Expiring Shortly, Impending,
-//! Inactive), the license table (one row per feature a license grants: feature code,
-//! description, type, devices in use against the Managed Device limit, transaction,
-//! start, end, status; Expiring Shortly in red), what needs attention and the files that
-//! are not reports. Inline CSS and script only, nothing fetched (a Content Security
-//! Policy forbids it too): it works offline and can be served from the provisioning
-//! server as a plain file.
+//! license page (`docs/fleet-model.md`): the summary tiles (All, Active, Expiring
+//! Shortly, Impending, Inactive: counts of license rows by the status each is shown
+//! with), a banner when the licenses were not verified, the license table (one row per
+//! feature grant: License ID, kind, Feature Code, Description, Type, Transaction Type,
+//! Start, End, days left, devices in use against the capacity, Status; Expiring
+//! Shortly rows in red, a renewed term shown Active with its Renewal, Inactive rows
+//! grey), the per-site totals, what to act on (one expandable entry per group, with
+//! its phones) and the files that are not reports. Inline CSS and script only, nothing
+//! fetched (a Content Security Policy forbids it too): it works offline and can be
+//! served from the provisioning server as a plain file.
 //!
 //! Everything from the reports is data, never markup: the numbers and words the tool
-//! computes are written into the page HTML-escaped, and the rows travel as one JSON
-//! island (`<script type="application/json">`, with `<`, `>`, `&` and the line
-//! separators written as `\uXXXX` so no text can close it) that the script renders
-//! with `textContent` only. The script shows a page of rows at a time, so a fleet of
-//! 100,000 phones and their licenses stays quick; the attention rows in the page are
-//! capped at [`MAX_ATTENTION`] (the counts by kind cover them all, `--json` and `--csv`
-//! keep every one).
+//! computes are written into the page HTML-escaped, and the rows and groups travel as
+//! one JSON island (`<script type="application/json">`, with `<`, `>`, `&` and the
+//! line separators written as `\uXXXX` so no text can close it) that the script renders
+//! with `textContent` only. The script shows a page of rows (and of groups) at a time,
+//! so a fleet of 150,000 rows stays quick. The phones listed under the groups are
+//! capped, at [`MAX_GROUP_PHONES`] a group and [`MAX_ATTENTION_PHONES`] in all (each
+//! group says how many more it has; the counts always cover them all, `--json` and
+//! `--csv=phones` keep every one).
 //!
-//! Stable hooks for tests and scripts: `#phones`, `#count-all`, `#count-active`,
-//! `#count-expiring-shortly`, `#count-impending`, `#count-inactive`, `#license-total`
-//! (table rows), `#attention-total`, `#attention-in-page`, `#attention-left-out`,
-//! `#attention-count-<kind>`, `#unreadable-total`; once the script has run,
-//! `body[data-ready="1"]`, `#license-matching` and `#attention-matching` (rows that
-//! pass the filters), `tr[data-fingerprint][data-status]` with `td[data-col]`. The
-//! page reads its filters and sort order from the URL fragment and keeps them there:
-//! `#status=expiring-shortly&q=vqmon&sort=end&dir=desc&page=2&what=stale-report&aq=…`.
+//! The view lives in the URL fragment, every filter combinable:
+//! `#q=TEXT&kind=site|phone&site=SERIAL&transaction=trial|new|addon|renewal&status=active|expiring-shortly|impending|inactive&days=N&over=1&sort=COLUMN&dir=asc|desc&page=N`
+//! for the license rows (`site` keeps the rows of that site license; `days` keeps the
+//! rows with at most N days left, never one without an end), and
+//! `what=KIND&aq=TEXT&gpage=N` for the groups. With no sort, rows come in the data's
+//! order: site licenses first, then by end.
+//!
+//! Stable hooks for tests and scripts, written server-side: `#phones`, `#count-all`,
+//! `#count-active`, `#count-expiring-shortly`, `#count-impending`, `#count-inactive`
+//! (the tiles, fleet-wide whatever the filters), `#verification[data-verified="0|1"]`,
+//! `#license-total` (rows), `tr#site-<serial>[data-serial]` with `td[data-col]` (the
+//! per-site totals), `#attention-group-total` (groups), `#attention-total` (phone
+//! items over all groups), `#attention-in-page` (phone items listed in the page),
+//! `#attention-left-out`, `#attention-count-<kind>` (phone items of a kind) and
+//! `#attention-groups-<kind>` (groups of a kind), `#unreadable-total`. Once the
+//! script has run: `body[data-ready="1"]`, `#license-matching` (rows that pass the
+//! filters), `#license-rows tr[data-id][data-kind][data-feature][data-transaction][data-status]`
+//! (the shown page of rows; class `expiring-shortly` exactly when red) with
+//! `td[data-col]` (`id`, `kind`, `feature`, `description`, `type`, `transaction`,
+//! `start`, `end`, `days`, `devices`, `status`), `#attention-group-matching` and
+//! `#attention-groups details[data-what][data-count]` (the shown page of groups; each
+//! lists its phones as `li[data-mac]`).
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::view::{description, Fleet, KINDS};
+use super::view::{Fleet, KINDS};
 use super::Unreadable;
 
-/// The most attention rows the page holds.
-pub(crate) const MAX_ATTENTION: usize = 5_000;
+/// The most phones the page lists under one group.
+pub(crate) const MAX_GROUP_PHONES: usize = 200;
+/// The most phones the page lists under all groups together.
+pub(crate) const MAX_ATTENTION_PHONES: usize = 10_000;
 /// The most files that are not reports the page lists.
 pub(crate) const MAX_UNREADABLE: usize = 1_000;
 
@@ -78,26 +99,43 @@ header p{margin:4px 0 0;color:#c9d3de}
 main{padding:16px 24px}
 section{background:#fff;border:1px solid #d8dee6;border-radius:4px;margin:0 0 16px;padding:12px 16px}
 h2{font-size:16px;margin:0 0 10px}
+.banner{background:#fff4e0;border:1px solid #e6b460;color:#7a4b00;border-radius:4px;padding:8px 12px;margin:0 0 16px;font-weight:600}
+.banner.ok{background:#eaf5ea;border-color:#9fcf9f;color:#23602a;font-weight:400}
 .tiles{display:flex;gap:12px;flex-wrap:wrap}
-.tile{flex:1 1 140px;border:1px solid #d8dee6;border-radius:4px;padding:10px 12px;cursor:pointer;background:#fafbfc}
+.tile{flex:1 1 140px;border:1px solid #d8dee6;border-radius:4px;padding:10px 12px;cursor:pointer;background:#fafbfc;text-align:left;font:inherit;color:inherit}
 .tile .n{display:block;font-size:26px;font-weight:600}
 .tile.expiring{color:#c62828;border-color:#e7a4a4}
 .tile.selected{outline:2px solid #2f6fb3}
 .tools{display:flex;gap:8px;align-items:center;flex-wrap:wrap;margin:0 0 8px}
-.tools input{min-width:240px;padding:4px 6px}
-.tools .note{color:#5b6776}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e7ed;vertical-align:top}
-th{background:#eef1f5;cursor:pointer;user-select:none;white-space:nowrap}
+.tools input[type=search]{min-width:220px;padding:4px 6px}
+.tools input[type=number]{width:90px;padding:4px 6px}
+.note{color:#5b6776}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:4px 6px;border-bottom:1px solid #e3e7ed;vertical-align:top}
+th{background:#eef1f5;white-space:nowrap}
+#license th{cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \25B2"}
 th[aria-sort=descending]::after{content:" \25BC"}
 tr.expiring-shortly td{color:#c62828;font-weight:600}
+tr.inactive td{color:#8a949f}
 td[data-col=start],td[data-col=end]{white-space:nowrap}
-tr.inactive td{color:#7a8591}
-td.over{color:#c62828;font-weight:600}
-td .sub{display:block;color:#7a8591;font-size:12px;font-family:"DejaVu Sans Mono",monospace}
+td[data-col=days],td[data-col=devices]{text-align:right;white-space:nowrap}
+td[data-col=status]{min-width:190px}
+td.over,.over{color:#c62828;font-weight:600}
+td .sub{display:block;color:#7a8591;font-size:12px;font-weight:400}
+td .fp{font-family:"DejaVu Sans Mono",monospace}
+tr.selected td{background:#eef4fb}
+button.link{border:0;background:none;padding:0;color:#2f6fb3;cursor:pointer;font:inherit;text-decoration:underline}
 .pager{display:flex;gap:8px;align-items:center;margin-top:8px}
-.counts{display:flex;gap:16px;flex-wrap:wrap;margin:0 0 8px;padding:0;list-style:none}
+.counts{display:flex;gap:6px 16px;flex-wrap:wrap;margin:0 0 8px;padding:0;list-style:none}
+.counts li.none{color:#a0a8b2}
+#attention-groups details{border-bottom:1px solid #e3e7ed;padding:4px 0}
+#attention-groups summary{cursor:pointer}
+#attention-groups .what{display:inline-block;min-width:150px;font-family:"DejaVu Sans Mono",monospace;font-size:12px;color:#5b6776}
+#attention-groups .n{font-weight:600;margin-left:6px}
+#attention-groups ul{margin:4px 0 4px 24px;padding:0}
+#attention-groups .mac{font-family:"DejaVu Sans Mono",monospace;margin-right:8px}
 .cut{color:#8a5a00}
 "#;
 
@@ -105,25 +143,38 @@ const SCRIPT: &str = r##"
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("fleet-data").textContent);
-  var PAGE = 100;
+  var PAGE = 100, GPAGE = 100;
   var LABEL = {"active": "Active", "expiring-shortly": "Expiring Shortly",
-    "impending": "Impending", "inactive": "Inactive"};
-  // A license row: [fingerprint, kind, serial, feature, limit, in_use, over, transaction, start, end, status].
-  var LICENSE = {
-    license: function (r) { return r[2]; },
-    feature: function (r) { return r[3]; },
-    description: function (r) { return data.descriptions[r[3]] || ""; },
-    type: function (r) { return r[4] > 0 ? "Managed Device" : "not counted"; },
-    devices: function (r) { return r[5]; },
-    transaction: function (r) { return r[7]; },
-    start: function (r) { return r[8]; },
-    end: function (r) { return r[9]; },
-    status: function (r) { return r[10]; }
-  };
-  var ATTENTION = {
-    mac: function (r) { return r[0]; },
-    what: function (r) { return r[1]; },
-    detail: function (r) { return r[2]; }
+    "impending": "Impending", "inactive": "Inactive", "unknown": "Unknown"};
+  var RANK = {"active": 0, "expiring-shortly": 1, "impending": 2, "inactive": 3};
+  var TRANSACTION = {"trial": "Trial", "new": "New", "addon": "Addon", "renewal": "Renewal"};
+  // A row (see the island's doc in html.rs): its fields by position.
+  var ID = 0, KIND = 1, FEATURE = 2, DESC = 3, COUNTED = 4, TRANS = 5, START = 6, END = 7,
+    DAYS = 8, STATUS = 9, RENEWED = 10, FETCHED = 11, ADDS = 12, LIMIT = 13, CAP = 14,
+    USE = 15, OVER = 16, PHONES = 17, FP = 18, VERIFIED = 19;
+  // A group: [what, detail, phones (count), [[mac, detail]...] (the listed ones)].
+  var rows = data.rows, groups = data.groups;
+  function description(r) { return data.descriptions[r[DESC]] || ""; }
+  function typeLabel(r) { return r[COUNTED] ? "Managed Device" : "Feature"; }
+  function transactionLabel(r) { return TRANSACTION[r[TRANS]] || r[TRANS]; }
+  function daysText(r) { return r[DAYS] === null ? "\u2014" : String(r[DAYS]); }
+  function devicesText(r) {
+    if (r[ADDS] !== null) { return "+" + r[LIMIT] + " to " + r[ADDS]; }
+    if (r[COUNTED] || r[CAP] > 0) { return r[USE] + " of " + r[CAP] + (r[OVER] ? " OVER" : ""); }
+    return String(r[USE]);
+  }
+  var SORT = {
+    id: function (r) { return r[ID]; },
+    kind: function (r) { return r[KIND]; },
+    feature: function (r) { return r[FEATURE]; },
+    description: description,
+    type: typeLabel,
+    transaction: function (r) { return r[TRANS]; },
+    start: function (r) { return r[START]; },
+    end: function (r) { return r[END]; },
+    days: function (r) { return r[DAYS] === null ? Infinity : r[DAYS]; },
+    devices: function (r) { return r[USE]; },
+    status: function (r) { return r[STATUS] in RANK ? RANK[r[STATUS]] : 9; }
   };
   var params = {};
   function readHash() {
@@ -141,132 +192,218 @@ const SCRIPT: &str = r##"
     var text = q.toString();
     history.replaceState(null, "", text ? "#" + text : location.pathname + location.search);
   }
-  // Every column's text of each row (and the fingerprint of a license), lowercase, once.
-  function haystack(rows, cols, cache) {
-    if (!cache.text) {
-      var keys = Object.keys(cols);
-      cache.text = rows.map(function (r) {
-        var words = keys.map(function (k) { return String(cols[k](r)); });
-        if (cols === LICENSE) { words.push(r[1], r[0]); }
-        return words.join(" ").toLowerCase();
+  var text = null, groupText = null;
+  // Every shown text of each row (and its license's fingerprint), lowercase, once.
+  function haystack() {
+    if (!text) {
+      text = rows.map(function (r) {
+        return [r[ID], r[KIND], r[FEATURE], description(r), typeLabel(r), transactionLabel(r),
+          r[START], r[END], LABEL[r[STATUS]] || r[STATUS], r[RENEWED] || "", r[ADDS] || "",
+          r[FP]].join(" ").toLowerCase();
       });
     }
-    return cache.text;
+    return text;
   }
-  function compare(cols, key, dir) {
-    var get = cols[key];
-    return function (a, b) {
-      var x = get(a), y = get(b);
-      var c = (typeof x === "number" && typeof y === "number") ? x - y : (x < y ? -1 : x > y ? 1 : 0);
-      return dir === "desc" ? -c : c;
-    };
-  }
-  function selected(rows, cols, cache, query, keep, sortKey, dir) {
-    var text = query ? haystack(rows, cols, cache) : null;
-    var needle = (query || "").toLowerCase();
-    var out = [];
-    for (var i = 0; i < rows.length; i++) {
-      if (keep && !keep(rows[i])) { continue; }
-      if (text && text[i].indexOf(needle) < 0) { continue; }
-      out.push(rows[i]);
+  function groupHaystack() {
+    if (!groupText) {
+      groupText = groups.map(function (g) {
+        return [g[0], g[1]].concat(g[3].map(function (p) { return p[0] + " " + p[1]; }))
+          .join(" ").toLowerCase();
+      });
     }
-    if (sortKey && cols[sortKey]) { out.sort(compare(cols, sortKey, dir)); }
+    return groupText;
+  }
+  // The row filters of the fragment, each a test.
+  function tests() {
+    var t = [];
+    if (params.kind) { t.push(function (r) { return r[KIND] === params.kind; }); }
+    if (params.site) {
+      t.push(function (r) { return r[KIND] === "site" && r[ID] === params.site; });
+    }
+    if (params.transaction) { t.push(function (r) { return r[TRANS] === params.transaction; }); }
+    if (params.status) { t.push(function (r) { return r[STATUS] === params.status; }); }
+    if (params.days !== undefined && params.days !== "" && isFinite(Number(params.days))) {
+      var most = Number(params.days);
+      t.push(function (r) { return r[DAYS] !== null && r[DAYS] <= most; });
+    }
+    if (params.over === "1") { t.push(function (r) { return r[OVER] === 1; }); }
+    return t;
+  }
+  function matching() {
+    var t = tests(), n = t.length;
+    var hay = params.q ? haystack() : null, needle = (params.q || "").toLowerCase();
+    var out = [];
+    outer: for (var i = 0; i < rows.length; i++) {
+      var r = rows[i];
+      for (var j = 0; j < n; j++) { if (!t[j](r)) { continue outer; } }
+      if (hay && hay[i].indexOf(needle) < 0) { continue; }
+      out.push(r);
+    }
+    var get = SORT[params.sort];
+    if (get) {
+      var desc = params.dir === "desc" ? -1 : 1;
+      // Stable: equal keys keep the data's order.
+      out.sort(function (a, b) {
+        var x = get(a), y = get(b);
+        var c = (typeof x === "number" && typeof y === "number") ?
+          (x === y ? 0 : x < y ? -1 : 1) : (x < y ? -1 : x > y ? 1 : 0);
+        return desc * c;
+      });
+    }
     return out;
   }
-  function cell(tr, col, text, cls) {
+  function cell(tr, col, value, cls) {
     var td = document.createElement("td");
     td.setAttribute("data-col", col);
-    td.textContent = text;
+    td.textContent = value;
     if (cls) { td.className = cls; }
     tr.appendChild(td);
     return td;
   }
+  function sub(td, value, title) {
+    var s = document.createElement("span");
+    s.className = "sub";
+    s.textContent = value;
+    if (title) { s.title = title; }
+    td.appendChild(s);
+    return s;
+  }
   function licenseRow(r) {
     var tr = document.createElement("tr");
-    tr.setAttribute("data-fingerprint", r[0]);
-    tr.setAttribute("data-status", r[10]);
-    tr.className = r[10];
-    var td = cell(tr, "license", r[2]);
-    var sub = document.createElement("span");
-    sub.className = "sub";
-    sub.textContent = r[1] + " \u00b7 " + r[0].slice(0, 12);
-    sub.title = r[0];
-    td.appendChild(sub);
-    cell(tr, "feature", r[3]);
-    cell(tr, "description", data.descriptions[r[3]] || "");
-    cell(tr, "type", r[4] > 0 ? "Managed Device" : "not counted");
-    cell(tr, "devices", r[4] > 0 ? r[5] + " of " + r[4] + (r[6] ? " OVER" : "") : String(r[5]),
-      r[6] ? "over" : "");
-    cell(tr, "transaction", r[7]);
-    cell(tr, "start", r[8]);
-    cell(tr, "end", r[9]);
-    cell(tr, "status", LABEL[r[10]] || r[10]);
-    return tr;
-  }
-  function attentionRow(r) {
-    var tr = document.createElement("tr");
-    tr.setAttribute("data-what", r[1]);
-    cell(tr, "mac", r[0]);
-    cell(tr, "what", r[1]);
-    cell(tr, "detail", r[2]);
-    return tr;
-  }
-  function table(t) {
-    var p = t.prefix;
-    var page = Math.max(1, parseInt(params[p + "page"] || "1", 10) || 1);
-    var rows = selected(t.rows, t.cols, t.cache, params[t.query], t.keep(), params[p + "sort"],
-      params[p + "dir"]);
-    var pages = Math.max(1, Math.ceil(rows.length / PAGE));
-    page = Math.min(page, pages);
-    var body = document.getElementById(t.id + "-rows");
-    body.textContent = "";
-    var first = (page - 1) * PAGE;
-    var frag = document.createDocumentFragment();
-    for (var i = first; i < Math.min(rows.length, first + PAGE); i++) {
-      frag.appendChild(t.render(rows[i]));
+    tr.setAttribute("data-id", r[ID]);
+    tr.setAttribute("data-kind", r[KIND]);
+    tr.setAttribute("data-feature", r[FEATURE]);
+    tr.setAttribute("data-transaction", r[TRANS]);
+    tr.setAttribute("data-status", r[STATUS]);
+    tr.className = r[STATUS];
+    var id = cell(tr, "id", r[ID]);
+    sub(id, r[FP].slice(0, 12) + (data.verified && !r[VERIFIED] ? " \u00b7 not verified" : ""),
+      r[FP]).classList.add("fp");
+    cell(tr, "kind", r[KIND]);
+    cell(tr, "feature", r[FEATURE]);
+    cell(tr, "description", description(r));
+    cell(tr, "type", typeLabel(r));
+    cell(tr, "transaction", transactionLabel(r));
+    cell(tr, "start", r[START]);
+    cell(tr, "end", r[END]);
+    cell(tr, "days", daysText(r));
+    cell(tr, "devices", devicesText(r), r[OVER] ? "over" : "");
+    var st = cell(tr, "status", LABEL[r[STATUS]] || r[STATUS]);
+    if (r[RENEWED] !== null) {
+      sub(st, "renewed until " + r[RENEWED] + (r[FETCHED] !== null ?
+        ", fetched by " + r[FETCHED] + " of " + r[PHONES] + " phones" : ""));
     }
+    return tr;
+  }
+  function groupEntry(g) {
+    var d = document.createElement("details");
+    d.setAttribute("data-what", g[0]);
+    d.setAttribute("data-count", String(g[2]));
+    var s = document.createElement("summary");
+    var what = document.createElement("span");
+    what.className = "what";
+    what.textContent = g[0];
+    var detail = document.createElement("span");
+    detail.className = "detail";
+    detail.textContent = g[1];
+    var n = document.createElement("span");
+    n.className = "n";
+    n.textContent = g[2] === 1 ? "1 phone" : g[2] + " phones";
+    s.appendChild(what);
+    s.appendChild(detail);
+    s.appendChild(n);
+    d.appendChild(s);
+    var ul = document.createElement("ul");
+    g[3].forEach(function (p) {
+      var li = document.createElement("li");
+      li.setAttribute("data-mac", p[0]);
+      var mac = document.createElement("span");
+      mac.className = "mac";
+      mac.textContent = p[0];
+      li.appendChild(mac);
+      li.appendChild(document.createTextNode(p[1]));
+      ul.appendChild(li);
+    });
+    if (g[3].length < g[2]) {
+      var more = document.createElement("li");
+      more.className = "cut";
+      more.textContent = "and " + (g[2] - g[3].length) + " more: license-fleet --csv=phones";
+      ul.appendChild(more);
+    }
+    d.appendChild(ul);
+    return d;
+  }
+  function pageOf(key, count, size) {
+    var pages = Math.max(1, Math.ceil(count / size));
+    var page = Math.max(1, parseInt(params[key] || "1", 10) || 1);
+    return {page: Math.min(page, pages), pages: pages};
+  }
+  var shown = {page: 1, gpage: 1};
+  function renderLicenses() {
+    var list = matching();
+    var p = pageOf("page", list.length, PAGE);
+    var first = (p.page - 1) * PAGE, last = Math.min(list.length, first + PAGE);
+    var body = document.getElementById("license-rows");
+    body.textContent = "";
+    var frag = document.createDocumentFragment();
+    for (var i = first; i < last; i++) { frag.appendChild(licenseRow(list[i])); }
     body.appendChild(frag);
-    document.getElementById(t.id + "-matching").textContent = String(rows.length);
-    document.getElementById(t.id + "-range").textContent = rows.length ?
-      "rows " + (first + 1) + "\u2013" + Math.min(rows.length, first + PAGE) + ", page " + page + " of " + pages :
-      "no rows";
-    document.getElementById(t.id + "-prev").disabled = page <= 1;
-    document.getElementById(t.id + "-next").disabled = page >= pages;
-    t.page = page;
-    var heads = document.querySelectorAll("#" + t.id + " th");
+    document.getElementById("license-matching").textContent = String(list.length);
+    document.getElementById("license-range").textContent = list.length ?
+      "rows " + (first + 1) + "\u2013" + last + ", page " + p.page + " of " + p.pages : "no rows";
+    document.getElementById("license-prev").disabled = p.page <= 1;
+    document.getElementById("license-next").disabled = p.page >= p.pages;
+    shown.page = p.page;
+    var heads = document.querySelectorAll("#license th[data-key]");
     for (var h = 0; h < heads.length; h++) {
       var key = heads[h].getAttribute("data-key");
-      if (key === params[p + "sort"]) {
-        heads[h].setAttribute("aria-sort", params[p + "dir"] === "desc" ? "descending" : "ascending");
+      if (key === params.sort) {
+        heads[h].setAttribute("aria-sort", params.dir === "desc" ? "descending" : "ascending");
       } else {
         heads[h].removeAttribute("aria-sort");
       }
     }
   }
-  var tables = [
-    {id: "license", prefix: "", query: "q", rows: data.licenses, cols: LICENSE, cache: {},
-      render: licenseRow, keep: function () {
-        var s = params.status;
-        if (!s) { return null; }
-        if (s === "over") { return function (r) { return !!r[6]; }; }
-        return function (r) { return r[10] === s; };
-      }},
-    {id: "attention", prefix: "a", query: "aq", rows: data.attention, cols: ATTENTION, cache: {},
-      render: attentionRow, keep: function () {
-        var w = params.what;
-        return w ? function (r) { return r[1] === w; } : null;
-      }}
-  ];
+  function renderGroups() {
+    var hay = params.aq ? groupHaystack() : null, needle = (params.aq || "").toLowerCase();
+    var list = [];
+    for (var i = 0; i < groups.length; i++) {
+      if (params.what && groups[i][0] !== params.what) { continue; }
+      if (hay && hay[i].indexOf(needle) < 0) { continue; }
+      list.push(groups[i]);
+    }
+    var p = pageOf("gpage", list.length, GPAGE);
+    var first = (p.page - 1) * GPAGE, last = Math.min(list.length, first + GPAGE);
+    var box = document.getElementById("attention-groups");
+    box.textContent = "";
+    var frag = document.createDocumentFragment();
+    for (var k = first; k < last; k++) { frag.appendChild(groupEntry(list[k])); }
+    box.appendChild(frag);
+    document.getElementById("attention-group-matching").textContent = String(list.length);
+    document.getElementById("attention-range").textContent = list.length ?
+      "groups " + (first + 1) + "\u2013" + last + ", page " + p.page + " of " + p.pages : "no groups";
+    document.getElementById("attention-prev").disabled = p.page <= 1;
+    document.getElementById("attention-next").disabled = p.page >= p.pages;
+    shown.gpage = p.page;
+  }
+  var FIELDS = {"license-filter": "q", "license-kind": "kind", "license-site": "site",
+    "license-transaction": "transaction", "license-status": "status", "license-days": "days",
+    "attention-filter": "aq", "attention-what": "what"};
   function render() {
-    tables.forEach(table);
-    document.getElementById("license-filter").value = params.q || "";
-    document.getElementById("license-status").value = params.status || "";
-    document.getElementById("attention-filter").value = params.aq || "";
-    document.getElementById("attention-what").value = params.what || "";
+    renderLicenses();
+    renderGroups();
+    Object.keys(FIELDS).forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el !== document.activeElement) { el.value = params[FIELDS[id]] || ""; }
+    });
+    document.getElementById("license-over").checked = params.over === "1";
     var tiles = document.querySelectorAll(".tile");
     for (var i = 0; i < tiles.length; i++) {
-      var s = tiles[i].getAttribute("data-status");
-      tiles[i].classList.toggle("selected", (params.status || "") === s);
+      tiles[i].classList.toggle("selected", (params.status || "") === tiles[i].getAttribute("data-status"));
+    }
+    var sites = document.querySelectorAll("#sites tr[data-serial]");
+    for (var s = 0; s < sites.length; s++) {
+      sites[s].classList.toggle("selected", sites[s].getAttribute("data-serial") === params.site);
     }
     document.body.setAttribute("data-ready", "1");
   }
@@ -275,42 +412,58 @@ const SCRIPT: &str = r##"
     writeHash();
     render();
   }
-  tables.forEach(function (t) {
-    var p = t.prefix;
-    var heads = document.querySelectorAll("#" + t.id + " th");
-    for (var h = 0; h < heads.length; h++) {
-      heads[h].addEventListener("click", function (e) {
-        var key = e.currentTarget.getAttribute("data-key");
-        var change = {};
-        change[p + "dir"] = params[p + "sort"] === key && params[p + "dir"] !== "desc" ? "desc" : "asc";
-        change[p + "sort"] = key;
-        change[p + "page"] = "";
-        set(change);
-      });
-    }
-    document.getElementById(t.id + "-prev").addEventListener("click", function () {
-      var change = {}; change[p + "page"] = String(t.page - 1); set(change);
+  var heads = document.querySelectorAll("#license th[data-key]");
+  for (var h = 0; h < heads.length; h++) {
+    heads[h].addEventListener("click", function (e) {
+      var key = e.currentTarget.getAttribute("data-key");
+      set({dir: params.sort === key && params.dir !== "desc" ? "desc" : "asc", sort: key, page: ""});
     });
-    document.getElementById(t.id + "-next").addEventListener("click", function () {
-      var change = {}; change[p + "page"] = String(t.page + 1); set(change);
+  }
+  Object.keys(FIELDS).forEach(function (id) {
+    var el = document.getElementById(id);
+    var key = FIELDS[id];
+    var reset = key === "aq" || key === "what" ? "gpage" : "page";
+    el.addEventListener(el.tagName === "SELECT" ? "change" : "input", function (e) {
+      var change = {};
+      change[key] = e.target.value;
+      change[reset] = "";
+      set(change);
     });
   });
-  document.getElementById("license-filter").addEventListener("input", function (e) {
-    set({q: e.target.value, page: ""});
+  document.getElementById("license-over").addEventListener("change", function (e) {
+    set({over: e.target.checked ? "1" : "", page: ""});
   });
-  document.getElementById("license-status").addEventListener("change", function (e) {
-    set({status: e.target.value, page: ""});
+  document.getElementById("license-clear").addEventListener("click", function () {
+    set({q: "", kind: "", site: "", transaction: "", status: "", days: "", over: "", page: ""});
   });
-  document.getElementById("attention-filter").addEventListener("input", function (e) {
-    set({aq: e.target.value, apage: ""});
+  document.getElementById("license-prev").addEventListener("click", function () {
+    set({page: String(shown.page - 1)});
   });
-  document.getElementById("attention-what").addEventListener("change", function (e) {
-    set({what: e.target.value, apage: ""});
+  document.getElementById("license-next").addEventListener("click", function () {
+    set({page: String(shown.page + 1)});
+  });
+  document.getElementById("attention-prev").addEventListener("click", function () {
+    set({gpage: String(shown.gpage - 1)});
+  });
+  document.getElementById("attention-next").addEventListener("click", function () {
+    set({gpage: String(shown.gpage + 1)});
   });
   var tiles = document.querySelectorAll(".tile");
   for (var i = 0; i < tiles.length; i++) {
     tiles[i].addEventListener("click", function (e) {
       set({status: e.currentTarget.getAttribute("data-status"), page: ""});
+    });
+  }
+  var serials = document.querySelectorAll("#sites button[data-serial]");
+  for (var s = 0; s < serials.length; s++) {
+    serials[s].addEventListener("click", function (e) {
+      set({site: e.currentTarget.getAttribute("data-serial"), page: ""});
+    });
+  }
+  var kinds = document.querySelectorAll("#attention-counts button[data-what]");
+  for (var k = 0; k < kinds.length; k++) {
+    kinds[k].addEventListener("click", function (e) {
+      set({what: e.currentTarget.getAttribute("data-what"), gpage: ""});
     });
   }
   window.addEventListener("hashchange", function () { readHash(); render(); });
@@ -319,65 +472,94 @@ const SCRIPT: &str = r##"
 })();
 "##;
 
-/// The JSON island: `{"licenses":[[fingerprint, kind, serial, feature, limit, in_use,
-/// over (0/1), transaction, start, end, status]...], "attention":[[mac, what,
-/// detail]...], "descriptions":{feature: text}}`, written row by row (no tree of
-/// values for 100,000 licenses), then made safe for a script element.
+/// The JSON island: `{"verified": bool, "descriptions": [text...], "rows": [[id, kind,
+/// feature, description (index into descriptions), counted (1: Managed Device, 0:
+/// Feature), transaction, start, end, days_left|null, status, renewed_until|null,
+/// renewal_fetched|null, adds_to|null, limit, capacity, in_use, over (0/1), phones,
+/// fingerprint (the first license's), verified (0/1)]...], "groups": [[what, detail,
+/// phones (the count), [[mac, detail]...] (those listed)]...]}`, written row by row
+/// (no tree of values for 150,000 rows), then made safe for a script element. Also
+/// the phone items it lists.
 fn island(fleet: &Fleet) -> (String, usize) {
-    let mut json = String::from("{\"licenses\":[");
-    let mut rows = 0usize;
-    let mut names = std::collections::BTreeMap::new();
-    let mut push = |json: &mut String, row: serde_json::Result<String>| {
-        if rows > 0 {
-            json.push(',');
-        }
-        json.push_str(&row.unwrap_or_else(|_| "[]".into()));
-        rows += 1;
-    };
-    for r in &fleet.rows {
-        let known = description(&r.feature);
-        if !known.is_empty() {
-            names.insert(r.feature.as_str(), known);
-        }
-        let row = (
-            r.licenses.first().map_or("", String::as_str),
-            &r.kind,
-            &r.id,
-            &r.feature,
+    let mut json = String::with_capacity(64 + fleet.rows.len() * 200);
+    let _ = write!(json, "{{\"verified\":{},\"rows\":[", fleet.verified);
+    let mut descriptions: Vec<&str> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (n, r) in fleet.rows.iter().enumerate() {
+        let description = *index.entry(r.description.as_str()).or_insert_with(|| {
+            descriptions.push(&r.description);
+            descriptions.len() - 1
+        });
+        let row = serde_json::json!([
+            r.id,
+            r.kind,
+            r.feature,
+            description,
+            u8::from(r.kind_of_count == "managed-device"),
+            r.transaction,
+            r.start,
+            r.end,
+            r.days_left,
+            r.status,
+            r.renewed_until,
+            r.renewal_fetched,
+            r.adds_to,
+            r.limit,
             r.capacity,
             r.in_use,
             u8::from(r.over),
-            &r.transaction,
-            &r.start,
-            &r.end,
-            &r.status,
-        );
-        push(&mut json, serde_json::to_string(&row));
-    }
-    json.push_str("],\"attention\":[");
-    let items = fleet
-        .attention
-        .iter()
-        .flat_map(|g| g.phones.iter().map(move |p| (&p.mac, &g.what, &p.detail)));
-    for (n, a) in items.take(MAX_ATTENTION).enumerate() {
+            r.phones,
+            r.licenses.first().map_or("", String::as_str),
+            u8::from(r.verified),
+        ]);
         if n > 0 {
             json.push(',');
         }
-        let row = serde_json::to_string(&a);
-        json.push_str(&row.unwrap_or_else(|_| "[]".into()));
+        json.push_str(&row.to_string());
     }
     json.push_str("],\"descriptions\":");
-    json.push_str(&serde_json::to_string(&names).unwrap_or_else(|_| "{}".into()));
-    json.push('}');
-    (script_safe(&json), rows)
+    json.push_str(&serde_json::to_string(&descriptions).unwrap_or_else(|_| "[]".into()));
+    json.push_str(",\"groups\":[");
+    let mut listed = 0usize;
+    for (n, g) in fleet.attention.iter().enumerate() {
+        let take = g
+            .phones
+            .len()
+            .min(MAX_GROUP_PHONES)
+            .min(MAX_ATTENTION_PHONES - listed);
+        listed += take;
+        let phones: Vec<(&str, &str)> = g.phones[..take]
+            .iter()
+            .map(|p| (p.mac.as_str(), p.detail.as_str()))
+            .collect();
+        let group = (&g.what, &g.detail, g.phones.len(), phones);
+        if n > 0 {
+            json.push(',');
+        }
+        json.push_str(&serde_json::to_string(&group).unwrap_or_else(|_| "[]".into()));
+    }
+    json.push_str("]}");
+    (script_safe(&json), listed)
+}
+
+/// The label of a status id, as the portal words it.
+fn label(status: &str) -> &str {
+    match status {
+        "active" => "Active",
+        "expiring-shortly" => "Expiring Shortly",
+        "impending" => "Impending",
+        "inactive" => "Inactive",
+        other => other,
+    }
 }
 
 /// The page of the fleet.
 pub(crate) fn page(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
     let s = &fleet.summary;
-    let (data, total_rows) = island(fleet);
-    let in_page = fleet.attention.len().min(MAX_ATTENTION);
-    let mut out = String::with_capacity(4096 + total_rows * 200);
+    let (data, listed) = island(fleet);
+    let total_rows = fleet.rows.len();
+    let items = fleet.attention_items();
+    let mut out = String::with_capacity(8192 + data.len() + fleet.sites.len() * 400);
     let at = escape(&fleet.at);
     let _ = write!(
         out,
@@ -394,95 +576,170 @@ pub(crate) fn page(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
         fleet.phones
     );
     out.push_str(
-        "<noscript><p>The tables need JavaScript; the counts below do not.</p></noscript>\n",
+        "<noscript><p>The tables need JavaScript; the counts and the per-site totals do not.</p></noscript>\n",
     );
+    if fleet.verified {
+        out.push_str(
+            "<p id=\"verification\" class=\"banner ok\" data-verified=\"1\">Licenses verified \
+             with the keyring: a row counts only for license files whose signature verifies.</p>\n",
+        );
+    } else {
+        out.push_str(
+            "<p id=\"verification\" class=\"banner\" data-verified=\"0\">Licenses not verified \
+             (run with --keyring): every row is what the reports say.</p>\n",
+        );
+    }
+
+    // The tiles.
     out.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"tiles\">\n");
-    for (id, label, n) in [
-        ("all", "All", s.all),
-        ("active", "Active", s.active),
-        ("expiring-shortly", "Expiring Shortly", s.expiring_shortly),
-        ("impending", "Impending", s.impending),
-        ("inactive", "Inactive", s.inactive),
+    for (id, n) in [
+        ("all", s.all),
+        ("active", s.active),
+        ("expiring-shortly", s.expiring_shortly),
+        ("impending", s.impending),
+        ("inactive", s.inactive),
     ] {
-        let (status, class) = match id {
-            "all" => ("", "tile"),
-            "expiring-shortly" => (id, "tile expiring"),
-            _ => (id, "tile"),
+        let (status, class, name) = match id {
+            "all" => ("", "tile", "All"),
+            "expiring-shortly" => (id, "tile expiring", label(id)),
+            _ => (id, "tile", label(id)),
         };
         let _ = writeln!(
             out,
-            "<div class=\"{class}\" data-status=\"{status}\"><span class=\"n\" id=\"count-{id}\">{n}</span>{label}</div>"
+            "<button type=\"button\" class=\"{class}\" data-status=\"{status}\">\
+             <span class=\"n\" id=\"count-{id}\">{n}</span>{name}</button>"
         );
     }
-    out.push_str("</div><p class=\"note\">Licenses, each once however many phones hold it; Expiring Shortly: fewer than 31 days left.</p></section>\n");
+    out.push_str(
+        "</div><p class=\"note\">License rows (one per feature a license grants, each once \
+         however many phones hold it) by the status each is shown with; Expiring Shortly: \
+         fewer than 31 days left, not yet renewed. A renewed term shows as Active.</p></section>\n",
+    );
 
-    let _ = write!(
-        out,
+    // The license table and its filters.
+    out.push_str(
         "<section><h2>Licenses</h2>\n<div class=\"tools\">\
          <input id=\"license-filter\" type=\"search\" placeholder=\"Filter licenses\" aria-label=\"Filter licenses\">\
+         <select id=\"license-kind\" aria-label=\"Kind\"><option value=\"\">Any kind</option>\
+         <option value=\"site\">Site</option><option value=\"phone\">Phone</option></select>\
+         <select id=\"license-site\" aria-label=\"Site serial\"><option value=\"\">Any site</option>",
+    );
+    for site in &fleet.sites {
+        let serial = escape(&site.serial);
+        let _ = write!(out, "<option value=\"{serial}\">{serial}</option>");
+    }
+    let _ = write!(
+        out,
+        "</select>\
+         <select id=\"license-transaction\" aria-label=\"Transaction Type\"><option value=\"\">Any transaction</option>\
+         <option value=\"trial\">Trial</option><option value=\"new\">New</option>\
+         <option value=\"addon\">Addon</option><option value=\"renewal\">Renewal</option></select>\
          <select id=\"license-status\" aria-label=\"Status\"><option value=\"\">Any status</option>\
          <option value=\"active\">Active</option><option value=\"expiring-shortly\">Expiring Shortly</option>\
-         <option value=\"impending\">Impending</option><option value=\"inactive\">Inactive</option>\
-         <option value=\"over\">Over its limit</option></select>\
-         <span class=\"note\"><span id=\"license-matching\">0</span> of <span id=\"license-total\">{total_rows}</span> rows \
-         (one per feature a license grants)</span></div>\n\
-         <table id=\"license\"><thead><tr>\
-         <th data-key=\"license\">License</th><th data-key=\"feature\">Feature Code</th>\
-         <th data-key=\"description\">Description</th><th data-key=\"type\">Type</th>\
-         <th data-key=\"devices\">Devices in use</th><th data-key=\"transaction\">Transaction Type</th>\
+         <option value=\"impending\">Impending</option><option value=\"inactive\">Inactive</option></select>\
+         <label>at most <input id=\"license-days\" type=\"number\" min=\"0\" aria-label=\"Days left at most\"> days left</label>\
+         <label><input id=\"license-over\" type=\"checkbox\"> over capacity</label>\
+         <button id=\"license-clear\" type=\"button\">Clear</button>\
+         <span class=\"note\"><span id=\"license-matching\">0</span> of <span id=\"license-total\">{total_rows}</span> rows</span></div>\n\
+         <div class=\"scroll\"><table id=\"license\"><thead><tr>\
+         <th data-key=\"id\">License ID</th><th data-key=\"kind\">Kind</th>\
+         <th data-key=\"feature\">Feature Code</th><th data-key=\"description\">Description</th>\
+         <th data-key=\"type\">Type</th><th data-key=\"transaction\">Transaction Type</th>\
          <th data-key=\"start\">Start Time</th><th data-key=\"end\">End Time</th>\
-         <th data-key=\"status\">Status</th></tr></thead><tbody id=\"license-rows\"></tbody></table>\n\
+         <th data-key=\"days\">Days left</th><th data-key=\"devices\">Devices in use</th>\
+         <th data-key=\"status\">Status</th></tr></thead><tbody id=\"license-rows\"></tbody></table></div>\n\
          <div class=\"pager\"><button id=\"license-prev\" type=\"button\">Previous</button>\
          <button id=\"license-next\" type=\"button\">Next</button><span id=\"license-range\"></span></div></section>\n"
     );
 
-    let left_out = fleet.attention.len().saturating_sub(MAX_ATTENTION);
+    // The per-site totals.
     let _ = write!(
         out,
-        "<section><h2>Needs attention</h2>\n<ul class=\"counts\">"
+        "<section><h2>Sites: <span id=\"site-total\">{}</span></h2>\n\
+         <table id=\"sites\"><thead><tr><th>Site serial</th><th>Phones</th><th>Licenses</th>\
+         <th>Active</th><th>Expiring Shortly</th><th>Impending</th><th>Inactive</th>\
+         <th>Devices in use</th></tr></thead><tbody>",
+        fleet.sites.len()
     );
-    for kind in KINDS {
-        let n = fleet.attention.iter().filter(|a| a.what == kind).count();
+    for site in &fleet.sites {
+        let serial = escape(&site.serial);
+        let r = &site.rows;
+        let over = site.capacity > 0 && site.in_use as u64 > site.capacity;
         let _ = write!(
             out,
-            "<li data-what=\"{kind}\"><span id=\"attention-count-{kind}\">{n}</span> {kind}</li>"
+            "<tr id=\"site-{serial}\" data-serial=\"{serial}\">\
+             <td data-col=\"serial\"><button type=\"button\" class=\"link\" data-serial=\"{serial}\">{serial}</button></td>\
+             <td data-col=\"phones\">{}</td><td data-col=\"licenses\">{}</td>\
+             <td data-col=\"active\">{}</td><td data-col=\"expiring-shortly\">{}</td>\
+             <td data-col=\"impending\">{}</td><td data-col=\"inactive\">{}</td>\
+             <td data-col=\"devices\"{}>{} of {}{}</td></tr>",
+            site.phones,
+            r.all,
+            r.active,
+            r.expiring_shortly,
+            r.impending,
+            r.inactive,
+            if over { " class=\"over\"" } else { "" },
+            site.in_use,
+            site.capacity,
+            if over { " OVER" } else { "" },
         );
     }
+    out.push_str("</tbody></table></section>\n");
+
+    // To act on.
     let _ = write!(
         out,
+        "<section><h2>To act on: <span id=\"attention-group-total\">{}</span> groups, \
+         <span id=\"attention-total\">{items}</span> phone items</h2>\n<ul class=\"counts\" id=\"attention-counts\">",
+        fleet.attention.len()
+    );
+    for kind in KINDS {
+        let of_kind = fleet.attention.iter().filter(|g| g.what == kind);
+        let (groups, phones) =
+            of_kind.fold((0usize, 0usize), |(g, p), x| (g + 1, p + x.phones.len()));
+        let none = if groups == 0 { " class=\"none\"" } else { "" };
+        let _ = write!(
+            out,
+            "<li{none}><button type=\"button\" class=\"link\" data-what=\"{kind}\">{kind}</button>: \
+             <span id=\"attention-groups-{kind}\">{groups}</span> {}, \
+             <span id=\"attention-count-{kind}\">{phones}</span> {}</li>",
+            if groups == 1 { "group" } else { "groups" },
+            if phones == 1 { "phone" } else { "phones" }
+        );
+    }
+    out.push_str(
         "</ul>\n<div class=\"tools\">\
-         <input id=\"attention-filter\" type=\"search\" placeholder=\"Filter\" aria-label=\"Filter attention\">\
-         <select id=\"attention-what\" aria-label=\"Kind\"><option value=\"\">Any kind</option>"
+         <input id=\"attention-filter\" type=\"search\" placeholder=\"Filter groups\" aria-label=\"Filter groups\">\
+         <select id=\"attention-what\" aria-label=\"Kind\"><option value=\"\">Any kind</option>",
     );
     for kind in KINDS {
         let _ = write!(out, "<option value=\"{kind}\">{kind}</option>");
     }
+    let left_out = items - listed;
     let _ = writeln!(
         out,
-        "</select><span class=\"note\"><span id=\"attention-matching\">0</span> shown of \
-         <span id=\"attention-in-page\">{}</span> in this page, \
-         <span id=\"attention-total\">{}</span> in all</span></div>",
-        in_page,
+        "</select><span class=\"note\"><span id=\"attention-group-matching\">0</span> of {} groups; \
+         <span id=\"attention-in-page\">{listed}</span> of {items} phone items listed in this page</span></div>",
         fleet.attention.len()
     );
     if left_out > 0 {
         let _ = writeln!(
             out,
-            "<p class=\"cut\">This page holds the first {MAX_ATTENTION} items: \
-             <span id=\"attention-left-out\">{left_out}</span> more are left out \
-             (license-fleet --json or --csv=attention lists them all).</p>"
+            "<p class=\"cut\">The page lists at most {MAX_GROUP_PHONES} phones a group and \
+             {MAX_ATTENTION_PHONES} in all: <span id=\"attention-left-out\">{left_out}</span> \
+             more are left out (license-fleet --csv=phones or --json lists them all).</p>"
         );
     } else {
-        out.push_str("<span id=\"attention-left-out\" hidden>0</span>\n");
+        out.push_str("<span hidden id=\"attention-left-out\">0</span>\n");
     }
     out.push_str(
-        "<table id=\"attention\"><thead><tr><th data-key=\"mac\">Phone</th>\
-         <th data-key=\"what\">What</th><th data-key=\"detail\">Detail</th></tr></thead>\
-         <tbody id=\"attention-rows\"></tbody></table>\n\
+        "<div id=\"attention-groups\"></div>\n\
          <div class=\"pager\"><button id=\"attention-prev\" type=\"button\">Previous</button>\
          <button id=\"attention-next\" type=\"button\">Next</button><span id=\"attention-range\"></span></div></section>\n",
     );
 
+    // Files that are not reports.
     let _ = write!(
         out,
         "<section><h2>Files that are not reports: <span id=\"unreadable-total\">{}</span></h2>\n<ul id=\"unreadable\">",

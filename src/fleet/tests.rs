@@ -656,7 +656,8 @@ fn island(page: &str) -> serde_json::Value {
     serde_json::from_str(&page[start..start + len]).unwrap()
 }
 
-/// The page's counts and rows, number by number, against the JSON of the same fleet.
+/// The page's counts, rows, sites and groups, number by number, against the JSON of
+/// the same fleet.
 #[test]
 fn the_page_says_what_the_json_says() {
     let f = fleet(&generated(), options());
@@ -676,36 +677,110 @@ fn the_page_says_what_the_json_says() {
             "{id}"
         );
     }
-    let attention = json["attention"].as_array().unwrap();
-    assert_eq!(by_id(&page, "attention-total"), attention.len().to_string());
-    for kind in view::KINDS {
-        let n = attention.iter().filter(|a| a["what"] == kind).count();
+    // Not verified (no keyring): the banner says so.
+    assert!(page.contains(
+        "<p id=\"verification\" class=\"banner\" data-verified=\"0\">Licenses not verified (run with --keyring)"
+    ));
+    // The rows, field by field, in the data's order.
+    let data = island(&page);
+    assert_eq!(data["verified"], false);
+    let rows = data["rows"].as_array().unwrap();
+    let want = json["rows"].as_array().unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(rows.len(), want.len());
+    assert_eq!(by_id(&page, "license-total"), want.len().to_string());
+    for (row, r) in rows.iter().zip(want) {
+        assert_eq!(row[0], r["id"]);
+        assert_eq!(row[1], r["kind"]);
+        assert_eq!(row[2], r["feature"]);
+        let description = row[3].as_u64().unwrap() as usize;
+        assert_eq!(data["descriptions"][description], r["description"]);
+        assert_eq!(row[4] == 1, r["type"] == "managed-device");
+        assert_eq!(row[5], r["transaction"]);
+        assert_eq!(row[6], r["start"]);
+        assert_eq!(row[7], r["end"]);
+        assert_eq!(row[8], r["days_left"]);
+        assert_eq!(row[9], r["status"]);
+        assert_eq!(row[10], r["renewed_until"]);
+        assert_eq!(row[11], r["renewal_fetched"]);
+        assert_eq!(row[12], r["adds_to"]);
+        assert_eq!(row[13], r["limit"]);
+        assert_eq!(row[14], r["capacity"]);
+        assert_eq!(row[15], r["in_use"]);
+        assert_eq!(row[16] == 1, r["over"] == true);
+        assert_eq!(row[17], r["phones"]);
+        assert_eq!(row[18], r["licenses"][0]);
+        assert_eq!(row[19] == 1, r["verified"] == true);
+    }
+    // The per-site totals, written in the page.
+    let sites = json["sites"].as_array().unwrap();
+    assert!(!sites.is_empty());
+    for site in sites {
+        let serial = site["serial"].as_str().unwrap();
+        let tr = page
+            .split(&format!(
+                "<tr id=\"site-{serial}\" data-serial=\"{serial}\">"
+            ))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no #site-{serial}"));
+        let cell = |col: &str| {
+            let text = tr.split(&format!("data-col=\"{col}\"")).nth(1).unwrap();
+            let text = &text[text.find('>').unwrap() + 1..];
+            text[..text.find('<').unwrap()].to_string()
+        };
+        assert_eq!(cell("phones"), site["phones"].to_string());
+        assert_eq!(cell("licenses"), site["rows"]["all"].to_string());
+        assert_eq!(cell("active"), site["rows"]["active"].to_string());
         assert_eq!(
-            by_id(&page, &format!("attention-count-{kind}")),
+            cell("expiring-shortly"),
+            site["rows"]["expiring_shortly"].to_string()
+        );
+        assert_eq!(cell("impending"), site["rows"]["impending"].to_string());
+        assert_eq!(cell("inactive"), site["rows"]["inactive"].to_string());
+        assert!(cell("devices").starts_with(&format!("{} of {}", site["in_use"], site["capacity"])));
+    }
+    // The groups, in order, each with its count and (uncapped here) every phone.
+    let attention = json["attention"].as_array().unwrap();
+    assert!(!attention.is_empty());
+    let groups = data["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), attention.len());
+    assert_eq!(
+        by_id(&page, "attention-group-total"),
+        attention.len().to_string()
+    );
+    let items = f.attention_items();
+    assert_eq!(by_id(&page, "attention-total"), items.to_string());
+    assert_eq!(by_id(&page, "attention-in-page"), items.to_string());
+    assert_eq!(by_id(&page, "attention-left-out"), "0");
+    for (group, g) in groups.iter().zip(attention) {
+        assert_eq!(group[0], g["what"]);
+        assert_eq!(group[1], g["detail"]);
+        let phones = g["phones"].as_array().unwrap();
+        assert_eq!(group[2], phones.len());
+        let listed: Vec<(&serde_json::Value, &serde_json::Value)> = group[3]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (&p[0], &p[1]))
+            .collect();
+        let want: Vec<(&serde_json::Value, &serde_json::Value)> =
+            phones.iter().map(|p| (&p["mac"], &p["detail"])).collect();
+        assert_eq!(listed, want);
+    }
+    for kind in view::KINDS {
+        let of_kind = attention.iter().filter(|g| g["what"] == kind);
+        let (n, phones) = of_kind.fold((0, 0), |(n, p), g| {
+            (n + 1, p + g["phones"].as_array().unwrap().len())
+        });
+        assert_eq!(
+            by_id(&page, &format!("attention-groups-{kind}")),
             n.to_string()
         );
+        assert_eq!(
+            by_id(&page, &format!("attention-count-{kind}")),
+            phones.to_string()
+        );
     }
-    let data = island(&page);
-    let rows = data["licenses"].as_array().unwrap();
-    let mut n = 0;
-    for l in json["licenses"].as_array().unwrap() {
-        for g in l["grants"].as_array().unwrap() {
-            let row = &rows[n];
-            assert_eq!(row[0], l["fingerprint"]);
-            assert_eq!(row[2], l["serial"]);
-            assert_eq!(row[3], g["name"]);
-            assert_eq!(row[4], g["limit"]);
-            assert_eq!(row[5], g["in_use"]);
-            assert_eq!(row[6] == 1, g["over_limit"] == true);
-            assert_eq!(row[9], g["end"]);
-            assert_eq!(row[10], g["status"]);
-            n += 1;
-        }
-    }
-    assert_eq!(n, rows.len());
-    assert_eq!(by_id(&page, "license-total"), n.to_string());
-    assert_eq!(data["attention"].as_array().unwrap().len(), attention.len());
-    assert_eq!(data["descriptions"]["vqmon"], view::description("vqmon"));
     // Nothing outside: no URL the page would fetch.
     for outside in ["http://", "https://", "src=", "href=", "@import", "url("] {
         assert!(!page.contains(outside), "{outside}");
@@ -719,9 +794,18 @@ fn a_hostile_report_cannot_put_markup_in_the_page() {
     let mac = "<script>alert(1)</script>";
     let serial = "</script><script>alert(2)</script>";
     let name = "<img src=x onerror=alert(3)>";
+    let site = "\"><script>alert(5)</script>";
     let mut l = license("6", "phone", NOW - DAY, Some(NOW + 5 * DAY), &[(name, 1)]);
     l.serial = serial.into();
-    let mut r = report(mac, NOW, vec![l.clone()], vec![feature(name, &l)]);
+    let mut s = license(
+        "8",
+        "site",
+        NOW - DAY,
+        Some(NOW + 50 * DAY),
+        &[("vqmon", 5)],
+    );
+    s.serial = site.into();
+    let mut r = report(mac, NOW, vec![l.clone(), s], vec![feature(name, &l)]);
     r.refusals.push(Refusal {
         at: time(NOW),
         subject: "<!-- \u{2028} & \"'".into(),
@@ -742,56 +826,91 @@ fn a_hostile_report_cannot_put_markup_in_the_page() {
         assert!(!page.contains(markup), "{markup:?} in the page");
     }
     assert!(page.contains("&lt;script&gt;alert(4)&lt;/script&gt;"));
+    // The site serial, written server-side (its option, its totals' row): escaped.
+    let escaped = html::escape(site);
+    assert!(page.contains(&format!("<option value=\"{escaped}\">{escaped}</option>")));
+    assert!(page.contains(&format!(
+        "<tr id=\"site-{escaped}\" data-serial=\"{escaped}\">"
+    )));
     let data = island(&page);
-    assert_eq!(data["licenses"][0][2], serial);
-    assert_eq!(data["licenses"][0][3], name);
-    let details: Vec<&str> = data["attention"]
-        .as_array()
-        .unwrap()
+    let rows = data["rows"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r[0] == serial && r[2] == name),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r[0] == site && r[1] == "site"));
+    let groups = data["groups"].as_array().unwrap();
+    let details: Vec<&str> = groups
         .iter()
-        .map(|a| a[2].as_str().unwrap())
+        .flat_map(|g| g[3].as_array().unwrap())
+        .map(|p| p[1].as_str().unwrap())
         .collect();
     assert!(
         details.contains(&"<!-- \u{2028} & \"': <script src=//evil></script>"),
         "{details:?}"
     );
-    assert!(data["attention"]
-        .as_array()
-        .unwrap()
+    assert!(groups
         .iter()
-        .all(|a| a[0] == mac));
+        .flat_map(|g| g[3].as_array().unwrap())
+        .all(|p| p[0] == mac));
     assert_eq!(
         html::escape("<a href=\"x\">'&'</a>"),
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
     );
 }
 
-/// The page holds at most so many attention rows, and says how many it left out.
+/// The page lists at most so many phones a group and in all, and says how many it left
+/// out; the counts cover them all.
 #[test]
 fn the_page_caps_its_attention_rows_and_says_so() {
-    let base = generated()[1].clone();
-    let reports: Vec<Report> = (0..html::MAX_ATTENTION + 7)
+    // Groups of one more phone than a group lists, enough of them to pass the cap in all.
+    let per = html::MAX_GROUP_PHONES + 1;
+    let kinds = html::MAX_ATTENTION_PHONES / html::MAX_GROUP_PHONES + 2;
+    let reports: Vec<Report> = (0..per * kinds)
         .map(|n| {
-            let mut r = base.clone();
-            r.mac = format!("0004f2{n:06x}");
-            r.licenses.clear();
-            r.features.clear();
-            r.refusals.truncate(1);
+            let mut r = report(&format!("0004f2{n:06x}"), NOW, vec![], vec![]);
+            r.refusals.push(Refusal {
+                at: time(NOW),
+                subject: "x".into(),
+                verdict: "malformed".into(),
+                detail: format!("verdict{:02}: x", n % kinds),
+                key: None,
+            });
             r
         })
         .collect();
     let f = fleet(&reports, options());
-    assert_eq!(f.attention.len(), html::MAX_ATTENTION + 7);
+    assert_eq!(f.attention.len(), kinds);
+    assert!(f.attention.iter().all(|g| g.phones.len() == per));
+    let total = per * kinds;
+    assert_eq!(f.attention_items(), total);
     let page = html::page(&f, &[]);
-    assert_eq!(by_id(&page, "attention-left-out"), "7");
+    assert_eq!(by_id(&page, "attention-total"), total.to_string());
+    assert_eq!(by_id(&page, "attention-group-total"), kinds.to_string());
     assert_eq!(
-        by_id(&page, "attention-total"),
-        (html::MAX_ATTENTION + 7).to_string()
+        by_id(&page, "attention-in-page"),
+        html::MAX_ATTENTION_PHONES.to_string()
     );
     assert_eq!(
-        island(&page)["attention"].as_array().unwrap().len(),
-        html::MAX_ATTENTION
+        by_id(&page, "attention-left-out"),
+        (total - html::MAX_ATTENTION_PHONES).to_string()
     );
+    assert_eq!(by_id(&page, "attention-groups-refused"), kinds.to_string());
+    assert_eq!(by_id(&page, "attention-count-refused"), total.to_string());
+    // Every group is in the page with its count; the phones listed stop at the caps.
+    let groups = island(&page)["groups"].as_array().unwrap().clone();
+    assert_eq!(groups.len(), kinds);
+    let mut listed = 0;
+    for g in &groups {
+        assert_eq!(g[2], per);
+        let n = g[3].as_array().unwrap().len();
+        assert_eq!(
+            n,
+            html::MAX_GROUP_PHONES.min(html::MAX_ATTENTION_PHONES - listed)
+        );
+        listed += n;
+    }
+    assert_eq!(listed, html::MAX_ATTENTION_PHONES);
 }
 
 /// The command line: --html writes the page (and says so), --json and --csv are one or

@@ -96,17 +96,97 @@ fn number(dom: &str, id: &str) -> u64 {
         .unwrap_or_else(|_| panic!("#{id}: {:?}", by_id(dom, id)))
 }
 
-/// The license rows the page shows: (status, end) of each `tr`.
-fn rows(dom: &str) -> Vec<(String, String)> {
-    dom.split("<tr data-fingerprint=")
+/// `text` as serialized by the browser, read back.
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `name` in the start tag that `tag` opens (up to its first
+/// cell or child element: a value may hold a `>`).
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let open = &tag[..["<td", "<summary"]
+        .iter()
+        .filter_map(|t| tag.find(t))
+        .min()
+        .unwrap_or(tag.len())];
+    let key = format!(" {name}=\"");
+    let start = open.find(&key)? + key.len();
+    let len = open[start..].find('"')?;
+    Some(unescape(&open[start..start + len]))
+}
+
+/// The text of the cell `col` of a row (up to its first tag).
+fn col(row: &str, col: &str) -> String {
+    let cell = row
+        .split(&format!("data-col=\"{col}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {col} in {row}"));
+    let text = &cell[cell.find('>').unwrap() + 1..];
+    unescape(&text[..text.find('<').unwrap()])
+}
+
+/// A license row the page shows.
+#[derive(Debug)]
+struct Shown {
+    id: String,
+    kind: String,
+    feature: String,
+    transaction: String,
+    status: String,
+    class: String,
+    start: String,
+    end: String,
+    devices: String,
+    status_text: String,
+}
+
+/// The license rows the page shows, in order.
+fn rows(dom: &str) -> Vec<Shown> {
+    let body = dom
+        .split("id=\"license-rows\">")
+        .nth(1)
+        .expect("the license table");
+    let body = &body[..body.find("</tbody>").unwrap()];
+    body.split("<tr ")
         .skip(1)
         .map(|row| {
-            let status = row.split("data-status=\"").nth(1).unwrap();
-            let status = &status[..status.find('"').unwrap()];
-            let end = row.split("data-col=\"end\">").nth(1).unwrap();
+            let row = format!(" {row}");
+            let a = |name: &str| attr(&row, name).unwrap_or_else(|| panic!("no {name}: {row}"));
+            let status_cell = row.split("data-col=\"status\"").nth(1).unwrap();
+            Shown {
+                id: a("data-id"),
+                kind: a("data-kind"),
+                feature: a("data-feature"),
+                transaction: a("data-transaction"),
+                status: a("data-status"),
+                class: attr(&row, "class").unwrap_or_default(),
+                start: col(&row, "start"),
+                end: col(&row, "end"),
+                devices: col(&row, "devices"),
+                status_text: status_cell[1..status_cell.find("</td>").unwrap()].to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The groups the page shows: (what, count, phones listed).
+fn groups(dom: &str) -> Vec<(String, u64, usize)> {
+    let body = dom
+        .split("id=\"attention-groups\">")
+        .nth(1)
+        .expect("the groups");
+    body.split("<details ")
+        .skip(1)
+        .map(|g| {
+            let g = format!(" {g}");
+            let g = &g[..g.find("</details>").unwrap()];
             (
-                status.to_string(),
-                end[..end.find('<').unwrap()].to_string(),
+                attr(g, "data-what").unwrap(),
+                attr(g, "data-count").unwrap().parse().unwrap(),
+                g.matches("<li data-mac=").count(),
             )
         })
         .collect()
@@ -134,6 +214,14 @@ document.getElementById("page").addEventListener("load", function () {
   out.push("picked=" + d.getElementById("license-matching").textContent);
   d.querySelector('.tile[data-status="inactive"]').click();
   out.push("tile=" + d.defaultView.location.hash);
+  d.getElementById("license-clear").click();
+  d.querySelector('#sites button[data-serial="100000000001"]').click();
+  out.push("site=" + d.getElementById("license-matching").textContent);
+  out.push("site-hash=" + d.defaultView.location.hash);
+  var what = d.getElementById("attention-what");
+  what.value = "clock";
+  what.dispatchEvent(new Event("change"));
+  out.push("groups=" + d.getElementById("attention-group-matching").textContent);
   document.getElementById("out").textContent = out.join("\n");
 });
 </script></body></html>
@@ -172,6 +260,11 @@ fn hostile() -> Value {
     })
 }
 
+/// How many rows of `rows` pass `keep`.
+fn count(rows: &[Value], keep: impl Fn(&Value) -> bool) -> u64 {
+    rows.iter().filter(|r| keep(r)).count() as u64
+}
+
 #[test]
 fn the_page_in_chromium_shows_the_numbers_of_the_json() {
     let _heavy = common::heavy();
@@ -206,37 +299,198 @@ fn the_page_in_chromium_shows_the_numbers_of_the_json() {
     );
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let fleet = &json["fleet"];
+    let json_rows = fleet["rows"].as_array().unwrap();
     let profile = dir.path().join("chromium");
 
-    // The whole fleet: the counts and every row.
+    // The whole fleet: the counts, the banner, the first page of rows.
     let all = dom(&profile, &page, "");
     assert_eq!(number(&all, "phones"), fleet["phones"].as_u64().unwrap());
     assert_eq!(fleet["phones"], PHONES + 1, "the hostile report is a phone");
-    for (id, key) in [
-        ("all", "all"),
+    assert_eq!(fleet["verified"], false);
+    let banner = all.split("id=\"verification\"").nth(1).unwrap();
+    assert!(banner.contains("data-verified=\"0\""));
+    assert!(banner[..banner.find("</p>").unwrap()]
+        .contains("Licenses not verified (run with --keyring)"));
+    let statuses = [
         ("active", "active"),
         ("expiring-shortly", "expiring_shortly"),
         ("impending", "impending"),
         ("inactive", "inactive"),
-    ] {
+    ];
+    assert_eq!(
+        number(&all, "count-all"),
+        fleet["summary"]["all"].as_u64().unwrap()
+    );
+    assert_eq!(fleet["summary"]["all"], json_rows.len());
+    for (id, key) in statuses {
         let want = fleet["summary"][key].as_u64().unwrap();
-        assert!(want > 0, "the generated fleet has {key} licenses");
+        assert!(want > 0, "the generated fleet has {key} rows");
         assert_eq!(number(&all, &format!("count-{id}")), want, "{id}");
     }
-    let grants: Vec<&Value> = fleet["licenses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|l| l["grants"].as_array().unwrap())
-        .collect();
-    assert_eq!(number(&all, "license-total"), grants.len() as u64);
-    assert_eq!(number(&all, "license-matching"), grants.len() as u64);
+    assert_eq!(number(&all, "license-total"), json_rows.len() as u64);
+    assert_eq!(number(&all, "license-matching"), json_rows.len() as u64);
     assert_eq!(rows(&all).len(), 100, "the first page of rows");
+    assert_eq!(number(&all, "unreadable-total"), 1);
+
+    // Every row, page by page, in the data's order (site first, then by end): as the
+    // JSON says, red exactly when its shown status is Expiring Shortly (a renewed term,
+    // Active, is not), with its Renewal under its status.
+    let mut shown = Vec::new();
+    for n in 1..=json_rows.len().div_ceil(100) {
+        shown.extend(rows(&dom(&profile, &page, &format!("#page={n}"))));
+    }
+    assert_eq!(shown.len(), json_rows.len());
+    let mut renewed = 0;
+    for (s, r) in shown.iter().zip(json_rows) {
+        assert_eq!(s.id, r["id"].as_str().unwrap());
+        assert_eq!(s.kind, r["kind"].as_str().unwrap());
+        assert_eq!(s.feature, r["feature"].as_str().unwrap());
+        assert_eq!(s.transaction, r["transaction"].as_str().unwrap());
+        assert_eq!(s.start, r["start"].as_str().unwrap());
+        assert_eq!(s.end, r["end"].as_str().unwrap());
+        assert_eq!(s.status, r["status"].as_str().unwrap());
+        let red = s.class.split(' ').any(|c| c == "expiring-shortly");
+        assert_eq!(red, r["status"] == "expiring-shortly", "{s:?}");
+        if r["type"] == "managed-device" && r["adds_to"].is_null() {
+            let want = format!("{} of {}", r["in_use"], r["capacity"]);
+            assert!(s.devices.starts_with(&want), "{s:?}");
+            assert_eq!(s.devices.ends_with(" OVER"), r["over"] == true, "{s:?}");
+        }
+        if let Some(until) = r["renewed_until"].as_str() {
+            assert!(
+                s.status_text.contains(&format!("renewed until {until}")),
+                "{s:?}"
+            );
+            if r["term_status"] == "expiring-shortly" {
+                assert!(s.status_text.starts_with("Active"));
+                assert!(!red);
+                renewed += 1;
+            }
+        }
+    }
+    assert!(
+        renewed > 0,
+        "the generated fleet has a renewed term shown Active"
+    );
+    assert!(json_rows.iter().any(|r| r["over"] == true));
+
+    // Each status filter: the rows of that shown status, as many as its tile says.
+    for (id, key) in statuses {
+        let filtered = dom(&profile, &page, &format!("#status={id}"));
+        let want = count(json_rows, |r| r["status"] == id);
+        assert_eq!(want, fleet["summary"][key].as_u64().unwrap());
+        assert_eq!(number(&filtered, "license-matching"), want, "{id}");
+        assert_eq!(number(&filtered, &format!("count-{id}")), want, "{id}");
+        let shown = rows(&filtered);
+        assert_eq!(shown.len() as u64, want.min(100));
+        assert!(shown.iter().all(|s| s.status == id && s.class == id));
+    }
+
+    // Combined filters.
+    let combined = dom(&profile, &page, "#kind=site&transaction=new");
+    let want = count(json_rows, |r| {
+        r["kind"] == "site" && r["transaction"] == "new"
+    });
+    assert!(want > 0);
+    assert_eq!(number(&combined, "license-matching"), want);
+    assert!(rows(&combined)
+        .iter()
+        .all(|s| s.kind == "site" && s.transaction == "new"));
+    let soon = dom(
+        &profile,
+        &page,
+        "#kind=phone&days=20&status=expiring-shortly",
+    );
+    let want = count(json_rows, |r| {
+        r["kind"] == "phone"
+            && r["status"] == "expiring-shortly"
+            && r["days_left"].as_i64().is_some_and(|d| d <= 20)
+    });
+    assert!(want > 0);
+    assert_eq!(number(&soon, "license-matching"), want);
+    let never = count(json_rows, |r| r["days_left"].is_null());
+    assert!(never > 0, "rows without an end");
+    let days = dom(&profile, &page, "#days=100000");
+    assert_eq!(
+        number(&days, "license-matching"),
+        json_rows.len() as u64 - never,
+        "a row without an end never matches a days filter"
+    );
+
+    // The per-site totals, and a site's rows.
+    let sites = fleet["sites"].as_array().unwrap();
+    assert!(!sites.is_empty());
+    for site in sites {
+        let serial = site["serial"].as_str().unwrap();
+        let tr = all
+            .split(&format!("id=\"site-{serial}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no #site-{serial}"));
+        let tr = &tr[..tr.find("</tr>").unwrap()];
+        assert_eq!(col(tr, "phones"), site["phones"].to_string());
+        assert_eq!(col(tr, "licenses"), site["rows"]["all"].to_string());
+        assert_eq!(col(tr, "active"), site["rows"]["active"].to_string());
+        assert_eq!(
+            col(tr, "expiring-shortly"),
+            site["rows"]["expiring_shortly"].to_string()
+        );
+        assert_eq!(col(tr, "impending"), site["rows"]["impending"].to_string());
+        assert_eq!(col(tr, "inactive"), site["rows"]["inactive"].to_string());
+        assert!(
+            col(tr, "devices").starts_with(&format!("{} of {}", site["in_use"], site["capacity"]))
+        );
+    }
+    let serial = sites[1]["serial"].as_str().unwrap();
+    let of_site = dom(&profile, &page, &format!("#site={serial}"));
+    assert_eq!(
+        number(&of_site, "license-matching"),
+        sites[1]["rows"]["all"].as_u64().unwrap()
+    );
+    assert!(rows(&of_site)
+        .iter()
+        .all(|s| s.id == serial && s.kind == "site"));
+
+    // Sorted by end, latest first, under a status filter.
+    let expiring = dom(
+        &profile,
+        &page,
+        "#status=expiring-shortly&sort=end&dir=desc",
+    );
+    let mut ends: Vec<&str> = json_rows
+        .iter()
+        .filter(|r| r["status"] == "expiring-shortly")
+        .map(|r| r["end"].as_str().unwrap())
+        .collect();
+    ends.sort_unstable_by(|a, b| b.cmp(a));
+    let shown_ends: Vec<String> = rows(&expiring).into_iter().map(|s| s.end).collect();
+    assert_eq!(shown_ends, ends[..shown_ends.len()]);
+    assert!(expiring.contains("aria-sort=\"descending\""));
+
+    // What to act on: every group in order, with its count, its phones listed.
     let attention = fleet["attention"].as_array().unwrap();
-    assert_eq!(number(&all, "attention-total"), attention.len() as u64);
-    assert_eq!(number(&all, "attention-matching"), attention.len() as u64);
+    assert!(attention.len() <= 100, "one page of groups");
+    let phones = |g: &Value| g["phones"].as_array().unwrap().len();
+    let items: usize = attention.iter().map(phones).sum();
+    assert_eq!(
+        number(&all, "attention-group-total"),
+        attention.len() as u64
+    );
+    assert_eq!(
+        number(&all, "attention-group-matching"),
+        attention.len() as u64
+    );
+    assert_eq!(number(&all, "attention-total"), items as u64);
+    assert_eq!(number(&all, "attention-in-page"), items as u64);
+    let page_groups = groups(&all);
+    assert_eq!(page_groups.len(), attention.len());
+    for ((what, n, listed), g) in page_groups.iter().zip(attention) {
+        assert_eq!(what, g["what"].as_str().unwrap());
+        assert_eq!(*n, phones(g) as u64);
+        assert_eq!(*listed, phones(g));
+    }
     for kind in [
         "feature-ends",
+        "over-capacity",
         "booted-expired",
         "stale-report",
         "refused",
@@ -244,70 +498,52 @@ fn the_page_in_chromium_shows_the_numbers_of_the_json() {
         "clock",
         "reboot-pending",
     ] {
-        let n = attention.iter().filter(|a| a["what"] == kind).count();
+        let of_kind: Vec<&Value> = attention.iter().filter(|g| g["what"] == kind).collect();
+        assert!(!of_kind.is_empty(), "{kind}");
+        let n: usize = of_kind.iter().map(|g| phones(g)).sum();
+        assert_eq!(number(&all, &format!("attention-count-{kind}")), n as u64);
         assert_eq!(
-            number(&all, &format!("attention-count-{kind}")),
-            n as u64,
-            "{kind}"
+            number(&all, &format!("attention-groups-{kind}")),
+            of_kind.len() as u64
         );
     }
-    assert_eq!(number(&all, "unreadable-total"), 1);
-
-    // Filtered by status and sorted by end, latest first, by the page's script.
-    let expiring = dom(
-        &profile,
-        &page,
-        "#status=expiring-shortly&sort=end&dir=desc",
-    );
-    let mut ends: Vec<&str> = grants
+    let booted = dom(&profile, &page, "#what=booted-expired");
+    let want: Vec<u64> = attention
         .iter()
-        .filter(|g| g["status"] == "expiring-shortly")
-        .map(|g| g["end"].as_str().unwrap())
+        .filter(|g| g["what"] == "booted-expired")
+        .map(|g| phones(g) as u64)
         .collect();
-    assert!(!ends.is_empty());
-    ends.sort_unstable_by(|a, b| b.cmp(a));
-    assert_eq!(number(&expiring, "license-matching"), ends.len() as u64);
-    let shown = rows(&expiring);
-    assert_eq!(shown.len(), ends.len().min(100));
-    assert!(shown.iter().all(|(s, _)| s == "expiring-shortly"));
-    let shown_ends: Vec<&str> = shown.iter().map(|(_, e)| e.as_str()).collect();
-    assert_eq!(shown_ends, ends[..shown.len()]);
-    assert!(expiring.contains("aria-sort=\"descending\""));
-
-    // A text filter, and the attention rows of one kind.
-    let mac = "0004f2000011";
-    let of_mac = grants.len() as u64
-        - fleet["licenses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|l| l["serial"] != mac)
-            .map(|l| l["grants"].as_array().unwrap().len() as u64)
-            .sum::<u64>();
-    let one = dom(&profile, &page, &format!("#q={mac}&what=booted-expired"));
-    assert_eq!(number(&one, "license-matching"), of_mac);
-    let booted_expired = attention
-        .iter()
-        .filter(|a| a["what"] == "booted-expired")
-        .count();
-    assert!(booted_expired > 0);
     assert_eq!(
-        number(&one, "attention-matching"),
-        booted_expired.min(attention.len()) as u64
+        number(&booted, "attention-group-matching"),
+        want.len() as u64
+    );
+    let got: Vec<u64> = groups(&booted).iter().map(|g| g.1).collect();
+    assert_eq!(got, want);
+    assert!(groups(&booted).iter().all(|g| g.0 == "booted-expired"));
+
+    // A text filter: the rows of one phone.
+    let mac = "0004f2000011";
+    let one = dom(&profile, &page, &format!("#q={mac}"));
+    assert_eq!(
+        number(&one, "license-matching"),
+        count(json_rows, |r| r["id"] == mac)
     );
 
-    // The hostile report: its row is shown, as text; none of its script ran.
-    let pwned = dom(&profile, &page, "#q=pwned");
+    // The hostile report: its row and its refusal are shown, as text; none of its
+    // script ran.
+    let pwned = dom(&profile, &page, "#q=pwned&what=refused");
     assert_eq!(number(&pwned, "license-matching"), 1);
     assert!(pwned.contains("&lt;/script&gt;&lt;script&gt;document.title="));
+    assert!(pwned.contains("&lt;script&gt;document.body.setAttribute("));
     assert!(!pwned.contains("data-pwned=\""), "a report's script ran");
     assert!(!pwned.contains("<img") && !pwned.contains("<svg"));
     assert!(!by_id(&pwned, "fleet-at").is_empty());
     assert!(pwned.contains("<title>Licenses: the fleet at"));
 
     // Clicks and typing, as a person would: a page beside it (same folder, file access
-    // allowed) clicks the End header twice, types into the filter, picks a status and
-    // clicks a summary tile in the page, and writes down what the page then shows.
+    // allowed) clicks the End header twice, types into the filter, picks a status,
+    // clicks a summary tile, clears, clicks a site serial and picks a kind of group,
+    // and writes down what the page then shows.
     std::fs::write(dir.path().join("click.html"), CLICK).unwrap();
     let clicked = chromium(
         &profile,
@@ -316,29 +552,34 @@ fn the_page_in_chromium_shows_the_numbers_of_the_json() {
     );
     let said = |key: &str| -> String {
         let start = clicked
-            .find(&format!("{key}="))
+            .find(&format!("\n{key}="))
+            .or_else(|| clicked.find(&format!(">{key}=")))
             .unwrap_or_else(|| panic!("no {key} in {clicked}"))
             + key.len()
-            + 1;
+            + 2;
         let len = clicked[start..].find(['\n', '<']).unwrap();
         clicked[start..start + len].replace("&amp;", "&")
     };
     assert_eq!(said("hash"), "#dir=desc&sort=end");
-    let latest = grants.iter().map(|g| g["end"].as_str().unwrap()).max();
+    let latest = json_rows.iter().map(|r| r["end"].as_str().unwrap()).max();
     assert_eq!(Some(said("first-end").as_str()), latest);
-    let h323: Vec<&&Value> = grants.iter().filter(|g| g["name"] == "h323").collect();
-    assert_eq!(said("typed"), h323.len().to_string());
-    let h323_expiring = h323
-        .iter()
-        .filter(|g| g["status"] == "expiring-shortly")
-        .count();
+    let h323 = |r: &Value| r["feature"] == "h323";
+    assert_eq!(said("typed"), count(json_rows, h323).to_string());
+    let h323_expiring = count(json_rows, |r| h323(r) && r["status"] == "expiring-shortly");
     assert_eq!(said("picked"), h323_expiring.to_string());
     assert!(
         said("tile").ends_with("&status=inactive"),
         "{}",
         said("tile")
     );
-
+    let site = sites
+        .iter()
+        .find(|s| s["serial"] == "100000000001")
+        .unwrap();
+    assert_eq!(said("site"), site["rows"]["all"].to_string());
+    assert_eq!(said("site-hash"), "#dir=desc&site=100000000001&sort=end");
+    let clock = attention.iter().filter(|g| g["what"] == "clock").count();
+    assert_eq!(said("groups"), clock.to_string());
     // The screenshot, kept.
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
