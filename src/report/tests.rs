@@ -31,6 +31,7 @@ fn status() -> StatusJson {
                 end: "2027-01-01T00:00:00Z".into(),
                 limit: 100,
             }],
+            signed: None,
         }],
         features: vec![FeatureJson {
             id: 1,
@@ -71,6 +72,7 @@ fn status() -> StatusJson {
                 detail: "not-this-phone: for 0004f2000002".into(),
             },
         ],
+        dropped: None,
         daemon: Some(DaemonJson {
             last_fetch: Some("2026-12-01T23:00:00Z".into()),
             files: vec![FileFetchJson {
