@@ -147,20 +147,22 @@ pub(crate) fn keep(mut records: Vec<Dropped>, at: Option<UnixTime>) -> Vec<Dropp
     }
     // One record per license: a later drop of the same one replaces the earlier.
     records.sort_by_key(|d| d.at);
-    let mut unique: Vec<Dropped> = Vec::with_capacity(records.len());
-    for d in records.into_iter().rev() {
-        if !unique
+    let later = |i: usize, d: &Dropped| {
+        records[i + 1..]
             .iter()
-            .any(|u| u.license.signed_message() == d.license.signed_message())
-        {
-            unique.push(d);
-        }
-    }
+            .any(|r| r.license.signed_message() == d.license.signed_message())
+    };
+    let mut unique: Vec<(usize, Dropped)> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| !later(*i, d))
+        .map(|(i, d)| (i, d.clone()))
+        .collect();
     // The earliest end goes first; among equal ends, the earliest drop.
-    unique.sort_by_key(|d| std::cmp::Reverse((d.end(), d.at)));
+    unique.sort_by_key(|(i, d)| std::cmp::Reverse((d.end(), d.at, *i)));
     unique.truncate(MAX_RECORDS);
-    unique.sort_by_key(|d| d.at);
-    unique
+    unique.sort_by_key(|(i, _)| *i);
+    unique.into_iter().map(|(_, d)| d).collect()
 }
 
 /// Reads the records in `dir`, each verified with `keyring`; anything unreadable is left
@@ -221,4 +223,79 @@ pub(crate) fn encode(records: &[Dropped]) -> Vec<u8> {
     };
     // Plain data: serialising it cannot fail; an empty list is the fallback all the same.
     serde_json::to_vec(&records).unwrap_or_else(|_| b"{\"records\":[]}".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Kind;
+    use crate::testkit::{keyring, lic, DAY, T0};
+
+    /// A site license of feature `id` from T0 to `end`, dropped at `at`.
+    fn record(id: u16, end: Option<i64>, at: UnixTime) -> Dropped {
+        Dropped {
+            license: lic(Kind::Site, &[(id, T0, end)]),
+            at,
+            reason: Reason::Ended,
+        }
+    }
+
+    fn ids(records: &[Dropped]) -> Vec<u16> {
+        records
+            .iter()
+            .map(|d| d.license.features()[0].id.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_record_is_kept_until_90_days_past_its_end() {
+        let end = T0 + 10 * DAY;
+        let records = vec![record(1, Some(end), end), record(2, None, end)];
+        let last = end + KEEP_AFTER_END - 1;
+        assert_eq!(ids(&keep(records.clone(), Some(last))), [1, 2]);
+        // Past it: gone; the one that never ends stays.
+        assert_eq!(ids(&keep(records.clone(), Some(last + 1))), [2]);
+        // An unsynced clock judges nothing past its end.
+        assert_eq!(ids(&keep(records, None)), [1, 2]);
+    }
+
+    #[test]
+    fn at_most_8_are_kept_the_earliest_end_going_first() {
+        // Dropped in the order 1..=10; ends: 1 latest, 2 never, then 3.. earlier each.
+        let mut records = vec![record(1, Some(T0 + 100 * DAY), T0), record(2, None, T0 + 1)];
+        for id in 3..=10u16 {
+            let end = T0 + (50 - i64::from(id)) * DAY;
+            records.push(record(id, Some(end), T0 + i64::from(id)));
+        }
+        let kept = keep(records, Some(T0));
+        assert_eq!(kept.len(), MAX_RECORDS);
+        // 10 and 9 ended earliest: evicted. The rest in the order dropped.
+        assert_eq!(ids(&kept), [1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn a_license_dropped_twice_is_one_record_of_the_later_drop() {
+        let mut again = record(1, None, T0 + 5);
+        again.reason = Reason::Replaced;
+        let kept = keep(vec![record(1, None, T0), again], Some(T0));
+        assert_eq!(kept.len(), 1);
+        assert_eq!((kept[0].at, kept[0].reason), (T0 + 5, Reason::Replaced));
+    }
+
+    #[test]
+    fn records_read_back_verified_and_a_forged_one_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = vec![record(1, Some(T0 + DAY), T0), record(2, None, T0 + 1)];
+        std::fs::write(dir.path().join(FILE), encode(&records)).unwrap();
+        assert_eq!(load(dir.path(), keyring()), records);
+        // The second's table changed (feature 2 made 3): its signature no longer holds.
+        let mut value: serde_json::Value = serde_json::from_slice(&encode(&records)).unwrap();
+        let features = value["records"][1]["signed"]["features"]
+            .as_str()
+            .unwrap()
+            .replacen("0002", "0003", 1);
+        value["records"][1]["signed"]["features"] = features.into();
+        std::fs::write(dir.path().join(FILE), value.to_string()).unwrap();
+        assert_eq!(load(dir.path(), keyring()), records[..1]);
+    }
 }

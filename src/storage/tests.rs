@@ -721,3 +721,95 @@ fn a_link_in_place_of_a_kind_folder_is_set_aside_and_moves_no_license() {
         store.invalid()
     );
 }
+
+/// A license dropped because it ended is recorded as `ended`, dated by the wall clock
+/// of the drop, and the record survives a restart; a file of its own that the store
+/// (as an older agent's) neither takes for a license nor sets aside.
+#[test]
+fn a_license_that_ends_is_recorded_and_the_record_survives_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let (t, l) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 10 * DAY))]);
+    store.add(t.as_bytes(), l.clone(), &[], T0, T0).unwrap();
+    assert!(store.dropped().is_empty());
+    let wall = T0 + 10 * DAY + 7;
+    assert!(store.prune(T0 + 10 * DAY, wall));
+    let want = vec![Dropped {
+        license: l,
+        at: wall,
+        reason: Reason::Ended,
+    }];
+    assert_eq!(store.dropped(), want);
+    drop(store);
+    let again = open(dir.path(), writer(dir.path()));
+    assert_eq!(again.dropped(), want);
+    assert!(again.invalid().is_empty(), "{:?}", again.invalid());
+    assert!(names(dir.path(), "rejected").is_empty());
+    assert!(dir.path().join(dropped::FILE).is_file());
+}
+
+#[test]
+fn a_license_replaced_is_recorded_as_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
+    let (t2, l2) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 200 * DAY))]);
+    store.add(t1.as_bytes(), l1.clone(), &[], T0, T0).unwrap();
+    store
+        .add(t2.as_bytes(), l2, &[site(1)], T0, T0 + 3)
+        .unwrap();
+    let got: Vec<_> = store
+        .dropped()
+        .iter()
+        .map(|d| (d.license.signed_message(), d.at, d.reason))
+        .collect();
+    assert_eq!(got, [(l1.signed_message(), T0 + 3, Reason::Replaced)]);
+}
+
+/// A record 90 days past its license's end is gone at the next write.
+#[test]
+fn a_record_goes_90_days_after_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let end = T0 + 10 * DAY;
+    let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(end))]);
+    let (t2, l2) = lic_file(Kind::Phone, &[(3, T0, Some(end + 90 * DAY))]);
+    store.add(t1.as_bytes(), l1, &[], T0, T0).unwrap();
+    store.add(t2.as_bytes(), l2.clone(), &[], T0, T0).unwrap();
+    assert!(store.prune(end, end));
+    assert_eq!(store.dropped().len(), 1);
+    assert!(store.prune(end + 90 * DAY, end + 90 * DAY));
+    drop(store);
+    let again = open(dir.path(), writer(dir.path()));
+    let kept: Vec<_> = again
+        .dropped()
+        .iter()
+        .map(|d| d.license.signed_message())
+        .collect();
+    assert_eq!(kept, [l2.signed_message()]);
+}
+
+/// A record file that is damaged, oversize or not a file is ignored: the store opens,
+/// holds its licenses, sets nothing aside and leaves it where it is.
+#[test]
+fn a_damaged_record_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    open(dir.path(), writer(dir.path()))
+        .add(t.as_bytes(), l, &[], T0, T0)
+        .unwrap();
+    let path = dir.path().join(dropped::FILE);
+    let oversize = vec![b' '; dropped::MAX_FILE_SIZE as usize + 1];
+    for damage in [&b"garbage"[..], b"{\"records\": 5}", &oversize] {
+        fs::write(&path, damage).unwrap();
+        let store = open(dir.path(), writer(dir.path()));
+        assert_eq!(store.held().len(), 1);
+        assert!(store.dropped().is_empty());
+        assert!(store.invalid().is_empty(), "{:?}", store.invalid());
+        assert_eq!(fs::read(&path).unwrap(), damage);
+    }
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let store = open(dir.path(), writer(dir.path()));
+    assert!(store.dropped().is_empty() && store.invalid().is_empty());
+}
