@@ -25,12 +25,17 @@ pub(crate) const SCHEMA: &str = "license-agent-report/1";
 /// refusals (the newest) and files set aside, and this many characters in any text
 /// taken from a status.
 pub(crate) const MAX_LICENSES: usize = 32;
-/// The most feature records kept over all licenses, held then dropped (a phone holds a
-/// few licenses of a few records; a license file may hold up to 256).
-pub(crate) const MAX_GRANTS: usize = 512;
+/// The most feature records kept over all licenses, held then dropped: those of one
+/// license file at its largest (256), as a phone holds a few licenses of a few records.
+/// (512 before the signed tables came: with them at their budget too, the worst report
+/// would pass 256 KiB.)
+pub(crate) const MAX_GRANTS: usize = crate::format::features::MAX_RECORDS;
 /// The most hex digits of feature tables in `signed` over all licenses, held then
 /// dropped: 64 KiB, eight tables of the largest (256 records, 8 KiB of hex each).
 pub(crate) const MAX_SIGNED_HEX: usize = 64 * 1024;
+/// The most characters of each text of a dropped license but its grants (the longest is
+/// a fingerprint, 64 hex digits; a date is at most 25 characters).
+pub(crate) const MAX_FIELD: usize = 64;
 /// The most licenses dropped reported (the agent keeps no more records).
 pub(crate) const MAX_DROPPED: usize = crate::storage::dropped::MAX_RECORDS;
 pub(crate) const MAX_FEATURES: usize = crate::format::features::MAX_RECORDS;
@@ -275,17 +280,20 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
         dropped: status.dropped.as_ref().map(|list| {
             list.iter()
                 .take(MAX_DROPPED)
-                .map(|d| Dropped {
-                    fingerprint: cut(&d.fingerprint),
-                    kind: cut(&d.kind),
-                    serial: cut(&d.serial),
-                    key: cut(&d.key),
-                    start: cut(&d.start),
-                    end: cut(&d.end),
-                    grants: grants(&d.grants, &mut grants_left),
-                    signed: signed(d.signed.as_ref(), &mut hex_left),
-                    dropped_at: cut(&d.dropped_at),
-                    reason: cut(&d.reason),
+                .map(|d| {
+                    let field = |text: &str| cut_to(text, MAX_FIELD);
+                    Dropped {
+                        fingerprint: field(&d.fingerprint),
+                        kind: field(&d.kind),
+                        serial: field(&d.serial),
+                        key: field(&d.key),
+                        start: field(&d.start),
+                        end: field(&d.end),
+                        grants: grants(&d.grants, &mut grants_left),
+                        signed: signed(d.signed.as_ref(), &mut hex_left),
+                        dropped_at: field(&d.dropped_at),
+                        reason: field(&d.reason),
+                    }
                 })
                 .collect()
         }),
