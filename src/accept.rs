@@ -268,7 +268,7 @@ pub(crate) fn install_into(
     let done = match decision {
         Decision::Accept { drop } => {
             let at = reading.judge_at.unwrap_or(wall); // Accept implies a sane clock
-            let id = match store.add(&bytes, license, &drop, wall) {
+            let id = match store.add(&bytes, license, &drop, at, wall) {
                 Ok(id) => id,
                 Err(e) => {
                     return failed(format!(

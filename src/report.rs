@@ -6,11 +6,17 @@
 //! out; no password, key or path to one is in a status).
 //!
 //! Each license carries the fingerprint of its signed message, so the same site license
-//! held by a thousand phones is one license to the fleet view.
+//! held by a thousand phones is one license to the fleet view, and its signed content
+//! (`signed`: the canonical parts of the message), so the fleet view can rebuild the
+//! message, hash it to the fingerprint and check the signature against its keyring. The
+//! licenses the phone dropped lately (`dropped`: ended, or replaced) come with the same.
+//! The feature tables carried are bounded over the whole report ([`MAX_SIGNED_HEX`]): a
+//! license past the budget carries none (`signed: null`), never a cut one.
 
 use serde::{Deserialize, Serialize};
 
 use crate::status::{EventJson, FileFetchJson, GrantJson, InvalidJson, StatusJson};
+pub(crate) use crate::storage::SignedParts as Signed;
 
 /// The schema's name and version: a reader refuses a major version it does not know.
 pub(crate) const SCHEMA: &str = "license-agent-report/1";
@@ -19,9 +25,19 @@ pub(crate) const SCHEMA: &str = "license-agent-report/1";
 /// refusals (the newest) and files set aside, and this many characters in any text
 /// taken from a status.
 pub(crate) const MAX_LICENSES: usize = 32;
-/// The most feature records kept over all licenses (a phone holds a few licenses of a
-/// few records; a license file may hold up to 256).
-pub(crate) const MAX_GRANTS: usize = 512;
+/// The most feature records kept over all licenses, held then dropped: those of one
+/// license file at its largest (256), as a phone holds a few licenses of a few records.
+/// (512 before the signed tables came: with them at their budget too, the worst report
+/// would pass 256 KiB.)
+pub(crate) const MAX_GRANTS: usize = crate::format::features::MAX_RECORDS;
+/// The most hex digits of feature tables in `signed` over all licenses, held then
+/// dropped: 64 KiB, eight tables of the largest (256 records, 8 KiB of hex each).
+pub(crate) const MAX_SIGNED_HEX: usize = 64 * 1024;
+/// The most characters of each text of a dropped license but its grants (the longest is
+/// a fingerprint, 64 hex digits; a date is at most 25 characters).
+pub(crate) const MAX_FIELD: usize = 64;
+/// The most licenses dropped reported (the agent keeps no more records).
+pub(crate) const MAX_DROPPED: usize = crate::storage::dropped::MAX_RECORDS;
 pub(crate) const MAX_FEATURES: usize = crate::format::features::MAX_RECORDS;
 pub(crate) const MAX_REFUSALS: usize = 16;
 pub(crate) const MAX_SET_ASIDE: usize = 16;
@@ -68,6 +84,10 @@ pub(crate) struct Report {
     pub(crate) reboot: Option<Reboot>,
     /// The last fetch of the license files (only from the running daemon).
     pub(crate) last_fetch: Option<LastFetch>,
+    /// The licenses the phone dropped from its store lately, oldest drop first (at most
+    /// [`MAX_DROPPED`]); `None` in a report of an agent that did not say.
+    #[serde(default)]
+    pub(crate) dropped: Option<Vec<Dropped>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +114,32 @@ pub(crate) struct License {
     pub(crate) end: String,
     /// What it grants, record by record (at most [`MAX_GRANTS`] over all licenses).
     pub(crate) grants: Vec<GrantJson>,
+    /// Its signed content: `None` past [`MAX_SIGNED_HEX`], or from an agent that did not
+    /// say.
+    #[serde(default)]
+    pub(crate) signed: Option<Signed>,
+}
+
+/// A license the phone dropped from its store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Dropped {
+    pub(crate) fingerprint: String,
+    pub(crate) kind: String,
+    pub(crate) serial: String,
+    pub(crate) key: String,
+    pub(crate) start: String,
+    /// RFC 3339, or `never`.
+    pub(crate) end: String,
+    /// What it granted (within [`MAX_GRANTS`], after the licenses held).
+    pub(crate) grants: Vec<GrantJson>,
+    /// As for a license held.
+    #[serde(default)]
+    pub(crate) signed: Option<Signed>,
+    /// When it was dropped (the phone's clock, RFC 3339).
+    pub(crate) dropped_at: String,
+    /// `ended` (Inactive: its end passed) or `replaced` (neither the primary license of
+    /// its kind nor bridging to it).
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,6 +197,7 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
     let skip = refusals.len().saturating_sub(MAX_REFUSALS);
     let daemon = status.daemon.as_ref();
     let mut grants_left = MAX_GRANTS;
+    let mut hex_left = MAX_SIGNED_HEX;
     Report {
         schema: SCHEMA.into(),
         mac: cut(&status.mac),
@@ -175,20 +222,8 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
                 status: l.status.as_deref().map(cut),
                 start: cut(&l.start),
                 end: cut(&l.end),
-                grants: {
-                    let take = l.grants.len().min(grants_left);
-                    grants_left -= take;
-                    l.grants[..take]
-                        .iter()
-                        .map(|g| GrantJson {
-                            name: cut(&g.name),
-                            transaction: cut(&g.transaction),
-                            start: cut(&g.start),
-                            end: cut(&g.end),
-                            limit: g.limit,
-                        })
-                        .collect()
-                },
+                grants: grants(&l.grants, &mut grants_left),
+                signed: signed(l.signed.as_ref(), &mut hex_left),
             })
             .collect(),
         features: status
@@ -241,7 +276,76 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
                 })
                 .collect(),
         }),
+        // After the licenses held: they take the budgets first.
+        dropped: status.dropped.as_ref().map(|list| {
+            list.iter()
+                .take(MAX_DROPPED)
+                .map(|d| {
+                    let field = |text: &str| cut_to(text, MAX_FIELD);
+                    Dropped {
+                        fingerprint: field(&d.fingerprint),
+                        kind: field(&d.kind),
+                        serial: field(&d.serial),
+                        key: field(&d.key),
+                        start: field(&d.start),
+                        end: field(&d.end),
+                        grants: grants(&d.grants, &mut grants_left),
+                        signed: signed(d.signed.as_ref(), &mut hex_left),
+                        dropped_at: field(&d.dropped_at),
+                        reason: field(&d.reason),
+                    }
+                })
+                .collect()
+        }),
     }
+}
+
+/// The grants of one license, as many as `left` allows (and taken from it).
+fn grants(list: &[GrantJson], left: &mut usize) -> Vec<GrantJson> {
+    let take = list.len().min(*left);
+    *left -= take;
+    list[..take]
+        .iter()
+        .map(|g| GrantJson {
+            name: cut(&g.name),
+            transaction: cut(&g.transaction),
+            start: cut(&g.start),
+            end: cut(&g.end),
+            limit: g.limit,
+        })
+        .collect()
+}
+
+/// The signed content of one license when its feature table fits in what is `left` of
+/// [`MAX_SIGNED_HEX`] (taken from it), and every part has its canonical shape; else
+/// `None`: a hex string is never cut.
+fn signed(parts: Option<&Signed>, left: &mut usize) -> Option<Signed> {
+    let parts = parts?;
+    let hex = |text: &str, len: usize, upper: bool| {
+        text.len() == len
+            && text.bytes().all(|b| {
+                b.is_ascii_digit()
+                    || if upper {
+                        (b'A'..=b'F').contains(&b)
+                    } else {
+                        (b'a'..=b'f').contains(&b)
+                    }
+            })
+    };
+    let record = 2 * crate::format::features::RECORD_LEN;
+    let table = parts.features.len();
+    let canonical = hex(&parts.serial, 12, false)
+        && matches!(parts.description.as_str(), "Site" | "Phone")
+        && hex(&parts.key, 8, true)
+        && (record..=record * MAX_FEATURES).contains(&table)
+        && table % record == 0
+        && hex(&parts.features, table, false)
+        && hex(&parts.signature, 128, false);
+    if !canonical || table > *left {
+        return None;
+    }
+    *left -= table;
+    Some(parts.clone())
 }
 
 /// A `refused` event: its detail starts with the verdict's id (`unknown-key: signed

@@ -8,7 +8,8 @@ use crate::engine::{evaluate, Evaluation, StoreId};
 use crate::format::features::rfc3339;
 use crate::format::{End, FeatureId};
 use crate::phone::{read_clock, Phone};
-use crate::storage::Store;
+use crate::storage::dropped::{self, Dropped};
+use crate::storage::{SignedParts, Store};
 use crate::time::UnixTime;
 
 /// What the daemon adds: its fetching and publishing.
@@ -163,6 +164,24 @@ pub(crate) struct LicenseJson {
     /// What it grants, record by record.
     #[serde(default)]
     pub(crate) grants: Vec<GrantJson>,
+    /// Its signed content, canonical (`None` from an agent before this field).
+    #[serde(default)]
+    pub(crate) signed: Option<SignedParts>,
+}
+
+/// A license this agent dropped from its store, and when and why (`ended`, `replaced`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DroppedJson {
+    pub(crate) fingerprint: String,
+    pub(crate) kind: String,
+    pub(crate) serial: String,
+    pub(crate) key: String,
+    pub(crate) start: String,
+    pub(crate) end: String,
+    pub(crate) grants: Vec<GrantJson>,
+    pub(crate) signed: Option<SignedParts>,
+    pub(crate) dropped_at: String,
+    pub(crate) reason: String,
 }
 
 /// One feature record of a license.
@@ -233,6 +252,10 @@ pub(crate) struct StatusJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) store_write_failure: Option<String>,
     pub(crate) events: Vec<EventJson>,
+    /// The licenses dropped lately that are still recorded, oldest drop first (`None`
+    /// from an agent before this field).
+    #[serde(default)]
+    pub(crate) dropped: Option<Vec<DroppedJson>>,
     /// Only when the running daemon answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) daemon: Option<DaemonJson>,
@@ -290,20 +313,21 @@ pub(crate) fn build(
                 end: end.to_string(),
                 days_left: judge_at.and_then(|t| days_left(end, t)),
                 file: store.path_of(h).display().to_string(),
-                grants: h
-                    .license
-                    .features()
-                    .iter()
-                    .map(|e| GrantJson {
-                        name: e.id.name(),
-                        transaction: e.transaction.name().into(),
-                        start: time(i64::from(e.start)),
-                        end: e.end.to_string(),
-                        limit: e.limit,
-                    })
-                    .collect(),
+                grants: grants(&h.license),
+                signed: Some(SignedParts::of(&h.license)),
             }
         })
+        .collect();
+    // The records that stand at the instant judged, of licenses not held again since.
+    let dropped = dropped::keep(store.dropped().to_vec(), judge_at)
+        .iter()
+        .filter(|d| {
+            !store
+                .held()
+                .iter()
+                .any(|h| h.license.signed_message() == d.license.signed_message())
+        })
+        .map(dropped_json)
         .collect();
     // By kind and number: a number alone may be held by both kinds.
     let governing = |id: StoreId| store.held().iter().find(|h| h.id() == id);
@@ -391,7 +415,40 @@ pub(crate) fn build(
                 detail: e.detail.clone(),
             })
             .collect(),
+        dropped: Some(dropped),
         daemon: None,
+    }
+}
+
+/// What a license grants, record by record.
+fn grants(license: &crate::format::License) -> Vec<GrantJson> {
+    license
+        .features()
+        .iter()
+        .map(|e| GrantJson {
+            name: e.id.name(),
+            transaction: e.transaction.name().into(),
+            start: time(i64::from(e.start)),
+            end: e.end.to_string(),
+            limit: e.limit,
+        })
+        .collect()
+}
+
+/// A dropped license as shown.
+fn dropped_json(d: &Dropped) -> DroppedJson {
+    let (start, end) = crate::engine::license_span(&d.license);
+    DroppedJson {
+        fingerprint: fingerprint(d.license.signed_message()),
+        kind: d.license.kind().name().into(),
+        serial: d.license.serial().to_string(),
+        key: d.license.key_id().to_string(),
+        start: time(start),
+        end: end.to_string(),
+        grants: grants(&d.license),
+        signed: Some(SignedParts::of(&d.license)),
+        dropped_at: time(d.at),
+        reason: d.reason.id().into(),
     }
 }
 

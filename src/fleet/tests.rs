@@ -31,6 +31,7 @@ fn license(fp: &str, kind: &str, start: i64, end: Option<i64>, grants: &[(&str, 
                 limit: *limit,
             })
             .collect(),
+        signed: None,
     }
 }
 
@@ -68,6 +69,7 @@ fn report(mac: &str, reported: i64, licenses: Vec<License>, features: Vec<Featur
         last_fetch: None,
         configured: None,
         booted: None,
+        dropped: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! <state_dir>/site/0000000004.cfg     accepted site licenses
 //! <state_dir>/rejected/…              files that no longer verify, each with a .why note
 //! <state_dir>/meta.json               latest trusted time, published set, events
+//! <state_dir>/dropped.json            records of the licenses dropped (`dropped`)
 //! ```
 //!
 //! The kind folders are the record of what is held: adding a license is one atomic,
@@ -57,6 +58,7 @@
 //!   gets a `.2`, `.3`, … suffix.
 
 pub(crate) mod atomic;
+pub(crate) mod dropped;
 pub(crate) mod lock;
 pub(crate) mod meta;
 
@@ -65,10 +67,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{self, Held, Identity, StoreId};
+use crate::engine::{self, Held, Identity, Status, StoreId};
 use crate::format::{self, Capped, Kind, License};
 use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
+pub(crate) use dropped::{Dropped, Reason, SignedParts};
 pub use lock::WriterLock;
 #[cfg(test)]
 pub(crate) use meta::Validator;
@@ -143,6 +146,8 @@ pub struct Store {
     held: Vec<Held>,
     meta: Meta,
     invalid: Vec<Invalid>,
+    /// The licenses dropped lately (`dropped.json`), verified, oldest drop first.
+    dropped: Vec<Dropped>,
     next_seq: u64,
     /// The last write that failed, in words (cleared by a `meta.json` written).
     write_failure: Option<String>,
@@ -218,6 +223,7 @@ impl Store {
             held: Vec::new(),
             meta: Meta::default(),
             invalid: Vec::new(),
+            dropped: Vec::new(),
             next_seq: 1,
             write_failure: None,
             meta_unsaved: false,
@@ -241,6 +247,8 @@ impl Store {
         if let Some(e) = store.unreadable_now.take() {
             return Err(e);
         }
+        // Records only: whatever is wrong with them is logged and left out.
+        store.dropped = dropped::load(dir, keyring);
         store.held.sort_by_key(|h| (h.seq, h.license.kind()));
         store.count_from_held();
         let mut renumbered = false;
@@ -558,6 +566,12 @@ impl Store {
         &self.meta
     }
 
+    /// The licenses dropped lately, oldest drop first (as recorded: the caller judges
+    /// which still stand at its instant with [`dropped::keep`]).
+    pub(crate) fn dropped(&self) -> &[Dropped] {
+        &self.dropped
+    }
+
     pub(crate) fn meta_mut(&mut self) -> &mut Meta {
         &mut self.meta
     }
@@ -598,8 +612,8 @@ impl Store {
     }
 
     /// Stores an accepted license exactly as received (`bytes`), then drops the held
-    /// licenses the acceptance replaces (named as they were when `drop` was decided: a
-    /// renumbering on the way is followed). Returns its identity. An error means the
+    /// licenses the acceptance replaces (named as they were when `drop` was decided, at
+    /// `at`: a renumbering on the way is followed). Returns its identity. An error means the
     /// license was not stored (and nothing was lost: at most, held licenses were
     /// renumbered); a drop that fails is only noted.
     pub(crate) fn add(
@@ -607,6 +621,7 @@ impl Store {
         bytes: &[u8],
         license: Verified<License>,
         drop: &[StoreId],
+        at: UnixTime,
         now: UnixTime,
     ) -> Result<StoreId, StoreError> {
         self.writable()?;
@@ -649,7 +664,7 @@ impl Store {
         let added = Held { seq, license };
         let id = added.id();
         self.held.push(added);
-        self.drop_held(&drop, now, "replaced by a license of longer duration");
+        self.drop_held(&drop, at, now, "replaced by a license of longer duration");
         Ok(id)
     }
 
@@ -659,10 +674,14 @@ impl Store {
     /// removed. One whose file cannot be removed (or moved) stays held (it is on disk),
     /// and the failure is noted: the engine gives it no role, so nothing it carries is
     /// in force.
-    pub(crate) fn drop_held(&mut self, ids: &[StoreId], now: UnixTime, why: &str) {
+    ///
+    /// Each license dropped is recorded (`dropped.json`): `ended` when it is Inactive at
+    /// `at`, the instant the drop was decided by, else `replaced`; dated `now`.
+    pub(crate) fn drop_held(&mut self, ids: &[StoreId], at: UnixTime, now: UnixTime, why: &str) {
         if !self.writer() {
             return;
         }
+        let recorded = self.dropped.len();
         for id in ids {
             let Some(pos) = self.held.iter().position(|h| h.id() == *id) else {
                 continue;
@@ -693,7 +712,8 @@ impl Store {
                             reason,
                             moved_to: Some(target),
                         });
-                        self.held.remove(pos);
+                        let gone = self.held.remove(pos);
+                        self.record_drop(gone, at, now);
                     }
                     Err(e) => self.note(&e),
                 }
@@ -706,6 +726,37 @@ impl Store {
             let gone = self.held.remove(pos);
             self.meta
                 .record(now, "dropped", describe(&gone.license), why.to_string());
+            self.record_drop(gone, at, now);
+        }
+        if self.dropped.len() != recorded {
+            self.save_dropped(at);
+        }
+    }
+
+    /// Notes a license dropped, in memory (see [`Store::drop_held`]).
+    fn record_drop(&mut self, gone: Held, at: UnixTime, now: UnixTime) {
+        let reason = if engine::license_status(&gone.license, at) == Status::Inactive {
+            Reason::Ended
+        } else {
+            Reason::Replaced
+        };
+        self.dropped.push(Dropped {
+            license: gone.license,
+            at: now,
+            reason,
+        });
+    }
+
+    /// Keeps the records that stand at `at` and writes them. A failure is only logged:
+    /// the records are a view for the fleet, kept in memory meanwhile, and never decide
+    /// anything.
+    fn save_dropped(&mut self, at: UnixTime) {
+        self.dropped = dropped::keep(std::mem::take(&mut self.dropped), Some(at));
+        if let Err(e) = atomic::write(&self.dir, dropped::FILE, &dropped::encode(&self.dropped)) {
+            log::warn!(
+                "cannot write {}: {e}; the records of dropped licenses are kept in memory",
+                self.dir.join(dropped::FILE).display()
+            );
         }
     }
 
@@ -719,6 +770,7 @@ impl Store {
         let before = self.held.len();
         self.drop_held(
             &drops,
+            at,
             now,
             "neither the primary license nor bridging to it, or expired",
         );

@@ -63,7 +63,9 @@ fn an_added_license_is_kept_byte_for_byte_and_reloads() {
     // Whitespace and a comment of its own: stored exactly as received.
     let received = format!("{text}<!-- from the server -->\n\n");
     let mut store = open(dir.path(), writer(dir.path()));
-    let id = store.add(received.as_bytes(), license, &[], T0).unwrap();
+    let id = store
+        .add(received.as_bytes(), license, &[], T0, T0)
+        .unwrap();
     assert_eq!(id, site(1));
     drop(store);
     let again = open(dir.path(), writer(dir.path()));
@@ -82,8 +84,8 @@ fn drops_remove_the_replaced_files() {
     let mut store = open(dir.path(), writer(dir.path()));
     let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
     let (t2, l2) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 200 * DAY))]);
-    store.add(t1.as_bytes(), l1, &[], T0).unwrap();
-    store.add(t2.as_bytes(), l2, &[site(1)], T0).unwrap();
+    store.add(t1.as_bytes(), l1, &[], T0, T0).unwrap();
+    store.add(t2.as_bytes(), l2, &[site(1)], T0, T0).unwrap();
     assert!(!dir.path().join("site/0000000001.cfg").exists());
     assert!(dir.path().join("site/0000000002.cfg").exists());
     let events: Vec<&str> = store
@@ -100,7 +102,7 @@ fn prune_drops_what_has_expired() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path(), writer(dir.path()));
     let (t, l) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 10 * DAY))]);
-    store.add(t.as_bytes(), l, &[], T0).unwrap();
+    store.add(t.as_bytes(), l, &[], T0, T0).unwrap();
     assert!(!store.prune(T0 + 10 * DAY - 1, T0));
     assert!(store.prune(T0 + 10 * DAY, T0));
     assert!(store.held().is_empty());
@@ -113,7 +115,7 @@ fn a_file_that_no_longer_verifies_is_moved_aside_with_a_note_never_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
     open(dir.path(), writer(dir.path()))
-        .add(t.as_bytes(), l, &[], T0)
+        .add(t.as_bytes(), l, &[], T0, T0)
         .unwrap();
     // The phone's keyring changes: the vendor key is no longer trusted.
     let other = SigningKey::from_seed(&[9; 32]).unwrap();
@@ -226,7 +228,7 @@ fn read_only_mode_never_writes() {
     let dir = tempfile::tempdir().unwrap();
     let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
     open(dir.path(), writer(dir.path()))
-        .add(t.as_bytes(), l, &[], T0)
+        .add(t.as_bytes(), l, &[], T0, T0)
         .unwrap();
     fs::write(dir.path().join("site/0000000005.cfg"), "garbage").unwrap();
     fs::write(dir.path().join("meta.json"), "{not json").unwrap();
@@ -248,7 +250,7 @@ fn damaged_metadata_is_set_aside_and_the_licenses_stay() {
     let dir = tempfile::tempdir().unwrap();
     let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
     let mut store = open(dir.path(), writer(dir.path()));
-    store.add(t.as_bytes(), l, &[], T0).unwrap();
+    store.add(t.as_bytes(), l, &[], T0, T0).unwrap();
     store.meta_mut().latest_trusted = Some(T0);
     store.save_meta().unwrap();
     fs::write(dir.path().join("meta.json"), [0xFFu8; 10]).unwrap();
@@ -296,7 +298,7 @@ fn an_add_with_no_number_left_renumbers_and_follows_its_drops() {
     fs::write(dir.path().join("phone/9999999999.cfg"), "a stranger").unwrap();
     let (long, l) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 300 * DAY))]);
     let id = store
-        .add(long.as_bytes(), l, &[site(9_999_999_998)], T0)
+        .add(long.as_bytes(), l, &[site(9_999_999_998)], T0, T0)
         .unwrap();
     assert_eq!(id, site(2));
     assert_eq!(names(dir.path(), "site"), ["0000000002.cfg"]);
@@ -335,7 +337,7 @@ fn anything_in_place_of_the_metadata_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
         let mut store = open(dir.path(), writer(dir.path()));
-        store.add(t.as_bytes(), l, &[], T0).unwrap();
+        store.add(t.as_bytes(), l, &[], T0, T0).unwrap();
         drop(store);
         let meta = dir.path().join("meta.json");
         let _ = fs::remove_file(&meta);
@@ -385,7 +387,7 @@ fn an_add_never_overwrites_a_file_that_is_there() {
     let (t1, _) = lic_file(Kind::Phone, &[(1, T0, None)]);
     fs::write(dir.path().join("phone/0000000001.cfg"), &t1).unwrap();
     let (t2, l2) = lic_file(Kind::Phone, &[(2, T0, None)]);
-    let id = store.add(t2.as_bytes(), l2, &[], T0).unwrap();
+    let id = store.add(t2.as_bytes(), l2, &[], T0, T0).unwrap();
     assert_eq!(
         id,
         StoreId {
@@ -460,8 +462,8 @@ fn a_site_license_numbered_like_the_phone_license_never_drops_it() {
     let (phone, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None)]);
     let (site, s) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
     let mut store = open(dir.path(), writer(dir.path()));
-    store.add(phone.as_bytes(), l, &[], T0).unwrap();
-    store.add(site.as_bytes(), s, &[], T0).unwrap();
+    store.add(phone.as_bytes(), l, &[], T0, T0).unwrap();
+    store.add(site.as_bytes(), s, &[], T0, T0).unwrap();
     drop(store);
     let (older, _) = lic_file(Kind::Site, &[(2, T0 - 400 * DAY, Some(T0 - 30 * DAY))]);
     fs::write(dir.path().join("site/0000000001.cfg"), &older).unwrap();
@@ -504,7 +506,7 @@ fn a_replacement_drops_only_licenses_of_its_own_kind() {
     let dir = tempfile::tempdir().unwrap();
     let (phone, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None)]);
     let mut store = open(dir.path(), writer(dir.path()));
-    store.add(phone.as_bytes(), l, &[], T0).unwrap();
+    store.add(phone.as_bytes(), l, &[], T0, T0).unwrap();
     drop(store);
     let (short, _) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 100 * DAY))]);
     fs::write(dir.path().join("site/0000000001.cfg"), &short).unwrap();
@@ -520,7 +522,7 @@ fn a_replacement_drops_only_licenses_of_its_own_kind() {
     ) else {
         panic!("the longer site license is taken");
     };
-    store.add(long.as_bytes(), ll, &drop, T0).unwrap();
+    store.add(long.as_bytes(), ll, &drop, T0, T0).unwrap();
     assert_eq!(
         fs::read_to_string(dir.path().join("phone/0000000001.cfg")).unwrap(),
         phone
@@ -547,9 +549,9 @@ fn a_junk_name_at_the_end_of_the_numbers_pushes_nothing() {
     let (phone, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None)]);
     let (site, s) = lic_file(Kind::Site, &[(2, T0 - DAY, Some(T0 + 10 * DAY))]);
     let (more, m) = lic_file(Kind::Phone, &[(1, T0 - DAY, None), (3, T0, None)]);
-    store.add(phone.as_bytes(), l, &[], T0).unwrap();
-    store.add(site.as_bytes(), s, &[], T0).unwrap();
-    store.add(more.as_bytes(), m, &[], T0).unwrap();
+    store.add(phone.as_bytes(), l, &[], T0, T0).unwrap();
+    store.add(site.as_bytes(), s, &[], T0, T0).unwrap();
+    store.add(more.as_bytes(), m, &[], T0, T0).unwrap();
     assert_eq!(
         names(dir.path(), "phone"),
         ["0000000001.cfg", "0000000003.cfg"]
@@ -595,7 +597,7 @@ fn genuine_licenses_numbered_at_the_end_are_renumbered_in_order() {
     for round in 0..3 {
         let (t, l) = lic_file(Kind::Phone, &[(1, T0 - DAY, None), (10 + round, T0, None)]);
         store
-            .add(t.as_bytes(), l, &[], T0)
+            .add(t.as_bytes(), l, &[], T0, T0)
             .unwrap_or_else(|e| panic!("install {round}: {e}"));
     }
     for kind in ["phone", "site"] {
@@ -701,7 +703,7 @@ fn a_link_in_place_of_a_kind_folder_is_set_aside_and_moves_no_license() {
     let dir = tempfile::tempdir().unwrap();
     let (text, license) = lic_file(Kind::Phone, &[(2, T0, None)]);
     let mut store = open(dir.path(), writer(dir.path()));
-    store.add(text.as_bytes(), license, &[], T0).unwrap();
+    store.add(text.as_bytes(), license, &[], T0, T0).unwrap();
     drop(store);
     // The site folder replaced by a link to the phone folder.
     fs::remove_dir(dir.path().join("site")).unwrap();
@@ -718,4 +720,96 @@ fn a_link_in_place_of_a_kind_folder_is_set_aside_and_moves_no_license() {
         "{:?}",
         store.invalid()
     );
+}
+
+/// A license dropped because it ended is recorded as `ended`, dated by the wall clock
+/// of the drop, and the record survives a restart; a file of its own that the store
+/// (as an older agent's) neither takes for a license nor sets aside.
+#[test]
+fn a_license_that_ends_is_recorded_and_the_record_survives_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let (t, l) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 10 * DAY))]);
+    store.add(t.as_bytes(), l.clone(), &[], T0, T0).unwrap();
+    assert!(store.dropped().is_empty());
+    let wall = T0 + 10 * DAY + 7;
+    assert!(store.prune(T0 + 10 * DAY, wall));
+    let want = vec![Dropped {
+        license: l,
+        at: wall,
+        reason: Reason::Ended,
+    }];
+    assert_eq!(store.dropped(), want);
+    drop(store);
+    let again = open(dir.path(), writer(dir.path()));
+    assert_eq!(again.dropped(), want);
+    assert!(again.invalid().is_empty(), "{:?}", again.invalid());
+    assert!(names(dir.path(), "rejected").is_empty());
+    assert!(dir.path().join(dropped::FILE).is_file());
+}
+
+#[test]
+fn a_license_replaced_is_recorded_as_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 100 * DAY))]);
+    let (t2, l2) = lic_file(Kind::Site, &[(2, T0, Some(T0 + 200 * DAY))]);
+    store.add(t1.as_bytes(), l1.clone(), &[], T0, T0).unwrap();
+    store
+        .add(t2.as_bytes(), l2, &[site(1)], T0, T0 + 3)
+        .unwrap();
+    let got: Vec<_> = store
+        .dropped()
+        .iter()
+        .map(|d| (d.license.signed_message(), d.at, d.reason))
+        .collect();
+    assert_eq!(got, [(l1.signed_message(), T0 + 3, Reason::Replaced)]);
+}
+
+/// A record 90 days past its license's end is gone at the next write.
+#[test]
+fn a_record_goes_90_days_after_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), writer(dir.path()));
+    let end = T0 + 10 * DAY;
+    let (t1, l1) = lic_file(Kind::Site, &[(2, T0, Some(end))]);
+    let (t2, l2) = lic_file(Kind::Phone, &[(3, T0, Some(end + 90 * DAY))]);
+    store.add(t1.as_bytes(), l1, &[], T0, T0).unwrap();
+    store.add(t2.as_bytes(), l2.clone(), &[], T0, T0).unwrap();
+    assert!(store.prune(end, end));
+    assert_eq!(store.dropped().len(), 1);
+    assert!(store.prune(end + 90 * DAY, end + 90 * DAY));
+    drop(store);
+    let again = open(dir.path(), writer(dir.path()));
+    let kept: Vec<_> = again
+        .dropped()
+        .iter()
+        .map(|d| d.license.signed_message())
+        .collect();
+    assert_eq!(kept, [l2.signed_message()]);
+}
+
+/// A record file that is damaged, oversize or not a file is ignored: the store opens,
+/// holds its licenses, sets nothing aside and leaves it where it is.
+#[test]
+fn a_damaged_record_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, l) = lic_file(Kind::Phone, &[(1, T0, None)]);
+    open(dir.path(), writer(dir.path()))
+        .add(t.as_bytes(), l, &[], T0, T0)
+        .unwrap();
+    let path = dir.path().join(dropped::FILE);
+    let oversize = vec![b' '; dropped::MAX_FILE_SIZE as usize + 1];
+    for damage in [&b"garbage"[..], b"{\"records\": 5}", &oversize] {
+        fs::write(&path, damage).unwrap();
+        let store = open(dir.path(), writer(dir.path()));
+        assert_eq!(store.held().len(), 1);
+        assert!(store.dropped().is_empty());
+        assert!(store.invalid().is_empty(), "{:?}", store.invalid());
+        assert_eq!(fs::read(&path).unwrap(), damage);
+    }
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let store = open(dir.path(), writer(dir.path()));
+    assert!(store.dropped().is_empty() && store.invalid().is_empty());
 }

@@ -625,6 +625,21 @@ fn the_fleet_report_names_licenses_by_fingerprint_and_refusals_by_key() {
     assert_eq!(fingerprint.len(), 64, "{first:#}");
     assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(other["licenses"][0]["fingerprint"], fingerprint);
+    // Its signed content rebuilds the signed message, which hashes to the fingerprint.
+    let signed = &first["licenses"][0]["signed"];
+    let part = |name: &str| signed[name].as_str().unwrap_or_else(|| panic!("{first:#}"));
+    let mut message = format!(
+        "PLCM-LICENSE-2.0\n{}\n{}\n{}\n",
+        part("serial"),
+        part("description"),
+        part("key")
+    )
+    .into_bytes();
+    message.extend(hex::decode(part("features")).unwrap());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &message);
+    assert_eq!(hex::encode(digest), fingerprint, "{first:#}");
+    assert_eq!(part("signature").len(), 128);
+    assert_eq!(first["dropped"], serde_json::json!([]), "{first:#}");
     assert_eq!(first["features"][0]["name"], "vqmon");
     let refusal = &first["refusals"][0];
     assert_eq!(refusal["verdict"], "unknown-key", "{first:#}");

@@ -321,13 +321,18 @@ impl Agent {
             self.store.next_seq(),
         );
         match decision {
-            Decision::Accept { drop } => match self.store.add(&bytes, license, &drop, now) {
-                Ok(_) => {
-                    log::info!("{name}: accepted {subject}");
-                    file_result(now, name, FileOutcome::Accepted, &subject)
+            Decision::Accept { drop } => {
+                match self
+                    .store
+                    .add(&bytes, license, &drop, judge_at.unwrap_or(now), now)
+                {
+                    Ok(_) => {
+                        log::info!("{name}: accepted {subject}");
+                        file_result(now, name, FileOutcome::Accepted, &subject)
+                    }
+                    Err(e) => file_result(now, name, FileOutcome::Failed, &e.to_string()),
                 }
-                Err(e) => file_result(now, name, FileOutcome::Failed, &e.to_string()),
-            },
+            }
             Decision::Identical { .. } => file_result(
                 now,
                 name,
