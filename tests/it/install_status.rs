@@ -678,6 +678,56 @@ fn the_fleet_report_names_licenses_by_fingerprint_and_refusals_by_key() {
         view["fleet"]["attention"][0]["what"], "unknown-key",
         "{view:#}"
     );
+    assert_eq!(view["fleet"]["verified"], false, "no keyring: {view:#}");
+    // With the phones' keyring: the real agents' signed content verifies; with a
+    // keyring that does not hold the vendor's key, nothing counts.
+    let keyring = p.dir.path().join("keyring");
+    let verified = |ring: &Path| -> Value {
+        let out = run(
+            common::fleet(),
+            [
+                "--keyring".as_ref(),
+                ring.as_os_str(),
+                "--json".as_ref(),
+                uploads.as_os_str(),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let view = verified(&keyring);
+    assert_eq!(view["fleet"]["verified"], true, "{view:#}");
+    assert_eq!(view["fleet"]["rows"][0]["verified"], true, "{view:#}");
+    assert_eq!(view["fleet"]["rows"][0]["phones"], 2, "{view:#}");
+    let stranger = p.dir.path().join("stranger-keyring");
+    std::fs::write(
+        &stranger,
+        format!("ed25519 {} someone else\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let view = verified(&stranger);
+    assert_eq!(
+        view["fleet"]["rows"].as_array().unwrap().len(),
+        0,
+        "{view:#}"
+    );
+    let unverified: Vec<&Value> = view["fleet"]["attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["what"] == "unverified-license")
+        .collect();
+    assert_eq!(unverified.len(), 1, "{view:#}");
+    assert_eq!(
+        unverified[0]["phones"].as_array().unwrap().len(),
+        2,
+        "{view:#}"
+    );
 
     // --json and --report are one or the other.
     let both = run(
