@@ -1,6 +1,8 @@
 //! `fleet_gen DIR PHONES [NOW]`: writes a generated fleet of PHONES status reports into
 //! DIR, as it is at NOW (Unix seconds; default the current time), for the benchmark of
-//! `license-fleet` (`scripts/bench-fleet.sh`). See `generate.rs` for what the fleet holds.
+//! `license-fleet` (`scripts/bench-fleet.sh`), with DIR/keyring.txt, the keyring that
+//! verifies every license of it (`license-fleet --keyring DIR/keyring.txt DIR`). See
+//! `generate.rs` for what the fleet holds.
 
 mod generate;
 
@@ -23,7 +25,7 @@ fn main() {
     let start = std::time::Instant::now();
     match generate::generate(std::path::Path::new(dir), phones, now) {
         Ok(w) => println!(
-            "fleet_gen: {} reports, {} bytes in {dir} in {:.1} s",
+            "fleet_gen: {} reports (every license signed), {} bytes in {dir} in {:.1} s",
             w.files,
             w.bytes,
             start.elapsed().as_secs_f64()
