@@ -38,7 +38,7 @@ impl Table {
 }
 
 /// The columns of the licenses table, in order.
-pub(crate) const LICENSE_COLUMNS: [&str; 21] = [
+pub(crate) const LICENSE_COLUMNS: [&str; 22] = [
     "license_id",
     "kind",
     "feature",
@@ -52,6 +52,7 @@ pub(crate) const LICENSE_COLUMNS: [&str; 21] = [
     "term_status",
     "renewed_until",
     "renewal_fetched",
+    "renewal_phones",
     "adds_to",
     "limit",
     "capacity",
@@ -112,6 +113,7 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
                 let numbers = [
                     r.days_left.map_or(String::new(), |d| d.to_string()),
                     r.renewal_fetched.map_or(String::new(), |n| n.to_string()),
+                    r.renewal_phones.map_or(String::new(), |n| n.to_string()),
                     r.limit.to_string(),
                     r.capacity.to_string(),
                     r.in_use.to_string(),
@@ -134,12 +136,13 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
                         (&r.term_status, false),
                         (r.renewed_until.as_deref().unwrap_or(""), true),
                         (&numbers[1], false),
-                        (r.adds_to.as_deref().unwrap_or(""), true),
                         (&numbers[2], false),
+                        (r.adds_to.as_deref().unwrap_or(""), true),
                         (&numbers[3], false),
                         (&numbers[4], false),
-                        (if r.over { "true" } else { "false" }, false),
                         (&numbers[5], false),
+                        (if r.over { "true" } else { "false" }, false),
+                        (&numbers[6], false),
                         (if r.verified { "true" } else { "false" }, false),
                         (&licenses, true),
                     ],

@@ -151,7 +151,7 @@ const SCRIPT: &str = r##"
   // A row (see the island's doc in html.rs): its fields by position.
   var ID = 0, KIND = 1, FEATURE = 2, DESC = 3, COUNTED = 4, TRANS = 5, START = 6, END = 7,
     DAYS = 8, STATUS = 9, RENEWED = 10, FETCHED = 11, ADDS = 12, LIMIT = 13, CAP = 14,
-    USE = 15, OVER = 16, PHONES = 17, FP = 18, VERIFIED = 19;
+    USE = 15, OVER = 16, PHONES = 17, FP = 18, VERIFIED = 19, RENEWAL_OF = 20;
   // A group: [what, detail, phones (count), [[mac, detail]...] (the listed ones)].
   var rows = data.rows, groups = data.groups;
   function description(r) { return data.descriptions[r[DESC]] || ""; }
@@ -291,7 +291,7 @@ const SCRIPT: &str = r##"
     var st = cell(tr, "status", LABEL[r[STATUS]] || r[STATUS]);
     if (r[RENEWED] !== null) {
       sub(st, "renewed until " + r[RENEWED] + (r[FETCHED] !== null ?
-        ", fetched by " + r[FETCHED] + " of " + r[PHONES] + " phones" : ""));
+        ", fetched by " + r[FETCHED] + " of " + r[RENEWAL_OF] + " phones" : ""));
     }
     return tr;
   }
@@ -476,7 +476,7 @@ const SCRIPT: &str = r##"
 /// feature, description (index into descriptions), counted (1: Managed Device, 0:
 /// Feature), transaction, start, end, days_left|null, status, renewed_until|null,
 /// renewal_fetched|null, adds_to|null, limit, capacity, in_use, over (0/1), phones,
-/// fingerprint (the first license's), verified (0/1)]...], "groups": [[what, detail,
+/// fingerprint (the first license's), verified (0/1), renewal_phones|null]...], "groups": [[what, detail,
 /// phones (the count), [[mac, detail]...] (those listed)]...]}`, written row by row
 /// (no tree of values for 150,000 rows), then made safe for a script element. Also
 /// the phone items it lists.
@@ -511,6 +511,7 @@ fn island(fleet: &Fleet) -> (String, usize) {
             r.phones,
             r.licenses.first().map_or("", String::as_str),
             u8::from(r.verified),
+            r.renewal_phones,
         ]);
         if n > 0 {
             json.push(',');

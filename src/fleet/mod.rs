@@ -441,8 +441,8 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
         let mut status = label(&r.status).to_string();
         if let Some(until) = &r.renewed_until {
             let _ = write!(status, " (renewed until {until}");
-            if let Some(n) = r.renewal_fetched {
-                let _ = write!(status, ", fetched by {n} of {}", r.phones);
+            if let (Some(n), Some(of)) = (r.renewal_fetched, r.renewal_phones) {
+                let _ = write!(status, ", fetched by {n} of {of}");
             }
             status.push(')');
         }

@@ -213,7 +213,10 @@ fn a_renewal_renews_and_says_who_has_not_fetched_it() {
         term.renewed_until.as_deref(),
         Some(time(end + 365 * DAY).as_str())
     );
-    assert_eq!((term.renewal_fetched, term.phones), (Some(2), 4));
+    assert_eq!(
+        (term.renewal_fetched, term.renewal_phones, term.phones),
+        (Some(2), Some(4), 4)
+    );
     let renewal = f.rows.iter().find(|r| r.transaction == "renewal").unwrap();
     assert_eq!((renewal.status.as_str(), renewal.phones), ("impending", 2));
     assert_eq!(

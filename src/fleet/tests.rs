@@ -514,6 +514,7 @@ fn the_csv_says_what_the_json_says() {
             "term_status",
             "renewed_until",
             "renewal_fetched",
+            "renewal_phones",
             "adds_to",
             "limit",
             "capacity",
@@ -538,15 +539,14 @@ fn the_csv_says_what_the_json_says() {
     assert_eq!(licenses[1..], expected);
     // The site license: 3 phones on a limit of 2, over it.
     let site = &licenses[1];
-    assert_eq!(
-        (
-            site[16].as_str(),
-            site[15].as_str(),
-            site[17].as_str(),
-            site[18].as_str()
-        ),
-        ("3", "2", "true", "3")
-    );
+    let col = |name: &str| {
+        csv::LICENSE_COLUMNS
+            .iter()
+            .position(|c| *c == name)
+            .unwrap()
+    };
+    let cells = ["in_use", "capacity", "over", "phones"].map(|c| site[col(c)].as_str());
+    assert_eq!(cells, ["3", "2", "true", "3"]);
 
     let attention = parse_csv(&csv::csv(&f, &unreadable, csv::Table::Attention));
     assert_eq!(attention[0], ["what", "subject", "phones", "detail"]);
@@ -633,7 +633,19 @@ fn the_csv_quotes_hostile_text() {
     assert_eq!(rows.len(), 2, "{text:?}");
     assert_eq!(rows[1][0], plain(serial));
     assert_eq!(rows[1][2], format!("'{feature_name}"));
-    assert_eq!((rows[1][16].as_str(), rows[1][15].as_str()), ("1", "5"));
+    let col = |name: &str| {
+        csv::LICENSE_COLUMNS
+            .iter()
+            .position(|c| *c == name)
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            rows[1][col("in_use")].as_str(),
+            rows[1][col("limit")].as_str()
+        ),
+        ("1", "5")
+    );
     let phones = parse_csv(&csv::csv(&fl, &[], csv::Table::Phones));
     assert_eq!(phones.len(), 2);
     assert_eq!(phones[1][3], "a \"quoted\", subject: -1+1");
@@ -713,6 +725,7 @@ fn the_page_says_what_the_json_says() {
         assert_eq!(row[17], r["phones"]);
         assert_eq!(row[18], r["licenses"][0]);
         assert_eq!(row[19] == 1, r["verified"] == true);
+        assert_eq!(row[20], r["renewal_phones"]);
     }
     // The per-site totals, written in the page.
     let sites = json["sites"].as_array().unwrap();

@@ -89,8 +89,11 @@ pub(crate) struct Row {
     pub(crate) term_status: String,
     /// The end of the Renewal that renews this term, if one does.
     pub(crate) renewed_until: Option<String>,
-    /// Of the phones holding this term, how many hold its Renewal too (when renewed).
+    /// When renewed: the phones holding the Renewal, of [`Row::renewal_phones`].
     pub(crate) renewal_fetched: Option<usize>,
+    /// When renewed: the phones holding this term or its Renewal (a phone that took
+    /// the Renewal may have dropped the term's file for it).
+    pub(crate) renewal_phones: Option<usize>,
     /// For an Addon: the term whose capacity it adds to (`new 2026-01-01T00:00:00Z`).
     pub(crate) adds_to: Option<String>,
     /// The grant's own Managed Device limit (0: not counted).
@@ -562,6 +565,7 @@ impl Book {
                             term_status: own.into(),
                             renewed_until: None,
                             renewal_fetched: None,
+                            renewal_phones: None,
                             adds_to: None,
                             limit: g.limit,
                             capacity: g.limit,
@@ -727,6 +731,14 @@ impl Book {
         let mut groups = attention::Groups::default();
         let mut counted: Vec<Vec<usize>> = Vec::with_capacity(phones.len());
         let mut site_phones: HashMap<String, usize> = HashMap::new();
+        // The terms a Renewal renews, not ended (an ended term needs nothing).
+        let renewed: Vec<usize> = (0..self.drafts.len())
+            .filter(|&n| {
+                self.drafts
+                    .get(n)
+                    .is_some_and(|d| !d.renewals.is_empty() && d.row.term_status != "inactive")
+            })
+            .collect();
         for (mac, digest) in &phones {
             let held = self.rows_held(digest);
             for &n in &held {
@@ -773,19 +785,18 @@ impl Book {
                     }
                 }
             }
-            // Renewals: fetched, or to be fetched.
-            for &n in &held {
+            // Renewals: fetched, or to be fetched, by the phones holding the term or
+            // its Renewal.
+            for &n in &renewed {
                 let Some(d) = self.drafts.get(n) else {
                     continue;
                 };
-                if d.renewals.is_empty() || d.row.term_status == "inactive" {
+                let has_term = held.contains(&n);
+                let has_renewal = d.renewals.iter().any(|r| held.contains(r));
+                if !has_term && !has_renewal {
                     continue;
                 }
-                if d.renewals.iter().any(|r| held.contains(r)) {
-                    if let Some(d) = self.drafts.get_mut(n) {
-                        *d.row.renewal_fetched.get_or_insert(0) += 1;
-                    }
-                } else {
+                if !has_renewal {
                     let renewal = d
                         .renewals
                         .iter()
@@ -803,9 +814,10 @@ impl Book {
                             ),
                         },
                     );
-                    if let Some(d) = self.drafts.get_mut(n) {
-                        d.row.renewal_fetched.get_or_insert(0);
-                    }
+                }
+                if let Some(d) = self.drafts.get_mut(n) {
+                    *d.row.renewal_phones.get_or_insert(0) += 1;
+                    *d.row.renewal_fetched.get_or_insert(0) += usize::from(has_renewal);
                 }
             }
             // A feature ending soon with no Renewal posted: renew.
