@@ -497,3 +497,39 @@ fn site_licenses_come_first_then_by_end() {
     assert!(text.contains("Expiring Shortly"), "{text}");
     assert!(text.contains("NOT verified"), "{text}");
 }
+
+/// Finding 6: a genuine license copied into another phone's report is not believed
+/// there: a phone license is bound to its MAC, a site license to the phone's site.
+#[test]
+fn a_genuine_license_in_the_wrong_report_is_not_believed() {
+    let own = (*license_with(
+        Kind::Phone,
+        &mac(1),
+        vec![grant(H323, NOW - DAY, None, Transaction::New, 0)],
+    ))
+    .clone();
+    let real = report(1, vec![held(&own)], vec![using("h323", &own)]);
+    let copied = report(2, vec![held(&own)], vec![using("h323", &own)]);
+    let other_site = (*license_with(
+        Kind::Site,
+        "100000000002",
+        vec![grant(VQMON, NOW - DAY, None, Transaction::New, 1)],
+    ))
+    .clone();
+    let elsewhere = report(
+        3,
+        vec![held(&other_site)],
+        vec![using("vqmon", &other_site)],
+    );
+    for f in [
+        fleet_of(&[real.clone(), copied.clone(), elsewhere.clone()]),
+        verified_fleet_of(&[real, copied, elsewhere]),
+    ] {
+        assert_eq!(f.rows.len(), 1, "{:?}", f.rows);
+        assert_eq!(
+            (f.rows[0].id.as_str(), f.rows[0].phones, f.rows[0].in_use),
+            (&mac(1)[..], 1, 1)
+        );
+        assert_eq!(group(&f, "forged-license"), [mac(2), mac(3)]);
+    }
+}

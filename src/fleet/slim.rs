@@ -61,6 +61,9 @@ pub(crate) struct Slim<'a> {
     pub(crate) schema: Text<'a>,
     #[serde(borrow)]
     pub(crate) mac: Text<'a>,
+    /// The site serial the phone is configured with (null: any).
+    #[serde(borrow, default)]
+    pub(crate) site_serial: Option<Text<'a>>,
     /// Required, not read (so are `set_aside` and each license's `role`).
     #[serde(rename = "agent")]
     _agent: IgnoredAny,

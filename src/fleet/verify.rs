@@ -124,6 +124,37 @@ pub(crate) fn judge(
     Ok(defined(&license, proof))
 }
 
+/// The phone a report describes, as far as the binding of its licenses goes.
+pub(crate) struct Phone<'r> {
+    pub(crate) mac: &'r str,
+    pub(crate) site_serial: Option<&'r str>,
+}
+
+/// `def` if a phone could hold it, as the agent's binding rules say
+/// (`agent-rules.md`): a phone license is bound to the phone's MAC, a site license to
+/// its configured site serial. A report holding another phone's license (a genuine
+/// file, copied into a forged report) is not believed for it.
+pub(crate) fn bound(def: Def, fingerprint: &str, phone: &Phone<'_>) -> Result<Def, Doubt> {
+    let short = fingerprint.get(..12).unwrap_or(fingerprint);
+    let other = match def.kind.as_str() {
+        "phone" if def.serial != phone.mac => Some("the phone license of another phone"),
+        "site" if phone.site_serial.is_some_and(|s| s != def.serial) => {
+            Some("the site license of another site")
+        }
+        _ => None,
+    };
+    match other {
+        Some(what) => Err(Doubt {
+            what: "forged-license",
+            detail: format!(
+                "license {short} ({} {}) is {what}: no agent holds one",
+                def.kind, def.serial
+            ),
+        }),
+        None => Ok(def),
+    }
+}
+
 /// The license of `signed`, decoded as the agent decodes a file's fields (its
 /// signature not checked yet).
 fn decode(signed: &Signed<'_>) -> Result<License, String> {

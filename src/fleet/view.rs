@@ -299,6 +299,7 @@ impl Gather {
         claim: &Claim<'_, '_>,
         signed: Option<&slim::Signed<'_>>,
         order: usize,
+        phone: &verify::Phone<'_>,
         doubts: &mut Vec<Item>,
     ) -> Option<usize> {
         let seen = self.index.get(claim.fingerprint).copied();
@@ -308,7 +309,9 @@ impl Gather {
         // Defined already from content as good as any: only the claim's own content is
         // checked (a cheap hash), never the signature again.
         let keyring = self.options.keyring.clone();
-        match verify::judge(claim, signed, keyring.as_deref(), known.map(|k| k.0)) {
+        let judged = verify::judge(claim, signed, keyring.as_deref(), known.map(|k| k.0))
+            .and_then(|def| verify::bound(def, claim.fingerprint, phone));
+        match judged {
             Ok(def) => {
                 let i = match (seen, known) {
                     (Some(i), Some((proof, first)))
@@ -350,6 +353,10 @@ impl Gather {
             }
         }
         let mut doubts = Vec::new();
+        let phone = verify::Phone {
+            mac: report.mac.as_str(),
+            site_serial: report.site_serial.as_ref().map(|s| s.as_str()),
+        };
         let mut licenses = Vec::with_capacity(report.licenses.len());
         let mut held: Vec<(&str, usize)> = Vec::with_capacity(report.licenses.len());
         for l in &report.licenses {
@@ -360,7 +367,7 @@ impl Gather {
                 key: l.key.as_str(),
                 grants: &l.grants,
             };
-            if let Some(i) = self.believe(&claim, l.signed.as_ref(), order, &mut doubts) {
+            if let Some(i) = self.believe(&claim, l.signed.as_ref(), order, &phone, &mut doubts) {
                 if !licenses.contains(&i) {
                     licenses.push(i);
                     held.push((l.fingerprint.as_str(), i));
@@ -376,7 +383,7 @@ impl Gather {
                 key: d.key.as_str(),
                 grants: &d.grants,
             };
-            if let Some(i) = self.believe(&claim, d.signed.as_ref(), order, &mut doubts) {
+            if let Some(i) = self.believe(&claim, d.signed.as_ref(), order, &phone, &mut doubts) {
                 if !dropped.contains(&i) && !licenses.contains(&i) {
                     dropped.push(i);
                 }

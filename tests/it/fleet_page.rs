@@ -24,7 +24,7 @@ const PHONES: usize = 400;
 
 /// Runs headless Chromium on `url` with `args` (its own profile), within a minute;
 /// returns its standard output.
-fn chromium(profile: &Path, args: &[String], url: &str) -> String {
+pub(crate) fn chromium(profile: &Path, args: &[String], url: &str) -> String {
     let mut child = Command::new("chromium")
         .args([
             "--headless=new",
@@ -71,7 +71,7 @@ fn chromium(profile: &Path, args: &[String], url: &str) -> String {
 }
 
 /// The DOM of the page at `fragment`, once its script has run.
-fn dom(profile: &Path, page: &Path, fragment: &str) -> String {
+pub(crate) fn dom(profile: &Path, page: &Path, fragment: &str) -> String {
     let url = format!("file://{}{fragment}", page.display());
     let dom = chromium(profile, &["--dump-dom".into()], &url);
     assert!(
@@ -82,7 +82,7 @@ fn dom(profile: &Path, page: &Path, fragment: &str) -> String {
 }
 
 /// The text of the element `id` (up to its first child or end tag).
-fn by_id(dom: &str, id: &str) -> String {
+pub(crate) fn by_id(dom: &str, id: &str) -> String {
     let key = format!("id=\"{id}\"");
     let start = dom.find(&key).unwrap_or_else(|| panic!("no #{id}"));
     let open_end = start + dom[start..].find('>').unwrap() + 1;
@@ -90,7 +90,7 @@ fn by_id(dom: &str, id: &str) -> String {
     dom[open_end..open_end + len].to_string()
 }
 
-fn number(dom: &str, id: &str) -> u64 {
+pub(crate) fn number(dom: &str, id: &str) -> u64 {
     by_id(dom, id)
         .parse()
         .unwrap_or_else(|_| panic!("#{id}: {:?}", by_id(dom, id)))
@@ -130,21 +130,21 @@ fn col(row: &str, col: &str) -> String {
 
 /// A license row the page shows.
 #[derive(Debug)]
-struct Shown {
-    id: String,
-    kind: String,
-    feature: String,
-    transaction: String,
-    status: String,
-    class: String,
-    start: String,
-    end: String,
-    devices: String,
-    status_text: String,
+pub(crate) struct Shown {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) feature: String,
+    pub(crate) transaction: String,
+    pub(crate) status: String,
+    pub(crate) class: String,
+    pub(crate) start: String,
+    pub(crate) end: String,
+    pub(crate) devices: String,
+    pub(crate) status_text: String,
 }
 
 /// The license rows the page shows, in order.
-fn rows(dom: &str) -> Vec<Shown> {
+pub(crate) fn rows(dom: &str) -> Vec<Shown> {
     let body = dom
         .split("id=\"license-rows\">")
         .nth(1)
@@ -173,7 +173,7 @@ fn rows(dom: &str) -> Vec<Shown> {
 }
 
 /// The groups the page shows: (what, count, phones listed).
-fn groups(dom: &str) -> Vec<(String, u64, usize)> {
+pub(crate) fn groups(dom: &str) -> Vec<(String, u64, usize)> {
     let body = dom
         .split("id=\"attention-groups\">")
         .nth(1)
