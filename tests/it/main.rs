@@ -22,6 +22,7 @@ mod daemon;
 mod fault_suite;
 mod flash_model;
 mod fleet_page;
+mod fleet_truth;
 mod hostile;
 mod install_status;
 mod interop;
