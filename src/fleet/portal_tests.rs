@@ -533,3 +533,22 @@ fn a_genuine_license_in_the_wrong_report_is_not_believed() {
         assert_eq!(group(&f, "forged-license"), [mac(2), mac(3)]);
     }
 }
+
+/// The verdict on a report never depends on the reports read before it: content of a
+/// verified license with another (bad) signature is checked, and refused, wherever it
+/// comes in the folder.
+#[test]
+fn a_bad_signature_is_refused_whatever_was_read_before() {
+    let a = site(vec![grant(VQMON, NOW - DAY, None, Transaction::New, 0)]);
+    let real = report(1, vec![held(&a)], vec![using("vqmon", &a)]);
+    let mut bad = held(&a);
+    let mut signature = hex::decode(bad["signed"]["signature"].as_str().unwrap()).unwrap();
+    signature[0] ^= 1;
+    bad["signed"]["signature"] = hex::encode(signature).into();
+    let tampered = report(2, vec![bad], vec![using("vqmon", &a)]);
+    for reports in [[real.clone(), tampered.clone()], [tampered, real]] {
+        let f = verified_fleet_of(&reports);
+        assert_eq!(group(&f, "unverified-license"), [mac(2)]);
+        assert_eq!((f.rows[0].phones, f.rows[0].in_use), (1, 1));
+    }
+}

@@ -48,6 +48,10 @@ pub(crate) struct Def {
     pub(crate) key: String,
     pub(crate) grants: Vec<GrantDef>,
     pub(crate) proof: Proof,
+    /// The signature verified, when [`Proof::Verified`]: the same content with this
+    /// signature needs no second check (another signature is checked: the verdict on a
+    /// report never depends on which reports were read before it).
+    pub(crate) signature: Option<[u8; 64]>,
 }
 
 /// Why a report's license is not believed: `forged-license` (its content is not the
@@ -68,14 +72,14 @@ pub(crate) struct Claim<'r, 'a> {
     pub(crate) grants: &'r [Grant<'a>],
 }
 
-/// The license `claim` is, judged from its signed content. `known` says the fingerprint
-/// was verified already (by an earlier report's identical content): then matching the
-/// hash suffices, and the signature is not checked again.
+/// The license `claim` is, judged from its signed content. `verified` is the signature
+/// an earlier report's content for this fingerprint verified with: the same one is not
+/// checked again (matching the hash suffices).
 pub(crate) fn judge(
     claim: &Claim<'_, '_>,
     signed: Option<&Signed<'_>>,
     keyring: Option<&Keyring>,
-    known: Option<Proof>,
+    verified: Option<&[u8; 64]>,
 ) -> Result<Def, Doubt> {
     let short = claim.fingerprint.get(..12).unwrap_or(claim.fingerprint);
     let Some(signed) = signed else {
@@ -107,7 +111,7 @@ pub(crate) fn judge(
     }
     let proof = match keyring {
         None => Proof::Hashed,
-        Some(_) if known == Some(Proof::Verified) => Proof::Verified,
+        Some(_) if verified == Some(license.signature()) => Proof::Verified,
         Some(keyring) => {
             keyring.verify(license.clone()).map_err(|e| Doubt {
                 what: "unverified-license",
@@ -192,6 +196,7 @@ fn defined(license: &License, proof: Proof) -> Def {
         key: license.key_id().to_string(),
         grants: license.features().iter().map(grant_of_entry).collect(),
         proof,
+        signature: (proof == Proof::Verified).then(|| *license.signature()),
     }
 }
 
@@ -227,6 +232,7 @@ fn claimed(claim: &Claim<'_, '_>) -> Def {
             })
             .collect(),
         proof: Proof::Claimed,
+        signature: None,
     }
 }
 

@@ -305,16 +305,17 @@ impl Gather {
         let seen = self.index.get(claim.fingerprint).copied();
         let known = seen
             .and_then(|i| self.table.get(i))
-            .map(|k| (k.def.proof, k.order));
-        // Defined already from content as good as any: only the claim's own content is
-        // checked (a cheap hash), never the signature again.
+            .map(|k| (k.def.proof, k.order, k.def.signature));
+        // Verified already with this signature: only the claim's own content is
+        // checked (a cheap hash), never the same signature again.
         let keyring = self.options.keyring.clone();
-        let judged = verify::judge(claim, signed, keyring.as_deref(), known.map(|k| k.0))
+        let verified = known.as_ref().and_then(|k| k.2.as_ref());
+        let judged = verify::judge(claim, signed, keyring.as_deref(), verified)
             .and_then(|def| verify::bound(def, claim.fingerprint, phone));
         match judged {
             Ok(def) => {
                 let i = match (seen, known) {
-                    (Some(i), Some((proof, first)))
+                    (Some(i), Some((proof, first, _)))
                         if (proof, std::cmp::Reverse(first))
                             >= (def.proof, std::cmp::Reverse(order)) =>
                     {
