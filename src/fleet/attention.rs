@@ -243,10 +243,20 @@ impl Groups {
             }
         };
         if let Some(g) = self.groups.get_mut(n) {
-            g.phones.push(PhoneItem {
-                mac: mac.into(),
-                detail: item.detail,
-            });
+            // A phone is listed once per group (its items come together): a second item
+            // of the same phone adds to its detail.
+            match g.phones.last_mut().filter(|p| p.mac == mac) {
+                Some(p) => {
+                    if !p.detail.split("; ").any(|d| d == item.detail) {
+                        p.detail.push_str("; ");
+                        p.detail.push_str(&item.detail);
+                    }
+                }
+                None => g.phones.push(PhoneItem {
+                    mac: mac.into(),
+                    detail: item.detail,
+                }),
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 //! report ([`view::Gather`]): 100,000 reports take seconds and a few hundred MB at most.
 
 pub(crate) mod attention;
+mod book;
 pub(crate) mod csv;
 pub(crate) mod html;
 #[cfg(test)]
@@ -304,6 +305,7 @@ pub(crate) fn gather_folder(
                         match read.and_then(|bytes| {
                             let report = parse(&bytes)?;
                             named_for(named, report.mac.as_str())?;
+                            within_bounds(&report)?;
                             gather.add(&report, n);
                             Ok(())
                         }) {
@@ -340,6 +342,18 @@ pub(crate) fn gather_folder(
 /// A report is named for the MAC it carries (`<mac>-license-status.json`): one under
 /// another name (another phone's) is not believed, never replacing that phone's report.
 fn named_for(name: &[u8], mac: &str) -> Result<(), String> {
+    // A MAC as the schema writes it (12 lowercase hex digits): one phone, one spelling,
+    // so no copy under another spelling counts twice.
+    if mac.len() != 12
+        || !mac
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "its mac {:?} is not 12 lowercase hex digits",
+            plain(mac)
+        ));
+    }
     if name == format!("{mac}{SUFFIX}").as_bytes() {
         Ok(())
     } else {
@@ -347,6 +361,48 @@ fn named_for(name: &[u8], mac: &str) -> Result<(), String> {
             "not named for the phone it describes: it carries the MAC {}",
             plain(mac)
         ))
+    }
+}
+
+/// The most feature records a report holds over its licenses and dropped records: the
+/// bound of every agent's report so far (512 before dropped records; 256 since, over
+/// both).
+const MAX_REPORT_GRANTS: usize = 512;
+
+/// A report holds no more than an agent's report can (`docs/report-schema.md`): one
+/// that does is not a report (a flood of forged grants would cost the view its
+/// minutes, every phone's numbers with them).
+fn within_bounds(report: &Slim<'_>) -> Result<(), String> {
+    use crate::report::{MAX_DROPPED, MAX_FEATURES, MAX_LICENSES, MAX_REFUSALS};
+    let dropped = report.dropped.as_deref().unwrap_or(&[]);
+    let grants: usize = report
+        .licenses
+        .iter()
+        .map(|l| l.grants.len())
+        .sum::<usize>()
+        + dropped.iter().map(|d| d.grants.len()).sum::<usize>();
+    let lists = [
+        ("licenses", report.licenses.len(), MAX_LICENSES),
+        ("dropped", dropped.len(), MAX_DROPPED),
+        ("grants", grants, MAX_REPORT_GRANTS),
+        ("features", report.features.len(), MAX_FEATURES),
+        ("refusals", report.refusals.len(), MAX_REFUSALS),
+        (
+            "configured",
+            report.configured.as_ref().map_or(0, Vec::len),
+            MAX_FEATURES,
+        ),
+        (
+            "booted",
+            report.booted.as_ref().map_or(0, Vec::len),
+            MAX_FEATURES,
+        ),
+    ];
+    match lists.iter().find(|(_, n, max)| n > max) {
+        Some((what, n, max)) => Err(format!(
+            "holds {n} {what}, more than a report can ({max}): not an agent's report"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -438,9 +494,9 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
         } else {
             r.in_use.to_string()
         };
-        let mut status = label(&r.status).to_string();
+        let mut status = plain(label(&r.status)).into_owned();
         if let Some(until) = &r.renewed_until {
-            let _ = write!(status, " (renewed until {until}");
+            let _ = write!(status, " (renewed until {}", plain(until));
             if let (Some(n), Some(of)) = (r.renewal_fetched, r.renewal_phones) {
                 let _ = write!(status, ", fetched by {n} of {of}");
             }
@@ -458,7 +514,7 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
             } else {
                 "Feature"
             },
-            label(&r.transaction),
+            plain(label(&r.transaction)),
             plain(&r.start),
             plain(&r.end),
             r.days_left.map_or("-".to_string(), |d| d.to_string()),

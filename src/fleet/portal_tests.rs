@@ -422,10 +422,11 @@ fn only_signed_content_defines_a_license() {
         assert!(row.over, "3 phones on 2: still over");
         assert_eq!(row.verified, verified);
         assert_eq!(group(&f, "forged-license"), [mac(0)]);
-        // A claim without content: believed only without a keyring (then unverified).
-        let held_by = if verified { 3 } else { 4 };
-        assert_eq!(row.phones, held_by);
-        assert_eq!(group(&f, "unverified-license").len(), usize::from(verified));
+        // A claim without content names the license by its identity, which other
+        // reports' content proves: it holds it (an agent leaves content out past its
+        // budget; a forger could copy the public content anyway).
+        assert_eq!(row.phones, 4);
+        assert!(group(&f, "unverified-license").is_empty());
     }
     // Content signed by a key the fleet's keyring does not hold: not counted.
     let stranger = crate::issuer::SigningKey::from_seed(&[9; 32]).unwrap();
@@ -551,4 +552,309 @@ fn a_bad_signature_is_refused_whatever_was_read_before() {
         assert_eq!(group(&f, "unverified-license"), [mac(2)]);
         assert_eq!((f.rows[0].phones, f.rows[0].in_use), (1, 1));
     }
+}
+/// A phone that took the site's Addon file (the agent drops the New file it replaces,
+/// keeping a `replaced` record) and has not fetched the posted Renewal loses vqmon at
+/// the term's end: it must be in `renewal-not-fetched` (or at least `feature-ends`).
+#[test]
+fn a_phone_on_the_addon_file_without_the_renewal_is_flagged() {
+    let end = NOW + 20 * DAY;
+    let new = site(vec![grant(
+        VQMON,
+        NOW - 100 * DAY,
+        Some(end),
+        Transaction::New,
+        20,
+    )]);
+    let addon = site(vec![grant(
+        VQMON,
+        NOW - 50 * DAY,
+        Some(end),
+        Transaction::Addon,
+        10,
+    )]);
+    let renewal = site(vec![grant(
+        VQMON,
+        end,
+        Some(end + 365 * DAY),
+        Transaction::Renewal,
+        30,
+    )]);
+    let mut r1 = report(1, vec![held(&addon)], vec![using("vqmon", &addon)]);
+    r1["dropped"] = Value::Array(vec![dropped(&new, "replaced")]);
+    let mut r2 = report(
+        2,
+        vec![held(&addon), held(&renewal)],
+        vec![using("vqmon", &addon)],
+    );
+    r2["dropped"] = Value::Array(vec![dropped(&new, "replaced")]);
+    let f = verified_fleet_of(&[r1, r2]);
+    let term = f.rows.iter().find(|r| r.transaction == "new").unwrap();
+    assert_eq!(
+        term.renewal_phones,
+        Some(2),
+        "both phones depend on the term: {term:?}"
+    );
+    let flagged: Vec<&str> = ["renewal-not-fetched", "feature-ends"]
+        .iter()
+        .flat_map(|w| group(&f, w))
+        .collect();
+    assert_eq!(flagged, [mac(1)], "{:#?}", f.attention);
+}
+
+/// The same folder gives the same fleet whatever order its reports are gathered in
+/// (the folder's threads register licenses in any order): two New terms of the same
+/// start (a site license re-issued with another limit) and an Addon.
+#[test]
+fn the_addon_host_does_not_depend_on_gather_order() {
+    let end = NOW + 20 * DAY;
+    let a = site(vec![grant(
+        VQMON,
+        NOW - 100 * DAY,
+        Some(end),
+        Transaction::New,
+        20,
+    )]);
+    let b = site(vec![grant(
+        VQMON,
+        NOW - 100 * DAY,
+        Some(end),
+        Transaction::New,
+        25,
+    )]);
+    let c = site(vec![grant(
+        VQMON,
+        NOW - 50 * DAY,
+        Some(end),
+        Transaction::Addon,
+        10,
+    )]);
+    let reports = [
+        report(1, vec![held(&a)], vec![using("vqmon", &a)]),
+        report(2, vec![held(&b)], vec![using("vqmon", &b)]),
+        report(3, vec![held(&c)], vec![using("vqmon", &c)]),
+    ];
+    let mut options = Options::at(NOW);
+    options.keyring = Some(std::sync::Arc::new(crate::testkit::key().1.clone()));
+    // Gather in file order, and gather the last file first (as a second thread would).
+    let forward = fleet_in_order(&reports, &[0, 1, 2], options.clone());
+    let backward = fleet_in_order(&reports, &[2, 1, 0], options);
+    assert_eq!(forward, backward);
+}
+
+/// Groups count phones: one phone with three refusals of one kind is one phone.
+#[test]
+fn a_group_counts_each_phone_once() {
+    let a = site(vec![grant(
+        VQMON,
+        NOW - 100 * DAY,
+        Some(NOW + 200 * DAY),
+        Transaction::New,
+        20,
+    )]);
+    let mut r = report(1, vec![held(&a)], vec![using("vqmon", &a)]);
+    let refusal = serde_json::json!({"at": "2026-01-01T00:00:00Z", "subject": "x-license.cfg",
+        "verdict": "bad-signature", "detail": "bad-signature: altered", "key": null});
+    r["refusals"] = Value::Array(vec![refusal.clone(), refusal.clone(), refusal]);
+    let f = fleet_of(&[r]);
+    let g = f.attention.iter().find(|g| g.what == "refused").unwrap();
+    assert_eq!(g.phones.len(), 1, "{g:?}");
+}
+
+/// Each report gathered alone (as by its own thread), the parts merged in `sequence`.
+fn fleet_in_order(reports: &[Value], sequence: &[usize], options: Options) -> Fleet {
+    let bytes: Vec<Vec<u8>> = reports
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap())
+        .collect();
+    let mut whole = Gather::new(options.clone());
+    for &n in sequence {
+        let mut part = Gather::new(options.clone());
+        let slim: Slim<'_> = serde_json::from_slice(&bytes[n]).unwrap();
+        part.add(&slim, n);
+        whole.merge(part);
+    }
+    whole.finish()
+}
+
+/// A Renewal that starts before its term ends (as the issuer makes one that would
+/// otherwise leave a gap) is one subscription with it: while both are in force, the
+/// devices on either count on the term, whose capacity alone applies (30 on 20 is
+/// over; the site does not have 40).
+#[test]
+fn a_renewal_overlapping_its_term_counts_on_it() {
+    let end = NOW + 20 * DAY;
+    let term = site(vec![grant(
+        VQMON,
+        NOW - 100 * DAY,
+        Some(end),
+        Transaction::New,
+        20,
+    )]);
+    let renewal = site(vec![grant(
+        VQMON,
+        NOW - 9 * DAY,
+        Some(end + 365 * DAY),
+        Transaction::Renewal,
+        20,
+    )]);
+    let mut reports = Vec::new();
+    for n in 1..=30 {
+        let l = if n <= 15 { &term } else { &renewal };
+        reports.push(report(n, vec![held(l)], vec![using("vqmon", l)]));
+    }
+    let f = verified_fleet_of(&reports);
+    let t = f.rows.iter().find(|r| r.transaction == "new").unwrap();
+    let r = f.rows.iter().find(|r| r.transaction == "renewal").unwrap();
+    assert_eq!((t.in_use, t.capacity, t.over), (30, 20, true));
+    assert_eq!((r.in_use, r.capacity), (0, 0));
+    assert_eq!((f.sites[0].in_use, f.sites[0].capacity), (30, 20));
+    assert_eq!(group(&f, "over-capacity").len(), 30);
+    assert_eq!((t.renewal_fetched, t.renewal_phones), (Some(15), Some(30)));
+}
+
+/// An Addon of a renewed term is rolled into the Renewal: renewed with it, not red.
+#[test]
+fn an_addon_of_a_renewed_term_is_renewed_with_it() {
+    let end = NOW + 20 * DAY;
+    let term = site(vec![grant(
+        VQMON,
+        NOW - 100 * DAY,
+        Some(end),
+        Transaction::New,
+        20,
+    )]);
+    let addon = site(vec![grant(
+        VQMON,
+        NOW - 50 * DAY,
+        Some(end),
+        Transaction::Addon,
+        10,
+    )]);
+    let renewal = site(vec![grant(
+        VQMON,
+        end,
+        Some(end + 365 * DAY),
+        Transaction::Renewal,
+        30,
+    )]);
+    let r = report(
+        1,
+        vec![held(&addon), held(&renewal), held(&term)],
+        vec![using("vqmon", &addon)],
+    );
+    let f = verified_fleet_of(&[r]);
+    let a = f.rows.iter().find(|r| r.transaction == "addon").unwrap();
+    assert_eq!(
+        (a.status.as_str(), a.term_status.as_str()),
+        ("active", "expiring-shortly")
+    );
+    assert_eq!(
+        a.renewed_until.as_deref(),
+        Some(time(end + 365 * DAY).as_str())
+    );
+    assert_eq!(f.summary.expiring_shortly, 0);
+}
+
+/// A report without signed content (an agent's budget cut it) names a license by its
+/// identity: with a keyring, believed where other content proves that fingerprint, else
+/// unverified; a dropped record without proof is left out, never flagged.
+#[test]
+fn a_license_named_without_content_is_believed_only_where_proved() {
+    let a = site(vec![grant(VQMON, NOW - DAY, None, Transaction::New, 0)]);
+    let lone = site(vec![grant(USB, NOW - DAY, None, Transaction::New, 0)]);
+    let gone = site(vec![grant(
+        H323,
+        NOW - 40 * DAY,
+        Some(NOW - 10 * DAY),
+        Transaction::New,
+        0,
+    )]);
+    let bare = |l: &License| {
+        let mut v = held(l);
+        v["signed"] = Value::Null;
+        v
+    };
+    let mut cut = report(2, vec![bare(&a), bare(&lone)], vec![using("vqmon", &a)]);
+    let mut record = dropped(&gone, "ended");
+    record["signed"] = Value::Null;
+    cut["dropped"] = json!([record]);
+    let full = report(1, vec![held(&a)], vec![using("vqmon", &a)]);
+    for reports in [[full.clone(), cut.clone()], [cut, full]] {
+        let f = verified_fleet_of(&reports);
+        let features: Vec<(&str, usize)> = f
+            .rows
+            .iter()
+            .map(|r| (r.feature.as_str(), r.phones))
+            .collect();
+        assert_eq!(features, [("vqmon", 2)]);
+        assert_eq!(group(&f, "unverified-license"), [mac(2)]);
+        let subject = &f
+            .attention
+            .iter()
+            .find(|g| g.what == "unverified-license")
+            .unwrap()
+            .subject;
+        assert_eq!(subject, &fingerprint(lone.signed_message())[..12]);
+    }
+}
+
+/// A report is read only as an agent writes it: a MAC spelled otherwise (a copy of a
+/// phone's report under another spelling would count it twice), or lists past the
+/// schema's bounds (a flood of forged grants), make a file that is not a report.
+#[test]
+fn a_report_past_what_an_agent_writes_is_not_a_report() {
+    let a = site(vec![grant(VQMON, NOW - DAY, None, Transaction::New, 20)]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, r: &Value| {
+        std::fs::write(dir.path().join(name), serde_json::to_vec(r).unwrap()).unwrap()
+    };
+    let real = report(1, vec![held(&a)], vec![using("vqmon", &a)]);
+    write("0004f2000001-license-status.json", &real);
+    let mut upper = real.clone();
+    upper["mac"] = "0004F2000001".into();
+    write("0004F2000001-license-status.json", &upper);
+    let mut odd = real.clone();
+    odd["mac"] = "x".into();
+    write("x-license-status.json", &odd);
+    let mut flood = report(2, vec![], vec![]);
+    let grants: Vec<Value> = (0..600).map(|_| features_of(&a)[0].clone()).collect();
+    let mut many = held(&a);
+    many["grants"] = Value::Array(grants);
+    many["signed"] = Value::Null;
+    flood["licenses"] = json!([many]);
+    write(&format!("{}-license-status.json", mac(2)), &flood);
+    let mut options = Options::at(NOW);
+    options.keyring = None;
+    let (f, unreadable) = super::gather_folder(dir.path(), options).unwrap();
+    assert_eq!(f.phones, 1);
+    assert_eq!((f.rows[0].in_use, f.rows[0].phones), (1, 1));
+    let whys: Vec<&str> = unreadable.iter().map(|u| u.why.as_str()).collect();
+    assert_eq!(whys.len(), 3, "{whys:?}");
+    assert_eq!(
+        whys.iter()
+            .filter(|w| w.contains("12 lowercase hex"))
+            .count(),
+        2,
+        "{whys:?}"
+    );
+    assert!(whys.iter().any(|w| w.contains("600 grants")), "{whys:?}");
+}
+
+/// Every text the table writes is stripped of control characters, the words a report
+/// gives for a transaction too.
+#[test]
+fn the_table_strips_a_transaction_of_control_characters() {
+    let mut r = report(1, vec![], vec![]);
+    let a = site(vec![grant(VQMON, NOW - DAY, None, Transaction::New, 0)]);
+    let mut claim = held(&a);
+    claim["signed"] = Value::Null;
+    claim["grants"][0]["transaction"] = "renewal\u{1b}[31mRED\u{1b}]0;title\u{7}".into();
+    r["licenses"] = json!([claim]);
+    let text = super::table(&fleet_of(&[r]), &[]);
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect();
+    assert!(raw.is_empty(), "{raw:?} in {text}");
 }

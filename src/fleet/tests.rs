@@ -992,8 +992,8 @@ fn no_control_character_from_a_report_reaches_the_table_or_the_csv() {
     r.refusals.push(Refusal {
         at: time(NOW),
         subject: "\t=1+1".into(),
-        verdict: "malformed".into(),
-        detail: "x".into(),
+        verdict: "bad-signature".into(),
+        detail: "bad-signature: x".into(),
         key: None,
     });
     let fl = fleet(&[r], options());

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::attention::{self, Item};
+use super::book::Book;
 use super::slim::{self, Slim};
 use super::verify::{self, Claim, Def, Proof};
-use crate::engine::status::status;
 use crate::format::End;
 use crate::phone::parse_instant;
 use crate::time::UnixTime;
@@ -195,41 +195,33 @@ pub(crate) fn description(feature: &str) -> &'static str {
     }
 }
 
-/// The status id of a span at `at`, or `unknown`.
-fn status_of(start: Option<UnixTime>, end: Option<End>, at: UnixTime) -> &'static str {
-    match (start, end) {
-        (Some(start), Some(end)) => status(start, end, at).id(),
-        _ => "unknown",
-    }
-}
-
 /// One license of the table, and the file order of the report it was defined from
 /// (among equally proved definitions, the first file's describes it, whatever order
 /// the files are read in).
-struct Known {
-    fingerprint: String,
-    def: Def,
+pub(super) struct Known {
+    pub(super) fingerprint: String,
+    pub(super) def: Def,
     order: usize,
 }
 
 /// A feature a phone uses whose grant ends within the window: (license, feature).
-pub(crate) struct Ending {
-    pub(crate) license: usize,
-    pub(crate) feature: String,
+pub(super) struct Ending {
+    pub(super) license: usize,
+    pub(super) feature: String,
 }
 
 /// What one phone's newest report contributes.
-struct Digest {
+pub(super) struct Digest {
     reported: Option<UnixTime>,
     order: usize,
     /// The licenses it holds that are believed (indices into the table), each once.
-    licenses: Vec<usize>,
+    pub(super) licenses: Vec<usize>,
     /// The licenses it dropped lately.
-    dropped: Vec<usize>,
+    pub(super) dropped: Vec<usize>,
     /// The enabled features governed by a license it holds: (license, feature).
-    in_use: Vec<(usize, String)>,
-    ending: Vec<Ending>,
-    attention: Vec<Item>,
+    pub(super) in_use: Vec<(usize, String)>,
+    pub(super) ending: Vec<Ending>,
+    pub(super) attention: Vec<Item>,
 }
 
 /// A fleet gathered report by report: one phone per MAC (its newest report; between two
@@ -240,6 +232,10 @@ pub(crate) struct Gather {
     index: HashMap<String, usize>,
     table: Vec<Known>,
     phones: HashMap<String, Digest>,
+    /// Content the keyring refused, by (fingerprint, signature) (content that hashed to
+    /// the fingerprint: the two say all that was checked): a forgery copied into many
+    /// reports costs one check, not one each.
+    refused: HashMap<(String, String), verify::Doubt>,
 }
 
 /// How far a report's time may be ahead of the fleet's instant before the report is
@@ -266,6 +262,7 @@ impl Gather {
             index: HashMap::new(),
             table: Vec::new(),
             phones: HashMap::new(),
+            refused: HashMap::new(),
         }
     }
 
@@ -310,8 +307,22 @@ impl Gather {
         // checked (a cheap hash), never the same signature again.
         let keyring = self.options.keyring.clone();
         let verified = known.as_ref().and_then(|k| k.2.as_ref());
-        let judged = verify::judge(claim, signed, keyring.as_deref(), verified)
-            .and_then(|def| verify::bound(def, claim.fingerprint, phone));
+        let seen_before = signed.map(|s| (claim.fingerprint.to_string(), s.signature.to_string()));
+        let judged = match seen_before.as_ref().and_then(|k| self.refused.get(k)) {
+            Some(doubt) => Err(doubt.clone()),
+            None => {
+                let judged = verify::judge(claim, signed, keyring.as_deref(), verified);
+                // Only a signature refused for content that hashed to the fingerprint:
+                // the fingerprint and signature then say all of what was checked.
+                if let (Err(doubt), Some(key)) = (&judged, seen_before) {
+                    if doubt.what == "unverified-license" {
+                        self.refused.insert(key, doubt.clone());
+                    }
+                }
+                judged
+            }
+        }
+        .and_then(|def| verify::bound(def, claim.fingerprint, phone));
         match judged {
             Ok(def) => {
                 let i = match (seen, known) {
@@ -456,499 +467,45 @@ impl Gather {
         } = self;
         let mut phones: Vec<(String, Digest)> = phones.into_iter().collect();
         phones.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if options.keyring.is_some() {
+            for (_, digest) in &mut phones {
+                unproved(&table, digest);
+            }
+        }
         let book = Book::new(&table, &phones, &options);
         book.fleet(&table, phones, &options)
     }
 }
 
-/// A grant's identity: the same record in two files (a file rebuilt for an Addon
-/// keeps its other grants as they were) is one row.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RowKey {
-    kind: String,
-    serial: String,
-    feature: String,
-    transaction: String,
-    start: String,
-    end: String,
-    limit: u32,
-}
-
-/// A row being built, with what the rules need.
-struct Draft {
-    row: Row,
-    start: Option<UnixTime>,
-    end: Option<End>,
-    /// Listed: carried by a license a phone holds, or dropped lately and not ended
-    /// longer ago than `--inactive`.
-    listed: bool,
-    /// For a term: the Renewals that renew it.
-    renewals: Vec<usize>,
-    /// For an Addon: the term it adds to.
-    term: Option<usize>,
-}
-
-/// The rows and how licenses and phones map onto them.
-struct Book {
-    drafts: Vec<Draft>,
-    /// For each license of the table, the row of each of its grants.
-    rows_of: Vec<Vec<usize>>,
-}
-
-/// Whether the instant `t` is before `end` (never: always).
-fn before_end(t: UnixTime, end: Option<End>) -> bool {
-    match end {
-        Some(End::At(e)) => t < i64::from(e),
-        Some(End::Never) => true,
-        None => false,
-    }
-}
-
-/// Ends in order: instants, then never, then unreadable.
-fn end_key(end: Option<End>) -> (u8, u32) {
-    match end {
-        Some(End::At(t)) => (0, t),
-        Some(End::Never) => (1, 0),
-        None => (2, 0),
-    }
-}
-
-impl Book {
-    fn new(table: &[Known], phones: &[(String, Digest)], options: &Options) -> Book {
-        let at = options.at;
-        let mut held = vec![false; table.len()];
-        let mut dropped = vec![false; table.len()];
-        for (_, d) in phones {
-            for &i in &d.licenses {
-                if let Some(h) = held.get_mut(i) {
-                    *h = true;
-                }
-            }
-            for &i in &d.dropped {
-                if let Some(h) = dropped.get_mut(i) {
-                    *h = true;
-                }
-            }
-        }
-        let mut keys: HashMap<RowKey, usize> = HashMap::new();
-        let mut drafts: Vec<Draft> = Vec::new();
-        let mut rows_of = Vec::with_capacity(table.len());
-        let verified = options.keyring.is_some();
-        for (i, k) in table.iter().enumerate() {
-            let (is_held, is_dropped) = (held[i], dropped[i]);
-            if !is_held && !is_dropped {
-                rows_of.push(Vec::new());
-                continue;
-            }
-            let mut mine = Vec::with_capacity(k.def.grants.len());
-            for g in &k.def.grants {
-                let key = RowKey {
-                    kind: k.def.kind.clone(),
-                    serial: k.def.serial.clone(),
-                    feature: g.name.clone(),
-                    transaction: g.transaction.clone(),
-                    start: g.start_text.clone(),
-                    end: g.end_text.clone(),
-                    limit: g.limit,
-                };
-                let n = *keys.entry(key).or_insert_with(|| {
-                    let own = status_of(g.start, g.end, at);
-                    drafts.push(Draft {
-                        row: Row {
-                            id: k.def.serial.clone(),
-                            kind: k.def.kind.clone(),
-                            feature: g.name.clone(),
-                            description: description(&g.name).into(),
-                            kind_of_count: if g.limit > 0 {
-                                "managed-device"
-                            } else {
-                                "feature"
-                            }
-                            .into(),
-                            transaction: g.transaction.clone(),
-                            start: g.start_text.clone(),
-                            end: g.end_text.clone(),
-                            days_left: g.end.and_then(|e| crate::status::days_left(e, at)),
-                            status: own.into(),
-                            term_status: own.into(),
-                            renewed_until: None,
-                            renewal_fetched: None,
-                            renewal_phones: None,
-                            adds_to: None,
-                            limit: g.limit,
-                            capacity: g.limit,
-                            in_use: 0,
-                            over: false,
-                            phones: 0,
-                            licenses: Vec::new(),
-                            verified,
-                        },
-                        start: g.start,
-                        end: g.end,
-                        listed: false,
-                        renewals: Vec::new(),
-                        term: None,
-                    });
-                    drafts.len() - 1
-                });
-                if let Some(d) = drafts.get_mut(n) {
-                    if !d.row.licenses.contains(&k.fingerprint) {
-                        d.row.licenses.push(k.fingerprint.clone());
-                    }
-                    d.row.verified &= k.def.proof == Proof::Verified;
-                    let recent = match g.end {
-                        Some(End::At(end)) => at.saturating_sub(i64::from(end)) <= options.inactive,
-                        _ => true,
-                    };
-                    d.listed |= is_held || recent;
-                }
-                mine.push(n);
-            }
-            rows_of.push(mine);
-        }
-        let mut book = Book { drafts, rows_of };
-        book.link();
-        book
-    }
-
-    /// Renewals to the terms they renew, Addons to the terms they add to.
-    fn link(&mut self) {
-        let mut groups: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
-        for (n, d) in self.drafts.iter().enumerate() {
-            groups
-                .entry((d.row.kind.clone(), d.row.id.clone(), d.row.feature.clone()))
-                .or_default()
-                .push(n);
-        }
-        for members in groups.values() {
-            for &t in members {
-                let Some(term) = self.drafts.get(t) else {
-                    continue;
-                };
-                if term.row.transaction == "addon" {
-                    // The term in force at the Addon's start: a New or Renewal.
-                    let start = term.start;
-                    let host = members
-                        .iter()
-                        .filter_map(|&h| self.drafts.get(h).map(|d| (h, d)))
-                        .filter(|(_, d)| matches!(d.row.transaction.as_str(), "new" | "renewal"))
-                        .filter(|(_, d)| match (start, d.start) {
-                            (Some(s), Some(ts)) => ts <= s && before_end(s, d.end),
-                            _ => false,
-                        })
-                        .max_by_key(|(_, d)| d.start)
-                        .map(|(h, _)| h);
-                    if let Some(d) = self.drafts.get_mut(t) {
-                        d.term = host;
-                    }
-                    continue;
-                }
-                // A term ending at an instant is renewed by a Renewal that starts no
-                // later than its end and ends after it.
-                let Some(End::At(end)) = term.end else {
-                    continue;
-                };
-                let renewals: Vec<usize> = members
-                    .iter()
-                    .copied()
-                    .filter(|&r| r != t)
-                    .filter(|&r| {
-                        self.drafts.get(r).is_some_and(|d| {
-                            d.row.transaction == "renewal"
-                                && d.start.is_some_and(|s| s <= i64::from(end))
-                                && end_key(d.end) > end_key(Some(End::At(end)))
-                                && d.end.is_some()
-                        })
-                    })
-                    .collect();
-                if let Some(d) = self.drafts.get_mut(t) {
-                    d.renewals = renewals;
-                }
-            }
-        }
-        // Renewed terms show as the portal shows them; Addons in force add capacity.
-        for t in 0..self.drafts.len() {
-            let renewals = self.drafts[t].renewals.clone();
-            let until = renewals
-                .iter()
-                .filter_map(|&r| self.drafts.get(r))
-                .max_by_key(|d| end_key(d.end))
-                .map(|d| d.row.end.clone());
-            if let Some(d) = self.drafts.get_mut(t) {
-                if until.is_some() && d.row.term_status == "expiring-shortly" {
-                    d.row.status = "active".into();
-                }
-                d.row.renewed_until = until;
-            }
-            let addon = self.drafts.get(t).and_then(|d| {
-                let in_force = matches!(d.row.term_status.as_str(), "active" | "expiring-shortly");
-                d.term.map(|h| (h, d.row.limit, in_force))
+/// With a keyring, what a phone's report names without content that verifies is not
+/// its: unless another report's content proved the same fingerprint (its identity), a
+/// license it holds is `unverified-license`, and a record of one it dropped is left
+/// out (an agent leaves content out past its report's budget; a dropped record is
+/// history, not a claim to act on).
+fn unproved(table: &[Known], digest: &mut Digest) {
+    let proved = |i: &usize| {
+        table
+            .get(*i)
+            .is_some_and(|k| k.def.proof == Proof::Verified)
+    };
+    for &i in digest.licenses.iter().filter(|i| !proved(i)) {
+        if let Some(k) = table.get(i) {
+            let short = k.fingerprint.get(..12).unwrap_or(&k.fingerprint);
+            digest.attention.push(Item {
+                what: "unverified-license",
+                subject: short.into(),
+                detail: format!(
+                    "license {short} ({} {}): the report carries no signed content to \
+                     verify, and no other report proves it",
+                    k.def.kind, k.def.serial
+                ),
             });
-            if let Some((h, limit, in_force)) = addon {
-                let label = self
-                    .drafts
-                    .get(h)
-                    .map(|d| format!("{} {}", d.row.transaction, d.row.start));
-                if let Some(term) = self.drafts.get_mut(h) {
-                    if in_force {
-                        term.row.capacity = term.row.capacity.saturating_add(limit);
-                    }
-                }
-                if let Some(d) = self.drafts.get_mut(t) {
-                    // Nothing is counted against it: its term counts for both.
-                    d.row.adds_to = label;
-                    d.row.capacity = 0;
-                }
-            }
         }
     }
-
-    /// The row a phone's use of `feature` under license `license` counts on: the grant's
-    /// row, or for an Addon the term it adds to.
-    fn counted_row(&self, license: usize, feature: &str, table: &[Known]) -> Option<usize> {
-        let k = table.get(license)?;
-        let g = k.def.grants.iter().position(|g| g.name == feature)?;
-        let n = *self.rows_of.get(license)?.get(g)?;
-        Some(self.drafts.get(n).and_then(|d| d.term).unwrap_or(n))
-    }
-
-    /// The rows a phone holds, each once.
-    fn rows_held(&self, digest: &Digest) -> Vec<usize> {
-        let mut out: Vec<usize> = Vec::new();
-        for &i in &digest.licenses {
-            for &n in self.rows_of.get(i).map(Vec::as_slice).unwrap_or(&[]) {
-                if !out.contains(&n) {
-                    out.push(n);
-                }
-            }
-        }
-        out
-    }
-
-    fn label(&self, n: usize) -> String {
-        self.drafts.get(n).map_or_else(String::new, |d| {
-            format!(
-                "{} {} {} ({} {} until {})",
-                d.row.feature, d.row.kind, d.row.id, d.row.transaction, d.row.start, d.row.end
-            )
-        })
-    }
-
-    fn fleet(mut self, table: &[Known], phones: Vec<(String, Digest)>, options: &Options) -> Fleet {
-        let at = options.at;
-        let mut groups = attention::Groups::default();
-        let mut counted: Vec<Vec<usize>> = Vec::with_capacity(phones.len());
-        let mut site_phones: HashMap<String, usize> = HashMap::new();
-        // The terms a Renewal renews, not ended (an ended term needs nothing).
-        let renewed: Vec<usize> = (0..self.drafts.len())
-            .filter(|&n| {
-                self.drafts
-                    .get(n)
-                    .is_some_and(|d| !d.renewals.is_empty() && d.row.term_status != "inactive")
-            })
-            .collect();
-        for (mac, digest) in &phones {
-            let held = self.rows_held(digest);
-            for &n in &held {
-                if let Some(d) = self.drafts.get_mut(n) {
-                    d.row.phones += 1;
-                }
-            }
-            let mut sites: Vec<&str> = Vec::new();
-            for &i in &digest.licenses {
-                if let Some(k) = table.get(i).filter(|k| k.def.kind == "site") {
-                    if !sites.contains(&k.def.serial.as_str()) {
-                        sites.push(&k.def.serial);
-                    }
-                }
-            }
-            for s in sites {
-                *site_phones.entry(s.to_string()).or_default() += 1;
-            }
-            // Devices in use, each row once per phone.
-            let mut mine: Vec<usize> = Vec::new();
-            for (i, feature) in &digest.in_use {
-                if let Some(n) = self.counted_row(*i, feature, table) {
-                    if !mine.contains(&n) {
-                        mine.push(n);
-                    }
-                }
-            }
-            for &n in &mine {
-                let label = self.label(n);
-                if let Some(d) = self.drafts.get_mut(n) {
-                    d.row.in_use += 1;
-                    if d.row.term_status == "inactive" {
-                        groups.add(
-                            mac,
-                            Item {
-                                what: "inactive-in-use",
-                                subject: label,
-                                detail: format!(
-                                    "uses {} under a grant that ended {}: the phone has not reported since, or its clock is behind",
-                                    d.row.feature, d.row.end
-                                ),
-                            },
-                        );
-                    }
-                }
-            }
-            // Renewals: fetched, or to be fetched, by the phones holding the term or
-            // its Renewal.
-            for &n in &renewed {
-                let Some(d) = self.drafts.get(n) else {
-                    continue;
-                };
-                let has_term = held.contains(&n);
-                let has_renewal = d.renewals.iter().any(|r| held.contains(r));
-                if !has_term && !has_renewal {
-                    continue;
-                }
-                if !has_renewal {
-                    let renewal = d
-                        .renewals
-                        .iter()
-                        .filter_map(|&r| self.drafts.get(r))
-                        .max_by_key(|r| end_key(r.end));
-                    let until = renewal.map_or_else(String::new, |r| r.row.end.clone());
-                    groups.add(
-                        mac,
-                        Item {
-                            what: "renewal-not-fetched",
-                            subject: self.label(n),
-                            detail: format!(
-                                "holds the term ending {} but not its Renewal until {until}",
-                                d.row.end
-                            ),
-                        },
-                    );
-                }
-                if let Some(d) = self.drafts.get_mut(n) {
-                    *d.row.renewal_phones.get_or_insert(0) += 1;
-                    *d.row.renewal_fetched.get_or_insert(0) += usize::from(has_renewal);
-                }
-            }
-            // A feature ending soon with no Renewal posted: renew.
-            for e in &digest.ending {
-                let Some(n) = self.counted_row(e.license, &e.feature, table) else {
-                    continue;
-                };
-                let Some(d) = self.drafts.get(n) else {
-                    continue;
-                };
-                if !d.renewals.is_empty() {
-                    continue;
-                }
-                groups.add(
-                    mac,
-                    Item {
-                        what: "feature-ends",
-                        subject: self.label(n),
-                        detail: format!(
-                            "{} ends {} ({} days)",
-                            d.row.feature,
-                            d.row.end,
-                            d.row.days_left.unwrap_or(0)
-                        ),
-                    },
-                );
-            }
-            for item in &digest.attention {
-                groups.add(mac, item.clone());
-            }
-            counted.push(mine);
-        }
-        // Over capacity: the phones counted on each such row.
-        for d in &mut self.drafts {
-            d.row.over = d.row.capacity > 0 && d.row.in_use > d.row.capacity as usize;
-        }
-        for ((mac, _), mine) in phones.iter().zip(&counted) {
-            for &n in mine {
-                let Some(d) = self.drafts.get(n).filter(|d| d.row.over) else {
-                    continue;
-                };
-                let subject = self.label(n);
-                let detail = format!(
-                    "{subject}: {} devices in use of {}: over by {}; buy an Addon or free devices",
-                    d.row.in_use,
-                    d.row.capacity,
-                    d.row.in_use - d.row.capacity as usize
-                );
-                groups.add_to(
-                    mac,
-                    Item {
-                        what: "over-capacity",
-                        subject,
-                        detail: format!("counted on {} {}", d.row.feature, d.row.id),
-                    },
-                    Some(detail),
-                );
-            }
-        }
-        let mut drafts: Vec<Draft> = self.drafts.into_iter().filter(|d| d.listed).collect();
-        drafts.sort_by(|a, b| {
-            (
-                a.row.kind != "site",
-                end_key(a.end),
-                &a.row.id,
-                &a.row.feature,
-                a.start,
-            )
-                .cmp(&(
-                    b.row.kind != "site",
-                    end_key(b.end),
-                    &b.row.id,
-                    &b.row.feature,
-                    b.start,
-                ))
-        });
-        let rows: Vec<Row> = drafts.into_iter().map(|d| d.row).collect();
-        let mut summary = Summary::default();
-        let mut sites: HashMap<String, Site> = HashMap::new();
-        for row in &rows {
-            count(&mut summary, &row.status);
-            if row.kind == "site" {
-                let site = sites.entry(row.id.clone()).or_insert_with(|| Site {
-                    serial: row.id.clone(),
-                    ..Site::default()
-                });
-                count(&mut site.rows, &row.status);
-                let in_force = matches!(row.term_status.as_str(), "active" | "expiring-shortly");
-                if row.capacity > 0 && in_force {
-                    site.in_use += row.in_use;
-                    site.capacity += u64::from(row.capacity);
-                }
-            }
-        }
-        let mut sites: Vec<Site> = sites
-            .into_values()
-            .map(|mut s| {
-                s.phones = site_phones.get(&s.serial).copied().unwrap_or(0);
-                s
-            })
-            .collect();
-        sites.sort_by(|a, b| a.serial.cmp(&b.serial));
-        Fleet {
-            at: crate::status::time(at),
-            phones: phones.len(),
-            verified: options.keyring.is_some(),
-            summary,
-            rows,
-            sites,
-            attention: groups.finish(),
-        }
-    }
-}
-
-fn count(summary: &mut Summary, status: &str) {
-    summary.all += 1;
-    match status {
-        "active" => summary.active += 1,
-        "expiring-shortly" => summary.expiring_shortly += 1,
-        "impending" => summary.impending += 1,
-        "inactive" => summary.inactive += 1,
-        _ => {}
-    }
+    digest.licenses.retain(proved);
+    digest.dropped.retain(proved);
+    digest.in_use.retain(|(i, _)| proved(i));
+    digest.ending.retain(|e| proved(&e.license));
 }
 
 /// The fleet of `reports` (one per phone: the newest wins when a MAC reports twice),

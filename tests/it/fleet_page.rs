@@ -240,7 +240,9 @@ fn hostile() -> Value {
         "evaluated_at": "2026-09-21T14:00:00Z",
         "licenses": [{
             "fingerprint": "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">",
-            "kind": "phone",
+            // A site license (no site configured: any site): a phone license must be
+            // the phone's own.
+            "kind": "site",
             "serial": serial,
             "key": "1a2b3c4d",
             "role": "primary",
@@ -422,9 +424,16 @@ fn the_page_in_chromium_shows_the_numbers_of_the_json() {
     assert!(!sites.is_empty());
     for site in sites {
         let serial = site["serial"].as_str().unwrap();
-        let tr = all
-            .split(&format!("id=\"site-{serial}\""))
-            .nth(1)
+        // As the browser writes the attribute back (the hostile report's site serial is
+        // markup, kept as text).
+        let escaped = serial
+            .replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        let tr = [serial.to_string(), escaped]
+            .iter()
+            .find_map(|s| all.split(&format!("id=\"site-{s}\"")).nth(1))
             .unwrap_or_else(|| panic!("no #site-{serial}"));
         let tr = &tr[..tr.find("</tr>").unwrap()];
         assert_eq!(col(tr, "phones"), site["phones"].to_string());

@@ -330,10 +330,14 @@ fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
     forged["licenses"][0]["grants"][0]["limit"] = 9999.into();
     forged["licenses"][0]["signed"] = reports[6]["licenses"][0]["signed"].clone();
     assert_eq!(forged["licenses"][0]["fingerprint"], site_fp);
-    // A report without signed content (as an agent before it would send).
+    // A report without signed content (as an agent past its budget sends): A, which
+    // other reports prove, is its; a license no report proves is not.
     let mut unsigned = reports[1].clone();
     unsigned["mac"] = mac(0xfe).into();
     unsigned["licenses"][0]["signed"] = Value::Null;
+    let mut unproved = unsigned["licenses"][0].clone();
+    unproved["fingerprint"] = "00".repeat(32).into();
+    unsigned["licenses"].as_array_mut().unwrap().push(unproved);
     // An impostor: phone 3's MAC under another phone's name, dated later.
     let mut impostor = reports[2].clone();
     impostor["licenses"] = Value::Array(vec![]);
@@ -350,41 +354,17 @@ fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
     // The truth.
     let ids = |n: u32| -> String { mac(n) };
     let site = || SITE.to_string();
+    // Phones 1-11 and the unsigned report hold a site file; the Renewal, in force
+    // already, counts on the term it renews (one subscription) until the term ends.
+    #[rustfmt::skip]
     let want: Vec<Want> = vec![
-        (
-            "site",
-            site(),
-            "productivity-suite",
-            "new",
-            "active",
-            7,
-            7,
-            0,
-        ),
-        (
-            "site",
-            site(),
-            "usb-call-recording",
-            "new",
-            "expiring-shortly",
-            9,
-            9,
-            0,
-        ),
-        ("site", site(), "vqmon", "new", "active", 4, 11, 16),
+        ("site", site(), "productivity-suite", "new", "active", 8, 10, 0),
+        ("site", site(), "usb-call-recording", "new", "expiring-shortly", 10, 10, 0),
+        ("site", site(), "vqmon", "new", "active", 5, 12, 16),
         // D's Addon (from a day ago), then C's (from now): by start among equals.
         ("site", site(), "vqmon", "addon", "active", 2, 0, 0),
         ("site", site(), "vqmon", "addon", "active", 5, 0, 0),
-        (
-            "site",
-            site(),
-            "productivity-suite",
-            "renewal",
-            "active",
-            2,
-            2,
-            0,
-        ),
+        ("site", site(), "productivity-suite", "renewal", "active", 2, 0, 0),
         ("phone", ids(1), "h323", "trial", "inactive", 0, 0, 0),
         ("phone", ids(1), "lync", "new", "active", 1, 1, 0),
     ];
@@ -426,7 +406,7 @@ fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
             row(0)["renewal_fetched"].as_u64(),
             row(0)["renewal_phones"].as_u64()
         ),
-        (Some(2), Some(9))
+        (Some(2), Some(10))
     );
     assert_eq!(row(1)["days_left"], 20);
     // The Addons add to the New term, whose capacity sums them.
@@ -457,7 +437,7 @@ fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
             site_total["in_use"].as_u64(),
             site_total["capacity"].as_u64()
         ),
-        (Some(11), Some(11), Some(16))
+        (Some(12), Some(12), Some(16))
     );
 
     // What to act on, grouped, with its phones.
@@ -479,8 +459,14 @@ fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
         })
         .collect();
     let expected: Vec<(String, Vec<String>)> = vec![
-        ("renewal-not-fetched".into(), macs(&[1, 2, 3, 4, 5, 6, 11])),
-        ("feature-ends".into(), macs(&[1, 2, 3, 4, 5, 6, 7, 8, 11])),
+        (
+            "renewal-not-fetched".into(),
+            macs(&[1, 2, 3, 4, 5, 6, 11, 0xfe]),
+        ),
+        (
+            "feature-ends".into(),
+            macs(&[1, 2, 3, 4, 5, 6, 7, 8, 11, 0xfe]),
+        ),
         // The Addon-only file took two features off phones 9 and 10; phone 12 is
         // configured for three it was never licensed.
         ("feature-lost".into(), macs(&[9, 10, 12])),
@@ -506,12 +492,12 @@ fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
     );
     assert!(
         text.contains(&format!(
-            "renewed until {}, fetched by 2 of 9",
+            "renewed until {}, fetched by 2 of 10",
             rfc(t + 380 * DAY)
         )),
         "{text}"
     );
-    assert!(text.contains("11 of 16"), "{text}");
+    assert!(text.contains("12 of 16"), "{text}");
     assert!(!text.contains("NOT verified"), "{text}");
     // The CSV: a row per license row, a row per phone of each group.
     let csv = view(&vendor_keyring, &uploads, t, &["--csv"]);
