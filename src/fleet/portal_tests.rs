@@ -553,33 +553,42 @@ fn a_bad_signature_is_refused_whatever_was_read_before() {
         assert_eq!((f.rows[0].phones, f.rows[0].in_use), (1, 1));
     }
 }
+
+/// A site's vqmon: a New term of 20 ending in 20 days, an Addon of 10 within it, and
+/// its Renewal of 30 for a year from the term's end.
+fn term_addon_renewal() -> [License; 3] {
+    let end = NOW + 20 * DAY;
+    [
+        site(vec![grant(
+            VQMON,
+            NOW - 100 * DAY,
+            Some(end),
+            Transaction::New,
+            20,
+        )]),
+        site(vec![grant(
+            VQMON,
+            NOW - 50 * DAY,
+            Some(end),
+            Transaction::Addon,
+            10,
+        )]),
+        site(vec![grant(
+            VQMON,
+            end,
+            Some(end + 365 * DAY),
+            Transaction::Renewal,
+            30,
+        )]),
+    ]
+}
+
 /// A phone that took the site's Addon file (the agent drops the New file it replaces,
 /// keeping a `replaced` record) and has not fetched the posted Renewal loses vqmon at
 /// the term's end: it must be in `renewal-not-fetched` (or at least `feature-ends`).
 #[test]
 fn a_phone_on_the_addon_file_without_the_renewal_is_flagged() {
-    let end = NOW + 20 * DAY;
-    let new = site(vec![grant(
-        VQMON,
-        NOW - 100 * DAY,
-        Some(end),
-        Transaction::New,
-        20,
-    )]);
-    let addon = site(vec![grant(
-        VQMON,
-        NOW - 50 * DAY,
-        Some(end),
-        Transaction::Addon,
-        10,
-    )]);
-    let renewal = site(vec![grant(
-        VQMON,
-        end,
-        Some(end + 365 * DAY),
-        Transaction::Renewal,
-        30,
-    )]);
+    let [new, addon, renewal] = term_addon_renewal();
     let mut r1 = report(1, vec![held(&addon)], vec![using("vqmon", &addon)]);
     r1["dropped"] = Value::Array(vec![dropped(&new, "replaced")]);
     let mut r2 = report(
@@ -717,27 +726,7 @@ fn a_renewal_overlapping_its_term_counts_on_it() {
 #[test]
 fn an_addon_of_a_renewed_term_is_renewed_with_it() {
     let end = NOW + 20 * DAY;
-    let term = site(vec![grant(
-        VQMON,
-        NOW - 100 * DAY,
-        Some(end),
-        Transaction::New,
-        20,
-    )]);
-    let addon = site(vec![grant(
-        VQMON,
-        NOW - 50 * DAY,
-        Some(end),
-        Transaction::Addon,
-        10,
-    )]);
-    let renewal = site(vec![grant(
-        VQMON,
-        end,
-        Some(end + 365 * DAY),
-        Transaction::Renewal,
-        30,
-    )]);
+    let [term, addon, renewal] = term_addon_renewal();
     let r = report(
         1,
         vec![held(&addon), held(&renewal), held(&term)],
