@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
+use super::model::{Group, Options, PhoneItem, FUTURE_TOLERANCE, KINDS};
 use super::slim::Slim;
 use super::verify::end_of;
-use super::view::{Group, Options, PhoneItem, FUTURE_TOLERANCE, KINDS};
 use crate::format::End;
 use crate::phone::parse_instant;
 use crate::time::UnixTime;

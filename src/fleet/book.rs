@@ -13,11 +13,40 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::attention::{self, Item};
-use super::verify::Proof;
-use super::view::{description, Digest, Fleet, Known, Options, Row, Site, Summary};
+use super::model::{description, Fleet, Options, Row, Site, Summary};
+use super::verify::{Def, Proof};
 use crate::engine::status::status;
 use crate::format::End;
 use crate::time::UnixTime;
+
+/// One license of the table, and the file order of the report it was defined from
+/// (among equally proved definitions, the first file's describes it, whatever order
+/// the files are read in).
+pub(crate) struct Known {
+    pub(crate) fingerprint: String,
+    pub(crate) def: Def,
+    pub(crate) order: usize,
+}
+
+/// A feature a phone uses whose grant ends within the window: (license, feature).
+pub(crate) struct Ending {
+    pub(crate) license: usize,
+    pub(crate) feature: String,
+}
+
+/// What one phone's newest report contributes.
+pub(crate) struct Digest {
+    pub(crate) reported: Option<UnixTime>,
+    pub(crate) order: usize,
+    /// The licenses it holds that are believed (indices into the table), each once.
+    pub(crate) licenses: Vec<usize>,
+    /// The licenses it dropped lately.
+    pub(crate) dropped: Vec<usize>,
+    /// The enabled features governed by a license it holds: (license, feature).
+    pub(crate) in_use: Vec<(usize, String)>,
+    pub(crate) ending: Vec<Ending>,
+    pub(crate) attention: Vec<Item>,
+}
 
 /// The most terms a Renewal, or an Addon's search for its term, looks through: a real
 /// site renews a feature once a year, so more is a flood of forged grants.

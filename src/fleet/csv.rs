@@ -9,7 +9,7 @@
 //! opening the file never runs anything; numbers and the tool's own words are as in
 //! `--json`.
 
-use super::view::Fleet;
+use super::model::Fleet;
 use super::Unreadable;
 
 /// The tables `--csv=TABLE` prints.

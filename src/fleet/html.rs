@@ -46,7 +46,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::view::{Fleet, KINDS};
+use super::model::{Fleet, KINDS};
 use super::Unreadable;
 
 /// The most phones the page lists under one group.

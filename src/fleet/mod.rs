@@ -13,6 +13,7 @@ pub(crate) mod attention;
 mod book;
 pub(crate) mod csv;
 pub(crate) mod html;
+pub(crate) mod model;
 #[cfg(test)]
 mod portal_tests;
 pub(crate) mod slim;
@@ -28,8 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::cli::args::{text_value, Usage, EXIT_OK};
 use crate::cli::Outcome;
 use crate::report::SCHEMA;
+use model::{Fleet, Options};
 use slim::Slim;
-use view::{Fleet, Gather, Options};
+use view::Gather;
 
 /// The largest report file read, in bytes (a report is at most 256 KiB).
 pub(crate) const MAX_REPORT_FILE: u64 = 512 * 1024;

@@ -4,8 +4,9 @@
 
 use serde_json::{json, Value};
 
+use super::model::{Fleet, Options};
 use super::slim::Slim;
-use super::view::{Fleet, Gather, Options};
+use super::view::Gather;
 use crate::format::{FeatureEntry, Kind, License, Transaction};
 use crate::status::{fingerprint, time};
 use crate::testkit::{entry, key, license_with, DAY, SITE};
@@ -300,7 +301,7 @@ fn a_configured_feature_lost_is_flagged_whatever_the_cause() {
         reports.push(r);
     }
     let f = fleet_of(&reports);
-    let lost: Vec<&super::view::Group> = f
+    let lost: Vec<&super::model::Group> = f
         .attention
         .iter()
         .filter(|g| g.what == "feature-lost")

@@ -180,7 +180,7 @@ fn options() -> Options {
 }
 
 /// Each group: its kind and its phones.
-fn groups(f: &view::Fleet) -> Vec<(&str, Vec<&str>)> {
+fn groups(f: &model::Fleet) -> Vec<(&str, Vec<&str>)> {
     f.attention
         .iter()
         .map(|g| {
@@ -193,7 +193,7 @@ fn groups(f: &view::Fleet) -> Vec<(&str, Vec<&str>)> {
 }
 
 /// Every phone item of the kind `what`: (mac, detail).
-fn items<'f>(f: &'f view::Fleet, what: &str) -> Vec<(&'f str, &'f str)> {
+fn items<'f>(f: &'f model::Fleet, what: &str) -> Vec<(&'f str, &'f str)> {
     f.attention
         .iter()
         .filter(|g| g.what == what)
@@ -207,7 +207,7 @@ fn the_counts_are_counts_of_the_rows() {
     assert_eq!(f.phones, 3);
     assert_eq!(
         f.summary,
-        view::Summary {
+        model::Summary {
             all: 6,
             active: 2,
             expiring_shortly: 1,
@@ -789,7 +789,7 @@ fn the_page_says_what_the_json_says() {
             phones.iter().map(|p| (&p["mac"], &p["detail"])).collect();
         assert_eq!(listed, want);
     }
-    for kind in view::KINDS {
+    for kind in model::KINDS {
         let of_kind = attention.iter().filter(|g| g["what"] == kind);
         let (n, phones) = of_kind.fold((0, 0), |(n, p), g| {
             (n + 1, p + g["phones"].as_array().unwrap().len())
