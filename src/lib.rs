@@ -19,8 +19,8 @@
 //!   wall-clock Unix seconds and their conversions.
 //! - `accept` (private): judge and store a license given by hand, for `install` and the
 //!   daemon alike; the outcome as data.
-//! - `fetch` (private): the provisioning server (HTTP, HTTPS with a private CA and
-//!   mutual TLS, or a folder).
+//! - `fetch` (private): the provisioning server (HTTP; HTTPS and FTPS with a private CA
+//!   and mutual TLS; FTP; TFTP; or a folder), and the status report's upload.
 //! - [`supervisor`]: the phone supervisor's protocol (public: the `supervisor-sim` tool
 //!   shares it) and the link to it.
 //! - `control` (private): the control socket's protocol between the command line and the

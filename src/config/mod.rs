@@ -138,8 +138,8 @@ pub struct Config {
     pub(crate) site_serial: Option<Serial>,
     pub(crate) keyring: PathBuf,
     pub(crate) state_dir: PathBuf,
-    /// The provisioning servers, tried in this order (`http`, `https`, `tftp` or `file`
-    /// base URLs, each ending in `/`); no fetching when empty.
+    /// The provisioning servers, tried in this order (`http`, `https`, `ftp`, `ftps`,
+    /// `tftp` or `file` base URLs, each ending in `/`); no fetching when empty.
     pub(crate) servers: Vec<ServerUrl>,
     /// The licensable features the phone has enabled, in file order, no duplicates.
     pub(crate) enabled_features: Vec<FeatureId>,

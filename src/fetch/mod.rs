@@ -179,7 +179,7 @@ pub(crate) enum FailureKind {
 
 impl FailureKind {
     /// A short machine name: `setup`, `connect`, `timeout`, `tls`, `status-500`,
-    /// `too-big`, `cut`, `redirects`, `refused`, `protocol`, `io`.
+    /// `too-big`, `cut`, `redirects`, `refused`, `protocol`, `io`, `no-uploads`.
     pub(crate) fn id(&self) -> String {
         match self {
             FailureKind::Setup => "setup".into(),

@@ -5,9 +5,9 @@
 //! the thread holds and closes when it has sent its results, so the pipe's reading end
 //! sits in the loop's `poll` beside the supervisor link, the control socket, the signals
 //! and the timer. Why a thread rather than non-blocking I/O in the loop: the HTTP
-//! client is a blocking one (reqwest's, over rustls) and later transports (FTP, TFTP)
-//! will be written the same plain way; a thread keeps every one of them simple and
-//! out of the loop, and costs nothing while no fetch runs (it exists only during one).
+//! client is a blocking one (reqwest's, over rustls), and the FTP(S) and TFTP clients
+//! are written the same plain way; a thread keeps every one of them simple and out of
+//! the loop, and costs nothing while no fetch runs (it exists only during one).
 //!
 //! Everything a fetch needs is opened on the thread and dropped there when the cycle
 //! ends: the [`Server`] opens a fresh [`Source`] (for HTTP a new client with its
