@@ -5,6 +5,7 @@
 use super::args::{Usage, EXIT_FAILED, EXIT_OK};
 use super::setup::{config_option, default_config};
 use super::Outcome;
+use crate::engine::status::Status;
 use crate::engine::ClockVerdict;
 use crate::time::UnixTime;
 use std::time::Duration;
@@ -133,13 +134,7 @@ fn ask_daemon(socket: &std::path::Path, at: Option<UnixTime>) -> Result<StatusJs
 }
 
 fn label(status: Option<&str>) -> &'static str {
-    match status {
-        Some("active") => "Active",
-        Some("expiring-shortly") => "Expiring Shortly",
-        Some("impending") => "Impending",
-        Some("inactive") => "Inactive",
-        _ => "-",
-    }
+    status.and_then(Status::from_id).map_or("-", Status::label)
 }
 
 pub(crate) fn table(r: &StatusJson) -> String {

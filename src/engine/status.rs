@@ -38,6 +38,18 @@ impl Status {
         }
     }
 
+    /// The status of a machine name ([`Status::id`]), as JSON carries it.
+    pub(crate) fn from_id(id: &str) -> Option<Status> {
+        [
+            Status::Impending,
+            Status::Active,
+            Status::ExpiringShortly,
+            Status::Inactive,
+        ]
+        .into_iter()
+        .find(|s| s.id() == id)
+    }
+
     /// A machine name, for JSON.
     pub(crate) fn id(self) -> &'static str {
         match self {
@@ -157,5 +169,21 @@ mod tests {
         let t: Vec<_> = transitions(START, End::At(END)).collect();
         assert_eq!(t, [START, i64::from(END) - EXPIRING_WINDOW, i64::from(END)]);
         assert_eq!(transitions(START, End::Never).collect::<Vec<_>>(), [START]);
+    }
+
+    /// The machine names read back as the statuses they name, and nothing else: the one
+    /// place a status id becomes the portal's words.
+    #[test]
+    fn ids_read_back() {
+        for s in [
+            Status::Impending,
+            Status::Active,
+            Status::ExpiringShortly,
+            Status::Inactive,
+        ] {
+            assert_eq!(Status::from_id(s.id()), Some(s));
+        }
+        assert_eq!(Status::from_id("Active"), None);
+        assert_eq!(Status::from_id("unknown"), None);
     }
 }

@@ -545,13 +545,7 @@ fn island(fleet: &Fleet) -> (String, usize) {
 
 /// The label of a status id, as the portal words it.
 fn label(status: &str) -> &str {
-    match status {
-        "active" => "Active",
-        "expiring-shortly" => "Expiring Shortly",
-        "impending" => "Impending",
-        "inactive" => "Inactive",
-        other => other,
-    }
+    crate::engine::status::Status::from_id(status).map_or(status, |s| s.label())
 }
 
 /// The page of the fleet.

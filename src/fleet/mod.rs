@@ -446,15 +446,11 @@ pub(crate) fn plain(text: &str) -> std::borrow::Cow<'_, str> {
 
 fn label(status: &str) -> &str {
     match status {
-        "active" => "Active",
-        "expiring-shortly" => "Expiring Shortly",
-        "impending" => "Impending",
-        "inactive" => "Inactive",
         "trial" => "Trial",
         "new" => "New",
         "addon" => "Addon",
         "renewal" => "Renewal",
-        other => other,
+        other => crate::engine::status::Status::from_id(other).map_or(other, |s| s.label()),
     }
 }
 
