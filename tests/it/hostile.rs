@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::bounded::{command, run, text, Mount, BOUND};
 use common::faults::{Fault, FaultServer};
 use common::now;
-use common::phone::Phone;
+use common::phone::{Phone, PHONE_FILE};
 use common::supervisor::TestSupervisor;
 use serde_json::Value;
 
@@ -89,17 +89,63 @@ fn huge_validators_with_an_empty_body_are_not_kept() {
 
 /// A `304` (no request names an earlier copy: not modified since what?) is a failure,
 /// not "unchanged".
+///
+/// Proves: both license files were asked for (counted at the server), without any
+/// validator; each fetch is a failure whose reason names the 304 and the missing
+/// validator (the daemon's per-file outcome, as `status --json` shows it), and the
+/// stored license stays in force and published.
 #[test]
 fn a_304_to_a_first_fetch_is_a_failure() {
     let server = FaultServer::start(Fault::Status(304));
     let phone = phone_with_license(&server.url());
     let out = run_once(&phone);
+    assert_asked_without_validators(&server, "run --once");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("no validator was sent"), "{log}");
-    for request in server.seen() {
-        assert_eq!(request.header("if-none-match"), None);
-        assert_eq!(request.header("if-modified-since"), None);
+    assert_eq!(enabled(&status(&phone, None)), ["usb-call-recording"]);
+    assert_eq!(phone.published(), ["usb-call-recording"]);
+
+    // The daemon's boot fetch: each file's outcome and reason, in its status.
+    let before = server.requests();
+    let daemon = phone.start(None);
+    let s = daemon.wait_status("both files fetched", |s| {
+        s["daemon"]["files"]
+            .as_array()
+            .is_some_and(|f| f.len() == 2)
+    });
+    assert!(server.requests() >= before + 2, "{s:#}");
+    assert_asked_without_validators(&server, "the daemon");
+    for file in s["daemon"]["files"].as_array().unwrap() {
+        assert_eq!(file["outcome"], "failed", "{s:#}");
+        let detail = file["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("304") && detail.contains("no validator was sent"),
+            "{s:#}"
+        );
+    }
+    assert_eq!(enabled(&s), ["usb-call-recording"], "{s:#}");
+    assert_eq!(phone.published(), ["usb-call-recording"]);
+}
+
+/// The fault server saw a GET of both license files (so the header checks below check
+/// something), and no request carried a validator.
+fn assert_asked_without_validators(server: &FaultServer, who: &str) {
+    let seen = server.seen();
+    for file in [SITE_FILE, PHONE_FILE] {
+        let asked = seen
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/{file}")))
+            .count();
+        assert!(asked > 0, "{who}: no GET of {file} arrived: {seen:#?}");
+    }
+    for request in &seen {
+        assert_eq!(request.header("if-none-match"), None, "{who}: {request:#?}");
+        assert_eq!(
+            request.header("if-modified-since"),
+            None,
+            "{who}: {request:#?}"
+        );
     }
 }
 
