@@ -10,9 +10,9 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -505,29 +505,40 @@ fn a_call_state_that_is_not_exactly_idle_is_a_call() {
 /// 32 MB of garbage lines from a supervisor that reads nothing: the agent answers what it
 /// can, never drops the link (it used to reconnect whenever its ERR answers would
 /// block), and keeps answering its control socket.
+///
+/// Proves: every answer the flood got is an `ERR` (at least one arrived), the link is
+/// the same one throughout (no second connection, no second HELLO), and once the flood
+/// is over a garbage line still gets its `ERR` on it. Every accept, write and read on
+/// the link is bounded, so an agent that stops reading or never answers fails the test
+/// instead of hanging it.
 #[test]
 fn a_garbage_flood_never_drops_the_supervisor_link() {
     let phone = Phone::new("supervisor_socket = \"sup.sock\"\n");
     phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
     let listener = UnixListener::bind(phone.path("sup.sock")).unwrap();
-    let daemon = phone.start(None);
-    let (mut link, _) = listener.accept().unwrap();
     listener.set_nonblocking(true).unwrap();
+    let daemon = phone.start(None);
+    let mut link = accept_within(&listener, BOUND);
+    link.set_nonblocking(false).unwrap();
     link.set_read_timeout(Some(BOUND)).unwrap();
+    link.set_write_timeout(Some(BOUND)).unwrap();
+    let mut reader = BufReader::new(link.try_clone().unwrap());
     let mut hello = String::new();
-    BufReader::new(link.try_clone().unwrap())
+    reader
         .read_line(&mut hello)
-        .unwrap();
+        .expect("the agent's HELLO within the bound");
     assert!(hello.starts_with("HELLO license-agent/"), "{hello}");
     link.write_all(b"HELLO supervisor/1\nCALL-STATE idle\n")
-        .unwrap();
+        .expect("written within the bound");
     let line = format!("{}\n", "garbage ".repeat(127));
     let block = line.repeat(32);
     let total = 32 << 20;
     let mut sent = 0;
     let started = Instant::now();
     while sent < total {
-        link.write_all(block.as_bytes()).unwrap();
+        link.write_all(block.as_bytes()).unwrap_or_else(|e| {
+            panic!("the agent stopped reading the link after {sent} bytes: {e}")
+        });
         sent += block.len();
         if sent % (4 << 20) < block.len() {
             // Still answering, and never a second connection.
@@ -540,17 +551,75 @@ fn a_garbage_flood_never_drops_the_supervisor_link() {
         sent >> 20,
         started.elapsed().as_secs_f64()
     );
-    // Drain what it answered; the link is the same one.
-    link.set_nonblocking(true).unwrap();
+    // Drain what it answered during the flood; the link is the same one.
+    // Read until the agent has been quiet for half a second (bounded as a whole).
+    link.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut answered = Vec::new();
-    let _ = link.read_to_end(&mut answered);
+    let deadline = Instant::now() + BOUND;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "answers without end after the flood"
+        );
+        match reader.read_until(b'\n', &mut answered) {
+            Ok(0) => panic!("the agent closed the link"),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("reading the answers: {e}"),
+        }
+    }
+    link.set_read_timeout(Some(BOUND)).unwrap();
     let answered = String::from_utf8_lossy(&answered);
+    let (mut errs, mut other) = (0, Vec::new());
+    for l in answered.lines() {
+        if l.starts_with("ERR ") {
+            errs += 1;
+        } else if !l.starts_with("FEATURES ") && !l.is_empty() {
+            other.push(l);
+        }
+    }
+    assert!(errs > 0, "no ERR answer to {} MB of garbage", sent >> 20);
     assert!(
-        answered.lines().all(|l| !l.starts_with("HELLO")),
-        "a new HELLO: reconnected"
+        other.is_empty(),
+        "answers to garbage that are not ERR (a new HELLO: reconnected): {:?}",
+        &other[..other.len().min(5)]
     );
+    // The flood over, and the agent's answers drained: a garbage line gets its ERR on
+    // this same link, within the bound (the read timeout fails it, never hangs).
+    link.write_all(b"garbage after the flood\n")
+        .expect("written within the bound");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let mut answer = String::new();
+        let n = reader
+            .read_line(&mut answer)
+            .expect("an ERR for the garbage line within the bound");
+        assert!(n > 0, "the agent closed the link");
+        if answer.starts_with("ERR ") {
+            break;
+        }
+        // The tail of what the flood got may still be on its way.
+        assert!(answer.starts_with("FEATURES "), "not an ERR: {answer:?}");
+        assert!(Instant::now() < deadline, "no ERR within {BOUND:?}");
+    }
     assert!(listener.accept().is_err(), "the agent reconnected");
     assert_eq!(enabled(&daemon.status()), ["usb-call-recording"]);
+}
+
+/// The first connection to `listener` (non-blocking), or a failed test after `bound`.
+fn accept_within(listener: &UnixListener, bound: Duration) -> UnixStream {
+    let deadline = Instant::now() + bound;
+    loop {
+        match listener.accept() {
+            Ok((link, _)) => return link,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the agent never connected");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
 }
 
 // ---- Instants no clock gives ----

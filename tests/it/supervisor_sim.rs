@@ -150,7 +150,10 @@ struct Agent {
 impl Agent {
     fn connect(socket: &Path) -> Agent {
         let stream = UnixStream::connect(socket).unwrap();
+        // Every read and write on the link is bounded: a peer that stops reading or never
+        // answers fails the test instead of hanging it.
         stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
         Agent {
             stream: BufReader::new(stream),
         }
@@ -300,6 +303,8 @@ fn starting_state_and_answer_from_the_command_line() {
     assert_eq!(violations(&record).len(), 1, "{record:#?}");
 }
 
+/// Proves: each garbage line (before HELLO too) gets its own `ERR` answer within
+/// [`WAIT`], and the connection still carries a real exchange afterwards.
 #[test]
 fn garbage_gets_err_and_the_connection_survives() {
     let mut sim = Sim::start(&[]);
