@@ -146,6 +146,9 @@ pub struct Counts {
     pub from_server: AtomicUsize,
     pub dropped: AtomicUsize,
     pub duplicated: AtomicUsize,
+    /// Datagrams sent on after a later one (on the same path: from the same socket to
+    /// the same peer) had already been sent: the ones the delays reordered.
+    pub reordered: AtomicUsize,
 }
 
 /// The relay: stops on drop.
@@ -195,6 +198,8 @@ struct Held {
     via: usize,
     to: SocketAddr,
     bytes: Vec<u8>,
+    /// Arrival order at the relay (both copies of a duplicate share it).
+    seq: u64,
 }
 
 fn relay(main: UdpSocket, server: SocketAddr, imp: Impairment, counts: &Counts, stop: &AtomicBool) {
@@ -214,6 +219,9 @@ fn relay(main: UdpSocket, server: SocketAddr, imp: Impairment, counts: &Counts, 
         rng % below.max(1)
     };
     let mut from_server = 0usize;
+    let mut arrived = 0u64;
+    // The latest arrival sent so far on each path (socket, peer).
+    let mut latest_sent: HashMap<(usize, SocketAddr), u64> = HashMap::new();
     let mut buf = vec![0u8; 70_000];
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -226,6 +234,11 @@ fn relay(main: UdpSocket, server: SocketAddr, imp: Impairment, counts: &Counts, 
             } else {
                 &sockets[h.via]
             };
+            let latest = latest_sent.entry((h.via, h.to)).or_insert(h.seq);
+            if h.seq < *latest {
+                counts.reordered.fetch_add(1, Ordering::Relaxed);
+            }
+            *latest = (*latest).max(h.seq);
             let _ = socket.send_to(&h.bytes, h.to);
         }
         let wait = held
@@ -262,6 +275,7 @@ fn relay(main: UdpSocket, server: SocketAddr, imp: Impairment, counts: &Counts, 
             }
         }
         for (index, from, bytes) in arrivals {
+            arrived += 1;
             let stalled = imp.stall_after.is_some_and(|n| from_server >= n);
             let (via, to) = match index {
                 // From the agent: to the server's main port or to the TID it stands for.
@@ -305,6 +319,7 @@ fn relay(main: UdpSocket, server: SocketAddr, imp: Impairment, counts: &Counts, 
                     via,
                     to,
                     bytes: bytes.clone(),
+                    seq: arrived,
                 });
             }
         }
