@@ -795,17 +795,51 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
-    /// Any instant at all, even ones no clock gives: every status and every figure is
-    /// computed without overflow (tests run with overflow checks on).
+    /// Any instant at all, even ones no clock gives, and the instants either side of every
+    /// start, 31-day mark and end: every license and entry status, every days-left figure
+    /// and the next change equal what exact (i128) arithmetic gives, so a wrapping or
+    /// saturating slip shows even where overflow checks would not panic.
     #[test]
-    fn any_instant_is_evaluated_without_overflow(draws in prop::collection::vec(draw(), 1..6), at in any::<i64>()) {
+    fn any_instant_is_evaluated_as_exact_arithmetic_gives(draws in prop::collection::vec(draw(), 1..6), at in any::<i64>()) {
         let arrivals: Vec<_> = draws.iter().map(make).collect();
         let (held, _) = arrive(T0, &arrivals);
-        for t in [at, i64::MIN, i64::MAX, 0, -1] {
+        // Every instant at which a status changes, exactly.
+        let mut changes: Vec<i128> = Vec::new();
+        for h in &held {
+            let (start, end) = rule_span(&h.license);
+            let entries = h.license.features().iter().map(|e| (i128::from(e.start), rule_end(e.end)));
+            for (start, end) in std::iter::once((start, end)).chain(entries) {
+                changes.push(start);
+                changes.extend(end.map(|e| e - RULE_WINDOW));
+                changes.extend(end);
+            }
+        }
+        let mut instants = vec![at, i64::MIN, i64::MAX, i64::MIN + 1, i64::MAX - 1, 0, -1];
+        for c in &changes {
+            for d in [-1, 0, 1] {
+                instants.extend(UnixTime::try_from(c + d));
+            }
+        }
+        for t in instants {
             let eval = evaluate(&held, t);
-            prop_assert!(eval.next_change.is_none_or(|n| n > t));
-            for h in &held {
-                let _ = crate::status::days_left(license_span(&h.license).1, t);
+            for v in &eval.licenses {
+                let h = held.iter().find(|h| h.seq == v.seq).expect("a view of a held license");
+                prop_assert_eq!(v.status, rule_license_status(&h.license, t), "license {} at {}", v.seq, t);
+                // Days left: the seconds to the end rounded up, none once ended, and at
+                // most the count i64 seconds can hold.
+                let want = rule_span(&h.license).1.map(|end| {
+                    let days = ((end - i128::from(t)).max(0) + 86_399) / 86_400;
+                    i64::try_from(days.min(i128::from(i64::MAX / 86_400))).expect("capped")
+                });
+                prop_assert_eq!(crate::status::days_left(v.end, t), want, "days left of {} at {}", v.seq, t);
+            }
+            for f in &eval.features {
+                prop_assert_eq!(f.status, rule_entry_status(&f.governing.entry, t), "feature {} at {}", f.id.0, t);
+            }
+            // The next change is after t, and is one of the exact instants.
+            if let Some(n) = eval.next_change {
+                prop_assert!(n > t);
+                prop_assert!(changes.contains(&i128::from(n)), "next change {} at {}", n, t);
             }
         }
     }
