@@ -116,16 +116,34 @@ fn size_replies() {
 }
 
 proptest! {
-    /// Any bytes, in any pieces: never a panic, and the same replies however cut.
+    /// Any bytes (reply-like lines of codes, text, random bytes, CR and LF), cut at any
+    /// number of arbitrary points: never a panic, and the same replies (or the same refusal) as read whole.
     #[test]
-    fn any_bytes_in_any_pieces(bytes in prop::collection::vec(any::<u8>(), 0..600), cut in 0usize..600) {
+    fn any_bytes_in_any_pieces(
+        bytes in prop::collection::vec(
+            (
+                prop::sample::select(vec!["220 ", "230-", "230 ", "123 ", " 230 ", "230", "99 ", ""]),
+                prop_oneof![
+                    3 => "[ -~]{0,8}".prop_map(String::into_bytes),
+                    1 => prop::collection::vec(any::<u8>(), 0..8),
+                ],
+                prop::sample::select(vec!["\r\n", "\r\n", "\n", "\r", ""]),
+            )
+                .prop_map(|(code, text, end)| [code.as_bytes(), &text, end.as_bytes()].concat()),
+            0..40,
+        ).prop_map(|lines| lines.concat()),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
         let whole = replies(&bytes);
-        let cut = cut.min(bytes.len());
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        cuts.push(0);
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
         let mut reader = ReplyReader::default();
         let mut pieces = Vec::new();
         let mut error = None;
-        'outer: for part in [&bytes[..cut], &bytes[cut..]] {
-            let mut rest = part;
+        'outer: for cut in cuts.windows(2) {
+            let mut rest = &bytes[cut[0]..cut[1]];
             while !rest.is_empty() {
                 match reader.push(rest) {
                     Ok((used, reply)) => { pieces.extend(reply); rest = &rest[used..]; }
