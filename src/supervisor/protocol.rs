@@ -934,10 +934,32 @@ mod tests {
     fn grammar_argument() -> impl Strategy<Value = String> {
         prop_oneof![
             prop::sample::select(vec![
-                "idle", "active", "Idle", "supervisor/1", "supervisor/", "license-agent/1",
-                "license-agent/2", "license-expired", "license-changed", "feature-licensed",
-                "0", "7", "42", "007", "-1", "18446744073709551615", "18446744073709551616",
-                "-", "a", "a,b", "a,a", "a,", ",a", "a-b,c0", "--", "",
+                "idle",
+                "active",
+                "Idle",
+                "supervisor/1",
+                "supervisor/",
+                "license-agent/1",
+                "license-agent/2",
+                "license-expired",
+                "license-changed",
+                "feature-licensed",
+                "0",
+                "7",
+                "42",
+                "007",
+                "-1",
+                "18446744073709551615",
+                "18446744073709551616",
+                "-",
+                "a",
+                "a,b",
+                "a,a",
+                "a,",
+                ",a",
+                "a-b,c0",
+                "--",
+                "",
             ])
             .prop_map(str::to_string),
             "[a-z0-9,/-]{0,12}",
@@ -959,7 +981,8 @@ mod tests {
             || (names.iter().all(|n| {
                 !n.is_empty()
                     && *n != "-"
-                    && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && n.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             }) && names.iter().collect::<BTreeSet<_>>().len() == names.len())
     }
 
