@@ -518,33 +518,36 @@ impl Book {
                 }
             }
             for &n in &mine {
-                let label = self.label(n);
-                if let Some(d) = self.drafts.get_mut(n) {
-                    d.row.in_use += 1;
-                    if d.row.term_status == "inactive" {
-                        groups.add(
-                            mac,
-                            Item {
-                                what: "inactive-in-use",
-                                subject: label,
-                                detail: format!(
-                                    "uses {} under a grant that ended {}: the phone has not reported since, or its clock is behind",
-                                    d.row.feature, d.row.end
-                                ),
-                            },
-                        );
-                    }
+                let Some(d) = self.drafts.get_mut(n) else {
+                    continue;
+                };
+                d.row.in_use += 1;
+                if d.row.term_status == "inactive" {
+                    // The subject's words only for the rare item, not for every use.
+                    let detail = format!(
+                        "uses {} under a grant that ended {}: the phone has not reported since, or its clock is behind",
+                        d.row.feature, d.row.end
+                    );
+                    groups.add(
+                        mac,
+                        Item {
+                            what: "inactive-in-use",
+                            subject: self.label(n),
+                            detail,
+                        },
+                    );
                 }
             }
             // Renewals: fetched, or to be fetched.
             for (t, has_renewal) in self.renewals_of(&held) {
-                let subject = self.label(t);
                 let Some(d) = self.drafts.get_mut(t) else {
                     continue;
                 };
                 *d.row.renewal_phones.get_or_insert(0) += 1;
                 *d.row.renewal_fetched.get_or_insert(0) += usize::from(has_renewal);
                 if !has_renewal {
+                    let d = &self.drafts[t];
+                    let subject = self.label(t);
                     groups.add(
                         mac,
                         Item {

@@ -96,7 +96,10 @@ impl Gather {
         // checked (a cheap hash), never the same signature again.
         let keyring = self.options.keyring.clone();
         let verified = known.as_ref().and_then(|k| k.2.as_ref());
-        let seen_before = signed.map(|s| (claim.fingerprint.to_string(), s.signature.to_string()));
+        // Only a keyring checks signatures: without one there is nothing to remember.
+        let seen_before = signed
+            .filter(|_| keyring.is_some())
+            .map(|s| (claim.fingerprint.to_string(), s.signature.to_string()));
         let judged = match seen_before.as_ref().and_then(|k| self.refused.get(k)) {
             Some(doubt) => Err(doubt.clone()),
             None => {

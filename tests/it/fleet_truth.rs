@@ -166,16 +166,7 @@ fn view(keyring: &Path, uploads: &Path, t: i64, args: &[&str]) -> String {
 }
 
 /// One expected row: (kind, id, feature, transaction, status, phones, in use, capacity).
-type Want = (
-    &'static str,
-    String,
-    &'static str,
-    &'static str,
-    &'static str,
-    u64,
-    u64,
-    u64,
-);
+type Want<'a> = (&'a str, String, &'a str, &'a str, &'a str, u64, u64, u64);
 
 #[test]
 fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
@@ -380,9 +371,7 @@ fn a_fleet_of_real_agents_is_shown_as_the_portal_shows_it() {
     let got: Vec<Want> = rows
         .iter()
         .map(|r| {
-            let s = |k: &str| -> &'static str {
-                Box::leak(r[k].as_str().unwrap().to_string().into_boxed_str())
-            };
+            let s = |k: &str| r[k].as_str().unwrap();
             (
                 s("kind"),
                 r["id"].as_str().unwrap().to_string(),
