@@ -49,16 +49,16 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         // Before anything slow: a SIGHUP or SIGTERM during the start must reach the
         // loop, not kill the agent with the default action.
         if let Err(e) = daemon::block_signals() {
-            return Ok(super::args::failed("license-agent", &e.0));
+            return Ok(super::args::failed("license-agent", &e.to_string()));
         }
     }
     // Configuration problems are usage errors (2), as for every other command.
     crate::phone::load_phone(&config)?;
     if once {
-        DaemonClock::from_env().map_err(|e| Usage(e.0))?;
+        DaemonClock::from_env().map_err(|e| Usage(e.to_string()))?;
         let (report, mut status) = match daemon::once(&config) {
             Ok(done) => done,
-            Err(e) => return Ok(super::args::failed("license-agent", &e.0)),
+            Err(e) => return Ok(super::args::failed("license-agent", &e.to_string())),
         };
         let mut out = String::from("run --once:\n");
         for f in &report.files {

@@ -62,9 +62,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
 /// At most this much unread input is drained.
 const DRAIN_MAX: usize = 1 << 16;
 
-/// Names one client for as long as it is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ClientId(u64);
+pub(crate) use super::core::ClientId;
 
 enum Phase {
     Reading(Vec<u8>),

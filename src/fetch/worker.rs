@@ -197,7 +197,7 @@ pub(crate) fn upload(server: &dyn Server, name: &str, bytes: &[u8]) -> Result<Ta
 /// those that have not, so one server down costs its timeout once a cycle, not once a
 /// file. A server's source is opened when first needed and kept for the cycle (one
 /// connection for both files); all are dropped at the end.
-fn fetch_all(server: &dyn Server, files: &[String]) -> Vec<Fetched> {
+pub(crate) fn fetch_all(server: &dyn Server, files: &[String]) -> Vec<Fetched> {
     let bases = server.bases();
     let mut sources: Vec<Option<Result<Box<dyn Source>, FetchError>>> =
         bases.iter().map(|_| None).collect();

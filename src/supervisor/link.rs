@@ -43,16 +43,7 @@ pub(crate) const OUT_MAX: usize = 64 * 1024;
 const RETRY_INITIAL: Secs = Secs(1);
 const RETRY_MAX: Secs = Secs(60);
 
-/// What happened on the link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Event {
-    /// The supervisor answered HELLO: the link is up.
-    Up { version: String },
-    /// The connection ended (or could not be made), and why.
-    Down(String),
-    /// A message after the greeting.
-    Message(FromSupervisor),
-}
+pub(crate) use super::protocol::LinkEvent as Event;
 
 /// The link to the supervisor at one socket path.
 pub(crate) struct Link {

@@ -424,6 +424,17 @@ impl LineReader {
     }
 }
 
+/// What happened on the link to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkEvent {
+    /// The supervisor answered HELLO: the link is up.
+    Up { version: String },
+    /// The connection ended (or could not be made), and why.
+    Down(String),
+    /// A message after the greeting.
+    Message(FromSupervisor),
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -1,18 +1,17 @@
-//! The agent with the fake provisioning server (`fetch::fake`: scripted answers, a gate
-//! to stall it) and
-//! the supervisor's words fed in as the daemon feeds them: the interleavings the loop
-//! meets, without sockets or processes.
+//! The agent with the fake provisioning server (`fetch::fake`: scripted answers) and
+//! the supervisor's words fed in as the core feeds them: the interleavings the loop
+//! meets, without sockets or processes. A cycle the agent starts ([`Action::StartFetch`])
+//! runs when the test says ([`finish`]): until then it is a server that stalls.
 
 use std::path::Path;
-use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
 
 use super::*;
 use crate::engine::reboot::{CallState, Cause};
 use crate::fetch::fake::{self, Script};
 use crate::fetch::{FailureKind, FetchError, FetchOutcome};
 use crate::format::Kind;
-use crate::storage::Validator;
+use crate::storage::{Validator, WriterLock};
 use crate::testkit::{self, DAY};
 
 /// After the build time, so the clock is sane.
@@ -38,9 +37,24 @@ fn agent(dir: &Path, script: &Arc<Script>) -> Agent {
         config,
     };
     std::fs::create_dir_all(&phone.config.state_dir).unwrap();
-    let lock = Arc::new(WriterLock::acquire(&phone.config.state_dir, Duration::ZERO).unwrap());
-    let server = fake::server(script, "fake:");
-    Agent::start(phone, lock, Ok(server), t0(), 7, Some("boot-1".into())).unwrap()
+    let lock =
+        Arc::new(WriterLock::acquire(&phone.config.state_dir, std::time::Duration::ZERO).unwrap());
+    let store = Store::open(
+        &phone.config.state_dir,
+        &phone.keyring,
+        &phone.identity,
+        Mode::Writer(lock),
+        t0(),
+    )
+    .unwrap();
+    let _ = script;
+    Agent::new(
+        phone,
+        store,
+        Ok(vec!["fake:".into()]),
+        7,
+        Some("boot-1".into()),
+    )
 }
 
 fn body(kind: Kind, entries: &[testkit::E]) -> FetchOutcome {
@@ -49,16 +63,21 @@ fn body(kind: Kind, entries: &[testkit::E]) -> FetchOutcome {
     }
 }
 
-/// Waits for the running cycle to end and applies it.
-fn finish(agent: &mut Agent, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
-    for _ in 0..5_000 {
-        let reports = agent.fetch_finished(stamp);
-        if !reports.is_empty() {
-            return reports;
+/// Runs the cycle the agent started (on the fake server, now) and applies it.
+fn finish(agent: &mut Agent, script: &Arc<Script>, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
+    let server = fake::server(script, "fake:");
+    for action in agent.take_actions() {
+        if let Action::StartFetch { number, files } = action {
+            let fetched = crate::fetch::worker::fetch_all(server.as_ref(), &files);
+            return agent.fetch_finished(number, fetched, stamp);
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
-    panic!("the cycle never ended");
+    panic!("no cycle was started");
+}
+
+/// Whether a cycle runs (started, not finished).
+fn running(agent: &Agent) -> bool {
+    agent.running_cycle().is_some()
 }
 
 fn at(secs: UnixTime) -> Stamp {
@@ -85,19 +104,15 @@ fn a_call_that_starts_during_the_expiry_fetch_holds_the_reboot_until_it_ends_and
     let mut agent = agent(dir.path(), &script);
     let snap = agent.snapshot(at(t0()));
     assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(1)));
-    let (n, report) = finish(&mut agent, at(t0())).remove(0);
+    let (n, report) = finish(&mut agent, &script, at(t0())).remove(0);
     assert_eq!(n, 1);
     assert_eq!(report.enabled, ["usb-call-recording"]);
     agent.supervisor_link(true, "connected".into());
     agent.call_state(CallState::Idle, at(t0()));
 
     // The end comes: the agent fetches first, and the server stalls.
-    let held: MutexGuard<()> = script.gate.lock().unwrap();
     agent.wake(at(end));
-    assert!(
-        agent.fetch_fd().is_some(),
-        "a fetch before deciding the end"
-    );
+    assert!(running(&agent), "a fetch before deciding the end");
     assert!(asks(&mut agent, at(end)).is_empty(), "nothing decided yet");
     // A call starts while the fetch is stalled; then the fetch gives up.
     agent.call_state(CallState::Active, at(end + 1));
@@ -109,8 +124,7 @@ fn a_call_that_starts_during_the_expiry_fetch_holds_the_reboot_until_it_ends_and
             detail: "stalled".into(),
         }),
     );
-    drop(held);
-    let (_, report) = finish(&mut agent, at(end + 20)).remove(0);
+    let (_, report) = finish(&mut agent, &script, at(end + 20)).remove(0);
     assert!(!report.fetched);
     assert!(report.enabled.is_empty(), "{report:?}");
     // The need is there, but a call is on.
@@ -133,7 +147,6 @@ fn a_check_sync_during_a_cycle_gets_a_cycle_of_its_own_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let script = Arc::new(Script::default());
     let mut agent = agent(dir.path(), &script);
-    let held = script.gate.lock().unwrap();
     let snap = agent.snapshot(at(t0()));
     assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(1)));
     // Asked while cycle 1 runs: cycle 2 answers it.
@@ -144,11 +157,10 @@ fn a_check_sync_during_a_cycle_gets_a_cycle_of_its_own_after_it() {
         crate::fetch::SITE_FILE.into(),
         body(Kind::Site, &[(1, t0() - DAY, None)]),
     );
-    drop(held);
-    let first = finish(&mut agent, at(t0() + 1));
+    let first = finish(&mut agent, &script, at(t0() + 1));
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].0, 1);
-    let second = finish(&mut agent, at(t0() + 2));
+    let second = finish(&mut agent, &script, at(t0() + 2));
     assert_eq!(second[0].0, 2);
     assert_eq!(second[0].1.enabled, ["usb-call-recording"]);
     assert_eq!(
@@ -173,8 +185,8 @@ fn an_unsynced_clock_fetches_nothing_and_owes_a_fetch() {
     assert!(agent.fetching.owed);
     // The clock is set: the owed fetch starts at the wake-up.
     agent.wake(at(t0()));
-    assert!(agent.fetch_fd().is_some());
-    finish(&mut agent, at(t0()));
+    assert!(running(&agent));
+    finish(&mut agent, &script, at(t0()));
     assert!(!agent.fetching.owed);
     assert_eq!(script.fetches.lock().unwrap().len(), 2);
 }
@@ -191,14 +203,13 @@ fn the_wake_up_instants_are_split_by_clock() {
     let mut agent = agent(dir.path(), &script);
     let snap = agent.snapshot(at(t0()));
     agent.fetch_now(&snap);
-    finish(&mut agent, at(t0()));
+    finish(&mut agent, &script, at(t0()));
     let wake = agent.next_wake(&agent.snapshot(at(t0())));
     // On the wall clock, the end or a poll before it (the license is Expiring Shortly:
     // a daily check, jittered); no reboot wait yet.
     assert!(wake.wall.is_some_and(|w| w > t0() && w <= end), "{wake:?}");
     assert_eq!(wake.mono, None);
     // While a fetch runs only the reboot rules' waits count.
-    let _held = script.gate.lock().unwrap();
     agent.wake(at(end));
     let wake = agent.next_wake(&agent.snapshot(at(end)));
     assert_eq!(wake.wall, None);
@@ -224,7 +235,7 @@ fn validators_an_older_agent_kept_are_dropped_at_the_files_first_fetch() {
     let cycle = |agent: &mut Agent, t: UnixTime| {
         let snap = agent.snapshot(at(t));
         agent.fetch_now(&snap);
-        finish(agent, at(t));
+        finish(agent, &script, at(t));
     };
     // The site license held, and nothing else to write at the next fetch...
     cycle(&mut agent, t0());

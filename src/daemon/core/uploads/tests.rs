@@ -1,6 +1,6 @@
-//! The uploader against the fake server (`fetch::fake`: a gate to hold an upload, an
-//! answer to give):
-//! what is sent, when it is not sent again, the back-off, a server without uploads.
+//! The uploads against the fake server (`fetch::fake`: an answer to give), each upload
+//! the core asks for done when the test says ([`finish`]): what is sent, when it is not
+//! sent again, the back-off, a server without uploads.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +11,40 @@ use crate::fetch::fake::{self, Script};
 
 const MAC: &str = "0004f2000001";
 
+/// The uploads and the upload they asked for, not yet done.
+struct Reporter {
+    uploads: Uploads,
+    server: Arc<dyn crate::fetch::Server>,
+    pending: Option<(String, Vec<u8>)>,
+}
+
+impl Reporter {
+    fn offer(&mut self, report: &Report) {
+        self.uploads.offer(report);
+    }
+
+    fn start_if_due(&mut self, now: Mono) {
+        if let Some(Action::Upload { name, body }) = self.uploads.start_if_due(now) {
+            assert!(self.pending.is_none(), "one upload at a time");
+            self.pending = Some((name, body));
+        }
+    }
+
+    /// Whether an upload is under way.
+    fn uploading(&self) -> bool {
+        assert_eq!(self.pending.is_some(), self.uploads.uploading());
+        self.pending.is_some()
+    }
+
+    fn words(&self) -> String {
+        self.uploads.words()
+    }
+
+    fn next_attempt(&self) -> Option<Mono> {
+        self.uploads.next_attempt()
+    }
+}
+
 fn setup() -> (Reporter, Arc<Script>) {
     let text = format!(
         "mac = \"{MAC}\"\nkeyring = \"k\"\nstate_dir = \"s\"\nserver = \"http://prov/\"\n\
@@ -20,8 +54,20 @@ fn setup() -> (Reporter, Arc<Script>) {
     let script = Arc::new(Script::default());
     let server = fake::server(&script, "http://prov/");
     let mac = config.mac().unwrap();
+    let t = &config.timing;
     // Jitter 0: the back-off is its lower half, `initial / 2`.
-    (Reporter::with_server(Ok(server), mac, &config, 0), script)
+    let uploads = Uploads::new(
+        Ok(server.bases().to_vec()),
+        mac,
+        (t.retry_initial, t.retry_max),
+        0,
+    );
+    let reporter = Reporter {
+        uploads,
+        server,
+        pending: None,
+    };
+    (reporter, script)
 }
 
 /// A report made at `at` that says the license is `status`.
@@ -48,21 +94,12 @@ fn report(status: &str, at: &str) -> Report {
     .unwrap()
 }
 
-/// Waits for the upload under way to end and takes its outcome.
+/// Does the upload under way (on the fake server, now) and hands its outcome back.
 fn finish(reporter: &mut Reporter, now: Mono) {
-    use nix::poll::{poll, PollFd, PollFlags};
-    let fd = reporter.fd().expect("an upload under way");
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    assert_eq!(poll(&mut fds, 10_000u16).unwrap(), 1, "the upload ended");
-    // The pipe closes just after the result is sent.
-    for _ in 0..100 {
-        reporter.finished(now);
-        if reporter.fd().is_none() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("the upload never ended");
+    let (name, body) = reporter.pending.take().expect("an upload under way");
+    let result = crate::fetch::worker::upload(reporter.server.as_ref(), &name, &body)
+        .map_err(UploadFailure::Server);
+    reporter.uploads.finished(result, now);
 }
 
 fn statuses(script: &Script) -> Vec<String> {
@@ -94,7 +131,7 @@ fn a_report_goes_up_once_and_again_only_when_it_changes() {
     // The same report made later (other instants): not sent again, nothing to wake for.
     reporter.offer(&report("active", "2026-12-02T00:00:00Z"));
     reporter.start_if_due(now);
-    assert!(reporter.fd().is_none());
+    assert!(!reporter.uploading());
     assert_eq!(reporter.next_attempt(), None);
 
     reporter.offer(&report("expiring-shortly", "2026-12-03T00:00:00Z"));
@@ -107,7 +144,6 @@ fn a_report_goes_up_once_and_again_only_when_it_changes() {
 fn a_change_during_an_upload_goes_up_after_it_and_a_change_undone_does_not() {
     let (mut reporter, script) = setup();
     let now = Mono::now();
-    let held = script.gate.lock().unwrap();
     reporter.offer(&report("active", "t1"));
     reporter.start_if_due(now);
     reporter.offer(&report("expiring-shortly", "t2"));
@@ -118,22 +154,19 @@ fn a_change_during_an_upload_goes_up_after_it_and_a_change_undone_does_not() {
         "{}",
         reporter.words()
     );
-    drop(held);
     finish(&mut reporter, now);
     reporter.start_if_due(now);
     finish(&mut reporter, now);
     assert_eq!(statuses(&script), ["active", "expiring-shortly"]);
 
     // A change and its undoing while one is under way: the one under way is the last.
-    let held = script.gate.lock().unwrap();
     reporter.offer(&report("inactive", "t3"));
     reporter.start_if_due(now);
     reporter.offer(&report("active", "t4"));
     reporter.offer(&report("inactive", "t5"));
-    drop(held);
     finish(&mut reporter, now);
     reporter.start_if_due(now);
-    assert!(reporter.fd().is_none());
+    assert!(!reporter.uploading());
     assert_eq!(
         statuses(&script),
         ["active", "expiring-shortly", "inactive"]
@@ -159,7 +192,7 @@ fn a_failed_upload_is_tried_again_after_a_back_off_with_the_newest_report() {
     // A change does not bring the retry forward.
     reporter.offer(&report("expiring-shortly", "t2"));
     reporter.start_if_due(now.plus_secs(14));
-    assert!(reporter.fd().is_none());
+    assert!(!reporter.uploading());
 
     // The second failure doubles the wait.
     reporter.start_if_due(now.plus_secs(15));
@@ -195,14 +228,14 @@ fn a_server_that_takes_no_uploads_is_not_asked_again_until_a_reload() {
     *script.upload_failure.lock().unwrap() = None;
     reporter.offer(&report("expiring-shortly", "t2"));
     reporter.start_if_due(now.plus_secs(3600));
-    assert!(reporter.fd().is_none());
+    assert!(!reporter.uploading());
     assert!(statuses(&script).is_empty());
 
     // The configuration read again: the server is asked again.
     let (mut fresh, _) = setup();
-    fresh.continue_from(&mut reporter);
+    fresh.uploads.continue_from(&mut reporter.uploads);
     fresh.offer(&report("active", "t3"));
-    assert!(fresh.wanted.is_some());
+    assert!(fresh.uploads.wanted.is_some());
 }
 
 /// A server that took a report and then says it takes none (a full disk, a quota) is
@@ -239,7 +272,11 @@ fn the_report_goes_where_the_configuration_says() {
     };
     let words = |extra: &str| {
         let config = config(extra);
-        Reporter::new(&config, config.mac().unwrap(), 0).words()
+        let mac = config.mac().unwrap();
+        let server = crate::daemon::reporting::report_server(&config, mac);
+        let bases = server.map(|s| s.bases().to_vec());
+        let t = &config.timing;
+        Uploads::new(bases, mac, (t.retry_initial, t.retry_max), 0).words()
     };
     assert_eq!(words(""), "off: no server");
     assert_eq!(

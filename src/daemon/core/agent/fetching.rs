@@ -8,15 +8,13 @@
 //! runs is started when that one ends, so a check-sync always sees the server as it is
 //! after the request.
 
-use std::os::fd::BorrowedFd;
-use std::sync::Arc;
-
 use super::{Agent, Snapshot};
 use crate::control::CheckSyncJson;
+use crate::daemon::core::Action;
 use crate::daemon::publish::FeatureSet;
 use crate::engine::{judge_candidate, ClockVerdict, Decision, Origin};
-use crate::fetch::worker::{Fetched, InFlight};
-use crate::fetch::{backoff, phone_file, FetchOutcome, Server, SITE_FILE};
+use crate::fetch::worker::Fetched;
+use crate::fetch::{backoff, phone_file, FetchOutcome, SITE_FILE};
 use crate::format::Kind;
 use crate::status::{FileFetchJson, FileOutcome};
 use crate::storage::describe;
@@ -32,17 +30,17 @@ pub(crate) struct FetchState {
     pub(crate) next_retry: Option<UnixTime>,
 }
 
-/// A cycle under way.
+/// A cycle under way (its fetching is the executor's: [`Action::StartFetch`]).
 struct Cycle {
     number: u64,
-    flight: InFlight,
     /// The enabled set when it started (for the changes a check-sync reports).
     before: FeatureSet,
 }
 
 /// What the agent owns for fetching.
 pub(super) struct Fetching {
-    pub(super) server: Result<Arc<dyn Server>, String>,
+    /// The provisioning server's base URLs, or why there is none.
+    pub(super) server: Result<Vec<String>, String>,
     pub(super) state: FetchState,
     /// A fetch was skipped (unsynced clock) and is owed once the clock is sane.
     pub(super) owed: bool,
@@ -68,7 +66,7 @@ pub(crate) enum FetchStart {
 }
 
 impl Fetching {
-    pub(super) fn new(server: Result<Arc<dyn Server>, String>) -> Fetching {
+    pub(super) fn new(server: Result<Vec<String>, String>) -> Fetching {
         let boot_cycle_pending = server.is_ok();
         Fetching {
             server,
@@ -93,10 +91,11 @@ impl Agent {
         self.fetching.running.as_ref().map(|cycle| cycle.number)
     }
 
-    /// Gives up the cycle under way (a reload): its thread runs on to its timeouts, its
-    /// results unread. The caller keeps it until it ends, to bound how many run.
-    pub(crate) fn abandon_cycle(&mut self) -> Option<InFlight> {
-        self.fetching.running.take().map(|cycle| cycle.flight)
+    /// Gives up the cycle under way (a reload): its fetching runs on to its timeouts,
+    /// its results unread. The caller keeps its number until it ends, to bound how many
+    /// run.
+    pub(crate) fn abandon_cycle(&mut self) -> Option<u64> {
+        self.fetching.running.take().map(|cycle| cycle.number)
     }
 
     /// Asks for a fetch cycle now.
@@ -137,68 +136,80 @@ impl Agent {
     }
 
     fn start_cycle(&mut self, snap: &Snapshot) -> FetchStart {
-        let Ok(server) = self.fetching.server.clone() else {
+        if self.fetching.server.is_err() {
             return FetchStart::Done(CheckSyncJson::default());
-        };
+        }
         // What is stored is read again first (an install by hand may have changed it).
         self.reload(snap.stamp.wall);
-        let wanted = vec![SITE_FILE.to_string(), phone_file(self.phone.identity.mac)];
+        let files = vec![SITE_FILE.to_string(), phone_file(self.phone.identity.mac)];
         let before = self.enabled(snap);
         self.fetching.started += 1;
         let number = self.fetching.started;
-        match InFlight::start(server, wanted) {
-            Ok(flight) => {
-                self.fetching.running = Some(Cycle {
-                    number,
-                    flight,
-                    before,
-                });
-                FetchStart::Pending(number)
-            }
-            Err(e) => {
-                let files = vec![file_result(
-                    snap.stamp.wall,
-                    "-",
-                    FileOutcome::Failed,
-                    &format!("cannot start a fetch thread: {e}"),
-                )];
-                self.fetching.owed = true;
-                FetchStart::Done(self.skipped(files, snap))
-            }
-        }
+        self.fetching.running = Some(Cycle { number, before });
+        self.outbox.push(Action::StartFetch { number, files });
+        FetchStart::Pending(number)
     }
 
-    /// The descriptor that becomes readable when the running cycle is over.
-    pub(crate) fn fetch_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fetching.running.as_ref().map(|c| c.flight.fd())
-    }
-
-    /// If the running cycle is over: applies what it brought, decides, and returns the
-    /// reports of the cycles now over by number (this one, and the one asked for
-    /// meanwhile if it could not even start).
-    pub(crate) fn fetch_finished(&mut self, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
-        let Some(fetched) = self
-            .fetching
-            .running
-            .as_ref()
-            .and_then(|c| c.flight.try_take())
-        else {
+    /// The executor could not start cycle `number` (no thread): every waiter is
+    /// answered now, and the fetch is owed.
+    pub(crate) fn fetch_not_started(
+        &mut self,
+        number: u64,
+        why: &str,
+        stamp: Stamp,
+    ) -> Vec<(u64, CheckSyncJson)> {
+        if self.running_cycle() != Some(number) {
             return Vec::new();
-        };
+        }
+        self.fetching.running = None;
+        let snap = self.snapshot(stamp);
+        let files = vec![file_result(
+            stamp.wall,
+            "-",
+            FileOutcome::Failed,
+            &format!("cannot start a fetch thread: {why}"),
+        )];
+        self.fetching.owed = true;
+        let mut reports = vec![(number, self.skipped(files, &snap))];
+        reports.extend(self.start_again_if_asked(stamp));
+        reports
+    }
+
+    /// Cycle `number` is over with `fetched`: applies it, decides, and returns the
+    /// reports of the cycles now over by number (this one, and the one asked for
+    /// meanwhile if it could not even start). A cycle not running (given up) gives none.
+    pub(crate) fn fetch_finished(
+        &mut self,
+        number: u64,
+        fetched: Vec<Fetched>,
+        stamp: Stamp,
+    ) -> Vec<(u64, CheckSyncJson)> {
+        if self.running_cycle() != Some(number) {
+            return Vec::new();
+        }
         let Some(cycle) = self.fetching.running.take() else {
             return Vec::new();
         };
         let snap = self.snapshot(stamp);
         let mut reports = vec![(cycle.number, self.apply_cycle(fetched, cycle.before, &snap))];
-        if std::mem::take(&mut self.fetching.again) {
-            let snap = self.snapshot(stamp);
-            if let FetchStart::Done(report) = self.fetch_now(&snap) {
+        reports.extend(self.start_again_if_asked(stamp));
+        reports
+    }
+
+    /// Starts the cycle asked for while one ran; if it cannot even start, its report.
+    fn start_again_if_asked(&mut self, stamp: Stamp) -> Option<(u64, CheckSyncJson)> {
+        if !std::mem::take(&mut self.fetching.again) {
+            return None;
+        }
+        let snap = self.snapshot(stamp);
+        match self.fetch_now(&snap) {
+            FetchStart::Done(report) => {
                 // The cycle promised to those who asked meanwhile could not start.
                 self.fetching.started += 1;
-                reports.push((self.fetching.started, report));
+                Some((self.fetching.started, report))
             }
+            FetchStart::Pending(_) => None,
         }
-        reports
     }
 
     fn apply_cycle(

@@ -13,20 +13,19 @@ mod fetching;
 mod reboots;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 pub(crate) use fetching::FetchStart;
 
 use crate::accept::{install_into, FileBytes, InstallOutcome};
+use crate::daemon::core::Action;
 use crate::daemon::publish::{self, FeatureSet};
 use crate::engine::poll::{self, poll_reason};
 use crate::engine::reboot::RebootTiming;
 use crate::engine::{clock, evaluate, ClockReading, ClockVerdict, Evaluation};
-use crate::fetch::Server;
 use crate::format::FeatureId;
 use crate::phone::{read_clock, Phone};
 use crate::status::{self, DaemonJson, StatusJson};
-use crate::storage::{Meta, Mode, Store, StoreError, WriterLock};
+use crate::storage::{Meta, Mode, Store};
 use crate::time::{secs_i64, Mono, Stamp, UnixTime};
 use fetching::Fetching;
 use reboots::Reboots;
@@ -66,25 +65,21 @@ pub(crate) struct Agent {
     /// before SNTP (`boot_clock_wait`), so the phone application starts with the set
     /// the boot fetch brings, not with the stored one and a reboot later.
     publish_held: bool,
+    /// Work for the executor (a fetch cycle to start), taken by the core.
+    outbox: Vec<Action>,
 }
 
 impl Agent {
-    /// Opens the store (verifying every file again) for `phone`, in the boot `boot_id`.
-    pub(crate) fn start(
+    /// The agent of `phone` over its opened `store` (every file verified), fetching from
+    /// the servers `server` names (their base URLs, or why there are none), in the boot
+    /// `boot_id`.
+    pub(crate) fn new(
         phone: Phone,
-        lock: Arc<WriterLock>,
-        server: Result<Arc<dyn Server>, String>,
-        now: UnixTime,
+        store: Store,
+        server: Result<Vec<String>, String>,
         jitter: u64,
         boot_id: Option<String>,
-    ) -> Result<Agent, StoreError> {
-        let store = Store::open(
-            &phone.config.state_dir,
-            &phone.keyring,
-            &phone.identity,
-            Mode::Writer(lock),
-            now,
-        )?;
+    ) -> Agent {
         for invalid in store.invalid() {
             log::warn!("set aside {}: {}", invalid.path.display(), invalid.reason);
         }
@@ -95,7 +90,7 @@ impl Agent {
             crate::config::Supervisor::None => "none on this board".to_string(),
         };
         let reboots = Reboots::restore(boot_id, store.meta().reboot.as_ref(), note);
-        Ok(Agent {
+        Agent {
             phone,
             store,
             fetching: Fetching::new(server),
@@ -104,7 +99,13 @@ impl Agent {
             write_retry_at: None,
             publish_failed: false,
             publish_held: false,
-        })
+            outbox: Vec::new(),
+        }
+    }
+
+    /// The work the agent asked for since the last call (the core executes it).
+    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// Takes the snapshot of `stamp`: the clock judged and the licenses evaluated once.
@@ -201,12 +202,15 @@ impl Agent {
 
     /// Tries failed writes again when it is time: reads the store again and decides
     /// (which writes what is owed: the store's records, the features file).
-    pub(crate) fn retry_writes_if_due(&mut self, stamp: Stamp) {
-        if self.write_retry_at.is_some_and(|at| at <= stamp.mono) {
-            log::info!("trying the failed writes again");
-            self.write_retry_at = None;
-            self.wake(stamp);
+    /// Returns whether it did.
+    pub(crate) fn retry_writes_if_due(&mut self, stamp: Stamp) -> bool {
+        if !self.write_retry_at.is_some_and(|at| at <= stamp.mono) {
+            return false;
         }
+        log::info!("trying the failed writes again");
+        self.write_retry_at = None;
+        self.wake(stamp);
+        true
     }
 
     /// At a wake-up (timer, clock step, the test clock set): start a fetch if one is due
@@ -384,7 +388,7 @@ impl Agent {
         let fetch = &self.fetching.state;
         report.daemon = Some(DaemonJson {
             server: match &self.fetching.server {
-                Ok(s) => s.bases().join(", "),
+                Ok(bases) => bases.join(", "),
                 Err(why) => format!("none: {why}"),
             },
             last_fetch: fetch.last_fetch.map(status::time),
