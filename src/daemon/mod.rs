@@ -54,6 +54,8 @@ pub(crate) mod core;
 pub(crate) mod notify;
 pub(crate) mod publish;
 mod reporting;
+#[cfg(test)]
+mod sim;
 mod timer;
 
 use std::os::fd::AsFd;

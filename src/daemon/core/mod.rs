@@ -585,11 +585,6 @@ impl Core {
         wake
     }
 
-    /// The feature set as the phone has it now, by name (what FEATURES carries).
-    pub(crate) fn enabled_names(&self, now: Stamp) -> Vec<String> {
-        self.agent.enabled_names(&self.agent.snapshot(now))
-    }
-
     /// The uploads' state (a reload continues it).
     pub(crate) fn uploads(&self) -> &Uploads {
         &self.uploads

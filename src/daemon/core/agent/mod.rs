@@ -204,7 +204,7 @@ impl Agent {
     /// (which writes what is owed: the store's records, the features file).
     /// Returns whether it did.
     pub(crate) fn retry_writes_if_due(&mut self, stamp: Stamp) -> bool {
-        if !self.write_retry_at.is_some_and(|at| at <= stamp.mono) {
+        if self.write_retry_at.is_none_or(|at| at > stamp.mono) {
             return false;
         }
         log::info!("trying the failed writes again");
@@ -334,15 +334,19 @@ impl Agent {
     /// and the end of the reboot rules' current wait (monotonic). While a fetch cycle
     /// runs, only the reboot rules' waits count: the cycle's end decides the rest.
     pub(crate) fn next_wake(&self, snap: &Snapshot) -> Wake {
-        let mono = [
+        // The reboot rules' waits only while the clock is judged: unsynced, no reboot is
+        // asked (`reboot_actions`), so a wait that ends would end for ever, and its
+        // instant, past, would wake the loop at once, again and again (found by the
+        // simulator: OK, then the clock set to 1970).
+        let reboot_wait = snap.eval.as_ref().and_then(|_| {
             self.reboots
                 .machine
-                .poll_wake(snap.stamp, &self.reboot_timing()),
-            self.write_retry_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+                .poll_wake(snap.stamp, &self.reboot_timing())
+        });
+        let mono = [reboot_wait, self.write_retry_at]
+            .into_iter()
+            .flatten()
+            .min();
         if self.fetching.is_running() {
             return Wake { wall: None, mono };
         }
@@ -373,6 +377,21 @@ impl Agent {
         .flatten()
         .min();
         Wake { wall, mono }
+    }
+
+    /// The features file as the rules want it at `stamp`, when the agent is settled: the
+    /// clock judged, no cycle running (an ending feature waits for its fetch), the file
+    /// not held back, and the last writes made. (For the simulator's invariant.)
+    #[cfg(test)]
+    pub(crate) fn settled_features(&self, stamp: Stamp) -> Option<String> {
+        let settled = !self.fetching.is_running()
+            && !self.publish_held
+            && !self.publish_failed
+            && self.store.write_failure().is_none()
+            && !self.fetching.owed;
+        let snap = self.snapshot(stamp);
+        let eval = snap.eval.as_ref().filter(|_| settled)?;
+        Some(publish::render(&eval.enabled()))
     }
 
     /// The status report, live.

@@ -260,3 +260,37 @@ fn validators_an_older_agent_kept_are_dropped_at_the_files_first_fetch() {
     agent.reload(t0() + 2);
     assert!(agent.store.meta().validators.is_empty());
 }
+
+/// Found by the simulator (seed 789): the supervisor accepted a REBOOT, then the clock
+/// was set to 1970. No reboot is asked while the clock is unsynced, so the re-ask after
+/// OK never falls due; its instant, past, made the loop wake at once for ever.
+#[test]
+fn an_unsynced_clock_never_wakes_for_a_reboot_it_cannot_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Arc::new(Script::default());
+    let end = t0() + DAY;
+    script.answers.lock().unwrap().insert(
+        crate::fetch::phone_file(testkit::identity().mac),
+        body(Kind::Phone, &[(2, t0() - DAY, Some(end))]),
+    );
+    let mut agent = agent(dir.path(), &script);
+    let snap = agent.snapshot(at(t0()));
+    agent.fetch_now(&snap);
+    finish(&mut agent, &script, at(t0()));
+    agent.supervisor_link(true, "connected".into());
+    agent.call_state(CallState::Idle, at(t0()));
+    agent.wake(at(end));
+    finish(&mut agent, &script, at(end));
+    let asked = asks(&mut agent, at(end + 100));
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    agent.reboot_answer(asked[0].0, true, at(end + 101));
+    // The clock is set to 1970, well past the re-ask after OK on the monotonic clock.
+    let later = at(end + 100_000);
+    let unsynced = Stamp { wall: 0, ..later };
+    let wake = agent.next_wake(&agent.snapshot(unsynced));
+    assert!(
+        wake.mono.is_none_or(|m| m > unsynced.mono),
+        "a wake in the past: {wake:?} at {:?}",
+        unsynced.mono
+    );
+}
