@@ -119,7 +119,7 @@ impl Reporter {
     /// reload).
     pub(crate) fn continue_from(&mut self, old: &mut Reporter) {
         let same = match (&self.server, &old.server) {
-            (Ok(new), Ok(old)) => new.bases() == old.bases(),
+            (Ok(new), Ok(old)) => new.listed() == old.listed(),
             _ => false,
         };
         if same {
@@ -214,7 +214,7 @@ impl Reporter {
                 }
                 self.sent = Some(Sent {
                     key: ready.key,
-                    base,
+                    base: base.to_string(),
                     made: ready.made,
                     tried,
                 });
@@ -279,7 +279,7 @@ impl Reporter {
                 tried: Some(tried),
                 ..
             }) => format!("{base}{} (the report of {made}; {tried})", self.name),
-            None => format!("not sent yet (to {})", server.bases().join(", ")),
+            None => format!("not sent yet (to {})", server.listed()),
         };
         if self.flight.is_some() {
             words.push_str("; an upload is under way");

@@ -220,12 +220,8 @@ impl Agent {
                 Kind::Phone
             };
             let mut result = self.apply_file(&file.name, kind, file.outcome, judge_at, now);
-            result.transport = file
-                .server
-                .as_deref()
-                .and_then(|url| url.split_once(':'))
-                .map(|(scheme, _)| scheme.to_string());
-            result.server = file.server;
+            result.transport = file.server.as_ref().map(|s| s.scheme().to_string());
+            result.server = file.server.map(|s| s.to_string());
             all_fetched &= result.outcome != FileOutcome::Failed;
             files.push(result);
         }

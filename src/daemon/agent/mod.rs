@@ -384,7 +384,7 @@ impl Agent {
         let fetch = &self.fetching.state;
         report.daemon = Some(DaemonJson {
             server: match &self.fetching.server {
-                Ok(s) => s.bases().join(", "),
+                Ok(s) => s.listed(),
                 Err(why) => format!("none: {why}"),
             },
             last_fetch: fetch.last_fetch.map(status::time),

@@ -39,7 +39,7 @@ fn agent(dir: &Path, script: &Arc<Script>) -> Agent {
     };
     std::fs::create_dir_all(&phone.config.state_dir).unwrap();
     let lock = Arc::new(WriterLock::acquire(&phone.config.state_dir, Duration::ZERO).unwrap());
-    let server = fake::server(script, "fake:");
+    let server = fake::server(script, "http://fake/");
     Agent::start(phone, lock, Ok(server), t0(), 7, Some("boot-1".into())).unwrap()
 }
 
