@@ -444,3 +444,102 @@ fn without_user_info(text: &str) -> String {
         None => text.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ServerUrl {
+        ServerUrl::test(text)
+    }
+
+    #[test]
+    fn the_parts_of_a_url() {
+        for (text, scheme, host, port, path) in [
+            ("http://prov/", Scheme::Http, "prov", 80, "/"),
+            (
+                "HTTPS://Prov.Example:8443/a/b",
+                Scheme::Https,
+                "prov.example",
+                8443,
+                "/a/b/",
+            ),
+            ("ftp://u:p@prov/phones", Scheme::Ftp, "prov", 21, "/phones/"),
+            ("ftps://[fe80::1]/", Scheme::Ftps, "fe80::1", 21, "/"),
+            ("FTPS://prov:990/x/", Scheme::Ftps, "prov", 990, "/x/"),
+            (
+                "tftp://10.0.0.1/a%20b/",
+                Scheme::Tftp,
+                "10.0.0.1",
+                69,
+                "/a b/",
+            ),
+            ("tftp://[::1]:6969/", Scheme::Tftp, "::1", 6969, "/"),
+            (
+                "ftp://prov/lizenzen-ä/",
+                Scheme::Ftp,
+                "prov",
+                21,
+                "/lizenzen-ä/",
+            ),
+            ("file:///srv/prov", Scheme::File, "", 0, "/srv/prov/"),
+        ] {
+            let url = parse(text);
+            assert_eq!(
+                (url.scheme(), url.host(), url.port(), url.path()),
+                (scheme, host, port, path),
+                "{text}"
+            );
+            assert!(url.as_str().ends_with('/'), "{url}");
+        }
+        assert_eq!(
+            parse("file:///srv/prov").folder(),
+            Some(Path::new("/srv/prov/"))
+        );
+        assert_eq!(parse("https://prov/").folder(), None);
+        assert_eq!(
+            parse("https://prov/a/").file_url("x.cfg"),
+            "https://prov/a/x.cfg"
+        );
+        assert!(!Scheme::Tftp.takes_uploads());
+        assert!(Scheme::ALL
+            .iter()
+            .all(|s| Scheme::named(&s.name().to_ascii_uppercase()) == Some(*s)));
+    }
+
+    /// The credentials are kept, and neither `Display` nor `Debug` shows the password
+    /// (in any form: as written, or decoded).
+    #[test]
+    fn credentials_are_kept_and_never_shown() {
+        let url = parse("ftp://PlcmSpIp:Pa%40ss-W0rd@prov.example.com:2121/phones/");
+        assert_eq!(
+            url.credentials(),
+            Some(&Credentials {
+                user: "PlcmSpIp".into(),
+                password: "Pa@ss-W0rd".into(),
+            })
+        );
+        let shown = [
+            url.to_string(),
+            format!("{url:?}"),
+            format!("{:?}", url.credentials()),
+            url.file_url("x"),
+        ];
+        for text in &shown {
+            assert!(!text.contains("Pa@ss"), "{text}");
+            assert!(!text.contains("Pa%40ss"), "{text}");
+        }
+        assert_eq!(shown[0], "ftp://prov.example.com:2121/phones/");
+        assert!(shown[1].contains("PlcmSpIp"), "{}", shown[1]);
+    }
+
+    /// What the `url` crate refuses that the checks before it let through is refused too,
+    /// naming the URL.
+    #[test]
+    fn what_the_url_crate_refuses_is_refused_at_load() {
+        for text in ["http://999.1.1.1/", "https://a<b/", "tftp://:69/"] {
+            let e = ServerUrl::parse(text, Path::new("/"), super::super::TRANSPORTS).unwrap_err();
+            assert!(e.starts_with(&format!("{text:?}: ")), "{e}");
+        }
+    }
+}

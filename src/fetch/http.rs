@@ -28,12 +28,14 @@
 //!   server's, and error bodies are never shown.
 //! - Proxy variables of the environment (`http_proxy`...) are ignored: the configuration
 //!   has no proxy, and a daemon should not depend on its environment.
-//! - TLS is rustls on ring; the certificate chain and the host name are always checked.
-//!   Trusted roots: exactly the certificates of `fetch.ca_file` (PEM, one or more) when
-//!   it is set. Otherwise, for an `https://` server, the system bundle
-//!   [`SYSTEM_CA_BUNDLE`]; without either, [`Fetcher::new`] fails
-//!   ([`FailureKind::Setup`]) rather than every fetch failing later. (An `http://` server
-//!   without `ca_file` gets no roots, so a redirect from it to `https://` fails as
+//! - TLS is the configuration's rustls client ([`super::tls`], on ring, the one FTPS
+//!   uses too), given to reqwest with `use_preconfigured_tls`; the certificate chain and
+//!   the host name are always checked. Trusted roots: exactly the certificates of
+//!   `fetch.ca_file` (PEM, one or more) when it is set. Otherwise, when a server is
+//!   `https://` or `ftps://`, the system bundle [`SYSTEM_CA_BUNDLE`](super::SYSTEM_CA_BUNDLE); without either,
+//!   [`Provisioning::new`](super::Provisioning::new) fails ([`FailureKind::Setup`])
+//!   rather than every fetch failing later. (With only `http://` servers and no
+//!   `ca_file` there are no roots, so a redirect to `https://` fails as
 //!   [`FailureKind::Tls`].) `fetch.client_cert` and `fetch.client_key` (PEM) are the
 //!   client certificate for mutual TLS.
 //! - Status: 200 → [`FetchOutcome::Body`], 404 and 410 → [`FetchOutcome::Absent`],

@@ -174,7 +174,7 @@ pub(crate) enum FetchOutcome {
 /// Why a fetch failed, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FetchError {
-    /// The URL asked for (the server's base URL for an error of [`Fetcher::new`] or a
+    /// The URL asked for (the server's base URL for an error of [`Fetcher::open`] or a
     /// name refused by [`Fetcher::fetch`]).
     pub(crate) url: String,
     pub(crate) kind: FailureKind,

@@ -238,3 +238,36 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
         why: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One configuration for every server: built only when a server uses it, and its
+    /// files read then (an `ftp://` server alone never reads `ca_file`).
+    #[test]
+    fn built_once_for_the_servers_that_use_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, b"not pem").unwrap();
+        let fetch = Fetch {
+            ca_file: Some(garbage.clone()),
+            ..Fetch::default()
+        };
+        let plain = [ServerUrl::test("ftp://a/"), ServerUrl::test("tftp://b/")];
+        assert!(client_config(&fetch, &plain).unwrap().is_none());
+        for tls in ["https://c/", "ftps://c/", "http://c/"] {
+            let servers = [ServerUrl::test("ftp://a/"), ServerUrl::test(tls)];
+            let e = client_config(&fetch, &servers).unwrap_err();
+            assert_eq!(
+                e,
+                TlsError::Pem {
+                    file: PemFile::CaFile,
+                    path: garbage.clone(),
+                    problem: PemProblem::Empty,
+                },
+                "{tls}"
+            );
+        }
+    }
+}

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use super::{FailureKind, FetchError, FetchOutcome};
 use crate::config::ServerUrl;
 
-/// Where license files come from, for one cycle (an open HTTP client, a folder, or a
-/// fake in tests).
+/// Where license files come from, for one cycle (an open HTTP client, an FTP or FTPS
+/// session, a TFTP server, a folder, or a fake in tests).
 pub(crate) trait Source {
     /// Fetches `name`, whole.
     fn fetch(&self, name: &str) -> FetchOutcome;
