@@ -139,11 +139,7 @@ pub(crate) fn client_config(
     let tls_scheme = servers.iter().map(|s| s.scheme()).find(|s| s.is_tls());
     let mut roots = RootCertStore::empty();
     if let Some((file, path)) = trusted_roots(fetch, tls_scheme)? {
-        let pem_error = |problem| TlsError::Pem {
-            file,
-            path: path.clone(),
-            problem,
-        };
+        let pem_error = pem_error(file, &path);
         let pem = read_pem(&path).map_err(pem_error)?;
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| pem_error(PemProblem::NotCertificates(e.to_string())))?;
@@ -199,11 +195,7 @@ fn trusted_roots(
 fn client_identity(
     identity: &ClientIdentity,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let cert_error = |problem| TlsError::Pem {
-        file: PemFile::ClientCert,
-        path: identity.cert.clone(),
-        problem,
-    };
+    let cert_error = pem_error(PemFile::ClientCert, &identity.cert);
     let cert_pem = read_pem(&identity.cert).map_err(cert_error)?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -211,15 +203,20 @@ fn client_identity(
     if certs.is_empty() {
         return Err(cert_error(PemProblem::Empty));
     }
-    let key_error = |problem| TlsError::Pem {
-        file: PemFile::ClientKey,
-        path: identity.key.clone(),
-        problem,
-    };
+    let key_error = pem_error(PemFile::ClientKey, &identity.key);
     let key_pem = read_pem(&identity.key).map_err(key_error)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| key_error(PemProblem::NotKey(e.to_string())))?;
     Ok((certs, key))
+}
+
+/// The error about the PEM file `file` at `path`, for a problem.
+fn pem_error(file: PemFile, path: &Path) -> impl Fn(PemProblem) -> TlsError + Copy + '_ {
+    move |problem| TlsError::Pem {
+        file,
+        path: path.to_path_buf(),
+        problem,
+    }
 }
 
 /// Reads a PEM file (certificates or a key), refusing a huge one or one that is not a
