@@ -58,6 +58,7 @@
 #![doc = concat!("```toml\n", include_str!("example.toml"), "```")]
 
 mod paths;
+mod server_url;
 mod table;
 mod values;
 
@@ -70,6 +71,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 use crate::format::{FeatureId, Serial};
+pub(crate) use server_url::{Scheme, ServerUrl};
 use table::{Item, Source, Table};
 
 #[cfg(test)]
@@ -187,36 +189,6 @@ pub(crate) fn schemes_of<'a>(features: impl IntoIterator<Item = &'a str>) -> Vec
 /// The most servers a `server` list may name.
 pub(crate) const MAX_SERVERS: usize = 8;
 
-/// One provisioning server: its base URL, without user info, and the user name and
-/// password its user info gave (they replace `fetch.username` and `fetch.password` for
-/// this server). `Debug` does not show the password.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct ServerUrl {
-    pub(crate) url: String,
-    pub(crate) credentials: Option<(String, String)>,
-}
-
-impl ServerUrl {
-    /// The fetch settings for this server: `fetch` with its URL's credentials.
-    pub(crate) fn fetch_settings(&self, fetch: &Fetch) -> Fetch {
-        let mut fetch = fetch.clone();
-        if let Some((user, password)) = &self.credentials {
-            fetch.username = Some(user.clone());
-            fetch.password = Some(password.clone());
-        }
-        fetch
-    }
-}
-
-impl fmt::Debug for ServerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerUrl")
-            .field("url", &self.url)
-            .field("username", &self.credentials.as_ref().map(|(user, _)| user))
-            .finish()
-    }
-}
-
 /// Where the status report is uploaded (`report`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ReportTo {
@@ -228,11 +200,6 @@ pub(crate) enum ReportTo {
     Url(ServerUrl),
 }
 
-/// Whether a server URL's transport takes the agent's uploads (every one but TFTP).
-pub(crate) fn takes_uploads(url: &str) -> bool {
-    !url.to_ascii_lowercase().starts_with("tftp:")
-}
-
 impl Config {
     /// The servers the status report is uploaded to, tried in order (none: no report).
     pub(crate) fn report_servers(&self) -> Vec<ServerUrl> {
@@ -241,7 +208,7 @@ impl Config {
             ReportTo::Servers => self
                 .servers
                 .iter()
-                .filter(|s| takes_uploads(&s.url))
+                .filter(|s| s.scheme().takes_uploads())
                 .cloned()
                 .collect(),
             ReportTo::Url(url) => vec![url.clone()],
@@ -272,9 +239,8 @@ pub(crate) enum Supervisor {
 pub(crate) struct Fetch {
     /// The CA certificate(s) that the server's certificate must chain to.
     pub(crate) ca_file: Option<PathBuf>,
-    /// TLS client certificate and its key: both or neither.
-    pub(crate) client_cert: Option<PathBuf>,
-    pub(crate) client_key: Option<PathBuf>,
+    /// The TLS client certificate and its key, for mutual TLS.
+    pub(crate) client_identity: Option<ClientIdentity>,
     /// HTTP basic authentication: both or neither.
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
@@ -286,8 +252,7 @@ impl Default for Fetch {
     fn default() -> Self {
         Fetch {
             ca_file: None,
-            client_cert: None,
-            client_key: None,
+            client_identity: None,
             username: None,
             password: None,
             connect_timeout: Secs(10),
@@ -300,14 +265,23 @@ impl fmt::Debug for Fetch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fetch")
             .field("ca_file", &self.ca_file)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
+            .field("client_identity", &self.client_identity)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("total_timeout", &self.total_timeout)
             .finish()
     }
+}
+
+/// A TLS client certificate and its private key (`fetch.client_cert`,
+/// `fetch.client_key`): one is never given without the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientIdentity {
+    /// PEM: the certificate, then any intermediates.
+    pub(crate) cert: PathBuf,
+    /// PEM: the certificate's private key.
+    pub(crate) key: PathBuf,
 }
 
 /// The timers of the agent rules that the configuration may change.
@@ -540,9 +514,8 @@ impl Config {
             };
             for entry in entries {
                 let text = entry.str(WHAT)?;
-                let (url, credentials) =
-                    values::server(text, &base, schemes).map_err(|why| entry.error(why))?;
-                if servers.iter().any(|s| s.url == url) {
+                let url = ServerUrl::parse(text, &base, schemes).map_err(|why| entry.error(why))?;
+                if servers.iter().any(|s| s.as_str() == url.as_str()) {
                     return Err(entry.error(format_args!("{url} is listed twice")));
                 }
                 if servers.len() == MAX_SERVERS {
@@ -550,12 +523,12 @@ impl Config {
                         "more than {MAX_SERVERS} servers; a phone tries them in turn at every fetch"
                     )));
                 }
-                if credentials.is_some() && credentials_at.is_none() {
+                if url.credentials().is_some() && credentials_at.is_none() {
                     credentials_at = Some(entry.error(
                         "credentials are in both the URL's user info and fetch.username; give them once",
                     ));
                 }
-                servers.push(ServerUrl { url, credentials });
+                servers.push(url);
                 server_items.push(entry);
             }
         }
@@ -603,15 +576,15 @@ impl Config {
                 DeValue::Boolean(true) => ReportTo::Servers,
                 _ => {
                     let text = item.str("false, true, or a URL like \"https://prov/reports/\"")?;
-                    let (url, credentials) =
-                        values::server(text, &base, schemes).map_err(|why| item.error(why))?;
-                    if !takes_uploads(&url) {
+                    let url =
+                        ServerUrl::parse(text, &base, schemes).map_err(|why| item.error(why))?;
+                    if !url.scheme().takes_uploads() {
                         return Err(item.error(format_args!(
                             "{url}: a TFTP server takes no uploads from the agent; give an \
                              http(s), ftp(s) or file URL, or report = false"
                         )));
                     }
-                    ReportTo::Url(ServerUrl { url, credentials })
+                    ReportTo::Url(url)
                 }
             },
         };
@@ -753,6 +726,9 @@ fn fetch(
     let client_cert = optional_path("client_cert", "a file path")?;
     let client_key = optional_path("client_key", "a file path")?;
     both_or_neither(table, "client_cert", "client_key")?;
+    let client_identity = client_cert
+        .zip(client_key)
+        .map(|(cert, key)| ClientIdentity { cert, key });
 
     let username = match table.get("username") {
         None => None,
@@ -775,8 +751,7 @@ fn fetch(
     let defaults = Fetch::default();
     Ok(Fetch {
         ca_file,
-        client_cert,
-        client_key,
+        client_identity,
         username,
         password,
         connect_timeout: secs(table, "connect_timeout", defaults.connect_timeout)?,

@@ -200,8 +200,9 @@ fn outputs<'p, 'a, 'i>(config: &Config, places: &'p Places<'a, 'i>) -> Vec<Outpu
     // The status report, into `file:` folders.
     let folders: Vec<(&'static str, Option<&Item>, PathBuf, &str)> = match &config.report {
         ReportTo::Off => Vec::new(),
-        ReportTo::Url(url) => file_folder(&url.url)
-            .map(|folder| ("report", places.report.as_ref(), folder, ""))
+        ReportTo::Url(url) => url
+            .folder()
+            .map(|folder| ("report", places.report.as_ref(), folder.to_path_buf(), ""))
             .into_iter()
             .collect(),
         ReportTo::Servers => config
@@ -213,7 +214,9 @@ fn outputs<'p, 'a, 'i>(config: &Config, places: &'p Places<'a, 'i>) -> Vec<Outpu
                     Some(_) => " (report = true)",
                     None => " (report = true, the default)",
                 };
-                file_folder(&server.url).map(|folder| ("server", Some(item), folder, how))
+                server
+                    .folder()
+                    .map(|folder| ("server", Some(item), folder.to_path_buf(), how))
             })
             .collect(),
     };
@@ -287,22 +290,23 @@ fn inputs<'p, 'a, 'i>(config: &Config, places: &'p Places<'a, 'i>) -> Vec<Input<
         });
     }
     let fetch = &config.fetch;
+    let identity = fetch.client_identity.as_ref();
     for (key, path, item, what) in [
         (
             "fetch.ca_file",
-            &fetch.ca_file,
+            fetch.ca_file.as_ref(),
             &places.ca_file,
             "the CA file",
         ),
         (
             "fetch.client_cert",
-            &fetch.client_cert,
+            identity.map(|i| &i.cert),
             &places.client_cert,
             "the client certificate",
         ),
         (
             "fetch.client_key",
-            &fetch.client_key,
+            identity.map(|i| &i.key),
             &places.client_key,
             "the client key",
         ),
@@ -317,21 +321,16 @@ fn inputs<'p, 'a, 'i>(config: &Config, places: &'p Places<'a, 'i>) -> Vec<Input<
         }
     }
     for (server, item) in config.servers.iter().zip(&places.servers) {
-        if let Some(folder) = file_folder(&server.url) {
+        if let Some(folder) = server.folder() {
             inputs.push(Input {
                 key: Some("server"),
                 item: Some(item),
-                what: format!("a license file of the server {}", server.url),
-                path: Kept::Licenses(folder),
+                what: format!("a license file of the server {server}"),
+                path: Kept::Licenses(folder.to_path_buf()),
             });
         }
     }
     inputs
-}
-
-/// The folder of a `file:` server URL as the configuration keeps it (`file:///abs/`).
-fn file_folder(url: &str) -> Option<PathBuf> {
-    url.strip_prefix("file://").map(PathBuf::from)
 }
 
 /// The configuration file's path, absolute as the other paths are.

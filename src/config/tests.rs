@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
+use super::server_url::Credentials;
 use super::*;
 
 const FILE: &str = "/opt/demo/agent.toml";
@@ -59,10 +60,7 @@ fn the_example_parses_to_its_values() {
         site_serial: Some(serial("100000000001")),
         keyring: "/etc/license-agent/keyring".into(),
         state_dir: "/var/lib/license-agent".into(),
-        servers: vec![ServerUrl {
-            url: "https://prov.example.com/phones/".into(),
-            credentials: None,
-        }],
+        servers: vec![ServerUrl::test("https://prov.example.com/phones/")],
         enabled_features: vec![FeatureId(2), FeatureId(1)],
         supervisor: Supervisor::Socket("/run/phone/supervisor.sock".into()),
         control_socket: "/run/license-agent/control.sock".into(),
@@ -70,8 +68,10 @@ fn the_example_parses_to_its_values() {
         report: ReportTo::Servers,
         fetch: Fetch {
             ca_file: Some("/etc/license-agent/provisioning-ca.pem".into()),
-            client_cert: Some("/etc/license-agent/phone-cert.pem".into()),
-            client_key: Some("/etc/license-agent/phone-key.pem".into()),
+            client_identity: Some(ClientIdentity {
+                cert: "/etc/license-agent/phone-cert.pem".into(),
+                key: "/etc/license-agent/phone-key.pem".into(),
+            }),
             username: Some("phone".into()),
             password: Some("secret".into()),
             connect_timeout: Secs(10),
@@ -141,14 +141,8 @@ fn defaults() {
     let f = Fetch::default();
     assert_eq!((f.connect_timeout, f.total_timeout), (Secs(10), Secs(60)));
     assert_eq!(
-        (
-            f.ca_file,
-            f.client_cert,
-            f.client_key,
-            f.username,
-            f.password
-        ),
-        (None, None, None, None, None)
+        (f.ca_file, f.client_identity, f.username, f.password),
+        (None, None, None, None)
     );
 }
 
@@ -401,8 +395,13 @@ fn relative_paths_are_taken_from_the_files_directory() {
     );
     assert_eq!(urls(&config), ["file:///opt/demo/provisioning/"]);
     assert_eq!(config.fetch.ca_file, Some("/opt/demo/ca.pem".into()));
-    assert_eq!(config.fetch.client_cert, Some("/etc/c.pem".into()));
-    assert_eq!(config.fetch.client_key, Some("/opt/demo/k.pem".into()));
+    assert_eq!(
+        config.fetch.client_identity,
+        Some(ClientIdentity {
+            cert: "/etc/c.pem".into(),
+            key: "/opt/demo/k.pem".into()
+        })
+    );
 
     // A configuration path without a directory: the current one, made absolute.
     let here = std::env::current_dir().unwrap();
@@ -678,7 +677,7 @@ proptest! {
         let _ = Secs::parse(&text);
         let _ = values::mac(&text);
         let _ = values::interface(&text);
-        let _ = values::server(&text, Path::new("/b"), TRANSPORTS);
+        let _ = ServerUrl::parse(&text, Path::new("/b"), TRANSPORTS);
         let _ = values::path(&text, Path::new("/b"));
         let _ = values::username(&text);
     }
@@ -739,14 +738,17 @@ fn ftp_and_ftps_servers_take_their_credentials_out_of_the_url() {
         ]
     );
     assert_eq!(
-        config.servers[0].credentials,
-        Some(("PlcmSpIp".into(), "Pl@cm".into()))
+        config.servers[0].credentials(),
+        Some(&Credentials {
+            user: "PlcmSpIp".into(),
+            password: "Pl@cm".into()
+        })
     );
     assert!(
         !format!("{config:?}").contains("Pl@cm"),
         "the password is never shown"
     );
-    assert_eq!(config.servers[1].credentials, None);
+    assert_eq!(config.servers[1].credentials(), None);
 }
 
 /// A server URL the configuration refuses is named in the error without its password
@@ -775,7 +777,7 @@ fn a_refused_server_url_never_shows_its_password() {
 }
 
 fn urls(config: &Config) -> Vec<&str> {
-    config.servers.iter().map(|s| s.url.as_str()).collect()
+    config.servers.iter().map(ServerUrl::as_str).collect()
 }
 
 #[test]
@@ -792,10 +794,13 @@ fn a_list_of_servers_keeps_its_order_and_each_one_its_credentials() {
             "file:///opt/demo/prov/"
         ]
     );
-    assert_eq!(config.servers[0].credentials, None);
+    assert_eq!(config.servers[0].credentials(), None);
     assert_eq!(
-        config.servers[1].credentials,
-        Some(("u".into(), "p".into()))
+        config.servers[1].credentials(),
+        Some(&Credentials {
+            user: "u".into(),
+            password: "p".into()
+        })
     );
     assert_eq!(
         config.servers[0].fetch_settings(&config.fetch).username,

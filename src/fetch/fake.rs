@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::worker::{Server, Source};
 use super::{FailureKind, FetchError, FetchOutcome};
+use crate::config::ServerUrl;
 
 /// What the fake server answers, and what it was asked.
 #[derive(Default)]
@@ -26,14 +27,14 @@ pub(crate) struct Script {
 
 /// A server at `base` answering from `script`.
 pub(crate) fn server(script: &Arc<Script>, base: &str) -> Arc<dyn Server> {
-    Arc::new(FakeServer(script.clone(), vec![base.to_string()]))
+    Arc::new(FakeServer(script.clone(), vec![ServerUrl::test(base)]))
 }
 
-struct FakeServer(Arc<Script>, Vec<String>);
+struct FakeServer(Arc<Script>, Vec<ServerUrl>);
 struct FakeSource(Arc<Script>);
 
 impl Server for FakeServer {
-    fn bases(&self) -> &[String] {
+    fn bases(&self) -> &[ServerUrl] {
         &self.1
     }
 

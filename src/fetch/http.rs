@@ -28,12 +28,14 @@
 //!   server's, and error bodies are never shown.
 //! - Proxy variables of the environment (`http_proxy`...) are ignored: the configuration
 //!   has no proxy, and a daemon should not depend on its environment.
-//! - TLS is rustls on ring; the certificate chain and the host name are always checked.
-//!   Trusted roots: exactly the certificates of `fetch.ca_file` (PEM, one or more) when
-//!   it is set. Otherwise, for an `https://` server, the system bundle
-//!   [`SYSTEM_CA_BUNDLE`]; without either, [`Fetcher::new`] fails
-//!   ([`FailureKind::Setup`]) rather than every fetch failing later. (An `http://` server
-//!   without `ca_file` gets no roots, so a redirect from it to `https://` fails as
+//! - TLS is the configuration's rustls client ([`super::tls`], on ring, the one FTPS
+//!   uses too), given to reqwest with `use_preconfigured_tls`; the certificate chain and
+//!   the host name are always checked. Trusted roots: exactly the certificates of
+//!   `fetch.ca_file` (PEM, one or more) when it is set. Otherwise, when a server is
+//!   `https://` or `ftps://`, the system bundle [`SYSTEM_CA_BUNDLE`](super::SYSTEM_CA_BUNDLE); without either,
+//!   [`Provisioning::new`](super::Provisioning::new) fails ([`FailureKind::Setup`])
+//!   rather than every fetch failing later. (With only `http://` servers and no
+//!   `ca_file` there are no roots, so a redirect to `https://` fails as
 //!   [`FailureKind::Tls`].) `fetch.client_cert` and `fetch.client_key` (PEM) are the
 //!   client certificate for mutual TLS.
 //! - Status: 200 → [`FetchOutcome::Body`], 404 and 410 → [`FetchOutcome::Absent`],
@@ -53,11 +55,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::LOCATION;
-use reqwest::{Certificate, Identity, StatusCode};
+use reqwest::StatusCode;
 
 use super::secrets::Secrets;
-use super::{read_pem, too_big, trusted_roots, FailureKind, FetchError, FetchOutcome, MAX_BODY};
-use crate::config::{Fetch, Secs};
+use super::{too_big, FailureKind, FetchError, FetchOutcome, SetupError, TlsConfig, MAX_BODY};
+use crate::config::{Fetch, Secs, ServerUrl};
 use crate::format::Serial;
 
 /// The most redirects followed.
@@ -90,16 +92,15 @@ struct Setup {
     mac: Serial,
     connect: Duration,
     total: Duration,
-    roots: Vec<Certificate>,
-    identity: Option<Identity>,
+    /// The configuration's TLS client ([`super::tls`]).
+    tls: TlsConfig,
 }
 
 impl Setup {
     /// A client following redirects as `redirect` says.
     fn client(&self, redirect: reqwest::redirect::Policy) -> Result<Client, FetchError> {
-        let mut builder = Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
+        let builder = Client::builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&self.tls))
             .user_agent(format!(
                 "license-agent/{} (mac {})",
                 env!("CARGO_PKG_VERSION"),
@@ -109,19 +110,9 @@ impl Setup {
             .timeout(self.total)
             .redirect(redirect)
             .no_proxy();
-        for cert in &self.roots {
-            builder = builder.add_root_certificate(cert.clone());
-        }
-        if let Some(identity) = &self.identity {
-            builder = builder.identity(identity.clone());
-        }
-        builder.build().map_err(|e| {
-            FetchError::new(
-                &self.server,
-                FailureKind::Setup,
-                format!("cannot set up the HTTP client: {}", innermost(&e)),
-            )
-        })
+        builder
+            .build()
+            .map_err(|e| FetchError::setup(&self.server, SetupError::HttpClient(innermost(&e))))
     }
 }
 
@@ -136,70 +127,24 @@ impl fmt::Debug for Http {
 }
 
 impl Http {
-    /// A client for `server` (`https` when its scheme is) with the TLS, authentication
-    /// and timeouts of `fetch`, announcing `mac` in its `User-Agent`. Reads the CA,
-    /// client certificate and key files now: one that cannot be read or parsed is a
-    /// [`FailureKind::Setup`] error naming it.
+    /// A client for `server` (`http://` or `https://`) with the authentication and
+    /// timeouts of `fetch` over the configuration's TLS client `tls`, announcing `mac` in
+    /// its `User-Agent`.
     pub(crate) fn new(
-        server: &str,
-        https: bool,
+        server: &ServerUrl,
         fetch: &Fetch,
+        tls: Option<&TlsConfig>,
         mac: Serial,
     ) -> Result<Http, FetchError> {
-        let setup = |detail: String| FetchError::new(server, FailureKind::Setup, detail);
-        let mut roots = Vec::new();
-        if let Some((what, file)) = trusted_roots(fetch, https.then_some("https")).map_err(setup)? {
-            let pem =
-                read_pem(&file).map_err(|e| setup(format!("{what} {}: {e}", file.display())))?;
-            roots = Certificate::from_pem_bundle(&pem).map_err(|e| {
-                setup(format!(
-                    "{what} {}: not PEM certificates: {}",
-                    file.display(),
-                    innermost(&e)
-                ))
-            })?;
-            if roots.is_empty() {
-                return Err(setup(format!(
-                    "{what} {}: no PEM certificate in it",
-                    file.display()
-                )));
-            }
-        }
-
-        let identity = match (&fetch.client_cert, &fetch.client_key) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read_pem(cert)
-                    .map_err(|e| setup(format!("client_cert {}: {e}", cert.display())))?;
-                let key_pem = read_pem(key)
-                    .map_err(|e| setup(format!("client_key {}: {e}", key.display())))?;
-                pem.push(b'\n');
-                pem.extend_from_slice(&key_pem);
-                Some(Identity::from_pem(&pem).map_err(|e| {
-                    setup(format!(
-                        "client_cert {} with client_key {}: not a PEM certificate and \
-                         private key: {}",
-                        cert.display(),
-                        key.display(),
-                        innermost(&e)
-                    ))
-                })?)
-            }
-            (None, None) => None,
-            _ => {
-                return Err(setup(
-                    "fetch.client_cert and fetch.client_key go together: give both or neither"
-                        .into(),
-                ))
-            }
+        let Some(tls) = tls else {
+            return Err(FetchError::setup(server.as_str(), SetupError::NoTls));
         };
-
         let setup = Setup {
             server: server.to_string(),
             mac,
             connect: at_least_1s(fetch.connect_timeout),
             total: at_least_1s(fetch.total_timeout),
-            roots,
-            identity,
+            tls: TlsConfig::clone(tls),
         };
         let last_hop = LastHop::default();
         let client = setup.client(follow(&last_hop))?;

@@ -56,6 +56,8 @@ pub(crate) mod http;
 pub(crate) mod secrets;
 #[cfg(feature = "tftp")]
 pub(crate) mod tftp;
+#[cfg(any(feature = "http", feature = "ftp"))]
+pub(crate) mod tls;
 pub(crate) mod worker;
 
 pub(crate) use worker::{Server, Source};
@@ -64,7 +66,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Fetch, Secs, ServerUrl};
+use crate::config::{Fetch, Scheme, Secs, ServerUrl};
 use crate::format::{self, Capped, Serial};
 
 /// The largest body accepted, in bytes: a license file's largest size.
@@ -77,39 +79,78 @@ pub(crate) const SITE_FILE: &str = "000000000000-license.cfg";
 /// `fetch.ca_file` is set.
 pub(crate) const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// The CA certificates a server's certificate must chain to, and what they are called in
-/// messages: `fetch.ca_file`, else (for `tls_scheme`, a scheme that needs them: `https`,
-/// `ftps`) the system bundle; `None` for a plain scheme without `ca_file`.
-fn trusted_roots(
-    fetch: &Fetch,
-    tls_scheme: Option<&str>,
-) -> Result<Option<(&'static str, PathBuf)>, String> {
-    match (&fetch.ca_file, tls_scheme) {
-        (Some(file), _) => Ok(Some(("ca_file", file.clone()))),
-        (None, Some(scheme)) => {
-            let system = PathBuf::from(SYSTEM_CA_BUNDLE);
-            if !system.exists() {
-                return Err(format!(
-                    "an {scheme} server needs trusted CA certificates: set fetch.ca_file \
-                     (there is no system bundle {SYSTEM_CA_BUNDLE})"
-                ));
-            }
-            Ok(Some(("the system CA bundle", system)))
+/// The TLS client of a configuration, for HTTPS and FTPS alike ([`tls::client_config`]);
+/// nothing in a build without either.
+#[cfg(any(feature = "http", feature = "ftp"))]
+pub(crate) type TlsConfig = std::sync::Arc<rustls::ClientConfig>;
+#[cfg(not(any(feature = "http", feature = "ftp")))]
+pub(crate) type TlsConfig = ();
+
+/// Why a server cannot be fetched from at all (a [`FailureKind::Setup`] failure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SetupError {
+    /// No `server` in the configuration.
+    NoServer,
+    /// A server index out of range.
+    NoSuchServer(usize),
+    /// A scheme this build has no transport for.
+    Unsupported,
+    /// The TLS client cannot be set up.
+    #[cfg(any(feature = "http", feature = "ftp"))]
+    Tls(tls::TlsError),
+    /// reqwest cannot build its client: the innermost cause.
+    HttpClient(String),
+    /// A TLS server opened without the configuration's TLS client (a bug).
+    NoTls,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::NoServer => f.write_str("no provisioning server configured (server =)"),
+            SetupError::NoSuchServer(index) => write!(f, "no server number {index}"),
+            SetupError::Unsupported => write!(
+                f,
+                "unsupported URL: this agent fetches over {}",
+                crate::config::TRANSPORTS.join(", ")
+            ),
+            #[cfg(any(feature = "http", feature = "ftp"))]
+            SetupError::Tls(e) => e.fmt(f),
+            SetupError::HttpClient(why) => write!(f, "cannot set up the HTTP client: {why}"),
+            SetupError::NoTls => f.write_str("no TLS client set up for this server"),
         }
-        (None, None) => Ok(None),
     }
 }
 
-/// The largest PEM file read (CA bundle, client certificate or key), in bytes.
-const MAX_PEM: u64 = 4 * 1024 * 1024;
+impl std::error::Error for SetupError {}
 
-/// Reads a PEM file (certificates or a key), refusing a huge one or one that is not a
-/// regular file (a FIFO in its place must not hold the daemon).
-fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    crate::files::read_regular(path, MAX_PEM).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => format!("{e}: not a PEM file"),
-        _ => format!("cannot read it: {e}"),
-    })
+#[cfg(any(feature = "http", feature = "ftp"))]
+impl From<tls::TlsError> for SetupError {
+    fn from(e: tls::TlsError) -> SetupError {
+        SetupError::Tls(e)
+    }
+}
+
+/// Whether a server of `scheme` uses the TLS client: `https` and `ftps`, and `http` (a
+/// redirect may lead to `https`).
+fn uses_tls(scheme: Scheme) -> bool {
+    matches!(scheme, Scheme::Http | Scheme::Https | Scheme::Ftps)
+}
+
+/// A name asked of [`Fetcher::fetch`] or [`Fetcher::upload`] that is not a plain file
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotPlainName(String);
+
+impl fmt::Display for NotPlainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a plain file name (ASCII letters, digits, '-', '_' and '.', not \
+             '.', no '..'; e.g. {SITE_FILE})",
+            self.0
+        )
+    }
 }
 
 /// A phone license's file name on the server: `<12 lowercase hex digits>-license.cfg`.
@@ -133,7 +174,7 @@ pub(crate) enum FetchOutcome {
 /// Why a fetch failed, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FetchError {
-    /// The URL asked for (the server's base URL for an error of [`Fetcher::new`] or a
+    /// The URL asked for (the server's base URL for an error of [`Fetcher::open`] or a
     /// name refused by [`Fetcher::fetch`]).
     pub(crate) url: String,
     pub(crate) kind: FailureKind,
@@ -230,6 +271,11 @@ impl FetchError {
             detail: detail.into(),
         }
     }
+
+    /// A [`FailureKind::Setup`] failure at `url`.
+    fn setup(url: impl Into<String>, why: impl fmt::Display) -> FetchError {
+        FetchError::new(url, FailureKind::Setup, why.to_string())
+    }
 }
 
 /// One line: `<url>: <kind>: <detail>`.
@@ -245,7 +291,7 @@ impl std::error::Error for FetchError {}
 /// (and so its keep-alive connection) for every fetch. `Debug` does not show the
 /// password.
 pub(crate) struct Fetcher {
-    base: String,
+    base: ServerUrl,
     target: Target,
 }
 
@@ -262,7 +308,7 @@ enum Target {
 impl fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("Fetcher");
-        s.field("base", &self.base);
+        s.field("base", &self.base.as_str());
         match &self.target {
             #[cfg(feature = "http")]
             Target::Http(http) => s.field("http", http),
@@ -277,60 +323,52 @@ impl fmt::Debug for Fetcher {
 }
 
 impl Fetcher {
-    /// A fetcher for `server` (one of `Config::servers`: `http://…/`, `https://…/`,
-    /// `ftp://…/`, `ftps://…/`, `tftp://…/` or `file:///abs/dir/`, ending with `/`) with the TLS, authentication and timeouts of
-    /// `fetch`, announcing `mac` in its `User-Agent`. Reads the CA, client certificate
-    /// and key files now: one that cannot be read or parsed is a [`FailureKind::Setup`]
-    /// error naming it.
-    pub(crate) fn new(server: &str, fetch: &Fetch, mac: Serial) -> Result<Fetcher, FetchError> {
-        let setup = |detail: String| FetchError::new(server, FailureKind::Setup, detail);
-        if !server.ends_with('/') {
-            return Err(setup(
-                "the server URL must end with '/': file names are appended to it".into(),
-            ));
-        }
-        let lower = server.to_ascii_lowercase();
-        if let Some(dir) = server
-            .get("file://".len()..)
-            .filter(|_| lower.starts_with("file://"))
-        {
-            if !dir.starts_with('/') {
-                return Err(setup(
-                    "a file:// server must name an absolute folder".into(),
-                ));
-            }
-            return Ok(Fetcher {
-                base: server.to_string(),
-                target: Target::Dir(PathBuf::from(dir)),
-            });
-        }
+    /// A fetcher for `server` (one of `Config::servers`) with the authentication and
+    /// timeouts of `fetch` and the TLS client `tls` of the configuration (see
+    /// [`Provisioning`]), announcing `mac` in its `User-Agent`.
+    pub(crate) fn open(
+        server: &ServerUrl,
+        fetch: &Fetch,
+        tls: Option<&TlsConfig>,
+        mac: Serial,
+    ) -> Result<Fetcher, FetchError> {
         // Only HTTP announces the MAC (User-Agent), and a build may have no transport.
-        let _ = (mac, fetch);
-        let scheme = lower.split_once("://").map_or("", |(scheme, _)| scheme);
-        let target = match scheme {
+        let _ = (mac, fetch, tls);
+        let target = match server.scheme() {
+            Scheme::File => Some(Target::Dir(
+                server.folder().unwrap_or(Path::new("/")).into(),
+            )),
             #[cfg(feature = "tftp")]
-            "tftp" => Some(Target::Tftp(tftp::Tftp::new(server, fetch)?)),
+            Scheme::Tftp => Some(Target::Tftp(tftp::Tftp::new(server, fetch))),
             #[cfg(feature = "ftp")]
-            "ftp" | "ftps" => Some(Target::Ftp(Box::new(ftp::Ftp::new(server, fetch)?))),
+            Scheme::Ftp | Scheme::Ftps => {
+                Some(Target::Ftp(Box::new(ftp::Ftp::new(server, fetch, tls)?)))
+            }
             #[cfg(feature = "http")]
-            "http" | "https" => Some(Target::Http(Box::new(http::Http::new(
-                server,
-                scheme == "https",
-                fetch,
-                mac,
+            Scheme::Http | Scheme::Https => Some(Target::Http(Box::new(http::Http::new(
+                server, fetch, tls, mac,
             )?))),
+            #[allow(unreachable_patterns)] // with every transport built
             _ => None,
         };
         let Some(target) = target else {
-            return Err(setup(format!(
-                "unsupported URL: this agent fetches over {}",
-                crate::config::TRANSPORTS.join(", ")
-            )));
+            return Err(FetchError::setup(server.as_str(), SetupError::Unsupported));
         };
         Ok(Fetcher {
-            base: server.to_string(),
+            base: server.clone(),
             target,
         })
+    }
+
+    /// [`Fetcher::open`] for the tests: `server` parsed as the configuration would, and
+    /// the TLS client built for it alone.
+    #[cfg(test)]
+    pub(crate) fn new(server: &str, fetch: &Fetch, mac: Serial) -> Result<Fetcher, FetchError> {
+        let url = ServerUrl::parse(server, Path::new("/"), crate::config::TRANSPORTS)
+            .map_err(|why| FetchError::setup(server, why))?;
+        let tls = Provisioning::tls(std::slice::from_ref(&url), fetch)
+            .map_err(|why| FetchError::setup(server, why))?;
+        Fetcher::open(&url, fetch, tls.as_ref(), mac)
     }
 
     /// Fetches `base + name`, whole (never conditional: see the module documentation).
@@ -339,9 +377,9 @@ impl Fetcher {
     pub(crate) fn fetch(&self, name: &str) -> FetchOutcome {
         if let Err(why) = check_name(name) {
             // The base as the URL: the name may hold anything, a line break included.
-            return FetchOutcome::Failed(FetchError::new(&self.base, FailureKind::Setup, why));
+            return FetchOutcome::Failed(FetchError::setup(self.base.as_str(), why));
         }
-        let url = format!("{}{}", self.base, name);
+        let url = self.base.file_url(name);
         match &self.target {
             Target::Dir(dir) => fetch_file(url, &dir.join(name)),
             #[cfg(feature = "tftp")]
@@ -360,8 +398,8 @@ impl Fetcher {
     /// atomic write (temp file, fsync, rename). TFTP takes no uploads here. On success,
     /// what was tried beside the plain way, in words (FTP's fallbacks), for `status`.
     pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> Result<Option<String>, FetchError> {
-        check_name(name).map_err(|why| FetchError::new(&self.base, FailureKind::Setup, why))?;
-        let url = format!("{}{}", self.base, name);
+        check_name(name).map_err(|why| FetchError::setup(self.base.as_str(), why))?;
+        let url = self.base.file_url(name);
         match &self.target {
             Target::Dir(dir) => crate::storage::atomic::write(dir, name, bytes)
                 .map(|_| None)
@@ -401,12 +439,16 @@ impl Source for Fetcher {
 
 /// The configured provisioning servers: a [`Fetcher`] is set up afresh for a server when a
 /// fetch cycle first needs it (on the fetch thread) and dropped after the cycle, so no
-/// HTTP client outlives a cycle.
+/// HTTP client outlives a cycle. The TLS client is built once, here, for every server of
+/// the configuration: the CA, certificate and key files are read when the configuration
+/// is (at start and at each reload), not at each cycle.
 #[derive(Debug)]
 pub(crate) struct Provisioning {
-    bases: Vec<String>,
+    servers: Vec<ServerUrl>,
     /// Each server's fetch settings (its URL's credentials in them).
     fetch: Vec<Fetch>,
+    #[cfg_attr(not(any(feature = "http", feature = "ftp")), allow(dead_code))]
+    tls: Option<TlsConfig>,
     mac: Serial,
 }
 
@@ -419,39 +461,51 @@ impl Provisioning {
         fetch: &Fetch,
         mac: Serial,
     ) -> Result<Provisioning, FetchError> {
-        if servers.is_empty() {
-            return Err(FetchError::new(
-                "-",
-                FailureKind::Setup,
-                "no provisioning server configured (server =)",
-            ));
-        }
+        let Some(first) = servers.first() else {
+            return Err(FetchError::setup("-", SetupError::NoServer));
+        };
+        // A TLS failure is said at the first server that uses the TLS client.
+        let named = servers
+            .iter()
+            .find(|s| uses_tls(s.scheme()))
+            .unwrap_or(first);
+        let tls = Provisioning::tls(servers, fetch)
+            .map_err(|why| FetchError::setup(named.as_str(), why))?;
         let fetch: Vec<Fetch> = servers.iter().map(|s| s.fetch_settings(fetch)).collect();
         for (server, settings) in servers.iter().zip(&fetch) {
-            drop(Fetcher::new(&server.url, settings, mac)?);
+            drop(Fetcher::open(server, settings, tls.as_ref(), mac)?);
         }
         Ok(Provisioning {
-            bases: servers.iter().map(|s| s.url.clone()).collect(),
+            servers: servers.to_vec(),
             fetch,
+            tls,
             mac,
         })
+    }
+
+    /// The TLS client of `servers` with `fetch`'s files.
+    fn tls(servers: &[ServerUrl], fetch: &Fetch) -> Result<Option<TlsConfig>, SetupError> {
+        #[cfg(any(feature = "http", feature = "ftp"))]
+        return Ok(tls::client_config(fetch, servers)?);
+        #[cfg(not(any(feature = "http", feature = "ftp")))]
+        {
+            let _ = (servers, fetch);
+            Ok(None)
+        }
     }
 }
 
 impl Server for Provisioning {
-    fn bases(&self) -> &[String] {
-        &self.bases
+    fn bases(&self) -> &[ServerUrl] {
+        &self.servers
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError> {
-        let (Some(base), Some(fetch)) = (self.bases.get(index), self.fetch.get(index)) else {
-            return Err(FetchError::new(
-                "-",
-                FailureKind::Setup,
-                format!("no server number {index}"),
-            ));
+        let (Some(server), Some(fetch)) = (self.servers.get(index), self.fetch.get(index)) else {
+            return Err(FetchError::setup("-", SetupError::NoSuchServer(index)));
         };
-        Fetcher::new(base, fetch, self.mac).map(|f| Box::new(f) as Box<dyn Source>)
+        Fetcher::open(server, fetch, self.tls.as_ref(), self.mac)
+            .map(|f| Box::new(f) as Box<dyn Source>)
     }
 }
 
@@ -471,43 +525,8 @@ pub(crate) fn backoff(attempt: u32, initial: Secs, max: Secs, jitter: u64) -> u6
     (low + jitter % span).max(1)
 }
 
-/// The host and port of a URL's authority (`host`, `host:port`, `[v6]`, `[v6]:port`),
-/// with `default` when it names none; the host without brackets.
-pub(crate) fn host_port(authority: &str, default: u16) -> Result<(String, u16), String> {
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{authority:?}: an IPv6 address without its ']'"))?;
-            let port = match after {
-                "" => None,
-                _ => Some(after.strip_prefix(':').ok_or_else(|| {
-                    format!("{authority:?}: only ':port' may follow an IPv6 address")
-                })?),
-            };
-            (host, port)
-        }
-        None => match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        },
-    };
-    if host.is_empty() {
-        return Err(format!("{authority:?}: no host"));
-    }
-    let port = match port {
-        None => default,
-        Some(text) => text
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("{authority:?}: the port must be a number from 1 to 65535"))?,
-    };
-    Ok((host.to_string(), port))
-}
-
 /// A name that cannot climb out of the base, add a query or change the URL in any way.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), NotPlainName> {
     let plain = !name.is_empty()
         && name != "."
         && !name.contains("..")
@@ -517,10 +536,7 @@ fn check_name(name: &str) -> Result<(), String> {
     if plain {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a plain file name (ASCII letters, digits, '-', '_' and '.', \
-             not '.', no '..'; e.g. {SITE_FILE})"
-        ))
+        Err(NotPlainName(name.to_string()))
     }
 }
 

@@ -22,9 +22,10 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 
 use super::{FailureKind, FetchError, FetchOutcome};
+use crate::config::ServerUrl;
 
-/// Where license files come from, for one cycle (an open HTTP client, a folder, or a
-/// fake in tests).
+/// Where license files come from, for one cycle (an open HTTP client, an FTP or FTPS
+/// session, a TFTP server, a folder, or a fake in tests).
 pub(crate) trait Source {
     /// Fetches `name`, whole.
     fn fetch(&self, name: &str) -> FetchOutcome;
@@ -45,8 +46,14 @@ pub(crate) trait Source {
 /// The provisioning servers, in the order they are tried: says where they are, and
 /// opens a [`Source`] for one of them when a cycle first needs it (on the fetch thread).
 pub(crate) trait Server: Send + Sync {
-    /// The base URLs, for people; never empty.
-    fn bases(&self) -> &[String];
+    /// The servers' base URLs; never empty.
+    fn bases(&self) -> &[ServerUrl];
+
+    /// The base URLs, for people: `https://a/, ftp://b/`.
+    fn listed(&self) -> String {
+        let bases: Vec<&str> = self.bases().iter().map(ServerUrl::as_str).collect();
+        bases.join(", ")
+    }
     /// Opens a source on the `index`-th server for one cycle (reading CA files, setting
     /// up a client).
     fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError>;
@@ -57,8 +64,8 @@ pub(crate) trait Server: Send + Sync {
 pub(crate) struct Fetched {
     pub(crate) name: String,
     pub(crate) outcome: FetchOutcome,
-    /// The base URL of the server that answered (none when every one failed).
-    pub(crate) server: Option<String>,
+    /// The server that answered (none when every one failed).
+    pub(crate) server: Option<ServerUrl>,
 }
 
 /// Work under way on a thread of its own (a fetch cycle, an upload): the loop polls
@@ -150,8 +157,8 @@ impl InFlight {
 /// An upload a server took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Taken {
-    /// The base URL of the server that took it.
-    pub(crate) base: String,
+    /// The server that took it.
+    pub(crate) base: ServerUrl,
     /// What was tried beside the plain way, in words: the servers before it that failed,
     /// and the fallbacks of the one that took it (FTP's other names).
     pub(crate) tried: Option<String>,
@@ -287,11 +294,11 @@ mod tests {
 
     struct ScriptServer {
         gate: Arc<Mutex<()>>,
-        bases: Vec<String>,
+        bases: Vec<ServerUrl>,
     }
 
     impl Server for ScriptServer {
-        fn bases(&self) -> &[String] {
+        fn bases(&self) -> &[ServerUrl] {
             &self.bases
         }
         fn open(&self, _: usize) -> Result<Box<dyn Source>, FetchError> {
@@ -317,7 +324,7 @@ mod tests {
         let held = gate.lock().unwrap();
         let server = Arc::new(ScriptServer {
             gate: gate.clone(),
-            bases: vec!["script:".into()],
+            bases: vec![ServerUrl::test("http://script/")],
         });
         let cycle = InFlight::start(
             server,
@@ -348,10 +355,10 @@ mod tests {
         );
     }
 
-    struct Unusable(Vec<String>);
+    struct Unusable(Vec<ServerUrl>);
 
     impl Server for Unusable {
-        fn bases(&self) -> &[String] {
+        fn bases(&self) -> &[ServerUrl] {
             &self.0
         }
         fn open(&self, _: usize) -> Result<Box<dyn Source>, FetchError> {
@@ -365,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_server_that_cannot_be_opened_fails_every_file() {
-        let server = Arc::new(Unusable(vec!["https://prov/".into()]));
+        let server = Arc::new(Unusable(vec![ServerUrl::test("https://prov/")]));
         let cycle = InFlight::start(server, vec![wanted("a"), wanted("b")]).unwrap();
         assert!(readable(cycle.fd(), 5_000));
         std::thread::sleep(Duration::from_millis(1));
@@ -388,7 +395,7 @@ mod tests {
 
     struct Fleet {
         behaviours: Vec<Behaviour>,
-        bases: Vec<String>,
+        bases: Vec<ServerUrl>,
         log: Arc<Mutex<Vec<String>>>,
     }
 
@@ -412,7 +419,7 @@ mod tests {
     }
 
     impl Server for Fleet {
-        fn bases(&self) -> &[String] {
+        fn bases(&self) -> &[ServerUrl] {
             &self.bases
         }
         fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError> {
@@ -431,7 +438,9 @@ mod tests {
     fn run(behaviours: &[Behaviour]) -> (Vec<Fetched>, Vec<String>) {
         let fleet = Fleet {
             behaviours: behaviours.to_vec(),
-            bases: (0..behaviours.len()).map(|i| format!("s{i}")).collect(),
+            bases: (0..behaviours.len())
+                .map(|i| ServerUrl::test(&format!("http://s{i}/")))
+                .collect(),
             log: Arc::default(),
         };
         let fetched = fetch_all(&fleet, &[wanted("site"), wanted("phone")]);
@@ -447,17 +456,17 @@ mod tests {
         assert_eq!(
             fetched
                 .iter()
-                .map(|f| (f.server.as_deref(), &f.outcome))
+                .map(|f| (f.server.as_ref().map(ServerUrl::as_str), &f.outcome))
                 .collect::<Vec<_>>(),
             [
                 (
-                    Some("s1"),
+                    Some("http://s1/"),
                     &FetchOutcome::Absent {
                         answer: "404".into()
                     }
                 ),
                 (
-                    Some("s1"),
+                    Some("http://s1/"),
                     &FetchOutcome::Absent {
                         answer: "404".into()
                     }
@@ -468,7 +477,9 @@ mod tests {
         assert_eq!(log, ["open 0", "0 site", "open 1", "1 site", "1 phone"]);
 
         let (fetched, log) = run(&[Unopenable, Down, Has]);
-        assert!(fetched.iter().all(|f| f.server.as_deref() == Some("s2")));
+        assert!(fetched
+            .iter()
+            .all(|f| f.server.as_ref().map(ServerUrl::as_str) == Some("http://s2/")));
         // Opened once each for the cycle; the failed ones asked again only after s2.
         assert_eq!(
             log,

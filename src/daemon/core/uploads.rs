@@ -19,7 +19,7 @@
 //!   never brings the next try forward.
 
 use super::Action;
-use crate::config::Secs;
+use crate::config::{Secs, ServerUrl};
 use crate::fetch::worker::Taken;
 use crate::fetch::{backoff, FailureKind, FetchError};
 use crate::format::Serial;
@@ -44,7 +44,7 @@ struct Sent {
     /// The report as compared.
     key: Report,
     /// Where it went.
-    base: String,
+    base: ServerUrl,
     /// When it was made (RFC 3339, the phone's clock at the time).
     made: String,
     /// What was tried beside the plain way (servers that failed first, FTP's fallbacks).
@@ -53,8 +53,8 @@ struct Sent {
 
 /// The uploads' state: what was sent, what waits, the upload under way.
 pub(crate) struct Uploads {
-    /// Where reports go (the servers' base URLs); `Err`: nowhere, and why.
-    server: Result<Vec<String>, String>,
+    /// Where reports go; `Err`: nowhere, and why.
+    server: Result<Vec<ServerUrl>, String>,
     name: String,
     sent: Option<Sent>,
     /// A report not yet taken.
@@ -73,7 +73,7 @@ impl Uploads {
     /// The uploads of the phone `mac` to `server` (base URLs, or why none), backing off
     /// from `initial` to `max`.
     pub(crate) fn new(
-        server: Result<Vec<String>, String>,
+        server: Result<Vec<ServerUrl>, String>,
         mac: Serial,
         (initial, max): (Secs, Secs),
         jitter: u64,
@@ -99,7 +99,11 @@ impl Uploads {
     /// Takes over what `old` sent and is sending, when both send to the same servers (a
     /// reload). Returns whether the upload under way (if any) is now this one's.
     pub(crate) fn continue_from(&mut self, old: &mut Uploads) -> bool {
-        let same = matches!((&self.server, &old.server), (Ok(new), Ok(old)) if new == old);
+        // The same servers as named (credentials aside).
+        let same = match (&self.server, &old.server) {
+            (Ok(new), Ok(old)) => listed(new) == listed(old),
+            _ => false,
+        };
         if same {
             // The upload under way too, and the back-off: a storm of SIGHUPs neither
             // starts an upload per reload nor hurries the next try.
@@ -172,11 +176,10 @@ impl Uploads {
         };
         match result {
             Ok(Taken { base, tried }) => {
+                let to = base.as_str();
                 match &tried {
-                    Some(tried) => {
-                        log::info!("status report sent to {base}{} ({tried})", self.name)
-                    }
-                    None => log::info!("status report sent to {base}{}", self.name),
+                    Some(tried) => log::info!("status report sent to {to}{} ({tried})", self.name),
+                    None => log::info!("status report sent to {to}{}", self.name),
                 }
                 self.sent = Some(Sent {
                     key: ready.key,
@@ -236,14 +239,18 @@ impl Uploads {
                 made,
                 tried: None,
                 ..
-            }) => format!("{base}{} (the report of {made})", self.name),
+            }) => format!("{}{} (the report of {made})", base.as_str(), self.name),
             Some(Sent {
                 base,
                 made,
                 tried: Some(tried),
                 ..
-            }) => format!("{base}{} (the report of {made}; {tried})", self.name),
-            None => format!("not sent yet (to {})", bases.join(", ")),
+            }) => format!(
+                "{}{} (the report of {made}; {tried})",
+                base.as_str(),
+                self.name
+            ),
+            None => format!("not sent yet (to {})", listed(bases)),
         };
         if self.flight.is_some() {
             words.push_str("; an upload is under way");
@@ -254,6 +261,12 @@ impl Uploads {
         }
         words
     }
+}
+
+/// Servers in words (credentials never shown).
+pub(crate) fn listed(servers: &[ServerUrl]) -> String {
+    let bases: Vec<&str> = servers.iter().map(ServerUrl::as_str).collect();
+    bases.join(", ")
 }
 
 /// Why an upload gave no report taken.

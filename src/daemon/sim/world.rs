@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
-use crate::config::Config;
+use crate::config::{Config, ServerUrl};
 use crate::control::Request;
 use crate::daemon::core::agent::Agent;
 use crate::daemon::core::uploads::{UploadFailure, Uploads};
@@ -385,7 +385,7 @@ impl World {
         let jitter = self.rng.next();
         let t = &phone.config.timing;
         let uploads = Uploads::new(
-            Ok(vec!["http://sim/".into()]),
+            Ok(vec![ServerUrl::test("http://sim/")]),
             phone.identity.mac,
             (t.retry_initial, t.retry_max),
             jitter,
@@ -394,7 +394,7 @@ impl World {
         let agent = Agent::new(
             phone,
             store,
-            Ok(vec!["http://sim/".into()]),
+            Ok(vec![ServerUrl::test("http://sim/")]),
             jitter,
             Some(boot),
         );
@@ -830,7 +830,7 @@ impl World {
                     "refused",
                 ))),
                 _ => Ok(Taken {
-                    base: "http://sim/".into(),
+                    base: ServerUrl::test("http://sim/"),
                     tried: None,
                 }),
             };
@@ -881,7 +881,7 @@ impl World {
                 Fetched {
                     name: name.clone(),
                     outcome,
-                    server: Some("http://sim/".into()),
+                    server: Some(ServerUrl::test("http://sim/")),
                 }
             })
             .collect()

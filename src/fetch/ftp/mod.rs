@@ -7,7 +7,8 @@
 //!   `phones/0004f2abcdef-license.cfg`.
 //! - The login is the URL's or `[fetch]`'s user name and password, or `anonymous`.
 //! - `ftps`: `AUTH TLS` before the login, then `PBSZ 0` and `PROT P`, so the password and
-//!   the files go encrypted; [`tls`] checks the certificate and the host name. The data
+//!   the files go encrypted, over the configuration's TLS client ([`tls`], the one
+//!   HTTPS uses too), which checks the certificate and the host name. The data
 //!   connections resume the control connection's TLS session.
 //! - A host name is resolved to all its addresses, tried in order until one accepts
 //!   the connection; the data connection goes to the address the control connection
@@ -34,7 +35,6 @@
 pub(crate) mod protocol;
 #[cfg(test)]
 mod tests;
-mod tls;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -47,15 +47,12 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::secrets::Secrets;
-use super::{FailureKind, FetchError, FetchOutcome, Source, MAX_BODY};
-use crate::config::Fetch;
+use super::{tls, FailureKind, FetchError, FetchOutcome, SetupError, Source, TlsConfig, MAX_BODY};
+use crate::config::{Fetch, Scheme, ServerUrl};
 use protocol::{Reply, ReplyReader};
 
 /// The most characters of an error's text (TLS, the socket's) shown in a message.
 const ERROR_CHARS: usize = 200;
-
-/// The FTP control port.
-pub(crate) const DEFAULT_PORT: u16 = 21;
 
 /// The login when the configuration gives none (RFC 1635).
 const ANONYMOUS: (&str, &str) = ("anonymous", "license-agent@");
@@ -123,26 +120,21 @@ enum Stop {
 type Step<T> = Result<T, Stop>;
 
 impl Ftp {
-    /// The server of `base` (`ftp://host[:port]/path/` or `ftps://…`, as the configuration
-    /// keeps it, credentials taken out) with the login, TLS and timeouts of `fetch`. Reads
-    /// the TLS files now.
-    pub(crate) fn new(base: &str, fetch: &Fetch) -> Result<Ftp, FetchError> {
-        let setup = |why: String| FetchError::new(base, FailureKind::Setup, why);
-        let lower = base.to_ascii_lowercase();
-        let (secure, rest) = if lower.starts_with("ftps://") {
-            (true, &base[7..])
-        } else if lower.starts_with("ftp://") {
-            (false, &base[6..])
-        } else {
-            return Err(setup("not an ftp:// or ftps:// URL".into()));
-        };
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = super::host_port(authority, DEFAULT_PORT).map_err(setup)?;
-        let tls = if secure {
-            let config = tls::client_config(fetch).map_err(setup)?;
-            Some((config, tls::server_name(&host).map_err(setup)?))
-        } else {
-            None
+    /// The server of `base` (`ftp://` or `ftps://`, credentials taken out) with the login
+    /// and timeouts of `fetch`, and for `ftps` the configuration's TLS client `tls`.
+    pub(crate) fn new(
+        base: &ServerUrl,
+        fetch: &Fetch,
+        tls: Option<&TlsConfig>,
+    ) -> Result<Ftp, FetchError> {
+        let setup = |why: SetupError| FetchError::setup(base.as_str(), why);
+        let tls = match (base.scheme(), tls) {
+            (Scheme::Ftps, Some(config)) => {
+                let name = tls::server_name(base.host()).map_err(|e| setup(e.into()))?;
+                Some((Arc::clone(config), name))
+            }
+            (Scheme::Ftps, None) => return Err(setup(SetupError::NoTls)),
+            _ => None,
         };
         let (user, password) = match (&fetch.username, &fetch.password) {
             (Some(user), Some(password)) => (user.clone(), password.clone()),
@@ -150,9 +142,9 @@ impl Ftp {
         };
         Ok(Ftp {
             base: base.to_string(),
-            host,
-            port,
-            folder: path.to_string(),
+            host: base.host().to_string(),
+            port: base.port(),
+            folder: base.path().trim_start_matches('/').to_string(),
             user,
             password,
             secrets: Secrets::new([fetch.password.as_deref()]),

@@ -222,7 +222,12 @@ fn ftp(port: u16, total: u64) -> Ftp {
         total_timeout: Secs(total),
         ..Fetch::default()
     };
-    Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap()
+    Ftp::new(
+        &ServerUrl::test(&format!("ftp://127.0.0.1:{port}/")),
+        &fetch,
+        None,
+    )
+    .unwrap()
 }
 
 fn script(files: &[(&str, &[u8])]) -> Script {
@@ -344,7 +349,12 @@ fn a_wrong_password_is_refused() {
         password: Some("Wr0ng-pass".into()),
         ..Fetch::default()
     };
-    let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+    let client = Ftp::new(
+        &ServerUrl::test(&format!("ftp://127.0.0.1:{port}/")),
+        &fetch,
+        None,
+    )
+    .unwrap();
     let e = failure(client.fetch("a.cfg"));
     assert_eq!(e.kind, FailureKind::Refused, "{e}");
     // The server echoes the password: it is never shown.
@@ -397,7 +407,12 @@ fn a_password_echoed_in_a_refused_login_is_never_shown() {
             password: Some(password.into()),
             ..Fetch::default()
         };
-        let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+        let client = Ftp::new(
+            &ServerUrl::test(&format!("ftp://127.0.0.1:{port}/")),
+            &fetch,
+            None,
+        )
+        .unwrap();
         let fetched = failure(client.fetch("a.cfg"));
         let uploaded = client.upload("r.json", b"{}").unwrap_err();
         for e in [fetched, uploaded] {
@@ -426,7 +441,12 @@ fn a_password_echoed_in_a_refused_upload_is_never_shown() {
             password: Some(password.into()),
             ..Fetch::default()
         };
-        let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+        let client = Ftp::new(
+            &ServerUrl::test(&format!("ftp://127.0.0.1:{port}/")),
+            &fetch,
+            None,
+        )
+        .unwrap();
         let e = client.upload("r.json", b"{}").unwrap_err();
         assert_eq!(e.kind, FailureKind::NoUploads, "{e}");
         assert!(
@@ -670,7 +690,12 @@ fn an_anonymous_login_writes_in_place_and_leaves_nothing_behind() {
         ..Script::default()
     };
     let (port, _) = serve(s.clone());
-    let anonymous = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &Fetch::default()).unwrap();
+    let anonymous = Ftp::new(
+        &ServerUrl::test(&format!("ftp://127.0.0.1:{port}/")),
+        &Fetch::default(),
+        None,
+    )
+    .unwrap();
     let tried = anonymous
         .upload("r.json", b"one")
         .unwrap()
@@ -753,7 +778,12 @@ fn the_user_ftp_is_an_anonymous_login() {
             password: Some("me@example.com".into()),
             ..Fetch::default()
         };
-        let client = Ftp::new(&format!("ftp://127.0.0.1:{port}/"), &fetch).unwrap();
+        let client = Ftp::new(
+            &ServerUrl::test(&format!("ftp://127.0.0.1:{port}/")),
+            &fetch,
+            None,
+        )
+        .unwrap();
         let tried = client
             .upload("r.json", b"one")
             .unwrap()

@@ -13,6 +13,7 @@ use test_servers::openssl::SServer;
 use test_servers::pki::Pki;
 
 use super::*;
+use crate::config::ClientIdentity;
 use crate::fetch::*;
 
 const MAC: Serial = Serial([0x00, 0x04, 0xf2, 0xab, 0xcd, 0xef]);
@@ -540,7 +541,7 @@ fn file_server() {
     let dir = tempfile::tempdir().unwrap();
     let base = format!("file://{}/", dir.path().display());
     let fetcher = Fetcher::new(&base, &Fetch::default(), MAC).unwrap();
-    assert_eq!(fetcher.base, base);
+    assert_eq!(fetcher.base.as_str(), base);
 
     std::fs::write(dir.path().join(SITE_FILE), b"site").unwrap();
     assert_eq!(
@@ -599,8 +600,10 @@ fn setup_errors_name_the_file() {
     let (cert, key) = (pki.client_cert.clone(), pki.client_key.clone());
     // A usable pair builds.
     let fetch = Fetch {
-        client_cert: Some(cert.clone()),
-        client_key: Some(key.clone()),
+        client_identity: Some(ClientIdentity {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
         ca_file: Some(pki.ca_pem.clone()),
         ..Fetch::default()
     };
@@ -612,26 +615,20 @@ fn setup_errors_name_the_file() {
         (&cert, &garbage, &garbage),
     ] {
         let fetch = Fetch {
-            client_cert: Some(c.clone()),
-            client_key: Some(k.clone()),
+            client_identity: Some(ClientIdentity {
+                cert: c.clone(),
+                key: k.clone(),
+            }),
             ..fetch.clone()
         };
         let e = Fetcher::new("https://prov.example/", &fetch, MAC).unwrap_err();
         assert_eq!(e.kind, FailureKind::Setup, "{e}");
         assert!(e.detail.contains(&named.display().to_string()), "{e}");
     }
-    let lone = Fetch {
-        client_key: None,
-        ..fetch.clone()
-    };
-    assert_eq!(
-        Fetcher::new("https://prov.example/", &lone, MAC)
-            .unwrap_err()
-            .kind,
-        FailureKind::Setup
-    );
-
-    for server in ["sftp://x/", "http://x", "file://rel/", "x"] {
+    // A lone certificate or key cannot be given: `ClientIdentity` is the pair (the
+    // configuration refuses one without the other: config::tests). A URL without its
+    // trailing '/' cannot either: `ServerUrl` adds it.
+    for server in ["sftp://x/", "file://rel/", "x"] {
         let e = Fetcher::new(server, &Fetch::default(), MAC).unwrap_err();
         assert_eq!(e.kind, FailureKind::Setup, "{server}");
     }
@@ -807,8 +804,10 @@ fn https_against_real_servers() {
     // Mutual TLS: the server demands a certificate from the CA (nginx answers 400
     // to a client without one, or with one it refuses).
     let with_client = |cert: &Path, key: &Path| Fetch {
-        client_cert: Some(cert.to_path_buf()),
-        client_key: Some(key.to_path_buf()),
+        client_identity: Some(ClientIdentity {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }),
         ..with_ca(&pki.ca_pem)
     };
     assert_eq!(

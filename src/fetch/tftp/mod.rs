@@ -23,7 +23,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::{FailureKind, FetchError, FetchOutcome, Source, MAX_BODY};
-use crate::config::Fetch;
+use crate::config::{Fetch, ServerUrl};
 use protocol::{Failure, Read, Timing, MAX_DATAGRAM};
 
 /// The first retransmission interval (and the `timeout` option asked of the server).
@@ -41,28 +41,20 @@ pub(crate) struct Tftp {
 }
 
 impl Tftp {
-    /// The server of `base` (`tftp://host[:port]/path/`, as the configuration keeps it).
-    pub(crate) fn new(base: &str, fetch: &Fetch) -> Result<Tftp, FetchError> {
-        let setup = |why: &str| FetchError::new(base, FailureKind::Setup, why);
-        let rest = base
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("tftp://"))
-            .map(|_| &base[7..])
-            .ok_or_else(|| setup("not a tftp:// URL"))?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) =
-            super::host_port(authority, protocol::DEFAULT_PORT).map_err(|why| setup(&why))?;
-        Ok(Tftp {
+    /// The server of `base` (a `tftp://` URL; the host, port and path are taken from
+    /// it whatever its scheme).
+    pub(crate) fn new(base: &ServerUrl, fetch: &Fetch) -> Tftp {
+        Tftp {
             base: base.to_string(),
-            host,
-            port,
-            folder: path.to_string(),
+            host: base.host().to_string(),
+            port: base.port(),
+            folder: base.path().trim_start_matches('/').to_string(),
             timing: Timing {
                 interval: FIRST_INTERVAL,
                 answer: Duration::from_secs(fetch.connect_timeout.0.max(1)),
                 total: Duration::from_secs(fetch.total_timeout.0.max(1)),
             },
-        })
+        }
     }
 }
 

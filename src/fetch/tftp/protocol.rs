@@ -40,9 +40,6 @@ use std::time::{Duration, Instant};
 
 use super::super::MAX_BODY;
 
-/// The server port of a `tftp://` URL without one.
-pub(crate) const DEFAULT_PORT: u16 = 69;
-
 /// The block size asked for: a 1500-byte Ethernet frame less the IP, UDP and TFTP
 /// headers (1468), less room for a tunnel's headers.
 pub(crate) const ASKED_BLKSIZE: u16 = 1428;

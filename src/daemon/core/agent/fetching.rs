@@ -10,6 +10,7 @@
 
 use super::{Agent, Snapshot};
 use crate::control::CheckSyncJson;
+use crate::config::ServerUrl;
 use crate::daemon::core::Action;
 use crate::daemon::publish::FeatureSet;
 use crate::engine::{judge_candidate, ClockVerdict, Decision, Origin};
@@ -39,8 +40,8 @@ struct Cycle {
 
 /// What the agent owns for fetching.
 pub(super) struct Fetching {
-    /// The provisioning server's base URLs, or why there is none.
-    pub(super) server: Result<Vec<String>, String>,
+    /// The provisioning servers, or why there is none.
+    pub(super) server: Result<Vec<ServerUrl>, String>,
     pub(super) state: FetchState,
     /// A fetch was skipped (unsynced clock) and is owed once the clock is sane.
     pub(super) owed: bool,
@@ -66,7 +67,7 @@ pub(crate) enum FetchStart {
 }
 
 impl Fetching {
-    pub(super) fn new(server: Result<Vec<String>, String>) -> Fetching {
+    pub(super) fn new(server: Result<Vec<ServerUrl>, String>) -> Fetching {
         let boot_cycle_pending = server.is_ok();
         Fetching {
             server,
@@ -231,12 +232,8 @@ impl Agent {
                 Kind::Phone
             };
             let mut result = self.apply_file(&file.name, kind, file.outcome, judge_at, now);
-            result.transport = file
-                .server
-                .as_deref()
-                .and_then(|url| url.split_once(':'))
-                .map(|(scheme, _)| scheme.to_string());
-            result.server = file.server;
+            result.transport = file.server.as_ref().map(|s| s.scheme().to_string());
+            result.server = file.server.map(|s| s.to_string());
             all_fetched &= result.outcome != FileOutcome::Failed;
             files.push(result);
         }

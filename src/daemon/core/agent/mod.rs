@@ -76,7 +76,7 @@ impl Agent {
     pub(crate) fn new(
         phone: Phone,
         store: Store,
-        server: Result<Vec<String>, String>,
+        server: Result<Vec<crate::config::ServerUrl>, String>,
         jitter: u64,
         boot_id: Option<String>,
     ) -> Agent {
@@ -407,7 +407,7 @@ impl Agent {
         let fetch = &self.fetching.state;
         report.daemon = Some(DaemonJson {
             server: match &self.fetching.server {
-                Ok(bases) => bases.join(", "),
+                Ok(bases) => crate::daemon::core::uploads::listed(bases),
                 Err(why) => format!("none: {why}"),
             },
             last_fetch: fetch.last_fetch.map(status::time),

@@ -51,7 +51,7 @@ fn agent(dir: &Path, script: &Arc<Script>) -> Agent {
     Agent::new(
         phone,
         store,
-        Ok(vec!["fake:".into()]),
+        Ok(vec![crate::config::ServerUrl::test("http://fake/")]),
         7,
         Some("boot-1".into()),
     )
@@ -65,7 +65,7 @@ fn body(kind: Kind, entries: &[testkit::E]) -> FetchOutcome {
 
 /// Runs the cycle the agent started (on the fake server, now) and applies it.
 fn finish(agent: &mut Agent, script: &Arc<Script>, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
-    let server = fake::server(script, "fake:");
+    let server = fake::server(script, "http://fake/");
     for action in agent.take_actions() {
         if let Action::StartFetch { number, files } = action {
             let fetched = crate::fetch::worker::fetch_all(server.as_ref(), &files);
