@@ -517,23 +517,16 @@ mod tests {
         disk.put(Path::new("/a/x"), Node::File(b"x".to_vec()));
         disk.put(Path::new("/b/y"), Node::File(b"y".to_vec()));
         disk.put(Path::new("/c"), Node::Folder);
-        let code = |r: io::Result<()>| r.unwrap_err().raw_os_error();
-        assert_eq!(
-            code(disk.rename(Path::new("/a"), Path::new("/b"))),
-            Some(Errno::ENOTEMPTY as i32)
-        );
-        assert_eq!(
-            code(disk.rename(Path::new("/a/x"), Path::new("/c"))),
-            Some(Errno::EISDIR as i32)
-        );
-        assert_eq!(
-            code(disk.rename(Path::new("/c"), Path::new("/c/d"))),
-            Some(Errno::EINVAL as i32)
-        );
-        assert_eq!(
-            code(disk.rename(Path::new("/a"), Path::new("/a/x/z"))),
-            Some(Errno::ENOTDIR as i32)
-        );
+        for (from, to, errno) in [
+            ("/a", "/b", Errno::ENOTEMPTY),
+            ("/a/x", "/c", Errno::EISDIR),
+            ("/c", "/c/d", Errno::EINVAL),
+            ("/a", "/a/x/z", Errno::ENOTDIR),
+            ("/nothing", "/d", Errno::ENOENT),
+        ] {
+            let e = disk.rename(Path::new(from), Path::new(to)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(errno as i32), "{from} to {to}");
+        }
         // A folder moves with what is in it, onto an empty one.
         disk.rename(Path::new("/a"), Path::new("/c")).unwrap();
         assert_eq!(disk.get(Path::new("/c/x")), file(b"x"));
