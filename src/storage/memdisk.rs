@@ -537,8 +537,17 @@ mod tests {
     fn faults_by_path_and_by_decision() {
         let disk = MemDisk::new();
         disk.ensure_dir(Path::new("/s/phone")).unwrap();
+        disk.put(Path::new("/s/phone/0"), Node::File(b"0".to_vec()));
         disk.fail_at(Path::new("/s/phone"), Errno::EROFS);
         let e = disk.write(Path::new("/s/phone"), "1", b"").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::EROFS as i32));
+        // Every call below the path too, and a rename into it.
+        let e = disk.read(Path::new("/s/phone/0"), 10).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::EROFS as i32));
+        disk.put(Path::new("/s/x"), Node::File(b"x".to_vec()));
+        let e = disk
+            .rename(Path::new("/s/x"), Path::new("/s/phone/x"))
+            .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(Errno::EROFS as i32));
         disk.write(Path::new("/s"), "meta", b"m").unwrap();
         disk.clear_faults();
