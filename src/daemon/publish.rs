@@ -120,6 +120,26 @@ mod tests {
     }
 
     #[test]
+    fn publishes_on_a_memory_disk_and_a_failed_write_leaves_what_was_there() {
+        use crate::storage::disk::Special;
+        use crate::storage::memdisk::{MemDisk, Node, OpKind};
+        use nix::errno::Errno;
+        let disk = MemDisk::new();
+        let path = Path::new("/run/license-agent/features");
+        disk.put(path, Node::Other(Special::Fifo));
+        disk.fail_next(OpKind::Rename, 1, Errno::ENOSPC);
+        let e = publish_on(&disk, path, &set()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::ENOSPC as i32));
+        assert_eq!(disk.get(path), Some(Node::Other(Special::Fifo)));
+        // The FIFO is replaced at the next try, and the same set is not written again.
+        assert!(publish_on(&disk, path, &set()).unwrap());
+        let text = render(&set()).into_bytes();
+        assert_eq!(disk.get(path), Some(Node::File(text)));
+        disk.fail_next(OpKind::Write, 1, Errno::EIO);
+        assert!(!publish_on(&disk, path, &set()).unwrap());
+    }
+
+    #[test]
     fn meta_round_trip() {
         assert_eq!(from_meta(&to_meta(&set())), set());
     }
