@@ -87,7 +87,7 @@ pub(crate) trait Disk: fmt::Debug + Send + Sync {
     fn read(&self, path: &Path, cap: u64) -> io::Result<Vec<u8>>;
     /// Writes `dir/name` atomically and durably ([`atomic::write`]).
     fn write(&self, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf>;
-    /// Removes a file durably ([`atomic::remove`]).
+    /// Removes a file durably ([`atomic::remove_on`]).
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Moves a file durably ([`atomic::rename`]).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;

@@ -56,6 +56,14 @@
 //!   name, a folder, a link, a FIFO) is set aside like any stranger.
 //! - Setting aside never replaces what is in `rejected/`: a name already taken there
 //!   gets a `.2`, `.3`, … suffix.
+//!
+//! # The disk
+//!
+//! Every file operation goes through a [`disk::Disk`]: the real file system
+//! ([`Store::open`]), or an in-memory one that fails calls on command, for the simulator
+//! ([`Store::open_on`] with a `memdisk::MemDisk` and its `writer_mode`, a writer that
+//! needs no lock because no other process sees that disk). The writer lock itself is
+//! the real disk's only.
 
 pub(crate) mod atomic;
 pub(crate) mod disk;
