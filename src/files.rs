@@ -11,8 +11,10 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use crate::storage::disk::{FileType, Special};
 
 /// Opens `path` for reading without blocking, and only if it is a regular file (a
 /// symbolic link is followed: its target must be one).
@@ -21,27 +23,26 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
         .open(path)?;
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        return Ok(file);
+    match FileType::of(file.metadata()?.file_type()) {
+        FileType::Regular => Ok(file),
+        other => Err(not_regular(other)),
     }
-    let what = if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a plain file"
+}
+
+/// The refusal of anything but a regular file (of type `kind`, links followed).
+pub(crate) fn not_regular(kind: FileType) -> io::Error {
+    let what = match kind {
+        FileType::Folder => "a directory",
+        FileType::Other(Special::Fifo) => "a FIFO",
+        FileType::Other(Special::CharDevice) => "a character device",
+        FileType::Other(Special::BlockDevice) => "a block device",
+        FileType::Other(Special::Socket) => "a socket",
+        _ => "not a plain file",
     };
-    Err(io::Error::new(
+    io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("not a regular file ({what})"),
-    ))
+    )
 }
 
 /// Reads the regular file at `path`, refusing one larger than `cap` bytes (read at most
@@ -50,14 +51,34 @@ pub(crate) fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
     let mut bytes = Vec::new();
     file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    within(bytes, cap)
+}
+
+/// `bytes`, read up to `cap + 1`, unless they are more than `cap`: the refusal of
+/// [`read_regular`] (told apart by [`is_too_large`]).
+pub(crate) fn within(bytes: Vec<u8>, cap: u64) -> io::Result<Vec<u8>> {
     if bytes.len() as u64 > cap {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {cap} bytes"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, TooLarge(cap)));
     }
     Ok(bytes)
 }
+
+/// A file refused for its size by [`read_regular`] (not for what could not be read).
+pub(crate) fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
+}
+
+/// The size refusal: a type of its own, so that it is never mistaken for a read error.
+#[derive(Debug)]
+struct TooLarge(u64);
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "larger than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for TooLarge {}
 
 #[cfg(test)]
 mod tests {
@@ -71,6 +92,8 @@ mod tests {
         assert_eq!(read_regular(&plain, 5).unwrap(), b"12345");
         let e = read_regular(&plain, 4).unwrap_err();
         assert!(e.to_string().contains("larger than 4 bytes"), "{e}");
+        assert!(is_too_large(&e));
+        assert!(!is_too_large(&read_regular(dir.path(), 10).unwrap_err()));
 
         // A FIFO with no writer: a blocking open would wait for ever.
         let fifo = dir.path().join("fifo");

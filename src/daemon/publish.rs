@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::format::{End, FeatureId};
-use crate::storage::{atomic, PublishedFeature};
+use crate::storage::disk::{Disk, RealDisk};
+use crate::storage::PublishedFeature;
 
 /// The enabled set: feature → governing end.
 pub(crate) type FeatureSet = BTreeMap<FeatureId, End>;
@@ -57,25 +58,30 @@ pub(crate) fn from_meta(published: &[PublishedFeature]) -> FeatureSet {
 /// Writes the features file if its content differs from `set` (or it is missing).
 /// Returns whether it wrote.
 pub(crate) fn publish(path: &Path, set: &FeatureSet) -> std::io::Result<bool> {
+    publish_on(&RealDisk, path, set)
+}
+
+/// [`publish`] on `disk`.
+pub(crate) fn publish_on(disk: &dyn Disk, path: &Path, set: &FeatureSet) -> std::io::Result<bool> {
     let text = render(set);
     // Compared through a bounded, non-blocking read: a FIFO or a device put in its
     // place is simply replaced.
     let cap = text.len() as u64;
-    if crate::files::read_regular(path, cap).ok().as_deref() == Some(text.as_bytes()) {
+    if disk.read(path, cap).ok().as_deref() == Some(text.as_bytes()) {
         return Ok(false);
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    atomic::ensure_dir(dir)?;
+    disk.ensure_dir(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "features_file has no file name",
         )
     })?;
-    atomic::write(dir, name, text.as_bytes())?;
+    disk.write(dir, name, text.as_bytes())?;
     Ok(true)
 }
 
@@ -111,6 +117,26 @@ mod tests {
             "changed: written"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn publishes_on_a_memory_disk_and_a_failed_write_leaves_what_was_there() {
+        use crate::storage::disk::Special;
+        use crate::storage::memdisk::{MemDisk, Node, OpKind};
+        use nix::errno::Errno;
+        let disk = MemDisk::new();
+        let path = Path::new("/run/license-agent/features");
+        disk.put(path, Node::Other(Special::Fifo));
+        disk.fail_next(OpKind::Rename, 1, Errno::ENOSPC);
+        let e = publish_on(&disk, path, &set()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::ENOSPC as i32));
+        assert_eq!(disk.get(path), Some(Node::Other(Special::Fifo)));
+        // The FIFO is replaced at the next try, and the same set is not written again.
+        assert!(publish_on(&disk, path, &set()).unwrap());
+        let text = render(&set()).into_bytes();
+        assert_eq!(disk.get(path), Some(Node::File(text)));
+        disk.fail_next(OpKind::Write, 1, Errno::EIO);
+        assert!(!publish_on(&disk, path, &set()).unwrap());
     }
 
     #[test]

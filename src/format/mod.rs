@@ -35,7 +35,7 @@ pub fn parse(input: &[u8]) -> Result<License, FormatError> {
 
 /// The size refusal; `size` is known when the whole input is in memory, and not when
 /// reading stopped at the cap.
-fn too_big(size: Option<usize>) -> Malformed {
+pub(crate) fn too_big(size: Option<usize>) -> Malformed {
     let size = match size {
         Some(n) => format!("{n} bytes"),
         None => format!("larger than {MAX_FILE_SIZE} bytes"),

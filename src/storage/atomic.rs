@@ -1,83 +1,99 @@
 //! Durable file operations: a power cut at any instant leaves the old or the new state,
 //! never a torn one. Write a temporary file, fsync it, rename it over the target, fsync
 //! the directory (so the rename itself survives).
+//!
+//! The protocol is written once, over the [`Calls`] of a file system: the real one here
+//! (the free functions), an in-memory one in the simulator (through [`super::disk::Disk`]).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use super::disk::{Calls, RealDisk};
 
 /// The prefix of temporary files; a leftover one is a write that never committed.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
-/// Fsyncs a directory, opened as one (`O_DIRECTORY`: anything else in its place, a FIFO
-/// included, is refused at once instead of blocking).
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NONBLOCK)
-        .open(dir)?
-        .sync_all()
-}
-
 /// Writes `bytes` to `dir/name` atomically and durably.
 pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    write_on(&RealDisk, dir, name, bytes)
+}
+
+/// Moves a file durably (both folders on the same file system).
+pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    rename_on(&RealDisk, from, to)
+}
+
+/// A name to move something to in `dir` without replacing anything there (see
+/// [`unused_name_on`]).
+pub(crate) fn unused_name(dir: &Path, base: &str, suffixes: &[&str]) -> io::Result<String> {
+    unused_name_on(&RealDisk, dir, base, suffixes)
+}
+
+/// Creates a folder (and its parents) if missing, durably.
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
+    ensure_dir_on(&RealDisk, dir)
+}
+
+/// [`write`] on `fs`.
+pub(crate) fn write_on<C: Calls + ?Sized>(
+    fs: &C,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<PathBuf> {
     let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let target = dir.join(name);
     let result = (|| {
         // A leftover temporary (or anything put in its place) goes first; the new one is
         // created afresh, never through a symbolic link, and never waiting on a FIFO.
-        match fs::remove_file(&tmp) {
+        match fs.unlink(&tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &target)?;
-        sync_dir(dir)
+        fs.create_synced(&tmp, bytes)?;
+        fs.rename_entry(&tmp, &target)?;
+        fs.fsync_dir(dir)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs.unlink(&tmp);
     }
     result.map(|()| target)
 }
 
 /// Removes a file durably.
-pub(crate) fn remove(path: &Path) -> io::Result<()> {
-    fs::remove_file(path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+pub(crate) fn remove_on<C: Calls + ?Sized>(fs: &C, path: &Path) -> io::Result<()> {
+    fs.unlink(path)?;
+    fs.fsync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-/// Moves a file durably (both folders on the same file system).
-pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
-    fs::rename(from, to)?;
+/// [`rename`] on `fs`.
+pub(crate) fn rename_on<C: Calls + ?Sized>(fs: &C, from: &Path, to: &Path) -> io::Result<()> {
+    fs.rename_entry(from, to)?;
     if let Some(dir) = to.parent() {
-        sync_dir(dir)?;
+        fs.fsync_dir(dir)?;
     }
     match from.parent() {
-        Some(dir) if Some(dir) != to.parent() => sync_dir(dir),
+        Some(dir) if Some(dir) != to.parent() => fs.fsync_dir(dir),
         _ => Ok(()),
     }
 }
 
-/// Most names [`unused_name`] tries.
+/// Most names [`unused_name_on`] tries.
 const MAX_NAME_TRIES: u32 = 1_000;
 
 /// A name to move something to in `dir` without replacing anything there: the first of
 /// `base`, `base.2`, `base.3`, … for which no `<name><suffix>` exists, for every one of
 /// `suffixes` (`""` for the name itself). Anything but "not there" counts as there.
-pub(crate) fn unused_name(dir: &Path, base: &str, suffixes: &[&str]) -> io::Result<String> {
+pub(crate) fn unused_name_on<C: Calls + ?Sized>(
+    fs: &C,
+    dir: &Path,
+    base: &str,
+    suffixes: &[&str],
+) -> io::Result<String> {
     let free = |name: &str| {
         suffixes.iter().all(|suffix| {
             matches!(
-                fs::symlink_metadata(dir.join(format!("{name}{suffix}"))),
+                fs.lstat(&dir.join(format!("{name}{suffix}"))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound
             )
         })
@@ -96,14 +112,14 @@ pub(crate) fn unused_name(dir: &Path, base: &str, suffixes: &[&str]) -> io::Resu
         })
 }
 
-/// Creates a folder (and its parents) if missing, durably.
-pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
+/// [`ensure_dir`] on `fs`.
+pub(crate) fn ensure_dir_on<C: Calls + ?Sized>(fs: &C, dir: &Path) -> io::Result<()> {
+    if fs.is_dir(dir) {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
+    fs.mkdir_all(dir)?;
     match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        Some(parent) if !parent.as_os_str().is_empty() => fs.fsync_dir(parent),
         _ => Ok(()),
     }
 }
@@ -111,6 +127,7 @@ pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn write_replaces_whole_and_leaves_no_temporary() {

@@ -26,6 +26,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::disk::Disk;
 use crate::engine::license_span;
 use crate::format::features::encode_table;
 use crate::format::{End, License};
@@ -165,11 +166,11 @@ pub(crate) fn keep(mut records: Vec<Dropped>, at: Option<UnixTime>) -> Vec<Dropp
     unique.into_iter().map(|(_, d)| d).collect()
 }
 
-/// Reads the records in `dir`, each verified with `keyring`; anything unreadable is left
-/// out and logged (never an error: nothing here may stop the agent).
-pub(crate) fn load(dir: &Path, keyring: &Keyring) -> Vec<Dropped> {
+/// Reads the records in `dir` on `disk`, each verified with `keyring`; anything unreadable
+/// is left out and logged (never an error: nothing here may stop the agent).
+pub(crate) fn load(disk: &dyn Disk, dir: &Path, keyring: &Keyring) -> Vec<Dropped> {
     let path = dir.join(FILE);
-    let bytes = match crate::files::read_regular(&path, MAX_FILE_SIZE) {
+    let bytes = match disk.read(&path, MAX_FILE_SIZE) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
@@ -229,6 +230,7 @@ pub(crate) fn encode(records: &[Dropped]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::format::Kind;
+    use crate::storage::disk::RealDisk;
     use crate::testkit::{keyring, lic, DAY, T0};
 
     /// A site license of feature `id` from T0 to `end`, dropped at `at`.
@@ -287,7 +289,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let records = vec![record(1, Some(T0 + DAY), T0), record(2, None, T0 + 1)];
         std::fs::write(dir.path().join(FILE), encode(&records)).unwrap();
-        assert_eq!(load(dir.path(), keyring()), records);
+        assert_eq!(load(&RealDisk, dir.path(), keyring()), records);
         // The second's table changed (feature 2 made 3): its signature no longer holds.
         let mut value: serde_json::Value = serde_json::from_slice(&encode(&records)).unwrap();
         let features = value["records"][1]["signed"]["features"]
@@ -296,6 +298,6 @@ mod tests {
             .replacen("0002", "0003", 1);
         value["records"][1]["signed"]["features"] = features.into();
         std::fs::write(dir.path().join(FILE), value.to_string()).unwrap();
-        assert_eq!(load(dir.path(), keyring()), records[..1]);
+        assert_eq!(load(&RealDisk, dir.path(), keyring()), records[..1]);
     }
 }

@@ -56,21 +56,33 @@
 //!   name, a folder, a link, a FIFO) is set aside like any stranger.
 //! - Setting aside never replaces what is in `rejected/`: a name already taken there
 //!   gets a `.2`, `.3`, … suffix.
+//!
+//! # The disk
+//!
+//! Every file operation goes through a [`disk::Disk`]: the real file system
+//! ([`Store::open`]), or an in-memory one that fails calls on command, for the simulator
+//! ([`Store::open_on`] with a `memdisk::MemDisk` and its `writer_mode`, a writer that
+//! needs no lock because no other process sees that disk). The writer lock itself is
+//! the real disk's only.
 
 pub(crate) mod atomic;
+pub(crate) mod disk;
 pub(crate) mod dropped;
 pub(crate) mod lock;
+// Outside the tests its user is the simulator of the daemon's sans-io core (being built).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod memdisk;
 pub(crate) mod meta;
 
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::engine::{self, Held, Identity, Status, StoreId};
-use crate::format::{self, Capped, Kind, License};
+use crate::format::{self, Kind, License};
 use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
+use disk::{Disk, FileType, RealDisk};
 pub(crate) use dropped::{Dropped, Reason, SignedParts};
 pub use lock::WriterLock;
 #[cfg(test)]
@@ -134,13 +146,24 @@ pub enum Mode {
     /// temporaries, prunes what the engine drops. Only the holder of the folder's
     /// [`WriterLock`] can open it so.
     Writer(Arc<WriterLock>),
+    /// May write as [`Mode::Writer`] does, holding no lock: only on a disk that no other
+    /// process sees (the simulator's in-memory one, whose `writer_mode` makes it). Refused
+    /// on a real disk, where only the lock keeps two writers apart.
+    InMemoryWriter(InMemory),
     /// Never writes (`status`): problems are only reported.
     ReadOnly,
 }
 
+/// The token of [`Mode::InMemoryWriter`]: made only by the in-memory disk (its field is
+/// private to the storage module).
+#[derive(Debug, Clone)]
+pub struct InMemory(());
+
 /// The licenses held and the metadata.
 #[derive(Debug)]
 pub struct Store {
+    /// Where every file operation goes (the real file system but in the simulator).
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     mode: Mode,
     held: Vec<Held>,
@@ -208,16 +231,36 @@ impl Store {
         mode: Mode,
         now: UnixTime,
     ) -> Result<Store, StoreError> {
-        if let Mode::Writer(lock) = &mode {
-            if !lock::same_dir(lock.dir(), dir) {
-                return Err(StoreError {
-                    path: dir.to_path_buf(),
-                    action: "write (the writer lock held is for another folder)",
-                    error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-                });
+        Store::open_on(Arc::new(RealDisk), dir, keyring, identity, mode, now)
+    }
+
+    /// [`Store::open`] on `disk`.
+    pub(crate) fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        keyring: &Keyring,
+        identity: &Identity,
+        mode: Mode,
+        now: UnixTime,
+    ) -> Result<Store, StoreError> {
+        let refused = |action| {
+            Err(StoreError {
+                path: dir.to_path_buf(),
+                action,
+                error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            })
+        };
+        match &mode {
+            Mode::Writer(lock) if !lock::same_dir(lock.dir(), dir) => {
+                return refused("write (the writer lock held is for another folder)");
             }
+            Mode::InMemoryWriter(_) if disk.shared() => {
+                return refused("write (without the writer lock: only in memory)");
+            }
+            _ => {}
         }
         let mut store = Store {
+            disk,
             dir: dir.to_path_buf(),
             mode,
             held: Vec::new(),
@@ -233,7 +276,7 @@ impl Store {
         if store.writer() {
             for sub in [kind_dir(Kind::Phone), kind_dir(Kind::Site), REJECTED_DIR] {
                 let path = dir.join(sub);
-                if let Err(e) = atomic::ensure_dir(&path) {
+                if let Err(e) = store.disk.ensure_dir(&path) {
                     store.note(&io_at("create", &path)(e));
                 }
             }
@@ -248,7 +291,7 @@ impl Store {
             return Err(e);
         }
         // Records only: whatever is wrong with them is logged and left out.
-        store.dropped = dropped::load(dir, keyring);
+        store.dropped = dropped::load(&*store.disk, dir, keyring);
         store.held.sort_by_key(|h| (h.seq, h.license.kind()));
         store.count_from_held();
         let mut renumbered = false;
@@ -303,7 +346,7 @@ impl Store {
     /// of valid metadata is set aside like a damaged one, and the store starts afresh.
     fn load_meta(&mut self, now: UnixTime) {
         let path = self.dir.join(META_FILE);
-        let trouble = match crate::files::read_regular(&path, MAX_META_SIZE) {
+        let trouble = match self.disk.read(&path, MAX_META_SIZE) {
             Ok(bytes) => match serde_json::from_slice::<Meta>(&bytes) {
                 Ok(meta) => {
                     self.events_on_disk = meta.events.len();
@@ -332,17 +375,17 @@ impl Store {
         // The kind folders are the agent's own: a link in their place (to the other
         // kind's folder, say) would have a license judged in the wrong folder and moved
         // out of its own. The link is set aside (its target is not touched).
-        if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        if self
+            .disk
+            .file_type(&dir)
+            .is_ok_and(|t| t == FileType::Symlink)
+        {
             let reason = format!("a symbolic link, where the {kind} licenses' own folder goes");
             return self.replace_with_folder(&dir, reason, now);
         }
-        let listed = fs::read_dir(&dir).and_then(|entries| {
-            entries
-                .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect::<std::io::Result<Vec<String>>>()
-        });
-        let mut names = match listed {
-            Ok(names) => names,
+        // Only the names: each is looked at again when judged (it may change meanwhile).
+        let mut names: Vec<String> = match self.disk.list(&dir) {
+            Ok(entries) => entries.into_iter().map(|(name, _)| name).collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
                 let reason = format!("not a folder, where the {kind} licenses go");
@@ -372,7 +415,7 @@ impl Store {
                 self.set_aside(&path, "not a file this agent stored".into(), now);
                 continue;
             };
-            match verify_stored(&path, kind, keyring, identity) {
+            match verify_stored(&*self.disk, &path, kind, keyring, identity) {
                 Ok(license) => self.held.push(Held { seq, license }),
                 Err(Unusable::Now(e)) => {
                     self.unreadable_now = Some(io_at("read", &path)(e));
@@ -387,7 +430,7 @@ impl Store {
     fn replace_with_folder(&mut self, dir: &Path, reason: String, now: UnixTime) {
         self.set_aside(dir, reason, now);
         if self.writer() {
-            if let Err(e) = atomic::ensure_dir(dir) {
+            if let Err(e) = self.disk.ensure_dir(dir) {
                 self.note(&io_at("create", dir)(e));
             }
         }
@@ -397,8 +440,8 @@ impl Store {
     /// plain file named for a name the store writes: a write that never reached its
     /// commit point, so nothing was stored) is removed; anything else is set aside.
     fn leftover(&mut self, path: &Path, stored: &str, now: UnixTime) {
-        let plain = match fs::symlink_metadata(path) {
-            Ok(meta) => meta.file_type().is_file(),
+        let plain = match self.disk.file_type(path) {
+            Ok(t) => t == FileType::Regular,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(_) => false,
         };
@@ -408,7 +451,7 @@ impl Store {
             } else {
                 format!(
                     "not a file this agent stored ({}, under the name of an unfinished write)",
-                    file_kind(path)
+                    self.file_kind(path)
                 )
             };
             self.set_aside(path, what, now);
@@ -417,7 +460,7 @@ impl Store {
         if !self.writer() {
             return;
         }
-        match atomic::remove(path) {
+        match self.disk.remove(path) {
             Ok(()) => self.meta.record(
                 now,
                 "removed-leftover",
@@ -446,7 +489,7 @@ impl Store {
         [Kind::Phone, Kind::Site].into_iter().any(|kind| {
             // Anything but "not there" (a folder that cannot be looked in) is taken.
             !matches!(
-                fs::symlink_metadata(self.dir.join(kind_dir(kind)).join(&name)),
+                self.disk.file_type(&self.dir.join(kind_dir(kind)).join(&name)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound
             )
         })
@@ -481,7 +524,9 @@ impl Store {
             }
             let from = self.path_of(&self.held[i]);
             let to = self.dir.join(kind_dir(old.kind)).join(file_name(target));
-            atomic::rename(&from, &to).map_err(io_at("renumber", &from))?;
+            self.disk
+                .rename(&from, &to)
+                .map_err(io_at("renumber", &from))?;
             self.held[i].seq = target;
             self.meta.record(
                 now,
@@ -535,7 +580,9 @@ impl Store {
             .to_string_lossy()
             .replace('/', "-");
         // Never in place of something set aside before (the same name, the same second).
-        let target_name = atomic::unused_name(&rejected, &format!("{now}-{origin}"), &["", ".why"])
+        let target_name = self
+            .disk
+            .unused_name(&rejected, &format!("{now}-{origin}"), &["", ".why"])
             .map_err(io_at("name a file in", &rejected))?;
         let note = format!(
             "{}\nmoved here from {} at {} (Unix {now})\n",
@@ -545,10 +592,13 @@ impl Store {
         );
         // The note first: a power cut in between leaves the file in place, to be judged
         // again at the next load.
-        atomic::write(&rejected, &format!("{target_name}.why"), note.as_bytes())
+        self.disk
+            .write(&rejected, &format!("{target_name}.why"), note.as_bytes())
             .map_err(io_at("write a note in", &rejected))?;
         let target = rejected.join(&target_name);
-        atomic::rename(path, &target).map_err(io_at("move aside", path))?;
+        self.disk
+            .rename(path, &target)
+            .map_err(io_at("move aside", path))?;
         Ok(target)
     }
 
@@ -588,21 +638,34 @@ impl Store {
             .join(file_name(held.seq))
     }
 
+    /// The disk this store is on (to open it again there: the simulator's core).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
+    }
+
+    /// What is at `path`, in words, for a note (`a folder`, `a symbolic link`, …).
+    fn file_kind(&self, path: &Path) -> &'static str {
+        self.disk
+            .file_type(path)
+            .map_or("something unreadable", FileType::words)
+    }
+
     fn writer(&self) -> bool {
-        matches!(self.mode, Mode::Writer(_))
+        matches!(self.mode, Mode::Writer(_) | Mode::InMemoryWriter(_))
     }
 
     /// The writer lock this store was opened with (`None` read-only).
     pub(crate) fn lock(&self) -> Option<&Arc<WriterLock>> {
         match &self.mode {
             Mode::Writer(lock) => Some(lock),
-            Mode::ReadOnly => None,
+            Mode::InMemoryWriter(_) | Mode::ReadOnly => None,
         }
     }
 
     fn writable(&self) -> Result<(), StoreError> {
         match self.mode {
-            Mode::Writer(_) => Ok(()),
+            Mode::Writer(_) | Mode::InMemoryWriter(_) => Ok(()),
             Mode::ReadOnly => Err(StoreError {
                 path: self.dir.clone(),
                 action: "write (opened read-only)",
@@ -649,7 +712,7 @@ impl Store {
                 })?
             }
         };
-        if let Err(e) = atomic::write(&dir, &file_name(seq), bytes) {
+        if let Err(e) = self.disk.write(&dir, &file_name(seq), bytes) {
             let e = io_at("store a license in", &dir)(e);
             self.note(&e);
             return Err(e);
@@ -719,7 +782,7 @@ impl Store {
                 }
                 continue;
             }
-            if let Err(e) = atomic::remove(&path) {
+            if let Err(e) = self.disk.remove(&path) {
                 self.note(&io_at("remove", &path)(e));
                 continue;
             }
@@ -752,7 +815,8 @@ impl Store {
     /// anything.
     fn save_dropped(&mut self, at: UnixTime) {
         self.dropped = dropped::keep(std::mem::take(&mut self.dropped), Some(at));
-        if let Err(e) = atomic::write(&self.dir, dropped::FILE, &dropped::encode(&self.dropped)) {
+        let bytes = dropped::encode(&self.dropped);
+        if let Err(e) = self.disk.write(&self.dir, dropped::FILE, &bytes) {
             log::warn!(
                 "cannot write {}: {e}; the records of dropped licenses are kept in memory",
                 self.dir.join(dropped::FILE).display()
@@ -788,7 +852,9 @@ impl Store {
                 error: std::io::Error::other(e),
             })
             .and_then(|bytes| {
-                atomic::write(&self.dir, META_FILE, &bytes).map_err(io_at("write", &path))
+                self.disk
+                    .write(&self.dir, META_FILE, &bytes)
+                    .map_err(io_at("write", &path))
             });
         match written {
             Ok(_) => {
@@ -810,20 +876,6 @@ fn other_kind(kind: Kind) -> Kind {
     match kind {
         Kind::Phone => Kind::Site,
         Kind::Site => Kind::Phone,
-    }
-}
-
-/// What is at `path`, in words, for a note (`a folder`, `a symbolic link`, …).
-fn file_kind(path: &Path) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    match fs::symlink_metadata(path).map(|m| m.file_type()) {
-        Ok(t) if t.is_dir() => "a folder",
-        Ok(t) if t.is_symlink() => "a symbolic link",
-        Ok(t) if t.is_fifo() => "a FIFO",
-        Ok(t) if t.is_socket() => "a socket",
-        Ok(t) if t.is_char_device() || t.is_block_device() => "a device",
-        Ok(t) if t.is_file() => "a file",
-        _ => "something unreadable",
     }
 }
 
@@ -850,15 +902,19 @@ fn unreadable(e: std::io::Error) -> Unusable {
 }
 
 fn verify_stored(
+    disk: &dyn Disk,
     path: &Path,
     kind: Kind,
     keyring: &Keyring,
     identity: &Identity,
 ) -> Result<Verified<License>, Unusable> {
-    let file = crate::files::open_regular(path).map_err(unreadable)?;
-    let bytes = match format::read_capped(file).map_err(unreadable)? {
-        Capped::Content(bytes) => bytes,
-        Capped::TooBig(m) => return Err(format!("no longer verifies: malformed: {m}").into()),
+    let bytes = match disk.read(path, format::MAX_FILE_SIZE as u64) {
+        Ok(bytes) => bytes,
+        Err(e) if crate::files::is_too_large(&e) => {
+            let m = format::too_big(None);
+            return Err(format!("no longer verifies: malformed: {m}").into());
+        }
+        Err(e) => return Err(unreadable(e)),
     };
     judge_stored(&bytes, kind, keyring, identity).map_err(Unusable::Because)
 }

@@ -813,3 +813,5 @@ fn a_damaged_record_file_is_ignored() {
     let store = open(dir.path(), writer(dir.path()));
     assert!(store.dropped().is_empty() && store.invalid().is_empty());
 }
+
+mod memory;
