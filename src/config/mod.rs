@@ -71,7 +71,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 use crate::format::{FeatureId, Serial};
-pub(crate) use server_url::{Scheme, ServerUrl};
+pub(crate) use server_url::{listed, Scheme, ServerUrl};
 use table::{Item, Source, Table};
 
 #[cfg(test)]

@@ -445,6 +445,12 @@ fn without_user_info(text: &str) -> String {
     }
 }
 
+/// Servers for people, in order: `https://a/, ftp://b/` (credentials never shown).
+pub(crate) fn listed(servers: &[ServerUrl]) -> String {
+    let bases: Vec<&str> = servers.iter().map(ServerUrl::as_str).collect();
+    bases.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::format::{End, FeatureId};
-use crate::storage::disk::{Disk, RealDisk};
+use crate::storage::disk::Disk;
 use crate::storage::PublishedFeature;
 
 /// The enabled set: feature → governing end.
@@ -57,8 +57,9 @@ pub(crate) fn from_meta(published: &[PublishedFeature]) -> FeatureSet {
 
 /// Writes the features file if its content differs from `set` (or it is missing).
 /// Returns whether it wrote.
+#[cfg(test)]
 pub(crate) fn publish(path: &Path, set: &FeatureSet) -> std::io::Result<bool> {
-    publish_on(&RealDisk, path, set)
+    publish_on(&crate::storage::disk::RealDisk, path, set)
 }
 
 /// [`publish`] on `disk`.

@@ -383,12 +383,15 @@ impl RebootMachine {
     }
 
     /// When [`poll`](Self::poll) has something to do next by the clock alone (the end of
-    /// the idle grace, of the stagger delay, or of the wait after `OK`).
+    /// the idle grace, of the stagger delay, or of the wait after `OK`), if still ahead
+    /// of `now`. A wait already over is no wake: `poll` acts on it at once when it can,
+    /// and when it cannot (no link, a call on) what it waits for comes as an event; a
+    /// past instant would only wake the loop again and again (found by the simulator).
     pub fn poll_wake(&self, now: Stamp, timing: &RebootTiming) -> Option<Mono> {
         match self.waiting(now, timing) {
             Waiting::IdleGrace { until }
             | Waiting::Stagger { until }
-            | Waiting::StillRunningAfterOk { until } => Some(until),
+            | Waiting::StillRunningAfterOk { until } => Some(until).filter(|u| *u > now.mono),
             _ => None,
         }
     }

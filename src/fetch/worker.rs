@@ -49,11 +49,6 @@ pub(crate) trait Server: Send + Sync {
     /// The servers' base URLs; never empty.
     fn bases(&self) -> &[ServerUrl];
 
-    /// The base URLs, for people: `https://a/, ftp://b/`.
-    fn listed(&self) -> String {
-        let bases: Vec<&str> = self.bases().iter().map(ServerUrl::as_str).collect();
-        bases.join(", ")
-    }
     /// Opens a source on the `index`-th server for one cycle (reading CA files, setting
     /// up a client).
     fn open(&self, index: usize) -> Result<Box<dyn Source>, FetchError>;

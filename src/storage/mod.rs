@@ -308,6 +308,24 @@ impl Store {
         Ok(store)
     }
 
+    /// The store opened again from its disk, in its mode: every file verified again
+    /// (a file damaged on flash since the last look is set aside, never used).
+    pub(crate) fn reopen(
+        &self,
+        keyring: &Keyring,
+        identity: &Identity,
+        now: UnixTime,
+    ) -> Result<Store, StoreError> {
+        Store::open_on(
+            self.disk.clone(),
+            &self.dir,
+            keyring,
+            identity,
+            self.mode.clone(),
+            now,
+        )
+    }
+
     /// Notes a write that failed: the store goes on with what it holds.
     fn note(&mut self, e: &StoreError) {
         log::error!("{e}; going on with the licenses held, and trying again later");
@@ -483,23 +501,33 @@ impl Store {
             .unwrap_or(1);
     }
 
-    /// Whether a file named for number `seq` is in either kind folder.
-    fn taken(&self, seq: u64) -> bool {
+    /// Whether a file named for number `seq` is in either kind folder. A name that
+    /// cannot be looked at (a folder that cannot be read, a failing flash) is an error,
+    /// never "taken": counted as taken, every number after it was looked at in turn, up
+    /// to [`MAX_SEQ`] (ten billion `lstat`s: the agent stalled).
+    fn taken(&self, seq: u64) -> Result<bool, StoreError> {
         let name = file_name(seq);
-        [Kind::Phone, Kind::Site].into_iter().any(|kind| {
-            // Anything but "not there" (a folder that cannot be looked in) is taken.
-            !matches!(
-                self.disk.file_type(&self.dir.join(kind_dir(kind)).join(&name)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound
-            )
-        })
+        for kind in [Kind::Phone, Kind::Site] {
+            let path = self.dir.join(kind_dir(kind)).join(&name);
+            match self.disk.file_type(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at("look for a free number at", &path)(e)),
+                Ok(_) => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     /// The number the next license gets: the first from `next_seq` that no file in
     /// either folder has (another process may have put one there since this store was
     /// opened), or `None` past [`MAX_SEQ`].
-    fn free_number(&self) -> Option<u64> {
-        (self.next_seq..=MAX_SEQ).find(|seq| !self.taken(*seq))
+    fn free_number(&self) -> Result<Option<u64>, StoreError> {
+        for seq in self.next_seq..=MAX_SEQ {
+            if !self.taken(seq)? {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
     }
 
     /// Renumbers the held licenses, from the lowest, to the lowest free numbers: each
@@ -515,7 +543,7 @@ impl Store {
         for i in 0..self.held.len() {
             let old = self.held[i].id();
             let mut target = next;
-            while target < old.seq && self.taken(target) {
+            while target < old.seq && self.taken(target)? {
                 target += 1;
             }
             if target >= old.seq {
@@ -651,7 +679,7 @@ impl Store {
             .map_or("something unreadable", FileType::words)
     }
 
-    fn writer(&self) -> bool {
+    pub(crate) fn writer(&self) -> bool {
         matches!(self.mode, Mode::Writer(_) | Mode::InMemoryWriter(_))
     }
 
@@ -692,7 +720,7 @@ impl Store {
         // Never write over anything that is there, in either folder (another process may
         // have put a file there since this store was opened).
         let mut drop = drop.to_vec();
-        let seq = match self.free_number() {
+        let seq = match self.free_number().inspect_err(|e| self.note(e))? {
             Some(seq) => seq,
             None => {
                 let moved = self.renumber(now).inspect_err(|e| self.note(e))?;
@@ -701,15 +729,17 @@ impl Store {
                         *id = *new;
                     }
                 }
-                self.free_number().ok_or_else(|| StoreError {
-                    path: dir.clone(),
-                    action: "number a license in",
-                    error: std::io::Error::other(format!(
-                        "no received number is left (at most {MAX_SEQ}, with every one \
+                self.free_number()
+                    .inspect_err(|e| self.note(e))?
+                    .ok_or_else(|| StoreError {
+                        path: dir.clone(),
+                        action: "number a license in",
+                        error: std::io::Error::other(format!(
+                            "no received number is left (at most {MAX_SEQ}, with every one \
                          from {} taken)",
-                        self.next_seq
-                    )),
-                })?
+                            self.next_seq
+                        )),
+                    })?
             }
         };
         if let Err(e) = self.disk.write(&dir, &file_name(seq), bytes) {

@@ -290,7 +290,10 @@ impl Core {
     pub(crate) fn handle_reloaded(&mut self, reloaded: Result<Reloaded, String>, now: Stamp) {
         self.events += 1;
         self.reloading = false;
-        let Reloaded { agent, mut uploads } = match reloaded {
+        let Reloaded {
+            mut agent,
+            mut uploads,
+        } = match reloaded {
             Ok(reloaded) => reloaded,
             Err(e) => {
                 log::error!("configuration not reloaded, the old one stays: {e}");
@@ -302,6 +305,10 @@ impl Core {
             self.abandoned = Some(number);
             self.push(Action::AbandonFetch { number });
         }
+        // The same process, the same boot: what the old agent knew and could not write
+        // is not lost with it.
+        agent.take_over_reboots(&mut self.agent);
+        agent.keep_unsaved(&self.agent);
         self.agent = agent;
         // Still waiting for the clock at the start: the new agent waits too.
         self.agent.hold_publishing(self.clock_wait.is_some());

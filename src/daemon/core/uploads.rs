@@ -19,6 +19,7 @@
 //!   never brings the next try forward.
 
 use super::Action;
+use crate::config::listed;
 use crate::config::{Secs, ServerUrl};
 use crate::fetch::worker::Taken;
 use crate::fetch::{backoff, FailureKind, FetchError};
@@ -261,12 +262,6 @@ impl Uploads {
         }
         words
     }
-}
-
-/// Servers in words (credentials never shown).
-pub(crate) fn listed(servers: &[ServerUrl]) -> String {
-    let bases: Vec<&str> = servers.iter().map(ServerUrl::as_str).collect();
-    bases.join(", ")
 }
 
 /// Why an upload gave no report taken.

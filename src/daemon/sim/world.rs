@@ -16,10 +16,12 @@ use crate::fetch::{phone_file, FailureKind, FetchError, FetchOutcome, SITE_FILE}
 use crate::format::End;
 use crate::format::Kind;
 use crate::phone::Phone;
-use crate::storage::{Mode, Store, WriterLock};
+use crate::storage::memdisk::{MemDisk, Node, OpKind};
+use crate::storage::Store;
 use crate::supervisor::protocol::{FromSupervisor, LinkEvent, ToSupervisor};
 use crate::testkit::{self, DAY};
 use crate::time::{Mono, Stamp, UnixTime};
+use nix::errno::Errno;
 
 /// A bug the simulated executor plants on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,7 +244,11 @@ pub(crate) struct World {
     /// Virtual monotonic time (ns) and the wall clock's offset from it (s).
     mono: u64,
     wall_offset: i64,
-    dir: tempfile::TempDir,
+    /// The phone's flash: the store and the features file, in memory, failing on
+    /// command.
+    disk: MemDisk,
+    /// The flash is read-only until then (remounted after errors).
+    read_only_until: Option<u64>,
     config: String,
     boot: u64,
     core: Option<Core>,
@@ -271,10 +277,6 @@ type Check = Result<(), String>;
 impl World {
     fn new(seed: u64, plant: Plant, verbose: bool) -> World {
         let mut rng = Rng(seed);
-        let dir = tempfile::Builder::new()
-            .prefix("sim")
-            .tempdir_in(sim_root())
-            .unwrap_or_else(|_| tempfile::tempdir().expect("a temporary folder"));
         let stagger = if rng.chance(50) { "1s" } else { "20m" };
         let config = format!(
             "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
@@ -304,7 +306,8 @@ impl World {
             trace: Vec::new(),
             mono: 1_000 * SEC,
             wall_offset: START - 1_000,
-            dir,
+            disk: MemDisk::new(),
+            read_only_until: None,
             config,
             boot: 1,
             core: None,
@@ -359,7 +362,7 @@ impl World {
     }
 
     fn phone(&self) -> Phone {
-        let config = Config::parse(&self.config, &self.dir.path().join("agent.toml"))
+        let config = Config::parse(&self.config, std::path::Path::new("/sim/agent.toml"))
             .expect("the simulation's configuration");
         Phone {
             identity: testkit::identity(),
@@ -369,19 +372,17 @@ impl World {
     }
 
     /// An agent and its uploads, on the store as it is on disk.
-    fn setup(&mut self, held: Option<&Arc<WriterLock>>) -> (Agent, Uploads) {
+    fn setup(&mut self) -> (Agent, Uploads) {
         let phone = self.phone();
-        let lock =
-            WriterLock::reuse_or_acquire(held, &phone.config.state_dir, std::time::Duration::ZERO)
-                .expect("the writer lock");
-        let store = Store::open(
+        let store = Store::open_on(
+            Arc::new(self.disk.clone()),
             &phone.config.state_dir,
             &phone.keyring,
             &phone.identity,
-            Mode::Writer(lock),
+            self.disk.writer_mode(),
             self.wall(),
         )
-        .expect("the store opens");
+        .expect("the store opens (no read fails)");
         let jitter = self.rng.next();
         let t = &phone.config.timing;
         let uploads = Uploads::new(
@@ -404,7 +405,7 @@ impl World {
     /// Starts the daemon (at a boot, or a restart within one).
     fn start_daemon(&mut self) -> Check {
         self.core = None;
-        let (agent, uploads) = self.setup(None);
+        let (agent, uploads) = self.setup();
         // The store as read from disk: nothing the running agent held is lost.
         let judge_at = agent.snapshot(self.stamp()).reading.judge_at;
         let held = agent.store().held().to_vec();
@@ -484,8 +485,7 @@ impl World {
                     self.upload = Some(self.mono + self.rng.below(3 * SEC));
                 }
                 Action::Reload => {
-                    let held = self.core().agent().store().lock().cloned();
-                    let (agent, uploads) = self.setup(held.as_ref());
+                    let (agent, uploads) = self.setup();
                     // A new link: the supervisor greets it again.
                     self.sup.up = false;
                     self.sup.inbox.clear();
@@ -577,8 +577,10 @@ impl World {
             return Err(format!("client {id:?} neither answered nor waiting"));
         }
         if let Some(expected) = core.agent().settled_features(stamp) {
-            let path = self.dir.path().join("features");
-            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            let on_disk = match self.disk.get(std::path::Path::new("/sim/features")) {
+                Some(Node::File(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                _ => String::new(),
+            };
             if on_disk != expected {
                 return Err(format!(
                     "the features file says\n{on_disk}but the rules say\n{expected}"
@@ -656,6 +658,15 @@ impl World {
         self.execute()?;
         self.wake_wall = wake.wall;
         self.wake_mono = wake.mono.map(|m| m.as_nanos());
+        if self.verbose {
+            let mono = self.mono;
+            self.note(|| {
+                format!(
+                    "wake at wall {:?}, mono {:?} (now {mono})",
+                    wake.wall, wake.mono
+                )
+            });
+        }
         self.check_pass()
     }
 
@@ -730,6 +741,7 @@ impl World {
             self.sup.answers.front().map(|a| a.0),
             self.sup.reboot_at,
             self.sup.read_again_at,
+            self.read_only_until,
             self.recheck,
             self.wake_mono,
             wall_due,
@@ -763,6 +775,11 @@ impl World {
         if self.sup.reboot_at.is_some_and(|t| t <= now) {
             self.sup.reboot_at = None;
             return self.reboot();
+        }
+        if self.read_only_until.is_some_and(|t| t <= now) {
+            self.read_only_until = None;
+            self.disk.clear_faults();
+            self.note(|| "the flash is writable again".into());
         }
         if self.sup.read_again_at.is_some_and(|t| t <= now) {
             self.sup.read_again_at = None;
@@ -973,12 +990,44 @@ impl World {
             70 => {
                 self.note(|| "SIGTERM".into());
                 self.stats.restarts += 1;
+                // What the agent could not write is lost with the process: a REBOOT the
+                // supervisor accepted may be asked again by the next one.
+                let store = self.core().agent().store();
+                if store.meta_unsaved() || store.write_failure().is_some() {
+                    self.sup.ok_at.clear();
+                }
                 self.core().handle_signal(Signal::Stop(15));
                 match self.core().poll_action() {
                     Some(Action::Exit(0)) => {}
                     other => return Err(format!("SIGTERM, and the first action is {other:?}")),
                 }
                 self.start_daemon()?;
+            }
+            71..=73 => {
+                // Writes fail: a worn flash, a full one.
+                let kind = match self.rng.below(5) {
+                    0 => OpKind::Write,
+                    1 => OpKind::Fsync,
+                    2 => OpKind::Rename,
+                    3 => OpKind::Remove,
+                    _ => OpKind::MakeFolder,
+                };
+                let errno = *[Errno::EIO, Errno::ENOSPC, Errno::EROFS]
+                    .get(self.rng.below(3) as usize)
+                    .unwrap_or(&Errno::EIO);
+                let count = 1 + self.rng.below(3) as u32;
+                self.note(|| format!("the next {count} {kind:?} fail with {errno}"));
+                self.disk.fail_next(kind, count, errno);
+            }
+            74 => {
+                // Remounted read-only after errors, for a while.
+                let until = self.mono + self.rng.below(600 * SEC);
+                self.note(|| "the flash is read-only for a while".into());
+                self.disk.decide(|op| {
+                    let reads = matches!(op.kind, OpKind::Stat | OpKind::List | OpKind::Read);
+                    (!reads).then_some(Errno::EROFS)
+                });
+                self.read_only_until = Some(until);
             }
             _ => {}
         }
@@ -1032,16 +1081,6 @@ impl World {
             let _ = writeln!(text, "  {t}");
         }
         text
-    }
-}
-
-/// Where the simulated stores live: memory when the machine has a tmpfs.
-fn sim_root() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
     }
 }
 

@@ -507,3 +507,28 @@ proptest! {
         }
     }
 }
+
+/// Found by the simulator (seed 1058): after OK, a reload (or a dropped link) left the
+/// machine without a connection past the re-ask, and `poll_wake` kept naming that past
+/// instant: the loop woke at once, again and again, until the supervisor was back. A
+/// wait that is over wakes nobody: what it waits for now (the link, an idle phone)
+/// comes as an event, and the next `poll` acts.
+#[test]
+fn a_wait_that_is_over_is_no_wake() {
+    let mut m = connected_idle_at(T);
+    m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T));
+    let (a, _) = m.poll(st(T + 30), &TIMING);
+    let (id, _) = sent(&a)[0];
+    m.ok(id, st(T + 31));
+    assert_eq!(m.poll_wake(st(T + 40), &TIMING), Some(mono(T + 31 + 600)));
+    // The link drops before the re-ask; no poll can act until it is back.
+    m.connection(false);
+    for t in [T + 631, T + 700, T + 10_000] {
+        assert_eq!(m.poll_wake(st(t), &TIMING), None, "at {t}");
+    }
+    // Back: the next poll asks again.
+    m.connection(true);
+    m.call_state(CallState::Idle, st(T + 10_000));
+    let (a, _) = m.poll(st(T + 10_030), &TIMING);
+    assert_eq!(sent(&a).len(), 1);
+}

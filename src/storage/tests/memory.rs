@@ -245,3 +245,28 @@ fn only_a_private_disk_is_written_without_the_lock() {
     assert!(store.held().is_empty());
     assert_eq!(mem.entries().len(), 1, "only /");
 }
+
+/// Found while putting the store on the in-memory disk: a kind folder whose entries
+/// cannot be looked at (EIO from a failing flash, EACCES) made every number "taken",
+/// and `add` looked at every one up to ten billion: the agent stalled. Now the add fails
+/// at the first, noted like any failed write, and the license is fetched again later.
+#[test]
+fn a_folder_that_cannot_be_looked_in_fails_an_add_at_once() {
+    let mem = MemDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(mem.clone());
+    let mut store = open_on(disk, Path::new(DIR), mem.writer_mode(), T0);
+    let site_dir = PathBuf::from(DIR).join("site");
+    mem.decide(move |op| {
+        (op.kind == OpKind::Stat && op.path.starts_with(&site_dir)).then_some(Errno::EIO)
+    });
+    let (text, license) = lic_file(Kind::Site, &[(1, T0 - DAY, None)]);
+    let added = store.add(text.as_bytes(), license, &[], T0, T0);
+    assert!(added.is_err(), "{added:?}");
+    assert!(
+        mem.faults_injected() <= 4,
+        "{} looks at a failing folder",
+        mem.faults_injected()
+    );
+    assert!(store.write_failure().is_some());
+    assert!(store.held().is_empty());
+}

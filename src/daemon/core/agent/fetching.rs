@@ -9,8 +9,8 @@
 //! after the request.
 
 use super::{Agent, Snapshot};
-use crate::control::CheckSyncJson;
 use crate::config::ServerUrl;
+use crate::control::CheckSyncJson;
 use crate::daemon::core::Action;
 use crate::daemon::publish::FeatureSet;
 use crate::engine::{judge_candidate, ClockVerdict, Decision, Origin};

@@ -25,7 +25,7 @@ use crate::engine::{clock, evaluate, ClockReading, ClockVerdict, Evaluation};
 use crate::format::FeatureId;
 use crate::phone::{read_clock, Phone};
 use crate::status::{self, DaemonJson, StatusJson};
-use crate::storage::{Meta, Mode, Store};
+use crate::storage::{Meta, Store};
 use crate::time::{secs_i64, Mono, Stamp, UnixTime};
 use fetching::Fetching;
 use reboots::Reboots;
@@ -141,21 +141,22 @@ impl Agent {
     /// decided: a file damaged on flash since the last look is set aside, never used.
     fn reload(&mut self, now: UnixTime) {
         let phone = &self.phone;
-        let Some(lock) = self.store.lock().cloned() else {
+        if !self.store.writer() {
             return;
-        };
-        match Store::open(
-            &phone.config.state_dir,
-            &phone.keyring,
-            &phone.identity,
-            Mode::Writer(lock),
-            now,
-        ) {
+        }
+        match self.store.reopen(&phone.keyring, &phone.identity, now) {
             Ok(mut store) => {
                 store.keep_unsaved(&self.store);
                 self.store = store;
             }
             Err(e) => log::error!("{e}; deciding from the store as last read"),
+        }
+    }
+
+    /// Takes over the metadata `old` could not write, when both keep the same store.
+    pub(crate) fn keep_unsaved(&mut self, old: &Agent) {
+        if self.phone.config.state_dir == old.phone.config.state_dir {
+            self.store.keep_unsaved(&old.store);
         }
     }
 
@@ -303,7 +304,7 @@ impl Agent {
     fn publish(&mut self, snap: &Snapshot) {
         let set = self.enabled(snap);
         let features_file = &self.phone.config.features_file;
-        self.publish_failed = match publish::publish(features_file, &set) {
+        self.publish_failed = match publish::publish_on(&**self.store.disk(), features_file, &set) {
             Ok(written) => {
                 if written {
                     log::info!(
@@ -407,7 +408,7 @@ impl Agent {
         let fetch = &self.fetching.state;
         report.daemon = Some(DaemonJson {
             server: match &self.fetching.server {
-                Ok(bases) => crate::daemon::core::uploads::listed(bases),
+                Ok(bases) => crate::config::listed(bases),
                 Err(why) => format!("none: {why}"),
             },
             last_fetch: fetch.last_fetch.map(status::time),

@@ -87,6 +87,22 @@ impl Agent {
         }
     }
 
+    /// Takes over what `old`, the agent this one replaces in the same process (a
+    /// reload), knew of reboots: the set the phone booted with, the needs and the
+    /// request answered. Read back from `meta.json`, it would be lost whenever the last
+    /// write of it failed, and a need the supervisor accepted asked again at once (found
+    /// by the simulator). The link is a new one: no answer comes on the old.
+    pub(crate) fn take_over_reboots(&mut self, old: &mut Agent) {
+        if self.reboots.boot_id != old.reboots.boot_id {
+            return;
+        }
+        self.reboots.machine = std::mem::take(&mut old.reboots.machine);
+        self.reboots.machine.connection(false);
+        if old.reboots.booted.is_some() {
+            self.reboots.booted = old.reboots.booted.take();
+        }
+    }
+
     /// The reboot record of this boot as it should be stored.
     pub(super) fn reboot_record(&self) -> Option<RebootRecord> {
         match (&self.reboots.boot_id, &self.reboots.booted) {

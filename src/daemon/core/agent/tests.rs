@@ -11,7 +11,7 @@ use crate::engine::reboot::{CallState, Cause};
 use crate::fetch::fake::{self, Script};
 use crate::fetch::{FailureKind, FetchError, FetchOutcome};
 use crate::format::Kind;
-use crate::storage::{Validator, WriterLock};
+use crate::storage::{Mode, Validator, WriterLock};
 use crate::testkit::{self, DAY};
 
 /// After the build time, so the clock is sane.
@@ -293,4 +293,74 @@ fn an_unsynced_clock_never_wakes_for_a_reboot_it_cannot_ask() {
         "a wake in the past: {wake:?} at {:?}",
         unsynced.mono
     );
+}
+
+/// The agent on an in-memory flash (for faults), fetching from `script`.
+fn agent_in_memory(mem: &crate::storage::memdisk::MemDisk) -> Agent {
+    let text = format!(
+        "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
+         features_file = \"features\"\nsupervisor_socket = \"sup.sock\"\n\
+         server = \"http://fake/\"\n[timing]\nidle_grace = \"{GRACE}s\"\n",
+        testkit::MAC,
+        testkit::SITE
+    );
+    let config = crate::config::Config::parse(&text, Path::new("/m/agent.toml")).unwrap();
+    let phone = Phone {
+        identity: testkit::identity(),
+        keyring: testkit::keyring().clone(),
+        config,
+    };
+    let store = Store::open_on(
+        Arc::new(mem.clone()),
+        &phone.config.state_dir,
+        &phone.keyring,
+        &phone.identity,
+        mem.writer_mode(),
+        t0(),
+    )
+    .unwrap();
+    let servers = Ok(vec![crate::config::ServerUrl::test("http://fake/")]);
+    Agent::new(phone, store, servers, 7, Some("boot-1".into()))
+}
+
+/// Found by the simulator (seed 6483): the supervisor said OK, the flash failed the
+/// write of that, and a SIGHUP read the configuration again: the new agent, reading its
+/// reboot record from `meta.json`, asked again at once. The reload keeps what the agent
+/// knew, written or not.
+#[test]
+fn a_reload_keeps_an_accepted_reboot_the_flash_could_not_record() {
+    use crate::storage::memdisk::{MemDisk, OpKind};
+    let mem = MemDisk::new();
+    let script = Arc::new(Script::default());
+    let end = t0() + DAY;
+    script.answers.lock().unwrap().insert(
+        crate::fetch::phone_file(testkit::identity().mac),
+        body(Kind::Phone, &[(2, t0() - DAY, Some(end))]),
+    );
+    let mut old = agent_in_memory(&mem);
+    let snap = old.snapshot(at(t0()));
+    old.fetch_now(&snap);
+    finish(&mut old, &script, at(t0()));
+    old.supervisor_link(true, "connected".into());
+    old.call_state(CallState::Idle, at(t0()));
+    old.wake(at(end));
+    finish(&mut old, &script, at(end));
+    let asked = asks(&mut old, at(end + 100));
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    mem.fail_next(OpKind::Write, 10, nix::errno::Errno::EIO);
+    old.reboot_answer(asked[0].0, true, at(end + 101));
+    mem.clear_faults();
+
+    let mut new = agent_in_memory(&mem);
+    new.take_over_reboots(&mut old);
+    new.keep_unsaved(&old);
+    new.supervisor_link(true, "connected".into());
+    new.call_state(CallState::Idle, at(end + 102));
+    new.decide(at(end + 102));
+    assert!(
+        asks(&mut new, at(end + 200)).is_empty(),
+        "asked again before the re-ask after OK"
+    );
+    // The re-ask itself still comes.
+    assert_eq!(asks(&mut new, at(end + 101 + 600)).len(), 1);
 }
