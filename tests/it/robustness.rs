@@ -161,26 +161,80 @@ fn shared() -> &'static (Keyring, Vec<Vec<u8>>) {
     })
 }
 
-/// A valid file with one random edit: a byte replaced, inserted or removed.
-fn edited() -> impl Strategy<Value = Vec<u8>> {
+/// One valid file edited at random, and what the edit must give.
+#[derive(Debug, Clone)]
+struct Edit {
+    /// The file's number, in [`valid_vectors`]'s order (as in [`shared`]).
+    file: usize,
+    bytes: Vec<u8>,
+    must: Must,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Must {
+    /// No edit (or a byte replaced by itself): the file verifies.
+    Verify,
+    /// A hex digit of `<Serial>`, `<Key>` or `<Signature>` given another value: the
+    /// serial, the key or the signature is another one, and the file is refused.
+    BeRefused,
+    /// Anything else (the format ignores some edits: white space, a comment): refused,
+    /// or the very license of the file it was made from.
+    RefuseOrKeep,
+}
+
+/// The spans of `<Serial>`, `<Key>` and `<Signature>` whose text is hex digits only.
+fn hex_fields(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    ["Serial", "Key", "Signature"]
+        .into_iter()
+        .filter_map(|tag| {
+            let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+            let start = find(bytes, open.as_bytes())? + open.len();
+            let end = start + find(&bytes[start..], close.as_bytes())?;
+            let text = &bytes[start..end];
+            (!text.is_empty() && text.iter().all(u8::is_ascii_hexdigit)).then_some(start..end)
+        })
+        .collect()
+}
+
+/// A valid file with one random edit: a byte replaced (half the time by a hex digit),
+/// inserted or removed, or (one case in 8) none.
+fn edited() -> impl Strategy<Value = Edit> {
     let files: Vec<Vec<u8>> = valid_vectors().into_iter().map(|(_, b)| b).collect();
     (
         0..files.len(),
         any::<prop::sample::Index>(),
-        any::<u8>(),
-        0..3u8,
+        prop_oneof![
+            any::<u8>(),
+            prop::sample::select(b"0123456789abcdefABCDEF".to_vec())
+        ],
+        prop_oneof![7 => 0..3u8, 1 => Just(3u8)],
     )
-        .prop_map(move |(f, at, byte, op)| {
-            let mut bytes = files[f].clone();
+        .prop_map(move |(file, at, byte, op)| {
+            let original = &files[file];
+            let mut bytes = original.clone();
             let i = at.index(bytes.len());
             match op {
                 0 => bytes[i] = byte,
                 1 => bytes.insert(i, byte),
-                _ => {
+                2 => {
                     bytes.remove(i);
                 }
+                _ => {}
             }
-            bytes
+            let digit = |b: u8| char::from(b).to_digit(16);
+            let must = if bytes == *original {
+                Must::Verify
+            } else if op == 0
+                && hex_fields(original).iter().any(|span| span.contains(&i))
+                && digit(byte).is_some()
+                && digit(byte) != digit(original[i])
+            {
+                Must::BeRefused
+            } else {
+                Must::RefuseOrKeep
+            };
+            Edit { file, bytes, must }
         })
 }
 
@@ -235,11 +289,34 @@ proptest! {
         let _ = shared().0.verify_bytes(&bytes);
     }
 
+    /// Every case says what must hold: a file as it was verifies, one whose serial, key
+    /// or signature was given another digit is refused, and any other edit is refused or
+    /// (an edit the format ignores) carries the very license of its file.
     #[test]
-    fn random_edits_are_refused_or_carry_the_same_license(bytes in edited()) {
+    fn random_edits_are_refused_or_carry_the_same_license(edit in edited()) {
         let (keyring, originals) = shared();
-        if let Ok(v) = keyring.verify_bytes(&bytes) {
-            prop_assert!(originals.iter().any(|m| m == v.signed_message()));
+        let verdict = keyring.verify_bytes(&edit.bytes);
+        match (&verdict, edit.must) {
+            (Ok(v), Must::Verify | Must::RefuseOrKeep) => prop_assert_eq!(
+                v.signed_message(),
+                &originals[edit.file][..],
+                "an edit of valid vector {} verifies as another license",
+                edit.file
+            ),
+            (Err(_), Must::BeRefused | Must::RefuseOrKeep) => {}
+            (Ok(_), Must::BeRefused) => prop_assert!(
+                false,
+                "valid vector {} with a digit of its serial, key or signature changed \
+                 verifies: {:?}",
+                edit.file,
+                String::from_utf8_lossy(&edit.bytes)
+            ),
+            (Err(rejection), Must::Verify) => prop_assert!(
+                false,
+                "valid vector {} itself is refused: {}",
+                edit.file,
+                rejection
+            ),
         }
     }
 
@@ -333,7 +410,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_binary_never_panics_on_random_input(bytes in prop_oneof![prop::collection::vec(any::<u8>(), 0..4096), edited(), xmlish()]) {
+    fn the_binary_never_panics_on_random_input(bytes in prop_oneof![prop::collection::vec(any::<u8>(), 0..4096), edited().prop_map(|edit| edit.bytes), xmlish()]) {
         let keyring = own_vectors().join("keyring");
         for command in ["verify", "inspect"] {
             let mut child = agent()

@@ -92,17 +92,26 @@ pub fn own_vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
-/// `../shared/vectors/` beside the checkout, where it exists.
-pub fn shared_vectors() -> Option<PathBuf> {
+/// `../shared/vectors/` beside the checkout (the independent implementation's vectors):
+/// the test command always has it beside the clone, so a missing one fails the test that
+/// asks, saying where it looked, instead of testing the own copy alone unnoticed.
+pub fn shared_vectors() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    dir.join("keyring").is_file().then_some(dir)
+    let keyring = dir.join("keyring");
+    assert!(
+        keyring.is_file(),
+        "the shared vectors are missing: no file {} (../shared/vectors/keyring beside the \
+         checkout {}, where the test command puts shared/); the vectors cannot be checked \
+         against the independent implementation's",
+        keyring.display(),
+        env!("CARGO_MANIFEST_DIR")
+    );
+    dir
 }
 
-/// Every vector folder present: the own copy always, the shared one where it exists.
+/// Every vector folder: the own copy and the shared one (which must be there).
 pub fn vector_dirs() -> Vec<PathBuf> {
-    let mut dirs = vec![own_vectors()];
-    dirs.extend(shared_vectors());
-    dirs
+    vec![own_vectors(), shared_vectors()]
 }
 
 /// The `.cfg` files of a folder, sorted.
