@@ -128,13 +128,28 @@ fn jitter_seed() -> u64 {
 /// for milliseconds, another daemon for ever.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// An agent set up from a configuration: the core's agent and uploads, and the servers
-/// the executor fetches from and uploads to.
+/// An agent set up from a configuration, and the server the executor fetches from.
 pub(crate) struct Setup {
     pub(crate) agent: Agent,
-    uploads: Uploads,
     server: Option<Arc<dyn Server>>,
-    report_server: Option<Arc<dyn Server>>,
+}
+
+/// The status report's uploads for `agent`, and the server they go to (the daemon's
+/// alone: `run --once` uploads nothing).
+fn reports(agent: &Agent) -> (Uploads, Option<Arc<dyn Server>>) {
+    let phone = &agent.phone;
+    let report_server = reporting::report_server(&phone.config, phone.identity.mac);
+    let t = &phone.config.timing;
+    let uploads = Uploads::new(
+        report_server
+            .as_ref()
+            .map(|s| s.bases().to_vec())
+            .map_err(Clone::clone),
+        phone.identity.mac,
+        (t.retry_initial, t.retry_max),
+        jitter_seed(),
+    );
+    (uploads, report_server.ok())
 }
 
 /// Sets the agent up for the configuration at `config_path`. `held` is the writer lock
@@ -165,17 +180,6 @@ pub(crate) fn start(
     if let Err(why) = &server {
         log::warn!("{why}");
     }
-    let report_server = reporting::report_server(&phone.config, phone.identity.mac);
-    let t = &phone.config.timing;
-    let uploads = Uploads::new(
-        report_server
-            .as_ref()
-            .map(|s| s.bases().to_vec())
-            .map_err(Clone::clone),
-        phone.identity.mac,
-        (t.retry_initial, t.retry_max),
-        jitter_seed(),
-    );
     let store = Store::open(
         &phone.config.state_dir,
         &phone.keyring,
@@ -190,9 +194,7 @@ pub(crate) fn start(
         .map_err(Clone::clone);
     Ok(Setup {
         agent: Agent::new(phone, store, bases, jitter_seed(), boot_id()),
-        uploads,
         server: server.ok(),
-        report_server: report_server.ok(),
     })
 }
 
@@ -280,12 +282,13 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
             .saturating_add(30),
     ));
     let link = link_for(config);
+    let (uploads, report_server) = reports(&setup.agent);
     let mut daemon = Daemon {
         config_path: config_path.to_path_buf(),
         clock,
-        core: Core::new(setup.agent, setup.uploads),
+        core: Core::new(setup.agent, uploads),
         server: setup.server,
-        report_server: setup.report_server,
+        report_server,
         link,
         recheck: None,
         control,
@@ -311,9 +314,7 @@ pub(crate) fn once(
     config_path: &Path,
 ) -> Result<(CheckSyncJson, crate::status::StatusJson), DaemonError> {
     let clock = DaemonClock::from_env()?;
-    let Setup {
-        mut agent, server, ..
-    } = start(config_path, &clock, None)?;
+    let Setup { mut agent, server } = start(config_path, &clock, None)?;
     let snap = agent.snapshot(clock.stamp());
     let mut report = match agent.fetch_now(&snap) {
         FetchStart::Done(report) => report,
@@ -522,11 +523,12 @@ impl Daemon {
                 );
             }
         }
+        let (uploads, report_server) = reports(&setup.agent);
         self.server = setup.server;
-        self.report_server = setup.report_server;
+        self.report_server = report_server;
         let reloaded = Reloaded {
             agent: setup.agent,
-            uploads: setup.uploads,
+            uploads,
         };
         self.core.handle_reloaded(Ok(reloaded), self.clock.stamp());
         if !self.core.uploads().uploading() {

@@ -27,10 +27,10 @@ use nix::errno::Errno;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plant {
     None,
-    /// REBOOTs decided before the supervisor's words are read.
+    /// REBOOTs decided before the supervisor's words that arrived are read.
     NoDrain,
-    /// REBOOTs decided on the clocks read before the supervisor's words were.
-    StaleStamp,
+    /// REBOOTs sent while lines of the agent's wait unread on the link.
+    IgnoreUnclear,
 }
 
 /// splitmix64: small, fast, and the same everywhere.
@@ -163,8 +163,10 @@ struct Supervisor {
     up: bool,
     /// A connection is being made: HELLO comes at this instant.
     hello_at: Option<u64>,
-    /// The call state it last sent.
+    /// The call state it last sent (the truth: a line may still be on its way).
     call: CallState,
+    /// The call state of the last line the core read.
+    read_call: CallState,
     /// Lines it sent, not yet read by the core: (when it sent them, the event).
     inbox: VecDeque<(u64, LinkEvent)>,
     /// When the core read the last `CALL-STATE idle` of an idle spell.
@@ -176,7 +178,10 @@ struct Supervisor {
     read_again_at: Option<u64>,
     /// REBOOTs of this connection not yet answered, by cause.
     outstanding: BTreeMap<Cause, u64>,
-    /// When it said OK to a cause, on this boot.
+    /// The REBOOTs sent on this connection whose answer the core has not read, by id
+    /// (an answer to another id, stray or late, is no answer to them).
+    asked: BTreeMap<u64, Cause>,
+    /// When the core read an OK for a cause, on this boot.
     ok_at: BTreeMap<Cause, u64>,
     /// Answers it will give: (when, id, accepted).
     answers: VecDeque<(u64, u64, bool)>,
@@ -190,12 +195,14 @@ impl Supervisor {
             up: false,
             hello_at: None,
             call: CallState::Idle,
+            read_call: CallState::Idle,
             inbox: VecDeque::new(),
             idle_read_at: None,
             reading: true,
             unread: 0,
             read_again_at: None,
             outstanding: BTreeMap::new(),
+            asked: BTreeMap::new(),
             ok_at: BTreeMap::new(),
             answers: VecDeque::new(),
             reboot_at: None,
@@ -270,6 +277,8 @@ pub(crate) struct World {
     wake_wall: Option<UnixTime>,
     wake_mono: Option<u64>,
     stats: Stats,
+    /// The latest instant the licenses were judged at.
+    latest_judged: Option<UnixTime>,
 }
 
 type Check = Result<(), String>;
@@ -324,6 +333,7 @@ impl World {
             wake_wall: None,
             wake_mono: None,
             stats: Stats::default(),
+            latest_judged: None,
         }
     }
 
@@ -414,6 +424,7 @@ impl World {
         self.sup.up = false;
         self.sup.inbox.clear();
         self.sup.outstanding.clear();
+        self.sup.asked.clear();
         self.sup.unread = 0;
         self.sup.hello_at = Some(self.mono + self.rng.below(50_000_000));
         self.fetch = None;
@@ -490,6 +501,7 @@ impl World {
                     self.sup.up = false;
                     self.sup.inbox.clear();
                     self.sup.outstanding.clear();
+                    self.sup.asked.clear();
                     self.sup.unread = 0;
                     self.sup.hello_at = Some(self.mono + self.rng.below(50_000_000));
                     let stamp = self.stamp();
@@ -515,14 +527,17 @@ impl World {
         if !self.sup.up {
             return Err(format!("REBOOT {id} {cause} on a link not up"));
         }
-        if self.sup.call != CallState::Idle {
-            return Err(format!("REBOOT {id} {cause} while a call is on"));
-        }
-        if !self.sup.inbox.is_empty() {
+        // Lines cross on the wire: a CALL-STATE active still on its way when the REBOOT
+        // leaves is the supervisor's to refuse (BUSY, below). What has arrived must
+        // have been read, and say idle.
+        let arrived = self.sup.inbox.iter().filter(|l| l.0 <= self.mono).count();
+        if arrived > 0 {
             return Err(format!(
-                "REBOOT {id} {cause} with {} supervisor line(s) unread",
-                self.sup.inbox.len()
+                "REBOOT {id} {cause} with {arrived} supervisor line(s) arrived and unread"
             ));
+        }
+        if self.sup.read_call != CallState::Idle {
+            return Err(format!("REBOOT {id} {cause} while a call is on"));
         }
         match self.sup.idle_read_at {
             Some(at) if self.mono >= at + GRACE * SEC => {}
@@ -533,6 +548,18 @@ impl World {
                 ))
             }
             None => return Err(format!("REBOOT {id} {cause} with no idle read")),
+        }
+        if self
+            .sup
+            .inbox
+            .iter()
+            .any(|l| matches!(l.1, LinkEvent::Down(_)))
+        {
+            // The supervisor restarted; the core has not read it yet: this REBOOT goes
+            // to a connection that is gone, and no answer comes (the core asks again on
+            // the next, once it reads the Down).
+            self.note(|| format!("REBOOT {id} is lost with the old connection"));
+            return Ok(());
         }
         if let Some(other) = self.sup.outstanding.get(&cause) {
             return Err(format!(
@@ -551,10 +578,13 @@ impl World {
             return Err(format!("REBOOT {id} {cause} queued behind unread lines"));
         }
         self.sup.outstanding.insert(cause, id);
-        // Its answer: OK, BUSY, or none.
+        self.sup.asked.insert(id, cause);
+        // Its answer: OK, BUSY, or none; BUSY whenever a call is on as it arrives.
         let roll = self.rng.below(10);
         let at = self.mono + self.rng.below(2 * SEC);
-        if roll < 5 {
+        if self.sup.call != CallState::Idle {
+            self.sup.answers.push_back((at, id, false));
+        } else if roll < 5 {
             self.sup.answers.push_back((at, id, true));
         } else if roll < 8 {
             self.sup.answers.push_back((at, id, false));
@@ -596,6 +626,10 @@ impl World {
     /// dropped it at `at`: it ended, or a license of its kind that outlasts it has
     /// started, or four of its kind outlast it.
     fn check_held(&mut self, now: &[Held], at: Option<UnixTime>) -> Check {
+        // A license dropped at an instant stays dropped when the clock is set back
+        // within the tolerance: judged at the latest instant judged so far.
+        self.latest_judged = self.latest_judged.max(at);
+        let at = self.latest_judged;
         let is_held = |h: &Held| {
             now.iter()
                 .any(|n| n.license.signed_message() == h.license.signed_message())
@@ -629,28 +663,19 @@ impl World {
         } else {
             self.passes_now = (self.mono, 1);
         }
-        let stale = self.stamp();
         let stamp = self.stamp();
         self.core().handle_timeout(stamp);
         self.execute()?;
         self.recheck = None;
-        if self.core().link_up() {
-            if self.plant != Plant::NoDrain && self.plant != Plant::StaleStamp {
-                self.deliver_supervisor(true)?;
-            }
-            if self.sup.reading && self.sup.unread == 0 {
-                let stamp = if self.plant == Plant::StaleStamp {
-                    stale
-                } else {
-                    self.stamp()
-                };
-                self.core().handle_link_clear(stamp);
-                self.execute()?;
-                if self.plant == Plant::StaleStamp {
-                    self.deliver_supervisor(true)?;
-                }
-            } else if self.core().reboot_pending() {
-                self.recheck = Some(self.mono + SEC / 10);
+        if self.plant == Plant::NoDrain && self.core().link_up() {
+            // Planted: the REBOOTs decided before what arrived is read.
+            self.reboots_if_clear()?;
+            self.deliver_supervisor()?;
+        } else {
+            // Everything that arrived is read first, then the REBOOTs on a clear link.
+            self.deliver_supervisor()?;
+            if self.core().link_up() {
+                self.reboots_if_clear()?;
             }
         }
         let stamp = self.stamp();
@@ -670,22 +695,43 @@ impl World {
         self.check_pass()
     }
 
-    /// Hands the core the supervisor's lines sent by now (`all`: every one; else only
-    /// the first).
-    fn deliver_supervisor(&mut self, all: bool) -> Check {
-        while let Some((sent, _)) = self.sup.inbox.front() {
-            if *sent > self.mono {
-                break;
-            }
+    /// The REBOOTs due, when nothing of the agent's waits unread on the link (else a
+    /// look again shortly, as the executor does).
+    fn reboots_if_clear(&mut self) -> Check {
+        let clear = self.sup.reading && self.sup.unread == 0;
+        if clear || self.plant == Plant::IgnoreUnclear {
+            let stamp = self.stamp();
+            self.core().handle_link_clear(stamp);
+            self.execute()?;
+        } else if self.core().reboot_pending() {
+            self.recheck = Some(self.mono + SEC / 10);
+        }
+        Ok(())
+    }
+
+    /// Hands the core every supervisor line that has arrived, in order, each stamped
+    /// as it is read.
+    fn deliver_supervisor(&mut self) -> Check {
+        while self.sup.inbox.front().is_some_and(|l| l.0 <= self.mono) {
             let Some((_, event)) = self.sup.inbox.pop_front() else {
                 break;
             };
             match &event {
                 LinkEvent::Message(FromSupervisor::CallState(CallState::Idle)) => {
                     self.sup.idle_read_at.get_or_insert(self.mono);
+                    self.sup.read_call = CallState::Idle;
                 }
                 LinkEvent::Message(FromSupervisor::CallState(CallState::Active)) => {
                     self.sup.idle_read_at = None;
+                    self.sup.read_call = CallState::Active;
+                }
+                LinkEvent::Message(FromSupervisor::Ok(id)) => {
+                    if let Some(cause) = self.sup.asked.remove(id) {
+                        self.sup.ok_at.insert(cause, self.mono);
+                    }
+                }
+                LinkEvent::Message(FromSupervisor::Busy(id)) => {
+                    self.sup.asked.remove(id);
                 }
                 LinkEvent::Up { .. } => self.sup.up = true,
                 LinkEvent::Down(_) => self.sup.up = false,
@@ -694,9 +740,6 @@ impl World {
             let stamp = self.stamp();
             self.core().handle_supervisor(event, stamp);
             self.execute()?;
-            if !all {
-                break;
-            }
         }
         Ok(())
     }
@@ -707,20 +750,19 @@ impl World {
             return;
         }
         match &event {
-            LinkEvent::Message(FromSupervisor::CallState(state)) => {
-                if *state == CallState::Active || self.sup.call != CallState::Idle {
-                    // A new idle spell begins when the core reads its first idle.
-                    self.sup.idle_read_at = None;
-                }
-                self.sup.call = *state;
-            }
+            // The truth; what the core knows changes when it reads the line.
+            LinkEvent::Message(FromSupervisor::CallState(state)) => self.sup.call = *state,
             LinkEvent::Message(FromSupervisor::Ok(id) | FromSupervisor::Busy(id)) => {
                 let id = *id;
                 self.sup.outstanding.retain(|_, v| *v != id);
             }
             _ => {}
         }
-        let at = self.mono + self.rng.below(5_000_000);
+        // It arrives within 5 ms, read in the pass of the next whole second: so lines
+        // often arrive with a timer of the rules (an idle grace ends on a whole second),
+        // the moment a decision must read them first.
+        let sent = self.mono + self.rng.below(5_000_000);
+        let at = sent.div_ceil(SEC) * SEC;
         self.note(|| format!("supervisor says {event:?}"));
         self.sup.inbox.push_back((at, event));
     }
@@ -792,20 +834,16 @@ impl World {
                 version: "1".into(),
             });
             // The state of the phone comes right after HELLO.
-            let call = self.sup.call;
+            let (call, was_up) = (self.sup.call, self.sup.up);
             self.sup.up = true;
             self.supervisor_says(LinkEvent::Message(FromSupervisor::CallState(call)));
-            self.sup.up = false;
+            // Up once the core reads HELLO (a Down may still be on its way before it).
+            self.sup.up = was_up;
         }
         if self.sup.answers.front().is_some_and(|a| a.0 <= now) {
             if let Some((_, id, ok)) = self.sup.answers.pop_front() {
                 if self.sup.up && self.sup.outstanding.values().any(|v| *v == id) {
                     if ok {
-                        for (cause, v) in &self.sup.outstanding {
-                            if *v == id {
-                                self.sup.ok_at.insert(*cause, now);
-                            }
-                        }
                         // Sometimes it says OK and never reboots.
                         if self.rng.chance(80) {
                             self.sup.reboot_at = Some(now + self.rng.below(20 * SEC));
@@ -865,7 +903,6 @@ impl World {
             self.core().handle_timer(stamp);
             self.execute()?;
         }
-        self.deliver_supervisor(false)?;
         self.pass()
     }
 
@@ -945,6 +982,7 @@ impl World {
             25..=26 if self.sup.up => {
                 self.supervisor_says(LinkEvent::Down("closed".into()));
                 self.sup.outstanding.clear();
+                self.sup.asked.clear();
                 self.sup.hello_at = Some(self.mono + self.rng.below(3 * SEC));
             }
             27..=28 => {
@@ -1094,8 +1132,9 @@ pub(crate) fn run_seed(seed: u64, plant: Plant, verbose: bool) -> Result<Stats, 
             let gap = match world.rng.below(10) {
                 0..=4 => world.rng.below(2 * SEC),
                 5..=7 => world.rng.below(120 * SEC),
-                8 => world.rng.below(6 * 3_600 * SEC),
-                _ => world.rng.below(3 * DAY as u64 * SEC),
+                8 => world.rng.below(3_600 * SEC),
+                // Days pass: ends, renewal windows, polls.
+                _ => world.rng.below(DAY as u64 * SEC),
             };
             let until = world.mono + gap;
             world.run_to(until)?;

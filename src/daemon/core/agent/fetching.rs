@@ -140,8 +140,11 @@ impl Agent {
         if self.fetching.server.is_err() {
             return FetchStart::Done(CheckSyncJson::default());
         }
-        // What is stored is read again first (an install by hand may have changed it).
-        self.reload(snap.stamp.wall);
+        // What is stored is read again first (an install by hand may have changed it),
+        // unless it was read just now, when the agent started.
+        if !std::mem::take(&mut self.store_fresh) {
+            self.reload(snap.stamp.wall);
+        }
         let files = vec![SITE_FILE.to_string(), phone_file(self.phone.identity.mac)];
         let before = self.enabled(snap);
         self.fetching.started += 1;

@@ -67,6 +67,9 @@ pub(crate) struct Agent {
     publish_held: bool,
     /// Work for the executor (a fetch cycle to start), taken by the core.
     outbox: Vec<Action>,
+    /// The store was opened for this agent and not read again since: the first cycle
+    /// need not read it again before it starts.
+    store_fresh: bool,
 }
 
 impl Agent {
@@ -100,6 +103,7 @@ impl Agent {
             publish_failed: false,
             publish_held: false,
             outbox: Vec::new(),
+            store_fresh: true,
         }
     }
 
@@ -140,6 +144,7 @@ impl Agent {
     /// Opens the store again from disk, verifying every file again before anything is
     /// decided: a file damaged on flash since the last look is set aside, never used.
     fn reload(&mut self, now: UnixTime) {
+        self.store_fresh = false;
         let phone = &self.phone;
         if !self.store.writer() {
             return;
