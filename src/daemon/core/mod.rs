@@ -309,6 +309,7 @@ impl Core {
         // is not lost with it.
         agent.take_over_reboots(&mut self.agent);
         agent.keep_unsaved(&self.agent);
+        agent.number_cycles_after(&self.agent);
         self.agent = agent;
         // Still waiting for the clock at the start: the new agent waits too.
         self.agent.hold_publishing(self.clock_wait.is_some());

@@ -596,6 +596,15 @@ impl World {
     fn check_pass(&mut self) -> Check {
         let stamp = self.stamp();
         let core = self.core.as_ref().expect("a daemon runs");
+        // A cycle the core waits for is one the executor runs (a number given up and
+        // reused would leave the core waiting for ever).
+        let running = core.agent().running_cycle();
+        if running != self.fetch.as_ref().map(|f| f.0) {
+            return Err(format!(
+                "the core waits for cycle {running:?}, the executor runs {:?}",
+                self.fetch.as_ref().map(|f| f.0)
+            ));
+        }
         if core.agent().running_cycle().is_none() && self.fetch.is_none() {
             if let Some((client, _)) = self.clients.iter().find(|(_, c)| c.held_until.is_some()) {
                 return Err(format!(

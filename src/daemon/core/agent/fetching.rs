@@ -92,6 +92,14 @@ impl Agent {
         self.fetching.running.as_ref().map(|cycle| cycle.number)
     }
 
+    /// Numbers its cycles on from `old`'s, the agent this one replaces (a reload): a
+    /// cycle `old` gave up still ends under its number, which must name no cycle of
+    /// this one (found by the simulator: the new agent's first cycle, numbered 1 like
+    /// the one given up, was taken for it, and never ended).
+    pub(crate) fn number_cycles_after(&mut self, old: &Agent) {
+        self.fetching.started = self.fetching.started.max(old.fetching.started);
+    }
+
     /// Gives up the cycle under way (a reload): its fetching runs on to its timeouts,
     /// its results unread. The caller keeps its number until it ends, to bound how many
     /// run.
