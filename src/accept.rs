@@ -239,18 +239,17 @@ pub(crate) fn install_into(
     let bytes = match candidate {
         FileBytes::Read(bytes) => bytes,
         FileBytes::TooBig(m) => {
-            return refuse(store, wall, shown, &Rejection::Malformed(m).to_string())
+            let why = store
+                .meta_mut()
+                .record_rejection(wall, shown, &Rejection::Malformed(m));
+            return refused(store, shown, why);
         }
     };
     let license = match phone.keyring.verify_bytes(&bytes) {
         Ok(license) => license,
         Err(rejection) => {
-            return refuse(
-                store,
-                wall,
-                shown,
-                &format!("{}: {rejection}", rejection.verdict()),
-            )
+            let why = store.meta_mut().record_rejection(wall, shown, &rejection);
+            return refused(store, shown, why);
         }
     };
     let subject = describe(&license);
@@ -328,12 +327,10 @@ pub(crate) fn install_into(
             InstallOutcome::Superseded { subject, detail }
         }
         Decision::Refuse(refusal) => {
-            return refuse(
-                store,
-                wall,
-                &subject,
-                &format!("{}: {refusal}", refusal.id()),
-            );
+            let why = store
+                .meta_mut()
+                .record_refusal(wall, subject.as_str(), &refusal);
+            return refused(store, &subject, why);
         }
     };
     if let Some(t) = clock::trusted_time_to_write(&reading, store.meta().latest_trusted) {
@@ -347,14 +344,11 @@ pub(crate) fn install_into(
     done
 }
 
-/// Records a refusal and leaves the licenses untouched.
-fn refuse(store: &mut Store, wall: UnixTime, subject: &str, why: &str) -> InstallOutcome {
-    store
-        .meta_mut()
-        .record(wall, "refused", subject.to_string(), why.to_string());
+/// A refusal recorded (`why`, as recorded): the licenses untouched, the record saved.
+fn refused(store: &mut Store, subject: &str, why: String) -> InstallOutcome {
     InstallOutcome::Refused {
         subject: subject.to_string(),
-        reason: why.to_string(),
+        reason: why,
         unrecorded: store.save_meta().err().map(|e| e.to_string()),
     }
 }
@@ -391,33 +385,9 @@ mod tests {
     #[test]
     fn an_install_names_its_own_file_and_keeps_the_other_kind() {
         use crate::format::Kind;
-        use crate::storage::{Mode, WriterLock};
         use crate::testkit::{self, DAY};
         let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n",
-            testkit::MAC,
-            testkit::SITE
-        );
-        let config = crate::config::Config::parse(&text, &dir.path().join("agent.toml")).unwrap();
-        let phone = Phone {
-            identity: testkit::identity(),
-            keyring: testkit::keyring().clone(),
-            config,
-        };
-        let state = phone.config.state_dir.clone();
-        let lock = std::sync::Arc::new(WriterLock::try_acquire(&state).unwrap().unwrap());
-        let wall = clock::BUILD_TIME + 10 * DAY;
-        let open = || {
-            Store::open(
-                &state,
-                &phone.keyring,
-                &phone.identity,
-                Mode::Writer(lock.clone()),
-                wall,
-            )
-            .unwrap()
-        };
+        let (phone, state, wall, open) = writer(dir.path());
         drop(open());
         std::fs::write(state.join("site/18446744073709551615.cfg"), "junk").unwrap();
         let mut store = open();
@@ -450,5 +420,83 @@ mod tests {
             .map(|k| (k.kind.as_str(), k.role.as_str()))
             .collect();
         assert_eq!(kept, [("phone", "primary")]);
+    }
+
+    /// Every refusal reaches the report with the verdict it was refused with, read from
+    /// the record, not from its words: an oversize file is `malformed` (its words,
+    /// "malformed license file: ...", were once read back as the verdict `refused`), a
+    /// file signed by a key not trusted is `unknown-key` with that key, and a license of
+    /// another phone is `not-this-phone`.
+    #[test]
+    fn every_refusal_reaches_the_report_with_its_verdict() {
+        use crate::engine::Verdict;
+        use crate::format::{Kind, Transaction};
+        use crate::testkit::{self, DAY};
+        let dir = tempfile::tempdir().unwrap();
+        let (phone, _, wall, open) = writer(dir.path());
+        let mut store = open();
+        let oversize = vec![b'#'; crate::format::MAX_FILE_SIZE + 1];
+        let grant = || vec![testkit::entry((1, wall - DAY, None), Transaction::New, 0)];
+        let spec = crate::issuer::LicenseSpec {
+            serial: crate::format::Serial::parse(testkit::MAC).unwrap(),
+            kind: Kind::Phone,
+            features: grant(),
+        };
+        let stranger = crate::issuer::SigningKey::from_seed(&[8; 32]).unwrap();
+        let untrusted = crate::issuer::issue(&spec, &stranger).unwrap();
+        let other_phone = testkit::file_with(Kind::Phone, "0004f2ffffff", grant());
+        for (bytes, name) in [
+            (oversize, "big"),
+            (untrusted.into_bytes(), "untrusted"),
+            (other_phone.into_bytes(), "other"),
+        ] {
+            let done = install_into(&phone, &mut store, FileBytes::judge(&bytes), name, wall);
+            assert!(matches!(done, InstallOutcome::Refused { .. }), "{done:?}");
+        }
+        let status = crate::status::build(&phone, &store, wall, None);
+        let report = crate::report::build(&status, "t".into(), "host");
+        let verdicts: Vec<(Verdict, Option<&str>)> = report
+            .refusals
+            .iter()
+            .map(|r| (r.verdict, r.key.as_deref()))
+            .collect();
+        assert_eq!(verdicts.len(), 3, "{:?}", report.refusals);
+        assert_eq!(verdicts[0], (Verdict::Malformed, None));
+        assert_eq!(verdicts[1].0, Verdict::UnknownKey);
+        assert!(verdicts[1].1.is_some());
+        assert_eq!(verdicts[2], (Verdict::NotThisPhone, None));
+    }
+
+    /// A phone of the test keyring, its state folder under `dir`, an instant after the
+    /// build, and a way to open its store as the writer.
+    fn writer(dir: &std::path::Path) -> (Phone, std::path::PathBuf, UnixTime, impl Fn() -> Store) {
+        use crate::storage::{Mode, WriterLock};
+        use crate::testkit::{self, DAY};
+        let text = format!(
+            "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n",
+            testkit::MAC,
+            testkit::SITE
+        );
+        let config = crate::config::Config::parse(&text, &dir.join("agent.toml")).unwrap();
+        let phone = Phone {
+            identity: testkit::identity(),
+            keyring: testkit::keyring().clone(),
+            config,
+        };
+        let state = phone.config.state_dir.clone();
+        let lock = std::sync::Arc::new(WriterLock::try_acquire(&state).unwrap().unwrap());
+        let wall = clock::BUILD_TIME + 10 * DAY;
+        let (keyring, identity, folder) = (phone.keyring.clone(), phone.identity, state.clone());
+        let open = move || {
+            Store::open(
+                &folder,
+                &keyring,
+                &identity,
+                Mode::Writer(lock.clone()),
+                wall,
+            )
+            .unwrap()
+        };
+        (phone, state, wall, open)
     }
 }

@@ -56,6 +56,7 @@ pub mod supervisor;
 mod testkit;
 mod time;
 pub mod trust;
+mod words;
 
 /// The version of the agent (and of its tools).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

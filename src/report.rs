@@ -15,7 +15,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::{EventJson, FileFetchJson, GrantJson, InvalidJson, StatusJson};
+use crate::engine::clock::ClockVerdict;
+use crate::engine::reboot::Cause;
+use crate::engine::{Role, Status, Verdict};
+use crate::format::Kind;
+use crate::status::{EventJson, FileFetchJson, GrantJson, InvalidJson, StatusJson, WaitingFor};
+use crate::storage::dropped::Reason as DropReason;
 pub(crate) use crate::storage::SignedParts as Signed;
 
 /// The schema's name and version: a reader refuses a major version it does not know.
@@ -60,8 +65,7 @@ pub(crate) struct Report {
     pub(crate) agent: Agent,
     /// When the report was made (the phone's clock, RFC 3339).
     pub(crate) reported_at: String,
-    /// `ok`, `unsynced` or `windback`.
-    pub(crate) clock: String,
+    pub(crate) clock: ClockVerdict,
     /// The instant the licenses were judged at (`None` while unsynced).
     pub(crate) evaluated_at: Option<String>,
     pub(crate) licenses: Vec<License>,
@@ -101,14 +105,14 @@ pub(crate) struct Agent {
 pub(crate) struct License {
     /// SHA-256 of the signed message, hex: the same license on any phone.
     pub(crate) fingerprint: String,
-    /// `site` or `phone`.
-    pub(crate) kind: String,
+    pub(crate) kind: Kind,
     pub(crate) serial: String,
     pub(crate) key: String,
-    /// `primary`, `bridging`, `dropped` (`unknown` while unsynced).
-    pub(crate) role: String,
-    /// `active`, `expiring-shortly`, `impending`, `inactive` (`None` while unsynced).
-    pub(crate) status: Option<String>,
+    /// `None` (`unknown`) while unsynced.
+    #[serde(with = "crate::words::or_unknown")]
+    pub(crate) role: Option<Role>,
+    /// `None` while unsynced.
+    pub(crate) status: Option<Status>,
     pub(crate) start: String,
     /// RFC 3339, or `never`.
     pub(crate) end: String,
@@ -124,7 +128,7 @@ pub(crate) struct License {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Dropped {
     pub(crate) fingerprint: String,
-    pub(crate) kind: String,
+    pub(crate) kind: Kind,
     pub(crate) serial: String,
     pub(crate) key: String,
     pub(crate) start: String,
@@ -137,20 +141,18 @@ pub(crate) struct Dropped {
     pub(crate) signed: Option<Signed>,
     /// When it was dropped (the phone's clock, RFC 3339).
     pub(crate) dropped_at: String,
-    /// `ended` (Inactive: its end passed) or `replaced` (neither the primary license of
-    /// its kind nor bridging to it).
-    pub(crate) reason: String,
+    pub(crate) reason: DropReason,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Feature {
     pub(crate) name: String,
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<Status>,
     /// In force on this phone (Active or Expiring Shortly): published.
     pub(crate) enabled: bool,
     pub(crate) end: String,
-    /// `site` or `phone`: the kind of license that governs it.
-    pub(crate) source: Option<String>,
+    /// The kind of license that governs it.
+    pub(crate) source: Option<Kind>,
     pub(crate) serial: Option<String>,
     pub(crate) transaction: Option<String>,
     /// The Managed Device limit.
@@ -164,8 +166,7 @@ pub(crate) struct Refusal {
     pub(crate) at: String,
     /// The file or license refused.
     pub(crate) subject: String,
-    /// The verdict's id: `unknown-key`, `bad-signature`, `malformed`, `not-this-phone`...
-    pub(crate) verdict: String,
+    pub(crate) verdict: Verdict,
     pub(crate) detail: String,
     /// The key id, for a license signed with a key this phone does not trust (a stale
     /// keyring, or a forgery).
@@ -174,10 +175,9 @@ pub(crate) struct Refusal {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Reboot {
-    /// `license-expired`, `license-changed`, `feature-licensed`.
-    pub(crate) causes: Vec<String>,
-    /// What the request waits for (`idle`, `stagger-delay`...), if known.
-    pub(crate) waiting_for: Option<String>,
+    pub(crate) causes: Vec<Cause>,
+    /// What the request waits for, if known.
+    pub(crate) waiting_for: Option<WaitingFor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,9 +188,11 @@ pub(crate) struct LastFetch {
 
 /// The report of `status`, made at `reported_at`, by an agent built for `board`.
 pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Report {
+    // The status lists its events newest first; the report, oldest first.
     let refusals: Vec<Refusal> = status
         .events
         .iter()
+        .rev()
         .filter(|e| e.what == "refused")
         .map(refusal)
         .collect();
@@ -207,7 +209,7 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
             board: cut(board),
         },
         reported_at,
-        clock: cut(&status.clock),
+        clock: status.clock,
         evaluated_at: status.evaluated_at.clone(),
         licenses: status
             .licenses
@@ -215,11 +217,11 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
             .take(MAX_LICENSES)
             .map(|l| License {
                 fingerprint: cut(&l.fingerprint),
-                kind: cut(&l.kind),
+                kind: l.kind,
                 serial: cut(&l.serial),
                 key: cut(&l.key),
-                role: cut(&l.role),
-                status: l.status.as_deref().map(cut),
+                role: l.role,
+                status: l.status,
                 start: cut(&l.start),
                 end: cut(&l.end),
                 grants: grants(&l.grants, &mut grants_left),
@@ -232,10 +234,10 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
             .take(MAX_FEATURES)
             .map(|f| Feature {
                 name: cut(&f.name),
-                status: f.status.as_deref().map(cut),
+                status: f.status,
                 enabled: f.enabled,
                 end: cut(&f.end),
-                source: f.source.as_deref().map(cut),
+                source: f.source,
                 serial: f.serial.as_deref().map(cut),
                 transaction: f.transaction.as_deref().map(cut),
                 limit: f.limit,
@@ -257,8 +259,8 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
             })
             .collect(),
         reboot: daemon.filter(|d| d.reboot.pending).map(|d| Reboot {
-            causes: d.reboot.needs.iter().map(|n| cut(&n.cause)).collect(),
-            waiting_for: d.reboot.waiting_for.as_deref().map(cut),
+            causes: d.reboot.needs.iter().map(|n| n.cause).collect(),
+            waiting_for: d.reboot.waiting_for,
         }),
         last_fetch: daemon.map(|d| LastFetch {
             at: d.last_fetch.as_deref().map(cut),
@@ -284,7 +286,7 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
                     let field = |text: &str| cut_to(text, MAX_FIELD);
                     Dropped {
                         fingerprint: field(&d.fingerprint),
-                        kind: field(&d.kind),
+                        kind: d.kind,
                         serial: field(&d.serial),
                         key: field(&d.key),
                         start: field(&d.start),
@@ -292,7 +294,7 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
                         grants: grants(&d.grants, &mut grants_left),
                         signed: signed(d.signed.as_ref(), &mut hex_left),
                         dropped_at: field(&d.dropped_at),
-                        reason: field(&d.reason),
+                        reason: d.reason,
                     }
                 })
                 .collect()
@@ -348,27 +350,15 @@ fn signed(parts: Option<&Signed>, left: &mut usize) -> Option<Signed> {
     Some(parts.clone())
 }
 
-/// A `refused` event: its detail starts with the verdict's id (`unknown-key: signed
-/// with key 1a2b3c4d, which is not in the trusted keyring...`).
+/// A `refused` event, with the verdict and key it was recorded with (a refusal an older
+/// agent recorded has neither: [`Verdict::Refused`], its detail says why).
 fn refusal(event: &EventJson) -> Refusal {
-    let (verdict, _) = event.detail.split_once(':').unwrap_or(("refused", ""));
-    let verdict = if verdict.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
-        verdict
-    } else {
-        "refused"
-    };
-    let key = (verdict == "unknown-key")
-        .then(|| event.detail.split_once("signed with key "))
-        .flatten()
-        .and_then(|(_, rest)| rest.split([',', ' ']).next())
-        .filter(|k| !k.is_empty())
-        .map(cut);
     Refusal {
         at: cut(&event.at),
         subject: cut(&event.subject),
-        verdict: cut(verdict),
+        verdict: event.verdict.unwrap_or(Verdict::Refused),
         detail: cut(&event.detail),
-        key,
+        key: event.key.as_deref().map(cut),
     }
 }
 

@@ -4,10 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{evaluate, Evaluation, StoreId};
+use crate::engine::clock::ClockVerdict;
+use crate::engine::reboot::Cause;
+use crate::engine::{evaluate, Evaluation, Role, Status, StoreId, Verdict};
 use crate::format::features::rfc3339;
+use crate::format::Kind;
 use crate::format::{End, FeatureId};
 use crate::phone::{read_clock, Phone};
+use crate::storage::dropped::Reason as DropReason;
 use crate::storage::dropped::{self, Dropped};
 use crate::storage::{SignedParts, Store};
 use crate::time::UnixTime;
@@ -55,9 +59,8 @@ pub(crate) struct RebootJson {
     /// The features the phone booted with (`None` until the clock was first sane).
     pub(crate) booted: Option<Vec<String>>,
     pub(crate) needs: Vec<NeedJson>,
-    /// `supervisor-connection`, `idle`, `idle-grace`, `stagger-delay`, `answer`,
-    /// `reboot-after-ok`; `None` when nothing is pending.
-    pub(crate) waiting_for: Option<String>,
+    /// What a request waits for; `None` when nothing is pending.
+    pub(crate) waiting_for: Option<WaitingFor>,
     pub(crate) until: Option<String>,
     /// The same in words.
     pub(crate) detail: Option<String>,
@@ -66,14 +69,48 @@ pub(crate) struct RebootJson {
 /// One reboot need.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct NeedJson {
-    /// `license-expired`, `license-changed`, `feature-licensed`.
-    pub(crate) cause: String,
+    pub(crate) cause: Cause,
     pub(crate) since: String,
     /// Not asked before this (the stagger delay of a site cause).
     pub(crate) not_before: String,
-    /// `waiting`, `asked` (REBOOT `request` sent, no answer yet), `accepted` (OK).
-    pub(crate) phase: String,
+    pub(crate) phase: NeedPhase,
     pub(crate) request: Option<u64>,
+}
+
+crate::words::words! {
+    /// Where a reboot need stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum NeedPhase {
+        /// Not asked yet.
+        Waiting = "waiting",
+        /// REBOOT `request` sent, no answer yet.
+        Asked = "asked",
+        /// The supervisor said OK.
+        Accepted = "accepted",
+    }
+}
+
+crate::words::words! {
+    /// What a pending reboot request waits for. An unknown word (a newer agent's) reads
+    /// as [`WaitingFor::Other`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum WaitingFor {
+        /// Nothing: it is asked now.
+        Nothing = "nothing",
+        SupervisorConnection = "supervisor-connection",
+        /// The phone to be idle (a call is on, or the call state is unknown).
+        Idle = "idle",
+        /// Continuous idle for the grace.
+        IdleGrace = "idle-grace",
+        /// This phone's stagger delay (a site license's reboot).
+        StaggerDelay = "stagger-delay",
+        /// The supervisor's answer to a REBOOT.
+        Answer = "answer",
+        /// The reboot the supervisor accepted, asked again if still running then.
+        RebootAfterOk = "reboot-after-ok",
+        /// A word of a newer agent.
+        Other = "other",
+    } else Other
 }
 
 /// One file at one fetch.
@@ -151,12 +188,14 @@ pub(crate) struct LicenseJson {
     /// SHA-256 of the signed message, hex: the same license on every phone that holds it.
     #[serde(default)]
     pub(crate) fingerprint: String,
-    pub(crate) kind: String,
+    pub(crate) kind: Kind,
     pub(crate) serial: String,
     pub(crate) key: String,
-    pub(crate) role: String,
+    /// `None` (`unknown` in JSON) while the clock is unsynced.
+    #[serde(with = "crate::words::or_unknown")]
+    pub(crate) role: Option<Role>,
     /// `None` while the clock is unsynced.
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<Status>,
     pub(crate) start: String,
     pub(crate) end: String,
     pub(crate) days_left: Option<i64>,
@@ -173,7 +212,7 @@ pub(crate) struct LicenseJson {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DroppedJson {
     pub(crate) fingerprint: String,
-    pub(crate) kind: String,
+    pub(crate) kind: Kind,
     pub(crate) serial: String,
     pub(crate) key: String,
     pub(crate) start: String,
@@ -181,7 +220,7 @@ pub(crate) struct DroppedJson {
     pub(crate) grants: Vec<GrantJson>,
     pub(crate) signed: Option<SignedParts>,
     pub(crate) dropped_at: String,
-    pub(crate) reason: String,
+    pub(crate) reason: DropReason,
 }
 
 /// One feature record of a license.
@@ -199,10 +238,11 @@ pub(crate) struct GrantJson {
 pub(crate) struct FeatureJson {
     pub(crate) id: u16,
     pub(crate) name: String,
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<Status>,
     pub(crate) enabled: bool,
     pub(crate) end: String,
-    pub(crate) source: Option<String>,
+    /// The kind of license that governs it.
+    pub(crate) source: Option<Kind>,
     pub(crate) serial: Option<String>,
     pub(crate) transaction: Option<String>,
     pub(crate) limit: Option<u32>,
@@ -223,6 +263,13 @@ pub(crate) struct EventJson {
     pub(crate) what: String,
     pub(crate) subject: String,
     pub(crate) detail: String,
+    /// A refusal's verdict (`None` for other events, and for a refusal whose verdict is
+    /// not known: [`Verdict::Refused`] in the report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) verdict: Option<Verdict>,
+    /// The untrusted key of an `unknown-key` refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,7 +278,7 @@ pub(crate) struct StatusJson {
     pub(crate) source: String,
     pub(crate) mac: String,
     pub(crate) site_serial: Option<String>,
-    pub(crate) clock: String,
+    pub(crate) clock: ClockVerdict,
     pub(crate) wall_clock: String,
     pub(crate) latest_trusted: Option<String>,
     /// The instant the licenses were judged at; `None` when unsynced.
@@ -251,6 +298,7 @@ pub(crate) struct StatusJson {
     /// agent runs on the licenses it holds and tries again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) store_write_failure: Option<String>,
+    /// The latest events, newest first.
     pub(crate) events: Vec<EventJson>,
     /// The licenses dropped lately that are still recorded, oldest drop first (`None`
     /// from an agent before this field).
@@ -304,11 +352,11 @@ pub(crate) fn build(
             let (start, end) = crate::engine::license_span(&h.license);
             LicenseJson {
                 fingerprint: fingerprint(h.license.signed_message()),
-                kind: h.license.kind().name().into(),
+                kind: h.license.kind(),
                 serial: h.license.serial().to_string(),
                 key: h.license.key_id().to_string(),
-                role: view.map_or("unknown", |v| v.role.id()).into(),
-                status: view.map(|v| v.status.id().into()),
+                role: view.map(|v| v.role),
+                status: view.map(|v| v.status),
                 start: time(start),
                 end: end.to_string(),
                 days_left: judge_at.and_then(|t| days_left(end, t)),
@@ -338,10 +386,10 @@ pub(crate) fn build(
             .map(|f| FeatureJson {
                 id: f.id.0,
                 name: f.id.name(),
-                status: Some(f.status.id().into()),
+                status: Some(f.status),
                 enabled: f.enabled(),
                 end: f.governing.entry.end.to_string(),
-                source: Some(f.governing.kind.name().into()),
+                source: Some(f.governing.kind),
                 serial: governing(f.governing.id()).map(|h| h.license.serial().to_string()),
                 transaction: Some(f.governing.entry.transaction.name().into()),
                 limit: Some(f.governing.entry.limit),
@@ -378,7 +426,7 @@ pub(crate) fn build(
         source: "store".into(),
         mac: phone.identity.mac.to_string(),
         site_serial: phone.identity.site_serial.map(|s| s.to_string()),
-        clock: reading.verdict.id().into(),
+        clock: reading.verdict,
         wall_clock: time(wall),
         latest_trusted: store.meta().latest_trusted.map(time),
         evaluated_at: judge_at.map(time),
@@ -413,6 +461,8 @@ pub(crate) fn build(
                 what: e.what.clone(),
                 subject: e.subject.clone(),
                 detail: e.detail.clone(),
+                verdict: e.refusal_verdict(),
+                key: e.key.clone(),
             })
             .collect(),
         dropped: Some(dropped),
@@ -440,7 +490,7 @@ fn dropped_json(d: &Dropped) -> DroppedJson {
     let (start, end) = crate::engine::license_span(&d.license);
     DroppedJson {
         fingerprint: fingerprint(d.license.signed_message()),
-        kind: d.license.kind().name().into(),
+        kind: d.license.kind(),
         serial: d.license.serial().to_string(),
         key: d.license.key_id().to_string(),
         start: time(start),
@@ -448,7 +498,7 @@ fn dropped_json(d: &Dropped) -> DroppedJson {
         grants: grants(&d.license),
         signed: Some(SignedParts::of(&d.license)),
         dropped_at: time(d.at),
-        reason: d.reason.id().into(),
+        reason: d.reason,
     }
 }
 

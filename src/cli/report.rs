@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::args::read_license_file;
 use crate::accept::FileBytes;
+use crate::engine::Verdict;
 use crate::format::{self, features::rfc3339, FeatureEntry, License};
 use crate::trust::{Keyring, Rejection};
 
@@ -76,7 +77,7 @@ impl FileReport {
 
     fn with_license(mut self, license: &License) -> FileReport {
         self.serial = Some(license.serial().to_string());
-        self.kind = Some(license.kind().name());
+        self.kind = Some(license.kind().id());
         self.key = Some(license.key_id().to_string());
         self.features = Some(license.features().iter().map(FeatureReport::from).collect());
         self
@@ -141,7 +142,7 @@ fn rejected(path: &Path, rejection: Rejection) -> FileReport {
         Rejection::Malformed(m) => m.to_string(),
         other => other.to_string(),
     };
-    FileReport::bare(path, rejection.verdict(), detail)
+    FileReport::bare(path, Verdict::of(&rejection).id(), detail)
 }
 
 /// One JSON object on one line.

@@ -6,7 +6,8 @@ use super::args::{Usage, EXIT_FAILED, EXIT_OK};
 use super::setup::{config_option, default_config};
 use super::Outcome;
 use crate::engine::status::Status;
-use crate::engine::ClockVerdict;
+use crate::engine::{ClockVerdict, Role};
+use crate::format::Kind;
 use crate::time::UnixTime;
 use std::time::Duration;
 
@@ -133,8 +134,8 @@ fn ask_daemon(socket: &std::path::Path, at: Option<UnixTime>) -> Result<StatusJs
     }
 }
 
-fn label(status: Option<&str>) -> &'static str {
-    status.and_then(Status::from_id).map_or("-", Status::label)
+fn label(status: Option<Status>) -> &'static str {
+    status.map_or("-", Status::label)
 }
 
 pub(crate) fn table(r: &StatusJson) -> String {
@@ -142,13 +143,13 @@ pub(crate) fn table(r: &StatusJson) -> String {
     if let Some(site) = &r.site_serial {
         out.push_str(&format!("site serial  {site}\n"));
     }
-    let clock = match r.clock.as_str() {
-        c if c == ClockVerdict::Unsynced.id() => "unsynced: earlier than this agent's build; the last published feature set stands".to_string(),
-        c if c == ClockVerdict::Windback.id() => format!(
+    let clock = match r.clock {
+        ClockVerdict::Unsynced => "unsynced: earlier than this agent's build; the last published feature set stands".to_string(),
+        ClockVerdict::Windback => format!(
             "windback: more than the tolerance behind the latest trusted time {}; judged at that time",
             r.latest_trusted.as_deref().unwrap_or("-")
         ),
-        _ => "ok".to_string(),
+        ClockVerdict::Ok => "ok".to_string(),
     };
     out.push_str(&format!(
         "clock        {clock} (wall clock {})\n",
@@ -218,8 +219,8 @@ pub(crate) fn table(r: &StatusJson) -> String {
                 l.kind,
                 l.serial,
                 l.key,
-                l.role,
-                label(l.status.as_deref()),
+                l.role.map_or("unknown", Role::id),
+                label(l.status),
                 l.start,
                 l.end,
                 l.days_left.map_or("-".to_string(), |d| d.to_string())
@@ -236,14 +237,14 @@ pub(crate) fn table(r: &StatusJson) -> String {
             let status = if r.evaluated_at.is_none() {
                 "published"
             } else {
-                label(f.status.as_deref())
+                label(f.status)
             };
             out.push_str(&format!(
                 "  {:<22}  {:<16}  {:<20}  {:<6}  {:<11}  {}\n",
                 f.name,
                 status,
                 f.end,
-                f.source.as_deref().unwrap_or("-"),
+                f.source.map_or("-", Kind::id),
                 f.transaction.as_deref().unwrap_or("-"),
                 f.limit
                     .filter(|l| *l > 0)
@@ -290,7 +291,10 @@ fn reboot_text(r: &crate::status::RebootJson) -> String {
             .map_or(String::new(), |id| format!(" (REBOOT {id})"));
         out.push_str(&format!(
             "reboot       needed: {} since {}, {}{request}, not before {}\n",
-            need.cause, need.since, need.phase, need.not_before
+            need.cause,
+            need.since,
+            need.phase.id(),
+            need.not_before
         ));
     }
     if let Some(detail) = &r.detail {

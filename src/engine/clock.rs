@@ -16,24 +16,16 @@ include!(concat!(env!("OUT_DIR"), "/build_time.rs"));
 /// How often, at most, the latest trusted time is written to flash.
 pub(crate) const TRUSTED_TIME_WRITE_INTERVAL: i64 = 3_600;
 
-/// What the clock is fit for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClockVerdict {
-    /// Judge at the wall clock.
-    Ok,
-    /// Earlier than the build time: make no time-based decision.
-    Unsynced,
-    /// More than the tolerance behind the latest trusted time: judge at that time.
-    Windback,
-}
-
-impl ClockVerdict {
-    pub(crate) fn id(self) -> &'static str {
-        match self {
-            ClockVerdict::Ok => "ok",
-            ClockVerdict::Unsynced => "unsynced",
-            ClockVerdict::Windback => "windback",
-        }
+crate::words::words! {
+    /// What the clock is fit for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum ClockVerdict {
+        /// Judge at the wall clock.
+        Ok = "ok",
+        /// Earlier than the build time: make no time-based decision.
+        Unsynced = "unsynced",
+        /// More than the tolerance behind the latest trusted time: judge at that time.
+        Windback = "windback",
     }
 }
 

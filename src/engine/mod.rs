@@ -24,7 +24,7 @@ use std::fmt;
 
 use crate::format::{End, FeatureEntry, FeatureId, Kind, License, Serial};
 use crate::time::UnixTime;
-use crate::trust::Verified;
+use crate::trust::{Rejection, Verified};
 pub(crate) use clock::{judge_clock, ClockReading, ClockVerdict};
 pub(crate) use status::{entry_status, license_span, license_status, Status};
 
@@ -92,14 +92,46 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    /// A short machine name.
-    pub(crate) fn id(&self) -> &'static str {
+    /// Its verdict.
+    pub(crate) fn verdict(&self) -> Verdict {
         match self {
-            Refusal::NotThisPhone { .. } => "not-this-phone",
-            Refusal::OtherSite { .. } => "other-site",
-            Refusal::WrongFileKind { .. } => "wrong-file-kind",
-            Refusal::ClockUnsynced => "clock-unsynced",
-            Refusal::Expired { .. } => "expired",
+            Refusal::NotThisPhone { .. } => Verdict::NotThisPhone,
+            Refusal::OtherSite { .. } => Verdict::OtherSite,
+            Refusal::WrongFileKind { .. } => Verdict::WrongFileKind,
+            Refusal::ClockUnsynced => Verdict::ClockUnsynced,
+            Refusal::Expired { .. } => Verdict::Expired,
+        }
+    }
+}
+
+crate::words::words! {
+    /// Why a license file or a license was refused: a file's [`Rejection`] or a
+    /// license's [`Refusal`], as events, the status and the report carry it. An unknown
+    /// word (from a newer agent) reads as [`Verdict::Refused`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub(crate) enum Verdict {
+        Malformed = "malformed",
+        UnsupportedVersion = "unsupported-version",
+        UnknownKey = "unknown-key",
+        BadSignature = "bad-signature",
+        NotThisPhone = "not-this-phone",
+        OtherSite = "other-site",
+        WrongFileKind = "wrong-file-kind",
+        ClockUnsynced = "clock-unsynced",
+        Expired = "expired",
+        /// Refused, why not said (an event of an agent before the verdict was recorded).
+        Refused = "refused",
+    } else Refused
+}
+
+impl Verdict {
+    /// The verdict of a file's rejection.
+    pub(crate) fn of(rejection: &Rejection) -> Verdict {
+        match rejection {
+            Rejection::Malformed(_) => Verdict::Malformed,
+            Rejection::UnsupportedVersion { .. } => Verdict::UnsupportedVersion,
+            Rejection::UnknownKey { .. } => Verdict::UnknownKey,
+            Rejection::BadSignature { .. } => Verdict::BadSignature,
         }
     }
 }
@@ -219,24 +251,16 @@ pub(crate) fn judge_candidate(
     }
 }
 
-/// The role of a held license.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// The license of its kind in use: the longest duration.
-    Primary,
-    /// In force until the Impending primary starts.
-    Bridging,
-    /// Neither: to be dropped from storage (or Inactive).
-    Dropped,
-}
-
-impl Role {
-    pub(crate) fn id(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Bridging => "bridging",
-            Role::Dropped => "dropped",
-        }
+crate::words::words! {
+    /// The role of a held license.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Role {
+        /// The license of its kind in use: the longest duration.
+        Primary = "primary",
+        /// In force until the Impending primary starts.
+        Bridging = "bridging",
+        /// Neither: to be dropped from storage (or Inactive).
+        Dropped = "dropped",
     }
 }
 

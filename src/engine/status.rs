@@ -9,17 +9,19 @@ use crate::time::UnixTime;
 /// "Expiring Shortly": fewer than 31 days left.
 pub(crate) const EXPIRING_WINDOW: i64 = 31 * 86_400;
 
-/// The status of an entry or license at an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Status {
-    /// Start not reached yet.
-    Impending,
-    /// In force, with 31 days or more left (or no end).
-    Active,
-    /// In force, with fewer than 31 days left.
-    ExpiringShortly,
-    /// Ended.
-    Inactive,
+crate::words::words! {
+    /// The status of an entry or license at an instant.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub(crate) enum Status {
+        /// Start not reached yet.
+        Impending = "impending",
+        /// In force, with 31 days or more left (or no end).
+        Active = "active",
+        /// In force, with fewer than 31 days left.
+        ExpiringShortly = "expiring-shortly",
+        /// Ended.
+        Inactive = "inactive",
+    }
 }
 
 impl Status {
@@ -35,28 +37,6 @@ impl Status {
             Status::Active => "Active",
             Status::ExpiringShortly => "Expiring Shortly",
             Status::Inactive => "Inactive",
-        }
-    }
-
-    /// The status of a machine name ([`Status::id`]), as JSON carries it.
-    pub(crate) fn from_id(id: &str) -> Option<Status> {
-        [
-            Status::Impending,
-            Status::Active,
-            Status::ExpiringShortly,
-            Status::Inactive,
-        ]
-        .into_iter()
-        .find(|s| s.id() == id)
-    }
-
-    /// A machine name, for JSON.
-    pub(crate) fn id(self) -> &'static str {
-        match self {
-            Status::Impending => "impending",
-            Status::Active => "active",
-            Status::ExpiringShortly => "expiring-shortly",
-            Status::Inactive => "inactive",
         }
     }
 }

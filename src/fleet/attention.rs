@@ -8,8 +8,11 @@ use std::collections::HashMap;
 use super::model::{Group, Options, PhoneItem, FUTURE_TOLERANCE, KINDS};
 use super::slim::Slim;
 use super::verify::end_of;
+use crate::engine::clock::ClockVerdict;
 use crate::format::End;
 use crate::phone::parse_instant;
+use crate::status::WaitingFor;
+use crate::storage::dropped::Reason as DropReason;
 use crate::time::UnixTime;
 
 /// One phone's item: the kind of group, its subject (the group's key), and what is
@@ -85,30 +88,20 @@ pub(crate) fn of_phone(
             ),
             None => add(
                 "refused",
-                refusal
-                    .detail
-                    .as_str()
-                    .split_once(':')
-                    .map_or("refused", |(verdict, _)| verdict)
-                    .chars()
-                    .take(40)
-                    .collect(),
+                refusal.verdict.id().to_string(),
                 format!("{}: {}", refusal.subject, refusal.detail),
             ),
         }
     }
-    if report.clock != *"ok" {
-        add(
-            "clock",
-            format!("clock {}", report.clock),
-            format!("clock {}", report.clock),
-        );
+    if report.clock != ClockVerdict::Ok {
+        let clock = format!("clock {}", report.clock.id());
+        add("clock", clock.clone(), clock);
     }
     if let Some(reboot) = &report.reboot {
         let causes = reboot
             .causes
             .iter()
-            .map(|c| c.as_str())
+            .map(|c| c.word())
             .collect::<Vec<_>>()
             .join(", ");
         add(
@@ -116,7 +109,7 @@ pub(crate) fn of_phone(
             format!("reboot for {causes}"),
             format!(
                 "{causes} (waiting for {})",
-                reboot.waiting_for.as_ref().map_or("-", |w| w.as_str())
+                reboot.waiting_for.map_or("-", WaitingFor::id)
             ),
         );
     }
@@ -188,11 +181,10 @@ fn lost(report: &Slim<'_>) -> Vec<((&'static str, String), String)> {
             ));
             continue;
         }
-        let replaced = report
-            .dropped
-            .iter()
-            .flatten()
-            .find(|d| d.reason == *"replaced" && d.grants.iter().any(|g| g.name == *name));
+        let replaced =
+            report.dropped.iter().flatten().find(|d| {
+                d.reason == DropReason::Replaced && d.grants.iter().any(|g| g.name == *name)
+            });
         let detail = match (replaced, ended) {
             (Some(d), _) => format!(
                 "{name} is configured but not enabled: the {} license {} that granted it was \

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use super::attention::{self, Item};
 use super::model::{description, Fleet, Options, Row, Site, Summary};
 use super::verify::{Def, Proof};
-use crate::engine::status::status;
-use crate::format::End;
+use crate::engine::status::{status, Status};
+use crate::format::{End, Kind};
 use crate::time::UnixTime;
 
 /// One license of the table, and the file order of the report it was defined from
@@ -56,7 +56,7 @@ const MAX_SCAN: usize = 64;
 /// keeps its other grants as they were) is one row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RowKey {
-    kind: String,
+    kind: Kind,
     serial: String,
     feature: String,
     transaction: String,
@@ -88,7 +88,7 @@ impl Draft {
     }
 
     fn in_force(&self) -> bool {
-        matches!(self.row.term_status.as_str(), "active" | "expiring-shortly")
+        self.row.term_status.is_some_and(Status::in_force)
     }
 
     /// A total order on what rows are (never on where they sit).
@@ -149,12 +149,9 @@ fn end_key(end: Option<End>) -> (u8, u32) {
     }
 }
 
-/// The status id of a span at `at`, or `unknown`.
-fn status_of(start: Option<UnixTime>, end: Option<End>, at: UnixTime) -> &'static str {
-    match (start, end) {
-        (Some(start), Some(end)) => status(start, end, at).id(),
-        _ => "unknown",
-    }
+/// The status of a span at `at`, or `None` (`unknown`) for dates that do not read.
+fn status_of(start: Option<UnixTime>, end: Option<End>, at: UnixTime) -> Option<Status> {
+    Some(status(start?, end?, at))
 }
 
 impl Book {
@@ -175,7 +172,7 @@ impl Book {
             }
         }
         let mut keys: HashMap<RowKey, usize> = HashMap::new();
-        let mut families: HashMap<(String, String, String), usize> = HashMap::new();
+        let mut families: HashMap<(Kind, String, String), usize> = HashMap::new();
         let mut drafts: Vec<Draft> = Vec::new();
         let mut rows_of = Vec::with_capacity(table.len());
         let verified = options.keyring.is_some();
@@ -188,7 +185,7 @@ impl Book {
             let mut mine = Vec::with_capacity(k.def.grants.len());
             for g in &k.def.grants {
                 let key = RowKey {
-                    kind: k.def.kind.clone(),
+                    kind: k.def.kind,
                     serial: k.def.serial.clone(),
                     feature: g.name.clone(),
                     transaction: g.transaction.clone(),
@@ -198,14 +195,14 @@ impl Book {
                 };
                 let family_count = families.len();
                 let family = *families
-                    .entry((key.kind.clone(), key.serial.clone(), key.feature.clone()))
+                    .entry((key.kind, key.serial.clone(), key.feature.clone()))
                     .or_insert(family_count);
                 let n = *keys.entry(key).or_insert_with(|| {
                     let own = status_of(g.start, g.end, at);
                     drafts.push(Draft {
                         row: Row {
                             id: k.def.serial.clone(),
-                            kind: k.def.kind.clone(),
+                            kind: k.def.kind,
                             feature: g.name.clone(),
                             description: description(&g.name).into(),
                             kind_of_count: if g.limit > 0 {
@@ -218,8 +215,8 @@ impl Book {
                             start: g.start_text.clone(),
                             end: g.end_text.clone(),
                             days_left: g.end.and_then(|e| crate::status::days_left(e, at)),
-                            status: own.into(),
-                            term_status: own.into(),
+                            status: own,
+                            term_status: own,
                             renewed_until: None,
                             renewal_fetched: None,
                             renewal_phones: None,
@@ -396,8 +393,8 @@ impl Book {
             if d.counts_on.is_some() && d.row.transaction == "renewal" {
                 d.row.capacity = 0;
             }
-            if d.row.renewed_until.is_some() && d.row.term_status == "expiring-shortly" {
-                d.row.status = "active".into();
+            if d.row.renewed_until.is_some() && d.row.term_status == Some(Status::ExpiringShortly) {
+                d.row.status = Some(Status::Active);
             }
         }
     }
@@ -435,7 +432,9 @@ impl Book {
         };
         let renewed = |t: usize| {
             self.drafts.get(t).is_some_and(|d| {
-                d.row.renewed_until.is_some() && d.is_term() && d.row.term_status != "inactive"
+                d.row.renewed_until.is_some()
+                    && d.is_term()
+                    && d.row.term_status != Some(Status::Inactive)
             })
         };
         for &h in held {
@@ -499,7 +498,7 @@ impl Book {
             }
             let mut sites: Vec<&str> = Vec::new();
             for &i in &digest.licenses {
-                if let Some(k) = table.get(i).filter(|k| k.def.kind == "site") {
+                if let Some(k) = table.get(i).filter(|k| k.def.kind == Kind::Site) {
                     if !sites.contains(&k.def.serial.as_str()) {
                         sites.push(&k.def.serial);
                     }
@@ -522,7 +521,7 @@ impl Book {
                     continue;
                 };
                 d.row.in_use += 1;
-                if d.row.term_status == "inactive" {
+                if d.row.term_status == Some(Status::Inactive) {
                     // The subject's words only for the rare item, not for every use.
                     let detail = format!(
                         "uses {} under a grant that ended {}: the phone has not reported since, or its clock is behind",
@@ -622,13 +621,13 @@ impl Book {
         let mut drafts: Vec<Draft> = self.drafts.into_iter().filter(|d| d.listed).collect();
         drafts.sort_by(|a, b| {
             (
-                a.row.kind != "site",
+                a.row.kind != Kind::Site,
                 end_key(a.end),
                 &a.row.id,
                 &a.row.feature,
             )
                 .cmp(&(
-                    b.row.kind != "site",
+                    b.row.kind != Kind::Site,
                     end_key(b.end),
                     &b.row.id,
                     &b.row.feature,
@@ -639,14 +638,14 @@ impl Book {
         let mut summary = Summary::default();
         let mut sites: HashMap<String, Site> = HashMap::new();
         for row in &rows {
-            count(&mut summary, &row.status);
-            if row.kind == "site" {
+            count(&mut summary, row.status);
+            if row.kind == Kind::Site {
                 let site = sites.entry(row.id.clone()).or_insert_with(|| Site {
                     serial: row.id.clone(),
                     ..Site::default()
                 });
-                count(&mut site.rows, &row.status);
-                let in_force = matches!(row.term_status.as_str(), "active" | "expiring-shortly");
+                count(&mut site.rows, row.status);
+                let in_force = row.term_status.is_some_and(Status::in_force);
                 if row.capacity > 0 && in_force {
                     site.in_use += row.in_use;
                     site.capacity += u64::from(row.capacity);
@@ -692,13 +691,13 @@ fn renewed_terms<'a>(
         .take(MAX_SCAN)
 }
 
-fn count(summary: &mut Summary, status: &str) {
+fn count(summary: &mut Summary, status: Option<Status>) {
     summary.all += 1;
     match status {
-        "active" => summary.active += 1,
-        "expiring-shortly" => summary.expiring_shortly += 1,
-        "impending" => summary.impending += 1,
-        "inactive" => summary.inactive += 1,
-        _ => {}
+        Some(Status::Active) => summary.active += 1,
+        Some(Status::ExpiringShortly) => summary.expiring_shortly += 1,
+        Some(Status::Impending) => summary.impending += 1,
+        Some(Status::Inactive) => summary.inactive += 1,
+        None => {}
     }
 }

@@ -11,6 +11,7 @@
 
 use super::model::Fleet;
 use super::Unreadable;
+use crate::words::or_unknown;
 
 /// The tables `--csv=TABLE` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +125,7 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
                     &mut out,
                     &[
                         (&r.id, true),
-                        (&r.kind, true),
+                        (r.kind.id(), true),
                         (&r.feature, true),
                         (&r.description, false),
                         (&r.kind_of_count, false),
@@ -132,8 +133,8 @@ pub(crate) fn csv(fleet: &Fleet, unreadable: &[Unreadable], which: Table) -> Str
                         (&r.start, true),
                         (&r.end, true),
                         (&numbers[0], false),
-                        (&r.status, false),
-                        (&r.term_status, false),
+                        (or_unknown::word(r.status), false),
+                        (or_unknown::word(r.term_status), false),
                         (r.renewed_until.as_deref().unwrap_or(""), true),
                         (&numbers[1], false),
                         (&numbers[2], false),

@@ -48,6 +48,8 @@ use std::fmt::Write;
 
 use super::model::{Fleet, KINDS};
 use super::Unreadable;
+use crate::engine::status::Status;
+use crate::words::or_unknown;
 
 /// The most phones the page lists under one group.
 pub(crate) const MAX_GROUP_PHONES: usize = 200;
@@ -144,9 +146,9 @@ const SCRIPT: &str = r##"
   "use strict";
   var data = JSON.parse(document.getElementById("fleet-data").textContent);
   var PAGE = 100, GPAGE = 100;
-  var LABEL = {"active": "Active", "expiring-shortly": "Expiring Shortly",
-    "impending": "Impending", "inactive": "Inactive", "unknown": "Unknown"};
-  var RANK = {"active": 0, "expiring-shortly": 1, "impending": 2, "inactive": 3};
+  // The portal's words for each status, and its order (html.rs, PORTAL_ORDER).
+  var LABEL = data.labels, RANK = {};
+  data.order.forEach(function (s, i) { RANK[s] = i; });
   var TRANSACTION = {"trial": "Trial", "new": "New", "addon": "Addon", "renewal": "Renewal"};
   // A row (see the island's doc in html.rs): its fields by position.
   var ID = 0, KIND = 1, FEATURE = 2, DESC = 3, COUNTED = 4, TRANS = 5, START = 6, END = 7,
@@ -500,7 +502,7 @@ fn island(fleet: &Fleet) -> (String, usize) {
             r.start,
             r.end,
             r.days_left,
-            r.status,
+            or_unknown::word(r.status),
             r.renewed_until,
             r.renewal_fetched,
             r.adds_to,
@@ -518,7 +520,17 @@ fn island(fleet: &Fleet) -> (String, usize) {
         }
         json.push_str(&row.to_string());
     }
-    json.push_str("],\"descriptions\":");
+    json.push_str("],\"labels\":");
+    let mut labels: serde_json::Map<String, serde_json::Value> = PORTAL_ORDER
+        .iter()
+        .map(|s| (s.id().to_string(), s.label().into()))
+        .collect();
+    labels.insert(or_unknown::UNKNOWN.into(), "Unknown".into());
+    json.push_str(&serde_json::Value::Object(labels).to_string());
+    json.push_str(",\"order\":");
+    let order: Vec<&str> = PORTAL_ORDER.iter().map(|s| s.id()).collect();
+    json.push_str(&serde_json::to_string(&order).unwrap_or_else(|_| "[]".into()));
+    json.push_str(",\"descriptions\":");
     json.push_str(&serde_json::to_string(&descriptions).unwrap_or_else(|_| "[]".into()));
     json.push_str(",\"groups\":[");
     let mut listed = 0usize;
@@ -543,16 +555,27 @@ fn island(fleet: &Fleet) -> (String, usize) {
     (script_safe(&json), listed)
 }
 
-/// The label of a status id, as the portal words it.
-fn label(status: &str) -> &str {
-    crate::engine::status::Status::from_id(status).map_or(status, |s| s.label())
-}
+/// The statuses in the order the portal lists them (its tiles, filters and columns).
+const PORTAL_ORDER: [Status; 4] = [
+    Status::Active,
+    Status::ExpiringShortly,
+    Status::Impending,
+    Status::Inactive,
+];
 
 /// The page of the fleet.
 pub(crate) fn page(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
     let s = &fleet.summary;
     let (data, listed) = island(fleet);
     let total_rows = fleet.rows.len();
+    let status_options: String = PORTAL_ORDER
+        .iter()
+        .map(|s| format!("<option value=\"{}\">{}</option>", s.id(), s.label()))
+        .collect();
+    let status_columns: String = PORTAL_ORDER
+        .iter()
+        .map(|s| format!("<th>{}</th>", s.label()))
+        .collect();
     let items = fleet.attention_items();
     let mut out = String::with_capacity(8192 + data.len() + fleet.sites.len() * 400);
     let at = escape(&fleet.at);
@@ -587,17 +610,15 @@ pub(crate) fn page(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
 
     // The tiles.
     out.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"tiles\">\n");
-    for (id, n) in [
-        ("all", s.all),
-        ("active", s.active),
-        ("expiring-shortly", s.expiring_shortly),
-        ("impending", s.impending),
-        ("inactive", s.inactive),
-    ] {
-        let (status, class, name) = match id {
-            "all" => ("", "tile", "All"),
-            "expiring-shortly" => (id, "tile expiring", label(id)),
-            _ => (id, "tile", label(id)),
+    let tiles = PORTAL_ORDER.iter().map(|&st| (Some(st), s.of(st)));
+    for (st, n) in std::iter::once((None, s.all)).chain(tiles) {
+        let id = st.map_or("all", Status::id);
+        let status = st.map_or("", Status::id);
+        let name = st.map_or("All", Status::label);
+        let class = if st == Some(Status::ExpiringShortly) {
+            "tile expiring"
+        } else {
+            "tile"
         };
         let _ = writeln!(
             out,
@@ -629,9 +650,7 @@ pub(crate) fn page(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
          <select id=\"license-transaction\" aria-label=\"Transaction Type\"><option value=\"\">Any transaction</option>\
          <option value=\"trial\">Trial</option><option value=\"new\">New</option>\
          <option value=\"addon\">Addon</option><option value=\"renewal\">Renewal</option></select>\
-         <select id=\"license-status\" aria-label=\"Status\"><option value=\"\">Any status</option>\
-         <option value=\"active\">Active</option><option value=\"expiring-shortly\">Expiring Shortly</option>\
-         <option value=\"impending\">Impending</option><option value=\"inactive\">Inactive</option></select>\
+         <select id=\"license-status\" aria-label=\"Status\"><option value=\"\">Any status</option>{status_options}</select>\
          <label>at most <input id=\"license-days\" type=\"number\" min=\"0\" aria-label=\"Days left at most\"> days left</label>\
          <label><input id=\"license-over\" type=\"checkbox\"> over capacity</label>\
          <button id=\"license-clear\" type=\"button\">Clear</button>\
@@ -652,28 +671,25 @@ pub(crate) fn page(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
         out,
         "<section><h2>Sites: <span id=\"site-total\">{}</span></h2>\n\
          <table id=\"sites\"><thead><tr><th>Site serial</th><th>Phones</th><th>Licenses</th>\
-         <th>Active</th><th>Expiring Shortly</th><th>Impending</th><th>Inactive</th>\
-         <th>Devices in use</th></tr></thead><tbody>",
+         {status_columns}<th>Devices in use</th></tr></thead><tbody>",
         fleet.sites.len()
     );
     for site in &fleet.sites {
         let serial = escape(&site.serial);
         let r = &site.rows;
         let over = site.capacity > 0 && site.in_use as u64 > site.capacity;
+        let counts: String = PORTAL_ORDER
+            .iter()
+            .map(|&s| format!("<td data-col=\"{}\">{}</td>", s.id(), r.of(s)))
+            .collect();
         let _ = write!(
             out,
             "<tr id=\"site-{serial}\" data-serial=\"{serial}\">\
              <td data-col=\"serial\"><button type=\"button\" class=\"link\" data-serial=\"{serial}\">{serial}</button></td>\
-             <td data-col=\"phones\">{}</td><td data-col=\"licenses\">{}</td>\
-             <td data-col=\"active\">{}</td><td data-col=\"expiring-shortly\">{}</td>\
-             <td data-col=\"impending\">{}</td><td data-col=\"inactive\">{}</td>\
+             <td data-col=\"phones\">{}</td><td data-col=\"licenses\">{}</td>{counts}\
              <td data-col=\"devices\"{}>{} of {}{}</td></tr>",
             site.phones,
             r.all,
-            r.active,
-            r.expiring_shortly,
-            r.impending,
-            r.inactive,
             if over { " class=\"over\"" } else { "" },
             site.in_use,
             site.capacity,

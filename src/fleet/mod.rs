@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cli::args::{text_value, Usage, EXIT_OK};
 use crate::cli::Outcome;
+use crate::engine::status::Status;
 use crate::report::SCHEMA;
 use model::{Fleet, Options};
 use slim::Slim;
@@ -450,7 +451,7 @@ fn label(status: &str) -> &str {
         "new" => "New",
         "addon" => "Addon",
         "renewal" => "Renewal",
-        other => crate::engine::status::Status::from_id(other).map_or(other, |s| s.label()),
+        other => other,
     }
 }
 
@@ -492,7 +493,10 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
         } else {
             r.in_use.to_string()
         };
-        let mut status = plain(label(&r.status)).into_owned();
+        let mut status = r
+            .status
+            .map_or(crate::words::or_unknown::UNKNOWN, Status::label)
+            .to_string();
         if let Some(until) = &r.renewed_until {
             let _ = write!(status, " (renewed until {}", plain(until));
             if let (Some(n), Some(of)) = (r.renewal_fetched, r.renewal_phones) {
@@ -504,7 +508,7 @@ pub(crate) fn table(fleet: &Fleet, unreadable: &[Unreadable]) -> String {
             out,
             "{:<13} {:<5} {:<22} {:<36} {:<15} {:<12} {:<21} {:<21} {:>4}  {:<13} {}",
             plain(&r.id),
-            plain(&r.kind),
+            r.kind.id(),
             plain(&r.feature),
             plain(&r.description),
             if r.kind_of_count == "managed-device" {

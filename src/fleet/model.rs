@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::engine::status::Status;
+use crate::format::Kind;
 use crate::time::UnixTime;
 use crate::trust::Keyring;
 
@@ -48,13 +50,24 @@ pub(crate) struct Summary {
     pub(crate) inactive: usize,
 }
 
+impl Summary {
+    /// The rows of `status`.
+    pub(crate) fn of(&self, status: Status) -> usize {
+        match status {
+            Status::Active => self.active,
+            Status::ExpiringShortly => self.expiring_shortly,
+            Status::Impending => self.impending,
+            Status::Inactive => self.inactive,
+        }
+    }
+}
+
 /// One license as the portal lists it: one feature grant of a license file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Row {
     /// The License ID: the license's serial (the site serial, or the phone's MAC).
     pub(crate) id: String,
-    /// `site` or `phone`.
-    pub(crate) kind: String,
+    pub(crate) kind: Kind,
     /// The Feature Code.
     pub(crate) feature: String,
     pub(crate) description: String,
@@ -68,11 +81,13 @@ pub(crate) struct Row {
     /// Days left at the instant, counted as `license-agent status` counts them (a day
     /// begun counts); `None` for a grant that never ends.
     pub(crate) days_left: Option<i64>,
-    /// As the portal shows it: `active`, `expiring-shortly`, `impending`, `inactive`
-    /// (`unknown` when a date does not read). A renewed term is `active`.
-    pub(crate) status: String,
+    /// As the portal shows it (`None`, `unknown` in JSON, when a date does not read).
+    /// A renewed term is Active.
+    #[serde(with = "crate::words::or_unknown")]
+    pub(crate) status: Option<Status>,
     /// The status its own dates give (differs from `status` only when renewed).
-    pub(crate) term_status: String,
+    #[serde(with = "crate::words::or_unknown")]
+    pub(crate) term_status: Option<Status>,
     /// The end of the Renewal that renews this term, if one does.
     pub(crate) renewed_until: Option<String>,
     /// When renewed: the phones holding the Renewal, of [`Row::renewal_phones`].

@@ -10,6 +10,7 @@ use super::view::Gather;
 use crate::format::{FeatureEntry, Kind, License, Transaction};
 use crate::status::{fingerprint, time};
 use crate::testkit::{entry, key, license_with, DAY, SITE};
+use crate::words::or_unknown::word;
 
 const NOW: i64 = 1_790_000_000;
 
@@ -38,7 +39,7 @@ fn held(l: &License) -> Value {
     let span = crate::engine::status::license_span(l);
     json!({
         "fingerprint": fingerprint(l.signed_message()),
-        "kind": l.kind().name(),
+        "kind": l.kind().id(),
         "serial": l.serial().to_string(),
         "key": l.key_id().to_string(),
         "role": "primary",
@@ -69,7 +70,7 @@ fn using(name: &str, l: &License) -> Value {
         .find(|e| e.id.name() == name)
         .expect("granted");
     json!({"name": name, "status": "active", "enabled": true, "end": e.end.to_string(),
-           "source": l.kind().name(), "serial": l.serial().to_string(),
+           "source": l.kind().id(), "serial": l.serial().to_string(),
            "transaction": e.transaction.name(), "limit": e.limit,
            "fingerprint": fingerprint(l.signed_message())})
 }
@@ -165,7 +166,7 @@ fn a_grant_expiring_inside_a_longer_license_is_counted() {
     assert_eq!((f.summary.expiring_shortly, f.summary.active), (1, 1));
     let vqmon = f.rows.iter().find(|r| r.feature == "vqmon").unwrap();
     assert_eq!(
-        (vqmon.status.as_str(), vqmon.in_use, vqmon.capacity),
+        (word(vqmon.status), vqmon.in_use, vqmon.capacity),
         ("expiring-shortly", 3, 20)
     );
     assert_eq!(vqmon.days_left, Some(20));
@@ -208,8 +209,8 @@ fn a_renewal_renews_and_says_who_has_not_fetched_it() {
     }
     let f = fleet_of(&reports);
     let term = f.rows.iter().find(|r| r.transaction == "new").unwrap();
-    assert_eq!(term.status, "active", "renewed: no longer red");
-    assert_eq!(term.term_status, "expiring-shortly");
+    assert_eq!(word(term.status), "active", "renewed: no longer red");
+    assert_eq!(word(term.term_status), "expiring-shortly");
     assert_eq!(
         term.renewed_until.as_deref(),
         Some(time(end + 365 * DAY).as_str())
@@ -219,7 +220,7 @@ fn a_renewal_renews_and_says_who_has_not_fetched_it() {
         (Some(2), Some(4), 4)
     );
     let renewal = f.rows.iter().find(|r| r.transaction == "renewal").unwrap();
-    assert_eq!((renewal.status.as_str(), renewal.phones), ("impending", 2));
+    assert_eq!((word(renewal.status), renewal.phones), ("impending", 2));
     assert_eq!(
         (
             f.summary.active,
@@ -419,7 +420,7 @@ fn only_signed_content_defines_a_license() {
             (row.end.as_str(), row.limit),
             (time(NOW + 20 * DAY).as_str(), 2)
         );
-        assert_eq!(row.status, "expiring-shortly", "still red");
+        assert_eq!(word(row.status), "expiring-shortly", "still red");
         assert!(row.over, "3 phones on 2: still over");
         assert_eq!(row.verified, verified);
         assert_eq!(group(&f, "forged-license"), [mac(0)]);
@@ -482,7 +483,7 @@ fn site_licenses_come_first_then_by_end() {
     let order: Vec<(&str, &str)> = f
         .rows
         .iter()
-        .map(|r| (r.kind.as_str(), r.id.as_str()))
+        .map(|r| (r.kind.id(), r.id.as_str()))
         .collect();
     assert_eq!(
         order,
@@ -736,7 +737,7 @@ fn an_addon_of_a_renewed_term_is_renewed_with_it() {
     let f = verified_fleet_of(&[r]);
     let a = f.rows.iter().find(|r| r.transaction == "addon").unwrap();
     assert_eq!(
-        (a.status.as_str(), a.term_status.as_str()),
+        (word(a.status), word(a.term_status)),
         ("active", "expiring-shortly")
     );
     assert_eq!(
@@ -847,4 +848,56 @@ fn the_table_strips_a_transaction_of_control_characters() {
         .filter(|c| c.is_control() && *c != '\n')
         .collect();
     assert!(raw.is_empty(), "{raw:?} in {text}");
+}
+
+/// The words of a closed list are read as the agent's own types: a kind or a clock
+/// verdict no agent writes makes a file that is not a report (saying which word), while
+/// a refusal's verdict or a reboot's wait that a newer agent may add reads as the
+/// list's catch-all, the report kept.
+#[test]
+fn a_report_is_read_with_the_words_the_agent_writes() {
+    let a = site(vec![grant(VQMON, NOW - DAY, None, Transaction::New, 20)]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |n: usize, r: &Value| {
+        let name = format!("{}-license-status.json", mac(n));
+        std::fs::write(dir.path().join(name), serde_json::to_vec(r).unwrap()).unwrap()
+    };
+    let mut newer = report(1, vec![held(&a)], vec![using("vqmon", &a)]);
+    newer["refusals"] = json!([{"at": time(NOW), "subject": "s", "verdict": "key-revoked",
+        "detail": "key-revoked: x", "key": null}]);
+    newer["reboot"] = json!({"causes": ["license-changed"], "waiting_for": "a-newer-wait"});
+    write(1, &newer);
+    let mut kind = report(2, vec![held(&a)], vec![]);
+    kind["licenses"][0]["kind"] = "Site".into();
+    write(2, &kind);
+    let mut clock = report(3, vec![], vec![]);
+    clock["clock"] = "fine".into();
+    write(3, &clock);
+    let mut options = Options::at(NOW);
+    options.keyring = None;
+    let (f, unreadable) = super::gather_folder(dir.path(), options).unwrap();
+    assert_eq!(f.phones, 1);
+    let whys: Vec<&str> = unreadable.iter().map(|u| u.why.as_str()).collect();
+    assert_eq!(whys.len(), 2, "{whys:?}");
+    assert!(
+        whys.iter()
+            .any(|w| w.contains("\"Site\" is not one of the words of Kind")),
+        "{whys:?}"
+    );
+    assert!(
+        whys.iter()
+            .any(|w| w.contains("\"fine\" is not one of the words of ClockVerdict")),
+        "{whys:?}"
+    );
+    let refused = f.attention.iter().find(|g| g.what == "refused").unwrap();
+    assert_eq!(refused.subject, "refused");
+    let reboot = f
+        .attention
+        .iter()
+        .find(|g| g.what == "reboot-pending")
+        .unwrap();
+    assert!(
+        reboot.phones[0].detail.contains("waiting for other"),
+        "{reboot:?}"
+    );
 }

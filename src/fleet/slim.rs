@@ -1,6 +1,9 @@
 //! The parts of a report (`docs/report-schema.md`) the fleet view reads, borrowed from
 //! the file's bytes where the JSON allows (a text without escapes is not copied): a
-//! folder of 100,000 reports is mostly parsed, not allocated. Every field the schema
+//! folder of 100,000 reports is mostly parsed, not allocated. The words of a closed
+//! vocabulary (a kind, a clock verdict, a refusal's verdict, a reboot's cause) are read
+//! as the agent's own types ([`crate::words`]), so a report is read with the words it
+//! was written with. Every field the schema
 //! requires must be there (those the view does not use are skipped unread), so a file
 //! is a report here exactly when it is one for [`crate::report::Report`], give or take
 //! the insides of the fields skipped.
@@ -10,6 +13,13 @@ use std::fmt;
 
 use serde::de::{self, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer};
+
+use crate::engine::clock::ClockVerdict;
+use crate::engine::reboot::Cause;
+use crate::engine::Verdict;
+use crate::format::Kind;
+use crate::status::WaitingFor;
+use crate::storage::dropped::Reason as DropReason;
 
 /// A JSON string: borrowed from the input when it has no escapes, else owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +79,7 @@ pub(crate) struct Slim<'a> {
     _agent: IgnoredAny,
     #[serde(borrow)]
     pub(crate) reported_at: Text<'a>,
-    #[serde(borrow)]
-    pub(crate) clock: Text<'a>,
+    pub(crate) clock: ClockVerdict,
     #[serde(borrow, default)]
     pub(crate) evaluated_at: Option<Text<'a>>,
     #[serde(borrow)]
@@ -85,8 +94,8 @@ pub(crate) struct Slim<'a> {
     pub(crate) refusals: Vec<Refusal<'a>>,
     #[serde(rename = "set_aside")]
     _set_aside: IgnoredAny,
-    #[serde(borrow, default)]
-    pub(crate) reboot: Option<Reboot<'a>>,
+    #[serde(default)]
+    pub(crate) reboot: Option<Reboot>,
     /// The licenses the phone dropped from its store lately (added within version 1;
     /// absent from older agents).
     #[serde(borrow, default)]
@@ -97,8 +106,7 @@ pub(crate) struct Slim<'a> {
 pub(crate) struct License<'a> {
     #[serde(borrow)]
     pub(crate) fingerprint: Text<'a>,
-    #[serde(borrow)]
-    pub(crate) kind: Text<'a>,
+    pub(crate) kind: Kind,
     #[serde(borrow)]
     pub(crate) serial: Text<'a>,
     #[serde(borrow)]
@@ -140,8 +148,7 @@ pub(crate) struct Signed<'a> {
 pub(crate) struct Dropped<'a> {
     #[serde(borrow)]
     pub(crate) fingerprint: Text<'a>,
-    #[serde(borrow)]
-    pub(crate) kind: Text<'a>,
+    pub(crate) kind: Kind,
     #[serde(borrow)]
     pub(crate) serial: Text<'a>,
     #[serde(borrow)]
@@ -157,8 +164,7 @@ pub(crate) struct Dropped<'a> {
     pub(crate) signed: Option<Signed<'a>>,
     #[serde(borrow)]
     pub(crate) dropped_at: Text<'a>,
-    #[serde(borrow)]
-    pub(crate) reason: Text<'a>,
+    pub(crate) reason: DropReason,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +195,7 @@ pub(crate) struct Feature<'a> {
 pub(crate) struct Refusal<'a> {
     #[serde(borrow)]
     pub(crate) subject: Text<'a>,
+    pub(crate) verdict: Verdict,
     #[serde(borrow)]
     pub(crate) detail: Text<'a>,
     #[serde(borrow, default)]
@@ -196,9 +203,8 @@ pub(crate) struct Refusal<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct Reboot<'a> {
-    #[serde(borrow)]
-    pub(crate) causes: Vec<Text<'a>>,
-    #[serde(borrow, default)]
-    pub(crate) waiting_for: Option<Text<'a>>,
+pub(crate) struct Reboot {
+    pub(crate) causes: Vec<Cause>,
+    #[serde(default)]
+    pub(crate) waiting_for: Option<WaitingFor>,
 }

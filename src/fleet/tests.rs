@@ -4,8 +4,13 @@
 
 use super::view::fleet;
 use super::*;
+use crate::engine::clock::ClockVerdict;
+use crate::engine::reboot::Cause;
+use crate::engine::status::Status;
+use crate::engine::{Role, Verdict};
+use crate::format::Kind;
 use crate::report::{Agent, Feature, License, Reboot, Refusal, Report};
-use crate::status::{time, GrantJson};
+use crate::status::{time, GrantJson, WaitingFor};
 
 const DAY: i64 = 86_400;
 const NOW: i64 = 1_790_000_000;
@@ -14,10 +19,10 @@ fn license(fp: &str, kind: &str, start: i64, end: Option<i64>, grants: &[(&str, 
     let end = end.map_or("never".to_string(), time);
     License {
         fingerprint: fp.repeat(64 / fp.len()),
-        kind: kind.into(),
+        kind: Kind::from_id(kind).unwrap(),
         serial: "100000000001".into(),
         key: "1a2b3c4d".into(),
-        role: "primary".into(),
+        role: Some(Role::Primary),
         status: None,
         start: time(start),
         end: end.clone(),
@@ -38,10 +43,10 @@ fn license(fp: &str, kind: &str, start: i64, end: Option<i64>, grants: &[(&str, 
 fn feature(name: &str, l: &License) -> Feature {
     Feature {
         name: name.into(),
-        status: Some("active".into()),
+        status: Some(Status::Active),
         enabled: true,
         end: l.end.clone(),
-        source: Some(l.kind.clone()),
+        source: Some(l.kind),
         serial: Some(l.serial.clone()),
         transaction: Some("new".into()),
         limit: None,
@@ -52,7 +57,7 @@ fn feature(name: &str, l: &License) -> Feature {
 /// A report of the phone `mac`: its phone licenses bound to it, as an agent's are (a
 /// phone license of another phone is not believed).
 fn report(mac: &str, reported: i64, mut licenses: Vec<License>, features: Vec<Feature>) -> Report {
-    for l in licenses.iter_mut().filter(|l| l.kind == "phone") {
+    for l in licenses.iter_mut().filter(|l| l.kind == Kind::Phone) {
         if l.serial == "100000000001" {
             l.serial = mac.into();
         }
@@ -66,7 +71,7 @@ fn report(mac: &str, reported: i64, mut licenses: Vec<License>, features: Vec<Fe
             board: "vvx-armv7".into(),
         },
         reported_at: time(reported),
-        clock: "ok".into(),
+        clock: ClockVerdict::Ok,
         evaluated_at: Some(time(reported)),
         licenses,
         features,
@@ -131,7 +136,7 @@ fn generated() -> Vec<Report> {
     );
     let mut recording = feature("usb-call-recording", &gone);
     recording.enabled = false;
-    recording.status = Some("inactive".into());
+    recording.status = Some(Status::Inactive);
     let mut one = report(
         "0004f2000001",
         NOW - 3600,
@@ -147,7 +152,7 @@ fn generated() -> Vec<Report> {
     one.refusals.push(Refusal {
         at: time(NOW - 7200),
         subject: "0004f2000001-license.cfg".into(),
-        verdict: "unknown-key".into(),
+        verdict: Verdict::UnknownKey,
         detail: "unknown-key: signed with key 99aabbcc".into(),
         key: Some("99aabbcc".into()),
     });
@@ -165,10 +170,10 @@ fn generated() -> Vec<Report> {
     );
     three.configured = names(&["vqmon", "h323", "usb-call-recording"]);
     three.booted = names(&["vqmon", "usb-call-recording"]);
-    three.clock = "windback".into();
+    three.clock = ClockVerdict::Windback;
     three.reboot = Some(Reboot {
-        causes: vec!["license-expired".into()],
-        waiting_for: Some("idle".into()),
+        causes: vec![Cause::LicenseExpired],
+        waiting_for: Some(WaitingFor::Idle),
     });
     // An older report of phone one: the newer one counts.
     let old_one = report("0004f2000001", NOW - 90 * DAY, vec![], vec![]);
@@ -216,7 +221,7 @@ fn the_counts_are_counts_of_the_rows() {
         }
     );
     let site = &f.rows[0];
-    assert_eq!((site.kind.as_str(), site.phones), ("site", 3));
+    assert_eq!((site.kind, site.phones), (Kind::Site, 3));
     assert_eq!((site.in_use, site.capacity), (3, 2));
     assert!(site.over, "3 phones on a 2-device license");
     let long = f
@@ -226,15 +231,10 @@ fn the_counts_are_counts_of_the_rows() {
         .unwrap();
     assert_eq!((long.in_use, long.over), (1, false));
     // Counts are rows: each status's count is the rows shown with it.
-    for (status, n) in [
-        ("active", f.summary.active),
-        ("expiring-shortly", f.summary.expiring_shortly),
-        ("impending", f.summary.impending),
-        ("inactive", f.summary.inactive),
-    ] {
+    for status in Status::ALL {
         assert_eq!(
-            f.rows.iter().filter(|r| r.status == status).count(),
-            n,
+            f.rows.iter().filter(|r| r.status == Some(*status)).count(),
+            f.summary.of(*status),
             "{status}"
         );
     }
@@ -628,7 +628,7 @@ fn the_csv_quotes_hostile_text() {
     r.refusals.push(Refusal {
         at: time(NOW),
         subject: "a \"quoted\",\nsubject".into(),
-        verdict: "malformed".into(),
+        verdict: Verdict::Malformed,
         detail: "-1+1".into(),
         key: None,
     });
@@ -832,7 +832,7 @@ fn a_hostile_report_cannot_put_markup_in_the_page() {
     r.refusals.push(Refusal {
         at: time(NOW),
         subject: "<!-- \u{2028} & \"'".into(),
-        verdict: "malformed".into(),
+        verdict: Verdict::Malformed,
         detail: "<script src=//evil></script>".into(),
         key: None,
     });
@@ -895,9 +895,10 @@ fn the_page_caps_its_attention_rows_and_says_so() {
             r.refusals.push(Refusal {
                 at: time(NOW),
                 subject: "x".into(),
-                verdict: "malformed".into(),
-                detail: format!("verdict{:02}: x", n % kinds),
-                key: None,
+                verdict: Verdict::UnknownKey,
+                detail: "unknown-key: x".into(),
+                // A group per key.
+                key: Some(format!("{:08X}", n % kinds)),
             });
             r
         })
@@ -918,8 +919,14 @@ fn the_page_caps_its_attention_rows_and_says_so() {
         by_id(&page, "attention-left-out"),
         (total - html::MAX_ATTENTION_PHONES).to_string()
     );
-    assert_eq!(by_id(&page, "attention-groups-refused"), kinds.to_string());
-    assert_eq!(by_id(&page, "attention-count-refused"), total.to_string());
+    assert_eq!(
+        by_id(&page, "attention-groups-unknown-key"),
+        kinds.to_string()
+    );
+    assert_eq!(
+        by_id(&page, "attention-count-unknown-key"),
+        total.to_string()
+    );
     // Every group is in the page with its count; the phones listed stop at the caps.
     let groups = island(&page)["groups"].as_array().unwrap().clone();
     assert_eq!(groups.len(), kinds);
@@ -985,14 +992,14 @@ fn no_control_character_from_a_report_reaches_the_table_or_the_csv() {
     r.refusals.push(Refusal {
         at: time(NOW),
         subject: format!("subject{hostile}"),
-        verdict: "malformed".into(),
+        verdict: Verdict::Malformed,
         detail: format!("detail\u{9b}31m{hostile}"),
         key: None,
     });
     r.refusals.push(Refusal {
         at: time(NOW),
         subject: "\t=1+1".into(),
-        verdict: "bad-signature".into(),
+        verdict: Verdict::BadSignature,
         detail: "bad-signature: x".into(),
         key: None,
     });

@@ -6,6 +6,7 @@
 //! content must also carry a trusted key's signature. A license is then defined by its
 //! content, never by the report's words about it.
 
+use crate::engine::Verdict;
 use crate::format::features::{self, FeatureEntry};
 use crate::format::license::{KeyId, License, Serial};
 use crate::format::{End, Kind};
@@ -43,7 +44,7 @@ pub(crate) struct GrantDef {
 /// A license as the fleet defines it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Def {
-    pub(crate) kind: String,
+    pub(crate) kind: Kind,
     pub(crate) serial: String,
     pub(crate) key: String,
     pub(crate) grants: Vec<GrantDef>,
@@ -66,7 +67,7 @@ pub(crate) struct Doubt {
 /// What a report claims of a license besides its signed content.
 pub(crate) struct Claim<'r, 'a> {
     pub(crate) fingerprint: &'r str,
-    pub(crate) kind: &'r str,
+    pub(crate) kind: Kind,
     pub(crate) serial: &'r str,
     pub(crate) key: &'r str,
     pub(crate) grants: &'r [Grant<'a>],
@@ -111,7 +112,7 @@ pub(crate) fn judge(
                     "license {short} ({} {}): {} ({e})",
                     license.kind(),
                     license.serial(),
-                    e.verdict()
+                    Verdict::of(&e).id()
                 ),
             })?;
             Proof::Verified
@@ -132,9 +133,9 @@ pub(crate) struct Phone<'r> {
 /// file, copied into a forged report) is not believed for it.
 pub(crate) fn bound(def: Def, fingerprint: &str, phone: &Phone<'_>) -> Result<Def, Doubt> {
     let short = fingerprint.get(..12).unwrap_or(fingerprint);
-    let other = match def.kind.as_str() {
-        "phone" if def.serial != phone.mac => Some("the phone license of another phone"),
-        "site" if phone.site_serial.is_some_and(|s| s != def.serial) => {
+    let other = match def.kind {
+        Kind::Phone if def.serial != phone.mac => Some("the phone license of another phone"),
+        Kind::Site if phone.site_serial.is_some_and(|s| s != def.serial) => {
             Some("the site license of another site")
         }
         _ => None,
@@ -183,7 +184,7 @@ fn decode(signed: &Signed<'_>) -> Result<License, String> {
 
 fn defined(license: &License, proof: Proof) -> Def {
     Def {
-        kind: license.kind().name().into(),
+        kind: license.kind(),
         serial: license.serial().to_string(),
         key: license.key_id().to_string(),
         grants: license.features().iter().map(grant_of_entry).collect(),
@@ -207,7 +208,7 @@ fn grant_of_entry(e: &FeatureEntry) -> GrantDef {
 /// The report's own words, for a view without a keyring of an agent without content.
 fn claimed(claim: &Claim<'_, '_>) -> Def {
     Def {
-        kind: claim.kind.into(),
+        kind: claim.kind,
         serial: claim.serial.into(),
         key: claim.key.into(),
         grants: claim

@@ -166,7 +166,7 @@ impl Gather {
         for l in &report.licenses {
             let claim = Claim {
                 fingerprint: l.fingerprint.as_str(),
-                kind: l.kind.as_str(),
+                kind: l.kind,
                 serial: l.serial.as_str(),
                 key: l.key.as_str(),
                 grants: &l.grants,
@@ -182,7 +182,7 @@ impl Gather {
         for d in report.dropped.iter().flatten() {
             let claim = Claim {
                 fingerprint: d.fingerprint.as_str(),
-                kind: d.kind.as_str(),
+                kind: d.kind,
                 serial: d.serial.as_str(),
                 key: d.key.as_str(),
                 grants: &d.grants,

@@ -46,11 +46,14 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// Phone license (bound to one MAC) or site license (shared by a site).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Phone,
-    Site,
+crate::words::words! {
+    /// Phone license (bound to one MAC) or site license (shared by a site); its word
+    /// ([`Kind::id`]) is the name used on the command line and in JSON.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Kind {
+        Phone = "phone",
+        Site = "site",
+    }
 }
 
 impl Kind {
@@ -62,27 +65,16 @@ impl Kind {
         }
     }
 
-    /// Lowercase name used on the command line and in JSON.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::Phone => "phone",
-            Kind::Site => "site",
-        }
-    }
-
     /// Reads `phone` or `site` (any case).
     pub fn parse(text: &str) -> Result<Kind, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "phone" => Ok(Kind::Phone),
-            "site" => Ok(Kind::Site),
-            _ => Err(format!("kind {text:?}: expected phone or site")),
-        }
+        Kind::from_id(&text.to_ascii_lowercase())
+            .ok_or_else(|| format!("kind {text:?}: expected phone or site"))
     }
 }
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.id())
     }
 }
 

@@ -1,25 +1,27 @@
 //! The report: built from a status, refusals read, every list and text bounded.
 
 use super::*;
-use crate::status::{DaemonJson, FeatureJson, FileOutcome, LicenseJson, NeedJson, RebootJson};
+use crate::status::{
+    DaemonJson, FeatureJson, FileOutcome, LicenseJson, NeedJson, NeedPhase, RebootJson,
+};
 
 fn status() -> StatusJson {
     StatusJson {
         source: "daemon".into(),
         mac: "0004f2000001".into(),
         site_serial: Some("100000000001".into()),
-        clock: "ok".into(),
+        clock: ClockVerdict::Ok,
         wall_clock: "2026-12-02T00:00:00Z".into(),
         latest_trusted: None,
         evaluated_at: Some("2026-12-02T00:00:00Z".into()),
         at_requested: false,
         licenses: vec![LicenseJson {
             fingerprint: "ab".repeat(32),
-            kind: "site".into(),
+            kind: Kind::Site,
             serial: "100000000001".into(),
             key: "1a2b3c4d".into(),
-            role: "primary".into(),
-            status: Some("active".into()),
+            role: Some(Role::Primary),
+            status: Some(Status::Active),
             start: "2026-01-01T00:00:00Z".into(),
             end: "2027-01-01T00:00:00Z".into(),
             days_left: Some(30),
@@ -36,10 +38,10 @@ fn status() -> StatusJson {
         features: vec![FeatureJson {
             id: 1,
             name: "vqmon".into(),
-            status: Some("active".into()),
+            status: Some(Status::Active),
             enabled: true,
             end: "2027-01-01T00:00:00Z".into(),
-            source: Some("site".into()),
+            source: Some(Kind::Site),
             serial: Some("100000000001".into()),
             transaction: Some("new".into()),
             limit: Some(100),
@@ -50,7 +52,8 @@ fn status() -> StatusJson {
         next_change: None,
         set_aside: vec![],
         store_write_failure: None,
-        events: vec![
+        // Newest first, as a status lists them (written here oldest first).
+        events: [
             EventJson {
                 at: "2026-12-01T00:00:00Z".into(),
                 what: "refused".into(),
@@ -58,20 +61,38 @@ fn status() -> StatusJson {
                 detail:
                     "unknown-key: signed with key 99aabbcc, which is not in the trusted keyring"
                         .into(),
+                verdict: Some(Verdict::UnknownKey),
+                key: Some("99AABBCC".into()),
             },
             EventJson {
                 at: "2026-12-01T00:00:01Z".into(),
                 what: "accepted".into(),
                 subject: "site license 100000000001".into(),
                 detail: "stored".into(),
+                verdict: None,
+                key: None,
             },
             EventJson {
                 at: "2026-12-01T00:00:02Z".into(),
                 what: "refused".into(),
                 subject: "phone license 200".into(),
                 detail: "not-this-phone: for 0004f2000002".into(),
+                verdict: Some(Verdict::NotThisPhone),
+                key: None,
             },
-        ],
+            // Recorded by an agent before the verdict was: refused, why in its words.
+            EventJson {
+                at: "2026-12-01T00:00:03Z".into(),
+                what: "refused".into(),
+                subject: "phone license 300".into(),
+                detail: "expired: expired on 2026-01-01T00:00:00Z".into(),
+                verdict: None,
+                key: None,
+            },
+        ]
+        .into_iter()
+        .rev()
+        .collect(),
         dropped: None,
         daemon: Some(DaemonJson {
             last_fetch: Some("2026-12-01T23:00:00Z".into()),
@@ -87,13 +108,13 @@ fn status() -> StatusJson {
                 pending: true,
                 booted: Some(vec!["h323".into()]),
                 needs: vec![NeedJson {
-                    cause: "license-expired".into(),
+                    cause: Cause::LicenseExpired,
                     since: "2026-12-01T23:00:00Z".into(),
                     not_before: "2026-12-01T23:10:00Z".into(),
-                    phase: "waiting".into(),
+                    phase: NeedPhase::Waiting,
                     request: None,
                 }],
-                waiting_for: Some("idle".into()),
+                waiting_for: Some(WaitingFor::Idle),
                 ..RebootJson::default()
             },
             ..DaemonJson::default()
@@ -110,18 +131,28 @@ fn a_report_says_what_the_status_says_and_reads_its_refusals() {
     assert_eq!(r.features[0].limit, Some(100));
     assert_eq!(r.features[0].fingerprint, Some("ab".repeat(32)));
     assert_eq!(r.licenses[0].grants[0].limit, 100);
-    let verdicts: Vec<(&str, Option<&str>)> = r
+    // The verdict and key as recorded, never read back out of the detail's words.
+    let verdicts: Vec<(Verdict, Option<&str>)> = r
         .refusals
         .iter()
-        .map(|f| (f.verdict.as_str(), f.key.as_deref()))
+        .map(|f| (f.verdict, f.key.as_deref()))
         .collect();
     assert_eq!(
         verdicts,
-        [("unknown-key", Some("99aabbcc")), ("not-this-phone", None)]
+        [
+            (Verdict::UnknownKey, Some("99AABBCC")),
+            (Verdict::NotThisPhone, None),
+            (Verdict::Refused, None)
+        ]
     );
+    let text = serde_json::to_value(&r).unwrap();
+    assert_eq!(text["refusals"][0]["verdict"], "unknown-key");
+    assert_eq!(text["refusals"][2]["verdict"], "refused");
+    assert_eq!(text["licenses"][0]["role"], "primary");
     let reboot = r.reboot.as_ref().unwrap();
-    assert_eq!(reboot.causes, ["license-expired"]);
-    assert_eq!(reboot.waiting_for.as_deref(), Some("idle"));
+    assert_eq!(reboot.causes, [Cause::LicenseExpired]);
+    assert_eq!(reboot.waiting_for, Some(WaitingFor::Idle));
+    assert_eq!(text["reboot"]["waiting_for"], "idle");
     let fetch = r.last_fetch.as_ref().unwrap();
     assert_eq!(fetch.files[0].transport.as_deref(), Some("ftp"));
     // What the phone is configured for, and what it booted with (the daemon's).
@@ -190,6 +221,8 @@ fn every_list_and_text_is_bounded() {
             what: "refused".into(),
             subject: long.clone(),
             detail: format!("unknown-key: signed with key {long}"),
+            verdict: Some(Verdict::UnknownKey),
+            key: Some(long.clone()),
         };
         1_000
     ];
@@ -243,7 +276,7 @@ fn signed_parts(records: usize) -> Signed {
 fn dropped_json(l: &crate::status::LicenseJson, long: &str) -> crate::status::DroppedJson {
     crate::status::DroppedJson {
         fingerprint: l.fingerprint.clone(),
-        kind: long.into(),
+        kind: Kind::Site,
         serial: long.into(),
         key: long.into(),
         start: long.into(),
@@ -251,7 +284,7 @@ fn dropped_json(l: &crate::status::LicenseJson, long: &str) -> crate::status::Dr
         grants: l.grants.clone(),
         signed: l.signed.clone(),
         dropped_at: long.into(),
-        reason: long.into(),
+        reason: DropReason::Replaced,
     }
 }
 
@@ -382,7 +415,7 @@ fn the_signed_content_rebuilds_the_message_its_fingerprint_names() {
     assert_eq!(r.licenses.len(), 2);
     let dropped = r.dropped.as_ref().unwrap();
     assert_eq!(dropped.len(), 1, "{dropped:?}");
-    assert_eq!(dropped[0].reason, "ended");
+    assert_eq!(dropped[0].reason, DropReason::Ended);
     assert_eq!(dropped[0].dropped_at, crate::status::time(at + 60));
     assert_eq!(dropped[0].grants.len(), 2);
     let public = testkit::keyring().get(pl.key_id()).unwrap().public_key;

@@ -82,22 +82,14 @@ impl SignedParts {
     }
 }
 
-/// Why a license was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Reason {
-    /// Inactive: its end had passed.
-    Ended,
-    /// Neither the primary license of its kind nor bridging to it.
-    Replaced,
-}
-
-impl Reason {
-    pub(crate) fn id(self) -> &'static str {
-        match self {
-            Reason::Ended => "ended",
-            Reason::Replaced => "replaced",
-        }
+crate::words::words! {
+    /// Why a license was dropped.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Reason {
+        /// Inactive: its end had passed.
+        Ended = "ended",
+        /// Neither the primary license of its kind nor bridging to it.
+        Replaced = "replaced",
     }
 }
 

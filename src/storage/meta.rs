@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::reboot::{Cause, InForce, InForceSet, Need};
+use crate::engine::{Refusal, Verdict};
 use crate::format::FeatureId;
 use crate::time::UnixTime;
+use crate::trust::Rejection;
 
 /// How many events are kept (the oldest go first).
 pub(crate) const MAX_EVENTS: usize = 32;
@@ -70,6 +72,30 @@ pub(crate) struct Event {
     pub(crate) subject: String,
     /// Why.
     pub(crate) detail: String,
+    /// A refusal's verdict, recorded as such (added after the events: an older agent's
+    /// refusals have none, and an older agent ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) verdict: Option<Verdict>,
+    /// The key a refused license was signed with, when no trusted key matched it
+    /// (`unknown-key`: a stale keyring, or a forgery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+}
+
+impl Event {
+    /// A refusal's verdict: as recorded, or for a refusal recorded without one (by an
+    /// agent before the field, or rewritten by one after a rollback) the verdict word
+    /// its detail starts with, as those agents wrote it (`unknown-key: ...`); `None` for
+    /// another event, or a detail that starts with no verdict's word.
+    pub(crate) fn refusal_verdict(&self) -> Option<Verdict> {
+        if self.what != "refused" {
+            return None;
+        }
+        self.verdict.or_else(|| {
+            let (word, _) = self.detail.split_once(": ")?;
+            Verdict::from_id(word)
+        })
+    }
 }
 
 /// One feature of the set the phone booted with.
@@ -139,12 +165,65 @@ impl Meta {
         subject: impl Into<String>,
         detail: impl Into<String>,
     ) {
-        self.events.push(Event {
+        self.push(Event {
             at,
             what: what.to_string(),
             subject: bounded(subject.into()),
             detail: bounded(detail.into()),
+            verdict: None,
+            key: None,
         });
+    }
+
+    /// Records that the license file `subject` was refused (`refused`) and returns the
+    /// detail recorded: the verdict's word first (`unknown-key: signed with key ...`),
+    /// as older readers expect, and the verdict and untrusted key as fields.
+    pub(crate) fn record_rejection(
+        &mut self,
+        at: UnixTime,
+        subject: impl Into<String>,
+        rejection: &Rejection,
+    ) -> String {
+        let key = match rejection {
+            Rejection::UnknownKey { key_id } => Some(key_id.to_string()),
+            _ => None,
+        };
+        self.push_refusal(at, subject.into(), Verdict::of(rejection), key, rejection)
+    }
+
+    /// Records that the verified license `subject` was not taken (`refused`) and
+    /// returns the detail recorded, as [`Meta::record_rejection`] does.
+    pub(crate) fn record_refusal(
+        &mut self,
+        at: UnixTime,
+        subject: impl Into<String>,
+        refusal: &Refusal,
+    ) -> String {
+        self.push_refusal(at, subject.into(), refusal.verdict(), None, refusal)
+    }
+
+    fn push_refusal(
+        &mut self,
+        at: UnixTime,
+        subject: String,
+        verdict: Verdict,
+        key: Option<String>,
+        why: &dyn std::fmt::Display,
+    ) -> String {
+        let detail = format!("{}: {why}", verdict.id());
+        self.push(Event {
+            at,
+            what: "refused".into(),
+            subject: bounded(subject),
+            detail: bounded(detail.clone()),
+            verdict: Some(verdict),
+            key: key.map(bounded),
+        });
+        detail
+    }
+
+    fn push(&mut self, event: Event) {
+        self.events.push(event);
         let excess = self.events.len().saturating_sub(MAX_EVENTS);
         self.events.drain(..excess);
     }
@@ -248,5 +327,81 @@ mod tests {
         let text = serde_json::to_string(&meta).unwrap();
         assert_eq!(serde_json::from_str::<Meta>(&text).unwrap(), meta);
         assert_eq!(serde_json::from_str::<Meta>("{}").unwrap(), Meta::default());
+    }
+
+    /// A refusal keeps its verdict and untrusted key as fields, the detail led by the
+    /// verdict's word as before; an event of an older agent (no such fields) reads as
+    /// none, and an older agent's shape of an event reads the new one.
+    #[test]
+    fn a_refusal_is_recorded_with_its_verdict_and_older_shapes_read_both_ways() {
+        let mut meta = Meta::default();
+        let unknown = Rejection::UnknownKey {
+            key_id: crate::format::license::KeyId([0x99, 0xaa, 0xbb, 0xcc]),
+        };
+        let detail = meta.record_rejection(7, "0004f2000001-license.cfg", &unknown);
+        assert!(
+            detail.starts_with("unknown-key: signed with key 99AABBCC"),
+            "{detail}"
+        );
+        let other = Refusal::ClockUnsynced;
+        meta.record_refusal(8, "phone license 0004f2000001", &other);
+        let [first, second] = &meta.events[..] else {
+            panic!("{:?}", meta.events)
+        };
+        assert_eq!(
+            (first.verdict, first.key.as_deref()),
+            (Some(Verdict::UnknownKey), Some("99AABBCC"))
+        );
+        assert_eq!(first.detail, detail);
+        assert_eq!(
+            (second.verdict, second.key.as_deref()),
+            (Some(Verdict::ClockUnsynced), None)
+        );
+        assert!(
+            second.detail.starts_with("clock-unsynced: "),
+            "{}",
+            second.detail
+        );
+
+        let text = serde_json::to_string(&meta).unwrap();
+        assert!(
+            text.contains(r#""verdict":"unknown-key","key":"99AABBCC""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Meta>(&text).unwrap(), meta);
+        // The shape of an event before these fields: it reads the new file.
+        #[derive(Deserialize)]
+        struct OlderEvent {
+            #[allow(dead_code)]
+            detail: String,
+        }
+        #[derive(Deserialize)]
+        struct OlderMeta {
+            events: Vec<OlderEvent>,
+        }
+        assert_eq!(
+            serde_json::from_str::<OlderMeta>(&text)
+                .unwrap()
+                .events
+                .len(),
+            2
+        );
+        // An event an older agent wrote: no verdict, no key.
+        let older = r#"{"events":[{"at":1,"what":"refused","subject":"s","detail":"expired: x"}]}"#;
+        let read = serde_json::from_str::<Meta>(older).unwrap();
+        assert_eq!(
+            (read.events[0].verdict, read.events[0].key.as_ref()),
+            (None, None)
+        );
+        // Its verdict is the word its detail starts with, as that agent wrote it; only
+        // a refusal has one, and only a verdict's word counts.
+        assert_eq!(read.events[0].refusal_verdict(), Some(Verdict::Expired));
+        let mut event = read.events[0].clone();
+        event.detail = "malformed license file: too big".into();
+        assert_eq!(event.refusal_verdict(), None);
+        event.what = "accepted".into();
+        event.detail = "expired: x".into();
+        assert_eq!(event.refusal_verdict(), None);
+        assert_eq!(first.refusal_verdict(), Some(Verdict::UnknownKey));
     }
 }

@@ -78,7 +78,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{self, Held, Identity, Status, StoreId};
+use crate::engine::{self, Held, Identity, Status, StoreId, Verdict};
 use crate::format::{self, Kind, License};
 use crate::time::UnixTime;
 use crate::trust::{Keyring, Verified};
@@ -197,7 +197,7 @@ fn passing(e: &std::io::Error) -> bool {
 }
 
 fn kind_dir(kind: Kind) -> &'static str {
-    kind.name()
+    kind.id()
 }
 
 fn file_name(seq: u64) -> String {
@@ -958,7 +958,7 @@ fn judge_stored(
 ) -> Result<Verified<License>, String> {
     let license = keyring
         .verify_bytes(bytes)
-        .map_err(|e| format!("no longer verifies: {}: {e}", e.verdict()))?;
+        .map_err(|e| format!("no longer verifies: {}: {e}", Verdict::of(&e).id()))?;
     if license.kind() != kind {
         return Err(format!(
             "a {} license in the {} folder",

@@ -51,18 +51,6 @@ pub enum Rejection {
     BadSignature { key_id: KeyId },
 }
 
-impl Rejection {
-    /// The verdict's name, as `verify --json` prints it.
-    pub(crate) fn verdict(&self) -> &'static str {
-        match self {
-            Rejection::Malformed(_) => "malformed",
-            Rejection::UnsupportedVersion { .. } => "unsupported-version",
-            Rejection::UnknownKey { .. } => "unknown-key",
-            Rejection::BadSignature { .. } => "bad-signature",
-        }
-    }
-}
-
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

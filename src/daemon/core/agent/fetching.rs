@@ -322,10 +322,10 @@ impl Agent {
         let license = match self.phone.keyring.verify_bytes(&bytes) {
             Ok(license) => license,
             Err(rejection) => {
-                let why = format!("{}: {rejection}", rejection.verdict());
-                self.store
+                let why = self
+                    .store
                     .meta_mut()
-                    .record(now, "refused", name.to_string(), why.clone());
+                    .record_rejection(now, name.to_string(), &rejection);
                 log::warn!("{name} refused: {why}");
                 return file_result(now, name, FileOutcome::Refused, &why);
             }
@@ -365,10 +365,10 @@ impl Agent {
                 &format!("{subject}: a stored license of longer duration stays in use"),
             ),
             Decision::Refuse(refusal) => {
-                let why = format!("{}: {refusal}", refusal.id());
-                self.store
+                let why = self
+                    .store
                     .meta_mut()
-                    .record(now, "refused", subject.clone(), why.clone());
+                    .record_refusal(now, subject.clone(), &refusal);
                 file_result(
                     now,
                     name,

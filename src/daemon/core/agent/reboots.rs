@@ -6,7 +6,7 @@
 use super::{Agent, Snapshot};
 use crate::engine::reboot::{causes, Action, CallState, Cause, InForceSet, RebootMachine};
 use crate::engine::Evaluation;
-use crate::status::{self, NeedJson, RebootJson};
+use crate::status::{self, NeedJson, NeedPhase, RebootJson, WaitingFor};
 use crate::storage::RebootRecord;
 use crate::time::Stamp;
 
@@ -200,15 +200,15 @@ impl Agent {
             .iter()
             .map(|(cause, need)| {
                 let (phase, request) = match need.phase {
-                    Phase::Waiting => ("waiting", None),
-                    Phase::Asked { id, .. } => ("asked", Some(id)),
-                    Phase::Accepted { .. } => ("accepted", None),
+                    Phase::Waiting => (NeedPhase::Waiting, None),
+                    Phase::Asked { id, .. } => (NeedPhase::Asked, Some(id)),
+                    Phase::Accepted { .. } => (NeedPhase::Accepted, None),
                 };
                 NeedJson {
-                    cause: cause.word().to_string(),
+                    cause: *cause,
                     since: status::time(need.since),
                     not_before: status::time(need.not_before),
-                    phase: phase.to_string(),
+                    phase,
                     request,
                 }
             })
@@ -216,34 +216,38 @@ impl Agent {
         let note = &self.reboots.supervisor_note;
         let (word, until, detail) = match self.reboots.machine.waiting(stamp, &timing) {
             Waiting::Nothing if needs.is_empty() => (None, None, None),
-            Waiting::Nothing => (Some("nothing"), None, Some("asking now".to_string())),
+            Waiting::Nothing => (
+                Some(WaitingFor::Nothing),
+                None,
+                Some("asking now".to_string()),
+            ),
             Waiting::Connection => (
-                Some("supervisor-connection"),
+                Some(WaitingFor::SupervisorConnection),
                 None,
                 Some(format!("the supervisor connection ({note})")),
             ),
             Waiting::Idle => (
-                Some("idle"),
+                Some(WaitingFor::Idle),
                 None,
                 Some("the phone to be idle (a call is on, or the call state is unknown)".into()),
             ),
             Waiting::IdleGrace { until } => (
-                Some("idle-grace"),
+                Some(WaitingFor::IdleGrace),
                 Some(stamp.wall_of(until)),
                 Some(format!("{} s of continuous idle", timing.idle_grace)),
             ),
             Waiting::Stagger { until } => (
-                Some("stagger-delay"),
+                Some(WaitingFor::StaggerDelay),
                 Some(stamp.wall_of(until)),
                 Some("this phone's stagger delay (a site license's reboot)".into()),
             ),
             Waiting::Answer { id } => (
-                Some("answer"),
+                Some(WaitingFor::Answer),
                 None,
                 Some(format!("the supervisor's answer to REBOOT {id}")),
             ),
             Waiting::StillRunningAfterOk { until } => (
-                Some("reboot-after-ok"),
+                Some(WaitingFor::RebootAfterOk),
                 Some(stamp.wall_of(until)),
                 Some(
                     "the reboot the supervisor accepted; asked again if still running then".into(),
@@ -258,7 +262,7 @@ impl Agent {
                 .as_ref()
                 .map(|b| b.keys().map(|id| id.name()).collect()),
             needs,
-            waiting_for: word.map(str::to_string),
+            waiting_for: word,
             until: until.map(status::time),
             detail,
         }

@@ -111,7 +111,7 @@ fn statuses(script: &Script) -> Vec<String> {
         .map(|(name, body)| {
             assert_eq!(name, &format!("{MAC}-license-status.json"));
             let report: Report = serde_json::from_slice(body).unwrap();
-            report.features[0].status.clone().unwrap_or_default()
+            crate::words::or_unknown::word(report.features[0].status).to_string()
         })
         .collect()
 }
