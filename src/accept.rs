@@ -387,10 +387,12 @@ mod tests {
         use crate::format::Kind;
         use crate::testkit::{self, DAY};
         let dir = tempfile::tempdir().unwrap();
-        let (phone, state, wall, open) = writer(dir.path());
-        drop(open());
-        std::fs::write(state.join("site/18446744073709551615.cfg"), "junk").unwrap();
-        let mut store = open();
+        let phone = testkit::phone_in(dir.path(), "");
+        let wall = clock::BUILD_TIME + 10 * DAY;
+        drop(testkit::writer_store(&phone, wall));
+        let junk = phone.config.state_dir.join("site/18446744073709551615.cfg");
+        std::fs::write(junk, "junk").unwrap();
+        let mut store = testkit::writer_store(&phone, wall);
         let (p, _) = testkit::lic_file(Kind::Phone, &[(1, wall - DAY, None)]);
         let (s, _) = testkit::lic_file(Kind::Site, &[(2, wall - DAY, Some(wall + 100 * DAY))]);
         let first = install_into(
@@ -433,8 +435,9 @@ mod tests {
         use crate::format::{Kind, Transaction};
         use crate::testkit::{self, DAY};
         let dir = tempfile::tempdir().unwrap();
-        let (phone, _, wall, open) = writer(dir.path());
-        let mut store = open();
+        let phone = testkit::phone_in(dir.path(), "");
+        let wall = clock::BUILD_TIME + 10 * DAY;
+        let mut store = testkit::writer_store(&phone, wall);
         let oversize = vec![b'#'; crate::format::MAX_FILE_SIZE + 1];
         let grant = || vec![testkit::entry((1, wall - DAY, None), Transaction::New, 0)];
         let spec = crate::issuer::LicenseSpec {
@@ -465,38 +468,5 @@ mod tests {
         assert_eq!(verdicts[1].0, Verdict::UnknownKey);
         assert!(verdicts[1].1.is_some());
         assert_eq!(verdicts[2], (Verdict::NotThisPhone, None));
-    }
-
-    /// A phone of the test keyring, its state folder under `dir`, an instant after the
-    /// build, and a way to open its store as the writer.
-    fn writer(dir: &std::path::Path) -> (Phone, std::path::PathBuf, UnixTime, impl Fn() -> Store) {
-        use crate::storage::{Mode, WriterLock};
-        use crate::testkit::{self, DAY};
-        let text = format!(
-            "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n",
-            testkit::MAC,
-            testkit::SITE
-        );
-        let config = crate::config::Config::parse(&text, &dir.join("agent.toml")).unwrap();
-        let phone = Phone {
-            identity: testkit::identity(),
-            keyring: testkit::keyring().clone(),
-            config,
-        };
-        let state = phone.config.state_dir.clone();
-        let lock = std::sync::Arc::new(WriterLock::try_acquire(&state).unwrap().unwrap());
-        let wall = clock::BUILD_TIME + 10 * DAY;
-        let (keyring, identity, folder) = (phone.keyring.clone(), phone.identity, state.clone());
-        let open = move || {
-            Store::open(
-                &folder,
-                &keyring,
-                &identity,
-                Mode::Writer(lock.clone()),
-                wall,
-            )
-            .unwrap()
-        };
-        (phone, state, wall, open)
     }
 }

@@ -87,3 +87,33 @@ pub(crate) fn lic_file(kind: Kind, entries: &[E]) -> (String, Verified<License>)
     let license = keyring().verify_bytes(text.as_bytes()).expect("verify");
     (text, license)
 }
+
+/// This phone, trusting the test key, its configuration `agent.toml` in `dir` (the
+/// MAC, the site serial, `keyring` and `state_dir = "state"`, then the lines `more`).
+pub(crate) fn phone_in(dir: &std::path::Path, more: &str) -> crate::phone::Phone {
+    let text = format!(
+        "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n{more}"
+    );
+    let config = crate::config::Config::parse(&text, &dir.join("agent.toml")).expect("config");
+    crate::phone::Phone {
+        identity: identity(),
+        keyring: keyring().clone(),
+        config,
+    }
+}
+
+/// The store of `phone` on the real file system, opened at `at` as its one writer.
+pub(crate) fn writer_store(phone: &crate::phone::Phone, at: i64) -> crate::storage::Store {
+    use crate::storage::{Mode, Store, WriterLock};
+    let state = &phone.config.state_dir;
+    std::fs::create_dir_all(state).expect("state folder");
+    let lock = std::sync::Arc::new(WriterLock::try_acquire(state).expect("lock").expect("free"));
+    Store::open(
+        state,
+        &phone.keyring,
+        &phone.identity,
+        Mode::Writer(lock),
+        at,
+    )
+    .expect("store")
+}

@@ -365,32 +365,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn the_signed_content_rebuilds_the_message_its_fingerprint_names() {
     use crate::engine::clock::BUILD_TIME;
     use crate::format::{Kind, Transaction};
-    use crate::phone::Phone;
-    use crate::storage::{Mode, Store, WriterLock};
+    use crate::storage::{Mode, Store};
     use crate::testkit::{self, entry, DAY};
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n",
-        testkit::MAC,
-        testkit::SITE
-    );
-    let config = crate::config::Config::parse(&text, &dir.path().join("agent.toml")).unwrap();
-    let phone = Phone {
-        identity: testkit::identity(),
-        keyring: testkit::keyring().clone(),
-        config,
-    };
-    let state = phone.config.state_dir.clone();
-    let lock = std::sync::Arc::new(WriterLock::try_acquire(&state).unwrap().unwrap());
+    let phone = testkit::phone_in(dir.path(), "");
     let t = BUILD_TIME + 10 * DAY;
-    let mut store = Store::open(
-        &state,
-        &phone.keyring,
-        &phone.identity,
-        Mode::Writer(lock),
-        t,
-    )
-    .unwrap();
+    let mut store = testkit::writer_store(&phone, t);
     let (p, pl) = testkit::lic_file(Kind::Phone, &[(1, t - DAY, None), (5, t, Some(t + DAY))]);
     let site = |end| {
         let entries = vec![
@@ -448,7 +428,8 @@ fn the_signed_content_rebuilds_the_message_its_fingerprint_names() {
     );
     // A license held again is not also shown dropped; the record survives a restart.
     drop(store);
-    let store = Store::open(&state, &phone.keyring, &phone.identity, Mode::ReadOnly, at).unwrap();
+    let state = &phone.config.state_dir;
+    let store = Store::open(state, &phone.keyring, &phone.identity, Mode::ReadOnly, at).unwrap();
     let again = crate::status::build(&phone, &store, at + 60, None);
     assert_eq!(again.dropped, status.dropped);
     // 90 days past its end, not shown (judged at that instant, nothing written).

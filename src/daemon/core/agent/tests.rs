@@ -11,7 +11,7 @@ use crate::engine::reboot::{CallState, Cause};
 use crate::fetch::fake::{self, Script};
 use crate::fetch::{FailureKind, FetchError, FetchOutcome};
 use crate::format::Kind;
-use crate::storage::{Mode, Validator, WriterLock};
+use crate::storage::Validator;
 use crate::testkit::{self, DAY};
 
 /// After the build time, so the clock is sane.
@@ -21,33 +21,16 @@ fn t0() -> UnixTime {
 
 const GRACE: u64 = 30;
 
-fn agent(dir: &Path, script: &Arc<Script>) -> Agent {
-    let text = format!(
-        "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
-         control_socket = \"control.sock\"\nfeatures_file = \"features\"\n\
-         supervisor_socket = \"sup.sock\"\nserver = \"file:///nowhere/\"\n\
-         [timing]\nidle_grace = \"{GRACE}s\"\n",
-        testkit::MAC,
-        testkit::SITE
+fn agent(dir: &Path) -> Agent {
+    let phone = testkit::phone_in(
+        dir,
+        &format!(
+            "control_socket = \"control.sock\"\nfeatures_file = \"features\"\n\
+             supervisor_socket = \"sup.sock\"\nserver = \"file:///nowhere/\"\n\
+             [timing]\nidle_grace = \"{GRACE}s\"\n"
+        ),
     );
-    let config = crate::config::Config::parse(&text, &dir.join("agent.toml")).unwrap();
-    let phone = Phone {
-        identity: testkit::identity(),
-        keyring: testkit::keyring().clone(),
-        config,
-    };
-    std::fs::create_dir_all(&phone.config.state_dir).unwrap();
-    let lock =
-        Arc::new(WriterLock::acquire(&phone.config.state_dir, std::time::Duration::ZERO).unwrap());
-    let store = Store::open(
-        &phone.config.state_dir,
-        &phone.keyring,
-        &phone.identity,
-        Mode::Writer(lock),
-        t0(),
-    )
-    .unwrap();
-    let _ = script;
+    let store = testkit::writer_store(&phone, t0());
     Agent::new(
         phone,
         store,
@@ -101,7 +84,7 @@ fn a_call_that_starts_during_the_expiry_fetch_holds_the_reboot_until_it_ends_and
         crate::fetch::SITE_FILE.into(),
         body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
     );
-    let mut agent = agent(dir.path(), &script);
+    let mut agent = agent(dir.path());
     let snap = agent.snapshot(at(t0()));
     assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(1)));
     let (n, report) = finish(&mut agent, &script, at(t0())).remove(0);
@@ -146,7 +129,7 @@ fn a_call_that_starts_during_the_expiry_fetch_holds_the_reboot_until_it_ends_and
 fn a_check_sync_during_a_cycle_gets_a_cycle_of_its_own_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let script = Arc::new(Script::default());
-    let mut agent = agent(dir.path(), &script);
+    let mut agent = agent(dir.path());
     let snap = agent.snapshot(at(t0()));
     assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(1)));
     // Asked while cycle 1 runs: cycle 2 answers it.
@@ -174,7 +157,7 @@ fn a_check_sync_during_a_cycle_gets_a_cycle_of_its_own_after_it() {
 fn an_unsynced_clock_fetches_nothing_and_owes_a_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let script = Arc::new(Script::default());
-    let mut agent = agent(dir.path(), &script);
+    let mut agent = agent(dir.path());
     let snap = agent.snapshot(at(0));
     match agent.fetch_now(&snap) {
         FetchStart::Done(report) => {
@@ -200,7 +183,7 @@ fn the_wake_up_instants_are_split_by_clock() {
         crate::fetch::SITE_FILE.into(),
         body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
     );
-    let mut agent = agent(dir.path(), &script);
+    let mut agent = agent(dir.path());
     let snap = agent.snapshot(at(t0()));
     agent.fetch_now(&snap);
     finish(&mut agent, &script, at(t0()));
@@ -223,7 +206,7 @@ fn validators_an_older_agent_kept_are_dropped_at_the_files_first_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let script = Arc::new(Script::default());
     let site = crate::fetch::SITE_FILE;
-    let mut agent = agent(dir.path(), &script);
+    let mut agent = agent(dir.path());
     let phone = crate::fetch::phone_file(agent.phone.identity.mac);
     let license = testkit::lic_file(Kind::Site, &[(1, t0() - DAY, None)]).0;
     script.answers.lock().unwrap().insert(
@@ -273,7 +256,7 @@ fn an_unsynced_clock_never_wakes_for_a_reboot_it_cannot_ask() {
         crate::fetch::phone_file(testkit::identity().mac),
         body(Kind::Phone, &[(2, t0() - DAY, Some(end))]),
     );
-    let mut agent = agent(dir.path(), &script);
+    let mut agent = agent(dir.path());
     let snap = agent.snapshot(at(t0()));
     agent.fetch_now(&snap);
     finish(&mut agent, &script, at(t0()));
