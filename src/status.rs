@@ -449,7 +449,7 @@ pub(crate) fn build(
                 reason: i.reason.clone(),
             })
             .collect(),
-        store_write_failure: store.write_failure().map(str::to_string),
+        store_write_failure: store.write_failure().map(ToString::to_string),
         events: store
             .meta()
             .events

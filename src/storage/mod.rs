@@ -119,6 +119,22 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// The same failure again (an `io::Error` is not `Clone`): the OS error number when
+    /// there is one, else its kind and words.
+    fn again(&self) -> StoreError {
+        let error = match self.error.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(self.error.kind(), self.error.to_string()),
+        };
+        StoreError {
+            path: self.path.clone(),
+            action: self.action,
+            error,
+        }
+    }
+}
+
 fn io_at<'a>(
     action: &'static str,
     path: &'a Path,
@@ -173,7 +189,7 @@ pub struct Store {
     dropped: Vec<Dropped>,
     next_seq: u64,
     /// The last write that failed, in words (cleared by a `meta.json` written).
-    write_failure: Option<String>,
+    write_failure: Option<StoreError>,
     /// `meta.json` in memory differs from the one on disk (a write failed).
     meta_unsaved: bool,
     /// How many of the events were read from disk (the rest were recorded since).
@@ -329,12 +345,12 @@ impl Store {
     /// Notes a write that failed: the store goes on with what it holds.
     fn note(&mut self, e: &StoreError) {
         log::error!("{e}; going on with the licenses held, and trying again later");
-        self.write_failure = Some(e.to_string());
+        self.write_failure = Some(e.again());
     }
 
-    /// The last write that failed, in words, until `meta.json` is written again.
-    pub(crate) fn write_failure(&self) -> Option<&str> {
-        self.write_failure.as_deref()
+    /// The last write that failed, until `meta.json` is written again.
+    pub(crate) fn write_failure(&self) -> Option<&StoreError> {
+        self.write_failure.as_ref()
     }
 
     /// `meta.json` on disk is behind the one in memory (its last write failed).
