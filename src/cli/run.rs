@@ -52,11 +52,12 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             return Ok(super::args::failed("license-agent", &e.to_string()));
         }
     }
-    // Configuration problems are usage errors (2), as for every other command.
-    crate::phone::load_phone(&config)?;
+    // Configuration problems are usage errors (2), as for every other command. Read
+    // once: the agent starts from what was checked here.
+    let phone = crate::phone::load_phone(&config)?;
     if once {
         DaemonClock::from_env().map_err(|e| Usage(e.to_string()))?;
-        let (report, mut status) = match daemon::once(&config) {
+        let (report, mut status) = match daemon::once(phone) {
             Ok(done) => done,
             Err(e) => return Ok(super::args::failed("license-agent", &e.to_string())),
         };
@@ -72,7 +73,7 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             code: EXIT_OK,
         });
     }
-    match daemon::run(&config) {
+    match daemon::run(&config, phone) {
         Ok(code) => Ok(Outcome {
             stdout: String::new(),
             code,

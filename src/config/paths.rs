@@ -22,6 +22,7 @@
 //! Nothing needs to exist: what does not is taken as written (the agent creates missing
 //! folders as they are named), and nothing is opened, so loading never blocks.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
@@ -135,17 +136,18 @@ struct Hit {
 /// the module doc).
 pub(crate) fn check(config: &Config, places: &Places) -> Result<(), ConfigError> {
     let inputs = inputs(config, places);
+    let mut resolver = Resolver::default();
     let resolved_inputs: Vec<Kept> = inputs
         .iter()
         .map(|input| match &input.path {
-            Kept::Under(path) => Kept::Under(resolve(path, true)),
-            Kept::Licenses(folder) => Kept::Licenses(resolve(folder, true)),
+            Kept::Under(path) => Kept::Under(resolver.resolve(path, true)),
+            Kept::Licenses(folder) => Kept::Licenses(resolver.resolve(folder, true)),
         })
         .collect();
     for output in outputs(config, places) {
         let resolved = match &output.path {
-            Written::File(path) => Written::File(resolve(path, false)),
-            Written::Named(folder, names) => Written::Named(resolve(folder, true), *names),
+            Written::File(path) => Written::File(resolver.resolve(path, false)),
+            Written::Named(folder, names) => Written::Named(resolver.resolve(folder, true), *names),
         };
         for (input, resolved_input) in inputs.iter().zip(&resolved_inputs) {
             if let Some(hit) = hit(&output.path, &input.path) {
@@ -389,33 +391,66 @@ fn hit(written: &Written, kept: &Kept) -> Option<Hit> {
     }
 }
 
-/// `path` with every existing folder canonicalised (symbolic links followed, `..` taken
-/// after it), and the last part too when `follow_last`; what does not exist is kept as
-/// written, its `..` taken lexically (the agent would create those folders). Never
-/// fails, never opens anything.
-fn resolve(path: &Path, follow_last: bool) -> PathBuf {
-    let parts: Vec<Component> = path.components().collect();
-    let mut out = PathBuf::new();
-    for (i, part) in parts.iter().enumerate() {
-        match part {
-            Component::Prefix(_) | Component::RootDir => out.push(part.as_os_str()),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
+/// Resolves the paths of one check, looking at each part once: the paths share most
+/// of their folders (`/etc/license-agent/...`, `/var/lib/...`), and each part of each
+/// costs a system call at every start and reload.
+#[derive(Default)]
+struct Resolver {
+    /// Each path met, its parent resolved already, and what it resolves to.
+    known: HashMap<PathBuf, PathBuf>,
+}
+
+impl Resolver {
+    /// `path` with every existing folder canonicalised (symbolic links followed, `..`
+    /// taken after it), and the last part too when `follow_last`; what does not exist
+    /// is kept as written, its `..` taken lexically (the agent would create those
+    /// folders). Never fails, never opens anything.
+    fn resolve(&mut self, path: &Path, follow_last: bool) -> PathBuf {
+        let parts: Vec<Component> = path.components().collect();
+        let mut out = PathBuf::new();
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                Component::Prefix(_) | Component::RootDir => out.push(part.as_os_str()),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if !out.pop() {
+                        out.push("..");
+                    }
                 }
-            }
-            Component::Normal(name) => {
-                out.push(name);
-                if i + 1 < parts.len() || follow_last {
-                    if let Ok(real) = std::fs::canonicalize(&out) {
-                        out = real;
+                Component::Normal(name) => {
+                    out.push(name);
+                    if i + 1 < parts.len() || follow_last {
+                        out = self.real(out);
                     }
                 }
             }
         }
+        out
     }
-    out
+
+    /// `path`, whose parent is resolved already, canonicalised (or as it is when it
+    /// cannot be). Below a canonical folder only a symbolic link changes anything, so
+    /// one `readlink` says whether to canonicalise: a part that is no link (`EINVAL`),
+    /// is missing or cannot be looked at stays as it is, exactly what canonicalising it
+    /// would give or keep. A path with no canonical parent (relative, or climbing above
+    /// the root) is canonicalised whole.
+    fn real(&mut self, path: PathBuf) -> PathBuf {
+        if let Some(real) = self.known.get(&path) {
+            return real.clone();
+        }
+        let parent_canonical = path.is_absolute()
+            && !path
+                .components()
+                .any(|part| matches!(part, Component::ParentDir));
+        let link = !parent_canonical || std::fs::read_link(&path).is_ok();
+        let real = if link {
+            std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())
+        } else {
+            path.clone()
+        };
+        self.known.insert(path, real.clone());
+        real
+    }
 }
 
 fn shown(written: &Written) -> String {
@@ -470,5 +505,99 @@ fn refusal(
             key: Some(output.key.to_string()),
             message,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// What [`Resolver::resolve`] must give: every existing prefix canonicalised.
+    fn canonical_prefixes(path: &Path, follow_last: bool) -> PathBuf {
+        let parts: Vec<Component> = path.components().collect();
+        let mut out = PathBuf::new();
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                Component::Prefix(_) | Component::RootDir => out.push(part.as_os_str()),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if !out.pop() {
+                        out.push("..");
+                    }
+                }
+                Component::Normal(name) => {
+                    out.push(name);
+                    if i + 1 < parts.len() || follow_last {
+                        if let Ok(real) = std::fs::canonicalize(&out) {
+                            out = real;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Looking at each part once (a `readlink`, a cache shared by the paths of a
+    /// check) resolves every path as canonicalising each prefix did: links to folders
+    /// and files, `..` after a link, missing parts then `..`, a dangling link, a loop, a
+    /// file taken for a folder, `..` above the root, the same paths twice.
+    #[test]
+    fn each_part_looked_at_once_resolves_as_canonicalising_each_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(d.join("real/state/phone")).unwrap();
+        std::fs::create_dir_all(d.join("other/deep")).unwrap();
+        std::fs::write(d.join("real/keyring"), b"k").unwrap();
+        symlink(d.join("real"), d.join("link")).unwrap();
+        symlink("real/state", d.join("relative-link")).unwrap();
+        symlink(d.join("other/deep"), d.join("real/jump")).unwrap();
+        symlink(d.join("real/keyring"), d.join("keyring-link")).unwrap();
+        symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+        symlink(d.join("loop-b"), d.join("loop-a")).unwrap();
+        symlink(d.join("loop-a"), d.join("loop-b")).unwrap();
+        let paths = [
+            "real/state",
+            "link/state/phone",
+            "link/../real/state",
+            "relative-link/../keyring",
+            "real/jump/../../x",
+            "real/jump/..",
+            "keyring-link",
+            "keyring-link/inside",
+            "missing/more/../../real/state",
+            "missing/../link/state",
+            "dangling",
+            "dangling/x",
+            "loop-a",
+            "loop-a/x",
+            "real/keyring/x",
+            "real/./state/./phone",
+        ];
+        let mut resolver = Resolver::default();
+        for _ in 0..2 {
+            for path in paths {
+                let path = d.join(path);
+                for follow_last in [true, false] {
+                    assert_eq!(
+                        resolver.resolve(&path, follow_last),
+                        canonical_prefixes(&path, follow_last),
+                        "{} (follow_last {follow_last})",
+                        path.display()
+                    );
+                }
+            }
+        }
+        // Above the root, and relative to the working folder.
+        for path in ["/../tmp", "/..", "relative/x", "../up"] {
+            let path = Path::new(path);
+            assert_eq!(
+                Resolver::default().resolve(path, true),
+                canonical_prefixes(path, true),
+                "{}",
+                path.display()
+            );
+        }
     }
 }

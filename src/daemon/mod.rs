@@ -73,7 +73,7 @@ use crate::config;
 use crate::control::{CheckSyncJson, Request, Response};
 use crate::fetch::worker::{self, InFlight, Job, Taken};
 use crate::fetch::{FetchError, Provisioning, Server};
-use crate::phone::{load_phone, PhoneError};
+use crate::phone::{load_phone, Phone, PhoneError};
 use crate::storage::{Mode, Store, StoreError, WriterLock};
 use crate::supervisor::link::Link;
 use crate::supervisor::protocol::ToSupervisor;
@@ -152,8 +152,8 @@ fn reports(agent: &Agent) -> (Uploads, Option<Arc<dyn Server>>) {
     (uploads, report_server.ok())
 }
 
-/// Sets the agent up for the configuration at `config_path`. `held` is the writer lock
-/// of the agent it replaces (a reloaded configuration), kept when the state folder is
+/// Sets the agent up for the configuration at `config_path` (read now: a reload).
+/// `held` is the writer lock of the agent it replaces, kept when the state folder is
 /// the same.
 pub(crate) fn start(
     config_path: &Path,
@@ -161,6 +161,16 @@ pub(crate) fn start(
     held: Option<&Arc<WriterLock>>,
 ) -> Result<Setup, DaemonError> {
     let phone = load_phone(config_path).map_err(DaemonError::Phone)?;
+    start_with(phone, clock, held)
+}
+
+/// Sets the agent up for `phone`, its configuration and keyring read already (at start,
+/// by the command that checked them: they are read once).
+fn start_with(
+    phone: Phone,
+    clock: &DaemonClock,
+    held: Option<&Arc<WriterLock>>,
+) -> Result<Setup, DaemonError> {
     // A reload (the loop running) never waits: another state folder whose lock is
     // taken keeps the old configuration.
     let wait = if held.is_some() {
@@ -248,8 +258,9 @@ fn link_for(config: &config::Config) -> Option<Link> {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. Returns the exit status.
-pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
+/// Runs the daemon for `phone`, read from `config_path` (read again at each SIGHUP),
+/// until SIGTERM or SIGINT. Returns the exit status.
+pub(crate) fn run(config_path: &Path, phone: Phone) -> Result<i32, DaemonError> {
     // Signals are blocked before anything else and read from a signalfd.
     let mask = block_signals()?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
@@ -261,7 +272,7 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
     .map_err(err("timerfd"))?;
 
     let clock = DaemonClock::from_env()?;
-    let setup = start(config_path, &clock, None)?;
+    let setup = start_with(phone, &clock, None)?;
     let config = &setup.agent.phone.config;
     // A control socket that cannot be bound does not stop the agent: tried again later.
     let control = ControlSocket::open(config.control_socket.clone(), jitter_seed(), Mono::now());
@@ -308,13 +319,13 @@ pub(crate) fn run(config_path: &Path) -> Result<i32, DaemonError> {
     code
 }
 
-/// `run --once`: one boot cycle, fetched on this thread (nothing else runs meanwhile),
-/// then the status; no loop.
+/// `run --once` for `phone`: one boot cycle, fetched on this thread (nothing else runs
+/// meanwhile), then the status; no loop.
 pub(crate) fn once(
-    config_path: &Path,
+    phone: Phone,
 ) -> Result<(CheckSyncJson, crate::status::StatusJson), DaemonError> {
     let clock = DaemonClock::from_env()?;
-    let Setup { mut agent, server } = start(config_path, &clock, None)?;
+    let Setup { mut agent, server } = start_with(phone, &clock, None)?;
     let snap = agent.snapshot(clock.stamp());
     let mut report = match agent.fetch_now(&snap) {
         FetchStart::Done(report) => report,

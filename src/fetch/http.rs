@@ -96,23 +96,66 @@ struct Setup {
     tls: TlsConfig,
 }
 
-impl Setup {
-    /// A client following redirects as `redirect` says.
-    fn client(&self, redirect: reqwest::redirect::Policy) -> Result<Client, FetchError> {
-        let builder = Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(&self.tls))
+/// `builder` (reqwest's blocking `ClientBuilder` or its async one: the same methods)
+/// with every setting of `setup` and the redirect policy `redirect`: one list, so the
+/// start check ([`Http::check`]) builds what a cycle's client is built from.
+macro_rules! configured {
+    ($builder:expr, $setup:expr, $redirect:expr) => {
+        $builder
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&$setup.tls))
             .user_agent(format!(
                 "license-agent/{} (mac {})",
                 env!("CARGO_PKG_VERSION"),
-                self.mac
+                $setup.mac
             ))
-            .connect_timeout(self.connect)
-            .timeout(self.total)
-            .redirect(redirect)
-            .no_proxy();
-        builder
+            .connect_timeout($setup.connect)
+            .timeout($setup.total)
+            .redirect($redirect)
+            .no_proxy()
+    };
+}
+
+impl Setup {
+    /// Everything a client for `server` is built from ([`Http::new`]).
+    fn new(
+        server: &ServerUrl,
+        fetch: &Fetch,
+        tls: Option<&TlsConfig>,
+        mac: Serial,
+    ) -> Result<Setup, FetchError> {
+        let Some(tls) = tls else {
+            return Err(FetchError::setup(server.as_str(), SetupError::NoTls));
+        };
+        Ok(Setup {
+            server: server.to_string(),
+            mac,
+            connect: at_least_1s(fetch.connect_timeout),
+            total: at_least_1s(fetch.total_timeout),
+            tls: TlsConfig::clone(tls),
+        })
+    }
+
+    /// A client following redirects as `redirect` says. Reqwest's blocking client
+    /// starts a runtime thread of its own, which lives as long as the client.
+    fn client(&self, redirect: reqwest::redirect::Policy) -> Result<Client, FetchError> {
+        #[cfg(test)]
+        tests::BLOCKING_CLIENTS.with(|n| n.set(n.get() + 1));
+        configured!(Client::builder(), self, redirect)
             .build()
-            .map_err(|e| FetchError::setup(&self.server, SetupError::HttpClient(innermost(&e))))
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// The async client of the same settings: what [`Setup::client`] builds on its
+    /// runtime thread, and so fails where it would, built here without that thread.
+    fn check(&self, redirect: reqwest::redirect::Policy) -> Result<(), FetchError> {
+        configured!(reqwest::Client::builder(), self, redirect)
+            .build()
+            .map(drop)
+            .map_err(|e| self.failed(&e))
+    }
+
+    fn failed(&self, e: &reqwest::Error) -> FetchError {
+        FetchError::setup(&self.server, SetupError::HttpClient(innermost(e)))
     }
 }
 
@@ -136,16 +179,7 @@ impl Http {
         tls: Option<&TlsConfig>,
         mac: Serial,
     ) -> Result<Http, FetchError> {
-        let Some(tls) = tls else {
-            return Err(FetchError::setup(server.as_str(), SetupError::NoTls));
-        };
-        let setup = Setup {
-            server: server.to_string(),
-            mac,
-            connect: at_least_1s(fetch.connect_timeout),
-            total: at_least_1s(fetch.total_timeout),
-            tls: TlsConfig::clone(tls),
-        };
+        let setup = Setup::new(server, fetch, tls, mac)?;
         let last_hop = LastHop::default();
         let client = setup.client(follow(&last_hop))?;
         let auth = match (&fetch.username, &fetch.password) {
@@ -161,6 +195,19 @@ impl Http {
             total: at_least_1s(fetch.total_timeout),
             last_hop,
         })
+    }
+
+    /// Whether [`Http::new`] would build a client for `server` with these settings,
+    /// found without building it: its async core is built and dropped, so no runtime
+    /// thread is started (the start check of [`Provisioning::new`](super::Provisioning::new);
+    /// a cycle builds its own client).
+    pub(crate) fn check(
+        server: &ServerUrl,
+        fetch: &Fetch,
+        tls: Option<&TlsConfig>,
+        mac: Serial,
+    ) -> Result<(), FetchError> {
+        Setup::new(server, fetch, tls, mac)?.check(follow(&LastHop::default()))
     }
 
     /// `GET url`, whole.

@@ -360,6 +360,23 @@ impl Fetcher {
         })
     }
 
+    /// Whether [`Fetcher::open`] would open `server`, found at no cost a cycle does not
+    /// pay anyway: for HTTP the client's settings are checked by building reqwest's async
+    /// client and dropping it, without the runtime thread the blocking client starts;
+    /// every other transport is opened and dropped (nothing is started or connected).
+    pub(crate) fn check(
+        server: &ServerUrl,
+        fetch: &Fetch,
+        tls: Option<&TlsConfig>,
+        mac: Serial,
+    ) -> Result<(), FetchError> {
+        #[cfg(feature = "http")]
+        if matches!(server.scheme(), Scheme::Http | Scheme::Https) {
+            return http::Http::check(server, fetch, tls, mac);
+        }
+        Fetcher::open(server, fetch, tls, mac).map(drop)
+    }
+
     /// [`Fetcher::open`] for the tests: `server` parsed as the configuration would, and
     /// the TLS client built for it alone.
     #[cfg(test)]
@@ -454,8 +471,9 @@ pub(crate) struct Provisioning {
 
 impl Provisioning {
     /// The servers of the configuration (at least one), each checked now (the CA,
-    /// certificate and key files read and parsed) so that an unusable one is said at
-    /// start, not at each fetch.
+    /// certificate and key files read and parsed, each server's client set up as a cycle
+    /// sets it up: [`Fetcher::check`]) so that an unusable one is said at start, not at
+    /// each fetch. Nothing is left running: no client is kept, and no thread started.
     pub(crate) fn new(
         servers: &[ServerUrl],
         fetch: &Fetch,
@@ -473,7 +491,7 @@ impl Provisioning {
             .map_err(|why| FetchError::setup(named.as_str(), why))?;
         let fetch: Vec<Fetch> = servers.iter().map(|s| s.fetch_settings(fetch)).collect();
         for (server, settings) in servers.iter().zip(&fetch) {
-            drop(Fetcher::open(server, settings, tls.as_ref(), mac)?);
+            Fetcher::check(server, settings, tls.as_ref(), mac)?;
         }
         Ok(Provisioning {
             servers: servers.to_vec(),

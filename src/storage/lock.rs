@@ -200,7 +200,13 @@ fn set_aside_if_not_a_folder(dir: &Path) {
     }
 }
 
+/// Whether `a` and `b` name one folder: the same path is (it is checked at every open of
+/// the store, with the lock's own path: nothing to look up), else their canonical forms
+/// are compared.
 pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,

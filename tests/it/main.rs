@@ -15,6 +15,7 @@ mod common;
 #[path = "../../examples/fleet_gen/generate.rs"]
 mod fleet_gen;
 
+mod boot_path;
 mod cli;
 mod config_paths;
 mod crash;

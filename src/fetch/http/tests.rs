@@ -18,6 +18,16 @@ use crate::fetch::*;
 
 const MAC: Serial = Serial([0x00, 0x04, 0xf2, 0xab, 0xcd, 0xef]);
 
+thread_local! {
+    /// The blocking clients built on this thread ([`Setup::client`]): each starts a
+    /// runtime thread.
+    pub(super) static BLOCKING_CLIENTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn blocking_clients() -> usize {
+    BLOCKING_CLIENTS.with(std::cell::Cell::get)
+}
+
 /// A scripted HTTP/1.1 server (the test servers' [`FaultServer`] with a handler): every
 /// request is recorded, and the handler writes whatever answer it wants on the
 /// connection.
@@ -632,6 +642,39 @@ fn setup_errors_name_the_file() {
         let e = Fetcher::new(server, &Fetch::default(), MAC).unwrap_err();
         assert_eq!(e.kind, FailureKind::Setup, "{server}");
     }
+}
+
+/// The start check of the servers builds no blocking client, so it starts no runtime
+/// thread (issue 26: `run --once` starts one thread, the cycle's); the cycle builds the
+/// only one. What the check is for still holds: a server that cannot be used is refused
+/// at start, naming the file.
+#[test]
+fn the_start_check_starts_no_client_and_a_cycle_builds_one() {
+    use crate::fetch::Server as _;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let url = |s: &str| ServerUrl::parse(s, Path::new("/"), crate::config::TRANSPORTS).unwrap();
+    let servers = [url("https://prov.example/"), url("http://second.example/")];
+    let fetch = Fetch {
+        ca_file: Some(pki.ca_pem.clone()),
+        ..Fetch::default()
+    };
+    let before = blocking_clients();
+    let provisioning = Provisioning::new(&servers, &fetch, MAC).unwrap();
+    assert_eq!(blocking_clients(), before, "the start check built a client");
+    let source = provisioning.open(0).unwrap();
+    assert_eq!(blocking_clients(), before + 1);
+    drop(source);
+
+    let missing = dir.path().join("missing.pem");
+    let fetch = Fetch {
+        ca_file: Some(missing.clone()),
+        ..Fetch::default()
+    };
+    let e = Provisioning::new(&servers, &fetch, MAC).unwrap_err();
+    assert_eq!(e.kind, FailureKind::Setup, "{e}");
+    assert_eq!(e.url, "https://prov.example/");
+    assert!(e.detail.contains(&missing.display().to_string()), "{e}");
 }
 
 #[test]
