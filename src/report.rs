@@ -387,6 +387,10 @@ fn cut(text: &str) -> String {
 
 /// `text`, cut to `max` characters (an ellipsis marks the cut).
 fn cut_to(text: &str, max: usize) -> String {
+    // No more bytes than `max`, so no more characters: nothing to count.
+    if text.len() <= max {
+        return text.to_string();
+    }
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),

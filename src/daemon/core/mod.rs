@@ -576,7 +576,7 @@ impl Core {
             let status = self.status_response(now).status;
             if let Some(status) = status {
                 let report = crate::report::build(&status, made, crate::report::BOARD);
-                self.uploads.offer(&report);
+                self.uploads.offer(report);
             }
         }
         if !booting {

@@ -125,29 +125,33 @@ impl Uploads {
 
     /// The report as it stands now: sent when it differs from the last one taken (and
     /// from the one under way).
-    pub(crate) fn offer(&mut self, report: &Report) {
+    pub(crate) fn offer(&mut self, mut report: Report) {
         if self.server.is_err() {
             return;
         }
-        let mut key = report.clone();
-        key.reported_at = String::new();
-        key.evaluated_at = None;
+        // Compared without its instants: taken out, and put back only to be sent.
+        let made = std::mem::take(&mut report.reported_at);
+        let evaluated_at = report.evaluated_at.take();
         let in_flight = self.flight.as_ref().map(|ready| &ready.key);
         let taken = self.sent.as_ref().map(|sent| &sent.key);
-        if in_flight.or(taken) == Some(&key) {
+        if in_flight.or(taken) == Some(&report) {
             self.wanted = None;
             return;
         }
-        if self.wanted.as_ref().is_some_and(|w| w.key == key) {
+        if self.wanted.as_ref().is_some_and(|w| w.key == report) {
             return;
         }
-        let Ok(mut body) = serde_json::to_vec_pretty(report) else {
+        report.reported_at = made;
+        report.evaluated_at = evaluated_at;
+        let Ok(mut body) = serde_json::to_vec_pretty(&report) else {
             return;
         };
         body.push(b'\n');
+        let made = std::mem::take(&mut report.reported_at);
+        report.evaluated_at = None;
         self.wanted = Some(Ready {
-            key,
-            made: report.reported_at.clone(),
+            key: report,
+            made,
             body,
         });
     }
