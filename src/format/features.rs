@@ -153,39 +153,28 @@ impl fmt::Display for End {
 /// each event, and the proleptic Gregorian calendar of 1970 to 2106 is a few divisions
 /// (checked against chrono, in the tests).
 pub(crate) fn rfc3339(unix: u32) -> String {
-    let secs = u64::from(unix);
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let in_day = secs % 86_400;
-    let mut text = [0u8; 20];
-    let mut put = |at: usize, value: u64, digits: usize| {
-        let mut v = value;
-        for i in (at..at + digits).rev() {
-            text[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, year, 4);
-    put(5, month, 2);
-    put(8, day, 2);
-    put(11, in_day / 3_600, 2);
-    put(14, in_day / 60 % 60, 2);
-    put(17, in_day % 60, 2);
-    for (at, sign) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'Z'),
-    ] {
-        text[at] = sign;
-    }
-    text.iter().map(|b| char::from(*b)).collect()
+    let (year, month, day) = civil_from_days(unix / 86_400);
+    let in_day = unix % 86_400;
+    let two = |v: u32| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    let [y1, y2] = two(year / 100);
+    let [y3, y4] = two(year % 100);
+    let [mo1, mo2] = two(month);
+    let [d1, d2] = two(day);
+    let [h1, h2] = two(in_day / 3_600);
+    let [mi1, mi2] = two(in_day / 60 % 60);
+    let [s1, s2] = two(in_day % 60);
+    let text = [
+        y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1, s2,
+        b'Z',
+    ];
+    // ASCII digits and signs: always UTF-8.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 /// The (year, month, day) of a day counted from 1970-01-01 (H. Hinnant's
-/// `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+/// `civil_from_days`, for days on or after the epoch; 2106 is the last year a `u32` of
+/// seconds reaches).
+fn civil_from_days(days: u32) -> (u32, u32, u32) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;
@@ -194,7 +183,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let year = yoe + era * 400 + u32::from(month <= 2);
     (year, month, day)
 }
 
