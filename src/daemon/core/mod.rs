@@ -575,7 +575,7 @@ impl Core {
             let made = crate::status::time(now.wall);
             let status = self.status_response(now).status;
             if let Some(status) = status {
-                let report = crate::report::build(&status, made, crate::report::BOARD);
+                let report = crate::report::build(status, made, crate::report::BOARD);
                 self.uploads.offer(report);
             }
         }

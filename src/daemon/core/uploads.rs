@@ -32,12 +32,28 @@ pub(crate) fn report_file(mac: Serial) -> String {
     format!("{mac}-license-status.json")
 }
 
-/// A report as compared (without its instants), and when it was made.
+/// A report as compared (without its instants), and its instants: when it was made and
+/// the instant judged at. Serialised only as its upload starts (one replaced before
+/// then never is).
 #[derive(Clone)]
 struct Ready {
     key: Report,
     made: String,
-    body: Vec<u8>,
+    evaluated_at: Option<String>,
+}
+
+impl Ready {
+    /// The bytes uploaded: the whole report, its instants in place.
+    fn body(&mut self) -> Option<Vec<u8>> {
+        self.key.reported_at = std::mem::take(&mut self.made);
+        self.key.evaluated_at = self.evaluated_at.take();
+        let body = serde_json::to_vec_pretty(&self.key);
+        self.made = std::mem::take(&mut self.key.reported_at);
+        self.evaluated_at = self.key.evaluated_at.take();
+        let mut body = body.ok()?;
+        body.push(b'\n');
+        Some(body)
+    }
 }
 
 /// The last report a server took.
@@ -129,7 +145,7 @@ impl Uploads {
         if self.server.is_err() {
             return;
         }
-        // Compared without its instants: taken out, and put back only to be sent.
+        // Compared without its instants (taken out, put back only to be sent).
         let made = std::mem::take(&mut report.reported_at);
         let evaluated_at = report.evaluated_at.take();
         let in_flight = self.flight.as_ref().map(|ready| &ready.key);
@@ -141,18 +157,10 @@ impl Uploads {
         if self.wanted.as_ref().is_some_and(|w| w.key == report) {
             return;
         }
-        report.reported_at = made;
-        report.evaluated_at = evaluated_at;
-        let Ok(mut body) = serde_json::to_vec_pretty(&report) else {
-            return;
-        };
-        body.push(b'\n');
-        let made = std::mem::take(&mut report.reported_at);
-        report.evaluated_at = None;
         self.wanted = Some(Ready {
             key: report,
             made,
-            body,
+            evaluated_at,
         });
     }
 
@@ -164,10 +172,10 @@ impl Uploads {
         if self.retry_at.is_some_and(|t| now < t) {
             return None;
         }
-        let ready = self.wanted.take()?;
+        let mut ready = self.wanted.take()?;
         let action = Action::Upload {
             name: self.name.clone(),
-            body: ready.body.clone(),
+            body: ready.body()?,
         };
         self.flight = Some(ready);
         Some(action)
