@@ -148,6 +148,16 @@ fn err(errno: Errno) -> io::Error {
 
 /// `path` from `/`, with `.` and `..` resolved by name.
 fn key(path: &Path) -> PathBuf {
+    // Already so (the store's paths are): the same bytes the components would give back.
+    if let Some(text) = path.to_str() {
+        let plain = text.starts_with('/')
+            && (text == "/" || !text.ends_with('/'))
+            && !text.contains("//")
+            && !text.split('/').any(|part| part == "." || part == "..");
+        if plain {
+            return path.to_path_buf();
+        }
+    }
     let mut out = PathBuf::from("/");
     for c in path.components() {
         match c {
@@ -465,6 +475,23 @@ mod tests {
 
     fn file(bytes: &[u8]) -> Option<Node> {
         Some(Node::File(bytes.to_vec()))
+    }
+
+    #[test]
+    fn a_path_is_keyed_by_its_bytes_from_slash() {
+        for (path, keyed) in [
+            ("/", "/"),
+            ("/sim/state/meta.json", "/sim/state/meta.json"),
+            ("/sim/state/", "/sim/state"),
+            ("/sim//state", "/sim/state"),
+            ("/sim/./state/../site", "/sim/site"),
+            ("/sim/.tmp-a", "/sim/.tmp-a"),
+            ("/..", "/"),
+            ("state/x", "/state/x"),
+        ] {
+            let got = key(Path::new(path));
+            assert_eq!(got.as_os_str(), std::ffi::OsStr::new(keyed), "{path}");
+        }
     }
 
     #[test]

@@ -428,7 +428,7 @@ impl World {
         self.core = None;
         let (agent, uploads) = self.setup();
         // The store as read from disk: nothing the running agent held is lost.
-        let judge_at = agent.snapshot(self.stamp()).reading.judge_at;
+        let judge_at = judged_at(&agent, self.wall());
         check_held(
             &mut self.held,
             &mut self.latest_judged,
@@ -641,7 +641,7 @@ impl World {
                 ));
             }
         }
-        let judge_at = core.agent().snapshot(stamp).reading.judge_at;
+        let judge_at = judged_at(core.agent(), stamp.wall);
         let held = core.agent().store().held();
         check_held(&mut self.held, &mut self.latest_judged, held, judge_at)
     }
@@ -1178,6 +1178,12 @@ fn check_held(
         .map(|h| (h.license.signed_message().to_vec(), h.clone()))
         .collect();
     Ok(())
+}
+
+/// The instant `agent` judges its licenses at when the wall clock says `wall` (its
+/// snapshot's, without the evaluation).
+fn judged_at(agent: &Agent, wall: UnixTime) -> Option<UnixTime> {
+    crate::phone::read_clock(&agent.phone, agent.store().meta(), wall).judge_at
 }
 
 /// The last instant of a license's term (its entries' latest end), as the rules order
