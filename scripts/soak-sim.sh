@@ -3,8 +3,9 @@
 # virtual time, with a simulated supervisor, server, clients, clocks, signals and a
 # failing flash. The test command runs 100,000 seeds; this runs many more (10,000,000
 # by default), in release mode, on every core, and prints seeds per second and what the
-# runs did. A failing seed prints its trace; replay it with
-#   SIM_SEED=<seed> cargo test --lib daemon::sim::replay -- --ignored --nocapture
+# runs did. A failing seed prints its trace and the line that replays it, with the
+# build time the run depends on:
+#   SOURCE_DATE_EPOCH=<t> SIM_SEED=<seed> cargo test --lib daemon::sim::replay -- --ignored --nocapture
 #
 #   bash scripts/soak-sim.sh [SEEDS [FIRST_SEED]]     (default 10000000 from 1000000)
 set -euo pipefail

@@ -4,8 +4,10 @@
 //! renewed, withdrawn, forged; stalls and failures), control clients (status,
 //! check-sync, installs, malformed requests), clocks (steps, windback, 1970, 2038,
 //! 2106), signals (SIGHUP, SIGTERM), phone reboots and agent restarts. The same seed
-//! gives the same run; a failing seed prints its trace and replays with
-//! `SIM_SEED=<seed> cargo test --lib sim::replay -- --nocapture`.
+//! gives the same run of a build (the phones start 10 days after its build time, which
+//! `SOURCE_DATE_EPOCH` sets); a failing seed prints its trace and the line that replays
+//! it, `SOURCE_DATE_EPOCH=<build time> SIM_SEED=<seed> cargo test --lib sim::replay --
+//! --ignored --nocapture`.
 //!
 //! The invariants are the rules ([`World::check_reboot`], [`World::check_pass`]):
 //! no REBOOT while a call is on, nor before the idle grace after the call, nor on

@@ -1099,7 +1099,9 @@ impl World {
 
     fn report(&self, seed: u64, why: &str) -> String {
         let mut text = format!(
-            "seed {seed} broke a rule: {why}\nreplay: SIM_SEED={seed} cargo test --lib daemon::sim::replay -- --ignored --nocapture\nlast steps:\n"
+            "seed {seed} broke a rule: {why}\nreplay: SOURCE_DATE_EPOCH={} SIM_SEED={seed} cargo test --lib daemon::sim::replay -- --ignored --nocapture\nlast steps:\n",
+            // The phones start 10 days after the build time: another build's runs differ.
+            crate::engine::clock::BUILD_TIME
         );
         for (mono, wall, what) in &self.trace {
             let _ = writeln!(text, "  {:>12} ms {wall:>10}  {what}", mono / 1_000_000);
