@@ -15,5 +15,7 @@ seeds=${1:-10000000}
 first=${2:-1000000}
 [[ $seeds =~ ^[0-9]+$ && $first =~ ^[0-9]+$ ]] || { echo "usage: $0 [SEEDS [FIRST_SEED]]" >&2; exit 2; }
 echo "soak-sim: $seeds seeds from $first"
-SIM_SEEDS=$seeds SIM_FIRST=$first cargo test --locked --release --lib \
-    daemon::sim::soak -- --ignored --nocapture 2>&1 | grep -E '^simulated|broke a rule|^  |test result'
+# Optimised for speed, not for the phone's size (the release profile's `z`): 1.6 times
+# the seeds per second.
+CARGO_PROFILE_RELEASE_OPT_LEVEL=3 SIM_SEEDS=$seeds SIM_FIRST=$first cargo test --locked --release --lib \
+    daemon::sim::soak -- --ignored --nocapture 2>&1 | grep -E '^simulated|broke a rule|^replay|^  |test result'
