@@ -457,7 +457,7 @@ mod tests {
             assert!(matches!(done, InstallOutcome::Refused { .. }), "{done:?}");
         }
         let status = crate::status::build(&phone, &store, wall, None);
-        let report = crate::report::build(&status, "t".into(), "host");
+        let report = crate::report::build(status, "t".into(), "host");
         let verdicts: Vec<(Verdict, Option<&str>)> = report
             .refusals
             .iter()

@@ -19,7 +19,10 @@ use crate::engine::clock::ClockVerdict;
 use crate::engine::reboot::Cause;
 use crate::engine::{Role, Status, Verdict};
 use crate::format::Kind;
-use crate::status::{EventJson, FileFetchJson, GrantJson, InvalidJson, StatusJson, WaitingFor};
+use crate::status::{
+    DaemonJson, EventJson, FileFetchJson, GrantJson, InvalidJson, RebootJson, StatusJson,
+    WaitingFor,
+};
 use crate::storage::dropped::Reason as DropReason;
 pub(crate) use crate::storage::SignedParts as Signed;
 
@@ -186,114 +189,143 @@ pub(crate) struct LastFetch {
     pub(crate) files: Vec<FileFetchJson>,
 }
 
-/// The report of `status`, made at `reported_at`, by an agent built for `board`.
-pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Report {
+/// The report of `status`, made at `reported_at`, by an agent built for `board`. The
+/// status is taken, so what fits is moved into the report, not copied (the daemon makes
+/// one at every event).
+pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Report {
+    let StatusJson {
+        mac,
+        site_serial,
+        clock,
+        evaluated_at,
+        licenses,
+        features,
+        configured,
+        set_aside,
+        events,
+        dropped,
+        daemon,
+        ..
+    } = status;
     // The status lists its events newest first; the report, oldest first.
-    let refusals: Vec<Refusal> = status
-        .events
-        .iter()
+    let refusals: Vec<Refusal> = events
+        .into_iter()
         .rev()
         .filter(|e| e.what == "refused")
         .map(refusal)
         .collect();
     let skip = refusals.len().saturating_sub(MAX_REFUSALS);
-    let daemon = status.daemon.as_ref();
     let mut grants_left = MAX_GRANTS;
     let mut hex_left = MAX_SIGNED_HEX;
+    let (booted, reboot, last_fetch) = match daemon {
+        Some(d) => {
+            let DaemonJson {
+                last_fetch,
+                files,
+                reboot,
+                ..
+            } = d;
+            let RebootJson {
+                pending,
+                booted,
+                needs,
+                waiting_for,
+                ..
+            } = reboot;
+            let reboot = pending.then(|| Reboot {
+                causes: needs.into_iter().map(|n| n.cause).collect(),
+                waiting_for,
+            });
+            let last_fetch = LastFetch {
+                at: last_fetch.map(cut),
+                files: files
+                    .into_iter()
+                    .take(2)
+                    .map(|f| FileFetchJson {
+                        file: cut(f.file),
+                        at: cut(f.at),
+                        outcome: f.outcome,
+                        detail: cut(f.detail),
+                        server: f.server.map(cut),
+                        transport: f.transport.map(cut),
+                    })
+                    .collect(),
+            };
+            (booted.map(names), reboot, Some(last_fetch))
+        }
+        None => (None, None, None),
+    };
     Report {
         schema: SCHEMA.into(),
-        mac: cut(&status.mac),
-        site_serial: status.site_serial.as_deref().map(cut),
+        mac: cut(mac),
+        site_serial: site_serial.map(cut),
         agent: Agent {
             version: env!("CARGO_PKG_VERSION").into(),
-            board: cut(board),
+            board: cut(board.to_string()),
         },
         reported_at,
-        clock: status.clock,
-        evaluated_at: status.evaluated_at.clone(),
-        licenses: status
-            .licenses
-            .iter()
+        clock,
+        evaluated_at,
+        licenses: licenses
+            .into_iter()
             .take(MAX_LICENSES)
             .map(|l| License {
-                fingerprint: cut(&l.fingerprint),
+                fingerprint: cut(l.fingerprint),
                 kind: l.kind,
-                serial: cut(&l.serial),
-                key: cut(&l.key),
+                serial: cut(l.serial),
+                key: cut(l.key),
                 role: l.role,
                 status: l.status,
-                start: cut(&l.start),
-                end: cut(&l.end),
-                grants: grants(&l.grants, &mut grants_left),
-                signed: signed(l.signed.as_ref(), &mut hex_left),
+                start: cut(l.start),
+                end: cut(l.end),
+                grants: grants(l.grants, &mut grants_left),
+                signed: signed(l.signed, &mut hex_left),
             })
             .collect(),
-        features: status
-            .features
-            .iter()
+        features: features
+            .into_iter()
             .take(MAX_FEATURES)
             .map(|f| Feature {
-                name: cut(&f.name),
+                name: cut(f.name),
                 status: f.status,
                 enabled: f.enabled,
-                end: cut(&f.end),
+                end: cut(f.end),
                 source: f.source,
-                serial: f.serial.as_deref().map(cut),
-                transaction: f.transaction.as_deref().map(cut),
+                serial: f.serial.map(cut),
+                transaction: f.transaction.map(cut),
                 limit: f.limit,
-                fingerprint: f.fingerprint.as_deref().map(cut),
+                fingerprint: f.fingerprint.map(cut),
             })
             .collect(),
-        configured: Some(names(&status.configured)),
-        booted: daemon
-            .and_then(|d| d.reboot.booted.as_ref())
-            .map(|b| names(b)),
+        configured: Some(names(configured)),
+        booted,
         refusals: refusals.into_iter().skip(skip).collect(),
-        set_aside: status
-            .set_aside
-            .iter()
+        set_aside: set_aside
+            .into_iter()
             .take(MAX_SET_ASIDE)
             .map(|i| InvalidJson {
-                file: cut(&i.file),
-                reason: cut(&i.reason),
+                file: cut(i.file),
+                reason: cut(i.reason),
             })
             .collect(),
-        reboot: daemon.filter(|d| d.reboot.pending).map(|d| Reboot {
-            causes: d.reboot.needs.iter().map(|n| n.cause).collect(),
-            waiting_for: d.reboot.waiting_for,
-        }),
-        last_fetch: daemon.map(|d| LastFetch {
-            at: d.last_fetch.as_deref().map(cut),
-            files: d
-                .files
-                .iter()
-                .take(2)
-                .map(|f| FileFetchJson {
-                    file: cut(&f.file),
-                    at: cut(&f.at),
-                    outcome: f.outcome,
-                    detail: cut(&f.detail),
-                    server: f.server.as_deref().map(cut),
-                    transport: f.transport.as_deref().map(cut),
-                })
-                .collect(),
-        }),
+        reboot,
+        last_fetch,
         // After the licenses held: they take the budgets first.
-        dropped: status.dropped.as_ref().map(|list| {
-            list.iter()
+        dropped: dropped.map(|list| {
+            list.into_iter()
                 .take(MAX_DROPPED)
                 .map(|d| {
-                    let field = |text: &str| cut_to(text, MAX_FIELD);
+                    let field = |text: String| cut_to(text, MAX_FIELD);
                     Dropped {
-                        fingerprint: field(&d.fingerprint),
+                        fingerprint: field(d.fingerprint),
                         kind: d.kind,
-                        serial: field(&d.serial),
-                        key: field(&d.key),
-                        start: field(&d.start),
-                        end: field(&d.end),
-                        grants: grants(&d.grants, &mut grants_left),
-                        signed: signed(d.signed.as_ref(), &mut hex_left),
-                        dropped_at: field(&d.dropped_at),
+                        serial: field(d.serial),
+                        key: field(d.key),
+                        start: field(d.start),
+                        end: field(d.end),
+                        grants: grants(d.grants, &mut grants_left),
+                        signed: signed(d.signed, &mut hex_left),
+                        dropped_at: field(d.dropped_at),
                         reason: d.reason,
                     }
                 })
@@ -303,16 +335,16 @@ pub(crate) fn build(status: &StatusJson, reported_at: String, board: &str) -> Re
 }
 
 /// The grants of one license, as many as `left` allows (and taken from it).
-fn grants(list: &[GrantJson], left: &mut usize) -> Vec<GrantJson> {
+fn grants(mut list: Vec<GrantJson>, left: &mut usize) -> Vec<GrantJson> {
     let take = list.len().min(*left);
     *left -= take;
-    list[..take]
-        .iter()
+    list.truncate(take);
+    list.into_iter()
         .map(|g| GrantJson {
-            name: cut(&g.name),
-            transaction: cut(&g.transaction),
-            start: cut(&g.start),
-            end: cut(&g.end),
+            name: cut(g.name),
+            transaction: cut(g.transaction),
+            start: cut(g.start),
+            end: cut(g.end),
             limit: g.limit,
         })
         .collect()
@@ -321,7 +353,7 @@ fn grants(list: &[GrantJson], left: &mut usize) -> Vec<GrantJson> {
 /// The signed content of one license when its feature table fits in what is `left` of
 /// [`MAX_SIGNED_HEX`] (taken from it), and every part has its canonical shape; else
 /// `None`: a hex string is never cut.
-fn signed(parts: Option<&Signed>, left: &mut usize) -> Option<Signed> {
+fn signed(parts: Option<Signed>, left: &mut usize) -> Option<Signed> {
     let parts = parts?;
     let hex = |text: &str, len: usize, upper: bool| {
         text.len() == len
@@ -347,39 +379,41 @@ fn signed(parts: Option<&Signed>, left: &mut usize) -> Option<Signed> {
         return None;
     }
     *left -= table;
-    Some(parts.clone())
+    Some(parts)
 }
 
 /// A `refused` event, with the verdict and key it was recorded with (a refusal an older
 /// agent recorded has neither: [`Verdict::Refused`], its detail says why).
-fn refusal(event: &EventJson) -> Refusal {
+fn refusal(event: EventJson) -> Refusal {
     Refusal {
-        at: cut(&event.at),
-        subject: cut(&event.subject),
+        at: cut(event.at),
+        subject: cut(event.subject),
         verdict: event.verdict.unwrap_or(Verdict::Refused),
-        detail: cut(&event.detail),
-        key: event.key.as_deref().map(cut),
+        detail: cut(event.detail),
+        key: event.key.map(cut),
     }
 }
 
 /// Feature names, at most [`MAX_FEATURES`], each cut to [`MAX_NAME`] characters.
-fn names(list: &[String]) -> Vec<String> {
-    list.iter()
-        .take(MAX_FEATURES)
-        .map(|n| cut_to(n, MAX_NAME))
-        .collect()
+fn names(mut list: Vec<String>) -> Vec<String> {
+    list.truncate(MAX_FEATURES);
+    list.into_iter().map(|n| cut_to(n, MAX_NAME)).collect()
 }
 
 /// `text`, cut to [`MAX_TEXT`] characters.
-fn cut(text: &str) -> String {
+fn cut(text: String) -> String {
     cut_to(text, MAX_TEXT)
 }
 
 /// `text`, cut to `max` characters (an ellipsis marks the cut).
-fn cut_to(text: &str, max: usize) -> String {
+fn cut_to(text: String, max: usize) -> String {
+    // No more bytes than `max`, so no more characters: nothing to count.
+    if text.len() <= max {
+        return text;
+    }
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
+        None => text,
     }
 }
 

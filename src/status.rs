@@ -311,7 +311,7 @@ pub(crate) struct StatusJson {
 
 /// A license's fingerprint: SHA-256 of its signed message, in hex.
 pub(crate) fn fingerprint(signed_message: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, signed_message))
+    crate::format::hex_lower(ring::digest::digest(&ring::digest::SHA256, signed_message).as_ref())
 }
 
 pub(crate) fn time(t: UnixTime) -> String {

@@ -90,7 +90,7 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     }
     let stdout = if fleet {
         let made = crate::status::time(wall);
-        let report = crate::report::build(&report, made, crate::report::BOARD);
+        let report = crate::report::build(report.clone(), made, crate::report::BOARD);
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
     } else if json {
         let mut value = serde_json::to_value(&report).unwrap_or_default();

@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 /// Bytes in one record of the feature table.
 pub(crate) const RECORD_LEN: usize = 16;
 /// Most records one license may carry.
@@ -150,11 +148,43 @@ impl fmt::Display for End {
     }
 }
 
-/// Unix seconds as RFC 3339 in UTC, to the second (`2026-01-01T00:00:00Z`).
+/// Unix seconds as RFC 3339 in UTC, to the second (`2026-01-01T00:00:00Z`). Written out
+/// by hand, not through chrono: the daemon dates every line of its status with it at
+/// each event, and the proleptic Gregorian calendar of 1970 to 2106 is a few divisions
+/// (checked against chrono, in the tests).
 pub(crate) fn rfc3339(unix: u32) -> String {
-    DateTime::<Utc>::from_timestamp(i64::from(unix), 0)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("@{unix}"))
+    let (year, month, day) = civil_from_days(unix / 86_400);
+    let in_day = unix % 86_400;
+    let two = |v: u32| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    let [y1, y2] = two(year / 100);
+    let [y3, y4] = two(year % 100);
+    let [mo1, mo2] = two(month);
+    let [d1, d2] = two(day);
+    let [h1, h2] = two(in_day / 3_600);
+    let [mi1, mi2] = two(in_day / 60 % 60);
+    let [s1, s2] = two(in_day % 60);
+    let text = [
+        y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1, s2,
+        b'Z',
+    ];
+    // ASCII digits and signs: always UTF-8.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
+}
+
+/// The (year, month, day) of a day counted from 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, for days on or after the epoch; 2106 is the last year a `u32` of
+/// seconds reaches).
+fn civil_from_days(days: u32) -> (u32, u32, u32) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u32::from(month <= 2);
+    (year, month, day)
 }
 
 /// One record of the feature table.
@@ -307,6 +337,37 @@ mod tests {
             end,
             limit: 0,
         }
+    }
+
+    #[test]
+    fn rfc3339_is_chronos_every_day_from_1970_to_2106() {
+        use chrono::{DateTime, SecondsFormat, Utc};
+        let chrono = |t: u32| {
+            DateTime::<Utc>::from_timestamp(i64::from(t), 0)
+                .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .unwrap()
+        };
+        for day in 0..=u64::from(u32::MAX) / 86_400 {
+            // Each day's first and last second, and one second in between.
+            let first = day * 86_400;
+            for s in [first, first + 86_399, first + day * 7_919 % 86_400] {
+                if let Ok(s) = u32::try_from(s) {
+                    assert_eq!(rfc3339(s), chrono(s), "{s}");
+                }
+            }
+        }
+        for s in [
+            0,
+            951_782_400,
+            2_147_483_647,
+            2_147_483_648,
+            4_102_444_800,
+            u32::MAX,
+        ] {
+            assert_eq!(rfc3339(s), chrono(s), "{s}");
+        }
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(u32::MAX), "2106-02-07T06:28:15Z");
     }
 
     #[test]

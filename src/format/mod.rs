@@ -25,6 +25,20 @@ pub use license::{Kind, Serial};
 /// The largest license file, in bytes.
 pub const MAX_FILE_SIZE: usize = 65_536;
 
+/// `bytes` in lowercase hex, as `hex::encode` writes them, a byte at a time rather than
+/// a character: the daemon's status writes every license's signature, table, serial and
+/// fingerprint so at each event.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(DIGITS[usize::from(b >> 4)]);
+        text.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    // Hex digits: always UTF-8.
+    String::from_utf8(text).unwrap_or_default()
+}
+
 /// Decodes a license file (not its signature: see [`crate::trust`]).
 pub fn parse(input: &[u8]) -> Result<License, FormatError> {
     if input.len() > MAX_FILE_SIZE {
@@ -71,6 +85,14 @@ pub(crate) fn read_capped(source: impl Read) -> io::Result<Capped> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_lower_is_hex_encode() {
+        let every: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex_lower(&every), hex::encode(&every));
+        assert_eq!(hex_lower(&[]), "");
+        assert_eq!(hex_lower(&[0x00, 0x04, 0xf2, 0xab]), "0004f2ab");
+    }
 
     /// A reader of `len` bytes of `b'x'` that counts what was taken from it.
     struct Counting {

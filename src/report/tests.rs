@@ -124,7 +124,7 @@ fn status() -> StatusJson {
 
 #[test]
 fn a_report_says_what_the_status_says_and_reads_its_refusals() {
-    let r = build(&status(), "2026-12-02T00:00:00Z".into(), "vvx-armv7");
+    let r = build(status(), "2026-12-02T00:00:00Z".into(), "vvx-armv7");
     assert_eq!(r.schema, SCHEMA);
     assert_eq!(r.agent.board, "vvx-armv7");
     assert_eq!(r.licenses[0].fingerprint, "ab".repeat(32));
@@ -169,7 +169,7 @@ fn a_report_says_what_the_status_says_and_reads_its_refusals() {
 fn a_report_without_the_daemon_has_no_fetch_and_no_reboot() {
     let mut s = status();
     s.daemon = None;
-    let r = build(&s, "t".into(), "host");
+    let r = build(s.clone(), "t".into(), "host");
     assert_eq!((r.reboot, r.last_fetch), (None, None));
     // The booted set is the daemon's alone; the configuration is the store's too.
     assert_eq!(r.booted, None);
@@ -180,7 +180,7 @@ fn a_report_without_the_daemon_has_no_fetch_and_no_reboot() {
 /// them still reads, as not known.
 #[test]
 fn a_report_without_the_added_fields_still_reads() {
-    let r = build(&status(), "2026-12-02T00:00:00Z".into(), "vvx-armv7");
+    let r = build(status(), "2026-12-02T00:00:00Z".into(), "vvx-armv7");
     let mut value = serde_json::to_value(&r).unwrap();
     let map = value.as_object_mut().unwrap();
     assert!(map.remove("configured").is_some());
@@ -236,7 +236,7 @@ fn every_list_and_text_is_bounded() {
         l.signed = Some(table.clone());
     }
     s.dropped = Some(vec![dropped_json(&s.licenses[0], &long); 1_000]);
-    let r = build(&s, "t".into(), &long);
+    let r = build(s.clone(), "t".into(), &long);
     assert_eq!(r.licenses.len(), MAX_LICENSES);
     let dropped = r.dropped.as_ref().unwrap();
     assert_eq!(dropped.len(), MAX_DROPPED);
@@ -310,7 +310,7 @@ fn the_signed_tables_stop_at_the_budget_never_cut() {
         dropped_json(&s.licenses[0], "x"),
         dropped_json(&s.licenses[7], "x"),
     ]);
-    let r = build(&s, "t".into(), "host");
+    let r = build(s.clone(), "t".into(), "host");
     let carried: Vec<bool> = r.licenses.iter().map(|l| l.signed.is_some()).collect();
     // Seven of 8 KiB and one of one record fit; the eighth full one does not.
     assert_eq!(
@@ -338,7 +338,10 @@ fn the_signed_tables_stop_at_the_budget_never_cut() {
         let mut parts = signed_parts(1);
         spoil(&mut parts);
         one.licenses[0].signed = Some(parts);
-        assert_eq!(build(&one, "t".into(), "host").licenses[0].signed, None);
+        assert_eq!(
+            build(one.clone(), "t".into(), "host").licenses[0].signed,
+            None
+        );
     }
 }
 
@@ -391,7 +394,7 @@ fn the_signed_content_rebuilds_the_message_its_fingerprint_names() {
     let at = t + 5 * DAY;
     assert!(store.prune(at, at + 60));
     let status = crate::status::build(&phone, &store, at + 60, None);
-    let r = build(&status, "t".into(), "host");
+    let r = build(status.clone(), "t".into(), "host");
     assert_eq!(r.licenses.len(), 2);
     let dropped = r.dropped.as_ref().unwrap();
     assert_eq!(dropped.len(), 1, "{dropped:?}");

@@ -67,8 +67,8 @@ impl SignedParts {
             serial: license.serial().to_string(),
             description: license.kind().description().into(),
             key: license.key_id().to_string(),
-            features: hex::encode(encode_table(license.features())),
-            signature: hex::encode(license.signature()),
+            features: crate::format::hex_lower(&encode_table(license.features())),
+            signature: crate::format::hex_lower(license.signature()),
         }
     }
 

@@ -5,6 +5,8 @@
 //! a `Verified<License>` cannot be handed an unchecked file by mistake.
 
 pub(crate) mod keyring;
+#[cfg(test)]
+pub(crate) mod memo;
 
 use std::fmt;
 use std::ops::Deref;
@@ -104,6 +106,15 @@ impl Keyring {
 
     /// Decodes and verifies a whole file: the full verdict of `license-file.md`.
     pub fn verify_bytes(&self, bytes: &[u8]) -> Result<Verified<License>, Rejection> {
+        // The simulator's threads look the verdict up (`memo`); the agent judges each time.
+        #[cfg(test)]
+        if memo::enabled() {
+            return memo::verdict(self, bytes, || {
+                format::parse(bytes)
+                    .map_err(Rejection::from)
+                    .and_then(|license| self.verify(license))
+            });
+        }
         self.verify(format::parse(bytes)?)
     }
 }

@@ -473,15 +473,20 @@ impl Core {
 
     /// The status as `status` shows it, at `now`.
     pub(crate) fn status_response(&self, now: Stamp) -> Response {
-        let mut status = self.agent.status(&self.agent.snapshot(now));
+        Response {
+            ok: true,
+            status: Some(self.status(&self.agent.snapshot(now))),
+            ..Response::default()
+        }
+    }
+
+    /// The status at `snap`, uploads included.
+    fn status(&self, snap: &Snapshot) -> crate::status::StatusJson {
+        let mut status = self.agent.status(snap);
         if let Some(daemon) = &mut status.daemon {
             daemon.report = Some(self.uploads.words());
         }
-        Response {
-            ok: true,
-            status: Some(status),
-            ..Response::default()
-        }
+        status
     }
 
     /// Something the supervisor link said, read at `now`.
@@ -570,21 +575,19 @@ impl Core {
     /// upload started when due, and when the clocks next call for a decision.
     pub(crate) fn end_pass(&mut self, now: Stamp) -> Wake {
         let booting = self.boot_cycle.is_some() || self.clock_wait.is_some();
+        // One snapshot for the report and the wake: the uploads change nothing it holds.
+        let snap = self.agent.snapshot(now);
         if !booting && self.reported_at_events != Some(self.events) {
             self.reported_at_events = Some(self.events);
             let made = crate::status::time(now.wall);
-            let status = self.status_response(now).status;
-            if let Some(status) = status {
-                let report = crate::report::build(&status, made, crate::report::BOARD);
-                self.uploads.offer(&report);
-            }
+            let report = crate::report::build(self.status(&snap), made, crate::report::BOARD);
+            self.uploads.offer(report);
         }
         if !booting {
             if let Some(upload) = self.uploads.start_if_due(now.mono) {
                 self.push(upload);
             }
         }
-        let snap = self.agent.snapshot(now);
         let mut wake = self.agent.next_wake(&snap);
         wake.mono = [wake.mono, self.clock_wait, self.uploads.next_attempt()]
             .into_iter()

@@ -32,12 +32,28 @@ pub(crate) fn report_file(mac: Serial) -> String {
     format!("{mac}-license-status.json")
 }
 
-/// A report as compared (without its instants), and when it was made.
+/// A report as compared (without its instants), and its instants: when it was made and
+/// the instant judged at. Serialised only as its upload starts (one replaced before
+/// then never is).
 #[derive(Clone)]
 struct Ready {
     key: Report,
     made: String,
-    body: Vec<u8>,
+    evaluated_at: Option<String>,
+}
+
+impl Ready {
+    /// The bytes uploaded: the whole report, its instants in place.
+    fn body(&mut self) -> Option<Vec<u8>> {
+        self.key.reported_at = std::mem::take(&mut self.made);
+        self.key.evaluated_at = self.evaluated_at.take();
+        let body = serde_json::to_vec_pretty(&self.key);
+        self.made = std::mem::take(&mut self.key.reported_at);
+        self.evaluated_at = self.key.evaluated_at.take();
+        let mut body = body.ok()?;
+        body.push(b'\n');
+        Some(body)
+    }
 }
 
 /// The last report a server took.
@@ -125,30 +141,26 @@ impl Uploads {
 
     /// The report as it stands now: sent when it differs from the last one taken (and
     /// from the one under way).
-    pub(crate) fn offer(&mut self, report: &Report) {
+    pub(crate) fn offer(&mut self, mut report: Report) {
         if self.server.is_err() {
             return;
         }
-        let mut key = report.clone();
-        key.reported_at = String::new();
-        key.evaluated_at = None;
+        // Compared without its instants (taken out, put back only to be sent).
+        let made = std::mem::take(&mut report.reported_at);
+        let evaluated_at = report.evaluated_at.take();
         let in_flight = self.flight.as_ref().map(|ready| &ready.key);
         let taken = self.sent.as_ref().map(|sent| &sent.key);
-        if in_flight.or(taken) == Some(&key) {
+        if in_flight.or(taken) == Some(&report) {
             self.wanted = None;
             return;
         }
-        if self.wanted.as_ref().is_some_and(|w| w.key == key) {
+        if self.wanted.as_ref().is_some_and(|w| w.key == report) {
             return;
         }
-        let Ok(mut body) = serde_json::to_vec_pretty(report) else {
-            return;
-        };
-        body.push(b'\n');
         self.wanted = Some(Ready {
-            key,
-            made: report.reported_at.clone(),
-            body,
+            key: report,
+            made,
+            evaluated_at,
         });
     }
 
@@ -160,10 +172,10 @@ impl Uploads {
         if self.retry_at.is_some_and(|t| now < t) {
             return None;
         }
-        let ready = self.wanted.take()?;
+        let mut ready = self.wanted.take()?;
         let action = Action::Upload {
             name: self.name.clone(),
-            body: ready.body.clone(),
+            body: ready.body()?,
         };
         self.flight = Some(ready);
         Some(action)

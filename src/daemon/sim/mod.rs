@@ -4,8 +4,10 @@
 //! renewed, withdrawn, forged; stalls and failures), control clients (status,
 //! check-sync, installs, malformed requests), clocks (steps, windback, 1970, 2038,
 //! 2106), signals (SIGHUP, SIGTERM), phone reboots and agent restarts. The same seed
-//! gives the same run; a failing seed prints its trace and replays with
-//! `SIM_SEED=<seed> cargo test --lib sim::replay -- --nocapture`.
+//! gives the same run of a build (the phones start 10 days after its build time, which
+//! `SOURCE_DATE_EPOCH` sets); a failing seed prints its trace and the line that replays
+//! it, `SOURCE_DATE_EPOCH=<build time> SIM_SEED=<seed> cargo test --lib sim::replay --
+//! --ignored --nocapture`.
 //!
 //! The invariants are the rules ([`World::check_reboot`], [`World::check_pass`]):
 //! no REBOOT while a call is on, nor before the idle grace after the call, nor on
@@ -28,11 +30,13 @@ pub(crate) use world::{run_seed, Plant, Stats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// Runs `count` seeds from `first` on every core; returns the first failure's report,
-/// the seconds it took and what the runs did.
-fn run_many(first: u64, count: u64, plant: Plant) -> (Option<String>, f64, Stats) {
+/// Runs `count` seeds from `first` on every core (fewer when one fails: the others
+/// stop); returns the first failure's report, the seeds run, the seconds it took and
+/// what the runs did.
+fn run_many(first: u64, count: u64, plant: Plant) -> (Option<String>, u64, f64, Stats) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicU64::new(first);
+    let runs = AtomicU64::new(0);
     let failure = std::sync::Mutex::new(None::<(u64, String)>);
     let stats = std::sync::Mutex::new(Stats::default());
     let started = Instant::now();
@@ -45,6 +49,7 @@ fn run_many(first: u64, count: u64, plant: Plant) -> (Option<String>, f64, Stats
                     if seed >= first.saturating_add(count) {
                         break;
                     }
+                    runs.fetch_add(1, Ordering::Relaxed);
                     match run_seed(seed, plant, false) {
                         Ok(s) => mine.add(&s),
                         Err(report) => {
@@ -65,7 +70,8 @@ fn run_many(first: u64, count: u64, plant: Plant) -> (Option<String>, f64, Stats
     let secs = started.elapsed().as_secs_f64();
     let failure = failure.into_inner().unwrap_or_else(|e| e.into_inner());
     let stats = stats.into_inner().unwrap_or_else(|e| e.into_inner());
-    (failure.map(|(_, report)| report), secs, stats)
+    let runs = runs.into_inner();
+    (failure.map(|(_, report)| report), runs, secs, stats)
 }
 
 fn seeds_from_env(default: u64) -> u64 {
@@ -83,10 +89,11 @@ fn the_rules_hold_over_a_hundred_thousand_simulated_runs() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let (failure, secs, stats) = run_many(first, count, Plant::None);
+    let (failure, runs, secs, stats) = run_many(first, count, Plant::None);
+    // The seeds run, not those asked for: a failure stops the search early.
     println!(
-        "simulated {count} seeds from {first} in {secs:.1} s: {:.0} seeds/s; {stats:?}",
-        count as f64 / secs.max(1e-9)
+        "simulated {runs} seeds from {first} in {secs:.1} s: {:.0} seeds/s; {stats:?}",
+        runs as f64 / secs.max(1e-9)
     );
     if let Some(report) = failure {
         panic!("{report}");
@@ -97,7 +104,7 @@ fn the_rules_hold_over_a_hundred_thousand_simulated_runs() {
 /// found within the test command's budget.
 #[test]
 fn a_reboot_sent_without_reading_the_supervisor_first_is_found() {
-    let (failure, _, _) = run_many(0, 100_000, Plant::NoDrain);
+    let (failure, _, _, _) = run_many(0, 100_000, Plant::NoDrain);
     let report = failure.expect("the simulator finds the planted bug");
     assert!(report.contains("arrived and unread"), "{report}");
     println!("{}", report.lines().next().unwrap_or(""));
@@ -107,7 +114,7 @@ fn a_reboot_sent_without_reading_the_supervisor_first_is_found() {
 /// reach the supervisor after a call began) is found within the test command's budget.
 #[test]
 fn a_reboot_sent_on_a_link_that_is_not_clear_is_found() {
-    let (failure, _, _) = run_many(0, 100_000, Plant::IgnoreUnclear);
+    let (failure, _, _, _) = run_many(0, 100_000, Plant::IgnoreUnclear);
     let report = failure.expect("the simulator finds the planted bug");
     assert!(report.contains("queued behind unread lines"), "{report}");
     println!("{}", report.lines().next().unwrap_or(""));

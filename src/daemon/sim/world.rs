@@ -61,6 +61,8 @@ const START: UnixTime = crate::engine::clock::BUILD_TIME + 10 * DAY;
 const GRACE: u64 = 30;
 const REASK: u64 = 600;
 const SEC: u64 = 1_000_000_000;
+/// The steps a failure's report shows.
+const TRACE_STEPS: usize = 120;
 
 /// The licenses the simulated server posts, the same for every seed: signed once.
 fn pool() -> &'static Vec<(&'static str, Vec<u8>)> {
@@ -147,6 +149,36 @@ fn pool() -> &'static Vec<(&'static str, Vec<u8>)> {
             ("junk", b"<not a license/>".to_vec()),
         ]
     })
+}
+
+/// The simulation's configuration, with a stagger window of a second (`short`) or 20
+/// minutes: parsed once, the text being the same for every seed.
+fn config(short: bool) -> &'static Config {
+    static CONFIGS: OnceLock<[Config; 2]> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| {
+        ["1s", "20m"].map(|stagger| {
+            let text = format!(
+                "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
+                 control_socket = \"control.sock\"\nfeatures_file = \"features\"\n\
+                 supervisor_socket = \"sup.sock\"\nserver = \"http://sim/\"\n\
+                 enabled_features = [\"vqmon\"]\n\
+                 [timing]\nidle_grace = \"{GRACE}s\"\nreboot_reask = \"{REASK}s\"\nstagger_window = \"{stagger}\"\n",
+                testkit::MAC,
+                testkit::SITE
+            );
+            Config::parse(&text, std::path::Path::new("/sim/agent.toml"))
+                .expect("the simulation's configuration")
+        })
+    });
+    &configs[usize::from(!short)]
+}
+
+/// The simulated server's URL, parsed once.
+fn server() -> ServerUrl {
+    static SERVER: OnceLock<ServerUrl> = OnceLock::new();
+    SERVER
+        .get_or_init(|| ServerUrl::test("http://sim/"))
+        .clone()
 }
 
 /// What the server has at one name.
@@ -246,8 +278,9 @@ pub(crate) struct World {
     rng: Rng,
     plant: Plant,
     verbose: bool,
-    /// What happened, for the report of a failure: the last steps.
-    trace: Vec<String>,
+    /// What happened, for the report of a failure: the last steps (virtual monotonic
+    /// time, wall clock, what).
+    trace: VecDeque<(u64, UnixTime, String)>,
     /// Virtual monotonic time (ns) and the wall clock's offset from it (s).
     mono: u64,
     wall_offset: i64,
@@ -256,7 +289,7 @@ pub(crate) struct World {
     disk: MemDisk,
     /// The flash is read-only until then (remounted after errors).
     read_only_until: Option<u64>,
-    config: String,
+    config: &'static Config,
     boot: u64,
     core: Option<Core>,
     sup: Supervisor,
@@ -286,16 +319,7 @@ type Check = Result<(), String>;
 impl World {
     fn new(seed: u64, plant: Plant, verbose: bool) -> World {
         let mut rng = Rng(seed);
-        let stagger = if rng.chance(50) { "1s" } else { "20m" };
-        let config = format!(
-            "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
-             control_socket = \"control.sock\"\nfeatures_file = \"features\"\n\
-             supervisor_socket = \"sup.sock\"\nserver = \"http://sim/\"\n\
-             enabled_features = [\"vqmon\"]\n\
-             [timing]\nidle_grace = \"{GRACE}s\"\nreboot_reask = \"{REASK}s\"\nstagger_window = \"{stagger}\"\n",
-            testkit::MAC,
-            testkit::SITE
-        );
+        let config = config(rng.chance(50));
         let posted = [
             if rng.chance(70) {
                 Posted::License(rng.below(8) as usize)
@@ -312,7 +336,7 @@ impl World {
             rng,
             plant,
             verbose,
-            trace: Vec::new(),
+            trace: VecDeque::with_capacity(TRACE_STEPS),
             mono: 1_000 * SEC,
             wall_offset: START - 1_000,
             disk: MemDisk::new(),
@@ -359,25 +383,18 @@ impl World {
                 self.wall()
             );
         }
-        // The trace is kept short: the last steps are the ones a failure needs.
-        if self.trace.len() >= 400 {
-            self.trace.drain(..200);
+        // The last steps are the ones a failure needs; a line is laid out only then.
+        if self.trace.len() >= TRACE_STEPS {
+            self.trace.pop_front();
         }
-        let line = format!(
-            "{:>12} ms {:>10}  {text}",
-            self.mono / 1_000_000,
-            self.wall()
-        );
-        self.trace.push(line);
+        self.trace.push_back((self.mono, self.wall(), text));
     }
 
     fn phone(&self) -> Phone {
-        let config = Config::parse(&self.config, std::path::Path::new("/sim/agent.toml"))
-            .expect("the simulation's configuration");
         Phone {
             identity: testkit::identity(),
             keyring: testkit::keyring().clone(),
-            config,
+            config: self.config.clone(),
         }
     }
 
@@ -396,19 +413,13 @@ impl World {
         let jitter = self.rng.next();
         let t = &phone.config.timing;
         let uploads = Uploads::new(
-            Ok(vec![ServerUrl::test("http://sim/")]),
+            Ok(vec![server()]),
             phone.identity.mac,
             (t.retry_initial, t.retry_max),
             jitter,
         );
         let boot = format!("boot-{}", self.boot);
-        let agent = Agent::new(
-            phone,
-            store,
-            Ok(vec![ServerUrl::test("http://sim/")]),
-            jitter,
-            Some(boot),
-        );
+        let agent = Agent::new(phone, store, Ok(vec![server()]), jitter, Some(boot));
         (agent, uploads)
     }
 
@@ -417,9 +428,13 @@ impl World {
         self.core = None;
         let (agent, uploads) = self.setup();
         // The store as read from disk: nothing the running agent held is lost.
-        let judge_at = agent.snapshot(self.stamp()).reading.judge_at;
-        let held = agent.store().held().to_vec();
-        self.check_held(&held, judge_at)?;
+        let judge_at = judged_at(&agent, self.wall());
+        check_held(
+            &mut self.held,
+            &mut self.latest_judged,
+            agent.store().held(),
+            judge_at,
+        )?;
         let mut core = Core::new(agent, uploads);
         self.sup.up = false;
         self.sup.inbox.clear();
@@ -626,39 +641,9 @@ impl World {
                 ));
             }
         }
-        let held = core.agent().store().held().to_vec();
-        let judge_at = core.agent().snapshot(stamp).reading.judge_at;
-        self.check_held(&held, judge_at)
-    }
-
-    /// Every license held at the last look is still held in `now`, or the rules
-    /// dropped it at `at`: it ended, or a license of its kind that outlasts it has
-    /// started, or four of its kind outlast it.
-    fn check_held(&mut self, now: &[Held], at: Option<UnixTime>) -> Check {
-        // A license dropped at an instant stays dropped when the clock is set back
-        // within the tolerance: judged at the latest instant judged so far.
-        self.latest_judged = self.latest_judged.max(at);
-        let at = self.latest_judged;
-        let is_held = |h: &Held| {
-            now.iter()
-                .any(|n| n.license.signed_message() == h.license.signed_message())
-        };
-        if let Some(at) = at {
-            for lost in self.held.values().filter(|h| !is_held(h)) {
-                if !dropped_by_rules(lost, now, at) {
-                    let (kind, serial) = (lost.license.kind(), lost.license.serial());
-                    return Err(format!(
-                        "the {kind} license {serial} (received {}) was lost at {at}, and no rule dropped it",
-                        lost.seq
-                    ));
-                }
-            }
-        }
-        self.held = now
-            .iter()
-            .map(|h| (h.license.signed_message().to_vec(), h.clone()))
-            .collect();
-        Ok(())
+        let judge_at = judged_at(core.agent(), stamp.wall);
+        let held = core.agent().store().held();
+        check_held(&mut self.held, &mut self.latest_judged, held, judge_at)
     }
 
     /// One pass of the executor, in the real one's order.
@@ -894,7 +879,7 @@ impl World {
                     "refused",
                 ))),
                 _ => Ok(Taken {
-                    base: ServerUrl::test("http://sim/"),
+                    base: server(),
                     tried: None,
                 }),
             };
@@ -944,7 +929,7 @@ impl World {
                 Fetched {
                     name: name.clone(),
                     outcome,
-                    server: Some(ServerUrl::test("http://sim/")),
+                    server: Some(server()),
                 }
             })
             .collect()
@@ -1114,18 +1099,12 @@ impl World {
 
     fn report(&self, seed: u64, why: &str) -> String {
         let mut text = format!(
-            "seed {seed} broke a rule: {why}\nreplay: SIM_SEED={seed} cargo test --lib daemon::sim::replay -- --ignored --nocapture\nlast steps:\n"
+            "seed {seed} broke a rule: {why}\nreplay: SOURCE_DATE_EPOCH={} SIM_SEED={seed} cargo test --lib daemon::sim::replay -- --ignored --nocapture\nlast steps:\n",
+            // The phones start 10 days after the build time: another build's runs differ.
+            crate::engine::clock::BUILD_TIME
         );
-        for t in self
-            .trace
-            .iter()
-            .rev()
-            .take(120)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            let _ = writeln!(text, "  {t}");
+        for (mono, wall, what) in &self.trace {
+            let _ = writeln!(text, "  {:>12} ms {wall:>10}  {what}", mono / 1_000_000);
         }
         text
     }
@@ -1133,6 +1112,8 @@ impl World {
 
 /// Runs one seed. `Err`: which rule broke, and the trace.
 pub(crate) fn run_seed(seed: u64, plant: Plant, verbose: bool) -> Result<Stats, String> {
+    // The same few files are verified again and again: their verdicts are remembered.
+    crate::trust::memo::enable();
     let mut world = World::new(seed, plant, verbose);
     let steps = 10 + world.rng.below(30);
     let result = (|| {
@@ -1155,6 +1136,56 @@ pub(crate) fn run_seed(seed: u64, plant: Plant, verbose: bool) -> Result<Stats, 
     result
         .map(|()| world.stats)
         .map_err(|why| world.report(seed, &why))
+}
+
+/// Every license held at the last look (`last`) is still held in `now`, or the rules
+/// dropped it at `at`: it ended, or a license of its kind that outlasts it has started,
+/// or four of its kind outlast it. `last` becomes `now`.
+fn check_held(
+    last: &mut BTreeMap<Vec<u8>, Held>,
+    latest_judged: &mut Option<UnixTime>,
+    now: &[Held],
+    at: Option<UnixTime>,
+) -> Check {
+    // A license dropped at an instant stays dropped when the clock is set back within
+    // the tolerance: judged at the latest instant judged so far.
+    *latest_judged = (*latest_judged).max(at);
+    let at = *latest_judged;
+    let is_held = |h: &Held| {
+        now.iter()
+            .any(|n| n.license.signed_message() == h.license.signed_message())
+    };
+    // Most passes change nothing: then there is nothing to check or to copy.
+    let same = now.len() == last.len()
+        && now
+            .iter()
+            .all(|h| last.get(h.license.signed_message()) == Some(h))
+        && last.values().all(is_held);
+    if same {
+        return Ok(());
+    }
+    if let Some(at) = at {
+        for lost in last.values().filter(|h| !is_held(h)) {
+            if !dropped_by_rules(lost, now, at) {
+                let (kind, serial) = (lost.license.kind(), lost.license.serial());
+                return Err(format!(
+                    "the {kind} license {serial} (received {}) was lost at {at}, and no rule dropped it",
+                    lost.seq
+                ));
+            }
+        }
+    }
+    *last = now
+        .iter()
+        .map(|h| (h.license.signed_message().to_vec(), h.clone()))
+        .collect();
+    Ok(())
+}
+
+/// The instant `agent` judges its licenses at when the wall clock says `wall` (its
+/// snapshot's, without the evaluation).
+fn judged_at(agent: &Agent, wall: UnixTime) -> Option<UnixTime> {
+    crate::phone::read_clock(&agent.phone, agent.store().meta(), wall).judge_at
 }
 
 /// The last instant of a license's term (its entries' latest end), as the rules order

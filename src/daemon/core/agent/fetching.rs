@@ -231,8 +231,9 @@ impl Agent {
         snap: &Snapshot,
     ) -> CheckSyncJson {
         let now = snap.stamp.wall;
-        // The store as it is now (an install may have changed it during the cycle).
-        self.reload(now);
+        // The store is not read again: it was read as the cycle started (or as the agent
+        // was made, for its first), the daemon is its only writer, and an install during
+        // the cycle went into this same store.
         let judge_at = snap.reading.judge_at;
         let mut files = Vec::new();
         let mut all_fetched = true;

@@ -20,7 +20,7 @@ struct Reporter {
 
 impl Reporter {
     fn offer(&mut self, report: &Report) {
-        self.uploads.offer(report);
+        self.uploads.offer(report.clone());
     }
 
     fn start_if_due(&mut self, now: Mono) {
