@@ -18,7 +18,7 @@ use crate::format::Kind;
 use crate::phone::Phone;
 use crate::storage::memdisk::{MemDisk, Node, OpKind};
 use crate::storage::Store;
-use crate::supervisor::protocol::{FromSupervisor, LinkEvent, ToSupervisor};
+use crate::supervisor::protocol::{FromSupervisor, LinkEvent};
 use crate::testkit::{self, DAY};
 use crate::time::{Mono, Stamp, UnixTime};
 use nix::errno::Errno;
@@ -436,12 +436,7 @@ impl World {
             judge_at,
         )?;
         let mut core = Core::new(agent, uploads);
-        self.sup.up = false;
-        self.sup.inbox.clear();
-        self.sup.outstanding.clear();
-        self.sup.asked.clear();
-        self.sup.unread = 0;
-        self.sup.hello_at = Some(self.mono + self.rng.below(50_000_000));
+        self.new_link();
         self.fetch = None;
         self.abandoned = None;
         self.upload = None;
@@ -482,7 +477,7 @@ impl World {
                         self.abandoned = Some((n, at));
                     }
                 }
-                Action::Send(ToSupervisor::Features(_)) | Action::Send(_) => {
+                Action::Send(_) => {
                     if !self.sup.up {
                         return Err("a line sent to a supervisor not connected".into());
                     }
@@ -512,13 +507,7 @@ impl World {
                 }
                 Action::Reload => {
                     let (agent, uploads) = self.setup();
-                    // A new link: the supervisor greets it again.
-                    self.sup.up = false;
-                    self.sup.inbox.clear();
-                    self.sup.outstanding.clear();
-                    self.sup.asked.clear();
-                    self.sup.unread = 0;
-                    self.sup.hello_at = Some(self.mono + self.rng.below(50_000_000));
+                    self.new_link();
                     let stamp = self.stamp();
                     self.core()
                         .handle_reloaded(Ok(Reloaded { agent, uploads }), stamp);
@@ -722,10 +711,14 @@ impl World {
                 LinkEvent::Message(FromSupervisor::Ok(id)) => {
                     if let Some(cause) = self.sup.asked.remove(id) {
                         self.sup.ok_at.insert(cause, self.mono);
+                        self.sup.outstanding.retain(|_, v| v != id);
                     }
                 }
-                LinkEvent::Message(FromSupervisor::Busy(id)) => {
-                    self.sup.asked.remove(id);
+                // An answer read ends the request it names, as the agent takes it.
+                LinkEvent::Message(FromSupervisor::Busy(id))
+                    if self.sup.asked.remove(id).is_some() =>
+                {
+                    self.sup.outstanding.retain(|_, v| v != id);
                 }
                 LinkEvent::Up { .. } => self.sup.up = true,
                 LinkEvent::Down(_) => self.sup.up = false,
@@ -736,6 +729,17 @@ impl World {
             self.execute()?;
         }
         Ok(())
+    }
+
+    /// A new link (the daemon started, or reloaded): nothing on it yet, nothing asked
+    /// on it, and the supervisor greets it within 50 ms.
+    fn new_link(&mut self) {
+        self.sup.up = false;
+        self.sup.inbox.clear();
+        self.sup.outstanding.clear();
+        self.sup.asked.clear();
+        self.sup.unread = 0;
+        self.sup.hello_at = Some(self.mono + self.rng.below(50_000_000));
     }
 
     /// The supervisor sends a line (read by the core a little later).
@@ -756,7 +760,7 @@ impl World {
         // often arrive with a timer of the rules (an idle grace ends on a whole second),
         // the moment a decision must read them first.
         let sent = self.mono + self.rng.below(5_000_000);
-        let at = sent.div_ceil(SEC) * SEC;
+        let at = (sent.div_ceil(SEC) * SEC).max(self.sup.inbox.back().map_or(0, |l| l.0));
         self.note(|| format!("supervisor says {event:?}"));
         self.sup.inbox.push_back((at, event));
     }
