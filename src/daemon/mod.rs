@@ -231,8 +231,6 @@ struct Daemon {
     report_server: Option<Arc<dyn Server>>,
     /// The supervisor link (`None` on a board without supervisor).
     link: Option<Link>,
-    /// A reboot is due but the link was not clear: when to look again.
-    recheck: Option<Mono>,
     /// The control socket (not bound while its path is taken: tried again later).
     control: ControlSocket,
     clients: Clients,
@@ -247,9 +245,6 @@ struct Daemon {
     /// The exit status asked for.
     exit: Option<i32>,
 }
-
-/// How soon a reboot held back by a link that is not clear is looked at again.
-const LINK_RECHECK: Duration = Duration::from_millis(100);
 
 fn link_for(config: &config::Config) -> Option<Link> {
     match &config.supervisor {
@@ -301,7 +296,6 @@ pub(crate) fn run(config_path: &Path, phone: Phone) -> Result<i32, DaemonError> 
         server: setup.server,
         report_server,
         link,
-        recheck: None,
         control,
         clients: Clients::default(),
         running: None,
@@ -518,7 +512,6 @@ impl Daemon {
         };
         let config = &setup.agent.phone.config;
         self.link = link_for(config);
-        self.recheck = None;
         self.armed = None;
         let wanted = config.control_socket.clone();
         if wanted != self.control.path() {
@@ -608,7 +601,6 @@ impl Daemon {
     /// The REBOOTs due, on fresh facts: everything the supervisor sent so far is read
     /// first, and the core decides only when nothing of the agent's waits on the link.
     fn ask_reboots(&mut self) {
-        self.recheck = None;
         if !self.core.link_up() || self.link.as_ref().is_none_or(|l| !l.is_up()) {
             return;
         }
@@ -617,11 +609,9 @@ impl Daemon {
             return;
         }
         if !self.link.as_ref().is_some_and(Link::clear) {
-            // Not now: looked at again shortly, while a reboot is pending (a supervisor
-            // that stops reading gets no REBOOT until it has read what went before).
-            if self.core.reboot_pending() {
-                self.recheck = Some(Mono::now().plus(LINK_RECHECK));
-            }
+            // A supervisor that stops reading gets no REBOOT until it has read what
+            // went before; the core says when to look again.
+            self.core.handle_link_not_clear(self.clock.stamp());
             return;
         }
         self.core.handle_link_clear(self.clock.stamp());
@@ -695,7 +685,6 @@ impl Daemon {
             wake.mono.map(|at| stamp.mono.millis_until_ceil(at)),
             [
                 self.link.as_ref().and_then(Link::next_attempt),
-                self.recheck,
                 self.clients.next_deadline(real),
                 self.control.next_attempt(),
             ]

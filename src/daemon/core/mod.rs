@@ -110,6 +110,8 @@ pub(crate) struct Core {
     /// Started before the clock was set: until this instant (or the clock is set) the
     /// boot fetch, the features file and READY=1 wait for it (`boot_clock_wait`).
     clock_wait: Option<Mono>,
+    /// A reboot was due and the link not clear: when to look at the link again.
+    link_recheck: Option<Mono>,
     /// The cycle a reload gave up, until it ends (at most one at a time).
     abandoned: Option<u64>,
     /// A SIGHUP came while an abandoned cycle still ran: the reload waits for its end.
@@ -123,6 +125,9 @@ pub(crate) struct Core {
     actions: VecDeque<Action>,
 }
 
+/// How soon a reboot held back by a link that is not clear is looked at again.
+pub(crate) const LINK_RECHECK: Duration = Duration::from_millis(100);
+
 impl Core {
     /// The core of a daemon starting at `now` with `agent` and `uploads`. The executor
     /// opens the supervisor link first (so HELLO and FEATURES with the stored set go
@@ -135,6 +140,7 @@ impl Core {
             check_syncs: Vec::new(),
             boot_cycle: None,
             clock_wait: None,
+            link_recheck: None,
             abandoned: None,
             reload_deferred: false,
             reloading: false,
@@ -535,6 +541,7 @@ impl Core {
     /// (read after that). A REBOOT is never queued behind lines the supervisor has not
     /// read: it could then arrive after a `CALL-STATE active` read meanwhile.
     pub(crate) fn handle_link_clear(&mut self, now: Stamp) {
+        self.link_recheck = None;
         if !self.supervisor.up {
             return;
         }
@@ -545,15 +552,19 @@ impl Core {
         }
     }
 
+    /// The executor read everything that arrived, but something of the agent's still
+    /// waits on the link (a supervisor that stops reading): no REBOOT now; while one is
+    /// due, the link is looked at again in [`LINK_RECHECK`].
+    pub(crate) fn handle_link_not_clear(&mut self, now: Stamp) {
+        self.link_recheck = self
+            .agent
+            .reboot_pending()
+            .then(|| now.mono.plus(LINK_RECHECK));
+    }
+
     /// Whether the supervisor link is up (after HELLO).
     pub(crate) fn link_up(&self) -> bool {
         self.supervisor.up
-    }
-
-    /// Whether a reboot need is pending (asked or not): a link that is not clear is
-    /// looked at again soon.
-    pub(crate) fn reboot_pending(&self) -> bool {
-        self.agent.reboot_pending()
     }
 
     /// After every event: FEATURES when the enabled set differs from the one the
@@ -589,10 +600,17 @@ impl Core {
             }
         }
         let mut wake = self.agent.next_wake(&snap);
-        wake.mono = [wake.mono, self.clock_wait, self.uploads.next_attempt()]
-            .into_iter()
-            .flatten()
-            .min();
+        // A look at the link that came and went (the link went down before it): over.
+        self.link_recheck = self.link_recheck.filter(|at| *at > now.mono);
+        wake.mono = [
+            wake.mono,
+            self.clock_wait,
+            self.uploads.next_attempt(),
+            self.link_recheck,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         wake
     }
 

@@ -305,8 +305,6 @@ pub(crate) struct World {
     held: BTreeMap<Vec<u8>, Held>,
     /// Passes at the current instant (a busy loop makes many).
     passes_now: (u64, u32),
-    /// When the link was found not clear with a reboot pending: looked at again then.
-    recheck: Option<u64>,
     wake_wall: Option<UnixTime>,
     wake_mono: Option<u64>,
     stats: Stats,
@@ -353,7 +351,6 @@ impl World {
             next_client: 0,
             held: BTreeMap::new(),
             passes_now: (0, 0),
-            recheck: None,
             wake_wall: None,
             wake_mono: None,
             stats: Stats::default(),
@@ -441,7 +438,6 @@ impl World {
         self.abandoned = None;
         self.upload = None;
         self.clients.clear();
-        self.recheck = None;
         core.start(self.stamp());
         self.core = Some(core);
         self.note(|| "daemon started".into());
@@ -649,7 +645,6 @@ impl World {
         let stamp = self.stamp();
         self.core().handle_timeout(stamp);
         self.execute()?;
-        self.recheck = None;
         if self.plant == Plant::NoDrain && self.core().link_up() {
             // Planted: the REBOOTs decided before what arrived is read.
             self.reboots_if_clear()?;
@@ -686,8 +681,9 @@ impl World {
             let stamp = self.stamp();
             self.core().handle_link_clear(stamp);
             self.execute()?;
-        } else if self.core().reboot_pending() {
-            self.recheck = Some(self.mono + SEC / 10);
+        } else {
+            let stamp = self.stamp();
+            self.core().handle_link_not_clear(stamp);
         }
         Ok(())
     }
@@ -782,7 +778,6 @@ impl World {
             self.sup.reboot_at,
             self.sup.read_again_at,
             self.read_only_until,
-            self.recheck,
             self.wake_mono,
             wall_due,
             self.clients.values().filter_map(|c| c.held_until).min(),

@@ -347,3 +347,58 @@ fn a_reload_keeps_an_accepted_reboot_the_flash_could_not_record() {
     // The re-ask itself still comes.
     assert_eq!(asks(&mut new, at(end + 101 + 600)).len(), 1);
 }
+
+/// A reboot due on a link that is not clear (a supervisor that stops reading) is looked
+/// at again in 100 ms, by the core's wake: not when none is due, and a look that came
+/// and went (the link went down before it) wakes nothing again.
+#[test]
+fn a_link_not_clear_is_looked_at_again_only_while_a_reboot_is_due() {
+    use crate::daemon::core::uploads::Uploads;
+    use crate::daemon::core::{Core, LINK_RECHECK};
+    let dir = tempfile::tempdir().unwrap();
+    let script = Arc::new(Script::default());
+    let end = t0() + DAY;
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
+    );
+    let mut agent = agent(dir.path());
+    let snap = agent.snapshot(at(t0()));
+    agent.fetch_now(&snap);
+    finish(&mut agent, &script, at(t0()));
+    agent.supervisor_link(true, "connected".into());
+    // A call is on: the agent itself has no short wait of its own.
+    agent.call_state(CallState::Active, at(t0()));
+    let uploads = || {
+        let mac = agent.phone.identity.mac;
+        let secs = crate::config::Secs(60);
+        Uploads::new(Err("none".into()), mac, (secs, secs), 1)
+    };
+    let uploads = uploads();
+    let mut core = Core::new(agent, uploads);
+    // Nothing due: a link not clear calls for no look.
+    core.handle_link_not_clear(at(t0()));
+    assert_eq!(core.end_pass(at(t0())).mono, None);
+    // The license ends, its renewal fails: a reboot is due (held by the call).
+    core.agent.wake(at(end));
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        FetchOutcome::Failed(FetchError {
+            url: "fake:".into(),
+            kind: FailureKind::Timeout,
+            detail: "stalled".into(),
+        }),
+    );
+    finish(&mut core.agent, &script, at(end));
+    assert!(core.agent.reboot_pending());
+    let now = at(end + 1);
+    core.handle_link_not_clear(now);
+    assert_eq!(core.end_pass(now).mono, Some(now.mono.plus(LINK_RECHECK)));
+    // The look is due and the link went down meanwhile: no look, and no wake for it.
+    let later = at(end + 2);
+    assert_eq!(core.end_pass(later).mono, None);
+    // A clear link ends the wait too.
+    core.handle_link_not_clear(later);
+    core.handle_link_clear(later);
+    assert_eq!(core.end_pass(later).mono, None);
+}
