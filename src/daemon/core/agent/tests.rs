@@ -74,6 +74,32 @@ fn asks(agent: &mut Agent, stamp: Stamp) -> Vec<(u64, Cause)> {
 
 use crate::control::CheckSyncJson;
 
+/// An agent that fetched, at `t0()`, the site license of usb-call-recording (feature 1)
+/// until `end`.
+fn holding_a_site_license_until(dir: &Path, script: &Arc<Script>, end: UnixTime) -> Agent {
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
+    );
+    let mut agent = agent(dir);
+    let snap = agent.snapshot(at(t0()));
+    assert!(matches!(agent.fetch_now(&snap), FetchStart::Pending(1)));
+    finish(&mut agent, script, at(t0()));
+    agent
+}
+
+/// The server stalls for the site license, until the fetch gives up.
+fn stall(script: &Script) {
+    script.answers.lock().unwrap().insert(
+        crate::fetch::SITE_FILE.into(),
+        FetchOutcome::Failed(FetchError {
+            url: "fake:".into(),
+            kind: FailureKind::Timeout,
+            detail: "stalled".into(),
+        }),
+    );
+}
+
 #[test]
 fn a_call_that_starts_during_the_expiry_fetch_holds_the_reboot_until_it_ends_and_the_grace() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,14 +125,7 @@ fn a_call_that_starts_during_the_expiry_fetch_holds_the_reboot_until_it_ends_and
     assert!(asks(&mut agent, at(end)).is_empty(), "nothing decided yet");
     // A call starts while the fetch is stalled; then the fetch gives up.
     agent.call_state(CallState::Active, at(end + 1));
-    script.answers.lock().unwrap().insert(
-        crate::fetch::SITE_FILE.into(),
-        FetchOutcome::Failed(FetchError {
-            url: "fake:".into(),
-            kind: FailureKind::Timeout,
-            detail: "stalled".into(),
-        }),
-    );
+    stall(&script);
     let (_, report) = finish(&mut agent, &script, at(end + 20)).remove(0);
     assert!(!report.fetched);
     assert!(report.enabled.is_empty(), "{report:?}");
@@ -177,16 +196,8 @@ fn an_unsynced_clock_fetches_nothing_and_owes_a_fetch() {
 #[test]
 fn the_wake_up_instants_are_split_by_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let script = Arc::new(Script::default());
-    let end = t0() + DAY;
-    script.answers.lock().unwrap().insert(
-        crate::fetch::SITE_FILE.into(),
-        body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
-    );
-    let mut agent = agent(dir.path());
-    let snap = agent.snapshot(at(t0()));
-    agent.fetch_now(&snap);
-    finish(&mut agent, &script, at(t0()));
+    let (script, end) = (Arc::new(Script::default()), t0() + DAY);
+    let mut agent = holding_a_site_license_until(dir.path(), &script, end);
     let wake = agent.next_wake(&agent.snapshot(at(t0())));
     // On the wall clock, the end or a poll before it (the license is Expiring Shortly:
     // a daily check, jittered); no reboot wait yet.
@@ -356,16 +367,8 @@ fn a_link_not_clear_is_looked_at_again_only_while_a_reboot_is_due() {
     use crate::daemon::core::uploads::Uploads;
     use crate::daemon::core::{Core, LINK_RECHECK};
     let dir = tempfile::tempdir().unwrap();
-    let script = Arc::new(Script::default());
-    let end = t0() + DAY;
-    script.answers.lock().unwrap().insert(
-        crate::fetch::SITE_FILE.into(),
-        body(Kind::Site, &[(1, t0() - DAY, Some(end))]),
-    );
-    let mut agent = agent(dir.path());
-    let snap = agent.snapshot(at(t0()));
-    agent.fetch_now(&snap);
-    finish(&mut agent, &script, at(t0()));
+    let (script, end) = (Arc::new(Script::default()), t0() + DAY);
+    let mut agent = holding_a_site_license_until(dir.path(), &script, end);
     agent.supervisor_link(true, "connected".into());
     // A call is on: the agent itself has no short wait of its own.
     agent.call_state(CallState::Active, at(t0()));
@@ -381,14 +384,7 @@ fn a_link_not_clear_is_looked_at_again_only_while_a_reboot_is_due() {
     assert_eq!(core.end_pass(at(t0())).mono, None);
     // The license ends, its renewal fails: a reboot is due (held by the call).
     core.agent.wake(at(end));
-    script.answers.lock().unwrap().insert(
-        crate::fetch::SITE_FILE.into(),
-        FetchOutcome::Failed(FetchError {
-            url: "fake:".into(),
-            kind: FailureKind::Timeout,
-            detail: "stalled".into(),
-        }),
-    );
+    stall(&script);
     finish(&mut core.agent, &script, at(end));
     assert!(core.agent.reboot_pending());
     let now = at(end + 1);
