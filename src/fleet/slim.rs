@@ -3,10 +3,9 @@
 //! folder of 100,000 reports is mostly parsed, not allocated. The words of a closed
 //! vocabulary (a kind, a clock verdict, a refusal's verdict, a reboot's cause) are read
 //! as the agent's own types ([`crate::words`]), so a report is read with the words it
-//! was written with. Every field the schema
-//! requires must be there (those the view does not use are skipped unread), so a file
-//! is a report here exactly when it is one for [`crate::report::Report`], give or take
-//! the insides of the fields skipped.
+//! was written with. Every field the schema requires must be there (those the view does
+//! not use are skipped unread), so a file is a report here exactly when it is one for
+//! [`crate::report::Report`], give or take the insides of the fields skipped.
 
 use std::borrow::Cow;
 use std::fmt;
