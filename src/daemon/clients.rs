@@ -18,8 +18,8 @@
 //!   backlog until one can go.
 //! - Clients waiting for a fetch cycle (check-sync) hold no such slot: they have a
 //!   budget of their own ([`MAX_WAITERS`]; the daemon answers a check-sync beyond it at
-//!   once) and a deadline of their own (set by the daemon from the fetch timeouts),
-//!   past which they are answered with an error.
+//!   once) and no deadline here: the daemon's core answers each, at its cycle's end or
+//!   with an error when its time is up (`Core::handle_timeout`).
 //! - Descriptors running out (`EMFILE`, `ENFILE` on `accept`) never spin the loop: a
 //!   client that may make way gives its descriptor to the newcomer; else the listener
 //!   is left out of `poll` for [`STARVED_PAUSE`], and one descriptor kept in reserve
@@ -287,14 +287,6 @@ impl Clients {
             .count()
     }
 
-    /// Client `id` waits for a fetch cycle until `deadline`; then it is told the cycle
-    /// did not end in time (see [`expire`](Self::expire)).
-    pub(crate) fn wait_until(&mut self, id: ClientId, deadline: Mono) {
-        if let Some(client) = self.list.iter_mut().find(|c| c.id == id) {
-            client.deadline = Some(deadline);
-        }
-    }
-
     /// Reads what the clients still reading have sent (a request that has arrived is
     /// never lost to an eviction); returns the requests read whole.
     pub(crate) fn read_readers(&mut self, now: Mono) -> Vec<Received> {
@@ -381,8 +373,8 @@ impl Clients {
         received
     }
 
-    /// Answers client `id` if it still waits for its answer (gone already, or told its
-    /// cycle did not end in time: nothing to do).
+    /// Answers client `id` if it still waits for its answer (gone already: nothing to
+    /// do).
     pub(crate) fn answer(&mut self, id: ClientId, response: &Response, now: Mono) {
         if let Some(client) = self
             .list
@@ -394,22 +386,13 @@ impl Clients {
         self.list.retain(|c| !c.finished());
     }
 
-    /// Drops every client past its deadline; one waiting for a fetch cycle is told so
-    /// first.
+    /// Drops every client past its deadline (one waiting for its answer has none).
     pub(crate) fn expire(&mut self, now: Mono) {
         if self.reserve.is_none() {
             self.reserve = open_reserve();
         }
         for client in &mut self.list {
             match (&client.phase, client.deadline) {
-                (Phase::Waiting, Some(deadline)) if now >= deadline => {
-                    client.answer(
-                        &Response::error(
-                            "the fetch cycle did not end in time; `status` shows how it went",
-                        ),
-                        now,
-                    );
-                }
                 (Phase::Reading(_), Some(deadline)) if now >= deadline => {
                     log::debug!(
                         "control socket: no whole request within {REQUEST_DEADLINE:?}; dropped"
@@ -736,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn clients_waiting_for_a_cycle_hold_no_slot_and_have_a_deadline() {
+    fn clients_waiting_for_a_cycle_hold_no_slot_and_wait_for_their_answer() {
         let (_dir, listener, path) = listener();
         let mut clients = Clients::default();
         let now = Mono::from_secs(100);
@@ -750,9 +733,6 @@ mod tests {
         let mut got = clients.accept_all(&listener, now);
         got.extend(serve_all(&mut clients, now));
         assert_eq!(got.len(), MAX_WAITERS);
-        for (id, _) in &got {
-            clients.wait_until(*id, now.plus(Duration::from_secs(30)));
-        }
         let got_waiters = got;
         assert_eq!(clients.waiters(), MAX_WAITERS);
         // A full house of readers can still come in beside them.
@@ -763,21 +743,18 @@ mod tests {
         got.extend(serve_all(&mut clients, now));
         assert_eq!(got.len(), 1, "{got:?}");
         assert_answered(&mut clients, got[0].0, &mut asking, now);
-        // Past their deadline, the waiters are told so, and gone.
-        clients.expire(now.plus(Duration::from_secs(30)));
-        assert_eq!(clients.waiters(), 0);
-        // The cycle's end comes later: the client told already is not answered twice.
+        // When a waiter is given up is the core's to say: an hour on, they still wait.
+        let later = now.plus(Duration::from_secs(3600));
+        clients.expire(later);
+        assert_eq!(clients.waiters(), MAX_WAITERS);
+        assert_eq!(clients.next_deadline(later), None);
         for (id, _) in &got_waiters {
-            clients.answer(
-                *id,
-                &Response::error("late"),
-                now.plus(Duration::from_secs(31)),
-            );
+            clients.answer(*id, &Response::error("the answer"), later);
         }
+        assert_eq!(clients.waiters(), 0);
         let mut answer = String::new();
         waiting[0].read_to_string(&mut answer).unwrap();
-        assert!(answer.contains("did not end in time"), "{answer}");
-        assert!(!answer.contains("late"), "{answer}");
+        assert!(answer.contains("the answer"), "{answer}");
         assert_eq!(answer.lines().count(), 1, "{answer}");
     }
 }

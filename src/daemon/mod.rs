@@ -465,9 +465,6 @@ impl Daemon {
                 Action::Answer { client, response } => {
                     self.clients.answer(client, &response, Mono::now())
                 }
-                Action::Hold { client, within } => {
-                    self.clients.wait_until(client, Mono::now().plus(within))
-                }
                 Action::Upload { name, body } => {
                     let started = match &self.report_server {
                         Some(server) => {

@@ -72,8 +72,6 @@ pub(crate) enum Action {
         client: ClientId,
         response: Box<Response>,
     },
-    /// A client waits for a fetch cycle: give up on it after `within` (real time).
-    Hold { client: ClientId, within: Duration },
     /// Upload the status report `body` as `name`; [`Core::handle_upload_done`] after.
     Upload { name: String, body: Vec<u8> },
     /// Read the configuration again and hand in [`Core::handle_reloaded`].
@@ -98,13 +96,26 @@ struct SupervisorView {
     sent: Option<Vec<String>>,
 }
 
+/// A check-sync client waiting for the end of fetch cycle `cycle`, until `until`.
+struct Waiter {
+    client: ClientId,
+    cycle: u64,
+    /// When it is told the cycle did not end in time: a little before the client itself
+    /// gives up. Fixed when it asked: a reload hands it a new cycle, never more time.
+    until: Mono,
+}
+
+/// What a check-sync client is told when its cycle did not end in time.
+pub(crate) const NOT_IN_TIME: &str =
+    "the fetch cycle did not end in time; `status` shows how it went";
+
 /// The daemon's state and rules.
 pub(crate) struct Core {
     agent: Agent,
     uploads: Uploads,
     supervisor: SupervisorView,
-    /// Check-sync clients and the cycle whose end answers each.
-    check_syncs: Vec<(ClientId, u64)>,
+    /// Check-sync clients waiting for a fetch cycle's end.
+    check_syncs: Vec<Waiter>,
     /// The boot cycle, until it is over (then the set is published and READY=1 sent).
     boot_cycle: Option<u64>,
     /// Started before the clock was set: until this instant (or the clock is set) the
@@ -228,13 +239,29 @@ impl Core {
     }
 
     /// What is due by the clocks alone: the end of the wait for the clock, failed
-    /// writes tried again.
+    /// writes tried again, check-sync clients whose time is up.
     pub(crate) fn handle_timeout(&mut self, now: Stamp) {
         let ended = self.end_clock_wait_if_due(now);
         if self.agent.retry_writes_if_due(now) || ended {
             self.events += 1;
         }
+        self.expire_check_syncs(now.mono);
         self.settle(now);
+    }
+
+    /// Tells the check-sync clients whose time is up that their cycle did not end in
+    /// time (the cycle runs on; its end answers no one of them).
+    fn expire_check_syncs(&mut self, now: Mono) {
+        let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.check_syncs)
+            .into_iter()
+            .partition(|w| w.until <= now);
+        self.check_syncs = waiting;
+        for waiter in late {
+            self.push(Action::Answer {
+                client: waiter.client,
+                response: Box::new(Response::error(NOT_IN_TIME)),
+            });
+        }
     }
 
     /// The wall-clock timer for the rules' next instant expired.
@@ -335,7 +362,7 @@ impl Core {
                 FetchStart::Pending(n) => {
                     self.boot_cycle = self.boot_cycle.map(|_| n);
                     for waiter in &mut self.check_syncs {
-                        waiter.1 = n;
+                        waiter.cycle = n;
                     }
                 }
                 FetchStart::Done(report) => {
@@ -396,9 +423,9 @@ impl Core {
     fn answer_check_syncs(&mut self, number: u64, report: &CheckSyncJson) {
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.check_syncs)
             .into_iter()
-            .partition(|(_, n)| *n <= number);
+            .partition(|w| w.cycle <= number);
         self.check_syncs = waiting;
-        for (client, _) in done {
+        for Waiter { client, .. } in done {
             let response = Response {
                 ok: true,
                 check_sync: Some(report.clone()),
@@ -438,8 +465,11 @@ impl Core {
                         // little before the client itself gives up).
                         let within = crate::phone::daemon_wait(&self.agent.phone)
                             .saturating_sub(Duration::from_secs(5));
-                        self.check_syncs.push((client, n));
-                        self.push(Action::Hold { client, within });
+                        self.check_syncs.push(Waiter {
+                            client,
+                            cycle: n,
+                            until: now.mono.plus(within),
+                        });
                         self.settle(now);
                         return;
                     }
@@ -607,11 +637,21 @@ impl Core {
             self.clock_wait,
             self.uploads.next_attempt(),
             self.link_recheck,
+            self.check_syncs.iter().map(|w| w.until).min(),
         ]
         .into_iter()
         .flatten()
         .min();
         wake
+    }
+
+    /// Until when check-sync client `client` waits for its cycle (`None`: it does not).
+    #[cfg(test)]
+    pub(crate) fn held_until(&self, client: ClientId) -> Option<Mono> {
+        self.check_syncs
+            .iter()
+            .find(|w| w.client == client)
+            .map(|w| w.until)
     }
 
     /// The uploads' state (a reload continues it).

@@ -242,10 +242,11 @@ impl Supervisor {
     }
 }
 
-/// A control client that asked.
+/// A control client that asked, not answered yet.
 struct Client {
-    /// It waits for a cycle, until then (the executor answers it itself after).
-    held_until: Option<u64>,
+    /// When it gives up and goes (the `license-agent check-sync` command waits
+    /// `daemon_wait`); an answer the core has not given by then comes too late.
+    gives_up_at: u64,
 }
 
 /// What the runs did, summed: so a search that never reaches a rule is seen.
@@ -488,13 +489,6 @@ impl World {
                         return Err(format!("client {client:?} answered twice, or never asked"))
                     }
                 },
-                Action::Hold { client, within } => {
-                    let until = self.mono + u64::try_from(within.as_nanos()).unwrap_or(u64::MAX);
-                    match self.clients.get_mut(&client) {
-                        Some(c) => c.held_until = Some(until),
-                        None => return Err(format!("client {client:?} held, never asked")),
-                    }
-                }
                 Action::Upload { .. } => {
                     if self.upload.is_some() {
                         return Err("two uploads at once".into());
@@ -606,14 +600,19 @@ impl World {
             ));
         }
         if core.agent().running_cycle().is_none() && self.fetch.is_none() {
-            if let Some((client, _)) = self.clients.iter().find(|(_, c)| c.held_until.is_some()) {
+            if let Some(client) = self.clients.keys().next() {
                 return Err(format!(
                     "client {client:?} waits for a cycle, and none runs"
                 ));
             }
         }
-        if let Some((id, _)) = self.clients.iter().find(|(_, c)| c.held_until.is_none()) {
-            return Err(format!("client {id:?} neither answered nor waiting"));
+        for (id, client) in &self.clients {
+            if core.held_until(*id).is_none() {
+                return Err(format!("client {id:?} neither answered nor waiting"));
+            }
+            if client.gives_up_at <= self.mono {
+                return Err(format!("client {id:?} gave up before it was answered"));
+            }
         }
         if let Some(expected) = core.agent().settled_features(stamp) {
             let on_disk = match self.disk.get(std::path::Path::new("/sim/features")) {
@@ -780,7 +779,7 @@ impl World {
             self.read_only_until,
             self.wake_mono,
             wall_due,
-            self.clients.values().filter_map(|c| c.held_until).min(),
+            self.clients.values().map(|c| c.gives_up_at).min(),
         ]
         .into_iter()
         .flatten()
@@ -886,9 +885,6 @@ impl World {
             self.core().handle_upload_done(result, stamp);
             self.execute()?;
         }
-        // Clients the executor gives up on (it answers them itself).
-        self.clients
-            .retain(|_, c| c.held_until.is_none_or(|t| t > now));
         let wall_due = self.wake_wall.is_some_and(|w| w <= self.wall());
         if wall_due {
             self.wake_wall = None;
@@ -1069,7 +1065,11 @@ impl World {
         self.stats.requests += 1;
         let client = ClientId(self.next_client);
         self.next_client += 1;
-        self.clients.insert(client, Client { held_until: None });
+        let patience = crate::phone::daemon_wait(&self.core().agent().phone);
+        let gives_up_at = self
+            .mono
+            .saturating_add(u64::try_from(patience.as_nanos()).unwrap_or(u64::MAX));
+        self.clients.insert(client, Client { gives_up_at });
         self.note(|| format!("client {client:?} asks {request:?}"));
         let stamp = self.stamp();
         self.core().handle_request(client, request, stamp);

@@ -398,3 +398,74 @@ fn a_link_not_clear_is_looked_at_again_only_while_a_reboot_is_due() {
     core.handle_link_clear(later);
     assert_eq!(core.end_pass(later).mono, None);
 }
+
+/// A check-sync client is answered once, by a little before it gives up itself, however
+/// a reload moves the cycle it waits for: told then that the cycle did not end in time,
+/// and not again at that cycle's end. Found by the simulator (seed 3,952,727): a SIGHUP
+/// gave the waiter a new cycle, the executor told it "not in time" by a deadline of its
+/// own, and the new cycle's end answered it a second time.
+#[test]
+fn a_check_sync_is_answered_once_by_its_time_across_a_reload() {
+    use crate::control::{Request, Response};
+    use crate::daemon::core::uploads::Uploads;
+    use crate::daemon::core::{ClientId, Core, Reloaded, Signal, NOT_IN_TIME};
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = |agent: &Agent| {
+        let secs = crate::config::Secs(60);
+        Uploads::new(
+            Err("none".into()),
+            agent.phone.identity.mac,
+            (secs, secs),
+            1,
+        )
+    };
+    let first = agent(dir.path());
+    let first_uploads = uploads(&first);
+    let mut core = Core::new(first, first_uploads);
+    let answers = |core: &mut Core| -> Vec<(ClientId, Response)> {
+        std::iter::from_fn(|| core.poll_action())
+            .filter_map(|a| match a {
+                Action::Answer { client, response } => Some((client, *response)),
+                _ => None,
+            })
+            .collect()
+    };
+    let client = ClientId(1);
+    core.handle_request(client, Ok(Request::CheckSync {}), at(t0()));
+    assert!(
+        answers(&mut core).is_empty(),
+        "answered before its cycle ended"
+    );
+    let within = crate::phone::daemon_wait(&core.agent.phone).as_secs() - 5;
+    let until = t0() + i64::try_from(within).unwrap();
+    // A SIGHUP: cycle 1 given up, cycle 2 started for the client.
+    core.handle_signal(Signal::Reload);
+    assert!(answers(&mut core).is_empty());
+    // (Its store elsewhere: the first agent holds the writer's lock on this one.)
+    let dir2 = tempfile::tempdir().unwrap();
+    let again = agent(dir2.path());
+    let again_uploads = uploads(&again);
+    core.handle_reloaded(
+        Ok(Reloaded {
+            agent: again,
+            uploads: again_uploads,
+        }),
+        at(t0() + 10),
+    );
+    assert!(answers(&mut core).is_empty());
+    assert_eq!(core.held_until(client), Some(at(until).mono));
+    // The core wakes for the client's time, and answers it then, not before.
+    assert_eq!(core.end_pass(at(t0() + 10)).mono, Some(at(until).mono));
+    core.handle_timeout(at(until - 1));
+    assert!(answers(&mut core).is_empty());
+    core.handle_timeout(at(until));
+    let told = answers(&mut core);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].0, client);
+    assert_eq!(told[0].1.error.as_deref(), Some(NOT_IN_TIME));
+    assert_eq!(core.held_until(client), None);
+    // The cycles end later: neither answers the client again.
+    core.handle_fetch_done(1, Vec::new(), at(until + 1));
+    core.handle_fetch_done(2, Vec::new(), at(until + 2));
+    assert!(answers(&mut core).is_empty());
+}
