@@ -249,13 +249,15 @@ impl RebootMachine {
         self.call
     }
 
-    /// The needs as a restarted agent takes them back: a request that was outstanding
-    /// went with the old connection (no answer will come), so it is asked again; an
-    /// accepted one stays accepted.
-    pub(crate) fn restored(needs: BTreeMap<Cause, Need>) -> RebootMachine {
+    /// The needs as a restarted agent takes them back, with the reboot the supervisor
+    /// last accepted (`accepted`, kept even when the needs it served are gone): a
+    /// request that was outstanding went with the old connection (no answer will come),
+    /// so it is asked again; an accepted one stays accepted, and a new need joins it.
+    pub(crate) fn restored(needs: BTreeMap<Cause, Need>, accepted: Option<Phase>) -> RebootMachine {
         let request = needs
             .values()
             .map(|n| n.phase)
+            .chain(accepted)
             .find(|p| matches!(p, Phase::Accepted { .. }));
         let mut m = RebootMachine {
             needs,
@@ -264,6 +266,11 @@ impl RebootMachine {
         };
         m.connection(false);
         m
+    }
+
+    /// The reboot the supervisor accepted (`OK`), if any: kept by a restarted agent.
+    pub(crate) fn accepted(&self) -> Option<Phase> {
+        self.request.filter(|p| matches!(p, Phase::Accepted { .. }))
     }
 
     /// The supervisor connection came up (after HELLO) or went down.

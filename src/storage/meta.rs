@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::reboot::{Cause, InForce, InForceSet, Need};
+use crate::engine::reboot::{Cause, InForce, InForceSet, Need, Phase};
 use crate::engine::{Refusal, Verdict};
 use crate::format::FeatureId;
 use crate::time::UnixTime;
@@ -117,6 +117,12 @@ pub(crate) struct RebootRecord {
     pub(crate) booted: Vec<BootedFeature>,
     #[serde(default)]
     pub(crate) needs: BTreeMap<Cause, Need>,
+    /// The reboot the supervisor accepted in this boot (`Phase::Accepted`), kept when
+    /// the needs it served are gone: the phone is about to reboot, and a need that comes
+    /// meanwhile waits for that reboot (or the re-ask) instead of asking again (added
+    /// after the needs: an older agent ignores it, and a record without it reads as none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) accepted: Option<Phase>,
 }
 
 impl RebootRecord {
@@ -248,7 +254,7 @@ mod tests {
     /// reboot cause.
     #[test]
     fn the_largest_metadata_stays_far_below_the_read_bound() {
-        use crate::engine::reboot::{Cause, Need, Phase};
+        use crate::engine::reboot::{Cause, Need};
         let mut meta = Meta {
             latest_trusted: Some(i64::MAX),
             published: Some(
@@ -306,6 +312,10 @@ mod tests {
                     (c, need)
                 })
                 .collect(),
+            accepted: Some(Phase::Accepted {
+                at: i64::MIN,
+                at_mono: crate::time::Mono::from_nanos(u64::MAX),
+            }),
         });
         let bytes = serde_json::to_vec_pretty(&meta).unwrap();
         assert!(bytes.len() < 256 * 1024, "{} bytes", bytes.len());

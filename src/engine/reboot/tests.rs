@@ -431,17 +431,31 @@ fn a_restored_machine_asks_again_what_was_outstanding_but_not_what_was_accepted(
     let mut m = connected_idle_at(T);
     m.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T + 40));
     m.poll(st(T + 40), &TIMING);
-    let restored = RebootMachine::restored(m.needs.clone());
+    let restored = RebootMachine::restored(m.needs.clone(), None);
     assert_eq!(restored.needs[&Cause::LicenseExpired].phase, Phase::Waiting);
     assert_eq!(restored.waiting(st(T + 41), &TIMING), Waiting::Connection);
 
     m.ok(1, st(T + 41));
-    let restored = RebootMachine::restored(m.needs.clone());
+    let restored = RebootMachine::restored(m.needs.clone(), None);
     assert_eq!(
         restored.waiting(st(T + 42), &TIMING),
         Waiting::StillRunningAfterOk {
             until: mono(T + 41 + 600)
         }
+    );
+
+    // The need gone (a renewal), the accepted reboot is still kept, and taken back: a
+    // need that comes after the restart joins it, asked only at the re-ask.
+    m.settle(&BTreeMap::new(), mac(), &TIMING, st(T + 50));
+    assert!(m.needs.is_empty());
+    let mut restored = RebootMachine::restored(m.needs.clone(), m.accepted());
+    restored.connection(true);
+    restored.call_state(CallState::Idle, st(T + 60));
+    restored.need(Cause::LicenseExpired, false, mac(), &TIMING, st(T + 60));
+    assert!(sent(&restored.poll(st(T + 100), &TIMING).0).is_empty());
+    assert_eq!(
+        sent(&restored.poll(st(T + 41 + 600), &TIMING).0),
+        [(1, Cause::LicenseExpired)]
     );
 }
 
@@ -496,7 +510,7 @@ proptest! {
             .into_iter()
             .map(|(c, (since, not_before, ready, phase))| (Cause::ALL[c], Need { since, not_before, ready_at: Mono::from_nanos(ready), phase }))
             .collect();
-        let mut m = RebootMachine::restored(needs);
+        let mut m = RebootMachine::restored(needs, None);
         prop_assert!(sent(&m.poll(st(times[0]), &timing).0).is_empty(), "asked while disconnected");
         m.connection(true);
         for &t in &times {

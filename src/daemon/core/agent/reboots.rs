@@ -40,7 +40,7 @@ impl Reboots {
                 }
                 (
                     Some(record.booted_set()),
-                    RebootMachine::restored(record.needs.clone()),
+                    RebootMachine::restored(record.needs.clone(), record.accepted),
                 )
             }
             _ => (None, RebootMachine::default()),
@@ -110,6 +110,7 @@ impl Agent {
                 boot_id: id.clone(),
                 booted: RebootRecord::booted_list(booted),
                 needs: self.reboots.machine.needs.clone(),
+                accepted: self.reboots.machine.accepted(),
             }),
             // Unknown boot: nothing kept. Not yet booted: an older boot's record stays
             // until this boot's set is known (it is ignored anyway: another id).

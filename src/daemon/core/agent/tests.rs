@@ -359,6 +359,65 @@ fn a_reload_keeps_an_accepted_reboot_the_flash_could_not_record() {
     assert_eq!(asks(&mut new, at(end + 101 + 600)).len(), 1);
 }
 
+/// Found by the simulator (seeds 4,915,755 and 5,544,569): the supervisor accepted a
+/// REBOOT, a renewal then took the need away, and the agent was restarted within the
+/// same boot; when a need of the same cause came again (the clock set past the
+/// renewal's end), the new agent asked at once, inside the ten minutes after the OK in
+/// which the phone is about to reboot. The accepted reboot is kept in the boot's record
+/// even when no need is left, and a restarted agent's new need waits for it.
+#[test]
+fn a_restart_keeps_an_accepted_reboot_whose_needs_are_gone() {
+    use crate::storage::memdisk::MemDisk;
+    let mem = MemDisk::new();
+    let script = Arc::new(Script::default());
+    let end = t0() + DAY;
+    let serve_until = |until: i64| {
+        script.answers.lock().unwrap().insert(
+            crate::fetch::phone_file(testkit::identity().mac),
+            body(Kind::Phone, &[(2, t0() - DAY, Some(until))]),
+        );
+    };
+    serve_until(end);
+    let mut old = agent_in_memory(&mem);
+    let snap = old.snapshot(at(t0()));
+    old.fetch_now(&snap);
+    finish(&mut old, &script, at(t0()));
+    old.supervisor_link(true, "connected".into());
+    old.call_state(CallState::Idle, at(t0()));
+    old.wake(at(end));
+    finish(&mut old, &script, at(end));
+    let asked = asks(&mut old, at(end + 100));
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    old.reboot_answer(asked[0].0, true, at(end + 101));
+    // A renewal, before the phone reboots: nothing is needed any more.
+    let renewed_end = end + 365 * DAY;
+    serve_until(renewed_end);
+    let snap = old.snapshot(at(end + 150));
+    old.fetch_now(&snap);
+    finish(&mut old, &script, at(end + 150));
+    assert!(!old.reboot_pending(), "the renewal leaves a need");
+    drop(old);
+
+    // Restarted within the same boot; then the clock is set past the renewal's end,
+    // 200 s after the OK on the monotonic clock.
+    let mut new = agent_in_memory(&mem);
+    new.supervisor_link(true, "connected".into());
+    let stepped = |after_ok: u64| Stamp {
+        wall: renewed_end + 10,
+        mono: at(end + 101).mono.plus_secs(after_ok),
+    };
+    new.call_state(CallState::Idle, stepped(150));
+    new.wake(stepped(200));
+    finish(&mut new, &script, stepped(200));
+    assert!(new.reboot_pending(), "the renewal's end makes no need");
+    assert!(
+        asks(&mut new, stepped(300)).is_empty(),
+        "asked again within the re-ask after OK"
+    );
+    // The re-ask itself still comes.
+    assert_eq!(asks(&mut new, stepped(600)).len(), 1);
+}
+
 /// A reboot due on a link that is not clear (a supervisor that stops reading) is looked
 /// at again in 100 ms, by the core's wake: not when none is due, and a look that came
 /// and went (the link went down before it) wakes nothing again.
