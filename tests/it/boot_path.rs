@@ -19,9 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::nginx::Nginx;
 use common::phone::{Phone, DAY, PHONE_FILE, SITE_FILE};
-use common::pki::Pki;
 
 /// One system call of the trace: the whole line, an `<unfinished ...>` call joined with
 /// its `<... resumed>` end.
@@ -72,10 +70,7 @@ fn run_once_over_https_starts_one_thread_and_reads_each_input_once() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (pki, nginx) = common::web_server(work.path());
     let phone = Phone::new(&format!(
         "server = \"{}\"\n[fetch]\nca_file = \"{}\"\n",
         nginx.https_url().replace("localhost", "127.0.0.1"),

@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::faults::{Fault, FaultServer};
-use common::nginx::Nginx;
 use common::phone::{fault_case, Phone, Sim, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
 use common::{agent, now, rfc, run, stdout};
@@ -51,10 +50,7 @@ fn tls_config(pki: &Pki, server: &str, client: bool) -> String {
 #[test]
 fn nginx_mutual_tls_boot_check_sync_and_a_second_boot_answered_304() {
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (pki, nginx) = common::web_server(work.path());
     let phone = Phone::new(&tls_config(&pki, &nginx.mtls_url(), true));
     let t = now();
     nginx.put(
@@ -224,10 +220,7 @@ fn nginx_mutual_tls_boot_check_sync_and_a_second_boot_answered_304() {
 #[test]
 fn basic_auth_with_and_without_the_password() {
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (_pki, nginx) = common::web_server(work.path());
     let phone = Phone::new(&format!(
         "server = \"{}\"\n[fetch]\nusername = \"phone\"\npassword = \"s3cret\"\n",
         nginx.basic_url()
@@ -330,10 +323,7 @@ fn fault_redirect_loop() {
 #[test]
 fn fault_bad_certificates() {
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (pki, nginx) = common::web_server(work.path());
     let ca = format!("ca_file = \"{}\"\n", pki.ca_pem.display());
     fault_case(&nginx.untrusted_url(), &ca, "unknownissuer");
     fault_case(&nginx.wrong_host_url(), &ca, "not valid for name");
@@ -942,10 +932,8 @@ fn a_reload_with_an_unusable_control_socket_keeps_the_old_one() {
 fn agents_upload_their_status_reports_and_the_fleet_view_reads_them() {
     use common::nginx::{BASIC_PASSWORD, BASIC_USER};
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (_pki, nginx) = common::web_server(work.path());
+    let root = nginx.root.clone();
     let server = format!(
         "server = \"{}\"\nreport = true\n[fetch]\nusername = \"{BASIC_USER}\"\npassword = \"{BASIC_PASSWORD}\"\n",
         nginx.basic_url()

@@ -39,7 +39,7 @@ use common::dnsmasq_tftp::DnsmasqTftp;
 use common::files;
 use common::ftp::{Security, Vsftpd};
 use common::lighttpd::Lighttpd;
-use common::nginx::{self, Nginx};
+use common::nginx::{self};
 use common::phone::{feature_end, Daemon, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
 use common::proftpd::{ProOptions, Proftpd};
@@ -352,10 +352,8 @@ fn nginx_setups() -> Vec<Started> {
     let mut setups: Vec<Started> = Vec::new();
     for https in [false, true] {
         let work = work();
-        let pki = Pki::new(&work.path().join("pki"));
-        let root = work.path().join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        let server = Nginx::start(&root, &pki);
+        let (pki, server) = common::web_server(work.path());
+        let root = server.root.clone();
         let (url, fetch, transport) = if https {
             (server.https_url(), ca(&pki), "https")
         } else {

@@ -11,9 +11,7 @@ use crate::common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::nginx::Nginx;
 use common::phone::{Phone, DAY, PHONE_FILE, SITE_FILE};
-use common::pki::Pki;
 
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -90,10 +88,7 @@ fn after_a_fetch_cycle_the_idle_daemon_is_one_thread_making_no_system_call() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (pki, nginx) = common::web_server(work.path());
     let phone = Phone::new(&format!(
         "server = \"{}\"\n[fetch]\nca_file = \"{}\"\n",
         nginx.https_url(),

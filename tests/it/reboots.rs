@@ -14,7 +14,6 @@ use crate::common;
 use common::nginx::Nginx;
 use common::now;
 use common::phone::{Daemon, Phone, Sim, DAY, MAC, PHONE_FILE, SITE_FILE};
-use common::pki::Pki;
 use serde_json::Value;
 
 /// The stagger delay of `mac` for `window`, computed here from the rule's words:
@@ -59,10 +58,7 @@ struct Bench {
 impl Bench {
     fn new(extra: &str) -> Bench {
         let work = tempfile::tempdir().unwrap();
-        let pki = Pki::new(&work.path().join("pki"));
-        let root = work.path().join("www");
-        std::fs::create_dir_all(&root).unwrap();
-        let nginx = Nginx::start(&root, &pki);
+        let (_pki, nginx) = common::web_server(work.path());
         let phone = Phone::new(&format!(
             "server = \"{}\"\nsupervisor_socket = \"{}\"\n{extra}",
             nginx.http_url(),

@@ -12,10 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::ftp::{Security, Vsftpd};
-use common::nginx::Nginx;
 use common::now;
 use common::phone::{feature_end, Daemon, Phone, DAY, SITE_FILE};
-use common::pki::Pki;
 
 /// Replaces `path` with `bytes` (which must be as long as what it replaces) keeping the
 /// old file's modification time, as `cp -p` or `rsync -t` would.
@@ -85,10 +83,8 @@ fn renewals_through(server: &str, root: &Path, extra_fetch: &str) {
 #[test]
 fn a_renewal_with_the_old_size_and_time_is_taken_from_nginx_over_http_and_https() {
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (pki, nginx) = common::web_server(work.path());
+    let root = nginx.root.clone();
     renewals_through(&nginx.http_url(), &root, "");
     let ca = format!("ca_file = \"{}\"\n", pki.ca_pem.display());
     renewals_through(&nginx.https_url(), &root, &ca);

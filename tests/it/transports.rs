@@ -9,7 +9,6 @@ use crate::common;
 use std::time::Duration;
 
 use common::ftp::{free_tcp_port, Security, Vsftpd};
-use common::nginx::Nginx;
 use common::phone::{fault_case, fault_case_within, Phone, DAY, MAC, PHONE_FILE, SITE_FILE};
 use common::pki::Pki;
 use common::tftp::{free_udp_port, set_mode, Impairment, Relay, Tftpd};
@@ -303,10 +302,7 @@ fn second_server_answers(dead: &str, live: &str, put: &dyn Fn(&str, &[u8]), tran
 #[test]
 fn a_list_of_servers_with_the_first_one_down() {
     let work = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&work.path().join("pki"));
-    let root = work.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    let nginx = Nginx::start(&root, &pki);
+    let (_pki, nginx) = common::web_server(work.path());
     let dead = format!("tftp://127.0.0.1:{}/", free_udp_port());
     second_server_answers(&dead, &nginx.http_url(), &|n, b| nginx.put(n, b), "http");
     // The dead server cost its timeout once in the cycle: the phone file went to nginx

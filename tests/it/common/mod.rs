@@ -31,6 +31,16 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A provisioning server for a test: nginx serving a new folder `www` under `work`
+/// (its `root`), with the certificates of a new `pki` there (its CA is the one to trust).
+pub fn web_server(work: &Path) -> (pki::Pki, nginx::Nginx) {
+    let pki = pki::Pki::new(&work.join("pki"));
+    let root = work.join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let nginx = nginx::Nginx::start(&root, &pki);
+    (pki, nginx)
+}
+
 /// A `license-agent` command, honouring `LICENSE_AGENT_BIN` and `LICENSE_AGENT_RUNNER`.
 pub fn agent() -> Command {
     let bin = std::env::var_os("LICENSE_AGENT_BIN")
