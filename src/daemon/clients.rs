@@ -16,10 +16,10 @@
 //!   client), or one already answered and draining; what they sent is read first, so a
 //!   request that arrived whole is never lost. Else the newcomers wait in the kernel's
 //!   backlog until one can go.
-//! - Clients waiting for a fetch cycle (check-sync) hold no such slot: they have a
-//!   budget of their own ([`MAX_WAITERS`]; the daemon answers a check-sync beyond it at
-//!   once) and no deadline here: the daemon's core answers each, at its cycle's end or
-//!   with an error when its time is up (`Core::handle_timeout`).
+//! - Clients waiting for a fetch cycle (check-sync) hold no such slot, and have no
+//!   deadline here: the daemon's core keeps their budget (`MAX_CHECK_SYNCS`: it answers
+//!   a check-sync beyond it at once) and answers each, at its cycle's end or with an
+//!   error when its time is up (`Core::handle_timeout`).
 //! - Descriptors running out (`EMFILE`, `ENFILE` on `accept`) never spin the loop: a
 //!   client that may make way gives its descriptor to the newcomer; else the listener
 //!   is left out of `poll` for [`STARVED_PAUSE`], and one descriptor kept in reserve
@@ -41,8 +41,6 @@ use crate::time::Mono;
 
 /// Clients read from or written to at once.
 pub(crate) const MAX_CLIENTS: usize = 32;
-/// Clients waiting for a fetch cycle at once.
-pub(crate) const MAX_WAITERS: usize = 32;
 /// A client that has not finished its request this long after it connected may make
 /// way for a new one (a real client writes its request as soon as it has connected).
 pub(crate) const EVICT_AFTER: Duration = Duration::from_millis(50);
@@ -279,7 +277,8 @@ impl Clients {
             .count()
     }
 
-    /// How many wait for a fetch cycle.
+    /// How many wait for their answer (a check-sync, for its cycle).
+    #[cfg(test)]
     pub(crate) fn waiters(&self) -> usize {
         self.list
             .iter()
@@ -720,10 +719,11 @@ mod tests {
 
     #[test]
     fn clients_waiting_for_a_cycle_hold_no_slot_and_wait_for_their_answer() {
+        use crate::daemon::core::MAX_CHECK_SYNCS;
         let (_dir, listener, path) = listener();
         let mut clients = Clients::default();
         let now = Mono::from_secs(100);
-        let mut waiting: Vec<UnixStream> = (0..MAX_WAITERS)
+        let mut waiting: Vec<UnixStream> = (0..MAX_CHECK_SYNCS)
             .map(|_| {
                 let mut s = UnixStream::connect(&path).unwrap();
                 s.write_all(b"{\"cmd\":\"check-sync\"}\n").unwrap();
@@ -732,9 +732,9 @@ mod tests {
             .collect();
         let mut got = clients.accept_all(&listener, now);
         got.extend(serve_all(&mut clients, now));
-        assert_eq!(got.len(), MAX_WAITERS);
+        assert_eq!(got.len(), MAX_CHECK_SYNCS);
         let got_waiters = got;
-        assert_eq!(clients.waiters(), MAX_WAITERS);
+        assert_eq!(clients.waiters(), MAX_CHECK_SYNCS);
         // A full house of readers can still come in beside them.
         assert!(clients.listening(now));
         let mut asking = UnixStream::connect(&path).unwrap();
@@ -746,7 +746,7 @@ mod tests {
         // When a waiter is given up is the core's to say: an hour on, they still wait.
         let later = now.plus(Duration::from_secs(3600));
         clients.expire(later);
-        assert_eq!(clients.waiters(), MAX_WAITERS);
+        assert_eq!(clients.waiters(), MAX_CHECK_SYNCS);
         assert_eq!(clients.next_deadline(later), None);
         for (id, _) in &got_waiters {
             clients.answer(*id, &Response::error("the answer"), later);

@@ -619,14 +619,6 @@ impl Daemon {
     /// (the executor owns the clocks); everything else is the core's.
     fn handle_request(&mut self, id: ClientId, request: Result<Request, String>) {
         match request {
-            // Its own budget: waiters hold no slot a `status` needs.
-            Ok(Request::CheckSync {}) if self.clients.waiters() > clients::MAX_WAITERS => {
-                let response = Response::error(format!(
-                    "{} check-syncs already wait for a fetch cycle; `status` shows how it went",
-                    clients::MAX_WAITERS
-                ));
-                self.clients.answer(id, &response, Mono::now());
-            }
             Ok(Request::TestSetTime { now }) if !(0..=i64::from(u32::MAX)).contains(&now) => {
                 let response = Response::error(format!(
                     "test-set-time: {now} is outside the instants a license can name (0 to {})",

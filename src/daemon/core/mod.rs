@@ -105,6 +105,10 @@ struct Waiter {
     until: Mono,
 }
 
+/// Check-sync clients waiting for a fetch cycle at once; the next is answered at once
+/// (each holds a descriptor, and waiters hold none of the executor's client slots).
+pub(crate) const MAX_CHECK_SYNCS: usize = 32;
+
 /// What a check-sync client is told when its cycle did not end in time.
 pub(crate) const NOT_IN_TIME: &str =
     "the fetch cycle did not end in time; `status` shows how it went";
@@ -457,6 +461,11 @@ impl Core {
         let response = match request {
             Err(e) => Response::error(e),
             Ok(Request::Status {}) => self.status_response(now),
+            Ok(Request::CheckSync {}) if self.check_syncs.len() >= MAX_CHECK_SYNCS => {
+                Response::error(format!(
+                    "{MAX_CHECK_SYNCS} check-syncs already wait for a fetch cycle; `status` shows how it went"
+                ))
+            }
             Ok(Request::CheckSync {}) => {
                 let snap = self.agent.snapshot(now);
                 match self.agent.fetch_now(&snap) {

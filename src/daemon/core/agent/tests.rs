@@ -528,3 +528,52 @@ fn a_check_sync_is_answered_once_by_its_time_across_a_reload() {
     core.handle_fetch_done(2, Vec::new(), at(until + 2));
     assert!(answers(&mut core).is_empty());
 }
+
+/// Check-syncs waiting for a cycle have a budget: the one beyond it is answered at once
+/// with an error and starts nothing; a place freed (the cycle's end) is taken again.
+#[test]
+fn check_syncs_beyond_the_budget_are_answered_at_once() {
+    use crate::control::Request;
+    use crate::daemon::core::uploads::Uploads;
+    use crate::daemon::core::{ClientId, Core, MAX_CHECK_SYNCS};
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(dir.path());
+    let secs = crate::config::Secs(60);
+    let uploads = Uploads::new(
+        Err("none".into()),
+        agent.phone.identity.mac,
+        (secs, secs),
+        1,
+    );
+    let mut core = Core::new(agent, uploads);
+    let answered = |core: &mut Core| -> Vec<(ClientId, bool)> {
+        std::iter::from_fn(|| core.poll_action())
+            .filter_map(|a| match a {
+                Action::Answer { client, response } => Some((client, response.ok)),
+                _ => None,
+            })
+            .collect()
+    };
+    let budget = u64::try_from(MAX_CHECK_SYNCS).unwrap();
+    for n in 0..budget {
+        core.handle_request(ClientId(n), Ok(Request::CheckSync {}), at(t0()));
+    }
+    assert!(answered(&mut core).is_empty());
+    core.handle_request(ClientId(budget), Ok(Request::CheckSync {}), at(t0()));
+    assert_eq!(answered(&mut core), [(ClientId(budget), false)]);
+    assert_eq!(core.held_until(ClientId(budget)), None);
+    // The cycles end (the first client's, then the one the others asked for while it
+    // ran): every waiter is answered, and the next one waits again.
+    core.handle_fetch_done(1, Vec::new(), at(t0() + 1));
+    core.handle_fetch_done(2, Vec::new(), at(t0() + 2));
+    let told = answered(&mut core);
+    assert_eq!(told.len(), MAX_CHECK_SYNCS, "{told:?}");
+    assert!(told.iter().all(|(_, ok)| *ok), "{told:?}");
+    core.handle_request(
+        ClientId(budget + 1),
+        Ok(Request::CheckSync {}),
+        at(t0() + 3),
+    );
+    assert!(answered(&mut core).is_empty());
+    assert!(core.held_until(ClientId(budget + 1)).is_some());
+}
