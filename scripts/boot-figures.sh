@@ -39,6 +39,14 @@
 # by the test command (it builds the earlier commit); needs nginx, openssl, strace,
 # curl and GNU time:
 #   bash scripts/boot-figures.sh [--before COMMIT] [--runs N]
+# With --layout it measures nothing and writes link/boot.ld instead: the functions of
+# the working tree's agent that two boots run over the same HTTPS (a first run, both
+# files accepted, then a reboot, both unchanged), as valgrind's callgrind saw them in
+# the release build linked without link/boot.ld (target/boot-layout, with the linker's
+# map), for the linker to put side by side (see link/boot.ld for why). Rerun it when the
+# boot path's code changed much (the peak memory above then creeps back up), or a
+# dependency or the compiler did; needs valgrind and the host's lld (Rust 1.90 on):
+#   bash scripts/boot-figures.sh --layout
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -56,10 +64,12 @@ usage() {
 }
 before=a445567f
 runs=21
+layout=false
 while (($#)); do
     case $1 in
     --before) before=${2:?--before needs a commit}; shift 2 ;;
     --runs) runs=${2:?--runs needs a number}; shift 2 ;;
+    --layout) layout=true; shift ;;
     -h | --help) usage; exit 0 ;;
     *) log "unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -70,12 +80,15 @@ for tool in nginx openssl strace curl; do
     command -v "$tool" >/dev/null || die "no $tool (apt-get install nginx openssl strace curl)"
 done
 [[ -x /usr/bin/time ]] || die "no /usr/bin/time (apt-get install time)"
+! $layout || command -v valgrind >/dev/null || die "no valgrind (apt-get install valgrind)"
 
 # The binaries.
 commit=$(git rev-parse --verify --quiet "$before^{commit}") || die "no commit $before"
 short=$(git rev-parse --short "$commit")
 old=$PWD/target/boot-figures/license-agent-$commit
-if [[ -x $old ]]; then
+if $layout; then
+    : # only the working tree's agent
+elif [[ -x $old ]]; then
     log "BEFORE: $old (built earlier)"
 else
     log "BEFORE: building $short in a temporary worktree (target/bench-storm/build)"
@@ -90,8 +103,17 @@ else
     git worktree remove --force "$src"
     trap - EXIT
 fi
-cargo build --release --quiet --locked --bin license-agent
-new=${CARGO_TARGET_DIR:-$PWD/target}/release/license-agent
+if $layout; then
+    # The release build as shipped, only linked without link/boot.ld and with the
+    # linker's map, which names the section of each function (build.rs).
+    mkdir -p target/boot-layout
+    LICENSE_AGENT_BOOT_PROFILE=$PWD/target/boot-layout/license-agent.map CARGO_TARGET_DIR=$PWD/target/boot-layout \
+        cargo build --release --quiet --locked --bin license-agent
+    new=$PWD/target/boot-layout/release/license-agent
+else
+    cargo build --release --quiet --locked --bin license-agent
+    new=${CARGO_TARGET_DIR:-$PWD/target}/release/license-agent
+fi
 
 demo=$PWD/examples/demo
 work=$(mktemp -d /tmp/la-boot.XXXXXX)
@@ -198,6 +220,8 @@ fi
 
 # The agents: NAME BINARY PORT. Each has a folder and a state of its own.
 declare -A bin=() conf=()
+# Put before the first run of each agent (the callgrind of --layout).
+first_run=()
 agent() {
     local name=$1 binary=$2 port=$3 dir=$work/agents/$1
     mkdir -p "$dir"
@@ -222,14 +246,20 @@ EOF
     bin[$name]=$binary
     conf[$name]=$dir/agent.toml
     # The first boot: both files accepted into the state; unmeasured.
-    RUST_LOG=warn "$binary" run --once --config "$dir/agent.toml" >"$dir/first.out" 2>&1 ||
+    RUST_LOG=warn "${first_run[@]}" "$binary" run --once --config "$dir/agent.toml" >"$dir/first.out" 2>&1 ||
         { cat "$dir/first.out" >&2; die "$name: the first run --once failed"; }
     grep -q "$phone accepted" "$dir/first.out" ||
         { cat "$dir/first.out" >&2; die "$name: the first run --once did not accept $phone"; }
 }
-agent before "$old" "$port_200"
-agent after "$new" "$port_200"
-agent before304 "$old" "$port_304"
+
+if $layout; then
+    first_run=(valgrind -q --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/callgrind.first")
+    agent after "$new" "$port_200"
+else
+    agent before "$old" "$port_200"
+    agent after "$new" "$port_200"
+    agent before304 "$old" "$port_304"
+fi
 names=(before after before304 curl)
 # command NAME: sets cmd to NAME's command line.
 command_of() {
@@ -258,6 +288,89 @@ check_out() {
         die "$name: run --once did not find both files unchanged (or not modified)"
     fi
 }
+
+# --layout: the first boot (above) and a reboot under callgrind, then link/boot.ld from
+# the section of every function of the agent they ran.
+if $layout; then
+    RUST_LOG=warn valgrind -q --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/callgrind.reboot" \
+        "$new" run --once --config "${conf[after]}" >"$work/out.after" 2>&1
+    check_out after "$work/out.after"
+    # The map (lld's: VMA, LMA, size, alignment, then FILE:(SECTION)) gives where each
+    # function's section is; callgrind gives, object by object (`ob=(ID) FILE`, then
+    # `ob=(ID)`), the address of each instruction run: `0xADDRESS`, or `+N`, `-N`, `*`
+    # from the one before (the `calls=` lines aside). Hashes are left out of the names
+    # (`17h<hash>E` of the legacy mangling, `Cs<hash>_` of the v0 one for the crates of
+    # the standard library), and so are the numbers LLVM puts after the copies of a
+    # function it made local (`NAME.123`; each name matches with or without one): they
+    # change with the compiler, the target and the versions; the names rarely do.
+    awk -v bin="$new" '
+        function num(h,    n, i) {
+            n = 0
+            h = tolower(h)
+            sub(/^0x/, "", h)
+            for (i = 1; i <= length(h); i++) n = n * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+            return n
+        }
+        FILENAME ~ /\.map$/ {
+            if ($0 !~ /:\(\.text\.[^)]*\)$/) next
+            name = $0
+            sub(/.*:\(/, "", name)
+            sub(/\)$/, "", name)
+            n++
+            start[n] = num($1)
+            size[n] = num($3)
+            sec[n] = name
+            next
+        }
+        FNR == 1 { split("", obname); cur = "" }
+        /^c?ob=\(/ {
+            id = $1
+            sub(/^c?ob=\(/, "", id)
+            sub(/\).*/, "", id)
+            if (NF > 1) obname[id] = $2
+            if ($0 ~ /^ob=/) cur = obname[id]
+            next
+        }
+        /^(0x|[-+*])/ {
+            t = $1
+            if (t ~ /^0x/) at = num(t)
+            else if (t ~ /^\+/) at += substr(t, 2) + 0
+            else if (t ~ /^-/) at -= substr(t, 2) + 0
+            if (cur == bin) ran[at] = 1
+        }
+        END {
+            for (a in ran) {
+                lo = 1
+                hi = n
+                while (lo < hi) {
+                    mid = int((lo + hi + 1) / 2)
+                    if (start[mid] <= a + 0) lo = mid; else hi = mid - 1
+                }
+                if (n && start[lo] <= a + 0 && a + 0 < start[lo] + size[lo]) hit[sec[lo]] = 1
+            }
+            for (p in hit) {
+                sub(/^\.text\.(unlikely\.|hot\.|startup\.)?/, "", p)
+                sub(/\.(llvm\.)?[0-9]+$/, "", p)
+                if (p ~ /^_ZN/) sub(/17h[0-9a-f]+E$/, "17h*E", p)
+                else if (p ~ /^_R/) gsub(/Cs[0-9A-Za-z]+_/, "Cs*_", p)
+                if (p ~ /^[A-Za-z0-9_$.*]+$/) print p
+            }
+        }' target/boot-layout/license-agent.map "$work/callgrind.first" "$work/callgrind.reboot" |
+        LC_ALL=C sort -u >"$work/ran"
+    [[ -s $work/ran ]] || die "--layout: no function of the agent found run (is the map lld's?)"
+    {
+        sed -n '/^\/\*/,/^\*\//p' link/boot.ld
+        printf 'SECTIONS\n{\n  .text.boot :\n  {\n'
+        # ring's assembly, one section per file: all of it (about 120 kB), for the
+        # boot runs its AES-GCM, SHA-2 and P-256.
+        printf '    *libring-*.rlib:*(.text)\n'
+        awk '{ printf "    *(.text.%s .text.%s.* .text.unlikely.%s .text.unlikely.%s.*)\n", $0, $0, $0, $0 }' "$work/ran"
+        printf '  }\n}\nINSERT BEFORE .text;\n'
+    } >"$work/boot.ld"
+    mv -f "$work/boot.ld" link/boot.ld
+    log "--layout: link/boot.ld, $(wc -l <"$work/ran") functions"
+    exit 0
+fi
 
 for name in "${names[@]}"; do
     command_of "$name"
