@@ -317,6 +317,31 @@ fn agent_in_memory(mem: &crate::storage::memdisk::MemDisk) -> Agent {
     Agent::new(phone, store, servers, 7, Some("boot-1".into()))
 }
 
+/// An agent on `mem` holding, from `script`, a phone license of feature 2 until `end`,
+/// connected to an idle supervisor; at `end` the server still serves the same license,
+/// and the agent asks for a reboot at `end + 100`: its id.
+fn asking_at_its_expiry(
+    mem: &crate::storage::memdisk::MemDisk,
+    script: &Arc<Script>,
+    end: i64,
+) -> (Agent, u64) {
+    script.answers.lock().unwrap().insert(
+        crate::fetch::phone_file(testkit::identity().mac),
+        body(Kind::Phone, &[(2, t0() - DAY, Some(end))]),
+    );
+    let mut agent = agent_in_memory(mem);
+    let snap = agent.snapshot(at(t0()));
+    agent.fetch_now(&snap);
+    finish(&mut agent, script, at(t0()));
+    agent.supervisor_link(true, "connected".into());
+    agent.call_state(CallState::Idle, at(t0()));
+    agent.wake(at(end));
+    finish(&mut agent, script, at(end));
+    let asked = asks(&mut agent, at(end + 100));
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    (agent, asked[0].0)
+}
+
 /// Found by the simulator (seed 6483): the supervisor said OK, the flash failed the
 /// write of that, and a SIGHUP read the configuration again: the new agent, reading its
 /// reboot record from `meta.json`, asked again at once. The reload keeps what the agent
@@ -327,22 +352,9 @@ fn a_reload_keeps_an_accepted_reboot_the_flash_could_not_record() {
     let mem = MemDisk::new();
     let script = Arc::new(Script::default());
     let end = t0() + DAY;
-    script.answers.lock().unwrap().insert(
-        crate::fetch::phone_file(testkit::identity().mac),
-        body(Kind::Phone, &[(2, t0() - DAY, Some(end))]),
-    );
-    let mut old = agent_in_memory(&mem);
-    let snap = old.snapshot(at(t0()));
-    old.fetch_now(&snap);
-    finish(&mut old, &script, at(t0()));
-    old.supervisor_link(true, "connected".into());
-    old.call_state(CallState::Idle, at(t0()));
-    old.wake(at(end));
-    finish(&mut old, &script, at(end));
-    let asked = asks(&mut old, at(end + 100));
-    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (mut old, id) = asking_at_its_expiry(&mem, &script, end);
     mem.fail_next(OpKind::Write, 10, nix::errno::Errno::EIO);
-    old.reboot_answer(asked[0].0, true, at(end + 101));
+    old.reboot_answer(id, true, at(end + 101));
     mem.clear_faults();
 
     let mut new = agent_in_memory(&mem);
@@ -371,27 +383,14 @@ fn a_restart_keeps_an_accepted_reboot_whose_needs_are_gone() {
     let mem = MemDisk::new();
     let script = Arc::new(Script::default());
     let end = t0() + DAY;
-    let serve_until = |until: i64| {
-        script.answers.lock().unwrap().insert(
-            crate::fetch::phone_file(testkit::identity().mac),
-            body(Kind::Phone, &[(2, t0() - DAY, Some(until))]),
-        );
-    };
-    serve_until(end);
-    let mut old = agent_in_memory(&mem);
-    let snap = old.snapshot(at(t0()));
-    old.fetch_now(&snap);
-    finish(&mut old, &script, at(t0()));
-    old.supervisor_link(true, "connected".into());
-    old.call_state(CallState::Idle, at(t0()));
-    old.wake(at(end));
-    finish(&mut old, &script, at(end));
-    let asked = asks(&mut old, at(end + 100));
-    assert_eq!(asked.len(), 1, "{asked:?}");
-    old.reboot_answer(asked[0].0, true, at(end + 101));
+    let (mut old, id) = asking_at_its_expiry(&mem, &script, end);
+    old.reboot_answer(id, true, at(end + 101));
     // A renewal, before the phone reboots: nothing is needed any more.
     let renewed_end = end + 365 * DAY;
-    serve_until(renewed_end);
+    script.answers.lock().unwrap().insert(
+        crate::fetch::phone_file(testkit::identity().mac),
+        body(Kind::Phone, &[(2, t0() - DAY, Some(renewed_end))]),
+    );
     let snap = old.snapshot(at(end + 150));
     old.fetch_now(&snap);
     finish(&mut old, &script, at(end + 150));
