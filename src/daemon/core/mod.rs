@@ -256,11 +256,7 @@ impl Core {
     /// Tells the check-sync clients whose time is up that their cycle did not end in
     /// time (the cycle runs on; its end answers no one of them).
     fn expire_check_syncs(&mut self, now: Mono) {
-        let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.check_syncs)
-            .into_iter()
-            .partition(|w| w.until <= now);
-        self.check_syncs = waiting;
-        for waiter in late {
+        for waiter in self.take_check_syncs(|w| w.until <= now) {
             self.push(Action::Answer {
                 client: waiter.client,
                 response: Box::new(Response::error(NOT_IN_TIME)),
@@ -425,11 +421,7 @@ impl Core {
     }
 
     fn answer_check_syncs(&mut self, number: u64, report: &CheckSyncJson) {
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.check_syncs)
-            .into_iter()
-            .partition(|w| w.cycle <= number);
-        self.check_syncs = waiting;
-        for Waiter { client, .. } in done {
+        for Waiter { client, .. } in self.take_check_syncs(|w| w.cycle <= number) {
             let response = Response {
                 ok: true,
                 check_sync: Some(report.clone()),
@@ -440,6 +432,15 @@ impl Core {
                 response: Box::new(response),
             });
         }
+    }
+
+    /// Takes out the check-sync waiters `done` picks; the others wait on.
+    fn take_check_syncs(&mut self, done: impl Fn(&Waiter) -> bool) -> Vec<Waiter> {
+        let (taken, waiting) = std::mem::take(&mut self.check_syncs)
+            .into_iter()
+            .partition(done);
+        self.check_syncs = waiting;
+        taken
     }
 
     /// The upload under way ended.
