@@ -118,6 +118,10 @@ pub(super) fn parse(
     };
     let dhcp_options = match table.get("dhcp_option") {
         None => d.dhcp_options,
+        // 66 written as a number is 66 too.
+        Some(item) if matches!(item.value(), DeValue::Integer(n) if n.as_str() == "66") => {
+            DhcpOptions::Option66
+        }
         Some(item) => match word(&item, &["66", "custom", "custom-then-66"])? {
             "66" => DhcpOptions::Option66,
             "custom" => DhcpOptions::Custom,

@@ -72,6 +72,8 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 use crate::format::{FeatureId, Serial};
+#[cfg(test)]
+pub(crate) use boot_server::DhcpOptions;
 pub(crate) use boot_server::{BootServer, OptionType, ServerSource};
 pub(crate) use server_url::{listed, shown_url, Scheme, ServerUrl};
 use table::{Item, Source, Table};

@@ -1156,3 +1156,94 @@ fn the_protected_license_names_are_the_fetched_ones() {
         );
     }
 }
+
+#[test]
+fn the_provisioning_table_defaults_to_the_phones_and_refuses_what_no_phone_takes() {
+    use crate::config::{BootServer, DhcpOptions, OptionType, Scheme, ServerSource};
+    // No table: the static list, as before.
+    assert_eq!(ok(BASE).boot_server, BootServer::default());
+    assert!(!ok(BASE).boot_server.locates());
+    // DHCP: the phone's defaults, the master file on.
+    let dhcp = ok(&format!("{BASE}[provisioning]\nsource = \"dhcp\"\n")).boot_server;
+    assert_eq!(dhcp.source, ServerSource::Dhcp);
+    assert_eq!(dhcp.options(), [160, 66]);
+    assert!(dhcp.master_config);
+    assert_eq!(dhcp.server_type, Scheme::Ftp);
+    assert_eq!(dhcp.dhcp_file, Path::new("/run/license-agent/dhcp"));
+    let all = ok(&format!(
+        "{BASE}[provisioning]\nsource = \"dhcp\"\ndhcp_option = \"custom\"\ncustom_option = 128\n\
+         custom_option_type = \"address\"\nserver_type = \"https\"\nmaster_config = false\n\
+         dhcp_file = \"lease\"\n"
+    ))
+    .boot_server;
+    assert_eq!(all.dhcp_options, DhcpOptions::Custom);
+    assert_eq!(all.options(), [128]);
+    assert_eq!(all.custom_type, OptionType::Address);
+    assert_eq!(all.server_type, Scheme::Https);
+    assert!(!all.master_config);
+    assert!(all.locates());
+    assert!(all.dhcp_file.is_absolute() && all.dhcp_file.ends_with("lease"));
+    // The master file with a static server.
+    let master = ok(&format!("{BASE}[provisioning]\nmaster_config = true\n")).boot_server;
+    assert!(master.locates() && master.source == ServerSource::Static);
+
+    let p = |line: &str| format!("{BASE}[provisioning]\n{line}\n");
+    refused(
+        &p("source = \"dns\""),
+        Some("provisioning.source"),
+        "expected one of \"static\", \"dhcp\"",
+    );
+    assert_eq!(ok(&p("dhcp_option = 66")).boot_server.options(), [66]);
+    refused(
+        &p("dhcp_option = 160"),
+        Some("provisioning.dhcp_option"),
+        "found an integer",
+    );
+    refused(
+        &p("dhcp_option = \"160\""),
+        Some("provisioning.dhcp_option"),
+        "\"custom-then-66\"",
+    );
+    for n in ["127", "255", "0", "-1", "66"] {
+        refused(
+            &p(&format!("custom_option = {n}")),
+            Some("provisioning.custom_option"),
+            "128 to 254",
+        );
+    }
+    refused(
+        &p("custom_option = \"160\""),
+        Some("provisioning.custom_option"),
+        "option number",
+    );
+    refused(
+        &p("custom_option_type = \"ip\""),
+        Some("provisioning.custom_option_type"),
+        "\"address\"",
+    );
+    refused(
+        &p("server_type = \"file\""),
+        Some("provisioning.server_type"),
+        "expected one of",
+    );
+    refused(
+        &p("master_config = \"yes\""),
+        Some("provisioning.master_config"),
+        "true or false",
+    );
+    refused(
+        &p("dhcp_file = 7"),
+        Some("provisioning.dhcp_file"),
+        "file path",
+    );
+    refused(
+        &p("options = 1"),
+        Some("provisioning.options"),
+        "unknown key",
+    );
+    refused(
+        &format!("{BASE}provisioning = 1\n"),
+        Some("provisioning"),
+        "expected a table",
+    );
+}

@@ -33,6 +33,7 @@ mod neighbours;
 mod phone;
 mod phone_cuts;
 mod phone_figures;
+mod provisioning;
 mod quiet;
 mod reboots;
 mod renewals;
