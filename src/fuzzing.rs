@@ -23,7 +23,7 @@ use crate::trust::Keyring;
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its folder under `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("license", license),
     ("keyring", keyring),
     ("config", config),
@@ -32,6 +32,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("supervisor", supervisor),
     ("server_answer", server_answer),
     ("ftp_reply", ftp_reply),
+    ("provisioning", provisioning),
 ];
 
 /// The keyring of the project's vectors: inputs grown from the vectors carry valid
@@ -85,6 +86,41 @@ pub fn meta(data: &[u8]) {
         let _ = record.booted_set();
     }
     let _ = crate::engine::judge_clock(0, 1, meta.latest_trusted, u64::MAX);
+}
+
+/// The DHCP hook's lease file, each option read as a server of either type, and the
+/// same bytes as a master configuration file: a server from DHCP is never a folder of
+/// the phone and never shows a password; a folder a master file names stays under the
+/// server or is a network URL.
+pub fn provisioning(data: &[u8]) {
+    use crate::config::{OptionType, Scheme, ServerUrl, TRANSPORTS};
+    use crate::locate::{dhcp, master};
+    let lease = dhcp::parse_lease(data);
+    for value in lease.options.values().flatten() {
+        for kind in [OptionType::String, OptionType::Address] {
+            if let Ok(named) = dhcp::named_server(value, kind, Scheme::Ftp, TRANSPORTS) {
+                assert_ne!(named.url.scheme(), Scheme::File);
+                if let Some(c) = named.url.credentials().filter(|c| !c.password.is_empty()) {
+                    assert!(!named.url.to_string().contains(&format!(":{}@", c.password)));
+                }
+            }
+        }
+    }
+    let server =
+        ServerUrl::parse("ftp://u:pw@prov/base/", Path::new("/"), TRANSPORTS).expect("a fixed URL");
+    if let Ok(dirs) = master::parse(data) {
+        for dir in [&dirs.licenses, &dirs.logs] {
+            if let Ok(url) = master::resolve(&server, dir.as_deref(), TRANSPORTS) {
+                assert_ne!(url.scheme(), Scheme::File);
+                if url.host() == "prov" && url.scheme() == Scheme::Ftp {
+                    assert!(
+                        url.path().starts_with("/base/")
+                            || dir.as_deref().is_some_and(|d| d.contains("://"))
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// A control request (the daemon's side), and an answer (the client's side).
