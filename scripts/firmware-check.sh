@@ -14,7 +14,12 @@
 #     LICENSE_AGENT_TEST_NOW set in the caller's environment must not reach the agent;
 #  3. the systemd unit (systemd boards): `systemd-analyze verify` must pass and print
 #     nothing (it exits 0 on unknown keys, so any output counts as a failure). It needs
-#     the systemd package's tools only, no running systemd: fine in a container.
+#     the systemd package's tools only, no running systemd: fine in a container;
+#  4. the DHCP client's hook (firmware/README.md, "The provisioning server from DHCP"):
+#     udhcpc's in /usr/share/udhcpc/default.script.d/ (sysv boards), dhclient's in
+#     /etc/dhcp/dhclient-exit-hooks.d/ (systemd boards), executable, the repository's
+#     file byte for byte, `sh -n`, BusyBox `ash -n` (sysv), shellcheck; the hooks run
+#     under the real clients in tests/it/dhcp_hooks.rs.
 #
 # Usage: scripts/firmware-check.sh [BOARD...]   (a name in boards/ or a board file)
 # Needs what scripts/setup-cross.sh installs (Debian Rust, qemu-user, busybox, systemd).
@@ -128,6 +133,9 @@ check_board() {
         sysv) check_init_script "$name" "$work" "$root" "$config" ;;
         systemd) check_unit "$name" "$work" "$root" ;;
     esac
+
+    # -- 4. The DHCP client's hook ----------------------------------------------------
+    check_dhcp_hook "$name" "$root"
     log "$name: ok"
 }
 
@@ -248,6 +256,25 @@ check_unit() {
         fail "$name: systemd-analyze verify: $out"
     [[ -z $out ]] || fail "$name: systemd-analyze verify complained: $out"
     log "$name: systemd unit ok ($(systemd-analyze --version | head -n1) verify, no warnings)"
+}
+
+check_dhcp_hook() {
+    local name=$1 root=$2 on_phone source hook
+    case ${B[init]} in
+        sysv) on_phone=/usr/share/udhcpc/default.script.d/license-agent source=firmware/dhcp/udhcpc-license-agent ;;
+        systemd) on_phone=/etc/dhcp/dhclient-exit-hooks.d/license-agent source=firmware/dhcp/dhclient-license-agent ;;
+    esac
+    hook=$root$on_phone
+    [[ -f $hook && -x $hook ]] || fail "$name: no executable $on_phone in the drop"
+    cmp -s "$hook" "$source" || fail "$name: $on_phone is not $source"
+    sh -n "$hook" || fail "$name: sh -n $on_phone"
+    if [[ ${B[init]} == sysv ]]; then
+        busybox ash -n "$hook" || fail "$name: busybox ash -n $on_phone"
+    fi
+    if command -v shellcheck >/dev/null; then
+        shellcheck -s sh "$hook" || fail "$name: shellcheck $on_phone"
+    fi
+    log "$name: DHCP hook $on_phone ok (executable, sh -n$([[ ${B[init]} == sysv ]] && echo ', busybox ash -n')$(command -v shellcheck >/dev/null && echo ', shellcheck'))"
 }
 
 start=$SECONDS

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The provisioning servers the tests start on 127.0.0.1 besides those of
-# scripts/setup-cross.sh (test-servers/src/*.rs), one section per kind below, each
-# self-contained: it checks what it needs and installs only what is missing.
+# scripts/setup-cross.sh (test-servers/src/*.rs), and the DHCP clients of the hooks'
+# tests, one section per kind below, each self-contained: it checks what it needs and
+# installs only what is missing.
 #
 # The tests run each server from a configuration of their own, on ports they choose; the
 # packages' system services are not wanted: nothing is started while installing (a
@@ -257,5 +258,27 @@ ftp_tftp_servers() {
 }
 ftp_tftp_servers
 # --- end of FTP and TFTP servers ---
+
+# --- DHCP clients ---
+# For tests/it/dhcp_hooks.rs: the firmware's DHCP hooks run by the real clients,
+# BusyBox udhcpc (busybox) and ISC dhclient (isc-dhcp-client: the systemd boards'),
+# against dnsmasq (dnsmasq-base), each in a network namespace (ip, iproute2). No
+# service: ifupdown runs dhclient, and nothing here starts it.
+DHCP_PKGS=(isc-dhcp-client busybox dnsmasq-base iproute2)
+DHCP_FILES=(/sbin/dhclient /bin/busybox /usr/sbin/dnsmasq /usr/sbin/ip)
+dhcp_clients() {
+    local -a pkgs files
+    mapfile -t pkgs < <(missing_packages "${DHCP_PKGS[@]}")
+    mapfile -t files < <(missing_files "${DHCP_FILES[@]}")
+    if ((${#pkgs[@]} + ${#files[@]})); then
+        log "DHCP clients: missing ${pkgs[*]} ${files[*]}"
+        install_packages "${DHCP_PKGS[@]}"
+        mapfile -t files < <(missing_files "${DHCP_FILES[@]}")
+        ((${#files[@]} == 0)) || die "installed, but still missing: ${files[*]}"
+    fi
+    log "DHCP clients: $(dhclient --version 2>&1), $(busybox | head -n 1 | cut -d' ' -f1-2), dnsmasq present"
+}
+dhcp_clients
+# --- end of DHCP clients ---
 
 log "done in $((SECONDS - start)) s"

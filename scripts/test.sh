@@ -9,7 +9,7 @@
 # then (scripts/setup-servers.sh) the interoperability matrix's servers: Apache,
 # lighttpd (webdav, openssl), curl and dnsmasq-base installed, pure-ftpd, proftpd and
 # atftpd unpacked under /opt/license-agent-servers (they conflict with vsftpd and
-# tftpd-hpa as packages).
+# tftpd-hpa as packages), and isc-dhcp-client (dhclient) for the DHCP hooks' tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -20,8 +20,8 @@ step "install what the tests need"
 bash scripts/setup-cross.sh
 bash scripts/setup-servers.sh
 
-step "shellcheck scripts/*.sh, the init script and the phone VM's scripts"
-shellcheck -x scripts/*.sh firmware/init.d/S45license-agent phone-vm/rootfs/etc/init.d/* phone-vm/rootfs/etc/phone/control phone-vm/rootfs/etc/phone/port
+step "shellcheck scripts/*.sh, the init script, the DHCP hooks and the phone VM's scripts"
+shellcheck -x scripts/*.sh firmware/init.d/S45license-agent firmware/dhcp/udhcpc-license-agent firmware/dhcp/dhclient-license-agent phone-vm/rootfs/etc/init.d/* phone-vm/rootfs/etc/phone/control phone-vm/rootfs/etc/phone/port
 
 step "cargo fmt --check"
 cargo fmt --check

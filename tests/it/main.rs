@@ -20,6 +20,7 @@ mod cli;
 mod config_paths;
 mod crash;
 mod daemon;
+mod dhcp_hooks;
 mod fault_suite;
 mod flash_model;
 mod fleet_page;

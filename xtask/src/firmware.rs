@@ -35,11 +35,12 @@ impl Default for Options {
     }
 }
 
-/// What the drop holds that is made from the board: the checked `agent.toml`, and the
-/// init script or unit (its text, where it goes, its mode).
+/// What the drop holds that is made from the board: the checked `agent.toml`, the init
+/// script or unit, and the DHCP client's hook (each: its text, where it goes, its mode).
 pub struct Generated {
     pub config: String,
     pub init: (String, &'static str, u32),
+    pub dhcp_hook: (String, &'static str, u32),
 }
 
 /// Renders and checks what is generated from the board.
@@ -51,9 +52,21 @@ pub fn generated(b: &Board, repo: &Path) -> Result<Generated, String> {
         .map_err(|e| format!("cannot read {template}: {e}"))?;
     let path = repo.join(template);
     let init = render::template(b, &text, &path.display().to_string())?;
+    let (hook, hook_on_phone, hook_mode) = render::dhcp_hook(b);
+    let hook_text =
+        fs::read_to_string(repo.join(hook)).map_err(|e| format!("cannot read {hook}: {e}"))?;
+    // The hook is shipped as it is: it must nudge the board's own control socket.
+    if !hook_text.contains(&format!(":-{}}}", b.control_socket)) {
+        return Err(format!(
+            "{}: control_socket {} is not the default of {hook} (LICENSE_AGENT_CONTROL_SOCKET)",
+            b.file.display(),
+            b.control_socket
+        ));
+    }
     Ok(Generated {
         config,
         init: (init, on_phone, mode),
+        dhcp_hook: (hook_text, hook_on_phone, hook_mode),
     })
 }
 
@@ -375,6 +388,8 @@ fn assemble(
         std::os::unix::fs::symlink(*on_phone, wants.join("license-agent.service"))
             .map_err(|e| format!("{}: {e}", wants.display()))?;
     }
+    let (hook, on_phone, mode) = &generated.dhcp_hook;
+    put(*mode, hook.as_bytes(), on_phone)?;
     let doc = "/usr/share/doc/license-agent";
     put(
         0o644,

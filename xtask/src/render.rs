@@ -196,3 +196,23 @@ pub fn init_template(b: &Board) -> (&'static str, &'static str, u32) {
         ),
     }
 }
+
+/// The board's DHCP client hook (`firmware/README.md`, "The provisioning server from
+/// DHCP"): its path under the repository, where the drop puts it, and its mode. BusyBox
+/// boards run udhcpc, whose script runs every executable of its `.d` folder; the
+/// systemd boards run ISC dhclient (Debian's ifupdown), whose script sources the files
+/// of its exit-hooks folder (executable too, so it can be run by hand).
+pub fn dhcp_hook(b: &Board) -> (&'static str, &'static str, u32) {
+    match b.init {
+        Init::Sysv => (
+            "firmware/dhcp/udhcpc-license-agent",
+            "/usr/share/udhcpc/default.script.d/license-agent",
+            0o755,
+        ),
+        Init::Systemd => (
+            "firmware/dhcp/dhclient-license-agent",
+            "/etc/dhcp/dhclient-exit-hooks.d/license-agent",
+            0o755,
+        ),
+    }
+}

@@ -53,6 +53,31 @@ fn every_shipped_board_loads_and_its_generated_files_pass() {
 }
 
 #[test]
+fn every_drop_gets_its_dhcp_clients_hook_executable() {
+    for name in board::names(&repo()) {
+        let b = board::load(&name, &repo()).unwrap_or_else(|e| panic!("{e}"));
+        let g = crate::firmware::generated(&b, &repo()).unwrap_or_else(|e| panic!("{e}"));
+        let (text, on_phone, mode) = g.dhcp_hook;
+        let want = match b.init {
+            board::Init::Sysv => "/usr/share/udhcpc/default.script.d/license-agent",
+            board::Init::Systemd => "/etc/dhcp/dhclient-exit-hooks.d/license-agent",
+        };
+        assert_eq!(on_phone, want, "{name}");
+        assert_eq!(mode, 0o755, "{name}");
+        assert!(text.starts_with("#!/bin/sh\n"), "{name}");
+        assert!(text.contains("/run/license-agent/dhcp"), "{name}");
+    }
+    // A board whose control socket is elsewhere than the hook's default is refused.
+    let b = parse(&vvx_with(
+        "control_socket",
+        "control_socket = \"/run/other/control.sock\"",
+    ))
+    .unwrap();
+    let e = crate::firmware::generated(&b, &repo()).err().unwrap();
+    assert!(e.contains("control_socket"), "{e}");
+}
+
+#[test]
 fn a_server_whose_transport_the_board_does_not_ship_is_refused() {
     let http_only = vvx_with("transports", "transports = \"http\"");
     let with = |server: &str| http_only.replace("server = \"\"", &format!("server = \"{server}\""));
