@@ -20,7 +20,9 @@
 //! - `accept` (private): judge and store a license given by hand, for `install` and the
 //!   daemon alike; the outcome as data.
 //! - `fetch` (private): the provisioning server (HTTP; HTTPS and FTPS with a private CA
-//!   and mutual TLS; FTP; TFTP; or a folder), and the status report's upload.
+//!   and mutual TLS; FTP; TFTP; or a folder), and the status report's upload;
+//!   `locate` (private): which server to ask (DHCP's options, the one remembered, the
+//!   static list) and the folders its master configuration file names.
 //! - [`supervisor`]: the phone supervisor's protocol (public: the `supervisor-sim` tool
 //!   shares it) and the link to it.
 //! - `control` (private): the control socket's protocol between the command line and the
@@ -46,6 +48,7 @@ pub mod format;
 #[cfg(all(any(test, fuzzing), feature = "http", feature = "ftp"))]
 pub mod fuzzing;
 pub mod issuer;
+mod locate;
 mod logging;
 mod phone;
 mod report;

@@ -21,6 +21,9 @@ use crate::time::UnixTime;
 pub(crate) struct DaemonJson {
     /// The provisioning base URL, or why there is none.
     pub server: String,
+    /// Where the server comes from and what its master file named (`[provisioning]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) provisioning: Option<ProvisioningJson>,
     pub last_fetch: Option<String>,
     /// A fetch cycle is under way (its outcome is not in `files` yet).
     #[serde(default)]
@@ -50,6 +53,26 @@ pub(crate) struct DaemonJson {
     /// The status report's uploads in words: where the last one went, or why none goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) report: Option<String>,
+}
+
+/// The provisioning server as the last cycle found it (`[provisioning]`). URLs never
+/// show credentials.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ProvisioningJson {
+    /// `dhcp` or `static`.
+    pub(crate) source: String,
+    /// The server that answered (its base URL); none when none did.
+    pub(crate) server: Option<String>,
+    /// Where it came from: `dhcp option N`, `remembered`, `static`.
+    pub(crate) origin: Option<String>,
+    /// Where the license files are fetched from, and where the report goes.
+    pub(crate) licenses: Option<String>,
+    pub(crate) logs: Option<String>,
+    /// The master configuration file, in words.
+    pub(crate) master: Option<String>,
+    /// What was refused or failed on the way (a DHCP value, a server before).
+    #[serde(default)]
+    pub(crate) notes: Vec<String>,
 }
 
 /// Reboots: the set booted with, what is needed, and what a request waits for.

@@ -170,7 +170,31 @@ pub(crate) fn table(r: &StatusJson) -> String {
         out.push_str("read from    the store (no daemon asked)\n");
     }
     if let Some(d) = &r.daemon {
-        out.push_str(&format!("server       {}\n", d.server));
+        match &d.provisioning {
+            None => out.push_str(&format!("server       {}\n", d.server)),
+            Some(p) => {
+                let origin = p.origin.as_deref().unwrap_or("none answered yet");
+                let server = p.server.as_deref().unwrap_or("-");
+                out.push_str(&format!(
+                    "server       {server} ({origin}; source {})\n",
+                    p.source
+                ));
+                if let Some(licenses) = &p.licenses {
+                    out.push_str(&format!("  licenses   {licenses}\n"));
+                }
+                if let Some(logs) = &p.logs {
+                    out.push_str(&format!("  reports    {logs}\n"));
+                }
+                if let Some(master) = &p.master {
+                    let master = crate::logging::escape(master);
+                    out.push_str(&format!("  master     {master}\n"));
+                }
+                for note in &p.notes {
+                    let note = crate::logging::escape(note);
+                    out.push_str(&format!("  note       {note}\n"));
+                }
+            }
+        }
         if let Some(at) = &d.last_fetch {
             out.push_str(&format!("last fetch   {at}\n"));
         }

@@ -57,6 +57,7 @@
 //!
 #![doc = concat!("```toml\n", include_str!("example.toml"), "```")]
 
+mod boot_server;
 mod paths;
 mod server_url;
 mod table;
@@ -71,7 +72,8 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 use crate::format::{FeatureId, Serial};
-pub(crate) use server_url::{listed, Scheme, ServerUrl};
+pub(crate) use boot_server::{BootServer, OptionType, ServerSource};
+pub(crate) use server_url::{listed, shown_url, Scheme, ServerUrl};
 use table::{Item, Source, Table};
 
 #[cfg(test)]
@@ -91,7 +93,7 @@ const DEFAULT_SUPERVISOR_SOCKET: &str = "/run/phone/supervisor.sock";
 const DEFAULT_CONTROL_SOCKET: &str = "/run/license-agent/control.sock";
 const DEFAULT_FEATURES_FILE: &str = "/run/license-agent/features";
 
-const TOP_KEYS: [&str; 14] = [
+const TOP_KEYS: [&str; 15] = [
     "mac",
     "interface",
     "site_serial",
@@ -104,6 +106,7 @@ const TOP_KEYS: [&str; 14] = [
     "control_socket",
     "features_file",
     "report",
+    "provisioning",
     "fetch",
     "timing",
 ];
@@ -150,6 +153,8 @@ pub struct Config {
     pub(crate) features_file: PathBuf,
     /// Where the status report goes.
     pub(crate) report: ReportTo,
+    /// Where the provisioning server comes from (`[provisioning]`).
+    pub(crate) boot_server: BootServer,
     pub(crate) fetch: Fetch,
     pub(crate) timing: Timing,
 }
@@ -589,6 +594,11 @@ impl Config {
             },
         };
 
+        let boot_server = match top.table("provisioning")? {
+            Some(table) => boot_server::parse(&table, &base, schemes)?,
+            None => BootServer::default(),
+        };
+
         let fetch_table = top.table("fetch")?;
         let fetch = match &fetch_table {
             Some(table) => fetch(table, &path_of)?,
@@ -615,6 +625,7 @@ impl Config {
             control_socket,
             features_file,
             report,
+            boot_server,
             fetch,
             timing,
         };
@@ -684,6 +695,7 @@ fn is_known_key(path: &str) -> bool {
         None => TOP_KEYS.contains(&path),
         Some(("fetch", key)) => FETCH_KEYS.contains(&key),
         Some(("timing", key)) => TIMING_KEYS.contains(&key),
+        Some(("provisioning", key)) => boot_server::KEYS.contains(&key),
         Some(_) => false,
     }
 }

@@ -57,7 +57,7 @@ impl Scheme {
     }
 
     /// The scheme named `name`, in any case.
-    fn named(name: &str) -> Option<Scheme> {
+    pub(crate) fn named(name: &str) -> Option<Scheme> {
         Scheme::ALL
             .into_iter()
             .find(|s| s.name().eq_ignore_ascii_case(name))
@@ -178,6 +178,43 @@ impl ServerUrl {
             fetch.password = Some(password.clone());
         }
         fetch
+    }
+
+    /// The folder `relative` under this server's base (a master configuration file's
+    /// `LICENSE_DIRECTORY`), with the same scheme, host and credentials: segments of
+    /// ASCII letters, digits and `-._~!$&'()*+,;=:@`, separated by `/` (a leading or
+    /// trailing one is ignored); never `.` or `..`, so it cannot climb out of the base.
+    pub(crate) fn subfolder(&self, relative: &str) -> Result<ServerUrl, String> {
+        let trimmed = relative.trim_matches('/');
+        if trimmed.is_empty() {
+            return Ok(self.clone());
+        }
+        for segment in trimmed.split('/') {
+            if segment.is_empty() || segment == "." || segment == ".." {
+                return Err(format!(
+                    "{}: a folder under the server is plain names separated by '/' (no \
+                     empty, '.' or '..' part)",
+                    shown(relative)
+                ));
+            }
+            if let Some(c) = segment
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(*c)))
+            {
+                return Err(format!(
+                    "{}: a folder name cannot contain {c:?}",
+                    shown(relative)
+                ));
+            }
+        }
+        let mut url = self.url.clone();
+        url.set_path(&format!("{}{trimmed}/", self.url.path()));
+        Ok(ServerUrl {
+            scheme: self.scheme,
+            path: decoded(url.path()),
+            url,
+            credentials: self.credentials.clone(),
+        })
     }
 
     /// A URL for the tests of other modules, as the configuration would read it.
@@ -314,6 +351,11 @@ impl fmt::Debug for ServerUrl {
             .field("username", &self.credentials.as_ref().map(|c| &c.user))
             .finish()
     }
+}
+
+/// `text` (a URL as given) as messages show it: without its user info, quoted, cut.
+pub(crate) fn shown_url(text: &str) -> String {
+    shown(&without_user_info(text))
 }
 
 /// Why percent-decoding failed.

@@ -66,6 +66,7 @@ fn the_example_parses_to_its_values() {
         control_socket: "/run/license-agent/control.sock".into(),
         features_file: "/run/license-agent/features".into(),
         report: ReportTo::Servers,
+        boot_server: crate::config::BootServer::default(),
         fetch: Fetch {
             ca_file: Some("/etc/license-agent/provisioning-ca.pem".into()),
             client_identity: Some(ClientIdentity {

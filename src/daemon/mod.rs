@@ -73,6 +73,7 @@ use crate::config;
 use crate::control::{CheckSyncJson, Request, Response};
 use crate::fetch::worker::{self, InFlight, Job, Taken};
 use crate::fetch::{FetchError, Provisioning, Server};
+use crate::locate::{Located, Locator};
 use crate::phone::{load_phone, Phone, PhoneError};
 use crate::storage::{Mode, Store, StoreError, WriterLock};
 use crate::supervisor::link::Link;
@@ -132,13 +133,17 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct Setup {
     pub(crate) agent: Agent,
     server: Option<Arc<dyn Server>>,
+    /// With `[provisioning]` looking for the server (DHCP, the master file): each cycle
+    /// finds it first, on the fetch thread.
+    locator: Option<Arc<Locator>>,
 }
 
 /// The status report's uploads for `agent`, and the server they go to (the daemon's
 /// alone: `run --once` uploads nothing).
 fn reports(agent: &Agent) -> (Uploads, Option<Arc<dyn Server>>) {
     let phone = &agent.phone;
-    let report_server = reporting::report_server(&phone.config, phone.identity.mac);
+    let logs = agent.known_server().map(|k| &k.logs);
+    let report_server = reporting::report_server(&phone.config, phone.identity.mac, logs);
     let t = &phone.config.timing;
     let uploads = Uploads::new(
         report_server
@@ -180,13 +185,25 @@ fn start_with(
     };
     let lock = WriterLock::reuse_or_acquire(held, &phone.config.state_dir, wait)
         .map_err(DaemonError::Store)?;
-    let server = Provisioning::new(
-        &phone.config.servers,
-        &phone.config.fetch,
-        phone.identity.mac,
-    )
-    .map(|p| Arc::new(p) as Arc<dyn Server>)
-    .map_err(|e| e.to_string());
+    let config = &phone.config;
+    let locates = config.boot_server.locates();
+    let locator = locates.then(|| {
+        Arc::new(Locator {
+            settings: config.boot_server.clone(),
+            statics: config.servers.clone(),
+            fetch: config.fetch.clone(),
+            mac: phone.identity.mac,
+            schemes: config::TRANSPORTS.to_vec(),
+        })
+    });
+    let server = if locates {
+        // Found at each cycle; the static list, checked then, is only the fallback.
+        Ok(None)
+    } else {
+        Provisioning::new(&config.servers, &config.fetch, phone.identity.mac)
+            .map(|p| Some(Arc::new(p) as Arc<dyn Server>))
+            .map_err(|e| e.to_string())
+    };
     if let Err(why) = &server {
         log::warn!("{why}");
     }
@@ -198,13 +215,15 @@ fn start_with(
         clock.stamp().wall,
     )
     .map_err(DaemonError::Store)?;
-    let bases = server
-        .as_ref()
-        .map(|s| s.bases().to_vec())
-        .map_err(Clone::clone);
+    let bases = match &server {
+        Ok(Some(server)) => Ok(server.bases().to_vec()),
+        Ok(None) => Ok(phone.config.servers.clone()),
+        Err(why) => Err(why.clone()),
+    };
     Ok(Setup {
         agent: Agent::new(phone, store, bases, jitter_seed(), boot_id()),
-        server: server.ok(),
+        server: server.ok().flatten(),
+        locator,
     })
 }
 
@@ -228,6 +247,8 @@ struct Daemon {
     core: Core,
     /// Where fetch cycles and uploads go.
     server: Option<Arc<dyn Server>>,
+    /// Or how each cycle finds where they go.
+    locator: Option<Arc<Locator>>,
     report_server: Option<Arc<dyn Server>>,
     /// The supervisor link (`None` on a board without supervisor).
     link: Option<Link>,
@@ -235,9 +256,9 @@ struct Daemon {
     control: ControlSocket,
     clients: Clients,
     /// The fetch cycle under way, by number.
-    running: Option<(u64, InFlight)>,
+    running: Option<(u64, InFlight<Located>)>,
     /// The cycle a reload gave up, until its thread ends.
-    abandoned: Option<(u64, InFlight)>,
+    abandoned: Option<(u64, InFlight<Located>)>,
     /// The report's upload under way.
     upload: Option<Job<Result<Taken, FetchError>>>,
     /// The wall-clock instant the timer is armed for (re-armed only on a change).
@@ -294,6 +315,7 @@ pub(crate) fn run(config_path: &Path, phone: Phone) -> Result<i32, DaemonError> 
         clock,
         core: Core::new(setup.agent, uploads),
         server: setup.server,
+        locator: setup.locator,
         report_server,
         link,
         control,
@@ -319,15 +341,27 @@ pub(crate) fn once(
     phone: Phone,
 ) -> Result<(CheckSyncJson, crate::status::StatusJson), DaemonError> {
     let clock = DaemonClock::from_env()?;
-    let Setup { mut agent, server } = start_with(phone, &clock, None)?;
+    let Setup {
+        mut agent,
+        server,
+        locator,
+    } = start_with(phone, &clock, None)?;
     let snap = agent.snapshot(clock.stamp());
     let mut report = match agent.fetch_now(&snap) {
         FetchStart::Done(report) => report,
         FetchStart::Pending(_) => CheckSyncJson::default(),
     };
     for action in agent.take_actions() {
-        if let (Action::StartFetch { number, files }, Some(server)) = (action, &server) {
-            let fetched = worker::fetch_all(server.as_ref(), &files);
+        if let Action::StartFetch { number, files } = action {
+            let fetched = match (&locator, &server) {
+                (Some(locator), _) => {
+                    let (fetched, located) = locator.run(agent.known_server(), &files);
+                    agent.located(number, located);
+                    fetched
+                }
+                (None, Some(server)) => worker::fetch_all(server.as_ref(), &files),
+                (None, None) => continue,
+            };
             let reports = agent.fetch_finished(number, fetched, clock.stamp());
             if let Some((_, done)) = reports.into_iter().find(|(m, _)| *m >= number) {
                 report = done;
@@ -419,11 +453,20 @@ impl Daemon {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::StartFetch { number, files } => {
-                    let started = match &self.server {
-                        Some(server) => {
+                    let started = match (&self.locator, &self.server) {
+                        (Some(locator), _) => {
+                            let locator = locator.clone();
+                            let known = self.core.agent().known_server().cloned();
+                            InFlight::start_with(files, move |files| {
+                                let (fetched, located) = locator.run(known.as_ref(), files);
+                                (fetched, Some(located))
+                            })
+                            .map_err(|e| e.to_string())
+                        }
+                        (None, Some(server)) => {
                             InFlight::start(server.clone(), files).map_err(|e| e.to_string())
                         }
-                        None => Err("no provisioning server".to_string()),
+                        (None, None) => Err("no provisioning server".to_string()),
                     };
                     match started {
                         Ok(flight) => self.running = Some((number, flight)),
@@ -526,6 +569,7 @@ impl Daemon {
         }
         let (uploads, report_server) = reports(&setup.agent);
         self.server = setup.server;
+        self.locator = setup.locator;
         self.report_server = report_server;
         let reloaded = Reloaded {
             agent: setup.agent,
@@ -551,8 +595,40 @@ impl Daemon {
         let Some((number, _)) = slot.take() else {
             return;
         };
+        let (fetched, located) = fetched;
+        if let Some(located) = located {
+            self.core.handle_located(number, located);
+            if !abandoned {
+                self.follow_report_folder();
+            }
+        }
         self.core
             .handle_fetch_done(number, fetched, self.clock.stamp());
+    }
+
+    /// With `report = true` and a cycle that finds the server, reports go to the log
+    /// folder of the server found last: a new server for them when that changed.
+    fn follow_report_folder(&mut self) {
+        let agent = self.core.agent();
+        let config = &agent.phone.config;
+        if config.report != config::ReportTo::Servers {
+            return;
+        }
+        let Some(logs) = agent.known_server().map(|k| k.logs.clone()) else {
+            return;
+        };
+        let current = self.report_server.as_ref().and_then(|s| s.bases().first());
+        // Compared with the credentials (a URL's own may change with the lease).
+        if current == Some(&logs) {
+            return;
+        }
+        let server = reporting::report_server(config, agent.phone.identity.mac, Some(&logs));
+        let target = server
+            .as_ref()
+            .map(|s| s.bases().to_vec())
+            .map_err(Clone::clone);
+        self.report_server = server.ok();
+        self.core.retarget_reports(target);
     }
 
     /// The upload's thread ended.

@@ -3,16 +3,36 @@
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, ReportTo, ServerUrl};
 use crate::fetch::{Provisioning, Server};
 use crate::format::Serial;
 
 /// The server the reports of the phone `mac` go to, or why none (for the status).
-pub(crate) fn report_server(config: &Config, mac: Serial) -> Result<Arc<dyn Server>, String> {
-    let servers = config.report_servers();
+/// `logs`: with a cycle that finds the server (`[provisioning]`), the log folder of the
+/// one found last, where `report = true` sends them.
+pub(crate) fn report_server(
+    config: &Config,
+    mac: Serial,
+    logs: Option<&ServerUrl>,
+) -> Result<Arc<dyn Server>, String> {
+    let servers = match logs {
+        Some(logs) if config.boot_server.locates() && config.report == ReportTo::Servers => {
+            vec![logs.clone()]
+        }
+        None if config.boot_server.locates() && config.report == ReportTo::Servers => {
+            return Err("not yet: the provisioning server is not found yet".to_string())
+        }
+        _ => config.report_servers(),
+    };
+    if servers.len() == 1 && !servers[0].scheme().takes_uploads() {
+        return Err(format!(
+            "off: {} takes no uploads (TFTP); set report = URL",
+            servers[0]
+        ));
+    }
     if servers.is_empty() {
         return Err(match config.report {
-            crate::config::ReportTo::Off => "off (report = false)".to_string(),
+            ReportTo::Off => "off (report = false)".to_string(),
             _ if config.servers.is_empty() => "off: no server".to_string(),
             _ => "off: the servers take no uploads (TFTP); set report = URL".to_string(),
         });

@@ -264,7 +264,11 @@ impl fmt::Display for FailureKind {
 }
 
 impl FetchError {
-    fn new(url: impl Into<String>, kind: FailureKind, detail: impl Into<String>) -> FetchError {
+    pub(crate) fn new(
+        url: impl Into<String>,
+        kind: FailureKind,
+        detail: impl Into<String>,
+    ) -> FetchError {
         FetchError {
             url: url.into(),
             kind,

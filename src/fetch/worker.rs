@@ -109,20 +109,33 @@ impl<T> Job<T> {
     }
 }
 
-/// A fetch cycle under way on its thread.
-pub(crate) struct InFlight {
-    job: Job<Vec<Fetched>>,
+/// A fetch cycle under way on its thread, and what its work found beside the files
+/// (`L`: where it found the server, for a cycle that looks for it first).
+pub(crate) struct InFlight<L = ()> {
+    job: Job<(Vec<Fetched>, Option<L>)>,
     names: Vec<String>,
 }
 
-impl InFlight {
+impl<L: Send + 'static> InFlight<L> {
     /// Starts fetching `files` in order from `server` on a new thread.
-    pub(crate) fn start(server: Arc<dyn Server>, files: Vec<String>) -> std::io::Result<InFlight> {
-        let names = files.clone();
-        let job = Job::start("fetch", move || fetch_all(server.as_ref(), &files))?;
-        Ok(InFlight { job, names })
+    pub(crate) fn start(server: Arc<dyn Server>, files: Vec<String>) -> std::io::Result<Self> {
+        Self::start_with(files, move |files| {
+            (fetch_all(server.as_ref(), files), None)
+        })
     }
 
+    /// Starts `work` on `files` on a new thread.
+    pub(crate) fn start_with(
+        files: Vec<String>,
+        work: impl FnOnce(&[String]) -> (Vec<Fetched>, Option<L>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let names = files.clone();
+        let job = Job::start("fetch", move || work(&files))?;
+        Ok(InFlight { job, names })
+    }
+}
+
+impl<L> InFlight<L> {
     /// The descriptor to poll: readable once the cycle is over.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.job.fd()
@@ -130,10 +143,11 @@ impl InFlight {
 
     /// The results, once the cycle is over (`None` while it runs). A thread that ended
     /// without results (it cannot, short of a bug) counts as every file failing.
-    pub(crate) fn try_take(&self) -> Option<Vec<Fetched>> {
+    pub(crate) fn try_take(&self) -> Option<(Vec<Fetched>, Option<L>)> {
         let fetched = self.job.try_take()?;
         Some(fetched.unwrap_or_else(|| {
-            self.names
+            let fetched = self
+                .names
                 .iter()
                 .map(|name| Fetched {
                     name: name.clone(),
@@ -144,7 +158,8 @@ impl InFlight {
                     )),
                     server: None,
                 })
-                .collect()
+                .collect();
+            (fetched, None)
         }))
     }
 }
@@ -243,7 +258,7 @@ pub(crate) fn fetch_all(server: &dyn Server, files: &[String]) -> Vec<Fetched> {
 
 /// One error for a file that no server gave: the only one, or all of them in order
 /// (the kind of the first).
-fn every_server_failed(mut failures: Vec<FetchError>) -> FetchError {
+pub(crate) fn every_server_failed(mut failures: Vec<FetchError>) -> FetchError {
     if failures.len() <= 1 {
         return failures
             .pop()
@@ -321,7 +336,7 @@ mod tests {
             gate: gate.clone(),
             bases: vec![ServerUrl::test("http://script/")],
         });
-        let cycle = InFlight::start(
+        let cycle: InFlight = InFlight::start(
             server,
             vec![
                 wanted("000000000000-license.cfg"),
@@ -334,7 +349,7 @@ mod tests {
         assert_eq!(cycle.try_take(), None);
         drop(held);
         assert!(readable(cycle.fd(), 5_000));
-        let fetched = cycle.try_take().unwrap();
+        let (fetched, _) = cycle.try_take().unwrap();
         assert_eq!(fetched.len(), 2);
         assert_eq!(
             fetched[0].outcome,
@@ -368,10 +383,10 @@ mod tests {
     #[test]
     fn a_server_that_cannot_be_opened_fails_every_file() {
         let server = Arc::new(Unusable(vec![ServerUrl::test("https://prov/")]));
-        let cycle = InFlight::start(server, vec![wanted("a"), wanted("b")]).unwrap();
+        let cycle: InFlight = InFlight::start(server, vec![wanted("a"), wanted("b")]).unwrap();
         assert!(readable(cycle.fd(), 5_000));
         std::thread::sleep(Duration::from_millis(1));
-        let fetched = cycle.try_take().unwrap();
+        let (fetched, _) = cycle.try_take().unwrap();
         assert!(fetched.iter().all(
             |f| matches!(&f.outcome, FetchOutcome::Failed(e) if e.kind == FailureKind::Setup)
         ));

@@ -160,6 +160,22 @@ pub(crate) struct Meta {
     pub(crate) events: Vec<Event>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reboot: Option<RebootRecord>,
+    /// The provisioning server that answered last and its folders, for a boot on which
+    /// DHCP names none (added with `[provisioning]`: an older agent ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) boot_server: Option<KnownServer>,
+}
+
+/// The provisioning server that answered last (`locate::Known` as stored): base URLs
+/// without credentials, the master file its URL named, where it came from in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KnownServer {
+    pub(crate) url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) master_file: Option<String>,
+    pub(crate) origin: String,
+    pub(crate) licenses: String,
+    pub(crate) logs: String,
 }
 
 impl Meta {

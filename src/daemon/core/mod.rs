@@ -393,6 +393,21 @@ impl Core {
         self.settle(now);
     }
 
+    /// Where fetch cycle `number` found the server, handed over before its files
+    /// ([`Core::handle_fetch_done`]).
+    pub(crate) fn handle_located(&mut self, number: u64, located: crate::locate::Located) {
+        self.agent.located(number, located);
+    }
+
+    /// The status report goes to `server` from now on (the folder the master file
+    /// names, or why none): the executor found it changed after a cycle.
+    pub(crate) fn retarget_reports(
+        &mut self,
+        server: Result<Vec<crate::config::ServerUrl>, String>,
+    ) {
+        self.uploads.retarget(server);
+    }
+
     /// Fetch cycle `number` could not be started (no thread: `why`).
     pub(crate) fn handle_fetch_not_started(&mut self, number: u64, why: &str, now: Stamp) {
         self.events += 1;

@@ -134,6 +134,31 @@ impl Uploads {
         same
     }
 
+    /// Sends to `server` from now on, when it is not where reports go already (the
+    /// provisioning server's log folder changed): nothing is known there yet, so the
+    /// report is sent afresh at once; an upload under way to the old place is left to
+    /// end unread.
+    pub(crate) fn retarget(&mut self, server: Result<Vec<ServerUrl>, String>) {
+        let same = match (&self.server, &server) {
+            (Ok(new), Ok(old)) => listed(new) == listed(old),
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        match &server {
+            Ok(bases) => log::info!("status report: now to {}", listed(bases)),
+            Err(why) => log::info!("status report: {why}"),
+        }
+        self.server = server;
+        self.sent = None;
+        self.flight = None;
+        self.failures = 0;
+        self.retry_at = None;
+        self.last_error = None;
+    }
+
     /// Whether an upload is under way.
     pub(crate) fn uploading(&self) -> bool {
         self.flight.is_some()

@@ -17,6 +17,7 @@ use crate::engine::{judge_candidate, ClockVerdict, Decision, Origin};
 use crate::fetch::worker::Fetched;
 use crate::fetch::{backoff, phone_file, FetchOutcome, SITE_FILE};
 use crate::format::Kind;
+use crate::locate::{Known, Located};
 use crate::status::{FileFetchJson, FileOutcome};
 use crate::storage::describe;
 use crate::time::Stamp;
@@ -55,6 +56,11 @@ pub(super) struct Fetching {
     /// No cycle has finished with a sane clock yet (nor can one: no server): the set
     /// the phone booted with is not known before the boot cycle.
     pub(super) boot_cycle_pending: bool,
+    /// The server that answered last and its folders (from the store at start): the
+    /// remembered server of a cycle on which DHCP names none.
+    pub(super) known: Option<Known>,
+    /// Where the last cycle that looked for the server found it (`[provisioning]`).
+    pub(super) located: Option<Located>,
 }
 
 /// What asking for a cycle gave.
@@ -78,6 +84,8 @@ impl Fetching {
             again: false,
             decide_after: false,
             boot_cycle_pending,
+            known: None,
+            located: None,
         }
     }
 
@@ -206,6 +214,39 @@ impl Agent {
         let mut reports = vec![(cycle.number, self.apply_cycle(fetched, cycle.before, &snap))];
         reports.extend(self.start_again_if_asked(stamp));
         reports
+    }
+
+    /// What the last server that answered is known to be (the remembered server).
+    pub(crate) fn known_server(&self) -> Option<&Known> {
+        self.fetching.known.as_ref()
+    }
+
+    /// Where cycle `number` found the server (before its files: [`Agent::fetch_finished`]).
+    /// A server that answered becomes the known one, kept in the store when it changed
+    /// (a failed write is tried again with the store's next one). A cycle not running
+    /// (given up) changes nothing.
+    pub(crate) fn located(&mut self, number: u64, located: Located) {
+        if self.running_cycle() != Some(number) {
+            return;
+        }
+        if let Some(found) = &located.found {
+            if self.fetching.known.as_ref() != Some(found) {
+                log::info!(
+                    "provisioning server {} ({}): licenses from {}, reports to {}",
+                    found.server.url,
+                    found.server.origin,
+                    found.licenses,
+                    found.logs
+                );
+            }
+            let record = found.record();
+            if self.store.meta().boot_server.as_ref() != Some(&record) {
+                self.store.meta_mut().boot_server = Some(record);
+                let _ = self.store.save_meta();
+            }
+            self.fetching.known = Some(found.clone());
+        }
+        self.fetching.located = Some(located);
     }
 
     /// Starts the cycle asked for while one ran; if it cannot even start, its report.

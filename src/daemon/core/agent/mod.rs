@@ -93,10 +93,17 @@ impl Agent {
             crate::config::Supervisor::None => "none on this board".to_string(),
         };
         let reboots = Reboots::restore(boot_id, store.meta().reboot.as_ref(), note);
+        let mut fetching = Fetching::new(server);
+        if let Some(record) = &store.meta().boot_server {
+            match crate::locate::Known::from_record(record, crate::config::TRANSPORTS) {
+                Ok(known) => fetching.known = Some(known),
+                Err(why) => log::warn!("the remembered provisioning server is not used: {why}"),
+            }
+        }
         Agent {
             phone,
             store,
-            fetching: Fetching::new(server),
+            fetching,
             reboots,
             jitter,
             write_retry_at: None,
@@ -416,6 +423,7 @@ impl Agent {
                 Ok(bases) => crate::config::listed(bases),
                 Err(why) => format!("none: {why}"),
             },
+            provisioning: self.provisioning_status(),
             last_fetch: fetch.last_fetch.map(status::time),
             fetching: self.fetching.is_running(),
             files: fetch.files.clone(),
@@ -441,6 +449,40 @@ impl Agent {
             report: None,
         });
         report
+    }
+
+    /// Where the server comes from and what was found there, when the agent looks for
+    /// it (`[provisioning]`: DHCP, or the master file).
+    fn provisioning_status(&self) -> Option<crate::status::ProvisioningJson> {
+        let settings = &self.phone.config.boot_server;
+        if !settings.locates() {
+            return None;
+        }
+        let source = match settings.source {
+            crate::config::ServerSource::Dhcp => "dhcp",
+            crate::config::ServerSource::Static => "static",
+        };
+        let located = self.fetching.located.as_ref();
+        // Before a cycle has looked: the server remembered, if any.
+        let found = match located {
+            Some(located) => located.found.as_ref(),
+            None => self.fetching.known.as_ref(),
+        };
+        let origin = match (located, found) {
+            (None, Some(_)) => Some("remembered".to_string()),
+            (_, found) => found.map(|f| f.server.origin.to_string()),
+        };
+        Some(crate::status::ProvisioningJson {
+            source: source.into(),
+            server: found.map(|f| f.server.url.to_string()),
+            origin,
+            licenses: found.map(|f| f.licenses.to_string()),
+            logs: found.map(|f| f.logs.to_string()),
+            master: located
+                .map(|l| l.master.clone())
+                .or_else(|| Some("not read yet".into())),
+            notes: located.map(|l| l.notes.clone()).unwrap_or_default(),
+        })
     }
 
     fn poll_reason_words(&self, snap: &Snapshot) -> Option<String> {

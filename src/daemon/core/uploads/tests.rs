@@ -273,7 +273,7 @@ fn the_report_goes_where_the_configuration_says() {
     let words = |extra: &str| {
         let config = config(extra);
         let mac = config.mac().unwrap();
-        let server = crate::daemon::reporting::report_server(&config, mac);
+        let server = crate::daemon::reporting::report_server(&config, mac, None);
         let bases = server.map(|s| s.bases().to_vec());
         let t = &config.timing;
         Uploads::new(bases, mac, (t.retry_initial, t.retry_max), 0).words()
