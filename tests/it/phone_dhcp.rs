@@ -7,7 +7,7 @@
 //! "dhcp"` and a static server as the fallback.
 //!
 //! Each test asserts on the phone's own account, `license-agent status --json` (its
-//! `provisioning` object: `server`, `origin`, `licenses`, `logs`), on the features it
+//! daemon's `provisioning` object: `server`, `origin`, `licenses`, `logs`), on the features it
 //! publishes, and on the servers' own logs (nginx's access log, vsftpd's log): which
 //! server, which folder, which file was asked for.
 //!
@@ -137,8 +137,9 @@ fn status(vm: &mut Vm) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("status --json: {e}:\n{text}"))
 }
 
-/// The `provisioning` object of the status, once its `origin` is `origin` and `server`
-/// satisfies `server`; then the report of the running daemon.
+/// The running daemon's `provisioning` object (`status --json`: `daemon.provisioning`),
+/// once its `origin` is `origin`, its `server` satisfies `server` and no fetch cycle is
+/// under way.
 fn wait_provisioning(
     vm: &mut Vm,
     what: &str,
@@ -150,7 +151,7 @@ fn wait_provisioning(
             .try_sh("license-agent status --json", Duration::from_secs(30))
             .ok()?;
         let value: Value = serde_json::from_str(&text).ok().filter(|_| code == 0)?;
-        let p = &value["provisioning"];
+        let p = &value["daemon"]["provisioning"];
         (p["origin"] == origin
             && server(p["server"].as_str()?)
             && value["daemon"]["fetching"] != true)
@@ -233,6 +234,22 @@ fn ftp_did(log: &str, what: &str, path: &str) -> bool {
         line.contains(&format!("{what}: Client \"10.77.0."))
             && line.contains(&format!("\"{path}\""))
     })
+}
+
+/// Waits until `file` is on the FTP server (an upload of the phone's; `work` is the
+/// server's folder, for its log).
+fn wait_file(vm: &mut Vm, file: &Path, work: &Path) {
+    let deadline = Instant::now() + FOLLOW;
+    while !file.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "no {} on the FTP server:\n{}\n{}",
+            file.display(),
+            ftp_log(work),
+            why(vm)
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// vsftpd on 10.77.0.1:21 in the lab's namespace, serving `work/root` to [`USER`],
@@ -421,6 +438,7 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
     let p = wait_provisioning(&mut vm, "the server of option 66", "dhcp option 66", |s| {
         s.starts_with(&format!("ftp://{FTP_HOST}"))
     });
+    eprintln!("(a) option 66: {p}");
     let server = p["server"].as_str().unwrap().to_string();
     assert_eq!(
         server.trim_end_matches('/'),
@@ -452,18 +470,28 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
         ftp_did(&log, "OK DOWNLOAD", &format!("/{PHONE_FILE}")),
         "{PHONE_FILE} not fetched over FTP from the root:\n{log}"
     );
+    // No master file: the report goes to the root too.
+    assert_eq!(
+        p["logs"].as_str().map(|s| s.trim_end_matches('/')),
+        Some(server.trim_end_matches('/')),
+        "{p:#}"
+    );
+    let in_root = ftp.root.join(REPORT_FILE);
+    wait_file(&mut vm, &in_root, &work);
+    fs::remove_file(&in_root).unwrap();
 
     // (c) A master file names the folders: the licenses from lic/, the report to logs/.
     ftp.put(MASTER_FILE, master_file("lic", "logs").as_bytes());
-    vm.sh("license-agent check-sync");
+    vm.sh("license-agent check-sync; true");
     let p = wait_until(&mut vm, FOLLOW, "the master file's folders", |vm| {
-        let p = status(vm)["provisioning"].clone();
+        let p = status(vm)["daemon"]["provisioning"].clone();
         let lic = p["licenses"]
             .as_str()?
             .trim_end_matches('/')
             .ends_with("/lic");
         (lic && p["origin"] == "dhcp option 66").then_some(p)
     });
+    eprintln!("(c) master file: {p}");
     assert_eq!(
         p["licenses"].as_str().unwrap().trim_end_matches('/'),
         format!("ftp://{FTP_HOST}/lic"),
@@ -479,16 +507,7 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
         (vqmon_end(&s) == Some(rfc(lic_end))).then_some(s)
     });
     let report = logs.join(REPORT_FILE);
-    let deadline = Instant::now() + FOLLOW;
-    while !report.is_file() {
-        assert!(
-            Instant::now() < deadline,
-            "no {REPORT_FILE} in logs/ on the server:\n{}\n{}",
-            ftp_log(&work),
-            why(&mut vm)
-        );
-        thread::sleep(Duration::from_millis(500));
-    }
+    wait_file(&mut vm, &report, &work);
     let log = ftp_log(&work);
     assert!(
         ftp_did(&log, "OK DOWNLOAD", &format!("/{MASTER_FILE}")),
@@ -505,8 +524,8 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
         "the report did not go up to logs/:\n{log}"
     );
     assert!(
-        !ftp.root.join(REPORT_FILE).exists(),
-        "a report in the root too"
+        !in_root.exists(),
+        "the report went to the root again, not only to logs/"
     );
     let uploaded: Value =
         serde_json::from_slice(&fs::read(&report).unwrap()).expect("the report is JSON");
@@ -555,6 +574,7 @@ fn option_160_names_an_https_server_and_a_renewal_with_another_is_followed_witho
         "dhcp option 160",
         |s| s == first,
     );
+    eprintln!("(b) option 160: {p}");
     assert_eq!(p["licenses"].as_str(), Some(first), "{p:#}");
     let s = wait_until(&mut vm, FOLLOW, "the first server's license", |vm| {
         let s = status(vm);
@@ -595,6 +615,7 @@ fn option_160_names_an_https_server_and_a_renewal_with_another_is_followed_witho
         "dhcp option 160",
         |s| s == second,
     );
+    eprintln!("(d) renewed: {p}");
     assert_eq!(p["licenses"].as_str(), Some(second), "{p:#}");
     let s2 = wait_until(&mut vm, FOLLOW, "the second server's license", |vm| {
         let s = status(vm);
@@ -666,12 +687,13 @@ fn without_dhcp_options_the_remembered_server_then_the_static_one() {
     boot(&mut vm, t + 60);
     let file = lease_file(&mut vm);
     assert!(
-        !file.contains("option"),
-        "options after the reboot:\n{file}"
+        !file.contains("option66=") && !file.contains("option160="),
+        "options 66 or 160 after the reboot:\n{file}"
     );
     let p = wait_provisioning(&mut vm, "the remembered server", "remembered", |s| {
         s == dhcp_url
     });
+    eprintln!("(e) remembered: {p}");
     assert_eq!(p["licenses"].as_str(), Some(dhcp_url), "{p:#}");
     let deadline = Instant::now() + FOLLOW;
     while !served(&nginx2, 200).contains(&format!("/d/{PHONE_FILE}")) {
@@ -697,6 +719,7 @@ fn without_dhcp_options_the_remembered_server_then_the_static_one() {
     let p = wait_provisioning(&mut vm, "the static server", "static", |s| {
         s == STATIC_SERVER
     });
+    eprintln!("(e) static: {p}");
     assert_eq!(p["licenses"].as_str(), Some(STATIC_SERVER), "{p:#}");
     let deadline = Instant::now() + FOLLOW;
     while !served(&lab.nginx, 200).contains(&format!("/static/{PHONE_FILE}")) {
