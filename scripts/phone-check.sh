@@ -7,10 +7,16 @@
 #                        after it; booted expired three times, no reboot loop; the
 #                        clock from 1970 to 2106 (idle CPU, statuses, a 2040 end)
 #   tests/it/phone_cuts.rs  power cuts (PHONE_CUTS, 25 here; scripts/phone-soak.sh: 500)
+#   tests/it/phone_dhcp.rs  the phone on a DHCP network of its own (a network namespace,
+#                        dnsmasq, udhcpc and the agent's hook): the server from options
+#                        66 and 160, the master file's folders, a renewal followed, the
+#                        remembered and the static server (needs root: ip netns)
 #
 # Every scenario and the cuts run at once, each on its own phone: most of a scenario is
 # the phone waiting (a call, an idle grace, 20 s of idle CPU), so five phones share two
-# cores, and the stage takes about as long as the cuts alone.
+# cores, and the stage takes about as long as the cuts alone. The DHCP phones come after
+# the scenarios (beside the cuts still running), so no more than five phones share the
+# cores at once.
 #
 # Usage: scripts/phone-check.sh   (needs what scripts/setup-cross.sh installs)
 set -euo pipefail
@@ -31,6 +37,8 @@ cargo test --locked --test it -- --ignored --nocapture phone_cuts:: >"$logs/cuts
 cuts=$!
 rc=0
 cargo test --locked --test it -- --ignored --nocapture --test-threads 4 phone:: 2>&1 | tee "$logs/phone.log" || rc=$?
+dhcp_rc=0
+cargo test --locked --test it -- --ignored --nocapture --test-threads 4 phone_dhcp:: 2>&1 | tee "$logs/dhcp.log" || dhcp_rc=$?
 cuts_rc=0
 wait "$cuts" || cuts_rc=$?
 grep -E '^(power cuts|test |test result)' "$logs/cuts.log" || true
@@ -39,5 +47,6 @@ if ((cuts_rc != 0)); then
     log "FAIL: the power cuts (tests/it/phone_cuts.rs)"
 fi
 ((rc == 0)) || log "FAIL: the phone scenarios (tests/it/phone.rs)"
-((rc == 0 && cuts_rc == 0)) || exit 1
+((dhcp_rc == 0)) || log "FAIL: the phone on a DHCP network (tests/it/phone_dhcp.rs)"
+((rc == 0 && cuts_rc == 0 && dhcp_rc == 0)) || exit 1
 log "ok in $((SECONDS - start)) s"

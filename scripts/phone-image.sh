@@ -7,11 +7,14 @@
 #   vmlinuz        Debian's armmp kernel (linux-image-6.1.0-NN-armmp:armhf)
 #   initrd.cpio    the phone's firmware, the root file system (made read-only at boot):
 #                  busybox-static:armhf as init and every tool, the kernel modules
-#                  rcS loads, phone-vm/rootfs (inittab, rcS, the stand-ins' scripts),
-#                  the drop (binary, S45license-agent, agent.toml), supervisor-sim
+#                  rcS loads, phone-vm/rootfs (inittab, rcS, the stand-ins' scripts,
+#                  udhcpc's default.script), the drop (binary, S45license-agent,
+#                  agent.toml) and its udhcpc hook, supervisor-sim
 #                  built for armv7 (the phone supervisor stand-in) and phone-clock
 #                  (the SNTP stand-in, 64-bit time)
 #   flash.img      a blank 64 MiB ext4 file system: the data partition (/data)
+#   agent.toml     a copy of the image's /etc/license-agent/agent.toml (for tests that
+#                  boot it with another deployment's configuration)
 #   trust.cpio is NOT made here: the deployment's trust (the provisioning CA and the
 #                  keyring) is a second cpio archive appended by whoever boots the phone
 #                  (the kernel unpacks concatenated archives), so the image itself holds
@@ -97,6 +100,12 @@ rm -rf "$root/.busybox" "$root/.kernel"
 
 cp -a phone-vm/rootfs/. "$root/"
 cp -a "$drop/." "$root/"
+# The license agent's DHCP hook, where the phone's udhcpc script runs its hooks (rcS
+# starts udhcpc when the kernel command line says phone.net=dhcp): the drop's copy when
+# the drop ships it, else the project's file (firmware/README.md, "The hooks in the drop").
+hook=$root/usr/share/udhcpc/default.script.d/license-agent
+[[ -e $hook ]] || install -D -m 0755 firmware/dhcp/udhcpc-license-agent "$hook"
+[[ -x $hook ]] || die "the DHCP hook $hook is not executable"
 install -m 0755 "$sim" "$root/usr/bin/supervisor-sim"
 arm-linux-gnueabihf-gcc -O2 -Wall -Wextra -Werror -static -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 \
     -s -o "$root/usr/bin/phone-clock" phone-vm/phone-clock.c
@@ -123,6 +132,11 @@ EOF
 for key in 'site_serial = "100000000001"' 'server = "https://prov.example.test/"' 'enabled_features = \["vqmon"\]'; do
     grep -q "^$key$" "$config" || die "agent.toml: could not set $key"
 done
+
+# A copy of the deployment's agent.toml beside the image: a test that boots the phone
+# with another deployment (the DHCP tests: [provisioning] source = "dhcp") starts from
+# it and appends its own to the firmware, as it appends the trust.
+cp "$config" "$out/agent.toml"
 
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out/initrd.cpio.new"
 mv "$out/initrd.cpio.new" "$out/initrd.cpio"

@@ -11,6 +11,8 @@
 # tests/it/flash_model.rs checks the flash model of tests/it/common/nbd.rs, and for the
 # emulated phone (scripts/phone-image.sh, tests/it/phone.rs) qemu-system-arm, cpio (the
 # initramfs), socat (QEMU's guestfwd to nginx) and e2fsprogs (mkfs.ext4, the flash),
+# and for its DHCP network (tests/it/phone_dhcp.rs) iproute2 (`ip netns`, the tap) and
+# dnsmasq-base (the dnsmasq binary without the system service: the phone's DHCP and DNS),
 # and the provisioning servers other than nginx that the transport tests start on
 # 127.0.0.1 (tests/it/transports.rs): tftpd-hpa and vsftpd, with vsftpd's test user (a
 # system user with a password, no login shell use) and the PAM service it checks the
@@ -47,8 +49,8 @@ FOREIGN_ARCHES=(armhf arm64)
 RUST_SERIES=1.85
 RUST_PKGS=(rustc-web cargo-web "libstd-rust-web-dev:$NATIVE_ARCH" libstd-rust-web-dev:armhf libstd-rust-web-dev:arm64)
 QEMU_PKGS=(qemu-utils qemu-system-arm)
-TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container cpio socat e2fsprogs tftpd-hpa vsftpd chromium fonts-dejavu-core time)
-TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn /usr/bin/qemu-io /usr/bin/qemu-system-arm /usr/bin/cpio /usr/bin/socat /sbin/mkfs.ext4 /usr/sbin/in.tftpd /usr/sbin/vsftpd /usr/bin/chromium /usr/bin/time)
+TOOL_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user openssl nginx file strace busybox systemd shellcheck debootstrap systemd-container cpio socat e2fsprogs iproute2 dnsmasq-base tftpd-hpa vsftpd chromium fonts-dejavu-core time)
+TOOL_BINS=(/usr/bin/rustc /usr/bin/cargo /usr/bin/arm-linux-gnueabihf-gcc /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-arm /usr/bin/qemu-aarch64 /usr/bin/openssl /usr/sbin/nginx /usr/bin/file /usr/bin/strace /bin/busybox /usr/bin/systemd-analyze /usr/bin/shellcheck /usr/sbin/debootstrap /usr/bin/systemd-nspawn /usr/bin/qemu-io /usr/bin/qemu-system-arm /usr/bin/cpio /usr/bin/socat /sbin/mkfs.ext4 /sbin/ip /usr/sbin/dnsmasq /usr/sbin/in.tftpd /usr/sbin/vsftpd /usr/bin/chromium /usr/bin/time)
 RUST_STD_DIRS=(/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib)
 
 # Installed version of a package ("" when not fully installed). Never fails.
@@ -184,7 +186,7 @@ session required pam_permit.so'
 ftp_test_user
 
 if check_present; then
-    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn, qemu-io, qemu-system-arm, cpio, socat, mkfs.ext4, in.tftpd, vsftpd, chromium, time; nothing to do"
+    log "everything present: rustc-web/cargo-web/libstd-rust-web-dev (amd64, armhf, arm64) $RUST_VERSION, cross gcc, qemu-user, openssl, nginx, busybox, systemd-analyze, shellcheck, debootstrap, systemd-nspawn, qemu-io, qemu-system-arm, cpio, socat, mkfs.ext4, ip, dnsmasq, in.tftpd, vsftpd, chromium, time; nothing to do"
     exit 0
 fi
 

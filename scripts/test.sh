@@ -3,7 +3,8 @@
 # On a fresh Debian 12 machine it installs (as root, only what is missing) Debian's Rust
 # 1.85 cross toolchain for armv7/aarch64, qemu-user, openssl, nginx, file, strace,
 # busybox, systemd (for systemd-analyze), shellcheck, debootstrap and systemd-nspawn,
-# qemu-utils, qemu-system-arm, cpio, socat and e2fsprogs (the emulated phone), tftpd-hpa
+# qemu-utils, qemu-system-arm, cpio, socat, e2fsprogs, iproute2 and dnsmasq-base (the
+# emulated phone and its DHCP network), tftpd-hpa
 # and vsftpd (the transport tests' servers), chromium and fonts-dejavu-core (the fleet
 # page rendered headless, tests/it/fleet_page.rs) and time (scripts/bench-fleet.sh);
 # then (scripts/setup-servers.sh) the interoperability matrix's servers: Apache,
@@ -21,7 +22,7 @@ bash scripts/setup-cross.sh
 bash scripts/setup-servers.sh
 
 step "shellcheck scripts/*.sh, the init script, the DHCP hooks and the phone VM's scripts"
-shellcheck -x scripts/*.sh firmware/init.d/S45license-agent firmware/dhcp/udhcpc-license-agent firmware/dhcp/dhclient-license-agent phone-vm/rootfs/etc/init.d/* phone-vm/rootfs/etc/phone/control phone-vm/rootfs/etc/phone/port
+shellcheck -x scripts/*.sh firmware/init.d/S45license-agent firmware/dhcp/udhcpc-license-agent firmware/dhcp/dhclient-license-agent phone-vm/rootfs/etc/init.d/* phone-vm/rootfs/etc/phone/control phone-vm/rootfs/etc/phone/port phone-vm/rootfs/usr/share/udhcpc/default.script
 
 step "cargo fmt --check"
 cargo fmt --check
@@ -41,7 +42,7 @@ bash scripts/arm-unit.sh
 step "boards: build vvx-armv7, arm64 and host, assemble and check each firmware drop"
 bash scripts/firmware-check.sh
 
-step "phone: the vvx-armv7 drop on an emulated ARM phone (qemu-system-arm): boots, reboots, power cuts, the clock to 2106"
+step "phone: the vvx-armv7 drop on an emulated ARM phone (qemu-system-arm): boots, reboots, power cuts, the clock to 2106, the server from DHCP"
 bash scripts/phone-check.sh
 
 step "systemd: the host board's drop booted under a real systemd (systemd-nspawn)"

@@ -3,10 +3,14 @@
 //! checked through the PAM service [`PAM_SERVICE`]), plain or with explicit TLS
 //! (`AUTH TLS`) using the tests' PKI, passive ports on 127.0.0.1. It needs root (PAM,
 //! chroot), like the tests' TFTP server.
+//!
+//! [`Vsftpd::start_on`] listens (and opens its passive ports) on another address, on a
+//! port of the caller's choosing: the emulated phone's DHCP network (`netns.rs`) runs
+//! vsftpd inside its network namespace on `ftp://10.77.0.1/` (port 21).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,6 +43,8 @@ pub enum Security<'a> {
 /// vsftpd on 127.0.0.1, serving `root` to [`USER`]. Stops on drop.
 pub struct Vsftpd {
     pub root: PathBuf,
+    /// The address it listens on (127.0.0.1 unless [`Vsftpd::start_on`]).
+    pub addr: Ipv4Addr,
     pub port: u16,
     tls: bool,
     child: Child,
@@ -47,6 +53,19 @@ pub struct Vsftpd {
 impl Vsftpd {
     /// Starts the server; `extra` is more of `vsftpd.conf` (e.g. `local_max_rate=200\n`).
     pub fn start(work: &Path, security: Security, extra: &str) -> Vsftpd {
+        Vsftpd::start_on(work, security, extra, Ipv4Addr::LOCALHOST, None)
+    }
+
+    /// [`Vsftpd::start`] listening on `addr` (an address of the calling thread's network
+    /// namespace, also the passive address it gives clients), on `port` when given (e.g.
+    /// 21, for URLs without a port), else on a free port.
+    pub fn start_on(
+        work: &Path,
+        security: Security,
+        extra: &str,
+        addr: Ipv4Addr,
+        port: Option<u16>,
+    ) -> Vsftpd {
         let root = work.join("root");
         fs::create_dir_all(&root).expect("create the FTP root");
         // vsftpd drops to the user after its chroot: the folder must be theirs to read.
@@ -57,14 +76,14 @@ impl Vsftpd {
         let tls = !matches!(security, Security::Plain);
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_tcp_port();
+            let port = port.unwrap_or_else(free_tcp_port);
             let mut conf = format!(
-                "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
+                "listen=YES\nlisten_ipv6=NO\nlisten_address={addr}\nlisten_port={port}\n\
                  background=NO\nanonymous_enable=NO\nlocal_enable=YES\nwrite_enable=NO\n\
                  pam_service_name={PAM_SERVICE}\nuserlist_enable=NO\ncheck_shell=NO\n\
                  local_root={}\nchroot_local_user=YES\nallow_writeable_chroot=YES\n\
                  secure_chroot_dir={}\nseccomp_sandbox=NO\npasv_enable=YES\n\
-                 pasv_address=127.0.0.1\nxferlog_enable=NO\nuse_localtime=NO\n\
+                 pasv_address={addr}\nxferlog_enable=NO\nuse_localtime=NO\n\
                  delay_failed_login=0\nvsftpd_log_file={}\n",
                 root.display(),
                 empty.display(),
@@ -115,9 +134,10 @@ impl Vsftpd {
                     last = format!("vsftpd exited at start: {status}: {err}");
                     break;
                 }
-                if greets(port) {
+                if greets(addr, port) {
                     return Vsftpd {
                         root,
+                        addr,
                         port,
                         tls,
                         child,
@@ -128,7 +148,7 @@ impl Vsftpd {
             let _ = child.kill();
             let _ = child.wait();
             if last.is_empty() {
-                last = format!("vsftpd did not greet on 127.0.0.1:{port}");
+                last = format!("vsftpd did not greet on {addr}:{port}");
             }
         }
         panic!("vsftpd did not start: {last}");
@@ -221,13 +241,18 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-fn greets(port: u16) -> bool {
-    greeting(port).is_some_and(|line| line.starts_with("220"))
+fn greets(addr: Ipv4Addr, port: u16) -> bool {
+    greeting_on(addr, port).is_some_and(|line| line.starts_with("220"))
 }
 
 /// The first line an FTP server on 127.0.0.1:`port` says (its greeting), if it says one.
 pub(crate) fn greeting(port: u16) -> Option<String> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    greeting_on(Ipv4Addr::LOCALHOST, port)
+}
+
+/// [`greeting`] of a server on `addr`.
+fn greeting_on(addr: Ipv4Addr, port: u16) -> Option<String> {
+    let stream = TcpStream::connect((addr, port)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).ok()?;

@@ -7,7 +7,9 @@
 //! FTPS), atftpd and dnsmasq's TFTP (`scripts/setup-servers.sh` provides the servers
 //! beyond nginx, vsftpd and tftpd-hpa), the fault server (an HTTP/1.1 server of our own
 //! that misbehaves as asked, or answers as a test scripts it), and the throw-away PKI
-//! they use.
+//! they use. For the emulated phone's DHCP network: a network namespace with a tap
+//! device (`netns.rs`), dnsmasq's DHCP and DNS in it (`dnsmasq_dhcp.rs`), and nginx and
+//! vsftpd started there on its addresses (`Nginx::start_on`, `Vsftpd::start_on`).
 //!
 //! One crate for the library's unit tests (a dev-dependency) and the integration tests
 //! (`tests/it`) alike, so each server exists once. It knows nothing of the agent: it
@@ -25,11 +27,13 @@ pub mod busybox_httpd;
 #[cfg(test)]
 mod curl_client;
 pub mod daemon;
+pub mod dnsmasq_dhcp;
 pub mod dnsmasq_tftp;
 pub mod faults;
 pub mod files;
 pub mod ftp;
 pub mod lighttpd;
+pub mod netns;
 pub mod nginx;
 pub mod openssl;
 pub mod pki;

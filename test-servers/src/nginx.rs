@@ -13,11 +13,15 @@
 //! seconds) and `Last-Modified`, 304 to a matching `If-None-Match` or to an
 //! `If-Modified-Since` equal to `Last-Modified`, and 404 for a missing file. Replace
 //! files with [`Nginx::put`], which guarantees a new ETag even within the same second.
+//!
+//! [`Nginx::start_on`] listens on another address instead, and may put the HTTPS
+//! endpoint on a port of the caller's choosing: the emulated phone's DHCP network
+//! (`netns.rs`) runs nginx inside its network namespace on `https://10.77.0.1/`.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +59,8 @@ pub struct Nginx {
     pub root: PathBuf,
     /// The temporary folder holding `nginx.conf`, `htpasswd`, the logs and the pid file.
     pub dir: PathBuf,
+    /// The address every endpoint listens on (127.0.0.1 unless [`Nginx::start_on`]).
+    pub addr: Ipv4Addr,
     pub http_port: u16,
     pub https_port: u16,
     pub mtls_port: u16,
@@ -96,9 +102,16 @@ impl Nginx {
     /// Starts nginx serving `root` with the certificates of `pki`, and waits until every
     /// port accepts connections. Panics with nginx's error log if it cannot start.
     pub fn start(root: &Path, pki: &Pki) -> Nginx {
+        Nginx::start_on(root, pki, Ipv4Addr::LOCALHOST, None)
+    }
+
+    /// [`Nginx::start`] listening on `addr` (an address of the calling thread's network
+    /// namespace), the HTTPS endpoint on `https_port` when given (e.g. 443, for URLs
+    /// without a port); the other ports are chosen free.
+    pub fn start_on(root: &Path, pki: &Pki, addr: Ipv4Addr, https_port: Option<u16>) -> Nginx {
         let mut failures = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            match Nginx::try_start(root, pki) {
+            match Nginx::try_start(root, pki, addr, https_port) {
                 Ok(nginx) => return nginx,
                 Err((text, retry)) => {
                     let _ = writeln!(failures, "attempt {attempt}:\n{text}");
@@ -112,7 +125,12 @@ impl Nginx {
     }
 
     /// One start; on failure the logs, and whether a new set of ports may help.
-    fn try_start(root: &Path, pki: &Pki) -> Result<Nginx, (String, bool)> {
+    fn try_start(
+        root: &Path,
+        pki: &Pki,
+        addr: Ipv4Addr,
+        https_port: Option<u16>,
+    ) -> Result<Nginx, (String, bool)> {
         let tmp = tempfile::Builder::new()
             .prefix("nginx-")
             .tempdir()
@@ -124,8 +142,9 @@ impl Nginx {
         let mut nginx = Nginx {
             root,
             dir,
+            addr,
             http_port: ports[0],
-            https_port: ports[1],
+            https_port: https_port.unwrap_or(ports[1]),
             mtls_port: ports[2],
             basic_port: ports[3],
             wrong_host_port: ports[4],
@@ -163,9 +182,10 @@ impl Nginx {
         } else {
             ""
         };
+        let addr = self.addr;
         let tls = |port: u16, cert: &Path, key: &Path, extra: &str| {
             format!(
-                "    server {{\n        listen 127.0.0.1:{port} ssl;\n        \
+                "    server {{\n        listen {addr}:{port} ssl;\n        \
                  ssl_certificate {};\n        ssl_certificate_key {};\n{extra}    }}\n",
                 q(cert),
                 q(key)
@@ -206,9 +226,9 @@ impl Nginx {
                  keepalive_timeout 30s;\n    \
                  ssl_protocols TLSv1.2 TLSv1.3;\n    \
                  root {root};\n    \
-                 server {{\n        listen 127.0.0.1:{http};\n    }}\n\
+                 server {{\n        listen {addr}:{http};\n    }}\n\
              {https}{mtls}    \
-                 server {{\n        listen 127.0.0.1:{basic};\n{basic_extra}    }}\n\
+                 server {{\n        listen {addr}:{basic};\n{basic_extra}    }}\n\
              {wrong}{expired}{untrusted}}}\n",
             pid = q(&d.join("nginx.pid")),
             lock = q(&d.join("nginx.lock")),
@@ -300,7 +320,7 @@ impl Nginx {
                     return Err(format!("nginx exited at start: {status}"));
                 }
             }
-            if pid_file.exists() && ports.iter().all(|&p| accepts(p)) {
+            if pid_file.exists() && ports.iter().all(|&p| accepts_on(self.addr, p)) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -532,7 +552,13 @@ pub(crate) fn free_ports(count: usize) -> Vec<u16> {
 }
 
 pub(crate) fn accepts(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    accepts_on(Ipv4Addr::LOCALHOST, port)
+}
+
+/// Whether `addr:port` accepts a TCP connection now (from the calling thread's network
+/// namespace).
+pub(crate) fn accepts_on(addr: Ipv4Addr, port: u16) -> bool {
+    let addr = SocketAddr::from((addr, port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 

@@ -19,6 +19,11 @@ use rcgen::{
 /// the local server certificates carry it beside `localhost` and `127.0.0.1`.
 pub const PROVISIONING_HOST: &str = "prov.example.test";
 
+/// The server addresses of the emulated phone's DHCP network (`netns.rs`): the local
+/// server certificate carries them too, so a phone told `https://10.77.0.1/` by DHCP
+/// verifies it.
+pub const LAB_ADDRESSES: [&str; 3] = ["10.77.0.1", "10.77.0.2", "10.77.0.3"];
+
 /// The PEM files of the test PKI, all inside `dir`.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -26,8 +31,8 @@ pub struct Pki {
     pub dir: PathBuf,
     /// The provisioning CA: trust this one.
     pub ca_pem: PathBuf,
-    /// Server certificate for `localhost`, `127.0.0.1` and [`PROVISIONING_HOST`], signed
-    /// by the CA.
+    /// Server certificate for `localhost`, `127.0.0.1`, [`PROVISIONING_HOST`] and the
+    /// [`LAB_ADDRESSES`], signed by the CA.
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     /// Client certificate (the phone's, for mutual TLS), signed by the CA.
@@ -90,7 +95,8 @@ impl Pki {
         let other_ca = make_ca("license-agent test OTHER CA");
         write(&pki.other_ca_pem, &other_ca.pem());
 
-        let local = ["localhost", "127.0.0.1", PROVISIONING_HOST];
+        let mut local = vec!["localhost", "127.0.0.1", PROVISIONING_HOST];
+        local.extend(LAB_ADDRESSES);
         let valid = (2000, 2099);
         issue(
             &ca,

@@ -7,7 +7,7 @@
 //! socket client, the emulated phone and its flash.
 //!
 //! A module is a filter: `cargo test --test it -- daemon::` runs one subject. The
-//! emulated phone's modules (`phone`, `phone_cuts`, `phone_figures`) need its image and
+//! emulated phone's modules (`phone`, `phone_cuts`, `phone_dhcp`, `phone_figures`) need its image and
 //! are `#[ignore]`d in a plain run; `scripts/phone-check.sh` builds the image and runs
 //! them with `--ignored`.
 
@@ -33,6 +33,7 @@ mod liveness;
 mod neighbours;
 mod phone;
 mod phone_cuts;
+mod phone_dhcp;
 mod phone_figures;
 mod provisioning;
 mod quiet;

@@ -18,6 +18,16 @@
 //!   its events come out ([`Vm::events`]).
 //! - The serial console goes to a file ([`Vm::console`]), read when a test fails.
 //!
+//! **The DHCP network** ([`Lab::with_dhcp`], issue 27) replaces QEMU's user network with a
+//! wire of the test's own: a network namespace with a tap device (`test_servers::netns`)
+//! in which QEMU runs (`-netdev tap`), a real dnsmasq giving the phone its lease, its DNS
+//! and the provisioning options the test chooses (`test_servers::dnsmasq_dhcp`), and
+//! nginx on `https://10.77.0.1/` (port 443) inside the namespace; the test starts more
+//! servers there ([`Dhcp::run`]). The kernel command line says `phone.net=dhcp`, so the
+//! phone's rcS starts BusyBox udhcpc with the license agent's hook instead of the fixed
+//! address. The deployment's `agent.toml` (e.g. `[provisioning] source = "dhcp"`) comes
+//! with the trust, in the appended archive.
+//!
 //! The image is `target/phone/` unless `LICENSE_AGENT_PHONE_IMAGE` names another folder.
 
 use std::fs;
@@ -32,6 +42,8 @@ use std::time::{Duration, Instant};
 use super::nbd::{CutMode, CutReport, FlashServer};
 use super::nginx::Nginx;
 use super::pki::Pki;
+use test_servers::dnsmasq_dhcp::DnsmasqDhcp;
+use test_servers::netns::{self, Netns};
 
 /// The phone's MAC (QEMU gives its network card this address).
 pub const MAC: &str = "0004f2000001";
@@ -58,14 +70,46 @@ pub fn image_dir() -> PathBuf {
     dir
 }
 
+/// The image's deployment configuration (`agent.toml` beside the image: a copy of the
+/// firmware's `/etc/license-agent/agent.toml`), for a test to start its own from.
+pub fn image_agent_toml() -> String {
+    let path = image_dir().join("agent.toml");
+    fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: build the phone image again (bash scripts/phone-image.sh)",
+            path.display()
+        )
+    })
+}
+
+/// The DHCP network of a [`Lab`]: the namespace the phone's wire is in, and its dnsmasq.
+pub struct Dhcp {
+    pub dnsmasq: DnsmasqDhcp,
+    /// Dropped last: deleting the namespace ends its addresses.
+    pub netns: Netns,
+}
+
+impl Dhcp {
+    /// Runs `f` inside the namespace (to start a server on its addresses).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.netns.run(f)
+    }
+}
+
 /// A phone and its surroundings; see the module documentation.
 pub struct Lab {
     /// Short (sockets live here: at most 107 bytes of path).
     pub dir: PathBuf,
+    /// The PKI whose CA the phone trusts (its server certificate names 10.77.0.1-3 too).
+    pub pki: Pki,
+    /// The provisioning server: on 127.0.0.1 (reached as `https://prov.example.test/`),
+    /// or with [`Lab::with_dhcp`] inside the namespace, `https://10.77.0.1/`.
     pub nginx: Nginx,
     /// The vendor's signing key, trusted by the phone's keyring.
     pub key: PathBuf,
     pub flash: FlashServer,
+    /// The DHCP network ([`Lab::with_dhcp`]); `None`: QEMU's user network.
+    pub dhcp: Option<Dhcp>,
     kernel: PathBuf,
     initrd: PathBuf,
     boots: usize,
@@ -76,6 +120,24 @@ impl Lab {
     /// A new lab: a blank flash, an empty provisioning folder, nothing running but nginx
     /// and the flash server.
     pub fn new() -> Lab {
+        Lab::build(None)
+    }
+
+    /// A lab whose phone is on the DHCP network (see the module documentation): dnsmasq
+    /// gives leases of `lease` (dnsmasq's notation, e.g. `2m`) with `options`
+    /// ([`test_servers::dnsmasq_dhcp::text_option`]) and answers DNS for `hosts`; the
+    /// phone boots with `agent_toml` as its `/etc/license-agent/agent.toml`.
+    pub fn with_dhcp(
+        lease: &str,
+        options: &[String],
+        hosts: &[(&str, &str)],
+        agent_toml: &str,
+    ) -> Lab {
+        Lab::build(Some((lease, options, hosts, agent_toml)))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn build(dhcp: Option<(&str, &[String], &[(&str, &str)], &str)>) -> Lab {
         let image = image_dir();
         let tmp = tempfile::Builder::new()
             .prefix("phone-")
@@ -86,10 +148,22 @@ impl Lab {
         let key = super::vendor_key(&dir);
         let www = dir.join("www");
         fs::create_dir(&www).expect("the provisioning folder");
-        let nginx = Nginx::start(&www, &pki);
+        let trust = dir.join("trust");
+        let (nginx, dhcp) = match dhcp {
+            None => (Nginx::start(&www, &pki), None),
+            Some((lease, options, hosts, agent_toml)) => {
+                let netns = Netns::new();
+                let nginx = netns.run(|| Nginx::start_on(&www, &pki, netns::SERVER, Some(443)));
+                let dnsmasq =
+                    DnsmasqDhcp::start(&netns, &dir.join("dnsmasq"), lease, options, hosts);
+                let config = trust.join("etc/license-agent/agent.toml");
+                fs::create_dir_all(config.parent().unwrap()).unwrap();
+                fs::write(&config, agent_toml).expect("write the deployment's agent.toml");
+                (nginx, Some(Dhcp { dnsmasq, netns }))
+            }
+        };
 
         // The deployment's trust, appended to the firmware as a second cpio archive.
-        let trust = dir.join("trust");
         let put = |path: &str, from: &Path| {
             let to = trust.join(path);
             fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -106,9 +180,11 @@ impl Lab {
         let flash = FlashServer::start(flash_image, &dir.join("flash.sock"));
         Lab {
             dir,
+            pki,
             nginx,
             key,
             flash,
+            dhcp,
             kernel: image.join("vmlinuz"),
             initrd,
             boots: 0,
@@ -148,10 +224,22 @@ impl Lab {
         let console = run.join("console.log");
         let control = run.join("control.sock");
         let supervisor = run.join("supervisor.sock");
-        let forward = format!(
-            "user,id=net,restrict=on,guestfwd=tcp:10.0.2.100:443-cmd:socat - TCP:127.0.0.1:{}",
-            self.nginx.https_port
-        );
+        let (mut cmd, netdev, append) = match &self.dhcp {
+            None => (
+                Command::new("qemu-system-arm"),
+                format!(
+                    "user,id=net,restrict=on,guestfwd=tcp:10.0.2.100:443-cmd:socat - TCP:127.0.0.1:{}",
+                    self.nginx.https_port
+                ),
+                "console=ttyAMA0 quiet",
+            ),
+            // The wire is the namespace's tap; rcS asks DHCP for the network.
+            Some(dhcp) => (
+                dhcp.netns.command("qemu-system-arm"),
+                format!("tap,id=net,ifname={},script=no,downscript=no", netns::TAP),
+                "console=ttyAMA0 quiet phone.net=dhcp",
+            ),
+        };
         let flash = format!(
             "driver=raw,file.driver=nbd,file.server.type=unix,file.server.path={},if=none,id=flash,cache=writeback",
             self.flash.socket().display()
@@ -162,7 +250,6 @@ impl Lab {
             .map(|pair| std::str::from_utf8(pair).unwrap())
             .collect::<Vec<_>>()
             .join(":");
-        let mut cmd = Command::new("qemu-system-arm");
         cmd.args(["-M", "virt", "-cpu", "cortex-a15", "-m", "256"])
             .args(["-display", "none", "-monitor", "none", "-nodefaults"])
             .arg("-serial")
@@ -171,13 +258,13 @@ impl Lab {
             .arg(&self.kernel)
             .arg("-initrd")
             .arg(&self.initrd)
-            .args(["-append", "console=ttyAMA0 quiet"])
+            .args(["-append", append])
             .args(["-rtc", "base=1970-01-01T00:00:10"])
             .arg("-drive")
             .arg(flash)
             .args(["-device", "virtio-blk-device,drive=flash"])
             .arg("-netdev")
-            .arg(forward)
+            .arg(netdev)
             .arg("-device")
             .arg(format!("virtio-net-device,netdev=net,mac={mac}"))
             .args(["-device", "virtio-rng-device"])
