@@ -299,8 +299,14 @@ pub(crate) fn run(config_path: &Path, phone: Phone) -> Result<i32, DaemonError> 
         control.path().display()
     );
     // The boot cycle may wait for the clock, then fetches two files, each within the
-    // total timeout.
-    let fetch_bound = config.fetch.total_timeout.0;
+    // total timeout; a cycle that finds the server first may ask each server it may try
+    // for the master file too (the DHCP one, the remembered one, the static list).
+    let asked = if config.boot_server.master_config {
+        2 + 2 + config.servers.len() as u64
+    } else {
+        2
+    };
+    let fetch_bound = config.fetch.total_timeout.0.saturating_mul(asked / 2);
     let clock_bound = config.timing.boot_clock_wait.0;
     notify::starting_within(Duration::from_secs(
         fetch_bound

@@ -138,6 +138,7 @@ fn the_server_dhcp_names_is_followed_folder_by_folder_without_a_restart() {
     let p = provisioning(&status);
     assert_eq!(p["origin"], "dhcp option 160", "{status:#}");
     assert_eq!(p["server"], nginx.basic_url().as_str());
+    assert_eq!(status["daemon"]["server"], nginx.basic_url().as_str());
     assert_eq!(p["licenses"], format!("{}lic/", nginx.basic_url()));
     assert_eq!(p["logs"], format!("{}logs/", nginx.basic_url()));
     assert_eq!(phone.published(), ["vqmon"]);

@@ -418,12 +418,18 @@ impl Agent {
             .flatten()
             .min();
         let fetch = &self.fetching.state;
+        let provisioning = self.provisioning_status();
         report.daemon = Some(DaemonJson {
-            server: match &self.fetching.server {
-                Ok(bases) => crate::config::listed(bases),
-                Err(why) => format!("none: {why}"),
+            server: match (&self.fetching.server, &provisioning) {
+                (Err(why), _) => format!("none: {why}"),
+                // Found at each cycle: the one found last.
+                (Ok(_), Some(p)) => p
+                    .server
+                    .clone()
+                    .unwrap_or_else(|| "none found yet".to_string()),
+                (Ok(bases), None) => crate::config::listed(bases),
             },
-            provisioning: self.provisioning_status(),
+            provisioning,
             last_fetch: fetch.last_fetch.map(status::time),
             fetching: self.fetching.is_running(),
             files: fetch.files.clone(),
