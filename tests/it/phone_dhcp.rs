@@ -400,8 +400,10 @@ fn the_phone_leases_from_dnsmasq_and_the_hook_writes_the_options_it_renews() {
 #[test]
 #[ignore = "the emulated phone on a DHCP network: scripts/phone-check.sh runs this with --ignored"]
 fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_folders() {
-    // (a) option 66 alone, a bare host name: FTP (server_type), from the server's root
-    // while it has no master file; (c) then a master file naming `lic` and `logs`.
+    // (a) option 66 alone, a bare host name: FTP (server_type); (c) its master file,
+    // there from the start, names `lic` and `logs`: the boot fetch takes the license
+    // from lic/ (not the root's) and the report goes up to logs/; then the master file
+    // names other folders, and a check-sync follows them without a restart.
     let mut lab = Lab::with_dhcp(
         "2m",
         &[text_option(66, FTP_HOST)],
@@ -413,18 +415,24 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
     let t = now();
     let root_end = t + 365 * DAY;
     let lic_end = t + 730 * DAY;
+    let lic2_end = t + 1095 * DAY;
     ftp.put(
         PHONE_FILE,
         &lab.sign("phone", &[feature("vqmon", t - DAY, Some(root_end))]),
     );
-    // The same feature, renewed: taken without a reboot, told apart by its end.
-    let lic = ftp_folder(&ftp, "lic");
-    fs::write(
-        lic.join(PHONE_FILE),
-        lab.sign("phone", &[feature("vqmon", t - DAY, Some(lic_end))]),
-    )
-    .unwrap();
+    // The same feature in each folder, told apart by its end (a longer one is taken
+    // without a reboot).
+    for (folder, end) in [("lic", lic_end), ("lic2", lic2_end)] {
+        let dir = ftp_folder(&ftp, folder);
+        fs::write(
+            dir.join(PHONE_FILE),
+            lab.sign("phone", &[feature("vqmon", t - DAY, Some(end))]),
+        )
+        .unwrap();
+    }
     let logs = ftp_folder(&ftp, "logs");
+    let logs2 = ftp_folder(&ftp, "logs2");
+    ftp.put(MASTER_FILE, master_file("lic", "logs").as_bytes());
 
     let mut vm = lab.power_on();
     let pid = boot(&mut vm, t);
@@ -434,11 +442,12 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
         lease_file(&mut vm)
     );
 
-    // (a) The server of option 66, over FTP, from its root (no master file there).
+    // (a) + (c) The boot fetch: the server of option 66, over FTP, in the folder its
+    // master file names.
     let p = wait_provisioning(&mut vm, "the server of option 66", "dhcp option 66", |s| {
         s.starts_with(&format!("ftp://{FTP_HOST}"))
     });
-    eprintln!("(a) option 66: {p}");
+    eprintln!("(a) option 66 and its master file: {p}");
     let server = p["server"].as_str().unwrap().to_string();
     assert_eq!(
         server.trim_end_matches('/'),
@@ -446,54 +455,10 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
         "{p:#}"
     );
     assert_eq!(
-        p["licenses"].as_str().map(|s| s.trim_end_matches('/')),
-        Some(server.trim_end_matches('/')),
-        "{p:#}"
-    );
-    let s = status(&mut vm);
-    assert_eq!(
-        vqmon_end(&s),
-        Some(rfc(root_end)),
-        "the root's license: {s:#}"
-    );
-    let text = s.to_string();
-    assert!(
-        !text.contains(PASSWORD),
-        "the FTP password is shown: {text}"
-    );
-    let log = ftp_log(&work);
-    assert!(
-        log.contains(MASTER_FILE),
-        "the master file was not asked for:\n{log}"
-    );
-    assert!(
-        ftp_did(&log, "OK DOWNLOAD", &format!("/{PHONE_FILE}")),
-        "{PHONE_FILE} not fetched over FTP from the root:\n{log}"
-    );
-    // No master file: the report goes to the root too.
-    assert_eq!(
-        p["logs"].as_str().map(|s| s.trim_end_matches('/')),
-        Some(server.trim_end_matches('/')),
-        "{p:#}"
-    );
-    let in_root = ftp.root.join(REPORT_FILE);
-    wait_file(&mut vm, &in_root, &work);
-    fs::remove_file(&in_root).unwrap();
-
-    // (c) A master file names the folders: the licenses from lic/, the report to logs/.
-    ftp.put(MASTER_FILE, master_file("lic", "logs").as_bytes());
-    vm.sh("license-agent check-sync; true");
-    let p = wait_until(&mut vm, FOLLOW, "the master file's folders", |vm| {
-        let p = status(vm)["daemon"]["provisioning"].clone();
-        let lic = p["licenses"]
-            .as_str()?
-            .trim_end_matches('/')
-            .ends_with("/lic");
-        (lic && p["origin"] == "dhcp option 66").then_some(p)
-    });
-    eprintln!("(c) master file: {p}");
-    assert_eq!(
-        p["licenses"].as_str().unwrap().trim_end_matches('/'),
+        p["licenses"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/'),
         format!("ftp://{FTP_HOST}/lic"),
         "{p:#}"
     );
@@ -502,10 +467,17 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
         format!("ftp://{FTP_HOST}/logs"),
         "{p:#}"
     );
-    let s = wait_until(&mut vm, FOLLOW, "the license of lic/", |vm| {
-        let s = status(vm);
-        (vqmon_end(&s) == Some(rfc(lic_end))).then_some(s)
-    });
+    let s = status(&mut vm);
+    assert_eq!(
+        vqmon_end(&s),
+        Some(rfc(lic_end)),
+        "the boot fetch took lic/'s license: {s:#}"
+    );
+    let text = s.to_string();
+    assert!(
+        !text.contains(PASSWORD),
+        "the FTP password is shown: {text}"
+    );
     let report = logs.join(REPORT_FILE);
     wait_file(&mut vm, &report, &work);
     let log = ftp_log(&work);
@@ -517,19 +489,49 @@ fn option_66_names_an_ftp_server_by_host_name_and_its_master_file_moves_the_fold
         ftp_did(&log, "OK DOWNLOAD", &format!("/lic/{PHONE_FILE}")),
         "lic/{PHONE_FILE} not fetched:\n{log}"
     );
+    assert!(
+        !ftp_did(&log, "OK DOWNLOAD", &format!("/{PHONE_FILE}")),
+        "the root's {PHONE_FILE} was fetched:\n{log}"
+    );
     // Uploaded into logs/ (under a temporary name first, perhaps, then renamed).
     assert!(
         log.lines()
             .any(|l| l.contains("OK UPLOAD: Client \"10.77.0.") && l.contains("\"/logs/")),
         "the report did not go up to logs/:\n{log}"
     );
-    assert!(
-        !in_root.exists(),
-        "the report went to the root again, not only to logs/"
-    );
+    let in_root = ftp.root.join(REPORT_FILE);
+    assert!(!in_root.exists(), "the report went to the root");
     let uploaded: Value =
         serde_json::from_slice(&fs::read(&report).unwrap()).expect("the report is JSON");
     assert!(uploaded.to_string().contains(MAC), "{uploaded:#}");
+
+    // The master file names other folders: followed at the next cycle.
+    ftp.put(MASTER_FILE, master_file("lic2", "logs2").as_bytes());
+    vm.sh("license-agent check-sync; true");
+    let p = wait_until(&mut vm, FOLLOW, "the master file's new folders", |vm| {
+        let p = status(vm)["daemon"]["provisioning"].clone();
+        let lic = p["licenses"]
+            .as_str()?
+            .trim_end_matches('/')
+            .ends_with("/lic2");
+        (lic && p["origin"] == "dhcp option 66").then_some(p)
+    });
+    eprintln!("(c) the folders moved: {p}");
+    assert_eq!(
+        p["logs"].as_str().unwrap_or_default().trim_end_matches('/'),
+        format!("ftp://{FTP_HOST}/logs2"),
+        "{p:#}"
+    );
+    let s = wait_until(&mut vm, FOLLOW, "the license of lic2/", |vm| {
+        let s = status(vm);
+        (vqmon_end(&s) == Some(rfc(lic2_end))).then_some(s)
+    });
+    wait_file(&mut vm, &logs2.join(REPORT_FILE), &work);
+    let log = ftp_log(&work);
+    assert!(
+        ftp_did(&log, "OK DOWNLOAD", &format!("/lic2/{PHONE_FILE}")),
+        "lic2/{PHONE_FILE} not fetched:\n{log}"
+    );
     assert_eq!(agent_pid(&mut vm), pid, "the agent was restarted");
     assert_eq!(vm.reboot_requests(), 0, "{:?}\n{s:#}", vm.events());
 }
