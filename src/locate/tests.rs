@@ -515,3 +515,24 @@ fn a_refused_url_whose_password_holds_a_hash_or_a_question_mark_shows_no_passwor
         assert!(!why.contains("pa#ss") && !why.contains("s3cr?t"), "{why}");
     }
 }
+
+/// `meta.json` with a `boot_server` that does not read (written by hand, or by another
+/// build): the remembered server is ignored, as `Known::from_record` promises; the rest
+/// of the metadata (the latest trusted time, the published set, the reboot record) is
+/// kept, not set aside with it.
+#[test]
+fn a_boot_server_record_that_does_not_read_costs_nothing_else_of_the_metadata() {
+    for record in [
+        r#"{"url": 5}"#,
+        r#"{"url": "ftp://prov/"}"#,
+        r#""ftp://prov/""#,
+        r#"{"url": "ftp://prov/", "origin": null, "licenses": [], "logs": {}}"#,
+    ] {
+        let text = format!(r#"{{"latest_trusted": 1700000000, "boot_server": {record}}}"#);
+        let meta = serde_json::from_str::<crate::storage::meta::Meta>(&text);
+        assert!(
+            meta.as_ref().is_ok_and(|m| m.latest_trusted.is_some()),
+            "{record}: {meta:?}"
+        );
+    }
+}
