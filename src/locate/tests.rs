@@ -500,3 +500,39 @@ fn the_store_keeps_no_credentials_and_a_record_that_does_not_read_is_ignored() {
     bad.master_file = Some("../x.cfg".into());
     assert!(Known::from_record(&bad, TRANSPORTS).is_err());
 }
+
+/// A password written raw with `#` or `?` in it (common in passwords; a URL wants them
+/// percent-encoded): the refusal, a note in `status` and the log, shows the URL without
+/// its user info like every other refusal, never the password.
+#[test]
+fn a_refused_url_whose_password_holds_a_hash_or_a_question_mark_shows_no_password() {
+    for value in ["ftp://user:pa#ss@host/", "http://user:s3cr?t@host/phones/"] {
+        let why = named(value).unwrap_err();
+        assert!(!why.contains("pa#ss") && !why.contains("s3cr?t"), "{why}");
+        // And a master file's LOG_FILE_DIRECTORY written the same way.
+        let server = ServerUrl::test("http://prov/");
+        let why = master::resolve(&server, Some(value), TRANSPORTS).unwrap_err();
+        assert!(!why.contains("pa#ss") && !why.contains("s3cr?t"), "{why}");
+    }
+}
+
+/// `meta.json` with a `boot_server` that does not read (written by hand, or by another
+/// build): the remembered server is ignored, as `Known::from_record` promises; the rest
+/// of the metadata (the latest trusted time, the published set, the reboot record) is
+/// kept, not set aside with it.
+#[test]
+fn a_boot_server_record_that_does_not_read_costs_nothing_else_of_the_metadata() {
+    for record in [
+        r#"{"url": 5}"#,
+        r#"{"url": "ftp://prov/"}"#,
+        r#""ftp://prov/""#,
+        r#"{"url": "ftp://prov/", "origin": null, "licenses": [], "logs": {}}"#,
+    ] {
+        let text = format!(r#"{{"latest_trusted": 1700000000, "boot_server": {record}}}"#);
+        let meta = serde_json::from_str::<crate::storage::meta::Meta>(&text);
+        assert!(
+            meta.as_ref().is_ok_and(|m| m.latest_trusted.is_some()),
+            "{record}: {meta:?}"
+        );
+    }
+}

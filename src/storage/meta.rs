@@ -162,7 +162,13 @@ pub(crate) struct Meta {
     pub(crate) reboot: Option<RebootRecord>,
     /// The provisioning server that answered last and its folders, for a boot on which
     /// DHCP names none (added with `[provisioning]`: an older agent ignores it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A record that does not read (by hand, another build) is none: it never costs
+    /// the rest of the metadata.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_server_or_none"
+    )]
     pub(crate) boot_server: Option<KnownServer>,
 }
 
@@ -176,6 +182,15 @@ pub(crate) struct KnownServer {
     pub(crate) origin: String,
     pub(crate) licenses: String,
     pub(crate) logs: String,
+}
+
+/// `boot_server` as stored, or none when it does not read as one.
+fn known_server_or_none<'de, D>(deserializer: D) -> Result<Option<KnownServer>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 impl Meta {

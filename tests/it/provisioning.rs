@@ -290,3 +290,61 @@ fn a_restart_without_a_lease_goes_to_the_remembered_server() {
     let daemon = phone.start(None);
     assert_eq!(provisioning(&daemon.status())["origin"], "remembered");
 }
+
+/// A SIGHUP forgets the credentials of the server DHCP named (the URL's user info, kept
+/// in memory only): the remembered server is then asked without them, and a lease that
+/// no longer names it sends the phone to the static list, in the same process, where
+/// the same lease without the SIGHUP keeps the remembered server.
+#[test]
+fn a_sighup_keeps_the_credentials_of_the_server_dhcp_named() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let fallback = tempfile::tempdir().unwrap();
+    let phone = Phone::new("");
+    let www = work.path().join("www");
+    std::fs::write(
+        www.join(SITE_FILE),
+        phone.sign("site", &[("vqmon", t - DAY, None)]),
+    )
+    .unwrap();
+    std::fs::write(
+        fallback.path().join(SITE_FILE),
+        phone.sign("site", &[("usb-call-recording", t - DAY, None)]),
+    )
+    .unwrap();
+    let lease = phone.path("dhcp");
+    let basic = nginx
+        .basic_url()
+        .replace("http://", &format!("http://{BASIC_USER}:{BASIC_PASSWORD}@"));
+    write_lease(&lease, &[(160, basic.as_bytes())]);
+    phone.configure(&format!(
+        "server = \"file://{}/\"\n\
+         [provisioning]\nsource = \"dhcp\"\ndhcp_file = \"dhcp\"\n\
+         [fetch]\ntotal_timeout = \"5s\"\nconnect_timeout = \"2s\"\n",
+        fallback.path().display(),
+    ));
+    let daemon = phone.start(None);
+    let status = daemon.status();
+    assert_eq!(
+        provisioning(&status)["origin"],
+        "dhcp option 160",
+        "{status:#}"
+    );
+    assert_eq!(phone.published(), ["vqmon"]);
+
+    // The configuration read again, unchanged; then a lease without the option.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    write_lease(&lease, &[]);
+    check_sync(&phone);
+    let status = daemon.status();
+    let p = provisioning(&status);
+    assert_eq!(p["origin"], "remembered", "{status:#}");
+    assert_eq!(p["server"], nginx.basic_url().as_str(), "{status:#}");
+    assert_eq!(phone.published(), ["vqmon"]);
+}
