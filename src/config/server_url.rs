@@ -480,8 +480,10 @@ fn without_user_info(text: &str) -> String {
     // without its password).
     let authority = rest.trim_start_matches('/');
     let slashes = &rest[..rest.len() - authority.len()];
-    let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
-    match authority[..end].rfind('@') {
+    // Up to the last `@` anywhere: a password written with a raw `/`, `?` or `#` (not
+    // percent-encoded) ends the authority early for a parser, never for this mask; a
+    // path holding an `@` is masked too, the safe side of a message.
+    match authority.rfind('@') {
         Some(at) => format!("{scheme}{slashes}***{}", &authority[at..]),
         None => text.to_string(),
     }

@@ -302,17 +302,15 @@ pub(crate) fn run(config_path: &Path, phone: Phone) -> Result<i32, DaemonError> 
     // total timeout; a cycle that finds the server first may ask each server it may try
     // for the master file too (the DHCP one, the remembered one, the static list).
     let asked = if config.boot_server.master_config {
-        2 + 2 + config.servers.len() as u64
+        // Two master files on each (a slow 404, then a hang), then the two licenses.
+        2 + 2 * (2 + config.servers.len() as u64)
     } else {
         2
     };
-    let fetch_bound = config.fetch.total_timeout.0.saturating_mul(asked / 2);
+    let fetch_bound = config.fetch.total_timeout.0.saturating_mul(asked);
     let clock_bound = config.timing.boot_clock_wait.0;
     notify::starting_within(Duration::from_secs(
-        fetch_bound
-            .saturating_mul(2)
-            .saturating_add(clock_bound)
-            .saturating_add(30),
+        fetch_bound.saturating_add(clock_bound).saturating_add(30),
     ));
     let link = link_for(config);
     let (uploads, report_server) = reports(&setup.agent);
@@ -548,7 +546,7 @@ impl Daemon {
     /// configuration stops the daemon.
     fn reload(&mut self) {
         let held = self.core.agent().store().lock().cloned();
-        let setup = match start(&self.config_path, &self.clock, held.as_ref()) {
+        let mut setup = match start(&self.config_path, &self.clock, held.as_ref()) {
             Ok(setup) => setup,
             Err(e) => {
                 self.core
@@ -573,6 +571,8 @@ impl Daemon {
                 );
             }
         }
+        // Before the report's target is chosen: it may be the known server's folder.
+        setup.agent.keep_known(self.core.agent());
         let (uploads, report_server) = reports(&setup.agent);
         self.server = setup.server;
         self.locator = setup.locator;

@@ -221,6 +221,23 @@ impl Agent {
         self.fetching.known.as_ref()
     }
 
+    /// Keeps what `old` (the agent this one replaces at a reload, in the same process)
+    /// knew of the server found last, when it is the one the store names: in memory it
+    /// has the credentials a DHCP URL gave, which the store never keeps.
+    pub(crate) fn keep_known(&mut self, old: &Agent) {
+        let Some(known) = &old.fetching.known else {
+            return;
+        };
+        let same = match &self.fetching.known {
+            None => true,
+            Some(mine) => mine.record() == known.record(),
+        };
+        if same {
+            self.fetching.known = Some(known.clone());
+            self.fetching.located.clone_from(&old.fetching.located);
+        }
+    }
+
     /// Where cycle `number` found the server (before its files: [`Agent::fetch_finished`]).
     /// A server that answered becomes the known one, kept in the store when it changed
     /// (a failed write is tried again with the store's next one). A cycle not running
