@@ -348,3 +348,60 @@ fn a_sighup_keeps_the_credentials_of_the_server_dhcp_named() {
     assert_eq!(p["server"], nginx.basic_url().as_str(), "{status:#}");
     assert_eq!(phone.published(), ["vqmon"]);
 }
+
+/// A DHCP-named server that accepts and never answers the master file: the loop is not
+/// held (`status` answers at once while the boot cycle waits), the stored license is
+/// published all the same once the cycle gives up, and the static server answers the
+/// same cycle.
+#[test]
+fn a_master_file_that_never_comes_holds_nothing() {
+    use common::faults::{Fault, FaultServer};
+    let t = now();
+    let stall = FaultServer::start(Fault::Stall);
+    let fallback = tempfile::tempdir().unwrap();
+    let phone = Phone::new("");
+    std::fs::write(
+        fallback.path().join(SITE_FILE),
+        phone.sign("site", &[("vqmon", t - DAY, None)]),
+    )
+    .unwrap();
+    phone.install(&phone.sign("phone", &[("lync", t - DAY, None)]));
+    let lease = phone.path("dhcp");
+    write_lease(&lease, &[(160, stall.url().as_bytes())]);
+    phone.configure(&format!(
+        "server = \"file://{}/\"\n[provisioning]\nsource = \"dhcp\"\ndhcp_file = \"dhcp\"\n\
+         [fetch]\ntotal_timeout = \"3s\"\nconnect_timeout = \"1s\"\n",
+        fallback.path().display()
+    ));
+    let child = phone.spawn(None);
+    // The control socket answers while the master file hangs.
+    let socket = phone.path("control.sock");
+    let started = Instant::now();
+    let mut answered_while_fetching = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            s.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+            let mut answer = String::new();
+            if s.read_to_string(&mut answer).is_ok() && answer.contains("\"fetching\":true") {
+                answered_while_fetching = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        answered_while_fetching,
+        "status never answered during the stalled fetch"
+    );
+    let daemon = phone.attach(child);
+    let status = daemon.status();
+    let p = provisioning(&status);
+    assert_eq!(p["origin"], "static", "{status:#}");
+    assert!(p["notes"].to_string().contains("did not answer"), "{p:#}");
+    let mut published = phone.published();
+    published.sort();
+    assert_eq!(published, ["lync", "vqmon"]);
+    assert!(stall.connections() >= 1);
+}
