@@ -23,7 +23,7 @@ use crate::trust::Keyring;
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its folder under `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("license", license),
     ("keyring", keyring),
     ("config", config),
@@ -33,6 +33,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("server_answer", server_answer),
     ("ftp_reply", ftp_reply),
     ("provisioning", provisioning),
+    ("trust_update", trust_update),
 ];
 
 /// The keyring of the project's vectors: inputs grown from the vectors carry valid
@@ -121,6 +122,30 @@ pub fn provisioning(data: &[u8]) {
             }
         }
     }
+}
+
+/// A trust document (`docs/trust-update.md`): read, and judged against a trust whose
+/// roots nobody holds the keys of: whatever the bytes, never taken; one that reads
+/// carries keys within the bounds, each once.
+pub fn trust_update(data: &[u8]) {
+    use crate::trust::update;
+    if let Ok(document) = update::parse(data) {
+        let t = &document.trust;
+        assert!(data.len() <= update::MAX_DOCUMENT);
+        assert!((1..=update::MAX_ROOTS).contains(&t.roots.len()));
+        assert!((1..=update::MAX_LICENSE_KEYS).contains(&t.licenses.len()));
+        assert!(t.threshold >= 1 && t.threshold <= t.roots.len());
+        assert!(document.signatures.len() <= update::MAX_SIGNATURES);
+        assert!(t.roots.iter().all(|r| !t.licenses.contains(r)));
+    }
+    let held = update::Trust {
+        version: 0,
+        expires: None,
+        threshold: 1,
+        roots: vec![[7u8; 32]],
+        licenses: vec![[8u8; 32]],
+    };
+    assert!(update::judge(&held, data, Some(0)).is_err());
 }
 
 /// A control request (the daemon's side), and an answer (the client's side).

@@ -72,7 +72,14 @@ impl std::error::Error for KeyringError {}
 /// The set of trusted keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keyring {
+    /// The license keys.
     keys: Vec<TrustedKey>,
+    /// The trust version this keyring is (`version N`; 0 when not given).
+    version: u32,
+    /// The root keys (`root ed25519 ...`), which sign trust updates and never licenses
+    /// (`docs/trust-update.md`), and how many must sign the next version.
+    roots: Vec<[u8; PUBLIC_KEY_LEN]>,
+    root_threshold: usize,
 }
 
 impl Keyring {
@@ -101,6 +108,8 @@ impl Keyring {
     /// Reads keyring text.
     pub fn parse(text: &str) -> Result<Keyring, KeyringError> {
         let mut keyring = Keyring::default();
+        let (mut seen_version, mut threshold_line) = (None, None);
+        let mut root_line;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let content = raw.split('#').next().unwrap_or("").trim();
@@ -108,9 +117,45 @@ impl Keyring {
                 continue;
             }
             let bad = |reason: String| KeyringError::Line { line, reason };
-            let (algorithm, rest) = content
+            let (mut algorithm, mut rest) = content
                 .split_once(char::is_whitespace)
                 .unwrap_or((content, ""));
+            // The trust lines of `docs/trust-update.md`.
+            match algorithm {
+                "version" | "root-threshold" => {
+                    let seen = if algorithm == "version" {
+                        &mut seen_version
+                    } else {
+                        &mut threshold_line
+                    };
+                    if seen.is_some() {
+                        return Err(bad(format!("a second {algorithm} line")));
+                    }
+                    let value = rest.trim();
+                    let number = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|_| value == "0" || !value.starts_with('0'))
+                        .ok_or_else(|| bad(format!("{algorithm} {value:?}: a decimal number")))?;
+                    *seen = Some(line);
+                    if algorithm == "version" {
+                        keyring.version = number;
+                    } else {
+                        keyring.root_threshold = number as usize;
+                    }
+                    continue;
+                }
+                "root" => {
+                    let (kind, key) = rest
+                        .trim_start()
+                        .split_once(char::is_whitespace)
+                        .unwrap_or((rest.trim_start(), ""));
+                    algorithm = kind;
+                    rest = key;
+                    root_line = true;
+                }
+                _ => root_line = false,
+            }
             if algorithm != "ed25519" {
                 return Err(bad(format!(
                     "expected \"ed25519 <64 hex digits> [label]\", found {algorithm:?}"
@@ -127,11 +172,59 @@ impl Keyring {
                     key_hex
                 )));
             }
-            keyring.add(public_key, label.trim(), line)?;
+            if root_line {
+                if !keyring.roots.contains(&public_key) {
+                    keyring.roots.push(public_key);
+                }
+            } else {
+                keyring.add(public_key, label.trim(), line)?;
+            }
         }
         if keyring.keys.is_empty() {
             return Err(KeyringError::Empty);
         }
+        if let Some(root) = keyring
+            .roots
+            .iter()
+            .find(|r| keyring.get(key_id_of(r)).is_some())
+        {
+            return Err(KeyringError::Line {
+                line: 0,
+                reason: format!(
+                    "key {} is both a root key and a license key; a root key signs only \
+                     trust updates",
+                    key_id_of(root)
+                ),
+            });
+        }
+        match (threshold_line, keyring.roots.len()) {
+            (None, 0) => {}
+            (Some(line), 0) => {
+                return Err(KeyringError::Line {
+                    line,
+                    reason: "root-threshold without root keys".into(),
+                })
+            }
+            (None, _) => {
+                return Err(KeyringError::Line {
+                    line: 0,
+                    reason: "root keys without a root-threshold line".into(),
+                })
+            }
+            (Some(line), roots)
+                if keyring.root_threshold == 0 || keyring.root_threshold > roots =>
+            {
+                return Err(KeyringError::Line {
+                    line,
+                    reason: format!(
+                        "root-threshold {}: 1 to the {roots} root keys",
+                        keyring.root_threshold
+                    ),
+                })
+            }
+            _ => {}
+        }
+        keyring.roots.sort_unstable();
         Ok(keyring)
     }
 
@@ -166,6 +259,23 @@ impl Keyring {
                 public_key,
                 label: label.to_string(),
             }],
+            ..Keyring::default()
+        }
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
+    /// The trust this keyring is (`docs/trust-update.md`, "The firmware keyring is the
+    /// first trust"): its version, roots and license keys; it never expires.
+    pub(crate) fn trust(&self) -> super::update::Trust {
+        let mut licenses: Vec<[u8; PUBLIC_KEY_LEN]> =
+            self.keys.iter().map(|k| k.public_key).collect();
+        licenses.sort_unstable();
+        super::update::Trust {
+            version: self.version,
+            expires: None,
+            threshold: self.root_threshold,
+            roots: self.roots.clone(),
+            licenses,
         }
     }
 
