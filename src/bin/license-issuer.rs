@@ -33,6 +33,11 @@ Usage:
   license-issuer renew --key KEYFILE --from FILE --until TIME [--feature NAME_OR_ID]...
                       [--start TIME] [--limit N] [--keyring FILE] [--previous FILE]
                       [--allow-fewer] [-o FILE]
+  license-issuer trust-draft --trust-version N [--until TIME|never] --root-threshold T
+                      --root HEX64... --license HEX64... [-o FILE]
+  license-issuer trust-sign --key KEYFILE --draft FILE [-o FILE]
+  license-issuer trust-assemble --draft FILE --signature FILE... --previous FILE
+                      [-o FILE]
 
 keygen  writes a new Ed25519 private key (PKCS#8 DER, mode 0600, never over an
         existing file) and prints the keyring line that trusts its public key
@@ -50,6 +55,14 @@ renew   builds a Renewal from the file in force (--from): each --feature (defaul
         or from --start (no later than that end); its limit is --limit, or the current
         one (an Addon record's limit is the added capacity only: give --limit TOTAL to
         roll the Addons together). Other records are kept byte for byte.
+
+trust-draft, trust-sign, trust-assemble: a trust update's key ceremony
+        (docs/trust-update.md): the draft of version N (expiring --until, default
+        never; the root keys and the license keys as 64 hex digits, as the keyring
+        lines of `pubkey` write them); one signature line by one root key, on the
+        machine that holds it; then the draft with every signature line, written only
+        when the agent would take it after --previous (the version before: a trust
+        document, or the firmware keyring for version 1 of it).
 
 --feature (sign): NAME_OR_ID a name (vqmon, lync, ...), feature-XXXX, or an id (2,
            0x0002); TRANSACTION trial, new, addon or renewal; START and END times, END
@@ -92,6 +105,13 @@ struct Options {
     limit: Option<u32>,
     start: Option<u32>,
     until: Option<u32>,
+    never: bool,
+    trust_version: Option<u32>,
+    root_threshold: Option<usize>,
+    roots: Vec<[u8; 32]>,
+    licenses: Vec<[u8; 32]>,
+    draft: Option<PathBuf>,
+    signatures: Vec<PathBuf>,
 }
 
 impl Options {
@@ -110,7 +130,13 @@ impl Options {
             ("--allow-fewer", self.allow_fewer),
             ("--limit", self.limit.is_some()),
             ("--start", self.start.is_some()),
-            ("--until", self.until.is_some()),
+            ("--until", self.until.is_some() || self.never),
+            ("--trust-version", self.trust_version.is_some()),
+            ("--root-threshold", self.root_threshold.is_some()),
+            ("--root", !self.roots.is_empty()),
+            ("--license", !self.licenses.is_empty()),
+            ("--draft", self.draft.is_some()),
+            ("--signature", !self.signatures.is_empty()),
         ];
         match given.iter().find(|(name, on)| *on && !takes.contains(name)) {
             Some((name, _)) => Err(Usage(format!("{command} does not take {name}"))),
@@ -166,11 +192,35 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
                 )?)
             }
             Long("until") => {
-                o.until = Some(parse_instant(
-                    &text_value(&mut parser, "--until")?,
-                    "--until",
-                )?)
+                let text = text_value(&mut parser, "--until")?;
+                if text == "never" {
+                    o.never = true;
+                } else {
+                    o.until = Some(parse_instant(&text, "--until")?)
+                }
             }
+            Long("trust-version") => {
+                let text = text_value(&mut parser, "--trust-version")?;
+                o.trust_version = Some(
+                    text.parse()
+                        .map_err(|_| Usage(format!("--trust-version {text:?}: 1 to 4294967295")))?,
+                )
+            }
+            Long("root-threshold") => {
+                let text = text_value(&mut parser, "--root-threshold")?;
+                o.root_threshold = Some(
+                    text.parse()
+                        .map_err(|_| Usage(format!("--root-threshold {text:?}: a count")))?,
+                )
+            }
+            Long("root") => o
+                .roots
+                .push(public_key(&text_value(&mut parser, "--root")?)?),
+            Long("license") => o
+                .licenses
+                .push(public_key(&text_value(&mut parser, "--license")?)?),
+            Long("draft") => o.draft = Some(parser.value()?.into()),
+            Long("signature") => o.signatures.push(parser.value()?.into()),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -236,12 +286,113 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
             write_checked(&derived, &key, &against, &o)
         }
         Some(cmd @ ("addon" | "renew")) => derive_from(cmd, &o),
+        Some(cmd @ ("trust-draft" | "trust-sign" | "trust-assemble")) => ceremony_step(cmd, &o),
         Some(other) => Err(Usage(format!(
-            "unknown command {other:?}; commands: keygen, pubkey, sign, addon, renew"
+            "unknown command {other:?}; commands: keygen, pubkey, sign, addon, renew, \
+             trust-draft, trust-sign, trust-assemble"
         ))),
         None => Err(Usage(
             "a command is needed; see license-issuer --help".into(),
         )),
+    }
+}
+
+/// 64 hex digits: a raw Ed25519 public key.
+fn public_key(text: &str) -> Result<[u8; 32], Usage> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+        Usage(format!(
+            "{text:?} is not 64 hex digits (a raw Ed25519 public key)"
+        ))
+    })?;
+    Ok(key)
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, Usage> {
+    std::fs::read_to_string(path).map_err(|e| Usage(format!("{what} {}: {e}", path.display())))
+}
+
+/// One step of a trust update's ceremony.
+fn ceremony_step(cmd: &str, o: &Options) -> Result<Outcome, Usage> {
+    use license_agent::issuer::ceremony;
+    let need = |what: &str| Usage(format!("{cmd} needs {what}"));
+    let made = match cmd {
+        "trust-draft" => {
+            o.refuse_others(
+                cmd,
+                &[
+                    "--trust-version",
+                    "--until",
+                    "--root-threshold",
+                    "--root",
+                    "--license",
+                    "-o",
+                ],
+            )?;
+            ceremony::draft(&ceremony::DraftSpec {
+                version: o.trust_version.ok_or_else(|| need("--trust-version N"))?,
+                expires: o.until.map(i64::from),
+                root_threshold: o.root_threshold.ok_or_else(|| need("--root-threshold T"))?,
+                roots: o.roots.clone(),
+                licenses: o.licenses.clone(),
+            })
+        }
+        "trust-sign" => {
+            o.refuse_others(cmd, &["--key", "--draft", "-o"])?;
+            let key = load_key(o.key.as_deref().ok_or_else(|| need("--key KEYFILE"))?)?;
+            let draft = read_text(
+                o.draft.as_deref().ok_or_else(|| need("--draft FILE"))?,
+                "--draft",
+            )?;
+            ceremony::sign(&draft, &key).map(|line| format!("{line}\n"))
+        }
+        _ => {
+            o.refuse_others(cmd, &["--draft", "--signature", "--previous", "-o"])?;
+            let draft = read_text(
+                o.draft.as_deref().ok_or_else(|| need("--draft FILE"))?,
+                "--draft",
+            )?;
+            let previous = o
+                .previous
+                .as_deref()
+                .ok_or_else(|| need("--previous FILE"))?;
+            let bytes = std::fs::read(previous)
+                .map_err(|e| Usage(format!("--previous {}: {e}", previous.display())))?;
+            let mut lines = Vec::new();
+            for path in &o.signatures {
+                let text = read_text(path, "--signature")?;
+                lines.extend(
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(str::to_string),
+                );
+            }
+            if lines.is_empty() {
+                return Err(need("--signature FILE"));
+            }
+            match now() {
+                Ok(at) => ceremony::assemble(&draft, &lines, &bytes, i64::from(at))
+                    .map_err(|e| format!("--previous {}: {e}", previous.display())),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let text = match made {
+        Ok(text) => text,
+        Err(e) => return Ok(failed(PROGRAM, &e)),
+    };
+    match &o.output {
+        None => Ok(Outcome::help(&text)),
+        Some(path) => match std::fs::write(path, &text) {
+            Ok(()) => Ok(Outcome {
+                stdout: String::new(),
+                code: EXIT_OK,
+            }),
+            Err(e) => Ok(failed(
+                PROGRAM,
+                &format!("cannot write {}: {e}", path.display()),
+            )),
+        },
     }
 }
 

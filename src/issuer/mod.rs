@@ -10,6 +10,7 @@
 //! - [`compare`]: what phones would lose if a new file for a serial were posted after
 //!   the previous one (the agent uses the file with the latest end, `agent-rules.md`).
 
+pub mod ceremony;
 pub mod compare;
 pub mod derive;
 
@@ -57,6 +58,13 @@ impl SigningKey {
     pub fn public_key(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
         out.copy_from_slice(self.pair.public_key().as_ref());
+        out
+    }
+
+    /// The Ed25519 signature of `message`.
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(message).as_ref());
         out
     }
 

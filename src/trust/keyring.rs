@@ -173,8 +173,11 @@ impl Keyring {
                 )));
             }
             if root_line {
-                if !keyring.roots.contains(&public_key) {
-                    keyring.roots.push(public_key);
+                let id = key_id_of(&public_key);
+                match keyring.roots.iter().find(|r| key_id_of(r) == id) {
+                    Some(r) if *r == public_key => {}
+                    Some(_) => return Err(KeyringError::IdCollision { id, line }),
+                    None => keyring.roots.push(public_key),
                 }
             } else {
                 keyring.add(public_key, label.trim(), line)?;

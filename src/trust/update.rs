@@ -199,16 +199,24 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Document, Refusal> {
             format!("byte {:#04x} is not ASCII", bytes[at]),
         ));
     }
+    if bytes.last().is_some_and(|b| *b != b'\n') {
+        let line = 1 + bytes.iter().filter(|b| **b == b'\n').count();
+        return Err(malformed(line, "the last line does not end with LF".into()));
+    }
     // ASCII: UTF-8.
     let text = String::from_utf8_lossy(bytes);
     let mut lines = Vec::new();
     for (index, raw) in text.split('\n').enumerate() {
         let number = index + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        let content = raw.split('#').next().unwrap_or("");
-        if let Some(c) = content.chars().find(|c| c.is_ascii_control()) {
+        // A comment takes the spaces before it with it.
+        if let Some(c) = raw.chars().find(|c| c.is_ascii_control()) {
             return Err(malformed(number, format!("control character {c:?}")));
         }
+        let content = match raw.split_once('#') {
+            Some((content, _)) => content.trim_end_matches(' '),
+            None => raw,
+        };
         if content.is_empty() {
             continue;
         }
@@ -447,12 +455,14 @@ fn instant(text: &str) -> Option<UnixTime> {
             19 => *c == b'Z',
             _ => c.is_ascii_digit(),
         });
-    if !shape {
+    // Seconds 00 to 59 (no leap second), within the 32-bit range of the phones' clocks.
+    if !shape || &text[17..19] > "59" {
         return None;
     }
     chrono::NaiveDateTime::parse_from_str(&text[..19], "%Y-%m-%dT%H:%M:%S")
         .ok()
         .map(|t| t.and_utc().timestamp())
+        .filter(|t| (0..=i64::from(u32::MAX)).contains(t))
 }
 
 fn key_hex(text: &str) -> Option<Key> {
@@ -546,8 +556,7 @@ mod tests {
         // Another text of the same document: comments, order, case, CRLF.
         let mut lines: Vec<String> = doc.lines().map(str::to_string).collect();
         lines.swap(5, 6);
-        let other = lines
-            .join("\r\n")
+        let other = (lines.join("\r\n") + "\r\n")
             .to_uppercase()
             .replace("LICENSE-AGENT-TRUST", "license-agent-trust")
             .replace("VERSION", "version")
@@ -602,7 +611,8 @@ mod tests {
                 }
             })
             .collect::<Vec<_>>()
-            .join("\n");
+            .join("\n")
+            + "\n";
         let why = judge(&held(), forged.as_bytes(), Some(0))
             .unwrap_err()
             .to_string();
@@ -801,5 +811,114 @@ mod tests {
             let why = super::super::Keyring::parse(&bad).unwrap_err().to_string();
             assert!(why.contains(says), "{says}: {why}");
         }
+    }
+
+    /// The canonical words of a trust, as the vectors' `expected` files write them.
+    fn words(t: &Trust) -> String {
+        let mut out = format!(
+            "version {}\nexpires {}\nroot-threshold {}\n",
+            t.version,
+            t.expires.map_or("never".to_string(), |at| at.to_string()),
+            t.threshold
+        );
+        for key in &t.roots {
+            out.push_str(&format!("root {}\n", hex::encode(key)));
+        }
+        for key in &t.licenses {
+            out.push_str(&format!("license {}\n", hex::encode(key)));
+        }
+        out
+    }
+
+    fn vectors() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trust-vectors")
+    }
+
+    fn held_of(dir: &std::path::Path, name: &str) -> Trust {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        super::super::Keyring::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .trust()
+    }
+
+    fn now_of(dir: &std::path::Path) -> UnixTime {
+        std::fs::read_to_string(dir.join("now"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Every case of the independent implementation (`tests/trust-vectors/`, made from
+    /// the spec's text in Python): the verdict its folder's name announces, and for a
+    /// document taken, the trust its `expected` file writes.
+    #[test]
+    fn the_independent_vectors_get_the_verdicts_their_names_announce() {
+        const VERDICTS: [&str; 9] = [
+            "taken",
+            "malformed",
+            "unsupported-version",
+            "not-newer",
+            "skips-a-version",
+            "below-the-old-threshold",
+            "below-its-own-threshold",
+            "expired",
+            "no-root-key",
+        ];
+        let mut dirs: Vec<_> = std::fs::read_dir(vectors().join("cases"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        dirs.sort();
+        assert!(dirs.len() >= 90, "{} cases", dirs.len());
+        let mut wrong = Vec::new();
+        for dir in &dirs {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let announced = VERDICTS
+                .iter()
+                .filter(|v| name.starts_with(&format!("{v}-")))
+                .max_by_key(|v| v.len())
+                .unwrap_or_else(|| panic!("{name}: no verdict in the name"));
+            let held = held_of(dir, "held.keyring");
+            let bytes = std::fs::read(dir.join("update.cfg")).unwrap();
+            let got = judge(&held, &bytes, Some(now_of(dir)));
+            let verdict = match &got {
+                Ok(_) => "taken".to_string(),
+                Err(r) => r.verdict().replace(' ', "-"),
+            };
+            if verdict != *announced {
+                wrong.push(format!(
+                    "{name}: {}",
+                    got.as_ref()
+                        .err()
+                        .map_or("taken".into(), ToString::to_string)
+                ));
+                continue;
+            }
+            if let Ok(trust) = got {
+                let expected = std::fs::read_to_string(dir.join("expected")).unwrap();
+                assert_eq!(words(&trust), expected, "{name}");
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of {}:\n{}",
+            wrong.len(),
+            dirs.len(),
+            wrong.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_independent_chain_is_taken_version_by_version() {
+        let dir = vectors().join("chain");
+        let mut trust = held_of(&dir, "firmware.keyring");
+        for n in 1..=4 {
+            let bytes = std::fs::read(dir.join(format!("trust-{n}.cfg"))).unwrap();
+            trust =
+                judge(&trust, &bytes, Some(now_of(&dir))).unwrap_or_else(|e| panic!("{n}: {e}"));
+        }
+        let expected = std::fs::read_to_string(dir.join("expected")).unwrap();
+        assert_eq!(words(&trust), expected);
     }
 }

@@ -967,3 +967,133 @@ fn addon_and_renew_refusals() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("signature does not match"));
 }
+
+/// A trust update's key ceremony with the real tool (`docs/trust-update.md`, "The
+/// ceremony"): keys made apart, a draft, one signature line per root key made on its
+/// own (as on separate machines), and the assembled document written only when the
+/// agent's rules take it after the firmware keyring; below the threshold, or a version
+/// that skips, nothing is written.
+#[test]
+fn a_trust_ceremony_signs_apart_and_writes_only_what_the_agent_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&std::ffi::OsStr]| -> String {
+        let out = run(issuer(), args.iter().copied());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let path = |name: &str| dir.path().join(name);
+    let mut public = std::collections::HashMap::new();
+    for name in ["root1", "root2", "root3", "license1", "license2"] {
+        let line = ok(&["keygen".as_ref(), "-o".as_ref(), path(name).as_os_str()]);
+        public.insert(name, line.split_whitespace().nth(1).unwrap().to_string());
+    }
+    std::fs::write(
+        path("firmware.keyring"),
+        format!(
+            "version 0\nroot-threshold 2\nroot ed25519 {}\nroot ed25519 {}\nroot ed25519 {}\ned25519 {}\n",
+            public["root1"], public["root2"], public["root3"], public["license1"]
+        ),
+    )
+    .unwrap();
+    // The firmware keyring still verifies licenses as before (roots sign none).
+    let license = path("phone.cfg");
+    ok(&[
+        "sign".as_ref(),
+        "--key".as_ref(),
+        path("license1").as_os_str(),
+        "--serial".as_ref(),
+        "0004f2000001".as_ref(),
+        "--kind".as_ref(),
+        "phone".as_ref(),
+        "--feature".as_ref(),
+        "vqmon,new,2026-01-01T00:00:00Z,never".as_ref(),
+        "-o".as_ref(),
+        license.as_os_str(),
+    ]);
+    let verified = run(
+        agent(),
+        [
+            "verify".as_ref(),
+            "--keyring".as_ref(),
+            path("firmware.keyring").as_os_str(),
+            license.as_os_str(),
+        ],
+    );
+    assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
+
+    // Version 1: license1 replaced by license2.
+    let draft = path("trust-1.draft");
+    ok(&[
+        "trust-draft".as_ref(),
+        "--trust-version".as_ref(),
+        "1".as_ref(),
+        "--root-threshold".as_ref(),
+        "2".as_ref(),
+        "--root".as_ref(),
+        public["root1"].as_ref(),
+        "--root".as_ref(),
+        public["root2"].as_ref(),
+        "--root".as_ref(),
+        public["root3"].as_ref(),
+        "--license".as_ref(),
+        public["license2"].as_ref(),
+        "-o".as_ref(),
+        draft.as_os_str(),
+    ]);
+    for signer in ["root1", "root3"] {
+        let line = ok(&[
+            "trust-sign".as_ref(),
+            "--key".as_ref(),
+            path(signer).as_os_str(),
+            "--draft".as_ref(),
+            draft.as_os_str(),
+        ]);
+        assert!(line.starts_with("signature "), "{line}");
+        std::fs::write(path(&format!("{signer}.sig")), line).unwrap();
+    }
+    let assemble = |sigs: &[&str], out: &Path| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "trust-assemble".into(),
+            "--draft".into(),
+            draft.clone().into(),
+            "--previous".into(),
+            path("firmware.keyring").into(),
+            "-o".into(),
+            out.into(),
+        ];
+        for sig in sigs {
+            args.push("--signature".into());
+            args.push(path(&format!("{sig}.sig")).into());
+        }
+        run(issuer(), args)
+    };
+    let done = path("trust-1.cfg");
+    let out = assemble(&["root1", "root3"], &done);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&done).unwrap();
+    assert!(
+        text.contains("license-agent-trust 1\nversion 1\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\nsignature ").count(), 2, "{text}");
+    // One signature is below the threshold of version 0: refused, nothing written.
+    let short = path("short.cfg");
+    let out = assemble(&["root1"], &short);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("below the old threshold: 1 of the 2"),
+        "{said}"
+    );
+    assert!(!short.exists());
+}
