@@ -7,7 +7,10 @@
 pub(crate) mod keyring;
 #[cfg(test)]
 pub(crate) mod memo;
-// The reader and the rules of trust updates, ahead of their use (issue 28).
+// The reader and the rules of trust updates, and the chain a phone keeps, ahead of
+// their use (issue 28).
+#[allow(dead_code)]
+pub(crate) mod chain;
 #[allow(dead_code)]
 pub(crate) mod update;
 

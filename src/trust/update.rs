@@ -41,6 +41,12 @@ pub(crate) struct Trust {
 }
 
 impl Trust {
+    /// Whether it has expired at the judged instant `now` (`docs/trust-update.md`,
+    /// "Freeze"): licenses signed now are refused; those stored stay.
+    pub(crate) fn expired(&self, now: UnixTime) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+
     /// The signed message (`docs/trust-update.md`, "The signed message").
     pub(crate) fn signed_message(&self) -> Vec<u8> {
         let mut out = String::from(DOMAIN);
@@ -367,6 +373,20 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Document, Refusal> {
 /// Judges the document `bytes` against the trust `held`, at the judged instant `now`
 /// (`None`: the clock is not judged): the new trust, or the first rule it breaks.
 pub(crate) fn judge(held: &Trust, bytes: &[u8], now: Option<UnixTime>) -> Result<Trust, Refusal> {
+    let trust = follows(held, bytes)?;
+    if let Some(at) = trust.expires {
+        match now {
+            None => return Err(Refusal::WaitsForClock),
+            Some(now) if at <= now => return Err(Refusal::Expired { at }),
+            Some(_) => {}
+        }
+    }
+    Ok(trust)
+}
+
+/// The rules but the expiry (1 to 4 of "What makes an update valid"): how a document
+/// taken before is checked again at start (`docs/trust-update.md`, "Rollback").
+pub(crate) fn follows(held: &Trust, bytes: &[u8]) -> Result<Trust, Refusal> {
     if held.roots.is_empty() {
         return Err(Refusal::NoRootKey);
     }
@@ -402,13 +422,6 @@ pub(crate) fn judge(held: &Trust, bytes: &[u8], now: Option<UnixTime>) -> Result
             threshold: new.threshold,
             bad,
         });
-    }
-    if let Some(at) = new.expires {
-        match now {
-            None => return Err(Refusal::WaitsForClock),
-            Some(now) if at <= now => return Err(Refusal::Expired { at }),
-            Some(_) => {}
-        }
     }
     Ok(document.trust)
 }
