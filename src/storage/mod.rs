@@ -73,6 +73,9 @@ pub(crate) mod lock;
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod memdisk;
 pub(crate) mod meta;
+// The trust documents taken (issue 28), ahead of their use.
+#[allow(dead_code)]
+pub(crate) mod trust;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
