@@ -128,6 +128,24 @@ mod tests {
     }
 
     #[test]
+    fn the_keyring_of_the_chains_end_verifies_with_its_keys_only() {
+        let text = std::fs::read_to_string(vectors().join("firmware.keyring")).unwrap();
+        let firmware = Keyring::parse(&text).unwrap();
+        let chain = resume(&firmware.trust(), &stored(&[1, 2, 3, 4]));
+        let keyring = firmware.for_trust(&chain.held);
+        // The same trust back, and only its license keys trusted.
+        assert_eq!(keyring.trust(), chain.held);
+        for key in &firmware.trust().licenses {
+            let id = crate::trust::key_id_of(key);
+            let still = chain.held.licenses.contains(key);
+            assert_eq!(keyring.get(id).is_some(), still, "{id}");
+        }
+        for key in &chain.held.roots {
+            assert!(keyring.get(crate::trust::key_id_of(key)).is_none());
+        }
+    }
+
+    #[test]
     fn the_last_version_there_can_be_ends_the_chain_without_a_panic() {
         let top = Trust {
             version: u32::MAX,

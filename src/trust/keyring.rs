@@ -80,6 +80,9 @@ pub struct Keyring {
     /// (`docs/trust-update.md`), and how many must sign the next version.
     roots: Vec<[u8; PUBLIC_KEY_LEN]>,
     root_threshold: usize,
+    /// Until when the trust is vouched for: never for a firmware keyring; a trust
+    /// document's own expiry (`docs/trust-update.md`, "Freeze").
+    expires: Option<crate::time::UnixTime>,
 }
 
 impl Keyring {
@@ -266,6 +269,36 @@ impl Keyring {
         }
     }
 
+    /// The keyring of `trust` (a trust document taken after this firmware keyring): its
+    /// license keys, each with the label this keyring gave it, or `trust version N`;
+    /// its version and roots, so that the next update is judged against it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn for_trust(&self, trust: &super::update::Trust) -> Keyring {
+        let keys = trust
+            .licenses
+            .iter()
+            .map(|public_key| {
+                let id = key_id_of(public_key);
+                let label = match self.get(id).filter(|k| k.public_key == *public_key) {
+                    Some(known) => known.label.clone(),
+                    None => format!("trust version {}", trust.version),
+                };
+                TrustedKey {
+                    id,
+                    public_key: *public_key,
+                    label,
+                }
+            })
+            .collect();
+        Keyring {
+            keys,
+            version: trust.version,
+            roots: trust.roots.clone(),
+            root_threshold: trust.threshold,
+            expires: trust.expires,
+        }
+    }
+
     #[cfg_attr(not(test), allow(dead_code))]
     /// The trust this keyring is (`docs/trust-update.md`, "The firmware keyring is the
     /// first trust"): its version, roots and license keys; it never expires.
@@ -275,7 +308,7 @@ impl Keyring {
         licenses.sort_unstable();
         super::update::Trust {
             version: self.version,
-            expires: None,
+            expires: self.expires,
             threshold: self.root_threshold,
             roots: self.roots.clone(),
             licenses,
