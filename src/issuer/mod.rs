@@ -347,6 +347,22 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_that_does_not_verify_is_never_returned() {
+        let key = SigningKey::from_seed(&[3; 32]).unwrap();
+        let good = Signer::sign(&key, b"message").unwrap();
+        let public = key.public_key();
+        assert_eq!(checked_signature(&public, b"message", &good), Ok(good));
+        // What a faulty token could answer: another message's, a flipped bit, short.
+        assert!(checked_signature(&public, b"other", &good).is_err());
+        let mut flipped = good;
+        flipped[10] ^= 1;
+        assert!(checked_signature(&public, b"message", &flipped).is_err());
+        assert!(checked_signature(&public, b"message", &good[..63])
+            .unwrap_err()
+            .contains("63 bytes"));
+    }
+
+    #[test]
     fn keys_that_are_not_pkcs8_are_refused() {
         assert!(SigningKey::from_pkcs8(b"not a key").is_err());
     }
