@@ -161,7 +161,10 @@ fn login(spec: &TokenSpec, read_write: bool) -> Result<Session, String> {
             found = Some(slot);
             break;
         }
-        labels.push(label);
+        // SoftHSM2 keeps one free, unlabelled slot: not worth naming.
+        if !label.is_empty() {
+            labels.push(label);
+        }
     }
     let slot = found.ok_or_else(|| {
         format!(
