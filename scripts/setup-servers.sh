@@ -281,4 +281,25 @@ dhcp_clients() {
 dhcp_clients
 # --- end of DHCP clients ---
 
+# --- PKCS#11 token ---
+# For tests/it/issuer_pkcs11.rs: license-issuer's token keys in SoftHSM2 (softhsm2: the
+# module /usr/lib/softhsm/libsofthsm2.so and softhsm2-util). No service; each test
+# makes its own token directory (SOFTHSM2_CONF), so the system's token store is unused.
+TOKEN_PKGS=(softhsm2)
+TOKEN_FILES=(/usr/lib/softhsm/libsofthsm2.so /usr/bin/softhsm2-util)
+pkcs11_token() {
+    local -a pkgs files
+    mapfile -t pkgs < <(missing_packages "${TOKEN_PKGS[@]}")
+    mapfile -t files < <(missing_files "${TOKEN_FILES[@]}")
+    if ((${#pkgs[@]} + ${#files[@]})); then
+        log "PKCS#11 token: missing ${pkgs[*]} ${files[*]}"
+        install_packages "${TOKEN_PKGS[@]}"
+        mapfile -t files < <(missing_files "${TOKEN_FILES[@]}")
+        ((${#files[@]} == 0)) || die "installed, but still missing: ${files[*]}"
+    fi
+    log "PKCS#11 token: SoftHSM2 $(softhsm2-util --version)"
+}
+pkcs11_token
+# --- end of PKCS#11 token ---
+
 log "done in $((SECONDS - start)) s"

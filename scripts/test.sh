@@ -10,7 +10,8 @@
 # then (scripts/setup-servers.sh) the interoperability matrix's servers: Apache,
 # lighttpd (webdav, openssl), curl and dnsmasq-base installed, pure-ftpd, proftpd and
 # atftpd unpacked under /opt/license-agent-servers (they conflict with vsftpd and
-# tftpd-hpa as packages), and isc-dhcp-client (dhclient) for the DHCP hooks' tests.
+# tftpd-hpa as packages), isc-dhcp-client (dhclient) for the DHCP hooks' tests, and
+# softhsm2 (the PKCS#11 token of license-issuer's token keys).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -x $HOME/.cargo/bin/cargo ]] && export PATH="$HOME/.cargo/bin:$PATH"

@@ -1,5 +1,9 @@
 //! `license-issuer`: the vendor-side tool that makes signing keys and signs license
 //! files. Host only: phones never sign, and the phone build does not include it.
+//!
+//! A key is a PKCS#8 file (`--key`, for development) or a key pair in a PKCS#11 token
+//! (`--token`, `--key-label`; built with the `pkcs11` feature), which signs without
+//! ever giving its private key out.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -13,8 +17,8 @@ use license_agent::format::{End, FeatureEntry, FeatureId, Kind, License, Serial,
 use license_agent::issuer::compare::judge;
 use license_agent::issuer::derive::{addon, renew, AddonRequest, Derived, RenewRequest};
 use license_agent::issuer::{
-    issue_verified, now, own_keyring, parse_instant, parse_time, read_verified, LicenseSpec,
-    SigningKey,
+    issue_verified, keyring_line, now, own_keyring, parse_instant, parse_time, read_verified,
+    LicenseSpec, Signer, SigningKey,
 };
 use license_agent::trust::{Keyring, Verified};
 
@@ -23,7 +27,8 @@ license-issuer: make signing keys and sign license files (vendor side, host only
 
 Usage:
   license-issuer keygen -o KEYFILE [--label TEXT]
-  license-issuer pubkey --key KEYFILE [--label TEXT]
+  license-issuer keygen TOKEN [--label TEXT]
+  license-issuer pubkey --key KEYFILE|TOKEN [--label TEXT]
   license-issuer sign --key KEYFILE --serial HEX12 --kind phone|site
                       --feature NAME_OR_ID,TRANSACTION,START,END[,LIMIT]...
                       [--previous FILE [--keyring FILE]] [--allow-fewer] [-o FILE]
@@ -40,8 +45,10 @@ Usage:
                       [-o FILE]
 
 keygen  writes a new Ed25519 private key (PKCS#8 DER, mode 0600, never over an
-        existing file) and prints the keyring line that trusts its public key
-pubkey  prints the keyring line of an existing key file
+        existing file) and prints the keyring line that trusts its public key; with
+        TOKEN, generates the key pair inside the token instead (the private key
+        sensitive and not extractable; refused if the label is taken)
+pubkey  prints the keyring line of an existing key
 sign    writes a signed license file to standard output or -o FILE; it refuses to write
         a file that license-agent would refuse
 addon   builds a site license's Addon from the file in force (--from): the same file with
@@ -64,6 +71,15 @@ trust-draft, trust-sign, trust-assemble: a trust update's key ceremony
         when the agent would take it after --previous (the version before: a trust
         document, or the firmware keyring for version 1 of it).
 
+--key KEYFILE  a PKCS#8 key file (development); wherever --key is taken, TOKEN may
+           be given instead:
+TOKEN      --token LABEL --key-label LABEL [--pkcs11-module PATH] [--pin-file FILE]:
+           the Ed25519 key pair labelled --key-label (CKA_LABEL) in the PKCS#11 token
+           labelled --token, which signs (CKM_EDDSA); every signature it makes is
+           verified before anything is written. The module defaults to
+           $LICENSE_ISSUER_PKCS11_MODULE, else /usr/lib/softhsm/libsofthsm2.so
+           (SoftHSM2). The user PIN is the first line of --pin-file, else
+           $LICENSE_ISSUER_PIN; never an argument (it would show in ps).
 --feature (sign): NAME_OR_ID a name (vqmon, lync, ...), feature-XXXX, or an id (2,
            0x0002); TRANSACTION trial, new, addon or renewal; START and END times, END
            may be never; LIMIT a count, 0 or absent for none. Repeat --feature for each
@@ -112,7 +128,14 @@ struct Options {
     licenses: Vec<[u8; 32]>,
     draft: Option<PathBuf>,
     signatures: Vec<PathBuf>,
+    token: Option<String>,
+    key_label: Option<String>,
+    pkcs11_module: Option<PathBuf>,
+    pin_file: Option<PathBuf>,
 }
+
+/// The options naming a token key: taken wherever `--key` is.
+const TOKEN_OPTIONS: [&str; 4] = ["--token", "--key-label", "--pkcs11-module", "--pin-file"];
 
 impl Options {
     /// The options given that `command` does not take.
@@ -137,8 +160,15 @@ impl Options {
             ("--license", !self.licenses.is_empty()),
             ("--draft", self.draft.is_some()),
             ("--signature", !self.signatures.is_empty()),
+            ("--token", self.token.is_some()),
+            ("--key-label", self.key_label.is_some()),
+            ("--pkcs11-module", self.pkcs11_module.is_some()),
+            ("--pin-file", self.pin_file.is_some()),
         ];
-        match given.iter().find(|(name, on)| *on && !takes.contains(name)) {
+        let taken = |name: &str| {
+            takes.contains(&name) || (TOKEN_OPTIONS.contains(&name) && takes.contains(&"--key"))
+        };
+        match given.iter().find(|(name, on)| *on && !taken(name)) {
             Some((name, _)) => Err(Usage(format!("{command} does not take {name}"))),
             None => Ok(()),
         }
@@ -221,12 +251,20 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
                 .push(public_key(&text_value(&mut parser, "--license")?)?),
             Long("draft") => o.draft = Some(parser.value()?.into()),
             Long("signature") => o.signatures.push(parser.value()?.into()),
+            Long("token") => o.token = Some(text_value(&mut parser, "--token")?),
+            Long("key-label") => o.key_label = Some(text_value(&mut parser, "--key-label")?),
+            Long("pkcs11-module") => o.pkcs11_module = Some(parser.value()?.into()),
+            Long("pin-file") => o.pin_file = Some(parser.value()?.into()),
             _ => return Err(arg.unexpected().into()),
         }
     }
     let need = |what: &str, cmd: &str| Usage(format!("{cmd} needs {what}"));
     let label = o.label.clone().unwrap_or_default();
     match command.as_deref() {
+        Some("keygen") if o.token.is_some() => {
+            o.refuse_others("keygen", &[&TOKEN_OPTIONS[..], &["--label"]].concat())?;
+            token_keygen(&o, &label)
+        }
         Some("keygen") => {
             o.refuse_others("keygen", &["-o", "--label"])?;
             keygen(
@@ -236,8 +274,14 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
         }
         Some("pubkey") => {
             o.refuse_others("pubkey", &["--key", "--label"])?;
-            let key = load_key(&o.key.ok_or_else(|| need("--key KEYFILE", "pubkey"))?)?;
-            Ok(Outcome::help(&format!("{}\n", key.keyring_line(&label))))
+            let key = match load_signer(&o, "pubkey")? {
+                Ok(key) => key,
+                Err(e) => return Ok(failed(PROGRAM, &e)),
+            };
+            Ok(Outcome::help(&format!(
+                "{}\n",
+                keyring_line(&key.public_key(), &label)
+            )))
         }
         Some("sign") => {
             o.refuse_others(
@@ -253,11 +297,10 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
                     "--allow-fewer",
                 ],
             )?;
-            let key = load_key(
-                o.key
-                    .as_deref()
-                    .ok_or_else(|| need("--key KEYFILE", "sign"))?,
-            )?;
+            let key = match load_signer(&o, "sign")? {
+                Ok(key) => key,
+                Err(e) => return Ok(failed(PROGRAM, &e)),
+            };
             let features = o
                 .features
                 .iter()
@@ -271,7 +314,7 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
             if spec.features.is_empty() {
                 return Err(need("at least one --feature", "sign"));
             }
-            let keyring = keyring(&o, &key)?;
+            let keyring = keyring(&o, key.as_ref())?;
             let mut against = Vec::new();
             if let Some(path) = &o.previous {
                 match read_verified(path, &keyring) {
@@ -283,7 +326,7 @@ fn run(args: Vec<OsString>) -> Result<Outcome, Usage> {
                 spec,
                 notes: Vec::new(),
             };
-            write_checked(&derived, &key, &against, &o)
+            write_checked(&derived, key.as_ref(), &against, &o)
         }
         Some(cmd @ ("addon" | "renew")) => derive_from(cmd, &o),
         Some(cmd @ ("trust-draft" | "trust-sign" | "trust-assemble")) => ceremony_step(cmd, &o),
@@ -339,12 +382,14 @@ fn ceremony_step(cmd: &str, o: &Options) -> Result<Outcome, Usage> {
         }
         "trust-sign" => {
             o.refuse_others(cmd, &["--key", "--draft", "-o"])?;
-            let key = load_key(o.key.as_deref().ok_or_else(|| need("--key KEYFILE"))?)?;
             let draft = read_text(
                 o.draft.as_deref().ok_or_else(|| need("--draft FILE"))?,
                 "--draft",
             )?;
-            ceremony::sign(&draft, &key).map(|line| format!("{line}\n"))
+            match load_signer(o, cmd)? {
+                Ok(key) => ceremony::sign(&draft, key.as_ref()).map(|line| format!("{line}\n")),
+                Err(e) => Err(e),
+            }
         }
         _ => {
             o.refuse_others(cmd, &["--draft", "--signature", "--previous", "-o"])?;
@@ -397,7 +442,7 @@ fn ceremony_step(cmd: &str, o: &Options) -> Result<Outcome, Usage> {
 }
 
 /// The keyring files are verified with: `--keyring`, or the signing key alone.
-fn keyring(o: &Options, key: &SigningKey) -> Result<Keyring, Usage> {
+fn keyring(o: &Options, key: &dyn Signer) -> Result<Keyring, Usage> {
     match &o.keyring {
         Some(path) => Keyring::load(path).map_err(|e| Usage(format!("--keyring: {e}"))),
         None => Ok(own_keyring(key)),
@@ -423,7 +468,6 @@ fn derive_from(cmd: &str, o: &Options) -> Result<Outcome, Usage> {
         .iter()
         .map(|f| FeatureId::parse(f).map_err(Usage))
         .collect::<Result<Vec<_>, _>>()?;
-    let key = load_key(o.key.as_deref().ok_or_else(|| need("--key KEYFILE"))?)?;
     let from = o.from.as_deref().ok_or_else(|| need("--from FILE"))?;
     let request = if cmd == "addon" {
         o.refuse_others(cmd, &common)?;
@@ -444,7 +488,11 @@ fn derive_from(cmd: &str, o: &Options) -> Result<Outcome, Usage> {
             limit: o.limit,
         })
     };
-    let keyring = keyring(o, &key)?;
+    let key = match load_signer(o, cmd)? {
+        Ok(key) => key,
+        Err(e) => return Ok(failed(PROGRAM, &e)),
+    };
+    let keyring = keyring(o, key.as_ref())?;
     let now = match now() {
         Ok(t) => t,
         Err(e) => return Ok(failed(PROGRAM, &e)),
@@ -468,14 +516,14 @@ fn derive_from(cmd: &str, o: &Options) -> Result<Outcome, Usage> {
             Err(e) => return Ok(failed(PROGRAM, &e)),
         }
     }
-    write_checked(&derived, &key, &against, o)
+    write_checked(&derived, key.as_ref(), &against, o)
 }
 
 /// Signs, compares with each earlier file, and writes unless the phones would lose a
 /// feature (and --allow-fewer was not given).
 fn write_checked(
     derived: &Derived,
-    key: &SigningKey,
+    key: &dyn Signer,
     against: &[(PathBuf, Verified<License>)],
     o: &Options,
 ) -> Result<Outcome, Usage> {
@@ -538,6 +586,113 @@ fn keygen(path: &Path, label: &str) -> Result<Outcome, Usage> {
             PROGRAM,
             &format!("cannot write key file {}: {e}", path.display()),
         )),
+    }
+}
+
+/// The key that signs: `--key KEYFILE`, or a token's (`--token`, `--key-label`). A usage
+/// error for options that do not name one; `Err` inside for a key that cannot be used
+/// (no such token or key, a wrong PIN, a module that does not load: exit 1).
+fn load_signer(o: &Options, cmd: &str) -> Result<Result<Box<dyn Signer>, String>, Usage> {
+    match (&o.key, &o.token) {
+        (Some(_), Some(_)) => Err(Usage(format!(
+            "{cmd}: --key and --token name two keys; give one"
+        ))),
+        (Some(path), None) => {
+            if let Some(name) = TOKEN_OPTIONS[1..]
+                .iter()
+                .zip([
+                    o.key_label.is_some(),
+                    o.pkcs11_module.is_some(),
+                    o.pin_file.is_some(),
+                ])
+                .find_map(|(name, on)| on.then_some(name))
+            {
+                return Err(Usage(format!("{cmd}: {name} goes with --token, not --key")));
+            }
+            Ok(Ok(Box::new(load_key(path)?)))
+        }
+        (None, Some(_)) => token::open(o, cmd),
+        (None, None) => Err(Usage(format!(
+            "{cmd} needs --key KEYFILE or --token LABEL --key-label LABEL"
+        ))),
+    }
+}
+
+/// `keygen` with `--token`: the key pair is made inside the token.
+fn token_keygen(o: &Options, label: &str) -> Result<Outcome, Usage> {
+    match token::generate(o)? {
+        Ok(public) => Ok(Outcome::help(&format!(
+            "{}\n",
+            keyring_line(&public, label)
+        ))),
+        Err(e) => Ok(failed(PROGRAM, &e)),
+    }
+}
+
+#[cfg(feature = "pkcs11")]
+mod token {
+    //! The token options read into a [`TokenSpec`].
+    use super::{Options, Signer, Usage};
+    use license_agent::issuer::pkcs11::{TokenKey, TokenSpec, DEFAULT_MODULE};
+    use std::path::PathBuf;
+
+    pub(super) fn open(o: &Options, cmd: &str) -> Result<Result<Box<dyn Signer>, String>, Usage> {
+        let spec = spec(o, cmd)?;
+        Ok(TokenKey::open(&spec).map(|k| Box::new(k) as Box<dyn Signer>))
+    }
+
+    pub(super) fn generate(o: &Options) -> Result<Result<[u8; 32], String>, Usage> {
+        Ok(TokenKey::generate(&spec(o, "keygen")?))
+    }
+
+    fn spec(o: &Options, cmd: &str) -> Result<TokenSpec, Usage> {
+        let module = match (
+            &o.pkcs11_module,
+            std::env::var_os("LICENSE_ISSUER_PKCS11_MODULE"),
+        ) {
+            (Some(path), _) => path.clone(),
+            (None, Some(env)) if !env.is_empty() => PathBuf::from(env),
+            _ => PathBuf::from(DEFAULT_MODULE),
+        };
+        let key_label = o
+            .key_label
+            .clone()
+            .ok_or_else(|| Usage(format!("{cmd} --token needs --key-label LABEL")))?;
+        let pin = match &o.pin_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Usage(format!("--pin-file {}: {e}", path.display())))?;
+                text.lines().next().unwrap_or("").to_string()
+            }
+            None => std::env::var("LICENSE_ISSUER_PIN").map_err(|_| {
+                Usage(format!(
+                    "{cmd} --token needs the token's PIN: LICENSE_ISSUER_PIN or --pin-file FILE \
+                     (never an argument)"
+                ))
+            })?,
+        };
+        Ok(TokenSpec {
+            module,
+            token: o.token.clone().unwrap_or_default(),
+            key_label,
+            pin: pin.into(),
+        })
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+mod token {
+    //! Built without the `pkcs11` feature: token options are refused.
+    use super::{Options, Signer, Usage};
+
+    const NO: &str = "this license-issuer was built without PKCS#11 support (cargo feature pkcs11)";
+
+    pub(super) fn open(_: &Options, _: &str) -> Result<Result<Box<dyn Signer>, String>, Usage> {
+        Err(Usage(NO.into()))
+    }
+
+    pub(super) fn generate(_: &Options) -> Result<Result<[u8; 32], String>, Usage> {
+        Err(Usage(NO.into()))
     }
 }
 

@@ -3,7 +3,7 @@
 //! wherever that key is kept), and the assembled document, checked against the version
 //! before it by the agent's own rules before it is written.
 
-use super::SigningKey;
+use super::Signer;
 use crate::time::UnixTime;
 use crate::trust::key_id_of;
 use crate::trust::update::{self, Document, Trust};
@@ -60,7 +60,7 @@ fn read(text: &str) -> Result<Document, String> {
 }
 
 /// One signature line over the draft's signed message, by `key`.
-pub fn sign(draft: &str, key: &SigningKey) -> Result<String, String> {
+pub fn sign(draft: &str, key: &dyn Signer) -> Result<String, String> {
     let document = read(draft)?;
     let message = document.trust.signed_message();
     let public = key.public_key();
@@ -71,10 +71,12 @@ pub fn sign(draft: &str, key: &SigningKey) -> Result<String, String> {
             key_id_of(&public)
         );
     }
+    // Signer::sign verifies what it returns: a line that would not count is never made.
+    let signature = key.sign(&message)?;
     Ok(format!(
         "signature {} {}",
         key_id_of(&public),
-        hex::encode(key.sign_bytes(&message))
+        hex::encode(signature)
     ))
 }
 
@@ -120,6 +122,7 @@ pub(crate) fn trust_of(bytes: &[u8]) -> Result<Trust, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::issuer::SigningKey;
 
     fn key(n: u8) -> SigningKey {
         SigningKey::from_seed(&[n; 32]).unwrap()

@@ -9,10 +9,14 @@
 //!   (the vendor portal's transaction types, `shared/seeds/000_*.txt`).
 //! - [`compare`]: what phones would lose if a new file for a serial were posted after
 //!   the previous one (the agent uses the file with the latest end, `agent-rules.md`).
+//! - [`pkcs11`] (feature `pkcs11`): keys held in a PKCS#11 token, which signs and never
+//!   gives its private key out; [`Signer`] is what a file key and a token key share.
 
 pub mod ceremony;
 pub mod compare;
 pub mod derive;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,10 +24,66 @@ use std::path::Path;
 use chrono::DateTime;
 
 use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
 use crate::format::{self, features, End, FeatureEntry, Kind, License, Serial, MAX_FILE_SIZE};
 use crate::trust::{key_id_of, Keyring, Verified};
+
+/// What signs: a key pair in memory ([`SigningKey`], from a file) or a key in a token
+/// (`pkcs11::TokenKey`). Everything that signs takes `&dyn Signer`.
+pub trait Signer {
+    /// The raw 32-byte Ed25519 public key.
+    fn public_key(&self) -> [u8; 32];
+    /// The Ed25519 signature of `message`, already verified with [`Signer::public_key`]
+    /// (a token could answer anything).
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], String>;
+}
+
+impl Signer for SigningKey {
+    fn public_key(&self) -> [u8; 32] {
+        SigningKey::public_key(self)
+    }
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], String> {
+        checked_signature(
+            &self.public_key(),
+            message,
+            self.pair.sign(message).as_ref(),
+        )
+    }
+}
+
+/// `signature` as 64 bytes, when it is a valid Ed25519 signature of `message` by `public`.
+pub(crate) fn checked_signature(
+    public: &[u8; 32],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<[u8; 64], String> {
+    let sig: [u8; 64] = signature.try_into().map_err(|_| {
+        format!(
+            "the signer returned {} bytes, not a 64-byte Ed25519 signature",
+            signature.len()
+        )
+    })?;
+    UnparsedPublicKey::new(&ED25519, public)
+        .verify(message, &sig)
+        .map_err(|_| {
+            format!(
+                "the signature made does not verify with key {}: nothing is written",
+                key_id_of(public)
+            )
+        })?;
+    Ok(sig)
+}
+
+/// The line that trusts `public` in a keyring file (`label` empty: the key id).
+pub fn keyring_line(public: &[u8; 32], label: &str) -> String {
+    let label = if label.is_empty() {
+        format!("key {}", key_id_of(public))
+    } else {
+        label.replace(['\n', '\r'], " ")
+    };
+    format!("ed25519 {} {label}", hex::encode(public))
+}
 
 /// A signing key.
 pub struct SigningKey {
@@ -70,13 +130,7 @@ impl SigningKey {
 
     /// The line that trusts this key in a keyring file.
     pub fn keyring_line(&self, label: &str) -> String {
-        let public = self.public_key();
-        let label = if label.is_empty() {
-            format!("key {}", key_id_of(&public))
-        } else {
-            label.replace(['\n', '\r'], " ")
-        };
-        format!("ed25519 {} {label}", hex::encode(public))
+        keyring_line(&self.public_key(), label)
     }
 }
 
@@ -97,19 +151,19 @@ pub struct Issued {
 
 /// Signs `spec` and writes the license file text, then proves the text is one the agent
 /// accepts (decodes to the same license, verifies with this key).
-pub fn issue(spec: &LicenseSpec, key: &SigningKey) -> Result<String, String> {
+pub fn issue(spec: &LicenseSpec, key: &dyn Signer) -> Result<String, String> {
     issue_verified(spec, key).map(|issued| issued.text)
 }
 
 /// [`issue`], also returning the verified license (to compare it with another file).
-pub fn issue_verified(spec: &LicenseSpec, key: &SigningKey) -> Result<Issued, String> {
+pub fn issue_verified(spec: &LicenseSpec, key: &dyn Signer) -> Result<Issued, String> {
     features::check_table(&spec.features).map_err(|e| e.to_string())?;
     let public = key.public_key();
     let key_id = key_id_of(&public);
     let message = format::signed_message(spec.serial, spec.kind, key_id, &spec.features);
-    let signature = key.pair.sign(&message);
+    let signature = key.sign(&message)?;
 
-    let text = render(spec, &key_id.to_string(), signature.as_ref());
+    let text = render(spec, &key_id.to_string(), &signature);
     let verified = self_check(&text, &public)?;
     if verified.signed_message() != message.as_slice() {
         return Err("internal: the written file does not carry the message that was signed".into());
@@ -134,7 +188,7 @@ pub fn read_verified(path: &Path, keyring: &Keyring) -> Result<Verified<License>
 }
 
 /// The keyring of one signing key: what files are verified with when no keyring is given.
-pub fn own_keyring(key: &SigningKey) -> Keyring {
+pub fn own_keyring(key: &dyn Signer) -> Keyring {
     Keyring::single(key.public_key(), "the signing key")
 }
 
@@ -290,6 +344,22 @@ mod tests {
             let e = parse_time(bad, "START").unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_signature_that_does_not_verify_is_never_returned() {
+        let key = SigningKey::from_seed(&[3; 32]).unwrap();
+        let good = Signer::sign(&key, b"message").unwrap();
+        let public = key.public_key();
+        assert_eq!(checked_signature(&public, b"message", &good), Ok(good));
+        // What a faulty token could answer: another message's, a flipped bit, short.
+        assert!(checked_signature(&public, b"other", &good).is_err());
+        let mut flipped = good;
+        flipped[10] ^= 1;
+        assert!(checked_signature(&public, b"message", &flipped).is_err());
+        assert!(checked_signature(&public, b"message", &good[..63])
+            .unwrap_err()
+            .contains("63 bytes"));
     }
 
     #[test]

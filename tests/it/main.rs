@@ -29,6 +29,8 @@ mod hostile;
 mod install_status;
 mod interop;
 mod issuer;
+#[cfg(feature = "pkcs11")]
+mod issuer_pkcs11;
 mod liveness;
 mod neighbours;
 mod phone;
