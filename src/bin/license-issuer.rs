@@ -426,17 +426,19 @@ fn ceremony_step(cmd: &str, o: &Options) -> Result<Outcome, Usage> {
         Ok(text) => text,
         Err(e) => return Ok(failed(PROGRAM, &e)),
     };
-    match &o.output {
-        None => Ok(Outcome::help(&text)),
-        Some(path) => match std::fs::write(path, &text) {
-            Ok(()) => Ok(Outcome {
+    Ok(emit(o.output.as_deref(), &text))
+}
+
+/// `text` to standard output, or to `-o FILE`.
+fn emit(output: Option<&Path>, text: &str) -> Outcome {
+    match output {
+        None => Outcome::help(text),
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => Outcome {
                 stdout: String::new(),
                 code: EXIT_OK,
-            }),
-            Err(e) => Ok(failed(
-                PROGRAM,
-                &format!("cannot write {}: {e}", path.display()),
-            )),
+            },
+            Err(e) => failed(PROGRAM, &format!("cannot write {}: {e}", path.display())),
         },
     }
 }
@@ -553,19 +555,7 @@ fn write_checked(
     if let Some(refusal) = verdict.refused {
         return Ok(failed(PROGRAM, &refusal));
     }
-    match &o.output {
-        None => Ok(Outcome::help(&issued.text)),
-        Some(path) => match std::fs::write(path, &issued.text) {
-            Ok(()) => Ok(Outcome {
-                stdout: String::new(),
-                code: EXIT_OK,
-            }),
-            Err(e) => Ok(failed(
-                PROGRAM,
-                &format!("cannot write {}: {e}", path.display()),
-            )),
-        },
-    }
+    Ok(emit(o.output.as_deref(), &issued.text))
 }
 
 fn keygen(path: &Path, label: &str) -> Result<Outcome, Usage> {
