@@ -264,7 +264,15 @@ pub(crate) fn install_into(
         reading.judge_at,
         store.next_seq(),
     );
+    let frozen = reading.judge_at.and_then(|at| phone.keyring.frozen(at));
     let done = match decision {
+        Decision::Accept { .. } if frozen.is_some() => {
+            let why = frozen.unwrap_or_default();
+            store
+                .meta_mut()
+                .record(wall, "refused", subject.clone(), why.clone());
+            return refused(store, shown, format!("{subject}: {why}"));
+        }
         Decision::Accept { drop } => {
             let at = reading.judge_at.unwrap_or(wall); // Accept implies a sane clock
             let id = match store.add(&bytes, license, &drop, at, wall) {

@@ -25,7 +25,73 @@ pub(crate) const TEST_NOW_VAR: &str = "LICENSE_AGENT_TEST_NOW";
 pub(crate) struct Phone {
     pub(crate) config: Config,
     pub(crate) identity: Identity,
+    /// The keyring of the trust held: the firmware's, or that of the last trust document
+    /// taken (`docs/trust-update.md`). Licenses are verified with it, and nothing else.
     pub(crate) keyring: Keyring,
+    /// The firmware's keyring, the first trust (its labels name the keys it shares).
+    pub(crate) firmware: Keyring,
+    /// What the stored trust documents gave when the phone was loaded.
+    pub(crate) trust_load: TrustLoad,
+}
+
+/// What the trust documents in the store gave at load (`docs/trust-update.md`,
+/// "Rollback"): the versions taken, and everything not taken, with why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TrustLoad {
+    pub(crate) taken: Vec<u32>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Phone {
+    /// The phone trusting its firmware keyring alone (nothing stored read).
+    pub(crate) fn new(config: Config, identity: Identity, firmware: Keyring) -> Phone {
+        Phone {
+            config,
+            identity,
+            keyring: firmware.clone(),
+            firmware,
+            trust_load: TrustLoad::default(),
+        }
+    }
+
+    /// Takes the trust documents stored on `disk` (`trust/` of the state folder): the
+    /// chain from the firmware's keyring, each verified against the one before. A
+    /// folder that cannot be read for a passing reason (descriptors, memory) is an
+    /// error: deciding from the firmware's keyring then would set aside licenses of a
+    /// key a stored update added. Anything else unreadable is a note, and the chain
+    /// stops before it.
+    pub(crate) fn take_stored_trust(
+        &mut self,
+        disk: &dyn crate::storage::disk::Disk,
+    ) -> Result<(), std::io::Error> {
+        use crate::storage::trust as stored;
+        let mut load = TrustLoad::default();
+        let read = match stored::read(disk, &self.config.state_dir) {
+            Ok(read) => read,
+            Err(e) if crate::storage::passing(&e) => return Err(e),
+            Err(e) => {
+                load.notes.push(format!(
+                    "{}: cannot be read ({e}); the firmware's keyring is held",
+                    self.config.state_dir.join(stored::TRUST_DIR).display()
+                ));
+                self.keyring = self.firmware.clone();
+                self.trust_load = load;
+                return Ok(());
+            }
+        };
+        let chain = crate::trust::chain::resume(&self.firmware.trust(), &read.documents);
+        load.taken = chain.taken;
+        for (version, why) in chain.set_aside {
+            load.notes
+                .push(format!("{} not taken: {why}", stored::file_name(version)));
+        }
+        for (name, why) in read.strangers {
+            load.notes.push(format!("{name} not read: {why}"));
+        }
+        self.keyring = self.firmware.for_trust(&chain.held);
+        self.trust_load = load;
+        Ok(())
+    }
 }
 
 /// Why the phone could not be loaded: its configuration (or the MAC it names), or its
@@ -34,6 +100,8 @@ pub(crate) struct Phone {
 pub(crate) enum PhoneError {
     Config(ConfigError),
     Keyring(KeyringError),
+    /// The stored trust documents could not be read just now.
+    Trust(std::io::Error),
 }
 
 impl fmt::Display for PhoneError {
@@ -41,23 +109,26 @@ impl fmt::Display for PhoneError {
         match self {
             PhoneError::Config(e) => e.fmt(f),
             PhoneError::Keyring(e) => e.fmt(f),
+            PhoneError::Trust(e) => write!(f, "the stored trust documents cannot be read now: {e}"),
         }
     }
 }
 
-/// Reads the configuration, the MAC and the keyring.
+/// Reads the configuration, the MAC and the keyring, and takes the trust documents
+/// stored.
 pub(crate) fn load_phone(config_path: &Path) -> Result<Phone, PhoneError> {
     let config = Config::load(config_path).map_err(PhoneError::Config)?;
     let mac = config.mac().map_err(PhoneError::Config)?;
     let keyring = Keyring::load(&config.keyring).map_err(PhoneError::Keyring)?;
-    Ok(Phone {
-        identity: Identity {
-            mac,
-            site_serial: config.site_serial,
-        },
-        config,
-        keyring,
-    })
+    let identity = Identity {
+        mac,
+        site_serial: config.site_serial,
+    };
+    let mut phone = Phone::new(config, identity, keyring);
+    phone
+        .take_stored_trust(&crate::storage::disk::RealDisk)
+        .map_err(PhoneError::Trust)?;
+    Ok(phone)
 }
 
 /// An instant written as RFC 3339 or as Unix seconds.

@@ -21,7 +21,7 @@ use crate::engine::{Role, Status, Verdict};
 use crate::format::Kind;
 use crate::status::{
     DaemonJson, EventJson, FileFetchJson, GrantJson, InvalidJson, RebootJson, StatusJson,
-    WaitingFor,
+    TrustJson, WaitingFor,
 };
 use crate::storage::dropped::Reason as DropReason;
 pub(crate) use crate::storage::SignedParts as Signed;
@@ -95,6 +95,10 @@ pub(crate) struct Report {
     /// [`MAX_DROPPED`]); `None` in a report of an agent that did not say.
     #[serde(default)]
     pub(crate) dropped: Option<Vec<Dropped>>,
+    /// The trust the phone holds, the last update judged, and the licenses an update
+    /// set aside (`docs/trust-update.md`); `None` from an agent before trust updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trust: Option<TrustJson>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +208,7 @@ pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Rep
         set_aside,
         events,
         dropped,
+        trust,
         daemon,
         ..
     } = status;
@@ -240,6 +245,8 @@ pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Rep
                 at: last_fetch.map(cut),
                 files: files
                     .into_iter()
+                    // The license files: the trust documents are in `trust`.
+                    .filter(|f| !f.file.starts_with("trust-"))
                     .take(2)
                     .map(|f| FileFetchJson {
                         file: cut(f.file),
@@ -331,7 +338,38 @@ pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Rep
                 })
                 .collect()
         }),
+        trust: trust.map(bounded_trust),
     }
+}
+
+/// The trust section with its lists and texts bounded (the status's own are bounded
+/// by what the agent keeps; the report's sizes are the schema's).
+fn bounded_trust(mut t: TrustJson) -> TrustJson {
+    let field = |text: String| cut_to(text, MAX_FIELD);
+    t.license_keys = t.license_keys.into_iter().take(64).map(field).collect();
+    t.expires = field(t.expires);
+    t.updates = cut(t.updates);
+    t.notes = t.notes.into_iter().take(8).map(cut).collect();
+    t.last_update = t.last_update.map(|mut l| {
+        l.verdict = field(l.verdict);
+        l.detail = cut(l.detail);
+        l.at = field(l.at);
+        l
+    });
+    t.set_aside = t
+        .set_aside
+        .into_iter()
+        .take(crate::storage::meta::MAX_TRUST_SET_ASIDE)
+        .map(|mut s| {
+            s.at = field(s.at);
+            s.license = field(s.license);
+            s.key = field(s.key);
+            s.reason = cut(s.reason);
+            s.file = s.file.map(cut);
+            s
+        })
+        .collect();
+    t
 }
 
 /// The grants of one license, as many as `left` allows (and taken from it).

@@ -280,6 +280,98 @@ pub(crate) struct InvalidJson {
     pub(crate) reason: String,
 }
 
+/// The trust the phone holds (`docs/trust-update.md`, "In status and the report").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrustJson {
+    /// The trust version held, and the firmware keyring's.
+    pub(crate) version: u32,
+    pub(crate) firmware_version: u32,
+    /// How many root keys, and how many must sign the next version.
+    pub(crate) roots: usize,
+    pub(crate) root_threshold: usize,
+    /// The ids of the keys that sign licenses.
+    pub(crate) license_keys: Vec<String>,
+    /// RFC 3339, or `never`.
+    pub(crate) expires: String,
+    /// Expired at the instant judged: licenses not stored already are refused.
+    pub(crate) expired: bool,
+    /// `possible`, or why not.
+    pub(crate) updates: String,
+    /// What the stored documents gave at load that was not taken, with why.
+    #[serde(default)]
+    pub(crate) notes: Vec<String>,
+    /// The last update judged.
+    #[serde(default)]
+    pub(crate) last_update: Option<TrustJudgedJson>,
+    /// Licenses set aside because an update removed their key, oldest first.
+    #[serde(default)]
+    pub(crate) set_aside: Vec<TrustSetAsideJson>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrustJudgedJson {
+    pub(crate) version: u32,
+    /// `taken`, or the refusal's verdict (`below the old threshold`, ...).
+    pub(crate) verdict: String,
+    pub(crate) detail: String,
+    pub(crate) at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrustSetAsideJson {
+    pub(crate) at: String,
+    pub(crate) license: String,
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) reason: String,
+    #[serde(default)]
+    pub(crate) file: Option<String>,
+}
+
+/// The trust section of the status, at the instant judged `judge_at`.
+pub(crate) fn trust_json(phone: &Phone, store: &Store, judge_at: Option<UnixTime>) -> TrustJson {
+    let keyring = &phone.keyring;
+    let (roots, root_threshold) = keyring.roots();
+    let record = store.meta().trust.clone().unwrap_or_default();
+    TrustJson {
+        version: keyring.version(),
+        firmware_version: phone.firmware.version(),
+        roots,
+        root_threshold,
+        license_keys: keyring
+            .license_key_ids()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        expires: keyring.expires().map_or("never".into(), time),
+        expired: judge_at.is_some_and(|at| keyring.frozen(at).is_some()),
+        updates: if roots == 0 {
+            "not possible, the firmware names no root key".into()
+        } else {
+            "possible".into()
+        },
+        notes: phone.trust_load.notes.clone(),
+        last_update: record.last.map(|l| TrustJudgedJson {
+            version: l.version,
+            verdict: l.verdict,
+            detail: l.detail,
+            at: time(l.at),
+        }),
+        set_aside: record
+            .set_aside
+            .into_iter()
+            .map(|s| TrustSetAsideJson {
+                at: time(s.at),
+                license: s.license,
+                key: s.key,
+                version: s.version,
+                reason: s.reason,
+                file: s.file,
+            })
+            .collect(),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EventJson {
     pub(crate) at: String,
@@ -327,6 +419,9 @@ pub(crate) struct StatusJson {
     /// from an agent before this field).
     #[serde(default)]
     pub(crate) dropped: Option<Vec<DroppedJson>>,
+    /// The trust held (`None` from an agent before trust updates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trust: Option<TrustJson>,
     /// Only when the running daemon answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) daemon: Option<DaemonJson>,
@@ -489,6 +584,7 @@ pub(crate) fn build(
             })
             .collect(),
         dropped: Some(dropped),
+        trust: Some(trust_json(phone, store, judge_at)),
         daemon: None,
     }
 }

@@ -95,11 +95,7 @@ pub(crate) fn phone_in(dir: &std::path::Path, more: &str) -> crate::phone::Phone
         "mac = \"{MAC}\"\nsite_serial = \"{SITE}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n{more}"
     );
     let config = crate::config::Config::parse(&text, &dir.join("agent.toml")).expect("config");
-    crate::phone::Phone {
-        identity: identity(),
-        keyring: keyring().clone(),
-        config,
-    }
+    crate::phone::Phone::new(config, identity(), keyring().clone())
 }
 
 /// The store of `phone` on the real file system, opened at `at` as its one writer.

@@ -286,6 +286,9 @@ pub(crate) fn table(r: &StatusJson) -> String {
             out.push_str(&format!("  {}: {}\n", i.file, i.reason));
         }
     }
+    if let Some(t) = &r.trust {
+        out.push_str(&trust_text(t));
+    }
     if let Some(failure) = &r.store_write_failure {
         out.push_str(&format!(
             "\nSTORE NOT WRITABLE: {failure}\n  running on the licenses held; the write is tried again\n"
@@ -327,6 +330,54 @@ fn reboot_text(r: &crate::status::RebootJson) -> String {
             .as_ref()
             .map_or(String::new(), |u| format!(" until {u}"));
         out.push_str(&format!("  waits for  {detail}{until}\n"));
+    }
+    out
+}
+
+/// The trust section, in words (`docs/trust-update.md`, "In status and the report").
+fn trust_text(t: &crate::status::TrustJson) -> String {
+    let mut out = format!(
+        "\nTRUST        version {} (firmware {}), license keys {}\n",
+        t.version,
+        t.firmware_version,
+        t.license_keys.join(", ")
+    );
+    if t.roots > 0 {
+        out.push_str(&format!(
+            "  roots      {} of {} to sign the next version\n",
+            t.root_threshold, t.roots
+        ));
+    }
+    let expiry = if t.expired {
+        format!(
+            "trust version {} expired at {}: licenses not stored already are refused",
+            t.version, t.expires
+        )
+    } else {
+        t.expires.clone()
+    };
+    out.push_str(&format!("  expires    {expiry}\n"));
+    out.push_str(&format!("  updates    {}\n", t.updates));
+    if let Some(last) = &t.last_update {
+        out.push_str(&format!(
+            "  last       trust-{}.cfg at {}: {}\n",
+            last.version, last.at, last.detail
+        ));
+    }
+    for note in &t.notes {
+        out.push_str(&format!("  note       {note}\n"));
+    }
+    for s in &t.set_aside {
+        out.push_str(&format!(
+            "  set aside  {} (key {}): {}{}\n",
+            s.license,
+            s.key,
+            s.reason,
+            s.file
+                .as_deref()
+                .map(|f| format!(", kept in {f}"))
+                .unwrap_or_default()
+        ));
     }
     out
 }

@@ -356,14 +356,22 @@ pub(crate) fn once(
         FetchStart::Pending(_) => CheckSyncJson::default(),
     };
     for action in agent.take_actions() {
-        if let Action::StartFetch { number, files } = action {
+        if let Action::StartFetch {
+            number,
+            trust,
+            files,
+        } = action
+        {
             let fetched = match (&locator, &server) {
                 (Some(locator), _) => {
-                    let (fetched, located) = locator.run(agent.known_server(), &files);
+                    let (fetched, located) =
+                        locator.run(agent.known_server(), trust.as_ref(), &files);
                     agent.located(number, located);
                     fetched
                 }
-                (None, Some(server)) => worker::fetch_all(server.as_ref(), &files),
+                (None, Some(server)) => {
+                    worker::fetch_cycle(server.as_ref(), trust.as_ref(), &files)
+                }
                 (None, None) => continue,
             };
             let reports = agent.fetch_finished(number, fetched, clock.stamp());
@@ -456,19 +464,24 @@ impl Daemon {
     fn execute(&mut self) {
         while let Some(action) = self.core.poll_action() {
             match action {
-                Action::StartFetch { number, files } => {
+                Action::StartFetch {
+                    number,
+                    trust,
+                    files,
+                } => {
                     let started = match (&self.locator, &self.server) {
                         (Some(locator), _) => {
                             let locator = locator.clone();
                             let known = self.core.agent().known_server().cloned();
                             InFlight::start_with(files, move |files| {
-                                let (fetched, located) = locator.run(known.as_ref(), files);
+                                let (fetched, located) =
+                                    locator.run(known.as_ref(), trust.as_ref(), files);
                                 (fetched, Some(located))
                             })
                             .map_err(|e| e.to_string())
                         }
                         (None, Some(server)) => {
-                            InFlight::start(server.clone(), files).map_err(|e| e.to_string())
+                            InFlight::start(server.clone(), trust, files).map_err(|e| e.to_string())
                         }
                         (None, None) => Err("no provisioning server".to_string()),
                     };

@@ -23,6 +23,8 @@ use std::sync::Arc;
 
 use super::{FailureKind, FetchError, FetchOutcome};
 use crate::config::ServerUrl;
+use crate::time::UnixTime;
+use crate::trust::update::{document_name, judge, Trust};
 
 /// Where license files come from, for one cycle (an open HTTP client, an FTP or FTPS
 /// session, a TFTP server, a folder, or a fake in tests).
@@ -117,10 +119,15 @@ pub(crate) struct InFlight<L = ()> {
 }
 
 impl<L: Send + 'static> InFlight<L> {
-    /// Starts fetching `files` in order from `server` on a new thread.
-    pub(crate) fn start(server: Arc<dyn Server>, files: Vec<String>) -> std::io::Result<Self> {
+    /// Starts a cycle on `server` on a new thread: the trust documents (with `trust`),
+    /// then `files` in order.
+    pub(crate) fn start(
+        server: Arc<dyn Server>,
+        trust: Option<TrustAsk>,
+        files: Vec<String>,
+    ) -> std::io::Result<Self> {
         Self::start_with(files, move |files| {
-            (fetch_all(server.as_ref(), files), None)
+            (fetch_cycle(server.as_ref(), trust.as_ref(), files), None)
         })
     }
 
@@ -214,46 +221,106 @@ pub(crate) fn upload(server: &dyn Server, name: &str, bytes: &[u8]) -> Result<Ta
 /// those that have not, so one server down costs its timeout once a cycle, not once a
 /// file. A server's source is opened when first needed and kept for the cycle (one
 /// connection for both files); all are dropped at the end.
+#[cfg(test)]
 pub(crate) fn fetch_all(server: &dyn Server, files: &[String]) -> Vec<Fetched> {
-    let bases = server.bases();
-    let mut sources: Vec<Option<Result<Box<dyn Source>, FetchError>>> =
-        bases.iter().map(|_| None).collect();
-    let mut failed_before = vec![false; bases.len()];
-    let fetched = files
-        .iter()
-        .map(|file| {
-            let mut order: Vec<usize> = (0..bases.len()).collect();
-            order.sort_by_key(|&i| failed_before[i]);
-            let mut failures = Vec::new();
-            for index in order {
-                let source = sources[index].get_or_insert_with(|| server.open(index));
-                let outcome = match source {
-                    Ok(source) => source.fetch(file),
-                    Err(e) => FetchOutcome::Failed(e.clone()),
-                };
-                match outcome {
-                    FetchOutcome::Failed(e) => {
-                        failed_before[index] = true;
-                        failures.push(e);
-                    }
-                    answered => {
-                        return Fetched {
-                            name: file.clone(),
-                            outcome: answered,
-                            server: Some(bases[index].clone()),
-                        }
+    fetch_cycle(server, None, files)
+}
+
+/// What a cycle asks of the trust documents (`docs/trust-update.md`, "Where updates
+/// live"): the trust held as it started, and the instant judged then (`None`: the clock
+/// is not judged). The thread follows the versions up only to know which to ask next;
+/// the agent judges each again before it takes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TrustAsk {
+    pub(crate) held: Trust,
+    pub(crate) now: Option<UnixTime>,
+}
+
+/// The most trust documents one cycle asks for (a phone far behind catches up over a
+/// few cycles, each due at once).
+pub(crate) const MAX_TRUST_STEPS: usize = 16;
+
+/// A whole cycle: the trust documents after the one held, in turn (with `trust`), then
+/// `files`, over one set of sources.
+pub(crate) fn fetch_cycle(
+    server: &dyn Server,
+    trust: Option<&TrustAsk>,
+    files: &[String],
+) -> Vec<Fetched> {
+    let mut session = Session::new(server);
+    let mut fetched = Vec::new();
+    if let Some(ask) = trust {
+        let mut held = ask.held.clone();
+        for _ in 0..MAX_TRUST_STEPS {
+            let Some(next) = held.version.checked_add(1) else {
+                break;
+            };
+            let got = session.fetch(&document_name(next));
+            let taken = match &got.outcome {
+                FetchOutcome::Body { bytes } => judge(&held, bytes, ask.now).ok(),
+                _ => None,
+            };
+            fetched.push(got);
+            match taken {
+                Some(trust) => held = trust,
+                None => break,
+            }
+        }
+    }
+    fetched.extend(files.iter().map(|file| session.fetch(file)));
+    fetched
+}
+
+/// The servers' sources for one cycle, each opened when first needed, and which failed.
+struct Session<'a> {
+    server: &'a dyn Server,
+    sources: Vec<Option<Result<Box<dyn Source>, FetchError>>>,
+    failed_before: Vec<bool>,
+}
+
+impl<'a> Session<'a> {
+    fn new(server: &'a dyn Server) -> Session<'a> {
+        let count = server.bases().len();
+        Session {
+            server,
+            sources: (0..count).map(|_| None).collect(),
+            failed_before: vec![false; count],
+        }
+    }
+
+    /// `file` from the first server that answers.
+    fn fetch(&mut self, file: &str) -> Fetched {
+        let bases = self.server.bases();
+        let mut order: Vec<usize> = (0..bases.len()).collect();
+        order.sort_by_key(|&i| self.failed_before[i]);
+        let mut failures = Vec::new();
+        for index in order {
+            let server = self.server;
+            let source = self.sources[index].get_or_insert_with(|| server.open(index));
+            let outcome = match source {
+                Ok(source) => source.fetch(file),
+                Err(e) => FetchOutcome::Failed(e.clone()),
+            };
+            match outcome {
+                FetchOutcome::Failed(e) => {
+                    self.failed_before[index] = true;
+                    failures.push(e);
+                }
+                answered => {
+                    return Fetched {
+                        name: file.to_string(),
+                        outcome: answered,
+                        server: Some(bases[index].clone()),
                     }
                 }
             }
-            Fetched {
-                name: file.clone(),
-                outcome: FetchOutcome::Failed(every_server_failed(failures)),
-                server: None,
-            }
-        })
-        .collect();
-    drop(sources);
-    fetched
+        }
+        Fetched {
+            name: file.to_string(),
+            outcome: FetchOutcome::Failed(every_server_failed(failures)),
+            server: None,
+        }
+    }
 }
 
 /// One error for a file that no server gave: the only one, or all of them in order
@@ -338,6 +405,7 @@ mod tests {
         });
         let cycle: InFlight = InFlight::start(
             server,
+            None,
             vec![
                 wanted("000000000000-license.cfg"),
                 wanted("0004f2000001-license.cfg"),
@@ -383,7 +451,8 @@ mod tests {
     #[test]
     fn a_server_that_cannot_be_opened_fails_every_file() {
         let server = Arc::new(Unusable(vec![ServerUrl::test("https://prov/")]));
-        let cycle: InFlight = InFlight::start(server, vec![wanted("a"), wanted("b")]).unwrap();
+        let cycle: InFlight =
+            InFlight::start(server, None, vec![wanted("a"), wanted("b")]).unwrap();
         assert!(readable(cycle.fd(), 5_000));
         std::thread::sleep(Duration::from_millis(1));
         let (fetched, _) = cycle.try_take().unwrap();

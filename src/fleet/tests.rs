@@ -82,6 +82,7 @@ fn report(mac: &str, reported: i64, mut licenses: Vec<License>, features: Vec<Fe
         configured: None,
         booted: None,
         dropped: None,
+        trust: None,
     }
 }
 

@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::config::{BootServer, Fetch, ServerSource, ServerUrl};
-use crate::fetch::worker::{fetch_all, Fetched};
+use crate::fetch::worker::{fetch_cycle, Fetched, TrustAsk};
 use crate::fetch::{FailureKind, FetchError, FetchOutcome, Provisioning, Server};
 use crate::format::Serial;
 use crate::storage::meta::KnownServer;
@@ -225,8 +225,14 @@ pub(crate) struct Locator {
 impl Locator {
     /// Reads the lease (with `source = "dhcp"`), chooses, reads the master file (with
     /// `master_config`) on the first server that answers, then fetches `files` from its
-    /// license folder. `known`: what the last cycle found (the remembered server).
-    pub(crate) fn run(&self, known: Option<&Known>, files: &[String]) -> (Vec<Fetched>, Located) {
+    /// license folder (after the trust documents, with `trust`: they live beside the
+    /// licenses). `known`: what the last cycle found (the remembered server).
+    pub(crate) fn run(
+        &self,
+        known: Option<&Known>,
+        trust: Option<&TrustAsk>,
+        files: &[String],
+    ) -> (Vec<Fetched>, Located) {
         let lease = match self.settings.source {
             ServerSource::Dhcp => read_lease(&self.settings.dhcp_file),
             ServerSource::Static => Ok(None),
@@ -259,7 +265,7 @@ impl Locator {
             );
         }
         if !self.settings.master_config {
-            return self.without_master(choice.candidates, notes, files);
+            return self.without_master(choice.candidates, notes, trust, files);
         }
         let mut failures: Vec<FetchError> = Vec::new();
         for candidate in choice.candidates {
@@ -273,7 +279,7 @@ impl Locator {
                         &self.fetch,
                         self.mac,
                     ) {
-                        Ok(server) => fetch_all(&server as &dyn Server, files),
+                        Ok(server) => fetch_cycle(&server as &dyn Server, trust, files),
                         Err(e) => failed_all(files, e),
                     };
                     return (
@@ -303,6 +309,7 @@ impl Locator {
         &self,
         candidates: Vec<Candidate>,
         notes: Vec<String>,
+        trust: Option<&TrustAsk>,
         files: &[String],
     ) -> (Vec<Fetched>, Located) {
         let mut usable = Vec::new();
@@ -315,7 +322,7 @@ impl Locator {
         }
         let bases: Vec<ServerUrl> = usable.iter().map(|c| c.url.clone()).collect();
         let fetched = match Provisioning::new(&bases, &self.fetch, self.mac) {
-            Ok(server) => fetch_all(&server as &dyn Server, files),
+            Ok(server) => fetch_cycle(&server as &dyn Server, trust, files),
             Err(e) => failed_all(
                 files,
                 crate::fetch::worker::every_server_failed(

@@ -375,7 +375,7 @@ fn a_cycle_reads_the_phones_master_file_else_the_sites_and_fetches_from_its_fold
         ("site/0004f2000001-license.cfg", b"phone in site"),
         ("0004f2000001-license.cfg", b"phone at the root"),
     ]);
-    let (fetched, located) = locator(vec![url.clone()], static_master()).run(None, &files());
+    let (fetched, located) = locator(vec![url.clone()], static_master()).run(None, None, &files());
     // No <mac>.cfg: the site's master file names the folder.
     assert_eq!(
         fetched[1].outcome,
@@ -395,7 +395,7 @@ fn a_cycle_reads_the_phones_master_file_else_the_sites_and_fetches_from_its_fold
         b"<APPLICATION LICENSE_DIRECTORY=\"lic\" LOG_FILE_DIRECTORY=\"logs\"/>",
     )
     .unwrap();
-    let (fetched, located) = locator(vec![url.clone()], static_master()).run(None, &files());
+    let (fetched, located) = locator(vec![url.clone()], static_master()).run(None, None, &files());
     assert_eq!(
         fetched[1].outcome,
         FetchOutcome::Body {
@@ -412,7 +412,7 @@ fn a_cycle_reads_the_phones_master_file_else_the_sites_and_fetches_from_its_fold
     )
     .unwrap();
     let (fetched, located) =
-        locator(vec![url.clone()], static_master()).run(Some(&known), &files());
+        locator(vec![url.clone()], static_master()).run(Some(&known), None, &files());
     assert_eq!(
         fetched[1].outcome,
         FetchOutcome::Body {
@@ -426,7 +426,7 @@ fn a_cycle_reads_the_phones_master_file_else_the_sites_and_fetches_from_its_fold
         located.notes
     );
     // Without what was known: the root.
-    let (fetched, _) = locator(vec![url.clone()], static_master()).run(None, &files());
+    let (fetched, _) = locator(vec![url.clone()], static_master()).run(None, None, &files());
     assert_eq!(
         fetched[1].outcome,
         FetchOutcome::Body {
@@ -438,7 +438,7 @@ fn a_cycle_reads_the_phones_master_file_else_the_sites_and_fetches_from_its_fold
 #[test]
 fn no_master_file_is_the_root_and_no_server_is_a_failure_of_every_file() {
     let (_dir, url) = folder(&[("0004f2000001-license.cfg", b"root")]);
-    let (fetched, located) = locator(vec![url.clone()], static_master()).run(None, &files());
+    let (fetched, located) = locator(vec![url.clone()], static_master()).run(None, None, &files());
     assert!(matches!(fetched[0].outcome, FetchOutcome::Absent { .. }));
     assert_eq!(
         fetched[1].outcome,
@@ -455,7 +455,7 @@ fn no_master_file_is_the_root_and_no_server_is_a_failure_of_every_file() {
         dhcp_file: dir.path().join("dhcp"),
         ..dhcp()
     };
-    let (fetched, located) = locator(Vec::new(), settings.clone()).run(None, &files());
+    let (fetched, located) = locator(Vec::new(), settings.clone()).run(None, None, &files());
     assert!(fetched
         .iter()
         .all(|f| matches!(&f.outcome, FetchOutcome::Failed(e) if e.detail.contains("no provisioning server"))));
@@ -463,7 +463,7 @@ fn no_master_file_is_the_root_and_no_server_is_a_failure_of_every_file() {
     assert_eq!(located.notes, ["no DHCP lease yet (no file from the hook)"]);
     // A lease file that is too big, or a folder in its place: said, and the static one.
     std::fs::write(dir.path().join("dhcp"), vec![b'#'; 20_000]).unwrap();
-    let (_, located) = locator(vec![url.clone()], settings.clone()).run(None, &files());
+    let (_, located) = locator(vec![url.clone()], settings.clone()).run(None, None, &files());
     assert!(
         located.notes[0].contains("larger than"),
         "{:?}",

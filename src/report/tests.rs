@@ -94,6 +94,7 @@ fn status() -> StatusJson {
         .rev()
         .collect(),
         dropped: None,
+        trust: None,
         daemon: Some(DaemonJson {
             last_fetch: Some("2026-12-01T23:00:00Z".into()),
             files: vec![FileFetchJson {

@@ -170,6 +170,65 @@ pub(crate) struct Meta {
         deserialize_with = "known_server_or_none"
     )]
     pub(crate) boot_server: Option<KnownServer>,
+    /// The trust held and the last update judged (`docs/trust-update.md`, "In status
+    /// and the report"; added with trust updates: an older agent ignores it). A record
+    /// that does not read is none, as `boot_server`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub(crate) trust: Option<TrustRecord>,
+}
+
+/// What the agent keeps of trust updates beside the documents themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrustRecord {
+    /// The last update judged by a fetch cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last: Option<TrustJudged>,
+    /// The licenses set aside because an update removed their key, oldest first (at
+    /// most [`MAX_TRUST_SET_ASIDE`]).
+    #[serde(default)]
+    pub(crate) set_aside: Vec<TrustSetAside>,
+}
+
+/// The most set-aside licenses recorded (the files themselves stay in `rejected/`).
+pub(crate) const MAX_TRUST_SET_ASIDE: usize = 16;
+
+/// One update judged: its version, the verdict's word (`taken`, or why it was
+/// refused) and the whole detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrustJudged {
+    pub(crate) version: u32,
+    pub(crate) verdict: String,
+    pub(crate) detail: String,
+    pub(crate) at: UnixTime,
+}
+
+/// A license set aside because the trust version `version` removed its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrustSetAside {
+    pub(crate) at: UnixTime,
+    /// In words (`phone license 0004f2000001`).
+    pub(crate) license: String,
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) reason: String,
+    /// Where the file went (`rejected/...`), to be taken back if a later version
+    /// trusts its key again; `None` when it could not be moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) file: Option<String>,
+}
+
+/// A field as stored, or none when it does not read as one.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// The provisioning server that answered last (`locate::Known` as stored): base URLs

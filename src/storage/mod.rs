@@ -73,8 +73,6 @@ pub(crate) mod lock;
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod memdisk;
 pub(crate) mod meta;
-// The trust documents taken (issue 28), ahead of their use.
-#[allow(dead_code)]
 pub(crate) mod trust;
 
 use std::fmt;
@@ -207,7 +205,7 @@ pub struct Store {
 /// the daemon keeps deciding from the store as last read); nothing is set aside, started
 /// afresh or taken as absent for them (a neighbour exhausting the descriptors made the
 /// store look empty: `FEATURES -` and a REBOOT, `meta.json` set aside).
-fn passing(e: &std::io::Error) -> bool {
+pub(crate) fn passing(e: &std::io::Error) -> bool {
     use nix::libc::{EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};
     matches!(
         e.raw_os_error(),
@@ -647,6 +645,52 @@ impl Store {
             .rename(path, &target)
             .map_err(io_at("move aside", path))?;
         Ok(target)
+    }
+
+    /// Sets aside every held license whose signing key `keyring` no longer trusts (a
+    /// trust update removed it): moved to `rejected/` with `reason` of its key id and
+    /// recorded, never used again (a move that fails is noted, and the file is judged
+    /// again at the next load). Returns what was set aside: the license in words, its
+    /// key, the reason and where it went.
+    pub(crate) fn set_aside_untrusted(
+        &mut self,
+        keyring: &Keyring,
+        reason: &dyn Fn(format::KeyId) -> String,
+        now: UnixTime,
+    ) -> Vec<(String, format::KeyId, String, Option<PathBuf>)> {
+        let mut gone = Vec::new();
+        let mut pos = 0;
+        while pos < self.held.len() {
+            let signer = self.held[pos].license.signer();
+            let trusted = keyring
+                .get(signer.id)
+                .is_some_and(|k| k.public_key == signer.public_key);
+            if trusted {
+                pos += 1;
+                continue;
+            }
+            let key = signer.id;
+            let held = self.held.remove(pos);
+            let path = self.path_of(&held);
+            let why = reason(key);
+            let mut moved_to = None;
+            if self.writer() {
+                match self.move_aside(&path, &why, now) {
+                    Ok(target) => moved_to = Some(target),
+                    Err(e) => self.note(&e),
+                }
+            }
+            self.meta
+                .record(now, "moved-aside", describe(&held.license), why.clone());
+            self.invalid.push(Invalid {
+                path,
+                reason: why.clone(),
+                moved_to: moved_to.clone(),
+            });
+            gone.push((describe(&held.license), key, why, moved_to));
+        }
+        // The next number stays: the store gives each number once.
+        gone
     }
 
     /// The licenses held, in received order.

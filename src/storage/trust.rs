@@ -22,10 +22,7 @@ pub(crate) const TRUST_DIR: &str = "trust";
 /// this agent wrote, and the lowest versions are the ones the chain needs.
 pub(crate) const MAX_STORED: usize = 256;
 
-/// Version `version`'s file name.
-pub(crate) fn file_name(version: u32) -> String {
-    format!("trust-{version}.cfg")
-}
+pub(crate) use crate::trust::update::document_name as file_name;
 
 /// The version a file name holds, if it is one the store writes.
 fn version_of(name: &str) -> Option<u32> {

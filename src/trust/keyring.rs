@@ -315,6 +315,39 @@ impl Keyring {
         }
     }
 
+    /// The trust version this keyring is.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// How many root keys it has, and how many must sign the next version.
+    pub(crate) fn roots(&self) -> (usize, usize) {
+        (self.roots.len(), self.root_threshold)
+    }
+
+    /// When its trust expires (`None`: never).
+    pub(crate) fn expires(&self) -> Option<crate::time::UnixTime> {
+        self.expires
+    }
+
+    /// Why a license not stored yet is not taken now, if the trust held has expired by
+    /// `now` (`docs/trust-update.md`, "Freeze"): it may have been minted with a key whose
+    /// removal the phone is being kept from seeing. Stored licenses are not touched.
+    pub(crate) fn frozen(&self, now: crate::time::UnixTime) -> Option<String> {
+        let at = self.expires.filter(|at| *at <= now)?;
+        Some(format!(
+            "trust expired: trust version {} expired at {}; no license not stored already \
+             is taken until a newer trust version reaches the phone",
+            self.version,
+            crate::format::features::rfc3339(u32::try_from(at.max(0)).unwrap_or(u32::MAX))
+        ))
+    }
+
+    /// The ids of the license keys, in order.
+    pub(crate) fn license_key_ids(&self) -> Vec<KeyId> {
+        self.keys.iter().map(|k| k.id).collect()
+    }
+
     /// The key with this id, if trusted.
     pub(crate) fn get(&self, id: KeyId) -> Option<&TrustedKey> {
         self.keys.iter().find(|k| k.id == id)

@@ -4,14 +4,10 @@
 //! `Verified<T>` has private fields, so only this module can build one: code that takes
 //! a `Verified<License>` cannot be handed an unchecked file by mistake.
 
+pub(crate) mod chain;
 pub(crate) mod keyring;
 #[cfg(test)]
 pub(crate) mod memo;
-// The reader and the rules of trust updates, and the chain a phone keeps, ahead of
-// their use (issue 28).
-#[allow(dead_code)]
-pub(crate) mod chain;
-#[allow(dead_code)]
 pub(crate) mod update;
 
 use std::fmt;

@@ -16,6 +16,11 @@ use crate::time::UnixTime;
 
 /// The largest trust document, in bytes.
 pub(crate) const MAX_DOCUMENT: usize = 16_384;
+
+/// Version `version`'s file name, on the server and in the store: `trust-N.cfg`.
+pub(crate) fn document_name(version: u32) -> String {
+    format!("trust-{version}.cfg")
+}
 /// The most root keys, license keys and signature lines a document holds.
 pub(crate) const MAX_ROOTS: usize = 16;
 pub(crate) const MAX_LICENSE_KEYS: usize = 64;
@@ -41,12 +46,6 @@ pub(crate) struct Trust {
 }
 
 impl Trust {
-    /// Whether it has expired at the judged instant `now` (`docs/trust-update.md`,
-    /// "Freeze"): licenses signed now are refused; those stored stay.
-    pub(crate) fn expired(&self, now: UnixTime) -> bool {
-        self.expires.is_some_and(|at| at <= now)
-    }
-
     /// The signed message (`docs/trust-update.md`, "The signed message").
     pub(crate) fn signed_message(&self) -> Vec<u8> {
         let mut out = String::from(DOMAIN);

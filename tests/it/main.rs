@@ -46,4 +46,5 @@ mod robustness;
 mod servers;
 mod supervisor_sim;
 mod transports;
+mod trust_rotation;
 mod vectors;

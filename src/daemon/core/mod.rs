@@ -29,6 +29,7 @@
 pub(crate) mod agent;
 pub(crate) mod uploads;
 
+use crate::fetch::worker::TrustAsk;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -57,9 +58,14 @@ pub(crate) enum Signal {
 /// Work for the executor.
 #[derive(Debug)]
 pub(crate) enum Action {
-    /// Start fetch cycle `number`: `files` in order from the provisioning server, off the
-    /// loop; [`Core::handle_fetch_done`] (or `handle_fetch_not_started`) when it ends.
-    StartFetch { number: u64, files: Vec<String> },
+    /// Start fetch cycle `number`: the trust documents after the one held (with
+    /// `trust`), then `files` in order, from the provisioning server, off the loop;
+    /// [`Core::handle_fetch_done`] (or `handle_fetch_not_started`) when it ends.
+    StartFetch {
+        number: u64,
+        trust: Option<TrustAsk>,
+        files: Vec<String>,
+    },
     /// Cycle `number` is given up (a reload): its fetching runs on to its timeouts, its
     /// end is still handed in (at most one such cycle runs).
     AbandonFetch { number: u64 },

@@ -389,11 +389,11 @@ impl World {
     }
 
     fn phone(&self) -> Phone {
-        Phone {
-            identity: testkit::identity(),
-            keyring: testkit::keyring().clone(),
-            config: self.config.clone(),
-        }
+        Phone::new(
+            self.config.clone(),
+            testkit::identity(),
+            testkit::keyring().clone(),
+        )
     }
 
     /// An agent and its uploads, on the store as it is on disk.
@@ -456,7 +456,7 @@ impl World {
             let text = brief(&action);
             self.note(|| format!("core: {text}"));
             match action {
-                Action::StartFetch { number, files } => {
+                Action::StartFetch { number, files, .. } => {
                     self.stats.cycles += 1;
                     let wait = if self.rng.chance(20) {
                         // A server that stalls to the timeouts.

@@ -166,7 +166,12 @@ impl Agent {
         self.fetching.started += 1;
         let number = self.fetching.started;
         self.fetching.running = Some(Cycle { number, before });
-        self.outbox.push(Action::StartFetch { number, files });
+        let trust = self.trust_ask(snap);
+        self.outbox.push(Action::StartFetch {
+            number,
+            trust,
+            files,
+        });
         FetchStart::Pending(number)
     }
 
@@ -293,8 +298,14 @@ impl Agent {
         // was made, for its first), the daemon is its only writer, and an install during
         // the cycle went into this same store.
         let judge_at = snap.reading.judge_at;
-        let mut files = Vec::new();
-        let mut all_fetched = true;
+        // The trust documents first: a license signed by a key new in this cycle's
+        // update verifies in this cycle.
+        let (trust, fetched): (Vec<Fetched>, Vec<Fetched>) = fetched
+            .into_iter()
+            .partition(|f| super::trusting::is_trust_file(&f.name));
+        let trust = self.apply_trust(trust, snap);
+        let mut all_fetched = trust.files.iter().all(|f| f.outcome != FileOutcome::Failed);
+        let mut files = trust.files;
         for file in fetched {
             let kind = if file.name == SITE_FILE {
                 Kind::Site
@@ -321,6 +332,10 @@ impl Agent {
             );
             state.consecutive_failures = state.consecutive_failures.saturating_add(1);
             state.next_retry = Some(now.saturating_add(secs_i64(delay)));
+        }
+        if trust.more {
+            // More versions may wait on the server: the next cycle at once.
+            state.next_retry = Some(now);
         }
         state.last_fetch = Some(now);
         state.files = files.clone();
@@ -398,7 +413,21 @@ impl Agent {
             judge_at,
             self.store.next_seq(),
         );
+        let frozen = judge_at.and_then(|at| self.phone.keyring.frozen(at));
         match decision {
+            Decision::Accept { .. } if frozen.is_some() => {
+                let why = frozen.unwrap_or_default();
+                log::warn!("{name} refused: {why}");
+                self.store
+                    .meta_mut()
+                    .record(now, "refused", subject.clone(), why.clone());
+                file_result(
+                    now,
+                    name,
+                    FileOutcome::Refused,
+                    &format!("{subject}: {why}"),
+                )
+            }
             Decision::Accept { drop } => {
                 match self
                     .store

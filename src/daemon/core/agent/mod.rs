@@ -11,6 +11,7 @@
 
 mod fetching;
 mod reboots;
+mod trusting;
 
 use std::collections::BTreeSet;
 

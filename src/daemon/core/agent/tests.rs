@@ -50,8 +50,14 @@ fn body(kind: Kind, entries: &[testkit::E]) -> FetchOutcome {
 fn finish(agent: &mut Agent, script: &Arc<Script>, stamp: Stamp) -> Vec<(u64, CheckSyncJson)> {
     let server = fake::server(script, "http://fake/");
     for action in agent.take_actions() {
-        if let Action::StartFetch { number, files } = action {
-            let fetched = crate::fetch::worker::fetch_all(server.as_ref(), &files);
+        if let Action::StartFetch {
+            number,
+            trust,
+            files,
+        } = action
+        {
+            let fetched =
+                crate::fetch::worker::fetch_cycle(server.as_ref(), trust.as_ref(), &files);
             return agent.fetch_finished(number, fetched, stamp);
         }
     }
@@ -299,11 +305,7 @@ fn agent_in_memory(mem: &crate::storage::memdisk::MemDisk) -> Agent {
         testkit::SITE
     );
     let config = crate::config::Config::parse(&text, Path::new("/m/agent.toml")).unwrap();
-    let phone = Phone {
-        identity: testkit::identity(),
-        keyring: testkit::keyring().clone(),
-        config,
-    };
+    let phone = Phone::new(config, testkit::identity(), testkit::keyring().clone());
     let store = Store::open_on(
         Arc::new(mem.clone()),
         &phone.config.state_dir,

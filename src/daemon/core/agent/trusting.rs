@@ -1,0 +1,259 @@
+//! The agent's trust updates (`docs/trust-update.md`): what a cycle asks for, and taking
+//! what it brought before the license files are judged.
+//!
+//! The fetch thread follows the versions up only to know which to ask next; here each
+//! document is judged again against the trust held, stored durably before it is used,
+//! and only then does the keyring change. Licenses whose key a new trust no longer has
+//! are set aside with the reason (never dropped silently), and those set aside before
+//! are taken back when a later version trusts their key again.
+
+use super::{fetching::file_result, Agent, Snapshot};
+use crate::accept::{install_into, FileBytes};
+use crate::fetch::worker::{Fetched, TrustAsk, MAX_TRUST_STEPS};
+use crate::fetch::FetchOutcome;
+use crate::status::{FileFetchJson, FileOutcome};
+use crate::storage::meta::{TrustJudged, TrustSetAside, MAX_TRUST_SET_ASIDE};
+use crate::time::UnixTime;
+use crate::trust::update::{self, Refusal};
+
+/// Whether `name` is a trust document's (`trust-N.cfg`), not a license file's.
+pub(super) fn is_trust_file(name: &str) -> bool {
+    name.starts_with("trust-")
+}
+
+/// What taking a cycle's documents gave.
+pub(super) struct TrustStep {
+    /// One result per document asked for, in order.
+    pub(super) files: Vec<FileFetchJson>,
+    /// The server may hold more than one cycle takes: the next cycle is due at once.
+    pub(super) more: bool,
+}
+
+impl Agent {
+    /// What a cycle asks of the trust documents: none when the trust held names no
+    /// root key (no update can be taken, so none is asked for).
+    pub(super) fn trust_ask(&self, snap: &Snapshot) -> Option<TrustAsk> {
+        let held = self.phone.keyring.trust();
+        (!held.roots.is_empty()).then_some(TrustAsk {
+            held,
+            now: snap.reading.judge_at,
+        })
+    }
+
+    /// Takes the trust documents a cycle brought, in order, each judged again against
+    /// the trust held (the thread's judgement only chose what to ask).
+    pub(super) fn apply_trust(&mut self, fetched: Vec<Fetched>, snap: &Snapshot) -> TrustStep {
+        let now = snap.stamp.wall;
+        let judge_at = snap.reading.judge_at;
+        let mut files = Vec::new();
+        let mut taken = 0usize;
+        let before = self.phone.keyring.clone();
+        for file in fetched {
+            let held = self.phone.keyring.trust();
+            let asked = held.version.saturating_add(1);
+            let mut result = match file.outcome {
+                FetchOutcome::Absent { answer } => file_result(
+                    now,
+                    &file.name,
+                    FileOutcome::Absent,
+                    &format!("{answer}: trust version {} is the newest", held.version),
+                ),
+                FetchOutcome::Failed(e) => {
+                    log::warn!("trust update: fetch failed: {e}");
+                    file_result(
+                        now,
+                        &file.name,
+                        FileOutcome::Failed,
+                        &format!("{e}; trust version {} is held", held.version),
+                    )
+                }
+                FetchOutcome::Body { bytes } => match update::judge(&held, &bytes, judge_at) {
+                    Ok(trust) => self.take(&file.name, trust, &bytes, now),
+                    Err(refusal) => self.refuse(&file.name, asked, &refusal, now),
+                },
+            };
+            if result.outcome == FileOutcome::Accepted {
+                taken += 1;
+            }
+            result.transport = file.server.as_ref().map(|s| s.scheme().to_string());
+            result.server = file.server.map(|s| s.to_string());
+            files.push(result);
+        }
+        if self.phone.keyring.trust() != before.trust() {
+            self.after_trust_change(now);
+        }
+        let judged = files
+            .iter()
+            .any(|f| matches!(f.outcome, FileOutcome::Accepted | FileOutcome::Refused));
+        if judged {
+            // The verdicts are kept whatever else the cycle writes (a failure is noted
+            // and the write tried again).
+            let _ = self.store.save_meta();
+        }
+        TrustStep {
+            files,
+            more: taken == MAX_TRUST_STEPS,
+        }
+    }
+
+    /// Stores document `trust` (durably, before it is used), then holds it.
+    fn take(
+        &mut self,
+        name: &str,
+        trust: update::Trust,
+        bytes: &[u8],
+        now: UnixTime,
+    ) -> FileFetchJson {
+        let version = trust.version;
+        let stored = crate::storage::trust::write(
+            &**self.store.disk(),
+            &self.phone.config.state_dir,
+            version,
+            bytes,
+        );
+        if let Err(e) = stored {
+            let why = format!(
+                "trust version {version} verifies but cannot be stored ({e}); it is not \
+                 taken, and is asked for again"
+            );
+            log::error!("{name}: {why}");
+            return file_result(now, name, FileOutcome::Failed, &why);
+        }
+        self.phone.keyring = self.phone.firmware.for_trust(&trust);
+        let keys: Vec<String> = self
+            .phone
+            .keyring
+            .license_key_ids()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let detail = format!(
+            "trust version {version} taken: license keys {}, {} of {} root keys to update",
+            keys.join(", "),
+            trust.threshold,
+            trust.roots.len()
+        );
+        log::info!("{name}: {detail}");
+        self.record_judged(version, "taken", &detail, now);
+        self.store
+            .meta_mut()
+            .record(now, "trust-taken", name.to_string(), detail.clone());
+        file_result(now, name, FileOutcome::Accepted, &detail)
+    }
+
+    fn refuse(
+        &mut self,
+        name: &str,
+        asked: u32,
+        refusal: &Refusal,
+        now: UnixTime,
+    ) -> FileFetchJson {
+        let detail = format!("{}: {refusal}", refusal.verdict());
+        if *refusal == Refusal::WaitsForClock {
+            log::info!("{name}: {detail}");
+        } else {
+            log::warn!("{name} refused: {detail}");
+        }
+        self.record_judged(asked, refusal.verdict(), &detail, now);
+        self.store
+            .meta_mut()
+            .record(now, "trust-refused", name.to_string(), detail.clone());
+        file_result(now, name, FileOutcome::Refused, &detail)
+    }
+
+    fn record_judged(&mut self, version: u32, verdict: &str, detail: &str, at: UnixTime) {
+        let record = self
+            .store
+            .meta_mut()
+            .trust
+            .get_or_insert_with(Default::default);
+        record.last = Some(TrustJudged {
+            version,
+            verdict: verdict.to_string(),
+            detail: detail.to_string(),
+            at,
+        });
+    }
+
+    /// The trust held changed: licenses of a key it no longer has are set aside with
+    /// the reason; those set aside before whose key it trusts again are taken back.
+    fn after_trust_change(&mut self, now: UnixTime) {
+        let version = self.phone.keyring.version();
+        let reason =
+            |key: crate::format::KeyId| format!("key {key} removed by trust version {version}");
+        let gone = self
+            .store
+            .set_aside_untrusted(&self.phone.keyring, &reason, now);
+        let mut record = self.store.meta().trust.clone().unwrap_or_default();
+        // Taken back first, so that the records left are those still set aside.
+        let mut kept = Vec::new();
+        for aside in std::mem::take(&mut record.set_aside) {
+            if !self.take_back(&aside, now) {
+                kept.push(aside);
+            }
+        }
+        for (license, key, why, moved_to) in gone {
+            log::warn!("{license} set aside: {why}");
+            kept.push(TrustSetAside {
+                at: now,
+                license,
+                key: key.to_string(),
+                version,
+                reason: why,
+                file: moved_to.map(|p| p.display().to_string()),
+            });
+        }
+        let excess = kept.len().saturating_sub(MAX_TRUST_SET_ASIDE);
+        kept.drain(..excess);
+        record.set_aside = kept;
+        self.store.meta_mut().trust = Some(record);
+    }
+
+    /// Installs a set-aside license again when the trust held has its key again.
+    fn take_back(&mut self, aside: &TrustSetAside, now: UnixTime) -> bool {
+        let trusted = self
+            .phone
+            .keyring
+            .license_key_ids()
+            .iter()
+            .any(|id| id.to_string() == aside.key);
+        let Some(file) = aside.file.as_deref().filter(|_| trusted) else {
+            return false;
+        };
+        let bytes = match self.store.disk().read(
+            std::path::Path::new(file),
+            crate::format::MAX_FILE_SIZE as u64 + 1,
+        ) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                log::warn!(
+                    "{} is trusted again, but {file} cannot be read: {e}",
+                    aside.license
+                );
+                return false;
+            }
+        };
+        let done = install_into(
+            &self.phone,
+            &mut self.store,
+            FileBytes::judge(&bytes),
+            file,
+            now,
+        );
+        let words = done.words();
+        let first = words
+            .stdout
+            .lines()
+            .chain(words.stderr.lines())
+            .next()
+            .unwrap_or("");
+        log::info!(
+            "{} trusted again by trust version {}: {first}",
+            aside.license,
+            self.phone.keyring.version()
+        );
+        // Taken, or judged and refused for good (the refusal is in the events); a store
+        // that cannot be written keeps the record, to try again at the next change.
+        !matches!(done, crate::accept::InstallOutcome::StoreFailed { .. })
+    }
+}

@@ -1,0 +1,453 @@
+//! Vendor keys rotated and revoked in the field (`docs/trust-update.md`, issue 28), with
+//! the real binaries and real servers: `license-issuer` holds the ceremony (draft, one
+//! signature per root key, assemble), nginx and vsftpd serve the documents beside the
+//! license files, and `license-agent` on phones at every earlier version catches up,
+//! takes the licenses of the new key and sets aside those of the removed one with the
+//! reason; every hostile document is refused with its verdict and nothing that
+//! verifies is lost.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use common::bounded;
+use common::ftp::{Security, Vsftpd};
+use common::phone::{Phone, DAY, MAC, PHONE_FILE, SITE, SITE_FILE};
+use common::{issuer, now, rfc, run, sign_license, stdout};
+use serde_json::Value;
+
+/// A vendor's keys, each a file of its own (each root could be on its own machine).
+struct Vendor {
+    dir: tempfile::TempDir,
+}
+
+impl Vendor {
+    fn new() -> Vendor {
+        Vendor {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `license-issuer keygen`: the key's public half, in hex.
+    fn key(&self, name: &str) -> String {
+        let path = self.path(&format!("{name}.key"));
+        if !path.exists() {
+            let out = run(
+                issuer(),
+                ["keygen".as_ref(), "-o".as_ref(), path.as_os_str()],
+            );
+            assert!(out.status.success(), "keygen {name}");
+        }
+        let out = run(
+            issuer(),
+            ["pubkey".as_ref(), "--key".as_ref(), path.as_os_str()],
+        );
+        assert!(out.status.success(), "pubkey {name}");
+        stdout(&out).split_whitespace().nth(1).unwrap().to_string()
+    }
+
+    /// The firmware keyring: version 0, `roots` of which `threshold` sign the next,
+    /// license keys `licenses`.
+    fn firmware(&self, threshold: usize, roots: &[&str], licenses: &[&str]) -> String {
+        let mut text = format!("version 0\nroot-threshold {threshold}\n");
+        for r in roots {
+            text.push_str(&format!("root ed25519 {} {r}\n", self.key(r)));
+        }
+        for l in licenses {
+            text.push_str(&format!("ed25519 {} {l}\n", self.key(l)));
+        }
+        std::fs::write(self.path("trust-0.cfg"), &text).unwrap();
+        text
+    }
+
+    /// The ceremony for `version`: a draft, one `trust-sign` per signer, and
+    /// `trust-assemble` against the version before (which checks it as the agent will).
+    fn ceremony(
+        &self,
+        version: u32,
+        until: &str,
+        threshold: usize,
+        roots: &[&str],
+        licenses: &[&str],
+        signers: &[&str],
+    ) -> Vec<u8> {
+        let draft = self.draft(version, until, threshold, roots, licenses);
+        let mut assemble = issuer();
+        assemble
+            .arg("trust-assemble")
+            .arg("--draft")
+            .arg(&draft)
+            .arg("--previous")
+            .arg(self.path(&format!("trust-{}.cfg", version - 1)));
+        for s in signers {
+            let sig = self.signature(version, s);
+            assemble.arg("--signature").arg(sig);
+        }
+        let done = self.path(&format!("trust-{version}.cfg"));
+        assemble.arg("-o").arg(&done);
+        let out = run(assemble, Vec::<&str>::new());
+        assert!(out.status.success(), "{}", bounded::text(&out));
+        std::fs::read(done).unwrap()
+    }
+
+    /// A document the issuer would not assemble (the hostile tests' own): the draft
+    /// and the signature lines of `signers`, as they are.
+    fn unchecked(
+        &self,
+        version: u32,
+        threshold: usize,
+        roots: &[&str],
+        licenses: &[&str],
+        signers: &[&str],
+    ) -> Vec<u8> {
+        let draft = self.draft(version, "never", threshold, roots, licenses);
+        let mut text = std::fs::read(draft).unwrap();
+        for s in signers {
+            text.extend(std::fs::read(self.signature(version, s)).unwrap());
+        }
+        text
+    }
+
+    /// `trust-draft` of version `version` (its file).
+    fn draft(
+        &self,
+        version: u32,
+        until: &str,
+        threshold: usize,
+        roots: &[&str],
+        licenses: &[&str],
+    ) -> PathBuf {
+        let draft = self.path(&format!("trust-{version}.draft"));
+        let mut cmd = issuer();
+        cmd.arg("trust-draft")
+            .args(["--trust-version", &version.to_string()])
+            .args(["--until", until])
+            .args(["--root-threshold", &threshold.to_string()]);
+        for r in roots {
+            cmd.args(["--root", &self.key(r)]);
+        }
+        for l in licenses {
+            cmd.args(["--license", &self.key(l)]);
+        }
+        cmd.arg("-o").arg(&draft);
+        let out = run(cmd, Vec::<&str>::new());
+        assert!(out.status.success(), "{}", bounded::text(&out));
+        draft
+    }
+
+    /// `signer`'s detached signature line over version `version`'s draft (a file).
+    fn signature(&self, version: u32, signer: &str) -> PathBuf {
+        let sig = self.path(&format!("trust-{version}.{signer}.sig"));
+        let mut cmd = issuer();
+        cmd.arg("trust-sign")
+            .arg("--key")
+            .arg(self.path(&format!("{signer}.key")))
+            .arg("--draft")
+            .arg(self.path(&format!("trust-{version}.draft")))
+            .arg("-o")
+            .arg(&sig);
+        let out = run(cmd, Vec::<&str>::new());
+        assert!(out.status.success(), "{}", bounded::text(&out));
+        sig
+    }
+
+    /// A license signed by license key `key`.
+    fn license(&self, key: &str, kind: &str, feature: &str, t: i64) -> Vec<u8> {
+        let serial = if kind == "phone" { MAC } else { SITE };
+        let out = self.path("signed.cfg");
+        let spec = format!("{feature},new,{},never", rfc(t - DAY));
+        sign_license(
+            &self.path(&format!("{key}.key")),
+            kind,
+            serial,
+            &[spec],
+            &out,
+        );
+        std::fs::read(out).unwrap()
+    }
+}
+
+/// A phone whose firmware keyring is `keyring`, fetching from `server`.
+fn phone(keyring: &str, server: &str) -> Phone {
+    let phone = Phone::new(&format!("server = \"{server}\"\n"));
+    std::fs::write(phone.path("keyring"), keyring).unwrap();
+    phone
+}
+
+/// `run --once` at `t`: what it said.
+fn boot(phone: &Phone, t: i64) -> String {
+    let out = bounded::run(bounded::command(phone, &["run", "--once"], Some(t), None));
+    assert!(out.status.success(), "{}", bounded::text(&out));
+    bounded::text(&out)
+}
+
+/// `status --json` at `t`, read from the store.
+fn status(phone: &Phone, t: i64) -> Value {
+    let out = bounded::run(bounded::command(
+        phone,
+        &["status", "--json"],
+        Some(t),
+        None,
+    ));
+    assert!(out.status.success(), "{}", bounded::text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn enabled(status: &Value) -> Vec<String> {
+    status["enabled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The rotation the tests post: the firmware trusts roots A, B, C (2 to sign) and
+/// license key L0; version 1 adds license key L1; version 2 replaces root A with D and
+/// removes L0 (it leaked).
+struct Rotation {
+    vendor: Vendor,
+    firmware: String,
+    docs: Vec<Vec<u8>>,
+}
+
+fn rotation() -> Rotation {
+    let vendor = Vendor::new();
+    let firmware = vendor.firmware(2, &["root-a", "root-b", "root-c"], &["l0"]);
+    let one = vendor.ceremony(
+        1,
+        "never",
+        2,
+        &["root-a", "root-b", "root-c"],
+        &["l0", "l1"],
+        &["root-a", "root-c"],
+    );
+    // B and C sign for the old roots and, kept, for the new ones; D signs too.
+    let two = vendor.ceremony(
+        2,
+        "never",
+        2,
+        &["root-b", "root-c", "root-d"],
+        &["l1"],
+        &["root-b", "root-c", "root-d"],
+    );
+    Rotation {
+        vendor,
+        firmware,
+        docs: vec![one, two],
+    }
+}
+
+/// Posts the documents up to `upto` and the licenses, through `put`.
+fn post(r: &Rotation, upto: usize, t: i64, put: &dyn Fn(&str, &[u8])) {
+    for (i, doc) in r.docs.iter().take(upto).enumerate() {
+        put(&format!("trust-{}.cfg", i + 1), doc);
+    }
+    put(SITE_FILE, &r.vendor.license("l1", "site", "vqmon", t));
+}
+
+/// The whole rotation on one server: a phone at version 0 holding a phone license of
+/// L0 catches up to version 2 in one boot; a second phone takes version 1 first (only
+/// it is posted), then version 2; both take the site license of L1 and set the L0
+/// license aside with the reason, in `status` and in the store's `rejected/`.
+fn rotation_on(server: &str, put: &dyn Fn(&str, &[u8])) {
+    let t = now();
+    let r = rotation();
+
+    // Phone A: firmware version 0, a phone license of L0 installed by hand.
+    let a = phone(&r.firmware, server);
+    let installed = r.vendor.license("l0", "phone", "lync", t);
+    a.install_at(&installed, t);
+    // Phone B: boots while only version 1 is posted.
+    let b = phone(&r.firmware, server);
+    b.install_at(&installed, t);
+    post(&r, 1, t, put);
+    let said = boot(&b, t);
+    assert!(said.contains("trust-1.cfg accepted"), "{said}");
+    let s = status(&b, t);
+    assert_eq!(s["trust"]["version"], 1, "{s:#}");
+    assert!(enabled(&s).contains(&"vqmon".to_string()), "{s:#}");
+    assert!(enabled(&s).contains(&"lync".to_string()), "{s:#}");
+
+    // Version 2 posted: A catches up through 1 and 2 in one boot, B takes 2.
+    post(&r, 2, t, put);
+    for (p, asked) in [(&a, vec![1, 2]), (&b, vec![2])] {
+        let said = boot(p, t);
+        for v in &asked {
+            assert!(said.contains(&format!("trust-{v}.cfg accepted")), "{said}");
+        }
+        assert!(said.contains("trust-3.cfg absent"), "{said}");
+        let s = status(p, t);
+        let trust = &s["trust"];
+        assert_eq!(trust["version"], 2, "{s:#}");
+        assert_eq!(trust["firmware_version"], 0);
+        assert_eq!(trust["roots"], 3);
+        assert_eq!(trust["root_threshold"], 2);
+        assert_eq!(trust["last_update"]["verdict"], "taken");
+        let aside = trust["set_aside"].as_array().unwrap();
+        assert_eq!(aside.len(), 1, "{s:#}");
+        let key = aside[0]["key"].as_str().unwrap();
+        assert_eq!(
+            aside[0]["reason"],
+            format!("key {key} removed by trust version 2")
+        );
+        let file = aside[0]["file"].as_str().unwrap();
+        assert_eq!(
+            std::fs::read(file).unwrap(),
+            installed,
+            "kept whole in rejected/"
+        );
+        assert!(
+            Path::new(&format!("{file}.why")).exists(),
+            "the note beside it"
+        );
+        // The site license of L1 counts; the phone license of L0 does not.
+        assert_eq!(enabled(&s), ["vqmon"], "{s:#}");
+        assert!(s["licenses"].as_array().unwrap().len() == 1, "{s:#}");
+        // The documents are kept, and a restart leads to the same trust.
+        for v in 1..=2 {
+            assert!(p.path(&format!("state/trust/trust-{v}.cfg")).is_file());
+        }
+        let again = status(p, t);
+        assert_eq!(again["trust"]["version"], 2);
+        assert!(again["trust"]["notes"].as_array().unwrap().is_empty());
+    }
+
+    // The removed key's license, posted again, is refused; the new key's is taken.
+    put(PHONE_FILE, &r.vendor.license("l0", "phone", "lync", t));
+    let said = boot(&a, t);
+    assert!(said.contains(&format!("{PHONE_FILE} refused")), "{said}");
+    assert!(said.contains("not in the trusted keyring"), "{said}");
+    put(PHONE_FILE, &r.vendor.license("l1", "phone", "lync", t));
+    let said = boot(&a, t);
+    assert!(said.contains(&format!("{PHONE_FILE} accepted")), "{said}");
+    assert_eq!(enabled(&status(&a, t)), ["vqmon", "lync"]);
+}
+
+#[test]
+fn a_key_rotation_over_nginx_brings_every_phone_to_the_newest_trust() {
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    rotation_on(&nginx.http_url(), &|name, bytes| nginx.put(name, bytes));
+}
+
+#[test]
+fn a_key_rotation_over_vsftpd_brings_every_phone_to_the_newest_trust() {
+    let work = tempfile::tempdir().unwrap();
+    let ftp = Vsftpd::start(work.path(), Security::Plain, "");
+    rotation_on(&ftp.url(), &|name, bytes| ftp.put(name, bytes));
+}
+
+/// Every hostile version 3, posted in turn where version 3 goes on a phone at version 2,
+/// is refused with its verdict, and nothing changes: the trust, the licenses held, the
+/// features. Then the genuine version 3 is taken, and an old document posted as
+/// version 4 (a replay) is refused as not newer.
+#[test]
+fn every_hostile_update_is_refused_with_its_verdict_and_nothing_is_lost() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let r = rotation();
+    let p = phone(&r.firmware, &nginx.http_url());
+    post(&r, 2, t, &|name, bytes| nginx.put(name, bytes));
+    nginx.put(PHONE_FILE, &r.vendor.license("l1", "phone", "lync", t));
+    boot(&p, t);
+    let before = status(&p, t);
+    assert_eq!(before["trust"]["version"], 2, "{before:#}");
+    assert_eq!(enabled(&before), ["vqmon", "lync"]);
+
+    let v = &r.vendor;
+    let roots = ["root-b", "root-c", "root-d"];
+    let licenses = ["l1", "l2"];
+    let mut twice = v.unchecked(3, 2, &roots, &licenses, &["root-b"]);
+    twice.extend(std::fs::read(v.signature(3, "root-b")).unwrap());
+    let mut oversize = v.unchecked(3, 2, &roots, &licenses, &["root-b", "root-c"]);
+    oversize.resize(16_385, b'\n');
+    let skips = {
+        let mut text = v.unchecked(4, 2, &roots, &licenses, &["root-b", "root-c"]);
+        text.extend(b"# posted as version 3\n");
+        text
+    };
+    let hostile: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "one signature of two",
+            v.unchecked(3, 2, &roots, &licenses, &["root-b"]),
+            "below the old threshold",
+        ),
+        ("the same key twice", twice, "malformed"),
+        (
+            "the old roots only, for new roots",
+            v.unchecked(
+                3,
+                2,
+                &["root-e", "root-f"],
+                &licenses,
+                &["root-b", "root-c"],
+            ),
+            "below its own threshold",
+        ),
+        (
+            "the new roots only",
+            v.unchecked(
+                3,
+                2,
+                &["root-e", "root-f"],
+                &licenses,
+                &["root-e", "root-f"],
+            ),
+            "below the old threshold",
+        ),
+        (
+            "a root removed in version 2 with one kept",
+            v.unchecked(3, 2, &roots, &licenses, &["root-a", "root-b"]),
+            "below the old threshold",
+        ),
+        ("version 2 again", r.docs[1].clone(), "not newer"),
+        ("version 1 again", r.docs[0].clone(), "not newer"),
+        ("version 4", skips, "skips a version"),
+        ("16,385 bytes", oversize, "malformed"),
+        (
+            "not a document",
+            b"<html>not found</html>\n".to_vec(),
+            "malformed",
+        ),
+        (
+            "another format",
+            b"license-agent-trust 2\nversion 3\n".to_vec(),
+            "unsupported version",
+        ),
+    ];
+    for (what, bytes, verdict) in hostile {
+        nginx.put("trust-3.cfg", &bytes);
+        let said = boot(&p, t);
+        assert!(
+            said.contains(&format!("trust-3.cfg refused: {verdict}")),
+            "{what}: {said}"
+        );
+        let s = status(&p, t);
+        assert_eq!(s["trust"]["version"], 2, "{what}: {s:#}");
+        assert_eq!(s["trust"]["last_update"]["version"], 3, "{what}");
+        assert_eq!(s["trust"]["last_update"]["verdict"], verdict, "{what}");
+        assert_eq!(enabled(&s), ["vqmon", "lync"], "{what}: {s:#}");
+        assert_eq!(s["licenses"], before["licenses"], "{what}: nothing lost");
+        assert!(!p.path("state/trust/trust-3.cfg").exists(), "{what}");
+    }
+    // The genuine one.
+    let three = v.ceremony(3, "never", 2, &roots, &licenses, &["root-c", "root-d"]);
+    nginx.put("trust-3.cfg", &three);
+    let said = boot(&p, t);
+    assert!(said.contains("trust-3.cfg accepted"), "{said}");
+    // Replays of older documents where version 4 goes.
+    for old in [&r.docs[0], &r.docs[1], &three] {
+        nginx.put("trust-4.cfg", old);
+        let said = boot(&p, t);
+        assert!(said.contains("trust-4.cfg refused: not newer"), "{said}");
+        let s = status(&p, t);
+        assert_eq!(s["trust"]["version"], 3, "{s:#}");
+        assert_eq!(enabled(&s), ["vqmon", "lync"]);
+    }
+}
