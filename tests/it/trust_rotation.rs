@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use common::bounded;
 use common::ftp::{Security, Vsftpd};
-use common::phone::{Phone, DAY, MAC, PHONE_FILE, SITE, SITE_FILE};
+use common::phone::{Phone, Sim, DAY, MAC, PHONE_FILE, SITE, SITE_FILE};
 use common::{issuer, now, rfc, run, sign_license, stdout};
 use serde_json::Value;
 
@@ -450,4 +450,230 @@ fn every_hostile_update_is_refused_with_its_verdict_and_nothing_is_lost() {
         assert_eq!(s["trust"]["version"], 3, "{s:#}");
         assert_eq!(enabled(&s), ["vqmon", "lync"]);
     }
+}
+
+/// Freeze (`docs/trust-update.md`): version 1 expires a day after it is taken. Past
+/// that, a license not stored already is refused as "trust expired" while the stored
+/// ones keep their features, and status says so; version 2, posted, thaws the phone
+/// and the refused license is taken in the same cycle.
+#[test]
+fn an_expired_trust_refuses_new_licenses_keeps_the_stored_ones_and_an_update_thaws_it() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let v = Vendor::new();
+    let firmware = v.firmware(1, &["root-a"], &["l0"]);
+    let one = v.ceremony(1, &rfc(t + DAY), 1, &["root-a"], &["l0"], &["root-a"]);
+    let p = phone(&firmware, &nginx.http_url());
+    nginx.put("trust-1.cfg", &one);
+    nginx.put(SITE_FILE, &v.license("l0", "site", "vqmon", t));
+    let said = boot(&p, t);
+    assert!(said.contains("trust-1.cfg accepted"), "{said}");
+    assert!(said.contains(&format!("{SITE_FILE} accepted")), "{said}");
+
+    let later = t + 2 * DAY;
+    nginx.put(PHONE_FILE, &v.license("l0", "phone", "lync", t));
+    let said = boot(&p, later);
+    assert!(said.contains(&format!("{PHONE_FILE} refused")), "{said}");
+    assert!(
+        said.contains("trust expired: trust version 1 expired at"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("{SITE_FILE} unchanged")), "{said}");
+    let s = status(&p, later);
+    assert_eq!(s["trust"]["expired"], true, "{s:#}");
+    assert_eq!(enabled(&s), ["vqmon"], "the stored license stays in force");
+    let text = stdout(&bounded::run(bounded::command(
+        &p,
+        &["status"],
+        Some(later),
+        None,
+    )));
+    assert!(
+        text.contains("trust version 1 expired at") && text.contains("are refused"),
+        "{text}"
+    );
+    // Installing by hand is refused the same way.
+    let file = p.path("by-hand.cfg");
+    std::fs::write(&file, v.license("l0", "phone", "lync", t)).unwrap();
+    let out = bounded::run({
+        let mut cmd = bounded::command(&p, &["install"], Some(later), None);
+        cmd.arg(&file);
+        cmd
+    });
+    assert!(!out.status.success(), "{}", bounded::text(&out));
+    assert!(
+        bounded::text(&out).contains("trust expired"),
+        "{}",
+        bounded::text(&out)
+    );
+
+    // Version 2, which never expires, thaws it: the license is taken in that cycle.
+    let two = v.ceremony(2, "never", 1, &["root-a"], &["l0"], &["root-a"]);
+    nginx.put("trust-2.cfg", &two);
+    let said = boot(&p, later);
+    assert!(said.contains("trust-2.cfg accepted"), "{said}");
+    assert!(said.contains(&format!("{PHONE_FILE} accepted")), "{said}");
+    let s = status(&p, later);
+    assert_eq!(s["trust"]["expired"], false);
+    assert_eq!(enabled(&s), ["vqmon", "lync"]);
+}
+
+/// A phone far behind catches up 16 versions a cycle, in order, each verified against
+/// the one before; the rest at the next cycle.
+#[test]
+fn a_phone_far_behind_catches_up_sixteen_versions_a_cycle() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let v = Vendor::new();
+    let firmware = v.firmware(1, &["root-a"], &["l0"]);
+    // Each version hands the roots on: A, then B, then A again, ...
+    for version in 1..=20u32 {
+        let (old, new) = if version % 2 == 1 {
+            ("root-a", "root-b")
+        } else {
+            ("root-b", "root-a")
+        };
+        let doc = v.ceremony(version, "never", 1, &[new], &["l0"], &[old, new]);
+        nginx.put(&format!("trust-{version}.cfg"), &doc);
+    }
+    let p = phone(&firmware, &nginx.http_url());
+    let said = boot(&p, t);
+    assert!(said.contains("trust-16.cfg accepted"), "{said}");
+    assert!(!said.contains("trust-17.cfg"), "{said}");
+    assert_eq!(status(&p, t)["trust"]["version"], 16);
+    let said = boot(&p, t);
+    assert!(said.contains("trust-20.cfg accepted"), "{said}");
+    assert!(said.contains("trust-21.cfg absent"), "{said}");
+    assert_eq!(status(&p, t)["trust"]["version"], 20);
+}
+
+/// A license set aside because version 1 removed its key is taken back, from
+/// `rejected/`, when version 2 trusts the key again.
+#[test]
+fn a_license_set_aside_is_taken_back_when_a_later_version_trusts_its_key_again() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let v = Vendor::new();
+    let firmware = v.firmware(1, &["root-a"], &["l0", "l1"]);
+    let p = phone(&firmware, &nginx.http_url());
+    p.install_at(&v.license("l0", "phone", "lync", t), t);
+    nginx.put(
+        "trust-1.cfg",
+        &v.ceremony(1, "never", 1, &["root-a"], &["l1"], &["root-a"]),
+    );
+    boot(&p, t);
+    let s = status(&p, t);
+    assert_eq!(
+        s["trust"]["set_aside"].as_array().unwrap().len(),
+        1,
+        "{s:#}"
+    );
+    assert!(enabled(&s).is_empty(), "{s:#}");
+    nginx.put(
+        "trust-2.cfg",
+        &v.ceremony(2, "never", 1, &["root-a"], &["l0", "l1"], &["root-a"]),
+    );
+    boot(&p, t);
+    let s = status(&p, t);
+    assert_eq!(s["trust"]["version"], 2);
+    assert!(
+        s["trust"]["set_aside"].as_array().unwrap().is_empty(),
+        "{s:#}"
+    );
+    assert_eq!(enabled(&s), ["lync"], "{s:#}");
+}
+
+/// An update that removes the key of licenses in force, taken by the running daemon
+/// during a call: the features leave by the rules (the set published at once), and
+/// the reboot is asked only once the phone is idle, never mid-call.
+#[test]
+fn revoking_the_key_of_licenses_in_force_reboots_only_when_idle() {
+    use common::nginx::{BASIC_PASSWORD, BASIC_USER};
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let v = Vendor::new();
+    let firmware = v.firmware(1, &["root-a"], &["l0", "l1"]);
+    let socket = work.path().join("supervisor.sock");
+    let p = Phone::new(&format!(
+        "server = \"{}\"\nsupervisor_socket = \"{}\"\nreport = true\n\
+         [fetch]\nusername = \"{BASIC_USER}\"\npassword = \"{BASIC_PASSWORD}\"\n",
+        nginx.basic_url(),
+        socket.display()
+    ));
+    std::fs::write(p.path("keyring"), &firmware).unwrap();
+    nginx.put(SITE_FILE, &v.license("l0", "site", "vqmon", t));
+    nginx.put(PHONE_FILE, &v.license("l1", "phone", "lync", t));
+    let mut sim = Sim::start(&socket, work.path().join("sim.log"));
+    let daemon = p.start(Some(t));
+    sim.wait_for("recv FEATURES vqmon,lync", 1);
+
+    sim.command("call active");
+    daemon.wait_status("call active", |s| {
+        s["daemon"]["call_state"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("active"))
+    });
+    nginx.put(
+        "trust-1.cfg",
+        &v.ceremony(1, "never", 1, &["root-a"], &["l1"], &["root-a"]),
+    );
+    let answer = daemon.request(r#"{"cmd":"check-sync"}"#);
+    assert!(answer.to_string().contains("trust-1.cfg"), "{answer}");
+    sim.wait_for("recv FEATURES lync", 1);
+    let s = daemon.wait_status("a pending reboot", |s| {
+        s["daemon"]["reboot"]["pending"] == true
+    });
+    assert_eq!(s["trust"]["version"], 1, "{s:#}");
+    assert!(
+        s["trust"]["set_aside"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("removed by trust version 1"),
+        "{s:#}"
+    );
+    assert_eq!(s["daemon"]["reboot"]["waiting_for"], "idle", "{s:#}");
+    // The status report the fleet reads says it too.
+    let report_file = work.path().join(format!("www/{MAC}-license-status.json"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let report: Value = loop {
+        let read = std::fs::read(&report_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .filter(|r| r["trust"]["version"] == 1);
+        if let Some(report) = read {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report with trust version 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let aside = &report["trust"]["set_aside"][0];
+    assert_eq!(
+        aside["license"],
+        format!("site license {SITE}"),
+        "{report:#}"
+    );
+    assert_eq!(report["trust"]["last_update"]["verdict"], "taken");
+    // A day in the call: nothing is asked.
+    daemon.set_time(t + DAY);
+    sim.barrier();
+    assert_eq!(sim.count("recv REBOOT"), 0, "{}", sim.record());
+
+    sim.command("call idle");
+    daemon.wait_status("call idle", |s| {
+        s["daemon"]["call_state"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("idle"))
+    });
+    // Past the idle grace and any stagger delay.
+    daemon.set_time(t + DAY + 3_700);
+    let record = sim.wait_for("recv REBOOT", 1);
+    assert_eq!(sim.count("recv REBOOT"), 1, "{record}");
+    assert!(!record.contains("violation"), "{record}");
 }
