@@ -410,6 +410,7 @@ fn every_hostile_update_is_refused_with_its_verdict_and_nothing_is_lost() {
         ("version 1 again", r.docs[0].clone(), "not newer"),
         ("version 4", skips, "skips a version"),
         ("16,385 bytes", oversize, "malformed"),
+        ("100,000 bytes", vec![b'#'; 100_000], "malformed"),
         (
             "not a document",
             b"<html>not found</html>\n".to_vec(),

@@ -10,7 +10,7 @@
 use super::{fetching::file_result, Agent, Snapshot};
 use crate::accept::{install_into, FileBytes};
 use crate::fetch::worker::{Fetched, TrustAsk, MAX_TRUST_STEPS};
-use crate::fetch::FetchOutcome;
+use crate::fetch::{FailureKind, FetchOutcome};
 use crate::status::{FileFetchJson, FileOutcome};
 use crate::storage::meta::{TrustJudged, TrustSetAside, MAX_TRUST_SET_ASIDE};
 use crate::time::UnixTime;
@@ -58,6 +58,19 @@ impl Agent {
                     FileOutcome::Absent,
                     &format!("{answer}: trust version {} is the newest", held.version),
                 ),
+                FetchOutcome::Failed(e) if e.kind == FailureKind::TooBig => {
+                    // An answer, and far past what a document may be: refused, not a
+                    // failure to try again sooner.
+                    let refusal = Refusal::Malformed {
+                        line: 0,
+                        why: format!(
+                            "more bytes than a fetch takes ({}); a trust document is at most {}",
+                            crate::fetch::MAX_BODY,
+                            update::MAX_DOCUMENT
+                        ),
+                    };
+                    self.refuse(&file.name, asked, &refusal, now)
+                }
                 FetchOutcome::Failed(e) => {
                     log::warn!("trust update: fetch failed: {e}");
                     file_result(
