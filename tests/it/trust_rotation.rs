@@ -678,3 +678,10 @@ fn revoking_the_key_of_licenses_in_force_reboots_only_when_idle() {
     assert_eq!(sim.count("recv REBOOT"), 1, "{record}");
     assert!(!record.contains("violation"), "{record}");
 }
+
+#[test]
+fn a_key_rotation_over_tftp_brings_every_phone_to_the_newest_trust() {
+    let work = tempfile::tempdir().unwrap();
+    let tftp = common::tftp::Tftpd::start(work.path(), &[]);
+    rotation_on(&tftp.url(), &|name, bytes| tftp.put(name, bytes));
+}
