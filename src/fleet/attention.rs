@@ -93,6 +93,42 @@ pub(crate) fn of_phone(
             ),
         }
     }
+    if let Some(trust) = &report.trust {
+        if trust.expired {
+            add(
+                "trust-expired",
+                format!("trust version {}", trust.version),
+                format!(
+                    "trust version {} expired at {}: licenses not stored already are refused",
+                    trust.version,
+                    trust.expires.as_str()
+                ),
+            );
+        }
+        // A document taken is news, not work; one waiting for the clock comes by itself.
+        let refused = trust
+            .last_update
+            .as_ref()
+            .filter(|l| !matches!(l.verdict.as_str(), "taken" | "waits for the clock"));
+        if let Some(last) = refused {
+            add(
+                "trust-refused",
+                format!("trust-{}.cfg: {}", last.version, last.verdict.as_str()),
+                last.detail.as_str().to_string(),
+            );
+        }
+        for aside in &trust.set_aside {
+            add(
+                "trust-set-aside",
+                format!(
+                    "licenses of key {} removed by trust version {}",
+                    aside.key.as_str(),
+                    aside.version
+                ),
+                format!("{} set aside", aside.license.as_str()),
+            );
+        }
+    }
     if report.clock != ClockVerdict::Ok {
         let clock = format!("clock {}", report.clock.id());
         add("clock", clock.clone(), clock);
@@ -288,6 +324,9 @@ fn what_to_do(what: &str, subject: &str, n: usize) -> String {
         "forged-license" => format!("license {subject}: {phones} reported content that is not this license; the reports are not believed for it"),
         "unverified-license" => format!("license {subject}: on {phones}, not verified; it is not counted"),
         "unknown-key" => format!("{subject}: refused on {phones} (a stale keyring?); update their firmware's keyring"),
+        "trust-expired" => format!("{subject}: expired on {phones}, which refuse new licenses; post the next trust version"),
+        "trust-refused" => format!("{subject}: refused by {phones}; post a document the phones can take at that name"),
+        "trust-set-aside" => format!("{subject}: set aside on {phones}; post licenses signed by a key they trust"),
         "refused" => format!("{subject}: a license refused on {phones}"),
         "stale-report" => format!("{subject}: {phones}; check that they are up and can upload"),
         "future-report" => format!("{subject}: {phones} with a clock ahead; check their time server"),

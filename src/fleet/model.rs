@@ -146,7 +146,7 @@ pub(crate) struct PhoneItem {
 }
 
 /// Every kind of group, in the order groups are listed.
-pub(crate) const KINDS: [&str; 14] = [
+pub(crate) const KINDS: [&str; 17] = [
     "renewal-not-fetched",
     "feature-ends",
     "over-capacity",
@@ -155,6 +155,9 @@ pub(crate) const KINDS: [&str; 14] = [
     "forged-license",
     "unverified-license",
     "unknown-key",
+    "trust-expired",
+    "trust-refused",
+    "trust-set-aside",
     "refused",
     "stale-report",
     "future-report",

@@ -99,6 +99,41 @@ pub(crate) struct Slim<'a> {
     /// absent from older agents).
     #[serde(borrow, default)]
     pub(crate) dropped: Option<Vec<Dropped<'a>>>,
+    /// The trust the phone holds (added within version 1 with trust updates; absent
+    /// from older agents).
+    #[serde(borrow, default)]
+    pub(crate) trust: Option<Trust<'a>>,
+}
+
+/// The parts of a report's `trust` the fleet view reads (the rest is skipped).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Trust<'a> {
+    pub(crate) version: u32,
+    #[serde(borrow)]
+    pub(crate) expires: Text<'a>,
+    pub(crate) expired: bool,
+    #[serde(borrow, default)]
+    pub(crate) last_update: Option<TrustJudged<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) set_aside: Vec<TrustSetAside<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TrustJudged<'a> {
+    pub(crate) version: u32,
+    #[serde(borrow)]
+    pub(crate) verdict: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) detail: Text<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TrustSetAside<'a> {
+    #[serde(borrow)]
+    pub(crate) license: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) key: Text<'a>,
+    pub(crate) version: u32,
 }
 
 #[derive(Debug, Deserialize)]

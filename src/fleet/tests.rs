@@ -1162,3 +1162,86 @@ fn a_report_from_the_future_is_flagged_and_never_preferred() {
         .collect();
     assert_eq!(flagged, ["0004f2000003"]);
 }
+
+/// A phone kept from its updates (its trust expired), one that refused the document
+/// posted for its next version, and one with a license set aside by an update: each a
+/// group of what to do; a phone whose last update was taken is none.
+#[test]
+fn trust_updates_that_need_the_provider_are_groups_to_act_on() {
+    use crate::status::{TrustJson, TrustJudgedJson, TrustSetAsideJson};
+    let trust = |version: u32, expired: bool, verdict: &str, aside: bool| TrustJson {
+        version,
+        firmware_version: 0,
+        roots: 3,
+        root_threshold: 2,
+        license_keys: vec!["0A1B2C3D".into()],
+        expires: if expired {
+            time(NOW - DAY)
+        } else {
+            "never".into()
+        },
+        expired,
+        updates: "possible".into(),
+        notes: Vec::new(),
+        last_update: Some(TrustJudgedJson {
+            version: version + 1,
+            verdict: verdict.into(),
+            detail: format!("{verdict}: the detail"),
+            at: time(NOW - 600),
+        }),
+        set_aside: if aside {
+            vec![TrustSetAsideJson {
+                at: time(NOW - 600),
+                license: "site license 100000000001".into(),
+                key: "99AABBCC".into(),
+                version,
+                reason: format!("key 99AABBCC removed by trust version {version}"),
+                file: None,
+            }]
+        } else {
+            Vec::new()
+        },
+    };
+    let macs = [
+        "0004f2000011",
+        "0004f2000012",
+        "0004f2000013",
+        "0004f2000014",
+    ];
+    let given = [
+        trust(1, true, "taken", false),
+        trust(2, false, "below the old threshold", false),
+        trust(2, false, "taken", true),
+        trust(2, false, "taken", false),
+    ];
+    let reports: Vec<Report> = macs
+        .iter()
+        .zip(given)
+        .map(|(mac, t)| {
+            let mut r = report(mac, NOW - 600, Vec::new(), Vec::new());
+            r.trust = Some(t);
+            r
+        })
+        .collect();
+    let f = fleet(&reports, options());
+    let of = |what| -> Vec<&str> { items(&f, what).iter().map(|(m, _)| *m).collect() };
+    assert_eq!(of("trust-expired"), [macs[0]]);
+    assert_eq!(of("trust-refused"), [macs[1]]);
+    assert_eq!(of("trust-set-aside"), [macs[2]]);
+    assert!(items(&f, "trust-expired")[0].1.contains("expired at"));
+    let refused = f
+        .attention
+        .iter()
+        .find(|g| g.what == "trust-refused")
+        .unwrap();
+    assert_eq!(refused.subject, "trust-3.cfg: below the old threshold");
+    let aside = f
+        .attention
+        .iter()
+        .find(|g| g.what == "trust-set-aside")
+        .unwrap();
+    assert_eq!(
+        aside.subject,
+        "licenses of key 99AABBCC removed by trust version 2"
+    );
+}

@@ -437,6 +437,12 @@ fn every_hostile_update_is_refused_with_its_verdict_and_nothing_is_lost() {
         assert_eq!(s["licenses"], before["licenses"], "{what}: nothing lost");
         assert!(!p.path("state/trust/trust-3.cfg").exists(), "{what}");
     }
+    // The hostile document taken off the server: its refusal no longer stands.
+    nginx.remove("trust-3.cfg");
+    let said = boot(&p, t);
+    assert!(said.contains("trust-3.cfg absent"), "{said}");
+    let s = status(&p, t);
+    assert_eq!(s["trust"]["last_update"], Value::Null, "{s:#}");
     // The genuine one.
     let three = v.ceremony(3, "never", 2, &roots, &licenses, &["root-c", "root-d"]);
     nginx.put("trust-3.cfg", &three);

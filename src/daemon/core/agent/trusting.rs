@@ -52,12 +52,15 @@ impl Agent {
             let held = self.phone.keyring.trust();
             let asked = held.version.saturating_add(1);
             let mut result = match file.outcome {
-                FetchOutcome::Absent { answer } => file_result(
-                    now,
-                    &file.name,
-                    FileOutcome::Absent,
-                    &format!("{answer}: trust version {} is the newest", held.version),
-                ),
+                FetchOutcome::Absent { answer } => {
+                    self.forget_refusal(asked);
+                    file_result(
+                        now,
+                        &file.name,
+                        FileOutcome::Absent,
+                        &format!("{answer}: trust version {} is the newest", held.version),
+                    )
+                }
                 FetchOutcome::Failed(e) if e.kind == FailureKind::TooBig => {
                     // An answer, and far past what a document may be: refused, not a
                     // failure to try again sooner.
@@ -172,6 +175,22 @@ impl Agent {
             .meta_mut()
             .record(now, "trust-refused", name.to_string(), detail.clone());
         file_result(now, name, FileOutcome::Refused, &detail)
+    }
+
+    /// The document refused for version `asked` is no longer on the server: its
+    /// refusal no longer stands (nor asks anything of the provider in the fleet view).
+    fn forget_refusal(&mut self, asked: u32) {
+        let Some(record) = self.store.meta_mut().trust.as_mut() else {
+            return;
+        };
+        let stale = record
+            .last
+            .as_ref()
+            .is_some_and(|l| l.version == asked && l.verdict != "taken");
+        if stale {
+            record.last = None;
+            let _ = self.store.save_meta();
+        }
     }
 
     fn record_judged(&mut self, version: u32, verdict: &str, detail: &str, at: UnixTime) {
