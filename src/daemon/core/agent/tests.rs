@@ -578,3 +578,92 @@ fn check_syncs_beyond_the_budget_are_answered_at_once() {
     assert!(answered(&mut core).is_empty());
     assert!(core.held_until(ClientId(budget + 1)).is_some());
 }
+
+/// A trust update on an in-memory flash: a document the flash cannot keep is not
+/// taken (the keyring stays, the licenses stay, the cycle says why), and is taken at
+/// the next cycle once the flash writes again: the license of the removed key is set
+/// aside with the reason, and an agent started again holds the same trust.
+#[test]
+fn a_trust_document_the_flash_cannot_keep_is_not_taken_and_is_asked_again() {
+    use crate::issuer::{ceremony, Signer, SigningKey};
+    use crate::storage::memdisk::MemDisk;
+    use nix::errno::Errno;
+
+    let root = SigningKey::from_seed(&[21; 32]).unwrap();
+    let next = SigningKey::from_seed(&[22; 32]).unwrap();
+    let firmware = format!(
+        "root-threshold 1\nroot ed25519 {}\ned25519 {} unit tests\n",
+        hex::encode(root.public_key()),
+        hex::encode(testkit::key().0.public_key())
+    );
+    let firmware = crate::trust::Keyring::parse(&firmware).unwrap();
+    let draft = ceremony::draft(&ceremony::DraftSpec {
+        version: 1,
+        expires: None,
+        root_threshold: 1,
+        roots: vec![root.public_key()],
+        licenses: vec![next.public_key()],
+    })
+    .unwrap();
+    let line = ceremony::sign(&draft, &root).unwrap();
+    let document = format!("{draft}{line}\n").into_bytes();
+
+    let mem = MemDisk::new();
+    let script = Arc::new(Script::default());
+    script.answers.lock().unwrap().insert(
+        crate::fetch::phone_file(testkit::identity().mac),
+        body(Kind::Phone, &[(2, t0() - DAY, None)]),
+    );
+    script.answers.lock().unwrap().insert(
+        "trust-1.cfg".into(),
+        FetchOutcome::Body {
+            bytes: document.clone(),
+        },
+    );
+    let start = |mem: &MemDisk| {
+        let mut agent = agent_in_memory(mem);
+        agent.phone.firmware = firmware.clone();
+        agent.phone.keyring = firmware.clone();
+        agent.phone.take_stored_trust(mem).unwrap();
+        agent
+    };
+    let mut agent = start(&mem);
+    mem.fail_at(Path::new("/m/state/trust"), Errno::EIO);
+    let snap = agent.snapshot(at(t0()));
+    agent.fetch_now(&snap);
+    let (_, report) = finish(&mut agent, &script, at(t0())).remove(0);
+    let trust = &report.files[0];
+    assert_eq!(trust.file, "trust-1.cfg");
+    assert_eq!(
+        trust.outcome,
+        crate::status::FileOutcome::Failed,
+        "{report:?}"
+    );
+    assert!(trust.detail.contains("cannot be stored"), "{trust:?}");
+    assert_eq!(agent.phone.keyring.version(), 0);
+    assert_eq!(agent.store.held().len(), 1, "the license stays");
+
+    mem.clear_faults();
+    let snap = agent.snapshot(at(t0() + 60));
+    agent.fetch_now(&snap);
+    let (_, report) = finish(&mut agent, &script, at(t0() + 60)).remove(0);
+    assert_eq!(
+        report.files[0].outcome,
+        crate::status::FileOutcome::Accepted
+    );
+    assert_eq!(report.files[1].file, "trust-2.cfg");
+    assert_eq!(report.files[1].outcome, crate::status::FileOutcome::Absent);
+    assert_eq!(agent.phone.keyring.version(), 1);
+    assert!(agent.store.held().is_empty(), "the removed key's license");
+    let record = agent.store.meta().trust.clone().unwrap();
+    let key = crate::trust::key_id_of(&testkit::key().0.public_key());
+    assert_eq!(
+        record.set_aside[0].reason,
+        format!("key {key} removed by trust version 1")
+    );
+    // Started again: the same trust, from the flash.
+    let again = start(&mem);
+    assert_eq!(again.phone.keyring.version(), 1);
+    assert!(again.phone.trust_load.notes.is_empty());
+    assert_eq!(again.store.meta().trust, Some(record));
+}
