@@ -585,7 +585,7 @@ fn check_syncs_beyond_the_budget_are_answered_at_once() {
 /// aside with the reason, and an agent started again holds the same trust.
 #[test]
 fn a_trust_document_the_flash_cannot_keep_is_not_taken_and_is_asked_again() {
-    use crate::issuer::{ceremony, Signer, SigningKey};
+    use crate::issuer::{ceremony, SigningKey};
     use crate::storage::memdisk::MemDisk;
     use nix::errno::Errno;
 
