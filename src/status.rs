@@ -127,6 +127,8 @@ crate::words::words! {
         IdleGrace = "idle-grace",
         /// This phone's stagger delay (a site license's reboot).
         StaggerDelay = "stagger-delay",
+        /// A reboot window (`[reboot]`), this phone's point in it, or its deadline.
+        Window = "window",
         /// The supervisor's answer to a REBOOT.
         Answer = "answer",
         /// The reboot the supervisor accepted, asked again if still running then.

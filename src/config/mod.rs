@@ -25,6 +25,7 @@
 //! | `features_file` | where the enabled feature set is published (an output) | `/run/license-agent/features` |
 //! | `report` | where the status report `<mac>-license-status.json` is uploaded: `false` (nowhere), `true` (the `server`s that take uploads: all but `tftp`), or a base URL (`http(s)`, `ftp(s)`, `file`; a port as for `server`); into a `file:` folder it is an output | `true` |
 //! | `[fetch]` | `ca_file`, `client_cert` + `client_key`, `username` + `password` (pairs: both or neither), `connect_timeout`, `total_timeout` | no TLS client certificate, no authentication, 10s, 60s |
+//! | `[reboot]` | `windows` (`DAYS HH:MM-HH:MM` in local time), `timezone` (a POSIX `TZ` rule), `wait_for_window` (causes), `deadline` (`config/reboot_windows.rs`) | no window, `UTC0`, `feature-licensed` and `license-changed`, 7d |
 //! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max`, `write_retry`, `boot_clock_wait` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h, 1m, 30s |
 //!
 //! Paths that are not absolute are taken from the directory holding the configuration
@@ -59,6 +60,7 @@
 
 mod boot_server;
 mod paths;
+mod reboot_windows;
 mod server_url;
 mod table;
 mod values;
@@ -95,7 +97,7 @@ const DEFAULT_SUPERVISOR_SOCKET: &str = "/run/phone/supervisor.sock";
 const DEFAULT_CONTROL_SOCKET: &str = "/run/license-agent/control.sock";
 const DEFAULT_FEATURES_FILE: &str = "/run/license-agent/features";
 
-const TOP_KEYS: [&str; 15] = [
+const TOP_KEYS: [&str; 16] = [
     "mac",
     "interface",
     "site_serial",
@@ -111,6 +113,7 @@ const TOP_KEYS: [&str; 15] = [
     "provisioning",
     "fetch",
     "timing",
+    "reboot",
 ];
 const FETCH_KEYS: [&str; 7] = [
     "ca_file",
@@ -157,6 +160,8 @@ pub struct Config {
     pub(crate) report: ReportTo,
     /// Where the provisioning server comes from (`[provisioning]`).
     pub(crate) boot_server: BootServer,
+    /// The reboot windows (`[reboot]`); `None`: a reboot is asked when idle.
+    pub(crate) reboot_windows: Option<std::sync::Arc<crate::engine::window::Schedule>>,
     pub(crate) fetch: Fetch,
     pub(crate) timing: Timing,
 }
@@ -614,6 +619,10 @@ impl Config {
             Some(table) => timing(&table)?,
             None => Timing::default(),
         };
+        let reboot_windows = match top.table("reboot")? {
+            Some(table) => reboot_windows::parse(&table)?,
+            None => None,
+        };
 
         let config = Config {
             path: path.to_path_buf(),
@@ -628,6 +637,7 @@ impl Config {
             features_file,
             report,
             boot_server,
+            reboot_windows,
             fetch,
             timing,
         };
@@ -698,6 +708,7 @@ fn is_known_key(path: &str) -> bool {
         Some(("fetch", key)) => FETCH_KEYS.contains(&key),
         Some(("timing", key)) => TIMING_KEYS.contains(&key),
         Some(("provisioning", key)) => boot_server::KEYS.contains(&key),
+        Some(("reboot", key)) => reboot_windows::KEYS.contains(&key),
         Some(_) => false,
     }
 }

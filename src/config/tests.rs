@@ -67,6 +67,7 @@ fn the_example_parses_to_its_values() {
         features_file: "/run/license-agent/features".into(),
         report: ReportTo::Servers,
         boot_server: crate::config::BootServer::default(),
+        reboot_windows: None,
         fetch: Fetch {
             ca_file: Some("/etc/license-agent/provisioning-ca.pem".into()),
             client_identity: Some(ClientIdentity {

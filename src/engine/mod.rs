@@ -18,7 +18,6 @@ pub(crate) mod clock;
 pub(crate) mod poll;
 pub(crate) mod reboot;
 pub(crate) mod status;
-#[allow(dead_code)] // Used by the reboot rules once the windows are wired (issue 29).
 pub(crate) mod window;
 
 use std::collections::BTreeMap;

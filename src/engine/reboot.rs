@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::engine::window::{Occurrence, Schedule};
 use crate::format::Serial;
 use crate::time::{secs_i64, Mono, Stamp, UnixTime};
 
@@ -102,8 +105,8 @@ impl std::fmt::Display for CallState {
 }
 
 /// The timers of the rules (from the configuration), in seconds, all measured on the
-/// monotonic clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// monotonic clock; and the reboot windows, on the wall clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RebootTiming {
     /// Continuous idle before a REBOOT may be sent (30 s).
     pub idle_grace: u64,
@@ -111,6 +114,9 @@ pub(crate) struct RebootTiming {
     pub reask: u64,
     /// The site-license stagger window (1 h).
     pub(crate) stagger_window: u64,
+    /// The reboot windows (`[reboot]`) and this phone's MAC, which spreads the fleet
+    /// over each window; `None`: no window, a reboot is asked when idle.
+    pub(crate) windows: Option<(Arc<Schedule>, Serial)>,
 }
 
 /// The extra delay of this phone for reboots caused by a site license:
@@ -153,6 +159,11 @@ pub(crate) struct Need {
     #[serde(default)]
     pub ready_at: Mono,
     pub phase: Phase,
+    /// For a cause that waits for a reboot window: until when (this boot's monotonic
+    /// clock), after which it is asked at the next idle moment. Absent from records of
+    /// agents before windows: such a need waits for none, as it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_deadline: Option<Mono>,
 }
 
 /// What the machine wants done.
@@ -170,10 +181,25 @@ pub(crate) enum Waiting {
     Nothing,
     Connection,
     Idle,
-    IdleGrace { until: Mono },
-    Stagger { until: Mono },
-    Answer { id: u64 },
-    StillRunningAfterOk { until: Mono },
+    IdleGrace {
+        until: Mono,
+    },
+    Stagger {
+        until: Mono,
+    },
+    /// This phone's point in the next reboot window (`ready`, on the wall clock), or
+    /// the window's deadline (`deadline`, monotonic), whichever comes first.
+    Window {
+        ready: UnixTime,
+        occurrence: Occurrence,
+        deadline: Mono,
+    },
+    Answer {
+        id: u64,
+    },
+    StillRunningAfterOk {
+        until: Mono,
+    },
 }
 
 /// The reboot state machine. The needs are what persists across agent restarts; the
@@ -214,11 +240,17 @@ impl RebootMachine {
         // A request already outstanding or accepted serves this need too: the reboot
         // applies the whole feature set.
         let phase = self.request.unwrap_or(Phase::Waiting);
+        let window_deadline = timing
+            .windows
+            .as_ref()
+            .filter(|(schedule, _)| schedule.causes.contains(&cause))
+            .map(|(schedule, _)| now.mono.plus_secs(schedule.deadline));
         self.needs.entry(cause).or_insert(Need {
             since: now.wall,
             not_before: now.wall.saturating_add(secs_i64(delay)),
             ready_at: now.mono.plus_secs(delay),
             phase,
+            window_deadline,
         });
     }
 
@@ -398,7 +430,20 @@ impl RebootMachine {
         match self.waiting(now, timing) {
             Waiting::IdleGrace { until }
             | Waiting::Stagger { until }
+            | Waiting::Window {
+                deadline: until, ..
+            }
             | Waiting::StillRunningAfterOk { until } => Some(until).filter(|u| *u > now.mono),
+            _ => None,
+        }
+    }
+
+    /// When [`poll`](Self::poll) has something to do next by the wall clock: this
+    /// phone's point in the next reboot window, if that is what it waits for. (A clock
+    /// step wakes the loop anyway: the window is looked at again then.)
+    pub fn poll_wake_wall(&self, now: Stamp, timing: &RebootTiming) -> Option<UnixTime> {
+        match self.waiting(now, timing) {
+            Waiting::Window { ready, .. } => Some(ready).filter(|r| *r > now.wall),
             _ => None,
         }
     }
@@ -433,6 +478,30 @@ impl RebootMachine {
         if !self.connected {
             return Waiting::Connection;
         }
+        // Every reboot waiting waits for a window (none past its deadline): the window
+        // first, then the call. Any other asks as before, and serves them all.
+        let window = timing.windows.as_ref().and_then(|(schedule, mac)| {
+            let deadline = waiting
+                .iter()
+                .map(|n| n.window_deadline.filter(|d| now.mono < *d))
+                .collect::<Option<Vec<Mono>>>()?
+                .into_iter()
+                .min()?;
+            let occurrence = schedule.current_or_next(now.wall)?;
+            let length = occurrence.closes.saturating_sub(occurrence.opens);
+            let spread = stagger_delay(*mac, u64::try_from(length).unwrap_or(0));
+            let ready = occurrence.opens.saturating_add(secs_i64(spread));
+            Some((ready, occurrence, deadline))
+        });
+        if let Some((ready, occurrence, deadline)) = window {
+            if now.wall < ready {
+                return Waiting::Window {
+                    ready,
+                    occurrence,
+                    deadline,
+                };
+            }
+        }
         let idle_since = match self.call {
             Some((CallState::Idle, since)) => since,
             _ => return Waiting::Idle,
@@ -441,6 +510,11 @@ impl RebootMachine {
         let grace_end = idle_since.mono.plus_secs(timing.idle_grace);
         if now.mono < grace_end {
             return Waiting::IdleGrace { until: grace_end };
+        }
+        if window.is_some() {
+            // In the window, past this phone's point in it: the spread over the window
+            // replaces the hour's stagger.
+            return Waiting::Nothing;
         }
         // A site cause waits for its stagger delay (the earliest need decides).
         let ready_at = waiting.iter().map(|n| n.ready_at).min().unwrap_or(now.mono);

@@ -398,6 +398,7 @@ mod tests {
                             id: u64::MAX,
                             at: i64::MIN,
                         },
+                        window_deadline: Some(crate::time::Mono::from_nanos(u64::MAX)),
                     };
                     (c, need)
                 })

@@ -11,6 +11,7 @@ const TIMING: RebootTiming = RebootTiming {
     idle_grace: 30,
     reask: 600,
     stagger_window: 3_600,
+    windows: None,
 };
 
 /// Both clocks at `t` seconds.
@@ -505,10 +506,10 @@ proptest! {
         reask in any::<u64>(),
         window in any::<u64>(),
     ) {
-        let timing = RebootTiming { idle_grace: grace, reask, stagger_window: window };
+        let timing = RebootTiming { idle_grace: grace, reask, stagger_window: window, windows: None };
         let needs = needs
             .into_iter()
-            .map(|(c, (since, not_before, ready, phase))| (Cause::ALL[c], Need { since, not_before, ready_at: Mono::from_nanos(ready), phase }))
+            .map(|(c, (since, not_before, ready, phase))| (Cause::ALL[c], Need { since, not_before, ready_at: Mono::from_nanos(ready), phase, window_deadline: None }))
             .collect();
         let mut m = RebootMachine::restored(needs, None);
         prop_assert!(sent(&m.poll(st(times[0]), &timing).0).is_empty(), "asked while disconnected");
@@ -545,4 +546,242 @@ fn a_wait_that_is_over_is_no_wake() {
     m.call_state(CallState::Idle, st(T + 10_000));
     let (a, _) = m.poll(st(T + 10_030), &TIMING);
     assert_eq!(sent(&a).len(), 1);
+}
+
+/// Reboot windows (issue 29): `daily 01:00-04:00` in UTC unless said, the two default
+/// causes waiting for them, a deadline of `deadline` seconds.
+fn windowed(windows: &[&str], tz: &str, deadline: u64) -> RebootTiming {
+    use crate::engine::window::{tz::Tz, Schedule, Window};
+    RebootTiming {
+        windows: Some((
+            Arc::new(Schedule {
+                windows: windows.iter().map(|w| Window::parse(w).unwrap()).collect(),
+                tz: Tz::parse(tz).unwrap(),
+                causes: [Cause::FeatureLicensed, Cause::LicenseChanged]
+                    .into_iter()
+                    .collect(),
+                deadline,
+            }),
+            mac(),
+        )),
+        ..TIMING
+    }
+}
+
+/// Midnight UTC of a day: `T` falls on 2026-09-21 (a Monday) 12:53:20 UTC.
+const DAY0: UnixTime = T - T.rem_euclid(86_400);
+
+/// This phone's point in the window of `opens` lasting `length` seconds.
+fn point(opens: UnixTime, length: u64) -> UnixTime {
+    opens + stagger_delay(mac(), length) as i64
+}
+
+#[test]
+fn a_new_feature_waits_for_the_window_and_this_phones_point_in_it() {
+    let timing = windowed(&["daily 01:00-04:00"], "UTC0", 7 * 86_400);
+    let mut m = connected_idle_at(T);
+    m.need(Cause::FeatureLicensed, false, mac(), &timing, st(T + 5));
+    // Idle for hours: nothing before the window.
+    let (a, _) = m.poll(st(T + 3_600), &timing);
+    assert!(sent(&a).is_empty());
+    let opens = DAY0 + 86_400 + 3_600;
+    let ready = point(opens, 3 * 3_600);
+    assert!(ready > opens && ready < opens + 3 * 3_600);
+    match m.waiting(st(T + 3_600), &timing) {
+        Waiting::Window {
+            ready: r,
+            occurrence,
+            ..
+        } => {
+            assert_eq!(r, ready);
+            assert_eq!(
+                (occurrence.opens, occurrence.closes),
+                (opens, opens + 3 * 3_600)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.poll_wake_wall(st(T + 3_600), &timing), Some(ready));
+    // The deadline is a wake on the monotonic clock.
+    assert_eq!(
+        m.poll_wake(st(T + 3_600), &timing),
+        Some(mono(T + 5 + 7 * 86_400))
+    );
+    assert!(
+        sent(&m.poll(st(opens), &timing).0).is_empty(),
+        "opened, not its point yet"
+    );
+    assert!(sent(&m.poll(st(ready - 1), &timing).0).is_empty());
+    assert_eq!(
+        sent(&m.poll(st(ready), &timing).0),
+        [(1, Cause::FeatureLicensed)]
+    );
+}
+
+#[test]
+fn an_ended_license_does_not_wait_and_takes_the_waiting_ones_with_it() {
+    let timing = windowed(&["daily 01:00-04:00"], "UTC0", 7 * 86_400);
+    let mut m = connected_idle_at(T);
+    m.need(Cause::FeatureLicensed, false, mac(), &timing, st(T));
+    assert!(sent(&m.poll(st(T + 60), &timing).0).is_empty());
+    m.need(Cause::LicenseExpired, false, mac(), &timing, st(T + 60));
+    // Not a window cause: asked when idle, as today; one request serves both.
+    assert_eq!(
+        sent(&m.poll(st(T + 61), &timing).0),
+        [(1, Cause::FeatureLicensed)]
+    );
+    assert!(m
+        .needs
+        .values()
+        .all(|n| matches!(n.phase, Phase::Asked { .. })));
+}
+
+#[test]
+fn a_call_through_the_whole_window_waits_for_the_next_then_the_deadline() {
+    let timing = windowed(&["daily 01:00-04:00"], "UTC0", 2 * 86_400);
+    let mut m = connected_idle_at(T);
+    m.need(Cause::LicenseChanged, true, mac(), &timing, st(T));
+    let opens = DAY0 + 86_400 + 3_600;
+    // In a call from before the window to after it.
+    m.call_state(CallState::Active, st(opens - 60));
+    for t in [opens, point(opens, 10_800), opens + 10_799] {
+        assert!(
+            sent(&m.poll(st(t), &timing).0).is_empty(),
+            "in a call at {t}"
+        );
+    }
+    // Idle after it closed: the next night's window.
+    m.call_state(CallState::Idle, st(opens + 10_800));
+    assert!(sent(&m.poll(st(opens + 10_800 + 60), &timing).0).is_empty());
+    let next = opens + 86_400;
+    assert!(matches!(
+        m.waiting(st(opens + 11_000), &timing),
+        Waiting::Window { occurrence, .. } if occurrence.opens == next
+    ));
+    // In a call through that one too...
+    m.call_state(CallState::Active, st(next - 60));
+    assert!(sent(&m.poll(st(next + 10_799), &timing).0).is_empty());
+    // ...and until past the deadline (2 days after the need): then the next idle
+    // moment, outside any window.
+    let deadline = T + 2 * 86_400;
+    assert!(deadline > next + 10_800 && deadline < next + 86_400);
+    m.call_state(CallState::Idle, st(deadline + 100));
+    assert!(
+        sent(&m.poll(st(deadline + 129), &timing).0).is_empty(),
+        "the idle grace"
+    );
+    assert_eq!(
+        sent(&m.poll(st(deadline + 130), &timing).0),
+        [(1, Cause::LicenseChanged)]
+    );
+}
+
+#[test]
+fn a_clock_step_into_the_window_asks_and_one_out_of_it_waits() {
+    let timing = windowed(&["daily 01:00-04:00"], "UTC0", 7 * 86_400);
+    let mut m = connected_idle_at(T);
+    m.need(Cause::FeatureLicensed, false, mac(), &timing, st(T));
+    let opens = DAY0 + 86_400 + 3_600;
+    let ready = point(opens, 10_800);
+    // The wall clock steps forward into the window past this phone's point; the
+    // monotonic one goes on a minute.
+    let stepped = Stamp {
+        wall: ready + 5,
+        mono: mono(T + 60),
+    };
+    // A step out of any window instead (to 23:00 the evening before): nothing.
+    let back = Stamp {
+        wall: opens - 7_200,
+        mono: mono(T + 61),
+    };
+    let mut elsewhere = m.clone();
+    assert!(sent(&elsewhere.poll(back, &timing).0).is_empty());
+    assert!(matches!(
+        elsewhere.waiting(back, &timing),
+        Waiting::Window { .. }
+    ));
+    assert_eq!(
+        sent(&m.poll(stepped, &timing).0),
+        [(1, Cause::FeatureLicensed)]
+    );
+    // And out of it again after the REBOOT was refused as BUSY: it waits once more.
+    m.busy(1, stepped);
+    m.call_state(CallState::Idle, stepped);
+    let out = Stamp {
+        wall: opens + 10_800 + 60,
+        mono: mono(T + 200),
+    };
+    assert!(sent(&m.poll(out, &timing).0).is_empty());
+    assert!(matches!(m.waiting(out, &timing), Waiting::Window { .. }));
+}
+
+#[test]
+fn a_site_fleet_is_spread_over_the_window_not_the_hour() {
+    // 3,000 MACs over a 3-hour window: each third gets about a third of them.
+    let (opens, length) = (DAY0 + 3_600, 10_800u64);
+    let mut thirds = [0usize; 3];
+    for i in 0..3_000u64 {
+        let mac = Serial::parse(&format!("0004f2{:06x}", i)).unwrap();
+        let at = stagger_delay(mac, length);
+        assert!(at < length);
+        thirds[(at / 3_600) as usize] += 1;
+        let _ = opens;
+    }
+    for n in thirds {
+        assert!((850..=1150).contains(&n), "{thirds:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The property of the rules with windows: every reboot waiting for a window (both
+    /// default causes; the deadline far off), whatever the calls, answers, drops and
+    /// time, is asked only inside a window occurrence at or after this phone's point in
+    /// it, and still never during a call or before the idle grace.
+    #[test]
+    fn with_windows_a_reboot_is_asked_only_in_a_window_and_only_when_idle(
+        events in prop::collection::vec(event(), 1..80),
+        start in 0..86_400i64,
+    ) {
+        let timing = windowed(&["Mon-Fri 01:00-03:00", "Sat,Sun 22:00-02:00"], "CET-1CEST,M3.5.0,M10.5.0/3", 365 * 86_400);
+        let causes = [Cause::FeatureLicensed, Cause::LicenseChanged];
+        let (schedule, _) = timing.windows.clone().unwrap();
+        let mut m = RebootMachine::default();
+        let mut now = T + start;
+        let mut connected = false;
+        let mut call: Option<(bool, UnixTime)> = None;
+        let mut outstanding: Option<u64> = None;
+        for e in events {
+            match e {
+                Event::Call(active) => {
+                    if connected && call.map(|(a, _)| a) != Some(active) {
+                        call = Some((active, now));
+                    }
+                    m.call_state(if active { CallState::Active } else { CallState::Idle }, st(now));
+                }
+                Event::Need(c, site) | Event::SetChange(c, site) => {
+                    m.need(causes[(c % 2) as usize], site, mac(), &timing, st(now))
+                }
+                Event::Ok => if let Some(id) = outstanding.take() { m.ok(id, st(now)); },
+                Event::Busy => if let Some(id) = outstanding.take() { m.busy(id, st(now)); call = Some((true, now)); },
+                Event::Drop => { m.connection(false); connected = false; outstanding = None; call = None; }
+                Event::Reconnect => if !connected { m.connection(true); connected = true; }
+                Event::Wait(s) => now += i64::from(s) * 20,
+            }
+            let (actions, _) = m.poll(st(now), &timing);
+            if let Some(w) = m.poll_wake_wall(st(now), &timing) { prop_assert!(w > now); }
+            for (id, _) in sent(&actions) {
+                let o = schedule.current_or_next(now).unwrap();
+                prop_assert!(o.opens <= now && now < o.closes, "REBOOT outside a window at {now}");
+                let spread = stagger_delay(mac(), (o.closes - o.opens) as u64) as i64;
+                prop_assert!(now >= o.opens + spread, "REBOOT before this phone's point");
+                prop_assert!(connected);
+                let (active, since) = call.expect("a REBOOT before any CALL-STATE");
+                prop_assert!(!active, "REBOOT during a call");
+                prop_assert!(now >= since + TIMING.idle_grace as i64);
+                outstanding = Some(id);
+            }
+        }
+    }
 }

@@ -263,11 +263,6 @@ impl Tz {
         }
     }
 
-    /// The rule as given.
-    pub(crate) fn text(&self) -> &str {
-        &self.text
-    }
-
     /// The offset east of UTC at `t`, and the name in force.
     pub(crate) fn at(&self, t: i64) -> (i64, &str) {
         let Some(dst) = &self.dst else {

@@ -138,6 +138,12 @@ impl Agent {
             idle_grace: t.idle_grace.0,
             reask: t.reboot_reask.0,
             stagger_window: t.stagger_window.0,
+            windows: self
+                .phone
+                .config
+                .reboot_windows
+                .clone()
+                .map(|schedule| (schedule, self.phone.identity.mac)),
         }
     }
 
@@ -382,10 +388,16 @@ impl Agent {
             }
             _ => eval.next_change,
         };
+        // The reboot rules' point in a window, on the wall clock.
+        let window = self
+            .reboots
+            .machine
+            .poll_wake_wall(snap.stamp, &self.reboot_timing());
         let wall = [
             change,
             self.fetching.state.next_retry,
             self.poll_after(eval),
+            window,
         ]
         .into_iter()
         .flatten()

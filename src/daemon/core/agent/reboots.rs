@@ -242,6 +242,17 @@ impl Agent {
                 Some(stamp.wall_of(until)),
                 Some("this phone's stagger delay (a site license's reboot)".into()),
             ),
+            Waiting::Window {
+                ready,
+                occurrence,
+                deadline,
+            } => (
+                Some(WaitingFor::Window),
+                Some(ready),
+                timing.windows.as_ref().map(|(schedule, _)| {
+                    window_words(schedule, &occurrence, ready, stamp, deadline)
+                }),
+            ),
             Waiting::Answer { id } => (
                 Some(WaitingFor::Answer),
                 None,
@@ -268,6 +279,30 @@ impl Agent {
             detail,
         }
     }
+}
+
+/// What a reboot waiting for a window waits for, in words: "the window Mon–Fri
+/// 01:00–04:00 CET, opens 2027-04-02T01:00+01:00; ...".
+fn window_words(
+    schedule: &crate::engine::window::Schedule,
+    occurrence: &crate::engine::window::Occurrence,
+    ready: crate::time::UnixTime,
+    stamp: Stamp,
+    deadline: crate::time::Mono,
+) -> String {
+    let local = |t| schedule.local_time(t);
+    let open = if occurrence.opens <= stamp.wall {
+        format!("open since {}", local(occurrence.opens))
+    } else {
+        format!("opens {}", local(occurrence.opens))
+    };
+    format!(
+        "the window {}, {open}; this phone asks from {} (its place in the window), and at \
+         the next idle moment from {} whatever the window (the deadline)",
+        schedule.words(occurrence),
+        local(ready),
+        status::time(stamp.wall_of(deadline))
+    )
 }
 
 fn log_actions(actions: &[Action]) {
