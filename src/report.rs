@@ -185,6 +185,12 @@ pub(crate) struct Reboot {
     pub(crate) causes: Vec<Cause>,
     /// What the request waits for, if known.
     pub(crate) waiting_for: Option<WaitingFor>,
+    /// Until when, and in words (a reboot window: which, when it opens, this phone's
+    /// point in it, the deadline); absent from agents before windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,11 +241,15 @@ pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Rep
                 booted,
                 needs,
                 waiting_for,
+                until,
+                detail,
                 ..
             } = reboot;
             let reboot = pending.then(|| Reboot {
                 causes: needs.into_iter().map(|n| n.cause).collect(),
                 waiting_for,
+                until: until.map(cut),
+                detail: detail.map(cut),
             });
             let last_fetch = LastFetch {
                 at: last_fetch.map(cut),

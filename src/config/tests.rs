@@ -96,10 +96,71 @@ fn the_example_with_its_alternatives_uncommented_parses() {
         .replace("mac = \"0004f2000001\"", "")
         .replace("# interface = \"eth0\"", "interface = \"eth0\"")
         .replace("supervisor_socket = \"/run/phone/supervisor.sock\"", "")
-        .replace("# supervisor = \"none\"", "supervisor = \"none\"");
+        .replace("# supervisor = \"none\"", "supervisor = \"none\"")
+        .replace("# windows = ", "windows = ");
     let config = Config::parse(&text, Path::new(DEFAULT_PATH)).unwrap();
     assert_eq!(config.mac, MacSource::Interface("eth0".into()));
     assert_eq!(config.supervisor, Supervisor::None);
+    let windows = config.reboot_windows.expect("the windows");
+    assert_eq!(windows.windows.len(), 2);
+    assert_eq!(windows.deadline, 7 * 86_400);
+}
+
+#[test]
+fn reboot_windows_read_and_every_bad_value_names_its_key() {
+    let c = ok(&format!(
+        "{BASE}[reboot]\nwindows = [\"Mon-Fri 01:00-04:00\"]\ntimezone = \"CET-1CEST,M3.5.0,M10.5.0/3\"\n\
+         wait_for_window = [\"license-expired\"]\ndeadline = \"2d\"\n"
+    ));
+    let s = c.reboot_windows.unwrap();
+    assert_eq!(s.deadline, 2 * 86_400);
+    assert_eq!(
+        s.causes.iter().copied().collect::<Vec<_>>(),
+        [crate::engine::reboot::Cause::LicenseExpired]
+    );
+    // The defaults: both causes but license-expired, 7 days, UTC.
+    let d = ok(&format!(
+        "{BASE}[reboot]\nwindows = [\"daily 02:00-03:00\"]\n"
+    ))
+    .reboot_windows
+    .unwrap();
+    assert_eq!(d.causes.len(), 2);
+    assert_eq!(d.deadline, 7 * 86_400);
+    // No windows: nothing waits.
+    assert!(ok(&format!("{BASE}[reboot]\ntimezone = \"UTC0\"\n"))
+        .reboot_windows
+        .is_none());
+    for (table, key, says) in [
+        (
+            "windows = [\"Mon-Fri 1:00-04:00\"]",
+            "reboot.windows",
+            "DAYS HH:MM-HH:MM",
+        ),
+        (
+            "windows = \"Mon-Fri 01:00-04:00\"",
+            "reboot.windows",
+            "a list of windows",
+        ),
+        (
+            "timezone = \"Europe/Paris\"",
+            "reboot.timezone",
+            "POSIX TZ rule",
+        ),
+        (
+            "timezone = \":Europe/Paris\"",
+            "reboot.timezone",
+            "database",
+        ),
+        (
+            "wait_for_window = [\"reboot\"]",
+            "reboot.wait_for_window",
+            "feature-licensed",
+        ),
+        ("deadline = \"soon\"", "reboot.deadline", "duration"),
+        ("window = []", "reboot.window", "windows"),
+    ] {
+        refused(&format!("{BASE}[reboot]\n{table}\n"), Some(key), says);
+    }
 }
 
 #[test]

@@ -175,6 +175,8 @@ fn generated() -> Vec<Report> {
     three.reboot = Some(Reboot {
         causes: vec![Cause::LicenseExpired],
         waiting_for: Some(WaitingFor::Idle),
+        until: None,
+        detail: None,
     });
     // An older report of phone one: the newer one counts.
     let old_one = report("0004f2000001", NOW - 90 * DAY, vec![], vec![]);
