@@ -39,6 +39,7 @@ mod phone_dhcp;
 mod phone_figures;
 mod provisioning;
 mod quiet;
+mod reboot_windows;
 mod reboots;
 mod renewals;
 mod report_upload;
