@@ -151,18 +151,20 @@ fn pool() -> &'static Vec<(&'static str, Vec<u8>)> {
     })
 }
 
-/// The simulation's configuration, with a stagger window of a second (`short`) or 20
-/// minutes: parsed once, the text being the same for every seed.
-fn config(short: bool) -> &'static Config {
-    static CONFIGS: OnceLock<[Config; 2]> = OnceLock::new();
+/// The simulation's configurations: a stagger window of a second, or of 20 minutes, or
+/// 20 minutes with reboot windows in central European time (a gap of an hour and a
+/// half each day, a deadline of two hours): parsed once, the text being the same for
+/// every seed.
+fn config(which: u64) -> &'static Config {
+    static CONFIGS: OnceLock<[Config; 3]> = OnceLock::new();
     let configs = CONFIGS.get_or_init(|| {
-        ["1s", "20m"].map(|stagger| {
+        [("1s", ""), ("20m", ""), ("20m", WINDOWS)].map(|(stagger, windows)| {
             let text = format!(
                 "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
                  control_socket = \"control.sock\"\nfeatures_file = \"features\"\n\
                  supervisor_socket = \"sup.sock\"\nserver = \"http://sim/\"\n\
                  enabled_features = [\"vqmon\"]\n\
-                 [timing]\nidle_grace = \"{GRACE}s\"\nreboot_reask = \"{REASK}s\"\nstagger_window = \"{stagger}\"\n",
+                 [timing]\nidle_grace = \"{GRACE}s\"\nreboot_reask = \"{REASK}s\"\nstagger_window = \"{stagger}\"\n{windows}",
                 testkit::MAC,
                 testkit::SITE
             );
@@ -170,8 +172,12 @@ fn config(short: bool) -> &'static Config {
                 .expect("the simulation's configuration")
         })
     });
-    &configs[usize::from(!short)]
+    &configs[(which % 3) as usize]
 }
+
+/// Reboot windows for the simulation.
+const WINDOWS: &str = "[reboot]\nwindows = [\"daily 00:00-12:00\", \"daily 13:30-23:59\"]\n\
+                       timezone = \"CET-1CEST,M3.5.0,M10.5.0/3\"\ndeadline = \"2h\"\n";
 
 /// The simulated server's URL, parsed once.
 fn server() -> ServerUrl {
@@ -318,7 +324,7 @@ type Check = Result<(), String>;
 impl World {
     fn new(seed: u64, plant: Plant, verbose: bool) -> World {
         let mut rng = Rng(seed);
-        let config = config(rng.chance(50));
+        let config = config(rng.below(3));
         let posted = [
             if rng.chance(70) {
                 Posted::License(rng.below(8) as usize)
