@@ -7,9 +7,9 @@
 //! socket client, the emulated phone and its flash.
 //!
 //! A module is a filter: `cargo test --test it -- daemon::` runs one subject. The
-//! emulated phone's modules (`phone`, `phone_cuts`, `phone_dhcp`, `phone_figures`) need its image and
-//! are `#[ignore]`d in a plain run; `scripts/phone-check.sh` builds the image and runs
-//! them with `--ignored`.
+//! emulated phone's modules (`phone`, `phone_cuts`, `phone_trust_cuts`, `phone_dhcp`,
+//! `phone_figures`) need its image and are `#[ignore]`d in a plain run;
+//! `scripts/phone-check.sh` builds the image and runs them with `--ignored`.
 
 mod common;
 #[path = "../../examples/fleet_gen/generate.rs"]
@@ -37,6 +37,7 @@ mod phone;
 mod phone_cuts;
 mod phone_dhcp;
 mod phone_figures;
+mod phone_trust_cuts;
 mod provisioning;
 mod quiet;
 mod reboot_windows;

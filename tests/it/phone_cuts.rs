@@ -75,7 +75,7 @@ fn feature(name: &str, start: i64, end: Option<i64>) -> String {
 /// Waits until a phone just powered on answers on its control shell: [`Vm::wait_boot`]
 /// asking every second instead of every three and a half (a command sent before the
 /// shell opens its port may be lost, so it asks again), which saves up to 2.5 s a boot.
-fn wait_shell(vm: &mut Vm) {
+pub(crate) fn wait_shell(vm: &mut Vm) {
     let deadline = Instant::now() + BOOT_TIMEOUT;
     while !matches!(vm.try_sh("true", Duration::from_secs(1)), Ok((0, _))) {
         if Instant::now() > deadline {
@@ -88,7 +88,7 @@ fn wait_shell(vm: &mut Vm) {
 }
 
 /// Waits until the agent answers on its control socket.
-fn wait_agent(vm: &mut Vm) {
+pub(crate) fn wait_agent(vm: &mut Vm) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !matches!(
         vm.try_sh("license-agent status >/dev/null", Duration::from_secs(30)),
@@ -101,7 +101,7 @@ fn wait_agent(vm: &mut Vm) {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
@@ -530,14 +530,19 @@ fn check_recovered(vm: &mut Vm, round: &Round, posted: &mut [Posted; 2]) {
 }
 
 fn seed() -> u64 {
-    match std::env::var("PHONE_CUTS_SEED") {
+    seed_from("PHONE_CUTS_SEED")
+}
+
+/// A run's seed: the number in `var` (decimal or `0x` hex), else one from the clock.
+pub(crate) fn seed_from(var: &str) -> u64 {
+    match std::env::var(var) {
         Ok(s) => {
             let s = s.trim();
             let parsed = match s.strip_prefix("0x") {
                 Some(hex) => u64::from_str_radix(hex, 16),
                 None => s.parse(),
             };
-            parsed.unwrap_or_else(|e| panic!("PHONE_CUTS_SEED={s}: {e}"))
+            parsed.unwrap_or_else(|e| panic!("{var}={s}: {e}"))
         }
         Err(_) => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -14,6 +14,7 @@ pub mod control;
 pub mod nbd;
 pub mod phone;
 pub mod supervisor;
+pub mod vendor;
 pub mod vm;
 
 pub use test_servers::{

@@ -120,7 +120,14 @@ impl Lab {
     /// A new lab: a blank flash, an empty provisioning folder, nothing running but nginx
     /// and the flash server.
     pub fn new() -> Lab {
-        Lab::build(None)
+        Lab::build(None, "")
+    }
+
+    /// A lab whose firmware keyring has `lines` after the vendor key's line (trust
+    /// updates, `docs/trust-update.md`: `version`, `root-threshold`, `root ed25519`
+    /// lines, more license keys).
+    pub fn with_keyring_lines(lines: &str) -> Lab {
+        Lab::build(None, lines)
     }
 
     /// A lab whose phone is on the DHCP network (see the module documentation): dnsmasq
@@ -133,11 +140,11 @@ impl Lab {
         hosts: &[(&str, &str)],
         agent_toml: &str,
     ) -> Lab {
-        Lab::build(Some((lease, options, hosts, agent_toml)))
+        Lab::build(Some((lease, options, hosts, agent_toml)), "")
     }
 
     #[allow(clippy::type_complexity)]
-    fn build(dhcp: Option<(&str, &[String], &[(&str, &str)], &str)>) -> Lab {
+    fn build(dhcp: Option<(&str, &[String], &[(&str, &str)], &str)>, keyring_lines: &str) -> Lab {
         let image = image_dir();
         let tmp = tempfile::Builder::new()
             .prefix("phone-")
@@ -146,6 +153,12 @@ impl Lab {
         let dir = tmp.path().to_path_buf();
         let pki = Pki::new(&dir.join("pki"));
         let key = super::vendor_key(&dir);
+        if !keyring_lines.is_empty() {
+            let path = dir.join("keyring");
+            let mut keyring = fs::read_to_string(&path).expect("read the keyring");
+            keyring.push_str(keyring_lines);
+            fs::write(&path, keyring).expect("write the keyring");
+        }
         let www = dir.join("www");
         fs::create_dir(&www).expect("the provisioning folder");
         let trust = dir.join("trust");
