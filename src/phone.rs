@@ -80,6 +80,17 @@ impl Phone {
             }
         };
         let chain = crate::trust::chain::resume(&self.firmware.trust(), &read.documents);
+        // Each version in turn: the keys each removed are remembered.
+        let mut keyring = self.firmware.clone();
+        for version in &chain.taken {
+            let next = read
+                .documents
+                .get(version)
+                .and_then(|bytes| crate::trust::update::parse(bytes).ok());
+            if let Some(document) = next {
+                keyring = keyring.followed_by(&self.firmware, &document.trust);
+            }
+        }
         load.taken = chain.taken;
         for (version, why) in chain.set_aside {
             load.notes
@@ -88,7 +99,7 @@ impl Phone {
         for (name, why) in read.strangers {
             load.notes.push(format!("{name} not read: {why}"));
         }
-        self.keyring = self.firmware.for_trust(&chain.held);
+        self.keyring = keyring;
         self.trust_load = load;
         Ok(())
     }

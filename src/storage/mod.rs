@@ -156,6 +156,16 @@ pub struct Invalid {
     pub(crate) moved_to: Option<PathBuf>,
 }
 
+/// A file set aside in `rejected/` and its note ([`Store::rejected_notes`]).
+#[derive(Debug, Clone)]
+pub(crate) struct RejectedNote {
+    pub(crate) file: PathBuf,
+    pub(crate) reason: String,
+    pub(crate) at: UnixTime,
+    /// Decoded, never verified: for words only.
+    pub(crate) license: Option<License>,
+}
+
 /// How the store was opened.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -693,6 +703,56 @@ impl Store {
         gone
     }
 
+    /// The files set aside in `rejected/` whose note's reason `wanted` accepts, newest
+    /// first, at most `max` notes read: each file (still there) with its reason, the
+    /// instant its name gives, and the license it holds if it decodes (unverified: for
+    /// words only). What the agent recorded of a set-aside can be lost to a power cut
+    /// between the move and `meta.json`; the note, written first, cannot.
+    pub(crate) fn rejected_notes(
+        &self,
+        wanted: &dyn Fn(&str) -> bool,
+        max: usize,
+    ) -> Vec<RejectedNote> {
+        let dir = self.dir.join(REJECTED_DIR);
+        let Ok(entries) = self.disk.list(&dir) else {
+            return Vec::new();
+        };
+        let mut notes: Vec<String> = entries
+            .into_iter()
+            .filter(|(name, kind)| *kind == FileType::Regular && name.ends_with(".why"))
+            .map(|(name, _)| name)
+            .collect();
+        notes.sort_unstable_by(|a, b| b.cmp(a));
+        let mut found = Vec::new();
+        for name in notes.into_iter().take(max) {
+            let Ok(bytes) = self.disk.read(&dir.join(&name), 4096) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let reason = text.lines().next().unwrap_or_default().to_string();
+            if !wanted(&reason) {
+                continue;
+            }
+            let file = dir.join(name.trim_end_matches(".why"));
+            // A note whose file was never moved (a cut in between) names nothing.
+            let Ok(content) = self.disk.read(&file, format::MAX_FILE_SIZE as u64) else {
+                continue;
+            };
+            let at = name
+                .split('-')
+                .next()
+                .and_then(|t| t.parse::<UnixTime>().ok())
+                .unwrap_or_default();
+            found.push(RejectedNote {
+                file,
+                reason,
+                at,
+                license: format::parse(&content).ok(),
+            });
+        }
+        found
+    }
+
     /// The licenses held, in received order.
     pub fn held(&self) -> &[Held] {
         &self.held
@@ -1012,6 +1072,12 @@ fn verify_stored(
     judge_stored(&bytes, kind, keyring, identity).map_err(Unusable::Because)
 }
 
+/// Why a license of key `key` is set aside after trust version `version` removed it
+/// (`docs/trust-update.md`, "Keys removed: stored licenses").
+pub(crate) fn removed_key_reason(key: format::KeyId, version: u32) -> String {
+    format!("key {key} removed by trust version {version}")
+}
+
 /// Judges a stored file's bytes again: signature, kind folder, binding to this phone.
 fn judge_stored(
     bytes: &[u8],
@@ -1019,9 +1085,14 @@ fn judge_stored(
     keyring: &Keyring,
     identity: &Identity,
 ) -> Result<Verified<License>, String> {
-    let license = keyring
-        .verify_bytes(bytes)
-        .map_err(|e| format!("no longer verifies: {}: {e}", Verdict::of(&e).id()))?;
+    let license = keyring.verify_bytes(bytes).map_err(|e| match e {
+        // A key a trust update removed: the reason the update gives, wherever the file
+        // is found (the update's own set-aside may not have happened: a power cut).
+        crate::trust::Rejection::UnknownKey { key_id } if keyring.removed_by(key_id).is_some() => {
+            removed_key_reason(key_id, keyring.removed_by(key_id).unwrap_or_default())
+        }
+        e => format!("no longer verifies: {}: {e}", Verdict::of(&e).id()),
+    })?;
     if license.kind() != kind {
         return Err(format!(
             "a {} license in the {} folder",

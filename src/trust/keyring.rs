@@ -83,6 +83,10 @@ pub struct Keyring {
     /// Until when the trust is vouched for: never for a firmware keyring; a trust
     /// document's own expiry (`docs/trust-update.md`, "Freeze").
     expires: Option<crate::time::UnixTime>,
+    /// License keys an earlier version had and a later one removed, each with the
+    /// version that removed it (none for a firmware keyring): a stored license of such
+    /// a key is set aside with that reason, wherever it is found.
+    removed: Vec<([u8; PUBLIC_KEY_LEN], u32)>,
 }
 
 impl Keyring {
@@ -272,7 +276,6 @@ impl Keyring {
     /// The keyring of `trust` (a trust document taken after this firmware keyring): its
     /// license keys, each with the label this keyring gave it, or `trust version N`;
     /// its version and roots, so that the next update is judged against it.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn for_trust(&self, trust: &super::update::Trust) -> Keyring {
         let keys = trust
             .licenses
@@ -296,7 +299,38 @@ impl Keyring {
             roots: trust.roots.clone(),
             root_threshold: trust.threshold,
             expires: trust.expires,
+            removed: Vec::new(),
         }
+    }
+
+    /// The keyring of `next`, the version taken after this keyring's (`firmware`, the
+    /// first trust, gives the labels): the keys it removes are remembered with it.
+    pub(crate) fn followed_by(&self, firmware: &Keyring, next: &super::update::Trust) -> Keyring {
+        let mut keyring = firmware.for_trust(next);
+        let mut removed: Vec<([u8; PUBLIC_KEY_LEN], u32)> = self
+            .removed
+            .iter()
+            .copied()
+            .chain(
+                self.keys
+                    .iter()
+                    .filter(|k| !next.licenses.contains(&k.public_key))
+                    .map(|k| (k.public_key, next.version)),
+            )
+            .filter(|(key, _)| !next.licenses.contains(key))
+            .collect();
+        removed.sort_unstable();
+        removed.dedup_by_key(|(key, _)| *key);
+        keyring.removed = removed;
+        keyring
+    }
+
+    /// The version that removed the license key `id`, if one did.
+    pub(crate) fn removed_by(&self, id: KeyId) -> Option<u32> {
+        self.removed
+            .iter()
+            .find(|(key, _)| key_id_of(key) == id)
+            .map(|(_, version)| *version)
     }
 
     #[cfg_attr(not(test), allow(dead_code))]

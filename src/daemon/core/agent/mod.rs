@@ -101,7 +101,7 @@ impl Agent {
                 Err(why) => log::warn!("the remembered provisioning server is not used: {why}"),
             }
         }
-        Agent {
+        let mut agent = Agent {
             phone,
             store,
             fetching,
@@ -112,7 +112,9 @@ impl Agent {
             publish_held: false,
             outbox: Vec::new(),
             store_fresh: true,
-        }
+        };
+        agent.recover_set_aside();
+        agent
     }
 
     /// The work the agent asked for since the last call (the core executes it).
@@ -167,6 +169,12 @@ impl Agent {
             Ok(mut store) => {
                 store.keep_unsaved(&self.store);
                 self.store = store;
+                let by_trust = self.store.invalid().iter().any(|i| {
+                    i.moved_to.is_some() && i.reason.contains(" removed by trust version ")
+                });
+                if by_trust {
+                    self.recover_set_aside();
+                }
             }
             Err(e) => log::error!("{e}; deciding from the store as last read"),
         }

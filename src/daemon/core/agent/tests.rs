@@ -297,6 +297,15 @@ fn an_unsynced_clock_never_wakes_for_a_reboot_it_cannot_ask() {
 
 /// The agent on an in-memory flash (for faults), fetching from `script`.
 fn agent_in_memory(mem: &crate::storage::memdisk::MemDisk) -> Agent {
+    agent_in_memory_with(mem, testkit::keyring().clone())
+}
+
+/// The same with the firmware keyring `firmware`, and the trust documents stored on
+/// `mem` taken before the store is opened (as the daemon does).
+fn agent_in_memory_with(
+    mem: &crate::storage::memdisk::MemDisk,
+    firmware: crate::trust::Keyring,
+) -> Agent {
     let text = format!(
         "mac = \"{}\"\nsite_serial = \"{}\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\n\
          features_file = \"features\"\nsupervisor_socket = \"sup.sock\"\n\
@@ -305,7 +314,8 @@ fn agent_in_memory(mem: &crate::storage::memdisk::MemDisk) -> Agent {
         testkit::SITE
     );
     let config = crate::config::Config::parse(&text, Path::new("/m/agent.toml")).unwrap();
-    let phone = Phone::new(config, testkit::identity(), testkit::keyring().clone());
+    let mut phone = Phone::new(config, testkit::identity(), firmware);
+    phone.take_stored_trust(mem).unwrap();
     let store = Store::open_on(
         Arc::new(mem.clone()),
         &phone.config.state_dir,
@@ -620,13 +630,7 @@ fn a_trust_document_the_flash_cannot_keep_is_not_taken_and_is_asked_again() {
             bytes: document.clone(),
         },
     );
-    let start = |mem: &MemDisk| {
-        let mut agent = agent_in_memory(mem);
-        agent.phone.firmware = firmware.clone();
-        agent.phone.keyring = firmware.clone();
-        agent.phone.take_stored_trust(mem).unwrap();
-        agent
-    };
+    let start = |mem: &MemDisk| agent_in_memory_with(mem, firmware.clone());
     let mut agent = start(&mem);
     mem.fail_at(Path::new("/m/state/trust"), Errno::EIO);
     let snap = agent.snapshot(at(t0()));
@@ -662,8 +666,42 @@ fn a_trust_document_the_flash_cannot_keep_is_not_taken_and_is_asked_again() {
         format!("key {key} removed by trust version 1")
     );
     // Started again: the same trust, from the flash.
-    let again = start(&mem);
+    let mut again = start(&mem);
     assert_eq!(again.phone.keyring.version(), 1);
     assert!(again.phone.trust_load.notes.is_empty());
-    assert_eq!(again.store.meta().trust, Some(record));
+    assert_eq!(again.store.meta().trust, Some(record.clone()));
+
+    // A power cut after the move, before `meta.json` (found on the emulated phone): the
+    // record is gone; the next start takes it back from the note in `rejected/`.
+    again.store.meta_mut().trust = None;
+    again.store.save_meta().unwrap();
+    let recovered = start(&mem);
+    let back = recovered.store.meta().trust.clone().unwrap();
+    assert_eq!(back.set_aside.len(), 1);
+    assert_eq!(back.set_aside[0].file, record.set_aside[0].file);
+    assert_eq!(back.set_aside[0].reason, record.set_aside[0].reason);
+    assert_eq!(back.set_aside[0].license, record.set_aside[0].license);
+
+    // A power cut after the document was stored, before any set-aside: the license is
+    // still in `phone/`; the start sets it aside with the update's reason, recorded.
+    let mem = MemDisk::new();
+    let mut agent = start(&mem);
+    script.answers.lock().unwrap().remove("trust-1.cfg");
+    let snap = agent.snapshot(at(t0()));
+    agent.fetch_now(&snap);
+    finish(&mut agent, &script, at(t0()));
+    assert_eq!(agent.store.held().len(), 1);
+    crate::storage::trust::write(&mem, &agent.phone.config.state_dir, 1, &document).unwrap();
+    let cut = start(&mem);
+    assert_eq!(cut.phone.keyring.version(), 1);
+    assert!(cut.store.held().is_empty());
+    let record = cut.store.meta().trust.clone().unwrap();
+    assert_eq!(
+        record.set_aside[0].reason,
+        format!("key {key} removed by trust version 1")
+    );
+    assert!(
+        record.set_aside[0].license.starts_with("phone license"),
+        "{record:?}"
+    );
 }

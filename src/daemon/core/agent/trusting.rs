@@ -135,7 +135,7 @@ impl Agent {
             log::error!("{name}: {why}");
             return file_result(now, name, FileOutcome::Failed, &why);
         }
-        self.phone.keyring = self.phone.firmware.for_trust(&trust);
+        self.phone.keyring = self.phone.keyring.followed_by(&self.phone.firmware, &trust);
         let keys: Vec<String> = self
             .phone
             .keyring
@@ -211,8 +211,7 @@ impl Agent {
     /// the reason; those set aside before whose key it trusts again are taken back.
     fn after_trust_change(&mut self, now: UnixTime) {
         let version = self.phone.keyring.version();
-        let reason =
-            |key: crate::format::KeyId| format!("key {key} removed by trust version {version}");
+        let reason = |key| crate::storage::removed_key_reason(key, version);
         let gone = self
             .store
             .set_aside_untrusted(&self.phone.keyring, &reason, now);
@@ -239,6 +238,55 @@ impl Agent {
         kept.drain(..excess);
         record.set_aside = kept;
         self.store.meta_mut().trust = Some(record);
+    }
+
+    /// Records every license a trust update set aside that the store's records lack:
+    /// the agent's own records can be lost to a power cut between the file's move and
+    /// `meta.json`, or the set-aside can have happened at a load (a cut before the
+    /// update's own); the note beside each file in `rejected/` says it all the same.
+    pub(super) fn recover_set_aside(&mut self) {
+        if !self.store.writer() {
+            return;
+        }
+        let removed = |reason: &str| parse_removed(reason).is_some();
+        let notes = self.store.rejected_notes(&removed, 64);
+        let mut record = self.store.meta().trust.clone().unwrap_or_default();
+        let mut added = false;
+        for note in notes {
+            let Some((key, version)) = parse_removed(&note.reason) else {
+                continue;
+            };
+            let file = note.file.display().to_string();
+            if record
+                .set_aside
+                .iter()
+                .any(|s| s.file.as_deref() == Some(&file))
+            {
+                continue;
+            }
+            let license = note
+                .license
+                .as_ref()
+                .map(crate::storage::describe)
+                .unwrap_or_else(|| "a license".into());
+            log::warn!("{license} was set aside ({}), recorded now", note.reason);
+            record.set_aside.push(TrustSetAside {
+                at: note.at,
+                license,
+                key: key.to_string(),
+                version,
+                reason: note.reason,
+                file: Some(file),
+            });
+            added = true;
+        }
+        if added {
+            record.set_aside.sort_by_key(|s| s.at);
+            let excess = record.set_aside.len().saturating_sub(MAX_TRUST_SET_ASIDE);
+            record.set_aside.drain(..excess);
+            self.store.meta_mut().trust = Some(record);
+            let _ = self.store.save_meta();
+        }
     }
 
     /// Installs a set-aside license again when the trust held has its key again.
@@ -288,4 +336,13 @@ impl Agent {
         // that cannot be written keeps the record, to try again at the next change.
         !matches!(done, crate::accept::InstallOutcome::StoreFailed { .. })
     }
+}
+
+/// The key and version of a reason `key XXXXXXXX removed by trust version N`.
+fn parse_removed(reason: &str) -> Option<(String, u32)> {
+    let rest = reason.strip_prefix("key ")?;
+    let (key, version) = rest.split_once(" removed by trust version ")?;
+    let plain = key.len() == 8 && key.bytes().all(|b| b.is_ascii_hexdigit());
+    let version: u32 = version.parse().ok()?;
+    plain.then(|| (key.to_string(), version))
 }
