@@ -75,6 +75,7 @@ impl Phone {
                     self.config.state_dir.join(stored::TRUST_DIR).display()
                 ));
                 self.keyring = self.firmware.clone();
+                self.keyring.mark_incomplete();
                 self.trust_load = load;
                 return Ok(());
             }
@@ -90,6 +91,16 @@ impl Phone {
             if let Some(document) = next {
                 keyring = keyring.followed_by(&self.firmware, &document.trust);
             }
+        }
+        // A document that does not follow, or one that cannot be read: what the phone
+        // held may be further on than what reads now.
+        let short = !chain.set_aside.is_empty()
+            || read
+                .strangers
+                .iter()
+                .any(|(_, why)| why.starts_with("cannot be read"));
+        if short {
+            keyring.mark_incomplete();
         }
         load.taken = chain.taken;
         for (version, why) in chain.set_aside {

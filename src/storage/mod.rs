@@ -467,6 +467,19 @@ impl Store {
                     return;
                 }
                 Err(Unusable::Because(reason)) => self.set_aside(&path, reason, now),
+                Err(Unusable::KeyNotKnownNow(reason)) => {
+                    // Kept where it is, not used: the trust held may be short of the
+                    // version that trusts its key (`Keyring::incomplete`).
+                    log::warn!("{}: {reason}; kept in place", path.display());
+                    self.invalid.push(Invalid {
+                        path,
+                        reason: format!(
+                            "{reason}; kept in place: the stored trust documents could not \
+                             all be read, so its key may be one a later version trusts"
+                        ),
+                        moved_to: None,
+                    });
+                }
             }
         }
     }
@@ -655,52 +668,6 @@ impl Store {
             .rename(path, &target)
             .map_err(io_at("move aside", path))?;
         Ok(target)
-    }
-
-    /// Sets aside every held license whose signing key `keyring` no longer trusts (a
-    /// trust update removed it): moved to `rejected/` with `reason` of its key id and
-    /// recorded, never used again (a move that fails is noted, and the file is judged
-    /// again at the next load). Returns what was set aside: the license in words, its
-    /// key, the reason and where it went.
-    pub(crate) fn set_aside_untrusted(
-        &mut self,
-        keyring: &Keyring,
-        reason: &dyn Fn(format::KeyId) -> String,
-        now: UnixTime,
-    ) -> Vec<(String, format::KeyId, String, Option<PathBuf>)> {
-        let mut gone = Vec::new();
-        let mut pos = 0;
-        while pos < self.held.len() {
-            let signer = self.held[pos].license.signer();
-            let trusted = keyring
-                .get(signer.id)
-                .is_some_and(|k| k.public_key == signer.public_key);
-            if trusted {
-                pos += 1;
-                continue;
-            }
-            let key = signer.id;
-            let held = self.held.remove(pos);
-            let path = self.path_of(&held);
-            let why = reason(key);
-            let mut moved_to = None;
-            if self.writer() {
-                match self.move_aside(&path, &why, now) {
-                    Ok(target) => moved_to = Some(target),
-                    Err(e) => self.note(&e),
-                }
-            }
-            self.meta
-                .record(now, "moved-aside", describe(&held.license), why.clone());
-            self.invalid.push(Invalid {
-                path,
-                reason: why.clone(),
-                moved_to: moved_to.clone(),
-            });
-            gone.push((describe(&held.license), key, why, moved_to));
-        }
-        // The next number stays: the store gives each number once.
-        gone
     }
 
     /// The files set aside in `rejected/` whose note's reason `wanted` accepts, newest
@@ -1036,6 +1003,9 @@ fn other_kind(kind: Kind) -> Kind {
 /// Why a stored file is not used: something about the file, or only the moment.
 enum Unusable {
     Because(String),
+    /// Signed by a key the keyring does not know, while the keyring is
+    /// [`Keyring::incomplete`]: not used, not moved.
+    KeyNotKnownNow(String),
     /// A [`passing`] error: the file was not read, and is judged by nothing.
     Now(std::io::Error),
 }
@@ -1069,7 +1039,17 @@ fn verify_stored(
         }
         Err(e) => return Err(unreadable(e)),
     };
-    judge_stored(&bytes, kind, keyring, identity).map_err(Unusable::Because)
+    judge_stored(&bytes, kind, keyring, identity).map_err(|reason| {
+        let unknown_key = keyring.incomplete()
+            && format::parse(&bytes).is_ok_and(|l| {
+                keyring.get(l.key_id()).is_none() && keyring.removed_by(l.key_id()).is_none()
+            });
+        if unknown_key {
+            Unusable::KeyNotKnownNow(reason)
+        } else {
+            Unusable::Because(reason)
+        }
+    })
 }
 
 /// Why a license of key `key` is set aside after trust version `version` removed it

@@ -87,6 +87,10 @@ pub struct Keyring {
     /// version that removed it (none for a firmware keyring): a stored license of such
     /// a key is set aside with that reason, wherever it is found.
     removed: Vec<([u8; PUBLIC_KEY_LEN], u32)>,
+    /// The trust documents stored could not all be read or did not all follow (a
+    /// damaged flash, a folder someone replaced): this keyring may be short of a later
+    /// version, so a stored license of a key it does not know is kept, not set aside.
+    incomplete: bool,
 }
 
 impl Keyring {
@@ -300,6 +304,7 @@ impl Keyring {
             root_threshold: trust.threshold,
             expires: trust.expires,
             removed: Vec::new(),
+            incomplete: false,
         }
     }
 
@@ -323,6 +328,16 @@ impl Keyring {
         removed.dedup_by_key(|(key, _)| *key);
         keyring.removed = removed;
         keyring
+    }
+
+    /// Marks the keyring as possibly short of the trust the phone held (see the field).
+    pub(crate) fn mark_incomplete(&mut self) {
+        self.incomplete = true;
+    }
+
+    /// Whether it may be short of the trust the phone held.
+    pub(crate) fn incomplete(&self) -> bool {
+        self.incomplete
     }
 
     /// The version that removed the license key `id`, if one did.

@@ -537,3 +537,54 @@ fn a_key_rotation_over_tftp_brings_every_phone_to_the_newest_trust() {
     let tftp = common::tftp::Tftpd::start(work.path(), &[]);
     rotation_on(&tftp.url(), &|name, bytes| tftp.put(name, bytes));
 }
+
+/// A stored trust document damaged on the flash, or the `trust/` folder replaced by a
+/// file: the chain stops before it, and a license of a key only a later version trusts
+/// is kept in place (not used, not moved); the next cycle takes the versions again from
+/// the server and uses it. Nothing is lost and nothing goes to `rejected/`.
+#[test]
+fn a_damaged_trust_store_loses_no_license() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let r = rotation();
+    let p = phone(&r.firmware, &nginx.http_url());
+    post(&r, 2, t, &|name, bytes| nginx.put(name, bytes));
+    boot(&p, t);
+    assert_eq!(enabled(&status(&p, t)), ["vqmon"]);
+    let rejected = || std::fs::read_dir(p.path("state/rejected")).unwrap().count();
+    assert_eq!(rejected(), 0);
+
+    // A bit flipped in version 1.
+    let one = p.path("state/trust/trust-1.cfg");
+    let mut bytes = std::fs::read(&one).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&one, bytes).unwrap();
+    let s = status(&p, t);
+    assert_eq!(s["trust"]["version"], 0, "{s:#}");
+    assert!(!s["trust"]["notes"].as_array().unwrap().is_empty(), "{s:#}");
+    assert!(s["licenses"].as_array().unwrap().is_empty(), "{s:#}");
+    let kept = s["set_aside"][0]["reason"].as_str().unwrap_or_default();
+    assert!(kept.contains("kept in place"), "{s:#}");
+    // The next cycle: versions 1 and 2 again from the server, the license used again.
+    let said = boot(&p, t);
+    assert!(said.contains("trust-1.cfg accepted"), "{said}");
+    assert!(said.contains("trust-2.cfg accepted"), "{said}");
+    let s = status(&p, t);
+    assert_eq!(s["trust"]["version"], 2, "{s:#}");
+    assert_eq!(enabled(&s), ["vqmon"], "{s:#}");
+    assert_eq!(s["licenses"].as_array().unwrap().len(), 1, "{s:#}");
+    assert_eq!(rejected(), 0, "nothing set aside");
+
+    // The folder replaced by a file: the same, and the update cannot be stored: said.
+    std::fs::remove_dir_all(p.path("state/trust")).unwrap();
+    std::fs::write(p.path("state/trust"), b"not a folder").unwrap();
+    let said = boot(&p, t);
+    assert!(said.contains("trust-1.cfg failed"), "{said}");
+    assert!(said.contains("cannot be stored"), "{said}");
+    let s = status(&p, t);
+    assert!(s["licenses"].as_array().unwrap().is_empty(), "{s:#}");
+    assert_eq!(rejected(), 0, "nothing set aside");
+    assert!(p.path("state/site").read_dir().unwrap().count() == 1);
+}

@@ -210,34 +210,59 @@ impl Agent {
     /// The trust held changed: licenses of a key it no longer has are set aside with
     /// the reason; those set aside before whose key it trusts again are taken back.
     fn after_trust_change(&mut self, now: UnixTime) {
-        let version = self.phone.keyring.version();
-        let reason = |key| crate::storage::removed_key_reason(key, version);
-        let gone = self
-            .store
-            .set_aside_untrusted(&self.phone.keyring, &reason, now);
+        // Every stored license judged again under the new trust: one of a key it
+        // removed is set aside with the reason (`removed_key_reason`) and recorded
+        // from its note (`recover_set_aside`), as at any load.
+        // What was recorded of the update first: the store read again is read from
+        // disk (a write that fails is carried over, `keep_unsaved`).
+        let _ = self.store.save_meta();
+        self.reload(now);
         let mut record = self.store.meta().trust.clone().unwrap_or_default();
-        // Taken back first, so that the records left are those still set aside.
         let mut kept = Vec::new();
         for aside in std::mem::take(&mut record.set_aside) {
             if !self.take_back(&aside, now) {
                 kept.push(aside);
             }
         }
-        for (license, key, why, moved_to) in gone {
-            log::warn!("{license} set aside: {why}");
-            kept.push(TrustSetAside {
-                at: now,
-                license,
-                key: key.to_string(),
-                version,
-                reason: why,
-                file: moved_to.map(|p| p.display().to_string()),
-            });
-        }
-        let excess = kept.len().saturating_sub(MAX_TRUST_SET_ASIDE);
-        kept.drain(..excess);
         record.set_aside = kept;
         self.store.meta_mut().trust = Some(record);
+        self.take_back_unknown_keys(now);
+    }
+
+    /// Takes back the licenses set aside at a load for a key then unknown that the
+    /// trust held now has (a trust document damaged or missing at that load, a
+    /// firmware rolled back): a key trusted again is trusted for every file.
+    fn take_back_unknown_keys(&mut self, now: UnixTime) {
+        let trusted: Vec<String> = self
+            .phone
+            .keyring
+            .license_key_ids()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let key_of = |reason: &str| -> Option<String> {
+            let rest = reason.split_once("unknown-key: signed with key ")?.1;
+            let key = rest.get(..8)?;
+            key.bytes()
+                .all(|b| b.is_ascii_hexdigit())
+                .then(|| key.to_string())
+        };
+        let wanted = |reason: &str| key_of(reason).is_some_and(|k| trusted.contains(&k));
+        for note in self.store.rejected_notes(&wanted, 64) {
+            let aside = TrustSetAside {
+                at: note.at,
+                license: note
+                    .license
+                    .as_ref()
+                    .map(crate::storage::describe)
+                    .unwrap_or_default(),
+                key: key_of(&note.reason).unwrap_or_default(),
+                version: self.phone.keyring.version(),
+                reason: note.reason.clone(),
+                file: Some(note.file.display().to_string()),
+            };
+            self.take_back(&aside, now);
+        }
     }
 
     /// Records every license a trust update set aside that the store's records lack:
@@ -257,11 +282,18 @@ impl Agent {
                 continue;
             };
             let file = note.file.display().to_string();
-            if record
+            let recorded = record
                 .set_aside
                 .iter()
-                .any(|s| s.file.as_deref() == Some(&file))
-            {
+                .any(|s| s.file.as_deref() == Some(&file));
+            // Taken back since (a later version trusted its key again): held, not aside.
+            let held_again = note.license.as_ref().is_some_and(|l| {
+                self.store
+                    .held()
+                    .iter()
+                    .any(|h| h.license.signed_message() == l.signed_message())
+            });
+            if recorded || held_again {
                 continue;
             }
             let license = note
