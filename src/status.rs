@@ -340,11 +340,7 @@ pub(crate) fn trust_json(phone: &Phone, store: &Store, judge_at: Option<UnixTime
         firmware_version: phone.firmware.version(),
         roots,
         root_threshold,
-        license_keys: keyring
-            .license_key_ids()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        license_keys: keyring.license_key_words(),
         expires: keyring.expires().map_or("never".into(), time),
         expired: judge_at.is_some_and(|at| keyring.frozen(at).is_some()),
         updates: if roots == 0 {

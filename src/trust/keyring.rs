@@ -392,9 +392,9 @@ impl Keyring {
         ))
     }
 
-    /// The ids of the license keys, in order.
-    pub(crate) fn license_key_ids(&self) -> Vec<KeyId> {
-        self.keys.iter().map(|k| k.id).collect()
+    /// The ids of the license keys, in order, as written (`0A1B2C3D`).
+    pub(crate) fn license_key_words(&self) -> Vec<String> {
+        self.keys.iter().map(|k| k.id.to_string()).collect()
     }
 
     /// The key with this id, if trusted.

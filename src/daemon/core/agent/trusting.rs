@@ -136,13 +136,7 @@ impl Agent {
             return file_result(now, name, FileOutcome::Failed, &why);
         }
         self.phone.keyring = self.phone.keyring.followed_by(&self.phone.firmware, &trust);
-        let keys: Vec<String> = self
-            .phone
-            .keyring
-            .license_key_ids()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let keys = self.phone.keyring.license_key_words();
         let detail = format!(
             "trust version {version} taken: license keys {}, {} of {} root keys to update",
             keys.join(", "),
@@ -233,13 +227,7 @@ impl Agent {
     /// trust held now has (a trust document damaged or missing at that load, a
     /// firmware rolled back): a key trusted again is trusted for every file.
     fn take_back_unknown_keys(&mut self, now: UnixTime) {
-        let trusted: Vec<String> = self
-            .phone
-            .keyring
-            .license_key_ids()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let trusted = self.phone.keyring.license_key_words();
         let key_of = |reason: &str| -> Option<String> {
             let rest = reason.split_once("unknown-key: signed with key ")?.1;
             let key = rest.get(..8)?;
@@ -323,12 +311,7 @@ impl Agent {
 
     /// Installs a set-aside license again when the trust held has its key again.
     fn take_back(&mut self, aside: &TrustSetAside, now: UnixTime) -> bool {
-        let trusted = self
-            .phone
-            .keyring
-            .license_key_ids()
-            .iter()
-            .any(|id| id.to_string() == aside.key);
+        let trusted = self.phone.keyring.license_key_words().contains(&aside.key);
         let Some(file) = aside.file.as_deref().filter(|_| trusted) else {
             return false;
         };
