@@ -588,3 +588,46 @@ fn a_damaged_trust_store_loses_no_license() {
     assert_eq!(rejected(), 0, "nothing set aside");
     assert!(p.path("state/site").read_dir().unwrap().count() == 1);
 }
+
+/// A firmware rolled back to an agent before trust updates, and forward again: the old
+/// agent, trusting its old keyring only, set a hand-installed license of a key a trust
+/// update added aside (`unknown-key`, in `rejected/` with its note, as that agent
+/// writes it); the agent back on the phone, holding that update again from its store,
+/// takes the license back at its first cycle (not on the server: nothing else would).
+#[test]
+fn a_license_an_older_agent_set_aside_comes_back_with_the_trust_that_has_its_key() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let (_pki, nginx) = common::web_server(work.path());
+    let v = Vendor::new();
+    let firmware = v.firmware(1, &["root-a"], &["l0"]);
+    nginx.put(
+        "trust-1.cfg",
+        &v.ceremony(1, "never", 1, &["root-a"], &["l0", "l1"], &["root-a"]),
+    );
+    let p = phone(&firmware, &nginx.http_url());
+    boot(&p, t);
+    assert_eq!(status(&p, t)["trust"]["version"], 1);
+    // What the older agent left: the license and its note, as its store writes them.
+    let license = v.license("l1", "phone", "lync", t);
+    let key = v.key_id("l1");
+    let aside = p.path(&format!("state/rejected/{}-phone-0000000007.cfg", t - 60));
+    std::fs::write(&aside, &license).unwrap();
+    std::fs::write(
+        aside.with_extension("cfg.why"),
+        format!(
+            "no longer verifies: unknown-key: signed with key {key}, which is not in the trusted keyring (a newer vendor key needs a keyring update; otherwise the file is not genuine)\nmoved here from {} at {} (Unix {})\n",
+            p.path("state/phone/0000000007.cfg").display(),
+            rfc(t - 60),
+            t - 60
+        ),
+    )
+    .unwrap();
+    assert!(enabled(&status(&p, t)).is_empty());
+    boot(&p, t);
+    let s = status(&p, t);
+    assert_eq!(enabled(&s), ["lync"], "{s:#}");
+    // Once: the next cycle takes nothing twice.
+    boot(&p, t);
+    assert_eq!(status(&p, t)["licenses"].as_array().unwrap().len(), 1);
+}

@@ -61,6 +61,10 @@ pub(super) struct Fetching {
     pub(super) known: Option<Known>,
     /// Where the last cycle that looked for the server found it (`[provisioning]`).
     pub(super) located: Option<Located>,
+    /// The licenses set aside for a key unknown then that the trust held now has were
+    /// looked for (once, at the first cycle: after a firmware rolled back and forward
+    /// again, say).
+    pub(super) took_back: bool,
 }
 
 /// What asking for a cycle gave.
@@ -86,6 +90,7 @@ impl Fetching {
             boot_cycle_pending,
             known: None,
             located: None,
+            took_back: false,
         }
     }
 
@@ -303,6 +308,9 @@ impl Agent {
         let (trust, fetched): (Vec<Fetched>, Vec<Fetched>) = fetched
             .into_iter()
             .partition(|f| super::trusting::is_trust_file(&f.name));
+        if !std::mem::replace(&mut self.fetching.took_back, true) {
+            self.take_back_unknown_keys(now);
+        }
         let trust = self.apply_trust(trust, snap);
         let mut all_fetched = trust.files.iter().all(|f| f.outcome != FileOutcome::Failed);
         let mut files = trust.files;

@@ -226,7 +226,7 @@ impl Agent {
     /// Takes back the licenses set aside at a load for a key then unknown that the
     /// trust held now has (a trust document damaged or missing at that load, a
     /// firmware rolled back): a key trusted again is trusted for every file.
-    fn take_back_unknown_keys(&mut self, now: UnixTime) {
+    pub(super) fn take_back_unknown_keys(&mut self, now: UnixTime) {
         let trusted = self.phone.keyring.license_key_words();
         let key_of = |reason: &str| -> Option<String> {
             let rest = reason.split_once("unknown-key: signed with key ")?.1;
