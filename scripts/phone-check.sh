@@ -5,7 +5,8 @@
 #
 #   tests/it/phone.rs       cold boot at 1970; expiry during a call and the real reboot
 #                        after it; booted expired three times, no reboot loop; the
-#                        clock from 1970 to 2106 (idle CPU, statuses, a 2040 end)
+#                        clock from 1970 to 2106 (idle CPU, statuses, a 2040 end);
+#                        a new feature's reboot inside a reboot window only (issue 29)
 #   tests/it/phone_cuts.rs  power cuts (PHONE_CUTS, 25 here; scripts/phone-soak.sh: 500)
 #   tests/it/phone_trust_cuts.rs  power cuts during a trust update (issue 28: versions 1
 #                        and 2 taken, a license key removed; PHONE_TRUST_CUTS, 8)

@@ -453,3 +453,65 @@ fn a_phone_booted_expired_does_not_reboot_loop_and_a_renewal_comes_back_with_one
         vm.diagnostics()
     );
 }
+
+/// A reboot window on the phone (issue 29): the deployment's configuration names a
+/// daily window a couple of minutes ahead; a license for the enabled feature arrives
+/// while the phone is idle, and the reboot is asked inside the window only, at this
+/// phone's point in it (its MAC's spread over the window, from the rule's words), then
+/// the next boot starts the application with the feature.
+#[test]
+#[ignore = "the emulated phone: scripts/phone-check.sh builds its image and runs this with --ignored"]
+fn a_new_feature_reboots_the_phone_inside_its_window_only() {
+    let hm = |t: i64| format!("{:02}:{:02}", t.rem_euclid(86_400) / 3600, t / 60 % 60);
+    let t = now();
+    let opens = (t + 150) / 60 * 60;
+    let length = 120;
+    let toml = format!(
+        "{}\n[reboot]\nwindows = [\"daily {}-{}\"]\ntimezone = \"UTC0\"\n",
+        common::vm::image_agent_toml(),
+        hm(opens),
+        hm(opens + length)
+    );
+    let mut lab = Lab::with_agent_toml(&toml);
+    let mut vm = lab.power_on();
+    let (first, _, features) = booted(&mut vm, t);
+    assert!(features.is_empty(), "{features:?}");
+    lab.post_phone(&[feature("vqmon", t - DAY, None)]);
+    vm.supervisor("check-sync");
+    let waits = wait_until(
+        &mut vm,
+        Duration::from_secs(60),
+        "a reboot waiting for the window",
+        |vm| {
+            let status = vm.sh("license-agent status");
+            status
+                .lines()
+                .find(|l| l.contains("waits for  the window daily"))
+                .map(str::to_string)
+        },
+    );
+    assert!(
+        waits.contains(&format!("{}–{} UTC", hm(opens), hm(opens + length))),
+        "{waits}"
+    );
+    let hash = ring::digest::digest(&ring::digest::SHA256, MAC.as_bytes());
+    let first8: [u8; 8] = hash.as_ref()[..8].try_into().unwrap();
+    let point = opens + i64::try_from(u64::from_be_bytes(first8) % length as u64).unwrap();
+    vm.wait_events(1, Duration::from_secs(400), "the REBOOT", |e| {
+        e.starts_with("recv REBOOT ")
+    });
+    let (at_ms, _) = vm
+        .timed_events()
+        .into_iter()
+        .find(|(_, e)| e.starts_with("recv REBOOT "))
+        .unwrap();
+    assert!(
+        at_ms >= point * 1000 && at_ms < (opens + length) * 1000,
+        "REBOOT at {at_ms} ms: the window [{opens}, {}) s, this phone's point {point} s\n{}",
+        opens + length,
+        vm.diagnostics()
+    );
+    let (second, _, features) = booted(&mut vm, now());
+    assert_ne!(first, second);
+    assert_eq!(features, ["vqmon"], "{}", why(&mut vm));
+}

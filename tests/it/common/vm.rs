@@ -120,14 +120,20 @@ impl Lab {
     /// A new lab: a blank flash, an empty provisioning folder, nothing running but nginx
     /// and the flash server.
     pub fn new() -> Lab {
-        Lab::build(None, "")
+        Lab::build(None, "", None)
+    }
+
+    /// A lab whose phone boots with `agent_toml` as its `/etc/license-agent/agent.toml`
+    /// (start from [`image_agent_toml`]).
+    pub fn with_agent_toml(agent_toml: &str) -> Lab {
+        Lab::build(None, "", Some(agent_toml))
     }
 
     /// A lab whose firmware keyring has `lines` after the vendor key's line (trust
     /// updates, `docs/trust-update.md`: `version`, `root-threshold`, `root ed25519`
     /// lines, more license keys).
     pub fn with_keyring_lines(lines: &str) -> Lab {
-        Lab::build(None, lines)
+        Lab::build(None, lines, None)
     }
 
     /// A lab whose phone is on the DHCP network (see the module documentation): dnsmasq
@@ -140,11 +146,15 @@ impl Lab {
         hosts: &[(&str, &str)],
         agent_toml: &str,
     ) -> Lab {
-        Lab::build(Some((lease, options, hosts, agent_toml)), "")
+        Lab::build(Some((lease, options, hosts)), "", Some(agent_toml))
     }
 
     #[allow(clippy::type_complexity)]
-    fn build(dhcp: Option<(&str, &[String], &[(&str, &str)], &str)>, keyring_lines: &str) -> Lab {
+    fn build(
+        dhcp: Option<(&str, &[String], &[(&str, &str)])>,
+        keyring_lines: &str,
+        agent_toml: Option<&str>,
+    ) -> Lab {
         let image = image_dir();
         let tmp = tempfile::Builder::new()
             .prefix("phone-")
@@ -164,17 +174,19 @@ impl Lab {
         let trust = dir.join("trust");
         let (nginx, dhcp) = match dhcp {
             None => (Nginx::start(&www, &pki), None),
-            Some((lease, options, hosts, agent_toml)) => {
+            Some((lease, options, hosts)) => {
                 let netns = Netns::new();
                 let nginx = netns.run(|| Nginx::start_on(&www, &pki, netns::SERVER, Some(443)));
                 let dnsmasq =
                     DnsmasqDhcp::start(&netns, &dir.join("dnsmasq"), lease, options, hosts);
-                let config = trust.join("etc/license-agent/agent.toml");
-                fs::create_dir_all(config.parent().unwrap()).unwrap();
-                fs::write(&config, agent_toml).expect("write the deployment's agent.toml");
                 (nginx, Some(Dhcp { dnsmasq, netns }))
             }
         };
+        if let Some(agent_toml) = agent_toml {
+            let config = trust.join("etc/license-agent/agent.toml");
+            fs::create_dir_all(config.parent().unwrap()).unwrap();
+            fs::write(&config, agent_toml).expect("write the deployment's agent.toml");
+        }
 
         // The deployment's trust, appended to the firmware as a second cpio archive.
         let put = |path: &str, from: &Path| {
