@@ -24,7 +24,9 @@ Options:
   --once         one start-fetch-decide-publish pass, print the status, and exit
   -h, --help     this text
 
-Logs go to standard error (RUST_LOG=debug for more). Test aid: LICENSE_AGENT_TEST_NOW
+Logs go to standard error (RUST_LOG=debug for more), and to syslog as the
+configuration's [syslog] says: the local /dev/log when it is a socket (unless
+local = \"off\"), and a syslog server over UDP, TCP or TLS. Test aid: LICENSE_AGENT_TEST_NOW
 starts the daemon's clock at that instant and lets tests move it over the control
 socket; never set it on a phone.
 
@@ -73,6 +75,9 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             code: EXIT_OK,
         });
     }
+    // The daemon's log also to syslog as [syslog] says (read at start; a SIGHUP does
+    // not change it).
+    crate::logging::start_syslog(&phone.config.syslog, &phone.identity.mac.to_string());
     match daemon::run(&config, phone) {
         Ok(code) => Ok(Outcome {
             stdout: String::new(),

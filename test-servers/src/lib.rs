@@ -39,6 +39,7 @@ pub mod openssl;
 pub mod pki;
 pub mod proftpd;
 pub mod pure_ftpd;
+pub mod rsyslog;
 #[cfg(test)]
 mod test_client;
 pub mod tftp;
