@@ -294,10 +294,21 @@ pub(crate) fn start_syslog(config: &crate::config::syslog::Syslog, hostname: &st
             log::set_max_level(level);
         }
     }
+    let local = started
+        .as_ref()
+        .and_then(|s| s.local().map(|p| p.display().to_string()));
     if let Ok(mut sink) = sink().lock() {
         *sink = started;
     }
+    if let Some(path) = local {
+        // The init script's log forwarder stops at this line (firmware/init.d).
+        log::info!(target: crate::syslog::NOTICE, "{LOCAL_SYSLOG_SAID} {path}");
+    }
 }
+
+/// Said once the log goes to the local syslogd: from then on the init script passes on
+/// only what standard error holds besides log lines.
+pub(crate) const LOCAL_SYSLOG_SAID: &str = "syslog: sending to the local syslogd at";
 
 /// Writes the summaries of windows that have ended; returns how long until the next
 /// one is due (for the loop's `poll` timeout).

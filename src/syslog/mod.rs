@@ -15,6 +15,7 @@
 mod format;
 mod sender;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub(crate) struct Sink {
     dropped: Arc<AtomicU64>,
     /// The threshold: severities above it are not sent.
     level: u8,
+    /// The local syslog socket written, if any.
+    local: Option<PathBuf>,
 }
 
 impl Sink {
@@ -66,7 +69,7 @@ impl Sink {
         }
         let (queue, lines) = mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        let sender = sender::Sender::new(config, local, hostname, Arc::clone(&dropped));
+        let sender = sender::Sender::new(config, local.clone(), hostname, Arc::clone(&dropped));
         let started = std::thread::Builder::new()
             .name("syslog".into())
             .spawn(move || sender.run(&lines));
@@ -80,7 +83,13 @@ impl Sink {
             queue,
             dropped,
             level: config.level,
+            local,
         })
+    }
+
+    /// The local syslog socket written, if any.
+    pub(crate) fn local(&self) -> Option<&Path> {
+        self.local.as_deref()
     }
 
     /// Whether a line of `severity` is sent.
@@ -121,6 +130,7 @@ mod tests {
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
             level: 6,
+            local: None,
         };
         let started = std::time::Instant::now();
         for n in 0..QUEUE + 100 {

@@ -400,3 +400,84 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Sink;
+    use crate::config::syslog::Local;
+    use std::io::Read as _;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Through the queue and the sender thread: a TCP server gets RFC 5424 lines
+    /// octet-counted, the local socket BSD lines; a line above the threshold neither.
+    #[test]
+    fn lines_reach_a_tcp_server_octet_counted_and_the_local_socket_in_the_bsd_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let local = UnixDatagram::bind(&path).unwrap();
+        local
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = Syslog {
+            server: Some(SyslogServer {
+                host: "127.0.0.1".into(),
+                port: listener.local_addr().unwrap().port(),
+                transport: Transport::Tcp,
+            }),
+            level: 6,
+            local: Local::Socket(path),
+            ..Syslog::default()
+        };
+        let sink = Sink::start(&config, "0004f2000001").unwrap();
+        sink.send(7, "debug: below the threshold");
+        sink.send(4, "first");
+        sink.send(6, "second é");
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            let mut chunk = [0u8; 1024];
+            let n = conn.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed after {got:?}");
+            got.extend_from_slice(&chunk[..n]);
+            frames.clear();
+            let mut rest = &got[..];
+            while let Some(space) = rest.iter().position(|&b| b == b' ') {
+                let len: usize = std::str::from_utf8(&rest[..space])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if rest.len() < space + 1 + len {
+                    break;
+                }
+                frames.push(String::from_utf8(rest[space + 1..space + 1 + len].to_vec()).unwrap());
+                rest = &rest[space + 1 + len..];
+            }
+        }
+        let pid = std::process::id();
+        assert!(frames[0].starts_with("<132>1 "), "{frames:?}");
+        assert!(
+            frames[0].ends_with(&format!(" 0004f2000001 license-agent {pid} - - first")),
+            "{frames:?}"
+        );
+        assert!(frames[1].starts_with("<134>1 "), "{frames:?}");
+        assert!(frames[1].ends_with(" - - second é"), "{frames:?}");
+        let mut datagram = [0u8; 2048];
+        let mut bsd = Vec::new();
+        for _ in 0..2 {
+            let n = local.recv(&mut datagram).unwrap();
+            bsd.push(String::from_utf8(datagram[..n].to_vec()).unwrap());
+        }
+        assert!(bsd[0].starts_with("<132>"), "{bsd:?}");
+        assert!(
+            bsd[0].ends_with(&format!(" license-agent[{pid}]: first")),
+            "{bsd:?}"
+        );
+        assert!(bsd[1].ends_with(": second é"), "{bsd:?}");
+    }
+}

@@ -1,6 +1,7 @@
 //! rsyslogd (Debian's `rsyslog`, `rsyslog-openssl` for TLS: `scripts/setup-servers.sh`)
 //! on 127.0.0.1, receiving syslog over one transport: UDP (`imudp`), TCP (`imtcp`,
-//! octet counting or LF framing) or TLS (`imtcp` with the `ossl` netstream driver, the
+//! octet counting or LF framing), a local socket in the BSD form as `/dev/log`
+//! (`imuxsock`, for the agent's `local = "<path>"`) or TLS (`imtcp` with the `ossl` netstream driver, the
 //! test PKI's server certificate, and a client certificate required: `x509/certvalid`).
 //! It runs in the foreground (`-n`) with its own configuration, work folder and pid file
 //! in a folder of the test's, as the test's user, and writes every line it receives into
@@ -30,6 +31,8 @@ pub enum Listen {
     Udp,
     Tcp,
     Tls,
+    /// A local socket in the BSD form, as `/dev/log` (`imuxsock`), at [`Rsyslog::socket`].
+    Local,
 }
 
 impl Listen {
@@ -39,6 +42,7 @@ impl Listen {
             Listen::Udp => "udp",
             Listen::Tcp => "tcp",
             Listen::Tls => "tls",
+            Listen::Local => "local",
         }
     }
 }
@@ -73,7 +77,7 @@ impl Rsyslog {
         );
         start_with_retries("rsyslogd", || {
             let port = match listen {
-                Listen::Udp => super::tftp::free_udp_port(),
+                Listen::Udp | Listen::Local => super::tftp::free_udp_port(),
                 Listen::Tcp | Listen::Tls => super::ftp::free_tcp_port(),
             };
             let conf = dir.join("rsyslog.conf");
@@ -112,6 +116,11 @@ impl Rsyslog {
     /// certificate names 127.0.0.1 too).
     pub fn url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.listen.scheme(), self.port)
+    }
+
+    /// The local socket of [`Listen::Local`].
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("log.sock")
     }
 
     /// Every line received so far, but the probes.
@@ -158,6 +167,12 @@ fn wait_ready(dir: &Path, listen: Listen, port: u16, daemon: &mut Daemon) -> Res
                         let _ = socket.send_to(probe.as_bytes(), ("127.0.0.1", port));
                     }
                 }
+                Listen::Local => {
+                    if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
+                        let bsd = "<14>Jan  1 00:00:00 probe: ready";
+                        let _ = socket.send_to(bsd.as_bytes(), dir.join("log.sock"));
+                    }
+                }
                 Listen::Tcp => {
                     if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) {
                         let _ = tcp.write_all(format!("{} {probe}", probe.len()).as_bytes());
@@ -181,6 +196,10 @@ fn config(dir: &Path, listen: Listen, port: u16, pki: Option<&Pki>) -> String {
         ),
         Listen::Tcp => format!(
             "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n"
+        ),
+        Listen::Local => format!(
+            "module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+             input(type=\"imuxsock\" Socket=\"{d}/log.sock\")\n"
         ),
         Listen::Tls => {
             let pki = pki.expect("a TLS rsyslogd needs the test PKI");

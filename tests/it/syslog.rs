@@ -96,6 +96,69 @@ fn rsyslog_receives_each_line_with_its_facility_and_severity_over_udp_tcp_and_tl
     }
 }
 
+/// The local syslogd (rsyslogd on a socket of its own, as `/dev/log`; `local` takes a
+/// path): the BSD lines arrive with the facility and the severity, as `license-agent`
+/// with the daemon's pid, besides a remote server.
+#[test]
+fn the_local_syslogd_receives_the_lines_in_the_bsd_form() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let local = Rsyslog::start(&work.path().join("local"), Listen::Local, None);
+    let remote = Rsyslog::start(&work.path().join("udp"), Listen::Udp, None);
+    let (phone, folder) = Phone::with_folder_server(&[("vqmon", t - DAY, Some(t + 100 * DAY))]);
+    std::fs::write(folder.path().join(PHONE_FILE), b"not a license at all\n").unwrap();
+    phone.configure(&format!(
+        "server = \"file://{}/\"\nenabled_features = [\"vqmon\"]\n\
+         [syslog]\nserver = \"{}\"\nfacility = \"local5\"\nlocal = \"{}\"\n",
+        folder.path().display(),
+        remote.url(),
+        local.socket().display()
+    ));
+    let daemon = phone.start(None);
+    let pid = daemon.child.id().to_string();
+    let refused = local.wait_for(WAIT, |r| r.msg.contains(&format!("{PHONE_FILE} refused")));
+    let fetched = local.wait_for(WAIT, |r| r.msg.contains("fetch: 000000000000-license.cfg"));
+    let remote_too = remote.wait_for(WAIT, |r| r.msg.contains(&format!("{PHONE_FILE} refused")));
+    let (_, log) = daemon.stop();
+    let all = local.received();
+    let refused = refused.unwrap_or_else(|| panic!("no refusal in {all:#?}\n{log}"));
+    let fetched = fetched.unwrap_or_else(|| panic!("no fetch line in {all:#?}\n{log}"));
+    assert_eq!(
+        (
+            refused.facility.as_str(),
+            refused.severity.as_str(),
+            refused.pri
+        ),
+        ("local5", "warning", 21 * 8 + 4),
+        "{refused:?}"
+    );
+    assert_eq!(
+        (fetched.facility.as_str(), fetched.severity.as_str()),
+        ("local5", "info"),
+        "{fetched:?}"
+    );
+    for r in [&refused, &fetched] {
+        assert_eq!(
+            (r.app.as_str(), r.procid.as_str()),
+            ("license-agent", pid.as_str()),
+            "{r:?}"
+        );
+    }
+    assert!(
+        remote_too.is_some(),
+        "the remote server got nothing: {:#?}",
+        remote.received()
+    );
+    // The init script's forwarder stops passing log lines on at this line.
+    assert!(
+        log.contains(&format!(
+            "syslog: sending to the local syslogd at {}",
+            local.socket().display()
+        )),
+        "{log}"
+    );
+}
+
 /// A store that cannot be written (the state folder mounted read-only) is an error
 /// (`local0.err` by default), and `level = "error"` sends nothing less severe.
 #[test]
@@ -191,8 +254,8 @@ fn a_syslog_server_that_stalls_refuses_or_vanishes_changes_nothing_else() {
                 "total_timeout = \"3s\"\nconnect_timeout = \"2s\"\n"
             )
         ));
-        let mut child = phone.spawn(None);
-        let stderr = collect(child.stderr.take().unwrap());
+        let mut child = Reaped(Some(phone.spawn(None)));
+        let stderr = collect(child.0.as_mut().unwrap().stderr.take().unwrap());
         let socket = phone.path("control.sock");
         // Answering at all (the socket is bound early in the start).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -222,7 +285,7 @@ fn a_syslog_server_that_stalls_refuses_or_vanishes_changes_nothing_else() {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(slowest < Duration::from_secs(1), "{trouble:?}: {slowest:?}");
-        let daemon = phone.attach(child);
+        let daemon = phone.attach(child.0.take().unwrap());
         assert_eq!(phone.published(), ["vqmon"], "{trouble:?}");
         if trouble != (Trouble::Stalls { tls: false }) {
             let said = wait_text(&stderr, "log lines dropped: the syslog server");
@@ -237,6 +300,18 @@ fn a_syslog_server_that_stalls_refuses_or_vanishes_changes_nothing_else() {
             .unwrap_or_else(|e| panic!("{trouble:?}: status not within 1 s: {e}"));
         let (exit, _) = daemon.stop();
         assert_eq!(exit, Some(0), "{trouble:?}: {}", text(&stderr));
+    }
+}
+
+/// A daemon not yet attached: killed if the test fails before.
+struct Reaped(Option<std::process::Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
