@@ -31,7 +31,8 @@ const RETRY_INITIAL: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often dropped lines are said at most (the first time at once).
 const SAY_EVERY: Duration = Duration::from_secs(60);
-/// How long the thread sleeps with nothing queued before it looks at the counts again.
+/// How long the thread waits for a line before it looks at the counts again, while
+/// some drops are still to be said.
 const IDLE: Duration = Duration::from_secs(1);
 /// The kernel's send buffer of a TCP connection: bounds what a stalled server holds.
 const SNDBUF: usize = 32 * 1024;
@@ -80,7 +81,14 @@ impl Sender {
             log::info!(target: super::NOTICE, "syslog: sending to {}", remote.name());
         }
         loop {
-            match lines.recv_timeout(IDLE) {
+            // Idle, the thread sleeps until a line comes (an idle daemon makes no
+            // system call); with drops still to say, it wakes to say them.
+            let next = if self.unsaid() {
+                lines.recv_timeout(IDLE)
+            } else {
+                lines.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            match next {
                 Ok(line) => {
                     self.deliver(&line);
                     while let Ok(line) = lines.try_recv() {
@@ -117,6 +125,13 @@ impl Sender {
             );
             remote.send(&text);
         }
+    }
+
+    /// Whether some dropped lines are still to be said.
+    fn unsaid(&self) -> bool {
+        self.dropped.load(Ordering::Relaxed) > 0
+            || self.remote.as_ref().is_some_and(|r| r.lost > 0)
+            || self.local.as_ref().is_some_and(|l| l.lost > 0)
     }
 
     /// Says what was dropped since it was last said, if it is time to.
