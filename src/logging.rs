@@ -306,6 +306,14 @@ pub(crate) fn start_syslog(config: &crate::config::syslog::Syslog, hostname: &st
     }
 }
 
+/// Stops sending to syslog, once what is queued is sent or `within` has passed.
+pub(crate) fn stop_syslog(within: Duration) {
+    let sink = sink().lock().ok().and_then(|mut sink| sink.take());
+    if let Some(sink) = sink {
+        sink.finish(within);
+    }
+}
+
 /// Said once the log goes to the local syslogd: from then on the init script passes on
 /// only what standard error holds besides log lines.
 pub(crate) const LOCAL_SYSLOG_SAID: &str = "syslog: sending to the local syslogd at";

@@ -48,6 +48,8 @@ pub(crate) struct Sink {
     level: u8,
     /// The local syslog socket written, if any.
     local: Option<PathBuf>,
+    /// Says when the sender thread has sent every line and ended.
+    done: Option<mpsc::Receiver<()>>,
 }
 
 impl Sink {
@@ -70,9 +72,13 @@ impl Sink {
         let (queue, lines) = mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let sender = sender::Sender::new(config, local.clone(), hostname, Arc::clone(&dropped));
+        let (ended, done) = mpsc::channel();
         let started = std::thread::Builder::new()
             .name("syslog".into())
-            .spawn(move || sender.run(&lines));
+            .spawn(move || {
+                sender.run(&lines);
+                let _ = ended.send(());
+            });
         if let Err(e) = started {
             log::error!(
                 "syslog: cannot start the sender thread: {e}; logging to standard error only"
@@ -84,7 +90,18 @@ impl Sink {
             dropped,
             level: config.level,
             local,
+            done: Some(done),
         })
+    }
+
+    /// Lets the sender thread send what is queued, waiting at most `within` (a daemon
+    /// that stops says so to its syslog server too, unless that server is in trouble).
+    pub(crate) fn finish(self, within: std::time::Duration) {
+        let Sink { queue, done, .. } = self;
+        drop(queue);
+        if let Some(done) = done {
+            let _ = done.recv_timeout(within);
+        }
     }
 
     /// The local syslog socket written, if any.
@@ -131,6 +148,7 @@ mod tests {
             dropped: Arc::new(AtomicU64::new(0)),
             level: 6,
             local: None,
+            done: None,
         };
         let started = std::time::Instant::now();
         for n in 0..QUEUE + 100 {

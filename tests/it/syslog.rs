@@ -58,7 +58,13 @@ fn rsyslog_receives_each_line_with_its_facility_and_severity_over_udp_tcp_and_tl
         });
         let (exit, log) = daemon.stop();
         assert_eq!(exit, Some(0), "{log}");
+        // The last line, written as the daemon stops, is sent before it exits.
+        let stopping = rsyslog.wait_for(WAIT, |r| r.msg == "signal 15: stopping");
         let all = rsyslog.received();
+        assert!(
+            stopping.is_some(),
+            "{listen:?}: no stopping line in {all:#?}\n{log}"
+        );
         let refused =
             refused.unwrap_or_else(|| panic!("{listen:?}: no refusal in {all:#?}\n{log}"));
         let fetched =
