@@ -261,11 +261,10 @@ impl Remote {
     }
 
     fn send(&mut self, text: &str) {
-        if let Some(conn) = &self.conn {
-            if conn.closed() {
-                self.conn = None;
-                self.failed("the server closed the connection".into());
-            }
+        // A server that closed the connection (restarted, or gone) is connected to
+        // again at once; a failure to connect then starts the back-off.
+        if self.conn.as_ref().is_some_and(Conn::closed) {
+            self.conn = None;
         }
         if self.udp.is_none() && self.conn.is_none() {
             if self.retry_at.is_some_and(|t| Instant::now() < t) {
