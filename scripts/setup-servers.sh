@@ -302,4 +302,26 @@ pkcs11_token() {
 pkcs11_token
 # --- end of PKCS#11 token ---
 
+# --- syslog server ---
+# For tests/it/syslog.rs (test-servers/src/rsyslog.rs): rsyslogd receiving the agent's
+# RFC 5424 lines over UDP, TCP and TLS (rsyslog-openssl: the ossl netstream driver).
+# Each test runs its own rsyslogd in the foreground with its own configuration; the
+# system service is stopped and disabled (it would own /dev/log).
+SYSLOG_PKGS=(rsyslog rsyslog-openssl)
+SYSLOG_FILES=(/usr/sbin/rsyslogd /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so)
+syslog_server() {
+    local -a pkgs files
+    mapfile -t pkgs < <(missing_packages "${SYSLOG_PKGS[@]}")
+    if ((${#pkgs[@]})); then
+        log "syslog server: missing ${pkgs[*]}"
+        install_packages "${SYSLOG_PKGS[@]}"
+    fi
+    mapfile -t files < <(missing_files "${SYSLOG_FILES[@]}")
+    ((${#files[@]} == 0)) || log "warning: rsyslog installed, but not at the usual place: ${files[*]}"
+    no_system_service rsyslog /run/rsyslogd.pid
+    log "syslog server: $(rsyslogd -v | head -n 1)"
+}
+syslog_server
+# --- end of syslog server ---
+
 log "done in $((SECONDS - start)) s"

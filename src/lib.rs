@@ -29,7 +29,8 @@
 //!   daemon; `status` (private): the status report, as data.
 //! - `daemon` (private): `license-agent run`, the loop that ties them together at the
 //!   edges (clock, timer, signals, sockets); `logging` (private): its log, escaped and
-//!   with repeats folded.
+//!   with repeats folded; `syslog` (private): that log sent to the local `syslogd` and a
+//!   syslog server, never waited on.
 //! - [`issuer`]: the vendor side (building and signing license files); host tools and
 //!   tests use it, the phone never calls it.
 //! - [`cli`]: the `license-agent` command line (arguments and rendering only), the one
@@ -55,6 +56,7 @@ mod report;
 mod status;
 pub mod storage;
 pub mod supervisor;
+mod syslog;
 #[cfg(test)]
 mod testkit;
 mod time;

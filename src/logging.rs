@@ -18,6 +18,12 @@
 //!   pipe then has room for a line of up to `PIPE_BUF` bytes, written whole); otherwise
 //!   it is dropped and counted, and the count is said once standard error takes lines
 //!   again. Lines are cut to [`LINE_MAX`] bytes.
+//! - **Also to syslog.** Every line that passes the folding (and every fold summary)
+//!   also goes to syslog (`crate::syslog`) with its severity, once [`start_syslog`] has
+//!   the `[syslog]` configuration; standard error is kept too, always (a foreground run,
+//!   systemd's journal, the init script's log file). `RUST_LOG` filters standard error
+//!   (default `info`); `syslog.level` filters syslog, so `level = "debug"` sends debug
+//!   lines whatever `RUST_LOG` says.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -58,7 +64,7 @@ impl Folds {
         record: &log::Record<'_>,
         message: &str,
         now: Instant,
-        summaries: &mut Vec<String>,
+        summaries: &mut Vec<Summary>,
     ) -> bool {
         let site = self.sites.entry(key.to_string()).or_insert_with(|| Site {
             start: now,
@@ -86,7 +92,7 @@ impl Folds {
     }
 
     /// The summaries of the windows that have ended by `now` (and forgets idle sites).
-    fn due(&mut self, now: Instant) -> Vec<String> {
+    fn due(&mut self, now: Instant) -> Vec<Summary> {
         let mut lines = Vec::new();
         self.sites.retain(|key, site| {
             if now.saturating_duration_since(site.start) < WINDOW {
@@ -108,16 +114,20 @@ impl Folds {
     }
 }
 
-fn summary(key: &str, site: &Site) -> Option<String> {
+/// A fold summary: the site's level and target (for its syslog severity), the line.
+type Summary = (log::Level, String, String);
+
+fn summary(key: &str, site: &Site) -> Option<Summary> {
     (site.folded > 0).then(|| {
-        format!(
+        let line = format!(
             "[{:<5} {}] {} more line(s) like this one folded in {} s ({key}): {}",
             site.level,
             site.target,
             site.folded,
             WINDOW.as_secs(),
             site.example
-        )
+        );
+        (site.level, site.target.clone(), line)
     })
 }
 
@@ -187,54 +197,126 @@ fn emit(line: &str) {
     let _ = stderr.lock().write_all(&out);
 }
 
-/// Standard error as `env_logger`'s target: each record is one [`emit`].
-struct NeverWaiting;
+/// Where lines go besides standard error (none until [`start_syslog`]).
+fn sink() -> &'static Mutex<Option<crate::syslog::Sink>> {
+    static SINK: OnceLock<Mutex<Option<crate::syslog::Sink>>> = OnceLock::new();
+    SINK.get_or_init(|| Mutex::new(None))
+}
 
-impl std::io::Write for NeverWaiting {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for line in String::from_utf8_lossy(buf).lines() {
-            emit(line);
+/// Sends one line (escaped) to syslog, if it is started; never waits.
+fn to_syslog(level: log::Level, target: &str, message: &str) {
+    if let Ok(sink) = sink().lock() {
+        if let Some(sink) = sink.as_ref() {
+            sink.send(crate::syslog::severity(level, target), message);
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
-/// Logs to standard error, `info` unless RUST_LOG says otherwise, escaped and folded.
-pub(crate) fn init() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Pipe(Box::new(NeverWaiting)))
-        .format(|buf, record| {
-            let message = escape(&record.args().to_string());
-            let key = format!(
-                "{}:{}",
-                record.file().unwrap_or("?"),
-                record.line().unwrap_or(0)
-            );
-            let mut summaries = Vec::new();
-            let admitted = folds()
-                .lock()
-                .map(|mut f| f.admit(&key, record, &message, Instant::now(), &mut summaries))
-                .unwrap_or(true);
-            for line in summaries {
-                writeln!(buf, "{line}")?;
-            }
-            if admitted {
-                writeln!(
-                    buf,
+/// The daemon's logger: `RUST_LOG`'s filter for standard error, `[syslog]`'s level for
+/// syslog, one folding for both.
+struct Logger {
+    /// `env_logger`'s filter (`RUST_LOG`, default `info`), used only to filter.
+    stderr: env_logger::Logger,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.stderr.enabled(metadata) || syslog_wants(metadata.level(), metadata.target())
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let to_stderr = self.stderr.matches(record);
+        if !to_stderr && !syslog_wants(record.level(), record.target()) {
+            return;
+        }
+        let message = escape(&record.args().to_string());
+        let key = format!(
+            "{}:{}",
+            record.file().unwrap_or("?"),
+            record.line().unwrap_or(0)
+        );
+        let mut summaries = Vec::new();
+        let admitted = folds()
+            .lock()
+            .map(|mut f| f.admit(&key, record, &message, Instant::now(), &mut summaries))
+            .unwrap_or(true);
+        for (level, target, line) in summaries {
+            emit(&line);
+            to_syslog(level, &target, &line);
+        }
+        if admitted {
+            if to_stderr {
+                emit(&format!(
                     "[{:<5} {}] {}",
                     record.level(),
                     record.target(),
                     message
-                )?;
+                ));
             }
-            Ok(())
-        })
-        .try_init();
+            to_syslog(record.level(), record.target(), &message);
+        }
+    }
+
+    fn flush(&self) {}
 }
+
+/// Whether syslog is started and takes lines of `level`.
+fn syslog_wants(level: log::Level, target: &str) -> bool {
+    sink().lock().is_ok_and(|sink| {
+        sink.as_ref()
+            .is_some_and(|s| s.wants(crate::syslog::severity(level, target)))
+    })
+}
+
+/// Logs to standard error, `info` unless RUST_LOG says otherwise, escaped and folded.
+pub(crate) fn init() {
+    let stderr =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let max = stderr.filter();
+    if log::set_boxed_logger(Box::new(Logger { stderr })).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Also sends the log to syslog as `config` says (`hostname`: the phone's MAC); a
+/// second call replaces the first (its sender thread ends once its queue is empty).
+pub(crate) fn start_syslog(config: &crate::config::syslog::Syslog, hostname: &str) {
+    let started = crate::syslog::Sink::start(config, hostname);
+    if started.is_some() {
+        // Lines below RUST_LOG's level may be wanted by syslog.
+        let level = match config.level {
+            0..=3 => log::LevelFilter::Error,
+            4 => log::LevelFilter::Warn,
+            5 | 6 => log::LevelFilter::Info,
+            _ => log::LevelFilter::Debug,
+        };
+        if level > log::max_level() {
+            log::set_max_level(level);
+        }
+    }
+    let local = started
+        .as_ref()
+        .and_then(|s| s.local().map(|p| p.display().to_string()));
+    if let Ok(mut sink) = sink().lock() {
+        *sink = started;
+    }
+    if let Some(path) = local {
+        // The init script's log forwarder stops at this line (firmware/init.d).
+        log::info!(target: crate::syslog::NOTICE, "{LOCAL_SYSLOG_SAID} {path}");
+    }
+}
+
+/// Stops sending to syslog, once what is queued is sent or `within` has passed.
+pub(crate) fn stop_syslog(within: Duration) {
+    let sink = sink().lock().ok().and_then(|mut sink| sink.take());
+    if let Some(sink) = sink {
+        sink.finish(within);
+    }
+}
+
+/// Said once the log goes to the local syslogd: from then on the init script passes on
+/// only what standard error holds besides log lines.
+pub(crate) const LOCAL_SYSLOG_SAID: &str = "syslog: sending to the local syslogd at";
 
 /// Writes the summaries of windows that have ended; returns how long until the next
 /// one is due (for the loop's `poll` timeout).
@@ -246,8 +328,9 @@ pub(crate) fn summary_due_in() -> Option<Duration> {
     let lines = folds.due(now);
     let next = folds.next_due(now);
     drop(folds);
-    for line in lines {
+    for (level, target, line) in lines {
         emit(&line);
+        to_syslog(level, &target, &line);
     }
     next
 }
@@ -287,11 +370,14 @@ mod tests {
         let lines = folds.due(t0 + WINDOW);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
-            lines[0].contains(&format!("{} more line(s)", 10_000 - BURST)),
-            "{}",
+            lines[0]
+                .2
+                .contains(&format!("{} more line(s)", 10_000 - BURST)),
+            "{:?}",
             lines[0]
         );
-        assert!(lines[0].contains("call active"), "{}", lines[0]);
+        assert!(lines[0].2.contains("call active"), "{:?}", lines[0]);
+        assert_eq!((lines[0].0, lines[0].1.as_str()), (log::Level::Info, "t"));
         assert_eq!(folds.next_due(t0 + WINDOW), None);
     }
 }

@@ -24,9 +24,11 @@ Options:
   --once         one start-fetch-decide-publish pass, print the status, and exit
   -h, --help     this text
 
-Logs go to standard error (RUST_LOG=debug for more). Test aid: LICENSE_AGENT_TEST_NOW
-starts the daemon's clock at that instant and lets tests move it over the control
-socket; never set it on a phone.
+Logs go to standard error (RUST_LOG=debug for more), and to syslog as the
+configuration's [syslog] says: the local /dev/log when it is a socket (unless
+local = \"off\"), and a syslog server over UDP, TCP or TLS. Test aid:
+LICENSE_AGENT_TEST_NOW starts the daemon's clock at that instant and lets tests move it
+over the control socket; never set it on a phone.
 
 Exit status: 0 stopped cleanly (or --once done, even if the fetch failed), 1 the agent
 could not run, 2 usage error or unusable configuration or keyring.
@@ -73,17 +75,23 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             code: EXIT_OK,
         });
     }
-    match daemon::run(&config, phone) {
-        Ok(code) => Ok(Outcome {
+    // The daemon's log also to syslog as [syslog] says (read at start; a SIGHUP does
+    // not change it).
+    crate::logging::start_syslog(&phone.config.syslog, &phone.identity.mac.to_string());
+    let outcome = match daemon::run(&config, phone) {
+        Ok(code) => Outcome {
             stdout: String::new(),
             code,
-        }),
+        },
         Err(e) => {
             log::error!("{e}");
-            Ok(Outcome {
+            Outcome {
                 stdout: String::new(),
                 code: EXIT_FAILED,
-            })
+            }
         }
-    }
+    };
+    // The last lines ("stopping") reach the syslog server too, unless it is in trouble.
+    crate::logging::stop_syslog(std::time::Duration::from_secs(1));
+    Ok(outcome)
 }

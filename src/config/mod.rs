@@ -26,6 +26,7 @@
 //! | `report` | where the status report `<mac>-license-status.json` is uploaded: `false` (nowhere), `true` (the `server`s that take uploads: all but `tftp`), or a base URL (`http(s)`, `ftp(s)`, `file`; a port as for `server`); into a `file:` folder it is an output | `true` |
 //! | `[fetch]` | `ca_file`, `client_cert` + `client_key`, `username` + `password` (pairs: both or neither), `connect_timeout`, `total_timeout` | no TLS client certificate, no authentication, 10s, 60s |
 //! | `[reboot]` | `windows` (`DAYS HH:MM-HH:MM` in local time), `timezone` (a POSIX `TZ` rule), `wait_for_window` (causes), `deadline` (`config/reboot_windows.rs`) | no window, `UTC0`, `feature-licensed` and `license-changed`, 7d |
+//! | `[syslog]` | `server` (`host`, `host:port`, or a `udp://`, `tcp://`, `tls://` URL), `transport` (`udp`, `tcp`, `tls`), `facility` (`kern` … `local7`), `level` (`debug`, `info`, `notice`, `warning`, `error`, …: less severe lines are not sent), `local` (`auto`: `/dev/log` when it is a socket; `on`; `off`; or a socket path), `ca_file`, `client_cert` + `client_key` (for `tls`) | no remote syslog, `udp` (port 514; 6514 for `tls`), `local0`, `info`, `auto`, `[fetch]`'s files |
 //! | `[timing]` | `windback_tolerance`, `poll_interval`, `renewal_check_interval`, `idle_grace`, `stagger_window`, `reboot_reask`, `retry_initial`, `retry_max`, `write_retry`, `boot_clock_wait` | 24h, 1h, 1d, 30s, 1h, 10m, 30s, 1h, 1m, 30s |
 //!
 //! Paths that are not absolute are taken from the directory holding the configuration
@@ -62,6 +63,7 @@ mod boot_server;
 mod paths;
 mod reboot_windows;
 mod server_url;
+pub(crate) mod syslog;
 mod table;
 mod values;
 
@@ -97,7 +99,7 @@ const DEFAULT_SUPERVISOR_SOCKET: &str = "/run/phone/supervisor.sock";
 const DEFAULT_CONTROL_SOCKET: &str = "/run/license-agent/control.sock";
 const DEFAULT_FEATURES_FILE: &str = "/run/license-agent/features";
 
-const TOP_KEYS: [&str; 16] = [
+const TOP_KEYS: [&str; 17] = [
     "mac",
     "interface",
     "site_serial",
@@ -114,6 +116,7 @@ const TOP_KEYS: [&str; 16] = [
     "fetch",
     "timing",
     "reboot",
+    "syslog",
 ];
 const FETCH_KEYS: [&str; 7] = [
     "ca_file",
@@ -164,6 +167,8 @@ pub struct Config {
     pub(crate) reboot_windows: Option<std::sync::Arc<crate::engine::window::Schedule>>,
     pub(crate) fetch: Fetch,
     pub(crate) timing: Timing,
+    /// Where the log goes besides standard error (`[syslog]`).
+    pub(crate) syslog: syslog::Syslog,
 }
 
 /// The URL schemes this build fetches from: its transport features (a board builds
@@ -623,6 +628,10 @@ impl Config {
             Some(table) => reboot_windows::parse(&table)?,
             None => None,
         };
+        let syslog = match top.table("syslog")? {
+            Some(table) => syslog::parse(&table, &base, &fetch)?,
+            None => syslog::Syslog::from_fetch(&fetch),
+        };
 
         let config = Config {
             path: path.to_path_buf(),
@@ -640,6 +649,7 @@ impl Config {
             reboot_windows,
             fetch,
             timing,
+            syslog,
         };
         let in_fetch = |name: &str| fetch_table.as_ref().and_then(|table| table.get(name));
         let places = paths::Places {
@@ -709,6 +719,7 @@ fn is_known_key(path: &str) -> bool {
         Some(("timing", key)) => TIMING_KEYS.contains(&key),
         Some(("provisioning", key)) => boot_server::KEYS.contains(&key),
         Some(("reboot", key)) => reboot_windows::KEYS.contains(&key),
+        Some(("syslog", key)) => syslog::KEYS.contains(&key),
         Some(_) => false,
     }
 }

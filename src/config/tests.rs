@@ -80,6 +80,21 @@ fn the_example_parses_to_its_values() {
             total_timeout: Secs(60),
         },
         timing: Timing::default(),
+        syslog: syslog::Syslog {
+            server: Some(syslog::SyslogServer {
+                host: "logs.example.com".into(),
+                port: 6514,
+                transport: syslog::Transport::Tls,
+            }),
+            facility: 16,
+            level: 6,
+            local: syslog::Local::Auto,
+            ca_file: Some("/etc/license-agent/provisioning-ca.pem".into()),
+            client_identity: Some(ClientIdentity {
+                cert: "/etc/license-agent/phone-cert.pem".into(),
+                key: "/etc/license-agent/phone-key.pem".into(),
+            }),
+        },
     };
     assert_eq!(config, expected);
     // The example shows the defaults, so it may be copied without changing behaviour.
@@ -1308,4 +1323,93 @@ fn the_provisioning_table_defaults_to_the_phones_and_refuses_what_no_phone_takes
         Some("provisioning"),
         "expected a table",
     );
+}
+
+/// `[syslog]`: the defaults without the table (the TLS files are `[fetch]`'s), each key
+/// read, and every bad value refused at its key.
+#[test]
+fn the_syslog_table_is_read_and_every_bad_value_named() {
+    let none = ok(BASE);
+    assert_eq!(none.syslog, syslog::Syslog::default());
+    assert_eq!(none.syslog.local, syslog::Local::Auto);
+    let fetch = "[fetch]\nca_file = \"ca.pem\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n";
+    let inherited = ok(&format!("{BASE}{fetch}[syslog]\nserver = \"tls://logs\"\n"));
+    assert_eq!(inherited.syslog.ca_file, Some("/opt/demo/ca.pem".into()));
+    assert_eq!(
+        inherited.syslog.client_identity,
+        inherited.fetch.client_identity
+    );
+    let own = ok(&format!(
+        "{BASE}{fetch}[syslog]\nserver = \"logs:1514\"\ntransport = \"tcp\"\n\
+         facility = \"daemon\"\nlevel = \"warning\"\nlocal = \"log.sock\"\n\
+         ca_file = \"logs-ca.pem\"\n"
+    ));
+    assert_eq!(
+        own.syslog.server,
+        Some(syslog::SyslogServer {
+            host: "logs".into(),
+            port: 1514,
+            transport: syslog::Transport::Tcp
+        })
+    );
+    assert_eq!((own.syslog.facility, own.syslog.level), (3, 4));
+    assert_eq!(
+        own.syslog.local,
+        syslog::Local::Socket("/opt/demo/log.sock".into())
+    );
+    assert_eq!(own.syslog.ca_file, Some("/opt/demo/logs-ca.pem".into()));
+    assert_eq!(
+        ok(&format!("{BASE}[syslog]\nlocal = \"on\"\n"))
+            .syslog
+            .local,
+        syslog::Local::Socket("/dev/log".into())
+    );
+    assert_eq!(
+        ok(&format!("{BASE}[syslog]\nlocal = \"off\"\n"))
+            .syslog
+            .local,
+        syslog::Local::Off
+    );
+
+    for (table, key, says) in [
+        ("server = 5", "syslog.server", "a host"),
+        (
+            "server = \"http://logs\"",
+            "syslog.server",
+            "udp://, tcp:// or tls://",
+        ),
+        ("server = \"logs:99999\"", "syslog.server", "1 to 65535"),
+        (
+            "server = \"tcp://logs\"\ntransport = \"udp\"",
+            "syslog.server",
+            "says tcp but transport says udp",
+        ),
+        (
+            "server = \"logs\"\ntransport = \"sctp\"",
+            "syslog.transport",
+            "expected one of",
+        ),
+        ("transport = \"tcp\"", "syslog.transport", "without server"),
+        (
+            "facility = \"local8\"",
+            "syslog.facility",
+            "one of kern, user",
+        ),
+        ("facility = 16", "syslog.facility", "a facility"),
+        ("level = \"loud\"", "syslog.level", "one of emerg"),
+        ("local = \"\"", "syslog.local", "\"auto\", \"on\", \"off\""),
+        (
+            "client_cert = \"c.pem\"",
+            "syslog.client_key",
+            "go together",
+        ),
+        (
+            "client_key = \"k.pem\"",
+            "syslog.client_cert",
+            "go together",
+        ),
+        ("colour = \"red\"", "syslog.colour", ""),
+    ] {
+        refused(&format!("{BASE}[syslog]\n{table}\n"), Some(key), says);
+    }
 }

@@ -1,4 +1,5 @@
-//! The TLS client of `https://` and `ftps://` (rustls on ring), one [`ClientConfig`] for
+//! The TLS client of `https://` and `ftps://` (rustls on ring; the syslog server's, RFC
+//! 5425, is built the same way by [`syslog_client_config`]), one [`ClientConfig`] for
 //! both: built once per configuration by [`client_config`] (the CA, client certificate
 //! and key files read and parsed then), handed to reqwest
 //! (`ClientBuilder::use_preconfigured_tls`) for HTTPS and used as it is for FTPS. The
@@ -137,8 +138,31 @@ pub(crate) fn client_config(
         return Ok(None);
     }
     let tls_scheme = servers.iter().map(|s| s.scheme()).find(|s| s.is_tls());
+    let roots = trusted_roots(fetch, tls_scheme)?;
+    build(roots, fetch.client_identity.as_ref()).map(Some)
+}
+
+/// The TLS client of the syslog server (`[syslog]`: RFC 5425): its `ca_file` (else the
+/// system bundle) and client certificate, checked as for the provisioning server.
+pub(crate) fn syslog_client_config(
+    ca_file: Option<&Path>,
+    identity: Option<&ClientIdentity>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = match ca_file {
+        Some(path) => (PemFile::CaFile, path.to_path_buf()),
+        None => (PemFile::SystemBundle, PathBuf::from(SYSTEM_CA_BUNDLE)),
+    };
+    build(Some(roots), identity)
+}
+
+/// A client configuration trusting the certificates of `roots` (none: no roots), with
+/// the client certificate `identity`.
+fn build(
+    roots_file: Option<(PemFile, PathBuf)>,
+    identity: Option<&ClientIdentity>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
-    if let Some((file, path)) = trusted_roots(fetch, tls_scheme)? {
+    if let Some((file, path)) = roots_file {
         let pem_error = pem_error(file, &path);
         let pem = read_pem(&path).map_err(pem_error)?;
         for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -156,7 +180,7 @@ pub(crate) fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Versions(e.to_string()))?
         .with_root_certificates(roots);
-    let config = match &fetch.client_identity {
+    let config = match identity {
         Some(identity) => {
             let (certs, key) = client_identity(identity)?;
             builder
@@ -168,7 +192,7 @@ pub(crate) fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
-    Ok(Some(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// The CA certificates a server's certificate must chain to: `fetch.ca_file`, else (for

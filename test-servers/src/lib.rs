@@ -6,7 +6,8 @@
 //! tftpd-hpa and a lossy UDP relay in front of it, Pure-FTPd and ProFTPD (FTP and
 //! FTPS), atftpd and dnsmasq's TFTP (`scripts/setup-servers.sh` provides the servers
 //! beyond nginx, vsftpd and tftpd-hpa), the fault server (an HTTP/1.1 server of our own
-//! that misbehaves as asked, or answers as a test scripts it), and the throw-away PKI
+//! that misbehaves as asked, or answers as a test scripts it), rsyslogd (receiving
+//! syslog over UDP, TCP, TLS or a local socket: `rsyslog.rs`), and the throw-away PKI
 //! they use. For the emulated phone's DHCP network: a network namespace with a tap
 //! device (`netns.rs`), dnsmasq's DHCP and DNS in it (`dnsmasq_dhcp.rs`), and nginx and
 //! vsftpd started there on its addresses (`Nginx::start_on`, `Vsftpd::start_on`).
@@ -39,6 +40,7 @@ pub mod openssl;
 pub mod pki;
 pub mod proftpd;
 pub mod pure_ftpd;
+pub mod rsyslog;
 #[cfg(test)]
 mod test_client;
 pub mod tftp;

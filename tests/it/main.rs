@@ -47,6 +47,7 @@ mod report_upload;
 mod robustness;
 mod servers;
 mod supervisor_sim;
+mod syslog;
 mod transports;
 mod trust_rotation;
 mod vectors;
