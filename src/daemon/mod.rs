@@ -514,7 +514,7 @@ impl Daemon {
                     let (sent, event) =
                         link.send_now(&ToSupervisor::Reboot { id, cause }, Mono::now());
                     if sent {
-                        log::info!("asked the supervisor for a reboot: REBOOT {id} {cause}");
+                        log::info!(target: crate::syslog::NOTICE, "asked the supervisor for a reboot: REBOOT {id} {cause}");
                     } else {
                         log::info!("REBOOT {id} {cause} withdrawn: the link was not clear");
                     }

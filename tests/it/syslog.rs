@@ -56,6 +56,11 @@ fn rsyslog_receives_each_line_with_its_facility_and_severity_over_udp_tcp_and_tl
         let fetched = rsyslog.wait_for(WAIT, |r| {
             r.msg.starts_with("fetch: 000000000000-license.cfg")
         });
+        // A license taken is news: notice.
+        let accepted = rsyslog.wait_for(WAIT, |r| {
+            r.msg
+                .starts_with("000000000000-license.cfg: accepted site license")
+        });
         let (exit, log) = daemon.stop();
         assert_eq!(exit, Some(0), "{log}");
         // The last line, written as the daemon stops, is sent before it exits.
@@ -86,6 +91,13 @@ fn rsyslog_receives_each_line_with_its_facility_and_severity_over_udp_tcp_and_tl
             ),
             ("local3", "info", 19 * 8 + 6),
             "{listen:?}: {fetched:?}"
+        );
+        let accepted =
+            accepted.unwrap_or_else(|| panic!("{listen:?}: no accepted line in {all:#?}\n{log}"));
+        assert_eq!(
+            (accepted.severity.as_str(), accepted.pri),
+            ("notice", 19 * 8 + 5),
+            "{listen:?}: {accepted:?}"
         );
         for r in [&refused, &fetched] {
             assert_eq!(

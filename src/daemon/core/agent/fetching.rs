@@ -442,7 +442,7 @@ impl Agent {
                     .add(&bytes, license, &drop, judge_at.unwrap_or(now), now)
                 {
                     Ok(_) => {
-                        log::info!("{name}: accepted {subject}");
+                        log::info!(target: crate::syslog::NOTICE, "{name}: accepted {subject}");
                         file_result(now, name, FileOutcome::Accepted, &subject)
                     }
                     Err(e) => file_result(now, name, FileOutcome::Failed, &e.to_string()),

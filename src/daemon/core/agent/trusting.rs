@@ -143,7 +143,7 @@ impl Agent {
             trust.threshold,
             trust.roots.len()
         );
-        log::info!("{name}: {detail}");
+        log::info!(target: crate::syslog::NOTICE, "{name}: {detail}");
         self.record_judged(version, "taken", &detail, now);
         self.store
             .meta_mut()
