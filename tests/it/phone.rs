@@ -458,7 +458,10 @@ fn a_phone_booted_expired_does_not_reboot_loop_and_a_renewal_comes_back_with_one
 /// daily window a couple of minutes ahead; a license for the enabled feature arrives
 /// while the phone is idle, and the reboot is asked inside the window only, at this
 /// phone's point in it (its MAC's spread over the window, from the rule's words), then
-/// the next boot starts the application with the feature.
+/// the next boot starts the application with the feature. The agent, started by its
+/// init script, sends its log to rsyslog on the host (TCP through QEMU's user network):
+/// the license taken and the reboot asked arrive as notices of the facility configured,
+/// from the phone's MAC.
 #[test]
 #[ignore = "the emulated phone: scripts/phone-check.sh builds its image and runs this with --ignored"]
 fn a_new_feature_reboots_the_phone_inside_its_window_only() {
@@ -466,13 +469,21 @@ fn a_new_feature_reboots_the_phone_inside_its_window_only() {
     let t = now();
     let opens = (t + 150) / 60 * 60;
     let length = 120;
+    let work = tempfile::tempdir().unwrap();
+    let rsyslog = test_servers::rsyslog::Rsyslog::start(
+        &work.path().join("rsyslog"),
+        test_servers::rsyslog::Listen::Tcp,
+        None,
+    );
     let toml = format!(
-        "{}\n[reboot]\nwindows = [\"daily {}-{}\"]\ntimezone = \"UTC0\"\n",
+        "{}\n[reboot]\nwindows = [\"daily {}-{}\"]\ntimezone = \"UTC0\"\n\
+         [syslog]\nserver = \"tcp://10.0.2.101:514\"\nfacility = \"local4\"\n",
         common::vm::image_agent_toml(),
         hm(opens),
         hm(opens + length)
     );
     let mut lab = Lab::with_agent_toml(&toml);
+    lab.forward("10.0.2.101:514", rsyslog.port());
     let mut vm = lab.power_on();
     let (first, _, features) = booted(&mut vm, t);
     assert!(features.is_empty(), "{features:?}");
@@ -514,4 +525,23 @@ fn a_new_feature_reboots_the_phone_inside_its_window_only() {
     let (second, _, features) = booted(&mut vm, now());
     assert_ne!(first, second);
     assert_eq!(features, ["vqmon"], "{}", why(&mut vm));
+    // What the host's syslog server received from the phone.
+    let wait = Duration::from_secs(30);
+    let accepted = rsyslog.wait_for(wait, |r| r.msg.contains(": accepted phone license"));
+    let asked = rsyslog.wait_for(wait, |r| {
+        r.msg.starts_with("asked the supervisor for a reboot")
+    });
+    let all = rsyslog.received();
+    for line in [accepted, asked] {
+        let line = line.unwrap_or_else(|| panic!("not received: {all:#?}"));
+        assert_eq!(
+            (
+                line.facility.as_str(),
+                line.severity.as_str(),
+                line.host.as_str()
+            ),
+            ("local4", "notice", MAC),
+            "{line:?}"
+        );
+    }
 }

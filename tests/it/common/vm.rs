@@ -113,6 +113,9 @@ pub struct Lab {
     kernel: PathBuf,
     initrd: PathBuf,
     boots: usize,
+    /// More `guestfwd` rules of QEMU's user network: a guest address (`10.0.2.101:514`)
+    /// to a port on the host's 127.0.0.1 ([`Lab::forward`]).
+    forwards: Vec<(String, u16)>,
     _tmp: tempfile::TempDir,
 }
 
@@ -213,6 +216,7 @@ impl Lab {
             kernel: image.join("vmlinuz"),
             initrd,
             boots: 0,
+            forwards: Vec::new(),
             _tmp: tmp,
         }
     }
@@ -240,6 +244,12 @@ impl Lab {
         bytes
     }
 
+    /// Lets the phone reach `host_port` on the host's 127.0.0.1 as the TCP address
+    /// `guest` (`10.0.2.101:514`), from the next power-on (QEMU's user network only).
+    pub fn forward(&mut self, guest: &str, host_port: u16) {
+        self.forwards.push((guest.to_string(), host_port));
+    }
+
     /// Powers the phone on: starts QEMU (its RTC at 1970, as a phone without a clock
     /// battery) and connects to its two ports. Does not wait for the boot.
     pub fn power_on(&mut self) -> Vm {
@@ -253,8 +263,14 @@ impl Lab {
             None => (
                 Command::new("qemu-system-arm"),
                 format!(
-                    "user,id=net,restrict=on,guestfwd=tcp:10.0.2.100:443-cmd:socat - TCP:127.0.0.1:{}",
-                    self.nginx.https_port
+                    "user,id=net,restrict=on,guestfwd=tcp:10.0.2.100:443-cmd:socat - TCP:127.0.0.1:{}{}",
+                    self.nginx.https_port,
+                    self.forwards
+                        .iter()
+                        .map(|(guest, port)| format!(
+                            ",guestfwd=tcp:{guest}-cmd:socat - TCP:127.0.0.1:{port}"
+                        ))
+                        .collect::<String>()
                 ),
                 "console=ttyAMA0 quiet",
             ),
