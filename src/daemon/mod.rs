@@ -568,6 +568,13 @@ impl Daemon {
             }
         };
         let config = &setup.agent.phone.config;
+        if config.syslog != self.core.agent().phone.config.syslog {
+            // A new sink replaces the old, whose thread ends once its queue is sent.
+            crate::logging::start_syslog(
+                &config.syslog,
+                &setup.agent.phone.identity.mac.to_string(),
+            );
+        }
         self.link = link_for(config);
         self.armed = None;
         let wanted = config.control_socket.clone();

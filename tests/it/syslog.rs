@@ -380,3 +380,45 @@ fn wait_text(stderr: &Arc<Mutex<String>>, needle: &str) -> Option<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// SIGHUP reads `[syslog]` again: the lines after it go to the server the new
+/// configuration names, with its facility.
+#[test]
+fn a_reload_sends_to_the_syslog_server_the_new_configuration_names() {
+    let t = now();
+    let work = tempfile::tempdir().unwrap();
+    let first = Rsyslog::start(&work.path().join("first"), Listen::Udp, None);
+    let second = Rsyslog::start(&work.path().join("second"), Listen::Tcp, None);
+    let (phone, folder) = Phone::with_folder_server(&[("vqmon", t - DAY, Some(t + 100 * DAY))]);
+    let server = format!("server = \"file://{}/\"\n", folder.path().display());
+    let pki = Pki::new(&work.path().join("pki"));
+    phone.configure(&format!(
+        "{server}{}",
+        syslog_table(&first.url(), &pki, "local1", "")
+    ));
+    let daemon = phone.start(None);
+    assert!(first
+        .wait_for(WAIT, |r| r.msg.starts_with("fetch: ")
+            && r.facility == "local1")
+        .is_some());
+    phone.configure(&format!(
+        "{server}{}",
+        syslog_table(&second.url(), &pki, "local6", "")
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(daemon.child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let mut fetched = None;
+    for _ in 0..20 {
+        daemon.request(r#"{"cmd":"check-sync"}"#);
+        fetched = second.wait_for(std::time::Duration::from_secs(1), |r| {
+            r.msg.starts_with("fetch: ") && r.facility == "local6"
+        });
+        if fetched.is_some() {
+            break;
+        }
+    }
+    assert!(fetched.is_some(), "{:#?}", second.received());
+}
