@@ -23,7 +23,7 @@ use crate::trust::Keyring;
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its folder under `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("license", license),
     ("keyring", keyring),
     ("config", config),
@@ -34,6 +34,7 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("ftp_reply", ftp_reply),
     ("provisioning", provisioning),
     ("trust_update", trust_update),
+    ("reboot_window", reboot_window),
 ];
 
 /// The keyring of the project's vectors: inputs grown from the vectors carry valid
@@ -292,6 +293,42 @@ fn ftp_replies(stream: &[u8], step: usize) -> (Vec<Reply>, bool) {
         }
     }
     (replies, false)
+}
+
+/// A reboot window and a POSIX `TZ` rule (`[reboot]`): lines of `TZ`, then windows,
+/// then an instant. Whatever reads, the window in force or next is found from 1970 to
+/// 2106, closes after the instant and opens within 9 days of it, and says itself.
+pub fn reboot_window(data: &[u8]) {
+    use crate::engine::window::{tz::Tz, Schedule, Window};
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.lines();
+    let Some(Ok(tz)) = lines.next().map(Tz::parse) else {
+        return;
+    };
+    let windows: Vec<Window> = lines
+        .by_ref()
+        .take(4)
+        .filter_map(|l| Window::parse(l).ok())
+        .collect();
+    let at = lines
+        .next()
+        .and_then(|l| l.trim().parse::<u32>().ok())
+        .map_or(0, i64::from);
+    let _ = tz.at(at);
+    let _ = tz.instant_of_local(at);
+    if windows.is_empty() {
+        return;
+    }
+    let schedule = Schedule {
+        windows,
+        tz,
+        causes: Default::default(),
+        deadline: 0,
+    };
+    let o = schedule.current_or_next(at).expect("windows: one is next");
+    assert!(o.closes > at, "{o:?} closed at {at}");
+    assert!(o.opens - at <= 9 * 86_400, "{o:?} from {at}");
+    let _ = (schedule.words(&o), schedule.local_time(o.opens));
 }
 
 #[cfg(test)]
