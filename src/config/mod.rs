@@ -628,8 +628,9 @@ impl Config {
             Some(table) => reboot_windows::parse(&table)?,
             None => None,
         };
-        let syslog = match top.table("syslog")? {
-            Some(table) => syslog::parse(&table, &base, &fetch)?,
+        let syslog_table = top.table("syslog")?;
+        let syslog = match &syslog_table {
+            Some(table) => syslog::parse(table, &base, &fetch)?,
             None => syslog::Syslog::from_fetch(&fetch),
         };
 
@@ -662,6 +663,8 @@ impl Config {
             ca_file: in_fetch("ca_file"),
             client_cert: in_fetch("client_cert"),
             client_key: in_fetch("client_key"),
+            syslog: ["ca_file", "client_cert", "client_key"]
+                .map(|name| syslog_table.as_ref().and_then(|table| table.get(name))),
             servers: server_items,
         };
         paths::check(&config, &places)?;

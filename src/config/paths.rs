@@ -7,7 +7,7 @@
 //! = true` each `file:` server's). None of these may be, or lie inside:
 //!
 //! - the configuration file itself, the keyring, `fetch.ca_file`, `fetch.client_cert`,
-//!   `fetch.client_key`, the supervisor's socket;
+//!   `fetch.client_key` (and `syslog`'s when given), the supervisor's socket;
 //! - the state folder (`state_dir`: `phone/`, `site/`, `meta.json`, `rejected/`, the
 //!   lock);
 //! - a license file of a `file:` server (`<12 hex digits>-license.cfg` in its folder:
@@ -48,6 +48,8 @@ pub(crate) struct Places<'a, 'i> {
     pub(crate) ca_file: Option<Item<'a, 'i>>,
     pub(crate) client_cert: Option<Item<'a, 'i>>,
     pub(crate) client_key: Option<Item<'a, 'i>>,
+    /// `syslog.ca_file`, `syslog.client_cert`, `syslog.client_key`.
+    pub(crate) syslog: [Option<Item<'a, 'i>>; 3],
     /// Each entry of `server`, in the order of [`Config::servers`].
     pub(crate) servers: Vec<Item<'a, 'i>>,
 }
@@ -317,6 +319,38 @@ fn inputs<'p, 'a, 'i>(config: &Config, places: &'p Places<'a, 'i>) -> Vec<Input<
             inputs.push(Input {
                 key: Some(key),
                 item: item.as_ref(),
+                what: what.into(),
+                path: Kept::Under(path.clone()),
+            });
+        }
+    }
+    // The syslog server's TLS files (`[fetch]`'s unless given).
+    let syslog = &config.syslog;
+    let identity = syslog.client_identity.as_ref();
+    for ((key, path, what), item) in [
+        (
+            "syslog.ca_file",
+            syslog.ca_file.as_ref(),
+            "the syslog CA file",
+        ),
+        (
+            "syslog.client_cert",
+            identity.map(|i| &i.cert),
+            "the syslog client certificate",
+        ),
+        (
+            "syslog.client_key",
+            identity.map(|i| &i.key),
+            "the syslog client key",
+        ),
+    ]
+    .into_iter()
+    .zip(&places.syslog)
+    {
+        if let (Some(path), Some(item)) = (path, item) {
+            inputs.push(Input {
+                key: Some(key),
+                item: Some(item),
                 what: what.into(),
                 path: Kept::Under(path.clone()),
             });

@@ -969,6 +969,7 @@ fn output_paths_may_not_be_inputs_or_the_state_folder() {
         (format!("{BASE}features_file = \"ca.pem\"\n[fetch]\nca_file = \"ca.pem\""), Some("features_file"), "/opt/demo/ca.pem is the CA file (fetch.ca_file, line 6)"),
         (format!("{BASE}control_socket = \"/etc/c.pem\"\n[fetch]\nclient_cert = \"/etc/c.pem\"\nclient_key = \"k.pem\""), Some("control_socket"), "/etc/c.pem is the client certificate (fetch.client_cert, line 6)"),
         (format!("{BASE}features_file = \"k.pem\"\n[fetch]\nclient_cert = \"/etc/c.pem\"\nclient_key = \"k.pem\""), Some("features_file"), "/opt/demo/k.pem is the client key (fetch.client_key, line 7)"),
+        (format!("{BASE}features_file = \"logs-ca.pem\"\n[syslog]\nserver = \"tls://logs\"\nca_file = \"logs-ca.pem\""), Some("features_file"), "/opt/demo/logs-ca.pem is the syslog CA file (syslog.ca_file, line 7)"),
         // A file: server's license files, this phone's, the site's, or another phone's.
         (format!("{BASE}{server}features_file = \"prov/0004f2000001-license.cfg\""), Some("features_file"), "line 5, column 17: /opt/demo/prov/0004f2000001-license.cfg is a license file of the server file:///opt/demo/prov/ (server, line 4)"),
         (format!("{BASE}{server}control_socket = \"prov/000000000000-license.cfg\""), Some("control_socket"), "is a license file of the server file:///opt/demo/prov/"),
