@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeValue;
 
 use super::server_url::Scheme;
-use super::table::{Item, Table};
+use super::table::Table;
 use super::{values, ConfigError};
 
 pub(super) const KEYS: [&str; 7] = [
@@ -111,7 +111,7 @@ pub(super) fn parse(
     let d = BootServer::default();
     let source = match table.get("source") {
         None => d.source,
-        Some(item) => match word(&item, &["static", "dhcp"])? {
+        Some(item) => match item.word(&["static", "dhcp"])? {
             "dhcp" => ServerSource::Dhcp,
             _ => ServerSource::Static,
         },
@@ -122,7 +122,7 @@ pub(super) fn parse(
         Some(item) if matches!(item.value(), DeValue::Integer(n) if n.as_str() == "66") => {
             DhcpOptions::Option66
         }
-        Some(item) => match word(&item, &["66", "custom", "custom-then-66"])? {
+        Some(item) => match item.word(&["66", "custom", "custom-then-66"])? {
             "66" => DhcpOptions::Option66,
             "custom" => DhcpOptions::Custom,
             _ => DhcpOptions::CustomThen66,
@@ -145,7 +145,7 @@ pub(super) fn parse(
     };
     let custom_type = match table.get("custom_option_type") {
         None => d.custom_type,
-        Some(item) => match word(&item, &["string", "address"])? {
+        Some(item) => match item.word(&["string", "address"])? {
             "address" => OptionType::Address,
             _ => OptionType::String,
         },
@@ -153,7 +153,7 @@ pub(super) fn parse(
     let server_type = match table.get("server_type") {
         None => d.server_type,
         Some(item) => {
-            let name = word(&item, &["ftp", "tftp", "http", "https", "ftps"])?;
+            let name = item.word(&["ftp", "tftp", "http", "https", "ftps"])?;
             if !schemes.contains(&name) {
                 return Err(item.error(format_args!(
                     "this agent is built without {name}: its board ships no {name} (it \
@@ -186,21 +186,4 @@ pub(super) fn parse(
         master_config,
         dhcp_file,
     })
-}
-
-/// One of the words `allowed`.
-fn word<'a>(item: &Item<'a, '_>, allowed: &[&'static str]) -> Result<&'static str, ConfigError> {
-    let quoted: Vec<String> = allowed.iter().map(|w| format!("\"{w}\"")).collect();
-    let what = quoted.join(", ");
-    let text = item.str(&what)?;
-    allowed
-        .iter()
-        .find(|w| **w == text)
-        .copied()
-        .ok_or_else(|| {
-            item.error(format_args!(
-                "{}: expected one of {what}",
-                values::shown(text)
-            ))
-        })
 }

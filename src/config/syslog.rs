@@ -169,7 +169,7 @@ pub(super) fn parse(table: &Table, base: &Path, fetch: &Fetch) -> Result<Syslog,
     let transport = table
         .get("transport")
         .map(|item| {
-            let name = word(&item, &Transport::NAMES)?;
+            let name = item.word(&Transport::NAMES)?;
             Ok::<_, ConfigError>((Transport::named(name).unwrap_or(Transport::Udp), item))
         })
         .transpose()?;
@@ -321,26 +321,6 @@ fn coded(item: &Item, table: &[(&str, u8)], what: &str) -> Result<u8, ConfigErro
                 "{}: not {what}; one of {}",
                 values::shown(text),
                 names.join(", ")
-            ))
-        })
-}
-
-/// One of the words `allowed`.
-fn word(item: &Item, allowed: &[&'static str]) -> Result<&'static str, ConfigError> {
-    let what = allowed
-        .iter()
-        .map(|w| format!("\"{w}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let text = item.str(&what)?;
-    allowed
-        .iter()
-        .find(|w| **w == text)
-        .copied()
-        .ok_or_else(|| {
-            item.error(format_args!(
-                "{}: expected one of {what}",
-                values::shown(text)
             ))
         })
 }

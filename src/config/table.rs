@@ -202,6 +202,23 @@ impl<'a, 'i> Item<'a, 'i> {
         }
     }
 
+    /// One of the words `allowed` (a string), or an error that lists them.
+    pub(crate) fn word(&self, allowed: &[&'static str]) -> Result<&'static str, ConfigError> {
+        let quoted: Vec<String> = allowed.iter().map(|w| format!("\"{w}\"")).collect();
+        let what = quoted.join(", ");
+        let text = self.str(&what)?;
+        allowed
+            .iter()
+            .find(|w| **w == text)
+            .copied()
+            .ok_or_else(|| {
+                self.error(format_args!(
+                    "{}: expected one of {what}",
+                    super::values::shown(text)
+                ))
+            })
+    }
+
     /// The elements of an array value (each keeps this key and has its own place).
     pub(crate) fn array(&self, what: &str) -> Result<Vec<Item<'a, 'i>>, ConfigError> {
         match self.value.get_ref() {

@@ -236,7 +236,17 @@ impl Agent {
                 .then(|| key.to_string())
         };
         let wanted = |reason: &str| key_of(reason).is_some_and(|k| trusted.contains(&k));
+        let identity = self.phone.identity;
+        // This phone's and its site's only: another phone's license is not ours to
+        // judge again (nor to refuse again at every start).
+        let ours = |l: &crate::format::License| match l.kind() {
+            crate::format::Kind::Phone => l.serial() == identity.mac,
+            crate::format::Kind::Site => identity.site_serial.is_none_or(|s| s == l.serial()),
+        };
         for note in self.store.rejected_notes(&wanted, 64) {
+            if !note.license.as_ref().is_some_and(ours) {
+                continue;
+            }
             let aside = TrustSetAside {
                 at: note.at,
                 license: note
