@@ -338,6 +338,12 @@ impl Agent {
                 return false;
             }
         };
+        if !self.would_take(&bytes, now) {
+            // Judged first without a trace: taking back a license that has ended, is
+            // outlasted or is held already must not add an event (or a refusal to the
+            // report) at every start.
+            return false;
+        }
         let done = install_into(
             &self.phone,
             &mut self.store,
@@ -360,6 +366,31 @@ impl Agent {
         // Taken, or judged and refused for good (the refusal is in the events); a store
         // that cannot be written keeps the record, to try again at the next change.
         !matches!(done, crate::accept::InstallOutcome::StoreFailed { .. })
+    }
+}
+
+impl Agent {
+    /// Whether a license given by hand now (`bytes`) would be taken: it verifies, the
+    /// trust held has not expired, and the rules accept it at the instant judged.
+    fn would_take(&self, bytes: &[u8], now: UnixTime) -> bool {
+        let Ok(license) = self.phone.keyring.verify_bytes(bytes) else {
+            return false;
+        };
+        let judge_at = crate::phone::read_clock(&self.phone, self.store.meta(), now).judge_at;
+        if judge_at.is_some_and(|at| self.phone.keyring.frozen(at).is_some()) {
+            return false;
+        }
+        matches!(
+            crate::engine::judge_candidate(
+                &self.phone.identity,
+                self.store.held(),
+                &license,
+                crate::engine::Origin::Installed,
+                judge_at,
+                self.store.next_seq(),
+            ),
+            crate::engine::Decision::Accept { .. }
+        )
     }
 }
 
