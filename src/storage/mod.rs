@@ -484,6 +484,23 @@ impl Store {
         }
     }
 
+    /// Makes sure the folder `name` of the state folder is one (writer mode): anything
+    /// else standing there (a file, a link) is set aside with `what` said, as for the
+    /// kind folders, so that nothing put there stops what the agent keeps in it.
+    pub(crate) fn own_folder(&mut self, name: &str, what: &str, now: UnixTime) {
+        let dir = self.dir.join(name);
+        if !self.writer() {
+            return;
+        }
+        match self.disk.file_type(&dir) {
+            Ok(FileType::Folder) | Err(_) => {}
+            Ok(_) => {
+                let reason = format!("not a folder, where {what} go");
+                self.replace_with_folder(&dir, reason, now);
+            }
+        }
+    }
+
     /// Sets aside what stands where a kind folder goes, and puts a folder there.
     fn replace_with_folder(&mut self, dir: &Path, reason: String, now: UnixTime) {
         self.set_aside(dir, reason, now);

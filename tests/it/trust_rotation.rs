@@ -541,7 +541,8 @@ fn a_key_rotation_over_tftp_brings_every_phone_to_the_newest_trust() {
 /// A stored trust document damaged on the flash, or the `trust/` folder replaced by a
 /// file: the chain stops before it, and a license of a key only a later version trusts
 /// is kept in place (not used, not moved); the next cycle takes the versions again from
-/// the server and uses it. Nothing is lost and nothing goes to `rejected/`.
+/// the server and uses it (a file where the folder goes is set aside first). No license
+/// is lost or set aside.
 #[test]
 fn a_damaged_trust_store_loses_no_license() {
     let t = now();
@@ -577,15 +578,27 @@ fn a_damaged_trust_store_loses_no_license() {
     assert_eq!(s["licenses"].as_array().unwrap().len(), 1, "{s:#}");
     assert_eq!(rejected(), 0, "nothing set aside");
 
-    // The folder replaced by a file: the same, and the update cannot be stored: said.
+    // The folder replaced by a file: the license is kept in place meanwhile; the next
+    // update sets the file aside (it is not the agent's to remove), puts the folder
+    // back and stores the versions again: the license is used again.
     std::fs::remove_dir_all(p.path("state/trust")).unwrap();
     std::fs::write(p.path("state/trust"), b"not a folder").unwrap();
-    let said = boot(&p, t);
-    assert!(said.contains("trust-1.cfg failed"), "{said}");
-    assert!(said.contains("cannot be stored"), "{said}");
     let s = status(&p, t);
     assert!(s["licenses"].as_array().unwrap().is_empty(), "{s:#}");
-    assert_eq!(rejected(), 0, "nothing set aside");
+    assert_eq!(rejected(), 0, "nothing set aside yet");
+    let said = boot(&p, t);
+    assert!(said.contains("trust-1.cfg accepted"), "{said}");
+    assert!(said.contains("trust-2.cfg accepted"), "{said}");
+    let s = status(&p, t);
+    assert_eq!(s["trust"]["version"], 2, "{s:#}");
+    assert_eq!(enabled(&s), ["vqmon"], "{s:#}");
+    assert!(p.path("state/trust/trust-2.cfg").is_file());
+    let aside: Vec<String> = std::fs::read_dir(p.path("state/rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(aside.len(), 2, "the stranger and its note only: {aside:?}");
+    assert!(aside.iter().all(|n| n.contains("-trust")), "{aside:?}");
     assert!(p.path("state/site").read_dir().unwrap().count() == 1);
 }
 

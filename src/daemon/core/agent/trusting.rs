@@ -121,6 +121,11 @@ impl Agent {
         now: UnixTime,
     ) -> FileFetchJson {
         let version = trust.version;
+        self.store.own_folder(
+            crate::storage::trust::TRUST_DIR,
+            "the trust documents taken",
+            now,
+        );
         let stored = crate::storage::trust::write(
             &**self.store.disk(),
             &self.phone.config.state_dir,
