@@ -171,20 +171,12 @@ pub(crate) fn rfc3339(unix: u32) -> String {
     String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
-/// The (year, month, day) of a day counted from 1970-01-01 (H. Hinnant's
-/// `civil_from_days`, for days on or after the epoch; 2106 is the last year a `u32` of
-/// seconds reaches).
+/// The (year, month, day) of a day counted from 1970-01-01 (`crate::time`'s calendar;
+/// 2106 is the last year a `u32` of seconds reaches, so each part fits a `u32`).
 fn civil_from_days(days: u32) -> (u32, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u32::from(month <= 2);
-    (year, month, day)
+    let (y, m, d) = crate::time::civil_from_days(i64::from(days));
+    let part = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    (part(y), part(m), part(d))
 }
 
 /// One record of the feature table.

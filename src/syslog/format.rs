@@ -101,21 +101,21 @@ fn unix(time: SystemTime) -> (u64, u32) {
 }
 
 /// The UTC calendar date and time of Unix seconds: year, month, day, hour, minute,
-/// second (Howard Hinnant's `civil_from_days`).
+/// second (`crate::time`'s calendar).
 fn civil(secs: u64) -> (u64, u32, u32, u32, u32, u32) {
-    let days = secs / 86_400;
     let rest = secs % 86_400;
     let (h, mi, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(mo <= 2);
-    (y, mo as u32, d as u32, h as u32, mi as u32, s as u32)
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let (y, mo, d) = crate::time::civil_from_days(days);
+    let part = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    (
+        u64::try_from(y).unwrap_or(u64::MAX),
+        part(mo),
+        part(d),
+        h as u32,
+        mi as u32,
+        s as u32,
+    )
 }
 
 #[cfg(test)]

@@ -216,7 +216,7 @@ impl Schedule {
     pub(crate) fn local_time(&self, t: i64) -> String {
         let (offset, _) = self.tz.at(t);
         let local = t.saturating_add(offset);
-        let (y, m, d) = tz::civil_from_days(local.div_euclid(86_400));
+        let (y, m, d) = crate::time::civil_from_days(local.div_euclid(86_400));
         let secs = local.rem_euclid(86_400);
         let sign = if offset < 0 { '-' } else { '+' };
         let off = offset.unsigned_abs();
