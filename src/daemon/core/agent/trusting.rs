@@ -209,12 +209,12 @@ impl Agent {
     /// The trust held changed: licenses of a key it no longer has are set aside with
     /// the reason; those set aside before whose key it trusts again are taken back.
     fn after_trust_change(&mut self, now: UnixTime) {
-        // Every stored license judged again under the new trust: one of a key it
-        // removed is set aside with the reason (`removed_key_reason`) and recorded
-        // from its note (`recover_set_aside`), as at any load.
         // What was recorded of the update first: the store read again is read from
         // disk (a write that fails is carried over, `keep_unsaved`).
         let _ = self.store.save_meta();
+        // Every stored license judged again under the new trust: one of a key it
+        // removed is set aside with the reason (`removed_key_reason`) and recorded
+        // from its note (`recover_set_aside`), as at any load.
         self.reload(now);
         let mut record = self.store.meta().trust.clone().unwrap_or_default();
         let mut kept = Vec::new();
