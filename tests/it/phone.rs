@@ -72,18 +72,6 @@ fn wait_until<T>(
     }
 }
 
-/// Waits until the daemon answers on its control socket (`status` alone reads the
-/// store when no daemon runs).
-fn wait_agent(vm: &mut Vm) {
-    wait_until(vm, Duration::from_secs(120), "the agent answering", |vm| {
-        let (_, out) = vm
-            .try_sh("license-agent status", Duration::from_secs(30))
-            .ok()?;
-        out.contains("read from    the running daemon")
-            .then_some(())
-    });
-}
-
 /// The requests nginx served, as `path status` (a TLS handshake refused for a clock
 /// before the certificate's start leaves no line).
 fn served(lab: &Lab) -> Vec<String> {
@@ -104,7 +92,7 @@ fn a_cold_boot_at_1970_waits_for_the_clock_then_fetches_by_name_over_https() {
     let mut vm = lab.power_on();
     vm.wait_boot();
     assert!(vm.clock() < 3600, "the phone boots at 1970: {}", vm.clock());
-    wait_agent(&mut vm);
+    vm.wait_agent();
 
     // 1970: nothing time-based is decided, nothing fetched, nothing published, so the
     // application (next in the boot order) has not started.
@@ -226,7 +214,7 @@ fn the_clock_anywhere_from_1970_to_2106() {
     lab.post_site(&[feature("usb-call-recording", t - DAY, None)]);
     let mut vm = lab.power_on();
     vm.wait_boot();
-    wait_agent(&mut vm);
+    vm.wait_agent();
     let mut figures = Vec::new();
     let mut idle = |vm: &mut Vm, label: &str| {
         let ticks = idle_ticks(vm, 20);

@@ -87,20 +87,6 @@ pub(crate) fn wait_shell(vm: &mut Vm) {
     }
 }
 
-/// Waits until the agent answers on its control socket.
-pub(crate) fn wait_agent(vm: &mut Vm) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !matches!(
-        vm.try_sh("license-agent status >/dev/null", Duration::from_secs(30)),
-        Ok((0, _))
-    ) {
-        if Instant::now() > deadline {
-            panic!("the agent never answered\n{}", vm.diagnostics());
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
 pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
@@ -626,7 +612,7 @@ fn power_cuts_leave_the_old_or_the_new_state() {
     let mut vm = lab.power_on();
     vm.wait_boot();
     vm.set_clock(now());
-    wait_agent(&mut vm);
+    vm.wait_agent();
     let no_cut = Round {
         round: 0,
         seed,
@@ -701,7 +687,7 @@ fn power_cuts_leave_the_old_or_the_new_state() {
         vm = lab.power_on();
         wait_shell(&mut vm);
         let shell = booting.elapsed();
-        wait_agent(&mut vm);
+        vm.wait_agent();
         let booted = booting.elapsed();
         let snapshot = Snapshot::take(&mut vm);
         let this = Round {

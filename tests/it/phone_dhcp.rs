@@ -172,10 +172,7 @@ fn vqmon_end(status: &Value) -> Option<String> {
 /// Waits until the agent answers on its control socket; its process id.
 fn wait_agent(vm: &mut Vm) -> u32 {
     wait_until(vm, FOLLOW, "the agent answering", |vm| {
-        let (_, out) = vm
-            .try_sh("license-agent status", Duration::from_secs(30))
-            .ok()?;
-        if !out.contains("read from    the running daemon") {
+        if !vm.agent_answers() {
             return None;
         }
         let (_, pid) = vm

@@ -50,7 +50,7 @@
 //! `phone_cuts`: `cargo test --test it -- --ignored --nocapture phone_trust_cuts::`.
 
 use crate::common;
-use crate::phone_cuts::{seed_from, sha256, wait_agent, wait_shell};
+use crate::phone_cuts::{seed_from, sha256, wait_shell};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -564,7 +564,7 @@ fn boot_clean(lab: &mut Lab, image: &[u8], round: usize) -> Vm {
     lab.flash = FlashServer::start(image.to_vec(), &lab.dir.join(format!("flash-{round}.sock")));
     let mut vm = lab.power_on();
     wait_shell(&mut vm);
-    wait_agent(&mut vm);
+    vm.wait_agent();
     vm
 }
 
@@ -615,7 +615,7 @@ fn power_cuts_during_a_trust_update_leave_the_old_or_the_new_trust() {
     let mut vm = lab.power_on();
     vm.wait_boot();
     vm.set_clock(now());
-    wait_agent(&mut vm);
+    vm.wait_agent();
     let deadline = Instant::now() + RECOVERY;
     loop {
         let out = vm.try_sh(
@@ -736,7 +736,7 @@ fn power_cuts_during_a_trust_update_leave_the_old_or_the_new_trust() {
         // 3. The store as the cut left it (at 1970: nothing fetched), then recovered.
         let mut vm = lab.power_on();
         wait_shell(&mut vm);
-        wait_agent(&mut vm);
+        vm.wait_agent();
         let snap = Snapshot::take(&mut vm);
         let held = match consistent(&snap, &posted) {
             Ok(v) => v,

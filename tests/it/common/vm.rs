@@ -457,6 +457,35 @@ impl Vm {
         }
     }
 
+    /// Whether the daemon answers on its control socket. `license-agent status` alone
+    /// reads the store when no daemon runs, and the daemon opens its socket only once its
+    /// start is done (the store loaded, the licenses of removed keys set aside): a test
+    /// that looks at the store before that races the daemon's start.
+    pub fn agent_answers(&mut self) -> bool {
+        matches!(
+            self.try_sh("license-agent status", Duration::from_secs(30)),
+            Ok((0, out)) if out.contains("read from    the running daemon")
+        )
+    }
+
+    /// Waits until [`Vm::agent_answers`] (at most [`BOOT_TIMEOUT`]).
+    pub fn wait_agent(&mut self) {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        while !self.agent_answers() {
+            if Instant::now() > deadline {
+                let log = self
+                    .try_sh("logread | tail -n 40", Duration::from_secs(10))
+                    .map(|(_, log)| log)
+                    .unwrap_or_default();
+                panic!(
+                    "the agent never answered on its control socket within {BOOT_TIMEOUT:?}\n-- logread --\n{log}\n{}",
+                    self.diagnostics()
+                );
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// The boot id last seen by [`Vm::wait_boot`].
     pub fn wait_boot_id(&self) -> String {
         self.boot_id.clone().expect("wait_boot first")
