@@ -34,6 +34,9 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test --workspace (host: unit tests, tests/it with license-fleet's page in headless Chromium, the xtask's tests)"
 cargo test --locked --workspace
 
+step "the last release: the store across an upgrade from it and a rollback to it, with its real binary built from history"
+bash scripts/compat-check.sh
+
 step "ARM: the vvx-armv7 binary (Debian's Rust 1.85, static) against every binary test under qemu-arm"
 bash scripts/arm-check.sh
 

@@ -10,6 +10,8 @@
 //! emulated phone's modules (`phone`, `phone_cuts`, `phone_trust_cuts`, `phone_dhcp`,
 //! `phone_figures`) need its image and are `#[ignore]`d in a plain run;
 //! `scripts/phone-check.sh` builds the image and runs them with `--ignored`.
+//! `previous_release` needs the last release's binary, and `scripts/compat-check.sh`
+//! builds it and runs that module the same way.
 
 mod common;
 #[path = "../../examples/fleet_gen/generate.rs"]
@@ -38,6 +40,7 @@ mod phone_cuts;
 mod phone_dhcp;
 mod phone_figures;
 mod phone_trust_cuts;
+mod previous_release;
 mod provisioning;
 mod quiet;
 mod reboot_windows;
