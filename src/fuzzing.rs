@@ -66,12 +66,23 @@ pub fn keyring(data: &[u8]) {
     }
 }
 
-/// A configuration file, as `Config::load` gives it to the parser.
+/// A configuration file, as the phone reads it: checked whole (the build tools' way),
+/// and with its bad values set aside (the agent's way), which ends, sets aside at most
+/// what the file holds, and takes a file the strict check takes unchanged.
 pub fn config(data: &[u8]) {
+    use crate::config::Config;
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = crate::config::Config::parse(text, Path::new("/etc/license-agent/agent.toml"));
+    let path = Path::new("/etc/license-agent/agent.toml");
+    let strict = Config::parse(text, path);
+    let lenient = Config::parse_setting_aside(text, path);
+    match (&strict, &lenient) {
+        (Ok(_), Ok((_, set_aside))) => assert!(set_aside.is_empty()),
+        (Ok(_), Err(e)) => panic!("a file the strict check takes was refused: {e}"),
+        (Err(e), Ok((_, set_aside))) => assert_eq!(set_aside.first(), Some(e)),
+        (Err(_), Err(_)) => {}
+    }
 }
 
 /// `meta.json`: parsed, written back and read again to the same metadata, and the parts

@@ -32,6 +32,9 @@ pub(crate) struct Phone {
     pub(crate) firmware: Keyring,
     /// What the stored trust documents gave when the phone was loaded.
     pub(crate) trust_load: TrustLoad,
+    /// The configuration's bad values set aside (each read as if absent), in words:
+    /// logged, and shown by `status`, until the file is mended.
+    pub(crate) config_set_aside: Vec<String>,
 }
 
 /// What the trust documents in the store gave at load (`docs/trust-update.md`,
@@ -51,6 +54,7 @@ impl Phone {
             keyring: firmware.clone(),
             firmware,
             trust_load: TrustLoad::default(),
+            config_set_aside: Vec::new(),
         }
     }
 
@@ -137,9 +141,25 @@ impl fmt::Display for PhoneError {
 }
 
 /// Reads the configuration, the MAC and the keyring, and takes the trust documents
-/// stored.
+/// stored. A bad value the agent can run without is set aside
+/// ([`Config::load_setting_aside`]) and kept, in words, in [`Phone::config_set_aside`]:
+/// the daemon and every command read the file the same way (the same control socket,
+/// the same store), and each says what it set aside.
 pub(crate) fn load_phone(config_path: &Path) -> Result<Phone, PhoneError> {
-    let config = Config::load(config_path).map_err(PhoneError::Config)?;
+    let (config, set_aside) =
+        Config::load_setting_aside(config_path).map_err(PhoneError::Config)?;
+    let mut phone = phone_of(config)?;
+    phone.config_set_aside = set_aside.iter().map(set_aside_words).collect();
+    Ok(phone)
+}
+
+/// A bad value of the configuration set aside, in words: the error, and what was done.
+fn set_aside_words(e: &ConfigError) -> String {
+    format!("{e}; set aside: read as if absent (its default) until the file is mended")
+}
+
+/// The phone `config` describes: its MAC, its keyring, the trust stored.
+fn phone_of(config: Config) -> Result<Phone, PhoneError> {
     let mac = config.mac().map_err(PhoneError::Config)?;
     let keyring = Keyring::load(&config.keyring).map_err(PhoneError::Keyring)?;
     let identity = Identity {

@@ -53,6 +53,10 @@ pub(crate) struct DaemonJson {
     /// The status report's uploads in words: where the last one went, or why none goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) report: Option<String>,
+    /// The configuration's bad values set aside at start (each read as if absent), as
+    /// their errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) config_set_aside: Vec<String>,
 }
 
 /// The provisioning server as the last cycle found it (`[provisioning]`). URLs never

@@ -4,7 +4,7 @@ use super::args::{Usage, EXIT_FAILED, EXIT_OK};
 use super::setup::{config_option, default_config};
 use super::Outcome;
 use crate::control::{call, Request};
-use crate::phone::{daemon_wait, load_phone};
+use crate::phone::daemon_wait;
 
 pub(crate) const HELP: &str = "\
 license-agent check-sync: make the running daemon fetch the license files now
@@ -38,7 +38,7 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let phone = load_phone(&config)?;
+    let phone = super::setup::load_phone_saying(&config)?;
     let socket = &phone.config.control_socket;
     let response = match call(socket, &Request::CheckSync {}, daemon_wait(&phone)) {
         Ok(r) => r,

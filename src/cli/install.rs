@@ -13,7 +13,7 @@ use super::setup::{config_option, default_config};
 use super::Outcome;
 use crate::accept::{install_into, FileBytes};
 use crate::control::{call, ControlError, Request, Response};
-use crate::phone::{daemon_wait, load_phone, wall_clock, Phone};
+use crate::phone::{daemon_wait, wall_clock, Phone};
 use crate::storage::{Mode, Store, WriterLock};
 
 pub(crate) const HELP: &str = "\
@@ -50,7 +50,7 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
         }
     }
     let file = file.ok_or_else(|| Usage("install needs a FILE".into()))?;
-    let phone = load_phone(&config)?;
+    let phone = super::setup::load_phone_saying(&config)?;
     let shown = file.display().to_string();
     let bytes = match read_license_bytes(&file) {
         Ok(bytes) => bytes,

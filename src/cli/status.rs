@@ -12,7 +12,7 @@ use crate::time::UnixTime;
 use std::time::Duration;
 
 use crate::control::{call, Request, Response};
-use crate::phone::{load_phone, parse_instant, wall_clock};
+use crate::phone::{parse_instant, wall_clock};
 use crate::status::{build, StatusJson};
 use crate::storage::{Mode, Store};
 
@@ -60,7 +60,7 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let phone = load_phone(&config)?;
+    let phone = super::setup::load_phone_saying(&config)?;
     let wall = wall_clock()?;
     // The running daemon knows most (its last fetch); without one, read the store.
     let (report, fallback) = match ask_daemon(&phone.config.control_socket, at) {
@@ -170,6 +170,13 @@ pub(crate) fn table(r: &StatusJson) -> String {
         out.push_str("read from    the store (no daemon asked)\n");
     }
     if let Some(d) = &r.daemon {
+        // First: every other line may come from a default standing in for a value.
+        for e in &d.config_set_aside {
+            let e = crate::logging::escape(e);
+            out.push_str(&format!(
+                "config       SET ASIDE, read as if absent (its default): {e}\n"
+            ));
+        }
         match &d.provisioning {
             None => out.push_str(&format!("server       {}\n", d.server)),
             Some(p) => {

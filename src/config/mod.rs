@@ -2,11 +2,15 @@
 //! keyring, the state and the sockets are, the provisioning server, and the timers of
 //! `shared/spec/agent-rules.md` that it marks *(config)*.
 //!
-//! `Config::load` reads the file (at most `MAX_FILE_SIZE` bytes) and
-//! [`Config::parse`] checks all of it: an unknown key, a value of the wrong type or form,
-//! a missing required key or two keys that contradict each other is a [`ConfigError`]
-//! naming the file, the full dotted key (`timing.poll_interval`) and, where there is one,
-//! the line and column. Nothing is ignored and no input panics.
+//! [`Config::parse`] checks all of a file: an unknown key, a value of the wrong type or
+//! form, a missing required key or two keys that contradict each other is a
+//! [`ConfigError`] naming the file, the full dotted key (`timing.poll_interval`) and,
+//! where there is one, the line and column. No input panics. The build tools check
+//! each firmware's file that way ([`check_config_text`]). On the phone,
+//! [`Config::load_setting_aside`] reads the file (at most `MAX_FILE_SIZE` bytes) and
+//! sets a bad value aside, reading its key as if absent, unless the key is one of
+//! [`NEVER_SET_ASIDE`]: a typo must not take the phone's licensed features away. Every
+//! value set aside is returned, to be logged and shown; nothing is ignored silently.
 //!
 //! # The keys
 //!
@@ -90,6 +94,15 @@ pub(crate) const DEFAULT_PATH: &str = "/etc/license-agent/agent.toml";
 
 /// The largest configuration file, in bytes.
 pub(crate) const MAX_FILE_SIZE: usize = 64 * 1024;
+
+/// The keys whose bad value still stops `run` ([`Config::load_setting_aside`]): who the
+/// phone is (a site license for another site must not pass), what it trusts and where
+/// its licenses are. Every other key has a default the agent can run on.
+pub(crate) const NEVER_SET_ASIDE: [&str; 5] =
+    ["mac", "interface", "site_serial", "keyring", "state_dir"];
+
+/// At most this many bad values set aside; a file with more is refused as a whole.
+const MAX_SET_ASIDE: usize = 32;
 
 /// A configuration with every key, each explained (it parses: see the tests).
 #[cfg(test)]
@@ -401,14 +414,56 @@ pub fn check_config_text<'a>(
     path: &Path,
     transports: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), String> {
-    Config::parse_for(text, path, &schemes_of(transports))
+    Config::parse_for(text, path, &schemes_of(transports), &[])
         .map(drop)
         .map_err(|e| e.to_string())
 }
 
 impl Config {
-    /// Reads and checks the configuration file at `path`.
-    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads and checks the configuration file at `path`. A bad value of a key the
+    /// agent can run without is set aside, the key read as if absent (its default),
+    /// and the file checked again, so that no configuration value stops the phone from
+    /// publishing the licenses it holds (the developers' guide, "Nothing from outside
+    /// can brick it"). The values set aside come back as their errors, to be logged and
+    /// shown. What is still fatal: a file that cannot be read or is not TOML, and a bad
+    /// or missing [`NEVER_SET_ASIDE`] key (who the phone is, what it trusts, where its
+    /// licenses are: without them there is nothing to publish, or no safe way to).
+    pub(crate) fn load_setting_aside(
+        path: &Path,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+        Config::parse_setting_aside(&Config::read(path)?, path)
+    }
+
+    /// [`Config::load_setting_aside`] of a text already read (`path` is its file).
+    pub fn parse_setting_aside(
+        text: &str,
+        path: &Path,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+        let mut set_aside: Vec<ConfigError> = Vec::new();
+        let mut ignored: Vec<String> = Vec::new();
+        loop {
+            match Config::parse_for(text, path, TRANSPORTS, &ignored) {
+                Ok(config) => return Ok((config, set_aside)),
+                Err(e) => {
+                    let Some(key) = e.key.clone() else {
+                        return Err(e);
+                    };
+                    let root = key.split('.').next().unwrap_or_default();
+                    if NEVER_SET_ASIDE.contains(&root)
+                        || ignored.contains(&key)
+                        || ignored.len() == MAX_SET_ASIDE
+                    {
+                        return Err(e);
+                    }
+                    ignored.push(key);
+                    set_aside.push(e);
+                }
+            }
+        }
+    }
+
+    /// The file's text: at most `MAX_FILE_SIZE` bytes of UTF-8.
+    fn read(path: &Path) -> Result<String, ConfigError> {
         let fail = |message: String| ConfigError {
             file: path.to_path_buf(),
             key: None,
@@ -423,13 +478,14 @@ impl Config {
             Err(e) => return Err(fail(format!("cannot read the configuration file: {e}"))),
         };
         match String::from_utf8(bytes) {
-            Ok(text) => Config::parse(&text, path),
+            Ok(text) => Ok(text),
             Err(e) => {
                 let at = e.utf8_error().valid_up_to();
                 let valid = String::from_utf8_lossy(&e.as_bytes()[..at]);
                 let (line, column) = Source {
                     text: &valid,
                     file: path,
+                    ignored: &[],
                 }
                 .place(at);
                 Err(fail(format!(
@@ -443,12 +499,22 @@ impl Config {
     /// Checks a configuration given as text; `path` is the file it came from (named in
     /// errors; relative paths in the text are taken from its directory).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        Config::parse_for(text, path, TRANSPORTS)
+        Config::parse_for(text, path, TRANSPORTS, &[])
     }
 
-    /// [`Config::parse`] for a build fetching from `schemes` (this one's: [`TRANSPORTS`]).
-    fn parse_for(text: &str, path: &Path, schemes: &[&str]) -> Result<Config, ConfigError> {
-        let src = Source { text, file: path };
+    /// [`Config::parse`] for a build fetching from `schemes` (this one's: [`TRANSPORTS`]),
+    /// reading the full dotted keys `ignored` as if absent.
+    fn parse_for(
+        text: &str,
+        path: &Path,
+        schemes: &[&str],
+        ignored: &[String],
+    ) -> Result<Config, ConfigError> {
+        let src = Source {
+            text,
+            file: path,
+            ignored,
+        };
         if text.len() > MAX_FILE_SIZE {
             return Err(src.error(None, None, too_big(Some(text.len()))));
         }

@@ -19,6 +19,9 @@ use super::ConfigError;
 pub(crate) struct Source<'t> {
     pub(crate) text: &'t str,
     pub(crate) file: &'t Path,
+    /// Full dotted keys read as if absent: the bad values `run` sets aside
+    /// ([`super::Config::load_setting_aside`]).
+    pub(crate) ignored: &'t [String],
 }
 
 impl Source<'_> {
@@ -103,6 +106,7 @@ impl<'a, 'i> Table<'a, 'i> {
             .map
             .keys()
             .filter(|k| !known.contains(&k.get_ref().as_ref()))
+            .filter(|k| !self.ignores(k.get_ref()))
             .min_by_key(|k| k.span().start);
         let Some(key) = unknown else {
             return Ok(());
@@ -127,8 +131,11 @@ impl<'a, 'i> Table<'a, 'i> {
         ))
     }
 
-    /// The value of `name` in this table, if given.
+    /// The value of `name` in this table, if given (and not set aside).
     pub(crate) fn get(&self, name: &str) -> Option<Item<'a, 'i>> {
+        if self.ignores(name) {
+            return None;
+        }
         self.map.get(name).map(|value| Item {
             src: self.src,
             key: self.path_of(name),
@@ -158,6 +165,10 @@ impl<'a, 'i> Table<'a, 'i> {
     /// The error for a required key that is not there.
     pub(crate) fn missing(&self, name: &str, message: impl fmt::Display) -> ConfigError {
         self.src.error(Some(&self.path_of(name)), None, message)
+    }
+
+    fn ignores(&self, name: &str) -> bool {
+        !self.src.ignored.is_empty() && self.src.ignored.contains(&self.path_of(name))
     }
 
     fn path_of(&self, name: &str) -> String {
@@ -344,6 +355,7 @@ mod tests {
         let src = Source {
             text: "a = 1\nbé = \"x\"\n",
             file: Path::new("f"),
+            ignored: &[],
         };
         assert_eq!(src.place(0), (1, 1));
         assert_eq!(src.place(6), (2, 1));

@@ -602,35 +602,43 @@ fn the_password_is_not_in_debug_output() {
     assert!(!format!("{:?}", Fetch::default()).contains("<hidden>"));
 }
 
+/// [`Config::load_setting_aside`] of a file with nothing to set aside.
+fn load(path: &Path) -> Result<Config, ConfigError> {
+    Config::load_setting_aside(path).map(|(config, set_aside)| {
+        assert!(set_aside.is_empty(), "{set_aside:?}");
+        config
+    })
+}
+
 #[test]
 fn load_reads_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("agent.toml");
     fs::write(&file, BASE).unwrap();
-    let config = Config::load(&file).unwrap();
+    let config = load(&file).unwrap();
     assert_eq!(config.path, file);
     assert_eq!(config.keyring, dir.path().join("keyring"));
 
     let missing = dir.path().join("none.toml");
-    let e = Config::load(&missing).unwrap_err();
+    let e = load(&missing).unwrap_err();
     assert_eq!(
         (e.file.as_path(), e.key.as_deref()),
         (missing.as_path(), None)
     );
     assert!(e.message.contains("cannot read"), "{e}");
 
-    let e = Config::load(dir.path()).unwrap_err();
+    let e = load(dir.path()).unwrap_err();
     assert!(e.message.contains("cannot read"), "{e}");
 
     let big = dir.path().join("big.toml");
     fs::write(&big, format!("{BASE}#{}\n", "x".repeat(MAX_FILE_SIZE))).unwrap();
-    let e = Config::load(&big).unwrap_err();
+    let e = load(&big).unwrap_err();
     assert_eq!(e.key, None);
     assert!(e.message.contains("larger than 65536 bytes"), "{e}");
 
     let latin1 = dir.path().join("latin1.toml");
     fs::write(&latin1, b"mac = \"0004f2000001\"\n# caf\xe9\n").unwrap();
-    let e = Config::load(&latin1).unwrap_err();
+    let e = load(&latin1).unwrap_err();
     assert!(e.message.starts_with("line 2, column 6: not UTF-8"), "{e}");
 }
 
@@ -1412,5 +1420,118 @@ fn the_syslog_table_is_read_and_every_bad_value_named() {
         ("colour = \"red\"", "syslog.colour", ""),
     ] {
         refused(&format!("{BASE}[syslog]\n{table}\n"), Some(key), says);
+    }
+}
+
+/// [`Config::parse_setting_aside`] of `text`.
+fn setting_aside(text: &str) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+    Config::parse_setting_aside(text, Path::new(FILE))
+}
+
+/// A bad value of a key the agent can run without is set aside: the key reads as if
+/// absent, each such value comes back as its error (in the order found), and the rest
+/// of the file is taken as written.
+#[test]
+fn bad_values_are_set_aside_each_with_its_error() {
+    let text = format!(
+        "{BASE}server = \"http://prov:0/\"\nenabled_features = [\"vqmon\"]\nbogus = 1\n\
+         [timing]\npoll_interval = \"forever\"\nidle_grace = \"45s\"\n\
+         [reboot]\nwindows = [\"25:00-26:00\"]\n[syslog]\nfacility = \"nowhere\"\n\
+         [fetch]\nwhatever = true\n"
+    );
+    let (config, set_aside) = setting_aside(&text).unwrap();
+    let keys: Vec<&str> = set_aside.iter().filter_map(|e| e.key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        [
+            "bogus",
+            "server",
+            "fetch.whatever",
+            "timing.poll_interval",
+            "reboot.windows",
+            "syslog.facility"
+        ]
+    );
+    assert!(
+        set_aside[1].message.contains("port 0 is out of range"),
+        "{}",
+        set_aside[1]
+    );
+    // Read as if absent: the defaults; the good values as written.
+    assert!(config.servers.is_empty());
+    assert_eq!(config.timing.poll_interval, Timing::default().poll_interval);
+    assert_eq!(config.timing.idle_grace.0, 45);
+    assert!(config.reboot_windows.is_none());
+    assert_eq!(config.syslog, syslog::Syslog::from_fetch(&Fetch::default()));
+    assert_eq!(config.enabled_features.len(), 1);
+    assert_eq!(config.mac, ok(BASE).mac);
+}
+
+/// A table of the wrong type, and two keys that contradict each other: set aside too.
+#[test]
+fn a_table_of_the_wrong_type_and_a_contradiction_are_set_aside() {
+    let (config, set_aside) = setting_aside(&format!(
+        "{BASE}reboot = 3\nsupervisor = \"none\"\nsupervisor_socket = \"/run/s\"\n"
+    ))
+    .unwrap();
+    let keys: Vec<&str> = set_aside.iter().filter_map(|e| e.key.as_deref()).collect();
+    assert_eq!(keys, ["supervisor", "reboot"], "{set_aside:?}");
+    assert_eq!(
+        config.supervisor,
+        Supervisor::Socket(PathBuf::from("/run/s"))
+    );
+}
+
+/// Who the phone is, what it trusts and where its licenses are: never set aside, and a
+/// file that is not TOML, or has too many bad values, is refused as a whole.
+#[test]
+fn what_the_phone_cannot_run_without_is_still_refused() {
+    for (text, key) in [
+        (format!("{NO_MAC}mac = \"xyz\"\n"), Some("mac")),
+        (NO_MAC.to_string(), Some("mac")),
+        (format!("{NO_MAC}interface = \"a/b\"\n"), Some("interface")),
+        (format!("{BASE}site_serial = \"12\"\n"), Some("site_serial")),
+        (
+            "mac = \"0004f2000001\"\nstate_dir = \"state\"\nkeyring = 5\n".to_string(),
+            Some("keyring"),
+        ),
+        (
+            "mac = \"0004f2000001\"\nkeyring = \"keyring\"\n".to_string(),
+            Some("state_dir"),
+        ),
+        (format!("{BASE}[timing\n"), None),
+    ] {
+        let e = setting_aside(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), key, "{text:?}: {e}");
+    }
+    let many: String = (0..=MAX_SET_ASIDE)
+        .map(|n| format!("unknown{n} = 1\n"))
+        .collect();
+    let e = setting_aside(&format!("{BASE}{many}")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("unknown32"), "{e}");
+    let (_, set_aside) = setting_aside(&format!(
+        "{BASE}{}",
+        &many[..many.rfind("unknown32").unwrap()]
+    ))
+    .unwrap();
+    assert_eq!(set_aside.len(), MAX_SET_ASIDE);
+}
+
+proptest! {
+    /// Whatever is appended to a good file, reading it sets aside only what it must:
+    /// it never panics, it ends, and a file it takes parses strictly once the keys set
+    /// aside are left out (each was the file's error at its turn).
+    #[test]
+    fn setting_aside_ends_and_keeps_the_good_values(tail in "[a-z_\\[\\]=\" .0-9\n]{0,200}") {
+        let text = format!("{BASE}{tail}");
+        if let Ok((config, set_aside)) = setting_aside(&text) {
+            prop_assert!(set_aside.len() <= MAX_SET_ASIDE);
+            prop_assert_eq!(config.mac, ok(BASE).mac);
+            prop_assert_eq!(config.keyring, ok(BASE).keyring);
+            prop_assert_eq!(config.state_dir, ok(BASE).state_dir);
+            if set_aside.is_empty() {
+                prop_assert!(parse(&text).is_ok());
+            }
+        }
     }
 }

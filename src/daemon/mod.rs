@@ -166,6 +166,9 @@ pub(crate) fn start(
     held: Option<&Arc<WriterLock>>,
 ) -> Result<Setup, DaemonError> {
     let phone = load_phone(config_path).map_err(DaemonError::Phone)?;
+    for words in &phone.config_set_aside {
+        log::error!("{words}");
+    }
     start_with(phone, clock, held)
 }
 

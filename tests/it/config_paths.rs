@@ -1,24 +1,23 @@
-//! The configuration's paths and URLs refused at start by the real binary (host, and the
-//! armv7 build under qemu-arm through `LICENSE_AGENT_BIN`): a control socket or a
-//! features file on what the agent reads or keeps (the keyring, `meta.json`), and a
-//! server URL's port out of range. Each used to pass the check: the daemon unlinked the
-//! keyring as a stale socket, overwrote `meta.json` and set it aside, or failed only at
-//! fetch time.
+//! The configuration's paths and URLs refused by the real binary (host, and the armv7
+//! build under qemu-arm through `LICENSE_AGENT_BIN`): a control socket or a features
+//! file on what the agent reads or keeps (the keyring, `meta.json`), and a server URL's
+//! port out of range. Each used to pass the check: the daemon unlinked the keyring as a
+//! stale socket, overwrote `meta.json` and set it aside, or failed only at fetch time.
 //!
-//! `license-agent run` must end at once with exit status 2 and the key and line; one
-//! that starts instead is seen (its control socket answers, or it outlives
-//! [`BOUND`]), stopped, and fails the test with its log.
+//! Each is named with its key and line, and never used; `license-agent run` sets the
+//! value aside (reads the key as if absent) and starts on the licenses it holds, since
+//! no configuration value may stop a phone from publishing them (the developers'
+//! guide, "Nothing from outside can brick it"), and the commands a person runs say it
+//! too. Bad values elsewhere, and the daemon's `status`, are in `hostile.rs`.
 
 use crate::common;
 
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
-use common::bounded::{text, BOUND};
-use common::now;
+use common::bounded::{self, text};
 use common::phone::Phone;
+use common::{now, stdout};
 
 const DAY: i64 = 86_400;
 
@@ -45,30 +44,27 @@ fn set(phone: &Phone, key: &str, line: &str) -> usize {
     at
 }
 
-/// `license-agent run` on `phone`, which must be refused at start: its output once it
-/// ended. A daemon that starts instead (its control socket `socket` answers) or runs
-/// past [`BOUND`] is stopped, and the test fails with its log.
-fn run_refused(phone: &Phone, socket: &Path) -> Output {
-    let mut child = phone.spawn(None);
-    let started = Instant::now();
-    let mut up = false;
-    while child.try_wait().unwrap().is_none() {
-        up = UnixStream::connect(socket).is_ok();
-        if up || started.elapsed() > BOUND {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    if up {
-        panic!(
-            "the daemon started (its control socket answered): {}",
-            text(&out)
-        );
-    }
-    common::assert_no_crash(&out);
-    assert_eq!(out.status.code(), Some(2), "not refused: {}", text(&out));
+/// `license-agent run --once` on `phone`, whose bad value must be set aside (read as
+/// if absent) rather than stop the start: it ends well, says what it set aside, and
+/// `expected` (the key, its line and what is wrong) is in that saying.
+fn run_setting_aside(phone: &Phone, expected: &str) -> Output {
+    let out = bounded::run(bounded::command(phone, &["run", "--once"], None, None));
+    assert_eq!(out.status.code(), Some(0), "not started: {}", text(&out));
+    let said = stderr(&out)
+        .lines()
+        .find(|l| l.contains(expected))
+        .map(str::to_string);
+    assert!(
+        said.is_some_and(|l| l
+            .ends_with("; set aside: read as if absent (its default) until the file is mended")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains("config       SET ASIDE"),
+        "{}",
+        text(&out)
+    );
     out
 }
 
@@ -76,48 +72,73 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// `control_socket` on the keyring: refused at start naming the key and its line, and
-/// the keyring is still there, byte for byte (the daemon used to unlink it as a stale
-/// socket: the next start had no keyring).
+/// `control_socket` on the keyring: set aside at start naming the key and its line
+/// (the agent runs with the default socket), said by `status` too, and the keyring is
+/// still there, byte for byte (the daemon used to unlink it as a stale socket: the next
+/// start had no keyring).
 #[test]
-fn a_control_socket_on_the_keyring_is_refused_and_the_keyring_kept() {
+fn a_control_socket_on_the_keyring_is_set_aside_and_the_keyring_kept() {
     let phone = Phone::new("server = \"file:///nonexistent/\"\n");
     let keyring = std::fs::read(phone.path("keyring")).unwrap();
     let line = set(&phone, "control_socket", "control_socket = \"keyring\"");
-    let out = run_refused(&phone, &phone.path("keyring"));
     let expected = format!(
         "control_socket: line {line}, column 18: {} is the keyring (keyring, line 3)",
         phone.path("keyring").display()
     );
+    run_setting_aside(&phone, &expected);
+    // A person's status says it too (and reads the store: no daemon runs).
+    let out = bounded::run(bounded::command(&phone, &["status"], None, None));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stderr(&out).contains(&expected), "{}", text(&out));
     assert_eq!(std::fs::read(phone.path("keyring")).unwrap(), keyring);
 }
 
-/// `features_file` on the store's `meta.json`: refused at start naming the key and its
-/// line, `meta.json` untouched and nothing set aside (the daemon used to overwrite it,
-/// then set it aside: the latest trusted time and the events were lost).
+/// `features_file` on the store's `meta.json`: set aside at start naming the key and
+/// its line, and `meta.json` never written as the features file (the daemon used to
+/// overwrite it, then set it aside: the latest trusted time and the events were lost).
+/// The license stays, in force.
 #[test]
-fn a_features_file_on_meta_json_is_refused_and_the_store_kept() {
+fn a_features_file_on_meta_json_is_set_aside_and_the_store_kept() {
     let phone = Phone::new("server = \"file:///nonexistent/\"\n");
     phone.install(&phone.sign("phone", &[("usb-call-recording", now() - DAY, None)]));
     assert!(
         phone.path("state/meta.json").is_file(),
         "install wrote no meta.json"
     );
-    let before = tree(&phone.path("state"));
+    let licenses = tree(&phone.path("state/phone"));
     let line = set(
         &phone,
         "features_file",
         "features_file = \"state/meta.json\"",
     );
-    let out = run_refused(&phone, &phone.path("control.sock"));
     let expected = format!(
         "features_file: line {line}, column 17: {} lies inside the state folder {} (state_dir, line 4)",
         phone.path("state/meta.json").display(),
         phone.path("state").display()
     );
-    assert!(stderr(&out).contains(&expected), "{}", text(&out));
-    assert_eq!(tree(&phone.path("state")), before, "the store changed");
+    let out = run_setting_aside(&phone, &expected);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(phone.path("state/meta.json")).unwrap())
+            .unwrap_or_else(|e| panic!("meta.json is no longer the store's: {e}"));
+    assert!(meta.get("latest_trusted").is_some(), "{meta}");
+    assert_eq!(
+        tree(&phone.path("state/phone")),
+        licenses,
+        "the license moved"
+    );
+    assert!(
+        stdout(&out).contains("usb-call-recording"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !phone.path("state/rejected").exists()
+            || std::fs::read_dir(phone.path("state/rejected"))
+                .unwrap()
+                .count()
+                == 0,
+        "something was set aside in the store"
+    );
 }
 
 /// Every file under `dir` with its bytes, sorted.
@@ -138,10 +159,11 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// A server URL (or the report URL) with port 0, 65536 or -1 is refused at start
-/// naming the key and its line, for every scheme, before anything is fetched.
+/// A server URL (or the report URL) with port 0, 65536 or -1 is never used: set aside
+/// at start naming the key and its line, for every scheme, so nothing is fetched (no
+/// server left) and the start goes on.
 #[test]
-fn a_server_port_out_of_range_is_refused_at_load() {
+fn a_server_port_out_of_range_is_set_aside_at_load() {
     for (key, url, fragment) in [
         ("server", "http://127.0.0.1:0/", "port 0 is out of range"),
         (
@@ -169,10 +191,11 @@ fn a_server_port_out_of_range_is_refused_at_load() {
             .position(|l| l.starts_with(&format!("{key} = ")))
             .unwrap()
             + 1;
-        let out = run_refused(&phone, &phone.path("control.sock"));
         let column = key.len() + 4;
         let expected = format!("{key}: line {line}, column {column}: \"{url}\": {fragment}");
-        assert!(stderr(&out).contains(&expected), "{url}: {}", text(&out));
-        assert!(!phone.path("state").exists(), "{url}: the store was opened");
+        let out = run_setting_aside(&phone, &expected);
+        // No server left (the report's test has none either): nothing fetched.
+        let none = "cannot fetch: no provisioning server configured";
+        assert!(stdout(&out).contains(none), "{url}: {}", text(&out));
     }
 }

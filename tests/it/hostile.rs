@@ -715,3 +715,74 @@ fn a_features_file_that_cannot_be_written_is_published_later() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---- A hostile configuration ----
+
+/// Bad values in the configuration never take the phone's licensed features away: the
+/// daemon sets each aside (reads its key as if absent), starts on the licenses it holds
+/// and publishes them, logs each with its key and line, and its status says them, as
+/// the text a field engineer reads; once the file is mended, a reload (SIGHUP) takes
+/// the values and says nothing more. Each used to stop `run` at once (exit 2): after
+/// the next reboot the phone had no features at all.
+#[test]
+fn bad_configuration_values_are_set_aside_and_the_licenses_published() {
+    let phone = phone_with_license("file:///nonexistent/");
+    let good = std::fs::read_to_string(&phone.config).unwrap();
+    std::fs::write(
+        &phone.config,
+        format!(
+            "{good}enabled_features = [\"no-such-feature\"]\n[reboot]\nwindows = [\"25:00-26:00\"]\n\
+             [timing]\npoll_interval = \"forever\"\n"
+        ),
+    )
+    .unwrap();
+    let daemon = phone.start(None);
+    let s = daemon.status();
+    assert_eq!(enabled(&s), ["usb-call-recording"], "{s:#}");
+    assert_eq!(phone.published(), ["usb-call-recording"]);
+    let said: Vec<&str> = s["daemon"]["config_set_aside"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let keys = ["enabled_features", "timing.poll_interval", "reboot.windows"];
+    assert_eq!(said.len(), keys.len(), "{said:#?}");
+    for (words, key) in said.iter().zip(keys) {
+        assert!(
+            words.contains(&format!("agent.toml: {key}: line "))
+                && words.ends_with(
+                    "; set aside: read as if absent (its default) until the file is mended"
+                ),
+            "{words}"
+        );
+    }
+    let out = bounded(&phone, &["status"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("read from    the running daemon"), "{shown}");
+    assert_eq!(
+        shown.matches("config       SET ASIDE").count(),
+        3,
+        "{shown}"
+    );
+
+    std::fs::write(&phone.config, &good).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let s = daemon.wait_status("the mended file read", |s| {
+        s["daemon"].get("config_set_aside").is_none()
+    });
+    assert_eq!(enabled(&s), ["usb-call-recording"], "{s:#}");
+    let (_, log) = daemon.stop();
+    for key in keys {
+        assert_eq!(
+            log.matches(&format!("agent.toml: {key}: line ")).count(),
+            1,
+            "{key}: {log}"
+        );
+    }
+}

@@ -527,10 +527,24 @@ fn usage_and_configuration_errors_exit_two() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/agent.toml"));
     std::fs::write(&p.config, "mac = \"0004f2000001\"\nkeyring = \"keyring\"\nstate_dir = \"state\"\nsupervisor = \"none\"\nbogus = 1\n").unwrap();
+    // An unknown key is set aside (read as if absent) and said: status still shows.
+    let out = run(agent(), ["status", "--config", p.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("agent.toml: bogus: ") && err.contains("; set aside: read as if absent"),
+        "{err}"
+    );
+    // A bad value the phone cannot run without still stops every command.
+    std::fs::write(
+        &p.config,
+        "mac = \"0004f2000001\"\nkeyring = \"keyring\"\nstate_dir = 7\nsupervisor = \"none\"\n",
+    )
+    .unwrap();
     let out = run(agent(), ["status", "--config", p.config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.contains("bogus") && err.contains("agent.toml"), "{err}");
+    assert!(err.contains("agent.toml: state_dir: "), "{err}");
     let out = run(agent(), ["install", "--config", p.config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(agent(), ["status", "--at", "tomorrow"]);

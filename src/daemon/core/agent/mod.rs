@@ -474,6 +474,7 @@ impl Agent {
             reboot: self.reboot_status(snap),
             // The daemon adds its uploads (the agent does not do them).
             report: None,
+            config_set_aside: self.phone.config_set_aside.clone(),
         });
         report
     }
