@@ -32,9 +32,10 @@ pub(crate) struct Phone {
     pub(crate) firmware: Keyring,
     /// What the stored trust documents gave when the phone was loaded.
     pub(crate) trust_load: TrustLoad,
-    /// The configuration's bad values set aside (each read as if absent), in words:
-    /// logged, and shown by `status`, until the file is mended.
-    pub(crate) config_set_aside: Vec<String>,
+    /// The configuration's bad values set aside (each key read as if absent), with the
+    /// error in words: logged, and shown by `status` and the report, until the file is
+    /// mended.
+    pub(crate) config_set_aside: Vec<crate::status::ConfigSetAsideJson>,
 }
 
 /// What the trust documents in the store gave at load (`docs/trust-update.md`,
@@ -149,13 +150,16 @@ pub(crate) fn load_phone(config_path: &Path) -> Result<Phone, PhoneError> {
     let (config, set_aside) =
         Config::load_setting_aside(config_path).map_err(PhoneError::Config)?;
     let mut phone = phone_of(config)?;
-    phone.config_set_aside = set_aside.iter().map(set_aside_words).collect();
+    phone.config_set_aside = set_aside
+        .iter()
+        .map(|e| crate::status::ConfigSetAsideJson {
+            key: e.key.clone().unwrap_or_default(),
+            detail: format!(
+                "{e}; set aside: read as if absent (its default) until the file is mended"
+            ),
+        })
+        .collect();
     Ok(phone)
-}
-
-/// A bad value of the configuration set aside, in words: the error, and what was done.
-fn set_aside_words(e: &ConfigError) -> String {
-    format!("{e}; set aside: read as if absent (its default) until the file is mended")
 }
 
 /// The phone `config` describes: its MAC, its keyring, the trust stored.

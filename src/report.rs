@@ -20,8 +20,8 @@ use crate::engine::reboot::Cause;
 use crate::engine::{Role, Status, Verdict};
 use crate::format::Kind;
 use crate::status::{
-    DaemonJson, EventJson, FileFetchJson, GrantJson, InvalidJson, RebootJson, StatusJson,
-    TrustJson, WaitingFor,
+    ConfigSetAsideJson, DaemonJson, EventJson, FileFetchJson, GrantJson, InvalidJson, RebootJson,
+    StatusJson, TrustJson, WaitingFor,
 };
 use crate::storage::dropped::Reason as DropReason;
 pub(crate) use crate::storage::SignedParts as Signed;
@@ -49,6 +49,8 @@ pub(crate) const MAX_DROPPED: usize = crate::storage::dropped::MAX_RECORDS;
 pub(crate) const MAX_FEATURES: usize = crate::format::features::MAX_RECORDS;
 pub(crate) const MAX_REFUSALS: usize = 16;
 pub(crate) const MAX_SET_ASIDE: usize = 16;
+/// The configuration's values set aside in a report, at most.
+pub(crate) const MAX_CONFIG_SET_ASIDE: usize = 8;
 pub(crate) const MAX_TEXT: usize = 256;
 /// The most characters of a feature name in `configured` and `booted` (a name is at
 /// most `feature-XXXX` or the spec's longest, `conference-management`).
@@ -99,6 +101,10 @@ pub(crate) struct Report {
     /// set aside (`docs/trust-update.md`); `None` from an agent before trust updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) trust: Option<TrustJson>,
+    /// The configuration's bad values the running daemon set aside, each key read as if
+    /// absent (at most [`MAX_CONFIG_SET_ASIDE`]); empty from an agent that did not say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) config_set_aside: Vec<ConfigSetAsideJson>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,14 +234,23 @@ pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Rep
     let skip = refusals.len().saturating_sub(MAX_REFUSALS);
     let mut grants_left = MAX_GRANTS;
     let mut hex_left = MAX_SIGNED_HEX;
-    let (booted, reboot, last_fetch) = match daemon {
+    let (booted, reboot, last_fetch, config_set_aside) = match daemon {
         Some(d) => {
             let DaemonJson {
                 last_fetch,
                 files,
                 reboot,
+                config_set_aside,
                 ..
             } = d;
+            let config_set_aside = config_set_aside
+                .into_iter()
+                .take(MAX_CONFIG_SET_ASIDE)
+                .map(|c| ConfigSetAsideJson {
+                    key: cut_to(c.key, MAX_FIELD),
+                    detail: cut(c.detail),
+                })
+                .collect();
             let RebootJson {
                 pending,
                 booted,
@@ -268,9 +283,14 @@ pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Rep
                     })
                     .collect(),
             };
-            (booted.map(names), reboot, Some(last_fetch))
+            (
+                booted.map(names),
+                reboot,
+                Some(last_fetch),
+                config_set_aside,
+            )
         }
-        None => (None, None, None),
+        None => (None, None, None, Vec::new()),
     };
     Report {
         schema: SCHEMA.into(),
@@ -349,6 +369,7 @@ pub(crate) fn build(status: StatusJson, reported_at: String, board: &str) -> Rep
                 .collect()
         }),
         trust: trust.map(bounded_trust),
+        config_set_aside,
     }
 }
 

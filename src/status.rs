@@ -53,10 +53,17 @@ pub(crate) struct DaemonJson {
     /// The status report's uploads in words: where the last one went, or why none goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) report: Option<String>,
-    /// The configuration's bad values set aside at start (each read as if absent), as
-    /// their errors.
+    /// The configuration's bad values set aside (each key read as if absent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) config_set_aside: Vec<String>,
+    pub(crate) config_set_aside: Vec<ConfigSetAsideJson>,
+}
+
+/// A bad value of the configuration, set aside: its dotted key, and the error with what
+/// was done, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ConfigSetAsideJson {
+    pub(crate) key: String,
+    pub(crate) detail: String,
 }
 
 /// The provisioning server as the last cycle found it (`[provisioning]`). URLs never

@@ -57,8 +57,8 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
     // Configuration problems are usage errors (2), as for every other command. Read
     // once: the agent starts from what was checked here.
     let phone = crate::phone::load_phone(&config)?;
-    for words in &phone.config_set_aside {
-        log::error!("{words}");
+    for aside in &phone.config_set_aside {
+        log::error!("{}", aside.detail);
     }
     if once {
         DaemonClock::from_env().map_err(|e| Usage(e.to_string()))?;

@@ -171,8 +171,8 @@ pub(crate) fn table(r: &StatusJson) -> String {
     }
     if let Some(d) = &r.daemon {
         // First: every other line may come from a default standing in for a value.
-        for e in &d.config_set_aside {
-            let e = crate::logging::escape(e);
+        for aside in &d.config_set_aside {
+            let e = crate::logging::escape(&aside.detail);
             out.push_str(&format!(
                 "config       SET ASIDE, read as if absent (its default): {e}\n"
             ));

@@ -435,7 +435,7 @@ impl Config {
     }
 
     /// [`Config::load_setting_aside`] of a text already read (`path` is its file).
-    pub fn parse_setting_aside(
+    pub(crate) fn parse_setting_aside(
         text: &str,
         path: &Path,
     ) -> Result<(Config, Vec<ConfigError>), ConfigError> {

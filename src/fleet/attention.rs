@@ -129,6 +129,18 @@ pub(crate) fn of_phone(
             );
         }
     }
+    // Bounded as the agent bounds it: a report claiming more says no more.
+    for aside in report
+        .config_set_aside
+        .iter()
+        .take(crate::report::MAX_CONFIG_SET_ASIDE)
+    {
+        add(
+            "config-set-aside",
+            format!("configuration key {}", aside.key),
+            aside.detail.to_string(),
+        );
+    }
     if report.clock != ClockVerdict::Ok {
         let clock = format!("clock {}", report.clock.id());
         add("clock", clock.clone(), clock);
@@ -327,6 +339,7 @@ fn what_to_do(what: &str, subject: &str, n: usize) -> String {
         "trust-expired" => format!("{subject}: expired on {phones}, which refuse new licenses; post the next trust version"),
         "trust-refused" => format!("{subject}: refused by {phones}; post a document the phones can take at that name"),
         "trust-set-aside" => format!("{subject}: set aside on {phones}; post licenses signed by a key they trust"),
+        "config-set-aside" => format!("{subject}: a bad value set aside on {phones}, which read it as if absent; mend their configuration"),
         "refused" => format!("{subject}: a license refused on {phones}"),
         "stale-report" => format!("{subject}: {phones}; check that they are up and can upload"),
         "future-report" => format!("{subject}: {phones} with a clock ahead; check their time server"),

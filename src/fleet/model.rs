@@ -146,7 +146,7 @@ pub(crate) struct PhoneItem {
 }
 
 /// Every kind of group, in the order groups are listed.
-pub(crate) const KINDS: [&str; 17] = [
+pub(crate) const KINDS: [&str; 18] = [
     "renewal-not-fetched",
     "feature-ends",
     "over-capacity",
@@ -158,6 +158,7 @@ pub(crate) const KINDS: [&str; 17] = [
     "trust-expired",
     "trust-refused",
     "trust-set-aside",
+    "config-set-aside",
     "refused",
     "stale-report",
     "future-report",

@@ -103,6 +103,19 @@ pub(crate) struct Slim<'a> {
     /// from older agents).
     #[serde(borrow, default)]
     pub(crate) trust: Option<Trust<'a>>,
+    /// The configuration's bad values the phone set aside (added within version 1;
+    /// absent from older agents and from phones with none).
+    #[serde(borrow, default)]
+    pub(crate) config_set_aside: Vec<ConfigSetAside<'a>>,
+}
+
+/// A bad value of a phone's configuration, set aside: its key and the phone's words.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConfigSetAside<'a> {
+    #[serde(borrow)]
+    pub(crate) key: Text<'a>,
+    #[serde(borrow)]
+    pub(crate) detail: Text<'a>,
 }
 
 /// The parts of a report's `trust` the fleet view reads (the rest is skipped).

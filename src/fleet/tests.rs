@@ -83,6 +83,7 @@ fn report(mac: &str, reported: i64, mut licenses: Vec<License>, features: Vec<Fe
         booted: None,
         dropped: None,
         trust: None,
+        config_set_aside: vec![],
     }
 }
 
@@ -1245,5 +1246,55 @@ fn trust_updates_that_need_the_provider_are_groups_to_act_on() {
     assert_eq!(
         aside.subject,
         "licenses of key 99AABBCC removed by trust version 2"
+    );
+}
+
+/// Phones that set a bad configuration value aside are grouped by the key, each with
+/// its own words; a report claiming more values than an agent reports counts no more.
+#[test]
+fn phones_with_a_configuration_value_set_aside_are_grouped_by_key() {
+    use crate::status::ConfigSetAsideJson;
+    let aside = |key: &str, n: usize| ConfigSetAsideJson {
+        key: key.into(),
+        detail: format!("/etc/license-agent/agent.toml: {key}: line {n}: bad; set aside"),
+    };
+    let macs = ["0004f2000001", "0004f2000002", "0004f2000003"];
+    let mut reports: Vec<Report> = macs
+        .iter()
+        .map(|mac| report(mac, NOW - 600, Vec::new(), Vec::new()))
+        .collect();
+    reports[0].config_set_aside = vec![aside("reboot.windows", 11)];
+    reports[1].config_set_aside = vec![aside("reboot.windows", 12), aside("server", 4)];
+    reports[2].config_set_aside = (0..100).map(|n| aside(&format!("k{n}"), n)).collect();
+    let f = fleet(&reports, options());
+    let groups: Vec<&model::Group> = f
+        .attention
+        .iter()
+        .filter(|g| g.what == "config-set-aside")
+        .collect();
+    let windows = groups
+        .iter()
+        .find(|g| g.subject == "configuration key reboot.windows")
+        .expect("a group for reboot.windows");
+    let phones: Vec<(&str, &str)> = windows
+        .phones
+        .iter()
+        .map(|p| (p.mac.as_str(), p.detail.as_str()))
+        .collect();
+    assert_eq!(phones.len(), 2, "{phones:?}");
+    assert!(phones
+        .iter()
+        .any(|(m, d)| *m == macs[1] && d.contains("line 12")));
+    assert_eq!(
+        groups
+            .iter()
+            .filter(|g| g.phones.iter().any(|p| p.mac == macs[2]))
+            .count(),
+        crate::report::MAX_CONFIG_SET_ASIDE
+    );
+    assert!(
+        windows.detail.contains("mend their configuration"),
+        "{}",
+        windows.detail
     );
 }

@@ -740,15 +740,16 @@ fn bad_configuration_values_are_set_aside_and_the_licenses_published() {
     let s = daemon.status();
     assert_eq!(enabled(&s), ["usb-call-recording"], "{s:#}");
     assert_eq!(phone.published(), ["usb-call-recording"]);
-    let said: Vec<&str> = s["daemon"]["config_set_aside"]
+    let said: Vec<(&str, &str)> = s["daemon"]["config_set_aside"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
+        .filter_map(|c| Some((c["key"].as_str()?, c["detail"].as_str()?)))
         .collect();
     let keys = ["enabled_features", "timing.poll_interval", "reboot.windows"];
     assert_eq!(said.len(), keys.len(), "{said:#?}");
-    for (words, key) in said.iter().zip(keys) {
+    for ((key, words), expected) in said.iter().zip(keys) {
+        assert_eq!(*key, expected);
         assert!(
             words.contains(&format!("agent.toml: {key}: line "))
                 && words.ends_with(
@@ -766,6 +767,17 @@ fn bad_configuration_values_are_set_aside_and_the_licenses_published() {
         3,
         "{shown}"
     );
+    // And the report the service provider's fleet view reads.
+    let out = bounded(&phone, &["status", "--report"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reported: Vec<&str> = report["config_set_aside"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["key"].as_str())
+        .collect();
+    assert_eq!(reported, keys, "{report:#}");
 
     std::fs::write(&phone.config, &good).unwrap();
     nix::sys::signal::kill(
