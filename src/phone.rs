@@ -32,10 +32,9 @@ pub(crate) struct Phone {
     pub(crate) firmware: Keyring,
     /// What the stored trust documents gave when the phone was loaded.
     pub(crate) trust_load: TrustLoad,
-    /// The configuration's bad values set aside (each key read as if absent), with the
-    /// error in words: logged, and shown by `status` and the report, until the file is
-    /// mended.
-    pub(crate) config_set_aside: Vec<crate::status::ConfigSetAsideJson>,
+    /// The configuration's bad values set aside (each key read as if absent), as their
+    /// errors: logged, and shown by `status` and the report, until the file is mended.
+    pub(crate) config_set_aside: Vec<ConfigError>,
 }
 
 /// What the trust documents in the store gave at load (`docs/trust-update.md`,
@@ -143,22 +142,14 @@ impl fmt::Display for PhoneError {
 
 /// Reads the configuration, the MAC and the keyring, and takes the trust documents
 /// stored. A bad value the agent can run without is set aside
-/// ([`Config::load_setting_aside`]) and kept, in words, in [`Phone::config_set_aside`]:
+/// ([`Config::load_setting_aside`]) and kept in [`Phone::config_set_aside`]:
 /// the daemon and every command read the file the same way (the same control socket,
 /// the same store), and each says what it set aside.
 pub(crate) fn load_phone(config_path: &Path) -> Result<Phone, PhoneError> {
     let (config, set_aside) =
         Config::load_setting_aside(config_path).map_err(PhoneError::Config)?;
     let mut phone = phone_of(config)?;
-    phone.config_set_aside = set_aside
-        .iter()
-        .map(|e| crate::status::ConfigSetAsideJson {
-            key: e.key.clone().unwrap_or_default(),
-            detail: format!(
-                "{e}; set aside: read as if absent (its default) until the file is mended"
-            ),
-        })
-        .collect();
+    phone.config_set_aside = set_aside;
     Ok(phone)
 }
 

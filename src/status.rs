@@ -66,6 +66,21 @@ pub(crate) struct ConfigSetAsideJson {
     pub(crate) detail: String,
 }
 
+impl ConfigSetAsideJson {
+    pub(crate) fn of(e: &crate::config::ConfigError) -> Self {
+        ConfigSetAsideJson {
+            key: e.key.clone().unwrap_or_default(),
+            detail: set_aside_words(e),
+        }
+    }
+}
+
+/// A bad value of the configuration set aside, in words, as the log, standard error and
+/// `status` say it: the error, and what was done.
+pub(crate) fn set_aside_words(e: &crate::config::ConfigError) -> String {
+    format!("{e}; set aside: read as if absent (its default) until the file is mended")
+}
+
 /// The provisioning server as the last cycle found it (`[provisioning]`). URLs never
 /// show credentials.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -54,11 +54,12 @@ pub(crate) fn run(mut parser: lexopt::Parser) -> Result<Outcome, Usage> {
             return Ok(super::args::failed("license-agent", &e.to_string()));
         }
     }
-    // Configuration problems are usage errors (2), as for every other command. Read
-    // once: the agent starts from what was checked here.
+    // A configuration the agent cannot run on is a usage error (2), as for every other
+    // command; a bad value it can run without is set aside and logged. Read once: the
+    // agent starts from what was checked here.
     let phone = crate::phone::load_phone(&config)?;
-    for aside in &phone.config_set_aside {
-        log::error!("{}", aside.detail);
+    for e in &phone.config_set_aside {
+        log::error!("{}", crate::status::set_aside_words(e));
     }
     if once {
         DaemonClock::from_env().map_err(|e| Usage(e.to_string()))?;

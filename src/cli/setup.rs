@@ -35,8 +35,8 @@ pub(crate) fn default_config() -> PathBuf {
 /// set aside is said on standard error (`run` logs them instead).
 pub(crate) fn load_phone_saying(config: &Path) -> Result<Phone, Usage> {
     let phone = crate::phone::load_phone(config)?;
-    for aside in &phone.config_set_aside {
-        eprintln!("license-agent: {}", aside.detail);
+    for e in &phone.config_set_aside {
+        eprintln!("license-agent: {}", crate::status::set_aside_words(e));
     }
     Ok(phone)
 }

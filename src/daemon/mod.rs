@@ -166,8 +166,8 @@ pub(crate) fn start(
     held: Option<&Arc<WriterLock>>,
 ) -> Result<Setup, DaemonError> {
     let phone = load_phone(config_path).map_err(DaemonError::Phone)?;
-    for aside in &phone.config_set_aside {
-        log::error!("{}", aside.detail);
+    for e in &phone.config_set_aside {
+        log::error!("{}", crate::status::set_aside_words(e));
     }
     start_with(phone, clock, held)
 }

@@ -474,7 +474,12 @@ impl Agent {
             reboot: self.reboot_status(snap),
             // The daemon adds its uploads (the agent does not do them).
             report: None,
-            config_set_aside: self.phone.config_set_aside.clone(),
+            config_set_aside: self
+                .phone
+                .config_set_aside
+                .iter()
+                .map(status::ConfigSetAsideJson::of)
+                .collect(),
         });
         report
     }
